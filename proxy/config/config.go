@@ -1,0 +1,188 @@
+// Package config is the proxy's internal model of what it knows: its listeners'
+// behaviour, the inbound policy and the outbound destinations with their endpoints.
+//
+// The model is transport-neutral: a static file (see Parse) fills it today, and the
+// destination service will fill the same types later. Types carry JSON tags because the
+// static file is YAML or JSON read through sigs.k8s.io/yaml; every field's comment is its
+// documentation (docs/proxy.md repeats it for users).
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults shared by the proxy and its documentation.
+const (
+	DefaultOutboundPort  = 4140
+	DefaultInboundPort   = 4143
+	DefaultAdminPort     = 4191
+	DefaultDetectTimeout = time.Second
+)
+
+// Policy says which clients the inbound side accepts.
+type Policy string
+
+const (
+	// PolicyAllUnauthenticated accepts meshed (mTLS) and unmeshed (plaintext) clients.
+	PolicyAllUnauthenticated Policy = "all-unauthenticated"
+	// PolicyAllAuthenticated accepts only clients that present a certificate that
+	// chains to the trust roots (a meshed peer).
+	PolicyAllAuthenticated Policy = "all-authenticated"
+	// PolicyDeny refuses every connection.
+	PolicyDeny Policy = "deny"
+)
+
+// Protocol is a hint about what an endpoint speaks. Empty means "detect".
+type Protocol string
+
+const (
+	ProtocolDetect Protocol = ""
+	ProtocolHTTP1  Protocol = "http1"
+	ProtocolHTTP2  Protocol = "http2"
+	ProtocolOpaque Protocol = "opaque"
+)
+
+// Config is everything the proxy knows. The zero value is usable: no destinations
+// (every connection is forwarded to its original destination in plaintext), inbound
+// policy all-unauthenticated, detection timeout DefaultDetectTimeout.
+type Config struct {
+	// DetectTimeout bounds how long the proxy waits for a client's first bytes before
+	// it treats the connection as opaque TCP. Default 1s. A Go duration string ("500ms").
+	DetectTimeout Duration `json:"detectTimeout,omitempty"`
+	// OpaquePorts are destination ports on which protocol detection is skipped, for
+	// server-speaks-first protocols (MySQL 3306, SMTP 25, ...). Applies both inbound
+	// (the local app's port) and outbound (the original destination's port).
+	OpaquePorts []uint16 `json:"opaquePorts,omitempty"`
+	// Inbound configures the inbound side (port 4143).
+	Inbound Inbound `json:"inbound,omitempty"`
+	// Outbound configures the outbound side (port 4140).
+	Outbound Outbound `json:"outbound,omitempty"`
+	// Destinations are the services the outbound side knows, each matched by
+	// ip:port (a ClusterIP and port) and/or by authority (an HTTP Host).
+	Destinations []Destination `json:"destinations,omitempty"`
+}
+
+// Inbound configures the inbound side.
+type Inbound struct {
+	// DefaultPolicy applies to every port without a PortPolicies entry.
+	// One of all-unauthenticated (default), all-authenticated, deny.
+	DefaultPolicy Policy `json:"defaultPolicy,omitempty"`
+	// PortPolicies override DefaultPolicy for single application ports.
+	PortPolicies []PortPolicy `json:"portPolicies,omitempty"`
+	// OriginalDstOverride replaces the SO_ORIGINAL_DST lookup for plaintext
+	// connections with a fixed "ip:port". Only for tests and benchmarks that run
+	// without iptables; leave empty in production.
+	OriginalDstOverride string `json:"originalDstOverride,omitempty"`
+}
+
+// PortPolicy is the policy of one local application port.
+type PortPolicy struct {
+	// Port is the application's port (the original destination port).
+	Port uint16 `json:"port"`
+	// Policy is one of all-unauthenticated, all-authenticated, deny.
+	Policy Policy `json:"policy"`
+}
+
+// Outbound configures the outbound side.
+type Outbound struct {
+	// OriginalDstOverride replaces the SO_ORIGINAL_DST lookup with a fixed "ip:port".
+	// Only for tests and benchmarks that run without iptables.
+	OriginalDstOverride string `json:"originalDstOverride,omitempty"`
+}
+
+// Destination is one logical service.
+type Destination struct {
+	// Name is informational (logs, errors).
+	Name string `json:"name,omitempty"`
+	// Addresses are "ip:port" pairs (a Service's ClusterIP and port, IPv4 or
+	// "[v6]:port") whose connections go to this destination.
+	Addresses []string `json:"addresses,omitempty"`
+	// Authorities are HTTP authorities ("web.default.svc.cluster.local:80"; a missing
+	// port means 80) whose requests go to this destination, whatever the IP dialled.
+	Authorities []string `json:"authorities,omitempty"`
+	// Protocol is the default protocol hint for the endpoints below.
+	Protocol Protocol `json:"protocol,omitempty"`
+	// Endpoints are the destination's backends. At least one is required.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Endpoint is one backend of a destination.
+type Endpoint struct {
+	// Address is the backend's IP (the pod IP).
+	Address string `json:"address"`
+	// Port is the backend application's port.
+	Port uint16 `json:"port"`
+	// Identity is the backend's SPIFFE ID (spiffe://<td>/ns/<ns>/sa/<sa>). Empty means
+	// the backend is not meshed and is reached in plaintext.
+	Identity string `json:"identity,omitempty"`
+	// Protocol overrides the destination's protocol hint.
+	Protocol Protocol `json:"protocol,omitempty"`
+	// ProxyPort is the meshed backend's proxy inbound port. Default 4143. Only used
+	// when Identity is set.
+	ProxyPort uint16 `json:"proxyPort,omitempty"`
+}
+
+// Duration is a time.Duration written as a Go duration string in files.
+type Duration struct{ time.Duration }
+
+// UnmarshalJSON accepts a duration string ("250ms") or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := string(b)
+	if s == "null" {
+		return nil
+	}
+	if uq, err := strconv.Unquote(s); err == nil {
+		v, err := time.ParseDuration(uq)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q", uq)
+		}
+		d.Duration = v
+		return nil
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("invalid duration %s", s)
+	}
+	d.Duration = time.Duration(n)
+	return nil
+}
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(strconv.Quote(d.Duration.String())), nil
+}
+
+// ParseAddrPort parses "ip:port" or "[ipv6]:port" with a non-zero port.
+func ParseAddrPort(s string) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("invalid ip:port %q", s)
+	}
+	if ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("invalid ip:port %q: port 0", s)
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+}
+
+// NormalizeAuthority lower-cases an authority and adds ":80" when no port is given,
+// so that "Web.NS.svc" and "web.ns.svc:80" match the same destination.
+func NormalizeAuthority(a string) string {
+	a = strings.ToLower(strings.TrimSuffix(a, "."))
+	if a == "" {
+		return a
+	}
+	if strings.HasPrefix(a, "[") {
+		if strings.HasSuffix(a, "]") {
+			return a + ":80"
+		}
+		return a
+	}
+	if i := strings.LastIndexByte(a, ':'); i < 0 {
+		return a + ":80"
+	}
+	return a
+}
