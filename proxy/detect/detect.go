@@ -48,7 +48,7 @@ type Result struct {
 
 // MaxPeek bounds how many bytes detection buffers. A TLS ClientHello with a
 // post-quantum key share is ~1.8 KiB; 16 KiB is a full TLS record.
-const MaxPeek = 16 * 1024 + 5
+const MaxPeek = 16*1024 + 5
 
 // Preface is the HTTP/2 client connection preface (RFC 9113 §3.4).
 const Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
