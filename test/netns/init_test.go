@@ -159,7 +159,9 @@ func TestInitRules(t *testing.T) {
 		{
 			name:    "new configuration replaces the old rules",
 			prepare: func(t *testing.T, ns *NS) { runInit(t, ns, flags...) },
-			step:    func(t *testing.T, ns *NS) string { return runInit(t, ns, "--skip-outbound-ports", "25", "--proxy-uid", "3000") },
+			step: func(t *testing.T, ns *NS) string {
+				return runInit(t, ns, "--skip-outbound-ports", "25", "--proxy-uid", "3000")
+			},
 			check: func(t *testing.T, ns *NS, _, _ string) {
 				s := save(t, ns)
 				if strings.Contains(s, "5432") || strings.Contains(s, "10.96.0.0/12") || strings.Contains(s, "2102") ||
@@ -324,4 +326,3 @@ func dialRoot(ns *NS, addr, line string) (string, error) {
 	b, err := io.ReadAll(c)
 	return string(b), err
 }
-
