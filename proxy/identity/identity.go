@@ -1,0 +1,209 @@
+// Package identity holds the proxy's certificate and trust roots and builds the TLS
+// configurations used between Weft proxies.
+//
+// A Source (files today, the identity service in mesh mode) puts Bundles into a
+// Store; TLS handshakes read the Store's current Bundle, so a renewed certificate or a
+// rotated trust root takes effect on the next connection without a restart.
+package identity
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+// ALPN protocol IDs spoken between Weft proxies (docs/proxy.md, "Mesh wire protocol").
+const (
+	ALPNHTTP2 = "weft.h2"  // multiplexed HTTP/2 carrying HTTP/1.1 and HTTP/2 requests
+	ALPNHTTP1 = "weft.h1"  // HTTP/1.1, for Upgrade requests HTTP/2 cannot carry
+	ALPNTCP   = "weft.tcp" // opaque TCP behind a one-line weft-dst header
+)
+
+// Bundle is one consistent set of certificate, key and roots.
+type Bundle struct {
+	Cert  *tls.Certificate  // leaf first, then intermediates; with the private key
+	Leaf  *x509.Certificate // parsed Cert.Certificate[0]
+	Roots *x509.CertPool    // trust anchors peers must chain to
+	ID    string            // this proxy's SPIFFE ID (the leaf's URI SAN)
+}
+
+// NewBundle checks that a certificate and roots belong together and extracts the ID.
+func NewBundle(cert tls.Certificate, roots *x509.CertPool) (*Bundle, error) {
+	if len(cert.Certificate) == 0 {
+		return nil, errors.New("certificate chain is empty")
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("parse leaf certificate: %w", err)
+	}
+	cert.Leaf = leaf
+	id, err := SPIFFEID(leaf)
+	if err != nil {
+		return nil, fmt.Errorf("leaf certificate: %w", err)
+	}
+	return &Bundle{Cert: &cert, Leaf: leaf, Roots: roots, ID: id}, nil
+}
+
+// Store holds the current Bundle. The zero value holds none.
+type Store struct {
+	cur atomic.Pointer[Bundle]
+	now func() time.Time
+}
+
+// Set replaces the current bundle.
+func (s *Store) Set(b *Bundle) { s.cur.Store(b) }
+
+// Current returns the current bundle, or nil.
+func (s *Store) Current() *Bundle { return s.cur.Load() }
+
+// Ready reports whether the store holds a certificate that is valid now.
+func (s *Store) Ready() bool {
+	b := s.cur.Load()
+	if b == nil {
+		return false
+	}
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	return now.After(b.Leaf.NotBefore) && now.Before(b.Leaf.NotAfter)
+}
+
+// Expiry returns the current leaf's NotAfter, or zero.
+func (s *Store) Expiry() time.Time {
+	if b := s.cur.Load(); b != nil {
+		return b.Leaf.NotAfter
+	}
+	return time.Time{}
+}
+
+// SPIFFEID returns the single spiffe:// URI SAN of a certificate. SPIFFE X.509-SVIDs
+// carry exactly one URI SAN (SPIFFE X509-SVID §2) and no DNS SAN is required.
+func SPIFFEID(c *x509.Certificate) (string, error) {
+	id := ""
+	for _, u := range c.URIs {
+		if u.Scheme != "spiffe" {
+			continue
+		}
+		if id != "" {
+			return "", errors.New("more than one SPIFFE URI SAN")
+		}
+		id = u.String()
+	}
+	if id == "" {
+		return "", errors.New("no SPIFFE URI SAN")
+	}
+	if _, err := config.ParseSPIFFEID(id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// verifyPeer checks a peer's chain against the current roots (time included, so an
+// expired certificate fails) and returns its SPIFFE ID. Standard hostname
+// verification cannot be used: SPIFFE certificates have no DNS SAN.
+func (s *Store) verifyPeer(certs []*x509.Certificate) (string, error) {
+	b := s.cur.Load()
+	if b == nil {
+		return "", errors.New("no trust roots loaded")
+	}
+	if len(certs) == 0 {
+		return "", errors.New("peer presented no certificate")
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	opts := x509.VerifyOptions{
+		Roots:         b.Roots,
+		Intermediates: inter,
+		// Identity certificates are used as both client and server certificates.
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
+	}
+	if s.now != nil {
+		opts.CurrentTime = s.now()
+	}
+	if _, err := certs[0].Verify(opts); err != nil {
+		return "", fmt.Errorf("verify peer certificate: %w", err)
+	}
+	return SPIFFEID(certs[0])
+}
+
+// ClientConfig is the TLS configuration for dialling a peer proxy that must prove the
+// identity want. It offers one ALPN protocol, TLS 1.3 only, and leaves
+// CurvePreferences at Go's default so X25519MLKEM768 is negotiated between proxies.
+func (s *Store) ClientConfig(want, alpn string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{alpn},
+		// Chain and identity are verified in VerifyConnection below; the standard
+		// verifier would demand a DNS name SPIFFE certificates do not have.
+		InsecureSkipVerify: true,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			if b := s.cur.Load(); b != nil {
+				return b.Cert, nil
+			}
+			return &tls.Certificate{}, nil
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			got, err := s.verifyPeer(cs.PeerCertificates)
+			if err != nil {
+				return err
+			}
+			if got != want {
+				return fmt.Errorf("peer identity %q is not the expected %q", got, want)
+			}
+			if cs.NegotiatedProtocol != alpn {
+				return fmt.Errorf("peer did not negotiate ALPN %q", alpn)
+			}
+			return nil
+		},
+	}
+}
+
+// ServerConfig is the TLS configuration of the inbound port for meshed peers. With
+// requireClientCert false a client certificate is requested but optional (policy is
+// then enforced per port after the handshake); a certificate that is presented must
+// always verify.
+func (s *Store) ServerConfig(requireClientCert bool) *tls.Config {
+	auth := tls.RequestClientCert
+	if requireClientCert {
+		auth = tls.RequireAnyClientCert
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: []string{ALPNHTTP2, ALPNHTTP1, ALPNTCP},
+		ClientAuth: auth,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if b := s.cur.Load(); b != nil {
+				return b.Cert, nil
+			}
+			return nil, errors.New("no certificate loaded")
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				if requireClientCert {
+					return errors.New("client certificate required")
+				}
+				return nil
+			}
+			_, err := s.verifyPeer(cs.PeerCertificates)
+			return err
+		},
+	}
+}
+
+// PeerID returns the verified SPIFFE ID of a completed handshake's peer, or "".
+// VerifyConnection already verified the chain, so only the SAN is read here.
+func PeerID(cs *tls.ConnectionState) string {
+	if len(cs.PeerCertificates) == 0 {
+		return ""
+	}
+	id, _ := SPIFFEID(cs.PeerCertificates[0])
+	return id
+}

@@ -1,0 +1,396 @@
+// Package metrics keeps the proxy's Prometheus metrics with the Linkerd proxy's names
+// and labels, and writes them in the Prometheus text format.
+//
+// It is purpose-built rather than a general registry so the hot path stays cheap:
+// series are found by a comparable struct key under a read lock (no allocation), and
+// counters are atomics. Label strings are rendered only when /metrics is scraped.
+package metrics
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Direction is inbound or outbound.
+type Direction uint8
+
+const (
+	Inbound Direction = iota
+	Outbound
+)
+
+func (d Direction) String() string {
+	if d == Inbound {
+		return "inbound"
+	}
+	return "outbound"
+}
+
+// Peer says which side of the proxy a TCP connection is on.
+type Peer uint8
+
+const (
+	Src Peer = iota // the connection the proxy accepted
+	Dst             // the connection the proxy opened
+)
+
+func (p Peer) String() string {
+	if p == Src {
+		return "src"
+	}
+	return "dst"
+}
+
+// LatencyBucketsMs are the Linkerd proxy's response_latency_ms bucket bounds.
+var LatencyBucketsMs = [...]float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
+	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000}
+
+// HTTPKey identifies the request-level series.
+type HTTPKey struct {
+	Dir       Direction
+	Authority string
+	// PeerID is the client's (inbound) or server's (outbound) SPIFFE ID when the
+	// connection is mTLS; "" means tls="no_identity".
+	PeerID string
+}
+
+// TCPKey identifies the connection-level series.
+type TCPKey struct {
+	Dir    Direction
+	Peer   Peer
+	PeerID string // "" means tls="no_identity"
+}
+
+type respKey struct {
+	status  uint16
+	failure bool
+}
+
+// HTTPSeries holds one HTTPKey's counters.
+type HTTPSeries struct {
+	requests atomic.Uint64
+	mu       sync.RWMutex
+	resp     map[respKey]*atomic.Uint64
+	hist     map[uint16]*histogram
+}
+
+type histogram struct {
+	buckets [len(LatencyBucketsMs) + 1]atomic.Uint64
+	count   atomic.Uint64
+	sumUs   atomic.Uint64 // microseconds, to keep the sum an integer atomic
+}
+
+// TCPSeries holds one TCPKey's counters.
+type TCPSeries struct {
+	open, readBytes, writeBytes atomic.Uint64
+	openConns                   atomic.Int64
+	mu                          sync.Mutex
+	closes                      map[string]uint64 // by errno label
+}
+
+// Registry holds all series.
+type Registry struct {
+	mu   sync.RWMutex
+	http map[HTTPKey]*HTTPSeries
+	tcp  map[TCPKey]*TCPSeries
+
+	DetectTimeouts [2]atomic.Uint64 // by Direction
+	// CertExpiry returns the leaf's NotAfter (zero when none) at scrape time.
+	CertExpiry func() time.Time
+}
+
+// New returns an empty registry.
+func New() *Registry {
+	return &Registry{http: map[HTTPKey]*HTTPSeries{}, tcp: map[TCPKey]*TCPSeries{}}
+}
+
+// HTTP returns the series for k, creating it on first use.
+func (r *Registry) HTTP(k HTTPKey) *HTTPSeries {
+	r.mu.RLock()
+	s := r.http[k]
+	r.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s = r.http[k]; s == nil {
+		s = &HTTPSeries{resp: map[respKey]*atomic.Uint64{}, hist: map[uint16]*histogram{}}
+		r.http[k] = s
+	}
+	return s
+}
+
+// TCP returns the series for k, creating it on first use.
+func (r *Registry) TCP(k TCPKey) *TCPSeries {
+	r.mu.RLock()
+	s := r.tcp[k]
+	r.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s = r.tcp[k]; s == nil {
+		s = &TCPSeries{closes: map[string]uint64{}}
+		r.tcp[k] = s
+	}
+	return s
+}
+
+// Request counts one request.
+func (s *HTTPSeries) Request() { s.requests.Add(1) }
+
+// Response counts one finished response with its latency (request start to response
+// headers).
+func (s *HTTPSeries) Response(status int, failure bool, latency time.Duration) {
+	st := uint16(min(max(status, 0), math.MaxUint16))
+	k := respKey{st, failure}
+	s.mu.RLock()
+	c, h := s.resp[k], s.hist[st]
+	s.mu.RUnlock()
+	if c == nil || h == nil {
+		s.mu.Lock()
+		if c = s.resp[k]; c == nil {
+			c = new(atomic.Uint64)
+			s.resp[k] = c
+		}
+		if h = s.hist[st]; h == nil {
+			h = new(histogram)
+			s.hist[st] = h
+		}
+		s.mu.Unlock()
+	}
+	c.Add(1)
+	ms := float64(latency) / float64(time.Millisecond)
+	i := 0
+	for i < len(LatencyBucketsMs) && ms > LatencyBucketsMs[i] {
+		i++
+	}
+	h.buckets[i].Add(1)
+	h.count.Add(1)
+	h.sumUs.Add(uint64(latency / time.Microsecond))
+}
+
+// Open counts an opened connection.
+func (s *TCPSeries) Open() {
+	s.open.Add(1)
+	s.openConns.Add(1)
+}
+
+// Close counts a closed connection with the bytes read from and written to it, and
+// the errno label ("" for a clean close).
+func (s *TCPSeries) Close(read, written uint64, errno string) {
+	s.openConns.Add(-1)
+	s.readBytes.Add(read)
+	s.writeBytes.Add(written)
+	s.mu.Lock()
+	s.closes[errno]++
+	s.mu.Unlock()
+}
+
+// AddBytes adds traffic to a still-open connection's totals.
+func (s *TCPSeries) AddBytes(read, written uint64) {
+	s.readBytes.Add(read)
+	s.writeBytes.Add(written)
+}
+
+func tlsLabels(b *strings.Builder, peerIDLabel, id string) {
+	if id == "" {
+		b.WriteString(`tls="no_identity"`)
+		return
+	}
+	b.WriteString(`tls="true",`)
+	b.WriteString(peerIDLabel)
+	b.WriteString(`="`)
+	b.WriteString(escape(id))
+	b.WriteByte('"')
+}
+
+func peerIDLabel(d Direction) string {
+	if d == Inbound {
+		return "client_id"
+	}
+	return "server_id"
+}
+
+func escape(s string) string {
+	if !strings.ContainsAny(s, "\\\"\n") {
+		return s
+	}
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
+}
+
+// WriteText writes every metric in the Prometheus text exposition format 0.0.4.
+func (r *Registry) WriteText(out io.Writer) error {
+	w := bufio.NewWriter(out)
+	r.mu.RLock()
+	httpKeys := make([]HTTPKey, 0, len(r.http))
+	for k := range r.http {
+		httpKeys = append(httpKeys, k)
+	}
+	tcpKeys := make([]TCPKey, 0, len(r.tcp))
+	for k := range r.tcp {
+		tcpKeys = append(tcpKeys, k)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(httpKeys, func(a, b HTTPKey) int {
+		return strings.Compare(fmt.Sprint(a.Dir, a.Authority, a.PeerID), fmt.Sprint(b.Dir, b.Authority, b.PeerID))
+	})
+	slices.SortFunc(tcpKeys, func(a, b TCPKey) int {
+		return strings.Compare(fmt.Sprint(a.Dir, a.Peer, a.PeerID), fmt.Sprint(b.Dir, b.Peer, b.PeerID))
+	})
+	httpLabels := func(k HTTPKey) string {
+		var b strings.Builder
+		b.WriteString(`direction="`)
+		b.WriteString(k.Dir.String())
+		b.WriteString(`",authority="`)
+		b.WriteString(escape(k.Authority))
+		b.WriteString(`",`)
+		tlsLabels(&b, peerIDLabel(k.Dir), k.PeerID)
+		return b.String()
+	}
+	tcpLabels := func(k TCPKey) string {
+		var b strings.Builder
+		b.WriteString(`direction="`)
+		b.WriteString(k.Dir.String())
+		b.WriteString(`",peer="`)
+		b.WriteString(k.Peer.String())
+		b.WriteString(`",`)
+		tlsLabels(&b, peerIDLabel(k.Dir), k.PeerID)
+		return b.String()
+	}
+	series := func(k HTTPKey) *HTTPSeries {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return r.http[k]
+	}
+	tseries := func(k TCPKey) *TCPSeries {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return r.tcp[k]
+	}
+
+	fmt.Fprintln(w, "# HELP request_total Total count of HTTP requests.")
+	fmt.Fprintln(w, "# TYPE request_total counter")
+	for _, k := range httpKeys {
+		fmt.Fprintf(w, "request_total{%s} %d\n", httpLabels(k), series(k).requests.Load())
+	}
+	fmt.Fprintln(w, "# HELP response_total Total count of HTTP responses.")
+	fmt.Fprintln(w, "# TYPE response_total counter")
+	for _, k := range httpKeys {
+		s := series(k)
+		s.mu.RLock()
+		rks := make([]respKey, 0, len(s.resp))
+		for rk := range s.resp {
+			rks = append(rks, rk)
+		}
+		s.mu.RUnlock()
+		slices.SortFunc(rks, func(a, b respKey) int {
+			if a.status != b.status {
+				return int(a.status) - int(b.status)
+			}
+			if a.failure == b.failure {
+				return 0
+			}
+			if a.failure {
+				return 1
+			}
+			return -1
+		})
+		for _, rk := range rks {
+			s.mu.RLock()
+			c := s.resp[rk]
+			s.mu.RUnlock()
+			class := "success"
+			if rk.failure {
+				class = "failure"
+			}
+			fmt.Fprintf(w, "response_total{%s,status_code=\"%d\",classification=\"%s\"} %d\n", httpLabels(k), rk.status, class, c.Load())
+		}
+	}
+	fmt.Fprintln(w, "# HELP response_latency_ms Elapsed times between a request's headers being received and its response's headers being sent.")
+	fmt.Fprintln(w, "# TYPE response_latency_ms histogram")
+	for _, k := range httpKeys {
+		s := series(k)
+		s.mu.RLock()
+		sts := make([]uint16, 0, len(s.hist))
+		for st := range s.hist {
+			sts = append(sts, st)
+		}
+		s.mu.RUnlock()
+		slices.Sort(sts)
+		ls := httpLabels(k)
+		for _, st := range sts {
+			s.mu.RLock()
+			h := s.hist[st]
+			s.mu.RUnlock()
+			var cum uint64
+			for i, le := range LatencyBucketsMs {
+				cum += h.buckets[i].Load()
+				fmt.Fprintf(w, "response_latency_ms_bucket{%s,status_code=\"%d\",le=\"%s\"} %d\n", ls, st, strconv.FormatFloat(le, 'f', -1, 64), cum)
+			}
+			cum += h.buckets[len(LatencyBucketsMs)].Load()
+			fmt.Fprintf(w, "response_latency_ms_bucket{%s,status_code=\"%d\",le=\"+Inf\"} %d\n", ls, st, cum)
+			fmt.Fprintf(w, "response_latency_ms_sum{%s,status_code=\"%d\"} %s\n", ls, st, strconv.FormatFloat(float64(h.sumUs.Load())/1000, 'f', -1, 64))
+			fmt.Fprintf(w, "response_latency_ms_count{%s,status_code=\"%d\"} %d\n", ls, st, h.count.Load())
+		}
+	}
+	type tcpMetric struct {
+		name, help, typ string
+		val             func(*TCPSeries) int64
+	}
+	for _, m := range []tcpMetric{
+		{"tcp_open_total", "Total count of opened connections.", "counter", func(s *TCPSeries) int64 { return int64(s.open.Load()) }},
+		{"tcp_open_connections", "Number of currently-open connections.", "gauge", func(s *TCPSeries) int64 { return s.openConns.Load() }},
+		{"tcp_read_bytes_total", "Total count of bytes read from peers.", "counter", func(s *TCPSeries) int64 { return int64(s.readBytes.Load()) }},
+		{"tcp_write_bytes_total", "Total count of bytes written to peers.", "counter", func(s *TCPSeries) int64 { return int64(s.writeBytes.Load()) }},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
+		for _, k := range tcpKeys {
+			fmt.Fprintf(w, "%s{%s} %d\n", m.name, tcpLabels(k), m.val(tseries(k)))
+		}
+	}
+	fmt.Fprintln(w, "# HELP tcp_close_total Total count of closed connections.")
+	fmt.Fprintln(w, "# TYPE tcp_close_total counter")
+	for _, k := range tcpKeys {
+		s := tseries(k)
+		s.mu.Lock()
+		errnos := make([]string, 0, len(s.closes))
+		for e := range s.closes {
+			errnos = append(errnos, e)
+		}
+		slices.Sort(errnos)
+		vals := make([]uint64, len(errnos))
+		for i, e := range errnos {
+			vals[i] = s.closes[e]
+		}
+		s.mu.Unlock()
+		for i, e := range errnos {
+			fmt.Fprintf(w, "tcp_close_total{%s,errno=\"%s\"} %d\n", tcpLabels(k), escape(e), vals[i])
+		}
+	}
+	fmt.Fprintln(w, "# HELP weft_detect_timeout_total Connections treated as opaque TCP because protocol detection timed out.")
+	fmt.Fprintln(w, "# TYPE weft_detect_timeout_total counter")
+	for _, d := range []Direction{Inbound, Outbound} {
+		fmt.Fprintf(w, "weft_detect_timeout_total{direction=\"%s\"} %d\n", d, r.DetectTimeouts[d].Load())
+	}
+	if r.CertExpiry != nil {
+		fmt.Fprintln(w, "# HELP identity_cert_expiration_timestamp_seconds Time when this proxy's current mTLS identity certificate will expire (in seconds since the UNIX epoch).")
+		fmt.Fprintln(w, "# TYPE identity_cert_expiration_timestamp_seconds gauge")
+		var v int64
+		if t := r.CertExpiry(); !t.IsZero() {
+			v = t.Unix()
+		}
+		fmt.Fprintf(w, "identity_cert_expiration_timestamp_seconds %d\n", v)
+	}
+	return w.Flush()
+}
