@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Measures the Weft proxy pair against direct and an HAProxy pair on loopback and
+# writes bench/results/proxy.json. Needs Debian's haproxy (apt-get install haproxy).
+# Extra arguments go to the driver (test/bench/proxy), e.g. --duration 5s.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bin="${LOCALBIN:-$root/bin}"
+mkdir -p "$bin" bench/results
+
+if ! command -v haproxy >/dev/null; then
+	echo "bench-proxy: haproxy not found; install it with: apt-get install -y haproxy" >&2
+	exit 1
+fi
+
+# The loopback ports the setups use must be free, or the numbers would be someone
+# else's.
+for port in 18080 14140 14143 14191 24140 24143 24191 34140 34143; do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		echo "bench-proxy: 127.0.0.1:$port is already in use" >&2
+		exit 1
+	fi
+done
+
+go build -o "$bin/weft-proxy" ./cmd/weft-proxy
+go build -o "$bin/bench-proxy" ./test/bench/proxy
+
+exec "$bin/bench-proxy" --weft-proxy "$bin/weft-proxy" --out bench/results/proxy.json "$@"

@@ -1,0 +1,377 @@
+// Command bench-proxy measures what a proxy pair costs on this machine: the same HTTP
+// load (fortio's constant-rate generator, 16 connections, 1 KiB responses from
+// fortio's echo server) goes client -> server directly, through a Weft proxy pair with
+// mutual TLS, and through an HAProxy pair with mutual TLS, all on loopback. It prints
+// a table and writes the same figures as JSON (see row for the fields).
+//
+// Run it through `make bench-proxy` (hack/bench-proxy.sh builds weft-proxy first).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
+	"fortio.org/log"
+)
+
+// row is one line of results: a setup at one constant rate.
+type row struct {
+	Setup     string  `json:"setup"`
+	RPS       int     `json:"rps"`
+	ActualRPS float64 `json:"actual_rps"`
+	Requests  int64   `json:"requests"`
+	Errors    int64   `json:"errors"`
+	P50       float64 `json:"p50_ms"`
+	P90       float64 `json:"p90_ms"`
+	P99       float64 `json:"p99_ms"`
+	P999      float64 `json:"p999_ms"`
+	// AddedP50 and AddedP99 are this setup's percentile minus direct's at the same rate.
+	AddedP50 float64 `json:"added_p50_ms"`
+	AddedP99 float64 `json:"added_p99_ms"`
+	// CPUPer1k is CPU seconds (user+system) per 1,000 requests, averaged over the
+	// setup's proxy processes; RSSPeakMB is the largest VmHWM among them. Both are
+	// null for direct, which has no proxy.
+	CPUPer1k  *float64 `json:"cpu_s_per_1k"`
+	RSSPeakMB *float64 `json:"rss_peak_mb"`
+	// MaxRPS is the setup's saturation throughput (as fast as 16 connections go).
+	MaxRPS  float64    `json:"max_rps"`
+	Proxies []proxyRow `json:"proxies,omitempty"`
+	// ServerCPUPer1k is the echo server's own CPU seconds per 1,000 requests: a
+	// yardstick for what handling one request costs on this machine.
+	ServerCPUPer1k float64 `json:"server_cpu_s_per_1k"`
+}
+
+// proxyRow is one proxy process's share of a row.
+type proxyRow struct {
+	Role      string  `json:"role"`
+	CPUPer1k  float64 `json:"cpu_s_per_1k"`
+	RSSPeakMB float64 `json:"rss_peak_mb"`
+}
+
+// The main goroutine stays on the main thread; the PKI helper shares a package with
+// code that moves threads between network namespaces and asks for this.
+func init() { runtime.LockOSThread() }
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		serve()
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+// serve runs fortio's echo server; /echo?size=1024 answers 1 KiB. It runs in its own
+// process so that its CPU is not the load generator's.
+func serve() {
+	log.SetLogLevel(log.Error)
+	fhttp.Serve(serverAddr, "")
+	select {}
+}
+
+type options struct {
+	weftProxy, haproxy string
+	out, workDir       string
+	setups             []string
+	rates              []int
+	conns              int
+	duration, warmup   time.Duration
+	satDuration        time.Duration
+}
+
+func run() error {
+	var o options
+	var setups, rates string
+	flag.StringVar(&o.weftProxy, "weft-proxy", "bin/weft-proxy", "weft-proxy binary")
+	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy binary")
+	flag.StringVar(&o.out, "out", "bench/results/proxy.json", "JSON results file")
+	flag.StringVar(&o.workDir, "workdir", "", "directory for configs, certificates and proxy logs (default: a temporary one, removed afterwards)")
+	flag.StringVar(&setups, "setups", "direct,weft,haproxy", "setups to measure, direct first (it is the baseline)")
+	flag.StringVar(&rates, "rates", "1000,5000", "constant request rates (requests per second)")
+	flag.IntVar(&o.conns, "connections", 16, "concurrent connections")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each constant-rate run")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each setup's measurements")
+	flag.DurationVar(&o.satDuration, "saturation-duration", 5*time.Second, "length of each max-throughput run")
+	flag.Parse()
+	o.setups = setupNames(setups)
+	for _, f := range strings.Split(rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return fmt.Errorf("invalid rate %q", f)
+		}
+		o.rates = append(o.rates, n)
+	}
+	if len(o.setups) == 0 || o.setups[0] != "direct" {
+		return errors.New("--setups must start with direct, the baseline")
+	}
+	log.SetLogLevel(log.Error)
+
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	dir := o.workDir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "weft-bench-"); err != nil {
+			return fmt.Errorf("make work dir: %w", err)
+		}
+		defer os.RemoveAll(dir)
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("make work dir: %w", err)
+	}
+
+	server, err := startServer(ctx, dir)
+	if err != nil {
+		return err
+	}
+	defer server.stop()
+	p, err := newPKI(dir)
+	if err != nil {
+		return err
+	}
+
+	var rows []row
+	for _, name := range o.setups {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var s *setup
+		switch name {
+		case "direct":
+			s = directSetup()
+		case "weft":
+			s, err = weftSetup(ctx, dir, o.weftProxy, p)
+		case "haproxy":
+			s, err = haproxySetup(ctx, dir, o.haproxy, p)
+		default:
+			err = fmt.Errorf("unknown setup %q", name)
+		}
+		if err != nil {
+			return fmt.Errorf("setup %s: %w", name, err)
+		}
+		fmt.Fprintf(os.Stderr, "== %s\n", name)
+		rs, err := measure(ctx, o, s, server.procs[0])
+		s.stop()
+		if err != nil {
+			return fmt.Errorf("setup %s: %w", name, err)
+		}
+		rows = append(rows, rs...)
+	}
+	addDeltas(rows)
+	printTable(os.Stdout, rows)
+	return writeJSON(o.out, rows)
+}
+
+// measure runs the warm-up, each constant rate and the saturation run against s.
+func measure(ctx context.Context, o options, s *setup, server *proc) ([]row, error) {
+	if _, err := load(s.target, float64(o.rates[0]), o.conns, o.warmup); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	var rows []row
+	for _, rate := range o.rates {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		before := make([]float64, len(s.procs))
+		for i, p := range s.procs {
+			if err := resetPeakRSS(p.pid()); err != nil {
+				return nil, err
+			}
+			var err error
+			if before[i], err = cpuSeconds(p.pid()); err != nil {
+				return nil, err
+			}
+		}
+		serverBefore, err := cpuSeconds(server.pid())
+		if err != nil {
+			return nil, err
+		}
+		res, err := load(s.target, float64(rate), o.conns, o.duration)
+		if err != nil {
+			return nil, fmt.Errorf("%d rps: %w", rate, err)
+		}
+		serverAfter, err := cpuSeconds(server.pid())
+		if err != nil {
+			return nil, err
+		}
+		r := row{Setup: s.name, RPS: rate, ActualRPS: round(res.qps, 1), Requests: res.count, Errors: res.errors,
+			P50: res.p[0], P90: res.p[1], P99: res.p[2], P999: res.p[3],
+			ServerCPUPer1k: round((serverAfter-serverBefore)/float64(res.count)*1000, 4)}
+		if len(s.procs) > 0 {
+			var cpuSum, rssMax float64
+			for i, p := range s.procs {
+				after, err := cpuSeconds(p.pid())
+				if err != nil {
+					return nil, err
+				}
+				rss, err := peakRSSMB(p.pid())
+				if err != nil {
+					return nil, err
+				}
+				per1k := (after - before[i]) / float64(res.count) * 1000
+				r.Proxies = append(r.Proxies, proxyRow{Role: p.role, CPUPer1k: round(per1k, 4), RSSPeakMB: round(rss, 1)})
+				cpuSum += per1k
+				rssMax = math.Max(rssMax, rss)
+			}
+			cpu, rss := round(cpuSum/float64(len(s.procs)), 4), round(rssMax, 1)
+			r.CPUPer1k, r.RSSPeakMB = &cpu, &rss
+		}
+		fmt.Fprintf(os.Stderr, "   %d rps: p50 %.3f ms p99 %.3f ms, %d requests, %d errors\n", rate, r.P50, r.P99, r.Requests, r.Errors)
+		rows = append(rows, r)
+	}
+	sat, err := load(s.target, -1, o.conns, o.satDuration)
+	if err != nil {
+		return nil, fmt.Errorf("saturation: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "   max: %.0f rps (%d errors)\n", sat.qps, sat.errors)
+	for i := range rows {
+		rows[i].MaxRPS = math.Round(sat.qps)
+	}
+	return rows, nil
+}
+
+type loadResult struct {
+	qps    float64
+	count  int64
+	errors int64
+	p      [4]float64 // p50, p90, p99, p99.9 in ms
+}
+
+// load runs fortio's HTTP runner at qps (negative: as fast as possible) with conns
+// connections for d.
+func load(url string, qps float64, conns int, d time.Duration) (loadResult, error) {
+	o := fhttp.HTTPRunnerOptions{
+		RunnerOptions: periodic.RunnerOptions{
+			QPS:         qps,
+			NumThreads:  conns,
+			Duration:    d,
+			Percentiles: []float64{50, 90, 99, 99.9},
+			// 10 µs buckets: the default 1 ms cannot resolve a sub-millisecond p50.
+			Resolution: 0.00001,
+			// Spread the connections' send times over the period instead of firing
+			// all 16 together, so the rate is constant rather than bursty.
+			Uniform: true,
+			Out:     io.Discard,
+		},
+	}
+	o.Init(url)
+	res, err := fhttp.RunHTTPTest(&o)
+	if err != nil {
+		return loadResult{}, err
+	}
+	h := res.DurationHistogram
+	lr := loadResult{qps: res.ActualQPS, count: h.Count}
+	for code, n := range res.RetCodes {
+		if code != 200 {
+			lr.errors += n
+		}
+	}
+	for i, p := range h.Percentiles {
+		if i < len(lr.p) {
+			lr.p[i] = round(p.Value*1000, 3)
+		}
+	}
+	if lr.count == 0 {
+		return lr, errors.New("no request completed")
+	}
+	return lr, nil
+}
+
+func addDeltas(rows []row) {
+	base := map[int]row{}
+	for _, r := range rows {
+		if r.Setup == "direct" {
+			base[r.RPS] = r
+		}
+	}
+	for i, r := range rows {
+		if b, ok := base[r.RPS]; ok {
+			rows[i].AddedP50 = round(r.P50-b.P50, 3)
+			rows[i].AddedP99 = round(r.P99-b.P99, 3)
+		}
+	}
+}
+
+func printTable(w io.Writer, rows []row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "setup\trps\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\t+p50 ms\t+p99 ms\tCPU s/1k (per proxy)\tpeak RSS MB (per proxy)\tmax rps\terrors\t")
+	for _, r := range rows {
+		cpu, rss := "-", "-"
+		if len(r.Proxies) > 0 {
+			var c, m []string
+			for _, p := range r.Proxies {
+				c = append(c, fmt.Sprintf("%.4f", p.CPUPer1k))
+				m = append(m, fmt.Sprintf("%.1f", p.RSSPeakMB))
+			}
+			cpu, rss = strings.Join(c, " / "), strings.Join(m, " / ")
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%+.3f\t%+.3f\t%s\t%s\t%.0f\t%d\t\n",
+			r.Setup, r.RPS, r.P50, r.P90, r.P99, r.P999, r.AddedP50, r.AddedP99, cpu, rss, r.MaxRPS, r.Errors)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "per proxy: client side / server side; direct has no proxy")
+	for _, r := range rows {
+		if r.Setup == "direct" {
+			fmt.Fprintf(w, "yardstick: the echo server itself used %.4f CPU s/1k at %d rps\n", r.ServerCPUPer1k, r.RPS)
+		}
+	}
+}
+
+func writeJSON(path string, rows []row) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("make results dir: %w", err)
+	}
+	b, err := json.MarshalIndent(rows, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", path)
+	return nil
+}
+
+func round(v float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(v*p) / p
+}
+
+// startServer re-runs this binary as the echo server and waits for it.
+func startServer(ctx context.Context, dir string) (*setup, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own binary: %w", err)
+	}
+	p, err := startProc(dir, "server", self, "serve")
+	if err != nil {
+		return nil, err
+	}
+	s := &setup{name: "server", procs: []*proc{p}}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := waitHTTP(wctx, "http://"+serverAddr+"/echo?size=1024"); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("echo server: %w", err)
+	}
+	return s, nil
+}
+

@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weftmesh/weft/test/netns"
+)
+
+// Ports on loopback. Each setup has its own, so a slow shutdown of one setup cannot
+// disturb the next.
+const (
+	serverAddr = "127.0.0.1:18080"
+
+	weftClientOutbound = 14140
+	weftClientInbound  = 14143
+	weftClientAdmin    = 14191
+	weftServerOutbound = 24140
+	weftServerInbound  = 24143
+	weftServerAdmin    = 24191
+
+	haproxyClientPort = 34140
+	haproxyServerPort = 34143
+
+	trustDomain = "bench.weft"
+)
+
+// proc is one proxy process whose CPU and memory are measured.
+type proc struct {
+	role string // "client" (the caller's side) or "server"
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// setup is one way of getting from the load generator to the server.
+type setup struct {
+	name string
+	// target is the URL the load generator hits.
+	target string
+	procs  []*proc
+}
+
+func (s *setup) stop() {
+	for _, p := range s.procs {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range s.procs {
+		done := make(chan struct{})
+		go func() { _ = p.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-done
+		}
+		p.log.Close()
+	}
+}
+
+func startProc(dir, role, name string, args ...string) (*proc, error) {
+	logf, err := os.Create(filepath.Join(dir, role+".log"))
+	if err != nil {
+		return nil, fmt.Errorf("create log: %w", err)
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Die with the driver, so an interrupted run leaves no proxy holding the ports.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &proc{role: role, cmd: cmd, log: logf}, nil
+}
+
+// waitTCP waits until addr accepts connections.
+func waitTCP(ctx context.Context, addr string) error {
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s never accepted: %w", addr, err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitHTTP waits until url answers 200.
+func waitHTTP(ctx context.Context, url string) error {
+	var last error
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s never ready: %w", url, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func directSetup() *setup {
+	return &setup{name: "direct", target: "http://" + serverAddr + "/echo?size=1024"}
+}
+
+// pki writes a CA and two leaves (client and server side) into dir.
+type pki struct {
+	ca             *netns.CA
+	client, server netns.IdentityFiles
+	clientID       string
+	serverID       string
+}
+
+func newPKI(dir string) (*pki, error) {
+	ca, err := netns.NewCA()
+	if err != nil {
+		return nil, err
+	}
+	p := &pki{
+		ca:       ca,
+		clientID: "spiffe://" + trustDomain + "/ns/bench/sa/client",
+		serverID: "spiffe://" + trustDomain + "/ns/bench/sa/server",
+	}
+	now := time.Now()
+	for _, side := range []struct {
+		name  string
+		id    string
+		files *netns.IdentityFiles
+	}{{"client", p.clientID, &p.client}, {"server", p.serverID, &p.server}} {
+		leaf, err := ca.Issue(side.id, now.Add(-time.Minute), now.Add(24*time.Hour))
+		if err != nil {
+			return nil, err
+		}
+		if *side.files, err = ca.WriteIdentity(dir, side.name, leaf); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// weftSetup runs two weft-proxy processes on loopback. The client-side proxy has no
+// iptables in front of it, so its configuration fixes the original destination
+// (outbound.originalDstOverride) to the server's address, which its destinations map
+// to the server-side proxy over mTLS; the server-side proxy forwards to the server.
+func weftSetup(ctx context.Context, dir, bin string, p *pki) (*setup, error) {
+	clientCfg := fmt.Sprintf(`outbound:
+  originalDstOverride: %[1]q
+destinations:
+- name: bench-server
+  addresses: [%[1]q]
+  endpoints:
+  - address: 127.0.0.1
+    port: 18080
+    identity: %[2]q
+    proxyPort: %[3]d
+`, serverAddr, p.serverID, weftServerInbound)
+	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n"
+	s := &setup{name: "weft", target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", weftClientOutbound)}
+	for _, side := range []struct {
+		role                      string
+		cfg                       string
+		id                        netns.IdentityFiles
+		outbound, inbound, admin int
+	}{
+		{"server", serverCfg, p.server, weftServerOutbound, weftServerInbound, weftServerAdmin},
+		{"client", clientCfg, p.client, weftClientOutbound, weftClientInbound, weftClientAdmin},
+	} {
+		cfgPath := filepath.Join(dir, "weft-"+side.role+".yaml")
+		if err := os.WriteFile(cfgPath, []byte(side.cfg), 0o644); err != nil {
+			return nil, fmt.Errorf("write config: %w", err)
+		}
+		args := append([]string{
+			"--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
+			"--outbound-port", fmt.Sprint(side.outbound), "--inbound-port", fmt.Sprint(side.inbound),
+			"--admin-port", fmt.Sprint(side.admin), "--log-level", "error",
+		}, side.id.Args()...)
+		pr, err := startProc(dir, "weft-"+side.role, bin, args...)
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		s.procs = append(s.procs, pr)
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err = waitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/ready", side.admin))
+		cancel()
+		if err != nil {
+			s.stop()
+			return nil, fmt.Errorf("weft-proxy %s (log %s): %w", side.role, pr.log.Name(), err)
+		}
+	}
+	// Reorder so the client side is reported first.
+	s.procs[0], s.procs[1] = s.procs[1], s.procs[0]
+	return s, nil
+}
+
+// haproxySetup runs two HAProxy processes on loopback: the client side terminates
+// plain HTTP and speaks HTTP/2 over mutual TLS 1.3 to the server side, which talks
+// HTTP/1.1 to the server: the same shape as the Weft pair. HAProxy verifies the chain
+// of the peer's certificate; it has no notion of SPIFFE IDs.
+func haproxySetup(ctx context.Context, dir, bin string, p *pki) (*setup, error) {
+	bundle := func(f netns.IdentityFiles, name string) (string, error) {
+		cert, err := os.ReadFile(f.Cert)
+		if err != nil {
+			return "", fmt.Errorf("read cert: %w", err)
+		}
+		key, err := os.ReadFile(f.Key)
+		if err != nil {
+			return "", fmt.Errorf("read key: %w", err)
+		}
+		path := filepath.Join(dir, name+".pem")
+		return path, os.WriteFile(path, append(cert, key...), 0o600)
+	}
+	clientPEM, err := bundle(p.client, "haproxy-client")
+	if err != nil {
+		return nil, err
+	}
+	serverPEM, err := bundle(p.server, "haproxy-server")
+	if err != nil {
+		return nil, err
+	}
+	common := `global
+  maxconn 4096
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+  ssl-default-server-options ssl-min-ver TLSv1.3
+defaults
+  mode http
+  timeout connect 3s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+`
+	clientCfg := common + fmt.Sprintf(`frontend outbound
+  bind 127.0.0.1:%d
+  default_backend peer
+backend peer
+  server peer 127.0.0.1:%d ssl verify required ca-file %s crt %s alpn h2
+`, haproxyClientPort, haproxyServerPort, p.client.Roots, clientPEM)
+	serverCfg := common + fmt.Sprintf(`frontend inbound
+  bind 127.0.0.1:%d ssl crt %s ca-file %s verify required alpn h2,http/1.1
+  default_backend app
+backend app
+  server app %s
+`, haproxyServerPort, serverPEM, p.server.Roots, serverAddr)
+
+	s := &setup{name: "haproxy", target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", haproxyClientPort)}
+	for _, side := range []struct {
+		role, cfg string
+		port      int
+	}{{"server", serverCfg, haproxyServerPort}, {"client", clientCfg, haproxyClientPort}} {
+		cfgPath := filepath.Join(dir, "haproxy-"+side.role+".cfg")
+		if err := os.WriteFile(cfgPath, []byte(side.cfg), 0o644); err != nil {
+			return nil, fmt.Errorf("write config: %w", err)
+		}
+		// -db: stay in the foreground, one process (no master-worker), so the pid we
+		// hold is the one doing the work.
+		pr, err := startProc(dir, "haproxy-"+side.role, bin, "-db", "-f", cfgPath)
+		if err != nil {
+			s.stop()
+			return nil, err
+		}
+		s.procs = append(s.procs, pr)
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err = waitTCP(wctx, fmt.Sprintf("127.0.0.1:%d", side.port))
+		cancel()
+		if err != nil {
+			s.stop()
+			return nil, fmt.Errorf("haproxy %s (log %s): %w", side.role, pr.log.Name(), err)
+		}
+	}
+	s.procs[0], s.procs[1] = s.procs[1], s.procs[0]
+	return s, nil
+}
+
+func setupNames(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
