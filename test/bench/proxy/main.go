@@ -374,4 +374,3 @@ func startServer(ctx context.Context, dir string) (*setup, error) {
 	}
 	return s, nil
 }
-

@@ -178,9 +178,9 @@ destinations:
 	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n"
 	s := &setup{name: "weft", target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", weftClientOutbound)}
 	for _, side := range []struct {
-		role                      string
-		cfg                       string
-		id                        netns.IdentityFiles
+		role                     string
+		cfg                      string
+		id                       netns.IdentityFiles
 		outbound, inbound, admin int
 	}{
 		{"server", serverCfg, p.server, weftServerOutbound, weftServerInbound, weftServerAdmin},
