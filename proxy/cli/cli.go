@@ -1,0 +1,269 @@
+// Package cli is weft-proxy's command line: flags, logging, wiring of the listeners,
+// identity, admin server and signal handling. cmd/weft-proxy only calls Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/weftmesh/weft/proxy/admin"
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/server"
+)
+
+// Flags are weft-proxy's command-line options (docs/proxy.md lists them).
+type Flags struct {
+	Config         string
+	ListenAddr     string
+	OutboundPort   int
+	InboundPort    int
+	AdminPort      int
+	AdminAddr      string
+	IdentityMode   string
+	IdentityCert   string
+	IdentityKey    string
+	IdentityRoots  string
+	ReloadInterval time.Duration
+	LogLevel       string
+	LogFormat      string
+	ShutdownGrace  time.Duration
+	ConnectTimeout time.Duration
+}
+
+func parseFlags(args []string) (*Flags, error) {
+	f := &Flags{}
+	fs := flag.NewFlagSet("weft-proxy", flag.ContinueOnError)
+	fs.StringVar(&f.Config, "config", "", "static configuration file (YAML or JSON)")
+	fs.StringVar(&f.ListenAddr, "listen-addr", "", "address of the outbound and inbound listeners (empty: all)")
+	fs.IntVar(&f.OutboundPort, "outbound-port", config.DefaultOutboundPort, "outbound listener port")
+	fs.IntVar(&f.InboundPort, "inbound-port", config.DefaultInboundPort, "inbound listener port")
+	fs.IntVar(&f.AdminPort, "admin-port", config.DefaultAdminPort, "admin server port")
+	fs.StringVar(&f.AdminAddr, "admin-addr", "", "admin server address (empty: all)")
+	fs.StringVar(&f.IdentityMode, "identity-mode", "files", "files, mesh or disabled")
+	fs.StringVar(&f.IdentityCert, "identity-cert", "", "files mode: PEM certificate chain")
+	fs.StringVar(&f.IdentityKey, "identity-key", "", "files mode: PEM private key")
+	fs.StringVar(&f.IdentityRoots, "identity-roots", "", "PEM trust roots")
+	fs.DurationVar(&f.ReloadInterval, "identity-reload-interval", 2*time.Second, "how often identity files are checked for changes")
+	fs.StringVar(&f.LogLevel, "log-level", "info", "error, info, debug or a verbosity number")
+	fs.StringVar(&f.LogFormat, "log-format", "json", "json or console")
+	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", 30*time.Second, "how long in-flight work may take after SIGTERM or /shutdown")
+	fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 3*time.Second, "timeout for dialling endpoints and peer proxies")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	return f, nil
+}
+
+// levelVar adapts zap's atomic level to admin.LevelVar, speaking logr's verbosity
+// numbers: "debug" is V(1), "2" is V(2) (zap level -2).
+type levelVar struct{ zap.AtomicLevel }
+
+func (l levelVar) String() string {
+	lv := l.Level()
+	switch {
+	case lv == zapcore.DebugLevel:
+		return "debug"
+	case lv < zapcore.DebugLevel:
+		return strconv.Itoa(int(-lv))
+	}
+	return lv.String()
+}
+
+func (l levelVar) Set(s string) error {
+	lv, err := parseLevel(s)
+	if err != nil {
+		return err
+	}
+	l.SetLevel(lv)
+	return nil
+}
+
+func parseLevel(s string) (zapcore.Level, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 || n > 10 {
+			return 0, fmt.Errorf("log level %d out of range 0..10", n)
+		}
+		return zapcore.Level(-n), nil
+	}
+	switch strings.ToLower(s) {
+	case "debug":
+		return zapcore.DebugLevel, nil
+	case "info":
+		return zapcore.InfoLevel, nil
+	case "warn", "warning":
+		return zapcore.WarnLevel, nil
+	case "error":
+		return zapcore.ErrorLevel, nil
+	}
+	return 0, fmt.Errorf("unknown log level %q (want error, info, debug or a number)", s)
+}
+
+func newLogger(f *Flags) (logr.Logger, levelVar, error) {
+	lv, err := parseLevel(f.LogLevel)
+	if err != nil {
+		return logr.Discard(), levelVar{}, err
+	}
+	atom := zap.NewAtomicLevelAt(lv)
+	var enc zapcore.Encoder
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	switch f.LogFormat {
+	case "json":
+		enc = zapcore.NewJSONEncoder(ec)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(ec)
+	default:
+		return logr.Discard(), levelVar{}, fmt.Errorf("unknown log format %q", f.LogFormat)
+	}
+	core := zapcore.NewCore(enc, zapcore.Lock(os.Stderr), atom)
+	return zapr.NewLogger(zap.New(core)), levelVar{atom}, nil
+}
+
+// Main runs weft-proxy and returns the process exit code.
+func Main(args []string) int {
+	f, err := parseFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "weft-proxy:", err)
+		return 2
+	}
+	log, level, err := newLogger(f)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weft-proxy:", err)
+		return 2
+	}
+	if err := run(f, log, level); err != nil {
+		log.Error(err, "Proxy failed")
+		return 1
+	}
+	return 0
+}
+
+func run(f *Flags, log logr.Logger, level levelVar) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	cfg := &config.Config{}
+	cfg.ApplyDefaults()
+	if f.Config != "" {
+		c, err := config.Load(f.Config)
+		if err != nil {
+			return err
+		}
+		cfg = c
+	}
+	reg := metrics.New()
+	var store *identity.Store
+	switch f.IdentityMode {
+	case "disabled":
+	case "files":
+		if f.IdentityCert == "" || f.IdentityKey == "" || f.IdentityRoots == "" {
+			return errors.New("identity mode files needs --identity-cert, --identity-key and --identity-roots (or --identity-mode=disabled)")
+		}
+		store = &identity.Store{}
+		files := &identity.Files{CertPath: f.IdentityCert, KeyPath: f.IdentityKey, RootsPath: f.IdentityRoots,
+			Interval: f.ReloadInterval, Store: store, Log: log.WithName("identity")}
+		if err := files.Load(); err != nil {
+			// Keep serving (plaintext works); /ready stays false until a reload succeeds.
+			log.Error(err, "Loading identity files failed; not ready until they load")
+		}
+		go files.Run(ctx)
+	case "mesh":
+		return errors.New("identity mode mesh is not available in this build yet")
+	default:
+		return fmt.Errorf("unknown --identity-mode %q (want files, mesh or disabled)", f.IdentityMode)
+	}
+	if store != nil {
+		reg.CertExpiry = store.Expiry
+	}
+	srv := server.New(cfg, server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout})
+
+	outLn, err := net.Listen("tcp", net.JoinHostPort(f.ListenAddr, strconv.Itoa(f.OutboundPort)))
+	if err != nil {
+		return fmt.Errorf("outbound listener: %w", err)
+	}
+	inLn, err := net.Listen("tcp", net.JoinHostPort(f.ListenAddr, strconv.Itoa(f.InboundPort)))
+	if err != nil {
+		return fmt.Errorf("inbound listener: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", net.JoinHostPort(f.AdminAddr, strconv.Itoa(f.AdminPort)))
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+
+	var shuttingDown atomic.Bool
+	shutdown := make(chan struct{})
+	var once sync.Once
+	startShutdown := func() { once.Do(func() { shuttingDown.Store(true); close(shutdown) }) }
+
+	adm := &admin.Admin{
+		Metrics: reg,
+		Ready: func() bool {
+			return !shuttingDown.Load() && (store == nil || store.Ready())
+		},
+		Shutdown: startShutdown,
+		Level:    level,
+		Log:      log.WithName("admin"),
+	}
+	adminSrv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 3)
+	go func() { errc <- srv.ServeOutbound(outLn) }()
+	go func() { errc <- srv.ServeInbound(inLn) }()
+	go func() {
+		if err := adminSrv.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("admin server: %w", err)
+		}
+	}()
+	log.Info("Proxy started", "outbound", outLn.Addr().String(), "inbound", inLn.Addr().String(),
+		"admin", adminLn.Addr().String(), "identityMode", f.IdentityMode, "destinations", len(cfg.Destinations))
+
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	var runErr error
+	select {
+	case s := <-sigc:
+		log.Info("Shutting down", "signal", s.String(), "grace", f.ShutdownGrace)
+	case <-shutdown:
+		log.Info("Shutting down", "grace", f.ShutdownGrace)
+	case runErr = <-errc:
+		if runErr == nil {
+			runErr = errors.New("listener stopped")
+		}
+	}
+	startShutdown()
+	sctx, scancel := context.WithTimeout(context.Background(), f.ShutdownGrace)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Info("Grace period over, closed remaining connections")
+	}
+	actx, acancel := context.WithTimeout(context.Background(), time.Second)
+	defer acancel()
+	_ = adminSrv.Shutdown(actx)
+	log.Info("Proxy stopped")
+	return runErr
+}

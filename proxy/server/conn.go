@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/tcpfwd"
+)
+
+// countedConn counts a connection's bytes into a TCP series and records its close.
+// The series may be attached after some traffic (an inbound TLS connection's client
+// identity is known only after the handshake); bytes seen before are kept pending.
+// Attach must happen before the connection is shared between goroutines.
+type countedConn struct {
+	net.Conn
+	series           *metrics.TCPSeries
+	pendR, pendW     uint64
+	errno            atomic.Pointer[string]
+	closeOnce        sync.Once
+	onClose          func()
+	fallback         func() *metrics.TCPSeries
+}
+
+func (c *countedConn) attach(s *metrics.TCPSeries) {
+	c.series = s
+	s.Open()
+	if c.pendR|c.pendW != 0 {
+		s.AddBytes(c.pendR, c.pendW)
+		c.pendR, c.pendW = 0, 0
+	}
+}
+
+func (c *countedConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if c.series != nil {
+			c.series.AddBytes(uint64(n), 0)
+		} else {
+			c.pendR += uint64(n)
+		}
+	}
+	if err != nil {
+		c.noteErr(err)
+	}
+	return n, err
+}
+
+func (c *countedConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if n > 0 {
+		if c.series != nil {
+			c.series.AddBytes(0, uint64(n))
+		} else {
+			c.pendW += uint64(n)
+		}
+	}
+	if err != nil {
+		c.noteErr(err)
+	}
+	return n, err
+}
+
+func (c *countedConn) noteErr(err error) {
+	if e := tcpfwd.Errno(err); e != "" {
+		c.errno.CompareAndSwap(nil, &e)
+	}
+}
+
+// addSpliced adds bytes that moved on the bare socket (splice) and so bypassed Read
+// and Write.
+func (c *countedConn) addSpliced(read, written int64, err error) {
+	if err != nil {
+		c.noteErr(err)
+	}
+	if c.series != nil {
+		c.series.AddBytes(uint64(read), uint64(written))
+	}
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() {
+		if c.series == nil && c.fallback != nil {
+			c.attach(c.fallback())
+		}
+		if c.series != nil {
+			e := ""
+			if p := c.errno.Load(); p != nil {
+				e = *p
+			}
+			c.series.Close(0, 0, e)
+		}
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
+	return err
+}
+
+// CloseWrite half-closes when the underlying connection can.
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// connInfo is what the proxy learned about an accepted connection before handing it
+// to an HTTP server; handlers read it from the request context.
+type connInfo struct {
+	origDst netip.AddrPort
+	dest    *config.ResolvedDestination // outbound: matched by original destination
+	mesh    bool                        // inbound: arrived over mTLS from a peer proxy
+	peerID  string                      // inbound mesh: the client's verified SPIFFE ID
+}
+
+type connInfoKey struct{}
+
+func infoFrom(ctx context.Context) *connInfo {
+	ci, _ := ctx.Value(connInfoKey{}).(*connInfo)
+	if ci == nil {
+		return &connInfo{}
+	}
+	return ci
+}
+
+// infoConn carries connInfo from the accept loop into http.Server.ConnContext.
+// It deliberately hides the wrapped connection's type: a *tls.Conn must not be seen
+// by net/http, which would otherwise insist on "h2" ALPN instead of treating weft.h2
+// connections as HTTP/2 with prior knowledge.
+type infoConn struct {
+	net.Conn
+	info *connInfo
+}
+
+// chanListener is a net.Listener fed by the proxy's own accept loops, so that one
+// http.Server serves connections that were detected (and maybe TLS-terminated)
+// elsewhere.
+type chanListener struct {
+	ch   chan net.Conn
+	done chan struct{}
+	once sync.Once
+	addr net.Addr
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{}), addr: addr}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
+
+// push hands c to the HTTP server; false when the listener is closed.
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// localAddrs answers "is this IP one of this host's?" so the inbound side refuses to
+// relay to other hosts.
+type localAddrs struct {
+	mu        sync.RWMutex
+	set       map[netip.Addr]bool
+	refreshed int64 // unix nanoseconds
+	now       func() int64
+}
+
+func (l *localAddrs) has(a netip.Addr) bool {
+	a = a.Unmap()
+	if a.IsLoopback() {
+		return true
+	}
+	l.mu.RLock()
+	ok := l.set[a]
+	last := l.refreshed
+	l.mu.RUnlock()
+	if ok {
+		return true
+	}
+	// Addresses can be added after start; re-read at most once a second on a miss.
+	if now := l.now(); now-last > 1e9 {
+		l.refresh(now)
+		l.mu.RLock()
+		ok = l.set[a]
+		l.mu.RUnlock()
+	}
+	return ok
+}
+
+func (l *localAddrs) refresh(now int64) {
+	set := map[netip.Addr]bool{}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				set[p.Addr().Unmap()] = true
+			}
+		}
+	}
+	l.mu.Lock()
+	l.set, l.refreshed = set, now
+	l.mu.Unlock()
+}

@@ -1,0 +1,256 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/metrics"
+)
+
+// Headers that travel between Weft proxies on weft.h2/weft.h1 connections. They are
+// removed from every request an app sends (so an app cannot steer the inbound
+// proxy) and removed by the inbound proxy before the request reaches the app.
+const (
+	hdrDst   = "Weft-Dst"   // the backend ip:port
+	hdrProto = "Weft-Proto" // "h1" or "h2": what the backend must be spoken to in
+	// hdrError says why the proxy itself answered with an error status.
+	hdrError = "Weft-Proxy-Error"
+)
+
+// route is where one request goes, chosen by the handler and read by the
+// ReverseProxy's Rewrite and Transport.
+type route struct {
+	rt    http.RoundTripper
+	host  string // what the URL dials: the peer proxy or the endpoint
+	dst   string // weft-dst value; "" when not meshed
+	proto string // weft-proto value
+}
+
+type routeKey struct{}
+
+// router is the single ReverseProxy both directions share; it only moves the request
+// to the route in its context. httputil.ReverseProxy removes the hop-by-hop headers
+// of RFC 9110 §7.6.1 (Connection and every field it names, Proxy-Connection,
+// Keep-Alive, TE except "trailers", Transfer-Encoding, Upgrade outside an upgrade)
+// in both directions, forwards trailers and 1xx responses, flushes streaming
+// responses immediately, and hands Upgrade (101) connections over to a byte copy.
+func newRouter(s *Server) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			rt := pr.In.Context().Value(routeKey{}).(*route)
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = rt.host
+			if rt.dst != "" {
+				pr.Out.Header[hdrDst] = []string{rt.dst}
+				pr.Out.Header[hdrProto] = []string{rt.proto}
+			}
+		},
+		Transport:  dispatch{},
+		BufferPool: bufPool{},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				// The client went away; there is nobody to answer.
+				return
+			}
+			s.log.V(1).Info("Proxying failed", "authority", r.Host, "error", err.Error())
+			w.Header().Set(hdrError, errorReason(err))
+			w.WriteHeader(http.StatusBadGateway)
+		},
+		ErrorLog: s.outHTTP.ErrorLog,
+	}
+}
+
+func errorReason(err error) string {
+	switch {
+	case errors.Is(err, errNoIdentity):
+		return "no identity"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	}
+	return "connection failed"
+}
+
+// dispatch sends a request through the transport its route chose.
+type dispatch struct{}
+
+func (dispatch) RoundTrip(r *http.Request) (*http.Response, error) {
+	return r.Context().Value(routeKey{}).(*route).rt.RoundTrip(r)
+}
+
+// bufPool recycles the 32 KiB copy buffers ReverseProxy would otherwise allocate per
+// request.
+type bufPool struct{}
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
+func (bufPool) Put(b []byte) { copyBufs.Put(&b) }
+
+// serveOutbound routes a request an app sent: by authority first, then by the
+// connection's original destination; to the peer's proxy over mTLS when the endpoint
+// is meshed, else straight to it.
+func (s *Server) serveOutbound(w http.ResponseWriter, r *http.Request) {
+	ci := infoFrom(r.Context())
+	ix := s.state().ix
+	dest := ix.ByAuthority(r.Host)
+	if dest == nil {
+		dest = ci.dest
+	}
+	var ep *config.ResolvedEndpoint
+	if dest != nil {
+		ep = dest.Pick()
+	} else {
+		ep = &config.ResolvedEndpoint{Addr: ci.origDst}
+	}
+	delete(r.Header, hdrDst)
+	delete(r.Header, hdrProto)
+	upgrade := r.Header.Get("Upgrade") != "" && r.ProtoMajor == 1
+	rt := &route{}
+	if ep.Meshed() {
+		rt.rt = s.mesh.transport(meshKey{ep.ProxyAddr, ep.Identity}, upgrade)
+		rt.host = ep.ProxyAddr.String()
+		rt.dst = ep.Addr.String()
+		rt.proto = "h1"
+		if r.ProtoMajor == 2 {
+			rt.proto = "h2"
+		}
+	} else {
+		rt.rt = s.out.pick(r)
+		rt.host = ep.Addr.String()
+	}
+	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host, PeerID: ep.Identity})
+	s.proxy(w, r, rt, series)
+}
+
+// serveInbound delivers a request to the local app: to the backend named by the peer
+// proxy (mesh) or to the connection's original destination (plaintext), after the
+// inbound policy allowed the client.
+func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
+	ci := infoFrom(r.Context())
+	ix := s.state().ix
+	dst := ci.origDst
+	proto := ""
+	if ci.mesh {
+		v := r.Header.Get(hdrDst)
+		ap, err := config.ParseAddrPort(v)
+		if err != nil {
+			w.Header().Set(hdrError, "missing or bad weft-dst")
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		dst = ap
+		proto = r.Header.Get(hdrProto)
+		if !s.meshAllowed(ix, dst, ci.peerID) {
+			w.Header().Set(hdrError, "unauthorized")
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+	} else if !s.plainAllowed(ix, dst) {
+		w.Header().Set(hdrError, "unauthorized")
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	delete(r.Header, hdrDst)
+	delete(r.Header, hdrProto)
+	if !s.local.has(dst.Addr()) {
+		w.Header().Set(hdrError, "not a local address")
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	rt := &route{host: dst.String()}
+	switch proto {
+	case "h1":
+		rt.rt = s.in.h1
+	case "h2":
+		rt.rt = s.in.h2c
+	default:
+		rt.rt = s.in.pick(r)
+	}
+	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Inbound, Authority: r.Host, PeerID: ci.peerID})
+	s.proxy(w, r, rt, series)
+}
+
+// pick speaks to a plaintext backend in the protocol the client used: HTTP/2 (gRPC,
+// h2c) stays HTTP/2, HTTP/1.x stays HTTP/1.1 (including Upgrade).
+func (t *transports) pick(r *http.Request) http.RoundTripper {
+	if r.ProtoMajor == 2 {
+		return t.h2c
+	}
+	return t.h1
+}
+
+// proxy forwards through the router and records request and response metrics.
+func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rt *route, series *metrics.HTTPSeries) {
+	series.Request()
+	mw := &metricsWriter{ResponseWriter: w, start: time.Now()}
+	if r.ProtoMajor == 1 {
+		// Let the response stream while the request body is still being read
+		// (HTTP/1.1 bidirectional streaming); HTTP/2 is always full duplex.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+	}
+	defer func() {
+		v := recover()
+		status := mw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		failure := v != nil || status >= 500 || grpcFailure(w.Header())
+		lat := mw.latency
+		if lat == 0 {
+			lat = time.Since(mw.start)
+		}
+		series.Response(status, failure, lat)
+		if v != nil {
+			panic(v)
+		}
+	}()
+	s.router.ServeHTTP(mw, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+}
+
+// grpcFailure reads grpc-status from the response headers or trailers; anything but
+// 0 (OK) is a failure, like the Linkerd proxy classifies gRPC.
+func grpcFailure(h http.Header) bool {
+	v, ok := h["Grpc-Status"]
+	if !ok {
+		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
+	}
+	return ok && len(v) > 0 && v[0] != "0"
+}
+
+// metricsWriter notes the status and time of the response headers. Unwrap lets
+// http.ResponseController reach the real writer (flush, hijack, full duplex).
+type metricsWriter struct {
+	http.ResponseWriter
+	start   time.Time
+	status  int
+	latency time.Duration
+}
+
+func (m *metricsWriter) WriteHeader(code int) {
+	if m.status == 0 && code >= 200 {
+		m.status = code
+		m.latency = time.Since(m.start)
+	}
+	m.ResponseWriter.WriteHeader(code)
+}
+
+func (m *metricsWriter) Write(p []byte) (int, error) {
+	if m.status == 0 {
+		m.status = http.StatusOK
+		m.latency = time.Since(m.start)
+	}
+	return m.ResponseWriter.Write(p)
+}
+
+func (m *metricsWriter) Flush() {
+	if f, ok := m.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (m *metricsWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }

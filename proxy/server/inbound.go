@@ -1,0 +1,177 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/detect"
+	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/origdst"
+	"github.com/weftmesh/weft/proxy/tcpfwd"
+)
+
+// handleInbound runs for each connection accepted on the inbound port: plaintext
+// redirected to the app from unmeshed clients, and mTLS from peer proxies (which dial
+// the inbound port directly).
+func (s *Server) handleInbound(raw *net.TCPConn) {
+	st := s.state()
+	ix := st.ix
+	src := &countedConn{Conn: raw}
+	src.fallback = func() *metrics.TCPSeries {
+		return s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src})
+	}
+	if !s.track(src) {
+		src.Close()
+		return
+	}
+	dst, err := s.originalDst(metrics.Inbound, ix, raw)
+	redirected := err == nil
+	if err != nil && !errors.Is(err, origdst.ErrNotRedirected) {
+		s.log.Error(err, "Cannot find original destination", "client", raw.RemoteAddr())
+	}
+	if redirected && ix.Opaque(dst.Port()) {
+		s.inboundPlainTCP(src, raw, ix, dst, nil)
+		return
+	}
+	res, pc, err := detect.Detect(src, ix.Config.DetectTimeout.Duration)
+	if err != nil && len(pc.Peeked()) == 0 {
+		src.Close()
+		return
+	}
+	if res.TimedOut {
+		s.opts.Metrics.DetectTimeouts[metrics.Inbound].Add(1)
+	}
+	if res.Kind == detect.TLS && st.serverTLS != nil && slices.ContainsFunc(res.ALPN, isWeftALPN) {
+		s.inboundMesh(src, pc, st)
+		return
+	}
+	if !redirected {
+		// Not a mesh connection and nowhere to send it.
+		s.log.V(1).Info("Refusing inbound connection that is neither mTLS nor redirected", "client", raw.RemoteAddr())
+		src.Close()
+		return
+	}
+	switch res.Kind {
+	case detect.HTTP1, detect.HTTP2:
+		if !s.plainAllowed(ix, dst) {
+			src.Close()
+			return
+		}
+		src.attach(src.fallback())
+		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst}}
+		if !s.inCh.push(ic) {
+			src.Close()
+		}
+	default:
+		// Opaque, or the app's own TLS (not a Weft peer): forward as TCP.
+		s.inboundPlainTCP(src, raw, ix, dst, pc.TakePeeked())
+	}
+}
+
+func isWeftALPN(p string) bool { return strings.HasPrefix(p, "weft.") }
+
+// plainAllowed applies the inbound policy to a client without identity.
+func (s *Server) plainAllowed(ix *config.Index, dst netip.AddrPort) bool {
+	switch ix.InboundPolicy(dst.Port()) {
+	case config.PolicyAllUnauthenticated:
+		return true
+	default:
+		s.log.V(1).Info("Refusing unauthenticated client by policy", "port", dst.Port())
+		return false
+	}
+}
+
+// inboundPlainTCP forwards an unmeshed client's opaque stream to the local app with
+// splice.
+func (s *Server) inboundPlainTCP(src *countedConn, raw *net.TCPConn, ix *config.Index, dst netip.AddrPort, prefix []byte) {
+	defer src.Close()
+	if !s.plainAllowed(ix, dst) {
+		return
+	}
+	src.attach(src.fallback())
+	s.forwardLocal(src, raw, dst, prefix, "")
+}
+
+// forwardLocal dials the local app and pipes client to it.
+func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrPort, prefix []byte, peerID string) {
+	if !s.local.has(dst.Addr()) {
+		s.log.Info("Refusing to relay to a non-local address", "dst", dst, "client", peerID)
+		return
+	}
+	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
+	c, err := d.Dial("tcp", dst.String())
+	if err != nil {
+		s.log.V(1).Info("Cannot reach local app", "dst", dst, "error", err.Error())
+		return
+	}
+	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Dst})
+	dstSeries.Open()
+	// With a bare *net.TCPConn client this is splice(2), zero copy; behind TLS the
+	// bytes pass through user space to be decrypted.
+	res := tcpfwd.Pipe(client, c, prefix, nil)
+	if _, bare := client.(*net.TCPConn); bare {
+		src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
+	}
+	dstSeries.AddBytes(uint64(res.BToA), uint64(res.AToB))
+	dstSeries.Close(0, 0, tcpfwd.Errno(res.Err))
+}
+
+// inboundMesh terminates mTLS from a peer proxy and serves what its ALPN announces.
+func (s *Server) inboundMesh(src *countedConn, pc *detect.Conn, st *state) {
+	tc := tls.Server(&peekConn{Conn: pc, cc: src}, st.serverTLS)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		s.log.V(1).Info("Inbound mTLS handshake failed", "client", src.RemoteAddr(), "error", err.Error())
+		src.Close()
+		return
+	}
+	cs := tc.ConnectionState()
+	peerID := identity.PeerID(&cs)
+	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src, PeerID: peerID}))
+	switch cs.NegotiatedProtocol {
+	case identity.ALPNHTTP2, identity.ALPNHTTP1:
+		ic := &infoConn{Conn: tc, info: &connInfo{mesh: true, peerID: peerID}}
+		if !s.inCh.push(ic) {
+			tc.Close()
+		}
+	case identity.ALPNTCP:
+		defer tc.Close()
+		tc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		dst, err := readTCPHeader(tc)
+		tc.SetReadDeadline(time.Time{})
+		if err != nil {
+			s.log.V(1).Info("Bad weft.tcp header", "client", peerID, "error", err.Error())
+			return
+		}
+		if !s.meshAllowed(st.ix, dst, peerID) {
+			return
+		}
+		s.forwardLocal(src, tc, dst, nil, peerID)
+	default:
+		tc.Close()
+	}
+}
+
+// meshAllowed applies the inbound policy to a client that completed mTLS.
+func (s *Server) meshAllowed(ix *config.Index, dst netip.AddrPort, peerID string) bool {
+	switch ix.InboundPolicy(dst.Port()) {
+	case config.PolicyAllUnauthenticated:
+		return true
+	case config.PolicyAllAuthenticated:
+		if peerID != "" {
+			return true
+		}
+	}
+	s.log.V(1).Info("Refusing client by policy", "port", dst.Port(), "client", peerID)
+	return false
+}

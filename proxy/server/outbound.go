@@ -1,0 +1,112 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/detect"
+	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/origdst"
+	"github.com/weftmesh/weft/proxy/tcpfwd"
+)
+
+// handleOutbound runs for each connection the app opened (redirected to 4140).
+func (s *Server) handleOutbound(raw *net.TCPConn) {
+	st := s.state()
+	ix := st.ix
+	src := &countedConn{Conn: raw}
+	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Src}))
+	if !s.track(src) {
+		src.Close()
+		return
+	}
+	dst, err := s.originalDst(metrics.Outbound, ix, raw)
+	if err != nil {
+		if errors.Is(err, origdst.ErrNotRedirected) {
+			// Someone dialled the outbound port directly; forwarding would loop.
+			s.log.V(1).Info("Refusing outbound connection that was not redirected", "client", raw.RemoteAddr())
+		} else {
+			s.log.Error(err, "Cannot find original destination", "client", raw.RemoteAddr())
+		}
+		src.Close()
+		return
+	}
+	dest := ix.ByAddr(dst)
+	if ix.Opaque(dst.Port()) || (dest != nil && dest.Protocol == config.ProtocolOpaque) {
+		s.outboundTCP(src, raw, dst, dest, nil)
+		return
+	}
+	res, pc, err := detect.Detect(src, ix.Config.DetectTimeout.Duration)
+	if err != nil && len(pc.Peeked()) == 0 {
+		src.Close()
+		return
+	}
+	if res.TimedOut {
+		s.opts.Metrics.DetectTimeouts[metrics.Outbound].Add(1)
+	}
+	switch res.Kind {
+	case detect.HTTP1, detect.HTTP2:
+		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst, dest: dest}}
+		if !s.outCh.push(ic) {
+			src.Close()
+		}
+	default:
+		s.outboundTCP(src, raw, dst, dest, pc.TakePeeked())
+	}
+}
+
+// outboundTCP forwards an opaque connection to an endpoint of dest (or to its
+// original destination when no destination matched): over mTLS with ALPN weft.tcp to
+// the peer's proxy for meshed endpoints, else straight to the endpoint with splice.
+func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrPort, dest *config.ResolvedDestination, prefix []byte) {
+	defer src.Close()
+	ep := &config.ResolvedEndpoint{Addr: dst}
+	if dest != nil {
+		ep = dest.Pick()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ConnectTimeout)
+	defer cancel()
+	if ep.Meshed() {
+		tc, err := s.mesh.dial(ctx, meshKey{ep.ProxyAddr, ep.Identity}, identity.ALPNTCP)
+		if err != nil {
+			s.log.Error(err, "Cannot reach meshed endpoint", "endpoint", ep.Addr)
+			return
+		}
+		hdr := append(tcpHeader(ep.Addr), prefix...)
+		if _, err := tc.Write(hdr); err != nil {
+			tc.Close()
+			return
+		}
+		// TLS in the path: bytes must pass through user space to be encrypted.
+		res := tcpfwd.Pipe(raw, tc, nil, nil)
+		src.addSpliced(res.AToB, res.BToA, res.Err)
+		return
+	}
+	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
+	c, err := d.DialContext(ctx, "tcp", ep.Addr.String())
+	if err != nil {
+		s.log.V(1).Info("Cannot reach endpoint", "endpoint", ep.Addr, "error", err.Error())
+		return
+	}
+	dstConn := c.(*net.TCPConn)
+	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst})
+	dstSeries.Open()
+	// Both ends are bare *net.TCPConn: splice(2), zero copy (see tcpfwd.Pipe).
+	res := tcpfwd.Pipe(raw, dstConn, prefix, nil)
+	src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
+	dstSeries.AddBytes(uint64(res.BToA), uint64(res.AToB))
+	dstSeries.Close(0, 0, tcpfwd.Errno(res.Err))
+}
+
+// peekConn reads detection's buffered bytes first, counts through cc, and closes cc
+// (which records the close) when the HTTP server closes the connection.
+type peekConn struct {
+	*detect.Conn
+	cc *countedConn
+}
+
+func (p *peekConn) Close() error { return p.cc.Close() }

@@ -1,0 +1,300 @@
+// Package server is the proxy's data path: the outbound and inbound listeners, what
+// happens to each accepted connection (original destination, protocol detection,
+// mTLS, HTTP routing or opaque forwarding) and graceful shutdown.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/origdst"
+)
+
+// Options configure a Server.
+type Options struct {
+	Log logr.Logger
+	// Identity holds this proxy's certificate and roots. Nil disables identity:
+	// meshed endpoints cannot be reached and inbound accepts plaintext only.
+	Identity *identity.Store
+	Metrics  *metrics.Registry
+	// ConnectTimeout bounds dialling an endpoint or a peer proxy. Default 3s.
+	ConnectTimeout time.Duration
+	// OriginalDst, when set, replaces the SO_ORIGINAL_DST lookup. It is a test hook
+	// for running proxies on loopback without iptables; the configuration's
+	// originalDstOverride fields take precedence over it.
+	OriginalDst func(dir metrics.Direction, c *net.TCPConn) (netip.AddrPort, error)
+}
+
+// state is one configuration with what is derived from it; swapped atomically.
+type state struct {
+	ix        *config.Index
+	serverTLS *tls.Config
+}
+
+// Server is one proxy's data path. Create with New, then ServeOutbound and
+// ServeInbound on listeners; Shutdown drains.
+type Server struct {
+	opts Options
+	log  logr.Logger
+	st   atomic.Pointer[state]
+
+	outHTTP, inHTTP *http.Server
+	outCh, inCh     *chanListener
+	out, in         *transports
+	mesh            *meshPool
+	local           localAddrs
+	router          *httputil.ReverseProxy
+
+	mu        sync.Mutex
+	listeners []net.Listener
+	conns     map[*countedConn]struct{}
+	connsDone chan struct{} // closed when conns drains to zero while shutting down
+	closing   bool
+	serveWG   sync.WaitGroup
+}
+
+// New creates a Server with the given configuration (nil means an empty one).
+func New(cfg *config.Config, opts Options) *Server {
+	if opts.ConnectTimeout <= 0 {
+		opts.ConnectTimeout = 3 * time.Second
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.New()
+	}
+	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}}
+	s.local.now = func() int64 { return time.Now().UnixNano() }
+	s.local.refresh(0)
+	if cfg == nil {
+		cfg = &config.Config{}
+		cfg.ApplyDefaults()
+	}
+	s.SetConfig(cfg)
+	s.out = newTransports(s, metrics.Outbound)
+	s.in = newTransports(s, metrics.Inbound)
+	s.mesh = newMeshPool(s)
+	s.outCh = newChanListener(&net.TCPAddr{})
+	s.inCh = newChanListener(&net.TCPAddr{})
+	s.outHTTP = s.newHTTPServer(http.HandlerFunc(s.serveOutbound))
+	s.inHTTP = s.newHTTPServer(http.HandlerFunc(s.serveInbound))
+	s.router = newRouter(s)
+	for _, pair := range []struct {
+		srv *http.Server
+		l   *chanListener
+	}{{s.outHTTP, s.outCh}, {s.inHTTP, s.inCh}} {
+		s.serveWG.Add(1)
+		go func() {
+			defer s.serveWG.Done()
+			_ = pair.srv.Serve(pair.l)
+		}()
+	}
+	return s
+}
+
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Server{
+		Handler:   h,
+		Protocols: &protos,
+		// Apps and peers hold idle keep-alive connections; bound how long.
+		IdleTimeout: 5 * time.Minute,
+		HTTP2: &http.HTTP2Config{
+			// Many application streams share one proxy-to-proxy connection.
+			MaxConcurrentStreams: 1000,
+		},
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			if ic, ok := c.(*infoConn); ok {
+				return context.WithValue(ctx, connInfoKey{}, ic.info)
+			}
+			return ctx
+		},
+		ErrorLog: log.New(logWriter{s.log.V(1)}, "", 0),
+	}
+}
+
+type logWriter struct{ l logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Info(string(p))
+	return len(p), nil
+}
+
+// SetConfig installs a new configuration; connections accepted afterwards use it.
+func (s *Server) SetConfig(cfg *config.Config) {
+	ix := config.NewIndex(cfg)
+	st := &state{ix: ix}
+	if s.opts.Identity != nil {
+		st.serverTLS = s.opts.Identity.ServerConfig(requiresClientCert(cfg))
+	}
+	s.st.Store(st)
+}
+
+// requiresClientCert is true when no port accepts unauthenticated clients, so a
+// missing client certificate can already fail the handshake.
+func requiresClientCert(cfg *config.Config) bool {
+	if cfg.Inbound.DefaultPolicy == config.PolicyAllUnauthenticated || cfg.Inbound.DefaultPolicy == "" {
+		return false
+	}
+	for _, pp := range cfg.Inbound.PortPolicies {
+		if pp.Policy == config.PolicyAllUnauthenticated {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) state() *state { return s.st.Load() }
+
+// ServeOutbound accepts connections redirected from the app's outbound traffic until
+// the listener is closed. It returns nil after Shutdown.
+func (s *Server) ServeOutbound(ln net.Listener) error {
+	return s.serve(ln, s.handleOutbound)
+}
+
+// ServeInbound accepts connections redirected to the app and mTLS connections from
+// peer proxies until the listener is closed. It returns nil after Shutdown.
+func (s *Server) ServeInbound(ln net.Listener) error {
+	return s.serve(ln, s.handleInbound)
+}
+
+func (s *Server) serve(ln net.Listener, handle func(*net.TCPConn)) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, ln)
+	s.mu.Unlock()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				// Out of file descriptors and the like: back off instead of spinning.
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.log.Error(err, "Accept failed, retrying", "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		delay = 0
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			c.Close()
+			continue
+		}
+		go handle(tc)
+	}
+}
+
+// track registers an accepted connection so Shutdown can wait for it and, after the
+// grace period, close it.
+func (s *Server) track(c *countedConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	c.onClose = func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		if s.closing && len(s.conns) == 0 && s.connsDone != nil {
+			close(s.connsDone)
+			s.connsDone = nil
+		}
+		s.mu.Unlock()
+	}
+	return true
+}
+
+// originalDst finds where a redirected connection was going.
+func (s *Server) originalDst(dir metrics.Direction, ix *config.Index, c *net.TCPConn) (netip.AddrPort, error) {
+	if dir == metrics.Outbound && ix.OutboundDst.IsValid() {
+		return ix.OutboundDst, nil
+	}
+	if dir == metrics.Inbound && ix.InboundDst.IsValid() {
+		return ix.InboundDst, nil
+	}
+	if s.opts.OriginalDst != nil {
+		return s.opts.OriginalDst(dir, c)
+	}
+	return origdst.Get(c)
+}
+
+// Shutdown stops accepting, lets in-flight requests and connections finish until ctx
+// ends, then closes everything that is left. It returns ctx's error when it had to
+// force connections closed.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+	done := make(chan struct{})
+	if len(s.conns) == 0 {
+		close(done)
+	} else {
+		s.connsDone = done
+	}
+	s.mu.Unlock()
+
+	// http.Server.Shutdown closes idle keep-alive connections, tells HTTP/2 peers
+	// GOAWAY and waits for active requests.
+	var wg sync.WaitGroup
+	for _, hs := range []*http.Server{s.outHTTP, s.inHTTP} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = hs.Shutdown(ctx)
+		}()
+	}
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.mu.Lock()
+	left := make([]*countedConn, 0, len(s.conns))
+	for c := range s.conns {
+		left = append(left, c)
+	}
+	s.mu.Unlock()
+	for _, c := range left {
+		c.Close()
+	}
+	s.outHTTP.Close()
+	s.inHTTP.Close()
+	wg.Wait()
+	s.serveWG.Wait()
+	s.mesh.closeIdle()
+	s.out.closeIdle()
+	s.in.closeIdle()
+	return err
+}

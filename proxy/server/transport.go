@@ -1,0 +1,206 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/metrics"
+)
+
+// transports are the plaintext HTTP clients of one direction: outbound to unmeshed
+// endpoints, inbound to the local application.
+type transports struct {
+	h1  *http.Transport // HTTP/1.1, keep-alive pooled per ip:port
+	h2c *http.Transport // HTTP/2 with prior knowledge (gRPC and h2c apps)
+}
+
+func newTransports(s *Server, dir metrics.Direction) *transports {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: s.opts.ConnectTimeout}
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		cc := &countedConn{Conn: c}
+		cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: dir, Peer: metrics.Dst}))
+		return cc, nil
+	}
+	var p1, p2 http.Protocols
+	p1.SetHTTP1(true)
+	p2.SetUnencryptedHTTP2(true)
+	base := func(p *http.Protocols) *http.Transport {
+		return &http.Transport{
+			Protocols:             p,
+			DialContext:           dial,
+			MaxIdleConns:          1000,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			// The proxy is transparent: it never asks for compression the app did not.
+			DisableCompression: true,
+			HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second},
+		}
+	}
+	return &transports{h1: base(&p1), h2c: base(&p2)}
+}
+
+func (t *transports) closeIdle() {
+	t.h1.CloseIdleConnections()
+	t.h2c.CloseIdleConnections()
+}
+
+// meshKey identifies a peer proxy: its inbound address and the identity it must
+// prove. Connections are pooled per key.
+type meshKey struct {
+	addr netip.AddrPort
+	id   string
+}
+
+// meshPool holds the HTTP clients that talk to peer proxies over mTLS.
+type meshPool struct {
+	s  *Server
+	mu sync.RWMutex
+	h2 map[meshKey]*http.Transport // ALPN weft.h2: multiplexed, one connection per peer
+	h1 map[meshKey]*http.Transport // ALPN weft.h1: HTTP/1.1 for Upgrade requests
+}
+
+func newMeshPool(s *Server) *meshPool {
+	return &meshPool{s: s, h2: map[meshKey]*http.Transport{}, h1: map[meshKey]*http.Transport{}}
+}
+
+// errNoIdentity is returned when a meshed endpoint is dialled without a certificate.
+var errNoIdentity = errors.New("no identity certificate: cannot reach meshed endpoint")
+
+// dial opens an mTLS connection to a peer proxy, verifying its identity, and hides
+// the *tls.Conn type from net/http (see infoConn).
+func (p *meshPool) dial(ctx context.Context, k meshKey, alpn string) (*tls.Conn, error) {
+	s := p.s
+	if s.opts.Identity == nil || s.opts.Identity.Current() == nil {
+		return nil, errNoIdentity
+	}
+	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
+	raw, err := d.DialContext(ctx, "tcp", k.addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial peer proxy %s: %w", k.addr, err)
+	}
+	cc := &countedConn{Conn: raw}
+	cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, PeerID: k.id}))
+	tc := tls.Client(cc, s.opts.Identity.ClientConfig(k.id, alpn))
+	hctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		tc.Close()
+		return nil, fmt.Errorf("mTLS handshake with %s (%s): %w", k.addr, k.id, err)
+	}
+	return tc, nil
+}
+
+func (p *meshPool) transport(k meshKey, upgrade bool) *http.Transport {
+	m := p.h2
+	if upgrade {
+		m = p.h1
+	}
+	p.mu.RLock()
+	t := m[k]
+	p.mu.RUnlock()
+	if t != nil {
+		return t
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if t = m[k]; t != nil {
+		return t
+	}
+	alpn := identity.ALPNHTTP2
+	var protos http.Protocols
+	if upgrade {
+		alpn = identity.ALPNHTTP1
+		protos.SetHTTP1(true)
+	} else {
+		// HTTP/2 with prior knowledge inside the already-established TLS session:
+		// the session's ALPN (weft.h2) is what announced it.
+		protos.SetUnencryptedHTTP2(true)
+	}
+	t = &http.Transport{
+		Protocols: &protos,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			tc, err := p.dial(ctx, k, alpn)
+			if err != nil {
+				return nil, err
+			}
+			return &infoConn{Conn: tc}, nil
+		},
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 30 * time.Second,
+			// 4 MiB gRPC messages should not stall on the default windows.
+			MaxReceiveBufferPerConnection: 16 << 20,
+			MaxReceiveBufferPerStream:     8 << 20,
+		},
+	}
+	m[k] = t
+	return t
+}
+
+func (p *meshPool) closeIdle() {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, t := range p.h2 {
+		t.CloseIdleConnections()
+	}
+	for _, t := range p.h1 {
+		t.CloseIdleConnections()
+	}
+}
+
+// Opaque TCP between proxies (ALPN weft.tcp) starts with one header line naming the
+// backend: "weft-dst: <ip:port>\n".
+const tcpHeaderPrefix = "weft-dst: "
+
+func tcpHeader(dst netip.AddrPort) []byte {
+	return fmt.Appendf(nil, "%s%s\n", tcpHeaderPrefix, dst)
+}
+
+// readTCPHeader reads the header line byte by byte so that no stream byte after it is
+// consumed.
+func readTCPHeader(r io.Reader) (netip.AddrPort, error) {
+	var buf [80]byte
+	n := 0
+	for {
+		if n == len(buf) {
+			return netip.AddrPort{}, errors.New("weft.tcp header too long")
+		}
+		if _, err := io.ReadFull(r, buf[n:n+1]); err != nil {
+			return netip.AddrPort{}, fmt.Errorf("read weft.tcp header: %w", err)
+		}
+		n++
+		if buf[n-1] == '\n' {
+			break
+		}
+	}
+	v, ok := cutPrefixBytes(buf[:n], tcpHeaderPrefix)
+	if !ok {
+		return netip.AddrPort{}, errors.New("malformed weft.tcp header")
+	}
+	return config.ParseAddrPort(string(v[:len(v)-1]))
+}
+
+func cutPrefixBytes(b []byte, prefix string) ([]byte, bool) {
+	if len(b) < len(prefix) || string(b[:len(prefix)]) != prefix {
+		return nil, false
+	}
+	return b[len(prefix):], true
+}
