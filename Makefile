@@ -1,0 +1,120 @@
+# Weft — make targets follow kubebuilder's scaffold. Tools are pinned and installed into
+# ./bin with `go install`; Kubernetes test binaries are built into a cache outside the repo.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+LOCALBIN ?= $(shell pwd)/bin
+CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
+KUSTOMIZE ?= $(LOCALBIN)/kustomize
+PROTOC_GEN_GO ?= $(LOCALBIN)/protoc-gen-go
+PROTOC_GEN_GO_GRPC ?= $(LOCALBIN)/protoc-gen-go-grpc
+
+CONTROLLER_TOOLS_VERSION ?= v0.21.0
+KUSTOMIZE_VERSION ?= v5.8.2
+PROTOC_GEN_GO_VERSION ?= v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
+
+IMG ?= weft-controller:dev
+KUBECTL ?= kubectl
+GO_TEST_FLAGS ?= -count=1 -timeout 20m
+
+.PHONY: all
+all: build
+
+##@ General
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_0-9-]+:.*?##/ { printf "  %-20s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Development
+
+.PHONY: manifests
+manifests: controller-gen ## Generate CRDs, RBAC and webhook configuration; copy upstream CRDs.
+	$(CONTROLLER_GEN) rbac:roleName=weft-controller crd:allowDangerousTypes=true webhook \
+		paths="./apis/..." paths="./controllers/..." paths="./webhooks/..." paths="./internal/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
+		output:webhook:artifacts:config=config/webhook
+	hack/upstream-crds.sh
+
+.PHONY: generate
+generate: controller-gen protoc-gen ## Generate deepcopy code and the proxy API's protobuf code.
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./apis/..."
+	hack/protoc.sh "$(LOCALBIN)"
+
+.PHONY: fmt
+fmt: ## Run gofmt on the tree.
+	gofmt -l -w $$(git ls-files '*.go')
+
+.PHONY: vet
+vet: ## Run go vet.
+	go vet ./...
+
+.PHONY: envtest-assets
+envtest-assets: ## Build kube-apiserver and etcd into the cache (once) and print their directory.
+	@hack/kube-binaries.sh
+
+.PHONY: test
+test: manifests generate fmt vet ## Run every test against a real kube-apiserver and etcd.
+	@assets="$$(hack/kube-binaries.sh | tail -n1)"; \
+	KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) ./...
+
+.PHONY: verify-generated
+verify-generated: manifests generate ## Fail if generated files differ from what is committed.
+	@git diff --exit-code -- . ':(exclude)go.sum' || { echo "generated files are stale: run make manifests generate and commit" >&2; exit 1; }
+	@test -z "$$(git status --porcelain --untracked-files=all -- config apis proxy/api)" || { git status --porcelain -- config apis proxy/api; echo "untracked generated files: run make manifests generate and commit" >&2; exit 1; }
+
+##@ Build
+
+.PHONY: build
+build: ## Build every binary into ./bin.
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/...
+
+.PHONY: run
+run: manifests generate ## Run the controller against the current kubeconfig.
+	go run ./cmd/weft-controller --leader-elect=false
+
+.PHONY: demo
+demo: ## Run the whole mesh on a local single-node cluster.
+	@hack/demo.sh
+
+##@ Deployment
+
+.PHONY: install
+install: manifests kustomize ## Install the CRDs into the cluster of the current kubeconfig.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: manifests kustomize ## Remove the CRDs from the cluster.
+	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: deploy
+deploy: manifests kustomize ## Install Weft (config/default) into the cluster.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: kustomize ## Remove Weft from the cluster.
+	$(KUSTOMIZE) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+##@ Tools
+
+$(LOCALBIN):
+	mkdir -p $(LOCALBIN)
+
+.PHONY: controller-gen
+controller-gen: $(CONTROLLER_GEN)
+$(CONTROLLER_GEN): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: kustomize
+kustomize: $(KUSTOMIZE)
+$(KUSTOMIZE): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+.PHONY: protoc-gen
+protoc-gen: $(PROTOC_GEN_GO) $(PROTOC_GEN_GO_GRPC)
+$(PROTOC_GEN_GO): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+$(PROTOC_GEN_GO_GRPC): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)

@@ -1,0 +1,376 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// MeshName is the only name a Mesh may have: one mesh per cluster.
+const MeshName = "default"
+
+// Mesh configures the Weft service mesh of a cluster: its trust domain, how workload
+// identities are issued, and the defaults of every injected proxy. The weft-controller
+// Deployment is the control plane; a Mesh configures it, it does not install it.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:scope=Cluster,categories=weft
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Trust Domain",type=string,JSONPath=`.spec.trustDomain`
+// +kubebuilder:printcolumn:name="Anchor Expires",type=date,JSONPath=`.status.trustAnchor.notAfter`
+// +kubebuilder:printcolumn:name="Issuer Expires",type=date,JSONPath=`.status.issuer.notAfter`
+// +kubebuilder:printcolumn:name="Proxies",type=integer,JSONPath=`.status.proxies.ready`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name == 'default'",message="metadata.name: a cluster has exactly one Mesh and it must be named 'default'"
+type Mesh struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired configuration of the mesh.
+	// +kubebuilder:default={}
+	// +optional
+	Spec MeshSpec `json:"spec,omitempty"`
+
+	// status is what the control plane observed.
+	// +optional
+	Status MeshStatus `json:"status,omitempty"`
+}
+
+// MeshSpec is the desired configuration of the mesh.
+type MeshSpec struct {
+	// trustDomain is the SPIFFE trust domain of every workload identity:
+	// spiffe://<trustDomain>/ns/<namespace>/sa/<serviceaccount>. Changing it re-issues
+	// every identity. Default: cluster.local.
+	// +kubebuilder:default="cluster.local"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	// +optional
+	TrustDomain string `json:"trustDomain,omitempty"`
+
+	// identity configures the certificate chain that backs workload identities.
+	// +kubebuilder:default={}
+	// +optional
+	Identity IdentitySpec `json:"identity,omitempty"`
+
+	// proxy holds the defaults of every injected proxy; namespaces and pods override them
+	// with config.weft.dev/* annotations.
+	// +kubebuilder:default={}
+	// +optional
+	Proxy ProxySpec `json:"proxy,omitempty"`
+}
+
+// IdentitySpec configures the chain trust anchor -> identity issuer -> workload leaf.
+// cert-manager issues and renews the anchor and the issuer; the identity service signs
+// the leaves.
+//
+// +kubebuilder:validation:XValidation:rule="duration(self.trustAnchor.duration) > duration(self.issuer.duration)",message="trustAnchor.duration must be longer than issuer.duration"
+// +kubebuilder:validation:XValidation:rule="duration(self.issuer.duration) > duration(self.workload.duration)",message="issuer.duration must be longer than workload.duration, or leaves would outlive their issuer"
+type IdentitySpec struct {
+	// trustAnchor is the root of trust. Default: duration 8760h (one year), renewBefore
+	// 1440h (60 days). Ignored for issuance when externalIssuerRef is set, but still used
+	// for expiry warnings.
+	// +kubebuilder:default={duration: "8760h", renewBefore: "1440h"}
+	// +optional
+	TrustAnchor CertificateLifetime `json:"trustAnchor,omitempty"`
+
+	// issuer is the intermediate CA that signs workload certificates. Default: duration
+	// 48h, renewBefore 25h, so a renewed issuer always outlives the leaves it signed.
+	// +kubebuilder:default={duration: "48h", renewBefore: "25h"}
+	// +optional
+	Issuer CertificateLifetime `json:"issuer,omitempty"`
+
+	// workload is the lifetime of each proxy's leaf certificate. Default: 24h, renewed
+	// by the proxy at 70% of its life.
+	// +kubebuilder:default={duration: "24h", renewAtPercent: 70}
+	// +optional
+	Workload WorkloadCertificate `json:"workload,omitempty"`
+
+	// externalIssuerRef names an existing cert-manager Issuer (in the control-plane
+	// namespace) or ClusterIssuer that signs the trust anchor instead of Weft's
+	// self-signed bootstrap issuer: bring your own CA. Default: unset (self-signed).
+	// +optional
+	ExternalIssuerRef *IssuerReference `json:"externalIssuerRef,omitempty"`
+}
+
+// CertificateLifetime is the lifetime and renewal point of a CA certificate.
+//
+// +kubebuilder:validation:XValidation:rule="duration(self.renewBefore) < duration(self.duration)",message="renewBefore must be shorter than duration"
+type CertificateLifetime struct {
+	// duration is how long the certificate is valid. At least 1h.
+	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1h')",message="duration must be at least 1h"
+	Duration metav1.Duration `json:"duration"`
+
+	// renewBefore is how long before expiry cert-manager renews the certificate. At
+	// least 5m.
+	// +required
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('5m')",message="renewBefore must be at least 5m"
+	RenewBefore metav1.Duration `json:"renewBefore"`
+}
+
+// WorkloadCertificate is the lifetime of workload (leaf) certificates.
+type WorkloadCertificate struct {
+	// duration is how long a workload certificate is valid, between 10m and 720h.
+	// Default: 24h.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10m') && duration(self) <= duration('720h')",message="workload duration must be between 10m and 720h"
+	// +optional
+	Duration metav1.Duration `json:"duration,omitempty"`
+
+	// renewAtPercent is the share of its life after which a proxy renews its
+	// certificate, between 50 and 90. Default: 70.
+	// +kubebuilder:default=70
+	// +kubebuilder:validation:Minimum=50
+	// +kubebuilder:validation:Maximum=90
+	// +optional
+	RenewAtPercent int32 `json:"renewAtPercent,omitempty"`
+}
+
+// IssuerReference names a cert-manager issuer.
+type IssuerReference struct {
+	// name of the Issuer or ClusterIssuer.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// kind is Issuer (in the control-plane namespace) or ClusterIssuer. Default: Issuer.
+	// +kubebuilder:default=Issuer
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	// +optional
+	Kind string `json:"kind,omitempty"`
+
+	// group of the issuer. Default: cert-manager.io; external issuers have their own.
+	// +kubebuilder:default="cert-manager.io"
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Group string `json:"group,omitempty"`
+}
+
+// InboundPolicy says which clients an injected proxy admits when no policy resource
+// says otherwise. The values are Linkerd's.
+// +kubebuilder:validation:Enum=all-unauthenticated;all-authenticated;cluster-unauthenticated;cluster-authenticated;deny
+type InboundPolicy string
+
+// The default inbound policies.
+const (
+	InboundAllUnauthenticated     InboundPolicy = "all-unauthenticated"
+	InboundAllAuthenticated       InboundPolicy = "all-authenticated"
+	InboundClusterUnauthenticated InboundPolicy = "cluster-unauthenticated"
+	InboundClusterAuthenticated   InboundPolicy = "cluster-authenticated"
+	InboundDeny                   InboundPolicy = "deny"
+)
+
+// LogLevel is the verbosity of a proxy's log.
+// +kubebuilder:validation:Enum=error;warn;info;debug;trace
+type LogLevel string
+
+// Port is a TCP port number.
+// +kubebuilder:validation:Minimum=1
+// +kubebuilder:validation:Maximum=65535
+type Port int32
+
+// ProxySpec holds the defaults of every injected proxy.
+//
+// +kubebuilder:validation:XValidation:rule="[self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].all(p, [self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].filter(q, q == p).size() == 1)",message="ports.outbound, ports.inbound, ports.admin and ports.tap must all differ"
+type ProxySpec struct {
+	// image of the weft-proxy sidecar. Default: weft-proxy:dev, the image `make images`
+	// builds.
+	// +kubebuilder:default="weft-proxy:dev"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// initImage of the weft-init container that sets up traffic redirection. Default:
+	// weft-init:dev.
+	// +kubebuilder:default="weft-init:dev"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	InitImage string `json:"initImage,omitempty"`
+
+	// imagePullPolicy of both images. Default: IfNotPresent.
+	// +kubebuilder:default=IfNotPresent
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// resources of the proxy container. Default: requests cpu 10m, memory 20Mi;
+	// limits memory 250Mi.
+	// +kubebuilder:default={requests: {cpu: "10m", memory: "20Mi"}, limits: {memory: "250Mi"}}
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// logLevel of the proxy. Default: info.
+	// +kubebuilder:default=info
+	// +optional
+	LogLevel LogLevel `json:"logLevel,omitempty"`
+
+	// uid the proxy runs as; weft-init exempts its traffic from redirection.
+	// Default: 2102.
+	// +kubebuilder:default=2102
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2147483647
+	// +optional
+	UID int64 `json:"uid,omitempty"`
+
+	// ports the proxy listens on. Default: outbound 4140, inbound 4143, admin 4191,
+	// tap 4190.
+	// +kubebuilder:default={outbound: 4140, inbound: 4143, admin: 4191, tap: 4190}
+	// +optional
+	Ports ProxyPorts `json:"ports,omitempty"`
+
+	// opaquePorts are forwarded as TCP without protocol detection: use it for
+	// server-speaks-first protocols. Default: 25, 587, 3306, 4444, 5432, 6379, 9300,
+	// 11211 (SMTP, MySQL, Galera, PostgreSQL, Redis, Elasticsearch, Memcached).
+	// +kubebuilder:default={25,587,3306,4444,5432,6379,9300,11211}
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	OpaquePorts []Port `json:"opaquePorts,omitempty"`
+
+	// skipInboundPorts are inbound ports that bypass the proxy entirely. Default: none.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	SkipInboundPorts []Port `json:"skipInboundPorts,omitempty"`
+
+	// skipOutboundPorts are outbound destination ports that bypass the proxy entirely.
+	// Default: none.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	SkipOutboundPorts []Port `json:"skipOutboundPorts,omitempty"`
+
+	// defaultInboundPolicy says which clients a proxy admits when no policy resource
+	// applies. Default: all-unauthenticated (meshed and unmeshed clients alike, so
+	// meshing a workload never breaks its existing callers).
+	// +kubebuilder:default=all-unauthenticated
+	// +optional
+	DefaultInboundPolicy InboundPolicy `json:"defaultInboundPolicy,omitempty"`
+
+	// connectTimeout bounds establishing a connection to an endpoint, between 10ms and
+	// 1m. Default: 1s.
+	// +kubebuilder:default="1s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1m')",message="connectTimeout must be between 10ms and 1m"
+	// +optional
+	ConnectTimeout metav1.Duration `json:"connectTimeout,omitempty"`
+
+	// detectTimeout bounds protocol detection on a new connection; when it passes the
+	// connection is forwarded as opaque TCP. Between 10ms and 1m. Default: 10s.
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Format=duration
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1m')",message="detectTimeout must be between 10ms and 1m"
+	// +optional
+	DetectTimeout metav1.Duration `json:"detectTimeout,omitempty"`
+}
+
+// ProxyPorts are the ports a proxy listens on.
+type ProxyPorts struct {
+	// outbound receives the pod's redirected outgoing connections. Default: 4140.
+	// +kubebuilder:default=4140
+	// +optional
+	Outbound Port `json:"outbound,omitempty"`
+	// inbound receives the pod's redirected incoming connections. Default: 4143.
+	// +kubebuilder:default=4143
+	// +optional
+	Inbound Port `json:"inbound,omitempty"`
+	// admin serves /metrics, /ready, /live and /shutdown. Default: 4191.
+	// +kubebuilder:default=4191
+	// +optional
+	Admin Port `json:"admin,omitempty"`
+	// tap serves live request inspection. Default: 4190.
+	// +kubebuilder:default=4190
+	// +optional
+	Tap Port `json:"tap,omitempty"`
+}
+
+// MeshStatus is what the control plane observed.
+type MeshStatus struct {
+	// observedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready, and one per subsystem (Accepted, TrustAnchorReady, IssuerReady,
+	// IdentityReady).
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// trustAnchor describes the current trust anchor certificate.
+	// +optional
+	TrustAnchor *CertificateStatus `json:"trustAnchor,omitempty"`
+
+	// issuer describes the current identity issuer certificate.
+	// +optional
+	Issuer *CertificateStatus `json:"issuer,omitempty"`
+
+	// proxies counts the injected proxies in the cluster.
+	// +optional
+	Proxies ProxyCounts `json:"proxies,omitempty"`
+}
+
+// CertificateStatus describes an issued certificate.
+type CertificateStatus struct {
+	// notAfter is when the certificate expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// renewalTime is when cert-manager will renew it.
+	// +optional
+	RenewalTime *metav1.Time `json:"renewalTime,omitempty"`
+	// serialNumber of the certificate, hex encoded.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	SerialNumber string `json:"serialNumber,omitempty"`
+}
+
+// ProxyCounts counts injected proxies.
+type ProxyCounts struct {
+	// injected is the number of pods with a weft-proxy sidecar.
+	// +optional
+	Injected int32 `json:"injected"`
+	// ready is the number of those pods whose proxy is ready.
+	// +optional
+	Ready int32 `json:"ready"`
+}
+
+// MeshList is a list of Mesh.
+// +kubebuilder:object:root=true
+type MeshList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Mesh `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Mesh{}, &MeshList{})
+}

@@ -1,0 +1,325 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ServiceProfile describes how clients talk to one service: its routes, which responses
+// count as failures, which routes may be retried and within what budget, timeouts, and
+// traffic overrides. Its fields and their meaning are those of Linkerd's
+// linkerd.io/v1alpha2 ServiceProfile, so a migrating user changes only apiVersion.
+//
+// The name is the fully qualified name clients use, e.g. web.shop.svc.cluster.local. A
+// profile in the service's own namespace applies to all clients; a profile in a client's
+// namespace applies to that namespace's clients only.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=sp,categories=weft
+// +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Routes",type=integer,JSONPath=`.status.routes`
+// +kubebuilder:printcolumn:name="Retryable",type=integer,JSONPath=`.status.retryableRoutes`
+// +kubebuilder:printcolumn:name="Retry Ratio",type=number,JSONPath=`.spec.retryBudget.retryRatio`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$')",message="metadata.name must be the fully qualified name clients use, e.g. web.shop.svc.cluster.local"
+type ServiceProfile struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec describes the service's routes and traffic policy.
+	// +required
+	Spec ServiceProfileSpec `json:"spec"`
+
+	// status is what the control plane observed.
+	// +optional
+	Status ServiceProfileStatus `json:"status,omitempty"`
+}
+
+// ServiceProfileSpec describes the service's routes and traffic policy.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.routes) || self.routes.all(r, self.routes.exists_one(q, q.name == r.name))",message="routes[].name must be unique"
+// +kubebuilder:validation:XValidation:rule="!has(self.dstOverrides) || self.dstOverrides.all(d, self.dstOverrides.exists_one(o, o.authority == d.authority))",message="dstOverrides[].authority must be unique"
+type ServiceProfileSpec struct {
+	// routes are the service's routes, matched in order: the first whose condition
+	// matches a request names it in metrics and applies its policy. Default: none (the
+	// service is measured as a whole).
+	// +kubebuilder:validation:MaxItems=64
+	// +optional
+	Routes []RouteSpec `json:"routes,omitempty"`
+
+	// retryBudget bounds retries of retryable routes, as a ratio of original requests.
+	// Default: retryRatio 0.2, minRetriesPerSecond 10, ttl 10s.
+	// +optional
+	RetryBudget *RetryBudget `json:"retryBudget,omitempty"`
+
+	// dstOverrides sends the service's traffic to other authorities in proportion to
+	// their weights instead of to the service itself. Default: none.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	DstOverrides []WeightedDst `json:"dstOverrides,omitempty"`
+
+	// opaquePorts of the service are forwarded as TCP without protocol detection.
+	// Default: none beyond the Mesh's.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +optional
+	OpaquePorts []Port `json:"opaquePorts,omitempty"`
+}
+
+// RouteSpec is one route of a service.
+type RouteSpec struct {
+	// name of the route, reported as the rt_route metric label.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// condition a request must match to take this route.
+	// +required
+	Condition RequestMatch `json:"condition"`
+
+	// responseClasses classify responses, first match wins. A response that matches no
+	// class is a failure when its status is 5xx. Default: none.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	ResponseClasses []ResponseClass `json:"responseClasses,omitempty"`
+
+	// isRetryable allows failed requests of this route to be retried within the retry
+	// budget. Only mark routes whose requests are idempotent. Default: false.
+	// +optional
+	IsRetryable bool `json:"isRetryable,omitempty"`
+
+	// timeout bounds the whole request, retries included, e.g. 300ms. Default: 10s.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// RequestMatch is a condition on a request. A match sets exactly one kind of test: all,
+// any, not, pathRegex or method; when several are set, all must hold. Conditions nest up
+// to three levels (RequestMatch -> RequestSubMatch -> RequestLeafMatch), which expresses
+// any boolean combination of paths and methods.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.pathRegex) || has(self.method)",message="a condition must set at least one of all, any, not, pathRegex or method"
+type RequestMatch struct {
+	// all holds when every one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	All []RequestSubMatch `json:"all,omitempty"`
+	// any holds when at least one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Any []RequestSubMatch `json:"any,omitempty"`
+	// not holds when its condition does not.
+	// +optional
+	Not *RequestSubMatch `json:"not,omitempty"`
+	// pathRegex is a regular expression (RE2 syntax) the whole request path must match,
+	// e.g. /books/[^/]*.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	PathRegex string `json:"pathRegex,omitempty"`
+	// method is the HTTP method, e.g. GET.
+	// +kubebuilder:validation:Pattern=`^[A-Z]+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Method string `json:"method,omitempty"`
+}
+
+// RequestSubMatch is a RequestMatch nested one level.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.pathRegex) || has(self.method)",message="a condition must set at least one of all, any, not, pathRegex or method"
+type RequestSubMatch struct {
+	// all holds when every one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	All []RequestLeafMatch `json:"all,omitempty"`
+	// any holds when at least one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Any []RequestLeafMatch `json:"any,omitempty"`
+	// not holds when its condition does not.
+	// +optional
+	Not *RequestLeafMatch `json:"not,omitempty"`
+	// pathRegex is a regular expression (RE2 syntax) the whole request path must match.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	PathRegex string `json:"pathRegex,omitempty"`
+	// method is the HTTP method, e.g. GET.
+	// +kubebuilder:validation:Pattern=`^[A-Z]+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Method string `json:"method,omitempty"`
+}
+
+// RequestLeafMatch is the innermost level of a request condition.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.pathRegex) || has(self.method)",message="a condition must set pathRegex or method (conditions nest at most three levels)"
+type RequestLeafMatch struct {
+	// pathRegex is a regular expression (RE2 syntax) the whole request path must match.
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	PathRegex string `json:"pathRegex,omitempty"`
+	// method is the HTTP method, e.g. GET.
+	// +kubebuilder:validation:Pattern=`^[A-Z]+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +optional
+	Method string `json:"method,omitempty"`
+}
+
+// ResponseClass says whether responses matching a condition are failures.
+type ResponseClass struct {
+	// condition a response must match to be in this class.
+	// +required
+	Condition ResponseMatch `json:"condition"`
+	// isFailure marks responses of this class as failures (for success rate, retries
+	// and failure accrual). Default: false.
+	// +optional
+	IsFailure bool `json:"isFailure,omitempty"`
+}
+
+// ResponseMatch is a condition on a response; it nests like RequestMatch.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.status)",message="a response condition must set at least one of all, any, not or status"
+type ResponseMatch struct {
+	// all holds when every one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	All []ResponseSubMatch `json:"all,omitempty"`
+	// any holds when at least one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Any []ResponseSubMatch `json:"any,omitempty"`
+	// not holds when its condition does not.
+	// +optional
+	Not *ResponseSubMatch `json:"not,omitempty"`
+	// status holds when the response status is in the range.
+	// +optional
+	Status *StatusRange `json:"status,omitempty"`
+}
+
+// ResponseSubMatch is a ResponseMatch nested one level.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.status)",message="a response condition must set at least one of all, any, not or status"
+type ResponseSubMatch struct {
+	// all holds when every one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	All []ResponseLeafMatch `json:"all,omitempty"`
+	// any holds when at least one of its conditions holds.
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Any []ResponseLeafMatch `json:"any,omitempty"`
+	// not holds when its condition does not.
+	// +optional
+	Not *ResponseLeafMatch `json:"not,omitempty"`
+	// status holds when the response status is in the range.
+	// +optional
+	Status *StatusRange `json:"status,omitempty"`
+}
+
+// ResponseLeafMatch is the innermost level of a response condition.
+type ResponseLeafMatch struct {
+	// status holds when the response status is in the range.
+	// +required
+	Status StatusRange `json:"status"`
+}
+
+// StatusRange is an inclusive range of HTTP status codes. An unset bound is open.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || self.min <= self.max",message="status.min must not be greater than status.max"
+type StatusRange struct {
+	// min is the lowest status in the range, 100 to 599. Default: 100.
+	// +kubebuilder:validation:Minimum=100
+	// +kubebuilder:validation:Maximum=599
+	// +optional
+	Min *int32 `json:"min,omitempty"`
+	// max is the highest status in the range, 100 to 599. Default: 599.
+	// +kubebuilder:validation:Minimum=100
+	// +kubebuilder:validation:Maximum=599
+	// +optional
+	Max *int32 `json:"max,omitempty"`
+}
+
+// RetryBudget bounds retries: at any time, retries may add at most retryRatio of the
+// original requests of the last ttl, plus minRetriesPerSecond.
+type RetryBudget struct {
+	// retryRatio is the share of original requests that may be retried, 0 to 1, e.g.
+	// 0.2 adds at most 20% load.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1
+	// +required
+	RetryRatio float32 `json:"retryRatio"`
+	// minRetriesPerSecond allows this many retries per second regardless of the ratio,
+	// so that low-traffic services can still retry. 0 to 10000.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	// +required
+	MinRetriesPerSecond int32 `json:"minRetriesPerSecond"`
+	// ttl is the window over which requests and retries are counted, e.g. 10s.
+	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// +kubebuilder:validation:MaxLength=32
+	// +required
+	TTL string `json:"ttl"`
+}
+
+// WeightedDst is an authority and its share of traffic.
+type WeightedDst struct {
+	// authority to send traffic to, e.g. web-v2.shop.svc.cluster.local:80.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Authority string `json:"authority"`
+	// weight of this authority relative to the others, a non-negative quantity
+	// (e.g. 1, 500m).
+	// +required
+	Weight resource.Quantity `json:"weight"`
+}
+
+// ServiceProfileStatus is what the control plane observed.
+type ServiceProfileStatus struct {
+	// observedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// conditions: Accepted, ResolvedRefs, Ready.
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// routes is the number of routes in the spec.
+	// +optional
+	Routes int32 `json:"routes"`
+	// retryableRoutes is the number of routes marked isRetryable.
+	// +optional
+	RetryableRoutes int32 `json:"retryableRoutes"`
+}
+
+// ServiceProfileList is a list of ServiceProfile.
+// +kubebuilder:object:root=true
+type ServiceProfileList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []ServiceProfile `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&ServiceProfile{}, &ServiceProfileList{})
+}

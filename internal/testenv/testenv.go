@@ -1,0 +1,101 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package testenv starts a real kube-apiserver and etcd (built by hack/kube-binaries.sh)
+// with every CRD Weft uses installed: Weft's own, the Gateway API standard channel and
+// cert-manager's. Every envtest suite of the project starts its API server through it.
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
+)
+
+// Scheme knows every kind Weft reads or writes.
+var Scheme = NewScheme()
+
+// NewScheme returns a scheme with the Kubernetes built-in kinds, Weft's kinds, the
+// Gateway API kinds and cert-manager's kinds.
+func NewScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(s))
+	utilruntime.Must(meshv1alpha1.AddToScheme(s))
+	utilruntime.Must(splitv1alpha2.AddToScheme(s))
+	utilruntime.Must(gatewayv1.Install(s))
+	utilruntime.Must(certmanagerv1.AddToScheme(s))
+	return s
+}
+
+// RepoRoot returns the repository root: the nearest parent of the working directory
+// that holds go.mod. Tests run in their package's directory.
+func RepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// New returns an envtest environment with every CRD directory installed. It finds the
+// API server binaries through KUBEBUILDER_ASSETS, or else by running
+// hack/kube-binaries.sh (which builds them once into the user's cache).
+func New() (*envtest.Environment, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	assets := os.Getenv("KUBEBUILDER_ASSETS")
+	if assets == "" {
+		out, err := exec.Command(filepath.Join(root, "hack", "kube-binaries.sh")).Output()
+		if err != nil {
+			return nil, fmt.Errorf("building the test API server with hack/kube-binaries.sh: %w", err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		assets = lines[len(lines)-1]
+	}
+	return &envtest.Environment{
+		BinaryAssetsDirectory: assets,
+		CRDDirectoryPaths: []string{
+			filepath.Join(root, "config", "crd", "bases"),
+			filepath.Join(root, "config", "crd", "gateway-api"),
+			filepath.Join(root, "config", "cert-manager", "crds"),
+		},
+		ErrorIfCRDPathMissing: true,
+		Scheme:                Scheme,
+	}, nil
+}
