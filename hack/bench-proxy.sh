@@ -2,6 +2,8 @@
 # Measures the Weft proxy pair against direct and an HAProxy pair on loopback and
 # writes bench/results/proxy.json. Needs Debian's haproxy (apt-get install haproxy).
 # Extra arguments go to the driver (test/bench/proxy), e.g. --duration 5s.
+# PROFILE=1 also writes CPU profiles of the two Weft proxies to bench/results/pprof/
+# and prints their top functions.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +25,17 @@ for port in 18080 14140 14143 14191 24140 24143 24191 34140 34143; do
 	fi
 done
 
-go build -o "$bin/weft-proxy" ./cmd/weft-proxy
 go build -o "$bin/bench-proxy" ./test/bench/proxy
-
+if [[ "${PROFILE:-0}" == 1 ]]; then
+	go build -o "$bin/weftprof" ./test/bench/weftprof
+	rm -rf bench/results/pprof && mkdir -p bench/results/pprof
+	"$bin/bench-proxy" --weft-proxy "$bin/weftprof" --profile-dir bench/results/pprof \
+		--out bench/results/proxy.json "$@"
+	for side in client server; do
+		echo "== CPU profile of the $side-side weft-proxy (bench/results/pprof/weft-$side.pprof)"
+		go tool pprof -top -nodecount=25 "$bin/weftprof" "bench/results/pprof/weft-$side.pprof" 2>/dev/null | head -32
+	done
+	exit 0
+fi
+go build -o "$bin/weft-proxy" ./cmd/weft-proxy
 exec "$bin/bench-proxy" --weft-proxy "$bin/weft-proxy" --out bench/results/proxy.json "$@"

@@ -55,6 +55,9 @@ type row struct {
 	// ServerCPUPer1k is the echo server's own CPU seconds per 1,000 requests: a
 	// yardstick for what handling one request costs on this machine.
 	ServerCPUPer1k float64 `json:"server_cpu_s_per_1k"`
+	// LoadAvg1m is the machine's one-minute load average just before the run: the
+	// figures only mean something when it is well below the number of cores.
+	LoadAvg1m float64 `json:"load_avg_1m"`
 }
 
 // proxyRow is one proxy process's share of a row.
@@ -95,6 +98,7 @@ type options struct {
 	conns              int
 	duration, warmup   time.Duration
 	satDuration        time.Duration
+	profileDir         string
 }
 
 func run() error {
@@ -110,6 +114,7 @@ func run() error {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each constant-rate run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each setup's measurements")
 	flag.DurationVar(&o.satDuration, "saturation-duration", 5*time.Second, "length of each max-throughput run")
+	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of the Weft proxies here (--weft-proxy must then be test/bench/weftprof)")
 	flag.Parse()
 	o.setups = setupNames(setups)
 	for _, f := range strings.Split(rates, ",") {
@@ -158,7 +163,7 @@ func run() error {
 		case "direct":
 			s = directSetup()
 		case "weft":
-			s, err = weftSetup(ctx, dir, o.weftProxy, p)
+			s, err = weftSetup(ctx, dir, o.weftProxy, o.profileDir, p)
 		case "haproxy":
 			s, err = haproxySetup(ctx, dir, o.haproxy, p)
 		default:
@@ -200,6 +205,7 @@ func measure(ctx context.Context, o options, s *setup, server *proc) ([]row, err
 				return nil, err
 			}
 		}
+		load1 := loadAvg()
 		serverBefore, err := cpuSeconds(server.pid())
 		if err != nil {
 			return nil, err
@@ -214,7 +220,7 @@ func measure(ctx context.Context, o options, s *setup, server *proc) ([]row, err
 		}
 		r := row{Setup: s.name, RPS: rate, ActualRPS: round(res.qps, 1), Requests: res.count, Errors: res.errors,
 			P50: res.p[0], P90: res.p[1], P99: res.p[2], P999: res.p[3],
-			ServerCPUPer1k: round((serverAfter-serverBefore)/float64(res.count)*1000, 4)}
+			ServerCPUPer1k: round((serverAfter-serverBefore)/float64(res.count)*1000, 4), LoadAvg1m: load1}
 		if len(s.procs) > 0 {
 			var cpuSum, rssMax float64
 			for i, p := range s.procs {
@@ -328,6 +334,13 @@ func printTable(w io.Writer, rows []row) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w, "per proxy: client side / server side; direct has no proxy")
+	var maxLoad float64
+	for _, r := range rows {
+		maxLoad = math.Max(maxLoad, r.LoadAvg1m)
+	}
+	if cores := float64(runtime.NumCPU()); maxLoad > cores/2 {
+		fmt.Fprintf(w, "WARNING: load average reached %.1f on %d cores before a run: other work shared the CPUs, treat the figures as noisy\n", maxLoad, runtime.NumCPU())
+	}
 	for _, r := range rows {
 		if r.Setup == "direct" {
 			fmt.Fprintf(w, "yardstick: the echo server itself used %.4f CPU s/1k at %d rps\n", r.ServerCPUPer1k, r.RPS)
@@ -373,4 +386,18 @@ func startServer(ctx context.Context, dir string) (*setup, error) {
 		return nil, fmt.Errorf("echo server: %w", err)
 	}
 	return s, nil
+}
+
+// loadAvg is the one-minute load average (0 if unreadable).
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }

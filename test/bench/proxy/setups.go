@@ -68,11 +68,18 @@ func (s *setup) stop() {
 }
 
 func startProc(dir, role, name string, args ...string) (*proc, error) {
+	return startProcEnv(dir, role, nil, name, args...)
+}
+
+// startProcEnv starts a process with env (nil: the driver's environment), its output
+// going to <dir>/<role>.log.
+func startProcEnv(dir, role string, env []string, name string, args ...string) (*proc, error) {
 	logf, err := os.Create(filepath.Join(dir, role+".log"))
 	if err != nil {
 		return nil, fmt.Errorf("create log: %w", err)
 	}
 	cmd := exec.Command(name, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Die with the driver, so an interrupted run leaves no proxy holding the ports.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -163,7 +170,10 @@ func newPKI(dir string) (*pki, error) {
 // iptables in front of it, so its configuration fixes the original destination
 // (outbound.originalDstOverride) to the server's address, which its destinations map
 // to the server-side proxy over mTLS; the server-side proxy forwards to the server.
-func weftSetup(ctx context.Context, dir, bin string, p *pki) (*setup, error) {
+//
+// With profileDir set, bin must be test/bench/weftprof, which writes a CPU profile of
+// each proxy there (weft-client.pprof, weft-server.pprof) when it exits.
+func weftSetup(ctx context.Context, dir, bin, profileDir string, p *pki) (*setup, error) {
 	clientCfg := fmt.Sprintf(`outbound:
   originalDstOverride: %[1]q
 destinations:
@@ -195,7 +205,11 @@ destinations:
 			"--outbound-port", fmt.Sprint(side.outbound), "--inbound-port", fmt.Sprint(side.inbound),
 			"--admin-port", fmt.Sprint(side.admin), "--log-level", "error",
 		}, side.id.Args()...)
-		pr, err := startProc(dir, "weft-"+side.role, bin, args...)
+		var env []string
+		if profileDir != "" {
+			env = append(os.Environ(), "WEFT_CPUPROFILE="+filepath.Join(profileDir, "weft-"+side.role+".pprof"))
+		}
+		pr, err := startProcEnv(dir, "weft-"+side.role, env, bin, args...)
 		if err != nil {
 			s.stop()
 			return nil, err
