@@ -18,12 +18,12 @@ import (
 // Attach must happen before the connection is shared between goroutines.
 type countedConn struct {
 	net.Conn
-	series           *metrics.TCPSeries
-	pendR, pendW     uint64
-	errno            atomic.Pointer[string]
-	closeOnce        sync.Once
-	onClose          func()
-	fallback         func() *metrics.TCPSeries
+	series       *metrics.TCPSeries
+	pendR, pendW uint64
+	errno        atomic.Pointer[string]
+	closeOnce    sync.Once
+	onClose      func()
+	fallback     func() *metrics.TCPSeries
 }
 
 func (c *countedConn) attach(s *metrics.TCPSeries) {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -70,12 +72,12 @@ type meshKey struct {
 type meshPool struct {
 	s  *Server
 	mu sync.RWMutex
-	h2 map[meshKey]*http.Transport // ALPN weft.h2: multiplexed, one connection per peer
+	h2 map[meshKey]*http2.Transport // ALPN weft.h2: multiplexed, one connection per peer
 	h1 map[meshKey]*http.Transport // ALPN weft.h1: HTTP/1.1 for Upgrade requests
 }
 
 func newMeshPool(s *Server) *meshPool {
-	return &meshPool{s: s, h2: map[meshKey]*http.Transport{}, h1: map[meshKey]*http.Transport{}}
+	return &meshPool{s: s, h2: map[meshKey]*http2.Transport{}, h1: map[meshKey]*http.Transport{}}
 }
 
 // errNoIdentity is returned when a meshed endpoint is dialled without a certificate.
@@ -105,53 +107,66 @@ func (p *meshPool) dial(ctx context.Context, k meshKey, alpn string) (*tls.Conn,
 	return tc, nil
 }
 
-func (p *meshPool) transport(k meshKey, upgrade bool) *http.Transport {
-	m := p.h2
-	if upgrade {
-		m = p.h1
-	}
+// transport returns the pooled client for a peer proxy: the multiplexed HTTP/2
+// connection (weft.h2), or HTTP/1.1 connections (weft.h1) for Upgrade requests.
+func (p *meshPool) transport(k meshKey, upgrade bool) http.RoundTripper {
 	p.mu.RLock()
-	t := m[k]
+	var rt http.RoundTripper
+	if upgrade {
+		if t := p.h1[k]; t != nil {
+			rt = t
+		}
+	} else if t := p.h2[k]; t != nil {
+		rt = t
+	}
 	p.mu.RUnlock()
-	if t != nil {
-		return t
+	if rt != nil {
+		return rt
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if t = m[k]; t != nil {
+	if upgrade {
+		if t := p.h1[k]; t != nil {
+			return t
+		}
+		var protos http.Protocols
+		protos.SetHTTP1(true)
+		t := &http.Transport{
+			Protocols: &protos,
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				tc, err := p.dial(ctx, k, identity.ALPNHTTP1)
+				if err != nil {
+					return nil, err
+				}
+				// Hide *tls.Conn so net/http speaks HTTP/1.1 on it as is.
+				return &infoConn{Conn: tc}, nil
+			},
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true,
+		}
+		p.h1[k] = t
 		return t
 	}
-	alpn := identity.ALPNHTTP2
-	var protos http.Protocols
-	if upgrade {
-		alpn = identity.ALPNHTTP1
-		protos.SetHTTP1(true)
-	} else {
-		// HTTP/2 with prior knowledge inside the already-established TLS session:
-		// the session's ALPN (weft.h2) is what announced it.
-		protos.SetUnencryptedHTTP2(true)
+	if t := p.h2[k]; t != nil {
+		return t
 	}
-	t = &http.Transport{
-		Protocols: &protos,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			tc, err := p.dial(ctx, k, alpn)
-			if err != nil {
-				return nil, err
-			}
-			return &infoConn{Conn: tc}, nil
+	// golang.org/x/net/http2's Transport coalesces concurrent dials to one peer into a
+	// single connection (net/http's unencrypted HTTP/2 dials once per waiting
+	// request), which is what "one multiplexed connection per peer" needs.
+	t := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
+			return p.dial(ctx, k, identity.ALPNHTTP2)
 		},
-		MaxIdleConnsPerHost:   64,
-		IdleConnTimeout:       90 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true,
-		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: 30 * time.Second,
-			// 4 MiB gRPC messages should not stall on the default windows.
-			MaxReceiveBufferPerConnection: 16 << 20,
-			MaxReceiveBufferPerStream:     8 << 20,
-		},
+		DisableCompression: true,
+		ReadIdleTimeout:    30 * time.Second,
+		PingTimeout:        10 * time.Second,
+		// Open another connection rather than queue when a peer's stream limit is hit.
+		StrictMaxConcurrentStreams: false,
 	}
-	m[k] = t
+	p.h2[k] = t
 	return t
 }
 
