@@ -147,13 +147,17 @@ func endpoint(backend string, b *proxy, id string) config.Endpoint {
 }
 
 type pairOpts struct {
+	ca           *testpki.CA // default: a new one
 	serverPolicy config.Policy
 	serverLeaf   *testpki.Leaf // default: valid cert for serverSA
 	clientLeaf   *testpki.Leaf // default: valid cert for clientSA
 }
 
 func newMeshPair(t *testing.T, o pairOpts) *meshPair {
-	ca := testpki.NewCA(t, "weft test anchor")
+	ca := o.ca
+	if ca == nil {
+		ca = testpki.NewCA(t, "weft test anchor")
+	}
 	if o.serverLeaf == nil {
 		o.serverLeaf = ca.IssueValid(t, spiffe("b", serverSA))
 	}

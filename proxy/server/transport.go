@@ -73,7 +73,7 @@ type meshPool struct {
 	s  *Server
 	mu sync.RWMutex
 	h2 map[meshKey]*http2.Transport // ALPN weft.h2: multiplexed, one connection per peer
-	h1 map[meshKey]*http.Transport // ALPN weft.h1: HTTP/1.1 for Upgrade requests
+	h1 map[meshKey]*http.Transport  // ALPN weft.h1: HTTP/1.1 for Upgrade requests
 }
 
 func newMeshPool(s *Server) *meshPool {
