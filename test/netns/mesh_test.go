@@ -210,7 +210,10 @@ func TestMesh(t *testing.T) {
 		dest("whoami", addrB+":9091", "opaque", addrB, 9091, idB) +
 		dest("whoami-skip", addrB+":9092", "opaque", addrB, 9092, idB) +
 		dest("whoami-strict", addrB+":9094", "opaque", addrB, 9094, idB)
-	cfgB := "inbound:\n  defaultPolicy: all-unauthenticated\n  portPolicies:\n  - {port: 9094, policy: all-authenticated}\n"
+	// B knows the same Service: its endpoint is B itself, so B's app calling its own
+	// ClusterIP goes out through B's outbound proxy and back in through B's inbound.
+	cfgB := "inbound:\n  defaultPolicy: all-unauthenticated\n  portPolicies:\n  - {port: 9094, policy: all-authenticated}\n" +
+		"destinations:\n" + dest("web", clusterIP+":80", "", addrB, 8080, idB)
 
 	podB := startPod(t, b, dir, "b", cfgB, files[1], "--skip-inbound-ports", "4190,4191,9093")
 	podA := startPod(t, a, dir, "a", cfgA, files[0], "--skip-outbound-ports", "9092")
@@ -234,6 +237,8 @@ func TestMesh(t *testing.T) {
 		wirePlain bool
 		// appSees: B's httpbin must log the request path.
 		appSees bool
+		// local: the call stays inside pod B; nothing may cross the veth.
+		local bool
 	}{
 		{
 			name: "app calls a ClusterIP over HTTP, proxies carry it over mTLS",
@@ -312,6 +317,25 @@ func TestMesh(t *testing.T) {
 			wantRefused: true, wirePlain: true,
 		},
 		{
+			name: "pod calls its own ClusterIP: out through its proxy, back in over mTLS",
+			do: func(t *testing.T, s string) result {
+				code, body := curl(t, b, "http://"+clusterIP+"/anything/"+s, "X-Weft-Secret: "+s)
+				return result{answer: body, code: code}
+			},
+			wantCode: 200, appSees: true, local: true,
+		},
+		{
+			name: "pod calls its own pod IP (via lo): redirected, passed through to the app",
+			do: func(t *testing.T, s string) result {
+				got, err := dialRoot(b, addrB+":9091", s)
+				if err != nil {
+					t.Logf("dial: %v", err)
+				}
+				return result{answer: got}
+			},
+			wantFrom: "whoami-9091", local: true,
+		},
+		{
 			name: "port requiring identity accepts the meshed client",
 			do: func(t *testing.T, s string) result {
 				got, err := dialRoot(a, addrB+":9094", s)
@@ -363,6 +387,12 @@ func TestMesh(t *testing.T) {
 				t.Errorf("B's httpbin saw a request it must not have")
 			}
 
+			if tt.local {
+				if wire.PayloadBytes() != 0 {
+					t.Errorf("%d bytes crossed the veth for a call inside pod B", wire.PayloadBytes())
+				}
+				return
+			}
 			if wire.PayloadBytes() == 0 {
 				t.Fatalf("nothing crossed the veth (%d segments)", len(segs))
 			}
@@ -383,13 +413,19 @@ func TestMesh(t *testing.T) {
 		})
 	}
 
-	t.Run("B's proxy recorded A's identity and A's proxy B's", func(t *testing.T) {
+	t.Run("proxies recorded the peers' identities", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		for _, c := range []struct {
 			p    *pod
 			want string
-		}{{podB, `client_id="` + idA + `"`}, {podA, `server_id="` + idB + `"`}} {
+		}{
+			{podB, `client_id="` + idA + `"`},
+			{podA, `server_id="` + idB + `"`},
+			// The call to its own ClusterIP: B was client and server of itself.
+			{podB, `client_id="` + idB + `"`},
+			{podB, `server_id="` + idB + `"`},
+		} {
 			code, body, err := c.p.admin(ctx, "/metrics")
 			if err != nil || code != 200 {
 				t.Fatalf("metrics: %d %v", code, err)
