@@ -99,6 +99,7 @@ type options struct {
 	duration, warmup   time.Duration
 	satDuration        time.Duration
 	profileDir         string
+	threads            int
 }
 
 func run() error {
@@ -115,6 +116,7 @@ func run() error {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each setup's measurements")
 	flag.DurationVar(&o.satDuration, "saturation-duration", 5*time.Second, "length of each max-throughput run")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of the Weft proxies here (--weft-proxy must then be test/bench/weftprof)")
+	flag.IntVar(&o.threads, "proxy-threads", 0, "threads per proxy process: GOMAXPROCS for weft-proxy, nbthread for HAProxy (0: their defaults, one per core)")
 	flag.Parse()
 	o.setups = setupNames(setups)
 	for _, f := range strings.Split(rates, ",") {
@@ -163,9 +165,9 @@ func run() error {
 		case "direct":
 			s = directSetup()
 		case "weft":
-			s, err = weftSetup(ctx, dir, o.weftProxy, o.profileDir, p)
+			s, err = weftSetup(ctx, dir, o.weftProxy, o.profileDir, o.threads, p)
 		case "haproxy":
-			s, err = haproxySetup(ctx, dir, o.haproxy, p)
+			s, err = haproxySetup(ctx, dir, o.haproxy, o.threads, p)
 		default:
 			err = fmt.Errorf("unknown setup %q", name)
 		}

@@ -173,7 +173,9 @@ func newPKI(dir string) (*pki, error) {
 //
 // With profileDir set, bin must be test/bench/weftprof, which writes a CPU profile of
 // each proxy there (weft-client.pprof, weft-server.pprof) when it exits.
-func weftSetup(ctx context.Context, dir, bin, profileDir string, p *pki) (*setup, error) {
+//
+// threads > 0 sets GOMAXPROCS of each proxy.
+func weftSetup(ctx context.Context, dir, bin, profileDir string, threads int, p *pki) (*setup, error) {
 	clientCfg := fmt.Sprintf(`outbound:
   originalDstOverride: %[1]q
 destinations:
@@ -205,9 +207,12 @@ destinations:
 			"--outbound-port", fmt.Sprint(side.outbound), "--inbound-port", fmt.Sprint(side.inbound),
 			"--admin-port", fmt.Sprint(side.admin), "--log-level", "error",
 		}, side.id.Args()...)
-		var env []string
+		env := os.Environ()
 		if profileDir != "" {
-			env = append(os.Environ(), "WEFT_CPUPROFILE="+filepath.Join(profileDir, "weft-"+side.role+".pprof"))
+			env = append(env, "WEFT_CPUPROFILE="+filepath.Join(profileDir, "weft-"+side.role+".pprof"))
+		}
+		if threads > 0 {
+			env = append(env, fmt.Sprintf("GOMAXPROCS=%d", threads))
 		}
 		pr, err := startProcEnv(dir, "weft-"+side.role, env, bin, args...)
 		if err != nil {
@@ -232,7 +237,9 @@ destinations:
 // plain HTTP and speaks HTTP/2 over mutual TLS 1.3 to the server side, which talks
 // HTTP/1.1 to the server: the same shape as the Weft pair. HAProxy verifies the chain
 // of the peer's certificate; it has no notion of SPIFFE IDs.
-func haproxySetup(ctx context.Context, dir, bin string, p *pki) (*setup, error) {
+//
+// threads > 0 sets HAProxy's nbthread.
+func haproxySetup(ctx context.Context, dir, bin string, threads int, p *pki) (*setup, error) {
 	bundle := func(f netns.IdentityFiles, name string) (string, error) {
 		cert, err := os.ReadFile(f.Cert)
 		if err != nil {
@@ -253,8 +260,12 @@ func haproxySetup(ctx context.Context, dir, bin string, p *pki) (*setup, error) 
 	if err != nil {
 		return nil, err
 	}
+	nbthread := ""
+	if threads > 0 {
+		nbthread = fmt.Sprintf("  nbthread %d\n", threads)
+	}
 	common := `global
-  maxconn 4096
+` + nbthread + `  maxconn 4096
   ssl-default-bind-options ssl-min-ver TLSv1.3
   ssl-default-server-options ssl-min-ver TLSv1.3
 defaults
