@@ -1,0 +1,241 @@
+package cli_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
+	"github.com/mccutchen/go-httpbin/v2/httpbin"
+
+	"github.com/weftmesh/weft/proxy/internal/testpki"
+)
+
+// buildProxy compiles cmd/weft-proxy once per test binary run.
+func buildProxy(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "weft-proxy")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/weftmesh/weft/cmd/weft-proxy")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+type proc struct {
+	cmd            *exec.Cmd
+	out, in, admin int
+	stderr         *bytes.Buffer
+	exited         chan error
+}
+
+func (p *proc) adminURL(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", p.admin, path)
+}
+
+func startProc(t *testing.T, bin, dir, name, config string, certs [3]string) *proc {
+	t.Helper()
+	cfgPath := filepath.Join(dir, name+".yaml")
+	os.WriteFile(cfgPath, []byte(config), 0o644)
+	p := &proc{out: freePort(t), in: freePort(t), admin: freePort(t), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	p.cmd = exec.Command(bin, "--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
+		"--outbound-port", strconv.Itoa(p.out), "--inbound-port", strconv.Itoa(p.in), "--admin-port", strconv.Itoa(p.admin),
+		"--identity-cert", certs[0], "--identity-key", certs[1], "--identity-roots", certs[2],
+		"--shutdown-grace", "2s", "--log-level", "info")
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", name, p.stderr)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(p.adminURL("/ready"))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// rssPeakKB reads VmHWM, the process's peak resident set size.
+func rssPeakKB(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			n, _ := strconv.Atoi(strings.Fields(l)[1])
+			return n
+		}
+	}
+	return -1
+}
+
+// cpuSeconds reads utime+stime from /proc/<pid>/stat.
+func cpuSeconds(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	u, _ := strconv.Atoi(f[11])
+	s, _ := strconv.Atoi(f[12])
+	return float64(u+s) / 100
+}
+
+func get(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestBinaryPair runs two weft-proxy processes built from cmd/weft-proxy, with static
+// configuration files and identity files, go-httpbin behind B, and fortio driving a
+// constant rate through A. It checks the admin endpoints, SIGTERM and /shutdown.
+func TestBinaryPair(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildProxy(t)
+	dir := t.TempDir()
+	ca := testpki.NewCA(t, "anchor")
+	aDir, bDir := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	os.Mkdir(aDir, 0o755)
+	os.Mkdir(bDir, 0o755)
+	ac, ak, ar := testpki.Files(t, aDir, ca.IssueValid(t, "spiffe://weft.test/ns/a/sa/client"), ca.PEM)
+	bc, bk, br := testpki.Files(t, bDir, ca.IssueValid(t, "spiffe://weft.test/ns/b/sa/server"), ca.PEM)
+
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	hs := &http.Server{Handler: httpbin.New().Handler()}
+	go hs.Serve(ln)
+	defer hs.Close()
+	appPort := ln.Addr().(*net.TCPAddr).Port
+
+	b := startProc(t, bin, dir, "b", "inbound: {defaultPolicy: all-authenticated}\n", [3]string{bc, bk, br})
+	a := startProc(t, bin, dir, "a", fmt.Sprintf(`
+outbound:
+  originalDstOverride: 10.96.0.1:80
+destinations:
+- name: httpbin
+  addresses: ["10.96.0.1:80"]
+  endpoints:
+  - address: 127.0.0.1
+    port: %d
+    identity: spiffe://weft.test/ns/b/sa/server
+    proxyPort: %d
+`, appPort, b.in), [3]string{ac, ak, ar})
+
+	cpuA0, cpuB0 := cpuSeconds(a.cmd.Process.Pid), cpuSeconds(b.cmd.Process.Pid)
+	const qps, secs = 500, 2
+	ro := periodic.RunnerOptions{QPS: qps, Duration: secs * time.Second, NumThreads: 16, Out: io.Discard}
+	o := fhttp.HTTPRunnerOptions{RunnerOptions: ro}
+	o.URL = fmt.Sprintf("http://127.0.0.1:%d/bytes/1024", a.out)
+	res, err := fhttp.RunHTTPTest(&o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := res.DurationHistogram.Count
+	if res.RetCodes[200] != total || total < qps*secs*9/10 {
+		t.Fatalf("fortio: %d requests, codes %v", total, res.RetCodes)
+	}
+	cpuA, cpuB := cpuSeconds(a.cmd.Process.Pid)-cpuA0, cpuSeconds(b.cmd.Process.Pid)-cpuB0
+	t.Logf("fortio %d req at %d qps through the pair: p50 %.3fms p99 %.3fms; CPU-s/1k req A %.3f B %.3f; peak RSS A %d KiB B %d KiB",
+		total, qps, res.DurationHistogram.CalcPercentile(50)*1000, res.DurationHistogram.CalcPercentile(99)*1000,
+		cpuA*1000/float64(total), cpuB*1000/float64(total), rssPeakKB(a.cmd.Process.Pid), rssPeakKB(b.cmd.Process.Pid))
+
+	t.Run("admin endpoints", func(t *testing.T) {
+		if code, body := get(t, "GET", a.adminURL("/live"), ""); code != 200 || body != "live\n" {
+			t.Fatalf("/live %d %q", code, body)
+		}
+		code, m := get(t, "GET", a.adminURL("/metrics"), "")
+		// fortio sends one warm-up request per connection before the timed run.
+		series := fmt.Sprintf(`request_total{direction="outbound",authority="127.0.0.1:%d",tls="true",server_id="spiffe://weft.test/ns/b/sa/server"} `, a.out)
+		i := strings.Index(m, series)
+		if code != 200 || i < 0 || !strings.Contains(m, "identity_cert_expiration_timestamp_seconds ") {
+			t.Fatalf("/metrics missing %q:\n%s", series, m)
+		}
+		n, _ := strconv.ParseInt(strings.Fields(m[i+len(series):])[0], 10, 64)
+		if n < total || n > total+int64(ro.NumThreads) {
+			t.Fatalf("request_total %d, fortio sent %d (+%d warm-up)", n, total, ro.NumThreads)
+		}
+		_, mb := get(t, "GET", b.adminURL("/metrics"), "")
+		if !strings.Contains(mb, `response_total{direction="inbound",authority="127.0.0.1:`+strconv.Itoa(a.out)+`",tls="true",client_id="spiffe://weft.test/ns/a/sa/client",status_code="200",classification="success"}`) {
+			t.Fatalf("B /metrics lacks the inbound success series:\n%s", mb)
+		}
+		if code, body := get(t, "GET", a.adminURL("/proxy-log-level"), ""); code != 200 || body != "info\n" {
+			t.Fatalf("log level %d %q", code, body)
+		}
+		if code, _ := get(t, "PUT", a.adminURL("/proxy-log-level"), "debug"); code != 204 {
+			t.Fatalf("PUT log level: %d", code)
+		}
+		if code, body := get(t, "GET", a.adminURL("/proxy-log-level"), ""); code != 200 || body != "debug\n" {
+			t.Fatalf("log level after PUT %d %q", code, body)
+		}
+		if code, _ := get(t, "PUT", a.adminURL("/proxy-log-level"), "loud"); code != 400 {
+			t.Fatalf("bad level accepted: %d", code)
+		}
+		if code, _ := get(t, "GET", a.adminURL("/shutdown"), ""); code != 405 {
+			t.Fatalf("GET /shutdown: %d, want 405", code)
+		}
+	})
+
+	t.Run("SIGTERM drains and exits 0", func(t *testing.T) {
+		b.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-b.exited:
+			if err != nil {
+				t.Fatalf("exit: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("did not exit after SIGTERM")
+		}
+	})
+
+	t.Run("POST /shutdown exits 0", func(t *testing.T) {
+		if code, _ := get(t, "POST", a.adminURL("/shutdown"), ""); code != 200 {
+			t.Fatalf("POST /shutdown: %d", code)
+		}
+		select {
+		case err := <-a.exited:
+			if err != nil {
+				t.Fatalf("exit: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("did not exit after /shutdown")
+		}
+	})
+}
