@@ -320,7 +320,7 @@ func addDeltas(rows []row) {
 
 func printTable(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "setup\trps\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\t+p50 ms\t+p99 ms\tCPU s/1k (per proxy)\tpeak RSS MB (per proxy)\tmax rps\terrors\t")
+	fmt.Fprintln(tw, "setup\trps\tachieved\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\t+p50 ms\t+p99 ms\tCPU s/1k (per proxy)\tpeak RSS MB (per proxy)\tmax rps\terrors\t")
 	for _, r := range rows {
 		cpu, rss := "-", "-"
 		if len(r.Proxies) > 0 {
@@ -331,11 +331,17 @@ func printTable(w io.Writer, rows []row) {
 			}
 			cpu, rss = strings.Join(c, " / "), strings.Join(m, " / ")
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%.3f\t%.3f\t%.3f\t%.3f\t%+.3f\t%+.3f\t%s\t%s\t%.0f\t%d\t\n",
-			r.Setup, r.RPS, r.P50, r.P90, r.P99, r.P999, r.AddedP50, r.AddedP99, cpu, rss, r.MaxRPS, r.Errors)
+		achieved := fmt.Sprintf("%.0f", r.ActualRPS)
+		if r.ActualRPS < 0.95*float64(r.RPS) {
+			// fortio times each request from when it was sent, so a setup that cannot
+			// keep the rate shows its latency at the rate it managed, not the one asked.
+			achieved += " (!)"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%+.3f\t%+.3f\t%s\t%s\t%.0f\t%d\t\n",
+			r.Setup, r.RPS, achieved, r.P50, r.P90, r.P99, r.P999, r.AddedP50, r.AddedP99, cpu, rss, r.MaxRPS, r.Errors)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "per proxy: client side / server side; direct has no proxy")
+	fmt.Fprintln(w, "per proxy: client side / server side; direct has no proxy; (!): the setup could not sustain the rate")
 	var maxLoad float64
 	for _, r := range rows {
 		maxLoad = math.Max(maxLoad, r.LoadAvg1m)
