@@ -1,0 +1,432 @@
+// Package inject turns a pod template into a meshed one. It is the only place that knows
+// what a meshed pod looks like: the mutating webhook (webhooks/) and the CLI (weft inject)
+// both call Inject, so a pod injected by either is the same pod.
+//
+// Everything here is pure: the inputs are the pod template, its namespace's labels and
+// annotations, the Mesh's spec and a few facts about the control plane; nothing reads the
+// cluster.
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/utils/ptr"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+)
+
+// Version is the version of the injector, recorded in AnnotationInjected. Release builds
+// set it with -ldflags "-X github.com/weftmesh/weft/internal/inject.Version=...".
+var Version = "dev"
+
+// Names of what injection adds to a pod.
+const (
+	InitContainerName  = "weft-init"
+	ProxyContainerName = "weft-proxy"
+	TokenVolumeName    = "weft-identity-token"
+	TrustVolumeName    = "weft-trust-roots"
+
+	// TrustRootsConfigMap and TrustRootsKey are published by the Mesh reconciler into
+	// every meshed namespace.
+	TrustRootsConfigMap = "weft-trust-roots"
+	TrustRootsKey       = "ca-bundle.pem"
+
+	// Where the proxy finds its identity inputs.
+	TokenDir       = "/var/run/weft/identity"
+	TokenPath      = TokenDir + "/token"
+	TrustDir       = "/var/run/weft/trust"
+	TrustRootsPath = TrustDir + "/" + TrustRootsKey
+
+	// TokenAudience is the audience the identity service accepts in TokenReview.
+	TokenAudience = "identity.weft.dev"
+	// TokenExpirationSeconds is the projected token's lifetime; the kubelet refreshes it
+	// at 80% of that, and the proxy only needs it when it asks for a certificate.
+	TokenExpirationSeconds = 3600
+
+	// IdentityPort and DestinationPort are the control-plane service ports.
+	IdentityPort    = 8080
+	DestinationPort = 8086
+)
+
+// Env is what injection knows about the control plane beyond the Mesh.
+type Env struct {
+	// ControlPlaneNamespace is where weft-controller runs; its pods are never injected.
+	// Default: weft-system.
+	ControlPlaneNamespace string
+	// ClusterDomain is the cluster's DNS suffix for service names. Default: cluster.local.
+	ClusterDomain string
+}
+
+func (e Env) withDefaults() Env {
+	if e.ControlPlaneNamespace == "" {
+		e.ControlPlaneNamespace = "weft-system"
+	}
+	if e.ClusterDomain == "" {
+		e.ClusterDomain = "cluster.local"
+	}
+	return e
+}
+
+// IdentityAddr is the identity service's address as proxies dial it.
+func (e Env) IdentityAddr() string {
+	e = e.withDefaults()
+	return fmt.Sprintf("weft-identity.%s.svc.%s:%d", e.ControlPlaneNamespace, e.ClusterDomain, IdentityPort)
+}
+
+// DestinationAddr is the destination service's address as proxies dial it.
+func (e Env) DestinationAddr() string {
+	e = e.withDefaults()
+	return fmt.Sprintf("weft-destination.%s.svc.%s:%d", e.ControlPlaneNamespace, e.ClusterDomain, DestinationPort)
+}
+
+// Namespace is what injection reads from the pod's namespace.
+type Namespace struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// Status is the JSON value of AnnotationInjected: what was added, so that uninjection
+// removes exactly that and an operator can see which injector and proxy a pod got.
+type Status struct {
+	InitContainers []string `json:"initContainers"`
+	Volumes        []string `json:"volumes"`
+	ProxyImage     string   `json:"proxyImage"`
+	ProxyVersion   string   `json:"proxyVersion"`
+	Injector       string   `json:"injector"`
+}
+
+// IsInjected says whether a pod already carries the proxy, by the annotation or, for
+// pods whose annotations were edited away, by the container.
+func IsInjected(tpl *corev1.PodTemplateSpec) bool {
+	if _, ok := tpl.Annotations[AnnotationInjected]; ok {
+		return true
+	}
+	return slices.ContainsFunc(tpl.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == ProxyContainerName }) ||
+		slices.ContainsFunc(tpl.Spec.Containers, func(c corev1.Container) bool { return c.Name == ProxyContainerName })
+}
+
+// Decide says whether a pod should be injected and, when not, why. The pod's own
+// weft.dev/inject (annotation, else label) wins over its namespace's.
+func Decide(tpl *corev1.PodTemplateSpec, ns Namespace, env Env) (bool, string) {
+	env = env.withDefaults()
+	switch {
+	case IsInjected(tpl):
+		return false, "already injected"
+	case tpl.Spec.HostNetwork:
+		return false, "the pod uses the host network, which the proxy cannot intercept"
+	case ns.Name != "" && ns.Name == env.ControlPlaneNamespace:
+		return false, "the control-plane namespace is never injected"
+	}
+	switch injectValue(tpl.Annotations, tpl.Labels) {
+	case InjectDisabled:
+		return false, "the pod has weft.dev/inject: disabled"
+	case InjectEnabled:
+		return true, "the pod has weft.dev/inject: enabled"
+	}
+	if injectValue(ns.Annotations, ns.Labels) == InjectEnabled {
+		return true, "the namespace has weft.dev/inject: enabled"
+	}
+	return false, "neither the pod nor its namespace has weft.dev/inject: enabled"
+}
+
+func injectValue(annotations, labels map[string]string) string {
+	if v, ok := annotations[AnnotationInject]; ok {
+		return v
+	}
+	return labels[AnnotationInject]
+}
+
+// Inject adds the proxy to tpl in place, with the Mesh's proxy defaults overridden by
+// the namespace's and then the pod's config.weft.dev/* annotations. It does not decide
+// whether to inject (see Decide), but it is idempotent: an injected template is left as
+// is. Errors name the offending annotation or field; on error tpl is unchanged.
+func Inject(tpl *corev1.PodTemplateSpec, ns Namespace, mesh meshv1alpha1.MeshSpec, env Env) field.ErrorList {
+	if IsInjected(tpl) {
+		return nil
+	}
+	env = env.withDefaults()
+	mesh = WithMeshDefaults(mesh)
+	nsPath := field.NewPath("namespace", "metadata", "annotations")
+	if ns.Name != "" {
+		nsPath = field.NewPath("namespace "+ns.Name, "metadata", "annotations")
+	}
+	cfg, errs := ResolveConfig(mesh.Proxy, ns.Annotations, tpl.Annotations, nsPath, field.NewPath("metadata", "annotations"))
+	errs = append(errs, checkConflicts(&tpl.Spec, &cfg)...)
+	if len(errs) > 0 {
+		return errs
+	}
+
+	proxy := proxyContainer(&cfg, mesh.TrustDomain, env)
+	initc := initContainer(&cfg)
+	tpl.Spec.InitContainers = append([]corev1.Container{initc, proxy}, tpl.Spec.InitContainers...)
+	tpl.Spec.Volumes = append(tpl.Spec.Volumes, volumes()...)
+
+	status := Status{
+		InitContainers: []string{InitContainerName, ProxyContainerName},
+		Volumes:        []string{TokenVolumeName, TrustVolumeName},
+		ProxyImage:     cfg.ProxyImage,
+		ProxyVersion:   ImageVersion(cfg.ProxyImage),
+		Injector:       Version,
+	}
+	raw, err := json.Marshal(status)
+	if err != nil {
+		// Status holds only strings; this cannot fail, but an unrecorded injection
+		// would break idempotency, so do not hide it.
+		return field.ErrorList{field.InternalError(field.NewPath("metadata", "annotations").Key(AnnotationInjected), err)}
+	}
+	if tpl.Annotations == nil {
+		tpl.Annotations = map[string]string{}
+	}
+	tpl.Annotations[AnnotationInjected] = string(raw)
+	tpl.Annotations[AnnotationProxyVersion] = status.ProxyVersion
+	if tpl.Labels == nil {
+		tpl.Labels = map[string]string{}
+	}
+	tpl.Labels[LabelInjected] = "true"
+	return nil
+}
+
+// Uninject removes what Inject added and reports whether there was anything to remove.
+func Uninject(tpl *corev1.PodTemplateSpec) bool {
+	if !IsInjected(tpl) {
+		return false
+	}
+	status := Status{
+		InitContainers: []string{InitContainerName, ProxyContainerName},
+		Volumes:        []string{TokenVolumeName, TrustVolumeName},
+	}
+	if raw, ok := tpl.Annotations[AnnotationInjected]; ok {
+		// A status we cannot read (edited by hand) falls back to the standard names.
+		var s Status
+		if json.Unmarshal([]byte(raw), &s) == nil && len(s.InitContainers) > 0 {
+			status = s
+		}
+	}
+	tpl.Spec.InitContainers = slices.DeleteFunc(tpl.Spec.InitContainers, func(c corev1.Container) bool {
+		return slices.Contains(status.InitContainers, c.Name)
+	})
+	tpl.Spec.Volumes = slices.DeleteFunc(tpl.Spec.Volumes, func(v corev1.Volume) bool {
+		return slices.Contains(status.Volumes, v.Name)
+	})
+	if len(tpl.Spec.InitContainers) == 0 {
+		tpl.Spec.InitContainers = nil
+	}
+	if len(tpl.Spec.Volumes) == 0 {
+		tpl.Spec.Volumes = nil
+	}
+	delete(tpl.Annotations, AnnotationInjected)
+	delete(tpl.Annotations, AnnotationProxyVersion)
+	delete(tpl.Labels, LabelInjected)
+	if len(tpl.Annotations) == 0 {
+		tpl.Annotations = nil
+	}
+	if len(tpl.Labels) == 0 {
+		tpl.Labels = nil
+	}
+	return true
+}
+
+// ImageVersion is the tag (or digest) of an image reference, "latest" when it has none.
+func ImageVersion(image string) string {
+	if _, digest, ok := strings.Cut(image, "@"); ok {
+		return digest
+	}
+	// A colon after the last slash separates the tag; one before it is a registry port.
+	name := image[strings.LastIndex(image, "/")+1:]
+	if _, tag, ok := strings.Cut(name, ":"); ok {
+		return tag
+	}
+	return "latest"
+}
+
+// checkConflicts finds what would make the injected pod invalid or broken: names the
+// injector needs, and application ports the proxy would shadow.
+func checkConflicts(spec *corev1.PodSpec, cfg *Config) field.ErrorList {
+	var errs field.ErrorList
+	reserved := []string{InitContainerName, ProxyContainerName}
+	for i, c := range spec.InitContainers {
+		if slices.Contains(reserved, c.Name) {
+			errs = append(errs, field.Duplicate(field.NewPath("spec", "initContainers").Index(i).Child("name"), c.Name))
+		}
+	}
+	proxyPorts := map[int32]string{cfg.OutboundPort: "outbound", cfg.InboundPort: "inbound", cfg.AdminPort: "admin", cfg.TapPort: "tap"}
+	for i, c := range spec.Containers {
+		p := field.NewPath("spec", "containers").Index(i)
+		if slices.Contains(reserved, c.Name) {
+			errs = append(errs, field.Duplicate(p.Child("name"), c.Name))
+		}
+		for j, port := range c.Ports {
+			if use, clash := proxyPorts[port.ContainerPort]; clash && (port.Protocol == "" || port.Protocol == corev1.ProtocolTCP) {
+				errs = append(errs, field.Invalid(p.Child("ports").Index(j).Child("containerPort"), port.ContainerPort,
+					fmt.Sprintf("the proxy's %s port; move the app or set config.weft.dev/%s-port", use, use)))
+			}
+		}
+	}
+	for i, v := range spec.Volumes {
+		if v.Name == TokenVolumeName || v.Name == TrustVolumeName {
+			errs = append(errs, field.Duplicate(field.NewPath("spec", "volumes").Index(i).Child("name"), v.Name))
+		}
+	}
+	return errs
+}
+
+func initContainer(cfg *Config) corev1.Container {
+	args := []string{
+		"--proxy-uid=" + strconv.FormatInt(cfg.ProxyUID, 10),
+		"--inbound-port=" + strconv.Itoa(int(cfg.InboundPort)),
+		"--outbound-port=" + strconv.Itoa(int(cfg.OutboundPort)),
+		// The admin and tap ports must stay reachable from the kubelet (probes) and
+		// Prometheus without passing through the proxy's inbound listener.
+		"--skip-inbound-ports=" + rangesString(withPorts(cfg.SkipInboundPorts, cfg.TapPort, cfg.AdminPort)),
+	}
+	if len(cfg.SkipOutboundPorts) > 0 {
+		args = append(args, "--skip-outbound-ports="+rangesString(cfg.SkipOutboundPorts))
+	}
+	if len(cfg.SkipSubnets) > 0 {
+		args = append(args, "--skip-subnets="+subnetsString(cfg.SkipSubnets))
+	}
+	return corev1.Container{
+		Name:            InitContainerName,
+		Image:           cfg.InitImage,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Args:            args,
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("10Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceMemory: resource.MustParse("64Mi"),
+			},
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		// iptables needs root with NET_ADMIN and NET_RAW, and nothing else: not
+		// privileged, no other capability, no privilege escalation. runAsNonRoot is set
+		// to false explicitly so that a pod-level runAsNonRoot does not block it.
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To[int64](0),
+			RunAsNonRoot:             ptr.To(false),
+			Privileged:               ptr.To(false),
+			AllowPrivilegeEscalation: ptr.To(false),
+			Capabilities: &corev1.Capabilities{
+				Add:  []corev1.Capability{"NET_ADMIN", "NET_RAW"},
+				Drop: []corev1.Capability{"ALL"},
+			},
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+func proxyContainer(cfg *Config, trustDomain string, env Env) corev1.Container {
+	fieldEnv := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	admin := intstr.FromInt32(cfg.AdminPort)
+	return corev1.Container{
+		Name:            ProxyContainerName,
+		Image:           cfg.ProxyImage,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		// A native sidecar: started before the app containers, which wait for its
+		// startup probe, and stopped after them, so Jobs complete when the app exits.
+		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Args: []string{
+			"--identity-mode=mesh",
+			"--identity-roots=" + TrustRootsPath,
+			"--inbound-port=" + strconv.Itoa(int(cfg.InboundPort)),
+			"--outbound-port=" + strconv.Itoa(int(cfg.OutboundPort)),
+			"--admin-port=" + strconv.Itoa(int(cfg.AdminPort)),
+			"--log-level=" + cfg.LogLevel,
+			"--connect-timeout=" + cfg.ConnectTimeout.String(),
+		},
+		Env: []corev1.EnvVar{
+			// The pod's identity inputs, from the downward API.
+			fieldEnv("POD_NAME", "metadata.name"),
+			fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+			fieldEnv("POD_IP", "status.podIP"),
+			fieldEnv("POD_IPS", "status.podIPs"),
+			fieldEnv("NODE_NAME", "spec.nodeName"),
+			fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+			{Name: "WEFT_TRUST_DOMAIN", Value: trustDomain},
+			// $(VAR) is expanded by the kubelet from the variables above.
+			{Name: "WEFT_IDENTITY_LOCAL_NAME", Value: "spiffe://" + trustDomain + "/ns/$(POD_NAMESPACE)/sa/$(SERVICE_ACCOUNT)"},
+			{Name: "WEFT_IDENTITY_TOKEN_FILE", Value: TokenPath},
+			{Name: "WEFT_IDENTITY_ADDR", Value: env.IdentityAddr()},
+			{Name: "WEFT_DESTINATION_ADDR", Value: env.DestinationAddr()},
+			{Name: "WEFT_CONTROL_PLANE_NAMESPACE", Value: env.ControlPlaneNamespace},
+			{Name: "WEFT_TAP_PORT", Value: strconv.Itoa(int(cfg.TapPort))},
+			{Name: "WEFT_OPAQUE_PORTS", Value: rangesString(cfg.OpaquePorts)},
+			{Name: "WEFT_DEFAULT_INBOUND_POLICY", Value: cfg.DefaultInboundPolicy},
+			{Name: "WEFT_DETECT_TIMEOUT", Value: cfg.DetectTimeout.String()},
+		},
+		Ports: []corev1.ContainerPort{
+			{Name: "weft-inbound", ContainerPort: cfg.InboundPort, Protocol: corev1.ProtocolTCP},
+			{Name: "weft-admin", ContainerPort: cfg.AdminPort, Protocol: corev1.ProtocolTCP},
+		},
+		Resources: *cfg.Resources.DeepCopy(),
+		// The startup probe holds the app containers back until the proxy holds a
+		// certificate: up to two minutes, checked every second so a healthy proxy
+		// costs the pod about one second of start-up.
+		StartupProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: admin}},
+			PeriodSeconds:    1,
+			TimeoutSeconds:   1,
+			FailureThreshold: 120,
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: admin}},
+			PeriodSeconds:    10,
+			TimeoutSeconds:   1,
+			FailureThreshold: 3,
+		},
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/live", Port: admin}},
+			PeriodSeconds:    10,
+			TimeoutSeconds:   1,
+			FailureThreshold: 3,
+		},
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts: []corev1.VolumeMount{
+			{Name: TokenVolumeName, MountPath: TokenDir, ReadOnly: true},
+			{Name: TrustVolumeName, MountPath: TrustDir, ReadOnly: true},
+		},
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To(cfg.ProxyUID),
+			RunAsGroup:               ptr.To(cfg.ProxyUID),
+			RunAsNonRoot:             ptr.To(true),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+func volumes() []corev1.Volume {
+	return []corev1.Volume{
+		{
+			Name: TokenVolumeName,
+			VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{
+					Audience:          TokenAudience,
+					ExpirationSeconds: ptr.To[int64](TokenExpirationSeconds),
+					Path:              "token",
+				}}},
+			}},
+		},
+		{
+			Name: TrustVolumeName,
+			VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+				LocalObjectReference: corev1.LocalObjectReference{Name: TrustRootsConfigMap},
+			}},
+		},
+	}
+}
