@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -87,6 +88,9 @@ func run(args []string) int {
 	fs.Var(subnetsFlag{&cfg}, "skip-subnets", "comma-separated CIDRs (IPv4 and IPv6) whose traffic, to or from, bypasses the proxy")
 	fs.BoolVar(&cfg.IPv6, "ipv6", cfg.IPv6, "also program ip6tables")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	if fs.NArg() > 0 {

@@ -25,6 +25,7 @@ func TestRunExitCodes(t *testing.T) {
 		{name: "bad subnet", args: []string{"--skip-subnets", "10.0.0.0/40"}, want: 2},
 		{name: "stray argument", args: []string{"--dry-run", "extra"}, want: 2},
 		{name: "unknown flag", args: []string{"--redirect-everything"}, want: 2},
+		{name: "help", args: []string{"-h"}, want: 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
