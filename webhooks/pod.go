@@ -1,0 +1,86 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/inject"
+)
+
+// Two entries share the injector: one for pods in namespaces labelled
+// weft.dev/inject=enabled, one for pods labelled so themselves in other namespaces. The
+// selectors (config/webhook/kustomization.yaml) keep every other pod away from the
+// webhook, so failurePolicy=fail only ever affects meshed workloads.
+//
+// +kubebuilder:webhook:path=/inject-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=namespace.inject.weft.dev,admissionReviewVersions=v1,reinvocationPolicy=IfNeeded,timeoutSeconds=10
+// +kubebuilder:webhook:path=/inject-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=pod.inject.weft.dev,admissionReviewVersions=v1,reinvocationPolicy=IfNeeded,timeoutSeconds=10
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch
+
+// PodInjector is the mutating webhook that adds the proxy to new pods.
+type PodInjector struct {
+	Reader client.Reader
+	Env    inject.Env
+	Log    logr.Logger
+}
+
+// Handle injects the pod of a CREATE request when inject.Decide says so.
+func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admission.Response {
+	var pod corev1.Pod
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err))
+	}
+	nsName := req.Namespace
+	if nsName == "" {
+		nsName = pod.Namespace
+	}
+	var ns corev1.Namespace
+	if err := h.Reader.Get(ctx, types.NamespacedName{Name: nsName}, &ns); err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading the pod's namespace: %w", err))
+	}
+	tpl := corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
+	nsInfo := inject.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
+	if ok, reason := inject.Decide(&tpl, nsInfo, h.Env); !ok {
+		return admission.Allowed(reason)
+	}
+
+	var warnings []string
+	mesh := meshv1alpha1.Mesh{}
+	err := h.Reader.Get(ctx, types.NamespacedName{Name: meshv1alpha1.MeshName}, &mesh)
+	switch {
+	case apierrors.IsNotFound(err):
+		warnings = append(warnings, "weft: no Mesh named default exists; the proxy got the built-in defaults")
+		mesh.Spec = inject.DefaultMeshSpec()
+	case err != nil:
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading the Mesh: %w", err))
+	}
+
+	if errs := inject.Inject(&tpl, nsInfo, mesh.Spec, h.Env); len(errs) > 0 {
+		return admission.Denied(fmt.Sprintf("weft cannot inject the proxy: %v", errs.ToAggregate()))
+	}
+	pod.ObjectMeta, pod.Spec = tpl.ObjectMeta, tpl.Spec
+	raw, err := json.Marshal(&pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the injected pod: %w", err))
+	}
+	h.Log.V(1).Info("Injected the proxy", "namespace", nsName, "pod", podName(&pod))
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(warnings...)
+}
+
+// podName names a pod for logs; pods of controllers have only a generateName yet.
+func podName(p *corev1.Pod) string {
+	if p.Name != "" {
+		return p.Name
+	}
+	return p.GenerateName + "<generated>"
+}
