@@ -19,6 +19,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,6 +101,7 @@ type options struct {
 	satDuration        time.Duration
 	profileDir         string
 	threads            int
+	rounds             int
 }
 
 func run() error {
@@ -117,6 +119,7 @@ func run() error {
 	flag.DurationVar(&o.satDuration, "saturation-duration", 5*time.Second, "length of each max-throughput run")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of the Weft proxies here (--weft-proxy must then be test/bench/weftprof)")
 	flag.IntVar(&o.threads, "proxy-threads", 0, "threads per proxy process: GOMAXPROCS for weft-proxy, nbthread for HAProxy (0: their defaults, one per core)")
+	flag.IntVar(&o.rounds, "rounds", 3, "split each run into this many rounds, setups taking turns")
 	flag.Parse()
 	o.setups = setupNames(setups)
 	for _, f := range strings.Split(rates, ",") {
@@ -125,6 +128,9 @@ func run() error {
 			return fmt.Errorf("invalid rate %q", f)
 		}
 		o.rates = append(o.rates, n)
+	}
+	if o.rounds < 1 {
+		return errors.New("--rounds must be at least 1")
 	}
 	if len(o.setups) == 0 || o.setups[0] != "direct" {
 		return errors.New("--setups must start with direct, the baseline")
@@ -155,11 +161,13 @@ func run() error {
 		return err
 	}
 
-	var rows []row
-	for _, name := range o.setups {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	var started []*setup
+	defer func() {
+		for _, s := range started {
+			s.stop()
 		}
+	}()
+	for _, name := range o.setups {
 		var s *setup
 		switch name {
 		case "direct":
@@ -174,86 +182,152 @@ func run() error {
 		if err != nil {
 			return fmt.Errorf("setup %s: %w", name, err)
 		}
-		fmt.Fprintf(os.Stderr, "== %s\n", name)
-		rs, err := measure(ctx, o, s, server.procs[0])
-		s.stop()
-		if err != nil {
-			return fmt.Errorf("setup %s: %w", name, err)
+		started = append(started, s)
+		if _, err := load(s.target, float64(o.rates[0]), o.conns, o.warmup); err != nil {
+			return fmt.Errorf("setup %s: warm-up: %w", name, err)
 		}
-		rows = append(rows, rs...)
+	}
+	rows, err := measure(ctx, o, started, server.procs[0])
+	if err != nil {
+		return err
 	}
 	addDeltas(rows)
 	printTable(os.Stdout, rows)
 	return writeJSON(o.out, rows)
 }
 
-// measure runs the warm-up, each constant rate and the saturation run against s.
-func measure(ctx context.Context, o options, s *setup, server *proc) ([]row, error) {
-	if _, err := load(s.target, float64(o.rates[0]), o.conns, o.warmup); err != nil {
-		return nil, fmt.Errorf("warm-up: %w", err)
-	}
+// accum gathers one setup's rounds at one rate.
+type accum struct {
+	count, errors int64
+	seconds       float64
+	pcts          [][4]float64
+	cpuBefore     []float64
+	serverCPU     float64
+	load          float64
+}
+
+// measure runs every rate, then the saturation run, over all setups. Each run is
+// split into o.rounds rounds, and the setups take turns round by round (in a rotating
+// order), so a burst of other work on the machine hits every setup alike instead of
+// whichever happened to run then. Percentiles are the median over the rounds;
+// counts, CPU and time are summed. Idle setups cost nothing measurable meanwhile
+// (their proxies sleep in epoll).
+func measure(ctx context.Context, o options, setups []*setup, server *proc) ([]row, error) {
 	var rows []row
 	for _, rate := range o.rates {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		before := make([]float64, len(s.procs))
-		for i, p := range s.procs {
-			if err := resetPeakRSS(p.pid()); err != nil {
-				return nil, err
-			}
-			var err error
-			if before[i], err = cpuSeconds(p.pid()); err != nil {
-				return nil, err
-			}
-		}
-		load1 := loadAvg()
-		serverBefore, err := cpuSeconds(server.pid())
-		if err != nil {
-			return nil, err
-		}
-		res, err := load(s.target, float64(rate), o.conns, o.duration)
-		if err != nil {
-			return nil, fmt.Errorf("%d rps: %w", rate, err)
-		}
-		serverAfter, err := cpuSeconds(server.pid())
-		if err != nil {
-			return nil, err
-		}
-		r := row{Setup: s.name, RPS: rate, ActualRPS: round(res.qps, 1), Requests: res.count, Errors: res.errors,
-			P50: res.p[0], P90: res.p[1], P99: res.p[2], P999: res.p[3],
-			ServerCPUPer1k: round((serverAfter-serverBefore)/float64(res.count)*1000, 4), LoadAvg1m: load1}
-		if len(s.procs) > 0 {
-			var cpuSum, rssMax float64
-			for i, p := range s.procs {
-				after, err := cpuSeconds(p.pid())
+		acc := make([]accum, len(setups))
+		for i, s := range setups {
+			for _, p := range s.procs {
+				if err := resetPeakRSS(p.pid()); err != nil {
+					return nil, err
+				}
+				c, err := cpuSeconds(p.pid())
 				if err != nil {
 					return nil, err
 				}
-				rss, err := peakRSSMB(p.pid())
+				acc[i].cpuBefore = append(acc[i].cpuBefore, c)
+			}
+		}
+		for round := 0; round < o.rounds; round++ {
+			for k := range setups {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				i := (k + round) % len(setups)
+				a := &acc[i]
+				a.load = math.Max(a.load, loadAvg())
+				serverBefore, err := cpuSeconds(server.pid())
 				if err != nil {
 					return nil, err
 				}
-				per1k := (after - before[i]) / float64(res.count) * 1000
-				r.Proxies = append(r.Proxies, proxyRow{Role: p.role, CPUPer1k: round(per1k, 4), RSSPeakMB: round(rss, 1)})
-				cpuSum += per1k
-				rssMax = math.Max(rssMax, rss)
+				start := time.Now()
+				res, err := load(setups[i].target, float64(rate), o.conns, o.duration/time.Duration(o.rounds))
+				if err != nil {
+					return nil, fmt.Errorf("%s at %d rps: %w", setups[i].name, rate, err)
+				}
+				a.seconds += time.Since(start).Seconds()
+				serverAfter, err := cpuSeconds(server.pid())
+				if err != nil {
+					return nil, err
+				}
+				a.serverCPU += serverAfter - serverBefore
+				a.count += res.count
+				a.errors += res.errors
+				a.pcts = append(a.pcts, res.p)
 			}
-			cpu, rss := round(cpuSum/float64(len(s.procs)), 4), round(rssMax, 1)
-			r.CPUPer1k, r.RSSPeakMB = &cpu, &rss
 		}
-		fmt.Fprintf(os.Stderr, "   %d rps: p50 %.3f ms p99 %.3f ms, %d requests, %d errors\n", rate, r.P50, r.P99, r.Requests, r.Errors)
-		rows = append(rows, r)
+		for i, s := range setups {
+			a := acc[i]
+			var p [4]float64
+			for j := range p {
+				var vals []float64
+				for _, r := range a.pcts {
+					vals = append(vals, r[j])
+				}
+				p[j] = median(vals)
+			}
+			r := row{Setup: s.name, RPS: rate, ActualRPS: round(float64(a.count)/a.seconds, 1), Requests: a.count,
+				Errors: a.errors, P50: p[0], P90: p[1], P99: p[2], P999: p[3],
+				ServerCPUPer1k: round(a.serverCPU/float64(a.count)*1000, 4), LoadAvg1m: a.load}
+			if len(s.procs) > 0 {
+				var cpuSum, rssMax float64
+				for j, pr := range s.procs {
+					after, err := cpuSeconds(pr.pid())
+					if err != nil {
+						return nil, err
+					}
+					rss, err := peakRSSMB(pr.pid())
+					if err != nil {
+						return nil, err
+					}
+					per1k := (after - a.cpuBefore[j]) / float64(a.count) * 1000
+					r.Proxies = append(r.Proxies, proxyRow{Role: pr.role, CPUPer1k: round(per1k, 4), RSSPeakMB: round(rss, 1)})
+					cpuSum += per1k
+					rssMax = math.Max(rssMax, rss)
+				}
+				cpu, rss := round(cpuSum/float64(len(s.procs)), 4), round(rssMax, 1)
+				r.CPUPer1k, r.RSSPeakMB = &cpu, &rss
+			}
+			fmt.Fprintf(os.Stderr, "%-8s %5d rps: p50 %.3f ms p99 %.3f ms, %d requests, %d errors\n", s.name, rate, r.P50, r.P99, r.Requests, r.Errors)
+			rows = append(rows, r)
+		}
 	}
-	sat, err := load(s.target, -1, o.conns, o.satDuration)
-	if err != nil {
-		return nil, fmt.Errorf("saturation: %w", err)
+	sat := make([][]float64, len(setups))
+	for round := 0; round < o.rounds; round++ {
+		for k := range setups {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			i := (k + round) % len(setups)
+			res, err := load(setups[i].target, -1, o.conns, o.satDuration/time.Duration(o.rounds))
+			if err != nil {
+				return nil, fmt.Errorf("%s saturation: %w", setups[i].name, err)
+			}
+			sat[i] = append(sat[i], res.qps)
+		}
 	}
-	fmt.Fprintf(os.Stderr, "   max: %.0f rps (%d errors)\n", sat.qps, sat.errors)
-	for i := range rows {
-		rows[i].MaxRPS = math.Round(sat.qps)
+	for i, s := range setups {
+		m := math.Round(median(sat[i]))
+		fmt.Fprintf(os.Stderr, "%-8s max: %.0f rps\n", s.name, m)
+		for j := range rows {
+			if rows[j].Setup == s.name {
+				rows[j].MaxRPS = m
+			}
+		}
 	}
 	return rows, nil
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 type loadResult struct {
@@ -279,6 +353,10 @@ func load(url string, qps float64, conns int, d time.Duration) (loadResult, erro
 			Uniform: true,
 			Out:     io.Discard,
 		},
+		// A connection that fails on its first request (a rare refused connect
+		// when the machine is loaded) is counted as an error instead of aborting
+		// the whole run; errors are reported in the table.
+		AllowInitialErrors: true,
 	}
 	o.Init(url)
 	res, err := fhttp.RunHTTPTest(&o)
