@@ -26,31 +26,13 @@ import (
 	"path/filepath"
 	"strings"
 
-	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
-	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
-	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
+	weftscheme "github.com/weftmesh/weft/internal/scheme"
 )
 
-// Scheme knows every kind Weft reads or writes.
-var Scheme = NewScheme()
-
-// NewScheme returns a scheme with the Kubernetes built-in kinds, Weft's kinds, the
-// Gateway API kinds and cert-manager's kinds.
-func NewScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(meshv1alpha1.AddToScheme(s))
-	utilruntime.Must(splitv1alpha2.AddToScheme(s))
-	utilruntime.Must(gatewayv1.Install(s))
-	utilruntime.Must(certmanagerv1.AddToScheme(s))
-	return s
-}
+// Scheme knows every kind Weft uses; it is internal/scheme's.
+var Scheme = weftscheme.Scheme
 
 // RepoRoot returns the repository root: the nearest parent of the working directory
 // that holds go.mod. Tests run in their package's directory.

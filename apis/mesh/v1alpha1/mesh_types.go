@@ -80,8 +80,8 @@ type MeshSpec struct {
 // cert-manager issues and renews the anchor and the issuer; the identity service signs
 // the leaves.
 //
-// +kubebuilder:validation:XValidation:rule="duration(self.trustAnchor.duration) > duration(self.issuer.duration)",message="trustAnchor.duration must be longer than issuer.duration"
-// +kubebuilder:validation:XValidation:rule="duration(self.issuer.duration) > duration(self.workload.duration)",message="issuer.duration must be longer than workload.duration, or leaves would outlive their issuer"
+// +kubebuilder:validation:XValidation:rule="!has(self.trustAnchor) || !has(self.issuer) || duration(self.trustAnchor.duration) > duration(self.issuer.duration)",message="trustAnchor.duration must be longer than issuer.duration"
+// +kubebuilder:validation:XValidation:rule="!has(self.issuer) || !has(self.workload) || !has(self.workload.duration) || duration(self.issuer.duration) > duration(self.workload.duration)",message="issuer.duration must be longer than workload.duration, or leaves would outlive their issuer"
 type IdentitySpec struct {
 	// trustAnchor is the root of trust. Default: duration 8760h (one year), renewBefore
 	// 1440h (60 days). Ignored for issuance when externalIssuerRef is set, but still used
@@ -195,7 +195,7 @@ type Port int32
 
 // ProxySpec holds the defaults of every injected proxy.
 //
-// +kubebuilder:validation:XValidation:rule="[self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].all(p, [self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].filter(q, q == p).size() == 1)",message="ports.outbound, ports.inbound, ports.admin and ports.tap must all differ"
+// +kubebuilder:validation:XValidation:rule="!has(self.ports) || [self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].all(p, [self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].filter(q, q == p).size() == 1)",message="ports.outbound, ports.inbound, ports.admin and ports.tap must all differ"
 type ProxySpec struct {
 	// image of the weft-proxy sidecar. Default: weft-proxy:dev, the image `make images`
 	// builds.

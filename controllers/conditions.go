@@ -1,0 +1,66 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+)
+
+// conditions collects the conditions of one reconcile, each stamped with the generation
+// the reconcile observed, so that Flux and Argo CD can tell stale status from fresh.
+type conditions struct {
+	list       *[]metav1.Condition
+	generation int64
+}
+
+func (c conditions) set(condType string, ok bool, reason, message string) {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	meta.SetStatusCondition(c.list, metav1.Condition{
+		Type:               condType,
+		Status:             status,
+		Reason:             reason,
+		Message:            message,
+		ObservedGeneration: c.generation,
+	})
+}
+
+func (c conditions) isTrue(condType string) bool {
+	return meta.IsStatusConditionTrue(*c.list, condType)
+}
+
+// summarizeReady sets Ready from the given conditions: True when all are True, otherwise
+// False with the reason and message of the first that is not.
+func (c conditions) summarizeReady(condTypes ...string) {
+	for _, t := range condTypes {
+		cond := meta.FindStatusCondition(*c.list, t)
+		if cond == nil || cond.Status != metav1.ConditionTrue {
+			reason, message := meshv1alpha1.ReasonNotReady, t+" is not yet known"
+			if cond != nil {
+				reason, message = cond.Reason, cond.Message
+			}
+			c.set(meshv1alpha1.ConditionReady, false, reason, message)
+			return
+		}
+	}
+	c.set(meshv1alpha1.ConditionReady, true, meshv1alpha1.ReasonReady, "Ready")
+}

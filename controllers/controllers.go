@@ -1,0 +1,49 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package controllers holds one reconciler per Weft kind. Each Reconcile is a thin shell:
+// get the object, ignore NotFound, run small phases that each set one condition, and
+// write the status once, in a deferred patch.
+package controllers
+
+import (
+	"fmt"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// Options configure the reconcilers.
+type Options struct {
+	// Namespace is the control-plane namespace.
+	Namespace string
+}
+
+// AddToManager registers every reconciler with the manager.
+func AddToManager(mgr ctrl.Manager, opts Options) error {
+	if err := (&ServiceProfileReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("serviceprofile-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the ServiceProfile reconciler: %w", err)
+	}
+	if err := (&TrafficSplitReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("trafficsplit-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the TrafficSplit reconciler: %w", err)
+	}
+	return nil
+}
