@@ -1,0 +1,165 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package apis_test
+
+import (
+	"fmt"
+	"testing"
+)
+
+const profileHeader = `apiVersion: mesh.weft.dev/v1alpha1
+kind: ServiceProfile
+metadata:
+  name: web.default.svc.cluster.local
+  namespace: default
+`
+
+func TestServiceProfileSchema(t *testing.T) {
+	profile := func(spec string) string { return profileHeader + "spec:\n" + spec }
+	route := func(body string) string { return profile("  routes:\n  - name: r\n" + body) }
+	runSchemaCases(t, []schemaCase{
+		{name: "Linkerd-style profile is valid", yaml: profile(`
+  routes:
+  - name: GET /books/{id}
+    condition:
+      method: GET
+      pathRegex: /books/[^/]*
+    responseClasses:
+    - condition:
+        status: {min: 500, max: 599}
+      isFailure: true
+    isRetryable: true
+    timeout: 300ms
+  - name: writes
+    condition:
+      any:
+      - method: POST
+      - all:
+        - method: PUT
+        - pathRegex: /books/.*
+      - not:
+          pathRegex: /admin/.*
+    responseClasses:
+    - condition:
+        any:
+        - status: {min: 500}
+        - all:
+          - status: {min: 429, max: 429}
+      isFailure: true
+  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10, ttl: 10s}
+  dstOverrides:
+  - {authority: web-v1.default.svc.cluster.local:80, weight: 900m}
+  - {authority: web-v2.default.svc.cluster.local:80, weight: 100m}
+  opaquePorts: [6379]
+`)},
+		{name: "external authority name is valid", yaml: `apiVersion: mesh.weft.dev/v1alpha1
+kind: ServiceProfile
+metadata:
+  name: api.example.com
+  namespace: default
+spec: {}
+`},
+		{name: "name is not a qualified name", yaml: `apiVersion: mesh.weft.dev/v1alpha1
+kind: ServiceProfile
+metadata:
+  name: web
+  namespace: default
+spec: {}
+`, wantErr: []string{"metadata.name must be the fully qualified name clients use"}},
+		{name: "missing spec", yaml: profileHeader, wantErr: []string{"spec", "Required value"}},
+		{name: "duplicate route names", yaml: profile("  routes:\n  - {name: a, condition: {method: GET}}\n  - {name: a, condition: {method: POST}}\n"),
+			wantErr: []string{"spec", "routes[].name must be unique"}},
+		{name: "route without name", yaml: profile("  routes:\n  - {condition: {method: GET}}\n"),
+			wantErr: []string{"spec.routes[0].name", "Required value"}},
+		{name: "route name too long", yaml: profile(fmt.Sprintf("  routes:\n  - {name: %q, condition: {method: GET}}\n", fmt.Sprintf("r%0253d", 0))),
+			wantErr: []string{"spec.routes[0].name", "253"}},
+		{name: "too many routes", yaml: profile("  routes:\n" + repeat(65, 2, func(i int) string { return fmt.Sprintf("{name: r%d, condition: {method: GET}}", i) })),
+			wantErr: []string{"spec.routes", "must have at most 64 items"}},
+		{name: "empty condition", yaml: route("    condition: {}\n"),
+			wantErr: []string{"spec.routes[0].condition", "a condition must set at least one of all, any, not, pathRegex or method"}},
+		{name: "empty nested condition", yaml: route("    condition:\n      all:\n      - {}\n"),
+			wantErr: []string{"spec.routes[0].condition.all[0]", "a condition must set at least one of all, any, not, pathRegex or method"}},
+		{name: "empty innermost condition", yaml: route("    condition:\n      all:\n      - not: {}\n"),
+			wantErr: []string{"spec.routes[0].condition.all[0].not", "conditions nest at most three levels"}},
+		{name: "nesting deeper than three levels", yaml: route("    condition:\n      all:\n      - all:\n        - all:\n          - method: GET\n"),
+			wantErr: []string{"spec.routes[0].condition.all[0].all[0]"}},
+		{name: "lower-case method", yaml: route("    condition: {method: get}\n"),
+			wantErr: []string{"spec.routes[0].condition.method", "should match"}},
+		{name: "path regex too long", yaml: route(fmt.Sprintf("    condition: {pathRegex: %q}\n", fmt.Sprintf("%01025d", 0))),
+			wantErr: []string{"spec.routes[0].condition.pathRegex", "1024"}},
+		{name: "timeout that is not a duration", yaml: route("    condition: {method: GET}\n    timeout: soon\n"),
+			wantErr: []string{"spec.routes[0].timeout", "should match"}},
+		{name: "empty response condition", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {}\n"),
+			wantErr: []string{"spec.routes[0].responseClasses[0].condition", "a response condition must set at least one of all, any, not or status"}},
+		{name: "status range upside down", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {status: {min: 599, max: 500}}\n"),
+			wantErr: []string{"spec.routes[0].responseClasses[0].condition.status", "status.min must not be greater than status.max"}},
+		{name: "status below 100", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {status: {min: 99}}\n"),
+			wantErr: []string{"spec.routes[0].responseClasses[0].condition.status.min", "greater than or equal to 100"}},
+		{name: "status above 599", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {status: {max: 600}}\n"),
+			wantErr: []string{"spec.routes[0].responseClasses[0].condition.status.max", "less than or equal to 599"}},
+		{name: "retry ratio above 1", yaml: profile("  retryBudget: {retryRatio: 1.5, minRetriesPerSecond: 10, ttl: 10s}\n"),
+			wantErr: []string{"spec.retryBudget.retryRatio", "less than or equal to 1"}},
+		{name: "negative retry ratio", yaml: profile("  retryBudget: {retryRatio: -0.1, minRetriesPerSecond: 10, ttl: 10s}\n"),
+			wantErr: []string{"spec.retryBudget.retryRatio", "greater than or equal to 0"}},
+		{name: "too many retries per second", yaml: profile("  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 20000, ttl: 10s}\n"),
+			wantErr: []string{"spec.retryBudget.minRetriesPerSecond", "less than or equal to 10000"}},
+		{name: "budget ttl that is not a duration", yaml: profile("  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10, ttl: ten}\n"),
+			wantErr: []string{"spec.retryBudget.ttl", "should match"}},
+		{name: "budget without ttl", yaml: profile("  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10}\n"),
+			wantErr: []string{"spec.retryBudget.ttl", "Required value"}},
+		{name: "duplicate override authority", yaml: profile("  dstOverrides:\n  - {authority: a:80, weight: 1}\n  - {authority: a:80, weight: 1}\n"),
+			wantErr: []string{"spec", "dstOverrides[].authority must be unique"}},
+		{name: "too many overrides", yaml: profile("  dstOverrides:\n" + repeat(17, 2, func(i int) string { return fmt.Sprintf("{authority: a%d:80, weight: 1}", i) })),
+			wantErr: []string{"spec.dstOverrides", "must have at most 16 items"}},
+		{name: "duplicate opaque port", yaml: profile("  opaquePorts: [6379, 6379]\n"),
+			wantErr: []string{"spec.opaquePorts[1]", "Duplicate value"}},
+	})
+}
+
+const splitHeader = `apiVersion: split.smi-spec.io/v1alpha2
+kind: TrafficSplit
+metadata:
+  name: web
+  namespace: default
+`
+
+func TestTrafficSplitSchema(t *testing.T) {
+	split := func(spec string) string { return splitHeader + "spec:\n" + spec }
+	runSchemaCases(t, []schemaCase{
+		{name: "90/10 canary is valid", yaml: split("  service: web\n  backends:\n  - {service: web-v1, weight: 90}\n  - {service: web-v2, weight: 10}\n")},
+		{name: "missing backends", yaml: split("  service: web\n"),
+			wantErr: []string{"spec.backends", "Required value"}},
+		{name: "empty backends", yaml: split("  service: web\n  backends: []\n"),
+			wantErr: []string{"spec.backends", "should have at least 1 items"}},
+		{name: "too many backends", yaml: split("  service: web\n  backends:\n" + repeat(17, 2, func(i int) string { return fmt.Sprintf("{service: b%d, weight: 1}", i) })),
+			wantErr: []string{"spec.backends", "must have at most 16 items"}},
+		{name: "duplicate backend", yaml: split("  service: web\n  backends:\n  - {service: web-v1, weight: 1}\n  - {service: web-v1, weight: 2}\n"),
+			wantErr: []string{"spec", "backends[].service must be unique"}},
+		{name: "all weights zero", yaml: split("  service: web\n  backends:\n  - {service: web-v1, weight: 0}\n"),
+			wantErr: []string{"spec", "at least one backend must have a weight above 0"}},
+		{name: "negative weight", yaml: split("  service: web\n  backends:\n  - {service: web-v1, weight: -1}\n  - {service: web-v2, weight: 1}\n"),
+			wantErr: []string{"spec.backends[0].weight", "greater than or equal to 0"}},
+		{name: "weight too large", yaml: split("  service: web\n  backends:\n  - {service: web-v1, weight: 2000000}\n"),
+			wantErr: []string{"spec.backends[0].weight", "less than or equal to 1000000"}},
+		{name: "root service not a DNS label", yaml: split("  service: Web_1\n  backends:\n  - {service: web-v1, weight: 1}\n"),
+			wantErr: []string{"spec.service", "should match"}},
+		{name: "backend service name too long", yaml: split(fmt.Sprintf("  service: web\n  backends:\n  - {service: a%s, weight: 1}\n", fmt.Sprintf("%063d", 0))),
+			wantErr: []string{"spec.backends[0].service", "63"}},
+		{name: "match of unknown kind", yaml: split("  service: web\n  backends:\n  - {service: web-v1, weight: 1}\n  matches:\n  - {kind: HTTPRoute, name: r}\n"),
+			wantErr: []string{"spec.matches[0].kind", "Unsupported value"}},
+	})
+}
