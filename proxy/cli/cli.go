@@ -42,6 +42,13 @@ type Flags struct {
 	IdentityCert   string
 	IdentityKey    string
 	IdentityRoots  string
+	IdentityAddr   string
+	IdentityName   string
+	IdentityToken  string
+	IdentitySrv    string
+	OpaquePorts    string
+	InboundPolicy  string
+	DetectTimeout  time.Duration
 	ReloadInterval time.Duration
 	LogLevel       string
 	LogFormat      string
@@ -62,6 +69,13 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.IdentityCert, "identity-cert", "", "files mode: PEM certificate chain")
 	fs.StringVar(&f.IdentityKey, "identity-key", "", "files mode: PEM private key")
 	fs.StringVar(&f.IdentityRoots, "identity-roots", "", "PEM trust roots")
+	fs.StringVar(&f.IdentityAddr, "identity-addr", os.Getenv("WEFT_IDENTITY_ADDR"), "mesh mode: identity service host:port (env WEFT_IDENTITY_ADDR)")
+	fs.StringVar(&f.IdentityName, "identity-name", os.Getenv("WEFT_IDENTITY_LOCAL_NAME"), "mesh mode: this proxy's SPIFFE ID (env WEFT_IDENTITY_LOCAL_NAME)")
+	fs.StringVar(&f.IdentityToken, "identity-token", envOr("WEFT_IDENTITY_TOKEN_FILE", "/var/run/weft/identity/token"), "mesh mode: projected ServiceAccount token file (env WEFT_IDENTITY_TOKEN_FILE)")
+	fs.StringVar(&f.IdentitySrv, "identity-server-name", os.Getenv("WEFT_IDENTITY_SERVER_NAME"), "mesh mode: name the identity service's certificate must carry, DNS or spiffe:// (default: the host of --identity-addr; env WEFT_IDENTITY_SERVER_NAME)")
+	fs.StringVar(&f.OpaquePorts, "opaque-ports", os.Getenv("WEFT_OPAQUE_PORTS"), "ports and ranges (\"25,3306,4000-4010\") added to the configuration's opaquePorts (env WEFT_OPAQUE_PORTS)")
+	fs.StringVar(&f.InboundPolicy, "default-inbound-policy", os.Getenv("WEFT_DEFAULT_INBOUND_POLICY"), "overrides inbound.defaultPolicy (env WEFT_DEFAULT_INBOUND_POLICY)")
+	fs.DurationVar(&f.DetectTimeout, "detect-timeout", envDuration("WEFT_DETECT_TIMEOUT"), "overrides detectTimeout (env WEFT_DETECT_TIMEOUT)")
 	fs.DurationVar(&f.ReloadInterval, "identity-reload-interval", 2*time.Second, "how often identity files are checked for changes")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "error, info, debug or a verbosity number")
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or console")
@@ -74,6 +88,66 @@ func parseFlags(args []string) (*Flags, error) {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	return f, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(name))
+	return d
+}
+
+// parsePortRanges reads "25,3306,4000-4010".
+func parsePortRanges(s string) ([]uint16, error) {
+	var out []uint16
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		a, err1 := strconv.ParseUint(lo, 10, 16)
+		b := a
+		var err2 error
+		if isRange {
+			b, err2 = strconv.ParseUint(hi, 10, 16)
+		}
+		if err1 != nil || err2 != nil || a == 0 || b < a {
+			return nil, fmt.Errorf("invalid port or range %q", part)
+		}
+		for p := a; p <= b; p++ {
+			out = append(out, uint16(p))
+		}
+	}
+	return out, nil
+}
+
+// applyOverrides merges command-line (or injected environment) settings into the
+// configuration and validates the result.
+func applyOverrides(cfg *config.Config, f *Flags) error {
+	if f.OpaquePorts != "" {
+		ports, err := parsePortRanges(f.OpaquePorts)
+		if err != nil {
+			return fmt.Errorf("--opaque-ports: %w", err)
+		}
+		cfg.OpaquePorts = append(cfg.OpaquePorts, ports...)
+	}
+	if f.InboundPolicy != "" {
+		cfg.Inbound.DefaultPolicy = config.Policy(f.InboundPolicy)
+	}
+	if f.DetectTimeout > 0 {
+		cfg.DetectTimeout.Duration = f.DetectTimeout
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg.ApplyDefaults()
+	return nil
 }
 
 // levelVar adapts zap's atomic level to admin.LevelVar, speaking logr's verbosity
@@ -176,6 +250,9 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		}
 		cfg = c
 	}
+	if err := applyOverrides(cfg, f); err != nil {
+		return err
+	}
 	reg := metrics.New()
 	var store *identity.Store
 	switch f.IdentityMode {
@@ -193,7 +270,17 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		}
 		go files.Run(ctx)
 	case "mesh":
-		return errors.New("identity mode mesh is not available in this build yet")
+		if f.IdentityAddr == "" || f.IdentityName == "" || f.IdentityRoots == "" {
+			return errors.New("identity mode mesh needs --identity-addr, --identity-name and --identity-roots (or WEFT_IDENTITY_ADDR, WEFT_IDENTITY_LOCAL_NAME)")
+		}
+		if _, err := config.ParseSPIFFEID(f.IdentityName); err != nil {
+			return fmt.Errorf("--identity-name: %w", err)
+		}
+		store = &identity.Store{}
+		mesh := &identity.Mesh{Addr: f.IdentityAddr, ServerName: f.IdentitySrv, ID: f.IdentityName,
+			TokenPath: f.IdentityToken, RootsPath: f.IdentityRoots, Interval: f.ReloadInterval,
+			Store: store, Log: log.WithName("identity")}
+		go mesh.Run(ctx)
 	default:
 		return fmt.Errorf("unknown --identity-mode %q (want files, mesh or disabled)", f.IdentityMode)
 	}

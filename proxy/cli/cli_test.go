@@ -23,8 +23,12 @@ import (
 )
 
 // buildProxy compiles cmd/weft-proxy once per test binary run.
+// WEFT_PROXY_BIN selects a prebuilt binary instead.
 func buildProxy(t *testing.T) string {
 	t.Helper()
+	if b := os.Getenv("WEFT_PROXY_BIN"); b != "" {
+		return b
+	}
 	bin := filepath.Join(t.TempDir(), "weft-proxy")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/weftmesh/weft/cmd/weft-proxy")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -177,6 +181,14 @@ destinations:
 		total, qps, res.DurationHistogram.CalcPercentile(50)*1000, res.DurationHistogram.CalcPercentile(99)*1000,
 		cpuA*1000/float64(total), cpuB*1000/float64(total), rssPeakKB(a.cmd.Process.Pid), rssPeakKB(b.cmd.Process.Pid))
 
+	for _, p := range []*proc{a, b} {
+		st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+		for _, l := range strings.Split(string(st), "\n") {
+			if strings.HasPrefix(l, "Rss") {
+				t.Log(strings.Join(strings.Fields(l), " "))
+			}
+		}
+	}
 	t.Run("admin endpoints", func(t *testing.T) {
 		if code, body := get(t, "GET", a.adminURL("/live"), ""); code != 200 || body != "live\n" {
 			t.Fatalf("/live %d %q", code, body)

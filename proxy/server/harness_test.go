@@ -31,7 +31,7 @@ func spiffe(ns, sa string) string { return "spiffe://" + trustDomain + "/ns/" + 
 // original destination of each outbound listener is fixed by the test hook: every
 // listener stands for one "service address" the app dialled.
 type proxy struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *server.Server
 	reg     *metrics.Registry
 	store   *identity.Store
@@ -41,7 +41,7 @@ type proxy struct {
 	origin map[int]netip.AddrPort // local listener port -> original destination
 }
 
-func newStore(t *testing.T, leaf *testpki.Leaf, roots ...*testpki.CA) *identity.Store {
+func newStore(t testing.TB, leaf *testpki.Leaf, roots ...*testpki.CA) *identity.Store {
 	t.Helper()
 	pool := x509.NewCertPool()
 	for _, ca := range roots {
@@ -56,14 +56,14 @@ func newStore(t *testing.T, leaf *testpki.Leaf, roots ...*testpki.CA) *identity.
 	return s
 }
 
-func logger(t *testing.T) logr.Logger {
-	if testing.Verbose() {
-		return testr.NewWithOptions(t, testr.Options{Verbosity: 1})
+func logger(t testing.TB) logr.Logger {
+	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
+		return testr.NewWithOptions(tt, testr.Options{Verbosity: 1})
 	}
 	return logr.Discard()
 }
 
-func startProxy(t *testing.T, cfg *config.Config, store *identity.Store) *proxy {
+func startProxy(t testing.TB, cfg *config.Config, store *identity.Store) *proxy {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -99,7 +99,7 @@ func startProxy(t *testing.T, cfg *config.Config, store *identity.Store) *proxy 
 	return p
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -171,7 +171,7 @@ func metricValue(text, name string, labels ...string) float64 {
 
 // serveHTTP runs h on loopback speaking HTTP/1.1 and h2c (prior knowledge), like an
 // app would.
-func serveHTTP(t *testing.T, h http.Handler) string {
+func serveHTTP(t testing.TB, h http.Handler) string {
 	t.Helper()
 	ln := listen(t)
 	var protos http.Protocols

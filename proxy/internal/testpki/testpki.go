@@ -109,3 +109,48 @@ func Files(t testing.TB, dir string, l *Leaf, roots []byte) (cert, key, ca strin
 	}
 	return cert, key, ca
 }
+
+// IssueDNS signs a server certificate for a DNS name, valid for an hour.
+func (ca *CA) IssueDNS(t testing.TB, dns string) *Leaf {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		NotBefore:    time.Now().Add(-time.Minute),
+		NotAfter:     time.Now().Add(time.Hour),
+		DNSNames:     []string{dns},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	l := &Leaf{
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	}
+	l.TLS, err = tls.X509KeyPair(l.CertPEM, l.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// SignCSR signs a certificate request's key and URI SANs for lifetime, as an identity
+// issuer would. It returns the DER certificate.
+func (ca *CA) SignCSR(csr *x509.CertificateRequest, lifetime time.Duration) ([]byte, error) {
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		NotBefore:    time.Now(), // X.509 keeps whole seconds: truncated down
+		NotAfter:     time.Now().Add(lifetime),
+		URIs:         csr.URIs,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, csr.PublicKey, ca.Key)
+}

@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+func TestParsePortRanges(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    []uint16
+		wantErr bool
+	}{
+		{"empty", "", nil, false},
+		{"singles", "25,3306", []uint16{25, 3306}, false},
+		{"range", "4000-4002,9", []uint16{4000, 4001, 4002, 9}, false},
+		{"spaces", " 25 , 26 ", []uint16{25, 26}, false},
+		{"reversed range", "10-5", nil, true},
+		{"zero", "0", nil, true},
+		{"too big", "70000", nil, true},
+		{"junk", "smtp", nil, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parsePortRanges(tt.in)
+			if (err != nil) != tt.wantErr || !slices.Equal(got, tt.want) {
+				t.Fatalf("parsePortRanges(%q) = %v, %v", tt.in, got, err)
+			}
+		})
+	}
+}
+
+// TestEnvironmentOverrides: the settings the injector passes as environment
+// variables reach the configuration, and bad ones are rejected with the field named.
+func TestEnvironmentOverrides(t *testing.T) {
+	t.Setenv("WEFT_OPAQUE_PORTS", "25,3306-3307")
+	t.Setenv("WEFT_DEFAULT_INBOUND_POLICY", "all-authenticated")
+	t.Setenv("WEFT_DETECT_TIMEOUT", "250ms")
+	t.Setenv("WEFT_IDENTITY_ADDR", "weft-identity.weft-system.svc.cluster.local:8080")
+	t.Setenv("WEFT_IDENTITY_LOCAL_NAME", "spiffe://cluster.local/ns/a/sa/b")
+	f, err := parseFlags([]string{"--identity-mode=mesh"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.IdentityAddr != "weft-identity.weft-system.svc.cluster.local:8080" || f.IdentityName != "spiffe://cluster.local/ns/a/sa/b" {
+		t.Fatalf("identity flags from env: %+v", f)
+	}
+	cfg := &config.Config{}
+	if err := applyOverrides(cfg, f); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.OpaquePorts, []uint16{25, 3306, 3307}) || cfg.Inbound.DefaultPolicy != config.PolicyAllAuthenticated || cfg.DetectTimeout.Duration != 250*time.Millisecond {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	f.InboundPolicy = "open"
+	if err := applyOverrides(&config.Config{}, f); err == nil || !strings.Contains(err.Error(), "inbound.defaultPolicy") {
+		t.Fatalf("bad policy: %v", err)
+	}
+}

@@ -1,0 +1,244 @@
+package identity
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/weftmesh/weft/proxy/api"
+)
+
+// RenewAt is the fraction of a certificate's lifetime after which it is renewed.
+const RenewAt = 0.7
+
+// Mesh obtains this proxy's certificate from the identity service: it makes an
+// ECDSA P-256 key in memory (it never leaves the process), sends a CSR with the
+// projected ServiceAccount token, installs the returned chain, and renews at 70% of
+// the certificate's life. Trust roots come from a file and are reloaded when it
+// changes; they also authenticate the identity service.
+type Mesh struct {
+	// Addr is the identity service, host:port.
+	Addr string
+	// ServerName is what the identity service's certificate must prove: a DNS name
+	// (default: Addr's host) or a spiffe:// ID.
+	ServerName string
+	// ID is this proxy's SPIFFE ID.
+	ID string
+	// TokenPath is the projected ServiceAccount token (audience identity.weft.dev),
+	// read anew for every request because the kubelet rotates it.
+	TokenPath string
+	// RootsPath is the PEM trust bundle.
+	RootsPath string
+	Store     *Store
+	Log       logr.Logger
+	// Interval is how often the roots file is checked. Default 2s.
+	Interval time.Duration
+	// MaxBackoff caps the wait between failed attempts. Default 30s.
+	MaxBackoff time.Duration
+
+	key *ecdsa.PrivateKey
+}
+
+// Run obtains and renews the certificate until ctx ends.
+func (m *Mesh) Run(ctx context.Context) {
+	var err error
+	if m.key == nil {
+		m.key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			m.Log.Error(err, "Cannot generate identity key")
+			return
+		}
+	}
+	iv := m.Interval
+	if iv <= 0 {
+		iv = 2 * time.Second
+	}
+	maxBackoff := m.MaxBackoff
+	if maxBackoff <= 0 {
+		maxBackoff = 30 * time.Second
+	}
+	rootsStamp := stamp(m.RootsPath)
+	tick := time.NewTicker(iv)
+	defer tick.Stop()
+	backoff := time.Second
+	var renew <-chan time.Time // nil: certify now
+	for {
+		if renew == nil {
+			err := m.certify(ctx)
+			var wait time.Duration
+			if err != nil {
+				m.Log.Error(err, "Obtaining identity certificate failed, retrying", "in", backoff)
+				wait = backoff
+				backoff = min(2*backoff, maxBackoff)
+				// Never wait past the current certificate's expiry.
+				if exp := m.Store.Expiry(); !exp.IsZero() {
+					wait = min(wait, max(time.Until(exp)/2, time.Second))
+				}
+			} else {
+				backoff = time.Second
+				leaf := m.Store.Current().Leaf
+				life := leaf.NotAfter.Sub(leaf.NotBefore)
+				at := leaf.NotBefore.Add(time.Duration(float64(life) * RenewAt))
+				wait = max(time.Until(at), 0)
+				m.Log.Info("Obtained identity certificate", "id", m.ID, "notAfter", leaf.NotAfter, "renewIn", wait.Round(time.Second))
+			}
+			renew = time.After(wait)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-renew:
+			renew = nil
+		case <-tick.C:
+			if s := stamp(m.RootsPath); s != rootsStamp {
+				rootsStamp = s
+				m.reloadRoots()
+			}
+		}
+	}
+}
+
+func (m *Mesh) roots() (*x509.CertPool, error) {
+	pem, err := os.ReadFile(m.RootsPath)
+	if err != nil {
+		return nil, fmt.Errorf("read trust roots: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("trust roots: no PEM certificate found")
+	}
+	return pool, nil
+}
+
+// reloadRoots swaps the trust bundle under the current certificate (trust anchor
+// rotation adds the new anchor before the old one goes away).
+func (m *Mesh) reloadRoots() {
+	pool, err := m.roots()
+	if err != nil {
+		m.Log.Error(err, "Reloading trust roots failed, keeping the previous ones")
+		return
+	}
+	if cur := m.Store.Current(); cur != nil {
+		nb := *cur
+		nb.Roots = pool
+		m.Store.Set(&nb)
+	}
+	m.Log.Info("Reloaded trust roots")
+}
+
+// ensureKeyAndCertify makes the key if needed and certifies once.
+func (m *Mesh) ensureKeyAndCertify(ctx context.Context) error {
+	if m.key == nil {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return err
+		}
+		m.key = k
+	}
+	return m.certify(ctx)
+}
+
+// certify performs one Certify call and installs the result.
+func (m *Mesh) certify(ctx context.Context) error {
+	pool, err := m.roots()
+	if err != nil {
+		return err
+	}
+	token, err := os.ReadFile(m.TokenPath)
+	if err != nil {
+		return fmt.Errorf("read ServiceAccount token: %w", err)
+	}
+	u, err := url.Parse(m.ID)
+	if err != nil {
+		return fmt.Errorf("identity %q: %w", m.ID, err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{u}}, m.key)
+	if err != nil {
+		return fmt.Errorf("create CSR: %w", err)
+	}
+	conn, err := grpc.NewClient(m.Addr, grpc.WithTransportCredentials(credentials.NewTLS(m.serverTLS(pool))))
+	if err != nil {
+		return fmt.Errorf("identity service %s: %w", m.Addr, err)
+	}
+	defer conn.Close()
+	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := api.NewIdentityClient(conn).Certify(cctx, &api.CertifyRequest{
+		Identity:                  m.ID,
+		Token:                     []byte(strings.TrimSpace(string(token))),
+		CertificateSigningRequest: csr,
+	})
+	if err != nil {
+		return fmt.Errorf("certify: %w", err)
+	}
+	chain := append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...)
+	b, err := NewBundle(tls.Certificate{Certificate: chain, PrivateKey: m.key}, pool)
+	if err != nil {
+		return fmt.Errorf("identity service answer: %w", err)
+	}
+	if b.ID != m.ID {
+		return fmt.Errorf("identity service issued %q, asked for %q", b.ID, m.ID)
+	}
+	pub, ok := b.Leaf.PublicKey.(*ecdsa.PublicKey)
+	if !ok || !pub.Equal(&m.key.PublicKey) {
+		return errors.New("identity service answer does not certify our key")
+	}
+	// The chain must verify against our own roots, or peers would refuse it.
+	inter := x509.NewCertPool()
+	for _, der := range chain[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	if _, err := b.Leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		return fmt.Errorf("issued certificate does not chain to the trust roots: %w", err)
+	}
+	m.Store.Set(b)
+	return nil
+}
+
+// serverTLS authenticates the identity service against the trust roots; the proxy
+// itself proves who it is with the token, not with a client certificate.
+func (m *Mesh) serverTLS(pool *x509.CertPool) *tls.Config {
+	name := m.ServerName
+	if name == "" {
+		name, _, _ = net.SplitHostPort(m.Addr)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, ServerName: name}
+	if strings.HasPrefix(name, "spiffe://") {
+		cfg.ServerName = ""
+		cfg.InsecureSkipVerify = true // the chain and URI SAN are checked below
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("identity service presented no certificate")
+			}
+			inter := x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				inter.AddCert(c)
+			}
+			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+				return err
+			}
+			id, err := SPIFFEID(cs.PeerCertificates[0])
+			if err != nil || id != name {
+				return fmt.Errorf("identity service is %q, want %q", id, name)
+			}
+			return nil
+		}
+	}
+	return cfg
+}
