@@ -165,6 +165,16 @@ func Inject(tpl *corev1.PodTemplateSpec, ns Namespace, mesh meshv1alpha1.MeshSpe
 		return errs
 	}
 
+	// A projected ServiceAccount token needs an explicit ServiceAccount. The API
+	// server's ServiceAccount admission sets it before webhooks run; the CLI and
+	// clusters without that plugin need it set here, to the same value.
+	if tpl.Spec.ServiceAccountName == "" {
+		tpl.Spec.ServiceAccountName = tpl.Spec.DeprecatedServiceAccount
+		if tpl.Spec.ServiceAccountName == "" {
+			tpl.Spec.ServiceAccountName = "default"
+		}
+	}
+
 	proxy := proxyContainer(&cfg, mesh.TrustDomain, env)
 	initc := initContainer(&cfg)
 	tpl.Spec.InitContainers = append([]corev1.Container{initc, proxy}, tpl.Spec.InitContainers...)

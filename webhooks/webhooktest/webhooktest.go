@@ -1,0 +1,185 @@
+// Package webhooktest starts a real kube-apiserver (internal/testenv) that calls Weft's
+// webhooks over TLS, with the webhook configurations exactly as config/webhook builds
+// them (selectors and failure policies included), and a manager serving the webhooks.
+// The webhooks' own tests and the CLI's tests (which compare `weft inject` with the
+// injector) share it.
+package webhooktest
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/weftmesh/weft/internal/testenv"
+	"github.com/weftmesh/weft/webhooks"
+)
+
+// ControlPlaneNamespace is the control-plane namespace of the test environment.
+const ControlPlaneNamespace = "weft-system"
+
+// Env is a running API server with the webhooks registered and served.
+type Env struct {
+	Env    *envtest.Environment
+	Config *rest.Config
+	// Client talks to the API server directly (no cache).
+	Client client.Client
+	// Cached reads through the manager's cache, which the webhooks read.
+	Cached client.Reader
+	stop   context.CancelFunc
+	done   chan error
+}
+
+// WebhookConfigurations builds config/webhook with the repository's kustomize and
+// returns the webhook configurations in it.
+func WebhookConfigurations() ([]*admissionregistrationv1.MutatingWebhookConfiguration, []*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return nil, nil, err
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(filepath.Join(root, "bin", "kustomize"), "build", filepath.Join(root, "config", "webhook"))
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kustomize build config/webhook (run make kustomize first): %w: %s", err, stderr.String())
+	}
+	var muts []*admissionregistrationv1.MutatingWebhookConfiguration
+	var vals []*admissionregistrationv1.ValidatingWebhookConfiguration
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		var probe struct {
+			Kind string `json:"kind"`
+		}
+		var raw map[string]any
+		if err := dec.Decode(&raw); err != nil {
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			return nil, nil, fmt.Errorf("decoding kustomize output: %w", err)
+		}
+		if err := remarshal(raw, &probe); err != nil {
+			return nil, nil, err
+		}
+		switch probe.Kind {
+		case "MutatingWebhookConfiguration":
+			m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+			if err := remarshal(raw, m); err != nil {
+				return nil, nil, err
+			}
+			muts = append(muts, m)
+		case "ValidatingWebhookConfiguration":
+			v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			if err := remarshal(raw, v); err != nil {
+				return nil, nil, err
+			}
+			vals = append(vals, v)
+		}
+	}
+	if len(muts) == 0 || len(vals) == 0 {
+		return nil, nil, fmt.Errorf("config/webhook has %d mutating and %d validating configurations", len(muts), len(vals))
+	}
+	return muts, vals, nil
+}
+
+// Start starts the API server and the webhook server and waits until the webhooks
+// answer.
+func Start() (*Env, error) {
+	env, err := testenv.New()
+	if err != nil {
+		return nil, err
+	}
+	muts, vals, err := WebhookConfigurations()
+	if err != nil {
+		return nil, err
+	}
+	env.WebhookInstallOptions = envtest.WebhookInstallOptions{MutatingWebhooks: muts, ValidatingWebhooks: vals}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the API server: %w", err)
+	}
+	e := &Env{Env: env, Config: cfg, done: make(chan error, 1)}
+	if err := e.startManager(); err != nil {
+		_ = env.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) startManager() error {
+	wo := &e.Env.WebhookInstallOptions
+	mgr, err := ctrl.NewManager(e.Config, ctrl.Options{
+		Scheme:                 testenv.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		WebhookServer: webhook.NewServer(webhook.Options{
+			Host: wo.LocalServingHost, Port: wo.LocalServingPort, CertDir: wo.LocalServingCertDir,
+		}),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the manager: %w", err)
+	}
+	if err := webhooks.AddToManager(mgr, webhooks.Options{Namespace: ControlPlaneNamespace}); err != nil {
+		return fmt.Errorf("registering the webhooks: %w", err)
+	}
+	e.Client, err = client.New(e.Config, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		return fmt.Errorf("creating a client: %w", err)
+	}
+	e.Cached = mgr.GetClient()
+	ctx, cancel := context.WithCancel(context.Background())
+	e.stop = cancel
+	go func() { e.done <- mgr.Start(ctx) }()
+
+	// The API server calls the webhooks as soon as they are registered, so wait for
+	// the TLS listener before any test creates an object.
+	addr := net.JoinHostPort(wo.LocalServingHost, strconv.Itoa(wo.LocalServingPort))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // only probing that the listener is up
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			return fmt.Errorf("the webhook server on %s did not come up: %w", addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Stop stops the manager and the API server.
+func (e *Env) Stop() error {
+	e.stop()
+	if err := <-e.done; err != nil {
+		_ = e.Env.Stop()
+		return fmt.Errorf("the manager stopped with an error: %w", err)
+	}
+	return e.Env.Stop()
+}
+
+func remarshal(in any, out any) error {
+	raw, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encoding: %w", err)
+	}
+	return json.Unmarshal(raw, out)
+}
