@@ -4,20 +4,19 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation"
+	k8svalidation "k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 // +kubebuilder:webhook:path=/validate-mesh-weft-dev-v1alpha1-serviceprofile,mutating=false,failurePolicy=fail,sideEffects=None,groups=mesh.weft.dev,resources=serviceprofiles,verbs=create;update,versions=v1alpha1,name=serviceprofile.validate.weft.dev,admissionReviewVersions=v1,timeoutSeconds=10
@@ -95,44 +94,21 @@ func ValidateServiceProfile(sp *meshv1alpha1.ServiceProfile, clusterDomain strin
 		refs = append(refs, serviceRef{path: namePath, key: *ref})
 	}
 
-	spec := field.NewPath("spec")
-	for i, r := range sp.Spec.Routes {
-		rp := spec.Child("routes").Index(i)
-		errs = append(errs, validateRequestMatch(rp.Child("condition"), r.Condition)...)
-		if r.Timeout != "" {
-			if d, err := time.ParseDuration(r.Timeout); err != nil || d <= 0 {
-				errs = append(errs, field.Invalid(rp.Child("timeout"), r.Timeout, "must be a positive duration such as 300ms"))
-			}
-		}
-	}
-	if b := sp.Spec.RetryBudget; b != nil {
-		if d, err := time.ParseDuration(b.TTL); err != nil || d <= 0 {
-			errs = append(errs, field.Invalid(spec.Child("retryBudget", "ttl"), b.TTL, "must be a positive duration such as 10s"))
-		}
-	}
-	positive := false
+	// Routes, regular expressions, durations and weights: the same checks whose result
+	// the ServiceProfile reconciler reports in its conditions.
+	errs = append(errs, validation.ServiceProfile(sp)...)
 	for i, d := range sp.Spec.DstOverrides {
-		dp := spec.Child("dstOverrides").Index(i)
-		if d.Weight.Sign() < 0 {
-			errs = append(errs, field.Invalid(dp.Child("weight"), d.Weight.String(), "must not be negative"))
-		}
-		if d.Weight.Sign() > 0 {
-			positive = true
-		}
+		ap := field.NewPath("spec", "dstOverrides").Index(i).Child("authority")
 		host, err := parseAuthority(d.Authority)
 		if err != nil {
-			errs = append(errs, field.Invalid(dp.Child("authority"), d.Authority, err.Error()))
+			errs = append(errs, field.Invalid(ap, d.Authority, err.Error()))
 			continue
 		}
 		if ref, err := parseServiceName(host, clusterDomain); err != nil {
-			errs = append(errs, field.Invalid(dp.Child("authority"), d.Authority, err.Error()))
+			errs = append(errs, field.Invalid(ap, d.Authority, err.Error()))
 		} else if ref != nil {
-			refs = append(refs, serviceRef{path: dp.Child("authority"), key: *ref})
+			refs = append(refs, serviceRef{path: ap, key: *ref})
 		}
-	}
-	if len(sp.Spec.DstOverrides) > 0 && !positive {
-		errs = append(errs, field.Invalid(spec.Child("dstOverrides"), len(sp.Spec.DstOverrides),
-			"at least one weight must be above 0, or the service's traffic would go nowhere"))
 	}
 	return errs, refs
 }
@@ -141,7 +117,7 @@ func ValidateServiceProfile(sp *meshv1alpha1.ServiceProfile, clusterDomain strin
 // Service's FQDN, <service>.<namespace>.svc.<clusterDomain>, which it returns; other
 // DNS names are external and return nil.
 func parseServiceName(name, clusterDomain string) (*types.NamespacedName, error) {
-	if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+	if msgs := k8svalidation.IsDNS1123Subdomain(name); len(msgs) > 0 {
 		return nil, fmt.Errorf("must be a DNS name: %s", strings.Join(msgs, "; "))
 	}
 	if !strings.Contains(name, ".") {
@@ -163,10 +139,10 @@ func parseServiceName(name, clusterDomain string) (*types.NamespacedName, error)
 	if len(parts) != 2 {
 		return nil, fmt.Errorf("a Service's name is <service>.<namespace>.svc.%s", clusterDomain)
 	}
-	if msgs := validation.IsDNS1035Label(parts[0]); len(msgs) > 0 {
+	if msgs := k8svalidation.IsDNS1035Label(parts[0]); len(msgs) > 0 {
 		return nil, fmt.Errorf("service name %q: %s", parts[0], strings.Join(msgs, "; "))
 	}
-	if msgs := validation.IsDNS1123Label(parts[1]); len(msgs) > 0 {
+	if msgs := k8svalidation.IsDNS1123Label(parts[1]); len(msgs) > 0 {
 		return nil, fmt.Errorf("namespace %q: %s", parts[1], strings.Join(msgs, "; "))
 	}
 	return &types.NamespacedName{Namespace: parts[1], Name: parts[0]}, nil
@@ -187,42 +163,4 @@ func parseAuthority(a string) (string, error) {
 		return "", fmt.Errorf("port %q must be a number between 1 and 65535", port)
 	}
 	return host, nil
-}
-
-func validatePathRegex(p *field.Path, re string) field.ErrorList {
-	if re == "" {
-		return nil
-	}
-	if _, err := regexp.Compile(re); err != nil {
-		return field.ErrorList{field.Invalid(p, re, fmt.Sprintf("must be an RE2 regular expression: %v", err))}
-	}
-	return nil
-}
-
-func validateRequestMatch(p *field.Path, m meshv1alpha1.RequestMatch) field.ErrorList {
-	errs := validatePathRegex(p.Child("pathRegex"), m.PathRegex)
-	for i, s := range m.All {
-		errs = append(errs, validateSubMatch(p.Child("all").Index(i), s)...)
-	}
-	for i, s := range m.Any {
-		errs = append(errs, validateSubMatch(p.Child("any").Index(i), s)...)
-	}
-	if m.Not != nil {
-		errs = append(errs, validateSubMatch(p.Child("not"), *m.Not)...)
-	}
-	return errs
-}
-
-func validateSubMatch(p *field.Path, m meshv1alpha1.RequestSubMatch) field.ErrorList {
-	errs := validatePathRegex(p.Child("pathRegex"), m.PathRegex)
-	for i, l := range m.All {
-		errs = append(errs, validatePathRegex(p.Child("all").Index(i).Child("pathRegex"), l.PathRegex)...)
-	}
-	for i, l := range m.Any {
-		errs = append(errs, validatePathRegex(p.Child("any").Index(i).Child("pathRegex"), l.PathRegex)...)
-	}
-	if m.Not != nil {
-		errs = append(errs, validatePathRegex(p.Child("not", "pathRegex"), m.Not.PathRegex)...)
-	}
-	return errs
 }

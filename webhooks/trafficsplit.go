@@ -11,15 +11,17 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 // +kubebuilder:webhook:path=/validate-split-smi-spec-io-v1alpha2-trafficsplit,mutating=false,failurePolicy=fail,sideEffects=None,groups=split.smi-spec.io,resources=trafficsplits,verbs=create;update,versions=v1alpha2,name=trafficsplit.validate.weft.dev,admissionReviewVersions=v1,timeoutSeconds=10
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
 
 // TrafficSplitValidator rejects a split whose root Service another split of the same
-// namespace already splits: two weight tables for one Service have no meaning. Two
-// splits created at the same instant can both pass; the TrafficSplit reconciler then
-// reports the conflict in their conditions. Services that do not exist yet are warnings.
+// namespace already splits: two weight tables for one Service have no meaning. The check
+// reads the API server, not a cache, but two splits created at the same instant can
+// still both pass (admission is not a transaction). Services that do not exist yet are
+// warnings, so that GitOps apply order never matters.
 type TrafficSplitValidator struct {
 	Reader client.Reader
 }
@@ -65,16 +67,15 @@ func (v *TrafficSplitValidator) validate(ctx context.Context, ts *splitv1alpha2.
 		}
 		warnings = append(warnings, w...)
 	}
-	if len(ts.Spec.Matches) > 0 {
-		warnings = append(warnings, "spec.matches: Weft does not serve SMI route groups, so this split will not be accepted; use a Gateway API HTTPRoute for matched splits")
-	}
 	return warnings, nil
 }
 
 // ValidateTrafficSplit returns the errors of a split given the other splits of its
 // namespace. It reads nothing from the cluster.
 func ValidateTrafficSplit(ts *splitv1alpha2.TrafficSplit, others []splitv1alpha2.TrafficSplit) field.ErrorList {
-	var errs field.ErrorList
+	// What Weft cannot honour (SMI route-group matches): the same checks whose result
+	// the TrafficSplit reconciler reports in its conditions.
+	errs := validation.TrafficSplit(ts)
 	for _, o := range others {
 		if o.Name == ts.Name || o.Spec.Service != ts.Spec.Service || o.DeletionTimestamp != nil {
 			continue

@@ -308,7 +308,7 @@ func TestOverrides(t *testing.T) {
 			inject.AnnotationOpaquePorts:      "",
 			inject.AnnotationProxyUID:         "3000",
 			inject.AnnotationProxyImage:       "weft-proxy:canary",
-		}, "trace", "100Mi", "500m", "", "3000", "weft-proxy:canary"},
+		}, "2", "100Mi", "500m", "", "3000", "weft-proxy:canary"}, // trace is verbosity 2 for weft-proxy
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

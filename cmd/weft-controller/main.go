@@ -31,6 +31,7 @@ import (
 
 	"github.com/weftmesh/weft/controllers"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
+	"github.com/weftmesh/weft/webhooks"
 )
 
 func main() {
@@ -67,6 +68,11 @@ func main() {
 
 	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: namespace}); err != nil {
 		log.Error(err, "Unable to set up the reconcilers")
+		os.Exit(1)
+	}
+
+	if err := webhooks.AddToManager(mgr, webhooks.Options{Namespace: namespace}); err != nil {
+		log.Error(err, "Unable to set up the webhooks")
 		os.Exit(1)
 	}
 

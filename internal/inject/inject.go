@@ -354,7 +354,7 @@ func proxyContainer(cfg *Config, trustDomain string, env Env) corev1.Container {
 			"--inbound-port=" + strconv.Itoa(int(cfg.InboundPort)),
 			"--outbound-port=" + strconv.Itoa(int(cfg.OutboundPort)),
 			"--admin-port=" + strconv.Itoa(int(cfg.AdminPort)),
-			"--log-level=" + cfg.LogLevel,
+			"--log-level=" + proxyLogLevel(cfg.LogLevel),
 			"--connect-timeout=" + cfg.ConnectTimeout.String(),
 		},
 		Env: []corev1.EnvVar{
@@ -439,4 +439,14 @@ func volumes() []corev1.Volume {
 			}},
 		},
 	}
+}
+
+// proxyLogLevel maps the Mesh's log levels onto weft-proxy's --log-level, which takes
+// error, warn, info, debug or a verbosity number: trace is verbosity 2, one step more
+// verbose than debug.
+func proxyLogLevel(l string) string {
+	if l == "trace" {
+		return "2"
+	}
+	return l
 }
