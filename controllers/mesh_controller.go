@@ -1,0 +1,250 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+)
+
+// MeshFinalizer lets the reconciler remove what it created before the Mesh goes.
+const MeshFinalizer = "mesh.weft.dev/finalizer"
+
+// Mesh Event reasons.
+const (
+	ReasonTrustAnchorIssued      = "TrustAnchorIssued"
+	ReasonTrustAnchorRotated     = "TrustAnchorRotated"
+	ReasonIssuerIssued           = "IssuerIssued"
+	ReasonIssuerRotated          = "IssuerRotated"
+	ReasonIssuerRenewalTriggered = "IssuerRenewalTriggered"
+	ReasonTrustBundleUpdated     = "TrustBundleUpdated"
+	ReasonCertificateExpiring    = "CertificateExpiring"
+	ReasonCleanedUp              = "CleanedUp"
+)
+
+// resync bounds how long the reconciler goes without looking, so expiry warnings and
+// anchor retention do not depend on an event arriving.
+const resync = 10 * time.Minute
+
+// MeshReconciler turns the Mesh into a cert-manager chain (self-signed or external
+// issuer -> trust anchor -> CA issuer -> identity issuer), publishes the trust bundle
+// and reports the chain's health in the Mesh status.
+type MeshReconciler struct {
+	client.Client
+	// APIReader reads Secrets and ConfigMaps live, so the manager does not cache every
+	// Secret of the cluster.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	// Namespace is the control-plane namespace.
+	Namespace string
+	// Now is the clock for expiry and rotation decisions. Default: time.Now.
+	Now func() time.Time
+	// BundlePropagation is how long a bundle with a new anchor is published before the
+	// identity issuer is re-issued under that anchor, so every proxy (whose ConfigMap
+	// volume the kubelet refreshes within about a minute) trusts the new anchor before
+	// it sees a leaf from it. Default: 2m.
+	BundlePropagation time.Duration
+	// RetentionGrace is added to an old anchor's retention after the issuer moved off
+	// it. Default: 5m.
+	RetentionGrace time.Duration
+}
+
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes/finalizers,verbs=update
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=namespaces;pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings the chain, the bundle and the status of the Mesh up to date.
+func (r *MeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	mesh := &meshv1alpha1.Mesh{}
+	if err := r.Get(ctx, req.NamespacedName, mesh); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	log := ctrl.LoggerFrom(ctx).WithValues("mesh", klog.KObj(mesh))
+	ctx = ctrl.LoggerInto(ctx, log)
+
+	before := mesh.DeepCopy()
+	defer func() {
+		if err := r.Status().Patch(ctx, mesh, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
+			retErr = errors.Join(retErr, fmt.Errorf("patching Mesh status: %w", err))
+		}
+	}()
+
+	if !mesh.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.reconcileDelete(ctx, mesh)
+	}
+	if !controllerutil.ContainsFinalizer(mesh, MeshFinalizer) {
+		patch := client.MergeFrom(mesh.DeepCopy())
+		controllerutil.AddFinalizer(mesh, MeshFinalizer)
+		if err := r.Patch(ctx, mesh, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		}
+		before.Finalizers = mesh.Finalizers
+		before.ResourceVersion = mesh.ResourceVersion
+	}
+	return r.reconcileNormal(ctx, mesh)
+}
+
+// reconcileNormal runs the phases in order; each sets its condition. A phase that cannot
+// go on returns the time to look again (or an error for the workqueue's backoff).
+func (r *MeshReconciler) reconcileNormal(ctx context.Context, mesh *meshv1alpha1.Mesh) (ctrl.Result, error) {
+	conds := conditions{list: &mesh.Status.Conditions, generation: mesh.Generation}
+	mesh.Status.ObservedGeneration = mesh.Generation
+	st := &meshState{next: r.now().Add(resync)}
+
+	phases := []func(context.Context, *meshv1alpha1.Mesh, conditions, *meshState) error{
+		r.reconcileAccepted,
+		r.reconcileChain,
+		r.reconcileTrustAnchor,
+		r.reconcileIssuer,
+		r.reconcileBundle,
+		r.reconcileIdentity,
+		r.reconcileProxies,
+	}
+	var errs []error
+	for _, phase := range phases {
+		if err := phase(ctx, mesh, conds, st); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	conds.summarizeReady(meshv1alpha1.ConditionAccepted, meshv1alpha1.ConditionTrustAnchorReady,
+		meshv1alpha1.ConditionIssuerReady, meshv1alpha1.ConditionIdentityReady)
+	if err := errors.Join(errs...); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: max(st.next.Sub(r.now()), time.Second)}, nil
+}
+
+// reconcileAccepted: the API server has enforced the schema; what is left to check is
+// what CEL cannot see, the external issuer's existence.
+func (r *MeshReconciler) reconcileAccepted(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, _ *meshState) error {
+	conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, "The Mesh is valid")
+	return nil
+}
+
+// reconcileChain applies the cert-manager objects.
+func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, st *meshState) error {
+	if ref := mesh.Spec.Identity.ExternalIssuerRef; ref != nil && (ref.Group == "" || ref.Group == "cert-manager.io") {
+		var obj client.Object = &cmv1.Issuer{}
+		key := types.NamespacedName{Namespace: r.Namespace, Name: ref.Name}
+		if ref.Kind == cmv1.ClusterIssuerKind {
+			obj, key = &cmv1.ClusterIssuer{}, types.NamespacedName{Name: ref.Name}
+		}
+		if err := r.Get(ctx, key, obj); apierrors.IsNotFound(err) {
+			st.anchorBlocked = fmt.Sprintf("%s %s named by spec.identity.externalIssuerRef does not exist; create it or remove the reference", ref.Kind, key)
+		} else if err != nil {
+			return fmt.Errorf("getting the external issuer: %w", err)
+		}
+	}
+	return r.applyChain(ctx, mesh)
+}
+
+// reconcileDelete removes every object the reconciler created, then the finalizer.
+// cert-manager does not delete the Secrets of a deleted Certificate, and test API
+// servers run no garbage collector, so nothing is left to owner references alone.
+func (r *MeshReconciler) reconcileDelete(ctx context.Context, mesh *meshv1alpha1.Mesh) error {
+	ns := r.Namespace
+	objs := []client.Object{
+		&cmv1.Certificate{ObjectMeta: objectMeta(IdentityIssuerName, ns)},
+		&cmv1.Issuer{ObjectMeta: objectMeta(TrustAnchorName, ns)},
+		&cmv1.Certificate{ObjectMeta: objectMeta(TrustAnchorName, ns)},
+		&cmv1.Issuer{ObjectMeta: objectMeta(SelfSignedIssuerName, ns)},
+		&corev1.Secret{ObjectMeta: objectMeta(IdentityIssuerName, ns)},
+		&corev1.Secret{ObjectMeta: objectMeta(TrustAnchorName, ns)},
+	}
+	for _, o := range objs {
+		if err := client.IgnoreNotFound(r.Delete(ctx, o)); err != nil {
+			return fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
+		}
+	}
+	if err := r.deleteBundles(ctx, nil); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(mesh, nil, corev1.EventTypeNormal, ReasonCleanedUp, "Delete",
+		"Deleted the trust chain and the published trust bundles")
+	patch := client.MergeFrom(mesh.DeepCopy())
+	if controllerutil.RemoveFinalizer(mesh, MeshFinalizer) {
+		if err := r.Patch(ctx, mesh, patch); err != nil {
+			return fmt.Errorf("removing the finalizer: %w", err)
+		}
+	}
+	return nil
+}
+
+func (r *MeshReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func objectMeta(name, namespace string) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: name, Namespace: namespace}
+}
+
+// SetupWithManager watches the Mesh, the cert-manager objects of the chain, namespaces
+// (to publish the bundle where injection is enabled) and pods (proxy counts).
+func (r *MeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.BundlePropagation == 0 {
+		r.BundlePropagation = 2 * time.Minute
+	}
+	if r.RetentionGrace == 0 {
+		r.RetentionGrace = 5 * time.Minute
+	}
+	toMesh := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: meshv1alpha1.MeshName}}}
+	})
+	inControlPlane := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetNamespace() == r.Namespace })
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&meshv1alpha1.Mesh{}).
+		Watches(&cmv1.Certificate{}, toMesh, builder.WithPredicates(inControlPlane)).
+		Watches(&cmv1.Issuer{}, toMesh, builder.WithPredicates(inControlPlane)).
+		Watches(&cmv1.ClusterIssuer{}, toMesh).
+		Watches(&corev1.Namespace{}, toMesh).
+		Watches(&corev1.Pod{}, toMesh, builder.WithPredicates(predicate.Funcs{
+			// Only creations, deletions and readiness changes move the counts.
+			UpdateFunc: func(e event.UpdateEvent) bool { return podReady(e.ObjectOld) != podReady(e.ObjectNew) },
+		})).
+		Named("mesh").
+		Complete(r)
+}
