@@ -173,10 +173,11 @@ func (t *transformer) object(obj *yaml.Node, namespaces map[string]inject.Namesp
 	if !ok || !slices.Contains(tp.groups, group) {
 		return false, nil
 	}
+	label := fmt.Sprintf("%s/%s", strings.ToLower(kind), name(obj))
 	tplNode := obj
 	for _, k := range tp.path {
 		if tplNode = get(tplNode, k); tplNode == nil || tplNode.Kind != yaml.MappingNode {
-			return false, fmt.Errorf("%s (%s %s): has no %s", where, kind, name(obj), strings.Join(tp.path, "."))
+			return false, fmt.Errorf("%s (%s): has no %s", where, label, strings.Join(tp.path, "."))
 		}
 	}
 	meta := get(obj, "metadata")
@@ -184,7 +185,6 @@ func (t *transformer) object(obj *yaml.Node, namespaces map[string]inject.Namesp
 	if meta != nil && scalar(meta, "namespace") != "" {
 		nsName = scalar(meta, "namespace")
 	}
-	label := fmt.Sprintf("%s/%s", strings.ToLower(kind), name(obj))
 	return t.template(tplNode, nsName, namespaces, fmt.Sprintf("%s (%s)", where, label), label, res)
 }
 
