@@ -1,0 +1,76 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHistogramAndLabels(t *testing.T) {
+	r := New()
+	r.CertExpiry = func() time.Time { return time.Unix(1700000000, 0) }
+	s := r.HTTP(HTTPKey{Dir: Outbound, Authority: "web.ns.svc:80", PeerID: "spiffe://td/ns/b/sa/web"})
+	s.Request()
+	s.Request()
+	s.Response(200, false, 3*time.Millisecond)  // le=3
+	s.Response(503, true, 120*time.Millisecond) // le=200
+	s.Response(200, false, 60*time.Second)      // +Inf only
+	in := r.HTTP(HTTPKey{Dir: Inbound, Authority: `we"ird`})
+	in.Request()
+	tcp := r.TCP(TCPKey{Dir: Inbound, Peer: Src, PeerID: "spiffe://td/ns/a/sa/c"})
+	tcp.Open()
+	tcp.AddBytes(10, 20)
+	tcp.Close(5, 5, "ECONNRESET")
+	r.DetectTimeouts[Outbound].Add(2)
+
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	out200 := `direction="outbound",authority="web.ns.svc:80",tls="true",server_id="spiffe://td/ns/b/sa/web",status_code="200"`
+	tests := []struct {
+		name string
+		line string
+	}{
+		{"request total with server_id", `request_total{direction="outbound",authority="web.ns.svc:80",tls="true",server_id="spiffe://td/ns/b/sa/web"} 2`},
+		{"unauthenticated inbound with escaped authority", `request_total{direction="inbound",authority="we\"ird",tls="no_identity"} 1`},
+		{"success response", `response_total{` + out200 + `,classification="success"} 2`},
+		{"failure response", `response_total{direction="outbound",authority="web.ns.svc:80",tls="true",server_id="spiffe://td/ns/b/sa/web",status_code="503",classification="failure"} 1`},
+		{"bucket below", `response_latency_ms_bucket{` + out200 + `,le="2"} 0`},
+		{"bucket at 3ms", `response_latency_ms_bucket{` + out200 + `,le="3"} 1`},
+		{"last finite bucket", `response_latency_ms_bucket{` + out200 + `,le="50000"} 1`},
+		{"inf bucket", `response_latency_ms_bucket{` + out200 + `,le="+Inf"} 2`},
+		{"count", `response_latency_ms_count{` + out200 + `} 2`},
+		{"sum in ms", `response_latency_ms_sum{` + out200 + `} 60003`},
+		{"tcp open", `tcp_open_total{direction="inbound",peer="src",tls="true",client_id="spiffe://td/ns/a/sa/c"} 1`},
+		{"tcp gauge back to zero", `tcp_open_connections{direction="inbound",peer="src",tls="true",client_id="spiffe://td/ns/a/sa/c"} 0`},
+		{"tcp read bytes", `tcp_read_bytes_total{direction="inbound",peer="src",tls="true",client_id="spiffe://td/ns/a/sa/c"} 15`},
+		{"tcp close errno", `tcp_close_total{direction="inbound",peer="src",tls="true",client_id="spiffe://td/ns/a/sa/c",errno="ECONNRESET"} 1`},
+		{"detect timeouts", `weft_detect_timeout_total{direction="outbound"} 2`},
+		{"cert expiry", `identity_cert_expiration_timestamp_seconds 1700000000`},
+		{"histogram type", `# TYPE response_latency_ms histogram`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if !strings.Contains(out, tt.line+"\n") {
+				t.Fatalf("missing line %q in:\n%s", tt.line, out)
+			}
+		})
+	}
+}
+
+// The hot path must not allocate once a series exists.
+func TestHotPathDoesNotAllocate(t *testing.T) {
+	r := New()
+	k := HTTPKey{Dir: Outbound, Authority: "a:80", PeerID: "spiffe://td/ns/b/sa/c"}
+	r.HTTP(k).Response(200, false, time.Millisecond)
+	allocs := testing.AllocsPerRun(1000, func() {
+		s := r.HTTP(k)
+		s.Request()
+		s.Response(200, false, time.Millisecond)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per request, want 0", allocs)
+	}
+}
