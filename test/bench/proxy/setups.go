@@ -20,12 +20,10 @@ import (
 const (
 	serverAddr = "127.0.0.1:18080"
 
-	weftClientOutbound = 14140
-	weftClientInbound  = 14143
-	weftClientAdmin    = 14191
-	weftServerOutbound = 24140
-	weftServerInbound  = 24143
-	weftServerAdmin    = 24191
+	// A Weft pair's client side listens on base+140 (outbound), base+143 (inbound)
+	// and base+191 (admin); its server side on the same plus 10000.
+	weftBase    = 14000
+	weftTCPBase = 15000
 
 	haproxyClientPort = 34140
 	haproxyServerPort = 34143
@@ -172,33 +170,39 @@ func newPKI(dir string) (*pki, error) {
 // to the server-side proxy over mTLS; the server-side proxy forwards to the server.
 //
 // With profileDir set, bin must be test/bench/weftprof, which writes a CPU profile of
-// each proxy there (weft-client.pprof, weft-server.pprof) when it exits.
+// each proxy there (<name>-client.pprof, <name>-server.pprof) when it exits.
 //
-// threads > 0 sets GOMAXPROCS of each proxy.
-func weftSetup(ctx context.Context, dir, bin, profileDir string, threads int, p *pki) (*setup, error) {
+// threads > 0 sets GOMAXPROCS of each proxy. protocol is the destination's protocol
+// hint: "" lets the proxy detect HTTP (the normal case), "opaque" makes it carry the
+// connection as TCP over mTLS, which separates the cost of the HTTP layer from that of
+// TLS and forwarding.
+func weftSetup(ctx context.Context, dir, bin, name string, base int, protocol, profileDir string, threads int, p *pki) (*setup, error) {
+	clientOutbound, clientInbound, clientAdmin := base+140, base+143, base+191
+	serverOutbound, serverInbound, serverAdmin := base+10140, base+10143, base+10191
 	clientCfg := fmt.Sprintf(`outbound:
   originalDstOverride: %[1]q
 destinations:
 - name: bench-server
   addresses: [%[1]q]
+  protocol: %[4]q
   endpoints:
   - address: 127.0.0.1
     port: 18080
     identity: %[2]q
     proxyPort: %[3]d
-`, serverAddr, p.serverID, weftServerInbound)
+`, serverAddr, p.serverID, serverInbound, protocol)
 	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n"
-	s := &setup{name: "weft", target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", weftClientOutbound)}
+	s := &setup{name: name, target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", clientOutbound)}
 	for _, side := range []struct {
 		role                     string
 		cfg                      string
 		id                       netns.IdentityFiles
 		outbound, inbound, admin int
 	}{
-		{"server", serverCfg, p.server, weftServerOutbound, weftServerInbound, weftServerAdmin},
-		{"client", clientCfg, p.client, weftClientOutbound, weftClientInbound, weftClientAdmin},
+		{"server", serverCfg, p.server, serverOutbound, serverInbound, serverAdmin},
+		{"client", clientCfg, p.client, clientOutbound, clientInbound, clientAdmin},
 	} {
-		cfgPath := filepath.Join(dir, "weft-"+side.role+".yaml")
+		cfgPath := filepath.Join(dir, name+"-"+side.role+".yaml")
 		if err := os.WriteFile(cfgPath, []byte(side.cfg), 0o644); err != nil {
 			return nil, fmt.Errorf("write config: %w", err)
 		}
@@ -209,12 +213,12 @@ destinations:
 		}, side.id.Args()...)
 		env := os.Environ()
 		if profileDir != "" {
-			env = append(env, "WEFT_CPUPROFILE="+filepath.Join(profileDir, "weft-"+side.role+".pprof"))
+			env = append(env, "WEFT_CPUPROFILE="+filepath.Join(profileDir, name+"-"+side.role+".pprof"))
 		}
 		if threads > 0 {
 			env = append(env, fmt.Sprintf("GOMAXPROCS=%d", threads))
 		}
-		pr, err := startProcEnv(dir, "weft-"+side.role, env, bin, args...)
+		pr, err := startProcEnv(dir, name+"-"+side.role, env, bin, args...)
 		if err != nil {
 			s.stop()
 			return nil, err
