@@ -111,7 +111,7 @@ func run() error {
 	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy binary")
 	flag.StringVar(&o.out, "out", "bench/results/proxy.json", "JSON results file")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for configs, certificates and proxy logs (default: a temporary one, removed afterwards)")
-	flag.StringVar(&setups, "setups", "direct,weft,haproxy", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, and weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost)")
+	flag.StringVar(&setups, "setups", "direct,weft,haproxy,weft-tcp", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, and weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost)")
 	flag.StringVar(&rates, "rates", "1000,5000", "constant request rates (requests per second)")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each constant-rate run")
