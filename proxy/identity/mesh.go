@@ -16,10 +16,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
-	"github.com/weftmesh/weft/proxy/api"
 )
 
 // RenewAt is the fraction of a certificate's lifetime after which it is renewed.
@@ -170,22 +166,13 @@ func (m *Mesh) certify(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create CSR: %w", err)
 	}
-	conn, err := grpc.NewClient(m.Addr, grpc.WithTransportCredentials(credentials.NewTLS(m.serverTLS(pool))))
-	if err != nil {
-		return fmt.Errorf("identity service %s: %w", m.Addr, err)
-	}
-	defer conn.Close()
 	cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	resp, err := api.NewIdentityClient(conn).Certify(cctx, &api.CertifyRequest{
-		Identity:                  m.ID,
-		Token:                     []byte(strings.TrimSpace(string(token))),
-		CertificateSigningRequest: csr,
-	})
+	leafDER, inters, err := certifyCall(cctx, m.Addr, m.serverTLS(pool), m.ID, []byte(strings.TrimSpace(string(token))), csr)
 	if err != nil {
 		return fmt.Errorf("certify: %w", err)
 	}
-	chain := append([][]byte{resp.GetLeafCertificate()}, resp.GetIntermediateCertificates()...)
+	chain := append([][]byte{leafDER}, inters...)
 	b, err := NewBundle(tls.Certificate{Certificate: chain, PrivateKey: m.key}, pool)
 	if err != nil {
 		return fmt.Errorf("identity service answer: %w", err)

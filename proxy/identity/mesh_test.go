@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -116,6 +117,11 @@ func TestMeshIdentity(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		if store.Ready() {
 			t.Fatal("ready without a certificate")
+		}
+		// The gRPC status comes back as a readable error.
+		err := m.ensureKeyAndCertify(context.Background())
+		if err == nil || !strings.Contains(err.Error(), "Unauthenticated: token refused") {
+			t.Fatalf("refused token error: %v", err)
 		}
 	})
 
