@@ -1,0 +1,541 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package compiler turns the cluster's routing state into the configuration of one
+// destination (a Service port), as the proxy receives it over the destination API
+// (proxy/api DestinationConfig).
+//
+// Compile is a pure, deterministic function: it reads only its arguments, and the same
+// state gives byte-identical output whatever the order of the objects in it. The
+// precedence between ServiceProfile, HTTPRoute/GRPCRoute and TrafficSplit is described
+// in docs/routing.md and summarised on Compile.
+package compiler
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
+	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/validation"
+	"github.com/weftmesh/weft/proxy/api"
+)
+
+// Defaults applied when the state leaves them unset.
+const (
+	DefaultTrustDomain   = "cluster.local"
+	DefaultClusterDomain = "cluster.local"
+	// DefaultProxyInboundPort is where a meshed endpoint's proxy accepts mTLS.
+	DefaultProxyInboundPort = 4143
+	// DefaultProfileRouteTimeout is a ServiceProfile route's timeout when it sets none.
+	DefaultProfileRouteTimeout = 10 * time.Second
+)
+
+// DefaultRetryBudget is the budget when no ServiceProfile sets one: Linkerd's.
+var DefaultRetryBudget = meshv1alpha1.RetryBudget{RetryRatio: 0.2, MinRetriesPerSecond: 10, TTL: "10s"}
+
+// ErrNotFound is returned (wrapped) when the target is not a port of an existing
+// Service.
+var ErrNotFound = errors.New("destination not found")
+
+// State is the part of the cluster's state that destinations are compiled from. The
+// order of the objects in the slices does not matter.
+type State struct {
+	// TrustDomain is the Mesh's SPIFFE trust domain. Default cluster.local.
+	TrustDomain string
+	// ClusterDomain is the DNS suffix of Service names. Default cluster.local.
+	ClusterDomain string
+	// OpaquePorts are the Mesh's opaque ports (spec.proxy.opaquePorts).
+	OpaquePorts []int32
+
+	Services        []corev1.Service
+	EndpointSlices  []discoveryv1.EndpointSlice
+	Pods            []corev1.Pod
+	ServiceProfiles []meshv1alpha1.ServiceProfile
+	HTTPRoutes      []gatewayv1.HTTPRoute
+	GRPCRoutes      []gatewayv1.GRPCRoute
+	TrafficSplits   []splitv1alpha2.TrafficSplit
+}
+
+// Target names the destination to compile.
+type Target struct {
+	// Namespace and Name of the Service.
+	Namespace, Name string
+	// Port is the Service port number.
+	Port int32
+	// ContextNamespace is the client's namespace: consumer routes and a
+	// ServiceProfile in it take precedence for that client. Empty means none.
+	ContextNamespace string
+}
+
+// Compile returns the configuration of one Service port as seen by a client in
+// t.ContextNamespace. The precedence, in short (docs/routing.md has the details):
+//
+//  1. When any HTTPRoute or GRPCRoute attaches to the Service port, its rules are the
+//     routes (consumer routes in the client's namespace replace the producer's), and
+//     a request matching none is refused with 404. A ServiceProfile then contributes
+//     only its retry budget; its routes, response classes, timeouts and retry flags
+//     are ignored.
+//  2. Otherwise the routes of the ServiceProfile (the client namespace's, else the
+//     Service namespace's), in order, then a fallback route for everything else.
+//  3. Backends: a rule's own backendRefs; else (for rules without backendRefs,
+//     ServiceProfile routes and the fallback) the oldest TrafficSplit whose root is
+//     the Service; else the ServiceProfile's dstOverrides; else the Service itself.
+//
+// An opaque port (the Mesh's or the ServiceProfile's opaquePorts, or the Service
+// port's appProtocol) gets no routes, only the fallback's backends.
+func Compile(s *State, t Target) (*api.DestinationConfig, error) {
+	ix := newIndex(s)
+	svc := ix.services[key(t.Namespace, t.Name)]
+	if svc == nil {
+		return nil, fmt.Errorf("service %s/%s: %w", t.Namespace, t.Name, ErrNotFound)
+	}
+	var port corev1.ServicePort
+	found := false
+	for _, p := range svc.Spec.Ports {
+		if p.Port == t.Port {
+			port, found = p, true
+			break
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("service %s/%s has no port %d: %w", t.Namespace, t.Name, t.Port, ErrNotFound)
+	}
+	c := &compilation{ix: ix, svc: svc, port: port, target: t, backends: map[string]*api.Backend{}}
+	return c.run()
+}
+
+// compilation holds one Compile call's working state.
+type compilation struct {
+	ix       *index
+	svc      *corev1.Service
+	port     corev1.ServicePort
+	target   Target
+	profile  *meshv1alpha1.ServiceProfile
+	backends map[string]*api.Backend
+}
+
+func (c *compilation) run() (*api.DestinationConfig, error) {
+	c.profile = c.ix.profileFor(c.svc, c.target.ContextNamespace)
+	root := c.backend(c.svc, c.port)
+	out := &api.DestinationConfig{
+		Service:     root.Service,
+		Addresses:   serviceAddresses(c.svc, c.port.Port),
+		Authorities: []string{root.Authority},
+		Protocol:    c.rootProtocol(),
+		RetryBudget: retryBudget(c.profile),
+	}
+
+	if out.Protocol != api.ProtocolHint_PROTOCOL_HINT_OPAQUE {
+		if routes := c.gatewayRoutes(); len(routes) > 0 {
+			out.RouteSource = api.RouteSource_ROUTE_SOURCE_GATEWAY_API
+			out.Routes = routes
+		} else if c.profile != nil && len(c.profile.Spec.Routes) > 0 {
+			out.RouteSource = api.RouteSource_ROUTE_SOURCE_SERVICE_PROFILE
+			out.Routes = c.profileRoutes()
+		}
+	}
+	if out.RouteSource != api.RouteSource_ROUTE_SOURCE_GATEWAY_API {
+		out.Fallback = &api.Route{
+			Name:     "default",
+			Resource: &api.ResourceRef{Kind: "Service", Namespace: c.svc.Namespace, Name: c.svc.Name},
+			Backends: c.defaultBackends(),
+		}
+	}
+
+	keys := make([]string, 0, len(c.backends))
+	for k := range c.backends {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	// Only backends that some route uses are sent: the root Service itself is not
+	// one when a TrafficSplit sends everything elsewhere.
+	used := map[string]bool{}
+	for _, r := range append(slices.Clone(out.Routes), out.Fallback) {
+		for _, b := range r.GetBackends() {
+			used[b.Backend] = true
+		}
+	}
+	for _, k := range keys {
+		if used[k] {
+			out.Backends = append(out.Backends, c.backends[k])
+		}
+	}
+
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("marshalling destination %s/%s:%d: %w", c.svc.Namespace, c.svc.Name, c.port.Port, err)
+	}
+	sum := sha256.Sum256(b)
+	out.Version = hex.EncodeToString(sum[:8])
+	return out, nil
+}
+
+// backend returns (creating once) the Backend of a Service port, with its endpoints.
+func (c *compilation) backend(svc *corev1.Service, port corev1.ServicePort) *api.Backend {
+	k := backendKey(svc.Namespace, svc.Name, port.Port)
+	if b, ok := c.backends[k]; ok {
+		return b
+	}
+	b := &api.Backend{
+		Key:       k,
+		Service:   &api.ServiceRef{Namespace: svc.Namespace, Name: svc.Name, Port: uint32(port.Port)},
+		Authority: fmt.Sprintf("%s.%s.svc.%s:%d", svc.Name, svc.Namespace, c.ix.clusterDomain, port.Port),
+		Protocol:  c.ix.portProtocol(port.AppProtocol, port.Port, targetPortNumber(port)),
+		Endpoints: c.ix.endpoints(svc, port),
+	}
+	c.backends[k] = b
+	return b
+}
+
+// rootProtocol is the target port's hint; the ServiceProfile's opaquePorts count too.
+func (c *compilation) rootProtocol() api.ProtocolHint {
+	if c.profile != nil {
+		for _, p := range c.profile.Spec.OpaquePorts {
+			if int32(p) == c.port.Port {
+				return api.ProtocolHint_PROTOCOL_HINT_OPAQUE
+			}
+		}
+	}
+	return c.ix.portProtocol(c.port.AppProtocol, c.port.Port, targetPortNumber(c.port))
+}
+
+// defaultBackends are the backends of requests that no route sends elsewhere: the
+// oldest TrafficSplit rooted at the Service, else the ServiceProfile's dstOverrides,
+// else the Service itself.
+func (c *compilation) defaultBackends() []*api.WeightedBackend {
+	if ts := c.ix.splitFor(c.svc); ts != nil {
+		out := make([]*api.WeightedBackend, 0, len(ts.Spec.Backends))
+		for _, b := range ts.Spec.Backends {
+			out = append(out, c.splitBackend(ts.Namespace, b.Service, c.port.Port, uint32(b.Weight)))
+		}
+		return out
+	}
+	if c.profile != nil && len(c.profile.Spec.DstOverrides) > 0 {
+		out := make([]*api.WeightedBackend, 0, len(c.profile.Spec.DstOverrides))
+		for _, d := range c.profile.Spec.DstOverrides {
+			w := uint32(max(d.Weight.MilliValue(), 0))
+			ref, ok := c.ix.authorityService(d.Authority, c.port.Port)
+			if !ok {
+				out = append(out, &api.WeightedBackend{Weight: w, Invalid: fmt.Sprintf("dstOverride authority %s is not a Service of this cluster", d.Authority)})
+				continue
+			}
+			out = append(out, c.splitBackend(ref.Namespace, ref.Name, int32(ref.Port), w))
+		}
+		return out
+	}
+	return []*api.WeightedBackend{{Backend: backendKey(c.svc.Namespace, c.svc.Name, c.port.Port), Weight: 1}}
+}
+
+// splitBackend resolves a TrafficSplit or dstOverride backend: a Service port by number.
+func (c *compilation) splitBackend(ns, name string, port int32, weight uint32) *api.WeightedBackend {
+	svc := c.ix.services[key(ns, name)]
+	if svc == nil {
+		return &api.WeightedBackend{Weight: weight, Invalid: fmt.Sprintf("Service %s/%s does not exist", ns, name)}
+	}
+	for _, p := range svc.Spec.Ports {
+		if p.Port == port {
+			return &api.WeightedBackend{Backend: c.backend(svc, p).Key, Weight: weight}
+		}
+	}
+	return &api.WeightedBackend{Weight: weight, Invalid: fmt.Sprintf("Service %s/%s has no port %d", ns, name, port)}
+}
+
+func retryBudget(sp *meshv1alpha1.ServiceProfile) *api.RetryBudget {
+	b := DefaultRetryBudget
+	if sp != nil && sp.Spec.RetryBudget != nil {
+		b = *sp.Spec.RetryBudget
+	}
+	ttl, err := time.ParseDuration(b.TTL)
+	if err != nil || ttl <= 0 {
+		ttl, _ = time.ParseDuration(DefaultRetryBudget.TTL)
+	}
+	return &api.RetryBudget{
+		RetryRatio:          b.RetryRatio,
+		MinRetriesPerSecond: uint32(max(b.MinRetriesPerSecond, 0)),
+		Ttl:                 durationpb.New(ttl),
+	}
+}
+
+func serviceAddresses(svc *corev1.Service, port int32) []string {
+	var out []string
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, ip := range ips {
+		if ip == "" || ip == corev1.ClusterIPNone {
+			continue
+		}
+		out = append(out, net.JoinHostPort(ip, strconv.Itoa(int(port))))
+	}
+	return out
+}
+
+func targetPortNumber(p corev1.ServicePort) int32 {
+	if p.TargetPort.IntVal != 0 && p.TargetPort.StrVal == "" {
+		return p.TargetPort.IntVal
+	}
+	return 0
+}
+
+func key(ns, name string) string { return ns + "/" + name }
+
+func backendKey(ns, name string, port int32) string {
+	return fmt.Sprintf("%s/%s:%d", ns, name, port)
+}
+
+// index is the state arranged for lookups, built once per Compile.
+type index struct {
+	trustDomain   string
+	clusterDomain string
+	opaque        map[int32]bool
+	services      map[string]*corev1.Service
+	pods          map[string]*corev1.Pod
+	slices        map[string][]*discoveryv1.EndpointSlice // by namespace/service
+	state         *State
+}
+
+func newIndex(s *State) *index {
+	ix := &index{
+		trustDomain:   cmp.Or(s.TrustDomain, DefaultTrustDomain),
+		clusterDomain: cmp.Or(s.ClusterDomain, DefaultClusterDomain),
+		opaque:        map[int32]bool{},
+		services:      make(map[string]*corev1.Service, len(s.Services)),
+		pods:          make(map[string]*corev1.Pod, len(s.Pods)),
+		slices:        map[string][]*discoveryv1.EndpointSlice{},
+		state:         s,
+	}
+	for _, p := range s.OpaquePorts {
+		ix.opaque[p] = true
+	}
+	for i := range s.Services {
+		ix.services[key(s.Services[i].Namespace, s.Services[i].Name)] = &s.Services[i]
+	}
+	for i := range s.Pods {
+		ix.pods[key(s.Pods[i].Namespace, s.Pods[i].Name)] = &s.Pods[i]
+	}
+	for i := range s.EndpointSlices {
+		es := &s.EndpointSlices[i]
+		if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
+			k := key(es.Namespace, name)
+			ix.slices[k] = append(ix.slices[k], es)
+		}
+	}
+	// Slices are visited by name so that the first of duplicate endpoints wins
+	// deterministically.
+	for _, l := range ix.slices {
+		slices.SortFunc(l, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	}
+	return ix
+}
+
+func (ix *index) getService(ns, name string) (*corev1.Service, error) {
+	return ix.services[key(ns, name)], nil
+}
+
+// portProtocol maps a port's appProtocol (and the Mesh's opaque ports) to a hint. The
+// port is opaque when either the Service port or the port it targets is.
+func (ix *index) portProtocol(appProtocol *string, ports ...int32) api.ProtocolHint {
+	for _, p := range ports {
+		if ix.opaque[p] {
+			return api.ProtocolHint_PROTOCOL_HINT_OPAQUE
+		}
+	}
+	if appProtocol == nil {
+		return api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED
+	}
+	switch strings.ToLower(*appProtocol) {
+	case "http", "kubernetes.io/http":
+		return api.ProtocolHint_PROTOCOL_HINT_HTTP1
+	case "kubernetes.io/h2c", "h2c", "http2":
+		return api.ProtocolHint_PROTOCOL_HINT_H2C
+	case "grpc", "kubernetes.io/grpc":
+		return api.ProtocolHint_PROTOCOL_HINT_GRPC
+	case "tcp", "kubernetes.io/tcp", "opaque":
+		return api.ProtocolHint_PROTOCOL_HINT_OPAQUE
+	}
+	return api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED
+}
+
+// endpoints returns the ready endpoints of a Service port, from the EndpointSlices
+// of the Service, sorted by address and port, duplicates dropped.
+func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.Endpoint {
+	var out []*api.Endpoint
+	seen := map[string]bool{}
+	for _, es := range ix.slices[key(svc.Namespace, svc.Name)] {
+		if es.AddressType == discoveryv1.AddressTypeFQDN {
+			continue
+		}
+		var esPort *discoveryv1.EndpointPort
+		for i, p := range es.Ports {
+			if p.Port != nil && ptrString(p.Name) == port.Name {
+				esPort = &es.Ports[i]
+				break
+			}
+		}
+		if esPort == nil {
+			continue
+		}
+		for _, ep := range es.Endpoints {
+			// A nil ready condition means ready (the EndpointSlice API's rule);
+			// terminating endpoints are never ready.
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, addr := range ep.Addresses {
+				id := net.JoinHostPort(addr, strconv.Itoa(int(*esPort.Port)))
+				if seen[id] {
+					continue
+				}
+				seen[id] = true
+				e := &api.Endpoint{
+					Address:  addr,
+					Port:     uint32(*esPort.Port),
+					Zone:     ptrString(ep.Zone),
+					Protocol: ix.portProtocol(esPort.AppProtocol, *esPort.Port),
+				}
+				if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
+					e.Pod = ref.Name
+					ns := cmp.Or(ref.Namespace, es.Namespace)
+					if pod := ix.pods[key(ns, ref.Name)]; pod != nil && meshed(pod) {
+						sa := cmp.Or(pod.Spec.ServiceAccountName, "default")
+						e.Identity = fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", ix.trustDomain, pod.Namespace, sa)
+						e.ProxyPort = proxyInboundPort(pod)
+					}
+				}
+				out = append(out, e)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *api.Endpoint) int {
+		aa, errA := netip.ParseAddr(a.Address)
+		ba, errB := netip.ParseAddr(b.Address)
+		if errA == nil && errB == nil {
+			if c := aa.Compare(ba); c != 0 {
+				return c
+			}
+		} else if c := strings.Compare(a.Address, b.Address); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Port, b.Port)
+	})
+	return out
+}
+
+// meshed says whether a pod runs the weft-proxy sidecar, as the injector recognises it.
+func meshed(pod *corev1.Pod) bool {
+	return inject.IsInjected(&corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec})
+}
+
+func proxyInboundPort(pod *corev1.Pod) uint32 {
+	if v, ok := pod.Annotations[inject.AnnotationInboundPort]; ok {
+		if n, err := strconv.ParseUint(v, 10, 16); err == nil && n > 0 {
+			return uint32(n)
+		}
+	}
+	return DefaultProxyInboundPort
+}
+
+func ptrString(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// profileFor returns the accepted ServiceProfile for a Service: the one in the client's
+// namespace, else the one in the Service's namespace. Profiles that fail validation are
+// ignored, as their status says.
+func (ix *index) profileFor(svc *corev1.Service, contextNS string) *meshv1alpha1.ServiceProfile {
+	name := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, ix.clusterDomain)
+	find := func(ns string) *meshv1alpha1.ServiceProfile {
+		for i := range ix.state.ServiceProfiles {
+			sp := &ix.state.ServiceProfiles[i]
+			if sp.Namespace == ns && sp.Name == name && len(validation.ServiceProfile(sp)) == 0 {
+				return sp
+			}
+		}
+		return nil
+	}
+	if contextNS != "" && contextNS != svc.Namespace {
+		if sp := find(contextNS); sp != nil {
+			return sp
+		}
+	}
+	return find(svc.Namespace)
+}
+
+// splitFor returns the TrafficSplit rooted at the Service that Weft honours: among the
+// valid ones without matches (which Weft does not accept), the oldest, then by name.
+func (ix *index) splitFor(svc *corev1.Service) *splitv1alpha2.TrafficSplit {
+	var best *splitv1alpha2.TrafficSplit
+	for i := range ix.state.TrafficSplits {
+		ts := &ix.state.TrafficSplits[i]
+		if ts.Namespace != svc.Namespace || ts.Spec.Service != svc.Name || len(ts.Spec.Matches) > 0 ||
+			len(validation.TrafficSplit(ts)) > 0 {
+			continue
+		}
+		if best == nil || older(ts.CreationTimestamp.Time, ts.Name, best.CreationTimestamp.Time, best.Name) {
+			best = ts
+		}
+	}
+	return best
+}
+
+func older(at time.Time, aName string, bt time.Time, bName string) bool {
+	if !at.Equal(bt) {
+		return at.Before(bt)
+	}
+	return aName < bName
+}
+
+// authorityService parses an in-cluster authority <name>.<ns>.svc.<domain>[:port]; a
+// missing port means defPort.
+func (ix *index) authorityService(authority string, defPort int32) (*api.ServiceRef, bool) {
+	host, portStr, err := net.SplitHostPort(authority)
+	port := defPort
+	if err != nil {
+		host = authority
+	} else {
+		n, err := strconv.ParseUint(portStr, 10, 16)
+		if err != nil || n == 0 {
+			return nil, false
+		}
+		port = int32(n)
+	}
+	parts := strings.SplitN(strings.TrimSuffix(strings.ToLower(host), "."), ".", 4)
+	if len(parts) < 4 || parts[2] != "svc" || parts[3] != ix.clusterDomain {
+		return nil, false
+	}
+	return &api.ServiceRef{Namespace: parts[1], Name: parts[0], Port: uint32(port)}, true
+}

@@ -1,0 +1,528 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package compiler
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/proxy/api"
+)
+
+// entry is one compiled (rule, match) pair with the keys that order it. The proxy
+// takes the first route that matches, so the compiler flattens every rule's matches
+// and sorts them by Gateway API's precedence.
+type entry struct {
+	route *api.Route
+	grpc  bool
+	// HTTP: path kind (3 exact, 2 regex, 1 prefix), path length, method set, header
+	// and query counts. gRPC: service and method lengths, header count.
+	pathKind, pathLen, method, headers, queries int
+	// The route's age, namespace/name, rule index and match index break ties.
+	created        metav1.Time
+	name           string
+	rule, matchIdx int
+}
+
+func compareEntries(a, b entry) int {
+	// gRPC rules first: they only match gRPC requests, so they cannot shadow an HTTP
+	// rule meant for other traffic.
+	if a.grpc != b.grpc {
+		if a.grpc {
+			return -1
+		}
+		return 1
+	}
+	for _, d := range [][2]int{{a.pathKind, b.pathKind}, {a.pathLen, b.pathLen}, {a.method, b.method}, {a.headers, b.headers}, {a.queries, b.queries}} {
+		if c := cmp.Compare(d[1], d[0]); c != 0 { // more specific first
+			return c
+		}
+	}
+	if !a.created.Equal(&b.created) {
+		if a.created.Before(&b.created) {
+			return -1
+		}
+		return 1
+	}
+	return cmp.Or(strings.Compare(a.name, b.name), cmp.Compare(a.rule, b.rule), cmp.Compare(a.matchIdx, b.matchIdx))
+}
+
+// attaches says whether a route's parentRefs select the compilation's Service port.
+func (c *compilation) attaches(routeNS string, refs []gatewayv1.ParentReference) bool {
+	for _, pr := range refs {
+		if IsServiceParent(pr) && ParentNamespace(routeNS, pr) == c.svc.Namespace &&
+			string(pr.Name) == c.svc.Name && portSelected(pr, c.port) {
+			return true
+		}
+	}
+	return false
+}
+
+// routeScope decides which namespaces' routes apply: consumer routes (in the client's
+// namespace) replace producer routes (in the Service's) for that client, as GAMMA
+// specifies; routes in any other namespace never apply.
+func (c *compilation) routeScope() string {
+	ctx := c.target.ContextNamespace
+	if ctx == "" || ctx == c.svc.Namespace {
+		return c.svc.Namespace
+	}
+	for _, r := range c.ix.state.HTTPRoutes {
+		if r.Namespace == ctx && c.attaches(r.Namespace, r.Spec.ParentRefs) {
+			return ctx
+		}
+	}
+	for _, r := range c.ix.state.GRPCRoutes {
+		if r.Namespace == ctx && c.attaches(r.Namespace, r.Spec.ParentRefs) {
+			return ctx
+		}
+	}
+	return c.svc.Namespace
+}
+
+func (c *compilation) gatewayRoutes() []*api.Route {
+	scope := c.routeScope()
+	var entries []entry
+	for i := range c.ix.state.HTTPRoutes {
+		r := &c.ix.state.HTTPRoutes[i]
+		if r.Namespace != scope || !c.attaches(r.Namespace, r.Spec.ParentRefs) {
+			continue
+		}
+		for ri, rule := range r.Spec.Rules {
+			if HTTPRuleProblem(rule) != "" {
+				continue
+			}
+			entries = append(entries, c.httpRule(r, ri, rule)...)
+		}
+	}
+	for i := range c.ix.state.GRPCRoutes {
+		r := &c.ix.state.GRPCRoutes[i]
+		if r.Namespace != scope || !c.attaches(r.Namespace, r.Spec.ParentRefs) {
+			continue
+		}
+		for ri, rule := range r.Spec.Rules {
+			if GRPCRuleProblem(rule) != "" {
+				continue
+			}
+			entries = append(entries, c.grpcRule(r, ri, rule)...)
+		}
+	}
+	slices.SortStableFunc(entries, compareEntries)
+	out := make([]*api.Route, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, e.route)
+	}
+	return out
+}
+
+func ruleName(name *gatewayv1.SectionName, i int) string {
+	if name != nil && *name != "" {
+		return string(*name)
+	}
+	return strconv.Itoa(i)
+}
+
+func routeName(obj string, name *gatewayv1.SectionName, i int) string {
+	if name != nil && *name != "" {
+		return obj + "/" + string(*name)
+	}
+	return fmt.Sprintf("%s/rule-%d", obj, i)
+}
+
+func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HTTPRouteRule) []entry {
+	filters := httpFilters(rule.Filters)
+	redirect := slices.ContainsFunc(rule.Filters, func(f gatewayv1.HTTPRouteFilter) bool {
+		return f.Type == gatewayv1.HTTPRouteFilterRequestRedirect
+	})
+	var backends []*api.WeightedBackend
+	switch {
+	case redirect:
+		// A redirect answers the request itself; backends would never be used.
+	case len(rule.BackendRefs) == 0:
+		backends = c.defaultBackends()
+	default:
+		for _, br := range rule.BackendRefs {
+			wb := c.routeBackend(r.Namespace, br.BackendObjectReference, br.Weight)
+			wb.Filters = httpFilters(br.Filters)
+			backends = append(backends, wb)
+		}
+	}
+	var timeouts *api.Timeouts
+	if t := rule.Timeouts; t != nil {
+		timeouts = &api.Timeouts{Request: gatewayDuration(t.Request), BackendRequest: gatewayDuration(t.BackendRequest)}
+	}
+	var retry *api.RetryPolicy
+	if rt := rule.Retry; rt != nil && (rt.Attempts == nil || *rt.Attempts > 0) {
+		retry = &api.RetryPolicy{Backoff: gatewayDuration(rt.Backoff)}
+		for _, code := range rt.Codes {
+			retry.Statuses = append(retry.Statuses, &api.StatusRange{Min: uint32(code), Max: uint32(code)})
+		}
+		if rt.Attempts != nil {
+			// Gateway API counts retries; the wire model counts attempts.
+			retry.MaxAttempts = uint32(*rt.Attempts) + 1
+		}
+	}
+	matches := rule.Matches
+	if len(matches) == 0 {
+		// The API defaults an empty match list to one PathPrefix "/" match.
+		matches = []gatewayv1.HTTPRouteMatch{{}}
+	}
+	out := make([]entry, 0, len(matches))
+	for mi, m := range matches {
+		rm := &api.RouteMatch{}
+		e := entry{created: r.CreationTimestamp, name: key(r.Namespace, r.Name), rule: ri, matchIdx: mi}
+		pathType, pathValue := gatewayv1.PathMatchPathPrefix, "/"
+		if m.Path != nil {
+			if m.Path.Type != nil {
+				pathType = *m.Path.Type
+			}
+			if m.Path.Value != nil {
+				pathValue = *m.Path.Value
+			}
+		}
+		switch pathType {
+		case gatewayv1.PathMatchExact:
+			rm.Path = &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: pathValue}}
+			e.pathKind = 3
+		case gatewayv1.PathMatchRegularExpression:
+			rm.Path = &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: pathValue}}
+			e.pathKind = 2
+		default:
+			rm.Path = &api.StringMatch{Kind: &api.StringMatch_Prefix{Prefix: pathValue}}
+			e.pathKind = 1
+		}
+		e.pathLen = len(pathValue)
+		if m.Method != nil {
+			rm.Method = string(*m.Method)
+			e.method = 1
+		}
+		for _, h := range m.Headers {
+			rm.Headers = append(rm.Headers, &api.HeaderMatch{Name: string(h.Name),
+				Value: stringMatch(h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression, h.Value)})
+		}
+		for _, q := range m.QueryParams {
+			rm.QueryParams = append(rm.QueryParams, &api.HeaderMatch{Name: string(q.Name),
+				Value: stringMatch(q.Type != nil && *q.Type == gatewayv1.QueryParamMatchRegularExpression, q.Value)})
+		}
+		e.headers, e.queries = len(m.Headers), len(m.QueryParams)
+		e.route = &api.Route{
+			Name:     routeName(r.Name, rule.Name, ri),
+			Resource: &api.ResourceRef{Kind: "HTTPRoute", Namespace: r.Namespace, Name: r.Name, Rule: ruleName(rule.Name, ri)},
+			Matches:  []*api.RouteMatch{rm},
+			Filters:  filters,
+			Backends: backends,
+			Timeouts: timeouts,
+			Retry:    retry,
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func (c *compilation) grpcRule(r *gatewayv1.GRPCRoute, ri int, rule gatewayv1.GRPCRouteRule) []entry {
+	filters := grpcFilters(rule.Filters)
+	var backends []*api.WeightedBackend
+	if len(rule.BackendRefs) == 0 {
+		backends = c.defaultBackends()
+	}
+	for _, br := range rule.BackendRefs {
+		wb := c.routeBackend(r.Namespace, br.BackendObjectReference, br.Weight)
+		wb.Filters = grpcFilters(br.Filters)
+		backends = append(backends, wb)
+	}
+	matches := rule.Matches
+	if len(matches) == 0 {
+		matches = []gatewayv1.GRPCRouteMatch{{}}
+	}
+	out := make([]entry, 0, len(matches))
+	for mi, m := range matches {
+		gm := &api.GRPCMethodMatch{}
+		e := entry{grpc: true, created: r.CreationTimestamp, name: key(r.Namespace, r.Name), rule: ri, matchIdx: mi}
+		if mm := m.Method; mm != nil {
+			regex := mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression
+			if mm.Service != nil {
+				gm.Service = stringMatch(regex, *mm.Service)
+				e.pathLen = len(*mm.Service)
+			}
+			if mm.Method != nil {
+				gm.Method = stringMatch(regex, *mm.Method)
+				e.method = len(*mm.Method)
+			}
+		}
+		rm := &api.RouteMatch{Grpc: gm}
+		for _, h := range m.Headers {
+			rm.Headers = append(rm.Headers, &api.HeaderMatch{Name: string(h.Name),
+				Value: stringMatch(h.Type != nil && *h.Type == gatewayv1.GRPCHeaderMatchRegularExpression, h.Value)})
+		}
+		e.headers = len(m.Headers)
+		e.route = &api.Route{
+			Name:     routeName(r.Name, rule.Name, ri),
+			Resource: &api.ResourceRef{Kind: "GRPCRoute", Namespace: r.Namespace, Name: r.Name, Rule: ruleName(rule.Name, ri)},
+			Matches:  []*api.RouteMatch{rm},
+			Filters:  filters,
+			Backends: backends,
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// routeBackend resolves a backendRef; an unusable one keeps its weight and says why,
+// so the proxy answers its share with 500.
+func (c *compilation) routeBackend(routeNS string, ref gatewayv1.BackendObjectReference, weight *int32) *api.WeightedBackend {
+	w := uint32(1)
+	if weight != nil {
+		w = uint32(max(*weight, 0))
+	}
+	reason, msg, svc, port, _ := CheckBackendRef(routeNS, ref, c.ix.getService)
+	if reason != "" {
+		return &api.WeightedBackend{Weight: w, Invalid: reason + ": " + msg}
+	}
+	return &api.WeightedBackend{Backend: c.backend(svc, port).Key, Weight: w}
+}
+
+func stringMatch(regex bool, v string) *api.StringMatch {
+	if regex {
+		return &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: v}}
+	}
+	return &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: v}}
+}
+
+// gatewayDuration converts a Gateway API duration; HTTPRuleProblem has rejected the
+// rule already when one does not parse.
+func gatewayDuration(d *gatewayv1.Duration) *durationpb.Duration {
+	if d == nil {
+		return nil
+	}
+	v, err := time.ParseDuration(string(*d))
+	if err != nil {
+		return nil
+	}
+	return durationpb.New(v)
+}
+
+func headerModifier(h *gatewayv1.HTTPHeaderFilter) *api.HeaderModifier {
+	out := &api.HeaderModifier{Remove: slices.Clone(h.Remove)}
+	for _, s := range h.Set {
+		out.Set = append(out.Set, &api.Header{Name: string(s.Name), Value: s.Value})
+	}
+	for _, a := range h.Add {
+		out.Add = append(out.Add, &api.Header{Name: string(a.Name), Value: a.Value})
+	}
+	return out
+}
+
+func pathModifier(p *gatewayv1.HTTPPathModifier) *api.PathModifier {
+	if p == nil {
+		return nil
+	}
+	switch {
+	case p.Type == gatewayv1.FullPathHTTPPathModifier && p.ReplaceFullPath != nil:
+		return &api.PathModifier{Kind: &api.PathModifier_ReplaceFullPath{ReplaceFullPath: *p.ReplaceFullPath}}
+	case p.Type == gatewayv1.PrefixMatchHTTPPathModifier && p.ReplacePrefixMatch != nil:
+		return &api.PathModifier{Kind: &api.PathModifier_ReplacePrefixMatch{ReplacePrefixMatch: *p.ReplacePrefixMatch}}
+	}
+	return nil
+}
+
+func httpFilters(fs []gatewayv1.HTTPRouteFilter) []*api.Filter {
+	var out []*api.Filter
+	for _, f := range fs {
+		switch {
+		case f.Type == gatewayv1.HTTPRouteFilterRequestHeaderModifier && f.RequestHeaderModifier != nil:
+			out = append(out, &api.Filter{Kind: &api.Filter_RequestHeaderModifier{RequestHeaderModifier: headerModifier(f.RequestHeaderModifier)}})
+		case f.Type == gatewayv1.HTTPRouteFilterResponseHeaderModifier && f.ResponseHeaderModifier != nil:
+			out = append(out, &api.Filter{Kind: &api.Filter_ResponseHeaderModifier{ResponseHeaderModifier: headerModifier(f.ResponseHeaderModifier)}})
+		case f.Type == gatewayv1.HTTPRouteFilterRequestRedirect && f.RequestRedirect != nil:
+			rr := f.RequestRedirect
+			red := &api.RequestRedirect{Path: pathModifier(rr.Path), StatusCode: 302}
+			if rr.Scheme != nil {
+				red.Scheme = *rr.Scheme
+			}
+			if rr.Hostname != nil {
+				red.Hostname = string(*rr.Hostname)
+			}
+			if rr.Port != nil {
+				red.Port = uint32(*rr.Port)
+			}
+			if rr.StatusCode != nil {
+				red.StatusCode = uint32(*rr.StatusCode)
+			}
+			out = append(out, &api.Filter{Kind: &api.Filter_RequestRedirect{RequestRedirect: red}})
+		case f.Type == gatewayv1.HTTPRouteFilterURLRewrite && f.URLRewrite != nil:
+			rw := &api.URLRewrite{Path: pathModifier(f.URLRewrite.Path)}
+			if f.URLRewrite.Hostname != nil {
+				rw.Hostname = string(*f.URLRewrite.Hostname)
+			}
+			out = append(out, &api.Filter{Kind: &api.Filter_UrlRewrite{UrlRewrite: rw}})
+		}
+	}
+	return out
+}
+
+func grpcFilters(fs []gatewayv1.GRPCRouteFilter) []*api.Filter {
+	var out []*api.Filter
+	for _, f := range fs {
+		switch {
+		case f.Type == gatewayv1.GRPCRouteFilterRequestHeaderModifier && f.RequestHeaderModifier != nil:
+			out = append(out, &api.Filter{Kind: &api.Filter_RequestHeaderModifier{RequestHeaderModifier: headerModifier(f.RequestHeaderModifier)}})
+		case f.Type == gatewayv1.GRPCRouteFilterResponseHeaderModifier && f.ResponseHeaderModifier != nil:
+			out = append(out, &api.Filter{Kind: &api.Filter_ResponseHeaderModifier{ResponseHeaderModifier: headerModifier(f.ResponseHeaderModifier)}})
+		}
+	}
+	return out
+}
+
+// profileRoutes compiles the ServiceProfile's routes, in order, each to the default
+// backends.
+func (c *compilation) profileRoutes() []*api.Route {
+	sp := c.profile
+	out := make([]*api.Route, 0, len(sp.Spec.Routes))
+	for _, rt := range sp.Spec.Routes {
+		timeout := DefaultProfileRouteTimeout
+		if rt.Timeout != "" {
+			if d, err := time.ParseDuration(rt.Timeout); err == nil {
+				timeout = d
+			}
+		}
+		r := &api.Route{
+			Name:     rt.Name,
+			Resource: &api.ResourceRef{Kind: "ServiceProfile", Namespace: sp.Namespace, Name: sp.Name},
+			Matches:  []*api.RouteMatch{{Condition: requestCondition(rt.Condition.All, rt.Condition.Any, rt.Condition.Not, rt.Condition.PathRegex, rt.Condition.Method)}},
+			Backends: c.defaultBackends(),
+			Timeouts: &api.Timeouts{Request: durationpb.New(timeout)},
+		}
+		if rt.IsRetryable {
+			// No statuses: retry what the response classes call failures.
+			r.Retry = &api.RetryPolicy{}
+		}
+		for _, rc := range rt.ResponseClasses {
+			r.ResponseClasses = append(r.ResponseClasses, &api.ResponseClass{
+				Condition: responseCondition(rc.Condition.All, rc.Condition.Any, rc.Condition.Not, rc.Condition.Status),
+				IsFailure: rc.IsFailure,
+			})
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// The ServiceProfile condition types nest three levels with the same shape; these
+// interfaces let one function convert each level.
+type requestLevel interface {
+	meshv1alpha1.RequestSubMatch | meshv1alpha1.RequestLeafMatch
+}
+
+func requestCondition[T requestLevel](all, any []T, not *T, pathRegex, method string) *api.RequestCondition {
+	var parts []*api.RequestCondition
+	if len(all) > 0 {
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_All{All: &api.RequestConditions{Conditions: requestList(all)}}})
+	}
+	if len(any) > 0 {
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Any{Any: &api.RequestConditions{Conditions: requestList(any)}}})
+	}
+	if not != nil {
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Not{Not: requestOne(*not)}})
+	}
+	if pathRegex != "" {
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_PathRegex{PathRegex: pathRegex}})
+	}
+	if method != "" {
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Method{Method: method}})
+	}
+	// A level that sets several tests requires all of them.
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return &api.RequestCondition{Kind: &api.RequestCondition_All{All: &api.RequestConditions{Conditions: parts}}}
+}
+
+func requestList[T requestLevel](l []T) []*api.RequestCondition {
+	out := make([]*api.RequestCondition, 0, len(l))
+	for _, m := range l {
+		out = append(out, requestOne(m))
+	}
+	return out
+}
+
+func requestOne[T requestLevel](m T) *api.RequestCondition {
+	switch v := any(m).(type) {
+	case meshv1alpha1.RequestSubMatch:
+		return requestCondition(v.All, v.Any, v.Not, v.PathRegex, v.Method)
+	case meshv1alpha1.RequestLeafMatch:
+		return requestCondition[meshv1alpha1.RequestLeafMatch](nil, nil, nil, v.PathRegex, v.Method)
+	}
+	return nil
+}
+
+type responseLevel interface {
+	meshv1alpha1.ResponseSubMatch | meshv1alpha1.ResponseLeafMatch
+}
+
+func responseCondition[T responseLevel](all, any []T, not *T, status *meshv1alpha1.StatusRange) *api.ResponseCondition {
+	var parts []*api.ResponseCondition
+	if len(all) > 0 {
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_All{All: &api.ResponseConditions{Conditions: responseList(all)}}})
+	}
+	if len(any) > 0 {
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Any{Any: &api.ResponseConditions{Conditions: responseList(any)}}})
+	}
+	if not != nil {
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Not{Not: responseOne(*not)}})
+	}
+	if status != nil {
+		sr := &api.StatusRange{Min: 100, Max: 599}
+		if status.Min != nil {
+			sr.Min = uint32(*status.Min)
+		}
+		if status.Max != nil {
+			sr.Max = uint32(*status.Max)
+		}
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Status{Status: sr}})
+	}
+	if len(parts) == 1 {
+		return parts[0]
+	}
+	return &api.ResponseCondition{Kind: &api.ResponseCondition_All{All: &api.ResponseConditions{Conditions: parts}}}
+}
+
+func responseList[T responseLevel](l []T) []*api.ResponseCondition {
+	out := make([]*api.ResponseCondition, 0, len(l))
+	for _, m := range l {
+		out = append(out, responseOne(m))
+	}
+	return out
+}
+
+func responseOne[T responseLevel](m T) *api.ResponseCondition {
+	switch v := any(m).(type) {
+	case meshv1alpha1.ResponseSubMatch:
+		return responseCondition(v.All, v.Any, v.Not, v.Status)
+	case meshv1alpha1.ResponseLeafMatch:
+		s := v.Status
+		return responseCondition[meshv1alpha1.ResponseLeafMatch](nil, nil, nil, &s)
+	}
+	return nil
+}
