@@ -69,7 +69,7 @@ const controlPlaneNS = "weft-system"
 // real time.
 type offsetClock struct{ off atomic.Int64 }
 
-func (c *offsetClock) Now() time.Time         { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
 func (c *offsetClock) Advance(d time.Duration) { c.off.Add(int64(d)) }
 
 // meshEnv is a running API server with cert-manager, the Mesh reconciler and the
