@@ -150,6 +150,25 @@ func applyOverrides(cfg *config.Config, f *Flags) error {
 	return nil
 }
 
+// reloadConfig re-reads --config on SIGHUP. A file that does not parse is logged and
+// the running configuration kept; connections accepted afterwards use the new one.
+func reloadConfig(f *Flags, srv *server.Server, log logr.Logger) {
+	if f.Config == "" {
+		log.Info("SIGHUP ignored: no --config file")
+		return
+	}
+	cfg, err := config.Load(f.Config)
+	if err == nil {
+		err = applyOverrides(cfg, f)
+	}
+	if err != nil {
+		log.Error(err, "Reloading configuration failed, keeping the running one")
+		return
+	}
+	srv.SetConfig(cfg)
+	log.Info("Reloaded configuration", "destinations", len(cfg.Destinations))
+}
+
 // levelVar adapts zap's atomic level to admin.LevelVar, speaking logr's verbosity
 // numbers: "debug" is V(1), "2" is V(2) (zap level -2).
 type levelVar struct{ zap.AtomicLevel }
@@ -331,15 +350,25 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	var runErr error
-	select {
-	case s := <-sigc:
-		log.Info("Shutting down", "signal", s.String(), "grace", f.ShutdownGrace)
-	case <-shutdown:
-		log.Info("Shutting down", "grace", f.ShutdownGrace)
-	case runErr = <-errc:
-		if runErr == nil {
-			runErr = errors.New("listener stopped")
+wait:
+	for {
+		select {
+		case <-hup:
+			reloadConfig(f, srv, log)
+		case s := <-sigc:
+			log.Info("Shutting down", "signal", s.String(), "grace", f.ShutdownGrace)
+			break wait
+		case <-shutdown:
+			log.Info("Shutting down", "grace", f.ShutdownGrace)
+			break wait
+		case runErr = <-errc:
+			if runErr == nil {
+				runErr = errors.New("listener stopped")
+			}
+			break wait
 		}
 	}
 	startShutdown()

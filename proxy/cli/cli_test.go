@@ -115,6 +115,22 @@ func cpuSeconds(pid int) float64 {
 	return float64(u+s) / 100
 }
 
+// waitStatus polls url until it answers want.
+func waitStatus(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, _ := get(t, "GET", url, "")
+		if code == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d, want %d", url, code, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func get(t *testing.T, method, url, body string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
@@ -222,6 +238,29 @@ destinations:
 		}
 		if code, _ := get(t, "GET", a.adminURL("/shutdown"), ""); code != 405 {
 			t.Fatalf("GET /shutdown: %d, want 405", code)
+		}
+	})
+
+	t.Run("SIGHUP reloads the configuration", func(t *testing.T) {
+		url := fmt.Sprintf("http://127.0.0.1:%d/status/200", a.out)
+		// Point the service at a port where nothing listens: requests now fail...
+		os.WriteFile(filepath.Join(dir, "a.yaml"), []byte(fmt.Sprintf(`
+outbound: {originalDstOverride: "10.96.0.1:80"}
+destinations:
+- addresses: ["10.96.0.1:80"]
+  endpoints: [{address: 127.0.0.1, port: %d, identity: "spiffe://weft.test/ns/b/sa/server", proxyPort: %d}]
+`, freePort(t), b.in)), 0o644)
+		a.cmd.Process.Signal(syscall.SIGHUP)
+		waitStatus(t, url, http.StatusBadGateway)
+		// ...and a broken file is refused, keeping the running configuration.
+		os.WriteFile(filepath.Join(dir, "a.yaml"), []byte("destinations: [{addresses: [nope]}]"), 0o644)
+		a.cmd.Process.Signal(syscall.SIGHUP)
+		time.Sleep(200 * time.Millisecond)
+		if code, _ := get(t, "GET", url, ""); code != http.StatusBadGateway {
+			t.Fatalf("after a broken reload: %d, want the previous configuration's 502", code)
+		}
+		if !strings.Contains(a.stderr.String(), "Reloading configuration failed") {
+			t.Fatal("broken reload not logged")
 		}
 	})
 

@@ -112,6 +112,15 @@ func New() *Registry {
 	return &Registry{http: map[HTTPKey]*HTTPSeries{}, tcp: map[TCPKey]*TCPSeries{}}
 }
 
+// MaxHTTPSeries bounds the request-level series. The authority label comes from the
+// requests an app sends, so without a bound a client inventing Host headers would
+// grow the proxy's memory without limit; past the bound, new authorities are counted
+// under OverflowAuthority.
+const MaxHTTPSeries = 2000
+
+// OverflowAuthority is the authority label of requests past MaxHTTPSeries.
+const OverflowAuthority = "overflow"
+
 // HTTP returns the series for k, creating it on first use.
 func (r *Registry) HTTP(k HTTPKey) *HTTPSeries {
 	r.mu.RLock()
@@ -122,7 +131,11 @@ func (r *Registry) HTTP(k HTTPKey) *HTTPSeries {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s = r.http[k]; s == nil {
+	if s = r.http[k]; s == nil && len(r.http) >= MaxHTTPSeries {
+		k.Authority = OverflowAuthority
+		s = r.http[k]
+	}
+	if s == nil {
 		s = &HTTPSeries{resp: map[respKey]*atomic.Uint64{}, hist: map[uint16]*histogram{}}
 		r.http[k] = s
 	}

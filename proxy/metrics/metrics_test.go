@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,5 +73,20 @@ func TestHotPathDoesNotAllocate(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per request, want 0", allocs)
+	}
+}
+
+func TestSeriesAreBounded(t *testing.T) {
+	r := New()
+	for i := 0; i < MaxHTTPSeries+500; i++ {
+		r.HTTP(HTTPKey{Dir: Outbound, Authority: "host-" + strconv.Itoa(i) + ":80"}).Request()
+	}
+	if n := len(r.http); n > MaxHTTPSeries+1 {
+		t.Fatalf("%d series, want at most %d", n, MaxHTTPSeries+1)
+	}
+	var b strings.Builder
+	r.WriteText(&b)
+	if !strings.Contains(b.String(), `request_total{direction="outbound",authority="overflow",tls="no_identity"} 500`) {
+		t.Fatal("overflow requests not counted")
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/tcpfwd"
 )
@@ -114,9 +113,8 @@ func (c *countedConn) CloseWrite() error {
 // to an HTTP server; handlers read it from the request context.
 type connInfo struct {
 	origDst netip.AddrPort
-	dest    *config.ResolvedDestination // outbound: matched by original destination
-	mesh    bool                        // inbound: arrived over mTLS from a peer proxy
-	peerID  string                      // inbound mesh: the client's verified SPIFFE ID
+	mesh    bool   // inbound: arrived over mTLS from a peer proxy
+	peerID  string // inbound mesh: the client's verified SPIFFE ID
 }
 
 type connInfoKey struct{}

@@ -97,9 +97,11 @@ func (bufPool) Put(b []byte) { copyBufs.Put(&b) }
 func (s *Server) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	ci := infoFrom(r.Context())
 	ix := s.state().ix
+	// Looked up per request in the current configuration, so a configuration
+	// change reaches long-lived keep-alive and HTTP/2 connections too.
 	dest := ix.ByAuthority(r.Host)
 	if dest == nil {
-		dest = ci.dest
+		dest = ix.ByAddr(ci.origDst)
 	}
 	var ep *config.ResolvedEndpoint
 	if dest != nil {

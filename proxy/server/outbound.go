@@ -50,7 +50,7 @@ func (s *Server) handleOutbound(raw *net.TCPConn) {
 	}
 	switch res.Kind {
 	case detect.HTTP1, detect.HTTP2:
-		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst, dest: dest}}
+		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst}}
 		if !s.outCh.push(ic) {
 			src.Close()
 		}
