@@ -466,6 +466,8 @@ func TestServiceProfileValidation(t *testing.T) {
 		{"too many labels before .svc", profile(ns.Name, "a.web."+ns.Name+".svc.cluster.local"), "metadata.name", ""},
 		{"svc without the cluster domain", profile(ns.Name, "web."+ns.Name+".svc"), "metadata.name", ""},
 		{"pathRegex that does not compile", profile(ns.Name, "web2."+ns.Name+".svc.cluster.local", route("r", "/books/(")), "spec.routes[0].condition.pathRegex", ""},
+		{"dstOverride to a missing Service is only a warning", withOverride(profile(ns.Name, "web4."+ns.Name+".svc.cluster.local"), "web-v2."+ns.Name+".svc.cluster.local:80"), "", "spec.dstOverrides[0].authority"},
+		{"dstOverride with a bad port", withOverride(profile(ns.Name, "web5."+ns.Name+".svc.cluster.local"), "web-v2:http"), "spec.dstOverrides[0].authority", ""},
 		{"nested pathRegex that does not compile", profile(ns.Name, "web3."+ns.Name+".svc.cluster.local", nested), "spec.routes[0].condition.all[1].any[1].pathRegex", ""},
 	}
 	for _, tc := range cases {
@@ -540,4 +542,9 @@ func createEmptyMesh(t *testing.T) *meshv1alpha1.Mesh {
 		t.Fatalf("reading the Mesh: %v", err)
 	}
 	return mesh
+}
+
+func withOverride(sp *meshv1alpha1.ServiceProfile, authority string) *meshv1alpha1.ServiceProfile {
+	sp.Spec.DstOverrides = []meshv1alpha1.WeightedDst{{Authority: authority, Weight: resource.MustParse("1")}}
+	return sp
 }
