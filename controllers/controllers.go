@@ -45,5 +45,13 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the TrafficSplit reconciler: %w", err)
 	}
+	if err := (&MeshReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("mesh-controller"),
+		Namespace: opts.Namespace,
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Mesh reconciler: %w", err)
+	}
 	return nil
 }

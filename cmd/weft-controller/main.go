@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/weftmesh/weft/controllers"
+	"github.com/weftmesh/weft/internal/identity"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
 	"github.com/weftmesh/weft/webhooks"
 )
@@ -68,6 +69,11 @@ func main() {
 
 	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: namespace}); err != nil {
 		log.Error(err, "Unable to set up the reconcilers")
+		os.Exit(1)
+	}
+
+	if err := identity.AddToManager(mgr, identity.Options{Namespace: namespace}); err != nil {
+		log.Error(err, "Unable to set up the identity service")
 		os.Exit(1)
 	}
 
