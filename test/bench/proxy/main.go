@@ -74,7 +74,15 @@ func init() { runtime.LockOSThread() }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "serve" {
-		serve()
+		addr := serverAddr
+		if len(os.Args) > 2 {
+			addr = os.Args[2]
+		}
+		serve(addr)
+		return
+	}
+	if len(os.Args) > 1 && os.Args[1] == "load" {
+		loadMain(os.Args[2:])
 		return
 	}
 	if err := run(); err != nil {
@@ -85,9 +93,9 @@ func main() {
 
 // serve runs fortio's echo server; /echo?size=1024 answers 1 KiB. It runs in its own
 // process so that its CPU is not the load generator's.
-func serve() {
+func serve(addr string) {
 	log.SetLogLevel(log.Error)
-	fhttp.Serve(serverAddr, "")
+	fhttp.Serve(addr, "")
 	select {}
 }
 
@@ -102,6 +110,8 @@ type options struct {
 	profileDir         string
 	threads            int
 	rounds             int
+	netns              bool
+	weftInit           string
 }
 
 func run() error {
@@ -120,6 +130,8 @@ func run() error {
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of the Weft proxies here (--weft-proxy must then be test/bench/weftprof)")
 	flag.IntVar(&o.threads, "proxy-threads", 0, "threads per proxy process: GOMAXPROCS for weft-proxy, nbthread for HAProxy (0: their defaults, one per core)")
 	flag.IntVar(&o.rounds, "rounds", 3, "split each run into this many rounds, setups taking turns")
+	flag.BoolVar(&o.netns, "netns", false, "also measure direct-netns and weft-netns: two network namespaces joined by a veth, weft-init's iptables rules, proxies as UID 2102 (needs root)")
+	flag.StringVar(&o.weftInit, "weft-init", "bin/weft-init", "weft-init binary, for --netns")
 	flag.Parse()
 	o.setups = setupNames(setups)
 	for _, f := range strings.Split(rates, ",") {
@@ -185,8 +197,18 @@ func run() error {
 			return fmt.Errorf("setup %s: %w", name, err)
 		}
 		started = append(started, s)
-		if _, err := load(s.target, float64(o.rates[0]), o.conns, o.warmup); err != nil {
-			return fmt.Errorf("setup %s: warm-up: %w", name, err)
+	}
+	if o.netns {
+		pp, err := startPodPair(ctx, dir, o.weftProxy, o.weftInit, o.threads, p)
+		if err != nil {
+			return fmt.Errorf("netns pods: %w", err)
+		}
+		defer pp.stop()
+		started = append(started, netnsSetups(pp)...)
+	}
+	for _, s := range started {
+		if _, err := s.load(ctx, float64(o.rates[0]), o.conns, o.warmup); err != nil {
+			return fmt.Errorf("setup %s: warm-up: %w", s.name, err)
 		}
 	}
 	rows, err := measure(ctx, o, started, server.procs[0])
@@ -238,17 +260,22 @@ func measure(ctx context.Context, o options, setups []*setup, server *proc) ([]r
 				i := (k + round) % len(setups)
 				a := &acc[i]
 				a.load = math.Max(a.load, loadAvg())
-				serverBefore, err := cpuSeconds(server.pid())
+				srv := server
+				if setups[i].server != nil {
+					srv = setups[i].server
+				}
+				serverBefore, err := cpuSeconds(srv.pid())
 				if err != nil {
 					return nil, err
 				}
-				start := time.Now()
-				res, err := load(setups[i].target, float64(rate), o.conns, o.duration/time.Duration(o.rounds))
+				res, err := setups[i].load(ctx, float64(rate), o.conns, o.duration/time.Duration(o.rounds))
 				if err != nil {
 					return nil, fmt.Errorf("%s at %d rps: %w", setups[i].name, rate, err)
 				}
-				a.seconds += time.Since(start).Seconds()
-				serverAfter, err := cpuSeconds(server.pid())
+				// The run's own length as fortio measured it, not including the
+				// start of a load process (netns setups).
+				a.seconds += float64(res.count) / res.qps
+				serverAfter, err := cpuSeconds(srv.pid())
 				if err != nil {
 					return nil, err
 				}
@@ -301,7 +328,7 @@ func measure(ctx context.Context, o options, setups []*setup, server *proc) ([]r
 				return nil, ctx.Err()
 			}
 			i := (k + round) % len(setups)
-			res, err := load(setups[i].target, -1, o.conns, o.satDuration/time.Duration(o.rounds))
+			res, err := setups[i].load(ctx, -1, o.conns, o.satDuration/time.Duration(o.rounds))
 			if err != nil {
 				return nil, fmt.Errorf("%s saturation: %w", setups[i].name, err)
 			}
@@ -383,15 +410,27 @@ func load(url string, qps float64, conns int, d time.Duration) (loadResult, erro
 	return lr, nil
 }
 
+// addDeltas subtracts the matching direct row: "direct" for loopback setups,
+// "direct-netns" for the *-netns ones.
 func addDeltas(rows []row) {
-	base := map[int]row{}
+	type key struct {
+		base string
+		rps  int
+	}
+	baseOf := func(setup string) string {
+		if strings.HasSuffix(setup, "-netns") {
+			return "direct-netns"
+		}
+		return "direct"
+	}
+	base := map[key]row{}
 	for _, r := range rows {
-		if r.Setup == "direct" {
-			base[r.RPS] = r
+		if r.Setup == baseOf(r.Setup) {
+			base[key{r.Setup, r.RPS}] = r
 		}
 	}
 	for i, r := range rows {
-		if b, ok := base[r.RPS]; ok {
+		if b, ok := base[key{baseOf(r.Setup), r.RPS}]; ok {
 			rows[i].AddedP50 = round(r.P50-b.P50, 3)
 			rows[i].AddedP99 = round(r.P99-b.P99, 3)
 		}

@@ -33,9 +33,10 @@ const (
 
 // proc is one proxy process whose CPU and memory are measured.
 type proc struct {
-	role string // "client" (the caller's side) or "server"
-	cmd  *exec.Cmd
-	log  *os.File
+	role    string // "client" (the caller's side) or "server"
+	cmd     *exec.Cmd
+	log     *os.File
+	stopped bool
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
@@ -46,13 +47,34 @@ type setup struct {
 	// target is the URL the load generator hits.
 	target string
 	procs  []*proc
+	// run, when set, replaces the in-process load generator (the netns setups run
+	// it inside a namespace).
+	run func(ctx context.Context, qps float64, conns int, d time.Duration) (loadResult, error)
+	// server, when set, is the echo server this setup reaches (default: the one on
+	// loopback).
+	server *proc
 }
 
+// load drives the setup at qps (negative: as fast as possible).
+func (s *setup) load(ctx context.Context, qps float64, conns int, d time.Duration) (loadResult, error) {
+	if s.run != nil {
+		return s.run(ctx, qps, conns, d)
+	}
+	return load(s.target, qps, conns, d)
+}
+
+// stop ends the setup's processes; stopping twice is harmless.
 func (s *setup) stop() {
 	for _, p := range s.procs {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		if !p.stopped {
+			_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		}
 	}
 	for _, p := range s.procs {
+		if p.stopped {
+			continue
+		}
+		p.stopped = true
 		done := make(chan struct{})
 		go func() { _ = p.cmd.Wait(); close(done) }()
 		select {
