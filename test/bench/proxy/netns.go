@@ -36,7 +36,7 @@ const (
 // echo server in b.
 type podPair struct {
 	a, b   string
-	self   string // a copy of this binary the proxy UID can execute
+	self   string  // a copy of this binary the proxy UID can execute
 	procs  []*proc // client proxy, server proxy
 	server *proc
 }
