@@ -185,6 +185,7 @@ func startPodPair(ctx context.Context, dir, weftProxy, weftInit string, threads 
 		if err != nil {
 			return nil, err
 		}
+		pr.role = side.role
 		pp.procs = append(pp.procs, pr)
 	}
 	pp.procs[0], pp.procs[1] = pp.procs[1], pp.procs[0]

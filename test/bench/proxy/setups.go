@@ -33,7 +33,7 @@ const (
 
 // proc is one proxy process whose CPU and memory are measured.
 type proc struct {
-	role    string // "client" (the caller's side) or "server"
+	role    string // "client" (the caller's side) or "server"; also names its log
 	cmd     *exec.Cmd
 	log     *os.File
 	stopped bool
@@ -245,6 +245,7 @@ destinations:
 			s.stop()
 			return nil, err
 		}
+		pr.role = side.role
 		s.procs = append(s.procs, pr)
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err = waitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/ready", side.admin))
@@ -330,6 +331,7 @@ backend app
 			s.stop()
 			return nil, err
 		}
+		pr.role = side.role
 		s.procs = append(s.procs, pr)
 		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		err = waitTCP(wctx, fmt.Sprintf("127.0.0.1:%d", side.port))
