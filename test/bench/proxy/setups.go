@@ -33,7 +33,7 @@ const (
 
 // proc is one proxy process whose CPU and memory are measured.
 type proc struct {
-	role    string // "client" (the caller's side) or "server"; also names its log
+	role    string // "client" (the caller's side) or "server"
 	cmd     *exec.Cmd
 	log     *os.File
 	stopped bool
