@@ -20,6 +20,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -205,6 +207,30 @@ func TestMeshIdentity(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(identity.IssuedTotal) - issuedBefore; got != 1 {
 			t.Errorf("issued metric grew by %v, want 1", got)
+		}
+		if got, want := testutil.ToFloat64(identity.IssuerExpiry), float64(oldIssuer.NotAfter.Unix()); got != want {
+			t.Errorf("issuer expiry gauge = %v, want %v", got, want)
+		}
+		if got, want := testutil.ToFloat64(identity.AnchorExpiry), float64(anchorsBefore[0].NotAfter.Unix()); got != want {
+			t.Errorf("anchor expiry gauge = %v, want %v", got, want)
+		}
+		// An Ed25519 key is accepted as well.
+		_, edKey, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		edResp, err := cl.Certify(ctx, &api.CertifyRequest{
+			Identity:                  wantID,
+			Token:                     []byte(m.token(t, ctx, appNS, appSA, identity.Audience)),
+			CertificateSigningRequest: makeCSR(t, csrOptions{uris: []string{wantID}, key: edKey}),
+		})
+		if err != nil {
+			t.Fatalf("Certify with an Ed25519 key: %v", err)
+		}
+		if edLeaf, _, err := verifyLeaf(edResp, anchorsBefore, time.Now()); err != nil {
+			t.Fatalf("the Ed25519 leaf does not verify: %v", err)
+		} else if _, ok := edLeaf.PublicKey.(ed25519.PublicKey); !ok {
+			t.Errorf("the leaf's key is %T, want the CSR's Ed25519 key", edLeaf.PublicKey)
 		}
 		oldLeafResp = resp
 	})
@@ -527,12 +553,42 @@ func TestMeshIdentity(t *testing.T) {
 			if crt.Spec.Duration == nil || crt.Spec.Duration.Duration != 72*time.Hour {
 				return fmt.Errorf("identity issuer duration = %v, want 72h", crt.Spec.Duration)
 			}
+			// cert-manager re-issues the issuer to match the new spec.
+			iss := issuerCert(t, c)
+			if life := iss.NotAfter.Sub(iss.NotBefore); life != 72*time.Hour {
+				return fmt.Errorf("the issued identity issuer lives %v, want 72h", life)
+			}
 			got := getMesh(t, c)
 			if got.Status.ObservedGeneration != got.Generation || !conditionIs(got.Status.Conditions, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReady, got.Generation) {
 				return fmt.Errorf("status at generation %d, object at %d", got.Status.ObservedGeneration, got.Generation)
 			}
 			return nil
 		})
+	})
+
+	t.Run("a certificate within 20% of its life without renewal raises a Warning", func(t *testing.T) {
+		mesh := getMesh(t, c)
+		iss := issuerCert(t, c)
+		// Move the reconciler's clock to 10% of the issuer's life before its expiry
+		// (cert-manager, on real time, sees no reason to renew).
+		target := iss.NotAfter.Add(-iss.NotAfter.Sub(iss.NotBefore) / 10)
+		m.clock.Advance(time.Until(target) - m.clock.Now().Sub(time.Now()))
+		patch := client.MergeFrom(mesh.DeepCopy())
+		mesh.Annotations = map[string]string{"test.weft.dev/poke": "2"}
+		if err := c.Patch(ctx, mesh, patch); err != nil {
+			t.Fatal(err)
+		}
+		waitEvent(t, c, controllers.ReasonCertificateExpiring)
+		eventually(t, 10*time.Second, func() error {
+			got := getMesh(t, c)
+			cond := meta.FindStatusCondition(got.Status.Conditions, meshv1alpha1.ConditionIssuerReady)
+			if cond == nil || cond.Reason != controllers.ReasonExpiring || !strings.Contains(cond.Message, "has not been renewed") {
+				return fmt.Errorf("IssuerReady = %+v, want reason %s", cond, controllers.ReasonExpiring)
+			}
+			return nil
+		})
+		// Back to real time for the steps that follow.
+		m.clock.Advance(-(m.clock.Now().Sub(time.Now())))
 	})
 
 	t.Run("proxy counts follow injected pods", func(t *testing.T) {
@@ -622,6 +678,108 @@ func TestMeshIdentity(t *testing.T) {
 			t.Fatalf("Certify without a Mesh: %v, want Unavailable", err)
 		}
 	})
+}
+
+// TestMeshExternalIssuer roots the chain in an existing cert-manager CA issuer
+// (bring-your-own-CA): the Mesh waits for it with an actionable condition, then issues
+// its trust anchor from it.
+func TestMeshExternalIssuer(t *testing.T) {
+	m := startMeshEnv(t)
+	ctx := context.Background()
+	c := m.c
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": meshv1alpha1.GroupVersion.String(),
+		"kind":       "Mesh",
+		"metadata":   map[string]any{"name": meshv1alpha1.MeshName},
+		"spec": map[string]any{"identity": map[string]any{
+			"externalIssuerRef": map[string]any{"name": "corp-ca", "kind": "Issuer"},
+		}},
+	}}
+	if err := c.Create(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, func() error {
+		mesh := getMesh(t, c)
+		cond := meta.FindStatusCondition(mesh.Status.Conditions, meshv1alpha1.ConditionTrustAnchorReady)
+		if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != meshv1alpha1.ReasonRefNotFound || !strings.Contains(cond.Message, "corp-ca") {
+			return fmt.Errorf("TrustAnchorReady = %+v, want False/RefNotFound naming corp-ca", cond)
+		}
+		if meta.IsStatusConditionTrue(mesh.Status.Conditions, meshv1alpha1.ConditionReady) {
+			return fmt.Errorf("Ready is True without a trust anchor")
+		}
+		return nil
+	})
+
+	// The organisation's CA: a self-signed root and a CA issuer backed by it.
+	for _, o := range []client.Object{
+		&cmv1.Issuer{ObjectMeta: metav1.ObjectMeta{Name: "corp-bootstrap", Namespace: controlPlaneNS},
+			Spec: cmv1.IssuerSpec{IssuerConfig: cmv1.IssuerConfig{SelfSigned: &cmv1.SelfSignedIssuer{}}}},
+		&cmv1.Certificate{ObjectMeta: metav1.ObjectMeta{Name: "corp-root", Namespace: controlPlaneNS}, Spec: cmv1.CertificateSpec{
+			IsCA: true, CommonName: "Corp Root CA", SecretName: "corp-root",
+			PrivateKey: &cmv1.CertificatePrivateKey{Algorithm: cmv1.ECDSAKeyAlgorithm, Size: 256},
+			IssuerRef:  cmmeta.IssuerReference{Name: "corp-bootstrap", Kind: "Issuer"},
+		}},
+		&cmv1.Issuer{ObjectMeta: metav1.ObjectMeta{Name: "corp-ca", Namespace: controlPlaneNS},
+			Spec: cmv1.IssuerSpec{IssuerConfig: cmv1.IssuerConfig{CA: &cmv1.CAIssuer{SecretName: "corp-root"}}}},
+	} {
+		if err := c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitMeshReady(t, c, 30*time.Second)
+
+	root := &corev1.Secret{}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: controlPlaneNS, Name: "corp-root"}, root); err != nil {
+		t.Fatal(err)
+	}
+	rootCerts, err := trustbundle.ParsePEM(root.Data[corev1.TLSCertKey])
+	if err != nil || len(rootCerts) == 0 {
+		t.Fatalf("corp root: %v", err)
+	}
+	anchors, err := m.bundle(ctx, controlPlaneNS)
+	if err != nil || len(anchors) != 1 {
+		t.Fatalf("bundle: %d anchors, %v", len(anchors), err)
+	}
+	if err := anchors[0].CheckSignatureFrom(rootCerts[0]); err != nil {
+		t.Fatalf("the trust anchor is not signed by the external CA: %v", err)
+	}
+	if err := c.Get(ctx, types.NamespacedName{Namespace: controlPlaneNS, Name: controllers.SelfSignedIssuerName}, &cmv1.Issuer{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the self-signed bootstrap issuer exists with an external issuer (err %v)", err)
+	}
+
+	// A workload certificate verifies against the published bundle.
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: appSA}}); err != nil {
+		t.Fatal(err)
+	}
+	wantID := identity.SPIFFEID(meshTD, appNS, appSA)
+	cl, _ := m.identityClient(t, ctx)
+	resp, err := cl.Certify(ctx, &api.CertifyRequest{
+		Identity: wantID, Token: []byte(m.token(t, ctx, appNS, appSA, identity.Audience)),
+		CertificateSigningRequest: makeCSR(t, csrOptions{uris: []string{wantID}}),
+	})
+	if err != nil {
+		t.Fatalf("Certify: %v", err)
+	}
+	if _, _, err := verifyLeaf(resp, anchors, time.Now()); err != nil {
+		t.Fatalf("the leaf does not verify against the bundle: %v", err)
+	}
+}
+
+// issuerCert returns the identity issuer certificate cert-manager issued.
+func issuerCert(t *testing.T, c client.Client) *x509.Certificate {
+	t.Helper()
+	secret := &corev1.Secret{}
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: controlPlaneNS, Name: controllers.IdentityIssuerName}, secret); err != nil {
+		t.Fatal(err)
+	}
+	iss, err := identity.ParseIssuer(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss.Cert
 }
 
 func getMesh(t *testing.T, c client.Client) *meshv1alpha1.Mesh {
