@@ -166,14 +166,28 @@ func (e *Env) startManager() error {
 	}
 }
 
-// Stop stops the manager and the API server.
-func (e *Env) Stop() error {
+// StopWebhooks stops the manager, and with it the webhook server, leaving the API
+// server running with the webhook configurations in place: what the cluster sees while
+// weft-controller is down.
+func (e *Env) StopWebhooks() error {
+	if e.stop == nil {
+		return nil
+	}
 	e.stop()
+	e.stop = nil
 	if err := <-e.done; err != nil {
-		_ = e.Env.Stop()
 		return fmt.Errorf("the manager stopped with an error: %w", err)
 	}
-	return e.Env.Stop()
+	return nil
+}
+
+// Stop stops the manager and the API server.
+func (e *Env) Stop() error {
+	err := e.StopWebhooks()
+	if serr := e.Env.Stop(); serr != nil {
+		return serr
+	}
+	return err
 }
 
 func remarshal(in any, out any) error {
