@@ -1,0 +1,304 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/weftmesh/weft/internal/compiler"
+)
+
+// MeshControllerName is the controllerName of the status.parents[] entries Weft writes
+// on routes attached to Services. Entries with any other controllerName belong to
+// other controllers (a Gateway implementation, another mesh) and are left alone.
+const MeshControllerName gatewayv1.GatewayController = "weft.dev/mesh-controller"
+
+// routeServiceIndex indexes HTTPRoutes and GRPCRoutes by the namespace/name of every
+// Service they name as a parent or a backend, so a Service event finds its routes.
+const routeServiceIndex = "weft.route.service"
+
+// maxRouteParents is the API's bound on status.parents.
+const maxRouteParents = 32
+
+// HTTPRouteReconciler reports, for each Service a route attaches to (GAMMA), whether
+// Weft accepts it and whether its backend references resolve.
+type HTTPRouteReconciler struct {
+	client.Client
+	Recorder events.EventRecorder
+}
+
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings the Weft entries of one HTTPRoute's status.parents up to date.
+func (r *HTTPRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	route := &gatewayv1.HTTPRoute{}
+	if err := r.Get(ctx, req.NamespacedName, route); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := route.DeepCopy()
+	defer func() {
+		retErr = patchRouteStatus(ctx, r.Client, route, before, &before.Status.RouteStatus, &route.Status.RouteStatus, retErr)
+	}()
+	if !route.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.reconcileNormal(ctx, route)
+}
+
+func (r *HTTPRouteReconciler) reconcileNormal(ctx context.Context, route *gatewayv1.HTTPRoute) error {
+	v := routeView{obj: route, parentRefs: route.Spec.ParentRefs}
+	for _, rule := range route.Spec.Rules {
+		v.ruleProblems = append(v.ruleProblems, compiler.HTTPRuleProblem(rule))
+		for _, b := range rule.BackendRefs {
+			v.backendRefs = append(v.backendRefs, b.BackendObjectReference)
+		}
+	}
+	parents, err := computeParents(ctx, r.Client, r.Recorder, v, route.Status.Parents)
+	if err != nil {
+		return err
+	}
+	route.Status.Parents = parents
+	return nil
+}
+
+// SetupWithManager watches HTTPRoutes and the Services they name.
+func (r *HTTPRouteReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &gatewayv1.HTTPRoute{}, routeServiceIndex,
+		func(o client.Object) []string {
+			route := o.(*gatewayv1.HTTPRoute)
+			var refs []gatewayv1.BackendObjectReference
+			for _, rule := range route.Spec.Rules {
+				for _, b := range rule.BackendRefs {
+					refs = append(refs, b.BackendObjectReference)
+				}
+			}
+			return referencedServices(route.Namespace, route.Spec.ParentRefs, refs)
+		}); err != nil {
+		return fmt.Errorf("indexing HTTPRoutes by service: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&gatewayv1.HTTPRoute{}).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, svc client.Object) []reconcile.Request {
+			var routes gatewayv1.HTTPRouteList
+			return routesForService(ctx, r.Client, &routes, svc, func() []client.Object {
+				out := make([]client.Object, 0, len(routes.Items))
+				for i := range routes.Items {
+					out = append(out, &routes.Items[i])
+				}
+				return out
+			})
+		})).
+		Complete(r)
+}
+
+// The rest of this file is shared with the GRPCRoute reconciler: both route kinds
+// report the same way.
+
+// routeView is what status computation needs from a route of either kind.
+type routeView struct {
+	obj        client.Object
+	parentRefs []gatewayv1.ParentReference
+	// ruleProblems has one entry per rule: why Weft drops it, or "".
+	ruleProblems []string
+	backendRefs  []gatewayv1.BackendObjectReference
+}
+
+// computeParents returns the route's new status.parents: other controllers' entries
+// unchanged and in place, then one Weft entry per Service parentRef, in spec order.
+// Weft's entries for parentRefs that are gone are dropped.
+func computeParents(ctx context.Context, c client.Reader, rec events.EventRecorder, v routeView, existing []gatewayv1.RouteParentStatus) ([]gatewayv1.RouteParentStatus, error) {
+	get := func(ns, name string) (*corev1.Service, error) {
+		svc := &corev1.Service{}
+		if err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, svc); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		return svc, nil
+	}
+	gen := v.obj.GetGeneration()
+	ns := v.obj.GetNamespace()
+
+	// ResolvedRefs is the same for every parent: it is about the route's backends.
+	resolved := metav1.Condition{Type: string(gatewayv1.RouteConditionResolvedRefs), Status: metav1.ConditionTrue,
+		Reason: string(gatewayv1.RouteReasonResolvedRefs), Message: "All references resolved", ObservedGeneration: gen}
+	var refProblems []string
+	for _, ref := range v.backendRefs {
+		reason, msg, _, _, err := compiler.CheckBackendRef(ns, ref, get)
+		if err != nil {
+			return nil, err
+		}
+		if reason == "" {
+			continue
+		}
+		if len(refProblems) == 0 {
+			resolved.Status, resolved.Reason = metav1.ConditionFalse, reason
+		}
+		refProblems = append(refProblems, msg)
+		rec.Eventf(v.obj, nil, corev1.EventTypeWarning, reason, "Resolve", "Fix the backendRef: %s", msg)
+	}
+	if len(refProblems) > 0 {
+		resolved.Message = "Requests to these backends fail with 500: " + strings.Join(refProblems, "; ")
+	}
+
+	// Rules Weft cannot implement are dropped (Gateway API's "Drop Rule" approach).
+	var dropped []string
+	for i, p := range v.ruleProblems {
+		if p != "" {
+			dropped = append(dropped, fmt.Sprintf("rule %d: %s", i, p))
+		}
+	}
+	allDropped := len(dropped) > 0 && len(dropped) == len(v.ruleProblems)
+	if len(dropped) > 0 {
+		rec.Eventf(v.obj, nil, corev1.EventTypeWarning, string(gatewayv1.RouteReasonUnsupportedValue), "Accept",
+			"Dropped Rule(s): %s", strings.Join(dropped, "; "))
+	}
+
+	var out []gatewayv1.RouteParentStatus
+	for _, p := range existing {
+		if p.ControllerName != MeshControllerName {
+			out = append(out, p)
+		}
+	}
+	for _, pr := range v.parentRefs {
+		if !compiler.IsServiceParent(pr) || len(out) >= maxRouteParents {
+			continue
+		}
+		entry := gatewayv1.RouteParentStatus{ParentRef: pr, ControllerName: MeshControllerName}
+		for _, p := range existing {
+			if p.ControllerName == MeshControllerName && reflect.DeepEqual(p.ParentRef, pr) {
+				// Keep the conditions so that unchanged ones keep their
+				// lastTransitionTime.
+				entry.Conditions = append([]metav1.Condition(nil), p.Conditions...)
+			}
+		}
+		ok, reason, msg, err := compiler.CheckParent(ns, pr, get)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			rec.Eventf(v.obj, nil, corev1.EventTypeWarning, reason, "Accept", "Fix the parentRef: %s", msg)
+		}
+		if ok && allDropped {
+			ok, reason, msg = false, string(gatewayv1.RouteReasonUnsupportedValue), "Every rule was dropped: "+strings.Join(dropped, "; ")
+		}
+		accepted := metav1.Condition{Type: string(gatewayv1.RouteConditionAccepted), Status: metav1.ConditionTrue,
+			Reason: reason, Message: msg, ObservedGeneration: gen}
+		if !ok {
+			accepted.Status = metav1.ConditionFalse
+		}
+		meta.SetStatusCondition(&entry.Conditions, accepted)
+		meta.SetStatusCondition(&entry.Conditions, resolved)
+		// PartiallyInvalid is only ever True, and only while some rules are dropped
+		// and the route is accepted.
+		if ok && len(dropped) > 0 {
+			meta.SetStatusCondition(&entry.Conditions, metav1.Condition{Type: string(gatewayv1.RouteConditionPartiallyInvalid),
+				Status: metav1.ConditionTrue, Reason: string(gatewayv1.RouteReasonUnsupportedValue),
+				Message: "Dropped Rule(s): " + strings.Join(dropped, "; "), ObservedGeneration: gen})
+		} else {
+			meta.RemoveStatusCondition(&entry.Conditions, string(gatewayv1.RouteConditionPartiallyInvalid))
+		}
+		out = append(out, entry)
+	}
+	if out == nil {
+		// status.parents is required: write an empty list, not null.
+		out = []gatewayv1.RouteParentStatus{}
+	}
+	return out, nil
+}
+
+// patchRouteStatus writes the route's status once, at the end of a reconcile, when it
+// changed. status.parents is an atomic list shared with other controllers, so the
+// patch carries the resourceVersion it was computed from: a concurrent writer makes
+// it fail with a conflict and the reconcile runs again on fresh data.
+func patchRouteStatus(ctx context.Context, c client.Client, obj, before client.Object, old, updated *gatewayv1.RouteStatus, retErr error) error {
+	if retErr != nil {
+		return retErr
+	}
+	if len(old.Parents) == len(updated.Parents) && reflect.DeepEqual(old.Parents, updated.Parents) {
+		return nil
+	}
+	if len(old.Parents) == 0 && len(updated.Parents) == 0 {
+		return nil
+	}
+	err := c.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("patching %T status: %w", obj, err)
+	}
+	return nil
+}
+
+// referencedServices lists namespace/name of the Services a route names as parents or
+// backends, for the index.
+func referencedServices(ns string, parents []gatewayv1.ParentReference, backends []gatewayv1.BackendObjectReference) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(k string) {
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	for _, pr := range parents {
+		if compiler.IsServiceParent(pr) {
+			add(types.NamespacedName{Namespace: compiler.ParentNamespace(ns, pr), Name: string(pr.Name)}.String())
+		}
+	}
+	for _, b := range backends {
+		if (b.Group == nil || *b.Group == "") && (b.Kind == nil || *b.Kind == "Service") {
+			bns := ns
+			if b.Namespace != nil && *b.Namespace != "" {
+				bns = string(*b.Namespace)
+			}
+			add(types.NamespacedName{Namespace: bns, Name: string(b.Name)}.String())
+		}
+	}
+	return out
+}
+
+// routesForService maps a Service event to the routes of one kind that name it.
+func routesForService(ctx context.Context, c client.Reader, list client.ObjectList, svc client.Object, items func() []client.Object) []reconcile.Request {
+	key := types.NamespacedName{Namespace: svc.GetNamespace(), Name: svc.GetName()}.String()
+	if err := c.List(ctx, list, client.MatchingFields{routeServiceIndex: key}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing routes for a Service", "service", key)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, o := range items() {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+	}
+	return reqs
+}
