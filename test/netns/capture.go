@@ -232,3 +232,43 @@ func (w Wire) PayloadBytes() int {
 	}
 	return n
 }
+
+// TLSFlows checks every one-way flow (source and destination address and port) whose
+// capture starts at the beginning of a TLS connection, that is whose first payload is
+// a TLS handshake record: all of its bytes must be a sequence of well-formed TLS
+// records (RFC 8446 §5.1: a known content type, legacy version 3.1 or 3.3, a length of
+// at most 2^14+256). A last record cut short by the end of the capture is allowed.
+// It returns how many flows it checked; flows captured mid-stream are skipped.
+func (w Wire) TLSFlows() (int, error) {
+	type flow struct{ src, dst netip.AddrPort }
+	var order []flow
+	streams := map[flow][]byte{}
+	for _, s := range w.Segments {
+		if len(s.Payload) == 0 {
+			continue
+		}
+		f := flow{s.Src, s.Dst}
+		if _, ok := streams[f]; !ok {
+			order = append(order, f)
+		}
+		streams[f] = append(streams[f], s.Payload...)
+	}
+	checked := 0
+	for _, f := range order {
+		b := streams[f]
+		if len(b) < 5 || b[0] != 22 || b[1] != 3 {
+			continue
+		}
+		checked++
+		for off := 0; off+5 <= len(b); {
+			typ, major, minor := b[off], b[off+1], b[off+2]
+			n := int(binary.BigEndian.Uint16(b[off+3 : off+5]))
+			if typ < 20 || typ > 23 || major != 3 || (minor != 1 && minor != 3) || n > 1<<14+256 {
+				return checked, fmt.Errorf("flow %s -> %s: bytes at offset %d are not a TLS record header: % x",
+					f.src, f.dst, off, b[off:off+5])
+			}
+			off += 5 + n
+		}
+	}
+	return checked, nil
+}

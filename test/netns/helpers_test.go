@@ -155,3 +155,31 @@ func TestWire(t *testing.T) {
 		})
 	}
 }
+
+func TestTLSFlows(t *testing.T) {
+	a, b := netip.MustParseAddrPort("10.199.1.1:40000"), netip.MustParseAddrPort("10.199.1.2:4143")
+	hello := append([]byte{22, 3, 1, 0, 4}, 1, 0, 0, 0)
+	server := append([]byte{22, 3, 3, 0, 2}, 2, 0)
+	data := append([]byte{23, 3, 3, 0, 3}, 7, 7, 7)
+	tests := []struct {
+		name        string
+		segs        []Segment
+		wantChecked int
+		wantErr     bool
+	}{
+		{name: "both directions are records", segs: []Segment{{a, b, hello}, {b, a, server}, {a, b, data}, {b, a, data}}, wantChecked: 2},
+		{name: "record split across segments", segs: []Segment{{a, b, hello[:3]}, {a, b, append(hello[3:], data...)}}, wantChecked: 1},
+		{name: "capture ends inside a record", segs: []Segment{{a, b, append(hello, data[:6]...)}}, wantChecked: 1},
+		{name: "plaintext after the handshake", segs: []Segment{{a, b, append(hello, []byte("GET / HTTP/1.1\r\n")...)}}, wantChecked: 1, wantErr: true},
+		{name: "mid-stream flow is skipped", segs: []Segment{{a, b, data}, {a, b, []byte("whatever")}}, wantChecked: 0},
+		{name: "plaintext flow is skipped", segs: []Segment{{a, b, []byte("GET / HTTP/1.1\r\n")}}, wantChecked: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := Wire{Segments: tt.segs}.TLSFlows()
+			if n != tt.wantChecked || (err != nil) != tt.wantErr {
+				t.Fatalf("TLSFlows = %d, %v; want %d, error %v", n, err, tt.wantChecked, tt.wantErr)
+			}
+		})
+	}
+}

@@ -239,6 +239,9 @@ func TestMesh(t *testing.T) {
 		appSees bool
 		// local: the call stays inside pod B; nothing may cross the veth.
 		local bool
+		// newConn: the proxies open their first connection here, so the capture
+		// holds both directions from the TLS handshake on.
+		newConn bool
 	}{
 		{
 			name: "app calls a ClusterIP over HTTP, proxies carry it over mTLS",
@@ -246,7 +249,7 @@ func TestMesh(t *testing.T) {
 				code, body := curl(t, a, "http://"+clusterIP+"/anything/"+s, "X-Weft-Secret: "+s)
 				return result{answer: body, code: code}
 			},
-			wantCode: 200, appSees: true,
+			wantCode: 200, appSees: true, newConn: true,
 		},
 		{
 			name: "same over IPv6",
@@ -409,6 +412,15 @@ func TestMesh(t *testing.T) {
 			if tls.TLSApplicationData()+tls.TLSHandshakes() == 0 {
 				t.Errorf("no TLS record crossed the veth to or from port 4143 (%d segments, %d payload bytes)",
 					len(tls.Segments), tls.PayloadBytes())
+			}
+			// Connections that start within this capture must be TLS from the first
+			// byte to the last, in both directions.
+			checked, err := wire.TLSFlows()
+			if err != nil {
+				t.Error(err)
+			}
+			if tt.newConn && checked < 2 {
+				t.Errorf("checked %d TLS flows from their start, want both directions of the new connection", checked)
 			}
 		})
 	}
