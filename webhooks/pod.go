@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -68,8 +69,8 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if errs := inject.Inject(&tpl, nsInfo, mesh.Spec, h.Env); len(errs) > 0 {
 		return admission.Denied(fmt.Sprintf("weft cannot inject the proxy: %v", errs.ToAggregate()))
 	}
-	pod.ObjectMeta, pod.Spec = tpl.ObjectMeta, tpl.Spec
-	raw, err := json.Marshal(&pod)
+	before := corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
+	raw, err := mergeInjected(req.Object.Raw, &before, &tpl)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the injected pod: %w", err))
 	}
@@ -83,4 +84,79 @@ func podName(p *corev1.Pod) string {
 		return p.Name
 	}
 	return p.GenerateName + "<generated>"
+}
+
+// mergeInjected writes what injection changed into the pod as the API server sent it,
+// leaving everything else as it was. Re-encoding the whole typed Pod instead would drop
+// fields this binary's Kubernetes types do not know (an API server newer than
+// weft-controller), and the patch would then remove them from the user's pod.
+func mergeInjected(raw []byte, before, after *corev1.PodTemplateSpec) ([]byte, error) {
+	var pod map[string]any
+	if err := json.Unmarshal(raw, &pod); err != nil {
+		return nil, fmt.Errorf("decoding the pod: %w", err)
+	}
+	meta := child(pod, "metadata")
+	setOrDelete(meta, "labels", after.Labels, len(after.Labels) > 0)
+	setOrDelete(meta, "annotations", after.Annotations, len(after.Annotations) > 0)
+	spec := child(pod, "spec")
+	setOrDelete(spec, "serviceAccountName", after.Spec.ServiceAccountName, after.Spec.ServiceAccountName != "")
+	inits, err := mergeList(spec["initContainers"], before.Spec.InitContainers, after.Spec.InitContainers,
+		func(c corev1.Container) string { return c.Name })
+	if err != nil {
+		return nil, err
+	}
+	setOrDelete(spec, "initContainers", inits, len(inits) > 0)
+	vols, err := mergeList(spec["volumes"], before.Spec.Volumes, after.Spec.Volumes,
+		func(v corev1.Volume) string { return v.Name })
+	if err != nil {
+		return nil, err
+	}
+	setOrDelete(spec, "volumes", vols, len(vols) > 0)
+	return json.Marshal(pod)
+}
+
+// mergeList builds the new list: an element unchanged by injection keeps its original
+// JSON (with any fields unknown to this binary); a new or changed one is encoded.
+func mergeList[T any](raw any, before, after []T, nameOf func(T) string) ([]any, error) {
+	orig, _ := raw.([]any)
+	byName := map[string]int{}
+	if len(orig) == len(before) {
+		for i, b := range before {
+			byName[nameOf(b)] = i
+		}
+	}
+	out := make([]any, 0, len(after))
+	for _, a := range after {
+		if i, ok := byName[nameOf(a)]; ok && apiequality.Semantic.DeepEqual(before[i], a) {
+			out = append(out, orig[i])
+			continue
+		}
+		b, err := json.Marshal(a)
+		if err != nil {
+			return nil, err
+		}
+		var v any
+		if err := json.Unmarshal(b, &v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func child(m map[string]any, key string) map[string]any {
+	c, ok := m[key].(map[string]any)
+	if !ok {
+		c = map[string]any{}
+		m[key] = c
+	}
+	return c
+}
+
+func setOrDelete[V any](m map[string]any, key string, v V, set bool) {
+	if set {
+		m[key] = v
+	} else {
+		delete(m, key)
+	}
 }
