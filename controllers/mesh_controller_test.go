@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -246,6 +247,18 @@ func TestMeshIdentity(t *testing.T) {
 		if err := c.Delete(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: "gone"}}); err != nil {
 			t.Fatal(err)
 		}
+		// The API server checks ServiceAccounts through its own informer; wait until it
+		// has seen the deletion so the case below tests the service, not that lag.
+		eventually(t, 10*time.Second, func() error {
+			tr := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: goneToken, Audiences: []string{identity.Audience}}}
+			if err := c.Create(ctx, tr); err != nil {
+				return err
+			}
+			if tr.Status.Authenticated {
+				return fmt.Errorf("the API server still accepts the token of the deleted ServiceAccount")
+			}
+			return nil
+		})
 		expired := resignToken(t, goodToken, m.apiServerSigningKey(t), func(cl map[string]any) {
 			past := time.Now().Add(-2 * time.Hour).Unix()
 			cl["iat"], cl["nbf"], cl["exp"] = past-600, past-600, past
