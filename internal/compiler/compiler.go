@@ -114,7 +114,24 @@ type Target struct {
 // An opaque port (the Mesh's or the ServiceProfile's opaquePorts, or the Service
 // port's appProtocol) gets no routes, only the fallback's backends.
 func Compile(s *State, t Target) (*api.DestinationConfig, error) {
-	ix := newIndex(s)
+	return New(s).Compile(t)
+}
+
+// Compiler compiles destinations from one State, which it indexes once: use it to
+// compile many destinations of the same state. The State must not change while the
+// Compiler is in use.
+type Compiler struct {
+	ix *index
+}
+
+// New indexes the state.
+func New(s *State) *Compiler {
+	return &Compiler{ix: newIndex(s)}
+}
+
+// Compile is the package's Compile, on the indexed state.
+func (cc *Compiler) Compile(t Target) (*api.DestinationConfig, error) {
+	ix := cc.ix
 	svc := ix.services[key(t.Namespace, t.Name)]
 	if svc == nil {
 		return nil, fmt.Errorf("service %s/%s: %w", t.Namespace, t.Name, ErrNotFound)
@@ -314,7 +331,7 @@ func backendKey(ns, name string, port int32) string {
 	return fmt.Sprintf("%s/%s:%d", ns, name, port)
 }
 
-// index is the state arranged for lookups, built once per Compile.
+// index is the state arranged for lookups, built once per Compiler.
 type index struct {
 	trustDomain   string
 	clusterDomain string
@@ -322,7 +339,11 @@ type index struct {
 	services      map[string]*corev1.Service
 	pods          map[string]*corev1.Pod
 	slices        map[string][]*discoveryv1.EndpointSlice // by namespace/service
-	state         *State
+	// The routing resources by namespace.
+	profiles   map[string][]*meshv1alpha1.ServiceProfile
+	splits     map[string][]*splitv1alpha2.TrafficSplit
+	httpRoutes map[string][]*gatewayv1.HTTPRoute
+	grpcRoutes map[string][]*gatewayv1.GRPCRoute
 }
 
 func newIndex(s *State) *index {
@@ -333,7 +354,26 @@ func newIndex(s *State) *index {
 		services:      make(map[string]*corev1.Service, len(s.Services)),
 		pods:          make(map[string]*corev1.Pod, len(s.Pods)),
 		slices:        map[string][]*discoveryv1.EndpointSlice{},
-		state:         s,
+		profiles:      map[string][]*meshv1alpha1.ServiceProfile{},
+		splits:        map[string][]*splitv1alpha2.TrafficSplit{},
+		httpRoutes:    map[string][]*gatewayv1.HTTPRoute{},
+		grpcRoutes:    map[string][]*gatewayv1.GRPCRoute{},
+	}
+	for i := range s.ServiceProfiles {
+		sp := &s.ServiceProfiles[i]
+		ix.profiles[sp.Namespace] = append(ix.profiles[sp.Namespace], sp)
+	}
+	for i := range s.TrafficSplits {
+		ts := &s.TrafficSplits[i]
+		ix.splits[ts.Namespace] = append(ix.splits[ts.Namespace], ts)
+	}
+	for i := range s.HTTPRoutes {
+		r := &s.HTTPRoutes[i]
+		ix.httpRoutes[r.Namespace] = append(ix.httpRoutes[r.Namespace], r)
+	}
+	for i := range s.GRPCRoutes {
+		r := &s.GRPCRoutes[i]
+		ix.grpcRoutes[r.Namespace] = append(ix.grpcRoutes[r.Namespace], r)
 	}
 	for _, p := range s.OpaquePorts {
 		ix.opaque[p] = true
@@ -479,9 +519,8 @@ func ptrString(s *string) string {
 func (ix *index) profileFor(svc *corev1.Service, contextNS string) *meshv1alpha1.ServiceProfile {
 	name := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, ix.clusterDomain)
 	find := func(ns string) *meshv1alpha1.ServiceProfile {
-		for i := range ix.state.ServiceProfiles {
-			sp := &ix.state.ServiceProfiles[i]
-			if sp.Namespace == ns && sp.Name == name && len(validation.ServiceProfile(sp)) == 0 {
+		for _, sp := range ix.profiles[ns] {
+			if sp.Name == name && len(validation.ServiceProfile(sp)) == 0 {
 				return sp
 			}
 		}
@@ -499,9 +538,8 @@ func (ix *index) profileFor(svc *corev1.Service, contextNS string) *meshv1alpha1
 // valid ones without matches (which Weft does not accept), the oldest, then by name.
 func (ix *index) splitFor(svc *corev1.Service) *splitv1alpha2.TrafficSplit {
 	var best *splitv1alpha2.TrafficSplit
-	for i := range ix.state.TrafficSplits {
-		ts := &ix.state.TrafficSplits[i]
-		if ts.Namespace != svc.Namespace || ts.Spec.Service != svc.Name || len(ts.Spec.Matches) > 0 ||
+	for _, ts := range ix.splits[svc.Namespace] {
+		if ts.Spec.Service != svc.Name || len(ts.Spec.Matches) > 0 ||
 			len(validation.TrafficSplit(ts)) > 0 {
 			continue
 		}

@@ -89,13 +89,13 @@ func (c *compilation) routeScope() string {
 	if ctx == "" || ctx == c.svc.Namespace {
 		return c.svc.Namespace
 	}
-	for _, r := range c.ix.state.HTTPRoutes {
-		if r.Namespace == ctx && c.attaches(r.Namespace, r.Spec.ParentRefs) {
+	for _, r := range c.ix.httpRoutes[ctx] {
+		if c.attaches(r.Namespace, r.Spec.ParentRefs) {
 			return ctx
 		}
 	}
-	for _, r := range c.ix.state.GRPCRoutes {
-		if r.Namespace == ctx && c.attaches(r.Namespace, r.Spec.ParentRefs) {
+	for _, r := range c.ix.grpcRoutes[ctx] {
+		if c.attaches(r.Namespace, r.Spec.ParentRefs) {
 			return ctx
 		}
 	}
@@ -105,9 +105,8 @@ func (c *compilation) routeScope() string {
 func (c *compilation) gatewayRoutes() []*api.Route {
 	scope := c.routeScope()
 	var entries []entry
-	for i := range c.ix.state.HTTPRoutes {
-		r := &c.ix.state.HTTPRoutes[i]
-		if r.Namespace != scope || !c.attaches(r.Namespace, r.Spec.ParentRefs) {
+	for _, r := range c.ix.httpRoutes[scope] {
+		if !c.attaches(r.Namespace, r.Spec.ParentRefs) {
 			continue
 		}
 		for ri, rule := range r.Spec.Rules {
@@ -117,9 +116,8 @@ func (c *compilation) gatewayRoutes() []*api.Route {
 			entries = append(entries, c.httpRule(r, ri, rule)...)
 		}
 	}
-	for i := range c.ix.state.GRPCRoutes {
-		r := &c.ix.state.GRPCRoutes[i]
-		if r.Namespace != scope || !c.attaches(r.Namespace, r.Spec.ParentRefs) {
+	for _, r := range c.ix.grpcRoutes[scope] {
+		if !c.attaches(r.Namespace, r.Spec.ParentRefs) {
 			continue
 		}
 		for ri, rule := range r.Spec.Rules {
