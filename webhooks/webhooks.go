@@ -28,6 +28,7 @@ const (
 	ValidateNamespacePath      = "/validate-v1-namespace"
 	ValidateServiceProfilePath = "/validate-mesh-weft-dev-v1alpha1-serviceprofile"
 	ValidateTrafficSplitPath   = "/validate-split-smi-spec-io-v1alpha2-trafficsplit"
+	ValidateWorkloadPath       = "/validate-workload"
 )
 
 // Options configure the webhooks.
@@ -63,6 +64,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	srv.Register(InjectPodPath, &webhook.Admission{Handler: &PodInjector{Reader: r, Env: env, Log: log.WithName("inject")}})
 	srv.Register(MutateNamespacePath, &webhook.Admission{Handler: &NamespaceLabeler{}})
 	srv.Register(ValidateNamespacePath, admission.WithValidator(mgr.GetScheme(), &NamespaceValidator{}))
+	srv.Register(ValidateWorkloadPath, &webhook.Admission{Handler: &WorkloadValidator{}})
 	srv.Register(ValidateServiceProfilePath, admission.WithValidator[*meshv1alpha1.ServiceProfile](mgr.GetScheme(),
 		&ServiceProfileValidator{Reader: mgr.GetAPIReader(), ClusterDomain: env.ClusterDomain}))
 	srv.Register(ValidateTrafficSplitPath, admission.WithValidator[*splitv1alpha2.TrafficSplit](mgr.GetScheme(),

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -371,6 +373,7 @@ func TestMalformedAnnotations(t *testing.T) {
 			if err == nil {
 				t.Fatal("the pod was admitted")
 			}
+			t.Logf("rejected: %v", err)
 			for _, w := range tc.want {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("error %q does not name %q", err, w)
@@ -547,4 +550,52 @@ func createEmptyMesh(t *testing.T) *meshv1alpha1.Mesh {
 func withOverride(sp *meshv1alpha1.ServiceProfile, authority string) *meshv1alpha1.ServiceProfile {
 	sp.Spec.DstOverrides = []meshv1alpha1.WeightedDst{{Authority: authority, Weight: resource.MustParse("1")}}
 	return sp
+}
+
+// A workload whose pod template carries a malformed annotation is rejected when it is
+// written, naming the annotation under the template's path.
+func TestWorkloadValidation(t *testing.T) {
+	ns := namespace(t, nil, nil)
+	deployment := func(name string, annotations, labels map[string]string) *appsv1.Deployment {
+		sel := map[string]string{"app": name}
+		tplLabels := map[string]string{"app": name}
+		for k, v := range labels {
+			tplLabels[k] = v
+		}
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name},
+			Spec: appsv1.DeploymentSpec{Selector: &metav1.LabelSelector{MatchLabels: sel},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: tplLabels, Annotations: annotations},
+					Spec: appPod("", "", nil, nil).Spec}}}
+	}
+	cases := []struct {
+		name string
+		obj  client.Object
+		want string
+	}{
+		{"valid", deployment("ok", map[string]string{inject.AnnotationLogLevel: "debug"}, nil), ""},
+		{"bad annotation", deployment("bad", map[string]string{inject.AnnotationProxyUID: "root"}, nil),
+			"spec.template.metadata.annotations[config.weft.dev/proxy-uid]"},
+		{"bad inject label", deployment("bad-label", nil, map[string]string{inject.AnnotationInject: "on"}),
+			"spec.template.metadata.labels[weft.dev/inject]"},
+		{"cronjob", &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: "nightly"},
+			Spec: batchv1.CronJobSpec{Schedule: "0 3 * * *", JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{inject.AnnotationDetectTimeout: "1h"}},
+					Spec: func() corev1.PodSpec {
+						s := appPod("", "", nil, nil).Spec
+						s.RestartPolicy = corev1.RestartPolicyNever
+						return s
+					}()}}}}},
+			"spec.jobTemplate.spec.template.metadata.annotations[config.weft.dev/detect-timeout]"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			err := env.Client.Create(ctx(t), tc.obj)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("rejected: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error = %v, want one naming %s", err, tc.want)
+			}
+		})
+	}
 }

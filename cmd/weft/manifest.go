@@ -128,29 +128,10 @@ func splitDocuments(data []byte) []*document {
 	return docs
 }
 
-// templatePaths says where each workload kind keeps its pod template, by API group.
-var templatePaths = map[string]struct {
-	groups []string
-	path   []string
-}{
-	"Pod":                   {[]string{""}, nil},
-	"ReplicationController": {[]string{""}, []string{"spec", "template"}},
-	"Deployment":            {[]string{"apps", "extensions"}, []string{"spec", "template"}},
-	"ReplicaSet":            {[]string{"apps", "extensions"}, []string{"spec", "template"}},
-	"StatefulSet":           {[]string{"apps"}, []string{"spec", "template"}},
-	"DaemonSet":             {[]string{"apps", "extensions"}, []string{"spec", "template"}},
-	"Job":                   {[]string{"batch"}, []string{"spec", "template"}},
-	"CronJob":               {[]string{"batch"}, []string{"spec", "jobTemplate", "spec", "template"}},
-}
-
 // object transforms one Kubernetes object (recursing into Lists) and reports whether it
 // changed.
 func (t *transformer) object(obj *yaml.Node, namespaces map[string]inject.Namespace, where string, res *result) (bool, error) {
 	kind := scalar(obj, "kind")
-	group, _, _ := strings.Cut(scalar(obj, "apiVersion"), "/")
-	if !strings.Contains(scalar(obj, "apiVersion"), "/") {
-		group = ""
-	}
 	if kind == "List" || (strings.HasSuffix(kind, "List") && get(obj, "items") != nil) {
 		items := get(obj, "items")
 		if items == nil || items.Kind != yaml.SequenceNode {
@@ -169,15 +150,15 @@ func (t *transformer) object(obj *yaml.Node, namespaces map[string]inject.Namesp
 		}
 		return changed, nil
 	}
-	tp, ok := templatePaths[kind]
-	if !ok || !slices.Contains(tp.groups, group) {
+	path, ok := inject.TemplatePath(scalar(obj, "apiVersion"), kind)
+	if !ok {
 		return false, nil
 	}
 	label := fmt.Sprintf("%s/%s", strings.ToLower(kind), name(obj))
 	tplNode := obj
-	for _, k := range tp.path {
+	for _, k := range path {
 		if tplNode = get(tplNode, k); tplNode == nil || tplNode.Kind != yaml.MappingNode {
-			return false, fmt.Errorf("%s (%s): has no %s", where, label, strings.Join(tp.path, "."))
+			return false, fmt.Errorf("%s (%s): has no %s", where, label, strings.Join(path, "."))
 		}
 	}
 	meta := get(obj, "metadata")

@@ -57,12 +57,12 @@ func workloads(t *testing.T, stream string) ([]workload, map[string]map[string]s
 			namespaces[name] = ann
 			return
 		}
-		tp, ok := templatePaths[kind]
+		path, ok := inject.TemplatePath(obj["apiVersion"].(string), kind)
 		if !ok {
 			return
 		}
 		node := any(obj)
-		for _, k := range tp.path {
+		for _, k := range path {
 			node = node.(map[string]any)[k]
 		}
 		raw, err := json.Marshal(node)
