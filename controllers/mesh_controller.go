@@ -111,7 +111,7 @@ func (r *MeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 	}()
 
 	if !mesh.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, r.reconcileDelete(ctx, mesh)
+		return r.reconcileDelete(ctx, mesh)
 	}
 	if !controllerutil.ContainsFinalizer(mesh, MeshFinalizer) {
 		patch := client.MergeFrom(mesh.DeepCopy())
@@ -181,8 +181,10 @@ func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.
 
 // reconcileDelete removes every object the reconciler created, then the finalizer.
 // cert-manager does not delete the Secrets of a deleted Certificate, and test API
-// servers run no garbage collector, so nothing is left to owner references alone.
-func (r *MeshReconciler) reconcileDelete(ctx context.Context, mesh *meshv1alpha1.Mesh) error {
+// servers run no garbage collector, so nothing is left to owner references alone. A
+// cert-manager worker that was mid-issuance can write a Secret back just after it was
+// deleted, so the finalizer goes only once a pass finds nothing left to delete.
+func (r *MeshReconciler) reconcileDelete(ctx context.Context, mesh *meshv1alpha1.Mesh) (ctrl.Result, error) {
 	ns := r.Namespace
 	objs := []client.Object{
 		&cmv1.Certificate{ObjectMeta: objectMeta(IdentityIssuerName, ns)},
@@ -192,23 +194,32 @@ func (r *MeshReconciler) reconcileDelete(ctx context.Context, mesh *meshv1alpha1
 		&corev1.Secret{ObjectMeta: objectMeta(IdentityIssuerName, ns)},
 		&corev1.Secret{ObjectMeta: objectMeta(TrustAnchorName, ns)},
 	}
+	deleted := 0
 	for _, o := range objs {
-		if err := client.IgnoreNotFound(r.Delete(ctx, o)); err != nil {
-			return fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
+		err := r.Delete(ctx, o)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return ctrl.Result{}, fmt.Errorf("deleting %T %s: %w", o, o.GetName(), err)
+		default:
+			deleted++
 		}
 	}
 	if err := r.deleteBundles(ctx, nil); err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
-	r.Recorder.Eventf(mesh, nil, corev1.EventTypeNormal, ReasonCleanedUp, "Delete",
-		"Deleted the trust chain and the published trust bundles")
+	if deleted > 0 {
+		r.Recorder.Eventf(mesh, nil, corev1.EventTypeNormal, ReasonCleanedUp, "Delete",
+			"Deleted the trust chain (%d objects) and the published trust bundles", deleted)
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	patch := client.MergeFrom(mesh.DeepCopy())
 	if controllerutil.RemoveFinalizer(mesh, MeshFinalizer) {
 		if err := r.Patch(ctx, mesh, patch); err != nil {
-			return fmt.Errorf("removing the finalizer: %w", err)
+			return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
 		}
 	}
-	return nil
+	return ctrl.Result{}, nil
 }
 
 func (r *MeshReconciler) now() time.Time {
