@@ -2384,9 +2384,9 @@ type Backend struct {
 	// key is <namespace>/<name>:<port>.
 	Key     string      `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
 	Service *ServiceRef `protobuf:"bytes,2,opt,name=service,proto3" json:"service,omitempty"`
-	// authority is the backend's fully qualified authority; the proxy sets it as the
-	// request authority only when a URLRewrite does not, so peers see the name the
-	// client used for the root service otherwise.
+	// authority is the backend's fully qualified name and port, for logs and metrics.
+	// The proxy does not rewrite the request's authority to it: requests keep the
+	// authority the client used unless a URLRewrite filter sets a hostname.
 	Authority string `protobuf:"bytes,3,opt,name=authority,proto3" json:"authority,omitempty"`
 	// protocol is the protocol hint of the backend's Service port.
 	Protocol ProtocolHint `protobuf:"varint,4,opt,name=protocol,proto3,enum=weft.destination.v1.ProtocolHint" json:"protocol,omitempty"`
