@@ -700,6 +700,32 @@ func TestMeshExternalIssuer(t *testing.T) {
 	m := startMeshEnv(t)
 	ctx := context.Background()
 	c := m.c
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: appSA}}); err != nil {
+		t.Fatal(err)
+	}
+	wantID := identity.SPIFFEID(meshTD, appNS, appSA)
+
+	// The service called directly (no TLS: there is no issuer to serve with yet),
+	// reading the real API server: without a Mesh, and then without an issuer, it
+	// refuses with Unavailable and says what is missing.
+	direct, err := identity.New(identity.Config{Namespace: controlPlaneNS, Reader: c, Reviewer: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	certifyDirect := func() error {
+		_, err := direct.Certify(ctx, &api.CertifyRequest{
+			Identity: wantID, Token: []byte(m.token(t, ctx, appNS, appSA, identity.Audience)),
+			CertificateSigningRequest: makeCSR(t, csrOptions{uris: []string{wantID}}),
+		})
+		return err
+	}
+	if st := status.Convert(certifyDirect()); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "no Mesh") {
+		t.Fatalf("Certify without a Mesh: %v %q, want Unavailable naming the Mesh", st.Code(), st.Message())
+	}
+
 	u := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": meshv1alpha1.GroupVersion.String(),
 		"kind":       "Mesh",
@@ -722,6 +748,9 @@ func TestMeshExternalIssuer(t *testing.T) {
 		}
 		return nil
 	})
+	if st := status.Convert(certifyDirect()); st.Code() != codes.Unavailable || !strings.Contains(st.Message(), "issuer Secret does not exist") {
+		t.Fatalf("Certify without an issuer: %v %q, want Unavailable naming the issuer Secret", st.Code(), st.Message())
+	}
 
 	// The organisation's CA: a self-signed root and a CA issuer backed by it.
 	for _, o := range []client.Object{
@@ -761,13 +790,6 @@ func TestMeshExternalIssuer(t *testing.T) {
 	}
 
 	// A workload certificate verifies against the published bundle.
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS}}); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: appNS, Name: appSA}}); err != nil {
-		t.Fatal(err)
-	}
-	wantID := identity.SPIFFEID(meshTD, appNS, appSA)
 	cl, _ := m.identityClient(t, ctx)
 	resp, err := cl.Certify(ctx, &api.CertifyRequest{
 		Identity: wantID, Token: []byte(m.token(t, ctx, appNS, appSA, identity.Audience)),
