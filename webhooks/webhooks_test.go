@@ -14,6 +14,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiequality "k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -597,5 +598,34 @@ func TestWorkloadValidation(t *testing.T) {
 				t.Fatalf("error = %v, want one naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// Without a Mesh the injector uses the built-in defaults and says so in a warning.
+func TestNoMeshWarns(t *testing.T) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var m meshv1alpha1.Mesh
+		err := env.Cached.Get(ctx(t), client.ObjectKey{Name: meshv1alpha1.MeshName}, &m)
+		if apierrors.IsNotFound(err) {
+			break
+		}
+		if err == nil {
+			_ = env.Client.Delete(ctx(t), &m)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Mesh is still there: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ns := namespace(t, map[string]string{inject.AnnotationInject: inject.InjectEnabled}, nil)
+	c, w := warningClient(t)
+	p := appPod(ns.Name, "no-mesh", nil, nil)
+	if err := c.Create(ctx(t), p); err != nil {
+		t.Fatal(err)
+	}
+	assertInjected(t, p)
+	if got := strings.Join(w.take(), "\n"); !strings.Contains(got, "no Mesh named default") {
+		t.Errorf("warnings = %q, want one saying no Mesh exists", got)
 	}
 }
