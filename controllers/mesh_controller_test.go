@@ -629,6 +629,27 @@ func TestMeshIdentity(t *testing.T) {
 		wantCounts(t, c, meshv1alpha1.ProxyCounts{Injected: 1, Ready: 1})
 	})
 
+	t.Run("a namespace annotated for injection later gets the bundle", func(t *testing.T) {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "late",
+			Annotations: map[string]string{controllers.InjectAnnotation: "enabled"}}}); err != nil {
+			t.Fatal(err)
+		}
+		want, err := m.bundle(ctx, controlPlaneNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error {
+			got, err := m.bundle(ctx, "late")
+			if err != nil {
+				return err
+			}
+			if !slices.EqualFunc(got, want, (*x509.Certificate).Equal) {
+				return fmt.Errorf("bundle in namespace late differs from the control plane's")
+			}
+			return nil
+		})
+	})
+
 	t.Run("a namespace that leaves the mesh loses its bundle", func(t *testing.T) {
 		ns := &corev1.Namespace{}
 		if err := c.Get(ctx, types.NamespacedName{Name: appNS}, ns); err != nil {
@@ -666,6 +687,9 @@ func TestMeshIdentity(t *testing.T) {
 				if err := c.Get(ctx, types.NamespacedName{Namespace: controlPlaneNS, Name: o.GetName()}, o); !apierrors.IsNotFound(err) {
 					return fmt.Errorf("%T %s still exists (err %v)", o, o.GetName(), err)
 				}
+			}
+			if _, err := m.bundle(ctx, "late"); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("the bundle in namespace late still exists (err %v)", err)
 			}
 			// cert-manager may recreate a Secret between our delete and its
 			// Certificate's deletion; the final state is what counts.
