@@ -477,6 +477,13 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 			}
 		}
 	}
+	sortEndpoints(out)
+	return out
+}
+
+// sortEndpoints orders endpoints by address (numerically, IPv4 before IPv6), then
+// port: the order of every snapshot.
+func sortEndpoints(out []*api.Endpoint) {
 	slices.SortFunc(out, func(a, b *api.Endpoint) int {
 		aa, errA := netip.ParseAddr(a.Address)
 		ba, errB := netip.ParseAddr(b.Address)
@@ -489,7 +496,6 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 		}
 		return cmp.Compare(a.Port, b.Port)
 	})
-	return out
 }
 
 // meshed says whether a pod runs the weft-proxy sidecar, as the injector recognises it.
