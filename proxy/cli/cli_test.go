@@ -68,6 +68,9 @@ func startProc(t *testing.T, bin, dir, name, config string, certs [3]string) *pr
 		"--identity-cert", certs[0], "--identity-key", certs[1], "--identity-roots", certs[2],
 		"--shutdown-grace", "2s", "--log-level", "info")
 	p.cmd.Stderr = p.stderr
+	if n := os.Getenv("WEFT_TEST_PROXY_GOMAXPROCS"); n != "" {
+		p.cmd.Env = append(os.Environ(), "GOMAXPROCS="+n)
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
