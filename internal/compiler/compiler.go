@@ -86,6 +86,21 @@ type State struct {
 	TrafficSplits   []splitv1alpha2.TrafficSplit
 }
 
+// SetMesh fills the state's Mesh-derived fields from the Mesh, defaulted as the
+// injector defaults it (nil: no Mesh yet, every default).
+func (s *State) SetMesh(m *meshv1alpha1.Mesh) {
+	var spec meshv1alpha1.MeshSpec
+	if m != nil {
+		spec = m.Spec
+	}
+	spec = inject.WithMeshDefaults(spec)
+	s.TrustDomain = spec.TrustDomain
+	s.OpaquePorts = s.OpaquePorts[:0]
+	for _, p := range spec.Proxy.OpaquePorts {
+		s.OpaquePorts = append(s.OpaquePorts, int32(p))
+	}
+}
+
 // Target names the destination to compile.
 type Target struct {
 	// Namespace and Name of the Service.

@@ -18,12 +18,15 @@ package compiler
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 )
 
 func TestCheckParent(t *testing.T) {
@@ -186,6 +189,30 @@ func TestProtocolHints(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := ix.portProtocol(tc.appProtocol, tc.port, tc.targetPort).String(); got != tc.want {
 				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSetMesh(t *testing.T) {
+	cases := []struct {
+		name        string
+		mesh        *meshv1alpha1.Mesh
+		trustDomain string
+		opaque      []int32
+	}{
+		{name: "no Mesh: defaults", trustDomain: "cluster.local", opaque: []int32{25, 587, 3306, 4444, 5432, 6379, 9300, 11211}},
+		{name: "Mesh with its own values", mesh: &meshv1alpha1.Mesh{Spec: meshv1alpha1.MeshSpec{TrustDomain: "prod.example",
+			Proxy: meshv1alpha1.ProxySpec{OpaquePorts: []meshv1alpha1.Port{7000}}}}, trustDomain: "prod.example", opaque: []int32{7000}},
+		{name: "explicitly no opaque ports", mesh: &meshv1alpha1.Mesh{Spec: meshv1alpha1.MeshSpec{
+			Proxy: meshv1alpha1.ProxySpec{OpaquePorts: []meshv1alpha1.Port{}}}}, trustDomain: "cluster.local", opaque: []int32{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &State{OpaquePorts: []int32{1}}
+			s.SetMesh(tc.mesh)
+			if s.TrustDomain != tc.trustDomain || !slices.Equal(s.OpaquePorts, tc.opaque) {
+				t.Errorf("got %q %v, want %q %v", s.TrustDomain, s.OpaquePorts, tc.trustDomain, tc.opaque)
 			}
 		})
 	}
