@@ -274,6 +274,7 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 	}
 	reg := metrics.New()
 	var store *identity.Store
+	var source identity.Source
 	switch f.IdentityMode {
 	case "disabled":
 	case "files":
@@ -287,7 +288,7 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 			// Keep serving (plaintext works); /ready stays false until a reload succeeds.
 			log.Error(err, "Loading identity files failed; not ready until they load")
 		}
-		go files.Run(ctx)
+		source = files
 	case "mesh":
 		if f.IdentityAddr == "" || f.IdentityName == "" || f.IdentityRoots == "" {
 			return errors.New("identity mode mesh needs --identity-addr, --identity-name and --identity-roots (or WEFT_IDENTITY_ADDR, WEFT_IDENTITY_LOCAL_NAME)")
@@ -299,11 +300,12 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		mesh := &identity.Mesh{Addr: f.IdentityAddr, ServerName: f.IdentitySrv, ID: f.IdentityName,
 			TokenPath: f.IdentityToken, RootsPath: f.IdentityRoots, Interval: f.ReloadInterval,
 			Store: store, Log: log.WithName("identity")}
-		go mesh.Run(ctx)
+		source = mesh
 	default:
 		return fmt.Errorf("unknown --identity-mode %q (want files, mesh or disabled)", f.IdentityMode)
 	}
-	if store != nil {
+	if source != nil {
+		go source.Run(ctx)
 		reg.CertExpiry = store.Expiry
 	}
 	srv := server.New(cfg, server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout})

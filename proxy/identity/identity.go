@@ -7,6 +7,7 @@
 package identity
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -207,3 +208,15 @@ func PeerID(cs *tls.ConnectionState) string {
 	id, _ := SPIFFEID(cs.PeerCertificates[0])
 	return id
 }
+
+// Source keeps a Store supplied with a valid certificate and trust roots until ctx
+// ends: Files (PEM files, static mode) and Mesh (the identity service) implement it,
+// and nothing else in the proxy knows which one is in use.
+type Source interface {
+	Run(ctx context.Context)
+}
+
+var (
+	_ Source = (*Files)(nil)
+	_ Source = (*Mesh)(nil)
+)

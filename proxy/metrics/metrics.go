@@ -405,5 +405,6 @@ func (r *Registry) WriteText(out io.Writer) error {
 		}
 		fmt.Fprintf(w, "identity_cert_expiration_timestamp_seconds %d\n", v)
 	}
+	writeProcess(w)
 	return w.Flush()
 }

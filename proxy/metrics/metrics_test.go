@@ -51,6 +51,9 @@ func TestHistogramAndLabels(t *testing.T) {
 		{"detect timeouts", `weft_detect_timeout_total{direction="outbound"} 2`},
 		{"cert expiry", `identity_cert_expiration_timestamp_seconds 1700000000`},
 		{"histogram type", `# TYPE response_latency_ms histogram`},
+		{"process start", `# TYPE process_start_time_seconds gauge`},
+		{"process cpu", `# TYPE process_cpu_seconds_total counter`},
+		{"process rss", `# TYPE process_resident_memory_bytes gauge`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

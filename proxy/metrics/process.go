@@ -1,0 +1,47 @@
+package metrics
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"time"
+)
+
+// processStart is when this process started, for process_start_time_seconds.
+var processStart = time.Now()
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times; 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+// writeProcess writes the standard process_* metrics from /proc/self, so the proxy's
+// own cost shows on the same dashboards (Linkerd's proxy exports the same names).
+func writeProcess(w io.Writer) {
+	fmt.Fprintln(w, "# HELP process_start_time_seconds Time that this process started (in seconds since the UNIX epoch).")
+	fmt.Fprintln(w, "# TYPE process_start_time_seconds gauge")
+	fmt.Fprintf(w, "process_start_time_seconds %d\n", processStart.Unix())
+	if stat, err := os.ReadFile("/proc/self/stat"); err == nil {
+		// Fields after the parenthesised command name; utime and stime are 14 and 15.
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) {
+			f := bytes.Fields(stat[i+2:])
+			if len(f) > 12 {
+				u, _ := strconv.ParseUint(string(f[11]), 10, 64)
+				s, _ := strconv.ParseUint(string(f[12]), 10, 64)
+				fmt.Fprintln(w, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.")
+				fmt.Fprintln(w, "# TYPE process_cpu_seconds_total counter")
+				fmt.Fprintf(w, "process_cpu_seconds_total %s\n", strconv.FormatFloat(float64(u+s)/clockTicks, 'f', -1, 64))
+			}
+		}
+	}
+	if statm, err := os.ReadFile("/proc/self/statm"); err == nil {
+		f := bytes.Fields(statm)
+		if len(f) > 1 {
+			pages, _ := strconv.ParseUint(string(f[1]), 10, 64)
+			fmt.Fprintln(w, "# HELP process_resident_memory_bytes Resident memory size in bytes.")
+			fmt.Fprintln(w, "# TYPE process_resident_memory_bytes gauge")
+			fmt.Fprintf(w, "process_resident_memory_bytes %d\n", pages*uint64(os.Getpagesize()))
+		}
+	}
+}
