@@ -97,6 +97,35 @@ func TestParseGood(t *testing.T) {
 	}
 }
 
+func TestOpaqueWhenAllEndpointsAre(t *testing.T) {
+	tests := []struct {
+		name   string
+		protos []Protocol
+		want   Protocol
+	}{
+		{"all opaque", []Protocol{ProtocolOpaque, ProtocolOpaque}, ProtocolOpaque},
+		{"mixed", []Protocol{ProtocolOpaque, ProtocolHTTP1}, ""},
+		{"none", []Protocol{"", ""}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Destination{Addresses: []string{"10.0.0.1:5432"}}
+			for i, p := range tt.protos {
+				d.Endpoints = append(d.Endpoints, Endpoint{Address: "10.1.0." + string(rune('1'+i)), Port: 5432, Protocol: p})
+			}
+			c := &Config{Destinations: []Destination{d}}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			c.ApplyDefaults()
+			got := NewIndex(c).ByAddr(netip.MustParseAddrPort("10.0.0.1:5432")).Protocol
+			if got != tt.want {
+				t.Fatalf("destination protocol %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseDefaults(t *testing.T) {
 	c, err := Parse([]byte("{}"))
 	if err != nil {

@@ -89,6 +89,15 @@ func NewIndex(c *Config) *Index {
 		if len(rd.Endpoints) == 0 {
 			continue
 		}
+		// Detection is decided per connection, before an endpoint is picked: a
+		// destination is opaque when all its endpoints are.
+		allOpaque := true
+		for _, e := range rd.Endpoints {
+			allOpaque = allOpaque && e.Protocol == ProtocolOpaque
+		}
+		if allOpaque {
+			rd.Protocol = ProtocolOpaque
+		}
 		for _, a := range d.Addresses {
 			if ap, err := ParseAddrPort(a); err == nil {
 				ix.byAddr[ap] = rd
