@@ -17,10 +17,17 @@ limitations under the License.
 package apis_test
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 )
 
 const meshHeader = `apiVersion: mesh.weft.dev/v1alpha1
@@ -156,4 +163,23 @@ func splitPath(p string) []string {
 		}
 	}
 	return out
+}
+
+// TestMeshFromGoClient creates an empty Mesh from Go, as controllers and GitOps tools
+// built on client-go do: zero-valued nested structs must be omitted on the wire so the
+// server fills in the defaults instead of rejecting "0s" durations.
+func TestMeshFromGoClient(t *testing.T) {
+	m := &meshv1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: meshv1alpha1.MeshName}}
+	if err := k8sClient.Create(context.Background(), m, client.DryRunAll); err != nil {
+		t.Fatalf("want an empty Mesh accepted, got: %v", err)
+	}
+	if got := m.Spec.Identity.Issuer.Duration.Duration; got != 48*time.Hour {
+		t.Errorf("want the issuer duration defaulted to 48h, got %s", got)
+	}
+	if got := m.Spec.Proxy.Resources.Requests.Memory().String(); got != "20Mi" {
+		t.Errorf("want the proxy memory request defaulted to 20Mi, got %s", got)
+	}
+	if got := m.Spec.Proxy.DetectTimeout.Duration; got != 10*time.Second {
+		t.Errorf("want detectTimeout defaulted to 10s, got %s", got)
+	}
 }

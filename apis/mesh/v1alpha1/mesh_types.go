@@ -45,7 +45,7 @@ type Mesh struct {
 	// spec is the desired configuration of the mesh.
 	// +kubebuilder:default={}
 	// +optional
-	Spec MeshSpec `json:"spec,omitempty"`
+	Spec MeshSpec `json:"spec,omitzero"`
 
 	// status is what the control plane observed.
 	// +optional
@@ -67,13 +67,13 @@ type MeshSpec struct {
 	// identity configures the certificate chain that backs workload identities.
 	// +kubebuilder:default={}
 	// +optional
-	Identity IdentitySpec `json:"identity,omitempty"`
+	Identity IdentitySpec `json:"identity,omitzero"`
 
 	// proxy holds the defaults of every injected proxy; namespaces and pods override them
 	// with config.weft.dev/* annotations.
 	// +kubebuilder:default={}
 	// +optional
-	Proxy ProxySpec `json:"proxy,omitempty"`
+	Proxy ProxySpec `json:"proxy,omitzero"`
 }
 
 // IdentitySpec configures the chain trust anchor -> identity issuer -> workload leaf.
@@ -88,19 +88,19 @@ type IdentitySpec struct {
 	// for expiry warnings.
 	// +kubebuilder:default={duration: "8760h", renewBefore: "1440h"}
 	// +optional
-	TrustAnchor CertificateLifetime `json:"trustAnchor,omitempty"`
+	TrustAnchor CertificateLifetime `json:"trustAnchor,omitzero"`
 
 	// issuer is the intermediate CA that signs workload certificates. Default: duration
 	// 48h, renewBefore 25h, so a renewed issuer always outlives the leaves it signed.
 	// +kubebuilder:default={duration: "48h", renewBefore: "25h"}
 	// +optional
-	Issuer CertificateLifetime `json:"issuer,omitempty"`
+	Issuer CertificateLifetime `json:"issuer,omitzero"`
 
 	// workload is the lifetime of each proxy's leaf certificate. Default: 24h, renewed
 	// by the proxy at 70% of its life.
 	// +kubebuilder:default={duration: "24h", renewAtPercent: 70}
 	// +optional
-	Workload WorkloadCertificate `json:"workload,omitempty"`
+	Workload WorkloadCertificate `json:"workload,omitzero"`
 
 	// externalIssuerRef names an existing cert-manager Issuer (in the control-plane
 	// namespace) or ClusterIssuer that signs the trust anchor instead of Weft's
@@ -138,7 +138,7 @@ type WorkloadCertificate struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10m') && duration(self) <= duration('720h')",message="workload duration must be between 10m and 720h"
 	// +optional
-	Duration metav1.Duration `json:"duration,omitempty"`
+	Duration metav1.Duration `json:"duration,omitzero"`
 
 	// renewAtPercent is the share of its life after which a proxy renews its
 	// certificate, between 50 and 90. Default: 70.
@@ -223,7 +223,7 @@ type ProxySpec struct {
 	// limits memory 250Mi.
 	// +kubebuilder:default={requests: {cpu: "10m", memory: "20Mi"}, limits: {memory: "250Mi"}}
 	// +optional
-	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
 
 	// logLevel of the proxy. Default: info.
 	// +kubebuilder:default=info
@@ -242,7 +242,7 @@ type ProxySpec struct {
 	// tap 4190.
 	// +kubebuilder:default={outbound: 4140, inbound: 4143, admin: 4191, tap: 4190}
 	// +optional
-	Ports ProxyPorts `json:"ports,omitempty"`
+	Ports ProxyPorts `json:"ports,omitzero"`
 
 	// opaquePorts are forwarded as TCP without protocol detection: use it for
 	// server-speaks-first protocols. Default: 25, 587, 3306, 4444, 5432, 6379, 9300,
@@ -280,7 +280,7 @@ type ProxySpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1m')",message="connectTimeout must be between 10ms and 1m"
 	// +optional
-	ConnectTimeout metav1.Duration `json:"connectTimeout,omitempty"`
+	ConnectTimeout metav1.Duration `json:"connectTimeout,omitzero"`
 
 	// detectTimeout bounds protocol detection on a new connection; when it passes the
 	// connection is forwarded as opaque TCP. Between 10ms and 1m. Default: 10s.
@@ -289,7 +289,7 @@ type ProxySpec struct {
 	// +kubebuilder:validation:Format=duration
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10ms') && duration(self) <= duration('1m')",message="detectTimeout must be between 10ms and 1m"
 	// +optional
-	DetectTimeout metav1.Duration `json:"detectTimeout,omitempty"`
+	DetectTimeout metav1.Duration `json:"detectTimeout,omitzero"`
 }
 
 // ProxyPorts are the ports a proxy listens on.
