@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/rest"
@@ -112,6 +113,9 @@ func WebhookConfigurations() ([]*admissionregistrationv1.MutatingWebhookConfigur
 // Start starts the API server and the webhook server and waits until the webhooks
 // answer.
 func Start() (*Env, error) {
+	// controller-runtime complains, with a stack trace, about logs written before a
+	// logger is set; the tests read results, not logs.
+	ctrl.SetLogger(logr.Discard())
 	env, err := testenv.New()
 	if err != nil {
 		return nil, err
