@@ -97,6 +97,8 @@ func startProc(t *testing.T, bin, dir, name, config string, certs [3]string) *pr
 	}
 }
 
+var httpClient = &http.Client{Timeout: 2 * time.Second}
+
 // rssPeakKB reads VmHWM, the process's peak resident set size.
 func rssPeakKB(pid int) int {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
