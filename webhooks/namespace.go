@@ -25,20 +25,34 @@ import (
 // NamespaceLabeler mirrors the weft.dev/inject annotation of a namespace to its label.
 type NamespaceLabeler struct{}
 
-// Handle sets the label when the annotation has a valid value that the label lacks.
+// Handle sets the label when the annotation has a valid value that the label lacks,
+// and removes the label when an update removes the annotation it was copied from (a
+// label that matches no removed annotation was set by hand and stays).
 func (h *NamespaceLabeler) Handle(_ context.Context, req admission.Request) admission.Response {
 	var ns corev1.Namespace
 	if err := json.Unmarshal(req.Object.Raw, &ns); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the namespace: %w", err))
 	}
+	label, hasLabel := ns.Labels[inject.AnnotationInject]
 	v, ok := ns.Annotations[inject.AnnotationInject]
-	if !ok || (v != inject.InjectEnabled && v != inject.InjectDisabled) || ns.Labels[inject.AnnotationInject] == v {
+	switch {
+	case ok && (v == inject.InjectEnabled || v == inject.InjectDisabled) && label != v:
+		if ns.Labels == nil {
+			ns.Labels = map[string]string{}
+		}
+		ns.Labels[inject.AnnotationInject] = v
+	case !ok && hasLabel && len(req.OldObject.Raw) > 0:
+		var old corev1.Namespace
+		if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the old namespace: %w", err))
+		}
+		if was, had := old.Annotations[inject.AnnotationInject]; !had || was != label {
+			return admission.Allowed("")
+		}
+		delete(ns.Labels, inject.AnnotationInject)
+	default:
 		return admission.Allowed("")
 	}
-	if ns.Labels == nil {
-		ns.Labels = map[string]string{}
-	}
-	ns.Labels[inject.AnnotationInject] = v
 	raw, err := json.Marshal(&ns)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the namespace: %w", err))

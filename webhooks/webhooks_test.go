@@ -629,3 +629,36 @@ func TestNoMeshWarns(t *testing.T) {
 		t.Errorf("warnings = %q, want one saying no Mesh exists", got)
 	}
 }
+
+// The label follows the annotation: set when it is set, removed when it is removed; a
+// label set by hand is left alone.
+func TestNamespaceLabelFollowsAnnotation(t *testing.T) {
+	ns := namespace(t, map[string]string{inject.AnnotationInject: inject.InjectEnabled}, nil)
+	steps := []struct {
+		name        string
+		annotations map[string]string
+		labels      map[string]string
+		wantLabel   string // "" means absent
+	}{
+		{"annotation switched to disabled", map[string]string{inject.AnnotationInject: inject.InjectDisabled}, nil, inject.InjectDisabled},
+		{"annotation removed", map[string]string{}, nil, ""},
+		{"label set by hand without annotation", nil, map[string]string{inject.AnnotationInject: inject.InjectEnabled}, inject.InjectEnabled},
+		{"unrelated update keeps the hand-set label", map[string]string{"team": "shop"}, nil, inject.InjectEnabled},
+	}
+	for _, st := range steps {
+		if st.annotations != nil {
+			ns.Annotations = st.annotations
+		}
+		if st.labels != nil {
+			for k, v := range st.labels {
+				ns.Labels[k] = v
+			}
+		}
+		if err := env.Client.Update(ctx(t), ns); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got := ns.Labels[inject.AnnotationInject]; got != st.wantLabel {
+			t.Errorf("%s: label = %q, want %q", st.name, got, st.wantLabel)
+		}
+	}
+}
