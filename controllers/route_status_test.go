@@ -27,58 +27,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weftmesh/weft/controllers"
-	"github.com/weftmesh/weft/internal/testenv"
 )
-
-// startRouteControllers is startControllers with controller-name validation off:
-// controller-runtime's check is process-wide, and every suite of this package starts
-// its own manager with the same reconcilers in the same test binary.
-func startRouteControllers(t *testing.T) client.Client {
-	t.Helper()
-	ctrl.SetLogger(zap.New(zap.UseDevMode(true), zap.WriteTo(t.Output())))
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatalf("starting the test API server: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:     testenv.Scheme,
-		Metrics:    metricsserver.Options{BindAddress: "0"},
-		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: "weft-system"}); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager stopped with an error: %v", err)
-		}
-	})
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 func svcParent(name string, port *int32) gatewayv1.ParentReference {
 	return gatewayv1.ParentReference{Group: ptr.To(gatewayv1.Group("")), Kind: ptr.To(gatewayv1.Kind("Service")),
@@ -116,7 +69,7 @@ func routeCondition(parents []gatewayv1.RouteParentStatus, pr gatewayv1.ParentRe
 }
 
 func TestRouteStatus(t *testing.T) {
-	c := startRouteControllers(t)
+	c := startControllers(t)
 	ctx := context.Background()
 	for _, ns := range []string{"gamma", "gamma-client"} {
 		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
