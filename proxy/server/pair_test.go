@@ -36,7 +36,7 @@ const (
 	svcUnmeshed   = "10.96.0.7:80"   // plaintext endpoint, no identity
 	svcProbe      = "10.96.0.8:80"   // records what reached the backend
 	svcH2Cancel   = "10.96.0.9:80"   // HTTP/2 backend for cancellation tests
-	svcPassthru   = "127.0.0.1:1"    // placeholder, replaced per test
+	svcUnknown    = "127.0.0.1:1"    // no destination: passed through (nothing listens)
 	clientSA      = "client"
 	serverSA      = "server"
 	detectTimeout = 300 * time.Millisecond
@@ -172,6 +172,9 @@ func newMeshPair(t *testing.T, o pairOpts) *meshPair {
 		return config.Destination{Name: svc, Addresses: []string{svc}, Protocol: proto,
 			Endpoints: []config.Endpoint{endpoint(backend, b, ident)}}
 	}
+	byAuthority := dest(svcHTTPBin, be.httpbin, id, "")
+	byAuthority.Name, byAuthority.Addresses = "httpbin-by-authority", nil
+	byAuthority.Authorities = []string{"httpbin.b.svc.cluster.local"}
 	aCfg := &config.Config{
 		DetectTimeout: config.Duration{Duration: detectTimeout},
 		OpaquePorts:   []uint16{9000, 2526},
@@ -185,11 +188,12 @@ func newMeshPair(t *testing.T, o pairOpts) *meshPair {
 			dest(svcUnmeshed, be.httpbin, "", ""),
 			dest(svcProbe, be.probe, id, ""),
 			dest(svcH2Cancel, be.h2cancel, id, ""),
+			byAuthority,
 		},
 	}
 	a := startProxy(t, aCfg, newStore(t, o.clientLeaf, ca))
 	mp := &meshPair{ca: ca, a: a, b: b, be: be, addr: map[string]string{}}
-	for _, svc := range []string{svcHTTPBin, svcGRPC, svcTCP, svcBanner, svcBannerOpq, svcWrongID, svcUnmeshed, svcProbe, svcH2Cancel} {
+	for _, svc := range []string{svcUnknown, svcHTTPBin, svcGRPC, svcTCP, svcBanner, svcBannerOpq, svcWrongID, svcUnmeshed, svcProbe, svcH2Cancel} {
 		mp.addr[svc] = a.outbound(svc)
 	}
 	return mp
@@ -607,4 +611,42 @@ func TestH2Cancellation(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRoutingByAuthority: an HTTP request is routed by its authority first, so a
+// request to an address no destination knows still reaches the meshed service its
+// Host names; without a known authority it goes to the original destination.
+func TestRoutingByAuthority(t *testing.T) {
+	mp := newMeshPair(t, pairOpts{})
+	tests := []struct {
+		name       string
+		host       string
+		wantStatus int
+		wantTLS    bool
+	}{
+		{"known authority over mTLS", "httpbin.b.svc.cluster.local", 200, true},
+		{"known authority, other case and explicit port", "HTTPBIN.b.svc.cluster.local:80", 200, true},
+		{"unknown authority passes through to the original destination", "elsewhere.example", 502, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://"+mp.addr[svcUnknown]+"/status/200", nil)
+			req.Host = tt.host
+			resp, err := h1Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tt.wantStatus {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.wantStatus)
+			}
+			label := `tls="no_identity"`
+			if tt.wantTLS {
+				label = `server_id="` + spiffe("b", serverSA) + `"`
+			}
+			if v := metricValue(mp.a.metricsText(), "request_total", `authority="`+tt.host+`"`, label); v != 1 {
+				t.Fatalf("request_total for %s with %s = %v, want 1", tt.host, label, v)
+			}
+		})
+	}
 }
