@@ -215,8 +215,9 @@ func (t *transformer) template(node *yaml.Node, nsName string, namespaces map[st
 func writeBack(node *yaml.Node, before, after *corev1.PodTemplateSpec) error {
 	meta := get(node, "metadata")
 	if meta == nil {
+		// A new metadata goes first, where people expect it.
 		meta = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
-		set(node, "metadata", meta)
+		node.Content = append([]*yaml.Node{{Kind: yaml.ScalarNode, Tag: "!!str", Value: "metadata"}, meta}, node.Content...)
 	}
 	if err := syncMap(meta, "labels", before.Labels, after.Labels); err != nil {
 		return err
