@@ -49,7 +49,8 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if err := h.Reader.Get(ctx, types.NamespacedName{Name: nsName}, &ns); err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading the pod's namespace: %w", err))
 	}
-	tpl := corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
+	before := corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
+	tpl := *before.DeepCopy() // Inject edits in place; before must stay as sent
 	nsInfo := inject.Namespace{Name: ns.Name, Labels: ns.Labels, Annotations: ns.Annotations}
 	if ok, reason := inject.Decide(&tpl, nsInfo, h.Env); !ok {
 		return admission.Allowed(reason)
@@ -69,7 +70,6 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if errs := inject.Inject(&tpl, nsInfo, mesh.Spec, h.Env); len(errs) > 0 {
 		return admission.Denied(fmt.Sprintf("weft cannot inject the proxy: %v", errs.ToAggregate()))
 	}
-	before := corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec}
 	raw, err := mergeInjected(req.Object.Raw, &before, &tpl)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the injected pod: %w", err))
