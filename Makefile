@@ -60,6 +60,14 @@ test: manifests generate fmt vet ## Run every test against a real kube-apiserver
 	@assets="$$(hack/kube-binaries.sh | tail -n1)"; \
 	KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: fuzz
+fuzz: ## Run every fuzz target briefly (FUZZ_SECONDS each, default 20).
+	hack/fuzz.sh
+
+.PHONY: bench-proxy
+bench-proxy: ## Measure the proxy pair against direct and HAProxy; writes bench/results/proxy.json.
+	hack/bench-proxy.sh
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail if generated files differ from what is committed.
 	@git diff --exit-code -- . ':(exclude)go.sum' || { echo "generated files are stale: run make manifests generate and commit" >&2; exit 1; }
