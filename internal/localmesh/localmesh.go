@@ -1,0 +1,275 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package localmesh runs Weft on one machine without a cluster: a real kube-apiserver
+// and etcd, the real cert-manager controllers, weft-controller's reconcilers and
+// identity service in-process, and weft-proxy processes in mesh mode on loopback. The
+// integration tests and `make demo` use it.
+package localmesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+
+	"github.com/go-logr/logr"
+	authnv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlconfig "sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/weftmesh/weft/controllers"
+	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/testenv"
+	"github.com/weftmesh/weft/internal/testenv/certmanager"
+)
+
+// Namespace is the control-plane namespace of a local mesh.
+const Namespace = "weft-system"
+
+// ControlPlane is a running API server with cert-manager and weft-controller's parts.
+type ControlPlane struct {
+	Config       *rest.Config
+	Client       client.Client
+	Kube         kubernetes.Interface
+	IdentityAddr string
+
+	stop func() error
+}
+
+// StartControlPlane starts the API server (building it first if it is not cached),
+// cert-manager, the reconcilers and the identity service, wired as in weft-controller.
+func StartControlPlane(ctx context.Context, log logr.Logger) (*ControlPlane, error) {
+	env, err := testenv.New()
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, fmt.Errorf("starting the API server: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	cp := &ControlPlane{Config: cfg}
+	cp.stop = func() error {
+		cancel()
+		var mgrErr error
+		if done != nil {
+			mgrErr = <-done
+		}
+		return errors.Join(mgrErr, env.Stop())
+	}
+	fail := func(err error) (*ControlPlane, error) {
+		done = nil
+		_ = cp.stop()
+		return nil, err
+	}
+
+	if cp.Client, err = client.New(cfg, client.Options{Scheme: testenv.Scheme}); err != nil {
+		return fail(err)
+	}
+	if cp.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+		return fail(err)
+	}
+	if err := cp.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}); err != nil {
+		return fail(err)
+	}
+	if err := certmanager.Start(ctx, certmanager.Config{RESTConfig: cfg, ClusterResourceNamespace: Namespace, Log: log.WithName("cert-manager")}); err != nil {
+		return fail(fmt.Errorf("starting cert-manager: %w", err))
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:  testenv.Scheme,
+		Metrics: metricsserver.Options{BindAddress: "0"},
+		Logger:  log.WithName("weft-controller"),
+		// Tests start several managers with the same controllers in one process.
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: Namespace}); err != nil {
+		return fail(err)
+	}
+	if cp.IdentityAddr, err = FreeAddr(); err != nil {
+		return fail(err)
+	}
+	if err := identity.AddToManager(mgr, identity.Options{Namespace: Namespace, Addr: cp.IdentityAddr}); err != nil {
+		return fail(err)
+	}
+	go func() { done <- mgr.Start(ctx) }()
+	return cp, nil
+}
+
+// Stop stops the manager, cert-manager and the API server.
+func (cp *ControlPlane) Stop() error { return cp.stop() }
+
+// Kubeconfig renders an admin kubeconfig for the API server, for kubectl.
+func (cp *ControlPlane) Kubeconfig() ([]byte, error) {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["weft-local"] = &clientcmdapi.Cluster{Server: cp.Config.Host, CertificateAuthorityData: cp.Config.CAData}
+	kc.AuthInfos["weft-local"] = &clientcmdapi.AuthInfo{ClientCertificateData: cp.Config.CertData, ClientKeyData: cp.Config.KeyData}
+	kc.Contexts["weft-local"] = &clientcmdapi.Context{Cluster: "weft-local", AuthInfo: "weft-local"}
+	kc.CurrentContext = "weft-local"
+	return clientcmd.Write(*kc)
+}
+
+// Token requests a ServiceAccount token for the identity service's audience, as the
+// injector's projected volume provides it, and writes it to a file in dir.
+func (cp *ControlPlane) Token(ctx context.Context, dir, namespace, serviceAccount string) (string, error) {
+	tr, err := cp.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, serviceAccount, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{Audiences: []string{identity.Audience}, ExpirationSeconds: ptr.To[int64](3600)},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("requesting a token for %s/%s: %w", namespace, serviceAccount, err)
+	}
+	path := filepath.Join(dir, namespace+"-"+serviceAccount+".token")
+	return path, os.WriteFile(path, []byte(tr.Status.Token), 0o600)
+}
+
+// ProxyOptions configure a weft-proxy in mesh mode.
+type ProxyOptions struct {
+	// Binary is the weft-proxy executable (see BuildProxy).
+	Binary string
+	// IdentityAddr is the identity service's address; Roots and Token are files.
+	IdentityAddr, Roots, Token string
+	// ID is the SPIFFE ID the proxy asks for.
+	ID string
+	// Config is the static configuration (docs/proxy.md); empty for none.
+	Config string
+	// Dir holds the configuration file.
+	Dir string
+	// Output receives the proxy's log.
+	Output io.Writer
+}
+
+// Proxy is a running weft-proxy on loopback ports.
+type Proxy struct {
+	ID                       string
+	Inbound, Outbound, Admin int
+	cmd                      *exec.Cmd
+}
+
+// StartProxy runs weft-proxy in mesh mode on free loopback ports.
+func StartProxy(opts ProxyOptions) (*Proxy, error) {
+	p := &Proxy{ID: opts.ID}
+	for _, port := range []*int{&p.Inbound, &p.Outbound, &p.Admin} {
+		var err error
+		if *port, err = FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	args := []string{
+		"--identity-mode=mesh", "--identity-addr=" + opts.IdentityAddr, "--identity-name=" + opts.ID,
+		"--identity-token=" + opts.Token, "--identity-roots=" + opts.Roots,
+		"--identity-server-name=" + identity.ServiceName + "." + Namespace + ".svc",
+		"--listen-addr=127.0.0.1", "--admin-addr=127.0.0.1",
+		"--inbound-port=" + strconv.Itoa(p.Inbound), "--outbound-port=" + strconv.Itoa(p.Outbound),
+		"--admin-port=" + strconv.Itoa(p.Admin), "--log-format=console",
+	}
+	if opts.Config != "" {
+		f, err := os.CreateTemp(opts.Dir, "proxy-*.yaml")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := f.WriteString(opts.Config); err != nil {
+			return nil, err
+		}
+		f.Close()
+		args = append(args, "--config="+f.Name())
+	}
+	p.cmd = exec.Command(opts.Binary, args...)
+	p.cmd.Stdout, p.cmd.Stderr = opts.Output, opts.Output
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting weft-proxy: %w", err)
+	}
+	return p, nil
+}
+
+// Stop kills the proxy and waits for it.
+func (p *Proxy) Stop() {
+	_ = p.cmd.Process.Kill()
+	_ = p.cmd.Wait()
+}
+
+// Ready reports whether the proxy's /ready answers 200 (it holds a valid certificate).
+func (p *Proxy) Ready() error {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", p.Admin))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/ready answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// Metrics returns the proxy's /metrics text.
+func (p *Proxy) Metrics() (string, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.Admin))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+// BuildProxy builds weft-proxy from the repository into dir and returns its path.
+func BuildProxy(dir string) (string, error) {
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "weft-proxy")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/weft-proxy")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building weft-proxy: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment ago.
+func FreeAddr() (string, error) {
+	port, err := FreePort()
+	return fmt.Sprintf("127.0.0.1:%d", port), err
+}
