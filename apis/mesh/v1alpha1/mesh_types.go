@@ -33,8 +33,8 @@ const MeshName = "default"
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Trust Domain",type=string,JSONPath=`.spec.trustDomain`
-// +kubebuilder:printcolumn:name="Anchor Expires",type=date,JSONPath=`.status.trustAnchor.notAfter`
-// +kubebuilder:printcolumn:name="Issuer Expires",type=date,JSONPath=`.status.issuer.notAfter`
+// +kubebuilder:printcolumn:name="Anchor Expires",type=string,JSONPath=`.status.trustAnchor.notAfter`
+// +kubebuilder:printcolumn:name="Issuer Expires",type=string,JSONPath=`.status.issuer.notAfter`
 // +kubebuilder:printcolumn:name="Proxies",type=integer,JSONPath=`.status.proxies.ready`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name == 'default'",message="metadata.name: a cluster has exactly one Mesh and it must be named 'default'"
