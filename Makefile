@@ -56,7 +56,7 @@ envtest-assets: ## Build kube-apiserver and etcd into the cache (once) and print
 	@hack/kube-binaries.sh
 
 .PHONY: test
-test: manifests generate fmt vet ## Run every test against a real kube-apiserver and etcd.
+test: manifests generate fmt vet kustomize ## Run every test against a real kube-apiserver and etcd.
 	@assets="$$(hack/kube-binaries.sh | tail -n1)"; \
 	KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) ./...
 
@@ -81,7 +81,7 @@ build: ## Build every binary into ./bin.
 
 .PHONY: run
 run: manifests generate ## Run the controller against the current kubeconfig.
-	go run ./cmd/weft-controller --leader-elect=false
+	go run ./cmd/weft-controller --leader-elect=false --enable-webhooks=false
 
 .PHONY: demo
 demo: ## Run the whole mesh on a local single-node cluster.

@@ -54,7 +54,7 @@ func TestMeshSchema(t *testing.T) {
     opaquePorts: [3306, 5432]
     skipInboundPorts: [22]
     skipOutboundPorts: [443]
-    defaultInboundPolicy: cluster-authenticated
+    defaultInboundPolicy: all-authenticated
     connectTimeout: 500ms
     detectTimeout: 2s
 `)},
@@ -104,6 +104,8 @@ metadata:
 		{name: "unknown log level", yaml: mesh("  proxy:\n    logLevel: loud\n"),
 			wantErr: []string{"spec.proxy.logLevel", "Unsupported value"}},
 		{name: "unknown inbound policy", yaml: mesh("  proxy:\n    defaultInboundPolicy: allow-all\n"),
+			wantErr: []string{"spec.proxy.defaultInboundPolicy", "Unsupported value"}},
+		{name: "cluster inbound policy the proxy cannot enforce yet", yaml: mesh("  proxy:\n    defaultInboundPolicy: cluster-authenticated\n"),
 			wantErr: []string{"spec.proxy.defaultInboundPolicy", "Unsupported value"}},
 		{name: "unknown pull policy", yaml: mesh("  proxy:\n    imagePullPolicy: Sometimes\n"),
 			wantErr: []string{"spec.proxy.imagePullPolicy", "Unsupported value"}},

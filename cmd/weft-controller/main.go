@@ -38,11 +38,12 @@ import (
 func main() {
 	var (
 		metricsAddr, probeAddr, namespace string
-		leaderElect                       bool
+		leaderElect, enableWebhooks       bool
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9091", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles; the services run on every replica.")
+	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the pod injector and the validators; needs the serving certificate that config/certmanager issues, so `make run` outside the cluster turns it off.")
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "weft-system"), "The control-plane namespace, where the identity chain and the serving certificates live.")
 	zapOpts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -77,9 +78,11 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := webhooks.AddToManager(mgr, webhooks.Options{Namespace: namespace}); err != nil {
-		log.Error(err, "Unable to set up the webhooks")
-		os.Exit(1)
+	if enableWebhooks {
+		if err := webhooks.AddToManager(mgr, webhooks.Options{Namespace: namespace}); err != nil {
+			log.Error(err, "Unable to set up the webhooks")
+			os.Exit(1)
+		}
 	}
 
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

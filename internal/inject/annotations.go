@@ -190,13 +190,11 @@ var knobs = map[string]knob{
 	}},
 	AnnotationDefaultInboundPolicy: {"inbound policy", func(c *Config, v string) error {
 		switch meshv1alpha1.InboundPolicy(v) {
-		case meshv1alpha1.InboundAllUnauthenticated, meshv1alpha1.InboundAllAuthenticated,
-			meshv1alpha1.InboundClusterUnauthenticated, meshv1alpha1.InboundClusterAuthenticated,
-			meshv1alpha1.InboundDeny:
+		case meshv1alpha1.InboundAllUnauthenticated, meshv1alpha1.InboundAllAuthenticated, meshv1alpha1.InboundDeny:
 			c.DefaultInboundPolicy = v
 			return nil
 		}
-		return fmt.Errorf("must be one of all-unauthenticated, all-authenticated, cluster-unauthenticated, cluster-authenticated, deny")
+		return fmt.Errorf("must be one of all-unauthenticated, all-authenticated, deny")
 	}},
 	AnnotationConnectTimeout: {"duration 10ms..1m", durationKnob(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
 	AnnotationDetectTimeout:  {"duration 10ms..1m", durationKnob(func(c *Config) *time.Duration { return &c.DetectTimeout })},

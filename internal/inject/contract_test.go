@@ -131,11 +131,6 @@ func TestProxyAcceptsInjectedCommandLine(t *testing.T) {
 		{"deny, error", meshv1alpha1.InboundDeny, "error", true},
 		{"warn", meshv1alpha1.InboundAllUnauthenticated, "warn", true},
 		{"trace", meshv1alpha1.InboundAllUnauthenticated, "trace", true},
-		// The Mesh allows Linkerd's cluster-* policies but weft-proxy does not implement
-		// them yet and refuses to start: a known gap, reported to the lead. When the
-		// proxy learns them these cases fail and flip to true.
-		{"cluster-authenticated", meshv1alpha1.InboundClusterAuthenticated, "info", false},
-		{"cluster-unauthenticated", meshv1alpha1.InboundClusterUnauthenticated, "info", false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -171,17 +171,17 @@ type IssuerReference struct {
 }
 
 // InboundPolicy says which clients an injected proxy admits when no policy resource
-// says otherwise. The values are Linkerd's.
-// +kubebuilder:validation:Enum=all-unauthenticated;all-authenticated;cluster-unauthenticated;cluster-authenticated;deny
+// says otherwise. The values are Linkerd's; its cluster-authenticated and
+// cluster-unauthenticated need the cluster's networks, which the proxy does not know yet,
+// so they are not accepted (rather than silently admitting more than they should).
+// +kubebuilder:validation:Enum=all-unauthenticated;all-authenticated;deny
 type InboundPolicy string
 
 // The default inbound policies.
 const (
-	InboundAllUnauthenticated     InboundPolicy = "all-unauthenticated"
-	InboundAllAuthenticated       InboundPolicy = "all-authenticated"
-	InboundClusterUnauthenticated InboundPolicy = "cluster-unauthenticated"
-	InboundClusterAuthenticated   InboundPolicy = "cluster-authenticated"
-	InboundDeny                   InboundPolicy = "deny"
+	InboundAllUnauthenticated InboundPolicy = "all-unauthenticated"
+	InboundAllAuthenticated   InboundPolicy = "all-authenticated"
+	InboundDeny               InboundPolicy = "deny"
 )
 
 // LogLevel is the verbosity of a proxy's log.
