@@ -465,7 +465,9 @@ func printTable(w io.Writer, rows []row) {
 	for _, r := range rows {
 		maxLoad = math.Max(maxLoad, r.LoadAvg1m)
 	}
-	if cores := float64(runtime.NumCPU()); maxLoad > cores/2 {
+	// The benchmark itself keeps about two cores' worth of processes runnable at
+	// high rates, so only more than twice the cores means someone else was busy.
+	if cores := float64(runtime.NumCPU()); maxLoad > 2*cores {
 		fmt.Fprintf(w, "WARNING: load average reached %.1f on %d cores before a run: other work shared the CPUs, treat the figures as noisy\n", maxLoad, runtime.NumCPU())
 	}
 	for _, r := range rows {
