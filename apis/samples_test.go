@@ -63,3 +63,30 @@ func TestSamplesAreValid(t *testing.T) {
 		})
 	}
 }
+
+// TestDefaultInstallApplies server-side applies everything `kubectl apply -k
+// config/default` would (as a dry run, except the namespace), so the install path is
+// known to be accepted by an API server that has cert-manager's CRDs.
+func TestDefaultInstallApplies(t *testing.T) {
+	objs, err := testenv.Kustomize(filepath.Join("config", "default"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, obj := range objs {
+		kinds[obj.GetKind()]++
+		opts := []client.PatchOption{client.FieldOwner("weft-install-test"), client.ForceOwnership}
+		if obj.GetKind() != "Namespace" {
+			opts = append(opts, client.DryRunAll)
+		}
+		if err := k8sClient.Patch(context.Background(), obj, client.Apply, opts...); err != nil {
+			t.Errorf("applying %s %s: %v", obj.GetKind(), obj.GetName(), err)
+		}
+	}
+	for _, kind := range []string{"CustomResourceDefinition", "Namespace", "Deployment", "Service", "ClusterRole",
+		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "Certificate", "Issuer"} {
+		if kinds[kind] == 0 {
+			t.Errorf("config/default renders no %s (rendered: %v)", kind, kinds)
+		}
+	}
+}

@@ -20,12 +20,17 @@ limitations under the License.
 package testenv
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
@@ -80,4 +85,43 @@ func New() (*envtest.Environment, error) {
 		ErrorIfCRDPathMissing: true,
 		Scheme:                Scheme,
 	}, nil
+}
+
+// Kustomize builds a kustomization of config/ (e.g. "config/default") with the
+// repository's pinned kustomize, installing it with make when it is missing, and returns
+// the objects it renders.
+func Kustomize(dir string) ([]*unstructured.Unstructured, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	kustomize := filepath.Join(root, "bin", "kustomize")
+	if _, err := os.Stat(kustomize); err != nil {
+		mk := exec.Command("make", "kustomize")
+		mk.Dir = root
+		if out, err := mk.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("make kustomize: %w: %s", err, out)
+		}
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(kustomize, "build", filepath.Join(root, dir))
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w: %s", dir, err, stderr.String())
+	}
+	var objs []*unstructured.Unstructured
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
+	for {
+		obj := &unstructured.Unstructured{}
+		if err := dec.Decode(&obj.Object); err != nil {
+			if errors.Is(err, io.EOF) {
+				return objs, nil
+			}
+			return nil, fmt.Errorf("decoding kustomize build %s: %w", dir, err)
+		}
+		if len(obj.Object) > 0 {
+			objs = append(objs, obj)
+		}
+	}
 }

@@ -6,23 +6,17 @@
 package webhooktest
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -52,53 +46,23 @@ type Env struct {
 // WebhookConfigurations builds config/webhook with the repository's kustomize and
 // returns the webhook configurations in it.
 func WebhookConfigurations() ([]*admissionregistrationv1.MutatingWebhookConfiguration, []*admissionregistrationv1.ValidatingWebhookConfiguration, error) {
-	root, err := testenv.RepoRoot()
+	objs, err := testenv.Kustomize(filepath.Join("config", "webhook"))
 	if err != nil {
 		return nil, nil, err
 	}
-	kustomize := filepath.Join(root, "bin", "kustomize")
-	if _, err := os.Stat(kustomize); err != nil {
-		// The Makefile pins and installs it; do that rather than fail.
-		mk := exec.Command("make", "kustomize")
-		mk.Dir = root
-		if out, err := mk.CombinedOutput(); err != nil {
-			return nil, nil, fmt.Errorf("make kustomize: %w: %s", err, out)
-		}
-	}
-	var stderr bytes.Buffer
-	cmd := exec.Command(kustomize, "build", filepath.Join(root, "config", "webhook"))
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return nil, nil, fmt.Errorf("kustomize build config/webhook: %w: %s", err, stderr.String())
-	}
 	var muts []*admissionregistrationv1.MutatingWebhookConfiguration
 	var vals []*admissionregistrationv1.ValidatingWebhookConfiguration
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		var probe struct {
-			Kind string `json:"kind"`
-		}
-		var raw map[string]any
-		if err := dec.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			return nil, nil, fmt.Errorf("decoding kustomize output: %w", err)
-		}
-		if err := remarshal(raw, &probe); err != nil {
-			return nil, nil, err
-		}
-		switch probe.Kind {
+	for _, obj := range objs {
+		switch obj.GetKind() {
 		case "MutatingWebhookConfiguration":
 			m := &admissionregistrationv1.MutatingWebhookConfiguration{}
-			if err := remarshal(raw, m); err != nil {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, m); err != nil {
 				return nil, nil, err
 			}
 			muts = append(muts, m)
 		case "ValidatingWebhookConfiguration":
 			v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-			if err := remarshal(raw, v); err != nil {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj.Object, v); err != nil {
 				return nil, nil, err
 			}
 			vals = append(vals, v)
@@ -202,12 +166,4 @@ func (e *Env) Stop() error {
 		return serr
 	}
 	return err
-}
-
-func remarshal(in any, out any) error {
-	raw, err := json.Marshal(in)
-	if err != nil {
-		return fmt.Errorf("encoding: %w", err)
-	}
-	return json.Unmarshal(raw, out)
 }
