@@ -167,7 +167,7 @@ func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
 	rt := &route{host: dst.String()}
 	switch proto {
 	case "h1":
-		rt.rt = s.in.h1
+		rt.rt = s.in.h1rt
 	case "h2":
 		rt.rt = s.in.h2c
 	default:
@@ -183,7 +183,7 @@ func (t *transports) pick(r *http.Request) http.RoundTripper {
 	if r.ProtoMajor == 2 {
 		return t.h2c
 	}
-	return t.h1
+	return t.h1rt
 }
 
 // proxy forwards through the router and records request and response metrics.

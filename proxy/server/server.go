@@ -294,7 +294,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	s.serveWG.Wait()
 	s.mesh.closeIdle()
-	s.out.closeIdle()
-	s.in.closeIdle()
+	s.out.closeIdle(true)
+	s.in.closeIdle(true)
 	return err
 }

@@ -24,6 +24,10 @@ import (
 type transports struct {
 	h1  *http.Transport // HTTP/1.1, keep-alive pooled per ip:port
 	h2c *http.Transport // HTTP/2 with prior knowledge (gRPC and h2c apps)
+	// fast carries bodiless repeatable HTTP/1.1 requests without http.Transport's
+	// goroutine handoffs; h1rt routes between fast and h1.
+	fast *h1Client
+	h1rt http.RoundTripper
 }
 
 func newTransports(s *Server, dir metrics.Direction) *transports {
@@ -53,12 +57,17 @@ func newTransports(s *Server, dir metrics.Direction) *transports {
 			HTTP2:              &http.HTTP2Config{SendPingTimeout: 30 * time.Second},
 		}
 	}
-	return &transports{h1: base(&p1), h2c: base(&p2)}
+	t := &transports{h1: base(&p1), h2c: base(&p2)}
+	t.fast = &h1Client{dial: dial, idleTimeout: t.h1.IdleConnTimeout, maxIdle: t.h1.MaxIdleConnsPerHost}
+	t.h1rt = h1Router{fast: t.fast, slow: t.h1}
+	return t
 }
 
-func (t *transports) closeIdle() {
+// closeIdle closes idle connections; after Shutdown (final) none are pooled again.
+func (t *transports) closeIdle(final bool) {
 	t.h1.CloseIdleConnections()
 	t.h2c.CloseIdleConnections()
+	t.fast.closeIdle(final)
 }
 
 // meshKey identifies a peer proxy: its inbound address and the identity it must

@@ -1,0 +1,324 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// h1Client is a plain HTTP/1.1 client for the common case: a request without a body
+// whose method may be repeated (GET, HEAD, OPTIONS, TRACE). It writes the request and
+// reads the response on the caller's goroutine. http.Transport instead hands every
+// request to a writer goroutine and every response over from a reader goroutine,
+// which keeps reading idle connections; that costs several goroutine switches and an
+// extra read system call per request, a large share of a proxy's work for small
+// requests. Everything else (bodies, Upgrade, other methods) stays with
+// http.Transport: see h1Router.
+//
+// Connections are kept alive and pooled per address. Without a reader on idle
+// connections, a connection the server closed while idle is only noticed when it is
+// used; the request is then sent again on a new connection, which is safe because
+// only repeatable requests without a body come here (http.Transport retries the same
+// requests in the same case).
+type h1Client struct {
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	idleTimeout time.Duration
+	maxIdle     int // per address
+
+	mu     sync.Mutex
+	idle   map[string][]*h1Conn
+	closed bool
+}
+
+// h1Conn is one pooled connection.
+type h1Conn struct {
+	c        net.Conn
+	lr       limitedReader
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	addr     string
+	lastUsed time.Time
+}
+
+// maxResponseHeaderBytes bounds a response's header like http.Transport's default.
+const maxResponseHeaderBytes = 10 << 20
+
+// max1xxResponses is how many informational responses may precede the final one
+// (http.Transport's limit).
+const max1xxResponses = 5
+
+// limitedReader limits how much the response header may take; the limit is lifted
+// for the body.
+type limitedReader struct {
+	r io.Reader
+	n int64
+}
+
+var errHeaderTooLarge = errors.New("response header too large")
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		return 0, errHeaderTooLarge
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// fastH1Eligible says whether h1Client may carry r.
+func fastH1Eligible(r *http.Request) bool {
+	if r.Body != nil && r.Body != http.NoBody {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+	default:
+		return false
+	}
+	// Upgrade (WebSocket and the like) needs http.Transport's 101 handling.
+	if _, ok := r.Header["Upgrade"]; ok {
+		return false
+	}
+	return len(r.Trailer) == 0 && r.URL.Scheme == "http"
+}
+
+// h1Router sends what h1Client may carry to it and the rest to http.Transport.
+type h1Router struct {
+	fast *h1Client
+	slow *http.Transport
+}
+
+func (h h1Router) RoundTrip(r *http.Request) (*http.Response, error) {
+	if fastH1Eligible(r) {
+		return h.fast.RoundTrip(r)
+	}
+	return h.slow.RoundTrip(r)
+}
+
+func (h *h1Client) get(addr string) *h1Conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for {
+		conns := h.idle[addr]
+		if len(conns) == 0 {
+			return nil
+		}
+		// Most recently used first: it is the least likely to have been closed.
+		pc := conns[len(conns)-1]
+		conns[len(conns)-1] = nil
+		h.idle[addr] = conns[:len(conns)-1]
+		if h.idleTimeout > 0 && time.Since(pc.lastUsed) > h.idleTimeout {
+			pc.c.Close()
+			continue
+		}
+		return pc
+	}
+}
+
+func (h *h1Client) put(pc *h1Conn) {
+	pc.lastUsed = time.Now()
+	h.mu.Lock()
+	if h.closed || len(h.idle[pc.addr]) >= h.maxIdle {
+		h.mu.Unlock()
+		pc.c.Close()
+		return
+	}
+	if h.idle == nil {
+		h.idle = map[string][]*h1Conn{}
+	}
+	h.idle[pc.addr] = append(h.idle[pc.addr], pc)
+	h.mu.Unlock()
+}
+
+// closeIdle closes the pooled connections; with final, later ones are closed
+// instead of pooled.
+func (h *h1Client) closeIdle(final bool) {
+	h.mu.Lock()
+	idle := h.idle
+	h.idle = nil
+	h.closed = h.closed || final
+	h.mu.Unlock()
+	for _, conns := range idle {
+		for _, pc := range conns {
+			pc.c.Close()
+		}
+	}
+}
+
+func (h *h1Client) newConn(ctx context.Context, addr string) (*h1Conn, error) {
+	c, err := h.dial(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	pc := &h1Conn{c: c, addr: addr}
+	pc.lr.r = c
+	pc.br = bufio.NewReaderSize(&pc.lr, 4<<10)
+	pc.bw = bufio.NewWriterSize(c, 4<<10)
+	return pc, nil
+}
+
+// RoundTrip sends r, which fastH1Eligible accepted.
+func (h *h1Client) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	addr := r.URL.Host
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		addr = net.JoinHostPort(addr, "80")
+	}
+	for {
+		pc := h.get(addr)
+		reused := pc != nil
+		if !reused {
+			var err error
+			if pc, err = h.newConn(ctx, addr); err != nil {
+				return nil, err
+			}
+		}
+		resp, err := h.roundTrip(ctx, pc, r)
+		if err == nil {
+			return resp, nil
+		}
+		pc.c.Close()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// A pooled connection the server closed while idle fails before any byte of
+		// a response arrives; send the request again on a new connection.
+		var stale *staleConnError
+		if reused && errors.As(err, &stale) {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// staleConnError is a failure on a reused connection before any response byte.
+type staleConnError struct{ err error }
+
+func (e *staleConnError) Error() string { return e.err.Error() }
+func (e *staleConnError) Unwrap() error { return e.err }
+
+func (h *h1Client) roundTrip(ctx context.Context, pc *h1Conn, r *http.Request) (*http.Response, error) {
+	// Cancelling the request's context interrupts blocked reads and writes, also
+	// while the caller reads the body; stop is called when the body is done.
+	stop := context.AfterFunc(ctx, func() { pc.c.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		return nil, err
+	}
+	if err := r.Write(pc.bw); err != nil {
+		return fail(&staleConnError{fmt.Errorf("write request: %w", err)})
+	}
+	if err := pc.bw.Flush(); err != nil {
+		return fail(&staleConnError{fmt.Errorf("write request: %w", err)})
+	}
+	trace := httptrace.ContextClientTrace(ctx)
+	num1xx := 0
+	for {
+		pc.lr.n = maxResponseHeaderBytes
+		if _, err := pc.br.Peek(1); err != nil {
+			return fail(&staleConnError{fmt.Errorf("read response: %w", err)})
+		}
+		resp, err := http.ReadResponse(pc.br, r)
+		if err != nil {
+			return fail(fmt.Errorf("read response: %w", err))
+		}
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			// Informational responses go to the trace (ReverseProxy forwards them)
+			// and the final response follows.
+			num1xx++
+			if num1xx > max1xxResponses {
+				return fail(errors.New("too many 1xx informational responses"))
+			}
+			if trace != nil && trace.Got1xxResponse != nil {
+				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+					return fail(err)
+				}
+			}
+			continue
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return fail(errors.New("unexpected 101 response to a request without Upgrade"))
+		}
+		pc.lr.n = math.MaxInt64
+		keep := !resp.Close && !r.Close
+		if resp.Body == http.NoBody {
+			h.finish(pc, stop, keep)
+			return resp, nil
+		}
+		resp.Body = &h1Body{rc: resp.Body, ctx: ctx, h: h, pc: pc, stop: stop, keep: keep}
+		return resp, nil
+	}
+}
+
+// finish returns pc to the pool or closes it once its response is complete.
+func (h *h1Client) finish(pc *h1Conn, stop func() bool, keep bool) {
+	if !stop() {
+		// The context was cancelled meanwhile and the deadline may be set.
+		keep = false
+	}
+	if keep && pc.br.Buffered() == 0 {
+		h.put(pc)
+		return
+	}
+	// Bytes after the response (a misbehaving server) or no keep-alive.
+	pc.c.Close()
+}
+
+// h1Body releases the connection when the body has been read to the end, and closes
+// it when the reader gives up early (like http.Transport).
+// Read is called by one goroutine at a time; Close may come from another one to
+// abort a blocked Read.
+type h1Body struct {
+	rc   io.ReadCloser
+	ctx  context.Context
+	h    *h1Client
+	pc   *h1Conn
+	stop func() bool
+	keep bool
+	done atomic.Bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	if b.done.Load() {
+		return 0, errBodyClosed
+	}
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		if b.done.CompareAndSwap(false, true) {
+			b.h.finish(b.pc, b.stop, b.keep)
+		}
+	} else if err != nil {
+		b.abort()
+		if b.ctx.Err() != nil {
+			err = b.ctx.Err()
+		}
+	}
+	return n, err
+}
+
+func (b *h1Body) Close() error {
+	b.abort()
+	return nil
+}
+
+func (b *h1Body) abort() {
+	if b.done.CompareAndSwap(false, true) {
+		b.stop()
+		b.pc.c.Close()
+	}
+}
+
+var errBodyClosed = errors.New("read on closed response body")
