@@ -140,7 +140,11 @@ func (s *Server) inboundMesh(src *countedConn, pc *detect.Conn, st *state) {
 	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src, PeerID: peerID}))
 	switch cs.NegotiatedProtocol {
 	case identity.ALPNHTTP2, identity.ALPNHTTP1:
-		ic := &infoConn{Conn: tc, info: &connInfo{mesh: true, peerID: peerID}}
+		var c net.Conn = tc
+		if cs.NegotiatedProtocol == identity.ALPNHTTP2 {
+			c = newCoalescingConn(tc, false)
+		}
+		ic := &infoConn{Conn: c, info: &connInfo{mesh: true, peerID: peerID}}
 		if !s.inCh.push(ic) {
 			tc.Close()
 		}

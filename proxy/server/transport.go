@@ -167,7 +167,12 @@ func (p *meshPool) transport(k meshKey, upgrade bool) http.RoundTripper {
 	t := &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			return p.dial(ctx, k, identity.ALPNHTTP2)
+			tc, err := p.dial(ctx, k, identity.ALPNHTTP2)
+			if err != nil {
+				return nil, err
+			}
+			// A request with a body goes out with its HEADERS (see coalescingConn).
+			return newCoalescingConn(tc, true), nil
 		},
 		DisableCompression: true,
 		ReadIdleTimeout:    30 * time.Second,

@@ -1,0 +1,161 @@
+package server
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// frame encodes one HTTP/2 frame with Go's framer.
+func frame(t *testing.T, typ http2.FrameType, flags http2.Flags, stream uint32, payload []byte) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	fr := http2.NewFramer(&b, nil)
+	if err := fr.WriteRawFrame(typ, flags, stream, payload); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+func TestCoalesceTrack(t *testing.T) {
+	hdrs := func(flags http2.Flags) []byte { return frame(t, http2.FrameHeaders, flags, 1, []byte("hpack")) }
+	data := frame(t, http2.FrameData, http2.FlagDataEndStream, 1, bytes.Repeat([]byte("d"), 300))
+	settings := frame(t, http2.FrameSettings, 0, 0, nil)
+	cases := []struct {
+		name   string
+		client bool
+		writes [][]byte
+		hold   []bool // per write
+	}{
+		{name: "headers with a body to follow are held", writes: [][]byte{hdrs(http2.FlagHeadersEndHeaders), data}, hold: []bool{true, false}},
+		{name: "headers ending the stream go out", writes: [][]byte{hdrs(http2.FlagHeadersEndHeaders | http2.FlagHeadersEndStream)}, hold: []bool{false}},
+		{name: "headers continued in CONTINUATION go out", writes: [][]byte{hdrs(0)}, hold: []bool{false}},
+		{name: "other frames go out", writes: [][]byte{settings, data}, hold: []bool{false, false}},
+		{name: "data then headers in one write is held", writes: [][]byte{append(append([]byte{}, data...), hdrs(http2.FlagHeadersEndHeaders)...)}, hold: []bool{true}},
+		{
+			name:   "frame header split across writes",
+			writes: [][]byte{hdrs(http2.FlagHeadersEndHeaders)[:4], hdrs(http2.FlagHeadersEndHeaders)[4:], data[:100], data[100:]},
+			hold:   []bool{false, true, false, false},
+		},
+		{
+			name:   "client preface is skipped",
+			client: true,
+			writes: [][]byte{[]byte(http2.ClientPreface), settings, hdrs(http2.FlagHeadersEndHeaders)},
+			hold:   []bool{false, false, true},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCoalescingConn(nil, tc.client)
+			for i, w := range tc.writes {
+				if got := c.track(w); got != tc.hold[i] {
+					t.Fatalf("write %d: hold = %v, want %v", i, got, tc.hold[i])
+				}
+			}
+		})
+	}
+}
+
+// writeCounter counts the writes that reach the socket.
+type writeCounter struct {
+	net.Conn
+	n atomic.Int32
+}
+
+func (w *writeCounter) Write(p []byte) (int, error) {
+	w.n.Add(1)
+	return w.Conn.Write(p)
+}
+
+func tcpPairT(t *testing.T) (a, b net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ch := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		ch <- c
+	}()
+	a, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-ch
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+func TestCoalescingConnWrites(t *testing.T) {
+	hdrs := frame(t, http2.FrameHeaders, http2.FlagHeadersEndHeaders, 1, []byte("hpack"))
+	hdrsEnd := frame(t, http2.FrameHeaders, http2.FlagHeadersEndHeaders|http2.FlagHeadersEndStream, 3, []byte("hpack"))
+	data := frame(t, http2.FrameData, http2.FlagDataEndStream, 1, []byte("body"))
+	cases := []struct {
+		name       string
+		writes     [][]byte
+		close      bool  // close after the writes
+		wantWrites int32 // writes on the socket
+	}{
+		{name: "headers and body in one write", writes: [][]byte{hdrs, data}, wantWrites: 1},
+		{name: "headers ending the stream at once", writes: [][]byte{hdrsEnd}, wantWrites: 1},
+		{name: "held headers go out on the timer", writes: [][]byte{hdrs}, wantWrites: 1},
+		{name: "held headers go out on close", writes: [][]byte{hdrs}, close: true, wantWrites: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := tcpPairT(t)
+			wc := &writeCounter{Conn: a}
+			c := newCoalescingConn(wc, false)
+			var want []byte
+			for _, w := range tc.writes {
+				if n, err := c.Write(w); n != len(w) || err != nil {
+					t.Fatalf("write: %d, %v", n, err)
+				}
+				want = append(want, w...)
+			}
+			if tc.close {
+				c.Close()
+			}
+			b.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got := make([]byte, len(want))
+			if _, err := io.ReadFull(b, got); err != nil {
+				t.Fatalf("peer read: %v", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("peer got %x, want %x", got, want)
+			}
+			if n := wc.n.Load(); n != tc.wantWrites {
+				t.Fatalf("%d socket writes, want %d", n, tc.wantWrites)
+			}
+		})
+	}
+}
+
+// A failed delayed write fails the next write and closes the connection.
+func TestCoalescingConnDelayedError(t *testing.T) {
+	a, _ := tcpPairT(t)
+	c := newCoalescingConn(a, false)
+	a.Close()
+	hdrs := frame(t, http2.FrameHeaders, http2.FlagHeadersEndHeaders, 1, []byte("hpack"))
+	if _, err := c.Write(hdrs); err != nil {
+		t.Fatalf("held write failed at once: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := c.Write(frame(t, http2.FrameSettings, 0, 0, nil))
+		if err != nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("writes kept succeeding on a closed connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
