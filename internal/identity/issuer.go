@@ -31,6 +31,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/weftmesh/weft/internal/trustbundle"
 )
 
 // Issuer is the CA that signs workload certificates: the identity issuer certificate
@@ -49,22 +51,9 @@ type Issuer struct {
 
 // ParseIssuer reads a kubernetes.io/tls Secret written by cert-manager.
 func ParseIssuer(s *corev1.Secret) (*Issuer, error) {
-	var chain []*x509.Certificate
-	rest := s.Data[corev1.TLSCertKey]
-	for {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing %s of Secret %s/%s: %w", corev1.TLSCertKey, s.Namespace, s.Name, err)
-		}
-		chain = append(chain, c)
+	chain, err := trustbundle.ParsePEM(s.Data[corev1.TLSCertKey])
+	if err != nil {
+		return nil, fmt.Errorf("parsing %s of Secret %s/%s: %w", corev1.TLSCertKey, s.Namespace, s.Name, err)
 	}
 	if len(chain) == 0 {
 		return nil, fmt.Errorf("secret %s/%s holds no certificate in %s", s.Namespace, s.Name, corev1.TLSCertKey)
