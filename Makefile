@@ -68,6 +68,10 @@ fuzz: ## Run every fuzz target briefly (FUZZ_SECONDS each, default 20).
 bench-proxy: ## Measure the proxy pair against direct and HAProxy; writes bench/results/proxy.json.
 	hack/bench-proxy.sh
 
+.PHONY: bench-destination
+bench-destination: ## Measure the destination service at scale; writes bench/results/destination.json.
+	hack/bench-destination.sh
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail if generated files differ from what is committed.
 	@git diff --exit-code -- . ':(exclude)go.sum' || { echo "generated files are stale: run make manifests generate and commit" >&2; exit 1; }
@@ -126,3 +130,21 @@ $(PROTOC_GEN_GO): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 $(PROTOC_GEN_GO_GRPC): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN) go install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+
+##@ Local cluster
+
+.PHONY: cluster-up
+cluster-up: ## Build (once, cached) and start a single-node Kubernetes on this machine.
+	hack/cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove everything it left behind.
+	hack/cluster/down.sh
+
+.PHONY: images
+images: ## Build the OCI images and import them into the local cluster.
+	hack/images.sh
+
+.PHONY: e2e
+e2e: ## Run the end-to-end suite on the local cluster (brings it up and tears it down).
+	hack/e2e.sh
