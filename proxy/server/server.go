@@ -38,11 +38,21 @@ type Options struct {
 	// for running proxies on loopback without iptables; the configuration's
 	// originalDstOverride fields take precedence over it.
 	OriginalDst func(dir metrics.Direction, c *net.TCPConn) (netip.AddrPort, error)
+	// Source tells the outbound side the configuration of each destination (routes,
+	// backends, endpoints). Nil means the static configuration's destinations,
+	// converted by NewStaticSource and replaced by SetConfig; the destination
+	// service's client (proxy/discovery) is the other implementation.
+	Source Source
+	// LookupTimeout bounds how long a new connection or request waits for Source's
+	// first answer about a destination before it is forwarded to its original
+	// destination. Default 2s.
+	LookupTimeout time.Duration
 }
 
 // state is one configuration with what is derived from it; swapped atomically.
 type state struct {
 	ix        *config.Index
+	static    *staticSource
 	serverTLS *tls.Config
 }
 
@@ -75,6 +85,9 @@ func New(cfg *config.Config, opts Options) *Server {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
+	}
+	if opts.LookupTimeout <= 0 {
+		opts.LookupTimeout = 2 * time.Second
 	}
 	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}}
 	s.local.now = func() int64 { return time.Now().UnixNano() }
@@ -138,7 +151,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 // SetConfig installs a new configuration; connections accepted afterwards use it.
 func (s *Server) SetConfig(cfg *config.Config) {
 	ix := config.NewIndex(cfg)
-	st := &state{ix: ix}
+	st := &state{ix: ix, static: newStaticSource(cfg)}
 	if s.opts.Identity != nil {
 		st.serverTLS = s.opts.Identity.ServerConfig(requiresClientCert(cfg))
 	}

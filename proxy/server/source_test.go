@@ -1,0 +1,76 @@
+package server
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/config"
+)
+
+func TestStaticSource(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+destinations:
+- name: web
+  addresses: ["10.96.0.1:80"]
+  authorities: ["Web.Shop.svc.cluster.local"]
+  endpoints:
+  - {address: 10.0.0.1, port: 8080, identity: "spiffe://td/ns/shop/sa/web"}
+  - {address: 10.0.0.2, port: 8080, identity: "spiffe://td/ns/shop/sa/web", proxyPort: 5143}
+  - {address: 10.0.0.3, port: 8080}
+- name: db
+  addresses: ["10.96.0.2:5432"]
+  protocol: opaque
+  endpoints:
+  - {address: 10.0.1.1, port: 5432}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := NewStaticSource(cfg)
+	for _, tc := range []struct {
+		name   string
+		target Target
+		want   string // ServiceRef name; "" = nil
+	}{
+		{"by normalised authority", Target{Authority: "web.shop.svc.cluster.local:80"}, "web"},
+		{"authority wins over addr", Target{Authority: "web.shop.svc.cluster.local:80", Addr: netip.MustParseAddrPort("10.96.0.2:5432")}, "web"},
+		{"unknown authority is not looked up by addr", Target{Authority: "x:80", Addr: netip.MustParseAddrPort("10.96.0.1:80")}, ""},
+		{"by address", Target{Addr: netip.MustParseAddrPort("10.96.0.2:5432")}, "db"},
+		{"by v4-mapped address", Target{Addr: netip.MustParseAddrPort("[::ffff:10.96.0.1]:80")}, "web"},
+		{"unknown address", Target{Addr: netip.MustParseAddrPort("10.96.0.9:80")}, ""},
+		{"empty target", Target{}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dc := src.Lookup(context.Background(), tc.target)
+			got := ""
+			if dc != nil {
+				got = dc.GetService().GetName()
+			}
+			if got != tc.want {
+				t.Fatalf("Lookup(%+v) = %q, want %q", tc.target, got, tc.want)
+			}
+		})
+	}
+	web := src.Lookup(context.Background(), Target{Authority: "web.shop.svc.cluster.local:80"})
+	if web.Fallback.GetName() != StaticFallbackRoute || len(web.Fallback.Backends) != 1 || web.Fallback.Backends[0].Backend != web.Backends[0].Key {
+		t.Fatalf("fallback does not send to the one backend: %v", web.Fallback)
+	}
+	eps := web.Backends[0].Endpoints
+	if len(eps) != 3 || eps[0].ProxyPort != config.DefaultInboundPort || eps[1].ProxyPort != 5143 || eps[2].ProxyPort != 0 || eps[2].Identity != "" {
+		t.Fatalf("endpoints converted wrongly: %v", eps)
+	}
+	db := src.Lookup(context.Background(), Target{Addr: netip.MustParseAddrPort("10.96.0.2:5432")})
+	if db.Protocol != api.ProtocolHint_PROTOCOL_HINT_OPAQUE {
+		t.Fatalf("db protocol = %v, want OPAQUE", db.Protocol)
+	}
+}
+
+func TestNormalizeAuthority(t *testing.T) {
+	for _, in := range []string{"web:80", "Web:80", "web", "web.", "web:", "[::1]", "[::1]:8080", "WEB.ns.svc:8080", ""} {
+		if got, want := normalizeAuthority(in), config.NormalizeAuthority(in); got != want {
+			t.Errorf("normalizeAuthority(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
