@@ -1,0 +1,395 @@
+// Package balance chooses an endpoint of one backend for each request or connection:
+// power of two choices (P2C) over a peak-EWMA estimate of each endpoint's latency,
+// weighted by its outstanding requests, with failure accrual that takes endpoints
+// failing in a row out of rotation for an exponentially growing, jittered time.
+//
+// The cost of an endpoint is ewma × (pending + 1), the load metric of Linkerd's
+// balancer: the estimate jumps up to any slower observation at once (the "peak") and
+// decays towards faster observations, and towards zero while the endpoint is not used
+// (so an endpoint that was slow once is tried again after a while). P2C compares two
+// endpoints chosen at random, which spreads load nearly as well as comparing all of
+// them, without herding every client onto the single best endpoint.
+package balance
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults of Options.
+const (
+	DefaultRTT              = 30 * time.Millisecond
+	DefaultDecay            = 10 * time.Second
+	DefaultFailureThreshold = 7
+	DefaultBackoffMin       = time.Second
+	DefaultBackoffMax       = 60 * time.Second
+	DefaultJitter           = 0.2
+)
+
+// Errors of Pick.
+var (
+	// ErrNoEndpoints: the backend has no endpoints at all.
+	ErrNoEndpoints = errors.New("no endpoints")
+	// ErrNoHealthy: every endpoint is ejected by failure accrual (and none is due
+	// for its probe). The proxy answers 503 at once rather than sending requests to
+	// endpoints that just failed repeatedly.
+	ErrNoHealthy = errors.New("no healthy endpoints")
+)
+
+// Endpoint is what the balancer knows about one endpoint; its fields are copied from
+// the configuration and read by the caller to dial.
+type Endpoint struct {
+	Addr      netip.AddrPort // the application's ip:port
+	Identity  string         // SPIFFE ID of the endpoint's proxy; "" = not meshed
+	ProxyAddr netip.AddrPort // meshed: the peer proxy's inbound ip:port
+	Pod       string
+	Zone      string
+}
+
+// Meshed reports whether the endpoint is reached through its proxy with mTLS.
+func (e *Endpoint) Meshed() bool { return e.Identity != "" }
+
+// Options tune a Balancer. Zero fields take the defaults above.
+type Options struct {
+	// DefaultRTT is the latency estimate of an endpoint that has not answered yet.
+	DefaultRTT time.Duration
+	// Decay is the time constant of the moving average.
+	Decay time.Duration
+	// FailureThreshold consecutive failures eject an endpoint.
+	FailureThreshold int
+	// BackoffMin is the first ejection's length; each ejection in a row doubles it up
+	// to BackoffMax.
+	BackoffMin, BackoffMax time.Duration
+	// Jitter spreads each ejection by ±Jitter of its length, so that proxies do not
+	// probe a recovering endpoint all at once.
+	Jitter float64
+	// Now is the clock (tests inject one). Default time.Now.
+	Now func() time.Time
+	// Rand returns a uniform int in [0, n). Default math/rand/v2.IntN.
+	Rand func(n int) int
+}
+
+func (o *Options) defaults() {
+	if o.DefaultRTT <= 0 {
+		o.DefaultRTT = DefaultRTT
+	}
+	if o.Decay <= 0 {
+		o.Decay = DefaultDecay
+	}
+	if o.FailureThreshold <= 0 {
+		o.FailureThreshold = DefaultFailureThreshold
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = DefaultBackoffMin
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(DefaultBackoffMax, o.BackoffMin)
+	}
+	if o.Jitter < 0 || o.Jitter >= 1 {
+		o.Jitter = DefaultJitter
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.IntN
+	}
+}
+
+// Balancer balances over the endpoints of one backend. Safe for concurrent use; Pick
+// takes no lock on the set, which is swapped whole by Update.
+type Balancer struct {
+	opts  Options
+	epoch time.Time // monotonic base for the int64 nanosecond timestamps below
+	mu    sync.Mutex
+	set   atomic.Pointer[[]*endpoint]
+}
+
+// endpoint is one endpoint's state: the peak-EWMA estimate, the outstanding count and
+// failure accrual. It survives Update while the endpoint's address stays.
+type endpoint struct {
+	info atomic.Pointer[Endpoint]
+
+	pending atomic.Int64
+
+	emu   sync.Mutex
+	cost  float64 // nanoseconds
+	stamp int64   // when cost was last updated (ns since epoch)
+
+	// Failure accrual. ejectedUntil is 0 while the endpoint is in rotation; while it
+	// is ejected and the time has passed, one Pick claims the probe.
+	ejectedUntil atomic.Int64
+	probing      atomic.Bool
+	fmu          sync.Mutex
+	consecutive  int
+	ejections    int
+}
+
+// New returns a balancer with no endpoints.
+func New(opts Options) *Balancer {
+	opts.defaults()
+	b := &Balancer{opts: opts, epoch: opts.Now()}
+	empty := []*endpoint{}
+	b.set.Store(&empty)
+	return b
+}
+
+func (b *Balancer) now() int64 { return int64(b.opts.Now().Sub(b.epoch)) }
+
+// Update replaces the endpoint set. Endpoints whose address stays keep their latency
+// estimate, outstanding count and failure state.
+func (b *Balancer) Update(eps []Endpoint) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	old := map[netip.AddrPort]*endpoint{}
+	for _, e := range *b.set.Load() {
+		old[e.info.Load().Addr] = e
+	}
+	next := make([]*endpoint, 0, len(eps))
+	seen := map[netip.AddrPort]bool{}
+	for i := range eps {
+		info := eps[i]
+		if seen[info.Addr] {
+			continue
+		}
+		seen[info.Addr] = true
+		e := old[info.Addr]
+		if e == nil {
+			e = &endpoint{cost: float64(b.opts.DefaultRTT), stamp: b.now()}
+		}
+		e.info.Store(&info)
+		next = append(next, e)
+	}
+	b.set.Store(&next)
+}
+
+// Len is the number of endpoints.
+func (b *Balancer) Len() int { return len(*b.set.Load()) }
+
+// Handle is one pick; the caller must call exactly one of Done or Cancel.
+type Handle struct {
+	b     *Balancer
+	ep    *endpoint
+	start int64
+	probe bool
+}
+
+// Endpoint is the chosen endpoint.
+func (h Handle) Endpoint() *Endpoint { return h.ep.info.Load() }
+
+// Done records the outcome: the latency since Pick (to the response headers, or to
+// the connection for TCP) feeds the estimate; failure feeds failure accrual.
+func (h Handle) Done(failure bool) {
+	now := h.b.now()
+	h.ep.pending.Add(-1)
+	h.ep.observe(now, float64(now-h.start), h.b.opts.Decay)
+	h.b.accrue(h.ep, failure, h.probe, now)
+}
+
+// Cancel releases the pick without an observation (the client went away). A probe
+// that is cancelled lets the next Pick probe again.
+func (h Handle) Cancel() {
+	h.ep.pending.Add(-1)
+	if h.probe {
+		h.ep.probing.Store(false)
+	}
+}
+
+// Pick chooses an endpoint: two at random, the cheaper one; an ejected endpoint
+// whose backoff has passed is preferred for its single probe request.
+func (b *Balancer) Pick() (Handle, error) {
+	set := *b.set.Load()
+	n := len(set)
+	if n == 0 {
+		return Handle{}, ErrNoEndpoints
+	}
+	now := b.now()
+	if n == 1 {
+		e := set[0]
+		ok, probe := b.available(e, now)
+		if !ok {
+			return Handle{}, ErrNoHealthy
+		}
+		return b.take(e, now, probe), nil
+	}
+	i := b.opts.Rand(n)
+	j := b.opts.Rand(n - 1)
+	if j >= i {
+		j++
+	}
+	a, c := set[i], set[j]
+	aok, aprobe := b.available(a, now)
+	if aprobe {
+		return b.take(a, now, true), nil
+	}
+	cok, cprobe := b.available(c, now)
+	if cprobe {
+		return b.take(c, now, true), nil
+	}
+	switch {
+	case aok && cok:
+		if c.load(now, b.opts.Decay) < a.load(now, b.opts.Decay) {
+			a = c
+		}
+		return b.take(a, now, false), nil
+	case aok:
+		return b.take(a, now, false), nil
+	case cok:
+		return b.take(c, now, false), nil
+	}
+	// Both samples are ejected: look for any endpoint still in rotation, starting
+	// at a random place so that the survivors share the load.
+	start := b.opts.Rand(n)
+	var best *endpoint
+	bestLoad := math.Inf(1)
+	for k := range n {
+		e := set[(start+k)%n]
+		ok, probe := b.available(e, now)
+		if probe {
+			return b.take(e, now, true), nil
+		}
+		if ok {
+			if l := e.load(now, b.opts.Decay); l < bestLoad {
+				best, bestLoad = e, l
+			}
+		}
+	}
+	if best == nil {
+		return Handle{}, ErrNoHealthy
+	}
+	return b.take(best, now, false), nil
+}
+
+func (b *Balancer) take(e *endpoint, now int64, probe bool) Handle {
+	e.pending.Add(1)
+	return Handle{b: b, ep: e, start: now, probe: probe}
+}
+
+// available says whether e may take a request now; probe is true when the caller has
+// just claimed e's single probe after an ejection.
+func (b *Balancer) available(e *endpoint, now int64) (ok, probe bool) {
+	until := e.ejectedUntil.Load()
+	if until == 0 {
+		return true, false
+	}
+	if now < until {
+		return false, false
+	}
+	if e.probing.CompareAndSwap(false, true) {
+		return true, true
+	}
+	return false, false
+}
+
+// load is the P2C cost: the decayed estimate times the outstanding requests + 1.
+func (e *endpoint) load(now int64, decay time.Duration) float64 {
+	e.emu.Lock()
+	c := e.decayTo(now, 0, decay)
+	e.emu.Unlock()
+	return c * float64(e.pending.Load()+1)
+}
+
+// observe feeds one latency (ns) into the estimate.
+func (e *endpoint) observe(now int64, rtt float64, decay time.Duration) {
+	e.emu.Lock()
+	if rtt > e.cost {
+		// Peak: a slower observation is believed at once.
+		e.cost = rtt
+		e.stamp = max(e.stamp, now)
+	} else {
+		e.decayTo(now, rtt, decay)
+	}
+	e.emu.Unlock()
+}
+
+// decayTo moves the estimate towards rtt by the weight of the time elapsed since the
+// last update (exponentially: after Decay it has moved 63% of the way). Called with
+// emu held.
+func (e *endpoint) decayTo(now int64, rtt float64, decay time.Duration) float64 {
+	if elapsed := now - e.stamp; elapsed > 0 {
+		w := math.Exp(-float64(elapsed) / float64(decay))
+		e.cost = e.cost*w + rtt*(1-w)
+		e.stamp = now
+	}
+	return e.cost
+}
+
+// accrue applies failure accrual after a request.
+func (b *Balancer) accrue(e *endpoint, failure, probe bool, now int64) {
+	e.fmu.Lock()
+	defer e.fmu.Unlock()
+	if !failure {
+		e.consecutive = 0
+		if probe {
+			// The probe succeeded: back in rotation.
+			e.ejections = 0
+			e.ejectedUntil.Store(0)
+			e.probing.Store(false)
+		}
+		return
+	}
+	e.consecutive++
+	switch {
+	case probe:
+		e.eject(b, now)
+		e.probing.Store(false)
+	case e.ejectedUntil.Load() == 0 && e.consecutive >= b.opts.FailureThreshold:
+		e.eject(b, now)
+	}
+}
+
+// eject takes e out of rotation for BackoffMin × 2^(ejections in a row), capped at
+// BackoffMax, ± Jitter. Called with fmu held.
+func (e *endpoint) eject(b *Balancer, now int64) {
+	d := b.opts.BackoffMin << min(e.ejections, 30)
+	if d <= 0 || d > b.opts.BackoffMax {
+		d = b.opts.BackoffMax
+	}
+	e.ejections++
+	if j := b.opts.Jitter; j > 0 {
+		// Uniform in [1-j, 1+j]; Rand is integral, so use a fine grid.
+		f := 1 - j + 2*j*float64(b.opts.Rand(1<<20))/float64(1<<20)
+		d = time.Duration(float64(d) * f)
+	}
+	until := now + int64(d)
+	if until == 0 {
+		until = 1
+	}
+	e.ejectedUntil.Store(until)
+}
+
+// Stats is a snapshot of one endpoint for tests, logs and debugging.
+type Stats struct {
+	Endpoint Endpoint
+	// Cost is the current latency estimate (not multiplied by pending).
+	Cost    time.Duration
+	Pending int64
+	// Ejected is true while failure accrual keeps the endpoint out of rotation
+	// (including while its probe is due or in flight).
+	Ejected bool
+	// EjectedFor is how much of the current ejection remains.
+	EjectedFor time.Duration
+}
+
+// Stats returns every endpoint's state.
+func (b *Balancer) Stats() []Stats {
+	now := b.now()
+	var out []Stats
+	for _, e := range *b.set.Load() {
+		e.emu.Lock()
+		c := e.decayTo(now, 0, b.opts.Decay)
+		e.emu.Unlock()
+		st := Stats{Endpoint: *e.info.Load(), Cost: time.Duration(c), Pending: e.pending.Load()}
+		if u := e.ejectedUntil.Load(); u != 0 {
+			st.Ejected = true
+			st.EjectedFor = max(time.Duration(u-now), 0)
+		}
+		out = append(out, st)
+	}
+	return out
+}
