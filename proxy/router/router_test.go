@@ -12,9 +12,15 @@ import (
 	"github.com/weftmesh/weft/proxy/api"
 )
 
-func exact(s string) *api.StringMatch  { return &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: s}} }
-func prefix(s string) *api.StringMatch { return &api.StringMatch{Kind: &api.StringMatch_Prefix{Prefix: s}} }
-func regex(s string) *api.StringMatch  { return &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: s}} }
+func exact(s string) *api.StringMatch {
+	return &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: s}}
+}
+func prefix(s string) *api.StringMatch {
+	return &api.StringMatch{Kind: &api.StringMatch_Prefix{Prefix: s}}
+}
+func regex(s string) *api.StringMatch {
+	return &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: s}}
+}
 
 func pathRe(s string) *api.RequestCondition {
 	return &api.RequestCondition{Kind: &api.RequestCondition_PathRegex{PathRegex: s}}
