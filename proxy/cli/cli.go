@@ -26,6 +26,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/discovery"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/server"
@@ -55,6 +56,14 @@ type Flags struct {
 	LogFormat      string
 	ShutdownGrace  time.Duration
 	ConnectTimeout time.Duration
+	// DestinationAddr is the destination service; empty: static destinations only.
+	DestinationAddr string
+	// DestinationServerName is the name the destination service's certificate must
+	// carry (default: the host of DestinationAddr).
+	DestinationServerName string
+	// Namespace is the proxy's pod namespace (env POD_NAMESPACE), sent to the
+	// destination service as the client's namespace.
+	Namespace string
 	// Threads is GOMAXPROCS; 0 keeps the Go runtime's choice.
 	Threads int
 }
@@ -84,6 +93,9 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or console")
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", 30*time.Second, "how long in-flight work may take after SIGTERM or /shutdown")
 	fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 3*time.Second, "timeout for dialling endpoints and peer proxies")
+	fs.StringVar(&f.DestinationAddr, "destination-addr", os.Getenv("WEFT_DESTINATION_ADDR"), "destination service host:port; empty: only the static configuration's destinations (env WEFT_DESTINATION_ADDR)")
+	fs.StringVar(&f.DestinationServerName, "destination-server-name", os.Getenv("WEFT_DESTINATION_SERVER_NAME"), "name the destination service's certificate must carry, DNS or spiffe:// (default: the host of --destination-addr; env WEFT_DESTINATION_SERVER_NAME)")
+	f.Namespace = os.Getenv("POD_NAMESPACE")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -183,6 +195,31 @@ func reloadConfig(f *Flags, srv *server.Server, log logr.Logger) {
 	}
 	srv.SetConfig(cfg)
 	log.Info("Reloaded configuration", "destinations", len(cfg.Destinations))
+}
+
+// newDiscovery makes the destination service's client. It authenticates with the
+// proxy's workload certificate, so it needs an identity; the client namespace is the
+// pod's (POD_NAMESPACE), else the namespace of the proxy's SPIFFE ID, which the
+// service requires them to be anyway.
+func newDiscovery(f *Flags, store *identity.Store, log logr.Logger) (*discovery.Client, error) {
+	if store == nil {
+		return nil, errors.New("--destination-addr needs an identity (--identity-mode mesh or files): the destination service requires a client certificate")
+	}
+	if _, _, err := net.SplitHostPort(f.DestinationAddr); err != nil {
+		return nil, fmt.Errorf("--destination-addr: %w", err)
+	}
+	ns := f.Namespace
+	if ns == "" && f.IdentityName != "" {
+		if id, err := config.ParseSPIFFEID(f.IdentityName); err == nil {
+			ns = id.Namespace
+		}
+	}
+	if ns == "" {
+		return nil, errors.New("--destination-addr needs the pod's namespace: set POD_NAMESPACE")
+	}
+	log.Info("Discovering destinations", "addr", f.DestinationAddr, "serverName", f.DestinationServerName, "namespace", ns)
+	return discovery.New(discovery.Options{Addr: f.DestinationAddr, ServerName: f.DestinationServerName,
+		Namespace: ns, Identity: store, Log: log}), nil
 }
 
 // levelVar adapts zap's atomic level to admin.LevelVar, speaking logr's verbosity
@@ -331,7 +368,16 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		go source.Run(ctx)
 		reg.CertExpiry = store.Expiry
 	}
-	srv := server.New(cfg, server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout})
+	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout}
+	if f.DestinationAddr != "" {
+		dc, err := newDiscovery(f, store, log.WithName("discovery"))
+		if err != nil {
+			return err
+		}
+		defer dc.Close()
+		opts.Source = dc
+	}
+	srv := server.New(cfg, opts)
 
 	outLn, err := net.Listen("tcp", net.JoinHostPort(f.ListenAddr, strconv.Itoa(f.OutboundPort)))
 	if err != nil {

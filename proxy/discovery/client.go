@@ -41,6 +41,9 @@ const (
 	DefaultMinBackoff       = 100 * time.Millisecond
 	DefaultMaxBackoff       = 10 * time.Second
 	DefaultMaxSubscriptions = 10000
+	// DefaultKeepaliveInterval is above the 10s minimum the destination service
+	// (internal/destination) permits between pings.
+	DefaultKeepaliveInterval = 30 * time.Second
 )
 
 // Options configure a Client.
@@ -78,11 +81,11 @@ type Options struct {
 	// destination's configuration); past it new targets are not subscribed and
 	// lookups of them return nil. Default 10000.
 	MaxSubscriptions int
-	// KeepaliveInterval, when set, pings the service every interval while streams are
+	// KeepaliveInterval is how often the connection is pinged while streams are
 	// open, so a server that vanished without closing the connection (its node gone)
 	// is noticed after interval plus KeepaliveTimeout rather than never. The server
-	// must allow pings that often (grpc-go servers refuse pings more often than every
-	// 5 minutes unless configured otherwise). Default 0: no pings.
+	// must allow pings that often (the destination service allows one every 10s; a
+	// grpc-go server's default is 5 minutes). Default 30s; negative disables pings.
 	KeepaliveInterval time.Duration
 	// KeepaliveTimeout is how long a ping may go unanswered. Default 10s.
 	KeepaliveTimeout time.Duration
@@ -162,6 +165,9 @@ func New(opts Options) *Client {
 	}
 	if opts.MaxSubscriptions <= 0 {
 		opts.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if opts.KeepaliveInterval == 0 {
+		opts.KeepaliveInterval = DefaultKeepaliveInterval
 	}
 	if opts.KeepaliveTimeout <= 0 {
 		opts.KeepaliveTimeout = 10 * time.Second

@@ -1,10 +1,9 @@
 package discovery
 
-import "net/netip"
+import "github.com/weftmesh/weft/proxy/server"
 
-// Target is server.Target (the contract in /work/briefs/contracts.md). TEMPORARY until
-// proxy/server's Source interface is committed; then this becomes an alias.
-type Target struct {
-	Authority string
-	Addr      netip.AddrPort
-}
+// Target is what the data path looks up (server.Target).
+type Target = server.Target
+
+// The client is the destination service's implementation of the data path's Source.
+var _ server.Source = (*Client)(nil)

@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/go-logr/logr"
+
+	"github.com/weftmesh/weft/proxy/identity"
+)
+
+// TestDestinationFlags: the injector's environment reaches the destination client's
+// settings, and a client that could not work is refused at start with the reason.
+func TestDestinationFlags(t *testing.T) {
+	t.Setenv("WEFT_DESTINATION_ADDR", "weft-destination.weft-system.svc.cluster.local:8086")
+	t.Setenv("WEFT_DESTINATION_SERVER_NAME", "weft-destination.weft-system.svc")
+	t.Setenv("POD_NAMESPACE", "shop")
+	f, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.DestinationAddr != "weft-destination.weft-system.svc.cluster.local:8086" ||
+		f.DestinationServerName != "weft-destination.weft-system.svc" || f.Namespace != "shop" {
+		t.Fatalf("destination flags from env: %+v", f)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		flags   Flags
+		store   *identity.Store
+		wantErr string
+	}{
+		{"ok", Flags{DestinationAddr: "127.0.0.1:8086", Namespace: "shop"}, &identity.Store{}, ""},
+		{"namespace from the SPIFFE ID", Flags{DestinationAddr: "127.0.0.1:8086",
+			IdentityName: "spiffe://cluster.local/ns/shop/sa/web"}, &identity.Store{}, ""},
+		{"no identity", Flags{DestinationAddr: "127.0.0.1:8086", Namespace: "shop"}, nil, "needs an identity"},
+		{"no port", Flags{DestinationAddr: "weft-destination", Namespace: "shop"}, &identity.Store{}, "--destination-addr"},
+		{"no namespace", Flags{DestinationAddr: "127.0.0.1:8086"}, &identity.Store{}, "POD_NAMESPACE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := newDiscovery(&tc.flags, tc.store, logr.Discard())
+			if c != nil {
+				defer c.Close()
+			}
+			if tc.wantErr == "" {
+				if err != nil || c == nil {
+					t.Fatalf("want a client, got %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("want an error mentioning %q, got %v", tc.wantErr, err)
+			}
+		})
+	}
+}
