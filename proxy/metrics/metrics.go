@@ -77,9 +77,19 @@ type respKey struct {
 // HTTPSeries holds one HTTPKey's counters.
 type HTTPSeries struct {
 	requests atomic.Uint64
-	mu       sync.RWMutex
-	resp     map[respKey]*atomic.Uint64
-	hist     map[uint16]*histogram
+	responses
+}
+
+// responses counts responses by status and classification, with a latency histogram
+// per status.
+type responses struct {
+	mu   sync.RWMutex
+	resp map[respKey]*atomic.Uint64
+	hist map[uint16]*histogram
+}
+
+func newResponses() responses {
+	return responses{resp: map[respKey]*atomic.Uint64{}, hist: map[uint16]*histogram{}}
 }
 
 type histogram struct {
@@ -98,9 +108,10 @@ type TCPSeries struct {
 
 // Registry holds all series.
 type Registry struct {
-	mu   sync.RWMutex
-	http map[HTTPKey]*HTTPSeries
-	tcp  map[TCPKey]*TCPSeries
+	mu     sync.RWMutex
+	http   map[HTTPKey]*HTTPSeries
+	tcp    map[TCPKey]*TCPSeries
+	routes map[RouteKey]*RouteSeries
 
 	DetectTimeouts [2]atomic.Uint64 // by Direction
 	// CertExpiry returns the leaf's NotAfter (zero when none) at scrape time.
@@ -109,7 +120,7 @@ type Registry struct {
 
 // New returns an empty registry.
 func New() *Registry {
-	return &Registry{http: map[HTTPKey]*HTTPSeries{}, tcp: map[TCPKey]*TCPSeries{}}
+	return &Registry{http: map[HTTPKey]*HTTPSeries{}, tcp: map[TCPKey]*TCPSeries{}, routes: map[RouteKey]*RouteSeries{}}
 }
 
 // MaxHTTPSeries bounds the request-level series. The authority label comes from the
@@ -136,7 +147,7 @@ func (r *Registry) HTTP(k HTTPKey) *HTTPSeries {
 		s = r.http[k]
 	}
 	if s == nil {
-		s = &HTTPSeries{resp: map[respKey]*atomic.Uint64{}, hist: map[uint16]*histogram{}}
+		s = &HTTPSeries{responses: newResponses()}
 		r.http[k] = s
 	}
 	return s
@@ -165,6 +176,10 @@ func (s *HTTPSeries) Request() { s.requests.Add(1) }
 // Response counts one finished response with its latency (request start to response
 // headers).
 func (s *HTTPSeries) Response(status int, failure bool, latency time.Duration) {
+	s.record(status, failure, latency)
+}
+
+func (s *responses) record(status int, failure bool, latency time.Duration) {
 	st := uint16(min(max(status, 0), math.MaxUint16))
 	k := respKey{st, failure}
 	s.mu.RLock()
@@ -300,63 +315,14 @@ func (r *Registry) WriteText(out io.Writer) error {
 	fmt.Fprintln(w, "# HELP response_total Total count of HTTP responses.")
 	fmt.Fprintln(w, "# TYPE response_total counter")
 	for _, k := range httpKeys {
-		s := series(k)
-		s.mu.RLock()
-		rks := make([]respKey, 0, len(s.resp))
-		for rk := range s.resp {
-			rks = append(rks, rk)
-		}
-		s.mu.RUnlock()
-		slices.SortFunc(rks, func(a, b respKey) int {
-			if a.status != b.status {
-				return int(a.status) - int(b.status)
-			}
-			if a.failure == b.failure {
-				return 0
-			}
-			if a.failure {
-				return 1
-			}
-			return -1
-		})
-		for _, rk := range rks {
-			s.mu.RLock()
-			c := s.resp[rk]
-			s.mu.RUnlock()
-			class := "success"
-			if rk.failure {
-				class = "failure"
-			}
-			fmt.Fprintf(w, "response_total{%s,status_code=\"%d\",classification=\"%s\"} %d\n", httpLabels(k), rk.status, class, c.Load())
-		}
+		series(k).writeTotals(w, "response_total", httpLabels(k))
 	}
 	fmt.Fprintln(w, "# HELP response_latency_ms Elapsed times between a request's headers being received and its response's headers being sent.")
 	fmt.Fprintln(w, "# TYPE response_latency_ms histogram")
 	for _, k := range httpKeys {
-		s := series(k)
-		s.mu.RLock()
-		sts := make([]uint16, 0, len(s.hist))
-		for st := range s.hist {
-			sts = append(sts, st)
-		}
-		s.mu.RUnlock()
-		slices.Sort(sts)
-		ls := httpLabels(k)
-		for _, st := range sts {
-			s.mu.RLock()
-			h := s.hist[st]
-			s.mu.RUnlock()
-			var cum uint64
-			for i, le := range LatencyBucketsMs {
-				cum += h.buckets[i].Load()
-				fmt.Fprintf(w, "response_latency_ms_bucket{%s,status_code=\"%d\",le=\"%s\"} %d\n", ls, st, strconv.FormatFloat(le, 'f', -1, 64), cum)
-			}
-			cum += h.buckets[len(LatencyBucketsMs)].Load()
-			fmt.Fprintf(w, "response_latency_ms_bucket{%s,status_code=\"%d\",le=\"+Inf\"} %d\n", ls, st, cum)
-			fmt.Fprintf(w, "response_latency_ms_sum{%s,status_code=\"%d\"} %s\n", ls, st, strconv.FormatFloat(float64(h.sumUs.Load())/1000, 'f', -1, 64))
-			fmt.Fprintf(w, "response_latency_ms_count{%s,status_code=\"%d\"} %d\n", ls, st, h.count.Load())
-		}
+		series(k).writeLatency(w, "response_latency_ms", httpLabels(k))
 	}
+	r.writeRoutes(w)
 	type tcpMetric struct {
 		name, help, typ string
 		val             func(*TCPSeries) int64
@@ -407,4 +373,61 @@ func (r *Registry) WriteText(out io.Writer) error {
 	}
 	writeProcess(w)
 	return w.Flush()
+}
+
+// writeTotals writes one counter line per status and classification.
+func (s *responses) writeTotals(w io.Writer, name, labels string) {
+	s.mu.RLock()
+	rks := make([]respKey, 0, len(s.resp))
+	for rk := range s.resp {
+		rks = append(rks, rk)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(rks, func(a, b respKey) int {
+		if a.status != b.status {
+			return int(a.status) - int(b.status)
+		}
+		if a.failure == b.failure {
+			return 0
+		}
+		if a.failure {
+			return 1
+		}
+		return -1
+	})
+	for _, rk := range rks {
+		s.mu.RLock()
+		c := s.resp[rk]
+		s.mu.RUnlock()
+		class := "success"
+		if rk.failure {
+			class = "failure"
+		}
+		fmt.Fprintf(w, "%s{%s,status_code=\"%d\",classification=\"%s\"} %d\n", name, labels, rk.status, class, c.Load())
+	}
+}
+
+// writeLatency writes one histogram per status.
+func (s *responses) writeLatency(w io.Writer, name, labels string) {
+	s.mu.RLock()
+	sts := make([]uint16, 0, len(s.hist))
+	for st := range s.hist {
+		sts = append(sts, st)
+	}
+	s.mu.RUnlock()
+	slices.Sort(sts)
+	for _, st := range sts {
+		s.mu.RLock()
+		h := s.hist[st]
+		s.mu.RUnlock()
+		var cum uint64
+		for i, le := range LatencyBucketsMs {
+			cum += h.buckets[i].Load()
+			fmt.Fprintf(w, "%s_bucket{%s,status_code=\"%d\",le=\"%s\"} %d\n", name, labels, st, strconv.FormatFloat(le, 'f', -1, 64), cum)
+		}
+		cum += h.buckets[len(LatencyBucketsMs)].Load()
+		fmt.Fprintf(w, "%s_bucket{%s,status_code=\"%d\",le=\"+Inf\"} %d\n", name, labels, st, cum)
+		fmt.Fprintf(w, "%s_sum{%s,status_code=\"%d\"} %s\n", name, labels, st, strconv.FormatFloat(float64(h.sumUs.Load())/1000, 'f', -1, 64))
+		fmt.Fprintf(w, "%s_count{%s,status_code=\"%d\"} %d\n", name, labels, st, h.count.Load())
+	}
 }

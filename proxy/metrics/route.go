@@ -1,0 +1,161 @@
+package metrics
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// RouteKey identifies the per-route series (the Linkerd proxy's route_* metrics).
+type RouteKey struct {
+	Dir Direction
+	// Authority is the destination's authority (its first configured authority, or
+	// the request's when the destination has none).
+	Authority string
+	// Route is the route's name (rt_route): a ServiceProfile route's name, a Gateway
+	// API rule's <route>/<rule>, or the fallback's ("default").
+	Route string
+}
+
+// SkipReason says why a retry was not made.
+type SkipReason uint8
+
+const (
+	// SkipBudget: the destination's retry budget was spent.
+	SkipBudget SkipReason = iota
+	// SkipBody: the request body was larger than the proxy buffers for replay
+	// (64 KiB), or was still being received.
+	SkipBody
+	skipReasons
+)
+
+func (r SkipReason) String() string {
+	if r == SkipBudget {
+		return "budget"
+	}
+	return "body"
+}
+
+// RouteSeries holds one route's counters: what the client asked and got (request,
+// response, latency) and what the proxy sent to backends, retries included (actual).
+type RouteSeries struct {
+	requests, actualRequests, retries atomic.Uint64
+	skipped                           [skipReasons]atomic.Uint64
+	responses
+	actual responses
+}
+
+// MaxRouteSeries bounds the route series (route names come from configuration, and
+// the authority from it or the request).
+const MaxRouteSeries = 2000
+
+// Route returns the series for k, creating it on first use.
+func (r *Registry) Route(k RouteKey) *RouteSeries {
+	r.mu.RLock()
+	s := r.routes[k]
+	r.mu.RUnlock()
+	if s != nil {
+		return s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s = r.routes[k]; s == nil && len(r.routes) >= MaxRouteSeries {
+		k.Authority, k.Route = OverflowAuthority, OverflowAuthority
+		s = r.routes[k]
+	}
+	if s == nil {
+		s = &RouteSeries{responses: newResponses(), actual: newResponses()}
+		r.routes[k] = s
+	}
+	return s
+}
+
+// Request counts a request the route took (route_request_total).
+func (s *RouteSeries) Request() { s.requests.Add(1) }
+
+// Response counts the response the client got (route_response_total,
+// route_response_latency_ms).
+func (s *RouteSeries) Response(status int, failure bool, latency time.Duration) {
+	s.record(status, failure, latency)
+}
+
+// Attempt counts one request sent to a backend, the first or a retry
+// (route_actual_request_total).
+func (s *RouteSeries) Attempt() { s.actualRequests.Add(1) }
+
+// AttemptResponse counts one backend's answer to an attempt, before any retry
+// (route_actual_response_total, route_actual_response_latency_ms).
+func (s *RouteSeries) AttemptResponse(status int, failure bool, latency time.Duration) {
+	s.actual.record(status, failure, latency)
+}
+
+// Retry counts a retry that was made (route_retry_total).
+func (s *RouteSeries) Retry() { s.retries.Add(1) }
+
+// Skip counts a retry that was warranted but not made (route_retry_skipped_total).
+func (s *RouteSeries) Skip(reason SkipReason) { s.skipped[reason].Add(1) }
+
+// Requests, Retries and Skipped read the counters (tests, debugging).
+func (s *RouteSeries) Requests() uint64                 { return s.requests.Load() }
+func (s *RouteSeries) Retries() uint64                  { return s.retries.Load() }
+func (s *RouteSeries) Skipped(reason SkipReason) uint64 { return s.skipped[reason].Load() }
+
+func (r *Registry) writeRoutes(w io.Writer) {
+	r.mu.RLock()
+	keys := make([]RouteKey, 0, len(r.routes))
+	for k := range r.routes {
+		keys = append(keys, k)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(keys, func(a, b RouteKey) int {
+		return strings.Compare(fmt.Sprint(a.Dir, a.Authority, a.Route), fmt.Sprint(b.Dir, b.Authority, b.Route))
+	})
+	series := func(k RouteKey) *RouteSeries {
+		r.mu.RLock()
+		defer r.mu.RUnlock()
+		return r.routes[k]
+	}
+	labels := func(k RouteKey) string {
+		return fmt.Sprintf(`direction="%s",authority="%s",rt_route="%s"`, k.Dir, escape(k.Authority), escape(k.Route))
+	}
+	counter := func(name, help string, val func(*RouteSeries) uint64) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
+		for _, k := range keys {
+			fmt.Fprintf(w, "%s{%s} %d\n", name, labels(k), val(series(k)))
+		}
+	}
+	counter("route_request_total", "Total count of HTTP requests per route.", func(s *RouteSeries) uint64 { return s.requests.Load() })
+	counter("route_actual_request_total", "Total count of HTTP requests sent to backends per route, retries included.", func(s *RouteSeries) uint64 { return s.actualRequests.Load() })
+	fmt.Fprintln(w, "# HELP route_response_total Total count of HTTP responses per route.")
+	fmt.Fprintln(w, "# TYPE route_response_total counter")
+	for _, k := range keys {
+		series(k).writeTotals(w, "route_response_total", labels(k))
+	}
+	fmt.Fprintln(w, "# HELP route_actual_response_total Total count of HTTP responses from backends per route, retried attempts included.")
+	fmt.Fprintln(w, "# TYPE route_actual_response_total counter")
+	for _, k := range keys {
+		series(k).actual.writeTotals(w, "route_actual_response_total", labels(k))
+	}
+	fmt.Fprintln(w, "# HELP route_response_latency_ms Elapsed times between a request's headers being received and its response's headers being sent, per route.")
+	fmt.Fprintln(w, "# TYPE route_response_latency_ms histogram")
+	for _, k := range keys {
+		series(k).writeLatency(w, "route_response_latency_ms", labels(k))
+	}
+	fmt.Fprintln(w, "# HELP route_actual_response_latency_ms Elapsed times of each attempt to a backend, per route.")
+	fmt.Fprintln(w, "# TYPE route_actual_response_latency_ms histogram")
+	for _, k := range keys {
+		series(k).actual.writeLatency(w, "route_actual_response_latency_ms", labels(k))
+	}
+	counter("route_retry_total", "Total count of retries made per route.", func(s *RouteSeries) uint64 { return s.retries.Load() })
+	fmt.Fprintln(w, "# HELP route_retry_skipped_total Total count of retries not made per route, by reason: budget (the destination's retry budget was spent) or body (the request body could not be replayed).")
+	fmt.Fprintln(w, "# TYPE route_retry_skipped_total counter")
+	for _, k := range keys {
+		s := series(k)
+		for reason := range skipReasons {
+			fmt.Fprintf(w, "route_retry_skipped_total{%s,reason=\"%s\"} %d\n", labels(k), reason, s.skipped[reason].Load())
+		}
+	}
+}
