@@ -240,7 +240,8 @@ func (c *Client) Lookup(ctx context.Context, t Target) *api.DestinationConfig {
 	case t.Authority != "":
 		k.authority = t.Authority
 	case t.Addr.IsValid():
-		k.addr = t.Addr
+		// An IPv4 destination seen on a dual-stack socket is the same destination.
+		k.addr = netip.AddrPortFrom(t.Addr.Addr().Unmap(), t.Addr.Port())
 	default:
 		return nil
 	}
