@@ -1,5 +1,4 @@
-// Command weft is Weft's command line. Each subcommand is one entry in commands; `weft
-// stat` and `weft check` are meant to join them there.
+// Command weft is Weft's command line. Each subcommand is one entry in commands.
 package main
 
 import (
@@ -22,6 +21,14 @@ var commands = map[string]command{
 		run: func(a []string, in io.Reader, out, errw io.Writer) int {
 			return runManifests("inject", a, in, out, errw)
 		},
+	},
+	"stat": {
+		summary: "golden metrics (RPS, success rate, latency, mTLS) of meshed workloads",
+		run:     runStat,
+	},
+	"check": {
+		summary: "check that the control plane, certificates and meshed pods are healthy",
+		run:     runCheck,
 	},
 	"uninject": {
 		summary: "remove the Weft proxy from the workloads in Kubernetes manifests",

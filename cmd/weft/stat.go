@@ -1,0 +1,424 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/weftmesh/weft/internal/inject"
+)
+
+// statKinds maps what the user may type to the grouping.
+var statKinds = map[string]string{
+	"deploy": "deploy", "deployment": "deploy", "deployments": "deploy", "deploys": "deploy",
+	"pod": "pod", "pods": "pod", "po": "pod",
+	"ns": "ns", "namespace": "ns", "namespaces": "ns",
+}
+
+type statOptions struct {
+	kind, name string
+	interval   time.Duration
+	watch      bool
+	count      int
+	output     string
+	allNS      bool
+}
+
+func runStat(args []string, _ io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("weft stat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var kf kubeFlags
+	kf.register(fs)
+	var o statOptions
+	fs.DurationVar(&o.interval, "interval", 5*time.Second, "the window: counters are sampled twice this far apart (and each refresh of --watch covers one)")
+	fs.BoolVar(&o.watch, "watch", false, "refresh every --interval until interrupted")
+	fs.BoolVar(&o.watch, "w", false, "same as --watch")
+	fs.IntVar(&o.count, "count", 0, "with --watch: stop after this many refreshes (0: never)")
+	fs.StringVar(&o.output, "o", "table", "output format: table or json")
+	fs.BoolVar(&o.allNS, "A", false, "all namespaces")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: weft stat [deploy|pod|ns] [NAME] [flags]\n\n"+
+			"Golden metrics of meshed workloads, per deployment (default), pod or namespace, inbound and\n"+
+			"outbound: requests per second, success rate, latency percentiles and the share of mTLS\n"+
+			"requests. The proxies' /metrics are read through the API server's pod proxy (no Prometheus\n"+
+			"needed); rates are computed from two samples --interval apart.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	// Flags may follow the positional arguments, as with kubectl.
+	var pos []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	o.kind = "deploy"
+	if len(pos) > 0 {
+		k, ok := statKinds[strings.ToLower(pos[0])]
+		if !ok {
+			fmt.Fprintf(stderr, "weft stat: unknown resource %q (want deploy, pod or ns)\n", pos[0])
+			return 2
+		}
+		o.kind = k
+		pos = pos[1:]
+	}
+	if len(pos) > 1 {
+		fmt.Fprintf(stderr, "weft stat: too many arguments: %q\n", pos)
+		return 2
+	}
+	if len(pos) == 1 {
+		o.name = pos[0]
+	}
+	if o.output != "table" && o.output != "json" {
+		fmt.Fprintf(stderr, "weft stat: -o %q: want table or json\n", o.output)
+		return 2
+	}
+	if o.interval <= 0 {
+		fmt.Fprintln(stderr, "weft stat: --interval must be positive")
+		return 2
+	}
+	kc, err := kf.clients()
+	if err != nil {
+		fmt.Fprintf(stderr, "weft stat: %v\n", err)
+		return 1
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	if err := stat(ctx, kc, o, stdout, stderr); err != nil && !errors.Is(err, context.Canceled) {
+		fmt.Fprintf(stderr, "weft stat: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// statPod is a pod as weft stat sees it: its group and, if meshed, its proxy's admin port.
+type statPod struct {
+	uid        types.UID
+	namespace  string
+	name       string
+	group      string // deploy/web, sts/db, pod/x, or the namespace
+	meshed     bool
+	adminPort  int32
+	containers string
+}
+
+func stat(ctx context.Context, kc *kubeClients, o statOptions, stdout, stderr io.Writer) error {
+	ns := kc.namespace
+	if o.allNS || (o.kind == "ns" && !kc.explicit) {
+		ns = metav1.NamespaceAll
+	}
+	if o.kind == "ns" && o.name != "" {
+		ns = o.name
+	}
+	prev := map[types.UID]scrape{}
+	// The first round only takes the baseline.
+	pods, err := listStatPods(ctx, kc, ns, o.kind)
+	if err != nil {
+		return err
+	}
+	for uid, s := range scrapeAll(ctx, kc, pods, stderr) {
+		prev[uid] = s
+	}
+	terminal := isTerminal(stdout)
+	for n := 1; ; n++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(o.interval):
+		}
+		pods, err := listStatPods(ctx, kc, ns, o.kind)
+		if err != nil {
+			return err
+		}
+		cur := scrapeAll(ctx, kc, pods, stderr)
+		rows := summarize(pods, prev, cur, o.name)
+		prev = cur
+		if o.watch && terminal && o.output == "table" {
+			fmt.Fprint(stdout, "\033[H\033[2J") // clear the screen, like watch(1)
+		}
+		if err := printStat(stdout, rows, o, time.Now()); err != nil {
+			return err
+		}
+		if !o.watch || (o.count > 0 && n >= o.count) {
+			return nil
+		}
+	}
+}
+
+// listStatPods lists the running pods of ns (all when "") with their groups.
+func listStatPods(ctx context.Context, kc *kubeClients, ns, kind string) ([]statPod, error) {
+	list, err := kc.kube.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	// ReplicaSets name their Deployment; list them once per namespace, not per pod.
+	rsOwner := map[string]string{}
+	if kind == "deploy" {
+		rss, err := kc.kube.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("listing replicasets: %w", err)
+		}
+		for _, rs := range rss.Items {
+			rsOwner[rs.Namespace+"/"+rs.Name] = deploymentOf(&rs)
+		}
+	}
+	var out []statPod
+	for i := range list.Items {
+		p := &list.Items[i]
+		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
+			continue
+		}
+		sp := statPod{uid: p.UID, namespace: p.Namespace, name: p.Name}
+		switch kind {
+		case "pod":
+			sp.group = "pod/" + p.Name
+		case "ns":
+			sp.group = p.Namespace
+		default:
+			sp.group = workloadOf(p, rsOwner)
+		}
+		sp.meshed, sp.adminPort = proxyAdminPort(p)
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+func deploymentOf(rs *appsv1.ReplicaSet) string {
+	for _, ref := range rs.OwnerReferences {
+		if ref.Controller != nil && *ref.Controller && ref.Kind == "Deployment" {
+			return "deploy/" + ref.Name
+		}
+	}
+	return "rs/" + rs.Name
+}
+
+// workloadOf names the workload that owns a pod: its Deployment through its ReplicaSet,
+// else its controller (sts/db, ds/x, job/y), else the pod itself.
+func workloadOf(p *corev1.Pod, rsOwner map[string]string) string {
+	ref := metav1.GetControllerOf(p)
+	if ref == nil {
+		return "pod/" + p.Name
+	}
+	switch ref.Kind {
+	case "ReplicaSet":
+		if d, ok := rsOwner[p.Namespace+"/"+ref.Name]; ok {
+			return d
+		}
+		return "rs/" + ref.Name
+	case "StatefulSet":
+		return "sts/" + ref.Name
+	case "DaemonSet":
+		return "ds/" + ref.Name
+	case "Job":
+		return "job/" + ref.Name
+	}
+	return strings.ToLower(ref.Kind) + "/" + ref.Name
+}
+
+// proxyAdminPort finds the injected proxy (a native sidecar, or a regular container in
+// older injections) and its admin port.
+func proxyAdminPort(p *corev1.Pod) (bool, int32) {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name != inject.ProxyContainerName {
+				continue
+			}
+			for _, port := range c.Ports {
+				if port.Name == "weft-admin" {
+					return true, port.ContainerPort
+				}
+			}
+			return true, 4191
+		}
+	}
+	return false, 0
+}
+
+// scrapeAll reads every meshed pod's /metrics through the API server's pod proxy,
+// a few at a time. A pod that cannot be read is reported and left out of this round.
+func scrapeAll(ctx context.Context, kc *kubeClients, pods []statPod, stderr io.Writer) map[types.UID]scrape {
+	out := map[types.UID]scrape{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, p := range pods {
+		if !p.meshed {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			text, err := fetchMetrics(ctx, kc, p.namespace, p.name, p.adminPort)
+			at := time.Now()
+			var samples []sample
+			if err == nil {
+				samples, err = parseMetrics(text)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if ctx.Err() == nil {
+					fmt.Fprintf(stderr, "weft stat: pod %s/%s: %v\n", p.namespace, p.name, err)
+				}
+				return
+			}
+			out[p.uid] = digest(at, samples)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func fetchMetrics(ctx context.Context, kc *kubeClients, ns, pod string, port int32) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	b, err := kc.kube.CoreV1().Pods(ns).ProxyGet("http", pod, strconv.Itoa(int(port)), "metrics", nil).DoRaw(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading the proxy's metrics through the API server: %w", err)
+	}
+	return string(b), nil
+}
+
+// summarize computes one row per group and direction from two rounds of scrapes.
+// name filters the groups ("web" matches deploy/web; a full "deploy/web" too).
+func summarize(pods []statPod, prev, cur map[types.UID]scrape, name string) []Golden {
+	type key struct{ ns, group, dir string }
+	acc := map[key]*accumulator{}
+	total := map[key]int{}
+	for _, p := range pods {
+		if name != "" && p.group != name && !strings.HasSuffix(p.group, "/"+name) {
+			continue
+		}
+		for _, d := range directions {
+			k := key{p.namespace, p.group, d}
+			if p.group == p.namespace {
+				k.ns = ""
+			}
+			total[k]++
+			if acc[k] == nil {
+				acc[k] = &accumulator{}
+			}
+			c, okc := cur[p.uid]
+			pr, okp := prev[p.uid]
+			if !okc || !okp {
+				continue
+			}
+			acc[k].add(sub(c.dir[d], pr.dir[d]), c.at.Sub(pr.at).Seconds())
+		}
+	}
+	rows := make([]Golden, 0, len(acc))
+	for k, a := range acc {
+		g := a.golden()
+		g.Namespace, g.Name, g.Direction, g.Pods = k.ns, k.group, k.dir, total[k]
+		rows = append(rows, g)
+	}
+	sort.Slice(rows, func(i, j int) bool {
+		a, b := rows[i], rows[j]
+		if a.Namespace != b.Namespace {
+			return a.Namespace < b.Namespace
+		}
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.Direction < b.Direction
+	})
+	return rows
+}
+
+func printStat(w io.Writer, rows []Golden, o statOptions, now time.Time) error {
+	if o.output == "json" {
+		enc := json.NewEncoder(w)
+		return enc.Encode(struct {
+			Time time.Time `json:"time"`
+			Rows []Golden  `json:"rows"`
+		}{now.UTC(), rows})
+	}
+	if o.watch {
+		fmt.Fprintf(w, "%s  (window %s; Ctrl-C to stop)\n", now.Format("15:04:05"), o.interval)
+	}
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, "No running pods found.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tDIRECTION\tMESHED\tRPS\tSUCCESS\tP50\tP95\tP99\tMTLS\t")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", dash(r.Namespace), r.Name, r.Direction, r.Meshed, r.Pods,
+			r.RPS, percent(r.SuccessRate), millis(r.P50Ms), millis(r.P95Ms), millis(r.P99Ms), percent(r.MTLSShare))
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func percent(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(100**v, 'f', 2, 64) + "%"
+}
+
+func millis(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	if *v < 10 {
+		return strconv.FormatFloat(*v, 'f', 1, 64) + "ms"
+	}
+	return strconv.FormatFloat(*v, 'f', 0, 64) + "ms"
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

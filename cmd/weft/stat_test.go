@@ -1,0 +1,420 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package main
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/weftmesh/weft/internal/testenv"
+)
+
+func TestParseMetrics(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		line    string
+		want    sample
+		wantErr bool
+	}{
+		{name: "labels", line: `request_total{direction="inbound",authority="web:80",tls="true"} 42`,
+			want: sample{name: "request_total", labels: map[string]string{"direction": "inbound", "authority": "web:80", "tls": "true"}, value: 42}},
+		{name: "no labels", line: `process_cpu_seconds_total 1.5`, want: sample{name: "process_cpu_seconds_total", labels: map[string]string{}, value: 1.5}},
+		{name: "escaped quote and comma in a value", line: `x{a="say \"hi\", ok",b="c"} 1`,
+			want: sample{name: "x", labels: map[string]string{"a": `say "hi", ok`, "b": "c"}, value: 1}},
+		{name: "+Inf bucket", line: `response_latency_ms_bucket{le="+Inf"} 7`,
+			want: sample{name: "response_latency_ms_bucket", labels: map[string]string{"le": "+Inf"}, value: 7}},
+		{name: "unterminated", line: `x{a="b} 1`, wantErr: true},
+		{name: "no value", line: `x{a="b"}`, wantErr: true},
+		{name: "bad value", line: `x 1e`, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSample(tc.line)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("want an error, got %+v", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.name != tc.want.name || got.value != tc.want.value || fmt.Sprint(got.labels) != fmt.Sprint(tc.want.labels) {
+				t.Errorf("want %+v, got %+v", tc.want, got)
+			}
+		})
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	buckets := map[float64]float64{1: 10, 10: 90, 100: 100, math.Inf(1): 100}
+	for _, tc := range []struct {
+		name    string
+		buckets map[float64]float64
+		q, want float64
+	}{
+		{name: "p50 interpolates inside its bucket", buckets: buckets, q: 0.5, want: 1 + 9*(50-10)/80.0},
+		{name: "p95 in the last finite bucket", buckets: buckets, q: 0.95, want: 10 + 90*(95-90)/10.0},
+		{name: "first bucket starts at zero", buckets: buckets, q: 0.05, want: 0.5},
+		{name: "above every finite bound gives the highest", buckets: map[float64]float64{1: 0, 10: 0, math.Inf(1): 4}, q: 0.5, want: 10},
+		{name: "empty is NaN", buckets: map[float64]float64{1: 0, math.Inf(1): 0}, q: 0.5, want: math.NaN()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := quantile(tc.buckets, tc.q)
+			if math.IsNaN(tc.want) != math.IsNaN(got) || (!math.IsNaN(got) && math.Abs(got-tc.want) > 1e-9) {
+				t.Errorf("want %v, got %v", tc.want, got)
+			}
+		})
+	}
+}
+
+func TestSubCounterReset(t *testing.T) {
+	prev := &counters{requests: 100, responses: 100, successes: 90, buckets: map[float64]float64{10: 100}}
+	for _, tc := range []struct {
+		name string
+		cur  *counters
+		want float64
+	}{
+		{name: "growing counters subtract", cur: &counters{requests: 130, responses: 130, successes: 120, buckets: map[float64]float64{10: 130}}, want: 30},
+		{name: "a restarted proxy counts from zero", cur: &counters{requests: 7, responses: 7, successes: 7, buckets: map[float64]float64{10: 7}}, want: 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := sub(tc.cur, prev)
+			if d.responses != tc.want || d.requests != tc.want || d.buckets[10] != tc.want {
+				t.Errorf("want %v, got %+v", tc.want, d)
+			}
+		})
+	}
+}
+
+// TestGoldenFromRealProxies runs two real weft-proxy processes, a client proxy and a
+// server proxy talking mTLS with certificates from a CA made here, sends a known mix of
+// requests (successes, failures, and plaintext requests straight to the server's inbound
+// port), and checks what weft stat computes from their real /metrics.
+func TestGoldenFromRealProxies(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs weft-proxy")
+	}
+	dir := t.TempDir()
+	bin := buildProxy(t, dir)
+	caPEM, issue := newCA(t)
+	clientFiles := issue(dir, "client", "spiffe://cluster.local/ns/demo/sa/web")
+	serverFiles := issue(dir, "server", "spiffe://cluster.local/ns/demo/sa/backend")
+
+	// The app: /ok answers 200 after about 15ms, /fail 500 at once.
+	app, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	appSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		time.Sleep(15 * time.Millisecond)
+		io.WriteString(w, "ok")
+	})}
+	go appSrv.Serve(app)
+	t.Cleanup(func() { appSrv.Close() })
+	appPort := app.Addr().(*net.TCPAddr).Port
+
+	server := startProxy(t, bin, dir, "server", fmt.Sprintf("inbound: {originalDstOverride: \"127.0.0.1:%d\"}\n", appPort), serverFiles, caPEM)
+	client := startProxy(t, bin, dir, "client", fmt.Sprintf(`
+outbound:
+  originalDstOverride: 10.96.0.20:80
+destinations:
+- name: backend
+  addresses: ["10.96.0.20:80"]
+  endpoints:
+  - {address: 127.0.0.1, port: %d, identity: "spiffe://cluster.local/ns/demo/sa/backend", proxyPort: %d}
+`, appPort, server.inbound), clientFiles, caPEM)
+
+	pods := []statPod{
+		{uid: "c", namespace: "demo", name: "web-1", group: "deploy/web", meshed: true},
+		{uid: "s", namespace: "demo", name: "backend-1", group: "deploy/backend", meshed: true},
+		{uid: "u", namespace: "demo", name: "legacy", group: "deploy/legacy"},
+	}
+	scrapeBoth := func() map[types.UID]scrape {
+		out := map[types.UID]scrape{}
+		for uid, p := range map[types.UID]*proxyProc{"c": client, "s": server} {
+			samples, err := parseMetrics(p.metrics(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[uid] = digest(time.Now(), samples)
+		}
+		return out
+	}
+	// Traffic before the first scrape must not count: only the window does.
+	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", client.outbound), 5)
+	prev := scrapeBoth()
+	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", client.outbound), 40)
+	getN(t, fmt.Sprintf("http://127.0.0.1:%d/fail", client.outbound), 10)
+	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", server.inbound), 10) // plaintext, no identity
+	cur := scrapeBoth()
+	rows := summarize(pods, prev, cur, "")
+
+	byKey := map[string]Golden{}
+	for _, r := range rows {
+		byKey[r.Name+" "+r.Direction] = r
+	}
+	if len(rows) != 6 {
+		t.Fatalf("want 6 rows (3 groups x 2 directions), got %d: %+v", len(rows), rows)
+	}
+	for _, tc := range []struct {
+		row                   string
+		requests, success     float64
+		mtls                  *float64
+		p50Min, p50Max, meshd int
+	}{
+		{row: "deploy/web outbound", requests: 50, success: 0.8, mtls: ptr(1), p50Min: 10, p50Max: 40, meshd: 1},
+		{row: "deploy/backend inbound", requests: 60, success: 50.0 / 60, mtls: ptr(50.0 / 60), p50Min: 10, p50Max: 40, meshd: 1},
+		{row: "deploy/web inbound", requests: 0, meshd: 1},
+		{row: "deploy/legacy inbound", requests: 0, meshd: 0},
+	} {
+		t.Run(tc.row, func(t *testing.T) {
+			g, ok := byKey[tc.row]
+			if !ok {
+				t.Fatalf("no row %q in %+v", tc.row, rows)
+			}
+			if g.Requests != tc.requests || g.Meshed != tc.meshd || g.Pods != 1 {
+				t.Errorf("want %v requests from %d/1 meshed pods, got %+v", tc.requests, tc.meshd, g)
+			}
+			if tc.requests == 0 {
+				if g.SuccessRate != nil || g.P50Ms != nil || g.MTLSShare != nil || g.RPS != 0 {
+					t.Errorf("want no rates without traffic, got %+v", g)
+				}
+				return
+			}
+			if g.SuccessRate == nil || math.Abs(*g.SuccessRate-tc.success) > 1e-9 {
+				t.Errorf("want success rate %v, got %v", tc.success, deref(g.SuccessRate))
+			}
+			if g.MTLSShare == nil || math.Abs(*g.MTLSShare-*tc.mtls) > 1e-9 {
+				t.Errorf("want mTLS share %v, got %v", *tc.mtls, deref(g.MTLSShare))
+			}
+			// 80% of requests take ~15ms, 20% ~0: p50 lies in the 10-20ms bucket on an
+			// idle machine; the bound leaves room for a loaded one.
+			if g.P50Ms == nil || *g.P50Ms < float64(tc.p50Min) || *g.P50Ms > float64(tc.p50Max) {
+				t.Errorf("want p50 in [%d, %d]ms, got %v", tc.p50Min, tc.p50Max, deref(g.P50Ms))
+			}
+			if g.P99Ms == nil || *g.P99Ms < *g.P50Ms {
+				t.Errorf("want p99 >= p50, got %v", deref(g.P99Ms))
+			}
+			if want := tc.requests / g.WindowSeconds; math.Abs(g.RPS-want) > want*1e-9 {
+				t.Errorf("want RPS %v (requests over the window), got %v", want, g.RPS)
+			}
+		})
+	}
+
+	// The table and JSON renderings carry the same numbers.
+	var buf bytes.Buffer
+	if err := printStat(&buf, rows, statOptions{output: "json"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	var decoded struct{ Rows []Golden }
+	if err := json.Unmarshal(buf.Bytes(), &decoded); err != nil || len(decoded.Rows) != 6 {
+		t.Fatalf("json output %s: %v", buf.String(), err)
+	}
+	buf.Reset()
+	if err := printStat(&buf, rows, statOptions{output: "table"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("weft stat's table:\n%s", buf.String())
+	for _, want := range []string{"deploy/web", "outbound", "80.00%", "100.00%", "0/1"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		}
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func getN(t *testing.T, u string, n int) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	for range n {
+		resp, err := c.Get(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+}
+
+type proxyProc struct {
+	inbound, outbound, admin int
+}
+
+func (p *proxyProc) metrics(t *testing.T) string {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", p.admin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func buildProxy(t *testing.T, dir string) string {
+	t.Helper()
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "weft-proxy")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/weft-proxy")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building weft-proxy: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startProxy(t *testing.T, bin, dir, name, config string, files [2]string, caPEM string) *proxyProc {
+	t.Helper()
+	p := &proxyProc{inbound: freePort(t), outbound: freePort(t), admin: freePort(t)}
+	cfg := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--config", cfg, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
+		"--inbound-port", strconv.Itoa(p.inbound), "--outbound-port", strconv.Itoa(p.outbound), "--admin-port", strconv.Itoa(p.admin),
+		"--identity-mode", "files", "--identity-cert", files[0], "--identity-key", files[1], "--identity-roots", caPEM)
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s proxy log:\n%s", name, logs.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/ready", p.admin))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s proxy not ready: %v", name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// newCA makes a self-signed ECDSA P-256 CA in the shape of the Mesh's trust anchor and
+// returns its PEM file and a function issuing SPIFFE leaves (cert and key files).
+func newCA(t *testing.T) (string, func(dir, name, spiffeID string) [2]string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test anchor"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	dir := t.TempDir()
+	caFile := filepath.Join(dir, "ca.pem")
+	writePEM(t, caFile, "CERTIFICATE", der)
+	serial := int64(2)
+	return caFile, func(dir, name, id string) [2]string {
+		u, err := url.Parse(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serial++
+		ltpl := &x509.Certificate{SerialNumber: big.NewInt(serial), URIs: []*url.URL{u},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage:    x509.KeyUsageDigitalSignature,
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+		lder, err := x509.CreateCertificate(rand.Reader, ltpl, ca, &lk.PublicKey, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, err := x509.MarshalPKCS8PrivateKey(lk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := [2]string{filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")}
+		writePEM(t, files[0], "CERTIFICATE", lder)
+		writePEM(t, files[1], "PRIVATE KEY", kder)
+		return files
+	}
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
