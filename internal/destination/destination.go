@@ -1,0 +1,222 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package destination is Weft's destination service: proxies subscribe to one
+// destination (a Service port, named by authority or by cluster IP and port) and
+// receive its configuration, compiled by internal/compiler, then an update each time
+// the cluster changes what they should do.
+//
+// The service keeps the objects the compiler reads in informers of its own (pods
+// stripped to what the compiler uses), recompiles only the destinations that have
+// subscribers and that a change can affect, caches one configuration per distinct
+// (Service port, client namespace) and fans it out to every subscriber of it. Each
+// subscriber has a latest-wins slot, so a slow proxy only ever skips versions and never
+// holds up the others.
+//
+// It serves gRPC over mutual TLS: the serving certificate is minted from the identity
+// issuer by internal/identity's code, and the client certificate must chain to the trust
+// roots published in the weft-trust-roots ConfigMap, checked against the current bundle
+// at every handshake so rotated anchors take effect without a restart.
+package destination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	toolscache "k8s.io/client-go/tools/cache"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
+	"github.com/weftmesh/weft/internal/compiler"
+	"github.com/weftmesh/weft/internal/identity"
+)
+
+// Names fixed by the contracts between Weft's parts.
+const (
+	// ServiceName is the destination Service in the control-plane namespace.
+	ServiceName = "weft-destination"
+	// DefaultAddr is where the service listens.
+	DefaultAddr = ":8086"
+	// DefaultCoalesce is how long a change waits for others before recompiling.
+	DefaultCoalesce = 5 * time.Millisecond
+	// DefaultShutdownGrace bounds how long shutdown waits for streams to end.
+	DefaultShutdownGrace = 5 * time.Second
+)
+
+// Options configure the destination service in weft-controller.
+type Options struct {
+	// Namespace is the control-plane namespace: the identity issuer Secret and the
+	// trust roots ConfigMap are read from it.
+	Namespace string
+	// Addr is the listen address. Default :8086. "127.0.0.1:0" picks a free port;
+	// OnListen then reports it.
+	Addr string
+	// OnListen, when set, is called with the bound address once the service listens.
+	OnListen func(net.Addr)
+	// ClusterDomain is the DNS suffix of Service names. Default cluster.local.
+	ClusterDomain string
+	// ServerNames are the DNS names of the serving certificate. Default
+	// weft-destination.<Namespace>.svc and weft-destination.<Namespace>.svc.cluster.local.
+	ServerNames []string
+	// Coalesce is how long the service gathers changes before recompiling: a burst of
+	// events (a rollout, a resync) costs one compilation. Default 5ms.
+	Coalesce time.Duration
+	// ShutdownGrace bounds the graceful stop. Default 5s.
+	ShutdownGrace time.Duration
+}
+
+func (o *Options) defaults() {
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
+	}
+	if o.ClusterDomain == "" {
+		o.ClusterDomain = compiler.DefaultClusterDomain
+	}
+	if len(o.ServerNames) == 0 {
+		o.ServerNames = []string{
+			ServiceName + "." + o.Namespace + ".svc",
+			ServiceName + "." + o.Namespace + ".svc." + o.ClusterDomain,
+		}
+	}
+	if o.Coalesce <= 0 {
+		o.Coalesce = DefaultCoalesce
+	}
+	if o.ShutdownGrace <= 0 {
+		o.ShutdownGrace = DefaultShutdownGrace
+	}
+}
+
+// +kubebuilder:rbac:groups="",resources=services;pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes;serviceprofiles,verbs=get;list;watch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
+// +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
+
+// AddToManager runs the destination service on every replica (it does not need the
+// leader lease: proxies talk to any replica). It reads through a cache of its own, so
+// that pods can be stripped to the few fields the compiler reads and the issuer Secret
+// and trust roots ConfigMap are the only Secret and ConfigMap it ever caches.
+func AddToManager(mgr ctrl.Manager, opts Options) error {
+	if opts.Namespace == "" {
+		return errors.New("destination: Namespace is required")
+	}
+	opts.defaults()
+	c, err := cache.New(mgr.GetConfig(), cache.Options{
+		Scheme:           mgr.GetScheme(),
+		Mapper:           mgr.GetRESTMapper(),
+		DefaultTransform: stripManagedFields,
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Pod{}: {Transform: slimPod},
+			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {
+				FieldSelector: fields.OneTermEqualSelector("metadata.name", identity.IssuerSecretName)}}},
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {
+				FieldSelector: fields.OneTermEqualSelector("metadata.name", identity.TrustRootsConfigMapName)}}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("creating the destination cache: %w", err)
+	}
+	if err := mgr.Add(c); err != nil {
+		return fmt.Errorf("adding the destination cache: %w", err)
+	}
+	log := mgr.GetLogger().WithName("destination")
+	creds, err := newCredentials(c, mgr.GetClient(), opts, log)
+	if err != nil {
+		return err
+	}
+	srv := NewServer(ServerOptions{ClusterDomain: opts.ClusterDomain, Coalesce: opts.Coalesce, Log: log})
+	if testHookServer != nil {
+		testHookServer(srv)
+	}
+	var regs []toolscache.ResourceEventHandlerRegistration
+	for _, obj := range []client.Object{
+		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{},
+		&meshv1alpha1.ServiceProfile{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{},
+		&splitv1alpha2.TrafficSplit{}, &meshv1alpha1.Mesh{},
+	} {
+		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
+		if err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+		reg, err := inf.AddEventHandler(srv.Handler())
+		if err != nil {
+			return fmt.Errorf("handling %T events: %w", obj, err)
+		}
+		regs = append(regs, reg)
+	}
+	// The TLS objects are read with Get; their informers must exist before the cache
+	// starts so that WaitForCacheSync covers them.
+	for _, obj := range []client.Object{&corev1.Secret{}, &corev1.ConfigMap{}} {
+		if _, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
+	return mgr.Add(&runnable{srv: srv, cache: c, regs: regs, creds: creds, opts: opts, log: log})
+}
+
+// testHookServer, when set by a test of this package, sees each Server AddToManager
+// creates, so the test can inspect subscribers.
+var testHookServer func(*Server)
+
+type runnable struct {
+	srv   *Server
+	cache cache.Cache
+	regs  []toolscache.ResourceEventHandlerRegistration
+	creds *credentialsSource
+	opts  Options
+	log   logr.Logger
+}
+
+// NeedLeaderElection is false: every replica serves destinations.
+func (r *runnable) NeedLeaderElection() bool { return false }
+
+// Start listens at once, so that proxies get Unavailable rather than a refused
+// connection while the informers fill, and marks the service synced once every event
+// handler has seen the initial lists.
+func (r *runnable) Start(ctx context.Context) error {
+	lis, err := net.Listen("tcp", r.opts.Addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", r.opts.Addr, err)
+	}
+	if r.opts.OnListen != nil {
+		r.opts.OnListen(lis.Addr())
+	}
+	r.log.Info("Serving destinations", "addr", lis.Addr().String())
+	go func() {
+		if !r.cache.WaitForCacheSync(ctx) {
+			return
+		}
+		for _, reg := range r.regs {
+			if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+				return
+			}
+		}
+		r.srv.MarkSynced()
+	}()
+	return r.srv.Serve(ctx, lis, r.creds.serverOption(), r.opts.ShutdownGrace)
+}

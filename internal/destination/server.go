@@ -1,0 +1,495 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package destination
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	toolscache "k8s.io/client-go/tools/cache"
+
+	"github.com/weftmesh/weft/internal/compiler"
+	"github.com/weftmesh/weft/proxy/api"
+)
+
+// ServerOptions configure a Server.
+type ServerOptions struct {
+	// ClusterDomain is the DNS suffix of Service names. Default cluster.local.
+	ClusterDomain string
+	// Coalesce is how long changes are gathered before recompiling. Default 5ms.
+	Coalesce time.Duration
+	// Log receives one line per refused subscription and per failed compilation.
+	Log logr.Logger
+}
+
+// Server implements the Destination gRPC API on a store fed by informer events (see
+// Handler).
+type Server struct {
+	api.UnimplementedDestinationServer
+
+	opts ServerOptions
+	log  logr.Logger
+
+	storeMu sync.Mutex
+	st      *store
+
+	synced atomic.Bool
+	// kick wakes the compile loop; buffered so that a burst is one wake-up.
+	kick chan struct{}
+	// stopping is closed on shutdown to end every stream.
+	stopping chan struct{}
+	stopOnce sync.Once
+
+	mu      sync.Mutex
+	entries map[entryKey]*entry
+}
+
+// entryKey identifies a compiled destination: a target as seen from one namespace.
+type entryKey struct {
+	target    string
+	contextNS string
+}
+
+// entry is a destination with subscribers: its latest result, the Services its
+// configuration reads (to know which changes affect it) and who to send it to.
+type entry struct {
+	key    entryKey
+	target target
+	cur    *result // nil until first compiled
+	deps   []string
+	subs   map[*subscriber]struct{}
+}
+
+// result is one compiled version of a destination, shared by its subscribers and
+// never modified once published (except its memo of messages).
+type result struct {
+	cfg      *api.DestinationConfig // nil when not found
+	notFound string
+
+	mu sync.Mutex
+	// byPrev memoises the message from a previous version to this one: subscribers of
+	// one destination mostly share their previous version, so each delta is computed
+	// once per fan-out rather than once per stream.
+	byPrev map[string]*api.DestinationUpdate
+}
+
+func (r *result) sameAs(o *result) bool {
+	if r.cfg == nil || o.cfg == nil {
+		return r.cfg == nil && o.cfg == nil
+	}
+	return r.cfg.Version == o.cfg.Version
+}
+
+// updateFrom returns the message that takes a subscriber that has prev (nil: nothing)
+// to r, or nil when none is needed.
+func (r *result) updateFrom(prev *result) *api.DestinationUpdate {
+	if r.cfg == nil {
+		if prev != nil && prev.cfg == nil {
+			return nil
+		}
+		return &api.DestinationUpdate{Kind: &api.DestinationUpdate_NotFound{NotFound: &api.NotFound{Reason: r.notFound}}}
+	}
+	var prevCfg *api.DestinationConfig
+	memo := ""
+	if prev != nil && prev.cfg != nil {
+		prevCfg, memo = prev.cfg, prev.cfg.Version
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if m, ok := r.byPrev[memo]; ok {
+		return m
+	}
+	m := compiler.Update(prevCfg, r.cfg)
+	if r.byPrev == nil {
+		r.byPrev = map[string]*api.DestinationUpdate{}
+	}
+	r.byPrev[memo] = m
+	return m
+}
+
+// subscriber is one Get stream's latest-wins slot: the compile loop overwrites next
+// and never waits for the stream, which sends whatever is latest when it gets to it.
+type subscriber struct {
+	mu   sync.Mutex
+	next *result
+	wake chan struct{}
+}
+
+func (s *subscriber) offer(r *result) {
+	s.mu.Lock()
+	s.next = r
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *subscriber) take() *result {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.next
+	s.next = nil
+	return r
+}
+
+// NewServer returns a Server; feed it with Handler and call MarkSynced once the
+// informers have delivered their initial lists.
+func NewServer(opts ServerOptions) *Server {
+	if opts.ClusterDomain == "" {
+		opts.ClusterDomain = compiler.DefaultClusterDomain
+	}
+	if opts.Coalesce <= 0 {
+		opts.Coalesce = DefaultCoalesce
+	}
+	if opts.Log.GetSink() == nil {
+		opts.Log = logr.Discard()
+	}
+	return &Server{
+		opts:     opts,
+		log:      opts.Log,
+		st:       newStore(),
+		kick:     make(chan struct{}, 1),
+		stopping: make(chan struct{}),
+		entries:  map[entryKey]*entry{},
+	}
+}
+
+// Handler returns the informer event handler that keeps the server's state.
+func (s *Server) Handler() toolscache.ResourceEventHandler { return handler{s} }
+
+func (s *Server) observe(old, obj any) {
+	s.storeMu.Lock()
+	changed := s.st.apply(old, obj)
+	s.storeMu.Unlock()
+	if changed && s.synced.Load() {
+		s.wakeLoop()
+	}
+}
+
+func (s *Server) wakeLoop() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// MarkSynced lets subscriptions in: before it, Get answers Unavailable, since a
+// destination missing from a half-filled cache would be reported as not found.
+func (s *Server) MarkSynced() {
+	s.storeMu.Lock()
+	s.st.full = true
+	s.storeMu.Unlock()
+	s.synced.Store(true)
+	s.wakeLoop()
+}
+
+// Get implements api.DestinationServer.
+func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[api.DestinationUpdate]) error {
+	ctx := stream.Context()
+	ns, err := clientNamespace(ctx)
+	if err != nil {
+		RefusedTotal.WithLabelValues(codes.Unauthenticated.String()).Inc()
+		return err
+	}
+	if cns := req.GetContextNamespace(); cns != "" && cns != ns {
+		RefusedTotal.WithLabelValues(codes.PermissionDenied.String()).Inc()
+		s.log.Info("Refused a subscription", "reason", "context namespace mismatch", "contextNamespace", cns, "clientNamespace", ns)
+		return status.Errorf(codes.PermissionDenied, "context_namespace %q is not the namespace of the client's identity (%q)", cns, ns)
+	}
+	t, err := parseTarget(req, s.opts.ClusterDomain)
+	if err != nil {
+		RefusedTotal.WithLabelValues(codes.InvalidArgument.String()).Inc()
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	if !s.synced.Load() {
+		RefusedTotal.WithLabelValues(codes.Unavailable.String()).Inc()
+		return status.Error(codes.Unavailable, "the destination service has not synced the cluster's state yet")
+	}
+
+	sub := &subscriber{wake: make(chan struct{}, 1)}
+	key := entryKey{target: t.key(), contextNS: req.GetContextNamespace()}
+	s.subscribe(key, t, sub)
+	defer s.unsubscribe(key, sub)
+	Subscribers.Inc()
+	defer Subscribers.Dec()
+
+	var sent *result
+	for {
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.stopping:
+			// The proxy resubscribes to another replica; ending with OK (rather than
+			// dropping the connection) tells it this was an orderly shutdown.
+			return nil
+		case <-sub.wake:
+		}
+		r := sub.take()
+		if r == nil {
+			continue
+		}
+		msg := r.updateFrom(sent)
+		if msg == nil {
+			continue
+		}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+		UpdatesTotal.WithLabelValues(updateKind(msg)).Inc()
+		sent = r
+	}
+}
+
+func updateKind(m *api.DestinationUpdate) string {
+	switch m.GetKind().(type) {
+	case *api.DestinationUpdate_Snapshot:
+		return "snapshot"
+	case *api.DestinationUpdate_Endpoints:
+		return "endpoints"
+	}
+	return "not_found"
+}
+
+func (s *Server) subscribe(key entryKey, t target, sub *subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[key]
+	if e == nil {
+		e = &entry{key: key, target: t, subs: map[*subscriber]struct{}{}}
+		s.entries[key] = e
+		Destinations.Set(float64(len(s.entries)))
+		s.wakeLoop()
+	}
+	e.subs[sub] = struct{}{}
+	if e.cur != nil {
+		sub.offer(e.cur)
+	}
+}
+
+func (s *Server) unsubscribe(key entryKey, sub *subscriber) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.entries[key]
+	if e == nil {
+		return
+	}
+	delete(e.subs, sub)
+	if len(e.subs) == 0 {
+		// Nobody watches it any more: stop compiling it.
+		delete(s.entries, key)
+		Destinations.Set(float64(len(s.entries)))
+	}
+}
+
+// run is the compile loop: it wakes on changes, waits Coalesce for more, and
+// recompiles what they affect.
+func (s *Server) run(ctx context.Context) {
+	t := time.NewTimer(0)
+	<-t.C
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.kick:
+		}
+		t.Reset(s.opts.Coalesce)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.recompile()
+	}
+}
+
+// recompile compiles every destination a change since the last call may affect, plus
+// the new ones, and offers the results that differ to their subscribers.
+func (s *Server) recompile() {
+	if !s.synced.Load() {
+		return
+	}
+	start := time.Now()
+
+	// Which entries: all on a full change or when some are new (their dependencies
+	// are unknown), else those whose Services' endpoints changed.
+	s.storeMu.Lock()
+	full, dirty := s.st.full, s.st.dirty
+	s.st.full, s.st.dirty = false, map[string]struct{}{}
+	s.mu.Lock()
+	var todo []*entry
+	for _, e := range s.entries {
+		if e.cur == nil {
+			full = true
+			break
+		}
+	}
+	for _, e := range s.entries {
+		if full || dependsOn(e.deps, dirty) {
+			todo = append(todo, e)
+		}
+	}
+	s.mu.Unlock()
+	if len(todo) == 0 {
+		s.storeMu.Unlock()
+		return
+	}
+	var only map[string]struct{}
+	if !full {
+		only = map[string]struct{}{}
+		for _, e := range todo {
+			for _, d := range e.deps {
+				only[d] = struct{}{}
+			}
+		}
+	}
+	state := s.st.state(s.opts.ClusterDomain, only)
+	// Address targets resolve to a Service port through the cluster IPs, which can
+	// appear and go with their Services.
+	targets := make([]compiler.Target, len(todo))
+	reasons := make([]string, len(todo))
+	for i, e := range todo {
+		targets[i], reasons[i] = s.resolve(e)
+	}
+	s.storeMu.Unlock()
+
+	c := compiler.New(state)
+	results := make([]*result, len(todo))
+	deps := make([][]string, len(todo))
+	for i, e := range todo {
+		if reasons[i] != "" {
+			results[i] = &result{notFound: reasons[i]}
+			continue
+		}
+		cfg, err := c.Compile(targets[i])
+		switch {
+		case errors.Is(err, compiler.ErrNotFound):
+			results[i] = &result{notFound: err.Error()}
+		case err != nil:
+			// Keep what subscribers have: a configuration that cannot be marshalled is
+			// a bug, not a reason to take routes away.
+			s.log.Error(err, "Compiling a destination failed", "target", e.target.String())
+		default:
+			results[i] = &result{cfg: cfg}
+			deps[i] = backendServices(cfg)
+		}
+	}
+
+	s.mu.Lock()
+	sent := 0
+	for i, e := range todo {
+		r := results[i]
+		if r == nil || s.entries[e.key] != e {
+			continue
+		}
+		e.deps = deps[i]
+		if e.cur != nil && e.cur.sameAs(r) {
+			continue
+		}
+		e.cur = r
+		for sub := range e.subs {
+			sub.offer(r)
+			sent++
+		}
+	}
+	s.mu.Unlock()
+	CompileSeconds.Observe(time.Since(start).Seconds())
+	if s.log.V(1).Enabled() {
+		s.log.V(1).Info("Recompiled destinations", "full", full, "dirtyServices", sortedKeys(dirty),
+			"compiled", len(todo), "offered", sent, "took", time.Since(start))
+	}
+}
+
+// resolve returns the compiler target of an entry, or why it names no Service. The
+// store must be locked.
+func (s *Server) resolve(e *entry) (compiler.Target, string) {
+	t := e.target
+	switch {
+	case t.External != "":
+		return compiler.Target{}, fmt.Sprintf("%s is not the name of a Service in cluster domain %s", t.External, s.opts.ClusterDomain)
+	case t.Addr.IsValid():
+		k, ok := s.st.byIP[t.Addr.Addr().String()]
+		if !ok {
+			return compiler.Target{}, fmt.Sprintf("%s is not the cluster IP of a Service", t.Addr.Addr())
+		}
+		svc := s.st.services[k]
+		return compiler.Target{Namespace: svc.Namespace, Name: svc.Name, Port: int32(t.Addr.Port()), ContextNamespace: e.key.contextNS}, ""
+	}
+	return compiler.Target{Namespace: t.Namespace, Name: t.Name, Port: t.Port, ContextNamespace: e.key.contextNS}, ""
+}
+
+// backendServices are the Services whose endpoints a configuration carries: a change
+// to the endpoints of any other Service cannot change it.
+func backendServices(cfg *api.DestinationConfig) []string {
+	out := make([]string, 0, len(cfg.Backends))
+	for _, b := range cfg.Backends {
+		out = append(out, objKey(b.Service.GetNamespace(), b.Service.GetName()))
+	}
+	return out
+}
+
+func dependsOn(deps []string, dirty map[string]struct{}) bool {
+	for _, d := range deps {
+		if _, ok := dirty[d]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// Serve serves the gRPC API on lis until ctx is done, then ends every stream and stops
+// gracefully within grace.
+func (s *Server) Serve(ctx context.Context, lis net.Listener, creds grpc.ServerOption, grace time.Duration) error {
+	srv := grpc.NewServer(creds,
+		// A request is a name; anything larger is not a proxy.
+		grpc.MaxRecvMsgSize(16<<10),
+		grpc.ConnectionTimeout(10*time.Second),
+		// Proxies keep their streams alive with pings; refuse abusive rates.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+	)
+	api.RegisterDestinationServer(srv, s)
+	loopCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go s.run(loopCtx)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		s.stopOnce.Do(func() { close(s.stopping) })
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(grace):
+			srv.Stop()
+		}
+		return nil
+	case err := <-errc:
+		return err
+	}
+}

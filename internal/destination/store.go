@@ -1,0 +1,395 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package destination
+
+import (
+	"cmp"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
+	"github.com/weftmesh/weft/internal/compiler"
+	"github.com/weftmesh/weft/internal/inject"
+)
+
+// store holds the objects the compiler reads, as the informers deliver them (the
+// pointers are the cache's: never modified), plus the indexes that tell which
+// destinations a change can affect. It is guarded by Server.storeMu.
+type store struct {
+	services map[string]*corev1.Service
+	// byIP maps a cluster IP to its Service's key, to resolve address targets.
+	byIP           map[string]string
+	endpointSlices map[string]*discoveryv1.EndpointSlice
+	// slicesBySvc maps a Service key to the keys of its EndpointSlices.
+	slicesBySvc map[string]map[string]struct{}
+	pods        map[string]*corev1.Pod
+	// podSlices maps a Pod key to the keys of the EndpointSlices that target it.
+	podSlices map[string]map[string]struct{}
+	profiles  map[string]*meshv1alpha1.ServiceProfile
+	http      map[string]*gatewayv1.HTTPRoute
+	grpc      map[string]*gatewayv1.GRPCRoute
+	splits    map[string]*splitv1alpha2.TrafficSplit
+	mesh      *meshv1alpha1.Mesh
+
+	// What changed since the last compilation: full means anything may have (a
+	// Service, a route resource, the Mesh); dirty are Services whose endpoints (or
+	// endpoints' pods) changed, which only affects destinations with those Services
+	// as backends.
+	full  bool
+	dirty map[string]struct{}
+}
+
+func newStore() *store {
+	return &store{
+		services:       map[string]*corev1.Service{},
+		byIP:           map[string]string{},
+		endpointSlices: map[string]*discoveryv1.EndpointSlice{},
+		slicesBySvc:    map[string]map[string]struct{}{},
+		pods:           map[string]*corev1.Pod{},
+		podSlices:      map[string]map[string]struct{}{},
+		profiles:       map[string]*meshv1alpha1.ServiceProfile{},
+		http:           map[string]*gatewayv1.HTTPRoute{},
+		grpc:           map[string]*gatewayv1.GRPCRoute{},
+		splits:         map[string]*splitv1alpha2.TrafficSplit{},
+		dirty:          map[string]struct{}{},
+	}
+}
+
+func objKey(ns, name string) string { return ns + "/" + name }
+
+// apply records an object's new state (obj nil: deleted) and what it may affect. It
+// reports whether anything the compiler reads changed.
+func (s *store) apply(old, obj any) bool {
+	cur := obj
+	if cur == nil {
+		cur = old
+	}
+	switch o := cur.(type) {
+	case *corev1.Service:
+		k := objKey(o.Namespace, o.Name)
+		if prev := s.services[k]; prev != nil {
+			for _, ip := range clusterIPs(prev) {
+				if s.byIP[ip] == k {
+					delete(s.byIP, ip)
+				}
+			}
+		}
+		if obj == nil {
+			delete(s.services, k)
+		} else {
+			s.services[k] = o
+			for _, ip := range clusterIPs(o) {
+				s.byIP[ip] = k
+			}
+		}
+		s.full = true
+	case *discoveryv1.EndpointSlice:
+		s.applySlice(o, obj == nil)
+	case *corev1.Pod:
+		k := objKey(o.Namespace, o.Name)
+		prev := s.pods[k]
+		if obj == nil {
+			delete(s.pods, k)
+		} else {
+			s.pods[k] = o
+		}
+		// Only what the compiler reads of a pod matters: whether it is meshed, its
+		// ServiceAccount and its proxy's inbound port. Status churn changes none.
+		if prev != nil && obj != nil && podEquivalent(prev, o) {
+			return false
+		}
+		for sk := range s.podSlices[k] {
+			if es := s.endpointSlices[sk]; es != nil {
+				s.markSvc(es.Namespace, es.Labels[discoveryv1.LabelServiceName])
+			}
+		}
+	case *meshv1alpha1.ServiceProfile:
+		setOrDelete(s.profiles, objKey(o.Namespace, o.Name), o, obj == nil)
+		s.full = true
+	case *gatewayv1.HTTPRoute:
+		setOrDelete(s.http, objKey(o.Namespace, o.Name), o, obj == nil)
+		s.full = true
+	case *gatewayv1.GRPCRoute:
+		setOrDelete(s.grpc, objKey(o.Namespace, o.Name), o, obj == nil)
+		s.full = true
+	case *splitv1alpha2.TrafficSplit:
+		setOrDelete(s.splits, objKey(o.Namespace, o.Name), o, obj == nil)
+		s.full = true
+	case *meshv1alpha1.Mesh:
+		if o.Name != meshv1alpha1.MeshName {
+			return false
+		}
+		if obj == nil {
+			s.mesh = nil
+		} else {
+			s.mesh = o
+		}
+		s.full = true
+	default:
+		return false
+	}
+	return true
+}
+
+func (s *store) applySlice(es *discoveryv1.EndpointSlice, deleted bool) {
+	k := objKey(es.Namespace, es.Name)
+	if prev := s.endpointSlices[k]; prev != nil {
+		s.unindexSlice(k, prev)
+		// The Service it belonged to loses endpoints (its label may have changed).
+		s.markSvc(prev.Namespace, prev.Labels[discoveryv1.LabelServiceName])
+	}
+	if deleted {
+		delete(s.endpointSlices, k)
+		return
+	}
+	s.endpointSlices[k] = es
+	svc := es.Labels[discoveryv1.LabelServiceName]
+	if svc != "" {
+		sk := objKey(es.Namespace, svc)
+		if s.slicesBySvc[sk] == nil {
+			s.slicesBySvc[sk] = map[string]struct{}{}
+		}
+		s.slicesBySvc[sk][k] = struct{}{}
+	}
+	for _, ep := range es.Endpoints {
+		if pk, ok := podRef(es, ep); ok {
+			if s.podSlices[pk] == nil {
+				s.podSlices[pk] = map[string]struct{}{}
+			}
+			s.podSlices[pk][k] = struct{}{}
+		}
+	}
+	s.markSvc(es.Namespace, svc)
+}
+
+func (s *store) unindexSlice(k string, es *discoveryv1.EndpointSlice) {
+	if svc := es.Labels[discoveryv1.LabelServiceName]; svc != "" {
+		sk := objKey(es.Namespace, svc)
+		delete(s.slicesBySvc[sk], k)
+		if len(s.slicesBySvc[sk]) == 0 {
+			delete(s.slicesBySvc, sk)
+		}
+	}
+	for _, ep := range es.Endpoints {
+		if pk, ok := podRef(es, ep); ok {
+			delete(s.podSlices[pk], k)
+			if len(s.podSlices[pk]) == 0 {
+				delete(s.podSlices, pk)
+			}
+		}
+	}
+}
+
+func podRef(es *discoveryv1.EndpointSlice, ep discoveryv1.Endpoint) (string, bool) {
+	if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" {
+		return "", false
+	}
+	return objKey(cmp.Or(ep.TargetRef.Namespace, es.Namespace), ep.TargetRef.Name), true
+}
+
+func (s *store) markSvc(ns, name string) {
+	if name != "" {
+		s.dirty[objKey(ns, name)] = struct{}{}
+	}
+}
+
+func setOrDelete[T any](m map[string]*T, k string, v *T, deleted bool) {
+	if deleted {
+		delete(m, k)
+	} else {
+		m[k] = v
+	}
+}
+
+// state builds the compiler's input. With only nil, every object; else only the
+// endpoints (and their pods) of the Services in only, which is all the compiler reads
+// for destinations whose backends are among them: the other objects (few, and read by
+// route and backend resolution) are always included.
+func (s *store) state(clusterDomain string, only map[string]struct{}) *compiler.State {
+	st := &compiler.State{ClusterDomain: clusterDomain}
+	st.SetMesh(s.mesh)
+	st.Services = make([]corev1.Service, 0, len(s.services))
+	for _, o := range s.services {
+		st.Services = append(st.Services, *o)
+	}
+	addSlice := func(es *discoveryv1.EndpointSlice) {
+		st.EndpointSlices = append(st.EndpointSlices, *es)
+	}
+	if only == nil {
+		st.EndpointSlices = make([]discoveryv1.EndpointSlice, 0, len(s.endpointSlices))
+		for _, es := range s.endpointSlices {
+			addSlice(es)
+		}
+		st.Pods = make([]corev1.Pod, 0, len(s.pods))
+		for _, p := range s.pods {
+			st.Pods = append(st.Pods, *p)
+		}
+	} else {
+		seenPods := map[string]bool{}
+		for svc := range only {
+			for sk := range s.slicesBySvc[svc] {
+				es := s.endpointSlices[sk]
+				addSlice(es)
+				for _, ep := range es.Endpoints {
+					if pk, ok := podRef(es, ep); ok && !seenPods[pk] {
+						seenPods[pk] = true
+						if p := s.pods[pk]; p != nil {
+							st.Pods = append(st.Pods, *p)
+						}
+					}
+				}
+			}
+		}
+	}
+	for _, o := range s.profiles {
+		st.ServiceProfiles = append(st.ServiceProfiles, *o)
+	}
+	for _, o := range s.http {
+		st.HTTPRoutes = append(st.HTTPRoutes, *o)
+	}
+	for _, o := range s.grpc {
+		st.GRPCRoutes = append(st.GRPCRoutes, *o)
+	}
+	for _, o := range s.splits {
+		st.TrafficSplits = append(st.TrafficSplits, *o)
+	}
+	return st
+}
+
+func clusterIPs(svc *corev1.Service) []string {
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	var out []string
+	for _, ip := range ips {
+		if ip != "" && ip != corev1.ClusterIPNone {
+			out = append(out, ip)
+		}
+	}
+	return out
+}
+
+// podEquivalent says whether two versions of a pod compile the same.
+func podEquivalent(a, b *corev1.Pod) bool {
+	return a.Spec.ServiceAccountName == b.Spec.ServiceAccountName &&
+		isMeshed(a) == isMeshed(b) &&
+		a.Annotations[inject.AnnotationInboundPort] == b.Annotations[inject.AnnotationInboundPort]
+}
+
+func isMeshed(p *corev1.Pod) bool {
+	return inject.IsInjected(&corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec})
+}
+
+// stripManagedFields drops metadata.managedFields, which the compiler never reads and
+// which is often the largest part of an object.
+func stripManagedFields(obj any) (any, error) {
+	if m, ok := obj.(v1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// slimPod keeps only what the compiler reads of a pod (name, namespace, labels,
+// annotations, ServiceAccount, the names of its containers, which say whether it is
+// meshed) and its IPs, for logs. At 10,000 pods this is most of the cache's memory.
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	names := func(cs []corev1.Container) []corev1.Container {
+		var out []corev1.Container
+		for _, c := range cs {
+			out = append(out, corev1.Container{Name: c.Name})
+		}
+		return out
+	}
+	slim := &corev1.Pod{
+		TypeMeta: p.TypeMeta,
+		ObjectMeta: v1.ObjectMeta{
+			Name:              p.Name,
+			Namespace:         p.Namespace,
+			UID:               p.UID,
+			ResourceVersion:   p.ResourceVersion,
+			CreationTimestamp: p.CreationTimestamp,
+			DeletionTimestamp: p.DeletionTimestamp,
+			Labels:            p.Labels,
+			Annotations:       slimAnnotations(p.Annotations),
+		},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: p.Spec.ServiceAccountName,
+			InitContainers:     names(p.Spec.InitContainers),
+			Containers:         names(p.Spec.Containers),
+		},
+		Status: corev1.PodStatus{PodIPs: p.Status.PodIPs},
+	}
+	return slim, nil
+}
+
+// slimAnnotations keeps Weft's annotations: kubectl's last-applied-configuration can
+// be kilobytes per pod.
+func slimAnnotations(in map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range in {
+		if k == inject.AnnotationInjected || k == inject.AnnotationInboundPort ||
+			k == inject.AnnotationInject || hasPrefix(k, inject.ConfigPrefix) {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+		if k == inject.AnnotationInjected {
+			// Only its presence matters, not the JSON record of what was injected.
+			out[k] = ""
+		}
+	}
+	return out
+}
+
+func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
+
+// handler feeds informer events into the store.
+type handler struct{ s *Server }
+
+func (h handler) OnAdd(obj any, _ bool) { h.s.observe(nil, obj) }
+func (h handler) OnUpdate(old, obj any) { h.s.observe(old, obj) }
+func (h handler) OnDelete(obj any)      { h.s.observe(unwrapTombstone(obj), nil) }
+func unwrapTombstone(obj any) any {
+	if t, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		return t.Obj
+	}
+	return obj
+}
+
+var _ toolscache.ResourceEventHandler = handler{}
+
+// sortedKeys returns a set's keys in order, for deterministic iteration in logs and tests.
+func sortedKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,122 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package destination
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/weftmesh/weft/proxy/api"
+)
+
+// target is a parsed GetDestination target: a Service port by name, a cluster IP and
+// port, or a name that is no Service of this cluster (never found).
+type target struct {
+	// Exactly one of: Namespace+Name (+Port), Addr, or External.
+	Namespace, Name string
+	Port            int32
+	Addr            netip.AddrPort
+	// External is the authority when it names no Service of the cluster.
+	External string
+}
+
+// key identifies the target in the cache of compiled destinations.
+func (t target) key() string {
+	switch {
+	case t.Addr.IsValid():
+		return "addr:" + t.Addr.String()
+	case t.External != "":
+		return "ext:" + t.External
+	}
+	return fmt.Sprintf("svc:%s/%s:%d", t.Namespace, t.Name, t.Port)
+}
+
+func (t target) String() string {
+	switch {
+	case t.Addr.IsValid():
+		return t.Addr.String()
+	case t.External != "":
+		return t.External
+	}
+	return fmt.Sprintf("%s/%s:%d", t.Namespace, t.Name, t.Port)
+}
+
+// parseTarget reads a request's target. Errors are the caller's fault
+// (InvalidArgument).
+func parseTarget(req *api.GetDestination, clusterDomain string) (target, error) {
+	switch t := req.GetTarget().(type) {
+	case *api.GetDestination_Authority:
+		return parseAuthority(t.Authority, clusterDomain)
+	case *api.GetDestination_Address:
+		ap, err := netip.ParseAddrPort(t.Address)
+		if err != nil {
+			return target{}, fmt.Errorf("address %q is not ip:port: %w", t.Address, err)
+		}
+		if ap.Port() == 0 {
+			return target{}, fmt.Errorf("address %q has port 0", t.Address)
+		}
+		return target{Addr: netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())}, nil
+	}
+	return target{}, errors.New("the request names no target: set authority or address")
+}
+
+// parseAuthority accepts <name>.<ns>[.svc[.<cluster domain>]][:port] (a missing port
+// means 80, as for HTTP), an IP literal with a port (resolved like an address), and
+// any other host name, which is a valid target but never a Service of this cluster.
+func parseAuthority(authority, clusterDomain string) (target, error) {
+	if authority == "" {
+		return target{}, errors.New("the authority is empty")
+	}
+	host, port := authority, uint64(80)
+	if h, p, err := net.SplitHostPort(authority); err == nil {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return target{}, fmt.Errorf("authority %q has an invalid port", authority)
+		}
+		host, port = h, n
+	} else if strings.Count(authority, ":") == 1 {
+		// SplitHostPort failed for another reason than a missing port.
+		return target{}, fmt.Errorf("authority %q is malformed: %w", authority, err)
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "" {
+		return target{}, fmt.Errorf("authority %q has no host", authority)
+	}
+	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return target{Addr: netip.AddrPortFrom(ip.Unmap(), uint16(port))}, nil
+	}
+	parts := strings.Split(host, ".")
+	ok := false
+	switch {
+	case len(parts) == 2:
+		ok = true
+	case len(parts) == 3:
+		ok = parts[2] == "svc"
+	case len(parts) > 3:
+		ok = parts[2] == "svc" && strings.Join(parts[3:], ".") == clusterDomain
+	}
+	if ok && len(validation.IsDNS1035Label(parts[0])) == 0 && len(validation.IsDNS1123Label(parts[1])) == 0 {
+		return target{Namespace: parts[1], Name: parts[0], Port: int32(port)}, nil
+	}
+	return target{External: net.JoinHostPort(host, strconv.FormatUint(port, 10))}, nil
+}
