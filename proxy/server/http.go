@@ -10,6 +10,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/router"
 )
 
 // Headers that travel between Weft proxies on weft.h2/weft.h1 connections. They are
@@ -29,6 +30,9 @@ type route struct {
 	host  string // what the URL dials: the peer proxy or the endpoint
 	dst   string // weft-dst value; "" when not meshed
 	proto string // weft-proto value
+	// plan is set for requests to a known destination: the fields above are its
+	// first attempt, and the plan retries.
+	plan *plan
 }
 
 type routeKey struct{}
@@ -53,12 +57,32 @@ func newRouter(s *Server) *httputil.ReverseProxy {
 		Transport:  dispatch{},
 		BufferPool: bufPool{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			if errors.Is(err, context.Canceled) && r.Context().Err() == context.Canceled {
 				// The client went away; there is nobody to answer.
 				return
 			}
 			s.log.V(1).Info("Proxying failed", "authority", r.Host, "error", err.Error())
-			w.Header().Set(hdrError, errorReason(err))
+			rt := r.Context().Value(routeKey{}).(*route)
+			// The route's request timeout, or the last attempt's backend timeout:
+			// 504, like a gateway that waited in vain (RFC 9110 §15.6.5).
+			timeout := r.Context().Err() == context.DeadlineExceeded || (rt.plan != nil && rt.plan.timedOut)
+			reason := errorReason(err)
+			if timeout {
+				reason = "timeout"
+			}
+			w.Header().Set(hdrError, reason)
+			if rt.plan != nil && router.IsGRPC(r) {
+				code := grpcUnavailable
+				if timeout {
+					code = grpcDeadlineExceeded
+				}
+				writeGRPCError(w, code, reason)
+				return
+			}
+			if timeout {
+				w.WriteHeader(http.StatusGatewayTimeout)
+				return
+			}
 			w.WriteHeader(http.StatusBadGateway)
 		},
 		ErrorLog: s.outHTTP.ErrorLog,
@@ -79,7 +103,11 @@ func errorReason(err error) string {
 type dispatch struct{}
 
 func (dispatch) RoundTrip(r *http.Request) (*http.Response, error) {
-	return r.Context().Value(routeKey{}).(*route).rt.RoundTrip(r)
+	rt := r.Context().Value(routeKey{}).(*route)
+	if rt.plan != nil {
+		return rt.plan.roundTrip(r, rt.rt)
+	}
+	return rt.rt.RoundTrip(r)
 }
 
 // bufPool recycles the 32 KiB copy buffers ReverseProxy would otherwise allocate per
@@ -91,41 +119,22 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b 
 func (bufPool) Get() []byte  { return *copyBufs.Get().(*[]byte) }
 func (bufPool) Put(b []byte) { copyBufs.Put(&b) }
 
-// serveOutbound routes a request an app sent: by authority first, then by the
-// connection's original destination; to the peer's proxy over mTLS when the endpoint
-// is meshed, else straight to it.
+// serveOutbound routes a request an app sent: the source is asked about its
+// authority, then its connection's original destination. A known destination is
+// routed and balanced (serveRouted); an unknown one is forwarded to the original
+// destination as it is, and still measured.
 func (s *Server) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	ci := infoFrom(r.Context())
-	ix := s.state().ix
-	// Looked up per request in the current configuration, so a configuration
-	// change reaches long-lived keep-alive and HTTP/2 connections too.
-	dest := ix.ByAuthority(r.Host)
-	if dest == nil {
-		dest = ix.ByAddr(ci.origDst)
-	}
-	var ep *config.ResolvedEndpoint
-	if dest != nil {
-		ep = dest.Pick()
-	} else {
-		ep = &config.ResolvedEndpoint{Addr: ci.origDst}
-	}
 	delete(r.Header, hdrDst)
 	delete(r.Header, hdrProto)
-	upgrade := r.Header.Get("Upgrade") != "" && r.ProtoMajor == 1
-	rt := &route{}
-	if ep.Meshed() {
-		rt.rt = s.mesh.transport(meshKey{ep.ProxyAddr, ep.Identity}, upgrade)
-		rt.host = ep.ProxyAddr.String()
-		rt.dst = ep.Addr.String()
-		rt.proto = "h1"
-		if r.ProtoMajor == 2 {
-			rt.proto = "h2"
-		}
-	} else {
-		rt.rt = s.out.pick(r)
-		rt.host = ep.Addr.String()
+	// Looked up per request, so a configuration change reaches long-lived
+	// keep-alive and HTTP/2 connections too.
+	if cfg := s.lookupHTTP(r, ci.origDst); cfg != nil {
+		s.serveRouted(w, r, s.dests.get(cfg))
+		return
 	}
-	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host, PeerID: ep.Identity})
+	rt := &route{rt: s.out.pick(r), host: ci.origDst.String()}
+	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
 	s.proxy(w, r, rt, series)
 }
 
@@ -201,12 +210,22 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rt *route, series
 		if status == 0 {
 			status = http.StatusOK
 		}
-		failure := v != nil || status >= 500 || grpcFailure(w.Header())
+		var failure bool
+		if rt.plan != nil {
+			failure = v != nil || rt.plan.route.IsFailure(status, grpcStatus(w.Header()))
+		} else {
+			failure = v != nil || status >= 500 || grpcFailure(w.Header())
+		}
 		lat := mw.latency
 		if lat == 0 {
 			lat = time.Since(mw.start)
 		}
 		series.Response(status, failure, lat)
+		if rt.plan != nil {
+			// From the first byte the proxy received, so route latency includes
+			// routing and every attempt.
+			rt.plan.rs.Response(status, failure, time.Since(rt.plan.start))
+		}
 		if v != nil {
 			panic(v)
 		}
@@ -222,6 +241,19 @@ func grpcFailure(h http.Header) bool {
 		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
 	}
 	return ok && len(v) > 0 && v[0] != "0"
+}
+
+// grpcStatus is the grpc-status of a response (headers or trailers), or
+// router.GRPCNone.
+func grpcStatus(h http.Header) int {
+	v, ok := h["Grpc-Status"]
+	if !ok {
+		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
+	}
+	if !ok || len(v) == 0 {
+		return router.GRPCNone
+	}
+	return router.ParseGRPCStatus(v[0])
 }
 
 // metricsWriter notes the status and time of the response headers. Unwrap lets

@@ -6,7 +6,8 @@ import (
 	"net"
 	"net/netip"
 
-	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/detect"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -35,8 +36,8 @@ func (s *Server) handleOutbound(raw *net.TCPConn) {
 		src.Close()
 		return
 	}
-	dest := ix.ByAddr(dst)
-	if ix.Opaque(dst.Port()) || (dest != nil && dest.Protocol == config.ProtocolOpaque) {
+	dest := s.lookupAddr(st, dst)
+	if ix.Opaque(dst.Port()) || dest.GetProtocol() == api.ProtocolHint_PROTOCOL_HINT_OPAQUE {
 		s.outboundTCP(src, raw, dst, dest, nil)
 		return
 	}
@@ -59,19 +60,50 @@ func (s *Server) handleOutbound(raw *net.TCPConn) {
 	}
 }
 
-// outboundTCP forwards an opaque connection to an endpoint of dest (or to its
-// original destination when no destination matched): over mTLS with ALPN weft.tcp to
-// the peer's proxy for meshed endpoints, else straight to the endpoint with splice.
-func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrPort, dest *config.ResolvedDestination, prefix []byte) {
+// outboundTCP forwards an opaque connection to an endpoint of dest, chosen per
+// connection by the fallback route's backend weights and the backend's balancer (or
+// to its original destination when no destination is known): over mTLS with ALPN
+// weft.tcp to the peer's proxy for meshed endpoints, else straight to the endpoint
+// with splice.
+func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrPort, dest *api.DestinationConfig, prefix []byte) {
 	defer src.Close()
-	ep := &config.ResolvedEndpoint{Addr: dst}
+	ep := &balance.Endpoint{Addr: dst}
+	var h balance.Handle
+	picked := false
 	if dest != nil {
-		ep = dest.Pick()
+		d := s.dests.get(dest)
+		fb := d.table.Fallback
+		if fb == nil && len(d.table.Routes) > 0 {
+			fb = d.table.Routes[0]
+		}
+		if fb == nil {
+			s.log.V(1).Info("Destination has no route for TCP, closing", "destination", serviceKey(dest))
+			return
+		}
+		b := fb.PickBackend()
+		if b == nil || b.Invalid != "" {
+			s.log.V(1).Info("No usable backend for TCP connection, closing", "destination", serviceKey(dest))
+			return
+		}
+		var err error
+		if h, err = d.balancers[b.Key].Pick(); err != nil {
+			s.log.V(1).Info("No endpoint for TCP connection, closing", "destination", serviceKey(dest), "error", err.Error())
+			return
+		}
+		ep, picked = h.Endpoint(), true
+	}
+	// done reports the connect outcome to the balancer: connection errors count
+	// as failures, and the connect time feeds the latency estimate.
+	done := func(err error) {
+		if picked {
+			h.Done(err != nil)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ConnectTimeout)
 	defer cancel()
 	if ep.Meshed() {
 		tc, err := s.mesh.dial(ctx, meshKey{ep.ProxyAddr, ep.Identity}, identity.ALPNTCP)
+		done(err)
 		if err != nil {
 			s.log.Error(err, "Cannot reach meshed endpoint", "endpoint", ep.Addr)
 			return
@@ -88,6 +120,7 @@ func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrP
 	}
 	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
 	c, err := d.DialContext(ctx, "tcp", ep.Addr.String())
+	done(err)
 	if err != nil {
 		s.log.V(1).Info("Cannot reach endpoint", "endpoint", ep.Addr, "error", err.Error())
 		return

@@ -19,6 +19,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -47,6 +48,10 @@ type Options struct {
 	// first answer about a destination before it is forwarded to its original
 	// destination. Default 2s.
 	LookupTimeout time.Duration
+	// Balance tunes every backend's load balancer (zero: the defaults of package
+	// balance: P2C over peak-EWMA, default RTT 30ms, decay 10s, ejection after 7
+	// consecutive failures for 1s doubling to 60s).
+	Balance balance.Options
 }
 
 // state is one configuration with what is derived from it; swapped atomically.
@@ -69,6 +74,7 @@ type Server struct {
 	mesh            *meshPool
 	local           localAddrs
 	router          *httputil.ReverseProxy
+	dests           *destCache
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -105,6 +111,7 @@ func New(cfg *config.Config, opts Options) *Server {
 	s.outHTTP = s.newHTTPServer(http.HandlerFunc(s.serveOutbound))
 	s.inHTTP = s.newHTTPServer(http.HandlerFunc(s.serveInbound))
 	s.router = newRouter(s)
+	s.dests = newDestCache(s)
 	for _, pair := range []struct {
 		srv *http.Server
 		l   *chanListener

@@ -1,0 +1,214 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync"
+
+	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/balance"
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/router"
+)
+
+// destRuntime is one compiled version of a destination's configuration with the
+// state requests use: the route table, a balancer per backend, the retry budget and
+// the route metrics series. It is built once per *api.DestinationConfig pointer (a
+// Source returns a new pointer per version and never mutates one it returned), so
+// no request compiles anything.
+type destRuntime struct {
+	cfg   *api.DestinationConfig
+	table *router.Table
+	// authority is the authority label of the route metrics.
+	authority string
+	balancers map[string]*balance.Balancer // by backend key
+	budget    *router.Budget
+	// retries is true when some route has a retry policy: only then are original
+	// requests counted into the budget.
+	retries bool
+	series  []*metrics.RouteSeries // by router.Route.Index
+}
+
+// destShared is what a destination keeps across configuration versions: balancers
+// (so endpoints that stay keep their latency estimate and failure state) and the
+// retry budget's counts.
+type destShared struct {
+	last      *api.DestinationConfig
+	balancers map[string]*balance.Balancer
+	budget    *router.Budget
+}
+
+// destCache maps configuration pointers to their compiled runtime.
+type destCache struct {
+	s     *Server
+	byPtr sync.Map // *api.DestinationConfig -> *destRuntime
+
+	mu    sync.Mutex
+	bySvc map[string]*destShared
+}
+
+func newDestCache(s *Server) *destCache {
+	return &destCache{s: s, bySvc: map[string]*destShared{}}
+}
+
+// get returns cfg's runtime: a lock-free map read once compiled.
+func (c *destCache) get(cfg *api.DestinationConfig) *destRuntime {
+	if v, ok := c.byPtr.Load(cfg); ok {
+		return v.(*destRuntime)
+	}
+	return c.compile(cfg)
+}
+
+func serviceKey(cfg *api.DestinationConfig) string {
+	sr := cfg.GetService()
+	return fmt.Sprintf("%s/%s:%d", sr.GetNamespace(), sr.GetName(), sr.GetPort())
+}
+
+func (c *destCache) compile(cfg *api.DestinationConfig) *destRuntime {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.byPtr.Load(cfg); ok {
+		return v.(*destRuntime)
+	}
+	key := serviceKey(cfg)
+	sh := c.bySvc[key]
+	if sh == nil {
+		sh = &destShared{balancers: map[string]*balance.Balancer{}}
+		c.bySvc[key] = sh
+	}
+	table, errs := router.Compile(cfg)
+	for _, err := range errs {
+		c.s.log.Error(err, "Ignoring part of a route that cannot be compiled", "destination", key, "version", cfg.GetVersion())
+	}
+	d := &destRuntime{cfg: cfg, table: table, balancers: map[string]*balance.Balancer{}}
+	switch {
+	case len(cfg.GetAuthorities()) > 0:
+		d.authority = cfg.GetAuthorities()[0]
+	case len(cfg.GetAddresses()) > 0:
+		d.authority = cfg.GetAddresses()[0]
+	default:
+		d.authority = key
+	}
+	for _, b := range cfg.GetBackends() {
+		bal := sh.balancers[b.GetKey()]
+		if bal == nil {
+			bal = balance.New(c.s.opts.Balance)
+		}
+		bal.Update(balanceEndpoints(b))
+		d.balancers[b.GetKey()] = bal
+	}
+	// Backends no longer used are dropped with their state.
+	sh.balancers = d.balancers
+	if sh.budget == nil || !sh.budget.Same(cfg.GetRetryBudget()) {
+		sh.budget = router.NewBudget(cfg.GetRetryBudget(), nil)
+	}
+	d.budget = sh.budget
+	routes := table.Routes
+	if table.Fallback != nil {
+		routes = append(routes[:len(routes):len(routes)], table.Fallback)
+	}
+	for _, rt := range routes {
+		d.retries = d.retries || rt.Retry != nil
+		d.series = append(d.series, c.s.opts.Metrics.Route(metrics.RouteKey{Dir: metrics.Outbound, Authority: d.authority, Route: rt.Name}))
+	}
+	// The previous version is not looked up any more; forget it so the map holds
+	// one entry per destination.
+	if sh.last != nil && sh.last != cfg {
+		c.byPtr.Delete(sh.last)
+	}
+	sh.last = cfg
+	c.byPtr.Store(cfg, d)
+	return d
+}
+
+// balanceEndpoints converts a backend's endpoints for the balancer; meshed endpoints
+// are reached through their proxy's inbound port (default 4143).
+func balanceEndpoints(b *api.Backend) []balance.Endpoint {
+	out := make([]balance.Endpoint, 0, len(b.GetEndpoints()))
+	for _, e := range b.GetEndpoints() {
+		ip, err := netip.ParseAddr(e.GetAddress())
+		if err != nil || e.GetPort() == 0 || e.GetPort() > 65535 {
+			continue
+		}
+		ip = ip.Unmap()
+		be := balance.Endpoint{Addr: netip.AddrPortFrom(ip, uint16(e.GetPort())), Identity: e.GetIdentity(), Pod: e.GetPod(), Zone: e.GetZone()}
+		if be.Identity != "" {
+			pp := e.GetProxyPort()
+			if pp == 0 || pp > 65535 {
+				pp = config.DefaultInboundPort
+			}
+			be.ProxyAddr = netip.AddrPortFrom(ip, uint16(pp))
+		}
+		out = append(out, be)
+	}
+	return out
+}
+
+// lookupAddr asks the source about a connection's original destination.
+func (s *Server) lookupAddr(st *state, dst netip.AddrPort) *api.DestinationConfig {
+	if s.opts.Source == nil {
+		return st.static.Lookup(context.Background(), Target{Addr: dst})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.LookupTimeout)
+	defer cancel()
+	return s.opts.Source.Lookup(ctx, Target{Addr: dst})
+}
+
+// lookupHTTP asks the source about a request: by authority, then by the
+// connection's original destination. An authority that is an IP literal is not
+// looked up by name (the address lookup covers it).
+func (s *Server) lookupHTTP(r *http.Request, dst netip.AddrPort) *api.DestinationConfig {
+	auth := ""
+	if r.Host != "" && !isIPLiteral(r.Host) {
+		auth = normalizeAuthority(r.Host)
+	}
+	if s.opts.Source == nil {
+		st := s.state()
+		if auth != "" {
+			if cfg := st.static.Lookup(context.Background(), Target{Authority: auth}); cfg != nil {
+				return cfg
+			}
+		}
+		return st.static.Lookup(context.Background(), Target{Addr: dst})
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.opts.LookupTimeout)
+	defer cancel()
+	if auth != "" {
+		if cfg := s.opts.Source.Lookup(ctx, Target{Authority: auth}); cfg != nil {
+			return cfg
+		}
+	}
+	if !dst.IsValid() {
+		return nil
+	}
+	return s.opts.Source.Lookup(ctx, Target{Addr: dst})
+}
+
+// isIPLiteral reports whether an authority's host is an IP address.
+func isIPLiteral(a string) bool {
+	c := a[0]
+	if c == '[' {
+		return true
+	}
+	if c < '0' || c > '9' {
+		return false
+	}
+	host := a
+	if i := lastColon(a); i >= 0 {
+		host = a[:i]
+	}
+	_, err := netip.ParseAddr(host)
+	return err == nil
+}
+
+func lastColon(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == ':' {
+			return i
+		}
+	}
+	return -1
+}
