@@ -14,7 +14,7 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Command demo is `make demo` until the local-cluster issue lands: it runs Weft's
+// Command demo is `make demo-local` (hack/demo.sh --local), the demo without a cluster: it runs Weft's
 // control plane on this machine (a real kube-apiserver and etcd, the real cert-manager
 // controllers, weft-controller's reconcilers and identity service), applies the
 // samples, starts two meshed weft-proxy processes that obtain their identities from the
