@@ -30,6 +30,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/weftmesh/weft/controllers"
+	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/identity"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
 	"github.com/weftmesh/weft/webhooks"
@@ -75,6 +76,11 @@ func main() {
 
 	if err := identity.AddToManager(mgr, identity.Options{Namespace: namespace}); err != nil {
 		log.Error(err, "Unable to set up the identity service")
+		os.Exit(1)
+	}
+
+	if err := destination.AddToManager(mgr, destination.Options{Namespace: namespace}); err != nil {
+		log.Error(err, "Unable to set up the destination service")
 		os.Exit(1)
 	}
 

@@ -567,8 +567,10 @@ endpoints: [{addresses: [10.2.0.1]}, {addresses: [10.2.0.2]}]
 			}
 		},
 	}, {
-		name:   "the HTTPRoute is deleted",
-		change: func(t *testing.T) { remove(t, &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}) },
+		name: "the HTTPRoute is deleted",
+		change: func(t *testing.T) {
+			remove(t, &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})
+		},
 		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
 			if cfg.RouteSource != api.RouteSource_ROUTE_SOURCE_SERVICE_PROFILE || cfg.Routes[0].Name != "list-books" {
 				t.Fatalf("want the ServiceProfile's routes back, got %v", cfg)
@@ -613,8 +615,11 @@ spec:
 			}
 		},
 	}, {
-		name:   "the TrafficSplit and the ServiceProfile are deleted",
-		change: func(t *testing.T) { remove(t, splitRef(ns, "web")); remove(t, profileRef(ns, "web."+ns+".svc.cluster.local")) },
+		name: "the TrafficSplit and the ServiceProfile are deleted",
+		change: func(t *testing.T) {
+			remove(t, splitRef(ns, "web"))
+			remove(t, profileRef(ns, "web."+ns+".svc.cluster.local"))
+		},
 		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
 			// Two deletions may arrive as one or two snapshots; wait for the last.
 			if cfg.RouteSource != api.RouteSource_ROUTE_SOURCE_DEFAULT || len(cfg.Fallback.GetBackends()) != 1 {
