@@ -28,18 +28,16 @@ esac
 # lines name the cluster directory), containerd's shims (they name its socket) and every
 # process in a kubepods cgroup (the containers).
 our_pids() {
-  local d pid cmd
-  for d in /proc/[0-9]*; do
-    pid="${d#/proc/}"
-    [ "$pid" = "$$" ] && continue
-    [ "$pid" = "$BASHPID" ] && continue
-    cmd="$(tr '\0' ' ' <"$d/cmdline" 2>/dev/null)" || continue
-    case "$cmd" in
-      *"$0"*) continue ;;  # ourselves and our subshells
-      *"$CLUSTER_DIR/"* | *"$CLUSTER_DIR "*) echo "$pid"; continue ;;
-    esac
-    if grep -q ':/kubepods' "$d/cgroup" 2>/dev/null; then echo "$pid"; fi
+  local pid
+  {
+    grep -lsF -- "$CLUSTER_DIR/" /proc/[0-9]*/cmdline
+    grep -ls ':/kubepods' /proc/[0-9]*/cgroup
+  } 2>/dev/null | cut -d/ -f3 | sort -un | while read -r pid; do
+    # Not ourselves, and only what still runs (the greps above matched themselves).
+    [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] && continue
+    running_pid "$pid" && echo "$pid"
   done
+  return 0
 }
 
 # our_mounts prints mount points of the cluster, deepest first.
@@ -102,16 +100,18 @@ T0="$(now_ms)"
 stop() {
   local name="$1" pid i
   pid="$(pid_of "$name")" || return 0
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  [ -n "$pid" ] && running_pid "$pid" || return 0
   # Make sure the PID still is our component, not a recycled number.
   tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- "$CLUSTER_DIR" || return 0
+  local t0; t0="$(now_ms)"
   kill -TERM "$pid" 2>/dev/null
-  for ((i = 0; i < 200; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then
+  for ((i = 0; i < 200; i++)); do running_pid "$pid" || break; sleep 0.1; done
+  if running_pid "$pid"; then
     log "$name ($pid) did not stop in 20 s; killing it"
     kill -KILL "$pid" 2>/dev/null
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for ((i = 0; i < 50; i++)); do running_pid "$pid" || break; sleep 0.1; done
   fi
+  log "stopped $name ($(( $(now_ms) - t0 )) ms)"
 }
 
 # The node agents first, so that nothing restarts containers while they are removed.
@@ -172,6 +172,21 @@ for bin in iptables ip6tables; do
     done
   done
 done
+
+# Tables the kubelet's iptables created: removed when they were not there before up.sh
+# and hold no rule and no chain of their own any more.
+if [ -s "$CLUSTER_DIR/nft-tables.orig" ]; then
+  for fam in ip ip6; do
+    for t in filter nat mangle; do
+      grep -qx "table $fam $t" "$CLUSTER_DIR/nft-tables.orig" && continue
+      nft list table "$fam" "$t" >/dev/null 2>&1 || continue
+      bin=iptables; [ "$fam" = ip6 ] && bin=ip6tables
+      if ! "$bin-save" -t "$t" 2>/dev/null | grep -qE '^-A |^:[^ ]+ - '; then
+        nft delete table "$fam" "$t" 2>/dev/null
+      fi
+    done
+  done
+fi
 
 # cgroups: children before parents; a cgroup directory is removed with rmdir.
 for cg in $(our_cgroups); do

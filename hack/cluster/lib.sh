@@ -60,6 +60,13 @@ wait_for() {
 }
 
 pid_of() { [ -s "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid"; }
-alive() { local p; p="$(pid_of "$1")" && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+# running_pid PID: the process exists and is not a zombie. The components are reparented
+# to PID 1 once up.sh exits, and PID 1 may reap them late; a zombie has exited.
+running_pid() {
+  local st
+  st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [ -n "$st" ] && [ "${st%% *}" != Z ]
+}
+alive() { local p; p="$(pid_of "$1")" && [ -n "$p" ] && running_pid "$p"; }
 
 kc() { kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

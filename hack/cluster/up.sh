@@ -88,6 +88,9 @@ echo "up $(date -u +%FT%TZ)" >"$CLUSTER_DIR/state"
 # start; the CNI bridge plugin adopts it. Service addresses are routed onto the bridge
 # so that the host reaches them from its bridge address, never from its real interface.
 sysctl -n net.ipv4.ip_forward >"$CLUSTER_DIR/ip_forward.orig"
+# The kubelet's iptables (nft variant) creates the ip/ip6 filter, nat and mangle tables
+# if missing; down.sh removes those that were not here before and are empty again.
+nft list tables >"$CLUSTER_DIR/nft-tables.orig"
 sysctl -n net.bridge.bridge-nf-call-iptables >"$CLUSTER_DIR/bridge-nf-call-iptables.orig"
 ip link add "$BRIDGE" type bridge
 ip addr add "$NODE_IP/24" dev "$BRIDGE"
