@@ -63,14 +63,16 @@ func logger(t testing.TB) logr.Logger {
 	return logr.Discard()
 }
 
-func startProxy(t testing.TB, cfg *config.Config, store *identity.Store) *proxy {
+// startProxy starts a proxy with cfg; mods adjust its options (a Source, balancer
+// tuning) before it starts.
+func startProxy(t testing.TB, cfg *config.Config, store *identity.Store, mods ...func(*server.Options)) *proxy {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	cfg.ApplyDefaults()
 	p := &proxy{t: t, reg: metrics.New(), store: store, origin: map[int]netip.AddrPort{}}
-	p.srv = server.New(cfg, server.Options{
+	opts := server.Options{
 		Log:            logger(t),
 		Identity:       store,
 		Metrics:        p.reg,
@@ -84,7 +86,11 @@ func startProxy(t testing.TB, cfg *config.Config, store *identity.Store) *proxy 
 			}
 			return netip.AddrPort{}, origdst.ErrNotRedirected
 		},
-	})
+	}
+	for _, m := range mods {
+		m(&opts)
+	}
+	p.srv = server.New(cfg, opts)
 	if store != nil {
 		p.reg.CertExpiry = store.Expiry
 	}

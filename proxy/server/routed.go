@@ -30,11 +30,13 @@ const (
 // backend by weight, endpoint by the backend's balancer, then the mesh or plaintext
 // transport, with the route's timeouts and retries.
 func (s *Server) serveRouted(w http.ResponseWriter, r *http.Request, d *destRuntime) {
+	// Metrics keep the authority the client used, whatever a rewrite makes of it.
+	authority := r.Host
 	rt, prefix := d.table.Match(r)
 	if rt == nil {
 		// Gateway API routes and none matched: 404 (gRPC: UNIMPLEMENTED), as GAMMA
 		// asks.
-		series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
+		series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
 		s.answerError(w, r, series, nil, time.Now(), http.StatusNotFound, grpcUnimplemented, "no route")
 		return
@@ -46,27 +48,27 @@ func (s *Server) serveRouted(w http.ResponseWriter, r *http.Request, d *destRunt
 		d.budget.Deposit()
 	}
 	if redir := router.ApplyRequest(rt.Filters, r, prefix, "http"); redir != nil {
-		s.answerRedirect(w, r, rs, start, redir)
+		s.answerRedirect(w, authority, rs, start, redir)
 		return
 	}
 	b := rt.PickBackend()
 	if b == nil || b.Invalid != "" {
 		// No usable backend for this share of the traffic: 500, as Gateway API asks.
-		series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
+		series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
 		s.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcInternal, "invalid backend")
 		return
 	}
 	if len(b.Filters) > 0 {
 		if redir := router.ApplyRequest(b.Filters, r, prefix, "http"); redir != nil {
-			s.answerRedirect(w, r, rs, start, redir)
+			s.answerRedirect(w, authority, rs, start, redir)
 			return
 		}
 	}
 	bal := d.balancers[b.Key]
 	h, err := bal.Pick()
 	if err != nil {
-		series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
+		series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
 		s.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcUnavailable, err.Error())
 		return
@@ -83,7 +85,7 @@ func (s *Server) serveRouted(w http.ResponseWriter, r *http.Request, d *destRunt
 	ep := h.Endpoint()
 	route := &route{plan: p}
 	route.rt, route.host, route.dst, route.proto = s.endpointTransport(ep, r)
-	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host, PeerID: ep.Identity})
+	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority, PeerID: ep.Identity})
 	s.proxy(w, r, route, series)
 }
 
@@ -130,8 +132,8 @@ func writeGRPCError(w http.ResponseWriter, code int, msg string) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Server) answerRedirect(w http.ResponseWriter, r *http.Request, rs *metrics.RouteSeries, start time.Time, redir *router.Redirect) {
-	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
+func (s *Server) answerRedirect(w http.ResponseWriter, authority string, rs *metrics.RouteSeries, start time.Time, redir *router.Redirect) {
+	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 	series.Request()
 	w.Header().Set("Location", redir.Location)
 	w.WriteHeader(redir.Status)

@@ -1,0 +1,755 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/server"
+)
+
+// testSource is a server.Source whose configurations a test sets and swaps while
+// traffic flows.
+type testSource struct {
+	mu     sync.RWMutex
+	byAuth map[string]*api.DestinationConfig
+	byAddr map[netip.AddrPort]*api.DestinationConfig
+}
+
+func newTestSource() *testSource {
+	return &testSource{byAuth: map[string]*api.DestinationConfig{}, byAddr: map[netip.AddrPort]*api.DestinationConfig{}}
+}
+
+func (s *testSource) set(cfg *api.DestinationConfig) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, a := range cfg.Authorities {
+		s.byAuth[a] = cfg
+	}
+	for _, a := range cfg.Addresses {
+		s.byAddr[netip.MustParseAddrPort(a)] = cfg
+	}
+}
+
+func (s *testSource) Lookup(_ context.Context, t server.Target) *api.DestinationConfig {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if t.Authority != "" {
+		return s.byAuth[t.Authority]
+	}
+	return s.byAddr[t.Addr]
+}
+
+// app is a backend HTTP server that names itself in X-Backend and counts its hits.
+// behave, when set, may answer instead (returning true).
+type app struct {
+	name   string
+	addr   string
+	hits   atomic.Int64
+	behave func(w http.ResponseWriter, r *http.Request, hit int64) bool
+}
+
+func newApp(t *testing.T, name string, behave func(w http.ResponseWriter, r *http.Request, hit int64) bool) *app {
+	a := &app{name: name, behave: behave}
+	a.addr = serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := a.hits.Add(1)
+		w.Header().Set("X-Backend", a.name)
+		if a.behave != nil && a.behave(w, r, n) {
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "host=%s path=%s x-added=%s body=%d", r.Host, r.URL.Path, r.Header.Get("X-Added"), len(body))
+	}))
+	return a
+}
+
+func failing(status int) func(http.ResponseWriter, *http.Request, int64) bool {
+	return func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(status)
+		return true
+	}
+}
+
+func sleeping(d time.Duration) func(http.ResponseWriter, *http.Request, int64) bool {
+	return func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+		select {
+		case <-time.After(d):
+		case <-r.Context().Done():
+		}
+		return false
+	}
+}
+
+func ep(addr string) *api.Endpoint {
+	ap := netip.MustParseAddrPort(addr)
+	return &api.Endpoint{Address: ap.Addr().String(), Port: uint32(ap.Port())}
+}
+
+func be(key string, apps ...*app) *api.Backend {
+	b := &api.Backend{Key: key}
+	for _, a := range apps {
+		b.Endpoints = append(b.Endpoints, ep(a.addr))
+	}
+	return b
+}
+
+func wb(key string, w uint32) *api.WeightedBackend { return &api.WeightedBackend{Backend: key, Weight: w} }
+
+const routedAuthority = "web.shop.svc.cluster.local:80"
+
+// dest builds a destination named by routedAuthority and by svc (its "cluster IP").
+func dest(svc string, routes []*api.Route, fallback *api.Route, backends ...*api.Backend) *api.DestinationConfig {
+	src := api.RouteSource_ROUTE_SOURCE_DEFAULT
+	if len(routes) > 0 {
+		src = api.RouteSource_ROUTE_SOURCE_SERVICE_PROFILE
+		if fallback == nil {
+			src = api.RouteSource_ROUTE_SOURCE_GATEWAY_API
+		}
+	}
+	return &api.DestinationConfig{
+		Version:     fmt.Sprint(rand.Uint64()),
+		Service:     &api.ServiceRef{Namespace: "shop", Name: "web", Port: 80},
+		Addresses:   []string{svc},
+		Authorities: []string{routedAuthority},
+		RouteSource: src,
+		Routes:      routes,
+		Fallback:    fallback,
+		RetryBudget: &api.RetryBudget{RetryRatio: 0.2, MinRetriesPerSecond: 10, Ttl: durationpb.New(10 * time.Second)},
+		Backends:    backends,
+	}
+}
+
+func fallbackTo(bs ...*api.WeightedBackend) *api.Route {
+	return &api.Route{Name: "default", Backends: bs}
+}
+
+// routedProxy is a client-side proxy fed by a testSource, with an outbound listener
+// for svc.
+type routedProxy struct {
+	*proxy
+	src  *testSource
+	addr string // what the app dials
+}
+
+func startRouted(t *testing.T, svc string, mods ...func(*server.Options)) *routedProxy {
+	src := newTestSource()
+	mods = append([]func(*server.Options){func(o *server.Options) { o.Source = src }}, mods...)
+	p := startProxy(t, &config.Config{DetectTimeout: config.Duration{Duration: detectTimeout}}, nil, mods...)
+	return &routedProxy{proxy: p, src: src, addr: p.outbound(svc)}
+}
+
+type result struct {
+	status  int
+	backend string
+	body    string
+	header  http.Header
+	err     error
+}
+
+func (rp *routedProxy) do(c *http.Client, method, target string, hdr http.Header, body []byte) result {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, "http://"+rp.addr+target, rd)
+	if err != nil {
+		return result{err: err}
+	}
+	req.Host = routedAuthority
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, backend: resp.Header.Get("X-Backend"), body: string(b), header: resp.Header}
+}
+
+func sm(kind string, v string) *api.StringMatch {
+	switch kind {
+	case "exact":
+		return &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: v}}
+	case "prefix":
+		return &api.StringMatch{Kind: &api.StringMatch_Prefix{Prefix: v}}
+	}
+	return &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: v}}
+}
+
+// TestRoutedMatchesAndFilters drives every match kind and filter through a real
+// proxy to real backends.
+func TestRoutedMatchesAndFilters(t *testing.T) {
+	const svc = "10.96.1.1:80"
+	apps := map[string]*app{}
+	for _, n := range []string{"exact", "prefix", "regex", "method", "header", "query", "grpc", "cond", "rewrite", "classes", "split"} {
+		apps[n] = newApp(t, n, nil)
+	}
+	apps["classes"].behave = func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+		w.WriteHeader(404)
+		return true
+	}
+	var backends []*api.Backend
+	for _, n := range []string{"classes", "cond", "exact", "grpc", "header", "method", "prefix", "query", "regex", "rewrite", "split"} {
+		backends = append(backends, be("shop/"+n+":80", apps[n]))
+	}
+	route := func(name, backend string, m *api.RouteMatch, filters ...*api.Filter) *api.Route {
+		return &api.Route{Name: name, Matches: []*api.RouteMatch{m}, Filters: filters, Backends: []*api.WeightedBackend{wb("shop/"+backend+":80", 1)}}
+	}
+	setHdr := &api.Filter{Kind: &api.Filter_RequestHeaderModifier{RequestHeaderModifier: &api.HeaderModifier{Set: []*api.Header{{Name: "X-Added", Value: "yes"}}}}}
+	respHdr := &api.Filter{Kind: &api.Filter_ResponseHeaderModifier{ResponseHeaderModifier: &api.HeaderModifier{Set: []*api.Header{{Name: "X-Route", Value: "rewrite"}}, Remove: []string{"X-Backend-Secret"}}}}
+	rewrite := &api.Filter{Kind: &api.Filter_UrlRewrite{UrlRewrite: &api.URLRewrite{Hostname: "rewritten.example", Path: &api.PathModifier{Kind: &api.PathModifier_ReplacePrefixMatch{ReplacePrefixMatch: "/v2"}}}}}
+	redirect := &api.Filter{Kind: &api.Filter_RequestRedirect{RequestRedirect: &api.RequestRedirect{Scheme: "https", Hostname: "new.example", StatusCode: 301}}}
+	cond := &api.RequestCondition{Kind: &api.RequestCondition_All{All: &api.RequestConditions{Conditions: []*api.RequestCondition{
+		{Kind: &api.RequestCondition_Method{Method: "DELETE"}},
+		{Kind: &api.RequestCondition_Not{Not: &api.RequestCondition{Kind: &api.RequestCondition_PathRegex{PathRegex: "/keep/.*"}}}},
+	}}}}
+	invalid := &api.Route{Name: "invalid", Matches: []*api.RouteMatch{{Path: sm("exact", "/invalid")}},
+		Backends: []*api.WeightedBackend{{Weight: 1, Invalid: "Service shop/gone does not exist"}}}
+	classes := route("classes", "classes", &api.RouteMatch{Path: sm("exact", "/classes")})
+	classes.ResponseClasses = []*api.ResponseClass{{Condition: &api.ResponseCondition{Kind: &api.ResponseCondition_Status{Status: &api.StatusRange{Min: 404, Max: 404}}}, IsFailure: true}}
+	split := route("split", "split", &api.RouteMatch{Path: sm("exact", "/split")})
+	split.Backends = append(split.Backends, &api.WeightedBackend{Backend: "shop/split:80", Weight: 1,
+		Filters: []*api.Filter{{Kind: &api.Filter_RequestHeaderModifier{RequestHeaderModifier: &api.HeaderModifier{Set: []*api.Header{{Name: "X-Added", Value: "backend"}}}}}}})
+	split.Backends[0].Weight = 0 // only the backend with its own filter
+	routes := []*api.Route{
+		route("exact", "exact", &api.RouteMatch{Path: sm("exact", "/exact")}, setHdr),
+		route("regex", "regex", &api.RouteMatch{Path: sm("regex", "/users/[0-9]+")}),
+		route("rewrite", "rewrite", &api.RouteMatch{Path: sm("prefix", "/old")}, rewrite, respHdr),
+		{Name: "redirect", Matches: []*api.RouteMatch{{Path: sm("prefix", "/moved")}}, Filters: []*api.Filter{redirect}},
+		route("prefix", "prefix", &api.RouteMatch{Path: sm("prefix", "/api")}),
+		route("method", "method", &api.RouteMatch{Method: "PUT"}),
+		route("header", "header", &api.RouteMatch{Headers: []*api.HeaderMatch{{Name: "x-canary", Value: sm("exact", "yes")}}}),
+		route("query", "query", &api.RouteMatch{QueryParams: []*api.HeaderMatch{{Name: "v", Value: sm("regex", "2|3")}}}),
+		route("grpc", "grpc", &api.RouteMatch{Grpc: &api.GRPCMethodMatch{Service: sm("exact", "pkg.Echo")}}),
+		route("cond", "cond", &api.RouteMatch{Condition: cond}),
+		classes, split, invalid,
+	}
+	rp := startRouted(t, svc)
+	rp.src.set(dest(svc, routes, nil, backends...))
+	c := h1Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	grpcHdr := http.Header{"Content-Type": {"application/grpc"}}
+	for _, tc := range []struct {
+		name        string
+		method      string
+		target      string
+		hdr         http.Header
+		h2          bool
+		wantStatus  int
+		wantBackend string
+		wantBody    string
+		wantHeader  [2]string
+	}{
+		{name: "path exact with request header filter", target: "/exact", wantStatus: 200, wantBackend: "exact", wantBody: "x-added=yes"},
+		{name: "path exact does not match a longer path", target: "/exact/more", wantStatus: 404},
+		{name: "path prefix", target: "/api/users", wantStatus: 200, wantBackend: "prefix"},
+		{name: "path prefix on a segment boundary", target: "/apiary", wantStatus: 404},
+		{name: "path regex", target: "/users/42", wantStatus: 200, wantBackend: "regex"},
+		{name: "method", method: "PUT", target: "/x", wantStatus: 200, wantBackend: "method"},
+		{name: "header", target: "/x", hdr: http.Header{"X-Canary": {"yes"}}, wantStatus: 200, wantBackend: "header"},
+		{name: "header other value", target: "/x", hdr: http.Header{"X-Canary": {"no"}}, wantStatus: 404},
+		{name: "query parameter", target: "/x?v=3", wantStatus: 200, wantBackend: "query"},
+		{name: "gRPC service", method: "POST", target: "/pkg.Echo/Say", hdr: grpcHdr, h2: true, wantStatus: 200, wantBackend: "grpc"},
+		{name: "gRPC other service: no route, UNIMPLEMENTED", method: "POST", target: "/pkg.Other/Say", hdr: grpcHdr, h2: true, wantStatus: 200, wantHeader: [2]string{"Grpc-Status", "12"}},
+		{name: "condition all/not holds", method: "DELETE", target: "/drop/1", wantStatus: 200, wantBackend: "cond"},
+		{name: "condition not excludes", method: "DELETE", target: "/keep/1", wantStatus: 404},
+		{name: "url rewrite of prefix and host, response header filter", target: "/old/page", wantStatus: 200, wantBackend: "rewrite",
+			wantBody: "host=rewritten.example path=/v2/page", wantHeader: [2]string{"X-Route", "rewrite"}},
+		{name: "redirect", target: "/moved/here?q=1", wantStatus: 301, wantHeader: [2]string{"Location", "https://new.example/moved/here?q=1"}},
+		{name: "backend filter", target: "/split", wantStatus: 200, wantBackend: "split", wantBody: "x-added=backend"},
+		{name: "invalid backend answers 500", target: "/invalid", wantStatus: 500, wantHeader: [2]string{"Weft-Proxy-Error", "invalid backend"}},
+		{name: "no route answers 404", target: "/nothing", wantStatus: 404, wantHeader: [2]string{"Weft-Proxy-Error", "no route"}},
+		{name: "response class makes 404 a failure", target: "/classes", wantStatus: 404, wantBackend: "classes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cl := c
+			if tc.h2 {
+				cl = h2cClient()
+			}
+			m := tc.method
+			if m == "" {
+				m = "GET"
+			}
+			var body []byte
+			if m == "POST" {
+				body = []byte("x")
+			}
+			res := rp.do(cl, m, tc.target, tc.hdr, body)
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			if res.status != tc.wantStatus || res.backend != tc.wantBackend {
+				t.Fatalf("got %d from %q (%s), want %d from %q", res.status, res.backend, res.body, tc.wantStatus, tc.wantBackend)
+			}
+			if tc.wantBody != "" && !strings.Contains(res.body, tc.wantBody) {
+				t.Fatalf("body %q does not contain %q", res.body, tc.wantBody)
+			}
+			if tc.wantHeader[0] != "" && res.header.Get(tc.wantHeader[0]) != tc.wantHeader[1] {
+				t.Fatalf("header %s = %q, want %q", tc.wantHeader[0], res.header.Get(tc.wantHeader[0]), tc.wantHeader[1])
+			}
+		})
+	}
+	text := rp.metricsText()
+	ls := func(route string) string { return `rt_route="` + route + `"` }
+	for _, tc := range []struct {
+		name   string
+		metric string
+		labels []string
+		want   float64
+	}{
+		{"route requests", "route_request_total", []string{ls("exact")}, 1},
+		{"route response", "route_response_total", []string{ls("exact"), `status_code="200"`, `classification="success"`}, 1},
+		{"response class failure", "route_response_total", []string{ls("classes"), `status_code="404"`, `classification="failure"`}, 1},
+		{"invalid backend counted as failure", "route_response_total", []string{ls("invalid"), `status_code="500"`, `classification="failure"`}, 1},
+		{"redirect counted", "route_response_total", []string{ls("redirect"), `status_code="301"`}, 1},
+		{"latency histogram", "route_response_latency_ms_count", []string{ls("regex"), `status_code="200"`}, 1},
+		{"attempts", "route_actual_request_total", []string{ls("prefix")}, 1},
+		{"authority label", "route_request_total", []string{`authority="` + routedAuthority + `"`, ls("method")}, 1},
+		{"request_total still counts", "request_total", []string{`authority="` + routedAuthority + `"`, `tls="no_identity"`}, 19},
+	} {
+		t.Run("metrics/"+tc.name, func(t *testing.T) {
+			if v := metricValue(text, tc.metric, tc.labels...); v != tc.want {
+				t.Fatalf("%s%v = %v, want %v", tc.metric, tc.labels, v, tc.want)
+			}
+		})
+	}
+}
+
+// TestRoutedWeights sends 2,000 requests over a 90/10 split.
+func TestRoutedWeights(t *testing.T) {
+	const svc = "10.96.1.2:80"
+	a, b := newApp(t, "a", nil), newApp(t, "b", nil)
+	rp := startRouted(t, svc)
+	rp.src.set(dest(svc, nil, fallbackTo(wb("shop/a:80", 90), wb("shop/b:80", 10)), be("shop/a:80", a), be("shop/b:80", b)))
+	c := h1Client()
+	const n = 2000
+	for range n {
+		if res := rp.do(c, "GET", "/", nil, nil); res.err != nil || res.status != 200 {
+			t.Fatalf("request failed: %+v", res)
+		}
+	}
+	share := float64(a.hits.Load()) / n
+	t.Logf("a: %d, b: %d (%.1f%%)", a.hits.Load(), b.hits.Load(), 100*share)
+	if share < 0.87 || share > 0.93 {
+		t.Fatalf("a got %.1f%% of requests, want 90±3%%", 100*share)
+	}
+	// No routes: still measured by service, under the fallback's name.
+	if v := metricValue(rp.metricsText(), "route_request_total", `rt_route="default"`); v != n {
+		t.Fatalf("route_request_total{rt_route=default} = %v, want %d", v, n)
+	}
+}
+
+// TestRoutedTimeouts checks the route's request timeout (504, gRPC DEADLINE_EXCEEDED)
+// and the per-attempt backend timeout with a retry.
+func TestRoutedTimeouts(t *testing.T) {
+	const svc = "10.96.1.3:80"
+	slow := newApp(t, "slow", sleeping(3*time.Second))
+	var once atomic.Bool
+	slowOnce := newApp(t, "slow-once", func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+		if once.CompareAndSwap(false, true) {
+			return sleeping(3*time.Second)(w, r, 0)
+		}
+		return false
+	})
+	timeouts := func(req, backend time.Duration) *api.Timeouts {
+		return &api.Timeouts{Request: durationpb.New(req), BackendRequest: durationpb.New(backend)}
+	}
+	routes := []*api.Route{
+		{Name: "slow", Matches: []*api.RouteMatch{{Path: sm("prefix", "/slow")}}, Backends: []*api.WeightedBackend{wb("shop/slow:80", 1)},
+			Timeouts: &api.Timeouts{Request: durationpb.New(300 * time.Millisecond)}},
+		{Name: "attempt", Matches: []*api.RouteMatch{{Path: sm("prefix", "/attempt")}}, Backends: []*api.WeightedBackend{wb("shop/slow-once:80", 1)},
+			Timeouts: timeouts(2*time.Second, 200*time.Millisecond), Retry: &api.RetryPolicy{MaxAttempts: 3}},
+	}
+	rp := startRouted(t, svc)
+	rp.src.set(dest(svc, routes, nil, be("shop/slow:80", slow), be("shop/slow-once:80", slowOnce)))
+	for _, tc := range []struct {
+		name       string
+		target     string
+		h2         bool
+		hdr        http.Header
+		wantStatus int
+		wantHeader [2]string
+		min, max   time.Duration
+	}{
+		{name: "request timeout answers 504 on time", target: "/slow", wantStatus: 504, wantHeader: [2]string{"Weft-Proxy-Error", "timeout"}, min: 300 * time.Millisecond, max: time.Second},
+		{name: "gRPC request timeout answers DEADLINE_EXCEEDED", target: "/slow", h2: true, hdr: http.Header{"Content-Type": {"application/grpc"}},
+			wantStatus: 200, wantHeader: [2]string{"Grpc-Status", "4"}, min: 300 * time.Millisecond, max: time.Second},
+		{name: "backend timeout ends the attempt, the retry succeeds", target: "/attempt", wantStatus: 200, min: 200 * time.Millisecond, max: time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := h1Client()
+			method := "GET"
+			var body []byte
+			if tc.h2 {
+				c, method, body = h2cClient(), "POST", []byte("x")
+			}
+			start := time.Now()
+			res := rp.do(c, method, tc.target, tc.hdr, body)
+			took := time.Since(start)
+			if res.err != nil {
+				t.Fatal(res.err)
+			}
+			if res.status != tc.wantStatus {
+				t.Fatalf("status %d (%s), want %d", res.status, res.body, tc.wantStatus)
+			}
+			if tc.wantHeader[0] != "" && res.header.Get(tc.wantHeader[0]) != tc.wantHeader[1] {
+				t.Fatalf("header %s = %q, want %q (%v)", tc.wantHeader[0], res.header.Get(tc.wantHeader[0]), tc.wantHeader[1], res.header)
+			}
+			if took < tc.min || took > tc.max {
+				t.Fatalf("took %v, want between %v and %v", took, tc.min, tc.max)
+			}
+		})
+	}
+}
+
+// TestRoutedRetries: a backend failing 20% of requests becomes ≥ 99.5% success
+// within the budget; a tight budget stops retries; bodies over 64 KiB are not
+// retried.
+func TestRoutedRetries(t *testing.T) {
+	t.Run("20% failures become at least 99.5% success within the budget", func(t *testing.T) {
+		const svc = "10.96.1.4:80"
+		rng := rand.New(rand.NewPCG(7, 7))
+		var mu sync.Mutex
+		flaky := newApp(t, "flaky", func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+			mu.Lock()
+			fail := rng.Float64() < 0.2
+			mu.Unlock()
+			if fail {
+				w.WriteHeader(503)
+				return true
+			}
+			return false
+		})
+		rp := startRouted(t, svc)
+		cfg := dest(svc, []*api.Route{{Name: "all", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
+			Backends: []*api.WeightedBackend{wb("shop/flaky:80", 1)}, Retry: &api.RetryPolicy{}}}, nil, be("shop/flaky:80", flaky))
+		rp.src.set(cfg)
+		c := h1Client()
+		const n = 1000
+		ok := 0
+		for i := range n {
+			var body []byte
+			method := "GET"
+			if i%2 == 1 {
+				method, body = "POST", bytes.Repeat([]byte("b"), 2048)
+			}
+			res := rp.do(c, method, "/", nil, body)
+			if res.err == nil && res.status == 200 {
+				ok++
+				if method == "POST" && !strings.Contains(res.body, "body=2048") {
+					t.Fatalf("retried body arrived as %q", res.body)
+				}
+			}
+		}
+		text := rp.metricsText()
+		retries := metricValue(text, "route_retry_total", `rt_route="all"`)
+		budget := 0.2*n + 10*10 // ratio × originals + min per second × ttl
+		t.Logf("success %d/%d, retries %v (budget %v), backend hits %d", ok, n, retries, budget, flaky.hits.Load())
+		if float64(ok)/n < 0.995 {
+			t.Fatalf("success rate %.2f%%, want ≥ 99.5%%", 100*float64(ok)/n)
+		}
+		if retries <= 0 || retries > budget {
+			t.Fatalf("retries = %v, want > 0 and ≤ %v", retries, budget)
+		}
+		if got := float64(flaky.hits.Load()); got != n+retries {
+			t.Fatalf("backend saw %v requests, want originals + retries = %v", got, n+retries)
+		}
+		if v := metricValue(text, "route_actual_request_total", `rt_route="all"`); v != n+retries {
+			t.Fatalf("route_actual_request_total = %v, want %v", v, n+retries)
+		}
+	})
+	t.Run("retries stop at the budget and are counted", func(t *testing.T) {
+		const svc = "10.96.1.5:80"
+		down := newApp(t, "down", failing(503))
+		// Keep the failing endpoint in rotation: this test is about the budget.
+		rp := startRouted(t, svc, func(o *server.Options) { o.Balance.FailureThreshold = 1 << 30 })
+		cfg := dest(svc, []*api.Route{{Name: "all", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
+			Backends: []*api.WeightedBackend{wb("shop/down:80", 1)}, Retry: &api.RetryPolicy{MaxAttempts: 2}}}, nil, be("shop/down:80", down))
+		cfg.RetryBudget = &api.RetryBudget{RetryRatio: 0.1, MinRetriesPerSecond: 0, Ttl: durationpb.New(10 * time.Second)}
+		rp.src.set(cfg)
+		c := h1Client()
+		const n = 300
+		for range n {
+			if res := rp.do(c, "GET", "/", nil, nil); res.status != 503 {
+				t.Fatalf("status %d, want the backend's 503", res.status)
+			}
+		}
+		text := rp.metricsText()
+		retries := metricValue(text, "route_retry_total", `rt_route="all"`)
+		skipped := metricValue(text, "route_retry_skipped_total", `rt_route="all"`, `reason="budget"`)
+		t.Logf("retries %v, skipped %v", retries, skipped)
+		if retries > 0.1*n || retries < 0.1*n-2 {
+			t.Fatalf("retries = %v, want the budget's %v", retries, 0.1*n)
+		}
+		if retries+skipped != n {
+			t.Fatalf("retries %v + skipped %v != %d failed originals", retries, skipped, n)
+		}
+	})
+	t.Run("a body over 64 KiB is not retried", func(t *testing.T) {
+		const svc = "10.96.1.6:80"
+		// Odd hits fail: each request's first attempt fails.
+		odd := newApp(t, "odd", func(w http.ResponseWriter, r *http.Request, hit int64) bool {
+			if hit%2 == 1 {
+				io.Copy(io.Discard, r.Body)
+				w.WriteHeader(503)
+				return true
+			}
+			return false
+		})
+		rp := startRouted(t, svc)
+		rp.src.set(dest(svc, []*api.Route{{Name: "all", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
+			Backends: []*api.WeightedBackend{wb("shop/odd:80", 1)}, Retry: &api.RetryPolicy{}}}, nil, be("shop/odd:80", odd)))
+		c := h1Client()
+		small := rp.do(c, "POST", "/", nil, bytes.Repeat([]byte("s"), 64<<10))
+		if small.status != 200 || !strings.Contains(small.body, fmt.Sprintf("body=%d", 64<<10)) {
+			t.Fatalf("64 KiB body: %d %q, want 200 after a retry with the whole body", small.status, small.body)
+		}
+		big := rp.do(c, "POST", "/", nil, bytes.Repeat([]byte("b"), 64<<10+1))
+		if big.status != 503 {
+			t.Fatalf("64 KiB + 1 body: status %d, want the first attempt's 503", big.status)
+		}
+		if v := metricValue(rp.metricsText(), "route_retry_skipped_total", `rt_route="all"`, `reason="body"`); v != 1 {
+			t.Fatalf("route_retry_skipped_total{reason=body} = %v, want 1", v)
+		}
+		if odd.hits.Load() != 3 {
+			t.Fatalf("backend saw %d requests, want 3 (2 for the retried body, 1 for the big one)", odd.hits.Load())
+		}
+	})
+}
+
+// TestRoutedEjection: an endpoint that fails (by status or by refusing
+// connections) is ejected and traffic moves to the healthy ones.
+func TestRoutedEjection(t *testing.T) {
+	closedPort := func() string {
+		ln := listen(t)
+		a := ln.Addr().String()
+		ln.Close()
+		return a
+	}
+	for _, tc := range []struct {
+		name string
+		bad  func() *app
+	}{
+		{"5xx answers", func() *app { return newApp(t, "bad", failing(500)) }},
+		{"refused connections", func() *app { return &app{name: "bad", addr: closedPort()} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const svc = "10.96.1.7:80"
+			g1, g2, bad := newApp(t, "g1", nil), newApp(t, "g2", nil), tc.bad()
+			rp := startRouted(t, svc)
+			rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), be("shop/web:80", g1, g2, bad)))
+			c := h1Client()
+			failures := 0
+			for i := range 300 {
+				res := rp.do(c, "GET", "/", nil, nil)
+				if res.err != nil || res.status != 200 {
+					failures++
+					if i >= 100 {
+						t.Fatalf("request %d failed (%d %q) long after the bad endpoint should be ejected", i, res.status, res.header.Get("Weft-Proxy-Error"))
+					}
+				}
+			}
+			t.Logf("failures: %d, good hits %d+%d", failures, g1.hits.Load(), g2.hits.Load())
+			// 7 consecutive failures eject; the test is shorter than the first
+			// backoff plus a probe or two.
+			if failures < 7 || failures > 9 {
+				t.Fatalf("%d requests failed, want 7 (the ejection threshold) up to 9", failures)
+			}
+		})
+	}
+}
+
+// TestRoutedSlowEndpoint: an endpoint 10× slower than the others gets < 10% of
+// requests.
+func TestRoutedSlowEndpoint(t *testing.T) {
+	const svc = "10.96.1.8:80"
+	delay := func(d time.Duration) func(http.ResponseWriter, *http.Request, int64) bool {
+		return func(http.ResponseWriter, *http.Request, int64) bool { time.Sleep(d); return false }
+	}
+	fast := []*app{newApp(t, "f1", delay(5*time.Millisecond)), newApp(t, "f2", delay(5*time.Millisecond)), newApp(t, "f3", delay(5*time.Millisecond))}
+	slow := newApp(t, "slow", delay(50*time.Millisecond))
+	rp := startRouted(t, svc)
+	rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), be("shop/web:80", fast[0], fast[1], slow, fast[2])))
+	var wg sync.WaitGroup
+	var errs atomic.Int64
+	const workers, each = 8, 60
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := h1Client()
+			for range each {
+				if res := rp.do(c, "GET", "/", nil, nil); res.err != nil || res.status != 200 {
+					errs.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if errs.Load() > 0 {
+		t.Fatalf("%d requests failed", errs.Load())
+	}
+	share := float64(slow.hits.Load()) / (workers * each)
+	t.Logf("slow endpoint: %d of %d (%.1f%%); fast: %d %d %d", slow.hits.Load(), workers*each, 100*share, fast[0].hits.Load(), fast[1].hits.Load(), fast[2].hits.Load())
+	if share >= 0.10 {
+		t.Fatalf("slow endpoint got %.1f%% of requests, want < 10%%", 100*share)
+	}
+}
+
+// TestRoutedConfigChange swaps the configuration while requests flow: the next
+// request follows the new one.
+func TestRoutedConfigChange(t *testing.T) {
+	const svc = "10.96.1.9:80"
+	a, b := newApp(t, "a", nil), newApp(t, "b", nil)
+	rp := startRouted(t, svc)
+	toA := dest(svc, nil, fallbackTo(wb("shop/a:80", 1)), be("shop/a:80", a))
+	toB := dest(svc, nil, fallbackTo(wb("shop/b:80", 1)), be("shop/b:80", b))
+	rp.src.set(toA)
+	stop := make(chan struct{})
+	var flowErrs atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := h1Client()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if res := rp.do(c, "GET", "/", nil, nil); res.err != nil || res.status != 200 {
+					flowErrs.Add(1)
+				}
+			}
+		}()
+	}
+	c := h1Client()
+	for range 20 {
+		if res := rp.do(c, "GET", "/", nil, nil); res.backend != "a" {
+			t.Fatalf("before the change: backend %q, want a", res.backend)
+		}
+	}
+	rp.src.set(toB)
+	for i := range 20 {
+		if res := rp.do(c, "GET", "/", nil, nil); res.backend != "b" {
+			t.Fatalf("request %d after the change: backend %q, want b", i, res.backend)
+		}
+	}
+	// Back to A, over an HTTP/2 connection that stays open across the change.
+	h2 := h2cClient()
+	rp.do(h2, "GET", "/", nil, nil)
+	rp.src.set(toA)
+	if res := rp.do(h2, "GET", "/", nil, nil); res.backend != "a" {
+		t.Fatalf("after the second change on a kept HTTP/2 connection: backend %q, want a", res.backend)
+	}
+	close(stop)
+	wg.Wait()
+	if flowErrs.Load() > 0 {
+		t.Fatalf("%d requests failed while the configuration changed", flowErrs.Load())
+	}
+}
+
+// TestRoutedOpaqueTCP balances opaque connections per connection over the
+// fallback's backends.
+func TestRoutedOpaqueTCP(t *testing.T) {
+	const svc = "10.96.1.10:5432"
+	var hitsA, hitsB atomic.Int64
+	echo := func(name string, hits *atomic.Int64) string {
+		return serveTCP(t, func(c net.Conn) {
+			hits.Add(1)
+			io.WriteString(c, name)
+			c.Close()
+		})
+	}
+	addrA, addrB := echo("A", &hitsA), echo("B", &hitsB)
+	rp := startRouted(t, svc)
+	cfg := dest(svc, nil, fallbackTo(wb("shop/a:5432", 1), wb("shop/b:5432", 3)),
+		&api.Backend{Key: "shop/a:5432", Endpoints: []*api.Endpoint{ep(addrA)}},
+		&api.Backend{Key: "shop/b:5432", Endpoints: []*api.Endpoint{ep(addrB)}})
+	cfg.Protocol = api.ProtocolHint_PROTOCOL_HINT_OPAQUE
+	rp.src.set(cfg)
+	const n = 200
+	for range n {
+		c, err := net.Dial("tcp", rp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if s := string(b); s != "A" && s != "B" {
+			t.Fatalf("read %q, want a backend's name", s)
+		}
+	}
+	share := float64(hitsB.Load()) / n
+	t.Logf("A %d, B %d", hitsA.Load(), hitsB.Load())
+	if share < 0.65 || share > 0.85 {
+		t.Fatalf("B got %.1f%% of connections, want about 75%%", 100*share)
+	}
+}
+
+// TestRoutedThroughMesh routes and retries over mTLS to a peer proxy: a 50/50 split
+// of two meshed backends, with a POST body replayed on retry across the mesh.
+func TestRoutedThroughMesh(t *testing.T) {
+	mp := newMeshPair(t, pairOpts{})
+	const svc = "10.96.1.11:80"
+	odd := newApp(t, "odd", func(w http.ResponseWriter, r *http.Request, hit int64) bool {
+		if hit%2 == 1 {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(503)
+			return true
+		}
+		return false
+	})
+	even := newApp(t, "even", nil)
+	meshed := func(a *app) *api.Endpoint {
+		e := ep(a.addr)
+		e.Identity, e.ProxyPort = spiffe("b", serverSA), uint32(mp.b.inboundPort())
+		return e
+	}
+	src := newTestSource()
+	a := startProxy(t, &config.Config{}, newStore(t, mp.ca.IssueValid(t, spiffe("a", clientSA)), mp.ca), func(o *server.Options) { o.Source = src })
+	addr := a.outbound(svc)
+	rp := &routedProxy{proxy: a, src: src, addr: addr}
+	src.set(dest(svc, []*api.Route{{Name: "split", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
+		Backends: []*api.WeightedBackend{wb("shop/odd:80", 1), wb("shop/even:80", 1)}, Retry: &api.RetryPolicy{}}}, nil,
+		&api.Backend{Key: "shop/even:80", Endpoints: []*api.Endpoint{meshed(even)}},
+		&api.Backend{Key: "shop/odd:80", Endpoints: []*api.Endpoint{meshed(odd)}}))
+	for _, c := range []*http.Client{h1Client(), h2cClient()} {
+		for range 40 {
+			res := rp.do(c, "POST", "/", nil, []byte("hello"))
+			if res.err != nil || res.status != 200 || !strings.Contains(res.body, "body=5") {
+				t.Fatalf("request: %+v", res)
+			}
+		}
+	}
+	t.Logf("odd %d, even %d", odd.hits.Load(), even.hits.Load())
+	if odd.hits.Load() < 10 || even.hits.Load() < 10 {
+		t.Fatalf("split did not reach both backends: odd %d, even %d", odd.hits.Load(), even.hits.Load())
+	}
+	text := a.metricsText()
+	if v := metricValue(text, "route_retry_total", `rt_route="split"`); v < 5 {
+		t.Fatalf("route_retry_total = %v, want the odd backend's failures retried", v)
+	}
+	if v := metricValue(text, "request_total", `server_id="`+spiffe("b", serverSA)+`"`); v != 80 {
+		t.Fatalf("request_total over mTLS = %v, want 80", v)
+	}
+}
