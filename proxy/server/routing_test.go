@@ -108,7 +108,9 @@ func be(key string, apps ...*app) *api.Backend {
 	return b
 }
 
-func wb(key string, w uint32) *api.WeightedBackend { return &api.WeightedBackend{Backend: key, Weight: w} }
+func wb(key string, w uint32) *api.WeightedBackend {
+	return &api.WeightedBackend{Backend: key, Weight: w}
+}
 
 const routedAuthority = "web.shop.svc.cluster.local:80"
 
