@@ -77,6 +77,9 @@ type Options struct {
 	Addr string
 	// OnListen, when set, is called with the bound address once the service listens.
 	OnListen func(net.Addr)
+	// OnSynced, when set, is called once the informers have delivered the cluster's
+	// state and subscriptions are served (before it they get Unavailable).
+	OnSynced func()
 	// ClusterDomain is the DNS suffix of Service names. Default cluster.local.
 	ClusterDomain string
 	// ServerNames are the DNS names of the serving certificate. Default
@@ -217,6 +220,10 @@ func (r *runnable) Start(ctx context.Context) error {
 			}
 		}
 		r.srv.MarkSynced()
+		r.log.Info("Synced the cluster's state; serving subscriptions")
+		if r.opts.OnSynced != nil {
+			r.opts.OnSynced()
+		}
 	}()
 	return r.srv.Serve(ctx, lis, r.creds.serverOption(), r.opts.ShutdownGrace)
 }

@@ -335,22 +335,19 @@ func (s *Server) recompile() {
 	}
 	start := time.Now()
 
-	// Which entries: all on a full change or when some are new (their dependencies
-	// are unknown), else those whose Services' endpoints changed.
 	s.storeMu.Lock()
 	full, dirty := s.st.full, s.st.dirty
 	s.st.full, s.st.dirty = false, map[string]struct{}{}
 	s.mu.Lock()
+	// Which entries: all on a change that may affect any (a Service, a route
+	// resource, the Mesh); else the new ones and those whose backends' endpoints
+	// changed. New entries need the whole state: their backends are not known yet.
+	wholeState := full
 	var todo []*entry
 	for _, e := range s.entries {
-		if e.cur == nil {
-			full = true
-			break
-		}
-	}
-	for _, e := range s.entries {
-		if full || dependsOn(e.deps, dirty) {
+		if full || e.cur == nil || dependsOn(e.deps, dirty) {
 			todo = append(todo, e)
+			wholeState = wholeState || e.cur == nil
 		}
 	}
 	s.mu.Unlock()
@@ -359,7 +356,7 @@ func (s *Server) recompile() {
 		return
 	}
 	var only map[string]struct{}
-	if !full {
+	if !wholeState {
 		only = map[string]struct{}{}
 		for _, e := range todo {
 			for _, d := range e.deps {
@@ -419,7 +416,7 @@ func (s *Server) recompile() {
 	s.mu.Unlock()
 	CompileSeconds.Observe(time.Since(start).Seconds())
 	if s.log.V(1).Enabled() {
-		s.log.V(1).Info("Recompiled destinations", "full", full, "dirtyServices", sortedKeys(dirty),
+		s.log.V(1).Info("Recompiled destinations", "full", full, "wholeState", wholeState, "dirtyServices", sortedKeys(dirty),
 			"compiled", len(todo), "offered", sent, "took", time.Since(start))
 	}
 }

@@ -1,0 +1,596 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command destination measures the destination service at the scale issue 5 sets:
+// 1,000 Services with 10,000 endpoints (EndpointSlices targeting meshed Pods) in a real
+// API server, and 5,000 subscribed streams from simulated proxies.
+//
+// The service runs in a child process (this binary with --serve): the same code as in
+// weft-controller (a controller-runtime manager with destination.AddToManager, its
+// informers, the compiler and the gRPC server), and nothing else, so the child's RSS
+// and CPU time are the service's. The parent runs the API server (envtest) and the
+// simulated proxies, which share a few gRPC connections, as the proxies of one node
+// would not, but the server's cost per stream is the same.
+//
+// Latency is measured from just before the API write of an EndpointSlice change to
+// the moment the last of the destination's subscribers has received the update.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/weftmesh/weft/internal/destination/desttest"
+	"github.com/weftmesh/weft/internal/testenv"
+	"github.com/weftmesh/weft/proxy/api"
+)
+
+const (
+	controlNS  = "weft-system"
+	benchNS    = "bench"
+	serverName = "weft-destination.weft-system.svc"
+)
+
+type config struct {
+	services, endpointsPerService, subscriptions, conns, changes int
+	out                                                          string
+}
+
+func main() {
+	var cfg config
+	serve := flag.Bool("serve", false, "Run the destination service (the child process).")
+	kubeconfig := flag.String("serve-kubeconfig", "", "With --serve: the API server's kubeconfig.")
+	flag.IntVar(&cfg.services, "services", 1000, "Services.")
+	flag.IntVar(&cfg.endpointsPerService, "endpoints-per-service", 10, "Endpoints (and meshed Pods) per Service.")
+	flag.IntVar(&cfg.subscriptions, "subscriptions", 5000, "Subscribed streams, spread evenly over the Services.")
+	flag.IntVar(&cfg.conns, "conns", 8, "gRPC connections the streams share.")
+	flag.IntVar(&cfg.changes, "changes", 50, "EndpointSlice changes to time.")
+	flag.StringVar(&cfg.out, "out", "bench/results/destination.json", "Where to write the results.")
+	flag.Parse()
+	var err error
+	if *serve {
+		err = runServer(*kubeconfig)
+	} else {
+		err = run(cfg)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-destination:", err)
+		os.Exit(1)
+	}
+}
+
+// Results is what bench/results/destination.json holds.
+type Results struct {
+	Services      int `json:"services"`
+	Endpoints     int `json:"endpoints"`
+	Subscriptions int `json:"subscriptions"`
+	Connections   int `json:"connections"`
+	Changes       int `json:"changes"`
+
+	// Time from an EndpointSlice write to its last subscriber receiving the update.
+	P50Ms float64 `json:"p50_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+
+	// BytesPerSubscription is the growth of the server's Go heap and goroutine stacks
+	// (after a GC) from before the subscriptions to after, divided by their number.
+	BytesPerSubscription float64 `json:"bytes_per_subscription"`
+	// RSSBytesPerSubscription is the same for the process's resident set.
+	RSSBytesPerSubscription float64 `json:"rss_bytes_per_subscription"`
+	// ControllerRSSMB is the service process's resident set at the end of the run;
+	// ControllerPeakRSSMB its high-water mark.
+	ControllerRSSMB     float64 `json:"controller_rss_mb"`
+	ControllerPeakRSSMB float64 `json:"controller_peak_rss_mb"`
+	// RSSSyncedMB is the resident set once the informers synced, before subscriptions.
+	RSSSyncedMB float64 `json:"rss_synced_mb"`
+	// CPUSeconds is the service process's user+system CPU time over the whole run;
+	// the phases split it.
+	CPUSeconds       float64 `json:"cpu_s"`
+	CPUSyncSeconds   float64 `json:"cpu_sync_s"`
+	CPUSubSeconds    float64 `json:"cpu_subscribe_s"`
+	CPUChangeSeconds float64 `json:"cpu_changes_s"`
+	SubscribeSeconds float64 `json:"subscribe_s"`
+	SyncSeconds      float64 `json:"sync_s"`
+	ShutdownSeconds  float64 `json:"shutdown_s"`
+	Goroutines       int     `json:"server_goroutines"`
+	GoVersion        string  `json:"go_version,omitempty"`
+	Date             string  `json:"date"`
+}
+
+func run(cfg config) error {
+	if cfg.services <= 0 || cfg.subscriptions <= 0 || cfg.conns <= 0 {
+		return errors.New("--services, --subscriptions and --conns must be positive")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := Results{Services: cfg.services, Endpoints: cfg.services * cfg.endpointsPerService,
+		Subscriptions: cfg.subscriptions, Connections: cfg.conns, Changes: cfg.changes,
+		Date: time.Now().UTC().Format(time.RFC3339)}
+
+	env, err := testenv.New()
+	if err != nil {
+		return err
+	}
+	// envtest's default Service range (a /24) holds too few cluster IPs.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
+	restCfg, err := env.Start()
+	if err != nil {
+		return fmt.Errorf("starting the API server: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	restCfg.QPS, restCfg.Burst = -1, 0
+	c, err := client.New(restCfg, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		return err
+	}
+	pki, err := desttest.NewPKI("cluster.local")
+	if err != nil {
+		return err
+	}
+	for _, ns := range []string{controlNS, benchNS} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return err
+		}
+	}
+	if err := pki.Install(ctx, c, controlNS); err != nil {
+		return err
+	}
+	start := time.Now()
+	slicesByService, err := populate(ctx, c, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("created %d Services, %d Pods and %d EndpointSlices in %v\n", cfg.services,
+		cfg.services*cfg.endpointsPerService, len(slicesByService), time.Since(start).Round(time.Millisecond))
+
+	// The service, in a child process.
+	dir, err := os.MkdirTemp("", "bench-destination-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	kc := filepath.Join(dir, "kubeconfig")
+	if err := writeKubeconfig(restCfg, kc); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	child := exec.Command(self, "--serve", "--serve-kubeconfig", kc)
+	child.Stderr = os.Stderr
+	// The service must not outlive the benchmark, whatever happens to it.
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	syncStart := time.Now()
+	if err := child.Start(); err != nil {
+		return err
+	}
+	childDone := make(chan error, 1)
+	go func() { childDone <- child.Wait() }()
+	defer func() {
+		if child.ProcessState == nil {
+			_ = child.Process.Kill()
+		}
+	}()
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var addr, statsAddr string
+	for addr == "" || statsAddr == "" || res.SyncSeconds == 0 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return fmt.Errorf("the service exited: %v", <-childDone)
+			}
+			switch f := strings.Fields(l); {
+			case len(f) == 2 && f[0] == "LISTEN":
+				addr = f[1]
+			case len(f) == 2 && f[0] == "STATS":
+				statsAddr = f[1]
+			case len(f) == 1 && f[0] == "SYNCED":
+				res.SyncSeconds = time.Since(syncStart).Seconds()
+			}
+		case <-time.After(2 * time.Minute):
+			return errors.New("the service did not sync within 2 minutes")
+		}
+	}
+	pid := child.Process.Pid
+	synced, err := stats(statsAddr)
+	if err != nil {
+		return err
+	}
+	cpuSynced, err := cpuSeconds(pid)
+	if err != nil {
+		return err
+	}
+	res.CPUSyncSeconds = cpuSynced
+	res.RSSSyncedMB = mb(synced.RSS)
+	res.GoVersion = synced.GoVersion
+	fmt.Printf("the service synced in %.2fs: RSS %.1f MB, heap %.1f MB, CPU %.2fs\n",
+		res.SyncSeconds, mb(synced.RSS), mb(synced.HeapInuse), cpuSynced)
+
+	// The simulated proxies.
+	subStart := time.Now()
+	subs, closeConns, err := subscribeAll(ctx, pki, addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeConns()
+	res.SubscribeSeconds = time.Since(subStart).Seconds()
+	// Let the last compilations and sends finish before measuring.
+	time.Sleep(time.Second)
+	subscribed, err := stats(statsAddr)
+	if err != nil {
+		return err
+	}
+	cpuSubscribed, err := cpuSeconds(pid)
+	if err != nil {
+		return err
+	}
+	res.CPUSubSeconds = cpuSubscribed - cpuSynced
+	res.BytesPerSubscription = float64(int64(subscribed.HeapInuse+subscribed.StackInuse)-int64(synced.HeapInuse+synced.StackInuse)) / float64(cfg.subscriptions)
+	res.RSSBytesPerSubscription = float64(int64(subscribed.RSS)-int64(synced.RSS)) / float64(cfg.subscriptions)
+	fmt.Printf("%d subscriptions got their snapshots in %.2fs: RSS %.1f MB, heap %.1f MB, stacks %.1f MB, %d goroutines; %.0f B/subscription (heap+stacks), %.0f B (RSS)\n",
+		cfg.subscriptions, res.SubscribeSeconds, mb(subscribed.RSS), mb(subscribed.HeapInuse), mb(subscribed.StackInuse),
+		subscribed.Goroutines, res.BytesPerSubscription, res.RSSBytesPerSubscription)
+
+	// The changes, one at a time.
+	lat, err := timeChanges(ctx, c, cfg, slicesByService, subs)
+	if err != nil {
+		return err
+	}
+	slices.Sort(lat)
+	res.P50Ms, res.P99Ms, res.MaxMs = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(lat[len(lat)-1])
+	end, err := stats(statsAddr)
+	if err != nil {
+		return err
+	}
+	cpuEnd, err := cpuSeconds(pid)
+	if err != nil {
+		return err
+	}
+	res.CPUChangeSeconds = cpuEnd - cpuSubscribed
+	res.CPUSeconds = cpuEnd
+	res.ControllerRSSMB = mb(end.RSS)
+	res.ControllerPeakRSSMB = mb(end.PeakRSS)
+	res.Goroutines = end.Goroutines
+
+	// Shutdown: SIGTERM ends every stream and stops within the grace period.
+	stopAt := time.Now()
+	_ = child.Process.Signal(os.Interrupt)
+	select {
+	case err := <-childDone:
+		res.ShutdownSeconds = time.Since(stopAt).Seconds()
+		if err != nil {
+			fmt.Printf("the service exited with %v\n", err)
+		}
+	case <-time.After(20 * time.Second):
+		return errors.New("the service did not stop within 20s of SIGINT")
+	}
+	ended := 0
+	for _, s := range subs {
+		select {
+		case <-s.ended:
+			ended++
+		case <-time.After(time.Second):
+		}
+	}
+
+	fmt.Printf("\nEndpointSlice change -> last subscriber: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d changes, %d subscribers each)\n",
+		res.P50Ms, res.P99Ms, res.MaxMs, len(lat), cfg.subscriptions/cfg.services)
+	fmt.Printf("service process: RSS %.1f MB (peak %.1f MB), CPU %.2fs (sync %.2fs, subscribe %.2fs, changes %.2fs)\n",
+		res.ControllerRSSMB, res.ControllerPeakRSSMB, res.CPUSeconds, res.CPUSyncSeconds, res.CPUSubSeconds, res.CPUChangeSeconds)
+	fmt.Printf("per subscription: %.0f B heap+stacks, %.0f B RSS\n", res.BytesPerSubscription, res.RSSBytesPerSubscription)
+	fmt.Printf("shutdown in %.2fs; %d of %d streams ended\n", res.ShutdownSeconds, ended, len(subs))
+	fmt.Printf("targets: p99 <= 100 ms %s, <= 20 KB/subscription %s, RSS <= 300 MB %s\n",
+		verdict(res.P99Ms <= 100), verdict(res.BytesPerSubscription <= 20<<10 && res.RSSBytesPerSubscription <= 20<<10), verdict(res.ControllerPeakRSSMB <= 300))
+
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.out), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(cfg.out, append(b, '\n'), 0o644)
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func mb(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	i := int(float64(len(sorted))*p+0.5) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// populate creates the Services, their meshed Pods and one EndpointSlice per Service.
+func populate(ctx context.Context, c client.Client, cfg config) ([]*discoveryv1.EndpointSlice, error) {
+	out := make([]*discoveryv1.EndpointSlice, cfg.services)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(32)
+	for i := range cfg.services {
+		g.Go(func() error {
+			name := fmt.Sprintf("svc-%04d", i)
+			svc := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: name},
+				Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+			}
+			if err := c.Create(ctx, svc); err != nil {
+				return fmt.Errorf("creating Service %s: %w", name, err)
+			}
+			es := &discoveryv1.EndpointSlice{
+				ObjectMeta:  metav1.ObjectMeta{Namespace: benchNS, Name: name + "-a", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+				AddressType: discoveryv1.AddressTypeIPv4,
+				Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+			}
+			for j := range cfg.endpointsPerService {
+				pod := &corev1.Pod{
+					ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: fmt.Sprintf("%s-%d", name, j), Labels: map[string]string{"app": name}},
+					Spec: corev1.PodSpec{
+						ServiceAccountName: name,
+						InitContainers:     []corev1.Container{{Name: "weft-proxy", Image: "weft-proxy:dev", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}},
+						Containers:         []corev1.Container{{Name: "app", Image: "app:dev"}},
+					},
+				}
+				if err := c.Create(ctx, pod); err != nil {
+					return fmt.Errorf("creating Pod %s: %w", pod.Name, err)
+				}
+				es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+					Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", 1+i/250, i%250, j)},
+					Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+					Zone:       ptr.To("zone-a"),
+					TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: benchNS, Name: pod.Name},
+				})
+			}
+			if err := c.Create(ctx, es); err != nil {
+				return fmt.Errorf("creating EndpointSlice %s: %w", es.Name, err)
+			}
+			out[i] = es
+			return nil
+		})
+	}
+	return out, g.Wait()
+}
+
+// sub is one simulated proxy's subscription.
+type sub struct {
+	service int
+	// armed, when set, makes the reader report its next message's arrival time.
+	armed   atomic.Bool
+	arrived chan time.Time
+	first   chan struct{}
+	ended   chan struct{}
+	msgs    atomic.Int64
+}
+
+func subscribeAll(ctx context.Context, pki *desttest.PKI, addr string, cfg config) ([]*sub, func(), error) {
+	var clients []api.DestinationClient
+	var closers []io.Closer
+	closeAll := func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}
+	for i := range cfg.conns {
+		cert, err := pki.WorkloadCert(benchNS, fmt.Sprintf("client-%d", i))
+		if err != nil {
+			return nil, closeAll, err
+		}
+		cc, err := desttest.Dial(addr, pki.ClientTLS(serverName, &cert))
+		if err != nil {
+			return nil, closeAll, err
+		}
+		closers = append(closers, cc)
+		clients = append(clients, api.NewDestinationClient(cc))
+	}
+	subs := make([]*sub, cfg.subscriptions)
+	for i := range subs {
+		s := &sub{service: i % cfg.services, arrived: make(chan time.Time, 1), first: make(chan struct{}), ended: make(chan struct{})}
+		subs[i] = s
+		req := &api.GetDestination{
+			Target:           &api.GetDestination_Authority{Authority: fmt.Sprintf("svc-%04d.%s.svc.cluster.local:80", s.service, benchNS)},
+			ContextNamespace: benchNS,
+		}
+		st, err := clients[i%len(clients)].Get(ctx, req)
+		if err != nil {
+			return nil, closeAll, fmt.Errorf("subscription %d: %w", i, err)
+		}
+		go func() {
+			defer close(s.ended)
+			for {
+				m, err := st.Recv()
+				if err != nil {
+					return
+				}
+				at := time.Now()
+				if s.msgs.Add(1) == 1 {
+					if m.GetSnapshot() == nil {
+						fmt.Fprintf(os.Stderr, "subscription to svc-%04d: the first message is not a snapshot: %v\n", s.service, m)
+					}
+					close(s.first)
+					continue
+				}
+				if s.armed.CompareAndSwap(true, false) {
+					s.arrived <- at
+				}
+			}
+		}()
+	}
+	deadline := time.After(2 * time.Minute)
+	for i, s := range subs {
+		select {
+		case <-s.first:
+		case <-s.ended:
+			return nil, closeAll, fmt.Errorf("subscription %d ended before its snapshot", i)
+		case <-deadline:
+			return nil, closeAll, fmt.Errorf("subscription %d got no snapshot within 2 minutes", i)
+		}
+	}
+	return subs, closeAll, nil
+}
+
+// timeChanges toggles the readiness of one endpoint of a different Service each time
+// and measures until every subscriber of that Service has received the delta.
+func timeChanges(ctx context.Context, c client.Client, cfg config, slices []*discoveryv1.EndpointSlice, subs []*sub) ([]time.Duration, error) {
+	bySvc := map[int][]*sub{}
+	for _, s := range subs {
+		bySvc[s.service] = append(bySvc[s.service], s)
+	}
+	var lat []time.Duration
+	for k := range cfg.changes {
+		i := (k * 7919) % cfg.services // spread over the Services
+		es := slices[i]
+		ready := es.Endpoints[0].Conditions.Ready
+		es.Endpoints[0].Conditions.Ready = ptr.To(ready == nil || !*ready)
+		for _, s := range bySvc[i] {
+			// Drop anything earlier, then wait for the next message.
+			select {
+			case <-s.arrived:
+			default:
+			}
+			s.armed.Store(true)
+		}
+		t0 := time.Now()
+		if err := c.Update(ctx, es); err != nil {
+			return nil, fmt.Errorf("updating EndpointSlice %s: %w", es.Name, err)
+		}
+		var last time.Time
+		for _, s := range bySvc[i] {
+			select {
+			case at := <-s.arrived:
+				if at.After(last) {
+					last = at
+				}
+			case <-time.After(10 * time.Second):
+				return nil, fmt.Errorf("change %d of %s: a subscriber got nothing within 10s", k, es.Name)
+			}
+		}
+		lat = append(lat, last.Sub(t0))
+		time.Sleep(20 * time.Millisecond)
+	}
+	return lat, nil
+}
+
+func writeKubeconfig(cfg *rest.Config, path string) error {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["bench"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos["bench"] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
+	kc.Contexts["bench"] = &clientcmdapi.Context{Cluster: "bench", AuthInfo: "bench"}
+	kc.CurrentContext = "bench"
+	return clientcmd.WriteToFile(*kc, path)
+}
+
+// serverStats is what the child reports at /stats, after a GC.
+type serverStats struct {
+	HeapInuse  uint64 `json:"heap_inuse"`
+	StackInuse uint64 `json:"stack_inuse"`
+	Goroutines int    `json:"goroutines"`
+	RSS        uint64 `json:"rss"`
+	PeakRSS    uint64 `json:"peak_rss"`
+	GoVersion  string `json:"go_version"`
+}
+
+func stats(addr string) (serverStats, error) {
+	var s serverStats
+	resp, err := http.Get("http://" + addr + "/stats")
+	if err != nil {
+		return s, fmt.Errorf("reading the service's stats: %w", err)
+	}
+	defer resp.Body.Close()
+	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// cpuSeconds reads a process's user+system time from /proc/<pid>/stat.
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces: fields start after its closing parenthesis.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	// utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+	ut, err1 := strconv.ParseFloat(f[11], 64)
+	st, err2 := strconv.ParseFloat(f[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	// USER_HZ is 100 on Linux.
+	return (ut + st) / 100, nil
+}
+
+// procStatus reads VmRSS and VmHWM (bytes) from /proc/self/status.
+func procStatus() (rss, peak uint64) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		n, _ := strconv.ParseUint(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = n << 10
+		case "VmHWM:":
+			peak = n << 10
+		}
+	}
+	return rss, peak
+}
