@@ -16,8 +16,8 @@ limitations under the License.
 
 // Package localmesh runs Weft on one machine without a cluster: a real kube-apiserver
 // and etcd, the real cert-manager controllers, weft-controller's reconcilers and
-// identity service in-process, and weft-proxy processes in mesh mode on loopback. The
-// integration tests and `make demo` use it.
+// identity and destination services in-process, and weft-proxy processes in mesh mode
+// on loopback. The integration tests and `make demo` use it.
 package localmesh
 
 import (
@@ -31,6 +31,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/go-logr/logr"
 	authnv1 "k8s.io/api/authentication/v1"
@@ -47,6 +49,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/weftmesh/weft/controllers"
+	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/internal/testenv/certmanager"
@@ -61,12 +64,23 @@ type ControlPlane struct {
 	Client       client.Client
 	Kube         kubernetes.Interface
 	IdentityAddr string
+	// DestinationAddr is the destination service's address. It stays the same
+	// across StopDestination and StartDestination.
+	DestinationAddr string
 
-	stop func() error
+	ctx      context.Context
+	log      logr.Logger
+	stop     func() error
+	stopOnce sync.Once
+	stopErr  error
+	destMu   sync.Mutex
+	// destStop stops the running destination service; nil when it is stopped.
+	destStop func() error
 }
 
 // StartControlPlane starts the API server (building it first if it is not cached),
-// cert-manager, the reconcilers and the identity service, wired as in weft-controller.
+// cert-manager, the reconcilers and the identity and destination services, wired as in
+// weft-controller.
 func StartControlPlane(ctx context.Context, log logr.Logger) (*ControlPlane, error) {
 	env, err := testenv.New()
 	if err != nil {
@@ -78,14 +92,15 @@ func StartControlPlane(ctx context.Context, log logr.Logger) (*ControlPlane, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	cp := &ControlPlane{Config: cfg}
+	cp := &ControlPlane{Config: cfg, ctx: ctx, log: log}
 	cp.stop = func() error {
+		destErr := cp.StopDestination()
 		cancel()
 		var mgrErr error
 		if done != nil {
 			mgrErr = <-done
 		}
-		return errors.Join(mgrErr, env.Stop())
+		return errors.Join(destErr, mgrErr, env.Stop())
 	}
 	fail := func(err error) (*ControlPlane, error) {
 		done = nil
@@ -125,11 +140,76 @@ func StartControlPlane(ctx context.Context, log logr.Logger) (*ControlPlane, err
 		return fail(err)
 	}
 	go func() { done <- mgr.Start(ctx) }()
+	if cp.DestinationAddr, err = FreeAddr(); err != nil {
+		return fail(err)
+	}
+	if err := cp.StartDestination(); err != nil {
+		return fail(err)
+	}
 	return cp, nil
 }
 
-// Stop stops the manager, cert-manager and the API server.
-func (cp *ControlPlane) Stop() error { return cp.stop() }
+// StartDestination starts the destination service on DestinationAddr, in a manager of
+// its own: weft-controller runs it in its single manager, but here tests stop and
+// restart it alone, as when a controller replica is restarted or replaced, while the
+// identity service and the reconcilers keep running.
+func (cp *ControlPlane) StartDestination() error {
+	cp.destMu.Lock()
+	defer cp.destMu.Unlock()
+	if cp.destStop != nil {
+		return errors.New("the destination service is already running")
+	}
+	mgr, err := ctrl.NewManager(cp.Config, ctrl.Options{
+		Scheme:     testenv.Scheme,
+		Metrics:    metricsserver.Options{BindAddress: "0"},
+		Logger:     cp.log.WithName("weft-controller"),
+		Controller: ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	if err != nil {
+		return err
+	}
+	listening := make(chan struct{})
+	var once sync.Once
+	if err := destination.AddToManager(mgr, destination.Options{Namespace: Namespace, Addr: cp.DestinationAddr,
+		OnListen: func(net.Addr) { once.Do(func() { close(listening) }) }}); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(cp.ctx)
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	select {
+	case <-listening:
+	case err := <-done:
+		cancel()
+		return fmt.Errorf("starting the destination service: %w", err)
+	}
+	cp.destStop = func() error {
+		cancel()
+		return <-done
+	}
+	return nil
+}
+
+// StopDestination stops the destination service (closing every proxy's stream) and
+// waits until it has stopped. It does nothing when the service is not running.
+func (cp *ControlPlane) StopDestination() error {
+	cp.destMu.Lock()
+	defer cp.destMu.Unlock()
+	if cp.destStop == nil {
+		return nil
+	}
+	err := cp.destStop()
+	cp.destStop = nil
+	return err
+}
+
+// Stop stops the destination service, the manager, cert-manager and the API server.
+// Only the first call does anything, so a test may stop the control plane early and
+// still leave the usual cleanup in place.
+func (cp *ControlPlane) Stop() error {
+	cp.stopOnce.Do(func() { cp.stopErr = cp.stop() })
+	return cp.stopErr
+}
 
 // Kubeconfig renders an admin kubeconfig for the API server, for kubectl.
 func (cp *ControlPlane) Kubeconfig() ([]byte, error) {
@@ -162,6 +242,9 @@ type ProxyOptions struct {
 	IdentityAddr, Roots, Token string
 	// ID is the SPIFFE ID the proxy asks for.
 	ID string
+	// DestinationAddr, when set, is the destination service the proxy subscribes
+	// to (ControlPlane.DestinationAddr).
+	DestinationAddr string
 	// Config is the static configuration (docs/proxy.md); empty for none.
 	Config string
 	// Dir holds the configuration file.
@@ -194,6 +277,10 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 		"--inbound-port=" + strconv.Itoa(p.Inbound), "--outbound-port=" + strconv.Itoa(p.Outbound),
 		"--admin-port=" + strconv.Itoa(p.Admin), "--log-format=console",
 	}
+	if opts.DestinationAddr != "" {
+		args = append(args, "--destination-addr="+opts.DestinationAddr,
+			"--destination-server-name="+destination.ServiceName+"."+Namespace+".svc")
+	}
 	if opts.Config != "" {
 		f, err := os.CreateTemp(opts.Dir, "proxy-*.yaml")
 		if err != nil {
@@ -207,10 +294,25 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 	}
 	p.cmd = exec.Command(opts.Binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = opts.Output, opts.Output
+	// What the injector sets from the downward API: the pod's namespace, here the
+	// namespace of the identity.
+	if ns := spiffeNamespace(opts.ID); ns != "" {
+		p.cmd.Env = append(os.Environ(), "POD_NAMESPACE="+ns)
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting weft-proxy: %w", err)
 	}
 	return p, nil
+}
+
+// spiffeNamespace returns the namespace of spiffe://<td>/ns/<ns>/sa/<sa>, or "".
+func spiffeNamespace(id string) string {
+	_, rest, ok := strings.Cut(id, "/ns/")
+	if !ok {
+		return ""
+	}
+	ns, _, _ := strings.Cut(rest, "/")
+	return ns
 }
 
 // Stop kills the proxy and waits for it.
