@@ -1,0 +1,591 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package integration
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
+	internalidentity "github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/localmesh"
+	"github.com/weftmesh/weft/test/netns"
+)
+
+// NS.Do must never run on the main thread (see netns.NS.Do).
+func init() { runtime.LockOSThread() }
+
+// endpointNet is a network namespace the test creates for the "pods" behind Services.
+// The API server refuses loopback addresses in EndpointSlices, so endpoints get
+// addresses from 198.18.0.0/15 (the benchmarking range) that exist only inside the
+// namespace; a veth pair links it to the test's own namespace, where the proxies run.
+type endpointNet struct {
+	ns     *netns.NS
+	prefix string // "198.18.N."
+	next   int
+	mu     sync.Mutex
+}
+
+// endpointPort is the port every backend listens on (each has its own address).
+const endpointPort = 8080
+
+func startEndpointNet(t *testing.T) *endpointNet {
+	t.Helper()
+	netns.RequireRoot(t)
+	if err := netns.CleanupStale(); err != nil {
+		t.Logf("removing stale namespaces: %v", err)
+	}
+	ns := netns.New(t, "endpoints")
+	third := 20 + os.Getpid()%200
+	prefix := fmt.Sprintf("198.18.%d.", third)
+	hostIf := fmt.Sprintf("weftep%d", os.Getpid()%100000)
+	ctx := context.Background()
+	if err := netns.Run(ctx, "ip", "link", "add", hostIf, "type", "veth", "peer", "name", "eth0", "netns", ns.Name); err != nil {
+		t.Fatal(err)
+	}
+	// Deleting the namespace deletes the pair; this covers a failure before that.
+	t.Cleanup(func() { _ = netns.Run(context.Background(), "ip", "link", "del", hostIf) })
+	for _, args := range [][]string{
+		{"addr", "add", prefix + "1/24", "dev", hostIf},
+		{"link", "set", hostIf, "up"},
+	} {
+		if err := netns.Run(ctx, "ip", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ns.MustIP(t, "addr", "add", prefix+"2/24", "dev", "eth0")
+	ns.MustIP(t, "link", "set", "eth0", "up")
+	return &endpointNet{ns: ns, prefix: prefix, next: 10}
+}
+
+// backends starts one backend per name, each on a new address of the namespace.
+func (n *endpointNet) backends(t *testing.T, names ...string) []*backend {
+	t.Helper()
+	var out []*backend
+	for _, name := range names {
+		n.mu.Lock()
+		ip := fmt.Sprintf("%s%d", n.prefix, n.next)
+		n.next++
+		n.mu.Unlock()
+		n.ns.MustIP(t, "addr", "add", ip+"/32", "dev", "eth0")
+		var ln net.Listener
+		if err := n.ns.Do(func() (err error) {
+			ln, err = net.Listen("tcp", fmt.Sprintf("%s:%d", ip, endpointPort))
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		b := &backend{name: name, addr: netip.MustParseAddrPort(ln.Addr().String())}
+		b.srv = &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = b.srv.Serve(ln) }()
+		t.Cleanup(func() { _ = b.srv.Close() })
+		out = append(out, b)
+	}
+	return out
+}
+
+// client is the application in the web pod: it talks to its proxy's outbound
+// listener and names the destination in the Host header, as an app does when iptables
+// redirects its connections.
+type appClient struct {
+	proxy *localmesh.Proxy
+	http  *http.Client
+}
+
+type result struct {
+	status  int
+	backend string
+	latency time.Duration
+	err     error
+}
+
+func (c *appClient) get(host, path string, hdr map[string]string) result {
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", c.proxy.Outbound, path), nil)
+	req.Host = host
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return result{err: err, latency: time.Since(start)}
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return result{status: resp.StatusCode, backend: resp.Header.Get("X-Backend"), latency: time.Since(start)}
+}
+
+// spread sends n requests from conc concurrent clients and counts answers by
+// backend ("" for answers without one), and statuses.
+func (c *appClient) spread(host, path string, hdr map[string]string, n, conc int) (byBackend map[string]int, byStatus map[int]int, errs int) {
+	byBackend, byStatus = map[string]int{}, map[int]int{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var left atomic.Int64
+	left.Store(int64(n))
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for left.Add(-1) >= 0 {
+				r := c.get(host, path, hdr)
+				mu.Lock()
+				if r.err != nil {
+					errs++
+				} else {
+					byBackend[r.backend]++
+					byStatus[r.status]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return byBackend, byStatus, errs
+}
+
+// within measures how long after a change the proxy's behaviour satisfies ok for
+// five requests in a row, and fails the test past limit. It returns the time.
+func (c *appClient) within(t *testing.T, limit time.Duration, what string, since time.Time, probe func() result, ok func(result) bool) time.Duration {
+	t.Helper()
+	streak := 0
+	var last result
+	for {
+		last = probe()
+		if last.err == nil && ok(last) {
+			streak++
+			if streak == 5 {
+				el := time.Since(since)
+				t.Logf("%s: %s after the change", what, el.Round(time.Millisecond))
+				if el > limit {
+					t.Errorf("%s took %s, want at most %s", what, el.Round(time.Millisecond), limit)
+				}
+				return el
+			}
+		} else {
+			streak = 0
+		}
+		if time.Since(since) > 10*limit {
+			t.Fatalf("%s: not within %s; last answer %d from %q (%v)", what, 10*limit, last.status, last.backend, last.err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func authority(svc string) string { return svc + ".shop.svc.cluster.local" }
+
+func httpRoute(name, parent string, rules ...gatewayv1.HTTPRouteRule) *gatewayv1.HTTPRoute {
+	return &gatewayv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: name},
+		Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{
+				Group: ptr.To(gatewayv1.Group("")), Kind: ptr.To(gatewayv1.Kind("Service")),
+				Name: gatewayv1.ObjectName(parent), Port: ptr.To(gatewayv1.PortNumber(80)),
+			}}},
+			Rules: rules,
+		},
+	}
+}
+
+func backendRefs(svcs ...string) []gatewayv1.HTTPBackendRef {
+	var out []gatewayv1.HTTPBackendRef
+	for _, s := range svcs {
+		out = append(out, gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{
+			BackendObjectReference: gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(s), Port: ptr.To(gatewayv1.PortNumber(80))}}})
+	}
+	return out
+}
+
+func pathPrefix(p string) []gatewayv1.HTTPRouteMatch {
+	return []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To(p)}}}
+}
+
+func headerMatch(name, value string) []gatewayv1.HTTPRouteMatch {
+	return []gatewayv1.HTTPRouteMatch{{Headers: []gatewayv1.HTTPHeaderMatch{{Name: gatewayv1.HTTPHeaderName(name), Value: value}}}}
+}
+
+func trafficSplit(name, root string, weights map[string]int32) *splitv1alpha2.TrafficSplit {
+	ts := &splitv1alpha2.TrafficSplit{ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: name},
+		Spec: splitv1alpha2.TrafficSplitSpec{Service: root}}
+	names := make([]string, 0, len(weights))
+	for n := range weights {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		ts.Spec.Backends = append(ts.Spec.Backends, splitv1alpha2.TrafficSplitBackend{Service: n, Weight: weights[n]})
+	}
+	return ts
+}
+
+func serviceProfile(svc string, spec meshv1alpha1.ServiceProfileSpec) *meshv1alpha1.ServiceProfile {
+	return &meshv1alpha1.ServiceProfile{ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: authority(svc)}, Spec: spec}
+}
+
+// backendService creates a Service and its EndpointSlice for the backends.
+func (e *meshEnv) backendService(t *testing.T, name string, bs ...*backend) {
+	t.Helper()
+	e.apply(t, service(name, endpointPort))
+	e.apply(t, endpointSlice(name, bs...))
+}
+
+// TestRoutingFollowsTheCluster is issue 5's proof: a real control plane (API server,
+// cert-manager, reconcilers, identity and destination services) and a real weft-proxy
+// process in mesh mode subscribed to the destination service; real HTTP backends in a
+// network namespace behind EndpointSlices. Each subtest changes cluster objects and
+// asserts on the traffic the proxy carries.
+func TestRoutingFollowsTheCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an API server, cert-manager, the control plane and a proxy")
+	}
+	pods := startEndpointNet(t)
+	e := startMesh(t)
+	proxyBin, err := localmesh.BuildProxy(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	webID := internalidentity.SPIFFEID("cluster.local", shop, "web")
+	web := startProxy(t, localmesh.ProxyOptions{Binary: proxyBin, IdentityAddr: e.cp.IdentityAddr, Roots: e.roots,
+		Token: e.token(t, "web"), ID: webID, DestinationAddr: e.cp.DestinationAddr})
+	waitFor(t, 20*time.Second, "the web proxy to be ready", web.Ready)
+	app := &appClient{proxy: web, http: &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}}
+
+	t.Run("EndpointSlices", func(t *testing.T) {
+		bs := pods.backends(t, "ep-a", "ep-b", "ep-c")
+		e.backendService(t, "ep", bs[0])
+		host := authority("ep")
+		probe := func() result { return app.get(host, "/", nil) }
+		app.within(t, 5*time.Second, "first request to a new Service", time.Now(), probe,
+			func(r result) bool { return r.status == 200 && r.backend == "ep-a" })
+
+		start := time.Now()
+		e.apply(t, endpointSlice("ep", bs[1]))
+		app.within(t, time.Second, "endpoint replaced", start, probe,
+			func(r result) bool { return r.status == 200 && r.backend == "ep-b" })
+
+		start = time.Now()
+		e.apply(t, endpointSlice("ep", bs[1], bs[2]))
+		app.within(t, time.Second, "endpoint added", start, probe,
+			func(r result) bool { return r.status == 200 && r.backend == "ep-c" })
+		got, _, _ := app.spread(host, "/", nil, 100, 4)
+		if got["ep-b"] < 20 || got["ep-c"] < 20 || got["ep-a"] != 0 {
+			t.Errorf("with endpoints b and c, 100 requests went %v", got)
+		}
+
+		start = time.Now()
+		e.delete(t, endpointSlice("ep"))
+		app.within(t, time.Second, "endpoints deleted", start, probe,
+			func(r result) bool { return r.backend == "" && r.status >= 500 })
+	})
+
+	t.Run("TrafficSplit", func(t *testing.T) {
+		bs := pods.backends(t, "split-root", "split-v1", "split-v2")
+		e.backendService(t, "split", bs[0])
+		e.backendService(t, "split-v1", bs[1])
+		e.backendService(t, "split-v2", bs[2])
+		host := authority("split")
+		probe := func() result { return app.get(host, "/", nil) }
+		app.within(t, 5*time.Second, "root Service served", time.Now(), probe,
+			func(r result) bool { return r.backend == "split-root" })
+
+		start := time.Now()
+		e.apply(t, trafficSplit("split", "split", map[string]int32{"split-v1": 900, "split-v2": 100}))
+		app.within(t, time.Second, "TrafficSplit created", start, probe,
+			func(r result) bool { return r.backend == "split-v1" || r.backend == "split-v2" })
+		const n = 2000
+		got, statuses, errs := app.spread(host, "/", nil, n, 8)
+		v1 := float64(got["split-v1"]) / n
+		t.Logf("90/10 split over %d requests: %v (v1 %.1f%%), statuses %v", n, got, 100*v1, statuses)
+		if v1 < 0.87 || v1 > 0.93 || got["split-v1"]+got["split-v2"] != n || errs > 0 {
+			t.Errorf("90/10 split: want 90±3%% of %d to split-v1, got %v (%d errors)", n, got, errs)
+		}
+
+		start = time.Now()
+		e.apply(t, trafficSplit("split", "split", map[string]int32{"split-v1": 0, "split-v2": 100}))
+		app.within(t, time.Second, "TrafficSplit changed to all v2", start, probe,
+			func(r result) bool { return r.backend == "split-v2" })
+
+		start = time.Now()
+		e.delete(t, trafficSplit("split", "split", nil))
+		app.within(t, time.Second, "TrafficSplit deleted", start, probe,
+			func(r result) bool { return r.backend == "split-root" })
+	})
+
+	t.Run("HTTPRoute", func(t *testing.T) {
+		bs := pods.backends(t, "rt-main", "rt-canary", "rt-v1")
+		e.backendService(t, "rt", bs[0])
+		e.backendService(t, "rt-canary", bs[1])
+		e.backendService(t, "rt-v1", bs[2])
+		host := authority("rt")
+		canary := map[string]string{"X-Canary": "yes"}
+		app.within(t, 5*time.Second, "root Service served", time.Now(), func() result { return app.get(host, "/v1/x", canary) },
+			func(r result) bool { return r.backend == "rt-main" })
+
+		route := httpRoute("rt", "rt",
+			gatewayv1.HTTPRouteRule{Matches: headerMatch("x-canary", "yes"), BackendRefs: backendRefs("rt-canary")},
+			gatewayv1.HTTPRouteRule{Matches: pathPrefix("/v1"), BackendRefs: backendRefs("rt-v1")},
+			gatewayv1.HTTPRouteRule{Matches: pathPrefix("/"), BackendRefs: backendRefs("rt")},
+		)
+		start := time.Now()
+		e.apply(t, route)
+		app.within(t, time.Second, "HTTPRoute created", start, func() result { return app.get(host, "/v1/x", canary) },
+			func(r result) bool { return r.backend == "rt-canary" })
+		for _, tc := range []struct {
+			name, path string
+			hdr        map[string]string
+			want       string
+		}{
+			{"header match wins over the path", "/v1/books", canary, "rt-canary"},
+			{"header with another value", "/v1/books", map[string]string{"X-Canary": "no"}, "rt-v1"},
+			{"path prefix", "/v1", nil, "rt-v1"},
+			{"path prefix on a segment boundary", "/v10", nil, "rt-main"},
+			{"catch-all", "/shelf", nil, "rt-main"},
+		} {
+			got, _, errs := app.spread(host, tc.path, tc.hdr, 20, 2)
+			if got[tc.want] != 20 || errs > 0 {
+				t.Errorf("%s: GET %s %v: want all 20 to %s, got %v (%d errors)", tc.name, tc.path, tc.hdr, tc.want, got, errs)
+			}
+		}
+
+		// Change: the canary header now leads to v1.
+		route.Spec.Rules[0].BackendRefs = backendRefs("rt-v1")
+		start = time.Now()
+		e.apply(t, route)
+		app.within(t, time.Second, "HTTPRoute changed", start, func() result { return app.get(host, "/", canary) },
+			func(r result) bool { return r.backend == "rt-v1" })
+
+		start = time.Now()
+		e.delete(t, route)
+		app.within(t, time.Second, "HTTPRoute deleted", start, func() result { return app.get(host, "/v1", canary) },
+			func(r result) bool { return r.backend == "rt-main" })
+	})
+
+	t.Run("route timeout", func(t *testing.T) {
+		bs := pods.backends(t, "slow")
+		bs[0].delay.Store(int64(time.Second))
+		e.backendService(t, "slow", bs[0])
+		host := authority("slow")
+		route := httpRoute("slow", "slow", gatewayv1.HTTPRouteRule{BackendRefs: backendRefs("slow"),
+			Timeouts: &gatewayv1.HTTPRouteTimeouts{Request: ptr.To(gatewayv1.Duration("200ms"))}})
+		start := time.Now()
+		e.apply(t, route)
+		r := result{}
+		app.within(t, time.Second+200*time.Millisecond, "HTTPRoute with a timeout created", start,
+			func() result { r = app.get(host, "/", nil); return r },
+			func(r result) bool { return r.status == http.StatusGatewayTimeout })
+		for range 5 {
+			r := app.get(host, "/", nil)
+			if r.status != http.StatusGatewayTimeout || r.latency < 200*time.Millisecond || r.latency > 350*time.Millisecond {
+				t.Errorf("a 200ms route timeout on a 1s backend: got %d after %s, want 504 after 200–350ms", r.status, r.latency.Round(time.Millisecond))
+			}
+		}
+	})
+
+	t.Run("ServiceProfile", func(t *testing.T) {
+		bs := pods.backends(t, "sp")
+		bs[0].delay.Store(int64(300 * time.Millisecond))
+		e.backendService(t, "sp", bs[0])
+		host := authority("sp")
+		probe := func() result { return app.get(host, "/books/1", nil) }
+		app.within(t, 5*time.Second, "served without a profile", time.Now(), probe,
+			func(r result) bool { return r.status == 200 })
+
+		sp := serviceProfile("sp", meshv1alpha1.ServiceProfileSpec{Routes: []meshv1alpha1.RouteSpec{{
+			Name: "GET /books/{id}", Condition: meshv1alpha1.RequestMatch{Method: "GET", PathRegex: "/books/[^/]*"},
+			Timeout: "100ms",
+		}}})
+		start := time.Now()
+		e.apply(t, sp)
+		app.within(t, time.Second+100*time.Millisecond, "ServiceProfile with a 100ms timeout created", start, probe,
+			func(r result) bool { return r.status == http.StatusGatewayTimeout })
+		if r := app.get(host, "/other", nil); r.status != 200 {
+			t.Errorf("a path outside the profile's route: got %d", r.status)
+		}
+
+		sp.Spec.Routes[0].Timeout = "2s"
+		start = time.Now()
+		e.apply(t, sp)
+		app.within(t, time.Second+300*time.Millisecond, "ServiceProfile timeout raised", start, probe,
+			func(r result) bool { return r.status == 200 })
+
+		sp.Spec.Routes[0].Timeout = "100ms"
+		e.apply(t, sp)
+		app.within(t, time.Second+100*time.Millisecond, "ServiceProfile timeout lowered", time.Now(), probe,
+			func(r result) bool { return r.status == http.StatusGatewayTimeout })
+		start = time.Now()
+		e.delete(t, sp)
+		app.within(t, time.Second+300*time.Millisecond, "ServiceProfile deleted", start, probe,
+			func(r result) bool { return r.status == 200 })
+	})
+
+	t.Run("retries", func(t *testing.T) {
+		bs := pods.backends(t, "flaky-a", "flaky-b")
+		for _, b := range bs {
+			b.failEvery.Store(5) // 20% of each backend's requests fail
+		}
+		e.backendService(t, "flaky", bs...)
+		host := authority("flaky")
+		e.apply(t, serviceProfile("flaky", meshv1alpha1.ServiceProfileSpec{
+			Routes:      []meshv1alpha1.RouteSpec{{Name: "all", Condition: meshv1alpha1.RequestMatch{PathRegex: "/.*"}, IsRetryable: true}},
+			RetryBudget: &meshv1alpha1.RetryBudget{RetryRatio: 0.2, MinRetriesPerSecond: 10, TTL: "10s"},
+		}))
+		// The profile is in place once a failure is retried: wait for 50 successes in a row.
+		waitFor(t, 10*time.Second, "retries to take effect", func() error {
+			_, statuses, errs := app.spread(host, "/", nil, 50, 1)
+			if statuses[200] != 50 || errs > 0 {
+				return fmt.Errorf("statuses %v", statuses)
+			}
+			return nil
+		})
+		before := bs[0].hits.Load() + bs[1].hits.Load()
+		const n = 1000
+		start := time.Now()
+		_, statuses, errs := app.spread(host, "/", nil, n, 4)
+		took := time.Since(start)
+		attempts := bs[0].hits.Load() + bs[1].hits.Load() - before
+		success := float64(statuses[200]) / n
+		retries := attempts - n
+		// The budget: 20% of the requests plus 10 per second (its TTL window covers the run).
+		budget := int64(0.2*n) + int64(10*max(took.Seconds(), 1)) + 10
+		t.Logf("20%%-failing backends with retries: %d requests, success %.2f%%, %d retries (budget %d), %s",
+			n, 100*success, retries, budget, took.Round(time.Millisecond))
+		if success < 0.995 || errs > 0 {
+			t.Errorf("want ≥ 99.5%% success with retries, got %.2f%% (statuses %v, %d errors)", 100*success, statuses, errs)
+		}
+		if retries > budget {
+			t.Errorf("%d retries exceed the budget of %d", retries, budget)
+		}
+	})
+
+	t.Run("failing endpoint ejected", func(t *testing.T) {
+		bs := pods.backends(t, "ej-a", "ej-b", "ej-bad")
+		bs[2].failAll.Store(true)
+		e.backendService(t, "ej", bs...)
+		host := authority("ej")
+		app.within(t, 5*time.Second, "served", time.Now(), func() result { return app.get(host, "/", nil) },
+			func(r result) bool { return r.backend != "" })
+		// Let failure accrual see the bad endpoint, then measure.
+		app.spread(host, "/", nil, 100, 2)
+		got, statuses, _ := app.spread(host, "/", nil, 300, 2)
+		t.Logf("after warm-up, 300 requests went %v, statuses %v", got, statuses)
+		if got["ej-bad"] > 15 {
+			t.Errorf("the failing endpoint still got %d of 300 requests", got["ej-bad"])
+		}
+		if got["ej-a"] < 60 || got["ej-b"] < 60 {
+			t.Errorf("traffic did not move to both healthy endpoints: %v", got)
+		}
+	})
+
+	t.Run("slow endpoint avoided", func(t *testing.T) {
+		bs := pods.backends(t, "lat-a", "lat-b", "lat-slow")
+		bs[0].delay.Store(int64(5 * time.Millisecond))
+		bs[1].delay.Store(int64(5 * time.Millisecond))
+		bs[2].delay.Store(int64(50 * time.Millisecond))
+		e.backendService(t, "lat", bs...)
+		host := authority("lat")
+		app.within(t, 5*time.Second, "served", time.Now(), func() result { return app.get(host, "/", nil) },
+			func(r result) bool { return r.backend != "" })
+		got, _, errs := app.spread(host, "/", nil, 1000, 4)
+		slow := float64(got["lat-slow"]) / 1000
+		t.Logf("a 10× slower endpoint among 3: %v (slow %.1f%%)", got, 100*slow)
+		if slow >= 0.10 || errs > 0 {
+			t.Errorf("the 10× slow endpoint got %.1f%% of the requests, want < 10%%", 100*slow)
+		}
+	})
+
+	t.Run("destination service restart", func(t *testing.T) {
+		bs := pods.backends(t, "res-a", "res-b")
+		e.backendService(t, "res", bs[0])
+		host := authority("res")
+		probe := func() result { return app.get(host, "/", nil) }
+		app.within(t, 5*time.Second, "served", time.Now(), probe,
+			func(r result) bool { return r.backend == "res-a" })
+
+		// Steady traffic while the destination service stops and comes back.
+		stop := make(chan struct{})
+		var total, failed atomic.Int64
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					r := app.get(host, "/", nil)
+					total.Add(1)
+					if r.err != nil || r.status != 200 || r.backend != "res-a" {
+						failed.Add(1)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
+			}()
+		}
+		time.Sleep(500 * time.Millisecond)
+		if err := e.cp.StopDestination(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		if err := e.cp.StartDestination(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * time.Second)
+		close(stop)
+		wg.Wait()
+		t.Logf("%d requests while the destination service stopped for 2s and restarted: %d failed", total.Load(), failed.Load())
+		if failed.Load() != 0 {
+			t.Errorf("%d of %d requests failed across the restart", failed.Load(), total.Load())
+		}
+		// The proxy is subscribed again: a change reaches it.
+		start := time.Now()
+		e.apply(t, endpointSlice("res", bs[1]))
+		app.within(t, time.Second, "endpoint change after the restart", start, probe,
+			func(r result) bool { return r.backend == "res-b" })
+	})
+
+	t.Run("whole control plane down", func(t *testing.T) {
+		// Last: the control plane does not come back. Requests to known destinations
+		// keep flowing on the last configuration.
+		host := authority("res")
+		e.cp.Stop()
+		for i := range 50 {
+			if r := app.get(host, "/", nil); r.status != 200 || r.backend != "res-b" {
+				t.Fatalf("request %d with the control plane gone: %d from %q (%v)", i, r.status, r.backend, r.err)
+			}
+		}
+	})
+}
