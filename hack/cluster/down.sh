@@ -175,7 +175,7 @@ done
 
 # Tables the kubelet's iptables created: removed when they were not there before up.sh
 # and hold no rule and no chain of their own any more.
-if [ -s "$CLUSTER_DIR/nft-tables.orig" ]; then
+if [ -e "$CLUSTER_DIR/nft-tables.orig" ]; then
   for fam in ip ip6; do
     for t in filter nat mangle; do
       grep -qx "table $fam $t" "$CLUSTER_DIR/nft-tables.orig" && continue
