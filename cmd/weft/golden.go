@@ -147,20 +147,20 @@ func (a *accumulator) add(d *counters, seconds float64) {
 func (a *accumulator) golden() Golden {
 	g := Golden{Meshed: a.meshed, Requests: a.sum.responses, RPS: a.rps, WindowSeconds: a.window}
 	if a.sum.responses > 0 {
-		g.SuccessRate = ptr(a.sum.successes / a.sum.responses)
+		g.SuccessRate = fptr(a.sum.successes / a.sum.responses)
 	}
 	if a.sum.requests > 0 {
-		g.MTLSShare = ptr(a.sum.mtlsRequests / a.sum.requests)
+		g.MTLSShare = fptr(a.sum.mtlsRequests / a.sum.requests)
 	}
 	for q, dst := range map[float64]**float64{0.5: &g.P50Ms, 0.95: &g.P95Ms, 0.99: &g.P99Ms} {
 		if v := quantile(a.sum.buckets, q); !math.IsNaN(v) {
-			*dst = ptr(v)
+			*dst = fptr(v)
 		}
 	}
 	return g
 }
 
-func ptr(v float64) *float64 { return &v }
+func fptr(v float64) *float64 { return &v }
 
 // quantile estimates the q-quantile from cumulative histogram buckets (upper bound →
 // count), interpolating linearly inside the bucket that holds the rank, as

@@ -202,8 +202,8 @@ destinations:
 		mtls                  *float64
 		p50Min, p50Max, meshd int
 	}{
-		{row: "deploy/web outbound", requests: 50, success: 0.8, mtls: ptr(1), p50Min: 10, p50Max: 40, meshd: 1},
-		{row: "deploy/backend inbound", requests: 60, success: 50.0 / 60, mtls: ptr(50.0 / 60), p50Min: 10, p50Max: 40, meshd: 1},
+		{row: "deploy/web outbound", requests: 50, success: 0.8, mtls: fptr(1), p50Min: 10, p50Max: 40, meshd: 1},
+		{row: "deploy/backend inbound", requests: 60, success: 50.0 / 60, mtls: fptr(50.0 / 60), p50Min: 10, p50Max: 40, meshd: 1},
 		{row: "deploy/web inbound", requests: 0, meshd: 1},
 		{row: "deploy/legacy inbound", requests: 0, meshd: 0},
 	} {
