@@ -1,0 +1,189 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package destination
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/weftmesh/weft/internal/destination/desttest"
+	"github.com/weftmesh/weft/internal/testenv"
+	"github.com/weftmesh/weft/proxy/api"
+)
+
+func TestParseTarget(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		req     *api.GetDestination
+		want    target
+		wantErr bool
+	}{
+		{name: "fully qualified", req: auth("web.shop.svc.cluster.local:8080"), want: target{Namespace: "shop", Name: "web", Port: 8080}},
+		{name: "no port means 80", req: auth("web.shop.svc.cluster.local"), want: target{Namespace: "shop", Name: "web", Port: 80}},
+		{name: "name.ns", req: auth("web.shop:9090"), want: target{Namespace: "shop", Name: "web", Port: 9090}},
+		{name: "name.ns.svc", req: auth("web.shop.svc"), want: target{Namespace: "shop", Name: "web", Port: 80}},
+		{name: "case and trailing dot", req: auth("Web.Shop.svc.cluster.local.:80"), want: target{Namespace: "shop", Name: "web", Port: 80}},
+		{name: "another cluster domain", req: auth("web.shop.svc.example.org:80"), want: target{External: "web.shop.svc.example.org:80"}},
+		{name: "an external name", req: auth("api.example.com"), want: target{External: "api.example.com:80"}},
+		{name: "a single label", req: auth("localhost:8080"), want: target{External: "localhost:8080"}},
+		{name: "an IPv4 authority", req: auth("10.96.0.1:443"), want: target{Addr: netip.MustParseAddrPort("10.96.0.1:443")}},
+		{name: "an IPv6 authority", req: auth("[fd00::1]:443"), want: target{Addr: netip.MustParseAddrPort("[fd00::1]:443")}},
+		{name: "an address", req: addr("10.96.0.1:80"), want: target{Addr: netip.MustParseAddrPort("10.96.0.1:80")}},
+		{name: "an IPv4-mapped address", req: addr("[::ffff:10.96.0.1]:80"), want: target{Addr: netip.MustParseAddrPort("10.96.0.1:80")}},
+		{name: "no target", req: &api.GetDestination{}, wantErr: true},
+		{name: "an empty authority", req: auth(""), wantErr: true},
+		{name: "a named port", req: auth("web.shop:http"), wantErr: true},
+		{name: "port 0", req: auth("web.shop:0"), wantErr: true},
+		{name: "an address without port", req: addr("10.96.0.1"), wantErr: true},
+		{name: "an address with port 0", req: addr("10.96.0.1:0"), wantErr: true},
+		{name: "a name as address", req: addr("web.shop:80"), wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseTarget(tc.req, "cluster.local")
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if err == nil && got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func auth(a string) *api.GetDestination {
+	return &api.GetDestination{Target: &api.GetDestination_Authority{Authority: a}}
+}
+
+func addr(a string) *api.GetDestination {
+	return &api.GetDestination{Target: &api.GetDestination_Address{Address: a}}
+}
+
+// TestUnavailableUntilSyncedAndShutdown drives a Server directly (events fed by hand,
+// the TLS objects from a fake client) over a real TLS socket: Unavailable before the
+// state synced, a snapshot after, and on shutdown the stream ends with OK.
+func TestUnavailableUntilSyncedAndShutdown(t *testing.T) {
+	pki, err := desttest.NewPKI("cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := pki.IssuerSecret(controlNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := fake.NewClientBuilder().WithScheme(testenv.Scheme).WithObjects(sec, pki.TrustRootsConfigMap(controlNS)).Build()
+	opts := Options{Namespace: controlNS}
+	opts.defaults()
+	creds, err := newCredentials(fc, fc, opts, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := NewServer(ServerOptions{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, creds.serverOption(), 2*time.Second) }()
+
+	cert, err := pki.WorkloadCert("shop", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := desttest.Dial(lis.Addr().String(), pki.ClientTLS(serverName, &cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := api.NewDestinationClient(cc)
+	req := auth("web.shop.svc.cluster.local:80")
+	// The client's context outlives the server's, so the end of the stream is the
+	// server's doing.
+	cctx, ccancel := context.WithCancel(context.Background())
+	defer ccancel()
+
+	st, err := c.Get(cctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); status.Code(err) != codes.Unavailable {
+		t.Fatalf("before sync: want Unavailable, got %v", err)
+	}
+
+	srv.Handler().OnAdd(&corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.7", Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
+	}, true)
+	srv.Handler().OnAdd(&discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "shop", Name: "web-a", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.1.0.1"}}},
+	}, true)
+	srv.MarkSynced()
+
+	st, err = c.Get(cctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if eps := m.GetSnapshot().GetBackends(); len(eps) != 1 || len(eps[0].Endpoints) != 1 || eps[0].Endpoints[0].Address != "10.1.0.1" {
+		t.Fatalf("after sync: want a snapshot with 10.1.0.1, got %v", m)
+	}
+
+	cancel()
+	ended := make(chan error, 1)
+	go func() {
+		_, err := st.Recv()
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		// The server returned OK: the client sees the end of the stream, not an error.
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("on shutdown: want a clean end of stream, got %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the stream did not end within 3s of shutdown")
+	}
+	select {
+	case err := <-served:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Serve did not return within its grace")
+	}
+}
