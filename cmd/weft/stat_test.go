@@ -183,10 +183,17 @@ destinations:
 	// Traffic before the first scrape must not count: only the window does.
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", client.outbound), 5)
 	prev := scrapeBoth()
-	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", client.outbound), 40)
-	getN(t, fmt.Sprintf("http://127.0.0.1:%d/fail", client.outbound), 10)
+	// Failures interleaved with successes: a run of consecutive 5xx would make the
+	// client proxy eject the only endpoint and answer 503 itself.
+	for range 10 {
+		getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", client.outbound), 4)
+		getN(t, fmt.Sprintf("http://127.0.0.1:%d/fail", client.outbound), 1)
+	}
 	getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", server.inbound), 10) // plaintext, no identity
 	cur := scrapeBoth()
+	if os.Getenv("DEBUG_METRICS") != "" {
+		t.Logf("client:\n%s\nserver:\n%s", client.metrics(t), server.metrics(t))
+	}
 	rows := summarize(pods, prev, cur, "")
 
 	byKey := map[string]Golden{}
