@@ -15,6 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/weftmesh/weft/proxy/api"
@@ -754,4 +760,74 @@ func TestRoutedThroughMesh(t *testing.T) {
 	if v := metricValue(text, "request_total", `server_id="`+spiffe("b", serverSA)+`"`); v != 80 {
 		t.Fatalf("request_total over mTLS = %v, want 80", v)
 	}
+}
+
+// TestRoutedGRPC drives grpc-go's interop client and server through GRPCRoute-style
+// routes: a matched method works, an unmatched one is UNIMPLEMENTED, a request
+// timeout is DEADLINE_EXCEEDED (trailers-only answers the real client understands),
+// and a non-OK status in a trailers-only response is retried.
+func TestRoutedGRPC(t *testing.T) {
+	const svc = "10.96.1.12:50051"
+	backend := startGRPC(t)
+	method := func(m string) *api.RouteMatch {
+		return &api.RouteMatch{Grpc: &api.GRPCMethodMatch{Service: sm("exact", "grpc.testing.TestService"), Method: sm("exact", m)}}
+	}
+	routes := []*api.Route{
+		{Name: "unary", Matches: []*api.RouteMatch{method("UnaryCall")}, Backends: []*api.WeightedBackend{wb("shop/grpc:50051", 1)},
+			Retry: &api.RetryPolicy{MaxAttempts: 3}},
+		{Name: "streaming", Matches: []*api.RouteMatch{method("StreamingOutputCall")}, Backends: []*api.WeightedBackend{wb("shop/grpc:50051", 1)},
+			Timeouts: &api.Timeouts{Request: durationpb.New(200 * time.Millisecond)}},
+	}
+	rp := startRouted(t, svc)
+	cfg := dest(svc, routes, nil, &api.Backend{Key: "shop/grpc:50051", Endpoints: []*api.Endpoint{ep(backend)}})
+	cfg.Authorities = nil // the gRPC client's authority is the listener's address
+	rp.src.set(cfg)
+	cc, err := grpc.NewClient("passthrough:///"+rp.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	tc := testgrpc.NewTestServiceClient(cc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	t.Run("matched method", func(t *testing.T) {
+		if _, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 10}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("unmatched method is UNIMPLEMENTED", func(t *testing.T) {
+		_, err := tc.EmptyCall(ctx, &testpb.Empty{})
+		if status.Code(err) != codes.Unimplemented {
+			t.Fatalf("EmptyCall: %v, want Unimplemented", err)
+		}
+	})
+	t.Run("request timeout is DEADLINE_EXCEEDED", func(t *testing.T) {
+		start := time.Now()
+		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
+			ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 2_000_000}},
+		})
+		if err == nil {
+			_, err = stream.Recv()
+		}
+		if status.Code(err) != codes.DeadlineExceeded {
+			t.Fatalf("StreamingOutputCall: %v, want DeadlineExceeded", err)
+		}
+		if took := time.Since(start); took < 200*time.Millisecond || took > time.Second {
+			t.Fatalf("took %v, want about the route's 200ms", took)
+		}
+	})
+	t.Run("a trailers-only failure is retried", func(t *testing.T) {
+		_, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.Unavailable), Message: "try again"}})
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("UnaryCall: %v, want the server's Unavailable", err)
+		}
+		text := rp.metricsText()
+		if v := metricValue(text, "route_actual_request_total", `rt_route="unary"`); v != 4 {
+			t.Fatalf("route_actual_request_total{unary} = %v, want 4: the first subtest's call + max_attempts 3", v)
+		}
+		if v := metricValue(text, "route_response_total", `rt_route="unary"`, `status_code="200"`, `classification="failure"`); v != 1 {
+			t.Fatalf("route_response_total{unary,failure} = %v, want 1", v)
+		}
+	})
 }
