@@ -831,3 +831,56 @@ func TestRoutedGRPC(t *testing.T) {
 		}
 	})
 }
+
+// TestStaticDestinationsRouted: a static file's destination takes the same path as a
+// discovered one: balanced over its endpoints with failure accrual, measured per
+// route under the fallback's name, and a new file takes effect on the next request.
+func TestStaticDestinationsRouted(t *testing.T) {
+	const svc = "10.96.1.13:80"
+	g1, g2 := newApp(t, "g1", nil), newApp(t, "g2", nil)
+	ln := listen(t)
+	refused := ln.Addr().String()
+	ln.Close()
+	static := func(apps ...string) *config.Config {
+		d := config.Destination{Name: "web", Addresses: []string{svc}}
+		for _, a := range apps {
+			d.Endpoints = append(d.Endpoints, config.Endpoint{Address: "127.0.0.1", Port: mustPort(a)})
+		}
+		return &config.Config{Destinations: []config.Destination{d}}
+	}
+	p := startProxy(t, static(g1.addr, refused, g2.addr), nil)
+	addr := p.outbound(svc)
+	c := h1Client()
+	get := func() (int, string) {
+		resp, err := c.Get("http://" + addr + "/")
+		if err != nil {
+			return 0, ""
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("X-Backend")
+	}
+	failures := 0
+	for range 200 {
+		if st, _ := get(); st != 200 {
+			failures++
+		}
+	}
+	if failures > 7 {
+		t.Fatalf("%d failures: the refusing endpoint was not ejected after 7", failures)
+	}
+	if g1.hits.Load() < 40 || g2.hits.Load() < 40 {
+		t.Fatalf("healthy endpoints got %d and %d of 200", g1.hits.Load(), g2.hits.Load())
+	}
+	if v := metricValue(p.metricsText(), "route_request_total", `authority="`+svc+`"`, `rt_route="default"`); v != 200 {
+		t.Fatalf("route_request_total{default} = %v, want 200", v)
+	}
+	cfg := static(g2.addr)
+	cfg.ApplyDefaults()
+	p.srv.SetConfig(cfg)
+	for range 20 {
+		if _, b := get(); b != "g2" {
+			t.Fatalf("after SetConfig: backend %q, want g2", b)
+		}
+	}
+}
