@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
@@ -30,6 +32,9 @@ type destRuntime struct {
 	// requests counted into the budget.
 	retries bool
 	series  []*metrics.RouteSeries // by router.Route.Index
+	// used is set by each lookup and cleared by each sweep: a destination not used
+	// between two sweeps is forgotten.
+	used atomic.Bool
 }
 
 // destShared is what a destination keeps across configuration versions: balancers
@@ -57,9 +62,57 @@ func newDestCache(s *Server) *destCache {
 // get returns cfg's runtime: a lock-free map read once compiled.
 func (c *destCache) get(cfg *api.DestinationConfig) *destRuntime {
 	if v, ok := c.byPtr.Load(cfg); ok {
-		return v.(*destRuntime)
+		d := v.(*destRuntime)
+		// Read before writing, so that busy destinations do not bounce the cache
+		// line between cores on every request.
+		if !d.used.Load() {
+			d.used.Store(true)
+		}
+		return d
 	}
-	return c.compile(cfg)
+	d := c.compile(cfg)
+	d.used.Store(true)
+	return d
+}
+
+// sweep forgets the destinations not used since the previous sweep, with their
+// balancers and budget, so that the proxy's memory follows what the application
+// talks to now (the destination service's client expires its subscriptions the same
+// way). A destination used again is compiled afresh.
+func (c *destCache) sweep() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for key, sh := range c.bySvc {
+		if v, ok := c.byPtr.Load(sh.last); ok && v.(*destRuntime).used.Swap(false) {
+			continue
+		}
+		c.byPtr.Delete(sh.last)
+		delete(c.bySvc, key)
+		n++
+	}
+	return n
+}
+
+// sweepEvery runs sweep until stop is closed.
+func (c *destCache) sweepEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.sweep()
+		case <-stop:
+			return
+		}
+	}
+}
+
+// len is the number of destinations held (tests).
+func (c *destCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.bySvc)
 }
 
 func serviceKey(cfg *api.DestinationConfig) string {

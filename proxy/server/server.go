@@ -54,6 +54,10 @@ type Options struct {
 	Balance balance.Options
 }
 
+// destIdle is how long a compiled destination (routes, balancers, budget) is kept
+// without requests: between one and two periods.
+const destIdle = time.Minute
+
 // state is one configuration with what is derived from it; swapped atomically.
 type state struct {
 	ix        *config.Index
@@ -75,6 +79,7 @@ type Server struct {
 	local           localAddrs
 	router          *httputil.ReverseProxy
 	dests           *destCache
+	stop            chan struct{} // closed by Shutdown: stops background work
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -112,6 +117,8 @@ func New(cfg *config.Config, opts Options) *Server {
 	s.inHTTP = s.newHTTPServer(http.HandlerFunc(s.serveInbound))
 	s.router = newRouter(s)
 	s.dests = newDestCache(s)
+	s.stop = make(chan struct{})
+	go s.dests.sweepEvery(destIdle, s.stop)
 	for _, pair := range []struct {
 		srv *http.Server
 		l   *chanListener
@@ -272,6 +279,9 @@ func (s *Server) originalDst(dir metrics.Direction, ix *config.Index, c *net.TCP
 // force connections closed.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.stop)
+	}
 	s.closing = true
 	for _, ln := range s.listeners {
 		ln.Close()

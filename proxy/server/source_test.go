@@ -74,3 +74,44 @@ func TestNormalizeAuthority(t *testing.T) {
 		}
 	}
 }
+
+func TestDestCacheSweep(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+destinations:
+- {name: a, addresses: ["10.96.0.1:80"], endpoints: [{address: 10.0.0.1, port: 80}]}
+- {name: b, addresses: ["10.96.0.2:80"], endpoints: [{address: 10.0.0.2, port: 80}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, Options{})
+	defer s.Shutdown(context.Background())
+	src := newStaticSource(cfg)
+	a := src.Lookup(context.Background(), Target{Addr: netip.MustParseAddrPort("10.96.0.1:80")})
+	b := src.Lookup(context.Background(), Target{Addr: netip.MustParseAddrPort("10.96.0.2:80")})
+	da := s.dests.get(a)
+	s.dests.get(b)
+	if s.dests.get(a) != da {
+		t.Fatal("the same configuration was compiled twice")
+	}
+	for _, step := range []struct {
+		name string
+		use  []*api.DestinationConfig
+		want int // destinations left after the sweep
+	}{
+		{"both used since creation", nil, 2},
+		{"only a used", []*api.DestinationConfig{a}, 1},
+		{"nothing used", nil, 0},
+	} {
+		for _, c := range step.use {
+			s.dests.get(c)
+		}
+		s.dests.sweep()
+		if got := s.dests.len(); got != step.want {
+			t.Fatalf("%s: %d destinations left, want %d", step.name, got, step.want)
+		}
+	}
+	if s.dests.get(a) == da {
+		t.Fatal("a forgotten destination was not compiled afresh")
+	}
+}
