@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -1001,4 +1002,119 @@ func splitRef(ns, name string) client.Object {
 
 func profileRef(ns, name string) client.Object {
 	return &meshv1alpha1.ServiceProfile{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}}
+}
+
+// TestRouteReferences: a change reaches the destinations it affects through the
+// references between objects: consumer routes in the client's namespace, and a
+// backend Service that appears after the route naming it.
+func TestRouteReferences(t *testing.T) {
+	const ns, consumer = "refs", "refs-consumer"
+	namespace(t, ns)
+	namespace(t, consumer)
+	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.60"))
+	producerReq := authority("web", ns, 80)
+	producerReq.ContextNamespace = ns
+	producer := subscribe(t, conn(t, ns), producerReq)
+	consumerReq := authority("web", ns, 80)
+	consumerReq.ContextNamespace = consumer
+	cons := subscribe(t, conn(t, consumer), consumerReq)
+	for _, s := range []*stream{producer, cons} {
+		if s.next(t, 5*time.Second).GetSnapshot() == nil {
+			t.Fatal("want a snapshot first")
+		}
+	}
+
+	t.Run("a consumer route applies to its namespace's clients only", func(t *testing.T) {
+		apply(t, fmt.Sprintf(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {namespace: %s, name: to-web}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, namespace: %s, port: 80}]
+  rules:
+  - name: all
+    backendRefs: [{name: web, namespace: %[2]s, port: 80}]
+`, consumer, ns))
+		cons.next(t, within)
+		if cons.cfg.RouteSource != api.RouteSource_ROUTE_SOURCE_GATEWAY_API || cons.cfg.Routes[0].Name != "to-web/all" {
+			t.Fatalf("the consumer's client: want the consumer route, got %v", cons.cfg)
+		}
+		producer.none(t, 300*time.Millisecond)
+	})
+
+	t.Run("a backend Service created after the route that names it", func(t *testing.T) {
+		apply(t, fmt.Sprintf(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {namespace: %s, name: web}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - name: next
+    backendRefs: [{name: web-v3, port: 80}]
+`, ns))
+		producer.next(t, within)
+		if b := producer.cfg.GetRoutes()[0].GetBackends(); len(b) != 1 || b[0].Invalid == "" {
+			t.Fatalf("want an invalid backend while web-v3 does not exist, got %v", b)
+		}
+		apply(t, fmt.Sprintf(`
+apiVersion: v1
+kind: Service
+metadata: {namespace: %s, name: web-v3}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+`, ns))
+		producer.next(t, within)
+		if b := producer.cfg.GetRoutes()[0].GetBackends(); len(b) != 1 || b[0].Backend != ns+"/web-v3:80" {
+			t.Fatalf("want web-v3 as the backend once it exists, got %v", b)
+		}
+		// Its endpoints, which the destination did not read before, now count.
+		apply(t, fmt.Sprintf(`
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {namespace: %s, name: web-v3-a, labels: {kubernetes.io/service-name: web-v3}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.3.0.1]}]
+`, ns))
+		producer.next(t, within)
+		if diff := cmp.Diff([]string{"10.3.0.1:8080"}, addresses(backend(t, producer.cfg, ns+"/web-v3:80"))); diff != "" {
+			t.Fatalf("web-v3 endpoints (-want +got):\n%s", diff)
+		}
+		producer.checkFresh(t, conn(t, ns), producerReq)
+	})
+
+	t.Run("a status-only update is not even recompiled", func(t *testing.T) {
+		// The route reconcilers write status, which changes no configuration: the
+		// generation does not move, and the service skips the event.
+		time.Sleep(100 * time.Millisecond)
+		before := compilations(t)
+		r := &gatewayv1.HTTPRoute{}
+		if err := suite.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "web"}, r); err != nil {
+			t.Fatal(err)
+		}
+		r.Status.Parents = []gatewayv1.RouteParentStatus{{
+			ParentRef:      gatewayv1.ParentReference{Name: "web"},
+			ControllerName: "weft.dev/test",
+			Conditions: []metav1.Condition{{Type: "Accepted", Status: metav1.ConditionTrue, Reason: "Accepted",
+				LastTransitionTime: metav1.Now()}},
+		}}
+		if err := suite.client.Status().Update(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		producer.none(t, 300*time.Millisecond)
+		if n := compilations(t) - before; n != 0 {
+			t.Errorf("a status write caused %d recompilations", n)
+		}
+	})
+}
+
+// compilations is the number of recompilations so far.
+func compilations(t *testing.T) uint64 {
+	t.Helper()
+	m := &dto.Metric{}
+	if err := CompileSeconds.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount()
 }

@@ -81,7 +81,10 @@ type entry struct {
 	target target
 	cur    *result // nil until first compiled
 	deps   []string
-	subs   map[*subscriber]struct{}
+	// root is the Service the target resolved to at the last compilation ("" when
+	// none).
+	root string
+	subs map[*subscriber]struct{}
 }
 
 // result is one compiled version of a destination, shared by its subscribers and
@@ -172,7 +175,7 @@ func NewServer(opts ServerOptions) *Server {
 	return &Server{
 		opts:     opts,
 		log:      opts.Log,
-		st:       newStore(),
+		st:       newStore(opts.ClusterDomain),
 		kick:     make(chan struct{}, 1),
 		stopping: make(chan struct{}),
 		entries:  map[entryKey]*entry{},
@@ -336,18 +339,20 @@ func (s *Server) recompile() {
 	start := time.Now()
 
 	s.storeMu.Lock()
-	full, dirty := s.st.full, s.st.dirty
-	s.st.full, s.st.dirty = false, map[string]struct{}{}
+	full, dirty, roots := s.st.full, s.st.dirty, s.st.roots
+	s.st.full, s.st.dirty, s.st.roots = false, map[string]struct{}{}, map[string]struct{}{}
 	s.mu.Lock()
-	// Which entries: all on a change that may affect any (a Service, a route
-	// resource, the Mesh); else the new ones and those whose backends' endpoints
-	// changed. New entries need the whole state: their backends are not known yet.
+	// Which entries: all on a change that may affect any (a Service, the Mesh); else
+	// the new ones, those whose route resources changed and those whose backends'
+	// endpoints changed. Only the last can be compiled from the endpoints they
+	// already use: the others may gain backends.
 	wholeState := full
 	var todo []*entry
 	for _, e := range s.entries {
-		if full || e.cur == nil || dependsOn(e.deps, dirty) {
+		_, rootChanged := roots[e.root]
+		if full || e.cur == nil || rootChanged || dependsOn(e.deps, dirty) {
 			todo = append(todo, e)
-			wholeState = wholeState || e.cur == nil
+			wholeState = wholeState || e.cur == nil || rootChanged
 		}
 	}
 	s.mu.Unlock()
@@ -404,6 +409,10 @@ func (s *Server) recompile() {
 			continue
 		}
 		e.deps = deps[i]
+		e.root = ""
+		if targets[i].Name != "" {
+			e.root = objKey(targets[i].Namespace, targets[i].Name)
+		}
 		if e.cur != nil && e.cur.sameAs(r) {
 			continue
 		}
@@ -416,7 +425,7 @@ func (s *Server) recompile() {
 	s.mu.Unlock()
 	CompileSeconds.Observe(time.Since(start).Seconds())
 	if s.log.V(1).Enabled() {
-		s.log.V(1).Info("Recompiled destinations", "full", full, "wholeState", wholeState, "dirtyServices", sortedKeys(dirty),
+		s.log.V(1).Info("Recompiled destinations", "full", full, "wholeState", wholeState, "dirtyServices", sortedKeys(dirty), "roots", sortedKeys(roots),
 			"compiled", len(todo), "offered", sent, "took", time.Since(start))
 	}
 }

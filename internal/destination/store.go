@@ -19,10 +19,12 @@ package destination
 import (
 	"cmp"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -52,15 +54,22 @@ type store struct {
 	mesh      *meshv1alpha1.Mesh
 
 	// What changed since the last compilation: full means anything may have (a
-	// Service, a route resource, the Mesh); dirty are Services whose endpoints (or
-	// endpoints' pods) changed, which only affects destinations with those Services
-	// as backends.
+	// Service, the Mesh); dirty are Services whose endpoints (or endpoints' pods)
+	// changed, which only affects destinations with those Services as backends; roots
+	// are Services whose route resources (ServiceProfile, HTTPRoute, GRPCRoute,
+	// TrafficSplit) changed, which only affects destinations with that Service as
+	// their root: the compiler reads route resources only for the Service compiled.
 	full  bool
 	dirty map[string]struct{}
+	roots map[string]struct{}
+
+	clusterDomain string
 }
 
-func newStore() *store {
+func newStore(clusterDomain string) *store {
 	return &store{
+		clusterDomain:  clusterDomain,
+		roots:          map[string]struct{}{},
 		services:       map[string]*corev1.Service{},
 		byIP:           map[string]string{},
 		endpointSlices: map[string]*discoveryv1.EndpointSlice{},
@@ -86,6 +95,10 @@ func (s *store) apply(old, obj any) bool {
 	}
 	switch o := cur.(type) {
 	case *corev1.Service:
+		if prev, ok := old.(*corev1.Service); ok && obj != nil && equality.Semantic.DeepEqual(prev.Spec, o.Spec) {
+			// Status and metadata changes compile the same.
+			return false
+		}
 		k := objKey(o.Namespace, o.Name)
 		if prev := s.services[k]; prev != nil {
 			for _, ip := range clusterIPs(prev) {
@@ -124,19 +137,40 @@ func (s *store) apply(old, obj any) bool {
 			}
 		}
 	case *meshv1alpha1.ServiceProfile:
+		if specUnchanged(old, obj) {
+			return false
+		}
 		setOrDelete(s.profiles, objKey(o.Namespace, o.Name), o, obj == nil)
-		s.full = true
+		s.markRoots(old, obj, s.profileRoots)
 	case *gatewayv1.HTTPRoute:
+		if specUnchanged(old, obj) {
+			return false
+		}
 		setOrDelete(s.http, objKey(o.Namespace, o.Name), o, obj == nil)
-		s.full = true
+		s.markRoots(old, obj, func(o any) []string {
+			r := o.(*gatewayv1.HTTPRoute)
+			return parentRoots(r.Namespace, r.Spec.ParentRefs)
+		})
 	case *gatewayv1.GRPCRoute:
+		if specUnchanged(old, obj) {
+			return false
+		}
 		setOrDelete(s.grpc, objKey(o.Namespace, o.Name), o, obj == nil)
-		s.full = true
+		s.markRoots(old, obj, func(o any) []string {
+			r := o.(*gatewayv1.GRPCRoute)
+			return parentRoots(r.Namespace, r.Spec.ParentRefs)
+		})
 	case *splitv1alpha2.TrafficSplit:
+		if specUnchanged(old, obj) {
+			return false
+		}
 		setOrDelete(s.splits, objKey(o.Namespace, o.Name), o, obj == nil)
-		s.full = true
+		s.markRoots(old, obj, func(o any) []string {
+			ts := o.(*splitv1alpha2.TrafficSplit)
+			return []string{objKey(ts.Namespace, ts.Spec.Service)}
+		})
 	case *meshv1alpha1.Mesh:
-		if o.Name != meshv1alpha1.MeshName {
+		if o.Name != meshv1alpha1.MeshName || specUnchanged(old, obj) {
 			return false
 		}
 		if obj == nil {
@@ -205,6 +239,53 @@ func podRef(es *discoveryv1.EndpointSlice, ep discoveryv1.Endpoint) (string, boo
 		return "", false
 	}
 	return objKey(cmp.Or(ep.TargetRef.Namespace, es.Namespace), ep.TargetRef.Name), true
+}
+
+// markRoots marks the root Services of both versions of a route resource.
+func (s *store) markRoots(old, obj any, roots func(any) []string) {
+	for _, o := range []any{old, obj} {
+		if o == nil {
+			continue
+		}
+		for _, r := range roots(o) {
+			s.roots[r] = struct{}{}
+		}
+	}
+}
+
+// profileRoots is the Service a ServiceProfile is for: its name is the Service's
+// fully qualified name, <name>.<namespace>.svc.<cluster domain>.
+func (s *store) profileRoots(o any) []string {
+	sp := o.(*meshv1alpha1.ServiceProfile)
+	name, ok := strings.CutSuffix(sp.Name, ".svc."+s.clusterDomain)
+	if !ok {
+		return nil
+	}
+	svc, ns, ok := strings.Cut(name, ".")
+	if !ok || strings.Contains(ns, ".") {
+		return nil
+	}
+	return []string{objKey(ns, svc)}
+}
+
+// parentRoots are the Services a route's parentRefs name.
+func parentRoots(routeNS string, refs []gatewayv1.ParentReference) []string {
+	var out []string
+	for _, pr := range refs {
+		if compiler.IsServiceParent(pr) {
+			out = append(out, objKey(compiler.ParentNamespace(routeNS, pr), string(pr.Name)))
+		}
+	}
+	return out
+}
+
+// specUnchanged says whether an update left the spec alone: these kinds have a status
+// subresource, so their generation moves exactly when the spec does, and the
+// compiler reads only their spec (and name and creation time, which never change).
+func specUnchanged(old, obj any) bool {
+	o, ok1 := old.(metav1.Object)
+	n, ok2 := obj.(metav1.Object)
+	return ok1 && ok2 && old != nil && obj != nil && n.GetGeneration() != 0 && o.GetGeneration() == n.GetGeneration()
 }
 
 func (s *store) markSvc(ns, name string) {
@@ -304,7 +385,7 @@ func isMeshed(p *corev1.Pod) bool {
 // stripManagedFields drops metadata.managedFields, which the compiler never reads and
 // which is often the largest part of an object.
 func stripManagedFields(obj any) (any, error) {
-	if m, ok := obj.(v1.Object); ok {
+	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
 	}
 	return obj, nil
@@ -327,7 +408,7 @@ func slimPod(obj any) (any, error) {
 	}
 	slim := &corev1.Pod{
 		TypeMeta: p.TypeMeta,
-		ObjectMeta: v1.ObjectMeta{
+		ObjectMeta: metav1.ObjectMeta{
 			Name:              p.Name,
 			Namespace:         p.Namespace,
 			UID:               p.UID,
@@ -353,7 +434,7 @@ func slimAnnotations(in map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range in {
 		if k == inject.AnnotationInjected || k == inject.AnnotationInboundPort ||
-			k == inject.AnnotationInject || hasPrefix(k, inject.ConfigPrefix) {
+			k == inject.AnnotationInject || strings.HasPrefix(k, inject.ConfigPrefix) {
 			if out == nil {
 				out = map[string]string{}
 			}
@@ -366,8 +447,6 @@ func slimAnnotations(in map[string]string) map[string]string {
 	}
 	return out
 }
-
-func hasPrefix(s, p string) bool { return len(s) >= len(p) && s[:len(p)] == p }
 
 // handler feeds informer events into the store.
 type handler struct{ s *Server }

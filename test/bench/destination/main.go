@@ -58,6 +58,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
@@ -71,6 +72,8 @@ const (
 
 type config struct {
 	services, endpointsPerService, subscriptions, conns, changes int
+	routeChanges                                                 int
+	profileDir                                                   string
 	out                                                          string
 }
 
@@ -83,6 +86,8 @@ func main() {
 	flag.IntVar(&cfg.subscriptions, "subscriptions", 5000, "Subscribed streams, spread evenly over the Services.")
 	flag.IntVar(&cfg.conns, "conns", 8, "gRPC connections the streams share.")
 	flag.IntVar(&cfg.changes, "changes", 50, "EndpointSlice changes to time.")
+	flag.IntVar(&cfg.routeChanges, "route-changes", 20, "ServiceProfile writes to time (each recompiles every destination).")
+	flag.StringVar(&cfg.profileDir, "profile-dir", "", "When set, save the service's heap profile after the subscriptions and a CPU profile of the changes there.")
 	flag.StringVar(&cfg.out, "out", "bench/results/destination.json", "Where to write the results.")
 	flag.Parse()
 	var err error
@@ -109,6 +114,11 @@ type Results struct {
 	P50Ms float64 `json:"p50_ms"`
 	P99Ms float64 `json:"p99_ms"`
 	MaxMs float64 `json:"max_ms"`
+	// The same for ServiceProfile writes, which recompile every subscribed
+	// destination (with the whole state) rather than those of one Service.
+	RouteChanges int     `json:"route_changes"`
+	RouteP50Ms   float64 `json:"route_p50_ms"`
+	RouteP99Ms   float64 `json:"route_p99_ms"`
 
 	// BytesPerSubscription is the growth of the server's Go heap and goroutine stacks
 	// (after a GC) from before the subscriptions to after, divided by their number.
@@ -127,6 +137,7 @@ type Results struct {
 	CPUSyncSeconds   float64 `json:"cpu_sync_s"`
 	CPUSubSeconds    float64 `json:"cpu_subscribe_s"`
 	CPUChangeSeconds float64 `json:"cpu_changes_s"`
+	CPURouteSeconds  float64 `json:"cpu_route_changes_s"`
 	SubscribeSeconds float64 `json:"subscribe_s"`
 	SyncSeconds      float64 `json:"sync_s"`
 	ShutdownSeconds  float64 `json:"shutdown_s"`
@@ -281,6 +292,21 @@ func run(cfg config) error {
 		cfg.subscriptions, res.SubscribeSeconds, mb(subscribed.RSS), mb(subscribed.HeapInuse), mb(subscribed.StackInuse),
 		subscribed.Goroutines, res.BytesPerSubscription, res.RSSBytesPerSubscription)
 
+	if cfg.profileDir != "" {
+		if err := fetch(statsAddr, "/debug/pprof/heap", filepath.Join(cfg.profileDir, "destination-heap.pprof")); err != nil {
+			return err
+		}
+		cpuProf := make(chan error, 1)
+		go func() {
+			cpuProf <- fetch(statsAddr, "/debug/pprof/profile?seconds=10", filepath.Join(cfg.profileDir, "destination-cpu.pprof"))
+		}()
+		defer func() {
+			if err := <-cpuProf; err != nil {
+				fmt.Fprintln(os.Stderr, "bench-destination: CPU profile:", err)
+			}
+		}()
+	}
+
 	// The changes, one at a time.
 	lat, err := timeChanges(ctx, c, cfg, slicesByService, subs)
 	if err != nil {
@@ -288,6 +314,20 @@ func run(cfg config) error {
 	}
 	slices.Sort(lat)
 	res.P50Ms, res.P99Ms, res.MaxMs = ms(percentile(lat, 0.50)), ms(percentile(lat, 0.99)), ms(lat[len(lat)-1])
+	cpuEndpoints, err := cpuSeconds(pid)
+	if err != nil {
+		return err
+	}
+	res.CPUChangeSeconds = cpuEndpoints - cpuSubscribed
+	if cfg.routeChanges > 0 {
+		rlat, err := timeRouteChanges(ctx, c, cfg, subs)
+		if err != nil {
+			return err
+		}
+		slices.Sort(rlat)
+		res.RouteChanges = len(rlat)
+		res.RouteP50Ms, res.RouteP99Ms = ms(percentile(rlat, 0.50)), ms(percentile(rlat, 0.99))
+	}
 	end, err := stats(statsAddr)
 	if err != nil {
 		return err
@@ -296,7 +336,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	res.CPUChangeSeconds = cpuEnd - cpuSubscribed
+	res.CPURouteSeconds = cpuEnd - cpuEndpoints
 	res.CPUSeconds = cpuEnd
 	res.ControllerRSSMB = mb(end.RSS)
 	res.ControllerPeakRSSMB = mb(end.PeakRSS)
@@ -325,8 +365,10 @@ func run(cfg config) error {
 
 	fmt.Printf("\nEndpointSlice change -> last subscriber: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d changes, %d subscribers each)\n",
 		res.P50Ms, res.P99Ms, res.MaxMs, len(lat), cfg.subscriptions/cfg.services)
-	fmt.Printf("service process: RSS %.1f MB (peak %.1f MB), CPU %.2fs (sync %.2fs, subscribe %.2fs, changes %.2fs)\n",
-		res.ControllerRSSMB, res.ControllerPeakRSSMB, res.CPUSeconds, res.CPUSyncSeconds, res.CPUSubSeconds, res.CPUChangeSeconds)
+	fmt.Printf("ServiceProfile write (recompiles all %d destinations) -> last subscriber: p50 %.1f ms, p99 %.1f ms (%d writes)\n",
+		cfg.services, res.RouteP50Ms, res.RouteP99Ms, res.RouteChanges)
+	fmt.Printf("service process: RSS %.1f MB (peak %.1f MB), CPU %.2fs (sync %.2fs, subscribe %.2fs, endpoint changes %.2fs, route changes %.2fs)\n",
+		res.ControllerRSSMB, res.ControllerPeakRSSMB, res.CPUSeconds, res.CPUSyncSeconds, res.CPUSubSeconds, res.CPUChangeSeconds, res.CPURouteSeconds)
 	fmt.Printf("per subscription: %.0f B heap+stacks, %.0f B RSS\n", res.BytesPerSubscription, res.RSSBytesPerSubscription)
 	fmt.Printf("shutdown in %.2fs; %d of %d streams ended\n", res.ShutdownSeconds, ended, len(subs))
 	fmt.Printf("targets: p99 <= 100 ms %s, <= 20 KB/subscription %s, RSS <= 300 MB %s\n",
@@ -487,16 +529,45 @@ func subscribeAll(ctx context.Context, pki *desttest.PKI, addr string, cfg confi
 // timeChanges toggles the readiness of one endpoint of a different Service each time
 // and measures until every subscriber of that Service has received the delta.
 func timeChanges(ctx context.Context, c client.Client, cfg config, slices []*discoveryv1.EndpointSlice, subs []*sub) ([]time.Duration, error) {
+	return timeEach(cfg.changes, cfg.services, subs, func(k, i int) error {
+		es := slices[i]
+		ready := es.Endpoints[0].Conditions.Ready
+		es.Endpoints[0].Conditions.Ready = ptr.To(ready == nil || !*ready)
+		if err := c.Update(ctx, es); err != nil {
+			return fmt.Errorf("updating EndpointSlice %s: %w", es.Name, err)
+		}
+		return nil
+	})
+}
+
+// timeRouteChanges writes a ServiceProfile for a different Service each time. A route
+// resource may affect any destination, so each write recompiles all of them (the
+// slow path); only the Service's own subscribers get a message.
+func timeRouteChanges(ctx context.Context, c client.Client, cfg config, subs []*sub) ([]time.Duration, error) {
+	return timeEach(cfg.routeChanges, cfg.services, subs, func(k, i int) error {
+		sp := &meshv1alpha1.ServiceProfile{
+			ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: fmt.Sprintf("svc-%04d.%s.svc.cluster.local", i, benchNS)},
+			Spec: meshv1alpha1.ServiceProfileSpec{Routes: []meshv1alpha1.RouteSpec{{
+				Name: fmt.Sprintf("route-%d", k), Condition: meshv1alpha1.RequestMatch{Method: "GET"},
+			}}},
+		}
+		if err := c.Create(ctx, sp); err != nil {
+			return fmt.Errorf("creating ServiceProfile %s: %w", sp.Name, err)
+		}
+		return nil
+	})
+}
+
+// timeEach makes n changes, the k-th to Service i, and measures from just before each
+// write until every subscriber of the Service has received a message.
+func timeEach(n, services int, subs []*sub, change func(k, i int) error) ([]time.Duration, error) {
 	bySvc := map[int][]*sub{}
 	for _, s := range subs {
 		bySvc[s.service] = append(bySvc[s.service], s)
 	}
 	var lat []time.Duration
-	for k := range cfg.changes {
-		i := (k * 7919) % cfg.services // spread over the Services
-		es := slices[i]
-		ready := es.Endpoints[0].Conditions.Ready
-		es.Endpoints[0].Conditions.Ready = ptr.To(ready == nil || !*ready)
+	for k := range n {
+		i := (k * 7919) % services // spread over the Services
 		for _, s := range bySvc[i] {
 			// Drop anything earlier, then wait for the next message.
 			select {
@@ -506,8 +577,8 @@ func timeChanges(ctx context.Context, c client.Client, cfg config, slices []*dis
 			s.armed.Store(true)
 		}
 		t0 := time.Now()
-		if err := c.Update(ctx, es); err != nil {
-			return nil, fmt.Errorf("updating EndpointSlice %s: %w", es.Name, err)
+		if err := change(k, i); err != nil {
+			return nil, err
 		}
 		var last time.Time
 		for _, s := range bySvc[i] {
@@ -517,7 +588,7 @@ func timeChanges(ctx context.Context, c client.Client, cfg config, slices []*dis
 					last = at
 				}
 			case <-time.After(10 * time.Second):
-				return nil, fmt.Errorf("change %d of %s: a subscriber got nothing within 10s", k, es.Name)
+				return nil, fmt.Errorf("change %d to svc-%04d: a subscriber got nothing within 10s", k, i)
 			}
 		}
 		lat = append(lat, last.Sub(t0))
@@ -553,6 +624,25 @@ func stats(addr string) (serverStats, error) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// fetch saves an HTTP GET of the service's stats server to a file.
+func fetch(addr, path, file string) error {
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		return fmt.Errorf("fetching %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
 }
 
 // cpuSeconds reads a process's user+system time from /proc/<pid>/stat.

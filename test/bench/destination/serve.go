@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
 
@@ -67,6 +68,9 @@ func runServer(kubeconfig string) error {
 	}
 	fmt.Println("STATS", lis.Addr().String())
 	mux := http.NewServeMux()
+	// Profiles of the service, for --profile-dir.
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, _ *http.Request) {
 		runtime.GC()
 		var ms runtime.MemStats
