@@ -43,7 +43,7 @@ func (b *replayBody) complete() bool {
 
 // next returns the body for a new attempt, or false when the body cannot be sent
 // again: it was bigger than maxReplayBody, or is still being received (a previous
-// attempt is blocked reading it), or failed.
+// attempt is blocked reading it), or failed. Older attempts' bodies stop working.
 func (b *replayBody) next() (io.ReadCloser, bool) {
 	if !b.mu.TryLock() {
 		// A previous attempt's transport is inside src.Read: the client has not
@@ -51,11 +51,24 @@ func (b *replayBody) next() (io.ReadCloser, bool) {
 		return nil, false
 	}
 	defer b.mu.Unlock()
-	if b.gen > 0 && (b.over || b.srcErr != nil || (b.started && !b.complete())) {
+	if !b.replayableLocked() {
 		return nil, false
 	}
 	b.gen++
 	return &attemptBody{b: b, gen: b.gen}, true
+}
+
+// replayable reports whether next would succeed now, without detaching anything.
+func (b *replayBody) replayable() bool {
+	if !b.mu.TryLock() {
+		return false
+	}
+	defer b.mu.Unlock()
+	return b.replayableLocked()
+}
+
+func (b *replayBody) replayableLocked() bool {
+	return b.gen == 0 || !(b.over || b.srcErr != nil || (b.started && !b.complete()))
 }
 
 type attemptBody struct {

@@ -213,13 +213,12 @@ func (p *plan) roundTrip(req *http.Request, first http.RoundTripper) (*http.Resp
 		if retry && attempt >= maxAttempts {
 			retry = false
 		}
-		var nextBody io.ReadCloser
-		if retry && body != nil {
-			var ok bool
-			if nextBody, ok = body.next(); !ok {
-				p.rs.Skip(metrics.SkipBody)
-				retry = false
-			}
+		// Checks first, commitments last: the body is handed to the new attempt
+		// (which stops the old one reading it) only once the budget and an endpoint
+		// allow the retry.
+		if retry && body != nil && !body.replayable() {
+			p.rs.Skip(metrics.SkipBody)
+			retry = false
 		}
 		if retry && !p.d.budget.Withdraw() {
 			p.rs.Skip(metrics.SkipBudget)
@@ -229,6 +228,16 @@ func (p *plan) roundTrip(req *http.Request, first http.RoundTripper) (*http.Resp
 		if retry {
 			var perr error
 			if nh, perr = p.bal.Pick(); perr != nil {
+				retry = false
+			}
+		}
+		var nextBody io.ReadCloser
+		if retry && body != nil {
+			var ok bool
+			if nextBody, ok = body.next(); !ok {
+				// The body changed state since the check (a read began).
+				p.rs.Skip(metrics.SkipBody)
+				nh.Cancel()
 				retry = false
 			}
 		}
