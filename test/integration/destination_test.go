@@ -115,6 +115,7 @@ func (e *meshEnv) token(t *testing.T, sa string) string {
 func (e *meshEnv) apply(t *testing.T, obj client.Object) {
 	t.Helper()
 	ctx := context.Background()
+	obj.SetResourceVersion("")
 	err := e.cp.Client.Create(ctx, obj)
 	if apierrors.IsAlreadyExists(err) {
 		cur := obj.DeepCopyObject().(client.Object)
