@@ -628,6 +628,35 @@ spec:
 			}
 		},
 	}, {
+		name: "a ServiceProfile's dstOverrides send traffic to another Service",
+		change: func(t *testing.T) {
+			apply(t, fmt.Sprintf(`
+apiVersion: mesh.weft.dev/v1alpha1
+kind: ServiceProfile
+metadata: {namespace: %s, name: web.%[1]s.svc.cluster.local}
+spec:
+  dstOverrides: [{authority: "web-v2.%[1]s.svc.cluster.local:80", weight: 1}]
+`, ns))
+		},
+		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
+			bs := cfg.GetFallback().GetBackends()
+			if len(bs) != 1 || bs[0].Backend != ns+"/web-v2:80" {
+				t.Fatalf("want the fallback to go to web-v2, got %v", bs)
+			}
+			// The override's endpoints, which the destination did not read before.
+			if diff := cmp.Diff([]string{"10.2.0.1:8080", "10.2.0.2:8080"}, addresses(backend(t, cfg, ns+"/web-v2:80"))); diff != "" {
+				t.Errorf("web-v2 endpoints (-want +got):\n%s", diff)
+			}
+		},
+	}, {
+		name:   "the overriding ServiceProfile is deleted",
+		change: func(t *testing.T) { remove(t, profileRef(ns, "web."+ns+".svc.cluster.local")) },
+		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
+			if bs := cfg.GetFallback().GetBackends(); len(bs) != 1 || bs[0].Backend != ns+"/web:80" {
+				t.Fatalf("want the fallback back to web, got %v", bs)
+			}
+		},
+	}, {
 		name: "a meshed pod's ServiceAccount changes",
 		change: func(t *testing.T) {
 			remove(t, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1"}})

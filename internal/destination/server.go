@@ -346,13 +346,13 @@ func (s *Server) recompile() {
 	// the new ones, those whose route resources changed and those whose backends'
 	// endpoints changed. Only the last can be compiled from the endpoints they
 	// already use: the others may gain backends.
-	wholeState := full
+	backendsMayChange := full
 	var todo []*entry
 	for _, e := range s.entries {
 		_, rootChanged := roots[e.root]
 		if full || e.cur == nil || rootChanged || dependsOn(e.deps, dirty) {
 			todo = append(todo, e)
-			wholeState = wholeState || e.cur == nil || rootChanged
+			backendsMayChange = backendsMayChange || e.cur == nil || rootChanged
 		}
 	}
 	s.mu.Unlock()
@@ -360,16 +360,6 @@ func (s *Server) recompile() {
 		s.storeMu.Unlock()
 		return
 	}
-	var only map[string]struct{}
-	if !wholeState {
-		only = map[string]struct{}{}
-		for _, e := range todo {
-			for _, d := range e.deps {
-				only[d] = struct{}{}
-			}
-		}
-	}
-	state := s.st.state(s.opts.ClusterDomain, only)
 	// Address targets resolve to a Service port through the cluster IPs, which can
 	// appear and go with their Services.
 	targets := make([]compiler.Target, len(todo))
@@ -377,6 +367,22 @@ func (s *Server) recompile() {
 	for i, e := range todo {
 		targets[i], reasons[i] = s.resolve(e)
 	}
+	// The endpoints to include: those of the backends the destinations have; and when
+	// their backends may change, those of their roots and of every Service a route
+	// resource names.
+	only := map[string]struct{}{}
+	for i, e := range todo {
+		for _, d := range e.deps {
+			only[d] = struct{}{}
+		}
+		if backendsMayChange && targets[i].Name != "" {
+			only[objKey(targets[i].Namespace, targets[i].Name)] = struct{}{}
+		}
+	}
+	if backendsMayChange {
+		s.st.referenced(only)
+	}
+	state := s.st.state(s.opts.ClusterDomain, only)
 	s.storeMu.Unlock()
 
 	c := compiler.New(state)
@@ -425,7 +431,7 @@ func (s *Server) recompile() {
 	s.mu.Unlock()
 	CompileSeconds.Observe(time.Since(start).Seconds())
 	if s.log.V(1).Enabled() {
-		s.log.V(1).Info("Recompiled destinations", "full", full, "wholeState", wholeState, "dirtyServices", sortedKeys(dirty), "roots", sortedKeys(roots),
+		s.log.V(1).Info("Recompiled destinations", "full", full, "backendsMayChange", backendsMayChange, "dirtyServices", sortedKeys(dirty), "roots", sortedKeys(roots),
 			"compiled", len(todo), "offered", sent, "took", time.Since(start))
 	}
 }

@@ -302,10 +302,51 @@ func setOrDelete[T any](m map[string]*T, k string, v *T, deleted bool) {
 	}
 }
 
-// state builds the compiler's input. With only nil, every object; else only the
-// endpoints (and their pods) of the Services in only, which is all the compiler reads
-// for destinations whose backends are among them: the other objects (few, and read by
-// route and backend resolution) are always included.
+// referenced adds to set every Service that a route resource names as a backend: with
+// the destinations' roots, these are all the Services whose endpoints a compilation
+// can read.
+func (s *store) referenced(set map[string]struct{}) {
+	add := func(ns, name string) { set[objKey(ns, name)] = struct{}{} }
+	ref := func(routeNS string, r gatewayv1.BackendObjectReference) {
+		ns := routeNS
+		if r.Namespace != nil && *r.Namespace != "" {
+			ns = string(*r.Namespace)
+		}
+		add(ns, string(r.Name))
+	}
+	for _, r := range s.http {
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				ref(r.Namespace, b.BackendObjectReference)
+			}
+		}
+	}
+	for _, r := range s.grpc {
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				ref(r.Namespace, b.BackendObjectReference)
+			}
+		}
+	}
+	for _, ts := range s.splits {
+		for _, b := range ts.Spec.Backends {
+			add(ts.Namespace, b.Service)
+		}
+	}
+	for _, sp := range s.profiles {
+		for _, d := range sp.Spec.DstOverrides {
+			if t, err := parseAuthority(d.Authority, s.clusterDomain); err == nil && t.Name != "" {
+				add(t.Namespace, t.Name)
+			}
+		}
+	}
+}
+
+// state builds the compiler's input with only the endpoints (and their pods) of the
+// Services in only, which is all the compiler reads for destinations whose backends
+// are among them; the other objects (few, and read by route and backend resolution)
+// are always included. Copying the endpoints and pods
+// of the whole cluster is what a compilation would otherwise spend most of its time on.
 func (s *store) state(clusterDomain string, only map[string]struct{}) *compiler.State {
 	st := &compiler.State{ClusterDomain: clusterDomain}
 	st.SetMesh(s.mesh)
@@ -313,30 +354,16 @@ func (s *store) state(clusterDomain string, only map[string]struct{}) *compiler.
 	for _, o := range s.services {
 		st.Services = append(st.Services, *o)
 	}
-	addSlice := func(es *discoveryv1.EndpointSlice) {
-		st.EndpointSlices = append(st.EndpointSlices, *es)
-	}
-	if only == nil {
-		st.EndpointSlices = make([]discoveryv1.EndpointSlice, 0, len(s.endpointSlices))
-		for _, es := range s.endpointSlices {
-			addSlice(es)
-		}
-		st.Pods = make([]corev1.Pod, 0, len(s.pods))
-		for _, p := range s.pods {
-			st.Pods = append(st.Pods, *p)
-		}
-	} else {
-		seenPods := map[string]bool{}
-		for svc := range only {
-			for sk := range s.slicesBySvc[svc] {
-				es := s.endpointSlices[sk]
-				addSlice(es)
-				for _, ep := range es.Endpoints {
-					if pk, ok := podRef(es, ep); ok && !seenPods[pk] {
-						seenPods[pk] = true
-						if p := s.pods[pk]; p != nil {
-							st.Pods = append(st.Pods, *p)
-						}
+	seenPods := map[string]bool{}
+	for svc := range only {
+		for sk := range s.slicesBySvc[svc] {
+			es := s.endpointSlices[sk]
+			st.EndpointSlices = append(st.EndpointSlices, *es)
+			for _, ep := range es.Endpoints {
+				if pk, ok := podRef(es, ep); ok && !seenPods[pk] {
+					seenPods[pk] = true
+					if p := s.pods[pk]; p != nil {
+						st.Pods = append(st.Pods, *p)
 					}
 				}
 			}
