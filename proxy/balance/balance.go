@@ -120,6 +120,12 @@ type endpoint struct {
 	emu   sync.Mutex
 	cost  float64 // nanoseconds
 	stamp int64   // when cost was last updated (ns since epoch)
+	// measured is false until the endpoint's first answer: its cost is then 0 while
+	// it has nothing outstanding (so a new endpoint is tried at once, not starved
+	// by incumbents measured faster than the default RTT), and DefaultRTT ×
+	// (pending + 1) while its first requests are outstanding (so it is not flooded
+	// before anything is known). The first observation replaces the default.
+	measured bool
 
 	// Failure accrual. ejectedUntil is 0 while the endpoint is in rotation; while it
 	// is ejected and the time has passed, one Pick claims the probe.
@@ -189,6 +195,19 @@ func (h Handle) Done(failure bool) {
 	h.ep.pending.Add(-1)
 	h.ep.observe(now, float64(now-h.start), h.b.opts.Decay)
 	h.b.accrue(h.ep, failure, h.probe, now)
+}
+
+// Observe records the latency since Pick without judging the endpoint: the request
+// was cut short by a deadline that is the route's, not the endpoint's (a slow
+// endpoint still looks slow to P2C, but only errors eject it). A probe observed this
+// way is released for the next Pick.
+func (h Handle) Observe() {
+	now := h.b.now()
+	h.ep.pending.Add(-1)
+	h.ep.observe(now, float64(now-h.start), h.b.opts.Decay)
+	if h.probe {
+		h.ep.probing.Store(false)
+	}
 }
 
 // Cancel releases the pick without an observation (the client went away). A probe
@@ -288,16 +307,28 @@ func (b *Balancer) available(e *endpoint, now int64) (ok, probe bool) {
 
 // load is the P2C cost: the decayed estimate times the outstanding requests + 1.
 func (e *endpoint) load(now int64, decay time.Duration) float64 {
+	pending := e.pending.Load()
 	e.emu.Lock()
+	if !e.measured {
+		c := e.cost
+		e.emu.Unlock()
+		if pending == 0 {
+			return 0
+		}
+		return c * float64(pending+1)
+	}
 	c := e.decayTo(now, 0, decay)
 	e.emu.Unlock()
-	return c * float64(e.pending.Load()+1)
+	return c * float64(pending+1)
 }
 
 // observe feeds one latency (ns) into the estimate.
 func (e *endpoint) observe(now int64, rtt float64, decay time.Duration) {
 	e.emu.Lock()
-	if rtt > e.cost {
+	if !e.measured {
+		e.measured = true
+		e.cost, e.stamp = rtt, now
+	} else if rtt > e.cost {
 		// Peak: a slower observation is believed at once.
 		e.cost = rtt
 		e.stamp = max(e.stamp, now)

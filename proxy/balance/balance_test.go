@@ -323,3 +323,59 @@ func BenchmarkPick(b *testing.B) {
 		}
 	})
 }
+
+func TestNewEndpointIsTriedAtOnce(t *testing.T) {
+	b, c := newTest(t, 2, 0)
+	e := eps(3)
+	// Measure both incumbents as fast (1ms, well under the default RTT).
+	for range 50 {
+		h, _ := b.Pick()
+		c.Advance(time.Millisecond)
+		h.Done(false)
+	}
+	b.Update(e)
+	// The newcomer has nothing outstanding: it is cheaper than anything measured.
+	seen := false
+	for range 10 {
+		h, _ := b.Pick()
+		if h.Endpoint().Addr == e[2].Addr {
+			seen = true
+			// While its first request is outstanding it costs the default RTT × 2:
+			// the next picks go to the incumbents.
+			for range 20 {
+				h2, _ := b.Pick()
+				if h2.Endpoint().Addr == e[2].Addr {
+					t.Fatal("new endpoint flooded before its first answer")
+				}
+				h2.Cancel()
+			}
+			c.Advance(time.Millisecond)
+			h.Done(false)
+			break
+		}
+		c.Advance(time.Millisecond)
+		h.Done(false)
+	}
+	if !seen {
+		t.Fatal("new endpoint not tried within 10 requests")
+	}
+	if st := stats(b, e[2].Addr); st.Cost > 2*time.Millisecond {
+		t.Fatalf("cost after the first answer = %v, want the observed 1ms, not the default", st.Cost)
+	}
+}
+
+func TestObserveDoesNotEject(t *testing.T) {
+	b, c := newTest(t, 1, 0)
+	for range 3 * DefaultFailureThreshold {
+		h, err := b.Pick()
+		if err != nil {
+			t.Fatalf("pick: %v", err)
+		}
+		c.Advance(time.Second)
+		h.Observe()
+	}
+	st := b.Stats()[0]
+	if st.Ejected || st.Cost < 500*time.Millisecond {
+		t.Fatalf("after observed deadlines: %+v, want slow but in rotation", st)
+	}
+}

@@ -38,13 +38,21 @@ type destRuntime struct {
 }
 
 // destShared is what a destination keeps across configuration versions: balancers
-// (so endpoints that stay keep their latency estimate and failure state) and the
-// retry budget's counts.
+// (so endpoints that stay keep their latency estimate and failure state), the retry
+// budget's counts, and the runtimes of its recent configuration pointers.
 type destShared struct {
-	last      *api.DestinationConfig
 	balancers map[string]*balance.Balancer
 	budget    *router.Budget
+	// recent are the last pointers compiled for this destination, oldest first.
+	// A source may hand out more than one live pointer per destination (the
+	// destination service's client subscribes by authority and by address
+	// separately), so each keeps its entry instead of evicting the other.
+	recent    []*api.DestinationConfig
+	byVersion map[string]*destRuntime
 }
+
+// maxRecent bounds how many configuration pointers a destination keeps compiled.
+const maxRecent = 4
 
 // destCache maps configuration pointers to their compiled runtime.
 type destCache struct {
@@ -84,10 +92,18 @@ func (c *destCache) sweep() int {
 	defer c.mu.Unlock()
 	n := 0
 	for key, sh := range c.bySvc {
-		if v, ok := c.byPtr.Load(sh.last); ok && v.(*destRuntime).used.Swap(false) {
+		used := false
+		for _, d := range sh.byVersion {
+			if d.used.Swap(false) {
+				used = true
+			}
+		}
+		if used {
 			continue
 		}
-		c.byPtr.Delete(sh.last)
+		for _, p := range sh.recent {
+			c.byPtr.Delete(p)
+		}
 		delete(c.bySvc, key)
 		n++
 	}
@@ -120,6 +136,8 @@ func serviceKey(cfg *api.DestinationConfig) string {
 	return fmt.Sprintf("%s/%s:%d", sr.GetNamespace(), sr.GetName(), sr.GetPort())
 }
 
+// compile builds cfg's runtime, or reuses the one of an equal version (equal
+// versions are equal configurations).
 func (c *destCache) compile(cfg *api.DestinationConfig) *destRuntime {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -129,9 +147,33 @@ func (c *destCache) compile(cfg *api.DestinationConfig) *destRuntime {
 	key := serviceKey(cfg)
 	sh := c.bySvc[key]
 	if sh == nil {
-		sh = &destShared{balancers: map[string]*balance.Balancer{}}
+		sh = &destShared{balancers: map[string]*balance.Balancer{}, byVersion: map[string]*destRuntime{}}
 		c.bySvc[key] = sh
 	}
+	d := sh.byVersion[cfg.GetVersion()]
+	if d == nil || cfg.GetVersion() == "" {
+		d = c.build(key, cfg, sh)
+		sh.byVersion[cfg.GetVersion()] = d
+	}
+	c.byPtr.Store(cfg, d)
+	sh.recent = append(sh.recent, cfg)
+	if len(sh.recent) > maxRecent {
+		old := sh.recent[0]
+		sh.recent = sh.recent[1:]
+		c.byPtr.Delete(old)
+		stillUsed := false
+		for _, p := range sh.recent {
+			stillUsed = stillUsed || p.GetVersion() == old.GetVersion()
+		}
+		if !stillUsed {
+			delete(sh.byVersion, old.GetVersion())
+		}
+	}
+	return d
+}
+
+// build compiles one version. Called with c.mu held.
+func (c *destCache) build(key string, cfg *api.DestinationConfig, sh *destShared) *destRuntime {
 	table, errs := router.Compile(cfg)
 	for _, err := range errs {
 		c.s.log.Error(err, "Ignoring part of a route that cannot be compiled", "destination", key, "version", cfg.GetVersion())
@@ -167,13 +209,6 @@ func (c *destCache) compile(cfg *api.DestinationConfig) *destRuntime {
 		d.retries = d.retries || rt.Retry != nil
 		d.series = append(d.series, c.s.opts.Metrics.Route(metrics.RouteKey{Dir: metrics.Outbound, Authority: d.authority, Route: rt.Name}))
 	}
-	// The previous version is not looked up any more; forget it so the map holds
-	// one entry per destination.
-	if sh.last != nil && sh.last != cfg {
-		c.byPtr.Delete(sh.last)
-	}
-	sh.last = cfg
-	c.byPtr.Store(cfg, d)
 	return d
 }
 

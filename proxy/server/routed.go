@@ -203,9 +203,16 @@ func (p *plan) roundTrip(req *http.Request, first http.RoundTripper) (*http.Resp
 		}
 		failure := err != nil || rt.IsFailure(status, grpc)
 		clientGone := ctx.Err() == context.Canceled
-		if clientGone {
+		switch {
+		case clientGone:
 			h.Cancel()
-		} else {
+		case err != nil && ctx.Err() == context.DeadlineExceeded:
+			// The route's request timeout ended the attempt: the endpoint was
+			// slow for this route's budget, which P2C learns from the latency, but
+			// it did not fail (a timeout raised later must not find it ejected).
+			h.Observe()
+			p.rs.AttemptResponse(status, failure, time.Since(astart))
+		default:
 			h.Done(failure)
 			p.rs.AttemptResponse(status, failure, time.Since(astart))
 		}

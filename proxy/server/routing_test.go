@@ -884,3 +884,32 @@ func TestStaticDestinationsRouted(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutedEndpointAdded: an endpoint added to a busy backend takes traffic at
+// once, although the incumbent answers faster than the default RTT.
+func TestRoutedEndpointAdded(t *testing.T) {
+	const svc = "10.96.1.14:80"
+	a, b := newApp(t, "a", nil), newApp(t, "b", nil)
+	rp := startRouted(t, svc)
+	rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), be("shop/web:80", a)))
+	c := h1Client()
+	for range 50 {
+		rp.do(c, "GET", "/", nil, nil)
+	}
+	rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), be("shop/web:80", a, b)))
+	for i := range 5 {
+		if res := rp.do(c, "GET", "/", nil, nil); res.backend == "b" {
+			t.Logf("new endpoint took request %d after the change", i)
+			break
+		}
+		if i == 4 {
+			t.Fatal("new endpoint got none of 5 requests after it was added")
+		}
+	}
+	for range 200 {
+		rp.do(c, "GET", "/", nil, nil)
+	}
+	if b.hits.Load() < 40 {
+		t.Fatalf("new endpoint got %d of 200 requests next to an equal one", b.hits.Load())
+	}
+}

@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strconv"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/weftmesh/weft/proxy/api"
@@ -116,7 +119,6 @@ func StaticDestination(d *config.Destination, i int) *api.DestinationConfig {
 		return nil
 	}
 	dc := &api.DestinationConfig{
-		Version:     "static-" + strconv.Itoa(i),
 		Service:     ref,
 		Protocol:    staticProtocol(d.Protocol),
 		RouteSource: api.RouteSource_ROUTE_SOURCE_DEFAULT,
@@ -141,6 +143,12 @@ func StaticDestination(d *config.Destination, i int) *api.DestinationConfig {
 	}
 	for _, a := range d.Authorities {
 		dc.Authorities = append(dc.Authorities, config.NormalizeAuthority(a))
+	}
+	// A content hash, as the destination service's versions are: a new file with
+	// the same destination gives the same version.
+	if b, err := (proto.MarshalOptions{Deterministic: true}).Marshal(dc); err == nil {
+		sum := sha256.Sum256(b)
+		dc.Version = hex.EncodeToString(sum[:])
 	}
 	return dc
 }

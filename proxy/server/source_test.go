@@ -115,3 +115,48 @@ destinations:
 		t.Fatal("a forgotten destination was not compiled afresh")
 	}
 }
+
+func TestDestCacheVersions(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+destinations:
+- {name: a, addresses: ["10.96.0.1:80"], endpoints: [{address: 10.0.0.1, port: 80}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, Options{})
+	defer s.Shutdown(context.Background())
+	// Two sources' pointers of the same version (the destination service's client
+	// subscribes by authority and by address) share one runtime, and alternating
+	// between them compiles nothing.
+	p1 := StaticDestination(&cfg.Destinations[0], 0)
+	p2 := StaticDestination(&cfg.Destinations[0], 0)
+	if p1 == p2 || p1.Version != p2.Version || p1.Version == "" {
+		t.Fatalf("versions %q %q: want equal content hashes on distinct pointers", p1.Version, p2.Version)
+	}
+	d1 := s.dests.get(p1)
+	for range 10 {
+		if s.dests.get(p2) != d1 || s.dests.get(p1) != d1 {
+			t.Fatal("equal versions compiled to different runtimes")
+		}
+	}
+	// A new version gets a new runtime sharing the balancer; the old pointer stays
+	// usable.
+	changed := cfg.Destinations[0]
+	changed.Endpoints = append(changed.Endpoints, config.Endpoint{Address: "10.0.0.2", Port: 80})
+	p3 := StaticDestination(&changed, 0)
+	d3 := s.dests.get(p3)
+	if d3 == d1 || d3.balancers["static/a:80"] != d1.balancers["static/a:80"] || d3.balancers["static/a:80"].Len() != 2 {
+		t.Fatalf("new version: runtime %p (old %p), balancers shared %v", d3, d1, d3.balancers["static/a:80"] == d1.balancers["static/a:80"])
+	}
+	if s.dests.get(p1) != d1 {
+		t.Fatal("old pointer recompiled")
+	}
+	// Only maxRecent pointers stay compiled.
+	for range maxRecent {
+		s.dests.get(StaticDestination(&changed, 0))
+	}
+	if _, ok := s.dests.byPtr.Load(p1); ok {
+		t.Fatal("oldest pointer still held after maxRecent newer ones")
+	}
+}
