@@ -20,8 +20,10 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +187,60 @@ func TestUnavailableUntilSyncedAndShutdown(t *testing.T) {
 		}
 	case <-time.After(3 * time.Second):
 		t.Fatal("Serve did not return within its grace")
+	}
+}
+
+func TestSlimPod(t *testing.T) {
+	proxy := corev1.Container{Name: "weft-proxy", Image: "weft-proxy:dev", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}
+	app := corev1.Container{Name: "app", Image: "app:dev", Env: []corev1.EnvVar{{Name: "BIG", Value: strings.Repeat("x", 4096)}}}
+	for _, tc := range []struct {
+		name       string
+		pod        corev1.Pod
+		wantMeshed bool
+		wantAnn    map[string]string
+	}{{
+		name: "meshed by its native sidecar",
+		pod: corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{
+				"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("{}", 1000),
+				"config.weft.dev/inbound-port":                     "4243",
+			}},
+			Spec: corev1.PodSpec{ServiceAccountName: "web", InitContainers: []corev1.Container{proxy}, Containers: []corev1.Container{app}},
+		},
+		wantMeshed: true,
+		wantAnn:    map[string]string{"config.weft.dev/inbound-port": "4243", "weft.dev/injected": ""},
+	}, {
+		name: "meshed by the injector's record",
+		pod: corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"weft.dev/injected": `{"a":"long record"}`}},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{app}},
+		},
+		wantMeshed: true,
+		wantAnn:    map[string]string{"weft.dev/injected": ""},
+	}, {
+		name:       "not meshed",
+		pod:        corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{app}}},
+		wantMeshed: false,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.pod.Name, tc.pod.Namespace = "web-1", "shop"
+			out, err := slimPod(&tc.pod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slim := out.(*corev1.Pod)
+			if isMeshed(slim) != tc.wantMeshed || isMeshed(&tc.pod) != tc.wantMeshed {
+				t.Fatalf("meshed: slim %v, original %v, want %v", isMeshed(slim), isMeshed(&tc.pod), tc.wantMeshed)
+			}
+			if slim.Name != "web-1" || slim.Namespace != "shop" || slim.Spec.ServiceAccountName != tc.pod.Spec.ServiceAccountName {
+				t.Errorf("identity fields lost: %+v", slim.ObjectMeta)
+			}
+			if len(slim.Spec.Containers)+len(slim.Spec.InitContainers) != 0 || slim.Labels != nil {
+				t.Errorf("containers or labels kept: %+v", slim)
+			}
+			if !maps.Equal(slim.Annotations, tc.wantAnn) {
+				t.Errorf("annotations %v, want %v", slim.Annotations, tc.wantAnn)
+			}
+		})
 	}
 }

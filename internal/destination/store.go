@@ -418,22 +418,23 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// slimPod keeps only what the compiler reads of a pod (name, namespace, labels,
-// annotations, ServiceAccount, the names of its containers, which say whether it is
-// meshed) and its IPs, for logs. At 10,000 pods this is most of the cache's memory.
+// slimPod keeps only what the compiler reads of a pod: its name and namespace, its
+// ServiceAccount, Weft's annotations, and whether it is meshed, which it records as
+// the injector's annotation so that the containers can go. At 10,000 pods this is
+// most of the cache's memory.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
-	names := func(cs []corev1.Container) []corev1.Container {
-		var out []corev1.Container
-		for _, c := range cs {
-			out = append(out, corev1.Container{Name: c.Name})
+	ann := slimAnnotations(p.Annotations)
+	if isMeshed(p) {
+		if ann == nil {
+			ann = map[string]string{}
 		}
-		return out
+		ann[inject.AnnotationInjected] = ""
 	}
-	slim := &corev1.Pod{
+	return &corev1.Pod{
 		TypeMeta: p.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
 			Name:              p.Name,
@@ -442,17 +443,10 @@ func slimPod(obj any) (any, error) {
 			ResourceVersion:   p.ResourceVersion,
 			CreationTimestamp: p.CreationTimestamp,
 			DeletionTimestamp: p.DeletionTimestamp,
-			Labels:            p.Labels,
-			Annotations:       slimAnnotations(p.Annotations),
+			Annotations:       ann,
 		},
-		Spec: corev1.PodSpec{
-			ServiceAccountName: p.Spec.ServiceAccountName,
-			InitContainers:     names(p.Spec.InitContainers),
-			Containers:         names(p.Spec.Containers),
-		},
-		Status: corev1.PodStatus{PodIPs: p.Status.PodIPs},
-	}
-	return slim, nil
+		Spec: corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName},
+	}, nil
 }
 
 // slimAnnotations keeps Weft's annotations: kubectl's last-applied-configuration can
@@ -460,17 +454,16 @@ func slimPod(obj any) (any, error) {
 func slimAnnotations(in map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range in {
-		if k == inject.AnnotationInjected || k == inject.AnnotationInboundPort ||
-			k == inject.AnnotationInject || strings.HasPrefix(k, inject.ConfigPrefix) {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
 		if k == inject.AnnotationInjected {
 			// Only its presence matters, not the JSON record of what was injected.
-			out[k] = ""
+			v = ""
+		} else if k != inject.AnnotationInject && !strings.HasPrefix(k, inject.ConfigPrefix) {
+			continue
 		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
 	}
 	return out
 }
