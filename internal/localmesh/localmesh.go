@@ -21,6 +21,7 @@ limitations under the License.
 package localmesh
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -251,6 +252,10 @@ type ProxyOptions struct {
 	Dir string
 	// Output receives the proxy's log.
 	Output io.Writer
+	// ListenAddr is the address of the inbound and outbound listeners. Default
+	// 127.0.0.1; a test gives a meshed endpoint's proxy the endpoint's address
+	// (the API server refuses loopback addresses in EndpointSlices).
+	ListenAddr string
 }
 
 // Proxy is a running weft-proxy on loopback ports.
@@ -273,7 +278,7 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 		"--identity-mode=mesh", "--identity-addr=" + opts.IdentityAddr, "--identity-name=" + opts.ID,
 		"--identity-token=" + opts.Token, "--identity-roots=" + opts.Roots,
 		"--identity-server-name=" + identity.ServiceName + "." + Namespace + ".svc",
-		"--listen-addr=127.0.0.1", "--admin-addr=127.0.0.1",
+		"--listen-addr=" + cmp.Or(opts.ListenAddr, "127.0.0.1"), "--admin-addr=127.0.0.1",
 		"--inbound-port=" + strconv.Itoa(p.Inbound), "--outbound-port=" + strconv.Itoa(p.Outbound),
 		"--admin-port=" + strconv.Itoa(p.Admin), "--log-format=console",
 	}

@@ -26,11 +26,13 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -38,6 +40,7 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	internalidentity "github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/localmesh"
 	"github.com/weftmesh/weft/test/netns"
 )
@@ -52,6 +55,10 @@ func init() { runtime.LockOSThread() }
 type endpointNet struct {
 	ns     *netns.NS
 	prefix string // "198.18.N."
+	// hostIP is the address of the veth's end in the test's own namespace: a
+	// non-loopback address of "this host", where a meshed endpoint's proxy and app
+	// run (the proxy must also reach the control plane on loopback).
+	hostIP string
 	next   int
 	mu     sync.Mutex
 }
@@ -85,7 +92,7 @@ func startEndpointNet(t *testing.T) *endpointNet {
 	}
 	ns.MustIP(t, "addr", "add", prefix+"2/24", "dev", "eth0")
 	ns.MustIP(t, "link", "set", "eth0", "up")
-	return &endpointNet{ns: ns, prefix: prefix, next: 10}
+	return &endpointNet{ns: ns, prefix: prefix, hostIP: prefix + "1", next: 10}
 }
 
 // backends starts one backend per name, each on a new address of the namespace.
@@ -105,13 +112,17 @@ func (n *endpointNet) backends(t *testing.T, names ...string) []*backend {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		b := &backend{name: name, addr: netip.MustParseAddrPort(ln.Addr().String())}
-		b.srv = &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = b.srv.Serve(ln) }()
-		t.Cleanup(func() { _ = b.srv.Close() })
-		out = append(out, b)
+		out = append(out, serveBackend(t, name, ln))
 	}
 	return out
+}
+
+func serveBackend(t *testing.T, name string, ln net.Listener) *backend {
+	b := &backend{name: name, addr: netip.MustParseAddrPort(ln.Addr().String())}
+	b.srv = &http.Server{Handler: b, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = b.srv.Serve(ln) }()
+	t.Cleanup(func() { _ = b.srv.Close() })
+	return b
 }
 
 // client is the application in the web pod: it talks to its proxy's outbound
@@ -591,11 +602,61 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 		host := authority("lat")
 		app.within(t, 5*time.Second, "served", time.Now(), func() result { return app.get(host, "/", nil) },
 			func(r result) bool { return r.backend != "" })
+		// Let the balancer learn the latencies (every endpoint starts at the default
+		// RTT), then measure.
+		app.spread(host, "/", nil, 100, 4)
 		got, _, errs := app.spread(host, "/", nil, 1000, 4)
 		slow := float64(got["lat-slow"]) / 1000
 		t.Logf("a 10× slower endpoint among 3: %v (slow %.1f%%)", got, 100*slow)
 		if slow >= 0.10 || errs > 0 {
 			t.Errorf("the 10× slow endpoint got %.1f%% of the requests, want < 10%%", 100*slow)
+		}
+	})
+
+	t.Cleanup(func() {
+		// What the web proxy costs after following ~20 destinations through all this.
+		if text, err := web.Metrics(); err == nil {
+			t.Logf("web proxy: RSS %.1f MiB, CPU %.2fs", localmesh.Sum(text, "process_resident_memory_bytes")/(1<<20),
+				localmesh.Sum(text, "process_cpu_seconds_total"))
+		}
+	})
+
+	t.Run("meshed endpoint", func(t *testing.T) {
+		// The books pod: its app and its proxy on the host-side address, the pod object
+		// as the injector leaves it; the endpoint's identity and proxy port come from
+		// the control plane, and the web proxy must reach it over mTLS.
+		ln, err := net.Listen("tcp", pods.hostIP+":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		app1 := serveBackend(t, "books-meshed", ln)
+		booksID := internalidentity.SPIFFEID("cluster.local", shop, "books")
+		books := startProxy(t, localmesh.ProxyOptions{Binary: proxyBin, IdentityAddr: e.cp.IdentityAddr, Roots: e.roots,
+			Token: e.token(t, "books"), ID: booksID, ListenAddr: pods.hostIP})
+		waitFor(t, 20*time.Second, "the books proxy to be ready", books.Ready)
+		e.apply(t, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: "books-0", Annotations: map[string]string{
+				inject.AnnotationInjected:     "",
+				inject.AnnotationInboundPort: strconv.Itoa(books.Inbound),
+			}},
+			Spec: corev1.PodSpec{ServiceAccountName: "books", Containers: []corev1.Container{{Name: "app", Image: "books:dev"}}},
+		})
+		e.apply(t, service("books", int(app1.addr.Port())))
+		es := endpointSlice("books", app1)
+		es.Endpoints[0].TargetRef = &corev1.ObjectReference{Kind: "Pod", Namespace: shop, Name: "books-0"}
+		e.apply(t, es)
+		host := authority("books")
+		app.within(t, 5*time.Second, "meshed endpoint served", time.Now(), func() result { return app.get(host, "/", nil) },
+			func(r result) bool { return r.status == 200 && r.backend == "books-meshed" })
+		got, _, errs := app.spread(host, "/", nil, 50, 2)
+		if got["books-meshed"] != 50 || errs > 0 {
+			t.Errorf("50 requests to the meshed endpoint: %v (%d errors)", got, errs)
+		}
+		if n := localmesh.Sum(scrape(t, web), "request_total", `direction="outbound"`, `server_id="`+booksID+`"`, `tls="true"`); n < 50 {
+			t.Errorf("want ≥ 50 outbound requests over mTLS to %s, web's metrics count %v", booksID, n)
+		}
+		if n := localmesh.Sum(scrape(t, books), "request_total", `direction="inbound"`, `client_id="`+webID+`"`, `tls="true"`); n < 50 {
+			t.Errorf("want ≥ 50 inbound requests over mTLS from %s, books' metrics count %v", webID, n)
 		}
 	})
 
