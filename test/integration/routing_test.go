@@ -636,7 +636,7 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 		waitFor(t, 20*time.Second, "the books proxy to be ready", books.Ready)
 		e.apply(t, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: "books-0", Annotations: map[string]string{
-				inject.AnnotationInjected:     "",
+				inject.AnnotationInjected:    "",
 				inject.AnnotationInboundPort: strconv.Itoa(books.Inbound),
 			}},
 			Spec: corev1.PodSpec{ServiceAccountName: "books", Containers: []corev1.Container{{Name: "app", Image: "books:dev"}}},
