@@ -568,6 +568,76 @@ endpoints: [{addresses: [10.2.0.1]}, {addresses: [10.2.0.2]}]
 			}
 		},
 	}, {
+		name: "the HTTPRoute changes",
+		change: func(t *testing.T) {
+			apply(t, fmt.Sprintf(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {namespace: %s, name: web}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - name: canary
+    matches: [{path: {type: PathPrefix, value: /beta}}]
+    backendRefs: [{name: web-v2, port: 80, weight: 3}, {name: web, port: 80, weight: 1}]
+    timeouts: {request: 2s}
+`, ns))
+		},
+		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
+			if len(cfg.Routes) != 1 {
+				t.Fatalf("want one route, got %v", cfg.Routes)
+			}
+			r := cfg.Routes[0]
+			if r.Matches[0].GetPath().GetPrefix() != "/beta" || len(r.Backends) != 2 || r.Timeouts.GetRequest().AsDuration() != 2*time.Second {
+				t.Fatalf("the changed rule compiled to %v", r)
+			}
+			weights := map[string]uint32{}
+			for _, b := range r.Backends {
+				weights[b.Backend] = b.Weight
+			}
+			if diff := cmp.Diff(map[string]uint32{ns + "/web-v2:80": 3, ns + "/web:80": 1}, weights); diff != "" {
+				t.Errorf("weights (-want +got):\n%s", diff)
+			}
+		},
+	}, {
+		name: "a GRPCRoute joins the HTTPRoute",
+		change: func(t *testing.T) {
+			apply(t, fmt.Sprintf(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: {namespace: %s, name: web-grpc}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - name: get
+    matches: [{method: {service: shop.Books, method: Get}}]
+    backendRefs: [{name: web-v2, port: 80}]
+`, ns))
+		},
+		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
+			var names []string
+			for _, r := range cfg.Routes {
+				names = append(names, r.Name)
+			}
+			i := slices.Index(names, "web-grpc/get")
+			if i < 0 || len(cfg.Routes) != 2 {
+				t.Fatalf("want the HTTPRoute's and the GRPCRoute's rules, got %v", names)
+			}
+			if g := cfg.Routes[i].Matches[0].GetGrpc(); g.GetService().GetExact() != "shop.Books" || g.GetMethod().GetExact() != "Get" {
+				t.Errorf("the gRPC match compiled to %v", g)
+			}
+		},
+	}, {
+		name: "the GRPCRoute is deleted",
+		change: func(t *testing.T) {
+			remove(t, &gatewayv1.GRPCRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-grpc"}})
+		},
+		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
+			if len(cfg.Routes) != 1 || cfg.Routes[0].Name != "web/canary" {
+				t.Fatalf("want the HTTPRoute's rule only, got %v", cfg.Routes)
+			}
+		},
+	}, {
 		name: "the HTTPRoute is deleted",
 		change: func(t *testing.T) {
 			remove(t, &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})
