@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -222,6 +223,17 @@ func newDiscovery(f *Flags, store *identity.Store, log logr.Logger) (*discovery.
 		Namespace: ns, Identity: store, Log: log}), nil
 }
 
+// appendMetrics adds more series after the admin server's /metrics answer (the
+// registry's series), so the destination client's counters are scraped with the rest.
+func appendMetrics(h http.Handler, write func(io.Writer) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, r)
+		if r.URL.Path == "/metrics" && r.Method == http.MethodGet {
+			_ = write(w)
+		}
+	})
+}
+
 // levelVar adapts zap's atomic level to admin.LevelVar, speaking logr's verbosity
 // numbers: "debug" is V(1), "2" is V(2) (zap level -2).
 type levelVar struct{ zap.AtomicLevel }
@@ -369,8 +381,10 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		reg.CertExpiry = store.Expiry
 	}
 	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout}
+	var dc *discovery.Client
 	if f.DestinationAddr != "" {
-		dc, err := newDiscovery(f, store, log.WithName("discovery"))
+		var err error
+		dc, err = newDiscovery(f, store, log.WithName("discovery"))
 		if err != nil {
 			return err
 		}
@@ -406,7 +420,11 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		Level:    level,
 		Log:      log.WithName("admin"),
 	}
-	adminSrv := &http.Server{Handler: adm.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	handler := adm.Handler()
+	if dc != nil {
+		handler = appendMetrics(handler, dc.WriteMetrics)
+	}
+	adminSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- srv.ServeOutbound(outLn) }()

@@ -466,3 +466,26 @@ func (k key) String() string {
 	}
 	return k.addr.String()
 }
+
+// WriteMetrics writes the client's counters in the Prometheus text format, for the
+// proxy's /metrics.
+func (c *Client) WriteMetrics(w io.Writer) error {
+	s := c.Stats()
+	_, err := fmt.Fprintf(w, `# HELP destination_subscriptions Destinations the proxy is subscribed to.
+# TYPE destination_subscriptions gauge
+destination_subscriptions %d
+# HELP destination_updates_total Messages received from the destination service, by kind.
+# TYPE destination_updates_total counter
+destination_updates_total{kind="snapshot"} %d
+destination_updates_total{kind="delta"} %d
+destination_updates_total{kind="not_found"} %d
+destination_updates_total{kind="bad_delta"} %d
+# HELP destination_resubscriptions_total Streams reopened after one ended.
+# TYPE destination_resubscriptions_total counter
+destination_resubscriptions_total %d
+# HELP destination_expired_total Subscriptions cancelled for being idle.
+# TYPE destination_expired_total counter
+destination_expired_total %d
+`, s.Subscriptions, s.Snapshots, s.Deltas, s.NotFound, s.BadDeltas, s.Resubscriptions, s.Expired)
+	return err
+}

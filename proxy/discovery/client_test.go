@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -213,6 +214,16 @@ func TestSnapshotThenDelta(t *testing.T) {
 			}
 			if s := c.Stats(); s.Snapshots != 1 || s.Deltas != 1 || s.Subscriptions != 1 || s.Resubscriptions != 0 {
 				t.Errorf("stats: %+v", s)
+			}
+			var text strings.Builder
+			if err := c.WriteMetrics(&text); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{"destination_subscriptions 1\n", `destination_updates_total{kind="snapshot"} 1` + "\n",
+				`destination_updates_total{kind="delta"} 1` + "\n"} {
+				if !strings.Contains(text.String(), want) {
+					t.Errorf("metrics lack %q:\n%s", want, text.String())
+				}
 			}
 			f.noStream(t, 50*time.Millisecond)
 		})

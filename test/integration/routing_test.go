@@ -616,8 +616,8 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 	t.Cleanup(func() {
 		// What the web proxy costs after following ~20 destinations through all this.
 		if text, err := web.Metrics(); err == nil {
-			t.Logf("web proxy: RSS %.1f MiB, CPU %.2fs", localmesh.Sum(text, "process_resident_memory_bytes")/(1<<20),
-				localmesh.Sum(text, "process_cpu_seconds_total"))
+			t.Logf("web proxy: RSS %.1f MiB, CPU %.2fs, %v destination subscriptions", localmesh.Sum(text, "process_resident_memory_bytes")/(1<<20),
+				localmesh.Sum(text, "process_cpu_seconds_total"), localmesh.Sum(text, "destination_subscriptions"))
 		}
 	})
 
@@ -711,6 +711,12 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 		e.apply(t, endpointSlice("res", bs[1]))
 		app.within(t, time.Second, "endpoint change after the restart", start, probe,
 			func(r result) bool { return r.backend == "res-b" })
+		text := scrape(t, web)
+		subs, resubs := localmesh.Sum(text, "destination_subscriptions"), localmesh.Sum(text, "destination_resubscriptions_total")
+		t.Logf("web proxy: %v subscriptions, %v resubscriptions", subs, resubs)
+		if subs < 1 || resubs < subs {
+			t.Errorf("after the restart want every subscription resubscribed: destination_subscriptions %v, destination_resubscriptions_total %v", subs, resubs)
+		}
 
 		// Then the whole control plane goes away for good (API server, identity,
 		// destination) while traffic flows: known destinations keep working on the
