@@ -160,3 +160,74 @@ destinations:
 		t.Fatal("oldest pointer still held after maxRecent newer ones")
 	}
 }
+
+func TestStaticDestinationConversion(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+destinations:
+- name: web
+  addresses: ["10.96.0.10:80", "[fd00::10]:80"]
+  authorities: ["Web.default.svc.cluster.local"]
+  protocol: http1
+  endpoints:
+  - {address: 10.199.1.2, port: 8080, identity: "spiffe://cluster.local/ns/default/sa/web"}
+  - {address: 10.199.1.3, port: 8080, protocol: http2}
+- name: db
+  addresses: ["10.96.0.11:5432"]
+  endpoints:
+  - {address: "fd00::3", port: 5432, identity: "spiffe://cluster.local/ns/db/sa/pg", proxyPort: 14143}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := NewStaticSource(cfg)
+	for _, tc := range []struct {
+		name, addr, want string
+	}{
+		{"ipv4 service", "10.96.0.10:80", "web"},
+		{"ipv6 service", "[fd00::10]:80", "web"},
+		{"v4-mapped ipv6 matches ipv4", "[::ffff:10.96.0.10]:80", "web"},
+		{"second destination", "10.96.0.11:5432", "db"},
+		{"unknown port", "10.96.0.10:81", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := src.Lookup(context.Background(), Target{Addr: netip.MustParseAddrPort(tc.addr)}).GetService().GetName()
+			if got != tc.want {
+				t.Fatalf("Lookup(%s) = %q, want %q", tc.addr, got, tc.want)
+			}
+		})
+	}
+	web := src.Lookup(context.Background(), Target{Addr: netip.MustParseAddrPort("10.96.0.10:80")})
+	if web.Authorities[0] != "web.default.svc.cluster.local:80" {
+		t.Errorf("authority %q not normalised", web.Authorities[0])
+	}
+	eps := balanceEndpoints(web.Backends[0])
+	if e := web.Backends[0].Endpoints[0]; e.Protocol != api.ProtocolHint_PROTOCOL_HINT_HTTP1 || !eps[0].Meshed() || eps[0].ProxyAddr != netip.MustParseAddrPort("10.199.1.2:4143") {
+		t.Errorf("endpoint 0 = %v / %+v, want http1, meshed, proxy on 4143", e, eps[0])
+	}
+	if e := web.Backends[0].Endpoints[1]; e.Protocol != api.ProtocolHint_PROTOCOL_HINT_H2C || eps[1].Meshed() {
+		t.Errorf("endpoint 1 = %v, want the h2c override, unmeshed", e)
+	}
+	db := src.Lookup(context.Background(), Target{Addr: netip.MustParseAddrPort("10.96.0.11:5432")})
+	if got := balanceEndpoints(db.Backends[0])[0].ProxyAddr; got != netip.MustParseAddrPort("[fd00::3]:14143") {
+		t.Errorf("db proxy addr = %s", got)
+	}
+	for _, tc := range []struct {
+		name   string
+		protos []config.Protocol
+		want   api.ProtocolHint
+	}{
+		{"all endpoints opaque: the destination is", []config.Protocol{config.ProtocolOpaque, config.ProtocolOpaque}, api.ProtocolHint_PROTOCOL_HINT_OPAQUE},
+		{"mixed: detect", []config.Protocol{config.ProtocolOpaque, config.ProtocolHTTP1}, api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED},
+		{"none: detect", []config.Protocol{"", ""}, api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := config.Destination{Addresses: []string{"10.0.0.1:5432"}}
+			for i, p := range tc.protos {
+				d.Endpoints = append(d.Endpoints, config.Endpoint{Address: "10.1.0." + string(rune('1'+i)), Port: 5432, Protocol: p})
+			}
+			if got := StaticDestination(&d, 0).Protocol; got != tc.want {
+				t.Fatalf("protocol %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
