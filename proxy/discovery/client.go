@@ -27,8 +27,10 @@ import (
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/identity"
@@ -72,7 +74,8 @@ type Options struct {
 	// IdleTimeout is how long a target may go without a lookup before its
 	// subscription is cancelled. Default 60s: a destination used once a minute keeps
 	// its stream, one the application stopped using costs nothing after a minute.
-	// Expiry is checked every IdleTimeout/4, so it happens within 1.25×IdleTimeout.
+	// Expiry is checked every IdleTimeout/4 against a clock of that resolution, so
+	// it happens between IdleTimeout and 1.5×IdleTimeout after the last lookup.
 	IdleTimeout time.Duration
 	// MinBackoff and MaxBackoff bound the wait before reopening a stream that failed
 	// and before reconnecting (doubling, with jitter). Defaults 100ms and 10s.
@@ -301,7 +304,7 @@ func (c *Client) subscribe(k key) *subscription {
 	ctx, cancel := context.WithCancel(c.ctx)
 	s := &subscription{key: k, answered: make(chan struct{}), waitUntil: time.Now().Add(c.opts.FirstAnswerWait),
 		cancel: cancel, done: make(chan struct{})}
-	s.lastUsed.Store(c.clock.Load())
+	s.lastUsed.Store(int64(time.Since(c.start)))
 	m := maps.Clone(old)
 	m[k] = s
 	c.subs.Store(&m)
@@ -318,7 +321,9 @@ func (c *Client) subscribe(k key) *subscription {
 func (c *Client) expireLoop(tick time.Duration) {
 	t := time.NewTicker(tick)
 	defer t.Stop()
-	idle := int64(c.opts.IdleTimeout)
+	// A lookup records the clock as of the last tick, up to a tick before the real
+	// time: allowing one more tick keeps expiry from coming early.
+	idle := int64(c.opts.IdleTimeout + tick)
 	for {
 		select {
 		case <-c.ctx.Done():
@@ -372,7 +377,14 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 		if !progressed {
 			backoff = min(2*backoff, c.opts.MaxBackoff)
 		}
-		c.log.V(1).Info("Destination stream ended, resubscribing", "target", s.key.String(), "reason", err.Error(), "in", wait)
+		switch status.Code(err) {
+		case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.Unimplemented:
+			// A configuration problem an operator must see (e.g. POD_NAMESPACE not the
+			// namespace of the proxy's identity), not a passing outage.
+			c.log.Info("Destination service refused the subscription, retrying", "target", s.key.String(), "reason", err.Error(), "in", wait)
+		default:
+			c.log.V(1).Info("Destination stream ended, resubscribing", "target", s.key.String(), "reason", err.Error(), "in", wait)
+		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
