@@ -363,6 +363,10 @@ func Write(out string, spec Spec) (string, error) {
 	if err := tmp.Close(); err != nil {
 		return "", err
 	}
+	// CreateTemp made it private; the image is no secret.
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return "", err
+	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
 		return "", err
 	}
