@@ -367,22 +367,26 @@ func (s *Server) recompile() {
 	for i, e := range todo {
 		targets[i], reasons[i] = s.resolve(e)
 	}
-	// The endpoints to include: those of the backends the destinations have; and when
-	// their backends may change, those of their roots and of every Service a route
-	// resource names.
-	only := map[string]struct{}{}
+	// What the compilations can read: the Services that are roots, backends, or named
+	// by a route resource (few); the endpoints of the backends the destinations have,
+	// and when those may change, of all those Services. Copying the rest of a large
+	// cluster is what a compilation would otherwise spend most of its time on.
+	endpoints := map[string]struct{}{}
+	services := map[string]struct{}{}
 	for i, e := range todo {
 		for _, d := range e.deps {
-			only[d] = struct{}{}
+			endpoints[d] = struct{}{}
+			services[d] = struct{}{}
 		}
-		if backendsMayChange && targets[i].Name != "" {
-			only[objKey(targets[i].Namespace, targets[i].Name)] = struct{}{}
+		if targets[i].Name != "" {
+			services[objKey(targets[i].Namespace, targets[i].Name)] = struct{}{}
 		}
 	}
+	s.st.referenced(services)
 	if backendsMayChange {
-		s.st.referenced(only)
+		endpoints = services
 	}
-	state := s.st.state(s.opts.ClusterDomain, only)
+	state := s.st.state(s.opts.ClusterDomain, services, endpoints)
 	s.storeMu.Unlock()
 
 	c := compiler.New(state)

@@ -342,20 +342,19 @@ func (s *store) referenced(set map[string]struct{}) {
 	}
 }
 
-// state builds the compiler's input with only the endpoints (and their pods) of the
-// Services in only, which is all the compiler reads for destinations whose backends
-// are among them; the other objects (few, and read by route and backend resolution)
-// are always included. Copying the endpoints and pods
-// of the whole cluster is what a compilation would otherwise spend most of its time on.
-func (s *store) state(clusterDomain string, only map[string]struct{}) *compiler.State {
+// state builds the compiler's input from the Services in services, the endpoints
+// (and their pods) of the Services in endpoints, and every route resource.
+func (s *store) state(clusterDomain string, services, endpoints map[string]struct{}) *compiler.State {
 	st := &compiler.State{ClusterDomain: clusterDomain}
 	st.SetMesh(s.mesh)
-	st.Services = make([]corev1.Service, 0, len(s.services))
-	for _, o := range s.services {
-		st.Services = append(st.Services, *o)
+	st.Services = make([]corev1.Service, 0, len(services))
+	for k := range services {
+		if o := s.services[k]; o != nil {
+			st.Services = append(st.Services, *o)
+		}
 	}
 	seenPods := map[string]bool{}
-	for svc := range only {
+	for svc := range endpoints {
 		for sk := range s.slicesBySvc[svc] {
 			es := s.endpointSlices[sk]
 			st.EndpointSlices = append(st.EndpointSlices, *es)
