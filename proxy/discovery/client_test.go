@@ -41,6 +41,7 @@ type fakeDest struct {
 type fakeStream struct {
 	req    *api.GetDestination
 	peerID string
+	serial string // of the client certificate
 	send   chan *api.DestinationUpdate
 	done   chan struct{} // closed when the server's handler returns (client cancelled)
 }
@@ -51,6 +52,9 @@ func (f *fakeDest) Get(req *api.GetDestination, stream api.Destination_GetServer
 	if p, ok := peer.FromContext(stream.Context()); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			fs.peerID = identity.PeerID(&ti.State)
+			if len(ti.State.PeerCertificates) > 0 {
+				fs.serial = ti.State.PeerCertificates[0].SerialNumber.String()
+			}
 		}
 	}
 	f.streams.Add(1)
@@ -394,10 +398,20 @@ func TestServerRestartKeepsLastConfig(t *testing.T) {
 		time.Sleep(30 * time.Millisecond)
 	}
 
+	// Meanwhile the proxy's certificate was renewed: the new connection presents it.
+	renewed, err := identity.NewBundle(p.ca.IssueValid(t, testClientID).TLS, p.pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.store.Set(renewed)
+
 	f2, _, _ := serve(t, p, addr, p.server)
 	start := time.Now()
 	fs := f2.next(t)
 	t.Logf("resubscribed %s after the service came back", time.Since(start).Round(time.Millisecond))
+	if want := renewed.Leaf.SerialNumber.String(); fs.serial != want {
+		t.Errorf("the new connection presented certificate %s, want the renewed %s", fs.serial, want)
+	}
 	fs.snapshot(v2)
 	eventually(t, "the fresh configuration is used", 2*time.Second, func() bool {
 		return proto.Equal(c.Lookup(context.Background(), target), v2)
