@@ -42,6 +42,7 @@ type fakeStream struct {
 	req    *api.GetDestination
 	peerID string
 	serial string // of the client certificate
+	conn   string // the client's address: one per connection
 	send   chan *api.DestinationUpdate
 	done   chan struct{} // closed when the server's handler returns (client cancelled)
 }
@@ -50,6 +51,7 @@ func (f *fakeDest) Get(req *api.GetDestination, stream api.Destination_GetServer
 	fs := &fakeStream{req: req, send: make(chan *api.DestinationUpdate, 16), done: make(chan struct{})}
 	defer close(fs.done)
 	if p, ok := peer.FromContext(stream.Context()); ok {
+		fs.conn = p.Addr.String()
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
 			fs.peerID = identity.PeerID(&ti.State)
 			if len(ti.State.PeerCertificates) > 0 {
@@ -331,6 +333,9 @@ func TestIdleSubscriptionExpires(t *testing.T) {
 		if got := <-first; got == nil {
 			t.Fatal("no configuration")
 		}
+	}
+	if streams[0].conn != streams[1].conn {
+		t.Errorf("two subscriptions used two connections (%s, %s), want one", streams[0].conn, streams[1].conn)
 	}
 	// Keep using one target for 3×idle; the other is left alone.
 	start := time.Now()
