@@ -121,10 +121,12 @@ type endpoint struct {
 	cost  float64 // nanoseconds
 	stamp int64   // when cost was last updated (ns since epoch)
 	// measured is false until the endpoint's first answer: its cost is then 0 while
-	// it has nothing outstanding (so a new endpoint is tried at once, not starved
-	// by incumbents measured faster than the default RTT), and DefaultRTT ×
-	// (pending + 1) while its first requests are outstanding (so it is not flooded
-	// before anything is known). The first observation replaces the default.
+	// it has nothing outstanding, so a new endpoint gets one request at once (and
+	// failure accrual sees a broken one early), and DefaultRTT × (pending + 1) while
+	// that request is outstanding, so it is not flooded before anything is known.
+	// From the first answer on, the estimate is the usual peak-EWMA starting from
+	// DefaultRTT: a newcomer is presumed no faster than the default RTT until its
+	// observations wear that down (Linkerd's behaviour).
 	measured bool
 
 	// Failure accrual. ejectedUntil is 0 while the endpoint is in rotation; while it
@@ -325,10 +327,8 @@ func (e *endpoint) load(now int64, decay time.Duration) float64 {
 // observe feeds one latency (ns) into the estimate.
 func (e *endpoint) observe(now int64, rtt float64, decay time.Duration) {
 	e.emu.Lock()
-	if !e.measured {
-		e.measured = true
-		e.cost, e.stamp = rtt, now
-	} else if rtt > e.cost {
+	e.measured = true
+	if rtt > e.cost {
 		// Peak: a slower observation is believed at once.
 		e.cost = rtt
 		e.stamp = max(e.stamp, now)

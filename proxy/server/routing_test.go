@@ -885,31 +885,37 @@ func TestStaticDestinationsRouted(t *testing.T) {
 	}
 }
 
-// TestRoutedEndpointAdded: an endpoint added to a busy backend takes traffic at
-// once, although the incumbent answers faster than the default RTT.
+// TestRoutedEndpointAdded: an endpoint added to a backend gets a request at once,
+// and takes the traffic from an incumbent slower than the default RTT (a newcomer is
+// presumed to answer in the default 30ms until measured).
 func TestRoutedEndpointAdded(t *testing.T) {
 	const svc = "10.96.1.14:80"
-	a, b := newApp(t, "a", nil), newApp(t, "b", nil)
+	var slowA atomic.Bool
+	a := newApp(t, "a", func(http.ResponseWriter, *http.Request, int64) bool {
+		if slowA.Load() {
+			time.Sleep(60 * time.Millisecond)
+		}
+		return false
+	})
+	b := newApp(t, "b", nil)
 	rp := startRouted(t, svc)
 	rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), be("shop/web:80", a)))
 	c := h1Client()
-	for range 50 {
+	for range 20 {
+		rp.do(c, "GET", "/", nil, nil)
+	}
+	slowA.Store(true)
+	for range 3 {
 		rp.do(c, "GET", "/", nil, nil)
 	}
 	rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), be("shop/web:80", a, b)))
-	for i := range 5 {
-		if res := rp.do(c, "GET", "/", nil, nil); res.backend == "b" {
-			t.Logf("new endpoint took request %d after the change", i)
-			break
-		}
-		if i == 4 {
-			t.Fatal("new endpoint got none of 5 requests after it was added")
-		}
+	if res := rp.do(c, "GET", "/", nil, nil); res.backend != "b" {
+		t.Fatalf("first request after the endpoint was added went to %q, want the new b", res.backend)
 	}
-	for range 200 {
+	for range 50 {
 		rp.do(c, "GET", "/", nil, nil)
 	}
-	if b.hits.Load() < 40 {
-		t.Fatalf("new endpoint got %d of 200 requests next to an equal one", b.hits.Load())
+	if b.hits.Load() < 45 {
+		t.Fatalf("new fast endpoint got %d of 51 requests next to a 60ms one", b.hits.Load())
 	}
 }
