@@ -60,6 +60,9 @@ func main() {
 	log := ctrl.Log.WithName("setup")
 
 	restConfig := ctrl.GetConfigOrDie()
+	// The CA injector's server-side applies use the part before the slash as their field
+	// manager, so that ownership of caBundle is visible as "weft-cert-manager".
+	restConfig.UserAgent = "weft-cert-manager/" + userAgentVersion
 	mgr, err := ctrl.NewManager(restConfig, ctrl.Options{
 		Scheme:                  certmanager.InjectorScheme,
 		Client:                  certmanager.InjectorClientOptions(),
@@ -124,6 +127,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// userAgentVersion names the cert-manager release whose controllers are linked in.
+const userAgentVersion = "v1.21.2"
 
 func envOr(name, fallback string) string {
 	if v := os.Getenv(name); v != "" {

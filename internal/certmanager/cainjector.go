@@ -18,6 +18,7 @@ package certmanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
@@ -57,7 +58,14 @@ func InjectorClientOptions() client.Options {
 // InjectorScheme (or a superset) and InjectorClientOptions. Like every controller of the
 // manager, the injectors run only while it holds the leader lease when leader election
 // is on.
+//
+// The manager's REST config must carry a UserAgent ("name/version"): the injectors
+// apply the caBundle server-side with the name before the slash as field manager, and
+// the API server rejects an apply without one.
 func AddCAInjector(ctx context.Context, mgr ctrl.Manager) error {
+	if mgr.GetConfig().UserAgent == "" {
+		return errors.New("the manager's REST config has no UserAgent, which the CA injector uses as its field manager")
+	}
 	err := cainjector.RegisterAllInjectors(ctx, mgr, cainjector.SetupOptions{
 		EnableCertificatesDataSource: true,
 		// The resource names cainjector's own --enable-*-injectable flags map to.
