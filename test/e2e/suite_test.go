@@ -290,50 +290,54 @@ func TestRouting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	const svc = ".weft-e2e.svc.cluster.local:8080/"
-	t.Run("trafficsplit 90/10", func(t *testing.T) {
-		t.Parallel()
-		s, _ := runLoadJob(ctx, t, loadJob{name: "route-split", meshed: true,
-			args: []string{"--target=http://echo" + svc, "--rps=200", "--requests=2000"}})
-		v2 := float64(s.ByVersion["v2"]) / float64(s.Requests)
-		// Binomial(2000, 0.1): standard deviation 0.67 percentage points; 3 either side.
-		if s.Failures != 0 || s.ByVersion["v1"]+s.ByVersion["v2"] != s.Requests || v2 < 0.07 || v2 > 0.13 {
-			t.Errorf("want ~10%% of 2000 requests on v2 and the rest on v1, got v2 share %.3f, %+v", v2, s)
-		}
-	})
-	t.Run("httproute header match", func(t *testing.T) {
-		t.Parallel()
-		canary, _ := runLoadJob(ctx, t, loadJob{name: "route-header-canary", meshed: true,
-			args: []string{"--target=http://header" + svc, "--rps=50", "--requests=100", "--header=x-canary: true"}})
-		other, _ := runLoadJob(ctx, t, loadJob{name: "route-header-other", meshed: true,
-			args: []string{"--target=http://header" + svc, "--rps=50", "--requests=100", "--header=x-canary: false"}})
-		if canary.ByVersion["v2"] != 100 {
-			t.Errorf("x-canary: true: want all 100 on v2, got %v", canary.ByVersion)
-		}
-		if other.ByVersion["v1"] != 100 {
-			t.Errorf("x-canary: false: want all 100 on v1, got %v", other.ByVersion)
-		}
-	})
-	t.Run("retries rescue a 20% failing backend", func(t *testing.T) {
-		t.Parallel()
-		s, _ := runLoadJob(ctx, t, loadJob{name: "route-retry", meshed: true,
-			args: []string{"--target=http://flaky" + svc, "--rps=100", "--requests=1000"}})
-		// Without retries ~200 would fail; every retry fails again with p=0.2, and the
-		// budget allows a retry per request.
-		if s.Requests != 1000 || s.Failures > 10 {
-			t.Errorf("want at most 1%% of 1000 requests failing with retries, got %d: %+v", s.Failures, s)
-		}
-	})
-	t.Run("timeout answers 504 on time", func(t *testing.T) {
-		t.Parallel()
-		s, _ := runLoadJob(ctx, t, loadJob{name: "route-timeout", meshed: true,
-			args: []string{"--target=http://slow" + svc, "--rps=5", "--requests=10"}})
-		if s.ByStatus["504"] != 10 {
-			t.Errorf("want 10 answers 504, got %v", s.ByStatus)
-		}
-		// The route's timeout is 500ms; the backend takes 2s.
-		if p50, mx := s.LatencyMs["p50"], s.LatencyMs["max"]; p50 < 450 || mx > 1200 {
-			t.Errorf("want the 504s after ~500ms, got p50 %vms, max %vms", p50, mx)
-		}
+	// The parallel cases run inside one group, which returns only when they all have:
+	// the deferred cancel must not end their context earlier.
+	t.Run("cases", func(t *testing.T) {
+		t.Run("trafficsplit 90/10", func(t *testing.T) {
+			t.Parallel()
+			s, _ := runLoadJob(ctx, t, loadJob{name: "route-split", meshed: true,
+				args: []string{"--target=http://echo" + svc, "--rps=200", "--requests=2000"}})
+			v2 := float64(s.ByVersion["v2"]) / float64(s.Requests)
+			// Binomial(2000, 0.1): standard deviation 0.67 percentage points; 3 either side.
+			if s.Failures != 0 || s.ByVersion["v1"]+s.ByVersion["v2"] != s.Requests || v2 < 0.07 || v2 > 0.13 {
+				t.Errorf("want ~10%% of 2000 requests on v2 and the rest on v1, got v2 share %.3f, %+v", v2, s)
+			}
+		})
+		t.Run("httproute header match", func(t *testing.T) {
+			t.Parallel()
+			canary, _ := runLoadJob(ctx, t, loadJob{name: "route-header-canary", meshed: true,
+				args: []string{"--target=http://header" + svc, "--rps=50", "--requests=100", "--header=x-canary: true"}})
+			other, _ := runLoadJob(ctx, t, loadJob{name: "route-header-other", meshed: true,
+				args: []string{"--target=http://header" + svc, "--rps=50", "--requests=100", "--header=x-canary: false"}})
+			if canary.ByVersion["v2"] != 100 {
+				t.Errorf("x-canary: true: want all 100 on v2, got %v", canary.ByVersion)
+			}
+			if other.ByVersion["v1"] != 100 {
+				t.Errorf("x-canary: false: want all 100 on v1, got %v", other.ByVersion)
+			}
+		})
+		t.Run("retries rescue a 20% failing backend", func(t *testing.T) {
+			t.Parallel()
+			s, _ := runLoadJob(ctx, t, loadJob{name: "route-retry", meshed: true,
+				args: []string{"--target=http://flaky" + svc, "--rps=100", "--requests=1000"}})
+			// Without retries ~200 would fail; every retry fails again with p=0.2, and the
+			// budget allows a retry per request.
+			if s.Requests != 1000 || s.Failures > 10 {
+				t.Errorf("want at most 1%% of 1000 requests failing with retries, got %d: %+v", s.Failures, s)
+			}
+		})
+		t.Run("timeout answers 504 on time", func(t *testing.T) {
+			t.Parallel()
+			s, _ := runLoadJob(ctx, t, loadJob{name: "route-timeout", meshed: true,
+				args: []string{"--target=http://slow" + svc, "--rps=5", "--requests=10"}})
+			if s.ByStatus["504"] != 10 {
+				t.Errorf("want 10 answers 504, got %v", s.ByStatus)
+			}
+			// The route's timeout is 500ms; the backend takes 2s.
+			if p50, mx := s.LatencyMs["p50"], s.LatencyMs["max"]; p50 < 450 || mx > 1200 {
+				t.Errorf("want the 504s after ~500ms, got p50 %vms, max %vms", p50, mx)
+			}
+		})
 	})
 }
 
