@@ -61,7 +61,7 @@ const (
 	ServiceName = "weft-destination"
 	// DefaultAddr is where the service listens.
 	DefaultAddr = ":8086"
-	// DefaultCoalesce is how long a change waits for others before recompiling.
+	// DefaultCoalesce is the least time between two compilations.
 	DefaultCoalesce = 5 * time.Millisecond
 	// DefaultShutdownGrace bounds how long shutdown waits for streams to end.
 	DefaultShutdownGrace = 5 * time.Second
@@ -85,8 +85,8 @@ type Options struct {
 	// ServerNames are the DNS names of the serving certificate. Default
 	// weft-destination.<Namespace>.svc and weft-destination.<Namespace>.svc.cluster.local.
 	ServerNames []string
-	// Coalesce is how long the service gathers changes before recompiling: a burst of
-	// events (a rollout, a resync) costs one compilation. Default 5ms.
+	// Coalesce is the least time between two compilations: the changes of a burst
+	// (a rollout, a resync) that arrive meanwhile are compiled together. Default 5ms.
 	Coalesce time.Duration
 	// ShutdownGrace bounds the graceful stop. Default 5s.
 	ShutdownGrace time.Duration

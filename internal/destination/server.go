@@ -40,7 +40,7 @@ import (
 type ServerOptions struct {
 	// ClusterDomain is the DNS suffix of Service names. Default cluster.local.
 	ClusterDomain string
-	// Coalesce is how long changes are gathered before recompiling. Default 5ms.
+	// Coalesce is the least time between two compilations. Default 5ms.
 	Coalesce time.Duration
 	// Log receives one line per refused subscription and per failed compilation.
 	Log logr.Logger
@@ -309,23 +309,29 @@ func (s *Server) unsubscribe(key entryKey, sub *subscriber) {
 	}
 }
 
-// run is the compile loop: it wakes on changes, waits Coalesce for more, and
-// recompiles what they affect.
+// run is the compile loop. A change after a quiet period is compiled at once; while
+// changes keep coming, compilations are at least Coalesce apart, so that a burst (a
+// rollout, a resync, thousands of new subscriptions) costs a few compilations rather
+// than one per event.
 func (s *Server) run(ctx context.Context) {
 	t := time.NewTimer(0)
 	<-t.C
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.kick:
 		}
-		t.Reset(s.opts.Coalesce)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		if wait := s.opts.Coalesce - time.Since(last); wait > 0 {
+			t.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
 		}
+		last = time.Now()
 		s.recompile()
 	}
 }

@@ -41,6 +41,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,6 +150,12 @@ type Results struct {
 	ShutdownSeconds  float64 `json:"shutdown_s"`
 	Goroutines       int     `json:"server_goroutines"`
 	GoVersion        string  `json:"go_version,omitempty"`
+	// LoadAvg is the machine's 1-minute load average at the start and the end of the
+	// timed changes: latencies on a machine shared with other work include waiting for
+	// a CPU.
+	LoadAvgStart float64 `json:"load_avg_start"`
+	LoadAvgEnd   float64 `json:"load_avg_end"`
+	CPUs         int     `json:"cpus"`
 	Date             string  `json:"date"`
 }
 
@@ -310,6 +317,7 @@ func run(cfg config) error {
 	}
 
 	// The changes, one at a time.
+	res.LoadAvgStart, res.CPUs = loadAvg(), runtime.NumCPU()
 	lat, err := timeChanges(ctx, c, cfg, slicesByService, subs)
 	if err != nil {
 		return err
@@ -334,6 +342,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
+	res.LoadAvgEnd = loadAvg()
 	cpuEnd, err := cpuSeconds(pid)
 	if err != nil {
 		return err
@@ -381,6 +390,7 @@ func run(cfg config) error {
 	fmt.Printf("per subscription: %.0f B heap+stacks; RSS growth %.0f B at the end, %.0f B right after the burst\n",
 		res.BytesPerSubscription, res.RSSBytesPerSubscription, res.RSSBurstBytesPerSubscription)
 	fmt.Printf("shutdown in %.2fs; %d of %d streams ended\n", res.ShutdownSeconds, ended, len(subs))
+	fmt.Printf("machine: %d CPUs, load average %.1f at the start of the changes, %.1f at the end\n", res.CPUs, res.LoadAvgStart, res.LoadAvgEnd)
 	fmt.Printf("targets: p99 <= 100 ms %s, <= 20 KB/subscription (heap+stacks) %s, peak RSS <= 300 MB %s\n",
 		verdict(res.P99Ms <= 100), verdict(res.BytesPerSubscription <= 20<<10), verdict(res.ControllerPeakRSSMB <= 300))
 
@@ -634,6 +644,20 @@ func stats(addr string) (serverStats, error) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s)
+}
+
+// loadAvg is the 1-minute load average.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // fetch saves an HTTP GET of the service's stats server to a file.
