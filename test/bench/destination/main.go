@@ -156,7 +156,7 @@ type Results struct {
 	LoadAvgStart float64 `json:"load_avg_start"`
 	LoadAvgEnd   float64 `json:"load_avg_end"`
 	CPUs         int     `json:"cpus"`
-	Date             string  `json:"date"`
+	Date         string  `json:"date"`
 }
 
 func run(cfg config) error {
