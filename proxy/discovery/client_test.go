@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -575,4 +577,45 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestMemoryPerSubscription measures what one open subscription costs the proxy
+// (goroutine, stream, cached configuration of one endpoint), so that "memory follows
+// what the application talks to" has a number.
+func TestMemoryPerSubscription(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 500 streams")
+	}
+	p := newPKI(t)
+	f, _, addr := serve(t, p, "127.0.0.1:0", p.server)
+	c := newClient(t, p, addr, nil)
+	cfg := compiled(t, "10.0.0.1")
+	go func() {
+		for fs := range f.opened {
+			fs.snapshot(cfg)
+		}
+	}()
+	// One subscription first, so the connection's own cost is not counted.
+	c.Lookup(context.Background(), Target{Authority: "warm.shop.svc.cluster.local:80"})
+	heap := func() uint64 {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		// Stacks too: each subscription has a goroutine.
+		return ms.HeapAlloc + ms.StackInuse
+	}
+	before := heap()
+	const n = 500
+	for i := range n {
+		if c.Lookup(context.Background(), Target{Authority: fmt.Sprintf("svc-%d.shop.svc.cluster.local:80", i)}) == nil {
+			t.Fatalf("subscription %d got no configuration", i)
+		}
+	}
+	per := float64(heap()-before) / n
+	// The test server runs in this process too: its side of each stream is counted,
+	// so the client's own share is lower.
+	t.Logf("%.1f KiB per subscription (heap and stacks, client and test server)", per/1024)
+	if per > 64<<10 {
+		t.Errorf("a subscription costs %.1f KiB, want well under 64 KiB", per/1024)
+	}
 }
