@@ -510,6 +510,23 @@ func TestRoutedRetries(t *testing.T) {
 			t.Fatalf("retries %v + skipped %v != %d failed originals", retries, skipped, n)
 		}
 	})
+	t.Run("max_attempts and backoff", func(t *testing.T) {
+		const svc = "10.96.1.15:80"
+		down := newApp(t, "down", failing(502))
+		rp := startRouted(t, svc, func(o *server.Options) { o.Balance.FailureThreshold = 1 << 30 })
+		rp.src.set(dest(svc, []*api.Route{{Name: "all", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
+			Backends: []*api.WeightedBackend{wb("shop/down:80", 1)},
+			Retry:    &api.RetryPolicy{MaxAttempts: 3, Backoff: durationpb.New(100 * time.Millisecond)}}}, nil, be("shop/down:80", down)))
+		start := time.Now()
+		res := rp.do(h1Client(), "GET", "/", nil, nil)
+		took := time.Since(start)
+		if res.status != 502 || down.hits.Load() != 3 {
+			t.Fatalf("status %d after %d attempts, want the backend's 502 after 3", res.status, down.hits.Load())
+		}
+		if took < 200*time.Millisecond || took > time.Second {
+			t.Fatalf("took %v, want two 100ms backoffs", took)
+		}
+	})
 	t.Run("a body over 64 KiB is not retried", func(t *testing.T) {
 		const svc = "10.96.1.6:80"
 		// Odd hits fail: each request's first attempt fails.
