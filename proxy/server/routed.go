@@ -204,7 +204,9 @@ func (p *plan) roundTrip(req *http.Request, first http.RoundTripper) (*http.Resp
 		failure := err != nil || rt.IsFailure(status, grpc)
 		clientGone := ctx.Err() == context.Canceled
 		switch {
-		case clientGone:
+		case clientGone || errors.Is(err, errNoIdentity):
+			// Nothing learnt about the endpoint: the client left, or this proxy
+			// has no certificate to reach it with.
 			h.Cancel()
 		case err != nil && ctx.Err() == context.DeadlineExceeded:
 			// The route's request timeout ended the attempt: the endpoint was

@@ -936,3 +936,22 @@ func TestRoutedEndpointAdded(t *testing.T) {
 		t.Fatalf("new fast endpoint got %d of 51 requests next to a 60ms one", b.hits.Load())
 	}
 }
+
+// TestRoutedNoIdentityDoesNotEject: a proxy without a certificate cannot reach meshed
+// endpoints; that is its own problem, so every request says so (502 "no identity")
+// instead of the endpoints being ejected and answered 503.
+func TestRoutedNoIdentityDoesNotEject(t *testing.T) {
+	const svc = "10.96.1.16:80"
+	a := newApp(t, "a", nil)
+	rp := startRouted(t, svc)
+	e := ep(a.addr)
+	e.Identity, e.ProxyPort = spiffe("b", serverSA), 4143
+	rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), &api.Backend{Key: "shop/web:80", Endpoints: []*api.Endpoint{e}}))
+	c := h1Client()
+	for i := range 20 {
+		res := rp.do(c, "GET", "/", nil, nil)
+		if res.status != 502 || res.header.Get("Weft-Proxy-Error") != "no identity" {
+			t.Fatalf("request %d: %d %q, want 502 no identity", i, res.status, res.header.Get("Weft-Proxy-Error"))
+		}
+	}
+}
