@@ -222,9 +222,9 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rt *route, series
 		}
 		series.Response(status, failure, lat)
 		if rt.plan != nil {
-			// From the first byte the proxy received, so route latency includes
-			// routing and every attempt.
-			rt.plan.rs.Response(status, failure, time.Since(rt.plan.start))
+			// From the request's arrival (before routing) to the response headers,
+			// every attempt included.
+			rt.plan.rs.Response(status, failure, mw.start.Sub(rt.plan.start)+lat)
 		}
 		if v != nil {
 			panic(v)
