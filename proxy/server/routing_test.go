@@ -386,7 +386,17 @@ func TestRoutedTimeouts(t *testing.T) {
 			Timeouts: timeouts(2*time.Second, 200*time.Millisecond), Retry: &api.RetryPolicy{MaxAttempts: 3}},
 	}
 	rp := startRouted(t, svc)
-	rp.src.set(dest(svc, routes, nil, be("shop/slow:80", slow), be("shop/slow-once:80", slowOnce)))
+	// Headers at once, body after 300ms: latency is measured to the headers.
+	streaming := newApp(t, "streaming", func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+		w.WriteHeader(200)
+		w.(http.Flusher).Flush()
+		time.Sleep(300 * time.Millisecond)
+		io.WriteString(w, "late body")
+		return true
+	})
+	routes = append(routes, &api.Route{Name: "stream", Matches: []*api.RouteMatch{{Path: sm("prefix", "/stream")}},
+		Backends: []*api.WeightedBackend{wb("shop/streaming:80", 1)}})
+	rp.src.set(dest(svc, routes, nil, be("shop/slow:80", slow), be("shop/slow-once:80", slowOnce), be("shop/streaming:80", streaming)))
 	for _, tc := range []struct {
 		name       string
 		target     string
@@ -400,6 +410,7 @@ func TestRoutedTimeouts(t *testing.T) {
 		{name: "gRPC request timeout answers DEADLINE_EXCEEDED", target: "/slow", h2: true, hdr: http.Header{"Content-Type": {"application/grpc"}},
 			wantStatus: 200, wantHeader: [2]string{"Grpc-Status", "4"}, min: 300 * time.Millisecond, max: time.Second},
 		{name: "backend timeout ends the attempt, the retry succeeds", target: "/attempt", wantStatus: 200, min: 200 * time.Millisecond, max: time.Second},
+		{name: "streaming body after the headers", target: "/stream", wantStatus: 200, min: 300 * time.Millisecond, max: time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := h1Client()
@@ -422,6 +433,22 @@ func TestRoutedTimeouts(t *testing.T) {
 			}
 			if took < tc.min || took > tc.max {
 				t.Fatalf("took %v, want between %v and %v", took, tc.min, tc.max)
+			}
+		})
+	}
+	text := rp.metricsText()
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"timeouts are not under 300ms", []string{`rt_route="slow"`, `status_code="504"`, `le="200"`}, 0},
+		{"timeouts are under 1s", []string{`rt_route="slow"`, `status_code="504"`, `le="1000"`}, 1},
+		{"streaming latency is to the headers", []string{`rt_route="stream"`, `status_code="200"`, `le="100"`}, 1},
+	} {
+		t.Run("metrics/"+tc.name, func(t *testing.T) {
+			if v := metricValue(text, "route_response_latency_ms_bucket", tc.labels...); v != tc.want {
+				t.Fatalf("route_response_latency_ms_bucket%v = %v, want %v", tc.labels, v, tc.want)
 			}
 		})
 	}
