@@ -247,6 +247,19 @@ func (s *stream) next(t *testing.T, d time.Duration) *api.DestinationUpdate {
 	return nil
 }
 
+// drain applies the messages already received.
+func (s *stream) drain(t *testing.T) {
+	t.Helper()
+	for {
+		select {
+		case m := <-s.msgs:
+			s.apply(t, m)
+		default:
+			return
+		}
+	}
+}
+
 // none fails if a message arrives within d.
 func (s *stream) none(t *testing.T, d time.Duration) {
 	t.Helper()
@@ -1216,4 +1229,41 @@ func compilations(t *testing.T) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+// TestAddressResolvesLater: a subscription by an IP that is no Service's yet gets
+// not_found, then the snapshot once a Service takes that cluster IP; another Service's
+// change does not disturb a resolved one.
+func TestAddressResolvesLater(t *testing.T) {
+	const ns = "addr-later"
+	namespace(t, ns)
+	c := conn(t, ns)
+	s := subscribe(t, c, &api.GetDestination{Target: &api.GetDestination_Address{Address: "10.0.0.70:80"}})
+	if m := s.next(t, 5*time.Second); m.GetNotFound() == nil {
+		t.Fatalf("want not_found, got %v", m)
+	}
+	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.70"))
+	if s.next(t, within).GetSnapshot().GetService().GetName() != "web" {
+		t.Fatalf("want web's snapshot once it has the IP, got %v", s.cfg)
+	}
+	// Let the EndpointSlices' messages arrive, then change an unrelated Service.
+	time.Sleep(300 * time.Millisecond)
+	s.drain(t)
+	before := compilations(t)
+	apply(t, fmt.Sprintf(`
+apiVersion: v1
+kind: Service
+metadata: {namespace: %s, name: unrelated}
+spec:
+  ports: [{name: http, port: 80}]
+`, ns))
+	s.none(t, 300*time.Millisecond)
+	// Nothing subscribed depends on it: not even a compilation.
+	if n := compilations(t) - before; n != 0 {
+		t.Errorf("an unrelated Service caused %d recompilations", n)
+	}
+	remove(t, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})
+	if m := s.next(t, within); m.GetNotFound() == nil {
+		t.Fatalf("want not_found once the Service is gone, got %v", m)
+	}
 }

@@ -345,20 +345,29 @@ func (s *Server) recompile() {
 	start := time.Now()
 
 	s.storeMu.Lock()
-	full, dirty, roots := s.st.full, s.st.dirty, s.st.roots
-	s.st.full, s.st.dirty, s.st.roots = false, map[string]struct{}{}, map[string]struct{}{}
+	full, dirty, roots, changed := s.st.full, s.st.dirty, s.st.roots, s.st.changed
+	s.st.full, s.st.dirty, s.st.roots, s.st.changed = false, map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
+	if len(changed) > 0 {
+		s.st.rootsNaming(changed, roots)
+		for k := range changed {
+			roots[k] = struct{}{}
+		}
+	}
 	s.mu.Lock()
-	// Which entries: all on a change that may affect any (a Service, the Mesh); else
-	// the new ones, those whose route resources changed and those whose backends'
-	// endpoints changed. Only the last can be compiled from the endpoints they
-	// already use: the others may gain backends.
+	// Which entries: all when the Mesh changed; else the new ones; those whose root
+	// Service or route resources changed; address targets that resolved to no Service
+	// when a Service changed; those with a changed backend Service; and those whose
+	// backends' endpoints changed. Only the last can be compiled from the endpoints
+	// they already use: the others may gain backends.
 	backendsMayChange := full
 	var todo []*entry
 	for _, e := range s.entries {
 		_, rootChanged := roots[e.root]
-		if full || e.cur == nil || rootChanged || dependsOn(e.deps, dirty) {
+		unresolved := len(changed) > 0 && e.target.Addr.IsValid() && e.root == ""
+		mayGain := full || e.cur == nil || rootChanged || unresolved || dependsOn(e.deps, changed)
+		if mayGain || dependsOn(e.deps, dirty) {
 			todo = append(todo, e)
-			backendsMayChange = backendsMayChange || e.cur == nil || rootChanged
+			backendsMayChange = backendsMayChange || mayGain
 		}
 	}
 	s.mu.Unlock()

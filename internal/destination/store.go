@@ -53,15 +53,18 @@ type store struct {
 	splits    map[string]*splitv1alpha2.TrafficSplit
 	mesh      *meshv1alpha1.Mesh
 
-	// What changed since the last compilation: full means anything may have (a
-	// Service, the Mesh); dirty are Services whose endpoints (or endpoints' pods)
-	// changed, which only affects destinations with those Services as backends; roots
-	// are Services whose route resources (ServiceProfile, HTTPRoute, GRPCRoute,
-	// TrafficSplit) changed, which only affects destinations with that Service as
-	// their root: the compiler reads route resources only for the Service compiled.
-	full  bool
-	dirty map[string]struct{}
-	roots map[string]struct{}
+	// What changed since the last compilation: full means anything may have (the
+	// Mesh); dirty are Services whose endpoints (or endpoints' pods) changed, which
+	// only affects destinations with those Services as backends; roots are Services
+	// whose route resources (ServiceProfile, HTTPRoute, GRPCRoute, TrafficSplit)
+	// changed, which only affects destinations with that Service as their root (the
+	// compiler reads route resources only for the Service compiled); changed are
+	// Services whose spec changed, which affects the destinations they are the root or
+	// a backend of, those whose route resources name them, and address targets.
+	full    bool
+	dirty   map[string]struct{}
+	roots   map[string]struct{}
+	changed map[string]struct{}
 
 	clusterDomain string
 }
@@ -70,6 +73,7 @@ func newStore(clusterDomain string) *store {
 	return &store{
 		clusterDomain:  clusterDomain,
 		roots:          map[string]struct{}{},
+		changed:        map[string]struct{}{},
 		services:       map[string]*corev1.Service{},
 		byIP:           map[string]string{},
 		endpointSlices: map[string]*discoveryv1.EndpointSlice{},
@@ -115,7 +119,7 @@ func (s *store) apply(old, obj any) bool {
 				s.byIP[ip] = k
 			}
 		}
-		s.full = true
+		s.changed[k] = struct{}{}
 	case *discoveryv1.EndpointSlice:
 		s.applySlice(o, obj == nil)
 	case *corev1.Pod:
@@ -337,6 +341,66 @@ func (s *store) referenced(set map[string]struct{}) {
 		for _, d := range sp.Spec.DstOverrides {
 			if t, err := parseAuthority(d.Authority, s.clusterDomain); err == nil && t.Name != "" {
 				add(t.Namespace, t.Name)
+			}
+		}
+	}
+}
+
+// rootsNaming adds to roots the root Services of every route resource that names one
+// of the Services in changed as a backend.
+func (s *store) rootsNaming(changed, roots map[string]struct{}) {
+	names := func(routeNS string, refs []gatewayv1.BackendObjectReference) bool {
+		for _, r := range refs {
+			ns := routeNS
+			if r.Namespace != nil && *r.Namespace != "" {
+				ns = string(*r.Namespace)
+			}
+			if _, ok := changed[objKey(ns, string(r.Name))]; ok {
+				return true
+			}
+		}
+		return false
+	}
+	mark := func(keys []string) {
+		for _, k := range keys {
+			roots[k] = struct{}{}
+		}
+	}
+	for _, r := range s.http {
+		var refs []gatewayv1.BackendObjectReference
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				refs = append(refs, b.BackendObjectReference)
+			}
+		}
+		if names(r.Namespace, refs) {
+			mark(parentRoots(r.Namespace, r.Spec.ParentRefs))
+		}
+	}
+	for _, r := range s.grpc {
+		var refs []gatewayv1.BackendObjectReference
+		for _, rule := range r.Spec.Rules {
+			for _, b := range rule.BackendRefs {
+				refs = append(refs, b.BackendObjectReference)
+			}
+		}
+		if names(r.Namespace, refs) {
+			mark(parentRoots(r.Namespace, r.Spec.ParentRefs))
+		}
+	}
+	for _, ts := range s.splits {
+		for _, b := range ts.Spec.Backends {
+			if _, ok := changed[objKey(ts.Namespace, b.Service)]; ok {
+				mark([]string{objKey(ts.Namespace, ts.Spec.Service)})
+			}
+		}
+	}
+	for _, sp := range s.profiles {
+		for _, d := range sp.Spec.DstOverrides {
+			if t, err := parseAuthority(d.Authority, s.clusterDomain); err == nil && t.Name != "" {
+				if _, ok := changed[objKey(t.Namespace, t.Name)]; ok {
+					mark(s.profileRoots(sp))
+				}
 			}
 		}
 	}
