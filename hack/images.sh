@@ -15,6 +15,7 @@
 # re-imported. Names: docker.io/library/<name>:dev, which is what "<name>:dev" in a pod
 # spec means.
 set -euo pipefail
+LOG_TAG=images
 source "$(dirname "${BASH_SOURCE[0]}")/cluster/lib.sh"
 cd "$REPO_ROOT"
 
@@ -109,8 +110,10 @@ for w in "${want[@]}"; do
     weft-controller) build weft-controller -entrypoint=/weft-controller -user=65532:65532 -add="$BIN/weft-controller:/weft-controller" ;;
     weft-proxy) build weft-proxy -entrypoint=/weft-proxy -user=2102:2102 -add="$BIN/weft-proxy:/weft-proxy" ;;
     weft-init)
-      stage_iptables "$IMAGES_DIR/stage/iptables"
-      build weft-init -entrypoint=/weft-init -user=0:0 -add="$BIN/weft-init:/weft-init" -add="$IMAGES_DIR/stage/iptables:/"
+      # Staged once per installed iptables/libc version (ldd over every extension is slow).
+      stage="$IMAGES_DIR/stage/iptables-$(dpkg-query -W -f='${Version}' iptables libc6 2>/dev/null | tr -c 'A-Za-z0-9.+~-' _)"
+      [ -d "$stage" ] || { stage_iptables "$stage.tmp" && mv "$stage.tmp" "$stage"; }
+      build weft-init -entrypoint=/weft-init -user=0:0 -add="$BIN/weft-init:/weft-init" -add="$stage:/"
       ;;
     weft-cert-manager) build weft-cert-manager -entrypoint=/weft-cert-manager -user=65532:65532 -add="$BIN/weft-cert-manager:/weft-cert-manager" ;;
     weft-demo) build weft-demo -entrypoint=/weft-demo -user=65532:65532 -add="$BIN/weft-demo:/weft-demo" ;;

@@ -93,6 +93,7 @@ check() {
 }
 
 if $CHECK_ONLY; then check; exit $?; fi
+lock_cluster
 
 T0="$(now_ms)"
 
@@ -125,8 +126,9 @@ stop kube-controller-manager
 RUNC_ROOT="$RUN/runc/k8s.io"
 if [ -d "$RUNC_ROOT" ]; then
   for id in $(runc --root "$RUNC_ROOT" list -q 2>/dev/null); do
-    runc --root "$RUNC_ROOT" delete --force "$id" >/dev/null 2>&1 || true
+    runc --root "$RUNC_ROOT" delete --force "$id" >/dev/null 2>&1 &
   done
+  wait
 fi
 stop containerd
 stop kube-apiserver

@@ -36,7 +36,8 @@ IMAGES_DIR="$CACHE_ROOT/images"
 # Start order; down.sh stops them in reverse.
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy)
 
-log() { printf '%s cluster: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
+LOG_TAG="${LOG_TAG:-cluster}"
+log() { printf '%s %s: %s\n' "$(date -u +%H:%M:%S)" "$LOG_TAG" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # now_ms prints a monotonic-enough wall clock in milliseconds for the timings we print.
@@ -68,5 +69,19 @@ running_pid() {
   [ -n "$st" ] && [ "${st%% *}" != Z ]
 }
 alive() { local p; p="$(pid_of "$1")" && [ -n "$p" ] && running_pid "$p"; }
+
+# lock_cluster serialises up.sh and down.sh (several people may drive the one cluster):
+# it waits for the lock and holds it until the script exits. A script that the lock
+# holder runs (up.sh running down.sh) inherits the lock instead of waiting for itself.
+lock_cluster() {
+  [ "${WEFT_CLUSTER_LOCKED:-}" = 1 ] && return 0
+  mkdir -p "$CACHE_ROOT"
+  exec 9>"$CACHE_ROOT/cluster.lock"
+  if ! flock -n 9; then
+    log "waiting for another up.sh/down.sh to finish"
+    flock 9
+  fi
+  export WEFT_CLUSTER_LOCKED=1
+}
 
 kc() { kubectl --kubeconfig "$KUBECONFIG_ADMIN" "$@"; }

@@ -13,6 +13,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "must run as root (containers, network namespaces, cgroups)"
+lock_cluster
 
 T0="$(now_ms)"
 
@@ -186,7 +187,7 @@ log "PKI and kubeconfigs written ($(( $(now_ms) - tp )) ms)"
 # caller's process group takes it down), output in logs/NAME.log, PID in pids/NAME.pid.
 start() {
   local name="$1"; shift
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$PIDS/$name.pid"
 }
 # running NAME fails as soon as the process died, so waits end early with its log.
@@ -300,14 +301,22 @@ EOF
 start containerd containerd --config "$CLUSTER_DIR/etc/containerd.toml"
 wait_up containerd "containerd serving" 60 ctr --address "$CONTAINERD_SOCK" version
 
+# The sandbox and CoreDNS images first: nothing starts without them. Every other image
+# built earlier (make images) comes back after a teardown too; those imports run in the
+# background, side by side, while the node starts, and are waited for at the end.
 ti="$(now_ms)"
-n=0
+ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$IMAGES_DIR/pause.tar" >/dev/null
+ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$IMAGES_DIR/coredns.tar" >/dev/null
+log "imported pause:dev and coredns:dev ($(( $(now_ms) - ti )) ms)"
+import_pids=()
+import_names=()
 for tarball in "$IMAGES_DIR"/*.tar; do
+  case "$tarball" in */pause.tar | */coredns.tar) continue ;; esac
   [ -e "$tarball" ] || continue
-  ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$tarball" >/dev/null
-  n=$((n + 1))
+  ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$tarball" >/dev/null &
+  import_pids+=($!)
+  import_names+=("$(basename "$tarball" .tar):dev")
 done
-log "imported $n cached images ($(( $(now_ms) - ti )) ms)"
 
 cat >"$CLUSTER_DIR/etc/kubelet.yaml" <<EOF
 apiVersion: kubelet.config.k8s.io/v1beta1
@@ -372,6 +381,9 @@ running kube-proxy; running kube-controller-manager; running kube-scheduler
 kc apply -f "$HACK_CLUSTER/coredns.yaml" >/dev/null
 wait_up kubelet "CoreDNS Ready" 120 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG_ADMIN' -n kube-system get deploy coredns -o jsonpath='{.status.readyReplicas}')\" -ge 1 ]"
 wait_up kube-proxy "kubernetes.default resolves via $DNS_SERVICE_IP" 60 dns_ok
+
+for p in "${import_pids[@]}"; do wait "$p" || die "importing a cached image from $IMAGES_DIR failed"; done
+[ ${#import_names[@]} -gt 0 ] && log "images of an earlier make images imported: ${import_names[*]}"
 
 echo "ready $(date -u +%FT%TZ)" >"$CLUSTER_DIR/state"
 log "cluster up in $(( ($(now_ms) - T0) / 1000 )).$(( ($(now_ms) - T0) % 1000 / 100 )) s"
