@@ -256,6 +256,8 @@ type ProxyOptions struct {
 	// 127.0.0.1; a test gives a meshed endpoint's proxy the endpoint's address
 	// (the API server refuses loopback addresses in EndpointSlices).
 	ListenAddr string
+	// Args are more weft-proxy flags.
+	Args []string
 }
 
 // Proxy is a running weft-proxy on loopback ports.
@@ -297,6 +299,7 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 		f.Close()
 		args = append(args, "--config="+f.Name())
 	}
+	args = append(args, opts.Args...)
 	p.cmd = exec.Command(opts.Binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = opts.Output, opts.Output
 	// What the injector sets from the downward API: the pod's namespace, here the

@@ -62,6 +62,9 @@ type Flags struct {
 	// DestinationServerName is the name the destination service's certificate must
 	// carry (default: the host of DestinationAddr).
 	DestinationServerName string
+	// DestinationIdleTimeout is how long a destination may go unused before its
+	// subscription is cancelled.
+	DestinationIdleTimeout time.Duration
 	// Namespace is the proxy's pod namespace (env POD_NAMESPACE), sent to the
 	// destination service as the client's namespace.
 	Namespace string
@@ -96,6 +99,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 3*time.Second, "timeout for dialling endpoints and peer proxies")
 	fs.StringVar(&f.DestinationAddr, "destination-addr", os.Getenv("WEFT_DESTINATION_ADDR"), "destination service host:port; empty: only the static configuration's destinations (env WEFT_DESTINATION_ADDR)")
 	fs.StringVar(&f.DestinationServerName, "destination-server-name", os.Getenv("WEFT_DESTINATION_SERVER_NAME"), "name the destination service's certificate must carry, DNS or spiffe:// (default: the host of --destination-addr; env WEFT_DESTINATION_SERVER_NAME)")
+	fs.DurationVar(&f.DestinationIdleTimeout, "destination-idle-timeout", discovery.DefaultIdleTimeout, "how long a destination may go without traffic before its subscription to the destination service is cancelled")
 	f.Namespace = os.Getenv("POD_NAMESPACE")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
 	if err := fs.Parse(args); err != nil {
@@ -220,7 +224,7 @@ func newDiscovery(f *Flags, store *identity.Store, log logr.Logger) (*discovery.
 	}
 	log.Info("Discovering destinations", "addr", f.DestinationAddr, "serverName", f.DestinationServerName, "namespace", ns)
 	return discovery.New(discovery.Options{Addr: f.DestinationAddr, ServerName: f.DestinationServerName,
-		Namespace: ns, Identity: store, Log: log}), nil
+		Namespace: ns, Identity: store, Log: log, IdleTimeout: f.DestinationIdleTimeout}), nil
 }
 
 // appendMetrics adds more series after the admin server's /metrics answer (the

@@ -694,6 +694,57 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 			func(r result) bool { return r.backend == "late" })
 	})
 
+	t.Run("idle subscription expires", func(t *testing.T) {
+		bs := pods.backends(t, "idle")
+		e.backendService(t, "idle", bs...)
+		const idle = 500 * time.Millisecond
+		web3 := startProxy(t, localmesh.ProxyOptions{Binary: proxyBin, IdentityAddr: e.cp.IdentityAddr, Roots: e.roots,
+			Token: e.token(t, "web"), ID: webID, DestinationAddr: e.cp.DestinationAddr,
+			Config: fmt.Sprintf("outbound:\n  originalDstOverride: %s\n", origDst.addr),
+			Args:   []string{"--destination-idle-timeout=" + idle.String()}})
+		waitFor(t, 20*time.Second, "the third web proxy to be ready", web3.Ready)
+		app3 := &appClient{proxy: web3, http: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{}}}
+		host := authority("idle")
+		subs := func() (float64, float64) {
+			text := scrape(t, web3)
+			return localmesh.Sum(text, "destination_subscriptions"), localmesh.Sum(text, "destination_expired_total")
+		}
+		if r := app3.get(host, "/", nil); r.backend != "idle" {
+			t.Fatalf("first request: %d from %q (%v)", r.status, r.backend, r.err)
+		}
+		// The request's authority, and the connection's original destination (looked
+		// up when the connection is accepted).
+		n0, _ := subs()
+		if n0 < 1 {
+			t.Errorf("after one request want a subscription, got %v", n0)
+		}
+		// Traffic keeps the authority's alive past the idle timeout (the address's is
+		// used only by new connections; the client keeps its one).
+		for range 10 {
+			time.Sleep(idle / 5)
+			app3.get(host, "/", nil)
+		}
+		if n, exp := subs(); n < 1 || exp > n0-1 {
+			t.Errorf("in use for 2× the idle timeout: %v subscriptions, %v expired; want the one in use kept", n, exp)
+		}
+		// Unused, it goes (between 1 and 1.5 idle timeouts).
+		start := time.Now()
+		waitFor(t, 5*idle, "the idle subscription to expire", func() error {
+			if n, exp := subs(); n != 0 || exp != n0 {
+				return fmt.Errorf("%v subscriptions, %v expired", n, exp)
+			}
+			return nil
+		})
+		t.Logf("unused subscription expired %s after the last request (idle timeout %s)", time.Since(start).Round(10*time.Millisecond), idle)
+		// And comes back with the next request.
+		if r := app3.get(host, "/", nil); r.backend != "idle" {
+			t.Errorf("request after expiry: %d from %q (%v)", r.status, r.backend, r.err)
+		}
+		if n, _ := subs(); n < 1 {
+			t.Errorf("after a new request want a subscription again, got %v", n)
+		}
+	})
+
 	t.Run("destination service restart", func(t *testing.T) {
 		bs := pods.backends(t, "res-a", "res-b")
 		e.backendService(t, "res", bs[0])
