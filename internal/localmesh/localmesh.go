@@ -141,11 +141,16 @@ func StartControlPlane(ctx context.Context, log logr.Logger) (*ControlPlane, err
 		return fail(err)
 	}
 	go func() { done <- mgr.Start(ctx) }()
+	// From here on the manager runs: stopping waits for it.
+	failStarted := func(err error) (*ControlPlane, error) {
+		_ = cp.Stop()
+		return nil, err
+	}
 	if cp.DestinationAddr, err = FreeAddr(); err != nil {
-		return fail(err)
+		return failStarted(err)
 	}
 	if err := cp.StartDestination(); err != nil {
-		return fail(err)
+		return failStarted(err)
 	}
 	return cp, nil
 }
