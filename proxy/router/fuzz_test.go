@@ -20,7 +20,7 @@ func FuzzMatchAndFilters(f *testing.F) {
 			Backends: []*api.Backend{{Key: "b"}},
 			Routes: []*api.Route{
 				{Name: "prefix", Matches: []*api.RouteMatch{{Path: &api.StringMatch{Kind: &api.StringMatch_Prefix{Prefix: pre}}}},
-					Filters: []*api.Filter{{Kind: &api.Filter_UrlRewrite{UrlRewrite: &api.URLRewrite{Path: &api.PathModifier{Kind: &api.PathModifier_ReplacePrefixMatch{ReplacePrefixMatch: repl}}}}}},
+					Filters:  []*api.Filter{{Kind: &api.Filter_UrlRewrite{UrlRewrite: &api.URLRewrite{Path: &api.PathModifier{Kind: &api.PathModifier_ReplacePrefixMatch{ReplacePrefixMatch: repl}}}}}},
 					Backends: []*api.WeightedBackend{{Backend: "b", Weight: 1}}},
 				{Name: "regex", Matches: []*api.RouteMatch{{Path: &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: re}},
 					Headers: []*api.HeaderMatch{{Name: hname, Value: &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: hval}}}}}},
