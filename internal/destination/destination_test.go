@@ -27,6 +27,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,6 +88,9 @@ func runSuite(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A /16: the API server allocates Services without a fixed cluster IP from the
+	// upper part of the range, leaving 10.0.0.0/24 to the tests' fixed IPs.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	cfg, err := env.Start()
 	if err != nil {
 		return 0, fmt.Errorf("starting the API server: %w", err)
@@ -359,9 +363,25 @@ func authority(name, ns string, port int) *api.GetDestination {
 // within is the time a change must reach a subscriber in.
 const within = time.Second
 
-func namespace(t *testing.T, name string) {
+// namespace creates a namespace named after base, new at each call so that tests can
+// run again (go test -count) against the same API server.
+func namespace(t *testing.T, base string) string {
 	t.Helper()
+	name := fmt.Sprintf("%s-%d", base, nsCounter.Add(1))
 	apply(t, fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", name))
+	return name
+}
+
+var nsCounter, ipCounter atomic.Int32
+
+// clusterIP returns a cluster IP no other Service of the suite has: from the static
+// band of the Service range (.1 is the kubernetes Service's).
+func clusterIP(t *testing.T) string {
+	n := 10 + ipCounter.Add(1)
+	if n > 254 {
+		t.Fatal("out of cluster IPs")
+	}
+	return fmt.Sprintf("10.0.0.%d", n)
 }
 
 const webYAML = `
@@ -415,9 +435,9 @@ endpoints:
 // TestSubscribe follows one destination through the changes that concern it, checking
 // each message's content and that it arrives within a second of the API write.
 func TestSubscribe(t *testing.T) {
-	const ns = "sub"
-	namespace(t, ns)
-	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.10"))
+	ns := namespace(t, "sub")
+	ip := clusterIP(t)
+	apply(t, fmt.Sprintf(webYAML, ns, ip))
 	c := conn(t, ns)
 	req := authority("web", ns, 80)
 	req.ContextNamespace = ns
@@ -430,14 +450,14 @@ func TestSubscribe(t *testing.T) {
 	if got, want := snap.Service.GetName(), "web"; got != want {
 		t.Fatalf("service %q, want %q", got, want)
 	}
-	if diff := cmp.Diff([]string{"10.0.0.10:80"}, snap.Addresses); diff != "" {
+	if diff := cmp.Diff([]string{ip + ":80"}, snap.Addresses); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
 	}
 	web := backend(t, snap, ns+"/web:80")
 	if diff := cmp.Diff([]string{"10.1.0.1:8080", "10.1.0.2:8080"}, addresses(web)); diff != "" {
 		t.Errorf("endpoints (-want +got):\n%s", diff)
 	}
-	if got, want := web.Endpoints[0].Identity, "spiffe://cluster.local/ns/sub/sa/web"; got != want {
+	if got, want := web.Endpoints[0].Identity, "spiffe://cluster.local/ns/"+ns+"/sa/web"; got != want {
 		t.Errorf("identity of the meshed endpoint %q, want %q", got, want)
 	}
 	if web.Endpoints[1].Identity != "" || web.Endpoints[0].Zone != "z1" {
@@ -754,7 +774,7 @@ spec:
 `, ns))
 		},
 		check: func(t *testing.T, m *api.DestinationUpdate, cfg *api.DestinationConfig) {
-			if got := backend(t, cfg, ns+"/web:80").Endpoints[0].Identity; got != "spiffe://cluster.local/ns/sub/sa/web-new" {
+			if got := backend(t, cfg, ns+"/web:80").Endpoints[0].Identity; got != "spiffe://cluster.local/ns/"+ns+"/sa/web-new" {
 				t.Fatalf("identity %q, want the new ServiceAccount's", got)
 			}
 		},
@@ -798,19 +818,19 @@ endpoints: [{addresses: [10.9.0.1]}]
 
 // TestAddressAndNames: the forms of target that name the same Service port.
 func TestAddressAndNames(t *testing.T) {
-	const ns = "names"
-	namespace(t, ns)
-	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.20"))
+	ns := namespace(t, "names")
+	ip := clusterIP(t)
+	apply(t, fmt.Sprintf(webYAML, ns, ip))
 	c := conn(t, ns)
 	for _, tc := range []struct {
 		name string
 		req  *api.GetDestination
 	}{
-		{"cluster IP and port", &api.GetDestination{Target: &api.GetDestination_Address{Address: "10.0.0.20:80"}}},
-		{"IP authority", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "10.0.0.20:80"}}},
-		{"name.ns", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "web.names"}}},
-		{"name.ns.svc:port", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "web.names.svc:80"}}},
-		{"fully qualified with a trailing dot", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "WEB.names.svc.cluster.local.:80"}}},
+		{"cluster IP and port", &api.GetDestination{Target: &api.GetDestination_Address{Address: ip + ":80"}}},
+		{"IP authority", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: ip + ":80"}}},
+		{"name.ns", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "web." + ns}}},
+		{"name.ns.svc:port", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "web." + ns + ".svc:80"}}},
+		{"fully qualified with a trailing dot", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "WEB." + ns + ".svc.cluster.local.:80"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := subscribe(t, c, tc.req)
@@ -825,10 +845,10 @@ func TestAddressAndNames(t *testing.T) {
 		name string
 		req  *api.GetDestination
 	}{
-		{"an unknown port", &api.GetDestination{Target: &api.GetDestination_Address{Address: "10.0.0.20:81"}}},
+		{"an unknown port", &api.GetDestination{Target: &api.GetDestination_Address{Address: ip + ":81"}}},
 		{"an unknown IP", &api.GetDestination{Target: &api.GetDestination_Address{Address: "10.96.20.21:80"}}},
 		{"an external name", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "example.com:443"}}},
-		{"another cluster domain", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "web.names.svc.example.org:80"}}},
+		{"another cluster domain", &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "web." + ns + ".svc.example.org:80"}}},
 	} {
 		t.Run("not found: "+tc.name, func(t *testing.T) {
 			s := subscribe(t, c, tc.req)
@@ -844,14 +864,13 @@ func TestAddressAndNames(t *testing.T) {
 // not_found, stays open, and gets the snapshot once the Service appears; and
 // not_found again when it is deleted.
 func TestNotFoundThenCreated(t *testing.T) {
-	const ns = "later"
-	namespace(t, ns)
+	ns := namespace(t, "later")
 	c := conn(t, ns)
 	s := subscribe(t, c, authority("web", ns, 80))
 	if m := s.next(t, 5*time.Second); m.GetNotFound() == nil {
 		t.Fatalf("want not_found, got %v", m)
 	}
-	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.30"))
+	apply(t, fmt.Sprintf(webYAML, ns, clusterIP(t)))
 	if s.next(t, within).GetSnapshot() == nil {
 		t.Fatalf("want a snapshot once the Service exists, got not_found")
 	}
@@ -869,9 +888,8 @@ func TestNotFoundThenCreated(t *testing.T) {
 
 // TestRefused: the errors a subscription can get.
 func TestRefused(t *testing.T) {
-	const ns = "refused"
-	namespace(t, ns)
-	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.40"))
+	ns := namespace(t, "refused")
+	apply(t, fmt.Sprintf(webYAML, ns, clusterIP(t)))
 	other, err := desttest.NewPKI("cluster.local")
 	if err != nil {
 		t.Fatal(err)
@@ -921,8 +939,7 @@ func TestRefused(t *testing.T) {
 // subscriber of the same destination, and gets the latest version, not a backlog,
 // once it reads.
 func TestSlowSubscriberDoesNotDelayOthers(t *testing.T) {
-	const ns = "slow"
-	namespace(t, ns)
+	ns := namespace(t, "slow")
 	var eps strings.Builder
 	for i := range 1000 {
 		fmt.Fprintf(&eps, "- addresses: [10.5.%d.%d]\n  zone: zone-with-a-long-name-%d\n", i/250, i%250, i)
@@ -1032,9 +1049,8 @@ func slowHasPending(ns string) bool {
 // left the bundle is refused on its next connection, and a new anchor is accepted
 // without a restart.
 func TestTrustRootsRotate(t *testing.T) {
-	const ns = "rotate"
-	namespace(t, ns)
-	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.50"))
+	ns := namespace(t, "rotate")
+	apply(t, fmt.Sprintf(webYAML, ns, clusterIP(t)))
 	next, err := desttest.NewPKI("cluster.local")
 	if err != nil {
 		t.Fatal(err)
@@ -1057,8 +1073,8 @@ func TestTrustRootsRotate(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		oldErr := tryGet(t, suite.pki.ClientTLS(serverName, ptrCert(t, suite.pki, ns)))
-		newErr := tryGet(t, suite.pki.ClientTLS(serverName, &newCert))
+		oldErr := tryGet(t, suite.pki.ClientTLS(serverName, ptrCert(t, suite.pki, ns)), ns)
+		newErr := tryGet(t, suite.pki.ClientTLS(serverName, &newCert), ns)
 		if status.Code(oldErr) == codes.Unavailable && newErr == nil {
 			return
 		}
@@ -1069,7 +1085,7 @@ func TestTrustRootsRotate(t *testing.T) {
 	}
 }
 
-func tryGet(t *testing.T, cfg *tls.Config) error {
+func tryGet(t *testing.T, cfg *tls.Config, ns string) error {
 	t.Helper()
 	cc, err := desttest.Dial(suite.addr, cfg)
 	if err != nil {
@@ -1078,7 +1094,7 @@ func tryGet(t *testing.T, cfg *tls.Config) error {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := api.NewDestinationClient(cc).Get(ctx, authority("web", "rotate", 80))
+	st, err := api.NewDestinationClient(cc).Get(ctx, authority("web", ns, 80))
 	if err != nil {
 		return err
 	}
@@ -1120,10 +1136,8 @@ func profileRef(ns, name string) client.Object {
 // references between objects: consumer routes in the client's namespace, and a
 // backend Service that appears after the route naming it.
 func TestRouteReferences(t *testing.T) {
-	const ns, consumer = "refs", "refs-consumer"
-	namespace(t, ns)
-	namespace(t, consumer)
-	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.60"))
+	ns, consumer := namespace(t, "refs"), namespace(t, "refs-consumer")
+	apply(t, fmt.Sprintf(webYAML, ns, clusterIP(t)))
 	producerReq := authority("web", ns, 80)
 	producerReq.ContextNamespace = ns
 	producer := subscribe(t, conn(t, ns), producerReq)
@@ -1235,14 +1249,14 @@ func compilations(t *testing.T) uint64 {
 // not_found, then the snapshot once a Service takes that cluster IP; another Service's
 // change does not disturb a resolved one.
 func TestAddressResolvesLater(t *testing.T) {
-	const ns = "addr-later"
-	namespace(t, ns)
+	ns := namespace(t, "addr-later")
 	c := conn(t, ns)
-	s := subscribe(t, c, &api.GetDestination{Target: &api.GetDestination_Address{Address: "10.0.0.70:80"}})
+	ip := clusterIP(t)
+	s := subscribe(t, c, &api.GetDestination{Target: &api.GetDestination_Address{Address: ip + ":80"}})
 	if m := s.next(t, 5*time.Second); m.GetNotFound() == nil {
 		t.Fatalf("want not_found, got %v", m)
 	}
-	apply(t, fmt.Sprintf(webYAML, ns, "10.0.0.70"))
+	apply(t, fmt.Sprintf(webYAML, ns, ip))
 	if s.next(t, within).GetSnapshot().GetService().GetName() != "web" {
 		t.Fatalf("want web's snapshot once it has the IP, got %v", s.cfg)
 	}
