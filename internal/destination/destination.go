@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -178,6 +179,16 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		if _, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
+	}
+	// A replica is ready once it can answer subscriptions: before, the
+	// weft-destination Service should send proxies to the others.
+	if err := mgr.AddReadyzCheck("destination", func(*http.Request) error {
+		if !srv.Synced() {
+			return errors.New("the destination service has not synced the cluster's state yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding the destination readiness check: %w", err)
 	}
 	return mgr.Add(&runnable{srv: srv, cache: c, regs: regs, creds: creds, opts: opts, log: log})
 }

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -71,6 +72,8 @@ var suite struct {
 	pki    *desttest.PKI
 	addr   string
 	server *Server
+	// probeAddr serves the manager's /readyz.
+	probeAddr string
 }
 
 func TestMain(m *testing.M) {
@@ -111,10 +114,16 @@ func runSuite(m *testing.M) (int, error) {
 	if err := suite.pki.Install(ctx, suite.client, controlNS); err != nil {
 		return 0, err
 	}
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	suite.probeAddr = probe.Addr().String()
+	_ = probe.Close()
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 testenv.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
+		HealthProbeBindAddress: suite.probeAddr,
 		Logger:                 zap.New(zap.WriteTo(io.Discard)),
 		Controller:             ctrlconfig.Controller{SkipNameValidation: ptr.To(true)},
 	})
@@ -1279,5 +1288,18 @@ spec:
 	remove(t, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}})
 	if m := s.next(t, within); m.GetNotFound() == nil {
 		t.Fatalf("want not_found once the Service is gone, got %v", m)
+	}
+}
+
+// TestReadyz: the manager's readiness includes the destination service's sync.
+func TestReadyz(t *testing.T) {
+	resp, err := http.Get("http://" + suite.probeAddr + "/readyz/destination")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("/readyz/destination: %s %s", resp.Status, b)
 	}
 }

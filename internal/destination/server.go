@@ -211,6 +211,9 @@ func (s *Server) MarkSynced() {
 	s.wakeLoop()
 }
 
+// Synced says whether MarkSynced was called.
+func (s *Server) Synced() bool { return s.synced.Load() }
+
 // Get implements api.DestinationServer.
 func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[api.DestinationUpdate]) error {
 	ctx := stream.Context()
