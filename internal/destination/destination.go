@@ -20,16 +20,26 @@ limitations under the License.
 // the cluster changes what they should do.
 //
 // The service keeps the objects the compiler reads in informers of its own (pods
-// stripped to what the compiler uses), recompiles only the destinations that have
-// subscribers and that a change can affect, caches one configuration per distinct
-// (Service port, client namespace) and fans it out to every subscriber of it. Each
-// subscriber has a latest-wins slot, so a slow proxy only ever skips versions and never
-// holds up the others.
+// stripped to what the compiler uses) and caches one compiled configuration per
+// distinct (target, client namespace) that has subscribers, fanned out to all of them.
+// A change recompiles only the destinations it can affect: an EndpointSlice or Pod
+// those with that Service as a backend (from the endpoints they already read); a route
+// resource (ServiceProfile, HTTPRoute, GRPCRoute, TrafficSplit) those whose root
+// Service it names; a Service those it is the root or a backend of or that a route
+// resource names it in; the Mesh all. Updates that leave the spec alone (status
+// writes) are skipped. The first change after a quiet period is compiled at once;
+// while changes keep coming, compilations are at least Options.Coalesce apart.
+//
+// Each subscriber has a latest-wins slot: the compile loop never waits for a stream,
+// so a slow proxy only ever skips versions and never holds up the others. Messages
+// are compiler.Update deltas against what that stream was last sent, computed once
+// per (previous, next) version and shared.
 //
 // It serves gRPC over mutual TLS: the serving certificate is minted from the identity
-// issuer by internal/identity's code, and the client certificate must chain to the trust
+// issuer by internal/identity's code, and a client certificate must chain to the trust
 // roots published in the weft-trust-roots ConfigMap, checked against the current bundle
-// at every handshake so rotated anchors take effect without a restart.
+// at every handshake so rotated anchors take effect without a restart. The namespace of
+// the client's SPIFFE ID must be the request's context_namespace (or that be empty).
 package destination
 
 import (
