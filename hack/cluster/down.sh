@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Tears the local cluster down completely (make cluster-down), then checks that nothing
-# is left: no process, mount, bridge, veth, netns, nft table, KUBE-* iptables chain,
+# is left: no process, mount, bridge, veth, netns, nft table, KUBE-*/CNI-* iptables chain,
 # kubepods cgroup or state directory. Exits non-zero naming whatever is left.
 #
 #   hack/cluster/down.sh           tear down, then check
@@ -53,13 +53,14 @@ our_nft_tables() {
   nft list tables 2>/dev/null | grep -E "^table (ip kube-proxy|ip6 kube-proxy|inet $NFT_TABLE)$" || true
 }
 # our_ipt_chains prints "BINARY TABLE CHAIN" for every KUBE-* chain (kubelet's canaries and
-# firewall, kube-proxy's leftovers from other modes).
+# firewall, kube-proxy's leftovers from other modes) and CNI-* chain (the portmap
+# plugin's, for pods with a hostPort).
 our_ipt_chains() {
   local bin t
   for bin in iptables ip6tables; do
     command -v "$bin-save" >/dev/null || continue
     for t in filter nat mangle; do
-      "$bin-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' | sed "s/^/$bin $t /"
+      "$bin-save" -t "$t" 2>/dev/null | sed -nE 's/^:((KUBE|CNI)-[^ ]*) .*/\1/p' | sed "s/^/$bin $t /"
     done
   done
 }
@@ -156,20 +157,20 @@ for ns in $(our_netns); do ip netns delete "$ns" 2>/dev/null || rm -f "/run/netn
 nft delete table ip kube-proxy 2>/dev/null
 nft delete table ip6 kube-proxy 2>/dev/null
 nft delete table inet "$NFT_TABLE" 2>/dev/null
-# KUBE-* chains: first the rules elsewhere that jump to them, then their own rules, then
+# KUBE-* and CNI-* chains: first the rules elsewhere that jump to them, then their own rules, then
 # the chains.
 for bin in iptables ip6tables; do
   command -v "$bin-save" >/dev/null || continue
   for t in filter nat mangle; do
-    "$bin-save" -t "$t" 2>/dev/null | grep -E '^-A [^ ]+ .*-j KUBE-' | grep -vE '^-A KUBE-' |
+    "$bin-save" -t "$t" 2>/dev/null | grep -E '^-A [^ ]+ .*-j (KUBE|CNI)-' | grep -vE '^-A (KUBE|CNI)-' |
       while IFS= read -r rule; do
         # shellcheck disable=SC2086
         eval "$bin -w 5 -t $t -D ${rule#-A }" 2>/dev/null
       done
-    for c in $("$bin-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
+    for c in $("$bin-save" -t "$t" 2>/dev/null | sed -nE 's/^:((KUBE|CNI)-[^ ]*) .*/\1/p'); do
       "$bin" -w 5 -t "$t" -F "$c" 2>/dev/null
     done
-    for c in $("$bin-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
+    for c in $("$bin-save" -t "$t" 2>/dev/null | sed -nE 's/^:((KUBE|CNI)-[^ ]*) .*/\1/p'); do
       "$bin" -w 5 -t "$t" -X "$c" 2>/dev/null
     done
   done
