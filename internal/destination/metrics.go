@@ -50,10 +50,17 @@ var (
 		Help:    "Time to rebuild the compiler state, recompile the affected destinations and offer them to subscribers.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
+	// ChangeLatencySeconds is how stale the service is: from the informer event of a
+	// change to the recompiled configurations being handed to the streams.
+	ChangeLatencySeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "weft_destination_change_latency_seconds",
+		Help:    "Time from the first informer event of a change to the recompiled destinations being handed to their streams.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(Subscribers, Destinations, UpdatesTotal, RefusedTotal, CompileSeconds)
+	ctrlmetrics.Registry.MustRegister(Subscribers, Destinations, UpdatesTotal, RefusedTotal, CompileSeconds, ChangeLatencySeconds)
 	for _, k := range []string{"snapshot", "endpoints", "not_found"} {
 		UpdatesTotal.WithLabelValues(k)
 	}

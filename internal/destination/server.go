@@ -188,6 +188,10 @@ func (s *Server) Handler() toolscache.ResourceEventHandler { return handler{s} }
 func (s *Server) observe(old, obj any) {
 	s.storeMu.Lock()
 	changed := s.st.apply(old, obj)
+	// Changes before the sync are the initial lists, not changes to measure.
+	if changed && s.st.since.IsZero() && s.synced.Load() {
+		s.st.since = time.Now()
+	}
 	s.storeMu.Unlock()
 	if changed && s.synced.Load() {
 		s.wakeLoop()
@@ -348,8 +352,8 @@ func (s *Server) recompile() {
 	start := time.Now()
 
 	s.storeMu.Lock()
-	full, dirty, roots, changed := s.st.full, s.st.dirty, s.st.roots, s.st.changed
-	s.st.full, s.st.dirty, s.st.roots, s.st.changed = false, map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}
+	full, dirty, roots, changed, since := s.st.full, s.st.dirty, s.st.roots, s.st.changed, s.st.since
+	s.st.full, s.st.dirty, s.st.roots, s.st.changed, s.st.since = false, map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}, time.Time{}
 	if len(changed) > 0 {
 		s.st.rootsNaming(changed, roots)
 		for k := range changed {
@@ -452,6 +456,9 @@ func (s *Server) recompile() {
 	}
 	s.mu.Unlock()
 	CompileSeconds.Observe(time.Since(start).Seconds())
+	if !since.IsZero() {
+		ChangeLatencySeconds.Observe(time.Since(since).Seconds())
+	}
 	if s.log.V(1).Enabled() {
 		s.log.V(1).Info("Recompiled destinations", "full", full, "backendsMayChange", backendsMayChange, "dirtyServices", sortedKeys(dirty), "roots", sortedKeys(roots),
 			"compiled", len(todo), "offered", sent, "took", time.Since(start))

@@ -20,6 +20,7 @@ import (
 	"cmp"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -62,6 +63,7 @@ type store struct {
 	// Services whose spec changed, which affects the destinations they are the root or
 	// a backend of, those whose route resources name them, and address targets.
 	full    bool
+	since   time.Time // of the first change not compiled yet
 	dirty   map[string]struct{}
 	roots   map[string]struct{}
 	changed map[string]struct{}

@@ -150,6 +150,11 @@ type Results struct {
 	ShutdownSeconds  float64 `json:"shutdown_s"`
 	Goroutines       int     `json:"server_goroutines"`
 	GoVersion        string  `json:"go_version,omitempty"`
+	// ServerP50Ms and ServerP99Ms are the service's own part of the latency of every
+	// change of the run (informer event to streams), as upper bounds of the buckets
+	// (powers of two) of weft_destination_change_latency_seconds.
+	ServerP50Ms float64 `json:"server_p50_ms"`
+	ServerP99Ms float64 `json:"server_p99_ms"`
 	// LoadAvg is the machine's 1-minute load average at the start and the end of the
 	// timed changes: latencies on a machine shared with other work include waiting for
 	// a CPU.
@@ -353,6 +358,7 @@ func run(cfg config) error {
 	res.RSSBytesPerSubscription = float64(int64(end.RSS)-int64(synced.RSS)) / float64(cfg.subscriptions)
 	res.ControllerRSSMB = mb(end.PeakRSS)
 	res.Goroutines = end.Goroutines
+	res.ServerP50Ms, res.ServerP99Ms = end.ChangeP50Ms, end.ChangeP99Ms
 
 	if cpuProf != nil {
 		if err := <-cpuProf; err != nil {
@@ -383,6 +389,7 @@ func run(cfg config) error {
 
 	fmt.Printf("\nEndpointSlice change -> last subscriber: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d changes, %d subscribers each)\n",
 		res.P50Ms, res.P99Ms, res.MaxMs, len(lat), cfg.subscriptions/cfg.services)
+	fmt.Printf("of which in the service (informer event -> streams, bucket upper bounds): p50 <= %.1f ms, p99 <= %.1f ms\n", res.ServerP50Ms, res.ServerP99Ms)
 	fmt.Printf("ServiceProfile created -> last subscriber: p50 %.1f ms, p99 %.1f ms (%d writes)\n",
 		res.RouteP50Ms, res.RouteP99Ms, res.RouteChanges)
 	fmt.Printf("service process: peak RSS %.1f MB (%.1f MB at the end), CPU %.2fs (sync %.2fs, subscribe %.2fs, endpoint changes %.2fs, route changes %.2fs)\n",
@@ -634,6 +641,11 @@ type serverStats struct {
 	RSS        uint64 `json:"rss"`
 	PeakRSS    uint64 `json:"peak_rss"`
 	GoVersion  string `json:"go_version"`
+	// The service's own share of the latency: from the informer event to the
+	// streams, as bucket upper bounds of weft_destination_change_latency_seconds.
+	ChangeCount uint64  `json:"change_count"`
+	ChangeP50Ms float64 `json:"change_p50_ms"`
+	ChangeP99Ms float64 `json:"change_p99_ms"`
 }
 
 func stats(addr string) (serverStats, error) {

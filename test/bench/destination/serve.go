@@ -19,12 +19,14 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"runtime"
 
+	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -80,11 +82,31 @@ func runServer(kubeconfig string) error {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		rss, peak := procStatus()
-		_ = json.NewEncoder(w).Encode(serverStats{
+		st := serverStats{
 			HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine(),
 			RSS: rss, PeakRSS: peak, GoVersion: runtime.Version(),
-		})
+		}
+		m := &dto.Metric{}
+		if err := destination.ChangeLatencySeconds.Write(m); err == nil {
+			h := m.GetHistogram()
+			st.ChangeCount = h.GetSampleCount()
+			st.ChangeP50Ms = bucketQuantile(h, 0.50) * 1000
+			st.ChangeP99Ms = bucketQuantile(h, 0.99) * 1000
+		}
+		_ = json.NewEncoder(w).Encode(st)
 	})
 	go func() { _ = http.Serve(lis, mux) }()
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// bucketQuantile is the upper bound of the histogram bucket that holds quantile q:
+// an upper estimate, at the resolution of the buckets (powers of two).
+func bucketQuantile(h *dto.Histogram, q float64) float64 {
+	want := uint64(math.Ceil(q * float64(h.GetSampleCount())))
+	for _, b := range h.GetBucket() {
+		if b.GetCumulativeCount() >= want {
+			return b.GetUpperBound()
+		}
+	}
+	return math.Inf(1)
 }
