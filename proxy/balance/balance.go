@@ -49,6 +49,9 @@ type Endpoint struct {
 	ProxyAddr netip.AddrPort // meshed: the peer proxy's inbound ip:port
 	Pod       string
 	Zone      string
+	// AddrString and ProxyAddrString are Addr and ProxyAddr formatted once, so the
+	// data path does not format them per request. Optional.
+	AddrString, ProxyAddrString string
 }
 
 // Meshed reports whether the endpoint is reached through its proxy with mTLS.

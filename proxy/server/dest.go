@@ -229,7 +229,9 @@ func balanceEndpoints(b *api.Backend) []balance.Endpoint {
 				pp = config.DefaultInboundPort
 			}
 			be.ProxyAddr = netip.AddrPortFrom(ip, uint16(pp))
+			be.ProxyAddrString = be.ProxyAddr.String()
 		}
+		be.AddrString = be.Addr.String()
 		out = append(out, be)
 	}
 	return out

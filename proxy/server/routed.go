@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -78,12 +79,15 @@ func (s *Server) serveRouted(w http.ResponseWriter, r *http.Request, d *destRunt
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
-	p := &plan{s: s, d: d, route: rt, backend: b, bal: bal, rs: rs, handle: h, start: start}
+	// One allocation for both: the route the ReverseProxy reads and its plan.
+	rp := &routedRequest{plan: plan{s: s, d: d, route: rt, backend: b, bal: bal, rs: rs, handle: h, start: start}}
+	p := &rp.plan
 	if router.HasResponseFilters(rt.Filters) || router.HasResponseFilters(b.Filters) {
 		p.respFilters = true
 	}
 	ep := h.Endpoint()
-	route := &route{plan: p}
+	route := &rp.route
+	route.plan = p
 	route.rt, route.host, route.dst, route.proto = s.endpointTransport(ep, r)
 	series := s.opts.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority, PeerID: ep.Identity})
 	s.proxy(w, r, route, series)
@@ -98,9 +102,17 @@ func (s *Server) endpointTransport(ep *balance.Endpoint, r *http.Request) (rt ht
 		if r.ProtoMajor == 2 {
 			proto = "h2"
 		}
-		return s.mesh.transport(meshKey{ep.ProxyAddr, ep.Identity}, upgrade), ep.ProxyAddr.String(), ep.Addr.String(), proto
+		return s.mesh.transport(meshKey{ep.ProxyAddr, ep.Identity}, upgrade), addrString(ep.ProxyAddr, ep.ProxyAddrString), addrString(ep.Addr, ep.AddrString), proto
 	}
-	return s.out.pick(r), ep.Addr.String(), "", ""
+	return s.out.pick(r), addrString(ep.Addr, ep.AddrString), "", ""
+}
+
+// addrString returns the preformatted form of ap when there is one.
+func addrString(ap netip.AddrPort, s string) string {
+	if s != "" {
+		return s
+	}
+	return ap.String()
 }
 
 // answerError answers a request the proxy cannot forward: the status with
@@ -140,6 +152,11 @@ func (s *Server) answerRedirect(w http.ResponseWriter, authority string, rs *met
 	lat := time.Since(start)
 	series.Response(redir.Status, false, lat)
 	rs.Response(redir.Status, false, lat)
+}
+
+type routedRequest struct {
+	route route
+	plan  plan
 }
 
 // plan is one routed request's attempts: the endpoint chosen first, and what a retry
