@@ -1303,3 +1303,37 @@ func TestReadyz(t *testing.T) {
 		t.Fatalf("/readyz/destination: %s %s", resp.Status, b)
 	}
 }
+
+// TestAuthorityAndAddressTogether: subscribers of one Service port by name and by
+// address share a compilation and get the same versions.
+func TestAuthorityAndAddressTogether(t *testing.T) {
+	ns := namespace(t, "both")
+	ip := clusterIP(t)
+	apply(t, fmt.Sprintf(webYAML, ns, ip))
+	c := conn(t, ns)
+	byName := subscribe(t, c, authority("web", ns, 80))
+	byAddr := subscribe(t, c, &api.GetDestination{Target: &api.GetDestination_Address{Address: ip + ":80"}})
+	for _, s := range []*stream{byName, byAddr} {
+		if s.next(t, 5*time.Second).GetSnapshot() == nil {
+			t.Fatal("want a snapshot first")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	byName.drain(t)
+	byAddr.drain(t)
+	if byName.cfg.Version != byAddr.cfg.Version {
+		t.Fatalf("versions differ: %s by name, %s by address", byName.cfg.Version, byAddr.cfg.Version)
+	}
+	apply(t, fmt.Sprintf(`
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {namespace: %s, name: web-b, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.1.0.9]}]
+`, ns))
+	a, b := byName.next(t, within).GetEndpoints(), byAddr.next(t, within).GetEndpoints()
+	if a == nil || b == nil || a.Version != b.Version || len(a.Add) != 1 || a.Add[0].Address != "10.1.0.9" {
+		t.Fatalf("want the same delta adding 10.1.0.9 on both streams, got %v and %v", a, b)
+	}
+}

@@ -414,11 +414,18 @@ func (s *Server) recompile() {
 	c := compiler.New(state)
 	results := make([]*result, len(todo))
 	deps := make([][]string, len(todo))
+	// A Service port named by authority and by address compiles once.
+	byTarget := map[compiler.Target]int{}
 	for i, e := range todo {
 		if reasons[i] != "" {
 			results[i] = &result{notFound: reasons[i]}
 			continue
 		}
+		if j, ok := byTarget[targets[i]]; ok {
+			results[i], deps[i] = results[j], deps[j]
+			continue
+		}
+		byTarget[targets[i]] = i
 		cfg, err := c.Compile(targets[i])
 		switch {
 		case errors.Is(err, compiler.ErrNotFound):

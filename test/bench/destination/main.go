@@ -37,6 +37,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -401,6 +402,10 @@ func run(cfg config) error {
 	fmt.Printf("targets: p99 <= 100 ms %s, <= 20 KB/subscription (heap+stacks) %s, peak RSS <= 300 MB %s\n",
 		verdict(res.P99Ms <= 100), verdict(res.BytesPerSubscription <= 20<<10), verdict(res.ControllerRSSMB <= 300))
 
+	// CPU times are in hundredths of a second; differences of them should print so.
+	for _, f := range []*float64{&res.CPUSeconds, &res.CPUSyncSeconds, &res.CPUSubSeconds, &res.CPUChangeSeconds, &res.CPURouteSeconds} {
+		*f = math.Round(*f*100) / 100
+	}
 	b, err := json.MarshalIndent(res, "", "  ")
 	if err != nil {
 		return err
@@ -705,7 +710,7 @@ func cpuSeconds(pid int) (float64, error) {
 	if err := errors.Join(err1, err2); err != nil {
 		return 0, err
 	}
-	// USER_HZ is 100 on Linux.
+	// USER_HZ is 100 on Linux: hundredths of a second.
 	return (ut + st) / 100, nil
 }
 
