@@ -386,8 +386,9 @@ func (s *Server) recompile() {
 	// appear and go with their Services.
 	targets := make([]compiler.Target, len(todo))
 	reasons := make([]string, len(todo))
+	consumers := s.st.routeNamespaces()
 	for i, e := range todo {
-		targets[i], reasons[i] = s.resolve(e)
+		targets[i], reasons[i] = s.resolve(e, consumers)
 	}
 	// What the compilations can read: the Services that are roots, backends, or named
 	// by a route resource (few); the endpoints of the backends the destinations have,
@@ -474,8 +475,17 @@ func (s *Server) recompile() {
 
 // resolve returns the compiler target of an entry, or why it names no Service. The
 // store must be locked.
-func (s *Server) resolve(e *entry) (compiler.Target, string) {
+//
+// The client's namespace only matters to the compiler through the ServiceProfiles and
+// routes in it (consumer routes and profiles): for a namespace without any, the
+// target compiles as for no namespace, so that the clients of every such namespace
+// share one compilation and one cached configuration.
+func (s *Server) resolve(e *entry, consumers map[string]bool) (compiler.Target, string) {
 	t := e.target
+	ctxNS := e.key.contextNS
+	if !consumers[ctxNS] {
+		ctxNS = ""
+	}
 	switch {
 	case t.External != "":
 		return compiler.Target{}, fmt.Sprintf("%s is not the name of a Service in cluster domain %s", t.External, s.opts.ClusterDomain)
@@ -485,9 +495,9 @@ func (s *Server) resolve(e *entry) (compiler.Target, string) {
 			return compiler.Target{}, fmt.Sprintf("%s is not the cluster IP of a Service", t.Addr.Addr())
 		}
 		svc := s.st.services[k]
-		return compiler.Target{Namespace: svc.Namespace, Name: svc.Name, Port: int32(t.Addr.Port()), ContextNamespace: e.key.contextNS}, ""
+		return compiler.Target{Namespace: svc.Namespace, Name: svc.Name, Port: int32(t.Addr.Port()), ContextNamespace: ctxNS}, ""
 	}
-	return compiler.Target{Namespace: t.Namespace, Name: t.Name, Port: t.Port, ContextNamespace: e.key.contextNS}, ""
+	return compiler.Target{Namespace: t.Namespace, Name: t.Name, Port: t.Port, ContextNamespace: ctxNS}, ""
 }
 
 // backendServices are the Services whose endpoints a configuration carries: a change

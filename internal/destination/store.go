@@ -348,6 +348,21 @@ func (s *store) referenced(set map[string]struct{}) {
 	}
 }
 
+// routeNamespaces are the namespaces with a ServiceProfile, HTTPRoute or GRPCRoute.
+func (s *store) routeNamespaces() map[string]bool {
+	out := map[string]bool{}
+	for _, o := range s.profiles {
+		out[o.Namespace] = true
+	}
+	for _, o := range s.http {
+		out[o.Namespace] = true
+	}
+	for _, o := range s.grpc {
+		out[o.Namespace] = true
+	}
+	return out
+}
+
 // rootsNaming adds to roots the root Services of every route resource that names one
 // of the Services in changed as a backend.
 func (s *store) rootsNaming(changed, roots map[string]struct{}) {
