@@ -1337,3 +1337,43 @@ endpoints: [{addresses: [10.1.0.9]}]
 		t.Fatalf("want the same delta adding 10.1.0.9 on both streams, got %v and %v", a, b)
 	}
 }
+
+// TestMeshChanges: the Mesh's trust domain and opaque ports reach every subscriber.
+func TestMeshChanges(t *testing.T) {
+	ns := namespace(t, "mesh")
+	apply(t, fmt.Sprintf(webYAML, ns, clusterIP(t)))
+	s := subscribe(t, conn(t, ns), authority("web", ns, 80))
+	s.next(t, 5*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for len(backend(t, s.cfg, ns+"/web:80").Endpoints) != 2 {
+		s.next(t, time.Until(deadline))
+	}
+	identity := func() string { return backend(t, s.cfg, ns+"/web:80").Endpoints[0].Identity }
+	if got, want := identity(), "spiffe://cluster.local/ns/"+ns+"/sa/web"; got != want {
+		t.Fatalf("identity %q, want %q", got, want)
+	}
+
+	apply(t, `
+apiVersion: mesh.weft.dev/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec:
+  trustDomain: example.org
+  proxy: {opaquePorts: [80]}
+`)
+	t.Cleanup(func() {
+		remove(t, &meshv1alpha1.Mesh{ObjectMeta: metav1.ObjectMeta{Name: meshv1alpha1.MeshName}})
+		// Later tests expect the default trust domain: wait until it is back.
+		deadline := time.Now().Add(5 * time.Second)
+		for identity() != "spiffe://cluster.local/ns/"+ns+"/sa/web" {
+			s.next(t, time.Until(deadline))
+		}
+	})
+	s.next(t, within)
+	if got, want := identity(), "spiffe://example.org/ns/"+ns+"/sa/web"; got != want {
+		t.Errorf("identity %q after the Mesh changed the trust domain, want %q", got, want)
+	}
+	if s.cfg.Protocol != api.ProtocolHint_PROTOCOL_HINT_OPAQUE {
+		t.Errorf("protocol %v, want opaque: port 80 is one of the Mesh's opaque ports", s.cfg.Protocol)
+	}
+}
