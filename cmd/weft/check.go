@@ -190,9 +190,14 @@ func checkControlPlane(ctx context.Context, c client.Client, ns string) []checkR
 			available = true
 		}
 	}
+	state := "is Available"
+	if !available || d.Status.ReadyReplicas == 0 {
+		state = "is not Available"
+	}
 	add(available && d.Status.ReadyReplicas > 0,
-		fmt.Sprintf("kubectl -n %s describe deploy/%s; kubectl -n %s logs deploy/%s", ns, controllerDeployment, ns, controllerDeployment),
-		"Deployment %s is Available (%d/%d replicas ready)", controllerDeployment, d.Status.ReadyReplicas, ptrOr(d.Spec.Replicas, 1))
+		fmt.Sprintf("kubectl -n %s describe deploy/%s; kubectl -n %s logs deploy/%s; an unready replica's /readyz names the failing check",
+			ns, controllerDeployment, ns, controllerDeployment),
+		"Deployment %s %s (%d/%d replicas ready)", controllerDeployment, state, d.Status.ReadyReplicas, ptrOr(d.Spec.Replicas, 1))
 
 	for _, svc := range controlPlaneServices {
 		slices := &discoveryv1.EndpointSliceList{}

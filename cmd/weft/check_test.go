@@ -210,7 +210,7 @@ func TestCheck(t *testing.T) {
 		dep.Status.ReadyReplicas, dep.Status.AvailableReplicas = 0, 0
 		mustIn(t, c.Status().Update(ctx, dep))
 		mustIn(t, c.Delete(ctx, &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: "weft-system", Name: "weft-identity-x"}}))
-		expect(t, "Deployment weft-controller is Available (0/2 replicas ready) | hint: kubectl -n weft-system describe deploy/weft-controller",
+		expect(t, "Deployment weft-controller is not Available (0/2 replicas ready) | hint: kubectl -n weft-system describe deploy/weft-controller",
 			"Service weft-identity has 0 ready endpoints")
 	})
 
