@@ -107,10 +107,26 @@ func (o *Options) defaults() {
 // Balancer balances over the endpoints of one backend. Safe for concurrent use; Pick
 // takes no lock on the set, which is swapped whole by Update.
 type Balancer struct {
-	opts  Options
-	epoch time.Time // monotonic base for the int64 nanosecond timestamps below
-	mu    sync.Mutex
-	set   atomic.Pointer[[]*endpoint]
+	opts      Options
+	epoch     time.Time // monotonic base for the int64 nanosecond timestamps below
+	mu        sync.Mutex
+	set       atomic.Pointer[[]*endpoint]
+	ejections atomic.Uint64
+}
+
+// Ejections counts the times failure accrual took an endpoint out of rotation.
+func (b *Balancer) Ejections() uint64 { return b.ejections.Load() }
+
+// Counts returns how many endpoints are in rotation and how many are ejected.
+func (b *Balancer) Counts() (ready, ejected int) {
+	for _, e := range *b.set.Load() {
+		if e.ejectedUntil.Load() == 0 {
+			ready++
+		} else {
+			ejected++
+		}
+	}
+	return ready, ejected
 }
 
 // endpoint is one endpoint's state: the peak-EWMA estimate, the outstanding count and
@@ -385,6 +401,7 @@ func (e *endpoint) eject(b *Balancer, now int64) {
 		d = b.opts.BackoffMax
 	}
 	e.ejections++
+	b.ejections.Add(1)
 	if j := b.opts.Jitter; j > 0 {
 		// Uniform in [1-j, 1+j]; Rand is integral, so use a fine grid.
 		f := 1 - j + 2*j*float64(b.opts.Rand(1<<20))/float64(1<<20)

@@ -113,6 +113,9 @@ type Registry struct {
 	tcp    map[TCPKey]*TCPSeries
 	routes map[RouteKey]*RouteSeries
 
+	cmu        sync.Mutex
+	collectors []func(io.Writer)
+
 	DetectTimeouts [2]atomic.Uint64 // by Direction
 	// CertExpiry returns the leaf's NotAfter (zero when none) at scrape time.
 	CertExpiry func() time.Time
@@ -371,6 +374,12 @@ func (r *Registry) WriteText(out io.Writer) error {
 		}
 		fmt.Fprintf(w, "identity_cert_expiration_timestamp_seconds %d\n", v)
 	}
+	r.cmu.Lock()
+	collectors := slices.Clone(r.collectors)
+	r.cmu.Unlock()
+	for _, c := range collectors {
+		c(w)
+	}
 	writeProcess(w)
 	return w.Flush()
 }
@@ -430,4 +439,12 @@ func (s *responses) writeLatency(w io.Writer, name, labels string) {
 		fmt.Fprintf(w, "%s_sum{%s,status_code=\"%d\"} %s\n", name, labels, st, strconv.FormatFloat(float64(h.sumUs.Load())/1000, 'f', -1, 64))
 		fmt.Fprintf(w, "%s_count{%s,status_code=\"%d\"} %d\n", name, labels, st, h.count.Load())
 	}
+}
+
+// AddCollector adds a writer of metrics kept elsewhere (the balancers' state), called
+// at each scrape with the exposition's writer.
+func (r *Registry) AddCollector(c func(io.Writer)) {
+	r.cmu.Lock()
+	r.collectors = append(r.collectors, c)
+	r.cmu.Unlock()
 }

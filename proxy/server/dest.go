@@ -1,10 +1,14 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +45,7 @@ type destRuntime struct {
 // (so endpoints that stay keep their latency estimate and failure state), the retry
 // budget's counts, and the runtimes of its recent configuration pointers.
 type destShared struct {
+	authority string // of the latest version, for metrics
 	balancers map[string]*balance.Balancer
 	budget    *router.Budget
 	// recent are the last pointers compiled for this destination, oldest first.
@@ -197,6 +202,7 @@ func (c *destCache) build(key string, cfg *api.DestinationConfig, sh *destShared
 	}
 	// Backends no longer used are dropped with their state.
 	sh.balancers = d.balancers
+	sh.authority = d.authority
 	if sh.budget == nil || !sh.budget.Same(cfg.GetRetryBudget()) {
 		sh.budget = router.NewBudget(cfg.GetRetryBudget(), nil)
 	}
@@ -302,3 +308,40 @@ func lastColon(s string) int {
 	}
 	return -1
 }
+
+// writeMetrics writes each balancer's endpoints by state and its ejections.
+func (c *destCache) writeMetrics(w io.Writer) {
+	type row struct {
+		authority, backend string
+		ready, ejected     int
+		ejections          uint64
+	}
+	c.mu.Lock()
+	rows := make([]row, 0, len(c.bySvc))
+	for _, sh := range c.bySvc {
+		for key, bal := range sh.balancers {
+			r := row{authority: sh.authority, backend: key, ejections: bal.Ejections()}
+			r.ready, r.ejected = bal.Counts()
+			rows = append(rows, r)
+		}
+	}
+	c.mu.Unlock()
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(strings.Compare(a.authority, b.authority), strings.Compare(a.backend, b.backend))
+	})
+	fmt.Fprintln(w, "# HELP weft_balancer_endpoints Endpoints of each backend's load balancer, by state: ready, or ejected by failure accrual.")
+	fmt.Fprintln(w, "# TYPE weft_balancer_endpoints gauge")
+	for _, r := range rows {
+		ls := `direction="outbound",authority="` + labelEscaper.Replace(r.authority) + `",backend="` + labelEscaper.Replace(r.backend) + `"`
+		fmt.Fprintf(w, "weft_balancer_endpoints{%s,state=\"ready\"} %d\n", ls, r.ready)
+		fmt.Fprintf(w, "weft_balancer_endpoints{%s,state=\"ejected\"} %d\n", ls, r.ejected)
+	}
+	fmt.Fprintln(w, "# HELP weft_balancer_ejections_total Times failure accrual took an endpoint of the backend out of rotation.")
+	fmt.Fprintln(w, "# TYPE weft_balancer_ejections_total counter")
+	for _, r := range rows {
+		fmt.Fprintf(w, "weft_balancer_ejections_total{direction=\"outbound\",authority=\"%s\",backend=\"%s\"} %d\n", labelEscaper.Replace(r.authority), labelEscaper.Replace(r.backend), r.ejections)
+	}
+}
+
+// labelEscaper escapes a Prometheus label value.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)

@@ -634,6 +634,17 @@ func TestRoutedEjection(t *testing.T) {
 			if bad.hits.Load() != badHits {
 				t.Fatalf("the ejected endpoint got %d more requests", bad.hits.Load()-badHits)
 			}
+			text := rp.metricsText()
+			bl := []string{`authority="` + routedAuthority + `"`, `backend="shop/web:80"`}
+			if v := metricValue(text, "weft_balancer_endpoints", append(bl, `state="ejected"`)...); v != 1 {
+				t.Fatalf("weft_balancer_endpoints{ejected} = %v, want 1", v)
+			}
+			if v := metricValue(text, "weft_balancer_endpoints", append(bl, `state="ready"`)...); v != 2 {
+				t.Fatalf("weft_balancer_endpoints{ready} = %v, want 2", v)
+			}
+			if v := metricValue(text, "weft_balancer_ejections_total", bl...); v != 1 {
+				t.Fatalf("weft_balancer_ejections_total = %v, want 1", v)
+			}
 			t.Logf("ejected after %d requests; good hits %d+%d", sent, g1.hits.Load(), g2.hits.Load())
 		})
 	}

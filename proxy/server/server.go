@@ -117,6 +117,7 @@ func New(cfg *config.Config, opts Options) *Server {
 	s.inHTTP = s.newHTTPServer(http.HandlerFunc(s.serveInbound))
 	s.router = newRouter(s)
 	s.dests = newDestCache(s)
+	opts.Metrics.AddCollector(s.dests.writeMetrics)
 	s.stop = make(chan struct{})
 	go s.dests.sweepEvery(destIdle, s.stop)
 	for _, pair := range []struct {
