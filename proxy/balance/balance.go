@@ -36,8 +36,7 @@ var (
 	// ErrNoEndpoints: the backend has no endpoints at all.
 	ErrNoEndpoints = errors.New("no endpoints")
 	// ErrNoHealthy: every endpoint is ejected by failure accrual (and none is due
-	// for its probe). The proxy answers 503 at once rather than sending requests to
-	// endpoints that just failed repeatedly.
+	// for its probe), with Options.FailFast set.
 	ErrNoHealthy = errors.New("no healthy endpoints")
 )
 
@@ -71,6 +70,11 @@ type Options struct {
 	// Jitter spreads each ejection by ±Jitter of its length, so that proxies do not
 	// probe a recovering endpoint all at once.
 	Jitter float64
+	// FailFast makes Pick return ErrNoHealthy when every endpoint is ejected. By
+	// default Pick then chooses the least-bad endpoint instead (see Pick): a backend
+	// whose endpoints all fail keeps answering with what they answer, rather than
+	// the proxy turning an application's errors into its own.
+	FailFast bool
 	// Now is the clock (tests inject one). Default time.Now.
 	Now func() time.Time
 	// Rand returns a uniform int in [0, n). Default math/rand/v2.IntN.
@@ -253,7 +257,7 @@ func (b *Balancer) Pick() (Handle, error) {
 		e := set[0]
 		ok, probe := b.available(e, now)
 		if !ok {
-			return Handle{}, ErrNoHealthy
+			return b.leastBad(set, now)
 		}
 		return b.take(e, now, probe), nil
 	}
@@ -300,9 +304,34 @@ func (b *Balancer) Pick() (Handle, error) {
 		}
 	}
 	if best == nil {
-		return Handle{}, ErrNoHealthy
+		return b.leastBad(set, now)
 	}
 	return b.take(best, now, false), nil
+}
+
+// leastBad is Pick when every endpoint is ejected (and no probe is due): the endpoint
+// whose ejection ends first, picked as a probe (its success restores it, its failure
+// extends its ejection). Every endpoint having failed repeatedly, the proxy cannot
+// do better than the application; failing fast would turn an application's errors
+// (or a single-endpoint Service's bad streak) into the proxy's own 503s. With
+// FailFast, ErrNoHealthy instead.
+func (b *Balancer) leastBad(set []*endpoint, now int64) (Handle, error) {
+	if b.opts.FailFast {
+		return Handle{}, ErrNoHealthy
+	}
+	var best *endpoint
+	bestUntil := int64(math.MaxInt64)
+	for _, e := range set {
+		u := e.ejectedUntil.Load()
+		if u == 0 {
+			// Restored meanwhile.
+			return b.take(e, now, false), nil
+		}
+		if u < bestUntil {
+			best, bestUntil = e, u
+		}
+	}
+	return b.take(best, now, true), nil
 }
 
 func (b *Balancer) take(e *endpoint, now int64, probe bool) Handle {

@@ -266,12 +266,28 @@ func TestFailureAccrual(t *testing.T) {
 				t.Fatalf("backoff %v never reached the cap", want)
 			}
 		}},
-		{"every endpoint ejected fails fast", func(t *testing.T, b *Balancer, c *clock, e []Endpoint) {
+		{"every endpoint ejected: the least bad, as a probe", func(t *testing.T, b *Balancer, c *clock, e []Endpoint) {
+			failOn(t, b, e[0].Addr, DefaultFailureThreshold)
+			c.Advance(100 * time.Millisecond)
+			failOn(t, b, e[1].Addr, DefaultFailureThreshold)
+			// e[0]'s ejection ends first.
+			h, err := b.Pick()
+			if err != nil || h.Endpoint().Addr != e[0].Addr {
+				t.Fatalf("Pick = %v, %v; want the endpoint whose ejection ends first", h.Endpoint(), err)
+			}
+			h.Done(false)
+			if stats(b, e[0].Addr).Ejected || !stats(b, e[1].Addr).Ejected {
+				t.Fatalf("a success of the least bad must restore it alone: %+v", b.Stats())
+			}
+		}},
+		{"every endpoint ejected, a failing least bad stays ejected longer", func(t *testing.T, b *Balancer, c *clock, e []Endpoint) {
 			for _, ep := range e {
 				failOn(t, b, ep.Addr, DefaultFailureThreshold)
 			}
-			if _, err := b.Pick(); !errors.Is(err, ErrNoHealthy) {
-				t.Fatalf("Pick = %v, want ErrNoHealthy", err)
+			h, _ := b.Pick()
+			h.Done(true)
+			if st := stats(b, h.Endpoint().Addr); !st.Ejected || st.EjectedFor != 2*DefaultBackoffMin {
+				t.Fatalf("after a failed least-bad pick: %+v, want ejected for %v", st, 2*DefaultBackoffMin)
 			}
 		}},
 		{"an update keeps the state of endpoints that stay", func(t *testing.T, b *Balancer, c *clock, e []Endpoint) {
@@ -380,5 +396,21 @@ func TestObserveDoesNotEject(t *testing.T) {
 	st := b.Stats()[0]
 	if st.Ejected || st.Cost < 500*time.Millisecond {
 		t.Fatalf("after observed deadlines: %+v, want slow but in rotation", st)
+	}
+}
+
+func TestFailFast(t *testing.T) {
+	c := &clock{t: time.Unix(1000, 0)}
+	b := New(Options{Now: c.Now, Jitter: 0, FailFast: true})
+	b.Update(eps(2))
+	for _, ep := range eps(2) {
+		failOn(t, b, ep.Addr, DefaultFailureThreshold)
+	}
+	if _, err := b.Pick(); !errors.Is(err, ErrNoHealthy) {
+		t.Fatalf("Pick = %v, want ErrNoHealthy", err)
+	}
+	c.Advance(DefaultBackoffMin)
+	if _, err := b.Pick(); err != nil {
+		t.Fatalf("no probe after the backoff: %v", err)
 	}
 }

@@ -1004,3 +1004,39 @@ func TestRoutedNoIdentityDoesNotEject(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutedAllEjected: when a backend's only endpoint is ejected, requests still
+// reach it (the least bad endpoint) and the client sees the application's answers;
+// with FailFast the proxy answers 503 itself.
+func TestRoutedAllEjected(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		failFast  bool
+		want500   int
+		want503   int
+		wantError string
+	}{
+		{"least bad", false, 50, 0, ""},
+		{"fail fast", true, 7, 43, "no healthy endpoints"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const svc = "10.96.1.17:80"
+			down := newApp(t, "down", failing(500))
+			rp := startRouted(t, svc, func(o *server.Options) { o.Balance.FailFast = tc.failFast })
+			rp.src.set(dest(svc, nil, fallbackTo(wb("shop/web:80", 1)), be("shop/web:80", down)))
+			c := h1Client()
+			got := map[int]int{}
+			reason := ""
+			for range 50 {
+				res := rp.do(c, "GET", "/", nil, nil)
+				got[res.status]++
+				if res.status == 503 {
+					reason = res.header.Get("Weft-Proxy-Error")
+				}
+			}
+			if got[500] != tc.want500 || got[503] != tc.want503 || reason != tc.wantError {
+				t.Fatalf("statuses %v (%q), want %d×500 and %d×503 (%q)", got, reason, tc.want500, tc.want503, tc.wantError)
+			}
+		})
+	}
+}
