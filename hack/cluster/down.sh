@@ -28,13 +28,19 @@ esac
 # lines name the cluster directory), containerd's shims (they name its socket) and every
 # process in a kubepods cgroup (the containers).
 our_pids() {
-  local pid
+  local pid ancestors=" " a="$$"
+  # Never ourselves or whoever runs us (a shell whose command line names the cluster dir).
+  while [ -n "$a" ] && [ "$a" -gt 1 ] 2>/dev/null; do
+    ancestors+="$a "
+    a="$(awk '/^PPid:/ {print $2}' "/proc/$a/status" 2>/dev/null)"
+  done
   {
     grep -lsF -- "$CLUSTER_DIR/" /proc/[0-9]*/cmdline
     grep -ls ':/kubepods' /proc/[0-9]*/cgroup
   } 2>/dev/null | cut -d/ -f3 | sort -un | while read -r pid; do
-    # Not ourselves, and only what still runs (the greps above matched themselves).
-    [ "$pid" = "$$" ] || [ "$pid" = "$BASHPID" ] && continue
+    # Only what still runs (the greps above matched themselves).
+    case "$ancestors" in *" $pid "*) continue ;; esac
+    [ "$pid" = "$BASHPID" ] && continue
     running_pid "$pid" && echo "$pid"
   done
   return 0
