@@ -130,6 +130,11 @@ func setup() (int, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
+	// A namespace left by an earlier run (WEFT_E2E_KEEP, or a run cut short) may hold
+	// pods created before injection was possible: start from scratch.
+	if out, err := kubectl(ctx, "delete", "namespace", ns, "--ignore-not-found", "--wait=true", "--timeout=120s"); err != nil {
+		return 1, fmt.Errorf("deleting the namespace %s of an earlier run: %w\n%s", ns, err, out)
+	}
 	if out, err := kubectl(ctx, "apply", "-f", filepath.Join(env.root, "test/e2e/testdata/e2e.yaml")); err != nil {
 		return 1, fmt.Errorf("applying testdata/e2e.yaml: %w\n%s", err, out)
 	}
