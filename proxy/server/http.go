@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"sync"
 	"time"
 
@@ -71,9 +72,12 @@ func newRouter(s *Server) *httputil.ReverseProxy {
 				reason = "timeout"
 			}
 			w.Header().Set(hdrError, reason)
-			if rt.plan != nil && router.IsGRPC(r) {
+			if router.IsGRPC(r) {
+				// gRPC clients read grpc-status, not the HTTP status. A peer that
+				// reset the stream when the call's own grpc-timeout expired (gRPC
+				// servers do) is the call's deadline, not an unavailable server.
 				code := grpcUnavailable
-				if timeout {
+				if mw, ok := w.(*metricsWriter); timeout || (ok && grpcDeadlinePassed(r.Header, mw.start)) {
 					code = grpcDeadlineExceeded
 				}
 				writeGRPCError(w, code, reason)
@@ -241,6 +245,37 @@ func grpcFailure(h http.Header) bool {
 		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
 	}
 	return ok && len(v) > 0 && v[0] != "0"
+}
+
+// grpcDeadlinePassed reports whether the call's grpc-timeout ("<digits><unit>", unit
+// H, M, S, m, u or n, per the gRPC over HTTP/2 spec) has elapsed since start.
+func grpcDeadlinePassed(h http.Header, start time.Time) bool {
+	v := h.Get("Grpc-Timeout")
+	if len(v) < 2 || len(v) > 9 {
+		return false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return false
+	}
+	return time.Since(start) >= time.Duration(n)*unit
 }
 
 // grpcStatus is the grpc-status of a response (headers or trailers), or
