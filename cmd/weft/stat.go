@@ -321,7 +321,7 @@ func fetchMetrics(ctx context.Context, kc *kubeClients, ns, pod string, port int
 }
 
 // summarize computes one row per group and direction from two rounds of scrapes.
-// name filters the groups ("web" matches deploy/web; a full "deploy/web" too).
+// name filters the groups: "web" matches deploy/web (and pod/web), as does "deploy/web".
 func summarize(pods []statPod, prev, cur map[types.UID]scrape, name string) []Golden {
 	type key struct{ ns, group, dir string }
 	acc := map[key]*accumulator{}
@@ -378,23 +378,31 @@ func printStat(w io.Writer, rows []Golden, o statOptions, now time.Time) error {
 		fmt.Fprintf(w, "%s  (window %s; Ctrl-C to stop)\n", now.Format("15:04:05"), o.interval)
 	}
 	if len(rows) == 0 {
+		if o.name != "" {
+			_, err := fmt.Fprintf(w, "No running pods of %s %q.\n", o.kind, o.name)
+			return err
+		}
 		_, err := fmt.Fprintln(w, "No running pods found.")
 		return err
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAMESPACE\tNAME\tDIRECTION\tMESHED\tRPS\tSUCCESS\tP50\tP95\tP99\tMTLS\t")
+	// Namespace rows (weft stat ns) name the namespace in NAME: no NAMESPACE column.
+	withNS := false
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", dash(r.Namespace), r.Name, r.Direction, r.Meshed, r.Pods,
+		withNS = withNS || r.Namespace != ""
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if withNS {
+		fmt.Fprint(tw, "NAMESPACE\t")
+	}
+	fmt.Fprintln(tw, "NAME\tDIRECTION\tMESHED\tRPS\tSUCCESS\tP50\tP95\tP99\tMTLS\t")
+	for _, r := range rows {
+		if withNS {
+			fmt.Fprintf(tw, "%s\t", r.Namespace)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Direction, r.Meshed, r.Pods,
 			r.RPS, percent(r.SuccessRate), millis(r.P50Ms), millis(r.P95Ms), millis(r.P99Ms), percent(r.MTLSShare))
 	}
 	return tw.Flush()
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 func percent(v *float64) string {
