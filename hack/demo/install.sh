@@ -14,7 +14,12 @@ WEFT="${WEFT:-$PWD/bin/weft}"
 
 T0=$(date +%s)
 step() { printf '\n==> [%4ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
-fail() { printf '\ninstall: FAILED: %s\n' "$*" >&2; exit 1; }
+fail() {
+  printf '\ninstall: FAILED: %s\n\n' "$*" >&2
+  kubectl get pods -A -o wide >&2 || true
+  "$WEFT" check >&2 || true
+  exit 1
+}
 
 step "Installing cert-manager (config/cert-manager)"
 kubectl apply --server-side --force-conflicts -k config/cert-manager >/dev/null
