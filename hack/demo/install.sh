@@ -6,6 +6,9 @@
 #
 #   KUBECONFIG  the cluster (hack/cluster/env.sh prints it)
 #   WEFT        the weft CLI (default: bin/weft, built if missing)
+#   WEFT_CONTROLLER_REPLICAS  scale weft-controller to this many replicas after applying
+#               config/default (default: as config/default says). A workaround knob for
+#               debugging, e.g. 1 while non-leader replicas cannot become Ready.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${KUBECONFIG:?KUBECONFIG must name the cluster (eval \"\$(hack/cluster/env.sh)\")}"
@@ -31,6 +34,10 @@ done
 step "Installing Weft (config/default)"
 kubectl apply --server-side --force-conflicts -k config/default >/dev/null
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+if [ -n "${WEFT_CONTROLLER_REPLICAS:-}" ]; then
+  echo "    scaling weft-controller to $WEFT_CONTROLLER_REPLICAS replicas (WEFT_CONTROLLER_REPLICAS)"
+  kubectl -n weft-system scale deploy/weft-controller --replicas="$WEFT_CONTROLLER_REPLICAS" >/dev/null
+fi
 kubectl -n weft-system rollout status deploy/weft-controller --timeout=180s || fail "weft-controller is not available"
 
 step "Applying the Mesh (config/samples/mesh.yaml): cert-manager issues the trust anchor and identity issuer"
