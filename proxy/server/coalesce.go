@@ -38,7 +38,8 @@ type coalescingConn struct {
 	pending []byte
 	timer   *time.Timer
 	armed   bool
-	err     error // a delayed write failed; later writes fail with it
+	err     error         // a delayed write failed; later writes fail with it
+	delay   time.Duration // how long a HEADERS frame is held; coalesceDelay, tests lengthen it
 
 	// Frame tracking over the written byte stream.
 	skip      int // bytes before the first frame (the client preface)
@@ -50,7 +51,7 @@ type coalescingConn struct {
 }
 
 func newCoalescingConn(c net.Conn, client bool) *coalescingConn {
-	cc := &coalescingConn{Conn: c}
+	cc := &coalescingConn{Conn: c, delay: coalesceDelay}
 	if client {
 		cc.skip = clientPrefaceLn
 	}
@@ -96,9 +97,9 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 		if !c.armed {
 			c.armed = true
 			if c.timer == nil {
-				c.timer = time.AfterFunc(coalesceDelay, c.flushHeld)
+				c.timer = time.AfterFunc(c.delay, c.flushHeld)
 			} else {
-				c.timer.Reset(coalesceDelay)
+				c.timer.Reset(c.delay)
 			}
 		}
 		return len(p), nil

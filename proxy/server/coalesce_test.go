@@ -100,19 +100,27 @@ func TestCoalescingConnWrites(t *testing.T) {
 	cases := []struct {
 		name       string
 		writes     [][]byte
-		close      bool  // close after the writes
-		wantWrites int32 // writes on the socket
+		close      bool          // close after the writes
+		delay      time.Duration // how long headers are held
+		wantWrites int32         // writes on the socket
 	}{
-		{name: "headers and body in one write", writes: [][]byte{hdrs, data}, wantWrites: 1},
-		{name: "headers ending the stream at once", writes: [][]byte{hdrsEnd}, wantWrites: 1},
-		{name: "held headers go out on the timer", writes: [][]byte{hdrs}, wantWrites: 1},
-		{name: "held headers go out on close", writes: [][]byte{hdrs}, close: true, wantWrites: 1},
+		// The hold is an hour where the timer must not be what sends the frame: with the
+		// real 100 µs a loaded machine can deschedule the test between its two writes, the
+		// timer then (correctly) sends the headers alone, and the count says nothing about
+		// coalescing. An hour cannot pass, so one write here means the body joined the
+		// held headers, and two writes still mean coalescing is broken.
+		{name: "headers and body in one write", writes: [][]byte{hdrs, data}, delay: time.Hour, wantWrites: 1},
+		{name: "headers ending the stream at once", writes: [][]byte{hdrsEnd}, delay: time.Hour, wantWrites: 1},
+		// The real delay: the peer's read (5 s deadline) only completes if the timer fires.
+		{name: "held headers go out on the timer", writes: [][]byte{hdrs}, delay: coalesceDelay, wantWrites: 1},
+		{name: "held headers go out on close", writes: [][]byte{hdrs}, close: true, delay: time.Hour, wantWrites: 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := tcpPairT(t)
 			wc := &writeCounter{Conn: a}
 			c := newCoalescingConn(wc, false)
+			c.delay = tc.delay
 			var want []byte
 			for _, w := range tc.writes {
 				if n, err := c.Write(w); n != len(w) || err != nil {
