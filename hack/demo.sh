@@ -68,7 +68,7 @@ export KUBECONFIG
 step "Building the images and importing them into the cluster (hack/images.sh)"
 hack/images.sh
 
-WEFT="$WEFT" hack/demo/install.sh
+WEFT="$WEFT" WEFT_STEPS_T0="$T0" hack/demo/install.sh
 
 if [ "$REFRESHES" = 0 ]; then
   step "Golden metrics per deployment, from the proxies (weft stat deploy -n weft-demo --watch); Ctrl-C ends the demo"
