@@ -54,6 +54,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/trustbundle"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 const (
@@ -710,7 +711,7 @@ func TestMeshIdentity(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		_, err = api.NewIdentityClient(conn).Certify(ctx, &api.CertifyRequest{Identity: wantID, Token: []byte("x"), CertificateSigningRequest: []byte("x")})
+		_, err = apigrpc.NewIdentityClient(conn).Certify(ctx, &api.CertifyRequest{Identity: wantID, Token: []byte("x"), CertificateSigningRequest: []byte("x")})
 		if st := status.Convert(err); st.Code() != codes.Unavailable {
 			t.Fatalf("Certify without a Mesh: %v, want Unavailable", err)
 		}

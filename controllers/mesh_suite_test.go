@@ -61,6 +61,7 @@ import (
 	"github.com/weftmesh/weft/internal/testenv/certmanager"
 	"github.com/weftmesh/weft/internal/trustbundle"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 const controlPlaneNS = "weft-system"
@@ -182,7 +183,7 @@ func pool(certs ...*x509.Certificate) *x509.CertPool {
 // identityClient dials the identity service, verifying its serving certificate against
 // the published bundle as a proxy does, and returns the client and the certificate chain
 // the server presented.
-func (m *meshEnv) identityClient(t *testing.T, ctx context.Context) (api.IdentityClient, []*x509.Certificate) {
+func (m *meshEnv) identityClient(t *testing.T, ctx context.Context) (apigrpc.IdentityClient, []*x509.Certificate) {
 	t.Helper()
 	anchors, err := m.bundle(ctx, controlPlaneNS)
 	if err != nil {
@@ -203,7 +204,7 @@ func (m *meshEnv) identityClient(t *testing.T, ctx context.Context) (api.Identit
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	cl := api.NewIdentityClient(conn)
+	cl := apigrpc.NewIdentityClient(conn)
 	// Force the handshake now so the presented chain is known.
 	_, _ = cl.Certify(ctx, &api.CertifyRequest{})
 	if len(presented) == 0 {

@@ -58,6 +58,7 @@ import (
 	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 const (
@@ -195,7 +196,7 @@ func remove(t *testing.T, obj client.Object) {
 }
 
 // conn dials the service as a proxy of namespace ns (ns "": no client certificate).
-func conn(t *testing.T, ns string, opts ...grpc.DialOption) api.DestinationClient {
+func conn(t *testing.T, ns string, opts ...grpc.DialOption) apigrpc.DestinationClient {
 	t.Helper()
 	var cert *tls.Certificate
 	if ns != "" {
@@ -210,7 +211,7 @@ func conn(t *testing.T, ns string, opts ...grpc.DialOption) api.DestinationClien
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	return api.NewDestinationClient(cc)
+	return apigrpc.NewDestinationClient(cc)
 }
 
 // stream is a subscription read by a goroutine into a channel.
@@ -222,7 +223,7 @@ type stream struct {
 	cfg *api.DestinationConfig
 }
 
-func subscribe(t *testing.T, c api.DestinationClient, req *api.GetDestination) *stream {
+func subscribe(t *testing.T, c apigrpc.DestinationClient, req *api.GetDestination) *stream {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -336,7 +337,7 @@ func sortEndpointsForTest(eps []*api.Endpoint) {
 
 // checkFresh asserts that what s's messages add up to is exactly what a new
 // subscription gets as its snapshot: deltas lose nothing.
-func (s *stream) checkFresh(t *testing.T, c api.DestinationClient, req *api.GetDestination) {
+func (s *stream) checkFresh(t *testing.T, c apigrpc.DestinationClient, req *api.GetDestination) {
 	t.Helper()
 	fresh := subscribe(t, c, req)
 	defer fresh.cancel()
@@ -915,12 +916,12 @@ func TestRefused(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		c    api.DestinationClient
+		c    apigrpc.DestinationClient
 		req  *api.GetDestination
 		want codes.Code
 	}{
 		{"no client certificate", conn(t, ""), authority("web", ns, 80), codes.Unauthenticated},
-		{"a certificate from another CA", api.NewDestinationClient(foreignConn), authority("web", ns, 80), codes.Unavailable},
+		{"a certificate from another CA", apigrpc.NewDestinationClient(foreignConn), authority("web", ns, 80), codes.Unavailable},
 		{"another namespace's context", conn(t, "elsewhere"), &api.GetDestination{
 			Target: &api.GetDestination_Authority{Authority: "web." + ns + ":80"}, ContextNamespace: ns}, codes.PermissionDenied},
 		{"no target", conn(t, ns), &api.GetDestination{ContextNamespace: ns}, codes.InvalidArgument},
@@ -1103,7 +1104,7 @@ func tryGet(t *testing.T, cfg *tls.Config, ns string) error {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := api.NewDestinationClient(cc).Get(ctx, authority("web", ns, 80))
+	st, err := apigrpc.NewDestinationClient(cc).Get(ctx, authority("web", ns, 80))
 	if err != nil {
 		return err
 	}

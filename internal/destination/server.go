@@ -34,6 +34,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 // ServerOptions configure a Server.
@@ -49,7 +50,7 @@ type ServerOptions struct {
 // Server implements the Destination gRPC API on a store fed by informer events (see
 // Handler).
 type Server struct {
-	api.UnimplementedDestinationServer
+	apigrpc.UnimplementedDestinationServer
 
 	opts ServerOptions
 	log  logr.Logger
@@ -218,7 +219,7 @@ func (s *Server) MarkSynced() {
 // Synced says whether MarkSynced was called.
 func (s *Server) Synced() bool { return s.synced.Load() }
 
-// Get implements api.DestinationServer.
+// Get implements apigrpc.DestinationServer.
 func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[api.DestinationUpdate]) error {
 	ctx := stream.Context()
 	ns, err := clientNamespace(ctx)
@@ -530,7 +531,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, creds grpc.ServerO
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
 	)
-	api.RegisterDestinationServer(srv, s)
+	apigrpc.RegisterDestinationServer(srv, s)
 	loopCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.run(loopCtx)

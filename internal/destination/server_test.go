@@ -39,6 +39,7 @@ import (
 	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -126,7 +127,7 @@ func TestUnavailableUntilSyncedAndShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cc.Close()
-	c := api.NewDestinationClient(cc)
+	c := apigrpc.NewDestinationClient(cc)
 	req := auth("web.shop.svc.cluster.local:80")
 	// The client's context outlives the server's, so the end of the stream is the
 	// server's doing.

@@ -52,6 +52,7 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/trustbundle"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 // Names fixed by the contracts between Weft's parts.
@@ -95,7 +96,7 @@ type Config struct {
 
 // Service implements the Identity gRPC API.
 type Service struct {
-	api.UnimplementedIdentityServer
+	apigrpc.UnimplementedIdentityServer
 
 	cfg    Config
 	issuer *issuerSource
@@ -132,7 +133,7 @@ func New(cfg Config) (*Service, error) {
 	}, nil
 }
 
-// Certify implements api.IdentityServer.
+// Certify implements apigrpc.IdentityServer.
 func (s *Service) Certify(ctx context.Context, req *api.CertifyRequest) (*api.CertifyResponse, error) {
 	resp, rej, err := s.certify(ctx, req)
 	if err != nil {
@@ -343,7 +344,7 @@ func (s *Service) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.MaxRecvMsgSize(64<<10), // a CSR and a token are a few KiB
 		grpc.ConnectionTimeout(10*time.Second),
 	)
-	api.RegisterIdentityServer(srv, s)
+	apigrpc.RegisterIdentityServer(srv, s)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	select {

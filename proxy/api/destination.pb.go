@@ -2738,9 +2738,7 @@ const file_destination_proto_rawDesc = "" +
 	"\vRouteSource\x12\x18\n" +
 	"\x14ROUTE_SOURCE_DEFAULT\x10\x00\x12\x1c\n" +
 	"\x18ROUTE_SOURCE_GATEWAY_API\x10\x01\x12 \n" +
-	"\x1cROUTE_SOURCE_SERVICE_PROFILE\x10\x022c\n" +
-	"\vDestination\x12T\n" +
-	"\x03Get\x12#.weft.destination.v1.GetDestination\x1a&.weft.destination.v1.DestinationUpdate0\x01B(Z&github.com/weftmesh/weft/proxy/api;apib\x06proto3"
+	"\x1cROUTE_SOURCE_SERVICE_PROFILE\x10\x02B(Z&github.com/weftmesh/weft/proxy/api;apib\x06proto3"
 
 var (
 	file_destination_proto_rawDescOnce sync.Once
@@ -2848,10 +2846,8 @@ var file_destination_proto_depIdxs = []int32{
 	0,  // 52: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
 	32, // 53: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
 	0,  // 54: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	2,  // 55: weft.destination.v1.Destination.Get:input_type -> weft.destination.v1.GetDestination
-	3,  // 56: weft.destination.v1.Destination.Get:output_type -> weft.destination.v1.DestinationUpdate
-	56, // [56:57] is the sub-list for method output_type
-	55, // [55:56] is the sub-list for method input_type
+	55, // [55:55] is the sub-list for method output_type
+	55, // [55:55] is the sub-list for method input_type
 	55, // [55:55] is the sub-list for extension type_name
 	55, // [55:55] is the sub-list for extension extendee
 	0,  // [0:55] is the sub-list for field type_name
@@ -2907,7 +2903,7 @@ func file_destination_proto_init() {
 			NumEnums:      2,
 			NumMessages:   31,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_destination_proto_goTypes,
 		DependencyIndexes: file_destination_proto_depIdxs,

@@ -171,9 +171,7 @@ const file_identity_proto_rawDesc = "" +
 	"\x10leaf_certificate\x18\x01 \x01(\fR\x0fleafCertificate\x12;\n" +
 	"\x19intermediate_certificates\x18\x02 \x03(\fR\x18intermediateCertificates\x12;\n" +
 	"\vvalid_until\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"validUntil2Z\n" +
-	"\bIdentity\x12N\n" +
-	"\aCertify\x12 .weft.identity.v1.CertifyRequest\x1a!.weft.identity.v1.CertifyResponseB(Z&github.com/weftmesh/weft/proxy/api;apib\x06proto3"
+	"validUntilB(Z&github.com/weftmesh/weft/proxy/api;apib\x06proto3"
 
 var (
 	file_identity_proto_rawDescOnce sync.Once
@@ -195,10 +193,8 @@ var file_identity_proto_goTypes = []any{
 }
 var file_identity_proto_depIdxs = []int32{
 	2, // 0: weft.identity.v1.CertifyResponse.valid_until:type_name -> google.protobuf.Timestamp
-	0, // 1: weft.identity.v1.Identity.Certify:input_type -> weft.identity.v1.CertifyRequest
-	1, // 2: weft.identity.v1.Identity.Certify:output_type -> weft.identity.v1.CertifyResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for method output_type
+	1, // [1:1] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -217,7 +213,7 @@ func file_identity_proto_init() {
 			NumEnums:      0,
 			NumMessages:   2,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   0,
 		},
 		GoTypes:           file_identity_proto_goTypes,
 		DependencyIndexes: file_identity_proto_depIdxs,

@@ -19,13 +19,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 	"github.com/weftmesh/weft/proxy/internal/testpki"
 )
 
 // identityServer is a stand-in identity service built from the generated proxy/api
 // code with grpc-go.
 type identityServer struct {
-	api.UnimplementedIdentityServer
+	apigrpc.UnimplementedIdentityServer
 	ca    *testpki.CA
 	token string
 }
@@ -66,7 +67,7 @@ func TestBinaryMeshIdentity(t *testing.T) {
 	}
 	srvCert := ca.IssueDNS(t, "localhost").TLS
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{srvCert}})))
-	api.RegisterIdentityServer(gs, &identityServer{ca: ca, token: "sa-token"})
+	apigrpc.RegisterIdentityServer(gs, &identityServer{ca: ca, token: "sa-token"})
 	go gs.Serve(ln)
 	defer gs.Stop()
 	port := ln.Addr().(*net.TCPAddr).Port

@@ -25,12 +25,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/status"
+	"golang.org/x/net/http2"
 
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/identity"
@@ -84,9 +79,9 @@ type Options struct {
 	// destination's configuration); past it new targets are not subscribed and
 	// lookups of them return nil. Default 10000.
 	MaxSubscriptions int
-	// KeepaliveInterval is how often the connection is pinged while streams are
-	// open, so a server that vanished without closing the connection (its node gone)
-	// is noticed after interval plus KeepaliveTimeout rather than never. The server
+	// KeepaliveInterval is how long the connection may go without a frame from the
+	// server before it is pinged, so that a server that vanished without closing
+	// the connection (its node gone) is noticed after interval plus KeepaliveTimeout rather than never. The server
 	// must allow pings that often (the destination service allows one every 10s; a
 	// grpc-go server's default is 5 minutes). Default 30s; negative disables pings.
 	KeepaliveInterval time.Duration
@@ -114,8 +109,8 @@ type Stats struct {
 type Client struct {
 	opts Options
 	log  logr.Logger
-	conn *grpc.ClientConn
-	dest api.DestinationClient
+	// tr holds the one HTTP/2 connection to the service; nil when Addr is unusable.
+	tr *http2.Transport
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -186,27 +181,11 @@ func New(opts Options) *Client {
 	empty := map[key]*subscription{}
 	c.subs.Store(&empty)
 
-	dialOpts := []grpc.DialOption{
-		grpc.WithTransportCredentials(credentials.NewTLS(clientTLS(opts.Identity, opts.ServerName))),
-		grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{BaseDelay: opts.MinBackoff, Multiplier: 2, Jitter: 0.2, MaxDelay: opts.MaxBackoff},
-			// A handshake may take a moment on a loaded node; the default is 20s.
-			MinConnectTimeout: 5 * time.Second,
-		}),
-		grpc.WithUserAgent("weft-proxy"),
-		// A destination with thousands of endpoints is a large message.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
-	}
-	if opts.KeepaliveInterval > 0 {
-		dialOpts = append(dialOpts, grpc.WithKeepaliveParams(keepalive.ClientParameters{
-			Time: opts.KeepaliveInterval, Timeout: opts.KeepaliveTimeout}))
-	}
-	conn, err := grpc.NewClient(opts.Addr, dialOpts...)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(opts.Addr); err != nil {
 		c.log.Error(err, "Cannot use the destination service address; destinations will not be discovered", "addr", opts.Addr)
 		return c
 	}
-	c.conn, c.dest = conn, api.NewDestinationClient(conn)
+	c.tr = newTransport(opts)
 
 	tick := max(opts.IdleTimeout/4, time.Millisecond)
 	c.wg.Add(1)
@@ -223,8 +202,9 @@ func (c *Client) Close() error {
 	c.cancel()
 	c.mu.Unlock()
 	c.wg.Wait()
-	if c.conn != nil {
-		return c.conn.Close()
+	if c.tr != nil {
+		// Every stream has ended: the connection is idle.
+		c.tr.CloseIdleConnections()
 	}
 	return nil
 }
@@ -285,7 +265,7 @@ func (s *subscription) waitFirst(ctx context.Context) {
 // subscribe returns the subscription of k, creating it and starting its stream if
 // there is none; nil when the client is closed, unusable or full.
 func (c *Client) subscribe(k key) *subscription {
-	if c.dest == nil {
+	if c.tr == nil {
 		return nil
 	}
 	c.mu.Lock()
@@ -377,8 +357,8 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 		if !progressed {
 			backoff = min(2*backoff, c.opts.MaxBackoff)
 		}
-		switch status.Code(err) {
-		case codes.PermissionDenied, codes.Unauthenticated, codes.InvalidArgument, codes.Unimplemented:
+		switch statusCode(err) {
+		case codePermissionDenied, codeUnauthenticated, codeInvalidArgument, codeUnimplemented:
 			// A configuration problem an operator must see (e.g. POD_NAMESPACE not the
 			// namespace of the proxy's identity), not a passing outage.
 			c.log.Info("Destination service refused the subscription, retrying", "target", s.key.String(), "reason", err.Error(), "in", wait)
@@ -406,12 +386,14 @@ func (c *Client) follow(ctx context.Context, s *subscription) (progressed bool, 
 	} else {
 		req.Target = &api.GetDestination_Address{Address: s.key.addr.String()}
 	}
-	// WaitForReady: while the service is unreachable the call waits for the
-	// connection (which reconnects with its own backoff) instead of failing at once.
-	stream, err := c.dest.Get(ctx, req, grpc.WaitForReady(true))
+	// While the service is unreachable the call fails at once and run retries it
+	// with backoff; each attempt dials anew (with the current certificate) when the
+	// shared connection is gone.
+	stream, err := openGet(ctx, c.tr, c.opts.Addr, req)
 	if err != nil {
 		return false, err
 	}
+	defer stream.Close()
 	for {
 		u, err := stream.Recv()
 		if err != nil {

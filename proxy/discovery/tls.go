@@ -1,10 +1,12 @@
 package discovery
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 
 	"github.com/weftmesh/weft/proxy/identity"
@@ -72,4 +74,10 @@ func verifyServer(store *identity.Store, serverName string, cs tls.ConnectionSta
 		}
 	}
 	return nil
+}
+
+// dialTLS connects and completes the TLS handshake within ctx.
+func dialTLS(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
+	d := tls.Dialer{Config: cfg}
+	return d.DialContext(ctx, network, addr)
 }

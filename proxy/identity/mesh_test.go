@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 	"github.com/weftmesh/weft/proxy/internal/testpki"
 )
 
@@ -27,7 +28,7 @@ import (
 // over TLS: it checks the token and that the CSR asks for the requested identity, and
 // signs short-lived leaves so renewal can be watched.
 type fakeIdentity struct {
-	api.UnimplementedIdentityServer
+	apigrpc.UnimplementedIdentityServer
 	ca       *testpki.CA
 	token    string
 	lifetime time.Duration
@@ -60,7 +61,7 @@ func startFakeIdentity(t *testing.T, f *fakeIdentity, serverCert tls.Certificate
 		t.Fatal(err)
 	}
 	s := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS13})))
-	api.RegisterIdentityServer(s, f)
+	apigrpc.RegisterIdentityServer(s, f)
 	go s.Serve(ln)
 	t.Cleanup(s.Stop)
 	return ln.Addr().String()

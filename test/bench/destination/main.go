@@ -64,6 +64,7 @@ import (
 	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 const (
@@ -493,7 +494,7 @@ type sub struct {
 }
 
 func subscribeAll(ctx context.Context, pki *desttest.PKI, addr string, cfg config) ([]*sub, func(), error) {
-	var clients []api.DestinationClient
+	var clients []apigrpc.DestinationClient
 	var closers []io.Closer
 	closeAll := func() {
 		for _, c := range closers {
@@ -510,7 +511,7 @@ func subscribeAll(ctx context.Context, pki *desttest.PKI, addr string, cfg confi
 			return nil, closeAll, err
 		}
 		closers = append(closers, cc)
-		clients = append(clients, api.NewDestinationClient(cc))
+		clients = append(clients, apigrpc.NewDestinationClient(cc))
 	}
 	subs := make([]*sub, cfg.subscriptions)
 	for i := range subs {
