@@ -64,6 +64,7 @@ import (
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/replicacache"
 )
 
 // Names fixed by the contracts between Weft's parts.
@@ -155,7 +156,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the destination cache: %w", err)
 	}
-	if err := mgr.Add(c); err != nil {
+	if err := replicacache.Add(mgr, c); err != nil {
 		return fmt.Errorf("adding the destination cache: %w", err)
 	}
 	log := mgr.GetLogger().WithName("destination")

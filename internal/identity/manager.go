@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/replicacache"
 )
 
 // Options configure the identity service in weft-controller.
@@ -62,7 +63,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return fmt.Errorf("creating the identity cache: %w", err)
 	}
-	if err := mgr.Add(c); err != nil {
+	if err := replicacache.Add(mgr, c); err != nil {
 		return fmt.Errorf("adding the identity cache: %w", err)
 	}
 	svc, err := New(Config{
