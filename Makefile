@@ -88,8 +88,12 @@ run: manifests generate ## Run the controller against the current kubeconfig.
 	go run ./cmd/weft-controller --leader-elect=false --enable-webhooks=false
 
 .PHONY: demo
-demo: ## Run the whole mesh on a local single-node cluster.
+demo: ## Run the whole mesh on a local single-node cluster (DEMO_KEEP=1 leaves it up).
 	@hack/demo.sh
+
+.PHONY: demo-local
+demo-local: ## The demo without a cluster: local API server, control plane in-process, proxies on loopback.
+	@hack/demo.sh --local
 
 ##@ Deployment
 
