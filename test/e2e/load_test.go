@@ -32,6 +32,7 @@ import (
 
 // LoadStats mirrors cmd/weft-demo's: what the load generator counted.
 type LoadStats struct {
+	Sent           uint64             `json:"sent"`
 	Requests       uint64             `json:"requests"`
 	Failures       uint64             `json:"failures"`
 	Errors         uint64             `json:"errors"`

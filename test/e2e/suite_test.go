@@ -349,6 +349,28 @@ func TestMetrics(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	pod := steadyLoadPod(ctx, t)
+	// The generator is open loop: after a stall (the CPU the previous tests took) it
+	// catches up with a burst, and then rates over windows a fraction of a second
+	// apart differ by more than 2%. Measure once it runs at its steady rate again.
+	err := eventually(ctx, 45*time.Second, 0, func() error {
+		s0, err := podStats(ctx, pod)
+		if err != nil {
+			return err
+		}
+		time.Sleep(3 * time.Second)
+		s1, err := podStats(ctx, pod)
+		if err != nil {
+			return err
+		}
+		rate := float64(s1.Requests-s0.Requests) / (s1.ElapsedSeconds - s0.ElapsedSeconds)
+		if math.Abs(rate-200) > 2 || s1.Sent-s1.Requests > 20 {
+			return fmt.Errorf("the generator runs at %.1f requests/s with %d in flight", rate, s1.Sent-s1.Requests)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	before, err := podStats(ctx, pod)
 	if err != nil {
 		t.Fatal(err)
