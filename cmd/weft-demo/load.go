@@ -51,6 +51,10 @@ type LoadStats struct {
 	ElapsedSeconds float64 `json:"elapsedSeconds"`
 	// LatencyMs are quantiles of the completed requests' latencies.
 	LatencyMs map[string]float64 `json:"latencyMs"`
+	// FailuresBySendSecond counts failures by the Unix second in which their request was
+	// sent (the last ten minutes), so that a reader can tell requests sent after an
+	// event from earlier ones that only completed (timed out) after it.
+	FailuresBySendSecond map[string]uint64 `json:"failuresBySendSecond,omitempty"`
 	// LastError is the most recent failure's description, for humans.
 	LastError string `json:"lastError,omitempty"`
 	Done      bool   `json:"done"`
@@ -155,7 +159,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		Transport: &http.Transport{MaxIdleConnsPerHost: l.concurrency, IdleConnTimeout: 90 * time.Second,
 			DisableCompression: true},
 	}
-	l.stats = LoadStats{Target: l.target, RPS: l.rps, ByStatus: map[string]uint64{}, ByVersion: map[string]uint64{}}
+	l.stats = LoadStats{Target: l.target, RPS: l.rps, ByStatus: map[string]uint64{}, ByVersion: map[string]uint64{},
+		FailuresBySendSecond: map[string]uint64{}}
 
 	if *statsAddr != "" {
 		mux := http.NewServeMux()
@@ -261,40 +266,55 @@ done:
 // one sends a request and records its outcome. Requests in flight when the run ends
 // still complete (they are not cancelled), so Sent == Requests at the end.
 func (l *loader) one() {
+	start := time.Now()
 	req, err := http.NewRequest(http.MethodGet, l.target, nil)
 	if err != nil {
-		l.record(0, "", 0, err)
+		l.record(start, 0, "", err)
 		return
 	}
 	for k, vs := range l.headers {
 		req.Header[k] = vs
 	}
-	start := time.Now()
 	resp, err := l.client.Do(req)
 	if err != nil {
-		l.record(0, "", time.Since(start), err)
+		l.record(start, 0, "", err)
 		return
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	l.record(resp.StatusCode, resp.Header.Get(HeaderVersion), time.Since(start), err)
+	l.record(start, resp.StatusCode, resp.Header.Get(HeaderVersion), err)
 }
 
-func (l *loader) record(status int, version string, latency time.Duration, err error) {
+// failureSecondsKept bounds FailuresBySendSecond for generators that run for days.
+const failureSecondsKept = 600
+
+func (l *loader) record(sent time.Time, status int, version string, err error) {
+	latency := time.Since(sent)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.stats.Requests++
 	l.hist.add(float64(latency) / float64(time.Millisecond))
+	failed := func(why string) {
+		l.stats.Failures++
+		l.stats.LastError = why
+		sec := sent.Unix()
+		l.stats.FailuresBySendSecond[strconv.FormatInt(sec, 10)]++
+		if len(l.stats.FailuresBySendSecond) > failureSecondsKept {
+			for k := range l.stats.FailuresBySendSecond {
+				if s, _ := strconv.ParseInt(k, 10, 64); s <= sec-failureSecondsKept {
+					delete(l.stats.FailuresBySendSecond, k)
+				}
+			}
+		}
+	}
 	switch {
 	case err != nil:
 		l.stats.Errors++
-		l.stats.Failures++
 		l.stats.ByStatus["error"]++
-		l.stats.LastError = err.Error()
+		failed(err.Error())
 		return
 	case status >= 500, l.strict && status >= 400:
-		l.stats.Failures++
-		l.stats.LastError = "status " + strconv.Itoa(status)
+		failed("status " + strconv.Itoa(status))
 	}
 	l.stats.ByStatus[strconv.Itoa(status)]++
 	if version != "" {
@@ -314,6 +334,10 @@ func (l *loader) snapshot() LoadStats {
 	s.ByVersion = make(map[string]uint64, len(l.stats.ByVersion))
 	for k, v := range l.stats.ByVersion {
 		s.ByVersion[k] = v
+	}
+	s.FailuresBySendSecond = make(map[string]uint64, len(l.stats.FailuresBySendSecond))
+	for k, v := range l.stats.FailuresBySendSecond {
+		s.FailuresBySendSecond[k] = v
 	}
 	switch {
 	case l.start.IsZero():

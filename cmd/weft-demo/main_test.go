@@ -113,6 +113,13 @@ func TestWorkloads(t *testing.T) {
 			if s.Requests != 1000 || s.Failures < 124 || s.Failures > 276 || s.ByStatus["500"] != s.Failures {
 				t.Errorf("want ~200 failures in 1000 requests, all 500s, got %+v", s)
 			}
+			var bySecond uint64
+			for _, n := range s.FailuresBySendSecond {
+				bySecond += n
+			}
+			if bySecond != s.Failures {
+				t.Errorf("failures by send second add up to %d, want %d", bySecond, s.Failures)
+			}
 		},
 	}, {
 		name: "timeouts count as errors",
