@@ -44,7 +44,7 @@ type LoadStats struct {
 	LastError      string             `json:"lastError"`
 	// FailuresBySendSecond counts failures by the Unix second their request was sent.
 	FailuresBySendSecond map[string]uint64 `json:"failuresBySendSecond"`
-	Done           bool               `json:"done"`
+	Done                 bool              `json:"done"`
 }
 
 // loadJob describes a one-shot load generator run as a Job in the suite's namespace.
