@@ -97,8 +97,15 @@ func TestCoalescingConnWrites(t *testing.T) {
 	hdrs := frame(t, http2.FrameHeaders, http2.FlagHeadersEndHeaders, 1, []byte("hpack"))
 	hdrsEnd := frame(t, http2.FrameHeaders, http2.FlagHeadersEndHeaders|http2.FlagHeadersEndStream, 3, []byte("hpack"))
 	data := frame(t, http2.FrameData, http2.FlagDataEndStream, 1, []byte("body"))
+	windowUpdate := func(stream, incr uint32) []byte {
+		return frame(t, http2.FrameWindowUpdate, 0, stream, []byte{byte(incr >> 24), byte(incr >> 16), byte(incr >> 8), byte(incr)})
+	}
+	connWU, streamWU := windowUpdate(0, 4096), windowUpdate(1, 4096)
+	settingsAndWU := append(frame(t, http2.FrameSettings, 0, 0, nil), windowUpdate(0, 1<<30)...)
+	preface := []byte(http2.ClientPreface)
 	cases := []struct {
 		name       string
+		client     bool // the proxy's client side: writes start with the preface
 		writes     [][]byte
 		close      bool          // close after the writes
 		delay      time.Duration // how long headers are held
@@ -114,12 +121,19 @@ func TestCoalescingConnWrites(t *testing.T) {
 		// The real delay: the peer's read (5 s deadline) only completes if the timer fires.
 		{name: "held headers go out on the timer", writes: [][]byte{hdrs}, delay: coalesceDelay, wantWrites: 1},
 		{name: "held headers go out on close", writes: [][]byte{hdrs}, close: true, delay: time.Hour, wantWrites: 1},
+		// Connection-level WINDOW_UPDATEs from the client side wait for the next write.
+		{name: "connection window update joins the next request", client: true, writes: [][]byte{preface, connWU, connWU, hdrsEnd}, delay: time.Hour, wantWrites: 2},
+		{name: "held window update goes out on close", client: true, writes: [][]byte{preface, connWU}, close: true, delay: time.Hour, wantWrites: 2},
+		{name: "stream window update goes out at once", client: true, writes: [][]byte{preface, streamWU}, delay: time.Hour, wantWrites: 2},
+		{name: "the initial settings and window go out at once", client: true, writes: [][]byte{preface, settingsAndWU}, delay: time.Hour, wantWrites: 2},
+		{name: "a window update past the held bound goes out at once", client: true, writes: [][]byte{preface, windowUpdate(0, maxHeldCredit+1)}, delay: time.Hour, wantWrites: 2},
+		{name: "server side window updates go out at once", writes: [][]byte{connWU}, delay: time.Hour, wantWrites: 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := tcpPairT(t)
 			wc := &writeCounter{Conn: a}
-			c := newCoalescingConn(wc, false)
+			c := newCoalescingConn(wc, tc.client)
 			c.delay = tc.delay
 			var want []byte
 			for _, w := range tc.writes {

@@ -272,6 +272,23 @@ func TestHTTP1ThroughPair(t *testing.T) {
 		}
 	})
 
+	t.Run("downloads past the held window", func(t *testing.T) {
+		// The client side holds connection-level WINDOW_UPDATEs back for the next
+		// write, up to 16 MiB of window (maxHeldCredit): 24 MiB of responses (go-httpbin
+		// sends at most 1 MiB each) must flow as before.
+		for i := range 24 {
+			resp, err := c.Get(fmt.Sprintf("%s/stream-bytes/%d?chunk_size=65536&seed=%d", base, 1<<20, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if n != 1<<20 || err != nil {
+				t.Fatalf("download %d: status %d, %d bytes (%v), want %d", i, resp.StatusCode, n, err, 1<<20)
+			}
+		}
+	})
+
 	t.Run("keep-alive reuses the client connection", func(t *testing.T) {
 		var reused atomic.Int32
 		for i := 0; i < 5; i++ {
