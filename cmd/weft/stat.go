@@ -289,8 +289,22 @@ func scrapeAll(ctx context.Context, kc *kubeClients, pods []statPod, stderr io.W
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			text, err := fetchMetrics(ctx, kc, p.namespace, p.name, p.adminPort)
-			at := time.Now()
+			// The sample's time is the middle of the request: the proxy renders its
+			// counters somewhere in between. A slow round trip (a loaded API server or
+			// machine) blurs that by up to its length, which over a 10s window is
+			// percents, so a scrape slower than slowScrape is taken again (3 tries).
+			var text string
+			var err error
+			var at time.Time
+			for try := 0; try < 3; try++ {
+				start := time.Now()
+				text, err = fetchMetrics(ctx, kc, p.namespace, p.name, p.adminPort)
+				rtt := time.Since(start)
+				at = start.Add(rtt / 2)
+				if err != nil || rtt < slowScrape {
+					break
+				}
+			}
 			var samples []sample
 			if err == nil {
 				samples, err = parseMetrics(text)
@@ -309,6 +323,9 @@ func scrapeAll(ctx context.Context, kc *kubeClients, pods []statPod, stderr io.W
 	wg.Wait()
 	return out
 }
+
+// slowScrape is the round trip above which a scrape is retried (see scrapeAll).
+const slowScrape = 250 * time.Millisecond
 
 func fetchMetrics(ctx context.Context, kc *kubeClients, ns, pod string, port int32) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
