@@ -453,6 +453,17 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("weft stat printed no row for %s %s:\n%s", want.name, want.dir, out)
 		}
 	}
+	if t.Failed() {
+		// Requests the proxies did not count at all: connections whose protocol
+		// detection timed out are forwarded as opaque TCP, without request metrics.
+		if b, err := env.kube.CoreV1().Pods(ns).ProxyGet("http", pod, "4191", "metrics", nil).DoRaw(ctx); err == nil {
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "weft_detect_timeout_total") || strings.HasPrefix(l, "tcp_open_total") {
+					t.Logf("steady-load's proxy: %s", l)
+				}
+			}
+		}
+	}
 }
 
 func deref(p *float64) any {
