@@ -156,7 +156,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	l.client = &http.Client{
 		Timeout: *timeout,
-		Transport: &http.Transport{MaxIdleConnsPerHost: l.concurrency, IdleConnTimeout: 90 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: l.concurrency, IdleConnTimeout: idleConnTimeout,
 			DisableCompression: true},
 	}
 	l.stats = LoadStats{Target: l.target, RPS: l.rps, ByStatus: map[string]uint64{}, ByVersion: map[string]uint64{},

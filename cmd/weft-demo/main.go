@@ -55,6 +55,13 @@ var subcommands = map[string]subcommand{
 // errUsage means the flags were wrong; the flag package has already said why.
 var errUsage = errors.New("usage")
 
+// idleConnTimeout closes the HTTP clients' idle connections well before the proxy's
+// protocol detection gives up (10s by default). Go's http.Transport keeps a connection
+// it dialled for a request that another connection served, unused, in its idle pool; a
+// connection whose first bytes come later than the detection timeout is forwarded as
+// opaque TCP, unrouted and without HTTP metrics (docs/proxy.md, "Protocol detection").
+const idleConnTimeout = 5 * time.Second
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -64,7 +64,7 @@ func runWeb(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	w := &web{
 		grpc:    testpb.NewTestServiceClient(conn),
 		backend: strings.TrimSuffix(*backendURL, "/"),
-		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}},
+		client:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: idleConnTimeout}},
 		timeout: *timeout,
 	}
 	fmt.Fprintf(stdout, "web listening on %s (grpc %s, backend %s)\n", *addr, *grpcAddr, w.backend)
