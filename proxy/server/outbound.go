@@ -5,9 +5,11 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
+	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/detect"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -41,7 +43,7 @@ func (s *Server) handleOutbound(raw *net.TCPConn) {
 		s.outboundTCP(src, raw, dst, dest, nil)
 		return
 	}
-	res, pc, err := detect.Detect(src, ix.Config.DetectTimeout.Duration)
+	res, pc, err := detect.Detect(src, detectTimeout(ix, dest))
 	if err != nil && len(pc.Peeked()) == 0 {
 		src.Close()
 		return
@@ -58,6 +60,23 @@ func (s *Server) handleOutbound(raw *net.TCPConn) {
 	default:
 		s.outboundTCP(src, raw, dst, dest, pc.TakePeeked())
 	}
+}
+
+// declaredHTTPDetectTimeout bounds detection on a port whose Service declares HTTP: as
+// long as an idle HTTP connection may live.
+const declaredHTTPDetectTimeout = 5 * time.Minute
+
+// detectTimeout is how long to wait for a client's first bytes. The short configured
+// timeout protects server-speaks-first protocols on undeclared ports; a port declared
+// HTTP (appProtocol http, h2c, grpc) cannot be one, and its clients may dial
+// connections well before they use them (Go's http.Transport pools a connection that
+// lost the race for a request), which must not turn them into unrouted opaque TCP.
+func detectTimeout(ix *config.Index, dest *api.DestinationConfig) time.Duration {
+	switch dest.GetProtocol() {
+	case api.ProtocolHint_PROTOCOL_HINT_HTTP1, api.ProtocolHint_PROTOCOL_HINT_H2C, api.ProtocolHint_PROTOCOL_HINT_GRPC:
+		return declaredHTTPDetectTimeout
+	}
+	return ix.Config.DetectTimeout.Duration
 }
 
 // outboundTCP forwards an opaque connection to an endpoint of dest, chosen per

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -1041,6 +1042,53 @@ func TestRoutedAllEjected(t *testing.T) {
 			}
 			if got[500] != tc.want500 || got[503] != tc.want503 || reason != tc.wantError {
 				t.Fatalf("statuses %v (%q), want %d×500 and %d×503 (%q)", got, reason, tc.want500, tc.want503, tc.wantError)
+			}
+		})
+	}
+}
+
+// TestSilentClientOfDeclaredHTTP checks that a connection whose client says nothing for
+// longer than the detection timeout is still served as HTTP (routed and measured by
+// route) when the Service declares the port HTTP, and becomes opaque TCP when it does
+// not: the short timeout is only for ports that may be server-speaks-first.
+func TestSilentClientOfDeclaredHTTP(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		protocol   api.ProtocolHint
+		wantRouted float64
+	}{
+		{"declared http", api.ProtocolHint_PROTOCOL_HINT_HTTP1, 1},
+		{"undeclared", api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const svc = "10.96.1.40:80"
+			a := newApp(t, "a", nil)
+			rp := startRouted(t, svc)
+			d := dest(svc, nil, fallbackTo(wb("shop/a:80", 1)), be("shop/a:80", a))
+			d.Protocol = tc.protocol
+			rp.src.set(d)
+			conn, err := net.Dial("tcp", rp.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			time.Sleep(2 * detectTimeout) // a pooled connection, used later
+			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", routedAuthority)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || a.hits.Load() != 1 {
+				t.Fatalf("status %d, app hits %d; want 200 and 1", resp.StatusCode, a.hits.Load())
+			}
+			text := rp.metricsText()
+			if v := metricValue(text, "route_request_total", `rt_route="default"`); v != tc.wantRouted {
+				t.Fatalf("route_request_total = %v, want %v", v, tc.wantRouted)
+			}
+			if v := metricValue(text, "weft_detect_timeout_total", `direction="outbound"`); v != 1-tc.wantRouted {
+				t.Fatalf("weft_detect_timeout_total = %v, want %v", v, 1-tc.wantRouted)
 			}
 		})
 	}
