@@ -18,8 +18,9 @@ package main
 
 import (
 	"math"
-	"sort"
 	"time"
+
+	"github.com/weftmesh/weft/internal/histogram"
 )
 
 // The two directions of a proxy's traffic, as its metrics label them.
@@ -153,7 +154,7 @@ func (a *accumulator) golden() Golden {
 		g.MTLSShare = fptr(a.sum.mtlsRequests / a.sum.requests)
 	}
 	for q, dst := range map[float64]**float64{0.5: &g.P50Ms, 0.95: &g.P95Ms, 0.99: &g.P99Ms} {
-		if v := quantile(a.sum.buckets, q); !math.IsNaN(v) {
+		if v := histogram.Quantile(a.sum.buckets, q); !math.IsNaN(v) {
 			*dst = fptr(v)
 		}
 	}
@@ -161,34 +162,3 @@ func (a *accumulator) golden() Golden {
 }
 
 func fptr(v float64) *float64 { return &v }
-
-// quantile estimates the q-quantile from cumulative histogram buckets (upper bound →
-// count), interpolating linearly inside the bucket that holds the rank, as
-// Prometheus' histogram_quantile does. Observations above the highest finite bound
-// give that bound. NaN when the histogram is empty.
-func quantile(buckets map[float64]float64, q float64) float64 {
-	bounds := make([]float64, 0, len(buckets))
-	for le := range buckets {
-		bounds = append(bounds, le)
-	}
-	sort.Float64s(bounds)
-	if len(bounds) == 0 || buckets[bounds[len(bounds)-1]] <= 0 {
-		return math.NaN()
-	}
-	rank := q * buckets[bounds[len(bounds)-1]]
-	lower, below := 0.0, 0.0
-	for _, le := range bounds {
-		count := buckets[le]
-		if count >= rank {
-			if math.IsInf(le, 1) {
-				return lower
-			}
-			if count == below {
-				return le
-			}
-			return lower + (le-lower)*(rank-below)/(count-below)
-		}
-		lower, below = le, count
-	}
-	return lower
-}

@@ -81,28 +81,6 @@ func TestParseMetrics(t *testing.T) {
 	}
 }
 
-func TestQuantile(t *testing.T) {
-	buckets := map[float64]float64{1: 10, 10: 90, 100: 100, math.Inf(1): 100}
-	for _, tc := range []struct {
-		name    string
-		buckets map[float64]float64
-		q, want float64
-	}{
-		{name: "p50 interpolates inside its bucket", buckets: buckets, q: 0.5, want: 1 + 9*(50-10)/80.0},
-		{name: "p95 in the last finite bucket", buckets: buckets, q: 0.95, want: 10 + 90*(95-90)/10.0},
-		{name: "first bucket starts at zero", buckets: buckets, q: 0.05, want: 0.5},
-		{name: "above every finite bound gives the highest", buckets: map[float64]float64{1: 0, 10: 0, math.Inf(1): 4}, q: 0.5, want: 10},
-		{name: "empty is NaN", buckets: map[float64]float64{1: 0, math.Inf(1): 0}, q: 0.5, want: math.NaN()},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got := quantile(tc.buckets, tc.q)
-			if math.IsNaN(tc.want) != math.IsNaN(got) || (!math.IsNaN(got) && math.Abs(got-tc.want) > 1e-9) {
-				t.Errorf("want %v, got %v", tc.want, got)
-			}
-		})
-	}
-}
-
 func TestSubCounterReset(t *testing.T) {
 	prev := &counters{requests: 100, responses: 100, successes: 90, buckets: map[float64]float64{10: 100}}
 	for _, tc := range []struct {

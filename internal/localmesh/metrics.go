@@ -19,9 +19,10 @@ package localmesh
 import (
 	"bufio"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/weftmesh/weft/internal/histogram"
 )
 
 // Sum adds up the samples of the metric `name` in Prometheus text whose label set
@@ -52,30 +53,7 @@ func Quantile(text, name string, q float64, labels ...string) float64 {
 			buckets[le] += v
 		}
 	})
-	bounds := make([]float64, 0, len(buckets))
-	for le := range buckets {
-		bounds = append(bounds, le)
-	}
-	sort.Float64s(bounds)
-	if len(bounds) == 0 || buckets[bounds[len(bounds)-1]] == 0 {
-		return math.NaN()
-	}
-	rank := q * buckets[bounds[len(bounds)-1]]
-	lower, below := 0.0, 0.0
-	for _, le := range bounds {
-		count := buckets[le]
-		if count >= rank {
-			if math.IsInf(le, 1) {
-				return lower
-			}
-			if count == below {
-				return le
-			}
-			return lower + (le-lower)*(rank-below)/(count-below)
-		}
-		lower, below = le, count
-	}
-	return lower
+	return histogram.Quantile(buckets, q)
 }
 
 func eachSample(text, name string, labels []string, f func(line string, v float64)) {
