@@ -42,6 +42,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/weftmesh/weft/internal/freeport"
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
@@ -302,12 +303,11 @@ func buildProxy(t *testing.T, dir string) string {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func startProxy(t *testing.T, bin, dir, name, config string, files [2]string, caPEM string) *proxyProc {

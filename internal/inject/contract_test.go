@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/freeport"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/testenv"
 )
@@ -67,12 +67,11 @@ func binaries(t *testing.T) string {
 
 func freePort(t *testing.T) int32 {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return int32(l.Addr().(*net.TCPAddr).Port)
+	return int32(port)
 }
 
 // writeRoots writes a self-signed P-256 CA as the trust roots file.

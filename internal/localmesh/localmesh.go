@@ -51,6 +51,7 @@ import (
 
 	"github.com/weftmesh/weft/controllers"
 	"github.com/weftmesh/weft/internal/destination"
+	"github.com/weftmesh/weft/internal/freeport"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/internal/testenv/certmanager"
@@ -373,15 +374,9 @@ func BuildProxy(dir string) (string, error) {
 	return bin, nil
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// FreePort returns a loopback TCP port that is free now and that no outgoing
+// connection can take before a process binds it (see package freeport).
+func FreePort() (int, error) { return freeport.Get() }
 
 // FreeAddr returns a loopback address with a port that was free a moment ago.
 func FreeAddr() (string, error) {

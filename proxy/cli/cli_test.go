@@ -19,6 +19,7 @@ import (
 	"fortio.org/fortio/periodic"
 	"github.com/mccutchen/go-httpbin/v2/httpbin"
 
+	"github.com/weftmesh/weft/internal/freeport"
 	"github.com/weftmesh/weft/proxy/internal/testpki"
 )
 
@@ -39,12 +40,12 @@ func buildProxy(t *testing.T) string {
 }
 
 func freePort(t *testing.T) int {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	t.Helper()
+	port, err := freeport.Get()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 type proc struct {
