@@ -248,9 +248,7 @@ func (s *Server) lookupAddr(st *state, dst netip.AddrPort) *api.DestinationConfi
 	if s.opts.Source == nil {
 		return st.static.Lookup(context.Background(), Target{Addr: dst})
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.LookupTimeout)
-	defer cancel()
-	return s.opts.Source.Lookup(ctx, Target{Addr: dst})
+	return s.opts.Source.Lookup(context.Background(), Target{Addr: dst})
 }
 
 // lookupHTTP asks the source about a request: by authority, then by the
@@ -270,8 +268,7 @@ func (s *Server) lookupHTTP(r *http.Request, dst netip.AddrPort) *api.Destinatio
 		}
 		return st.static.Lookup(context.Background(), Target{Addr: dst})
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), s.opts.LookupTimeout)
-	defer cancel()
+	ctx := r.Context()
 	if auth != "" {
 		if cfg := s.opts.Source.Lookup(ctx, Target{Authority: auth}); cfg != nil {
 			return cfg

@@ -44,10 +44,6 @@ type Options struct {
 	// converted by NewStaticSource and replaced by SetConfig; the destination
 	// service's client (proxy/discovery) is the other implementation.
 	Source Source
-	// LookupTimeout bounds how long a new connection or request waits for Source's
-	// first answer about a destination before it is forwarded to its original
-	// destination. Default 2s.
-	LookupTimeout time.Duration
 	// Balance tunes every backend's load balancer (zero: the defaults of package
 	// balance: P2C over peak-EWMA, default RTT 30ms, decay 10s, ejection after 7
 	// consecutive failures for 1s doubling to 60s).
@@ -96,9 +92,6 @@ func New(cfg *config.Config, opts Options) *Server {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
-	}
-	if opts.LookupTimeout <= 0 {
-		opts.LookupTimeout = 2 * time.Second
 	}
 	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}}
 	s.local.now = func() int64 { return time.Now().UnixNano() }

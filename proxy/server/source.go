@@ -24,7 +24,10 @@ type Target struct {
 // Source tells the data path the configuration of destinations.
 type Source interface {
 	// Lookup returns the current configuration of the destination the target names,
-	// subscribing on first use and waiting (bounded by ctx) for the first answer.
+	// subscribing on first use and waiting for the first answer — bounded by ctx and
+	// by a short wait of the Source's own (the data path passes the request's or the
+	// connection's context, with no deadline of its own, so that a lookup answered
+	// from memory costs no timer).
 	// nil means unknown (not found, or no answer in time): the proxy then forwards to
 	// the original destination, unbalanced and without routes, and still measures.
 	// Must be cheap on the hot path once subscribed (a map read).
