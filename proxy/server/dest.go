@@ -46,6 +46,8 @@ type destRuntime struct {
 // budget's counts, and the runtimes of its recent configuration pointers.
 type destShared struct {
 	authority string // of the latest version, for metrics
+	// built is the version the balancers were last updated to.
+	built     string
 	balancers map[string]*balance.Balancer
 	budget    *router.Budget
 	// recent are the last pointers compiled for this destination, oldest first.
@@ -155,8 +157,14 @@ func (c *destCache) compile(cfg *api.DestinationConfig) *destRuntime {
 		sh = &destShared{balancers: map[string]*balance.Balancer{}, byVersion: map[string]*destRuntime{}}
 		c.bySvc[key] = sh
 	}
+	// A pointer of the version built last (its twin from the other subscription)
+	// shares that runtime. A version seen earlier is built again even when its
+	// runtime is still held: the balancers are shared across versions and now hold
+	// a later version's endpoints (an endpoint that left and came back, or a
+	// replaced pod, returns a configuration to an earlier version), and building is
+	// what brings them back to this version's endpoints.
 	d := sh.byVersion[cfg.GetVersion()]
-	if d == nil || cfg.GetVersion() == "" {
+	if d == nil || cfg.GetVersion() == "" || cfg.GetVersion() != sh.built {
 		d = c.build(key, cfg, sh)
 		sh.byVersion[cfg.GetVersion()] = d
 	}
@@ -203,6 +211,7 @@ func (c *destCache) build(key string, cfg *api.DestinationConfig, sh *destShared
 	// Backends no longer used are dropped with their state.
 	sh.balancers = d.balancers
 	sh.authority = d.authority
+	sh.built = cfg.GetVersion()
 	if sh.budget == nil || !sh.budget.Same(cfg.GetRetryBudget()) {
 		sh.budget = router.NewBudget(cfg.GetRetryBudget(), nil)
 	}

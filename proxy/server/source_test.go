@@ -154,6 +154,17 @@ destinations:
 	if s.dests.get(p1) != d1 {
 		t.Fatal("old pointer recompiled")
 	}
+	// The second endpoint leaves again: the configuration is p1's version again,
+	// on a new pointer, and the shared balancer must drop the endpoint (it once
+	// kept it, and requests went to a deleted pod until its ejection).
+	p4 := StaticDestination(&cfg.Destinations[0], 0)
+	if p4.Version != p1.Version {
+		t.Fatalf("version %q, want p1's %q", p4.Version, p1.Version)
+	}
+	if d4 := s.dests.get(p4); d4.balancers["static/a:80"].Len() != 1 {
+		t.Fatalf("back at p1's version the balancer has %d endpoints, want 1", d4.balancers["static/a:80"].Len())
+	}
+	d1 = s.dests.get(p1)
 	// Only maxRecent pointers stay compiled.
 	for range maxRecent {
 		s.dests.get(StaticDestination(&changed, 0))
