@@ -20,6 +20,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -410,6 +411,7 @@ func (c *Client) follow(ctx context.Context, s *subscription) (progressed bool, 
 			// path already has.
 			if cur := s.cfg.Load(); cur == nil || cur.GetVersion() != next.GetVersion() {
 				s.cfg.Store(next)
+				c.log.V(1).Info("Destination snapshot applied", "target", s.key.String(), "version", next.GetVersion())
 			}
 		case *api.DestinationUpdate_NotFound:
 			c.notFound.Add(1)
@@ -426,6 +428,10 @@ func (c *Client) follow(ctx context.Context, s *subscription) (progressed bool, 
 			}
 			c.deltas.Add(1)
 			s.cfg.Store(next)
+			if l := c.log.V(1); l.Enabled() {
+				l.Info("Endpoint delta applied", "target", s.key.String(), "version", next.GetVersion(), "backend", kind.Endpoints.GetBackend(),
+					"add", endpointAddrs(kind.Endpoints.GetAdd()), "remove", endpointAddrs(kind.Endpoints.GetRemove()))
+			}
 		default:
 			// A kind this proxy does not know (a newer control plane): ignore it.
 			continue
@@ -439,6 +445,18 @@ func (c *Client) follow(ctx context.Context, s *subscription) (progressed bool, 
 			}
 		}
 	}
+}
+
+// endpointAddrs lists endpoints as ip:port, for debug logs.
+func endpointAddrs[E interface {
+	GetAddress() string
+	GetPort() uint32
+}](eps []E) []string {
+	out := make([]string, len(eps))
+	for i, e := range eps {
+		out[i] = net.JoinHostPort(e.GetAddress(), strconv.Itoa(int(e.GetPort())))
+	}
+	return out
 }
 
 // Stats returns the client's counters.
