@@ -616,10 +616,12 @@ func TestResilience(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Requests are attributed to the second they were sent in: one sent to the
-		// dying pod just before its endpoint went away may fail (time out) later, and
-		// that is tolerated; none sent from the next second on may fail. The clocks of
-		// this machine and the pod are the same machine's.
-		from := time.Now().Unix() + 1
+		// dying pod before its proxy's client learnt that the endpoint went away (a
+		// few hundred milliseconds: API server -> destination service -> proxy) may
+		// fail, and that is tolerated; none sent from the first whole second that
+		// starts at least a second after the endpoint was gone may fail. The clocks
+		// of this machine and the pod are the same machine's.
+		from := time.Now().Add(time.Second).Unix() + 1
 		s1 := stats()
 		time.Sleep(12 * time.Second)
 		s2 := stats()
