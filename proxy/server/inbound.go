@@ -139,12 +139,10 @@ func (s *Server) inboundMesh(src *countedConn, pc *detect.Conn, st *state) {
 	peerID := identity.PeerID(&cs)
 	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src, PeerID: peerID}))
 	switch cs.NegotiatedProtocol {
-	case identity.ALPNHTTP2, identity.ALPNHTTP1:
-		var c net.Conn = tc
-		if cs.NegotiatedProtocol == identity.ALPNHTTP2 {
-			c = newCoalescingConn(tc, false)
-		}
-		ic := &infoConn{Conn: c, info: &connInfo{mesh: true, peerID: peerID}}
+	case identity.ALPNHTTP2:
+		s.serveMeshH2(tc, &connInfo{mesh: true, peerID: peerID})
+	case identity.ALPNHTTP1:
+		ic := &infoConn{Conn: tc, info: &connInfo{mesh: true, peerID: peerID}}
 		if !s.inCh.push(ic) {
 			tc.Close()
 		}

@@ -75,11 +75,13 @@ type Server struct {
 	local           localAddrs
 	router          *httputil.ReverseProxy
 	dests           *destCache
+	workers         *workerPool   // runs the handlers of weft.h2 streams
 	stop            chan struct{} // closed by Shutdown: stops background work
 
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*countedConn]struct{}
+	meshConns map[*h2Conn]struct{} // weft.h2 connections, told GOAWAY by Shutdown
 	connsDone chan struct{} // closed when conns drains to zero while shutting down
 	closing   bool
 	serveWG   sync.WaitGroup
@@ -93,7 +95,7 @@ func New(cfg *config.Config, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}}
+	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}, meshConns: map[*h2Conn]struct{}{}, workers: newWorkerPool()}
 	s.local.now = func() int64 { return time.Now().UnixNano() }
 	s.local.refresh(0)
 	if cfg == nil {
@@ -254,6 +256,24 @@ func (s *Server) track(c *countedConn) bool {
 	return true
 }
 
+// addMeshConn registers a weft.h2 connection for Shutdown's GOAWAY; false when
+// shutting down already.
+func (s *Server) addMeshConn(c *h2Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.meshConns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) removeMeshConn(c *h2Conn) {
+	s.mu.Lock()
+	delete(s.meshConns, c)
+	s.mu.Unlock()
+}
+
 // originalDst finds where a redirected connection was going.
 func (s *Server) originalDst(dir metrics.Direction, ix *config.Index, c *net.TCPConn) (netip.AddrPort, error) {
 	if dir == metrics.Outbound && ix.OutboundDst.IsValid() {
@@ -279,6 +299,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closing = true
 	for _, ln := range s.listeners {
 		ln.Close()
+	}
+	for c := range s.meshConns {
+		go c.goAway()
 	}
 	done := make(chan struct{})
 	if len(s.conns) == 0 {

@@ -1,0 +1,975 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The inbound side of weft.h2: the HTTP/2 server for connections from peer proxies.
+//
+// Every meshed request crosses one of these, so it is written for that one job
+// instead of going through net/http's general HTTP/2 server, which hands each frame
+// between a read goroutine, a serve loop, the handler and a new goroutine per
+// flushed write, and starts every stream's handler on a fresh goroutine whose stack
+// then grows through TLS and the reverse proxy. Here the read loop runs the
+// connection, handlers write their frames themselves under one lock, a response's
+// HEADERS, DATA and end of stream leave in one write, and handlers run on pooled
+// goroutines. What it speaks is plain RFC 9113: flow control both ways, trailers,
+// informational responses, RST_STREAM both ways (cancellation), PING, SETTINGS,
+// GOAWAY on shutdown.
+
+const (
+	// h2MaxStreams is the concurrent streams a peer may open on one connection.
+	h2MaxStreams = 1000
+	// h2StreamWindow is how much of a request body a peer may send ahead of the
+	// app reading it, per stream; h2ConnWindow for the whole connection.
+	h2StreamWindow = 1 << 20
+	h2ConnWindow   = 16 << 20
+	// h2MaxReadFrame is the largest frame peers may send (SETTINGS_MAX_FRAME_SIZE):
+	// large gRPC messages then cost fewer frames.
+	h2MaxReadFrame = 1 << 20
+	// h2MaxHeaderList bounds a request's header block, as net/http's default
+	// MaxHeaderBytes does.
+	h2MaxHeaderList = 1 << 20
+	// h2IdleTimeout closes a connection without streams for this long.
+	h2IdleTimeout = 5 * time.Minute
+	// h2WriteChunk is how much response body a stream buffers before framing it.
+	h2WriteChunk = 16 << 10
+	// h2PrefaceTimeout bounds how long a peer may take to send its preface.
+	h2PrefaceTimeout = 10 * time.Second
+)
+
+// errStreamReset is what a request body returns after the peer reset its stream.
+var errStreamReset = errors.New("stream reset by the peer proxy")
+
+// h2Conn is one weft.h2 connection. The read loop (serve) owns reading; writers
+// (handlers, the read loop's replies) hold wmu.
+type h2Conn struct {
+	s      *Server
+	nc     net.Conn
+	info   *connInfo
+	remote string
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+	fr     *http2.Framer
+
+	wmu      sync.Mutex
+	wcond    sync.Cond // on wmu: a send window grew, or a stream or the connection ended
+	bw       *bufio.Writer
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	sendConn int64 // connection-level send window
+	peerInit int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
+	peerMaxF int   // the peer's SETTINGS_MAX_FRAME_SIZE
+	werr     error // a write failed: the connection is dead
+
+	mu        sync.Mutex
+	streams   map[uint32]*h2Stream
+	lastID    uint32
+	goingAway bool
+	closed    bool
+	idle      *time.Timer
+	// unackConn is connection window consumed (read by handlers, or discarded)
+	// and not yet returned to the peer.
+	unackConn int64
+}
+
+// serveMeshH2 runs a weft.h2 connection whose TLS handshake is done, until it ends.
+func (s *Server) serveMeshH2(nc net.Conn, info *connInfo) {
+	ctx, cancel := context.WithCancel(context.Background())
+	// Every stream's context carries the connection's identity, and an
+	// http.Server: httputil.ReverseProxy aborts a response whose body fails midway
+	// (panic(http.ErrAbortHandler), which the stream turns into RST_STREAM) only
+	// when it believes a server will recover the panic. Without it a truncated
+	// body would end cleanly.
+	ctx = context.WithValue(context.WithValue(ctx, connInfoKey{}, info), http.ServerContextKey, s.inHTTP)
+	c := &h2Conn{
+		s: s, nc: nc, info: info, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
+		bw:       bufio.NewWriterSize(nc, 32<<10),
+		sendConn: 65535, peerInit: 65535, peerMaxF: 16384,
+		streams: map[uint32]*h2Stream{},
+	}
+	c.wcond.L = &c.wmu
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 16<<10))
+	c.fr.SetMaxReadFrameSize(h2MaxReadFrame)
+	c.fr.MaxHeaderListSize = h2MaxHeaderList
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.fr.SetReuseFrames()
+	c.idle = time.AfterFunc(h2IdleTimeout, c.goAway)
+	if !s.addMeshConn(c) {
+		nc.Close()
+		return
+	}
+	defer s.removeMeshConn(c)
+	defer c.close()
+	err := c.serve()
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		s.log.V(1).Info("weft.h2 connection ended", "client", c.info.peerID, "error", err.Error())
+	}
+}
+
+func (c *h2Conn) serve() error {
+	c.wmu.Lock()
+	c.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxReadFrame},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
+	)
+	c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
+	err := c.flushLocked()
+	c.wmu.Unlock()
+	if err != nil {
+		return err
+	}
+	var preface [len(http2.ClientPreface)]byte
+	c.nc.SetReadDeadline(time.Now().Add(h2PrefaceTimeout))
+	// The framer reads through its own bufio.Reader; the preface comes first, so
+	// read it from the connection before the framer buffers anything.
+	if _, err := io.ReadFull(c.nc, preface[:]); err != nil {
+		return fmt.Errorf("read client preface: %w", err)
+	}
+	c.nc.SetReadDeadline(time.Time{})
+	if string(preface[:]) != http2.ClientPreface {
+		return errors.New("bad client preface")
+	}
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				c.resetStream(se.StreamID, se.Code)
+				continue
+			}
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				c.writeGoAway(http2.ErrCode(ce))
+			}
+			return err
+		}
+		if err := c.handle(f); err != nil {
+			c.writeGoAway(http2.ErrCodeProtocol)
+			return err
+		}
+	}
+}
+
+// handle acts on one frame. An error is a connection error.
+func (c *h2Conn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		return c.onHeaders(f)
+	case *http2.DataFrame:
+		c.onData(f)
+	case *http2.WindowUpdateFrame:
+		c.onWindowUpdate(f)
+	case *http2.RSTStreamFrame:
+		if st := c.stream(f.StreamID); st != nil {
+			st.abort(errStreamReset)
+		}
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return nil
+		}
+		return c.onSettings(f)
+	case *http2.PingFrame:
+		if f.IsAck() {
+			return nil
+		}
+		c.wmu.Lock()
+		c.fr.WritePing(true, f.Data)
+		c.flushLocked()
+		c.wmu.Unlock()
+	case *http2.GoAwayFrame:
+		// The peer opens no more streams here: finish those it has, then close.
+		c.mu.Lock()
+		c.goingAway = true
+		done := len(c.streams) == 0
+		c.mu.Unlock()
+		if done {
+			c.nc.Close()
+		}
+	case *http2.PushPromiseFrame:
+		return errors.New("PUSH_PROMISE from a client")
+	}
+	// PRIORITY and unknown frame types are ignored.
+	return nil
+}
+
+func (c *h2Conn) stream(id uint32) *h2Stream {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.streams[id]
+}
+
+func (c *h2Conn) onSettings(f *http2.SettingsFrame) error {
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			// Applies to every open stream as a delta (RFC 9113 §6.9.2).
+			delta := int64(s.Val) - c.peerInit
+			c.peerInit = int64(s.Val)
+			c.mu.Lock()
+			for _, st := range c.streams {
+				st.sendWindow += delta
+			}
+			c.mu.Unlock()
+		case http2.SettingMaxFrameSize:
+			c.peerMaxF = int(s.Val)
+		case http2.SettingHeaderTableSize:
+			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.fr.WriteSettingsAck()
+	c.wcond.Broadcast()
+	return c.flushLocked()
+}
+
+func (c *h2Conn) onWindowUpdate(f *http2.WindowUpdateFrame) {
+	var st *h2Stream
+	if f.StreamID != 0 {
+		if st = c.stream(f.StreamID); st == nil {
+			return
+		}
+	}
+	c.wmu.Lock()
+	if st == nil {
+		c.sendConn += int64(f.Increment)
+	} else {
+		st.sendWindow += int64(f.Increment)
+	}
+	c.wcond.Broadcast()
+	c.wmu.Unlock()
+}
+
+func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 == 0 {
+		return fmt.Errorf("HEADERS on even stream %d", id)
+	}
+	if st := c.stream(id); st != nil {
+		// Trailers: they end the request body.
+		if !f.StreamEnded() {
+			return errors.New("trailers without END_STREAM")
+		}
+		if st.body != nil {
+			st.body.end(f.RegularFields())
+		}
+		return nil
+	}
+	c.mu.Lock()
+	if id <= c.lastID {
+		c.mu.Unlock()
+		// A stream that has ended: nothing to do with a late frame on it.
+		c.resetStream(id, http2.ErrCodeStreamClosed)
+		return nil
+	}
+	c.lastID = id
+	refuse := c.goingAway || len(c.streams) >= h2MaxStreams
+	c.mu.Unlock()
+	if refuse {
+		c.resetStream(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	st := &h2Stream{c: c, id: id, header: http.Header{}}
+	req, err := c.newRequest(f, st)
+	if err != nil {
+		c.s.log.V(1).Info("Malformed weft.h2 request", "client", c.info.peerID, "error", err.Error())
+		c.resetStream(id, http2.ErrCodeProtocol)
+		return nil
+	}
+	c.wmu.Lock()
+	st.sendWindow = c.peerInit
+	c.wmu.Unlock()
+	c.mu.Lock()
+	c.streams[id] = st
+	if len(c.streams) == 1 {
+		c.idle.Stop()
+	}
+	c.mu.Unlock()
+	c.s.workers.run(func() { st.run(req) })
+	return nil
+}
+
+// newRequest makes the http.Request a HEADERS frame opens (RFC 9113 §8.3.1).
+func (c *h2Conn) newRequest(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Request, error) {
+	method, path := f.PseudoValue("method"), f.PseudoValue("path")
+	authority := f.PseudoValue("authority")
+	if method == "" || path == "" || method == http.MethodConnect {
+		return nil, fmt.Errorf("pseudo-headers :method %q :path %q", method, path)
+	}
+	fields := f.RegularFields()
+	h := make(http.Header, len(fields))
+	for _, hf := range fields {
+		k := http.CanonicalHeaderKey(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	if cs := h["Cookie"]; len(cs) > 1 {
+		// Cookies may arrive as separate fields; HTTP/1.1 wants one (§8.2.3).
+		h["Cookie"] = []string{strings.Join(cs, "; ")}
+	}
+	if authority == "" {
+		authority = h.Get("Host")
+	}
+	delete(h, "Host")
+	var u *url.URL
+	if path == "*" {
+		u = &url.URL{Path: "*"}
+	} else {
+		var err error
+		if u, err = url.ParseRequestURI(path); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	st.ctx, st.cancel = ctx, cancel
+	r := &http.Request{
+		Method: method, URL: u, RequestURI: path, Host: authority, Header: h,
+		Proto: "HTTP/2.0", ProtoMajor: 2, RemoteAddr: c.remote,
+	}
+	if f.StreamEnded() {
+		r.Body = http.NoBody
+	} else {
+		r.ContentLength = -1
+		if v := h["Content-Length"]; len(v) == 1 {
+			if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+				r.ContentLength = n
+			}
+		}
+		if tk := h["Trailer"]; len(tk) > 0 {
+			r.Trailer = http.Header{}
+			for _, v := range tk {
+				for k := range strings.SplitSeq(v, ",") {
+					if k = textproto.TrimString(k); k != "" {
+						r.Trailer[http.CanonicalHeaderKey(k)] = nil
+					}
+				}
+			}
+		}
+		st.body = &h2Body{st: st, trailer: r.Trailer}
+		st.body.cond.L = &st.body.mu
+		r.Body = st.body
+	}
+	return r.WithContext(ctx), nil
+}
+
+func (c *h2Conn) onData(f *http2.DataFrame) {
+	n := int64(f.Length) // flow control counts padding too
+	st := c.stream(f.StreamID)
+	if st == nil || st.body == nil {
+		// A stream already answered or reset: its data is dropped, but the
+		// connection window it used comes back.
+		c.returnWindow(nil, n)
+		return
+	}
+	data := f.Data()
+	if pad := n - int64(len(data)); pad > 0 {
+		c.returnWindow(nil, pad)
+	}
+	st.body.push(data, f.StreamEnded())
+}
+
+// returnWindow gives consumed receive window back: the stream's (when st is not nil)
+// and the connection's, once enough has been consumed to be worth a frame.
+func (c *h2Conn) returnWindow(st *h2Stream, n int64) {
+	if n <= 0 {
+		return
+	}
+	var connInc, streamInc int64
+	c.mu.Lock()
+	c.unackConn += n
+	if c.unackConn >= h2ConnWindow/4 {
+		connInc, c.unackConn = c.unackConn, 0
+	}
+	c.mu.Unlock()
+	if st != nil {
+		if inc := st.body.consumed(n); inc > 0 {
+			streamInc = inc
+		}
+	}
+	if connInc == 0 && streamInc == 0 {
+		return
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if connInc > 0 {
+		c.fr.WriteWindowUpdate(0, uint32(connInc))
+	}
+	if streamInc > 0 {
+		c.fr.WriteWindowUpdate(st.id, uint32(streamInc))
+	}
+	c.flushLocked()
+}
+
+func (c *h2Conn) resetStream(id uint32, code http2.ErrCode) {
+	c.wmu.Lock()
+	c.fr.WriteRSTStream(id, code)
+	c.flushLocked()
+	c.wmu.Unlock()
+}
+
+func (c *h2Conn) writeGoAway(code http2.ErrCode) {
+	c.mu.Lock()
+	last := c.lastID
+	c.mu.Unlock()
+	c.wmu.Lock()
+	c.fr.WriteGoAway(last, code, nil)
+	c.flushLocked()
+	c.wmu.Unlock()
+}
+
+// goAway tells the peer to open no more streams (graceful shutdown, or idle), and
+// closes the connection once its streams are done.
+func (c *h2Conn) goAway() {
+	c.mu.Lock()
+	if c.goingAway || c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.goingAway = true
+	done := len(c.streams) == 0
+	c.mu.Unlock()
+	c.writeGoAway(http2.ErrCodeNo)
+	if done {
+		c.nc.Close()
+	}
+}
+
+// flushLocked writes what is buffered; a failure kills the connection. wmu held.
+func (c *h2Conn) flushLocked() error {
+	if c.werr != nil {
+		return c.werr
+	}
+	if err := c.bw.Flush(); err != nil {
+		c.failLocked(err)
+		return err
+	}
+	return nil
+}
+
+func (c *h2Conn) failLocked(err error) {
+	if c.werr == nil {
+		c.werr = err
+		c.nc.Close()
+	}
+	c.wcond.Broadcast()
+}
+
+// close ends the connection: streams see their context cancelled and their bodies
+// fail; waiting writers wake up.
+func (c *h2Conn) close() {
+	c.nc.Close()
+	c.idle.Stop()
+	c.mu.Lock()
+	c.closed = true
+	streams := make([]*h2Stream, 0, len(c.streams))
+	for _, st := range c.streams {
+		streams = append(streams, st)
+	}
+	c.mu.Unlock()
+	for _, st := range streams {
+		st.abort(net.ErrClosed)
+	}
+	c.wmu.Lock()
+	c.failLocked(net.ErrClosed)
+	c.wmu.Unlock()
+	c.cancel()
+}
+
+// streamDone forgets a finished stream; after GOAWAY the last one closes the
+// connection.
+func (c *h2Conn) streamDone(st *h2Stream) {
+	c.mu.Lock()
+	delete(c.streams, st.id)
+	left := len(c.streams)
+	closeNow := left == 0 && c.goingAway
+	if left == 0 && !c.closed {
+		c.idle.Reset(h2IdleTimeout)
+	}
+	c.mu.Unlock()
+	if closeNow {
+		c.nc.Close()
+	}
+}
+
+// writeHeaderBlock encodes fields into HEADERS (+ CONTINUATION) frames. wmu held.
+func (c *h2Conn) writeHeaderBlock(id uint32, status int, h http.Header, trailers bool, endStream bool) {
+	c.hbuf.Reset()
+	if !trailers {
+		c.henc.WriteField(hpack.HeaderField{Name: ":status", Value: statusText(status)})
+	}
+	for k, vs := range h {
+		lk, ok := lowerHeader(k)
+		if !ok {
+			continue
+		}
+		for _, v := range vs {
+			c.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
+		}
+	}
+	block := c.hbuf.Bytes()
+	first := true
+	for first || len(block) > 0 {
+		n := min(len(block), c.peerMaxF)
+		frag := block[:n]
+		block = block[n:]
+		if first {
+			c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: endStream, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			c.fr.WriteContinuation(id, len(block) == 0, frag)
+		}
+	}
+}
+
+func statusText(code int) string {
+	switch code {
+	case 200:
+		return "200"
+	case 204:
+		return "204"
+	case 404:
+		return "404"
+	}
+	return strconv.Itoa(code)
+}
+
+// lowerHeader gives a response header's HTTP/2 name, and false for the
+// connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2).
+func lowerHeader(k string) (string, bool) {
+	if lk, ok := commonLower[k]; ok {
+		return lk, lk != ""
+	}
+	if strings.HasPrefix(k, http.TrailerPrefix) {
+		return "", false
+	}
+	return strings.ToLower(k), true
+}
+
+// commonLower maps canonical header names to their HTTP/2 form, "" for those never
+// sent.
+var commonLower = map[string]string{
+	"Connection": "", "Keep-Alive": "", "Proxy-Connection": "", "Transfer-Encoding": "", "Upgrade": "",
+	"Content-Type": "content-type", "Content-Length": "content-length", "Date": "date",
+	"Grpc-Status": "grpc-status", "Grpc-Message": "grpc-message", "Grpc-Encoding": "grpc-encoding",
+	"Cache-Control": "cache-control", "Server": "server", "Trailer": "trailer", "Vary": "vary",
+	"Content-Encoding": "content-encoding", "Location": "location", "Etag": "etag",
+	"Last-Modified": "last-modified", "Set-Cookie": "set-cookie", "X-Content-Type-Options": "x-content-type-options",
+	hdrError: strings.ToLower(hdrError),
+}
+
+// h2Stream is one request on an h2Conn and its http.ResponseWriter.
+type h2Stream struct {
+	c      *h2Conn
+	id     uint32
+	ctx    context.Context
+	cancel context.CancelFunc
+	body   *h2Body // nil when the request has no body
+
+	// Under c.wmu.
+	sendWindow int64
+	reset      bool // the peer reset the stream or the connection ended
+
+	// The handler's side.
+	header      http.Header
+	status      int
+	wroteHeader bool // the final HEADERS frame is written
+	trailerKeys []string
+	pending     []byte
+	failed      error
+}
+
+// run serves the request on a pooled goroutine.
+func (st *h2Stream) run(r *http.Request) {
+	c := st.c
+	defer func() {
+		v := recover()
+		if v != nil {
+			if v != http.ErrAbortHandler {
+				c.s.log.Error(fmt.Errorf("%v", v), "Handler panicked", "client", c.info.peerID)
+			}
+			// The response is incomplete: the peer must not take it as whole.
+			c.resetStream(st.id, http2.ErrCodeInternal)
+		} else {
+			st.finish()
+		}
+		if st.body != nil && !st.body.ended() {
+			// The request body is not needed any more (RFC 9113 §8.1).
+			st.body.discard()
+			if v == nil {
+				c.resetStream(st.id, http2.ErrCodeNo)
+			}
+		}
+		st.cancel()
+		c.streamDone(st)
+	}()
+	c.s.serveInbound(st, r)
+}
+
+// abort ends the stream from outside: the handler's context, its body and its
+// pending writes all fail.
+func (st *h2Stream) abort(err error) {
+	if st.cancel != nil {
+		st.cancel()
+	}
+	if st.body != nil {
+		st.body.fail(err)
+	}
+	st.c.wmu.Lock()
+	st.reset = true
+	st.c.wcond.Broadcast()
+	st.c.wmu.Unlock()
+}
+
+func (st *h2Stream) Header() http.Header { return st.header }
+
+func (st *h2Stream) WriteHeader(code int) {
+	if st.status != 0 {
+		return
+	}
+	if code < 200 {
+		if code == http.StatusSwitchingProtocols {
+			return // not in HTTP/2
+		}
+		// Informational (100 Continue, 103 Early Hints): sent at once.
+		c := st.c
+		c.wmu.Lock()
+		if !st.reset {
+			c.writeHeaderBlock(st.id, code, st.header, false, false)
+			c.flushLocked()
+		}
+		c.wmu.Unlock()
+		return
+	}
+	st.status = code
+	for _, v := range st.header["Trailer"] {
+		for k := range strings.SplitSeq(v, ",") {
+			if k = textproto.TrimString(k); k != "" {
+				st.trailerKeys = append(st.trailerKeys, http.CanonicalHeaderKey(k))
+			}
+		}
+	}
+}
+
+func (st *h2Stream) Write(p []byte) (int, error) {
+	if st.status == 0 {
+		st.WriteHeader(http.StatusOK)
+	}
+	if st.failed != nil {
+		return 0, st.failed
+	}
+	st.pending = append(st.pending, p...)
+	if len(st.pending) >= h2WriteChunk {
+		if err := st.writeData(false, false); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+func (st *h2Stream) Flush() {
+	if st.status == 0 {
+		st.WriteHeader(http.StatusOK)
+	}
+	_ = st.writeData(false, true)
+}
+
+// finish ends the response: headers if none went out, the buffered body, trailers,
+// END_STREAM, one flush.
+func (st *h2Stream) finish() {
+	if st.status == 0 {
+		st.WriteHeader(http.StatusOK)
+	}
+	trailers := st.trailers()
+	if trailers == nil {
+		_ = st.writeData(true, true)
+		return
+	}
+	if st.writeData(false, false) != nil {
+		return
+	}
+	c := st.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if st.reset || c.werr != nil {
+		return
+	}
+	c.writeHeaderBlock(st.id, 0, trailers, true, true)
+	c.flushLocked()
+}
+
+// trailers collects the trailer fields a handler set: those announced in the
+// Trailer header, and any with http.TrailerPrefix.
+func (st *h2Stream) trailers() http.Header {
+	var t http.Header
+	for _, k := range st.trailerKeys {
+		if vs := st.header[k]; len(vs) > 0 {
+			if t == nil {
+				t = http.Header{}
+			}
+			t[k] = vs
+		}
+	}
+	for k, vs := range st.header {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			if t == nil {
+				t = http.Header{}
+			}
+			t[http.CanonicalHeaderKey(name)] = vs
+		}
+	}
+	return t
+}
+
+// writeData frames the buffered body, after the headers when they have not gone
+// out yet, waiting for send window as needed; end sets END_STREAM, flush sends.
+func (st *h2Stream) writeData(end, flush bool) error {
+	c := st.c
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if st.failed != nil {
+		return st.failed
+	}
+	fail := func(err error) error {
+		st.failed = err
+		st.pending = st.pending[:0]
+		return err
+	}
+	if st.reset {
+		return fail(errStreamReset)
+	}
+	if c.werr != nil {
+		return fail(c.werr)
+	}
+	p := st.pending
+	if !st.wroteHeader {
+		st.wroteHeader = true
+		// A response without a body ends with its HEADERS.
+		headersEnd := end && len(p) == 0
+		c.writeHeaderBlock(st.id, st.status, st.header, false, headersEnd)
+		if headersEnd {
+			st.pending = p[:0]
+			return c.flushLocked()
+		}
+	}
+	for len(p) > 0 || end {
+		for st.sendWindow <= 0 || c.sendConn <= 0 {
+			if len(p) == 0 {
+				break // an empty DATA frame needs no window
+			}
+			// Out of window: send what is buffered so that the peer can read
+			// it and grant more, then wait.
+			if err := c.flushLocked(); err != nil {
+				return fail(err)
+			}
+			c.wcond.Wait()
+			if st.reset {
+				return fail(errStreamReset)
+			}
+			if c.werr != nil {
+				return fail(c.werr)
+			}
+		}
+		n := min(int64(len(p)), st.sendWindow, c.sendConn, int64(c.peerMaxF))
+		last := end && n == int64(len(p))
+		c.fr.WriteData(st.id, last, p[:n])
+		st.sendWindow -= n
+		c.sendConn -= n
+		p = p[n:]
+		if last {
+			break
+		}
+	}
+	st.pending = st.pending[:0]
+	if flush {
+		if err := c.flushLocked(); err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
+
+// h2Body is a request body: DATA frames pushed by the read loop, read by the
+// handler. Flow control bounds what can be buffered.
+type h2Body struct {
+	st      *h2Stream
+	mu      sync.Mutex
+	cond    sync.Cond
+	buf     []byte
+	err     error // io.EOF at END_STREAM, or why the stream failed
+	closed  bool  // the handler is done with it: later data is dropped
+	trailer http.Header
+	unack   int64 // stream window consumed and not yet returned
+}
+
+func (b *h2Body) push(data []byte, end bool) {
+	b.mu.Lock()
+	drop := b.closed || b.err != nil
+	if !drop {
+		b.buf = append(b.buf, data...)
+		if end {
+			b.err = io.EOF
+		}
+		b.cond.Broadcast()
+	}
+	b.mu.Unlock()
+	if drop {
+		b.st.c.returnWindow(nil, int64(len(data)))
+	}
+}
+
+// end ends the body with trailers.
+func (b *h2Body) end(fields []hpack.HeaderField) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return
+	}
+	if b.trailer != nil {
+		for _, hf := range fields {
+			k := http.CanonicalHeaderKey(hf.Name)
+			if _, declared := b.trailer[k]; declared {
+				b.trailer[k] = append(b.trailer[k], hf.Value)
+			}
+		}
+	}
+	b.err = io.EOF
+	b.cond.Broadcast()
+}
+
+func (b *h2Body) fail(err error) {
+	b.mu.Lock()
+	if b.err == nil {
+		b.err = err
+	}
+	b.cond.Broadcast()
+	b.mu.Unlock()
+}
+
+func (b *h2Body) ended() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err != nil
+}
+
+func (b *h2Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	for len(b.buf) == 0 && b.err == nil && !b.closed {
+		b.cond.Wait()
+	}
+	if b.closed {
+		b.mu.Unlock()
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if len(b.buf) == 0 {
+		err := b.err
+		b.mu.Unlock()
+		return 0, err
+	}
+	n := copy(p, b.buf)
+	b.buf = b.buf[n:]
+	if len(b.buf) == 0 {
+		b.buf = nil
+	}
+	b.mu.Unlock()
+	b.st.c.returnWindow(b.st, int64(n))
+	return n, nil
+}
+
+// consumed notes n bytes read and says how much stream window to return now.
+func (b *h2Body) consumed(n int64) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err != nil {
+		return 0 // the peer sends nothing more on this stream
+	}
+	b.unack += n
+	if b.unack < h2StreamWindow/4 {
+		return 0
+	}
+	inc := b.unack
+	b.unack = 0
+	return inc
+}
+
+func (b *h2Body) Close() error {
+	b.discard()
+	return nil
+}
+
+// discard drops what is buffered and what still comes; the connection window it
+// holds goes back to the peer.
+func (b *h2Body) discard() {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return
+	}
+	b.closed = true
+	n := int64(len(b.buf))
+	b.buf = nil
+	b.cond.Broadcast()
+	b.mu.Unlock()
+	b.st.c.returnWindow(nil, n)
+}
+
+// workerPool runs handlers on goroutines that outlive one request, so that the
+// stack a handler grew (TLS, the reverse proxy, the app's HTTP client) is used again
+// instead of growing from its initial size for every stream. Idle workers exit after
+// workerIdle.
+type workerPool struct {
+	tasks chan func()
+}
+
+const workerIdle = 30 * time.Second
+
+func newWorkerPool() *workerPool { return &workerPool{tasks: make(chan func())} }
+
+func (p *workerPool) run(f func()) {
+	select {
+	case p.tasks <- f: // an idle worker took it
+	default:
+		go p.work(f)
+	}
+}
+
+func (p *workerPool) work(f func()) {
+	t := time.NewTimer(workerIdle)
+	defer t.Stop()
+	for {
+		f()
+		t.Reset(workerIdle)
+		select {
+		case f = <-p.tasks:
+		case <-t.C:
+			return
+		}
+	}
+}
