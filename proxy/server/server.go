@@ -82,7 +82,7 @@ type Server struct {
 	listeners []net.Listener
 	conns     map[*countedConn]struct{}
 	meshConns map[*h2Conn]struct{} // weft.h2 connections, told GOAWAY by Shutdown
-	connsDone chan struct{} // closed when conns drains to zero while shutting down
+	connsDone chan struct{}        // closed when conns drains to zero while shutting down
 	closing   bool
 	serveWG   sync.WaitGroup
 }
