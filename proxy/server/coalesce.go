@@ -19,11 +19,12 @@ const (
 	clientPrefaceLn = 24 // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 )
 
-// coalescingConn joins an HTTP/2 response's (or request's) HEADERS frame and the
-// DATA that follows into one write. Go's HTTP/2 server and client write and flush
-// the header block on its own and the body after it, so a small response costs two
-// TLS records and two write system calls here, and on the peer two reads and often
-// two wake-ups. When a write ends with a complete HEADERS frame that does not end
+// coalescingConn joins an HTTP/2 request's HEADERS frame and the DATA that follows
+// into one write, on the proxy's connections to peer proxies. Go's HTTP/2 client
+// writes and flushes the header block on its own and the body after it, so a small
+// request costs two TLS records and two write system calls here, and on the peer two
+// reads and often two wake-ups. (The peer's side, h2mesh.go, frames its responses
+// itself and needs none of this.) When a write ends with a complete HEADERS frame that does not end
 // its stream (a body follows), it is held back for at most coalesceDelay and sent
 // with the next write. Everything else, including anything after a held frame, is
 // written at once, in order. The delay only shows when a body is slow to start (a
@@ -40,9 +41,8 @@ type coalescingConn struct {
 	timer   *time.Timer
 	armed   bool
 	err     error // a delayed write failed; later writes fail with it
-	// client: connection-level WINDOW_UPDATEs are held for the next write (see
+	// Connection-level WINDOW_UPDATEs are held for the next write (see
 	// holdWindowUpdate); heldCredit is the window they carry.
-	client     bool
 	heldCredit int64
 	delay      time.Duration // how long a HEADERS frame is held; coalesceDelay, tests lengthen it
 
@@ -66,12 +66,10 @@ type coalescingConn struct {
 // never makes the server wait.
 const maxHeldCredit = 16 << 20
 
-func newCoalescingConn(c net.Conn, client bool) *coalescingConn {
-	cc := &coalescingConn{Conn: c, delay: coalesceDelay, client: client}
-	if client {
-		cc.skip = clientPrefaceLn
-	}
-	return cc
+// newCoalescingConn wraps the client side of an HTTP/2 connection (a mesh connection
+// to a peer proxy); its first bytes are the client preface.
+func newCoalescingConn(c net.Conn) *coalescingConn {
+	return &coalescingConn{Conn: c, delay: coalesceDelay, skip: clientPrefaceLn}
 }
 
 // track follows frame boundaries through p and reports whether p ends exactly after a
@@ -161,7 +159,7 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 // server has a 1 GiB connection window and at most maxHeldCredit of it is held.
 // Stream-level updates and everything else go out as before.
 func (c *coalescingConn) holdWindowUpdate(p []byte) bool {
-	if !c.client || !c.onlyConnWU || c.heldCredit+c.wuCredit > maxHeldCredit {
+	if !c.onlyConnWU || c.heldCredit+c.wuCredit > maxHeldCredit {
 		return false
 	}
 	c.heldCredit += c.wuCredit

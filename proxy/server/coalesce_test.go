@@ -26,9 +26,9 @@ func TestCoalesceTrack(t *testing.T) {
 	hdrs := func(flags http2.Flags) []byte { return frame(t, http2.FrameHeaders, flags, 1, []byte("hpack")) }
 	data := frame(t, http2.FrameData, http2.FlagDataEndStream, 1, bytes.Repeat([]byte("d"), 300))
 	settings := frame(t, http2.FrameSettings, 0, 0, nil)
+	// Every case's writes follow the client preface, as on a real connection.
 	cases := []struct {
 		name   string
-		client bool
 		writes [][]byte
 		hold   []bool // per write
 	}{
@@ -43,15 +43,17 @@ func TestCoalesceTrack(t *testing.T) {
 			hold:   []bool{false, true, false, false},
 		},
 		{
-			name:   "client preface is skipped",
-			client: true,
-			writes: [][]byte{[]byte(http2.ClientPreface), settings, hdrs(http2.FlagHeadersEndHeaders)},
-			hold:   []bool{false, false, true},
+			name:   "a frame after a split preface",
+			writes: [][]byte{[]byte(http2.ClientPreface)[:10], append([]byte(http2.ClientPreface)[10:], hdrs(http2.FlagHeadersEndHeaders)...)},
+			hold:   []bool{false, true},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCoalescingConn(nil, tc.client)
+			c := newCoalescingConn(nil)
+			if tc.name != "a frame after a split preface" && c.track([]byte(http2.ClientPreface)) {
+				t.Fatal("the preface was held")
+			}
 			for i, w := range tc.writes {
 				if got := c.track(w); got != tc.hold[i] {
 					t.Fatalf("write %d: hold = %v, want %v", i, got, tc.hold[i])
@@ -105,8 +107,7 @@ func TestCoalescingConnWrites(t *testing.T) {
 	preface := []byte(http2.ClientPreface)
 	cases := []struct {
 		name       string
-		client     bool // the proxy's client side: writes start with the preface
-		writes     [][]byte
+		writes     [][]byte // after the client preface, which is one socket write
 		close      bool          // close after the writes
 		delay      time.Duration // how long headers are held
 		wantWrites int32         // writes on the socket
@@ -116,27 +117,26 @@ func TestCoalescingConnWrites(t *testing.T) {
 		// timer then (correctly) sends the headers alone, and the count says nothing about
 		// coalescing. An hour cannot pass, so one write here means the body joined the
 		// held headers, and two writes still mean coalescing is broken.
-		{name: "headers and body in one write", writes: [][]byte{hdrs, data}, delay: time.Hour, wantWrites: 1},
-		{name: "headers ending the stream at once", writes: [][]byte{hdrsEnd}, delay: time.Hour, wantWrites: 1},
+		{name: "headers and body in one write", writes: [][]byte{hdrs, data}, delay: time.Hour, wantWrites: 2},
+		{name: "headers ending the stream at once", writes: [][]byte{hdrsEnd}, delay: time.Hour, wantWrites: 2},
 		// The real delay: the peer's read (5 s deadline) only completes if the timer fires.
-		{name: "held headers go out on the timer", writes: [][]byte{hdrs}, delay: coalesceDelay, wantWrites: 1},
-		{name: "held headers go out on close", writes: [][]byte{hdrs}, close: true, delay: time.Hour, wantWrites: 1},
+		{name: "held headers go out on the timer", writes: [][]byte{hdrs}, delay: coalesceDelay, wantWrites: 2},
+		{name: "held headers go out on close", writes: [][]byte{hdrs}, close: true, delay: time.Hour, wantWrites: 2},
 		// Connection-level WINDOW_UPDATEs from the client side wait for the next write.
-		{name: "connection window update joins the next request", client: true, writes: [][]byte{preface, connWU, connWU, hdrsEnd}, delay: time.Hour, wantWrites: 2},
-		{name: "held window update goes out on close", client: true, writes: [][]byte{preface, connWU}, close: true, delay: time.Hour, wantWrites: 2},
-		{name: "stream window update goes out at once", client: true, writes: [][]byte{preface, streamWU}, delay: time.Hour, wantWrites: 2},
-		{name: "the initial settings and window go out at once", client: true, writes: [][]byte{preface, settingsAndWU}, delay: time.Hour, wantWrites: 2},
-		{name: "a window update past the held bound goes out at once", client: true, writes: [][]byte{preface, windowUpdate(0, maxHeldCredit+1)}, delay: time.Hour, wantWrites: 2},
-		{name: "server side window updates go out at once", writes: [][]byte{connWU}, delay: time.Hour, wantWrites: 1},
+		{name: "connection window update joins the next request", writes: [][]byte{connWU, connWU, hdrsEnd}, delay: time.Hour, wantWrites: 2},
+		{name: "held window update goes out on close", writes: [][]byte{connWU}, close: true, delay: time.Hour, wantWrites: 2},
+		{name: "stream window update goes out at once", writes: [][]byte{streamWU}, delay: time.Hour, wantWrites: 2},
+		{name: "the initial settings and window go out at once", writes: [][]byte{settingsAndWU}, delay: time.Hour, wantWrites: 2},
+		{name: "a window update past the held bound goes out at once", writes: [][]byte{windowUpdate(0, maxHeldCredit+1)}, delay: time.Hour, wantWrites: 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a, b := tcpPairT(t)
 			wc := &writeCounter{Conn: a}
-			c := newCoalescingConn(wc, tc.client)
+			c := newCoalescingConn(wc)
 			c.delay = tc.delay
 			var want []byte
-			for _, w := range tc.writes {
+			for _, w := range append([][]byte{preface}, tc.writes...) {
 				if n, err := c.Write(w); n != len(w) || err != nil {
 					t.Fatalf("write: %d, %v", n, err)
 				}
@@ -163,7 +163,10 @@ func TestCoalescingConnWrites(t *testing.T) {
 // A failed delayed write fails the next write and closes the connection.
 func TestCoalescingConnDelayedError(t *testing.T) {
 	a, _ := tcpPairT(t)
-	c := newCoalescingConn(a, false)
+	c := newCoalescingConn(a)
+	if _, err := c.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
 	a.Close()
 	hdrs := frame(t, http2.FrameHeaders, http2.FlagHeadersEndHeaders, 1, []byte("hpack"))
 	if _, err := c.Write(hdrs); err != nil {

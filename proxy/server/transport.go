@@ -172,7 +172,7 @@ func (p *meshPool) transport(k meshKey, upgrade bool) http.RoundTripper {
 				return nil, err
 			}
 			// A request with a body goes out with its HEADERS (see coalescingConn).
-			return newCoalescingConn(tc, true), nil
+			return newCoalescingConn(tc), nil
 		},
 		DisableCompression: true,
 		ReadIdleTimeout:    30 * time.Second,
