@@ -50,6 +50,10 @@ func newRouter(s *Server) *httputil.ReverseProxy {
 			rt := pr.In.Context().Value(routeKey{}).(*route)
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = rt.host
+			// Request trailers get their values when the body has been read to
+			// its end, after Rewrite: the outgoing request must share the map
+			// rather than hold Clone's early copy, or they arrive empty.
+			pr.Out.Trailer = pr.In.Trailer
 			if rt.dst != "" {
 				pr.Out.Header[hdrDst] = []string{rt.dst}
 				pr.Out.Header[hdrProto] = []string{rt.proto}

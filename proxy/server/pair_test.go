@@ -667,3 +667,34 @@ func TestRoutingByAuthority(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestTrailersThroughPair: a chunked HTTP/1.1 request's trailers cross the
+// mesh (as HTTP/2 trailers on weft.h2) and reach the backend.
+func TestRequestTrailersThroughPair(t *testing.T) {
+	mp := newMeshPair(t, pairOpts{})
+	for _, tt := range []struct {
+		name   string
+		client *http.Client
+	}{{"http1", h1Client()}, {"h2c", h2cClient()}} {
+		t.Run(tt.name, func(t *testing.T) {
+			pr, pw := io.Pipe()
+			req, _ := http.NewRequest("POST", "http://"+mp.addr[svcProbe]+"/probe", pr)
+			req.Trailer = http.Header{"X-Req-Sum": nil}
+			go func() {
+				io.WriteString(pw, "streamed body")
+				req.Trailer.Set("X-Req-Sum", "42")
+				pw.Close()
+			}()
+			resp, err := tt.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			seen := <-mp.be.probeSeen
+			if seen.body != "streamed body" || seen.trailer.Get("X-Req-Sum") != "42" {
+				t.Fatalf("backend got body %q trailers %v", seen.body, seen.trailer)
+			}
+		})
+	}
+}
