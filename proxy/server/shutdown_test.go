@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -73,4 +74,44 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestGracefulShutdownServerSide: the proxy on the receiving end of weft.h2 tells its
+// peers GOAWAY when it shuts down, lets their in-flight requests finish, and closes
+// the pooled connection as soon as they have, so its drain ends without waiting for
+// the grace period; the client side then stops using that connection.
+func TestGracefulShutdownServerSide(t *testing.T) {
+	mp := newMeshPair(t, pairOpts{})
+	// A first request leaves a pooled mesh connection from A to B.
+	resp, err := h1Client().Get("http://" + mp.addr[svcHTTPBin] + "/get")
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	done := make(chan error, 1)
+	go func() {
+		resp, err := h1Client().Get("http://" + mp.addr[svcHTTPBin] + "/delay/0.5")
+		if err == nil {
+			_, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != 200 {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		done <- err
+	}()
+	time.Sleep(150 * time.Millisecond) // the request is now in flight on that connection
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := mp.b.srv.Shutdown(ctx); err != nil {
+		t.Fatalf("server-side Shutdown: %v, want a clean drain", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("server-side Shutdown took %s: the idle mesh connection was not closed after GOAWAY", took)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("in-flight request through the shutting-down proxy: %v", err)
+	}
 }
