@@ -825,7 +825,11 @@ type h2Body struct {
 	buf     []byte
 	err     error // io.EOF at END_STREAM, or why the stream failed
 	closed  bool  // the handler is done with it: later data is dropped
+	// trailer is the request's Trailer map. The read loop keeps the trailer fields
+	// in fields; the reader copies them into the map when it reaches the end, as
+	// net/http does, so that the map is only touched by the handler's goroutines.
 	trailer http.Header
+	fields  []hpack.HeaderField
 	unack   int64 // stream window consumed and not yet returned
 }
 
@@ -852,14 +856,7 @@ func (b *h2Body) end(fields []hpack.HeaderField) {
 	if b.err != nil {
 		return
 	}
-	if b.trailer != nil {
-		for _, hf := range fields {
-			k := http.CanonicalHeaderKey(hf.Name)
-			if _, declared := b.trailer[k]; declared {
-				b.trailer[k] = append(b.trailer[k], hf.Value)
-			}
-		}
-	}
+	b.fields = fields
 	b.err = io.EOF
 	b.cond.Broadcast()
 }
@@ -890,6 +887,15 @@ func (b *h2Body) Read(p []byte) (int, error) {
 	}
 	if len(b.buf) == 0 {
 		err := b.err
+		if err == io.EOF && b.fields != nil {
+			for _, hf := range b.fields {
+				k := http.CanonicalHeaderKey(hf.Name)
+				if _, declared := b.trailer[k]; declared {
+					b.trailer[k] = append(b.trailer[k], hf.Value)
+				}
+			}
+			b.fields = nil
+		}
 		b.mu.Unlock()
 		return 0, err
 	}
