@@ -107,7 +107,7 @@ func TestCoalescingConnWrites(t *testing.T) {
 	preface := []byte(http2.ClientPreface)
 	cases := []struct {
 		name       string
-		writes     [][]byte // after the client preface, which is one socket write
+		writes     [][]byte      // after the client preface, which is one socket write
 		close      bool          // close after the writes
 		delay      time.Duration // how long headers are held
 		wantWrites int32         // writes on the socket

@@ -819,12 +819,12 @@ func (st *h2Stream) writeData(end, flush bool) error {
 // h2Body is a request body: DATA frames pushed by the read loop, read by the
 // handler. Flow control bounds what can be buffered.
 type h2Body struct {
-	st      *h2Stream
-	mu      sync.Mutex
-	cond    sync.Cond
-	buf     []byte
-	err     error // io.EOF at END_STREAM, or why the stream failed
-	closed  bool  // the handler is done with it: later data is dropped
+	st     *h2Stream
+	mu     sync.Mutex
+	cond   sync.Cond
+	buf    []byte
+	err    error // io.EOF at END_STREAM, or why the stream failed
+	closed bool  // the handler is done with it: later data is dropped
 	// trailer is the request's Trailer map. The read loop keeps the trailer fields
 	// in fields; the reader copies them into the map when it reaches the end, as
 	// net/http does, so that the map is only touched by the handler's goroutines.
