@@ -534,19 +534,7 @@ func (c *h2Conn) writeHeaderBlock(id uint32, status int, h http.Header, trailers
 			c.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
 		}
 	}
-	block := c.hbuf.Bytes()
-	first := true
-	for first || len(block) > 0 {
-		n := min(len(block), c.peerMaxF)
-		frag := block[:n]
-		block = block[n:]
-		if first {
-			c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: endStream, EndHeaders: len(block) == 0})
-			first = false
-		} else {
-			c.fr.WriteContinuation(id, len(block) == 0, frag)
-		}
-	}
+	writeHeaderFrames(c.fr, id, c.hbuf.Bytes(), endStream, c.peerMaxF)
 }
 
 func statusText(code int) string {

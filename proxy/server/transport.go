@@ -12,8 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -81,12 +79,12 @@ type meshKey struct {
 type meshPool struct {
 	s  *Server
 	mu sync.RWMutex
-	h2 map[meshKey]*http2.Transport // ALPN weft.h2: multiplexed, one connection per peer
-	h1 map[meshKey]*http.Transport  // ALPN weft.h1: HTTP/1.1 for Upgrade requests
+	h2 map[meshKey]*meshClient     // ALPN weft.h2: multiplexed, one connection per peer
+	h1 map[meshKey]*http.Transport // ALPN weft.h1: HTTP/1.1 for Upgrade requests
 }
 
 func newMeshPool(s *Server) *meshPool {
-	return &meshPool{s: s, h2: map[meshKey]*http2.Transport{}, h1: map[meshKey]*http.Transport{}}
+	return &meshPool{s: s, h2: map[meshKey]*meshClient{}, h1: map[meshKey]*http.Transport{}}
 }
 
 // errNoIdentity is returned when a meshed endpoint is dialled without a certificate.
@@ -161,25 +159,9 @@ func (p *meshPool) transport(k meshKey, upgrade bool) http.RoundTripper {
 	if t := p.h2[k]; t != nil {
 		return t
 	}
-	// golang.org/x/net/http2's Transport coalesces concurrent dials to one peer into a
-	// single connection (net/http's unencrypted HTTP/2 dials once per waiting
-	// request), which is what "one multiplexed connection per peer" needs.
-	t := &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, _, _ string, _ *tls.Config) (net.Conn, error) {
-			tc, err := p.dial(ctx, k, identity.ALPNHTTP2)
-			if err != nil {
-				return nil, err
-			}
-			// A request with a body goes out with its HEADERS (see coalescingConn).
-			return newCoalescingConn(tc), nil
-		},
-		DisableCompression: true,
-		ReadIdleTimeout:    30 * time.Second,
-		PingTimeout:        10 * time.Second,
-		// Open another connection rather than queue when a peer's stream limit is hit.
-		StrictMaxConcurrentStreams: false,
-	}
+	t := newMeshClient(func(ctx context.Context) (net.Conn, error) {
+		return p.dial(ctx, k, identity.ALPNHTTP2)
+	})
 	p.h2[k] = t
 	return t
 }
@@ -188,7 +170,7 @@ func (p *meshPool) closeIdle() {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	for _, t := range p.h2 {
-		t.CloseIdleConnections()
+		t.closeIdle()
 	}
 	for _, t := range p.h1 {
 		t.CloseIdleConnections()

@@ -1,0 +1,948 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// The sending side of weft.h2: the HTTP/2 client from this proxy to one peer proxy.
+//
+// Like the receiving side (h2mesh.go) it is written for this one job rather than
+// taken from golang.org/x/net/http2, whose Transport starts a goroutine per request
+// (its stack then grows through TLS), hands each response from its read loop to the
+// caller, and returns connection window in a frame of its own every few KiB. Here the
+// caller writes its HEADERS itself (a request with a body known to follow leaves them
+// for the body's first DATA, one TLS record), the read loop hands the response over
+// once, and window goes back in large steps.
+//
+// One connection per peer carries every request; another is dialled only when the
+// peer's stream limit is reached, or when the connection is going away (GOAWAY) or
+// broken. Requests the peer did not process (refused, or above a GOAWAY's last stream)
+// are sent again on a new connection when their body can be sent again.
+
+const (
+	// h2cStreamWindow is how much response body a peer may send ahead of the
+	// caller reading it; h2cConnWindow for the whole connection.
+	h2cStreamWindow = 4 << 20
+	h2cConnWindow   = 1 << 30
+	// h2cReadIdle is how long a connection may stay silent before it is pinged,
+	// h2cPingTimeout how long the answer may take before it is closed as dead.
+	h2cReadIdle    = 30 * time.Second
+	h2cPingTimeout = 10 * time.Second
+	// h2cMaxRetries bounds how often a request the peer did not process is sent
+	// again.
+	h2cMaxRetries = 3
+)
+
+// errNotProcessed marks failures after which the peer certainly did not act on the
+// request: it may be sent again.
+type errNotProcessed struct{ err error }
+
+func (e errNotProcessed) Error() string { return e.err.Error() }
+func (e errNotProcessed) Unwrap() error { return e.err }
+
+var errConnClosed = errors.New("mesh connection closed")
+
+// meshClient sends requests to one peer proxy.
+type meshClient struct {
+	dial func(ctx context.Context) (net.Conn, error)
+
+	mu      sync.Mutex
+	conns   []*h2ClientConn
+	dialing *dialCall
+}
+
+type dialCall struct {
+	done chan struct{}
+	cc   *h2ClientConn
+	err  error
+}
+
+func newMeshClient(dial func(ctx context.Context) (net.Conn, error)) *meshClient {
+	return &meshClient{dial: dial}
+}
+
+func (m *meshClient) RoundTrip(req *http.Request) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		cc, err := m.conn(req.Context())
+		if err != nil {
+			return nil, err
+		}
+		resp, err := cc.roundTrip(req)
+		var np errNotProcessed
+		if err == nil || !errors.As(err, &np) || attempt >= h2cMaxRetries || req.Context().Err() != nil {
+			return resp, err
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			body, berr := req.GetBody()
+			if berr != nil {
+				return nil, err
+			}
+			req = req.Clone(req.Context())
+			req.Body = body
+		}
+	}
+}
+
+// conn returns a connection with room for a stream, dialling one when none has.
+func (m *meshClient) conn(ctx context.Context) (*h2ClientConn, error) {
+	m.mu.Lock()
+	for _, cc := range m.conns {
+		if cc.reserve() {
+			m.mu.Unlock()
+			return cc, nil
+		}
+	}
+	call := m.dialing
+	if call == nil {
+		call = &dialCall{done: make(chan struct{})}
+		m.dialing = call
+		go m.dialOne(call)
+	}
+	m.mu.Unlock()
+	select {
+	case <-call.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if call.err != nil {
+		return nil, call.err
+	}
+	if call.cc.reserve() {
+		return call.cc, nil
+	}
+	// Full already (or gone): try again.
+	return m.conn(ctx)
+}
+
+func (m *meshClient) dialOne(call *dialCall) {
+	// The dial is shared by every waiting request, so no single request's
+	// context may cancel it; the dialler bounds it with its connect timeout.
+	nc, err := m.dial(context.Background())
+	if err == nil {
+		call.cc, err = newH2ClientConn(m, nc)
+	}
+	call.err = err
+	m.mu.Lock()
+	if err == nil {
+		m.conns = append(m.conns, call.cc)
+	}
+	m.dialing = nil
+	m.mu.Unlock()
+	close(call.done)
+}
+
+func (m *meshClient) forget(cc *h2ClientConn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, c := range m.conns {
+		if c == cc {
+			m.conns = append(m.conns[:i], m.conns[i+1:]...)
+			return
+		}
+	}
+}
+
+// closeIdle closes the connections without streams.
+func (m *meshClient) closeIdle() {
+	m.mu.Lock()
+	conns := append([]*h2ClientConn(nil), m.conns...)
+	m.mu.Unlock()
+	for _, cc := range conns {
+		cc.mu.Lock()
+		idle := len(cc.streams) == 0 && cc.reserved == 0
+		cc.mu.Unlock()
+		if idle {
+			cc.close(errConnClosed)
+		}
+	}
+}
+
+// h2ClientConn is one weft.h2 connection to a peer proxy.
+type h2ClientConn struct {
+	m  *meshClient
+	nc net.Conn
+	fr *http2.Framer
+
+	wmu      sync.Mutex
+	wcond    sync.Cond // on wmu: a send window grew, or a stream or the connection ended
+	bw       *bufio.Writer
+	henc     *hpack.Encoder
+	hbuf     bytes.Buffer
+	sendConn int64
+	peerInit int64
+	peerMaxF int
+	nextID   uint32
+	werr     error
+
+	mu         sync.Mutex
+	streams    map[uint32]*h2ClientStream
+	reserved   int    // streams promised by reserve and not opened yet
+	maxStreams uint32 // the peer's SETTINGS_MAX_CONCURRENT_STREAMS
+	goingAway  bool
+	closed     bool
+	closeErr   error
+	unackConn  int64
+
+	lastRead atomic.Int64 // unix nanos of the last frame read
+	done     chan struct{}
+}
+
+func newH2ClientConn(m *meshClient, nc net.Conn) (*h2ClientConn, error) {
+	cc := &h2ClientConn{
+		m: m, nc: nc, bw: bufio.NewWriterSize(nc, 32<<10),
+		sendConn: 65535, peerInit: 65535, peerMaxF: 16384, nextID: 1,
+		streams: map[uint32]*h2ClientStream{}, maxStreams: h2MaxStreams, done: make(chan struct{}),
+	}
+	cc.wcond.L = &cc.wmu
+	cc.henc = hpack.NewEncoder(&cc.hbuf)
+	cc.fr = http2.NewFramer(cc.bw, bufio.NewReaderSize(nc, 16<<10))
+	cc.fr.SetMaxReadFrameSize(h2MaxReadFrame)
+	cc.fr.MaxHeaderListSize = h2MaxHeaderList
+	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	cc.fr.SetReuseFrames()
+	cc.lastRead.Store(time.Now().UnixNano())
+	cc.wmu.Lock()
+	cc.bw.WriteString(http2.ClientPreface)
+	cc.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingEnablePush, Val: 0},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2cStreamWindow},
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxReadFrame},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
+	)
+	cc.fr.WriteWindowUpdate(0, h2cConnWindow-65535)
+	err := cc.flushLocked()
+	cc.wmu.Unlock()
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	go cc.readLoop()
+	go cc.healthLoop()
+	return cc, nil
+}
+
+// reserve takes a stream slot; false when the connection cannot take one.
+func (cc *h2ClientConn) reserve() bool {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.closed || cc.goingAway || uint32(len(cc.streams)+cc.reserved) >= cc.maxStreams {
+		return false
+	}
+	cc.reserved++
+	return true
+}
+
+func (cc *h2ClientConn) stream(id uint32) *h2ClientStream {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return cc.streams[id]
+}
+
+// h2ClientStream is one request and its response body.
+type h2ClientStream struct {
+	cc  *h2ClientConn
+	id  uint32
+	req *http.Request
+
+	respReady chan struct{} // closed when resp or respErr is set
+	resp      *http.Response
+	respErr   error
+	gotResp   bool // read loop only
+
+	// Under cc.wmu.
+	sendWindow int64
+	reset      bool
+
+	// The response body.
+	mu      sync.Mutex
+	cond    sync.Cond
+	buf     []byte
+	err     error // io.EOF at END_STREAM, or why the stream failed
+	closed  bool
+	fields  []hpack.HeaderField // trailers, copied into resp.Trailer at the end
+	unack   int64
+	stopCtx func() bool // stops the context watch
+	ended   atomic.Bool // the stream is over both ways: forgotten
+	sentEnd atomic.Bool // the request's END_STREAM went out
+}
+
+func (cc *h2ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	body := req.Body
+	if body == http.NoBody {
+		body = nil
+	}
+	st := &h2ClientStream{cc: cc, req: req, respReady: make(chan struct{})}
+	st.cond.L = &st.mu
+
+	cc.wmu.Lock()
+	cc.mu.Lock()
+	cc.reserved--
+	if cc.closed || cc.goingAway {
+		err := cc.closeErr
+		cc.mu.Unlock()
+		cc.wmu.Unlock()
+		if err == nil {
+			err = errConnClosed
+		}
+		return nil, errNotProcessed{err}
+	}
+	st.id = cc.nextID
+	cc.nextID += 2
+	// Set before the stream is reachable by other goroutines (they take cc.mu
+	// to find it), which may forget it and stop the watch.
+	st.stopCtx = context.AfterFunc(ctx, func() { st.abort(ctx.Err(), true) })
+	cc.streams[st.id] = st
+	cc.mu.Unlock()
+	st.sendWindow = cc.peerInit
+	cc.writeRequestHeaders(st.id, req, body == nil)
+	// A body known to follow at once carries the headers out with its first DATA;
+	// anything else (no body, a stream of unknown length, a client waiting for 100
+	// Continue) sends them now.
+	if body == nil || req.ContentLength <= 0 || req.Header.Get("Expect") != "" {
+		if err := cc.flushLocked(); err != nil {
+			cc.wmu.Unlock()
+			cc.forgetStream(st)
+			return nil, errNotProcessed{err}
+		}
+	}
+	cc.wmu.Unlock()
+	if body == nil {
+		st.sentEnd.Store(true)
+	} else {
+		go st.writeBody(body)
+	}
+	select {
+	case <-st.respReady:
+	case <-ctx.Done():
+		st.abort(ctx.Err(), true)
+		<-st.respReady
+	}
+	if st.respErr != nil {
+		return nil, st.respErr
+	}
+	return st.resp, nil
+}
+
+// writeRequestHeaders encodes a request's HEADERS (RFC 9113 §8.3.1). wmu held.
+func (cc *h2ClientConn) writeRequestHeaders(id uint32, req *http.Request, endStream bool) {
+	cc.hbuf.Reset()
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	path := req.URL.RequestURI()
+	enc := func(k, v string) { cc.henc.WriteField(hpack.HeaderField{Name: k, Value: v}) }
+	enc(":method", req.Method)
+	enc(":scheme", "http")
+	enc(":authority", host)
+	enc(":path", path)
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Trailer":
+			continue
+		case "Te":
+			// Only "trailers" is allowed in HTTP/2 (§8.2.2).
+			for _, v := range vs {
+				if strings.EqualFold(textproto.TrimString(v), "trailers") {
+					enc("te", "trailers")
+					break
+				}
+			}
+			continue
+		}
+		lk, ok := lowerHeader(k)
+		if !ok {
+			continue
+		}
+		for _, v := range vs {
+			enc(lk, v)
+		}
+	}
+	if n := req.ContentLength; n > 0 || (n == 0 && methodHasBody(req.Method)) {
+		enc("content-length", strconv.FormatInt(n, 10))
+	}
+	if len(req.Trailer) > 0 {
+		keys := make([]string, 0, len(req.Trailer))
+		for k := range req.Trailer {
+			keys = append(keys, strings.ToLower(k))
+		}
+		enc("trailer", strings.Join(keys, ","))
+	}
+	writeHeaderFrames(cc.fr, id, cc.hbuf.Bytes(), endStream, cc.peerMaxF)
+}
+
+func methodHasBody(m string) bool { return m == "POST" || m == "PUT" || m == "PATCH" }
+
+// writeHeaderFrames writes a header block as HEADERS and as many CONTINUATION frames
+// as the peer's frame size needs.
+func writeHeaderFrames(fr *http2.Framer, id uint32, block []byte, endStream bool, maxFrame int) {
+	first := true
+	for first || len(block) > 0 {
+		n := min(len(block), maxFrame)
+		frag := block[:n]
+		block = block[n:]
+		if first {
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: endStream, EndHeaders: len(block) == 0})
+			first = false
+		} else {
+			fr.WriteContinuation(id, len(block) == 0, frag)
+		}
+	}
+}
+
+// writeBody sends the request body as DATA frames, then its trailers or END_STREAM.
+func (st *h2ClientStream) writeBody(body io.ReadCloser) {
+	defer body.Close()
+	cc := st.cc
+	bufp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bufp)
+	buf := *bufp
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if err := st.writeData(buf[:n], false); err != nil {
+				return
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			// The request cannot be completed: the peer must not take what it got
+			// as the whole body.
+			st.abort(fmt.Errorf("read request body: %w", rerr), true)
+			return
+		}
+	}
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	if st.reset || cc.werr != nil {
+		return
+	}
+	if tr := st.req.Trailer; len(tr) > 0 {
+		cc.hbuf.Reset()
+		for k, vs := range tr {
+			lk := strings.ToLower(k)
+			for _, v := range vs {
+				cc.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
+			}
+		}
+		writeHeaderFrames(cc.fr, st.id, cc.hbuf.Bytes(), true, cc.peerMaxF)
+	} else {
+		cc.fr.WriteData(st.id, true, nil)
+	}
+	cc.flushLocked()
+	st.sentEnd.Store(true)
+	cc.maybeForget(st)
+}
+
+// writeData sends p within the send windows, waiting for window as needed, and
+// flushes.
+func (st *h2ClientStream) writeData(p []byte, end bool) error {
+	cc := st.cc
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	for len(p) > 0 {
+		for !st.reset && cc.werr == nil && (st.sendWindow <= 0 || cc.sendConn <= 0) {
+			if err := cc.flushLocked(); err != nil {
+				return err
+			}
+			cc.wcond.Wait()
+		}
+		if st.reset {
+			return errStreamReset
+		}
+		if cc.werr != nil {
+			return cc.werr
+		}
+		n := min(int64(len(p)), st.sendWindow, cc.sendConn, int64(cc.peerMaxF))
+		cc.fr.WriteData(st.id, end && n == int64(len(p)), p[:n])
+		st.sendWindow -= n
+		cc.sendConn -= n
+		p = p[n:]
+	}
+	return cc.flushLocked()
+}
+
+// abort ends a stream from this side: the response (or its body) fails with err,
+// and when tell is set the peer gets RST_STREAM(CANCEL).
+func (st *h2ClientStream) abort(err error, tell bool) {
+	cc := st.cc
+	st.fail(err)
+	cc.wmu.Lock()
+	already := st.reset
+	st.reset = true
+	if tell && !already && !st.ended.Load() {
+		cc.fr.WriteRSTStream(st.id, http2.ErrCodeCancel)
+		cc.flushLocked()
+	}
+	cc.wcond.Broadcast()
+	cc.wmu.Unlock()
+	st.sentEnd.Store(true)
+	st.ended.Store(true)
+	cc.forgetStream(st)
+}
+
+// fail ends the response, or its body, with err.
+func (st *h2ClientStream) fail(err error) {
+	st.mu.Lock()
+	if st.err == nil {
+		st.err = err
+	}
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	st.setResp(nil, err)
+}
+
+// setResp delivers the response (or the error instead of one) once.
+func (st *h2ClientStream) setResp(resp *http.Response, err error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	select {
+	case <-st.respReady:
+		return
+	default:
+	}
+	st.resp, st.respErr = resp, err
+	close(st.respReady)
+}
+
+// maybeForget forgets a stream once both directions are over.
+func (cc *h2ClientConn) maybeForget(st *h2ClientStream) {
+	if !st.sentEnd.Load() {
+		return
+	}
+	st.mu.Lock()
+	over := st.err != nil
+	st.mu.Unlock()
+	if over && st.ended.CompareAndSwap(false, true) {
+		cc.forgetStream(st)
+	}
+}
+
+func (cc *h2ClientConn) forgetStream(st *h2ClientStream) {
+	if st.stopCtx != nil {
+		st.stopCtx()
+	}
+	cc.mu.Lock()
+	_, had := cc.streams[st.id]
+	delete(cc.streams, st.id)
+	closeNow := had && cc.goingAway && len(cc.streams) == 0 && cc.reserved == 0
+	cc.mu.Unlock()
+	if closeNow {
+		cc.close(errConnClosed)
+	}
+}
+
+// Read reads the response body.
+func (st *h2ClientStream) Read(p []byte) (int, error) {
+	st.mu.Lock()
+	for len(st.buf) == 0 && st.err == nil && !st.closed {
+		st.cond.Wait()
+	}
+	if st.closed {
+		st.mu.Unlock()
+		return 0, errors.New("read on closed response body")
+	}
+	if len(st.buf) == 0 {
+		err := st.err
+		if err == io.EOF && st.fields != nil && st.resp != nil {
+			for _, hf := range st.fields {
+				k := http.CanonicalHeaderKey(hf.Name)
+				st.resp.Trailer[k] = append(st.resp.Trailer[k], hf.Value)
+			}
+			st.fields = nil
+		}
+		st.mu.Unlock()
+		return 0, err
+	}
+	n := copy(p, st.buf)
+	st.buf = st.buf[n:]
+	if len(st.buf) == 0 {
+		st.buf = nil
+	}
+	var streamInc int64
+	if st.err == nil {
+		st.unack += int64(n)
+		if st.unack >= h2cStreamWindow/4 {
+			streamInc, st.unack = st.unack, 0
+		}
+	}
+	st.mu.Unlock()
+	st.cc.returnWindow(st.id, int64(n), streamInc)
+	return n, nil
+}
+
+// Close closes the response body; a stream still running is cancelled.
+func (st *h2ClientStream) Close() error {
+	st.mu.Lock()
+	if st.closed {
+		st.mu.Unlock()
+		return nil
+	}
+	st.closed = true
+	n := int64(len(st.buf))
+	st.buf = nil
+	running := st.err == nil
+	st.cond.Broadcast()
+	st.mu.Unlock()
+	st.cc.returnWindow(0, n, 0)
+	if running {
+		st.abort(errors.New("response body closed"), true)
+	} else {
+		st.cc.maybeForget(st)
+	}
+	return nil
+}
+
+// returnWindow gives consumed receive window back: connection-level in large steps,
+// stream-level (inc > 0) as the reader decided.
+func (cc *h2ClientConn) returnWindow(id uint32, n, streamInc int64) {
+	var connInc int64
+	cc.mu.Lock()
+	cc.unackConn += n
+	if cc.unackConn >= h2cConnWindow/4 {
+		connInc, cc.unackConn = cc.unackConn, 0
+	}
+	cc.mu.Unlock()
+	if connInc == 0 && streamInc == 0 {
+		return
+	}
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	if connInc > 0 {
+		cc.fr.WriteWindowUpdate(0, uint32(connInc))
+	}
+	if streamInc > 0 {
+		cc.fr.WriteWindowUpdate(id, uint32(streamInc))
+	}
+	cc.flushLocked()
+}
+
+func (cc *h2ClientConn) flushLocked() error {
+	if cc.werr != nil {
+		return cc.werr
+	}
+	if err := cc.bw.Flush(); err != nil {
+		cc.werr = err
+		cc.nc.Close()
+		cc.wcond.Broadcast()
+		return err
+	}
+	return nil
+}
+
+// close ends the connection; its streams fail with err (as not processed when
+// they have no response yet and the peer never saw them... which a broken
+// connection cannot tell: only streams the peer refused or a GOAWAY excluded are
+// retried).
+func (cc *h2ClientConn) close(err error) {
+	cc.mu.Lock()
+	if cc.closed {
+		cc.mu.Unlock()
+		return
+	}
+	cc.closed = true
+	cc.closeErr = err
+	streams := make([]*h2ClientStream, 0, len(cc.streams))
+	for _, st := range cc.streams {
+		streams = append(streams, st)
+	}
+	cc.mu.Unlock()
+	cc.m.forget(cc)
+	cc.nc.Close()
+	close(cc.done)
+	for _, st := range streams {
+		st.abort(err, false)
+	}
+	cc.wmu.Lock()
+	if cc.werr == nil {
+		cc.werr = err
+	}
+	cc.wcond.Broadcast()
+	cc.wmu.Unlock()
+}
+
+func (cc *h2ClientConn) readLoop() {
+	var err error
+	for {
+		var f http2.Frame
+		f, err = cc.fr.ReadFrame()
+		if err != nil {
+			var se http2.StreamError
+			if errors.As(err, &se) {
+				if st := cc.stream(se.StreamID); st != nil {
+					st.abort(se, true)
+				}
+				continue
+			}
+			break
+		}
+		cc.lastRead.Store(time.Now().UnixNano())
+		if err = cc.handle(f); err != nil {
+			break
+		}
+	}
+	cc.close(fmt.Errorf("%w: %v", errConnClosed, err))
+}
+
+func (cc *h2ClientConn) handle(f http2.Frame) error {
+	switch f := f.(type) {
+	case *http2.MetaHeadersFrame:
+		if st := cc.stream(f.StreamID); st != nil {
+			st.onHeaders(f)
+		}
+	case *http2.DataFrame:
+		n := int64(f.Length)
+		st := cc.stream(f.StreamID)
+		data := f.Data()
+		if st == nil {
+			cc.returnWindow(0, n, 0)
+			return nil
+		}
+		if pad := n - int64(len(data)); pad > 0 {
+			cc.returnWindow(0, pad, 0)
+		}
+		st.push(data, f.StreamEnded())
+	case *http2.RSTStreamFrame:
+		if st := cc.stream(f.StreamID); st != nil {
+			var err error = http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode}
+			if f.ErrCode == http2.ErrCodeRefusedStream {
+				err = errNotProcessed{err}
+			}
+			st.abort(err, false)
+		}
+	case *http2.SettingsFrame:
+		if f.IsAck() {
+			return nil
+		}
+		return cc.onSettings(f)
+	case *http2.WindowUpdateFrame:
+		var st *h2ClientStream
+		if f.StreamID != 0 {
+			if st = cc.stream(f.StreamID); st == nil {
+				return nil
+			}
+		}
+		cc.wmu.Lock()
+		if st == nil {
+			cc.sendConn += int64(f.Increment)
+		} else {
+			st.sendWindow += int64(f.Increment)
+		}
+		cc.wcond.Broadcast()
+		cc.wmu.Unlock()
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			cc.wmu.Lock()
+			cc.fr.WritePing(true, f.Data)
+			cc.flushLocked()
+			cc.wmu.Unlock()
+		}
+	case *http2.GoAwayFrame:
+		cc.onGoAway(f)
+	case *http2.PushPromiseFrame:
+		return errors.New("PUSH_PROMISE though push is disabled")
+	}
+	return nil
+}
+
+func (cc *h2ClientConn) onSettings(f *http2.SettingsFrame) error {
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		cc.wmu.Lock()
+		defer cc.wmu.Unlock()
+		switch s.ID {
+		case http2.SettingInitialWindowSize:
+			delta := int64(s.Val) - cc.peerInit
+			cc.peerInit = int64(s.Val)
+			cc.mu.Lock()
+			for _, st := range cc.streams {
+				st.sendWindow += delta
+			}
+			cc.mu.Unlock()
+		case http2.SettingMaxFrameSize:
+			cc.peerMaxF = int(s.Val)
+		case http2.SettingHeaderTableSize:
+			cc.henc.SetMaxDynamicTableSizeLimit(s.Val)
+		case http2.SettingMaxConcurrentStreams:
+			cc.mu.Lock()
+			cc.maxStreams = s.Val
+			cc.mu.Unlock()
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	cc.fr.WriteSettingsAck()
+	cc.wcond.Broadcast()
+	return cc.flushLocked()
+}
+
+// onGoAway: no new streams here; streams above the peer's last one were not
+// processed and fail so that they are sent again on a new connection.
+func (cc *h2ClientConn) onGoAway(f *http2.GoAwayFrame) {
+	cc.mu.Lock()
+	cc.goingAway = true
+	var refused []*h2ClientStream
+	for id, st := range cc.streams {
+		if id > f.LastStreamID {
+			refused = append(refused, st)
+		}
+	}
+	cc.mu.Unlock()
+	cc.m.forget(cc)
+	for _, st := range refused {
+		st.abort(errNotProcessed{fmt.Errorf("peer proxy going away (GOAWAY %v)", f.ErrCode)}, false)
+	}
+	cc.mu.Lock()
+	idle := len(cc.streams) == 0 && cc.reserved == 0
+	cc.mu.Unlock()
+	if idle {
+		cc.close(errConnClosed)
+	}
+}
+
+// onHeaders takes a response's headers (1xx, final) or its trailers.
+func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
+	if st.gotResp {
+		// Trailers end the body.
+		st.mu.Lock()
+		st.fields = f.RegularFields()
+		if st.err == nil {
+			st.err = io.EOF
+		}
+		st.cond.Broadcast()
+		st.mu.Unlock()
+		st.cc.maybeForget(st)
+		return
+	}
+	code, err := strconv.Atoi(f.PseudoValue("status"))
+	if err != nil || code < 100 || code > 999 {
+		st.abort(fmt.Errorf("malformed :status %q from the peer proxy", f.PseudoValue("status")), true)
+		return
+	}
+	fields := f.RegularFields()
+	h := make(http.Header, len(fields))
+	for _, hf := range fields {
+		k := http.CanonicalHeaderKey(hf.Name)
+		h[k] = append(h[k], hf.Value)
+	}
+	if code < 200 {
+		if trace := httptrace.ContextClientTrace(st.req.Context()); trace != nil && trace.Got1xxResponse != nil {
+			trace.Got1xxResponse(code, textproto.MIMEHeader(h))
+		}
+		return
+	}
+	st.gotResp = true
+	resp := &http.Response{
+		Status: strconv.Itoa(code) + " " + http.StatusText(code), StatusCode: code,
+		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Request: st.req, ContentLength: -1,
+	}
+	if v := h["Content-Length"]; len(v) == 1 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+			resp.ContentLength = n
+		}
+	}
+	if tk := h["Trailer"]; len(tk) > 0 {
+		resp.Trailer = http.Header{}
+		for _, v := range tk {
+			for k := range strings.SplitSeq(v, ",") {
+				if k = textproto.TrimString(k); k != "" {
+					resp.Trailer[http.CanonicalHeaderKey(k)] = nil
+				}
+			}
+		}
+		delete(h, "Trailer")
+	}
+	if f.StreamEnded() {
+		resp.Body = http.NoBody
+		resp.ContentLength = 0
+		st.mu.Lock()
+		st.err = io.EOF
+		st.mu.Unlock()
+	} else {
+		if resp.Trailer == nil {
+			resp.Trailer = http.Header{}
+		}
+		resp.Body = st
+	}
+	st.setResp(resp, nil)
+	if f.StreamEnded() {
+		st.cc.maybeForget(st)
+	}
+}
+
+// push appends response body data from the read loop.
+func (st *h2ClientStream) push(data []byte, end bool) {
+	st.mu.Lock()
+	drop := st.closed || st.err != nil
+	if !drop {
+		st.buf = append(st.buf, data...)
+		if end {
+			st.err = io.EOF
+		}
+		st.cond.Broadcast()
+	}
+	st.mu.Unlock()
+	if drop {
+		st.cc.returnWindow(0, int64(len(data)), 0)
+	}
+	if end {
+		st.cc.maybeForget(st)
+	}
+}
+
+// healthLoop pings a connection that has been silent for h2cReadIdle and closes it
+// when the answer does not come within h2cPingTimeout: a peer that vanished (its pod
+// deleted without a word) is noticed without waiting for TCP.
+func (cc *h2ClientConn) healthLoop() {
+	t := time.NewTicker(h2cReadIdle / 2)
+	defer t.Stop()
+	var pingSent time.Time
+	for {
+		select {
+		case <-cc.done:
+			return
+		case now := <-t.C:
+			last := time.Unix(0, cc.lastRead.Load())
+			switch {
+			case !pingSent.IsZero() && last.Before(pingSent) && now.Sub(pingSent) >= h2cPingTimeout:
+				cc.close(fmt.Errorf("%w: no answer to PING in %s", errConnClosed, h2cPingTimeout))
+				return
+			case now.Sub(last) >= h2cReadIdle && (pingSent.IsZero() || !last.Before(pingSent)):
+				pingSent = now
+				cc.wmu.Lock()
+				cc.fr.WritePing(false, [8]byte{'w', 'e', 'f', 't'})
+				cc.flushLocked()
+				cc.wmu.Unlock()
+			}
+		}
+	}
+}
