@@ -104,34 +104,37 @@ func (m *meshClient) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // conn returns a connection with room for a stream, dialling one when none has.
+// A peer whose new connections are full or gone at once gets a few tries, not a
+// loop.
 func (m *meshClient) conn(ctx context.Context) (*h2ClientConn, error) {
-	m.mu.Lock()
-	for _, cc := range m.conns {
-		if cc.reserve() {
-			m.mu.Unlock()
-			return cc, nil
+	for range 3 {
+		m.mu.Lock()
+		for _, cc := range m.conns {
+			if cc.reserve() {
+				m.mu.Unlock()
+				return cc, nil
+			}
+		}
+		call := m.dialing
+		if call == nil {
+			call = &dialCall{done: make(chan struct{})}
+			m.dialing = call
+			go m.dialOne(call)
+		}
+		m.mu.Unlock()
+		select {
+		case <-call.done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if call.err != nil {
+			return nil, call.err
+		}
+		if call.cc.reserve() {
+			return call.cc, nil
 		}
 	}
-	call := m.dialing
-	if call == nil {
-		call = &dialCall{done: make(chan struct{})}
-		m.dialing = call
-		go m.dialOne(call)
-	}
-	m.mu.Unlock()
-	select {
-	case <-call.done:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	if call.err != nil {
-		return nil, call.err
-	}
-	if call.cc.reserve() {
-		return call.cc, nil
-	}
-	// Full already (or gone): try again.
-	return m.conn(ctx)
+	return nil, errors.New("no usable connection to the peer proxy: each new one was closed or full at once")
 }
 
 func (m *meshClient) dialOne(call *dialCall) {
