@@ -115,9 +115,15 @@ func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrP
 	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Dst})
 	dstSeries.Open()
 	// With a bare *net.TCPConn client this is splice(2), zero copy; behind TLS the
-	// bytes pass through user space to be decrypted.
-	res := tcpfwd.Pipe(client, c, prefix, nil)
-	if _, bare := client.(*net.TCPConn); bare {
+	// bytes pass through user space to be decrypted, and the app's side is read and
+	// written with raw system calls (rawTCP).
+	_, bare := client.(*net.TCPConn)
+	var app net.Conn = c
+	if !bare {
+		app = newRawTCP(c)
+	}
+	res := tcpfwd.Pipe(client, app, prefix, nil)
+	if bare {
 		src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
 	}
 	dstSeries.AddBytes(uint64(res.BToA), uint64(res.AToB))

@@ -132,8 +132,9 @@ func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrP
 			tc.Close()
 			return
 		}
-		// TLS in the path: bytes must pass through user space to be encrypted.
-		res := tcpfwd.Pipe(raw, tc, nil, nil)
+		// TLS in the path: bytes must pass through user space to be encrypted; the
+		// app's side is read and written with raw system calls (rawTCP).
+		res := tcpfwd.Pipe(newRawTCP(raw), tc, nil, nil)
 		src.addSpliced(res.AToB, res.BToA, res.Err)
 		return
 	}
