@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -182,20 +180,9 @@ func (m *meshClient) closeIdle() {
 
 // h2ClientConn is one weft.h2 connection to a peer proxy.
 type h2ClientConn struct {
-	m  *meshClient
-	nc net.Conn
-	fr *http2.Framer
-
-	wmu      sync.Mutex
-	wcond    sync.Cond // on wmu: a send window grew, or a stream or the connection ended
-	bw       *bufio.Writer
-	henc     *hpack.Encoder
-	hbuf     bytes.Buffer
-	sendConn int64
-	peerInit int64
-	peerMaxF int
-	nextID   uint32
-	werr     error
+	h2Framing
+	m      *meshClient
+	nextID uint32 // under wmu
 
 	mu         sync.Mutex
 	streams    map[uint32]*h2ClientStream
@@ -211,18 +198,8 @@ type h2ClientConn struct {
 }
 
 func newH2ClientConn(m *meshClient, nc net.Conn) (*h2ClientConn, error) {
-	cc := &h2ClientConn{
-		m: m, nc: nc, bw: bufio.NewWriterSize(nc, 32<<10),
-		sendConn: 65535, peerInit: 65535, peerMaxF: 16384, nextID: 1,
-		streams: map[uint32]*h2ClientStream{}, maxStreams: h2MaxStreams, done: make(chan struct{}),
-	}
-	cc.wcond.L = &cc.wmu
-	cc.henc = hpack.NewEncoder(&cc.hbuf)
-	cc.fr = http2.NewFramer(cc.bw, bufio.NewReaderSize(nc, 16<<10))
-	cc.fr.SetMaxReadFrameSize(h2MaxReadFrame)
-	cc.fr.MaxHeaderListSize = h2MaxHeaderList
-	cc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	cc.fr.SetReuseFrames()
+	cc := &h2ClientConn{m: m, nextID: 1, streams: map[uint32]*h2ClientStream{}, maxStreams: h2MaxStreams, done: make(chan struct{})}
+	cc.init(nc)
 	cc.lastRead.Store(time.Now().UnixNano())
 	cc.wmu.Lock()
 	cc.bw.WriteString(http2.ClientPreface)
@@ -392,27 +369,10 @@ func (cc *h2ClientConn) writeRequestHeaders(id uint32, req *http.Request, endStr
 		}
 		enc("trailer", strings.Join(keys, ","))
 	}
-	writeHeaderFrames(cc.fr, id, cc.hbuf.Bytes(), endStream, cc.peerMaxF)
+	cc.writeHeaderFrames(id, cc.hbuf.Bytes(), endStream)
 }
 
 func methodHasBody(m string) bool { return m == "POST" || m == "PUT" || m == "PATCH" }
-
-// writeHeaderFrames writes a header block as HEADERS and as many CONTINUATION frames
-// as the peer's frame size needs.
-func writeHeaderFrames(fr *http2.Framer, id uint32, block []byte, endStream bool, maxFrame int) {
-	first := true
-	for first || len(block) > 0 {
-		n := min(len(block), maxFrame)
-		frag := block[:n]
-		block = block[n:]
-		if first {
-			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: frag, EndStream: endStream, EndHeaders: len(block) == 0})
-			first = false
-		} else {
-			fr.WriteContinuation(id, len(block) == 0, frag)
-		}
-	}
-}
 
 // writeBody sends the request body as DATA frames, then its trailers or END_STREAM.
 func (st *h2ClientStream) writeBody(body io.ReadCloser) {
@@ -451,7 +411,7 @@ func (st *h2ClientStream) writeBody(body io.ReadCloser) {
 				cc.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
 			}
 		}
-		writeHeaderFrames(cc.fr, st.id, cc.hbuf.Bytes(), true, cc.peerMaxF)
+		cc.writeHeaderFrames(st.id, cc.hbuf.Bytes(), true)
 	} else {
 		cc.fr.WriteData(st.id, true, nil)
 	}
@@ -629,31 +589,7 @@ func (cc *h2ClientConn) returnWindow(id uint32, n, streamInc int64) {
 		connInc, cc.unackConn = cc.unackConn, 0
 	}
 	cc.mu.Unlock()
-	if connInc == 0 && streamInc == 0 {
-		return
-	}
-	cc.wmu.Lock()
-	defer cc.wmu.Unlock()
-	if connInc > 0 {
-		cc.fr.WriteWindowUpdate(0, uint32(connInc))
-	}
-	if streamInc > 0 {
-		cc.fr.WriteWindowUpdate(id, uint32(streamInc))
-	}
-	cc.flushLocked()
-}
-
-func (cc *h2ClientConn) flushLocked() error {
-	if cc.werr != nil {
-		return cc.werr
-	}
-	if err := cc.bw.Flush(); err != nil {
-		cc.werr = err
-		cc.nc.Close()
-		cc.wcond.Broadcast()
-		return err
-	}
-	return nil
+	cc.windowUpdate(connInc, id, streamInc)
 }
 
 // close ends the connection; its streams fail with err (as not processed when
@@ -680,10 +616,7 @@ func (cc *h2ClientConn) close(err error) {
 		st.abort(err, false)
 	}
 	cc.wmu.Lock()
-	if cc.werr == nil {
-		cc.werr = err
-	}
-	cc.wcond.Broadcast()
+	cc.failLocked(err)
 	cc.wmu.Unlock()
 }
 
@@ -740,28 +673,20 @@ func (cc *h2ClientConn) handle(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
-		return cc.onSettings(f)
+		return cc.applySettings(f, cc.adjustStreams, func(n uint32) {
+			cc.mu.Lock()
+			cc.maxStreams = n
+			cc.mu.Unlock()
+		})
 	case *http2.WindowUpdateFrame:
-		var st *h2ClientStream
-		if f.StreamID != 0 {
-			if st = cc.stream(f.StreamID); st == nil {
-				return nil
-			}
+		if f.StreamID == 0 {
+			cc.grow(&cc.sendConn, f.Increment)
+		} else if st := cc.stream(f.StreamID); st != nil {
+			cc.grow(&st.sendWindow, f.Increment)
 		}
-		cc.wmu.Lock()
-		if st == nil {
-			cc.sendConn += int64(f.Increment)
-		} else {
-			st.sendWindow += int64(f.Increment)
-		}
-		cc.wcond.Broadcast()
-		cc.wmu.Unlock()
 	case *http2.PingFrame:
 		if !f.IsAck() {
-			cc.wmu.Lock()
-			cc.fr.WritePing(true, f.Data)
-			cc.flushLocked()
-			cc.wmu.Unlock()
+			cc.pingAck(f.Data)
 		}
 	case *http2.GoAwayFrame:
 		cc.onGoAway(f)
@@ -771,41 +696,14 @@ func (cc *h2ClientConn) handle(f http2.Frame) error {
 	return nil
 }
 
-func (cc *h2ClientConn) onSettings(f *http2.SettingsFrame) error {
-	err := f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			return err
-		}
-		cc.wmu.Lock()
-		defer cc.wmu.Unlock()
-		switch s.ID {
-		case http2.SettingInitialWindowSize:
-			delta := int64(s.Val) - cc.peerInit
-			cc.peerInit = int64(s.Val)
-			cc.mu.Lock()
-			for _, st := range cc.streams {
-				st.sendWindow += delta
-			}
-			cc.mu.Unlock()
-		case http2.SettingMaxFrameSize:
-			cc.peerMaxF = int(s.Val)
-		case http2.SettingHeaderTableSize:
-			cc.henc.SetMaxDynamicTableSizeLimit(s.Val)
-		case http2.SettingMaxConcurrentStreams:
-			cc.mu.Lock()
-			cc.maxStreams = s.Val
-			cc.mu.Unlock()
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+// adjustStreams applies a change of the peer's initial window to the open streams.
+// wmu held.
+func (cc *h2ClientConn) adjustStreams(delta int64) {
+	cc.mu.Lock()
+	for _, st := range cc.streams {
+		st.sendWindow += delta
 	}
-	cc.wmu.Lock()
-	defer cc.wmu.Unlock()
-	cc.fr.WriteSettingsAck()
-	cc.wcond.Broadcast()
-	return cc.flushLocked()
+	cc.mu.Unlock()
 }
 
 // onGoAway: no new streams here; streams above the peer's last one were not

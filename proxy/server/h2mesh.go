@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -60,23 +58,12 @@ var errStreamReset = errors.New("stream reset by the peer proxy")
 // h2Conn is one weft.h2 connection. The read loop (serve) owns reading; writers
 // (handlers, the read loop's replies) hold wmu.
 type h2Conn struct {
+	h2Framing
 	s      *Server
-	nc     net.Conn
 	info   *connInfo
 	remote string
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
-	fr     *http2.Framer
-
-	wmu      sync.Mutex
-	wcond    sync.Cond // on wmu: a send window grew, or a stream or the connection ended
-	bw       *bufio.Writer
-	henc     *hpack.Encoder
-	hbuf     bytes.Buffer
-	sendConn int64 // connection-level send window
-	peerInit int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
-	peerMaxF int   // the peer's SETTINGS_MAX_FRAME_SIZE
-	werr     error // a write failed: the connection is dead
 
 	mu        sync.Mutex
 	streams   map[uint32]*h2Stream
@@ -98,19 +85,8 @@ func (s *Server) serveMeshH2(nc net.Conn, info *connInfo) {
 	// when it believes a server will recover the panic. Without it a truncated
 	// body would end cleanly.
 	ctx = context.WithValue(context.WithValue(ctx, connInfoKey{}, info), http.ServerContextKey, s.inHTTP)
-	c := &h2Conn{
-		s: s, nc: nc, info: info, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel,
-		bw:       bufio.NewWriterSize(nc, 32<<10),
-		sendConn: 65535, peerInit: 65535, peerMaxF: 16384,
-		streams: map[uint32]*h2Stream{},
-	}
-	c.wcond.L = &c.wmu
-	c.henc = hpack.NewEncoder(&c.hbuf)
-	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 16<<10))
-	c.fr.SetMaxReadFrameSize(h2MaxReadFrame)
-	c.fr.MaxHeaderListSize = h2MaxHeaderList
-	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	c.fr.SetReuseFrames()
+	c := &h2Conn{s: s, info: info, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, streams: map[uint32]*h2Stream{}}
+	c.init(nc)
 	c.idle = time.AfterFunc(h2IdleTimeout, c.goAway)
 	if !s.addMeshConn(c) {
 		nc.Close()
@@ -178,7 +154,11 @@ func (c *h2Conn) handle(f http2.Frame) error {
 	case *http2.DataFrame:
 		c.onData(f)
 	case *http2.WindowUpdateFrame:
-		c.onWindowUpdate(f)
+		if f.StreamID == 0 {
+			c.grow(&c.sendConn, f.Increment)
+		} else if st := c.stream(f.StreamID); st != nil {
+			c.grow(&st.sendWindow, f.Increment)
+		}
 	case *http2.RSTStreamFrame:
 		if st := c.stream(f.StreamID); st != nil {
 			st.abort(errStreamReset)
@@ -187,15 +167,11 @@ func (c *h2Conn) handle(f http2.Frame) error {
 		if f.IsAck() {
 			return nil
 		}
-		return c.onSettings(f)
+		return c.applySettings(f, c.adjustStreams, nil)
 	case *http2.PingFrame:
-		if f.IsAck() {
-			return nil
+		if !f.IsAck() {
+			c.pingAck(f.Data)
 		}
-		c.wmu.Lock()
-		c.fr.WritePing(true, f.Data)
-		c.flushLocked()
-		c.wmu.Unlock()
 	case *http2.GoAwayFrame:
 		// The peer opens no more streams here: finish those it has, then close.
 		c.mu.Lock()
@@ -218,55 +194,14 @@ func (c *h2Conn) stream(id uint32) *h2Stream {
 	return c.streams[id]
 }
 
-func (c *h2Conn) onSettings(f *http2.SettingsFrame) error {
-	err := f.ForeachSetting(func(s http2.Setting) error {
-		if err := s.Valid(); err != nil {
-			return err
-		}
-		c.wmu.Lock()
-		defer c.wmu.Unlock()
-		switch s.ID {
-		case http2.SettingInitialWindowSize:
-			// Applies to every open stream as a delta (RFC 9113 §6.9.2).
-			delta := int64(s.Val) - c.peerInit
-			c.peerInit = int64(s.Val)
-			c.mu.Lock()
-			for _, st := range c.streams {
-				st.sendWindow += delta
-			}
-			c.mu.Unlock()
-		case http2.SettingMaxFrameSize:
-			c.peerMaxF = int(s.Val)
-		case http2.SettingHeaderTableSize:
-			c.henc.SetMaxDynamicTableSizeLimit(s.Val)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+// adjustStreams applies a change of the peer's initial window to the open streams.
+// wmu held.
+func (c *h2Conn) adjustStreams(delta int64) {
+	c.mu.Lock()
+	for _, st := range c.streams {
+		st.sendWindow += delta
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.fr.WriteSettingsAck()
-	c.wcond.Broadcast()
-	return c.flushLocked()
-}
-
-func (c *h2Conn) onWindowUpdate(f *http2.WindowUpdateFrame) {
-	var st *h2Stream
-	if f.StreamID != 0 {
-		if st = c.stream(f.StreamID); st == nil {
-			return
-		}
-	}
-	c.wmu.Lock()
-	if st == nil {
-		c.sendConn += int64(f.Increment)
-	} else {
-		st.sendWindow += int64(f.Increment)
-	}
-	c.wcond.Broadcast()
-	c.wmu.Unlock()
+	c.mu.Unlock()
 }
 
 func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
@@ -414,18 +349,11 @@ func (c *h2Conn) returnWindow(st *h2Stream, n int64) {
 			streamInc = inc
 		}
 	}
-	if connInc == 0 && streamInc == 0 {
-		return
+	var id uint32
+	if st != nil {
+		id = st.id
 	}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if connInc > 0 {
-		c.fr.WriteWindowUpdate(0, uint32(connInc))
-	}
-	if streamInc > 0 {
-		c.fr.WriteWindowUpdate(st.id, uint32(streamInc))
-	}
-	c.flushLocked()
+	c.windowUpdate(connInc, id, streamInc)
 }
 
 func (c *h2Conn) resetStream(id uint32, code http2.ErrCode) {
@@ -460,26 +388,6 @@ func (c *h2Conn) goAway() {
 	if done {
 		c.nc.Close()
 	}
-}
-
-// flushLocked writes what is buffered; a failure kills the connection. wmu held.
-func (c *h2Conn) flushLocked() error {
-	if c.werr != nil {
-		return c.werr
-	}
-	if err := c.bw.Flush(); err != nil {
-		c.failLocked(err)
-		return err
-	}
-	return nil
-}
-
-func (c *h2Conn) failLocked(err error) {
-	if c.werr == nil {
-		c.werr = err
-		c.nc.Close()
-	}
-	c.wcond.Broadcast()
 }
 
 // close ends the connection: streams see their context cancelled and their bodies
@@ -534,7 +442,7 @@ func (c *h2Conn) writeHeaderBlock(id uint32, status int, h http.Header, trailers
 			c.henc.WriteField(hpack.HeaderField{Name: lk, Value: v})
 		}
 	}
-	writeHeaderFrames(c.fr, id, c.hbuf.Bytes(), endStream, c.peerMaxF)
+	c.writeHeaderFrames(id, c.hbuf.Bytes(), endStream)
 }
 
 func statusText(code int) string {
