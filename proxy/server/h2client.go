@@ -191,7 +191,6 @@ type h2ClientConn struct {
 	goingAway  bool
 	closed     bool
 	closeErr   error
-	unackConn  int64
 
 	lastRead atomic.Int64 // unix nanos of the last frame read
 	done     chan struct{}
@@ -199,7 +198,7 @@ type h2ClientConn struct {
 
 func newH2ClientConn(m *meshClient, nc net.Conn) (*h2ClientConn, error) {
 	cc := &h2ClientConn{m: m, nextID: 1, streams: map[uint32]*h2ClientStream{}, maxStreams: h2MaxStreams, done: make(chan struct{})}
-	cc.init(nc)
+	cc.init(nc, h2cConnWindow)
 	cc.lastRead.Store(time.Now().UnixNano())
 	cc.wmu.Lock()
 	cc.bw.WriteString(http2.ClientPreface)
@@ -253,14 +252,9 @@ type h2ClientStream struct {
 	sendWindow int64
 	reset      bool
 
-	// The response body.
-	mu      sync.Mutex
-	cond    sync.Cond
-	buf     []byte
-	err     error // io.EOF at END_STREAM, or why the stream failed
-	closed  bool
-	fields  []hpack.HeaderField // trailers, copied into resp.Trailer at the end
-	unack   int64
+	respMu sync.Mutex // orders setResp
+	body   h2Pipe     // the response body
+
 	stopCtx func() bool // stops the context watch
 	ended   atomic.Bool // the stream is over both ways: forgotten
 	sentEnd atomic.Bool // the request's END_STREAM went out
@@ -273,7 +267,7 @@ func (cc *h2ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		body = nil
 	}
 	st := &h2ClientStream{cc: cc, req: req, respReady: make(chan struct{})}
-	st.cond.L = &st.mu
+	st.body.initPipe(h2cStreamWindow)
 
 	cc.wmu.Lock()
 	cc.mu.Lock()
@@ -469,19 +463,14 @@ func (st *h2ClientStream) abort(err error, tell bool) {
 
 // fail ends the response, or its body, with err.
 func (st *h2ClientStream) fail(err error) {
-	st.mu.Lock()
-	if st.err == nil {
-		st.err = err
-	}
-	st.cond.Broadcast()
-	st.mu.Unlock()
+	st.body.fail(err)
 	st.setResp(nil, err)
 }
 
 // setResp delivers the response (or the error instead of one) once.
 func (st *h2ClientStream) setResp(resp *http.Response, err error) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
+	st.respMu.Lock()
+	defer st.respMu.Unlock()
 	select {
 	case <-st.respReady:
 		return
@@ -496,10 +485,7 @@ func (cc *h2ClientConn) maybeForget(st *h2ClientStream) {
 	if !st.sentEnd.Load() {
 		return
 	}
-	st.mu.Lock()
-	over := st.err != nil
-	st.mu.Unlock()
-	if over && st.ended.CompareAndSwap(false, true) {
+	if st.body.ended() && st.ended.CompareAndSwap(false, true) {
 		cc.forgetStream(st)
 	}
 }
@@ -520,57 +506,18 @@ func (cc *h2ClientConn) forgetStream(st *h2ClientStream) {
 
 // Read reads the response body.
 func (st *h2ClientStream) Read(p []byte) (int, error) {
-	st.mu.Lock()
-	for len(st.buf) == 0 && st.err == nil && !st.closed {
-		st.cond.Wait()
+	n, inc, fields, err := st.body.read(p)
+	addFields(st.resp.Trailer, fields, false)
+	if n > 0 {
+		st.cc.returnWindow(st.id, int64(n), inc)
 	}
-	if st.closed {
-		st.mu.Unlock()
-		return 0, errors.New("read on closed response body")
-	}
-	if len(st.buf) == 0 {
-		err := st.err
-		if err == io.EOF && st.fields != nil && st.resp != nil {
-			for _, hf := range st.fields {
-				k := http.CanonicalHeaderKey(hf.Name)
-				st.resp.Trailer[k] = append(st.resp.Trailer[k], hf.Value)
-			}
-			st.fields = nil
-		}
-		st.mu.Unlock()
-		return 0, err
-	}
-	n := copy(p, st.buf)
-	st.buf = st.buf[n:]
-	if len(st.buf) == 0 {
-		st.buf = nil
-	}
-	var streamInc int64
-	if st.err == nil {
-		st.unack += int64(n)
-		if st.unack >= h2cStreamWindow/4 {
-			streamInc, st.unack = st.unack, 0
-		}
-	}
-	st.mu.Unlock()
-	st.cc.returnWindow(st.id, int64(n), streamInc)
-	return n, nil
+	return n, err
 }
 
 // Close closes the response body; a stream still running is cancelled.
 func (st *h2ClientStream) Close() error {
-	st.mu.Lock()
-	if st.closed {
-		st.mu.Unlock()
-		return nil
-	}
-	st.closed = true
-	n := int64(len(st.buf))
-	st.buf = nil
-	running := st.err == nil
-	st.cond.Broadcast()
-	st.mu.Unlock()
-	st.cc.returnWindow(0, n, 0)
+	dropped, running := st.body.closeRead()
+	st.cc.returnWindow(0, dropped, 0)
 	if running {
 		st.abort(errors.New("response body closed"), true)
 	} else {
@@ -579,23 +526,9 @@ func (st *h2ClientStream) Close() error {
 	return nil
 }
 
-// returnWindow gives consumed receive window back: connection-level in large steps,
-// stream-level (inc > 0) as the reader decided.
-func (cc *h2ClientConn) returnWindow(id uint32, n, streamInc int64) {
-	var connInc int64
-	cc.mu.Lock()
-	cc.unackConn += n
-	if cc.unackConn >= h2cConnWindow/4 {
-		connInc, cc.unackConn = cc.unackConn, 0
-	}
-	cc.mu.Unlock()
-	cc.windowUpdate(connInc, id, streamInc)
-}
-
-// close ends the connection; its streams fail with err (as not processed when
-// they have no response yet and the peer never saw them... which a broken
-// connection cannot tell: only streams the peer refused or a GOAWAY excluded are
-// retried).
+// close ends the connection; its streams fail with err. They are not sent again:
+// after a broken connection nobody can tell whether the peer saw them (only streams
+// it refused, or that a GOAWAY excluded, are).
 func (cc *h2ClientConn) close(err error) {
 	cc.mu.Lock()
 	if cc.closed {
@@ -734,13 +667,7 @@ func (cc *h2ClientConn) onGoAway(f *http2.GoAwayFrame) {
 func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
 	if st.gotResp {
 		// Trailers end the body.
-		st.mu.Lock()
-		st.fields = f.RegularFields()
-		if st.err == nil {
-			st.err = io.EOF
-		}
-		st.cond.Broadcast()
-		st.mu.Unlock()
+		st.body.end(f.RegularFields())
 		st.cc.maybeForget(st)
 		return
 	}
@@ -749,12 +676,7 @@ func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
 		st.abort(fmt.Errorf("malformed :status %q from the peer proxy", f.PseudoValue("status")), true)
 		return
 	}
-	fields := f.RegularFields()
-	h := make(http.Header, len(fields))
-	for _, hf := range fields {
-		k := http.CanonicalHeaderKey(hf.Name)
-		h[k] = append(h[k], hf.Value)
-	}
+	h := fieldsHeader(f.RegularFields())
 	if code < 200 {
 		if trace := httptrace.ContextClientTrace(st.req.Context()); trace != nil && trace.Got1xxResponse != nil {
 			trace.Got1xxResponse(code, textproto.MIMEHeader(h))
@@ -764,30 +686,16 @@ func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
 	st.gotResp = true
 	resp := &http.Response{
 		Status: strconv.Itoa(code) + " " + http.StatusText(code), StatusCode: code,
-		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Request: st.req, ContentLength: -1,
+		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Request: st.req,
+		ContentLength: contentLength(h), Trailer: declaredTrailers(h),
 	}
-	if v := h["Content-Length"]; len(v) == 1 {
-		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
-			resp.ContentLength = n
-		}
-	}
-	if tk := h["Trailer"]; len(tk) > 0 {
-		resp.Trailer = http.Header{}
-		for _, v := range tk {
-			for k := range strings.SplitSeq(v, ",") {
-				if k = textproto.TrimString(k); k != "" {
-					resp.Trailer[http.CanonicalHeaderKey(k)] = nil
-				}
-			}
-		}
+	if resp.Trailer != nil {
 		delete(h, "Trailer")
 	}
 	if f.StreamEnded() {
 		resp.Body = http.NoBody
 		resp.ContentLength = 0
-		st.mu.Lock()
-		st.err = io.EOF
-		st.mu.Unlock()
+		st.body.end(nil)
 	} else {
 		if resp.Trailer == nil {
 			resp.Trailer = http.Header{}
@@ -802,17 +710,7 @@ func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
 
 // push appends response body data from the read loop.
 func (st *h2ClientStream) push(data []byte, end bool) {
-	st.mu.Lock()
-	drop := st.closed || st.err != nil
-	if !drop {
-		st.buf = append(st.buf, data...)
-		if end {
-			st.err = io.EOF
-		}
-		st.cond.Broadcast()
-	}
-	st.mu.Unlock()
-	if drop {
+	if !st.body.push(data, end) {
 		st.cc.returnWindow(0, int64(len(data)), 0)
 	}
 	if end {

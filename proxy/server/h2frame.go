@@ -3,8 +3,14 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -26,10 +32,16 @@ type h2Framing struct {
 	peerInit int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxF int   // the peer's SETTINGS_MAX_FRAME_SIZE
 	werr     error // a write failed, or the connection ended
+
+	// connWindow is the receive window this end grants for the whole connection;
+	// unackConn what of it was consumed (read, or dropped) and not yet returned.
+	connWindow int64
+	unackConn  atomic.Int64
 }
 
-func (h *h2Framing) init(nc net.Conn) {
+func (h *h2Framing) init(nc net.Conn, connWindow int64) {
 	h.nc = nc
+	h.connWindow = connWindow
 	h.bw = bufio.NewWriterSize(nc, 32<<10)
 	h.sendConn, h.peerInit, h.peerMaxF = 65535, 65535, 16384
 	h.wcond.L = &h.wmu
@@ -115,10 +127,15 @@ func (h *h2Framing) pingAck(data [8]byte) {
 	h.wmu.Unlock()
 }
 
-// windowUpdate gives receive window back to the peer: the connection's (connInc)
-// and a stream's (streamInc).
-func (h *h2Framing) windowUpdate(connInc int64, id uint32, streamInc int64) {
-	if connInc == 0 && streamInc == 0 {
+// returnWindow gives consumed receive window back to the peer: n bytes of the
+// connection's, in steps of a quarter of it so that small bodies cost no frame, and
+// streamInc of stream id's (as its pipe decided).
+func (h *h2Framing) returnWindow(id uint32, n, streamInc int64) {
+	var connInc int64
+	if n > 0 && h.unackConn.Add(n) >= h.connWindow/4 {
+		connInc = h.unackConn.Swap(0)
+	}
+	if connInc <= 0 && streamInc <= 0 {
 		return
 	}
 	h.wmu.Lock()
@@ -147,4 +164,161 @@ func (h *h2Framing) writeHeaderFrames(id uint32, block []byte, endStream bool) {
 			h.fr.WriteContinuation(id, len(block) == 0, frag)
 		}
 	}
+}
+
+// h2Pipe is a stream's incoming body (a request's on the server, a response's on the
+// client): DATA the read loop pushes, read by one reader. Flow control bounds what it
+// holds.
+type h2Pipe struct {
+	mu     sync.Mutex
+	cond   sync.Cond
+	buf    []byte
+	err    error               // io.EOF at END_STREAM, or why the stream failed
+	closed bool                // the reader is done: later data is dropped
+	fields []hpack.HeaderField // trailers, handed to the reader at the end
+	window int64               // the stream receive window this end grants
+	unack  int64               // of it, consumed and not yet returned
+}
+
+func (p *h2Pipe) initPipe(window int64) {
+	p.cond.L = &p.mu
+	p.window = window
+}
+
+// push adds data from the read loop; false when it was dropped (the reader is gone
+// or the stream over), and its connection window is the caller's to return.
+func (p *h2Pipe) push(data []byte, end bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.err != nil {
+		return false
+	}
+	p.buf = append(p.buf, data...)
+	if end {
+		p.err = io.EOF
+	}
+	p.cond.Broadcast()
+	return true
+}
+
+// end ends the body with trailer fields (nil: none).
+func (p *h2Pipe) end(fields []hpack.HeaderField) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err, p.fields = io.EOF, fields
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// fail ends the body with err, unless it has ended already.
+func (p *h2Pipe) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// ended says whether the body has ended (END_STREAM or failure).
+func (p *h2Pipe) ended() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err != nil
+}
+
+// read waits for data and copies it to b. It returns how much stream window to give
+// back now (a quarter of it at a time, none once the peer sends no more), and at the
+// end the trailer fields, once, for the reader to put into its own header map: the
+// read loop never touches the maps handlers and callers read.
+func (p *h2Pipe) read(b []byte) (n int, streamInc int64, fields []hpack.HeaderField, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for len(p.buf) == 0 && p.err == nil && !p.closed {
+		p.cond.Wait()
+	}
+	if p.closed {
+		return 0, 0, nil, http.ErrBodyReadAfterClose
+	}
+	if len(p.buf) == 0 {
+		if p.err == io.EOF {
+			fields, p.fields = p.fields, nil
+		}
+		return 0, 0, fields, p.err
+	}
+	n = copy(b, p.buf)
+	p.buf = p.buf[n:]
+	if len(p.buf) == 0 {
+		p.buf = nil
+	}
+	if p.err == nil {
+		p.unack += int64(n)
+		if p.unack >= p.window/4 {
+			streamInc, p.unack = p.unack, 0
+		}
+	}
+	return n, streamInc, nil, nil
+}
+
+// closeRead drops what is buffered and what still comes. It returns the dropped
+// bytes (connection window to give back) and whether the stream was still running.
+func (p *h2Pipe) closeRead() (dropped int64, running bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return 0, false
+	}
+	p.closed = true
+	dropped = int64(len(p.buf))
+	p.buf = nil
+	p.cond.Broadcast()
+	return dropped, p.err == nil
+}
+
+// fieldsHeader makes an http.Header of decoded header fields.
+func fieldsHeader(fields []hpack.HeaderField) http.Header {
+	h := make(http.Header, len(fields))
+	addFields(h, fields, false)
+	return h
+}
+
+// addFields adds header fields to h; with declaredOnly only those h already names
+// (a Trailer map's declared keys).
+func addFields(h http.Header, fields []hpack.HeaderField, declaredOnly bool) {
+	for _, hf := range fields {
+		k := http.CanonicalHeaderKey(hf.Name)
+		if _, declared := h[k]; declaredOnly && !declared {
+			continue
+		}
+		h[k] = append(h[k], hf.Value)
+	}
+}
+
+// contentLength reads a Content-Length field: -1 when there is none or it is not a
+// single non-negative number.
+func contentLength(h http.Header) int64 {
+	if v := h["Content-Length"]; len(v) == 1 {
+		if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
+			return n
+		}
+	}
+	return -1
+}
+
+// declaredTrailers is the Trailer map a Trailer field announces (names with no
+// values yet), or nil when it announces none.
+func declaredTrailers(h http.Header) http.Header {
+	var t http.Header
+	for _, v := range h["Trailer"] {
+		for k := range strings.SplitSeq(v, ",") {
+			if k = textproto.TrimString(k); k != "" {
+				if t == nil {
+					t = http.Header{}
+				}
+				t[http.CanonicalHeaderKey(k)] = nil
+			}
+		}
+	}
+	return t
 }

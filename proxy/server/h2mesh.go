@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/textproto"
 	"net/url"
 	"strconv"
 	"strings"
@@ -71,9 +70,6 @@ type h2Conn struct {
 	goingAway bool
 	closed    bool
 	idle      *time.Timer
-	// unackConn is connection window consumed (read by handlers, or discarded)
-	// and not yet returned to the peer.
-	unackConn int64
 }
 
 // serveMeshH2 runs a weft.h2 connection whose TLS handshake is done, until it ends.
@@ -86,7 +82,7 @@ func (s *Server) serveMeshH2(nc net.Conn, info *connInfo) {
 	// body would end cleanly.
 	ctx = context.WithValue(context.WithValue(ctx, connInfoKey{}, info), http.ServerContextKey, s.inHTTP)
 	c := &h2Conn{s: s, info: info, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, streams: map[uint32]*h2Stream{}}
-	c.init(nc)
+	c.init(nc, h2ConnWindow)
 	c.idle = time.AfterFunc(h2IdleTimeout, c.goAway)
 	if !s.addMeshConn(c) {
 		nc.Close()
@@ -260,12 +256,7 @@ func (c *h2Conn) newRequest(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Requ
 	if method == "" || path == "" || method == http.MethodConnect {
 		return nil, fmt.Errorf("pseudo-headers :method %q :path %q", method, path)
 	}
-	fields := f.RegularFields()
-	h := make(http.Header, len(fields))
-	for _, hf := range fields {
-		k := http.CanonicalHeaderKey(hf.Name)
-		h[k] = append(h[k], hf.Value)
-	}
+	h := fieldsHeader(f.RegularFields())
 	if cs := h["Cookie"]; len(cs) > 1 {
 		// Cookies may arrive as separate fields; HTTP/1.1 wants one (§8.2.3).
 		h["Cookie"] = []string{strings.Join(cs, "; ")}
@@ -292,24 +283,10 @@ func (c *h2Conn) newRequest(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Requ
 	if f.StreamEnded() {
 		r.Body = http.NoBody
 	} else {
-		r.ContentLength = -1
-		if v := h["Content-Length"]; len(v) == 1 {
-			if n, err := strconv.ParseInt(v[0], 10, 64); err == nil && n >= 0 {
-				r.ContentLength = n
-			}
-		}
-		if tk := h["Trailer"]; len(tk) > 0 {
-			r.Trailer = http.Header{}
-			for _, v := range tk {
-				for k := range strings.SplitSeq(v, ",") {
-					if k = textproto.TrimString(k); k != "" {
-						r.Trailer[http.CanonicalHeaderKey(k)] = nil
-					}
-				}
-			}
-		}
+		r.ContentLength = contentLength(h)
+		r.Trailer = declaredTrailers(h)
 		st.body = &h2Body{st: st, trailer: r.Trailer}
-		st.body.cond.L = &st.body.mu
+		st.body.initPipe(h2StreamWindow)
 		r.Body = st.body
 	}
 	return r.WithContext(ctx), nil
@@ -321,39 +298,16 @@ func (c *h2Conn) onData(f *http2.DataFrame) {
 	if st == nil || st.body == nil {
 		// A stream already answered or reset: its data is dropped, but the
 		// connection window it used comes back.
-		c.returnWindow(nil, n)
+		c.returnWindow(0, n, 0)
 		return
 	}
 	data := f.Data()
 	if pad := n - int64(len(data)); pad > 0 {
-		c.returnWindow(nil, pad)
+		c.returnWindow(0, pad, 0)
 	}
-	st.body.push(data, f.StreamEnded())
-}
-
-// returnWindow gives consumed receive window back: the stream's (when st is not nil)
-// and the connection's, once enough has been consumed to be worth a frame.
-func (c *h2Conn) returnWindow(st *h2Stream, n int64) {
-	if n <= 0 {
-		return
+	if !st.body.push(data, f.StreamEnded()) {
+		c.returnWindow(0, int64(len(data)), 0)
 	}
-	var connInc, streamInc int64
-	c.mu.Lock()
-	c.unackConn += n
-	if c.unackConn >= h2ConnWindow/4 {
-		connInc, c.unackConn = c.unackConn, 0
-	}
-	c.mu.Unlock()
-	if st != nil {
-		if inc := st.body.consumed(n); inc > 0 {
-			streamInc = inc
-		}
-	}
-	var id uint32
-	if st != nil {
-		id = st.id
-	}
-	c.windowUpdate(connInc, id, streamInc)
 }
 
 func (c *h2Conn) resetStream(id uint32, code http2.ErrCode) {
@@ -496,8 +450,8 @@ type h2Stream struct {
 	// The handler's side.
 	header      http.Header
 	status      int
-	wroteHeader bool // the final HEADERS frame is written
-	trailerKeys []string
+	wroteHeader bool        // the final HEADERS frame is written
+	declared    http.Header // the trailers the Trailer header announced at WriteHeader
 	pending     []byte
 	failed      error
 }
@@ -565,13 +519,7 @@ func (st *h2Stream) WriteHeader(code int) {
 		return
 	}
 	st.status = code
-	for _, v := range st.header["Trailer"] {
-		for k := range strings.SplitSeq(v, ",") {
-			if k = textproto.TrimString(k); k != "" {
-				st.trailerKeys = append(st.trailerKeys, http.CanonicalHeaderKey(k))
-			}
-		}
-	}
+	st.declared = declaredTrailers(st.header)
 }
 
 func (st *h2Stream) Write(p []byte) (int, error) {
@@ -625,7 +573,7 @@ func (st *h2Stream) finish() {
 // Trailer header, and any with http.TrailerPrefix.
 func (st *h2Stream) trailers() http.Header {
 	var t http.Header
-	for _, k := range st.trailerKeys {
+	for k := range st.declared {
 		if vs := st.header[k]; len(vs) > 0 {
 			if t == nil {
 				t = http.Header{}
@@ -712,113 +660,21 @@ func (st *h2Stream) writeData(end, flush bool) error {
 	return nil
 }
 
-// h2Body is a request body: DATA frames pushed by the read loop, read by the
-// handler. Flow control bounds what can be buffered.
+// h2Body is a request body.
 type h2Body struct {
-	st     *h2Stream
-	mu     sync.Mutex
-	cond   sync.Cond
-	buf    []byte
-	err    error // io.EOF at END_STREAM, or why the stream failed
-	closed bool  // the handler is done with it: later data is dropped
-	// trailer is the request's Trailer map. The read loop keeps the trailer fields
-	// in fields; the reader copies them into the map when it reaches the end, as
-	// net/http does, so that the map is only touched by the handler's goroutines.
+	h2Pipe
+	st *h2Stream
+	// trailer is the request's Trailer map; only trailers it declares are kept.
 	trailer http.Header
-	fields  []hpack.HeaderField
-	unack   int64 // stream window consumed and not yet returned
-}
-
-func (b *h2Body) push(data []byte, end bool) {
-	b.mu.Lock()
-	drop := b.closed || b.err != nil
-	if !drop {
-		b.buf = append(b.buf, data...)
-		if end {
-			b.err = io.EOF
-		}
-		b.cond.Broadcast()
-	}
-	b.mu.Unlock()
-	if drop {
-		b.st.c.returnWindow(nil, int64(len(data)))
-	}
-}
-
-// end ends the body with trailers.
-func (b *h2Body) end(fields []hpack.HeaderField) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.err != nil {
-		return
-	}
-	b.fields = fields
-	b.err = io.EOF
-	b.cond.Broadcast()
-}
-
-func (b *h2Body) fail(err error) {
-	b.mu.Lock()
-	if b.err == nil {
-		b.err = err
-	}
-	b.cond.Broadcast()
-	b.mu.Unlock()
-}
-
-func (b *h2Body) ended() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.err != nil
 }
 
 func (b *h2Body) Read(p []byte) (int, error) {
-	b.mu.Lock()
-	for len(b.buf) == 0 && b.err == nil && !b.closed {
-		b.cond.Wait()
+	n, inc, fields, err := b.read(p)
+	addFields(b.trailer, fields, true)
+	if n > 0 {
+		b.st.c.returnWindow(b.st.id, int64(n), inc)
 	}
-	if b.closed {
-		b.mu.Unlock()
-		return 0, http.ErrBodyReadAfterClose
-	}
-	if len(b.buf) == 0 {
-		err := b.err
-		if err == io.EOF && b.fields != nil {
-			for _, hf := range b.fields {
-				k := http.CanonicalHeaderKey(hf.Name)
-				if _, declared := b.trailer[k]; declared {
-					b.trailer[k] = append(b.trailer[k], hf.Value)
-				}
-			}
-			b.fields = nil
-		}
-		b.mu.Unlock()
-		return 0, err
-	}
-	n := copy(p, b.buf)
-	b.buf = b.buf[n:]
-	if len(b.buf) == 0 {
-		b.buf = nil
-	}
-	b.mu.Unlock()
-	b.st.c.returnWindow(b.st, int64(n))
-	return n, nil
-}
-
-// consumed notes n bytes read and says how much stream window to return now.
-func (b *h2Body) consumed(n int64) int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.err != nil {
-		return 0 // the peer sends nothing more on this stream
-	}
-	b.unack += n
-	if b.unack < h2StreamWindow/4 {
-		return 0
-	}
-	inc := b.unack
-	b.unack = 0
-	return inc
+	return n, err
 }
 
 func (b *h2Body) Close() error {
@@ -829,17 +685,8 @@ func (b *h2Body) Close() error {
 // discard drops what is buffered and what still comes; the connection window it
 // holds goes back to the peer.
 func (b *h2Body) discard() {
-	b.mu.Lock()
-	if b.closed {
-		b.mu.Unlock()
-		return
-	}
-	b.closed = true
-	n := int64(len(b.buf))
-	b.buf = nil
-	b.cond.Broadcast()
-	b.mu.Unlock()
-	b.st.c.returnWindow(nil, n)
+	dropped, _ := b.closeRead()
+	b.st.c.returnWindow(0, dropped, 0)
 }
 
 // workerPool runs handlers on goroutines that outlive one request, so that the
