@@ -25,6 +25,12 @@ type countedConn struct {
 	fallback     func() *metrics.TCPSeries
 }
 
+// newCountedConn wraps a TCP connection of the data path: counted, and read and
+// written with raw system calls (rawTCP).
+func newCountedConn(c net.Conn) *countedConn {
+	return &countedConn{Conn: newRawTCP(c)}
+}
+
 func (c *countedConn) attach(s *metrics.TCPSeries) {
 	c.series = s
 	s.Open()

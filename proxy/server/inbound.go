@@ -24,7 +24,7 @@ import (
 func (s *Server) handleInbound(raw *net.TCPConn) {
 	st := s.state()
 	ix := st.ix
-	src := &countedConn{Conn: newRawTCP(raw)}
+	src := newCountedConn(raw)
 	src.fallback = func() *metrics.TCPSeries {
 		return s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src})
 	}

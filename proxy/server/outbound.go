@@ -21,7 +21,7 @@ import (
 func (s *Server) handleOutbound(raw *net.TCPConn) {
 	st := s.state()
 	ix := st.ix
-	src := &countedConn{Conn: newRawTCP(raw)}
+	src := newCountedConn(raw)
 	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Src}))
 	if !s.track(src) {
 		src.Close()

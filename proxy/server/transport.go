@@ -35,7 +35,7 @@ func newTransports(s *Server, dir metrics.Direction) *transports {
 		if err != nil {
 			return nil, err
 		}
-		cc := &countedConn{Conn: newRawTCP(c)}
+		cc := newCountedConn(c)
 		cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: dir, Peer: metrics.Dst}))
 		return cc, nil
 	}
@@ -102,7 +102,7 @@ func (p *meshPool) dial(ctx context.Context, k meshKey, alpn string) (*tls.Conn,
 	if err != nil {
 		return nil, fmt.Errorf("dial peer proxy %s: %w", k.addr, err)
 	}
-	cc := &countedConn{Conn: newRawTCP(raw)}
+	cc := newCountedConn(raw)
 	cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, PeerID: k.id}))
 	tc := tls.Client(cc, s.opts.Identity.ClientConfig(k.id, alpn))
 	hctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
