@@ -201,6 +201,14 @@ func (c *Conn) TakePeeked() []byte {
 	return p
 }
 
+// Unread puts p back before the bytes still to be read, for a reader that read
+// ahead and hands the connection on.
+func (c *Conn) Unread(p []byte) {
+	if len(p) > 0 {
+		c.peeked = append(append(make([]byte, 0, len(p)+len(c.peeked)), p...), c.peeked...)
+	}
+}
+
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(c.peeked) > 0 {
 		n := copy(p, c.peeked)

@@ -322,3 +322,27 @@ func declaredTrailers(h http.Header) http.Header {
 	}
 	return t
 }
+
+// trailerFields collects the trailer fields a handler set in its header map h:
+// those announced in the Trailer field (declared), and any with http.TrailerPrefix.
+// nil when there are none.
+func trailerFields(declared, h http.Header) http.Header {
+	var t http.Header
+	for k := range declared {
+		if vs := h[k]; len(vs) > 0 {
+			if t == nil {
+				t = http.Header{}
+			}
+			t[k] = vs
+		}
+	}
+	for k, vs := range h {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			if t == nil {
+				t = http.Header{}
+			}
+			t[http.CanonicalHeaderKey(name)] = vs
+		}
+	}
+	return t
+}

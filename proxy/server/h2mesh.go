@@ -84,11 +84,11 @@ func (s *Server) serveMeshH2(nc net.Conn, info *connInfo) {
 	c := &h2Conn{s: s, info: info, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, streams: map[uint32]*h2Stream{}}
 	c.init(nc, h2ConnWindow)
 	c.idle = time.AfterFunc(h2IdleTimeout, c.goAway)
-	if !s.addMeshConn(c) {
+	if !s.addDrainer(c) {
 		nc.Close()
 		return
 	}
-	defer s.removeMeshConn(c)
+	defer s.removeDrainer(c)
 	defer c.close()
 	err := c.serve()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -551,7 +551,7 @@ func (st *h2Stream) finish() {
 	if st.status == 0 {
 		st.WriteHeader(http.StatusOK)
 	}
-	trailers := st.trailers()
+	trailers := trailerFields(st.declared, st.header)
 	if trailers == nil {
 		_ = st.writeData(true, true)
 		return
@@ -567,29 +567,6 @@ func (st *h2Stream) finish() {
 	}
 	c.writeHeaderBlock(st.id, 0, trailers, true, true)
 	c.flushLocked()
-}
-
-// trailers collects the trailer fields a handler set: those announced in the
-// Trailer header, and any with http.TrailerPrefix.
-func (st *h2Stream) trailers() http.Header {
-	var t http.Header
-	for k := range st.declared {
-		if vs := st.header[k]; len(vs) > 0 {
-			if t == nil {
-				t = http.Header{}
-			}
-			t[k] = vs
-		}
-	}
-	for k, vs := range st.header {
-		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
-			if t == nil {
-				t = http.Header{}
-			}
-			t[http.CanonicalHeaderKey(name)] = vs
-		}
-	}
-	return t
 }
 
 // writeData frames the buffered body, after the headers when they have not gone

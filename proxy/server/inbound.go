@@ -66,6 +66,10 @@ func (s *Server) handleInbound(raw *net.TCPConn) {
 			return
 		}
 		src.attach(src.fallback())
+		if res.Kind == detect.HTTP1 {
+			s.serveH1(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.inHTTP, s.inCh)
+			return
+		}
 		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst}}
 		if !s.inCh.push(ic) {
 			src.Close()

@@ -52,7 +52,9 @@ func (s *Server) handleOutbound(raw *net.TCPConn) {
 		s.opts.Metrics.DetectTimeouts[metrics.Outbound].Add(1)
 	}
 	switch res.Kind {
-	case detect.HTTP1, detect.HTTP2:
+	case detect.HTTP1:
+		s.serveH1(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.outHTTP, s.outCh)
+	case detect.HTTP2:
 		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst}}
 		if !s.outCh.push(ic) {
 			src.Close()

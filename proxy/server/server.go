@@ -81,7 +81,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*countedConn]struct{}
-	meshConns map[*h2Conn]struct{} // weft.h2 connections, told GOAWAY by Shutdown
+	drainers  map[drainer]struct{} // connections Shutdown asks to finish (weft.h2 GOAWAY, HTTP/1.1 close when idle)
 	connsDone chan struct{}        // closed when conns drains to zero while shutting down
 	closing   bool
 	serveWG   sync.WaitGroup
@@ -95,7 +95,7 @@ func New(cfg *config.Config, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}, meshConns: map[*h2Conn]struct{}{}, workers: newWorkerPool()}
+	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}, drainers: map[drainer]struct{}{}, workers: newWorkerPool()}
 	s.local.now = func() int64 { return time.Now().UnixNano() }
 	s.local.refresh(0)
 	if cfg == nil {
@@ -256,21 +256,25 @@ func (s *Server) track(c *countedConn) bool {
 	return true
 }
 
-// addMeshConn registers a weft.h2 connection for Shutdown's GOAWAY; false when
-// shutting down already.
-func (s *Server) addMeshConn(c *h2Conn) bool {
+// drainer is a connection that serves requests and can be asked to stop taking new
+// ones and close when the current ones are done.
+type drainer interface{ goAway() }
+
+// addDrainer registers a connection for Shutdown's goAway; false when shutting down
+// already.
+func (s *Server) addDrainer(c drainer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
-	s.meshConns[c] = struct{}{}
+	s.drainers[c] = struct{}{}
 	return true
 }
 
-func (s *Server) removeMeshConn(c *h2Conn) {
+func (s *Server) removeDrainer(c drainer) {
 	s.mu.Lock()
-	delete(s.meshConns, c)
+	delete(s.drainers, c)
 	s.mu.Unlock()
 }
 
@@ -300,7 +304,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, ln := range s.listeners {
 		ln.Close()
 	}
-	for c := range s.meshConns {
+	for c := range s.drainers {
 		go c.goAway()
 	}
 	done := make(chan struct{})

@@ -1,0 +1,381 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/weftmesh/weft/proxy/detect"
+)
+
+// h1Harness accepts loopback connections and serves them with serveH1; srv (the
+// handler) also serves the connections handed over. Responses say who served them
+// in X-Served-By: "weft" or "net/http".
+type h1Harness struct {
+	s    *Server
+	addr string
+}
+
+func newH1Harness(t *testing.T, h http.HandlerFunc) *h1Harness {
+	t.Helper()
+	s := New(nil, Options{Log: logr.Discard()})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		by := "net/http"
+		if _, ok := w.(*h1Response); ok {
+			by = "weft"
+		}
+		w.Header().Set("X-Served-By", by)
+		h(w, r)
+	})}
+	l := newChanListener(&net.TCPAddr{})
+	go srv.Serve(l)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ln.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+		srv.Close()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				cc := newCountedConn(c)
+				if !s.track(cc) {
+					cc.Close()
+					return
+				}
+				_, pc, err := detect.Detect(cc, time.Second)
+				if err != nil && len(pc.Peeked()) == 0 {
+					cc.Close()
+					return
+				}
+				s.serveH1(&peekConn{Conn: pc, cc: cc}, &connInfo{}, srv, l)
+			}()
+		}
+	}()
+	return &h1Harness{s: s, addr: ln.Addr().String()}
+}
+
+// rawClient is one client connection that writes raw bytes and reads responses.
+type rawClient struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (h *h1Harness) dial(t *testing.T) *rawClient {
+	t.Helper()
+	c, err := net.Dial("tcp", h.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &rawClient{t: t, c: c, br: bufio.NewReader(c)}
+}
+
+func (rc *rawClient) send(s string) {
+	rc.t.Helper()
+	if _, err := io.WriteString(rc.c, s); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// read reads one response for a request with method, and its whole body.
+func (rc *rawClient) read(method string) (*http.Response, string) {
+	rc.t.Helper()
+	resp, err := http.ReadResponse(rc.br, &http.Request{Method: method})
+	if err != nil {
+		rc.t.Fatalf("read response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		rc.t.Fatalf("read body: %v", err)
+	}
+	return resp, string(b)
+}
+
+// closed says whether the server closed the connection (EOF on the next read).
+func (rc *rawClient) closed() bool {
+	rc.c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	_, err := rc.br.ReadByte()
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || isReset(err)
+}
+
+func isReset(err error) bool { return err != nil && strings.Contains(err.Error(), "reset") }
+
+func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: app\r\n\r\n" }
+
+func echoPath(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, r.Method+" "+r.URL.Path)
+}
+
+func TestH1ServerKeepAliveAndPipelining(t *testing.T) {
+	h := newH1Harness(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(r.URL.Path)))
+		io.WriteString(w, r.URL.Path)
+	})
+	rc := h.dial(t)
+	for _, p := range []string{"/one/", "/two/"} {
+		rc.send(get(p))
+		resp, body := rc.read("GET")
+		if resp.StatusCode != 200 || body != p || resp.Header.Get("X-Served-By") != "weft" || resp.Header.Get("Date") == "" || resp.Close {
+			t.Fatalf("got %d %q by %q, Date %q, close %v", resp.StatusCode, body, resp.Header.Get("X-Served-By"), resp.Header.Get("Date"), resp.Close)
+		}
+	}
+	// Three requests in one write come back in order, on the same connection.
+	rc.send(get("/aaa/") + get("/bbb/") + get("/ccc/"))
+	for _, p := range []string{"/aaa/", "/bbb/", "/ccc/"} {
+		if resp, body := rc.read("GET"); body != p || resp.Header.Get("X-Served-By") != "weft" {
+			t.Fatalf("pipelined: got %q by %q, want %q", body, resp.Header.Get("X-Served-By"), p)
+		}
+	}
+	// Bare LF line ends, as net/textproto accepts them.
+	rc.send("GET /lf-ok/ HTTP/1.1\nHost: app\n\n")
+	if resp, body := rc.read("GET"); body != "/lf-ok/" || resp.Header.Get("X-Served-By") != "weft" {
+		t.Fatalf("LF request: got %q by %q", body, resp.Header.Get("X-Served-By"))
+	}
+}
+
+func TestH1ServerHandsOver(t *testing.T) {
+	h := newH1Harness(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(b))
+	})
+	// A request with a body goes to net/http, with everything read before it, and
+	// the connection stays with net/http.
+	rc := h.dial(t)
+	rc.send(get("/a"))
+	if resp, body := rc.read("GET"); body != "GET /a " || resp.Header.Get("X-Served-By") != "weft" {
+		t.Fatalf("got %q by %q", body, resp.Header.Get("X-Served-By"))
+	}
+	rc.send("POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello" + get("/c"))
+	for _, want := range []string{"POST /b hello", "GET /c "} {
+		if resp, body := rc.read("GET"); body != want || resp.Header.Get("X-Served-By") != "net/http" {
+			t.Fatalf("got %q by %q, want %q by net/http", body, resp.Header.Get("X-Served-By"), want)
+		}
+	}
+
+	for _, tc := range []struct {
+		name, req string
+		status    int
+		body      string
+	}{
+		{"HTTP/1.0", "GET /old HTTP/1.0\r\nHost: app\r\n\r\n", 200, "GET /old "},
+		{"Expect", "PUT /e HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", 200, "PUT /e hi"},
+		{"chunked", "POST /ch HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 200, "POST /ch hi"},
+		{"large header", "GET /big HTTP/1.1\r\nHost: app\r\nX-Big: " + strings.Repeat("b", 6000) + "\r\n\r\n", 200, "GET /big "},
+		{"no Host", "GET /nohost HTTP/1.1\r\n\r\n", 400, ""},
+		{"two Hosts", "GET /hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, ""},
+		{"bad field", "GET /f HTTP/1.1\r\nHost: app\r\nBad Field: x\r\n\r\n", 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := h.dial(t)
+			rc.send(tc.req)
+			resp, body := rc.read("GET")
+			if resp.StatusCode == 100 {
+				resp, body = rc.read("GET")
+			}
+			if resp.StatusCode != tc.status || (tc.body != "" && body != tc.body) {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+			if tc.status == 200 && resp.Header.Get("X-Served-By") != "net/http" {
+				t.Fatalf("served by %q, want net/http", resp.Header.Get("X-Served-By"))
+			}
+		})
+	}
+}
+
+func TestH1ServerResponses(t *testing.T) {
+	h := newH1Harness(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/empty":
+		case "/status":
+			w.WriteHeader(http.StatusAccepted)
+		case "/nocontent":
+			w.WriteHeader(http.StatusNoContent)
+		case "/notmodified":
+			w.Header().Set("Content-Length", "10")
+			w.WriteHeader(http.StatusNotModified)
+		case "/stream":
+			// Unknown length: chunked, with a trailer announced and one not.
+			w.Header().Set("Trailer", "X-Sum")
+			io.WriteString(w, "part1,")
+			w.(http.Flusher).Flush()
+			io.WriteString(w, "part2")
+			w.Header().Set("X-Sum", "42")
+			w.Header().Set(http.TrailerPrefix+"X-Late", "yes")
+		case "/hints":
+			w.Header().Set("Link", "</style.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+			io.WriteString(w, "final")
+		case "/head":
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, "ignored for HEAD")
+		case "/newline":
+			w.Header().Set("X-Split", "a\r\nInjected: yes")
+		}
+	})
+	rc := h.dial(t)
+	check := func(method, path string, status int, body string, cl int64) *http.Response {
+		t.Helper()
+		rc.send(method + " " + path + " HTTP/1.1\r\nHost: app\r\n\r\n")
+		resp, b := rc.read(method)
+		if resp.StatusCode != status || b != body || resp.ContentLength != cl {
+			t.Fatalf("%s %s: got %d %q length %d, want %d %q length %d", method, path, resp.StatusCode, b, resp.ContentLength, status, body, cl)
+		}
+		if resp.Header.Get("X-Served-By") != "weft" {
+			t.Fatalf("%s %s served by %q", method, path, resp.Header.Get("X-Served-By"))
+		}
+		return resp
+	}
+	check("GET", "/empty", 200, "", 0)
+	check("GET", "/status", 202, "", 0)
+	check("GET", "/nocontent", 204, "", 0)
+	if resp := check("GET", "/notmodified", 304, "", 0); resp.Header.Get("Content-Length") != "10" {
+		t.Fatalf("304 lost its Content-Length: %v", resp.Header)
+	}
+	resp := check("GET", "/stream", 200, "part1,part2", -1)
+	if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
+		t.Fatalf("transfer encoding %v, want chunked", resp.TransferEncoding)
+	}
+	if resp.Trailer.Get("X-Sum") != "42" || resp.Trailer.Get("X-Late") != "yes" {
+		t.Fatalf("trailers %v", resp.Trailer)
+	}
+	check("HEAD", "/head", 200, "", 100)
+	resp = check("GET", "/newline", 200, "", 0)
+	if resp.Header.Get("Injected") != "" {
+		t.Fatal("a header value with CRLF made a new field")
+	}
+
+	// 103 Early Hints goes out before the final response.
+	rc.send(get("/hints"))
+	first, _ := rc.read("GET")
+	final, body := rc.read("GET")
+	if first.StatusCode != 103 || first.Header.Get("Link") == "" || final.StatusCode != 200 || body != "final" || final.Header.Get("Link") != "" {
+		t.Fatalf("got %d %v then %d %q %v", first.StatusCode, first.Header, final.StatusCode, body, final.Header)
+	}
+}
+
+func TestH1ServerClosing(t *testing.T) {
+	var started = make(chan struct{}, 1)
+	var cancelled = make(chan error, 1)
+	release := make(chan struct{})
+	h := newH1Harness(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/short":
+			w.Header().Set("Content-Length", "10")
+			io.WriteString(w, "abc")
+		case "/abort":
+			io.WriteString(w, "partial")
+			w.(http.Flusher).Flush()
+			panic(http.ErrAbortHandler)
+		case "/wait":
+			started <- struct{}{}
+			select {
+			case <-r.Context().Done():
+				cancelled <- r.Context().Err()
+			case <-release:
+				io.WriteString(w, "released")
+			}
+		default:
+			echoPath(w, r)
+		}
+	})
+
+	t.Run("Connection: close", func(t *testing.T) {
+		rc := h.dial(t)
+		rc.send("GET /x HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n")
+		if resp, _ := rc.read("GET"); !resp.Close {
+			t.Fatal("response does not say Connection: close")
+		}
+		if !rc.closed() {
+			t.Fatal("connection still open")
+		}
+	})
+	t.Run("body shorter than declared", func(t *testing.T) {
+		rc := h.dial(t)
+		rc.send(get("/short"))
+		resp, err := http.ReadResponse(rc.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("reading the short body: %v, want unexpected EOF", err)
+		}
+	})
+	t.Run("handler aborts", func(t *testing.T) {
+		rc := h.dial(t)
+		rc.send(get("/abort"))
+		resp, err := http.ReadResponse(rc.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Fatalf("reading the aborted body: %v, want unexpected EOF", err)
+		}
+	})
+	t.Run("client goes away", func(t *testing.T) {
+		rc := h.dial(t)
+		rc.send(get("/wait"))
+		<-started
+		rc.c.Close()
+		select {
+		case err := <-cancelled:
+			if !errors.Is(err, context.Canceled) {
+				t.Fatalf("context ended with %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the request's context was not cancelled when the client left")
+		}
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		idle := h.dial(t)
+		idle.send(get("/idle"))
+		idle.read("GET")
+		busy := h.dial(t)
+		busy.send(get("/wait"))
+		<-started
+		done := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			done <- h.s.Shutdown(ctx)
+		}()
+		// The idle connection is closed at once; the busy one finishes its
+		// response, told to close.
+		if !idle.closed() {
+			t.Fatal("idle connection not closed by Shutdown")
+		}
+		time.Sleep(50 * time.Millisecond)
+		close(release)
+		resp, body := busy.read("GET")
+		if body != "released" || !resp.Close {
+			t.Fatalf("in-flight response %q, close %v", body, resp.Close)
+		}
+		if !busy.closed() {
+			t.Fatal("busy connection not closed after its response")
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	})
+}
