@@ -335,6 +335,10 @@ func (cc *h2ClientConn) writeRequestHeaders(id uint32, req *http.Request, endStr
 		switch k {
 		case "Host", "Content-Length", "Trailer":
 			continue
+		case "User-Agent":
+			if len(vs) == 1 && vs[0] == "" {
+				continue // the app sent none (see forward)
+			}
 		case "Te":
 			// Only "trailers" is allowed in HTTP/2 (§8.2.2).
 			for _, v := range vs {

@@ -38,12 +38,11 @@ type route struct {
 
 type routeKey struct{}
 
-// router is the single ReverseProxy both directions share; it only moves the request
-// to the route in its context. httputil.ReverseProxy removes the hop-by-hop headers
-// of RFC 9110 §7.6.1 (Connection and every field it names, Proxy-Connection,
-// Keep-Alive, TE except "trailers", Transfer-Encoding, Upgrade outside an upgrade)
-// in both directions, forwards trailers and 1xx responses, flushes streaming
-// responses immediately, and hands Upgrade (101) connections over to a byte copy.
+// router is the ReverseProxy for Upgrade requests (WebSocket and the like), which it
+// hands over to a byte copy when the backend answers 101; every other request goes
+// through forward. It only moves the request to the route in its context and keeps
+// what forward keeps: hop-by-hop fields go (RFC 9110 §7.6.1), X-Forwarded-* and
+// Forwarded stay, which ReverseProxy's Rewrite would otherwise remove.
 func newRouter(s *Server) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -54,6 +53,11 @@ func newRouter(s *Server) *httputil.ReverseProxy {
 			// its end, after Rewrite: the outgoing request must share the map
 			// rather than hold Clone's early copy, or they arrive empty.
 			pr.Out.Trailer = pr.In.Trailer
+			for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+				if v, ok := pr.In.Header[k]; ok {
+					pr.Out.Header[k] = v
+				}
+			}
 			if rt.dst != "" {
 				pr.Out.Header[hdrDst] = []string{rt.dst}
 				pr.Out.Header[hdrProto] = []string{rt.proto}
@@ -62,39 +66,44 @@ func newRouter(s *Server) *httputil.ReverseProxy {
 		Transport:  dispatch{},
 		BufferPool: bufPool{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) && r.Context().Err() == context.Canceled {
-				// The client went away; there is nobody to answer.
-				return
-			}
-			s.log.V(1).Info("Proxying failed", "authority", r.Host, "error", err.Error())
-			rt := r.Context().Value(routeKey{}).(*route)
-			// The route's request timeout, or the last attempt's backend timeout:
-			// 504, like a gateway that waited in vain (RFC 9110 §15.6.5).
-			timeout := r.Context().Err() == context.DeadlineExceeded || (rt.plan != nil && rt.plan.timedOut)
-			reason := errorReason(err)
-			if timeout {
-				reason = "timeout"
-			}
-			w.Header().Set(hdrError, reason)
-			if router.IsGRPC(r) {
-				// gRPC clients read grpc-status, not the HTTP status. A peer that
-				// reset the stream when the call's own grpc-timeout expired (gRPC
-				// servers do) is the call's deadline, not an unavailable server.
-				code := grpcUnavailable
-				if mw, ok := w.(*metricsWriter); timeout || (ok && grpcDeadlinePassed(r.Header, mw.start)) {
-					code = grpcDeadlineExceeded
-				}
-				writeGRPCError(w, code, reason)
-				return
-			}
-			if timeout {
-				w.WriteHeader(http.StatusGatewayTimeout)
-				return
-			}
-			w.WriteHeader(http.StatusBadGateway)
+			s.proxyError(w, r, r.Context().Value(routeKey{}).(*route), err)
 		},
 		ErrorLog: s.outHTTP.ErrorLog,
 	}
+}
+
+// proxyError answers a request that could not be forwarded: 504 for a timeout, else
+// 502 (for gRPC the matching grpc-status), with Weft-Proxy-Error saying why.
+func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, rt *route, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() == context.Canceled {
+		// The client went away; there is nobody to answer.
+		return
+	}
+	s.log.V(1).Info("Proxying failed", "authority", r.Host, "error", err.Error())
+	// The route's request timeout, or the last attempt's backend timeout:
+	// 504, like a gateway that waited in vain (RFC 9110 §15.6.5).
+	timeout := r.Context().Err() == context.DeadlineExceeded || (rt.plan != nil && rt.plan.timedOut)
+	reason := errorReason(err)
+	if timeout {
+		reason = "timeout"
+	}
+	w.Header().Set(hdrError, reason)
+	if router.IsGRPC(r) {
+		// gRPC clients read grpc-status, not the HTTP status. A peer that
+		// reset the stream when the call's own grpc-timeout expired (gRPC
+		// servers do) is the call's deadline, not an unavailable server.
+		code := grpcUnavailable
+		if mw, ok := w.(*metricsWriter); timeout || (ok && grpcDeadlinePassed(r.Header, mw.start)) {
+			code = grpcDeadlineExceeded
+		}
+		writeGRPCError(w, code, reason)
+		return
+	}
+	if timeout {
+		w.WriteHeader(http.StatusGatewayTimeout)
+		return
+	}
+	w.WriteHeader(http.StatusBadGateway)
 }
 
 func errorReason(err error) string {
@@ -238,7 +247,11 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rt *route, series
 			panic(v)
 		}
 	}()
-	s.router.ServeHTTP(mw, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+	if isUpgrade(r) {
+		s.router.ServeHTTP(mw, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+		return
+	}
+	s.forward(mw, r, rt)
 }
 
 // grpcFailure reads grpc-status from the response headers or trailers; anything but

@@ -419,6 +419,7 @@ func TestProtocolsAndHopByHop(t *testing.T) {
 			req.Header.Set("Keep-Alive", "timeout=1")
 			req.Header.Set("Proxy-Connection", "keep-alive")
 			req.Header.Set("X-End-To-End", "stays")
+			req.Header.Set("X-Forwarded-For", "192.0.2.7") // end to end: the mesh is transparent
 			req.Header.Set("Weft-Dst", "127.0.0.1:1") // an app must not steer the peer proxy
 			if tt.wantProto == "HTTP/2.0" {
 				req.Header.Del("Connection")
@@ -435,7 +436,7 @@ func TestProtocolsAndHopByHop(t *testing.T) {
 			if seen.proto != tt.wantProto || string(body) != "probe:"+tt.wantProto {
 				t.Fatalf("backend saw %s, client got %q", seen.proto, body)
 			}
-			if seen.body != "body" || seen.header.Get("X-End-To-End") != "stays" {
+			if seen.body != "body" || seen.header.Get("X-End-To-End") != "stays" || seen.header.Get("X-Forwarded-For") != "192.0.2.7" {
 				t.Fatalf("backend got body %q headers %v", seen.body, seen.header)
 			}
 			// HTTP/2 has no Connection header (RFC 9113 §8.2.2), so X-Hop is an ordinary

@@ -1,0 +1,173 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// forward sends r to its route and copies the response to w. It does what
+// httputil.ReverseProxy does for a request that is not an Upgrade, without the copies
+// ReverseProxy makes of every request (a deep clone, its header map, a second context
+// copy) and the media-type parse of every response:
+//   - the hop-by-hop fields of RFC 9110 §7.6.1 (Connection and every field it names,
+//     Proxy-Connection, Keep-Alive, Proxy-Authenticate, Proxy-Authorization, TE except
+//     "trailers", Trailer, Transfer-Encoding, Upgrade) leave both directions;
+//   - 1xx responses are passed on as they come; trailers are forwarded;
+//   - a response of unknown length (and server-sent events) is flushed as it comes;
+//   - a body that fails midway aborts the response (panic(http.ErrAbortHandler),
+//     which the server turns into a closed connection or a reset stream), so the
+//     client does not take it as whole.
+//
+// Everything else an app sent travels unchanged, X-Forwarded-* included: the proxy is
+// transparent. The request is the handler's own and is modified in place.
+func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
+	h := r.Header
+	removeHopByHop(h)
+	if rt.dst != "" {
+		h[hdrDst] = []string{rt.dst}
+		h[hdrProto] = []string{rt.proto}
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = noUserAgent // or the transport adds Go's
+	}
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, fields textproto.MIMEHeader) error {
+		wh := w.Header()
+		for k, vs := range fields {
+			wh[k] = append(wh[k], vs...)
+		}
+		w.WriteHeader(code)
+		clear(wh)
+		return nil
+	}}
+	out := r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
+	u := *r.URL
+	u.Scheme, u.Host = "http", rt.host
+	out.URL, out.RequestURI, out.Close = &u, "", false
+	if r.ContentLength == 0 {
+		out.Body = nil // nothing to send, and nothing for a retry to replay
+	}
+	if r.Body != nil {
+		defer r.Body.Close()
+	}
+	var res *http.Response
+	var err error
+	if rt.plan != nil {
+		res, err = rt.plan.roundTrip(out, rt.rt)
+	} else {
+		res, err = rt.rt.RoundTrip(out)
+	}
+	if err == nil && res.StatusCode == http.StatusSwitchingProtocols {
+		res.Body.Close()
+		err = errors.New("backend switched protocols without an Upgrade request")
+	}
+	if err != nil {
+		s.proxyError(w, r, rt, err)
+		return
+	}
+	defer res.Body.Close()
+	removeHopByHop(res.Header)
+	wh := w.Header()
+	for k, vs := range res.Header {
+		wh[k] = append(wh[k], vs...)
+	}
+	announced := len(res.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range res.Trailer {
+			keys = append(keys, k)
+		}
+		wh["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	w.WriteHeader(res.StatusCode)
+	// A body of unknown length (a stream, server-sent events) is passed on as it
+	// comes, and its head at once: the client may wait for it before the first byte
+	// of body. So is a head that announces trailers, which makes the body chunked.
+	rc := http.NewResponseController(w)
+	flush := res.ContentLength < 0 || strings.HasPrefix(textproto.TrimString(res.Header.Get("Content-Type")), "text/event-stream")
+	if flush || announced > 0 {
+		_ = rc.Flush()
+	}
+	if err := copyBody(w, res.Body, rc, flush); err != nil {
+		s.log.V(1).Info("Response body failed midway", "authority", r.Host, "error", err.Error())
+		panic(http.ErrAbortHandler)
+	}
+	// Trailers announced up front travel under their names; any others (learned
+	// only at the end) under http.TrailerPrefix.
+	for k, vs := range res.Trailer {
+		if announced != len(res.Trailer) {
+			k = http.TrailerPrefix + k
+		}
+		wh[k] = vs
+	}
+}
+
+// noUserAgent keeps the request without User-Agent when the app sent none. Shared and
+// never written to.
+var noUserAgent = []string{""}
+
+// copyBody copies a response body, flushing after every write when flush is set.
+func copyBody(w io.Writer, body io.Reader, rc *http.ResponseController, flush bool) error {
+	bp := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+			if flush {
+				if err := rc.Flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// hopByHop are the fields that only concern one connection (RFC 9110 §7.6.1, and
+// the ones httputil.ReverseProxy drops).
+var hopByHop = [...]string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// removeHopByHop deletes the hop-by-hop fields of h, and those Connection names. A TE
+// that accepts trailers is kept as "TE: trailers" (gRPC needs it end to end).
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for name := range strings.SplitSeq(v, ",") {
+			if name = textproto.TrimString(name); name != "" {
+				delete(h, textproto.CanonicalMIMEHeaderKey(name))
+			}
+		}
+	}
+	trailers := httpguts.HeaderValuesContainsToken(h["Te"], "trailers")
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+	if trailers {
+		h["Te"] = teTrailers
+	}
+}
+
+var teTrailers = []string{"trailers"}
+
+// isUpgrade says whether r asks to switch protocols: it goes through
+// httputil.ReverseProxy, which hands the connection over to a byte copy.
+func isUpgrade(r *http.Request) bool {
+	_, ok := r.Header["Upgrade"]
+	return ok && r.ProtoMajor == 1
+}
