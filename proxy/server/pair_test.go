@@ -420,7 +420,7 @@ func TestProtocolsAndHopByHop(t *testing.T) {
 			req.Header.Set("Proxy-Connection", "keep-alive")
 			req.Header.Set("X-End-To-End", "stays")
 			req.Header.Set("X-Forwarded-For", "192.0.2.7") // end to end: the mesh is transparent
-			req.Header.Set("Weft-Dst", "127.0.0.1:1") // an app must not steer the peer proxy
+			req.Header.Set("Weft-Dst", "127.0.0.1:1")      // an app must not steer the peer proxy
 			if tt.wantProto == "HTTP/2.0" {
 				req.Header.Del("Connection")
 				req.Header.Del("Keep-Alive")
