@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -25,7 +26,8 @@ import (
 //     client does not take it as whole.
 //
 // Everything else an app sent travels unchanged, X-Forwarded-* included: the proxy is
-// transparent. The request is the handler's own and is modified in place.
+// transparent. The request is the handler's own and is modified in place; it is sent
+// as it is when the server that read it takes 1xx responses through interimKey.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	h := r.Header
 	removeHopByHop(h)
@@ -36,24 +38,27 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	if _, ok := h["User-Agent"]; !ok {
 		h["User-Agent"] = noUserAgent // or the transport adds Go's
 	}
-	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, fields textproto.MIMEHeader) error {
-		wh := w.Header()
-		for k, vs := range fields {
-			wh[k] = append(wh[k], vs...)
-		}
-		w.WriteHeader(code)
-		clear(wh)
-		return nil
-	}}
-	out := r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
-	u := *r.URL
-	u.Scheme, u.Host = "http", rt.host
-	out.URL, out.RequestURI, out.Close = &u, "", false
-	if r.ContentLength == 0 {
-		out.Body = nil // nothing to send, and nothing for a retry to replay
+	out := r
+	if _, ok := r.Context().Value(interimKey{}).(interimSender); !ok {
+		// Served by net/http: 1xx responses reach w through a client trace.
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, fields textproto.MIMEHeader) error {
+			wh := w.Header()
+			for k, vs := range fields {
+				wh[k] = append(wh[k], vs...)
+			}
+			w.WriteHeader(code)
+			clear(wh)
+			return nil
+		}}
+		out = r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
 	}
+	out.URL.Scheme, out.URL.Host = "http", rt.host
+	out.RequestURI, out.Close = "", false
 	if r.Body != nil {
 		defer r.Body.Close()
+	}
+	if r.ContentLength == 0 {
+		out.Body = nil // nothing to send, and nothing for a retry to replay
 	}
 	var res *http.Response
 	var err error
@@ -170,4 +175,47 @@ var teTrailers = []string{"trailers"}
 func isUpgrade(r *http.Request) bool {
 	_, ok := r.Header["Upgrade"]
 	return ok && r.ProtoMajor == 1
+}
+
+// interimSender is the response writer of Weft's own servers, which sends
+// informational (1xx) responses ahead of the final one. It rides in the request's
+// context under interimKey, so that a transport can pass on what it receives without
+// the client trace (and its copies of the request) net/http's transports need.
+type interimSender interface {
+	sendInterim(code int, h http.Header)
+}
+
+type interimKey struct{}
+
+// passInterim passes on a 1xx response a transport received for the request with
+// context ctx: to its client trace when it has one (ReverseProxy's, or forward's for
+// requests net/http served), else to its server's interimSender.
+func passInterim(ctx context.Context, code int, h http.Header) error {
+	if trace := httptrace.ContextClientTrace(ctx); trace != nil {
+		if trace.Got1xxResponse != nil {
+			return trace.Got1xxResponse(code, textproto.MIMEHeader(h))
+		}
+		return nil
+	}
+	if s, ok := ctx.Value(interimKey{}).(interimSender); ok {
+		s.sendInterim(code, h)
+	}
+	return nil
+}
+
+// interimTrace is http.Transport for requests whose 1xx responses go to an
+// interimSender: http.Transport reports them only to a client trace.
+type interimTrace struct{ *http.Transport }
+
+func (t interimTrace) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	if s, ok := ctx.Value(interimKey{}).(interimSender); ok && httptrace.ContextClientTrace(ctx) == nil {
+		r = r.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				s.sendInterim(code, http.Header(h))
+				return nil
+			},
+		}))
+	}
+	return t.Transport.RoundTrip(r)
 }

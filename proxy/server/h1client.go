@@ -9,8 +9,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/httptrace"
-	"net/textproto"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,7 +96,7 @@ func fastH1Eligible(r *http.Request) bool {
 // h1Router sends what h1Client may carry to it and the rest to http.Transport.
 type h1Router struct {
 	fast *h1Client
-	slow *http.Transport
+	slow http.RoundTripper // http.Transport
 }
 
 func (h h1Router) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -224,7 +222,6 @@ func (h *h1Client) roundTrip(ctx context.Context, pc *h1Conn, r *http.Request) (
 	if err := pc.bw.Flush(); err != nil {
 		return fail(&staleConnError{fmt.Errorf("write request: %w", err)})
 	}
-	trace := httptrace.ContextClientTrace(ctx)
 	num1xx := 0
 	for {
 		pc.lr.n = maxResponseHeaderBytes
@@ -242,10 +239,8 @@ func (h *h1Client) roundTrip(ctx context.Context, pc *h1Conn, r *http.Request) (
 			if num1xx > max1xxResponses {
 				return fail(errors.New("too many 1xx informational responses"))
 			}
-			if trace != nil && trace.Got1xxResponse != nil {
-				if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
-					return fail(err)
-				}
+			if err := passInterim(ctx, resp.StatusCode, resp.Header); err != nil {
+				return fail(err)
 			}
 			continue
 		}

@@ -105,9 +105,10 @@ func (c *h1ServerConn) serveNext() bool {
 		return false
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	req = req.WithContext(ctx)
+	w := &h1Response{c: c, header: make(http.Header, 8), remain: -1, close: req.Close}
+	req = req.WithContext(context.WithValue(ctx, interimKey{}, interimSender(w)))
 	req.RemoteAddr = c.remote
-	w := &h1Response{c: c, req: req, header: make(http.Header, 8), remain: -1, close: req.Close}
+	w.req = req
 	c.s.workers.run(func() { c.run(w) })
 	// Wait for the next request while this one is served: an error is the client
 	// going away (or the handler closing the connection), and ends the request.
@@ -272,15 +273,20 @@ func (w *h1Response) WriteHeader(code int) {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
 	if code < 200 && code != http.StatusSwitchingProtocols {
-		// Informational (103 Early Hints, a backend's 100 Continue): sent at once.
-		if w.err == nil {
-			w.writeStatusAndFields(code, w.header)
-			w.c.bw.WriteString("\r\n")
-			w.noteErr(w.c.bw.Flush())
-		}
+		w.sendInterim(code, w.header)
 		return
 	}
 	w.status = code
+}
+
+// sendInterim sends an informational response (103 Early Hints, a backend's 100
+// Continue) at once.
+func (w *h1Response) sendInterim(code int, h http.Header) {
+	if w.err == nil {
+		w.writeStatusAndFields(code, h)
+		w.c.bw.WriteString("\r\n")
+		w.noteErr(w.c.bw.Flush())
+	}
 }
 
 func (w *h1Response) Write(p []byte) (int, error) {

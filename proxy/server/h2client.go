@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptrace"
 	"net/textproto"
 	"strconv"
 	"strings"
@@ -682,9 +681,7 @@ func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
 	}
 	h := fieldsHeader(f.RegularFields())
 	if code < 200 {
-		if trace := httptrace.ContextClientTrace(st.req.Context()); trace != nil && trace.Got1xxResponse != nil {
-			trace.Got1xxResponse(code, textproto.MIMEHeader(h))
-		}
+		passInterim(st.req.Context(), code, h)
 		return
 	}
 	st.gotResp = true

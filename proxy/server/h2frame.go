@@ -172,7 +172,8 @@ func (h *h2Framing) writeHeaderFrames(id uint32, block []byte, endStream bool) {
 type h2Pipe struct {
 	mu     sync.Mutex
 	cond   sync.Cond
-	buf    []byte
+	buf    []byte // pushed data; buf[off:] is still to be read
+	off    int
 	err    error               // io.EOF at END_STREAM, or why the stream failed
 	closed bool                // the reader is done: later data is dropped
 	fields []hpack.HeaderField // trailers, handed to the reader at the end
@@ -193,12 +194,36 @@ func (p *h2Pipe) push(data []byte, end bool) bool {
 	if p.closed || p.err != nil {
 		return false
 	}
+	if p.buf == nil && len(data) <= pipeBufSize {
+		p.buf = (*pipeBufs.Get().(*[]byte))[:0]
+	}
+	if p.off > 0 && len(p.buf)+len(data) > cap(p.buf) {
+		// Reuse the part already read before growing.
+		p.buf = p.buf[:copy(p.buf, p.buf[p.off:])]
+		p.off = 0
+	}
 	p.buf = append(p.buf, data...)
 	if end {
 		p.err = io.EOF
 	}
 	p.cond.Broadcast()
 	return true
+}
+
+// pipeBufSize is the capacity of the pooled buffers that hold a stream's unread
+// DATA: most bodies fit, so a stream does not allocate one of its own. More data
+// grows the buffer, which then goes to the garbage collector, not the pool.
+const pipeBufSize = 16 << 10
+
+var pipeBufs = sync.Pool{New: func() any { b := make([]byte, 0, pipeBufSize); return &b }}
+
+// releaseBuf returns the emptied buffer to the pool. mu held.
+func (p *h2Pipe) releaseBuf() {
+	if cap(p.buf) == pipeBufSize {
+		b := p.buf[:0]
+		pipeBufs.Put(&b)
+	}
+	p.buf, p.off = nil, 0
 }
 
 // end ends the body with trailer fields (nil: none).
@@ -235,22 +260,21 @@ func (p *h2Pipe) ended() bool {
 func (p *h2Pipe) read(b []byte) (n int, streamInc int64, fields []hpack.HeaderField, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.buf) == 0 && p.err == nil && !p.closed {
+	for len(p.buf) == p.off && p.err == nil && !p.closed {
 		p.cond.Wait()
 	}
 	if p.closed {
 		return 0, 0, nil, http.ErrBodyReadAfterClose
 	}
-	if len(p.buf) == 0 {
+	if len(p.buf) == p.off {
 		if p.err == io.EOF {
 			fields, p.fields = p.fields, nil
 		}
 		return 0, 0, fields, p.err
 	}
-	n = copy(b, p.buf)
-	p.buf = p.buf[n:]
-	if len(p.buf) == 0 {
-		p.buf = nil
+	n = copy(b, p.buf[p.off:])
+	if p.off += n; p.off == len(p.buf) {
+		p.releaseBuf()
 	}
 	if p.err == nil {
 		p.unack += int64(n)
@@ -270,8 +294,8 @@ func (p *h2Pipe) closeRead() (dropped int64, running bool) {
 		return 0, false
 	}
 	p.closed = true
-	dropped = int64(len(p.buf))
-	p.buf = nil
+	dropped = int64(len(p.buf) - p.off)
+	p.releaseBuf()
 	p.cond.Broadcast()
 	return dropped, p.err == nil
 }

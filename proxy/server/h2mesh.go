@@ -276,6 +276,7 @@ func (c *h2Conn) newRequest(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Requ
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	st.ctx, st.cancel = ctx, cancel
+	ctx = context.WithValue(ctx, interimKey{}, interimSender(st))
 	r := &http.Request{
 		Method: method, URL: u, RequestURI: path, Host: authority, Header: h,
 		Proto: "HTTP/2.0", ProtoMajor: 2, RemoteAddr: c.remote,
@@ -508,18 +509,23 @@ func (st *h2Stream) WriteHeader(code int) {
 		if code == http.StatusSwitchingProtocols {
 			return // not in HTTP/2
 		}
-		// Informational (100 Continue, 103 Early Hints): sent at once.
-		c := st.c
-		c.wmu.Lock()
-		if !st.reset {
-			c.writeHeaderBlock(st.id, code, st.header, false, false)
-			c.flushLocked()
-		}
-		c.wmu.Unlock()
+		st.sendInterim(code, st.header)
 		return
 	}
 	st.status = code
 	st.declared = declaredTrailers(st.header)
+}
+
+// sendInterim sends an informational response (100 Continue, 103 Early Hints) at
+// once.
+func (st *h2Stream) sendInterim(code int, h http.Header) {
+	c := st.c
+	c.wmu.Lock()
+	if !st.reset {
+		c.writeHeaderBlock(st.id, code, h, false, false)
+		c.flushLocked()
+	}
+	c.wmu.Unlock()
 }
 
 func (st *h2Stream) Write(p []byte) (int, error) {

@@ -195,7 +195,7 @@ func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
 	case "h1":
 		rt.rt = s.in.h1rt
 	case "h2":
-		rt.rt = s.in.h2c
+		rt.rt = s.in.h2rt
 	default:
 		rt.rt = s.in.pick(r)
 	}
@@ -207,7 +207,7 @@ func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
 // h2c) stays HTTP/2, HTTP/1.x stays HTTP/1.1 (including Upgrade).
 func (t *transports) pick(r *http.Request) http.RoundTripper {
 	if r.ProtoMajor == 2 {
-		return t.h2c
+		return t.h2rt
 	}
 	return t.h1rt
 }

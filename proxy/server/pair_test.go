@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,11 @@ func startBackends(t *testing.T) *backends {
 	b := &backends{probeSeen: make(chan probeReq, 16), cancelSeen: make(chan error, 4)}
 	b.httpbin = serveHTTP(t, httpbin.New().Handler())
 	b.probe = serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hints" {
+			w.Header().Set("Link", "</s.css>; rel=preload")
+			w.WriteHeader(http.StatusEarlyHints)
+			w.Header().Del("Link")
+		}
 		body, _ := io.ReadAll(r.Body)
 		b.probeSeen <- probeReq{proto: r.Proto, header: r.Header.Clone(), trailer: r.Trailer.Clone(), body: string(body)}
 		// Hop-by-hop fields in the response must not reach the client either.
@@ -462,6 +468,32 @@ func TestProtocolsAndHopByHop(t *testing.T) {
 				t.Errorf("end-to-end header %q trailer %q", resp.Header.Get("X-End-To-End"), resp.Trailer.Get("X-Checksum"))
 			}
 		})
+	}
+}
+
+// TestEarlyHintsThroughPair: a backend's 103 Early Hints reaches the client before
+// the final response, over HTTP/1.1 and h2c.
+func TestEarlyHintsThroughPair(t *testing.T) {
+	mp := newMeshPair(t, pairOpts{})
+	for _, c := range []*http.Client{h1Client(), h2cClient()} {
+		var hints []string
+		req, _ := http.NewRequest("GET", "http://"+mp.addr[svcProbe]+"/hints", nil)
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+				hints = append(hints, fmt.Sprintf("%d %s", code, h.Get("Link")))
+				return nil
+			},
+		}))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		<-mp.be.probeSeen
+		if len(hints) != 1 || hints[0] != "103 </s.css>; rel=preload" || resp.StatusCode != 200 || resp.Header.Get("Link") != "" {
+			t.Fatalf("%s: informational %q, then %d with Link %q", resp.Proto, hints, resp.StatusCode, resp.Header.Get("Link"))
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ type transports struct {
 	// goroutine handoffs; h1rt routes between fast and h1.
 	fast *h1Client
 	h1rt http.RoundTripper
+	h2rt http.RoundTripper // h2c
 }
 
 func newTransports(s *Server, dir metrics.Direction) *transports {
@@ -57,7 +58,8 @@ func newTransports(s *Server, dir metrics.Direction) *transports {
 	}
 	t := &transports{h1: base(&p1), h2c: base(&p2)}
 	t.fast = &h1Client{dial: dial, idleTimeout: t.h1.IdleConnTimeout, maxIdle: t.h1.MaxIdleConnsPerHost}
-	t.h1rt = h1Router{fast: t.fast, slow: t.h1}
+	t.h1rt = h1Router{fast: t.fast, slow: interimTrace{t.h1}}
+	t.h2rt = interimTrace{t.h2c}
 	return t
 }
 
