@@ -12,6 +12,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // h1Client is a plain HTTP/1.1 client for the common case: a request without a body
@@ -216,8 +219,10 @@ func (h *h1Client) roundTrip(ctx context.Context, pc *h1Conn, r *http.Request) (
 		stop()
 		return nil, err
 	}
-	if err := r.Write(pc.bw); err != nil {
-		return fail(&staleConnError{fmt.Errorf("write request: %w", err)})
+	if !writeRequestHead(pc.bw, r) {
+		if err := r.Write(pc.bw); err != nil {
+			return fail(&staleConnError{fmt.Errorf("write request: %w", err)})
+		}
 	}
 	if err := pc.bw.Flush(); err != nil {
 		return fail(&staleConnError{fmt.Errorf("write request: %w", err)})
@@ -317,3 +322,50 @@ func (b *h1Body) abort() {
 }
 
 var errBodyClosed = errors.New("read on closed response body")
+
+// writeRequestHead writes the head of a request h1Client carries (no body) as
+// Request.Write would, without its formatting and body machinery. It returns false,
+// having written nothing, when r needs Request.Write: a host to convert or clean up,
+// or control characters in the target (which Request.Write refuses).
+func writeRequestHead(bw *bufio.Writer, r *http.Request) bool {
+	host := r.Host
+	if host == "" {
+		host = r.URL.Host
+	}
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c >= utf8.RuneSelf || c == '%' {
+			return false // punycode, or an IPv6 zone to remove
+		}
+	}
+	target := r.URL.RequestURI()
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c < ' ' || c == 0x7f {
+			return false
+		}
+	}
+	if !httpguts.ValidHostHeader(host) {
+		return false
+	}
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(host)
+	bw.WriteString("\r\n")
+	ua := "Go-http-client/1.1"
+	if vs, ok := r.Header["User-Agent"]; ok {
+		ua = ""
+		if len(vs) > 0 {
+			ua = vs[0]
+		}
+	}
+	if ua != "" {
+		writeField(bw, "User-Agent", ua)
+	}
+	writeFields(bw, r.Header, requestHeadSkip)
+	bw.WriteString("\r\n")
+	return true
+}
+
+// requestHeadSkip are the fields writeRequestHead writes itself or never.
+var requestHeadSkip = map[string]bool{"Host": true, "User-Agent": true, "Content-Length": true, "Transfer-Encoding": true, "Trailer": true}

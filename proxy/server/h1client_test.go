@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -292,6 +294,64 @@ func TestFastH1Eligible(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := fastH1Eligible(tc.req); got != tc.want {
 				t.Fatalf("fastH1Eligible = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestWriteRequestHead: what writeRequestHead writes reads back as the same request
+// as Request.Write's output, and it leaves to Request.Write what needs cleaning up.
+func TestWriteRequestHead(t *testing.T) {
+	mk := func(method, target, host string, h http.Header) *http.Request {
+		u, err := url.ParseRequestURI(target)
+		if err != nil {
+			u = &url.URL{Path: target}
+		}
+		u.Host = "10.0.0.1:8080"
+		return &http.Request{Method: method, URL: u, Host: host, Header: h}
+	}
+	cases := []struct {
+		name string
+		req  *http.Request
+		own  bool
+	}{
+		{"GET with fields", mk("GET", "/a/b?c=d&e=%20f", "svc.ns:80", http.Header{"Accept": {"*/*"}, "X-Two": {"1", "2"}, "User-Agent": {"curl/8"}}), true},
+		{"no User-Agent", mk("HEAD", "/", "svc", http.Header{}), true},
+		{"empty User-Agent", mk("GET", "/", "svc", http.Header{"User-Agent": {""}}), true},
+		{"no Host: the URL's", mk("GET", "/", "", http.Header{}), true},
+		{"newline in a value", mk("GET", "/", "svc", http.Header{"X-Bad": {"a\r\nInjected: 1"}}), true},
+		{"excluded fields", mk("OPTIONS", "/", "svc", http.Header{"Content-Length": {"5"}, "Trailer": {"X"}, "Host": {"other"}}), true},
+		{"IPv6 zone", mk("GET", "/", "[fe80::1%eth0]:80", http.Header{}), false},
+		{"non-ASCII host", mk("GET", "/", "bücher.example", http.Header{}), false},
+		{"control character in target", &http.Request{Method: "GET", URL: &url.URL{Path: "/", RawQuery: "a\x01b"}, Host: "svc", Header: http.Header{}}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var own, std bytes.Buffer
+			bw := bufio.NewWriter(&own)
+			if got := writeRequestHead(bw, tc.req); got != tc.own {
+				t.Fatalf("writeRequestHead = %v, want %v", got, tc.own)
+			}
+			bw.Flush()
+			if !tc.own {
+				if own.Len() != 0 {
+					t.Fatalf("wrote %q before giving up", own.String())
+				}
+				return
+			}
+			if err := tc.req.Write(&std); err != nil {
+				t.Fatal(err)
+			}
+			a, err := http.ReadRequest(bufio.NewReader(&own))
+			if err != nil {
+				t.Fatalf("reading %q: %v", own.String(), err)
+			}
+			b, err := http.ReadRequest(bufio.NewReader(&std))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Method != b.Method || a.RequestURI != b.RequestURI || a.Host != b.Host || !reflect.DeepEqual(a.Header, b.Header) {
+				t.Fatalf("own %q\nstd %q", own.String(), std.String())
 			}
 		})
 	}

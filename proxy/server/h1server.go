@@ -345,7 +345,7 @@ func (w *h1Response) finish() bool {
 	bw := w.c.bw
 	if w.chunked && w.err == nil {
 		bw.WriteString("0\r\n")
-		writeFields(bw, trailerFields(w.declared, w.header))
+		writeFields(bw, trailerFields(w.declared, w.header), nil)
 		bw.WriteString("\r\n")
 	}
 	if w.remain > 0 {
@@ -426,32 +426,37 @@ func (w *h1Response) writeStatusAndFields(code int, h http.Header) {
 	bw.WriteByte(' ')
 	bw.WriteString(http.StatusText(code))
 	bw.WriteString("\r\n")
-	writeFields(bw, h)
+	writeFields(bw, h, nil)
 }
 
-// writeFields writes header or trailer fields. Names that are not tokens and
-// trailer placeholders (http.TrailerPrefix) are left out; CR and LF in values
-// become spaces, as net/http writes them.
-func writeFields(bw *bufio.Writer, h http.Header) {
+// writeFields writes header or trailer fields, except those in skip. Names that are
+// not tokens and trailer placeholders (http.TrailerPrefix) are left out; CR and LF in
+// values become spaces, as net/http writes them.
+func writeFields(bw *bufio.Writer, h http.Header, skip map[string]bool) {
 	for k, vs := range h {
-		if strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
+		if skip[k] || strings.HasPrefix(k, http.TrailerPrefix) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			if strings.ContainsAny(v, "\r\n") {
-				v = strings.Map(func(r rune) rune {
-					if r == '\r' || r == '\n' {
-						return ' '
-					}
-					return r
-				}, v)
-			}
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			writeField(bw, k, v)
 		}
 	}
+}
+
+// writeField writes one field line.
+func writeField(bw *bufio.Writer, k, v string) {
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.Map(func(r rune) rune {
+			if r == '\r' || r == '\n' {
+				return ' '
+			}
+			return r
+		}, v)
+	}
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
 }
 
 // httpDate is the Date field's value for now, formatted once per second.
