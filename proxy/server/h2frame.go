@@ -194,8 +194,8 @@ func (p *h2Pipe) push(data []byte, end bool) bool {
 	if p.closed || p.err != nil {
 		return false
 	}
-	if p.buf == nil && len(data) <= pipeBufSize {
-		p.buf = (*pipeBufs.Get().(*[]byte))[:0]
+	if p.buf == nil && len(data) <= chunkSize {
+		p.buf = getChunk()
 	}
 	if p.off > 0 && len(p.buf)+len(data) > cap(p.buf) {
 		// Reuse the part already read before growing.
@@ -210,18 +210,28 @@ func (p *h2Pipe) push(data []byte, end bool) bool {
 	return true
 }
 
-// pipeBufSize is the capacity of the pooled buffers that hold a stream's unread
-// DATA: most bodies fit, so a stream does not allocate one of its own. More data
-// grows the buffer, which then goes to the garbage collector, not the pool.
-const pipeBufSize = 16 << 10
+// chunkSize is the capacity of the pooled buffers that hold a stream's unread DATA
+// (h2Pipe) and its response body before framing (h2Stream): most bodies fit, so a
+// stream does not allocate one of its own. More data grows a buffer, which then goes
+// to the garbage collector, not the pool.
+const chunkSize = 16 << 10
 
-var pipeBufs = sync.Pool{New: func() any { b := make([]byte, 0, pipeBufSize); return &b }}
+var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
+
+func getChunk() []byte { return (*chunkBufs.Get().(*[]byte))[:0] }
+
+// putChunk pools b unless it grew.
+func putChunk(b []byte) {
+	if cap(b) == chunkSize {
+		b = b[:0]
+		chunkBufs.Put(&b)
+	}
+}
 
 // releaseBuf returns the emptied buffer to the pool. mu held.
 func (p *h2Pipe) releaseBuf() {
-	if cap(p.buf) == pipeBufSize {
-		b := p.buf[:0]
-		pipeBufs.Put(&b)
+	if p.buf != nil {
+		putChunk(p.buf)
 	}
 	p.buf, p.off = nil, 0
 }

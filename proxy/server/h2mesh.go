@@ -46,7 +46,7 @@ const (
 	// h2IdleTimeout closes a connection without streams for this long.
 	h2IdleTimeout = 5 * time.Minute
 	// h2WriteChunk is how much response body a stream buffers before framing it.
-	h2WriteChunk = 16 << 10
+	h2WriteChunk = chunkSize
 	// h2PrefaceTimeout bounds how long a peer may take to send its preface.
 	h2PrefaceTimeout = 10 * time.Second
 )
@@ -479,6 +479,10 @@ func (st *h2Stream) run(r *http.Request) {
 			}
 		}
 		st.cancel()
+		if st.pending != nil {
+			putChunk(st.pending) // framed, or dropped: nothing refers to it
+			st.pending = nil
+		}
 		c.streamDone(st)
 	}()
 	c.s.serveInbound(st, r)
@@ -534,6 +538,9 @@ func (st *h2Stream) Write(p []byte) (int, error) {
 	}
 	if st.failed != nil {
 		return 0, st.failed
+	}
+	if st.pending == nil {
+		st.pending = getChunk()
 	}
 	st.pending = append(st.pending, p...)
 	if len(st.pending) >= h2WriteChunk {
