@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -110,6 +111,10 @@ func (c *h1ServerConn) serveNext() bool {
 	req.RemoteAddr = c.remote
 	w.req = req
 	c.s.workers.run(func() { c.run(w) })
+	if c.br.Buffered() == 0 {
+		// The handler goes first: the read below most likely finds nothing yet.
+		runtime.Gosched()
+	}
 	// Wait for the next request while this one is served: an error is the client
 	// going away (or the handler closing the connection), and ends the request.
 	_, perr := c.br.Peek(1)

@@ -575,6 +575,7 @@ func (cc *h2ClientConn) readLoop() {
 		if err = cc.handle(f); err != nil {
 			break
 		}
+		cc.yieldBeforeRead()
 	}
 	cc.close(fmt.Errorf("%w: %v", errConnClosed, err))
 }

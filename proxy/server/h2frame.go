@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 type h2Framing struct {
 	nc net.Conn
 	fr *http2.Framer
+	br *bufio.Reader // what fr reads through
 
 	wmu      sync.Mutex
 	wcond    sync.Cond // on wmu: a send window grew, or a stream or the connection ended
@@ -46,11 +48,22 @@ func (h *h2Framing) init(nc net.Conn, connWindow int64) {
 	h.sendConn, h.peerInit, h.peerMaxF = 65535, 65535, 16384
 	h.wcond.L = &h.wmu
 	h.henc = hpack.NewEncoder(&h.hbuf)
-	h.fr = http2.NewFramer(h.bw, bufio.NewReaderSize(nc, 16<<10))
+	h.br = bufio.NewReaderSize(nc, 16<<10)
+	h.fr = http2.NewFramer(h.bw, h.br)
 	h.fr.SetMaxReadFrameSize(h2MaxReadFrame)
 	h.fr.MaxHeaderListSize = h2MaxHeaderList
 	h.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.fr.SetReuseFrames()
+}
+
+// yieldBeforeRead lets the goroutines the last frames woke (a handler for a new
+// request, a caller for its response) run before the read loop's next read, when that
+// read is a system call that most likely finds nothing yet: on a proxy running on one
+// thread, the request or response then moves on first, and the read waits its turn.
+func (h *h2Framing) yieldBeforeRead() {
+	if h.br.Buffered() == 0 {
+		runtime.Gosched()
+	}
 }
 
 // flushLocked writes what is buffered; a failure ends the connection. wmu held.

@@ -139,6 +139,7 @@ func (c *h2Conn) serve() error {
 			c.writeGoAway(http2.ErrCodeProtocol)
 			return err
 		}
+		c.yieldBeforeRead()
 	}
 }
 
