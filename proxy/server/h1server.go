@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -15,16 +16,16 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// h1Conn serves an app's plaintext HTTP/1.1 connection for the common case: requests
-// without a body and without Expect or Upgrade. net/http's server starts a goroutine
-// per request that reads ahead (to notice a client that goes away) and interrupts it
-// with a read deadline when the response is done: one more read system call that
-// finds nothing, one more wake-up and two deadline changes per request. Here the
-// connection's own goroutine does that read: after a request it waits for the next
-// one, and an error on that read is the client going away, which cancels the
-// request.
+// h1ServerConn serves an app's plaintext HTTP/1.1 connection for the common case:
+// requests without a body or with one of declared length, without Expect or Upgrade.
+// net/http's server starts a goroutine per request that reads ahead (to notice a
+// client that goes away) and interrupts it with a read deadline when the response is
+// done: one more read system call that finds nothing, one more wake-up and two
+// deadline changes per request. Here the connection's own goroutine does that read:
+// once a request (and its body) has been read, it waits for the next one, and an error
+// on that read is the client going away, which cancels the request.
 //
-// At the first request it does not take (a body, Expect, Upgrade, HTTP/1.0, anything
+// At the first request it does not take (chunked, Expect, Upgrade, HTTP/1.0, anything
 // malformed or large), it hands the connection with the bytes it read to net/http's
 // server, which serves it from there on; net/http also answers bad requests.
 type h1ServerConn struct {
@@ -109,8 +110,33 @@ func (c *h1ServerConn) serveNext() bool {
 	w := &h1Response{c: c, header: make(http.Header, 8), remain: -1, close: req.Close}
 	req = req.WithContext(context.WithValue(ctx, interimKey{}, interimSender(w)))
 	req.RemoteAddr = c.remote
+	if req.Body != http.NoBody {
+		w.body = &h1ReqBody{rc: req.Body, done: make(chan struct{})}
+		w.body.remain.Store(req.ContentLength)
+		req.Body = w.body
+	}
 	w.req = req
 	c.s.workers.run(func() { c.run(w) })
+	if b := w.body; b != nil {
+		// The body is read from this connection's buffer by whoever forwards it:
+		// the wait for the next request starts when it has ended.
+		select {
+		case <-b.done:
+		case keep := <-c.done:
+			c.done <- keep
+		}
+		if b.remain.Load() > 0 {
+			// Not read to its end (the handler did not need it, or gave up): what
+			// is left cannot be told from a next request without reading it, and
+			// a read of it may still be under way. The connection ends, which
+			// also fails such a read; the response said Connection: close if it
+			// went out after this.
+			c.pc.Close()
+			<-c.done
+			cancel()
+			return false
+		}
+	}
 	if c.br.Buffered() == 0 {
 		// The handler goes first: the read below most likely finds nothing yet.
 		runtime.Gosched()
@@ -136,13 +162,16 @@ func (c *h1ServerConn) buffered() []byte {
 	return b
 }
 
-// h1Eligible says whether h1ServerConn serves r itself: HTTP/1.1 in origin form
-// without a body, Expect or Upgrade, with a valid Host and valid header fields (else
-// net/http's server takes the connection and answers, 400 for what it finds
-// invalid).
+// h1Eligible says whether h1ServerConn serves r itself: HTTP/1.1 in origin form,
+// without a body or with one of declared length, without Expect or Upgrade, with a
+// valid Host and valid header fields (else net/http's server takes the connection and
+// answers, 400 for what it finds invalid).
 func h1Eligible(r *http.Request) bool {
-	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.Body != http.NoBody || r.Method == http.MethodConnect || r.Method == "PRI" {
+	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.Method == http.MethodConnect || r.Method == "PRI" {
 		return false
+	}
+	if r.Body != http.NoBody && (r.ContentLength <= 0 || len(r.TransferEncoding) > 0 || len(r.Trailer) > 0) {
+		return false // chunked
 	}
 	// http.ReadRequest took the Host field out of the header (and refused two): a
 	// Host here came from it, unless the target was in absolute form.
@@ -251,6 +280,36 @@ func (c *h1ServerConn) headerLen() (int, error) {
 	}
 }
 
+// h1ReqBody is a request body of declared length read from the connection. It tells
+// the connection's goroutine when it has ended (read to its end, failed or closed),
+// so that the goroutine only then reads the connection again.
+type h1ReqBody struct {
+	rc     io.ReadCloser // http.ReadRequest's body; never closed: that reads it to its end
+	remain atomic.Int64  // bytes of the declared length not read yet
+	closed atomic.Bool
+	done   chan struct{}
+	once   sync.Once
+}
+
+func (b *h1ReqBody) Read(p []byte) (int, error) {
+	if b.closed.Load() {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := b.rc.Read(p)
+	if b.remain.Add(-int64(n)) == 0 || err != nil {
+		b.end()
+	}
+	return n, err
+}
+
+func (b *h1ReqBody) Close() error {
+	b.closed.Store(true)
+	b.end()
+	return nil
+}
+
+func (b *h1ReqBody) end() { b.once.Do(func() { close(b.done) }) }
+
 // h1Response is the http.ResponseWriter of one request on an h1ServerConn. The head
 // is written with the first body bytes, a flush or the end, so that a response
 // without a body gets Content-Length: 0; a body of unknown length is chunked.
@@ -258,12 +317,13 @@ type h1Response struct {
 	c        *h1ServerConn
 	req      *http.Request
 	header   http.Header
-	status   int   // the final status; 0 until WriteHeader
-	wrote    bool  // the head is written
-	chunked  bool  // the body is chunked (it may carry trailers)
-	noBody   bool  // HEAD, 204, 304
-	remain   int64 // what a declared Content-Length still expects; -1 without one
-	close    bool  // the connection ends after this response
+	status   int        // the final status; 0 until WriteHeader
+	wrote    bool       // the head is written
+	chunked  bool       // the body is chunked (it may carry trailers)
+	noBody   bool       // HEAD, 204, 304
+	remain   int64      // what a declared Content-Length still expects; -1 without one
+	close    bool       // the connection ends after this response
+	body     *h1ReqBody // the request's, when it has one
 	declared http.Header
 	err      error
 }
@@ -403,6 +463,10 @@ func (w *h1Response) head(ended bool) {
 	w.c.mu.Lock()
 	w.close = w.close || w.c.closing
 	w.c.mu.Unlock()
+	if w.body != nil && w.body.remain.Load() > 0 {
+		// The request body may not be read to its end (see serveNext).
+		w.close = true
+	}
 	if w.close || httpguts.HeaderValuesContainsToken(h["Connection"], "close") {
 		w.close = true
 		h["Connection"] = []string{"close"}

@@ -159,15 +159,17 @@ func TestH1ServerHandsOver(t *testing.T) {
 		b, _ := io.ReadAll(r.Body)
 		io.WriteString(w, r.Method+" "+r.URL.Path+" "+string(b))
 	})
-	// A request with a body goes to net/http, with everything read before it, and
-	// the connection stays with net/http.
+	// A chunked request goes to net/http, with everything read before it, and the
+	// connection stays with net/http.
 	rc := h.dial(t)
-	rc.send(get("/a"))
-	if resp, body := rc.read("GET"); body != "GET /a " || resp.Header.Get("X-Served-By") != "weft" {
-		t.Fatalf("got %q by %q", body, resp.Header.Get("X-Served-By"))
+	rc.send(get("/a") + "POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello")
+	for _, want := range []string{"GET /a ", "POST /b hello"} {
+		if resp, body := rc.read("GET"); body != want || resp.Header.Get("X-Served-By") != "weft" {
+			t.Fatalf("got %q by %q, want %q by weft", body, resp.Header.Get("X-Served-By"), want)
+		}
 	}
-	rc.send("POST /b HTTP/1.1\r\nHost: app\r\nContent-Length: 5\r\n\r\nhello" + get("/c"))
-	for _, want := range []string{"POST /b hello", "GET /c "} {
+	rc.send("POST /c HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + get("/d"))
+	for _, want := range []string{"POST /c hello", "GET /d "} {
 		if resp, body := rc.read("GET"); body != want || resp.Header.Get("X-Served-By") != "net/http" {
 			t.Fatalf("got %q by %q, want %q by net/http", body, resp.Header.Get("X-Served-By"), want)
 		}
@@ -200,6 +202,63 @@ func TestH1ServerHandsOver(t *testing.T) {
 				t.Fatalf("served by %q, want net/http", resp.Header.Get("X-Served-By"))
 			}
 		})
+	}
+}
+
+func TestH1ServerRequestBodies(t *testing.T) {
+	bodyErr := make(chan error, 1)
+	h := newH1Harness(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ignore":
+			io.WriteString(w, "not read")
+		case "/partial":
+			_, err := io.ReadAll(r.Body)
+			bodyErr <- err
+		default:
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				t.Errorf("read body: %v", err)
+			}
+			io.WriteString(w, r.URL.Path+" "+string(b))
+		}
+	})
+	post := func(path, body string) string {
+		return "POST " + path + " HTTP/1.1\r\nHost: app\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body
+	}
+
+	// Read to its end: the connection serves the next requests, pipelined too.
+	rc := h.dial(t)
+	big := strings.Repeat("b", 100<<10) // more than the connection's buffer
+	rc.send(post("/one", "first") + get("/two"))
+	rc.send(post("/three", big))
+	for _, want := range []string{"/one first", "/two ", "/three " + big} {
+		resp, body := rc.read("POST")
+		if body != want || resp.Header.Get("X-Served-By") != "weft" || resp.Close {
+			t.Fatalf("got %.40q by %q (close %v), want %.40q by weft", body, resp.Header.Get("X-Served-By"), resp.Close, want)
+		}
+	}
+
+	// A body the handler does not read ends the connection, and the response says so.
+	rc = h.dial(t)
+	rc.send(post("/ignore", "unread body"))
+	if resp, body := rc.read("POST"); body != "not read" || !resp.Close {
+		t.Fatalf("got %q, close %v; want Connection: close", body, resp.Close)
+	}
+	if !rc.closed() {
+		t.Fatal("connection still open after a body nobody read")
+	}
+
+	// A client that leaves midway: the handler's read fails.
+	rc = h.dial(t)
+	rc.send("POST /partial HTTP/1.1\r\nHost: app\r\nContent-Length: 100\r\n\r\nonly some")
+	rc.c.Close()
+	select {
+	case err := <-bodyErr:
+		if err == nil {
+			t.Fatal("a body cut short read without error")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler's body read did not end when the client left")
 	}
 }
 
