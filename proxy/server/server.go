@@ -75,7 +75,7 @@ type Server struct {
 	local           localAddrs
 	router          *httputil.ReverseProxy
 	dests           *destCache
-	workers         *workerPool   // runs the handlers of weft.h2 streams
+	workers         *workerPool   // runs the handlers of weft.h2 streams and HTTP/1.1 requests
 	stop            chan struct{} // closed by Shutdown: stops background work
 
 	mu        sync.Mutex
