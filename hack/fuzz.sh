@@ -12,14 +12,32 @@ targets=(
   "./proxy/config FuzzParse"
   "./proxy/router FuzzMatchAndFilters"
 )
+# Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" when
+# -fuzztime ends while a worker is mid-input (golang/go#75804, fixed in Go 1.27), and may
+# save that input. Such a run counts as a finding only if replaying the target's corpus,
+# saved input included, fails as a plain test; otherwise the saved input is removed.
 failed=0
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"
+  dir="$pkg/testdata/fuzz/$name"
+  before="$(ls "$dir" 2>/dev/null || true)"
   echo "fuzz: $name in $pkg for ${secs}s"
-  if ! go test "$pkg" -run "^${name}\$" -fuzz "^${name}\$" -fuzztime "${secs}s" -fuzzminimizetime 50x -parallel 2; then
-    echo "fuzz: $name FOUND A FAILURE (input saved under $pkg/testdata/fuzz/$name/)" >&2
+  log="$(mktemp)"
+  if go test "$pkg" -run "^${name}\$" -fuzz "^${name}\$" -fuzztime "${secs}s" -fuzzminimizetime 50x -parallel 2 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
+    rm -f "$log"
+    continue
+  fi
+  if grep -q "^    context deadline exceeded$" "$log" && go test "$pkg" -run "^${name}\$" >/dev/null 2>&1; then
+    echo "fuzz: $name: the fuzz coordinator's own deadline (golang/go#75804); the corpus replays cleanly, not a finding"
+    for f in $(ls "$dir" 2>/dev/null); do
+      grep -qx "$f" <<<"$before" || rm -f "$dir/$f"
+    done
+    rmdir "$dir" 2>/dev/null || true
+  else
+    echo "fuzz: $name FOUND A FAILURE (input saved under $dir/)" >&2
     failed=1
   fi
+  rm -f "$log"
 done
 if [ "$failed" -ne 0 ]; then
   echo "fuzz: a target found a failure" ; exit 1
