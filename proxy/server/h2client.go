@@ -76,6 +76,19 @@ func newMeshClient(dial func(ctx context.Context) (net.Conn, error)) *meshClient
 }
 
 func (m *meshClient) RoundTrip(req *http.Request) (*http.Response, error) {
+	var replay *replayBody
+	if b := req.Body; b != nil && b != http.NoBody && req.GetBody == nil && req.ContentLength > 0 && req.ContentLength <= maxReplayBody {
+		if _, retried := b.(*attemptBody); !retried {
+			// Keep a small body (an app's POST, read from its connection once) so the
+			// request can go out again if the peer refuses it unprocessed, as a peer
+			// proxy that is shutting down does.
+			replay = newReplayBody(b, req.ContentLength)
+			first, _ := replay.next()
+			r := *req
+			r.Body = first
+			req = &r
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		cc, err := m.conn(req.Context())
 		if err != nil {
@@ -87,11 +100,19 @@ func (m *meshClient) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, err
 		}
 		if req.Body != nil && req.Body != http.NoBody {
-			if req.GetBody == nil {
-				return nil, err
-			}
-			body, berr := req.GetBody()
-			if berr != nil {
+			var body io.ReadCloser
+			switch {
+			case replay != nil:
+				var ok bool
+				if body, ok = replay.next(); !ok {
+					return nil, err
+				}
+			case req.GetBody != nil:
+				var berr error
+				if body, berr = req.GetBody(); berr != nil {
+					return nil, err
+				}
+			default:
 				return nil, err
 			}
 			req = req.Clone(req.Context())

@@ -120,19 +120,41 @@ func TestMeshClientRetriesAfterGoAway(t *testing.T) {
 			}
 		}
 	}
-	dial, dials := h2cPeer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "second connection")
-	}), goAwayFirst)
-	m := newMeshClient(dial)
-	req, _ := http.NewRequest("GET", "http://peer/", nil)
-	resp, err := m.RoundTrip(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(got) != "second connection" || dials.Load() != 2 {
-		t.Fatalf("got %q after %d dials, want the answer from a second connection", got, dials.Load())
+	for _, tc := range []struct {
+		name string
+		req  func() *http.Request
+	}{
+		{"GET", func() *http.Request { r, _ := http.NewRequest("GET", "http://peer/", nil); return r }},
+		{"POST whose body can be read once", func() *http.Request {
+			r, _ := http.NewRequest("POST", "http://peer/", io.NopCloser(strings.NewReader("payload")))
+			r.ContentLength = int64(len("payload"))
+			return r
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dial, dials := h2cPeer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "second connection")
+				if b, _ := io.ReadAll(r.Body); len(b) > 0 {
+					io.WriteString(w, ", body "+string(b))
+				}
+			}), goAwayFirst)
+			m := newMeshClient(dial)
+			defer m.closeIdle()
+			req := tc.req()
+			resp, err := m.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			want := "second connection"
+			if req.Method == "POST" {
+				want += ", body payload"
+			}
+			if string(got) != want || dials.Load() != 2 {
+				t.Fatalf("got %q after %d dials, want %q from a second connection", got, dials.Load(), want)
+			}
+		})
 	}
 }
 
