@@ -27,7 +27,7 @@ import (
 //
 // Everything else an app sent travels unchanged, X-Forwarded-* included: the proxy is
 // transparent. The request is the handler's own and is modified in place; it is sent
-// as it is when the server that read it takes 1xx responses through interimKey.
+// as it is when the server that read it put its interimSender in the context.
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	h := r.Header
 	removeHopByHop(h)
@@ -40,17 +40,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	}
 	out := r
 	if _, ok := r.Context().Value(interimKey{}).(interimSender); !ok {
-		// Served by net/http: 1xx responses reach w through a client trace.
-		trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, fields textproto.MIMEHeader) error {
-			wh := w.Header()
-			for k, vs := range fields {
-				wh[k] = append(wh[k], vs...)
-			}
-			w.WriteHeader(code)
-			clear(wh)
-			return nil
-		}}
-		out = r.WithContext(httptrace.WithClientTrace(r.Context(), trace))
+		// Served by net/http, whose writer sends a 1xx for WriteHeader(1xx).
+		out = r.WithContext(context.WithValue(r.Context(), interimKey{}, interimSender(headerInterim{w})))
 	}
 	out.URL.Scheme, out.URL.Host = "http", rt.host
 	out.RequestURI, out.Close = "", false
@@ -60,13 +51,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	if r.ContentLength == 0 {
 		out.Body = nil // nothing to send, and nothing for a retry to replay
 	}
-	var res *http.Response
-	var err error
-	if rt.plan != nil {
-		res, err = rt.plan.roundTrip(out, rt.rt)
-	} else {
-		res, err = rt.rt.RoundTrip(out)
-	}
+	res, err := rt.roundTrip(out)
 	if err == nil && res.StatusCode == http.StatusSwitchingProtocols {
 		res.Body.Close()
 		err = errors.New("backend switched protocols without an Upgrade request")
@@ -93,9 +78,10 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 	// A body of unknown length (a stream, server-sent events) is passed on as it
 	// comes, and its head at once: the client may wait for it before the first byte
 	// of body. So is a head that announces trailers, which makes the body chunked.
-	rc := http.NewResponseController(w)
+	var rc *http.ResponseController // only a streamed response needs one
 	flush := res.ContentLength < 0 || strings.HasPrefix(textproto.TrimString(res.Header.Get("Content-Type")), "text/event-stream")
 	if flush || announced > 0 {
+		rc = http.NewResponseController(w)
 		_ = rc.Flush()
 	}
 	if err := copyBody(w, res.Body, rc, flush); err != nil {
@@ -116,7 +102,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 // never written to.
 var noUserAgent = []string{""}
 
-// copyBody copies a response body, flushing after every write when flush is set.
+// copyBody copies a response body, flushing through rc after every write when flush
+// is set.
 func copyBody(w io.Writer, body io.Reader, rc *http.ResponseController, flush bool) error {
 	bp := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(bp)
@@ -177,19 +164,32 @@ func isUpgrade(r *http.Request) bool {
 	return ok && r.ProtoMajor == 1
 }
 
-// interimSender is the response writer of Weft's own servers, which sends
-// informational (1xx) responses ahead of the final one. It rides in the request's
-// context under interimKey, so that a transport can pass on what it receives without
-// the client trace (and its copies of the request) net/http's transports need.
+// interimSender sends informational (1xx) responses ahead of the final one: the
+// response writers of Weft's own servers, or headerInterim for any other. It rides in
+// the request's context under interimKey, so that a transport can pass on what it
+// receives without a client trace (and the copies of the request it takes).
 type interimSender interface {
 	sendInterim(code int, h http.Header)
 }
 
 type interimKey struct{}
 
+// headerInterim sends 1xx responses through any http.ResponseWriter: the fields go
+// into its header map for WriteHeader(1xx), and out again.
+type headerInterim struct{ w http.ResponseWriter }
+
+func (hi headerInterim) sendInterim(code int, h http.Header) {
+	wh := hi.w.Header()
+	for k, vs := range h {
+		wh[k] = append(wh[k], vs...)
+	}
+	hi.w.WriteHeader(code)
+	clear(wh)
+}
+
 // passInterim passes on a 1xx response a transport received for the request with
-// context ctx: to its client trace when it has one (ReverseProxy's, or forward's for
-// requests net/http served), else to its server's interimSender.
+// context ctx: to its client trace when it has one (ReverseProxy's, for Upgrade
+// requests), else to the interimSender forward put there.
 func passInterim(ctx context.Context, code int, h http.Header) error {
 	if trace := httptrace.ContextClientTrace(ctx); trace != nil {
 		if trace.Got1xxResponse != nil {

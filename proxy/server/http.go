@@ -120,7 +120,12 @@ func errorReason(err error) string {
 type dispatch struct{}
 
 func (dispatch) RoundTrip(r *http.Request) (*http.Response, error) {
-	rt := r.Context().Value(routeKey{}).(*route)
+	return r.Context().Value(routeKey{}).(*route).roundTrip(r)
+}
+
+// roundTrip sends r through the route's transport, with its plan's retries and
+// timeouts when it has one.
+func (rt *route) roundTrip(r *http.Request) (*http.Response, error) {
 	if rt.plan != nil {
 		return rt.plan.roundTrip(r, rt.rt)
 	}
