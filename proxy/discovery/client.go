@@ -99,6 +99,9 @@ type Stats struct {
 	// BadDeltas counts deltas that did not apply to the last snapshot (each one
 	// causes a resubscription).
 	BadDeltas uint64
+	// Streams is the number of subscriptions whose stream is open and has answered.
+	// It falls below Subscriptions while the service is unreachable.
+	Streams int
 	// Resubscriptions counts streams reopened after one ended.
 	Resubscriptions uint64
 	// Expired counts subscriptions cancelled for being idle.
@@ -126,6 +129,15 @@ type Client struct {
 	mu   sync.Mutex // serialises writers of subs
 
 	snapshots, deltas, notFound, badDeltas, resubscriptions, expired atomic.Uint64
+	streams                                                          atomic.Int64
+
+	// anyAnswer is closed, and replaced, whenever a stream delivers its first
+	// message. Subscriptions backing off after a failed attempt wait on it as well
+	// as on their timer: once the service answers again they all retry at once,
+	// instead of each waiting out a backoff that grew while the service was down
+	// (up to MaxBackoff after it came back).
+	anyAnswerMu sync.Mutex
+	anyAnswer   chan struct{}
 }
 
 // key is what a subscription is for: an authority when the target has one, else an
@@ -177,7 +189,7 @@ func New(opts Options) *Client {
 	if opts.Identity == nil {
 		opts.Identity = &identity.Store{}
 	}
-	c := &Client{opts: opts, log: opts.Log, start: time.Now()}
+	c := &Client{opts: opts, log: opts.Log, start: time.Now(), anyAnswer: make(chan struct{})}
 	c.ctx, c.cancel = context.WithCancel(context.Background())
 	empty := map[key]*subscription{}
 	c.subs.Store(&empty)
@@ -358,10 +370,13 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 		if !progressed {
 			backoff = min(2*backoff, c.opts.MaxBackoff)
 		}
+		anyAnswer := c.nextAnswer()
 		switch statusCode(err) {
 		case codePermissionDenied, codeUnauthenticated, codeInvalidArgument, codeUnimplemented:
 			// A configuration problem an operator must see (e.g. POD_NAMESPACE not the
-			// namespace of the proxy's identity), not a passing outage.
+			// namespace of the proxy's identity), not a passing outage: other
+			// streams answering says nothing about it, so only the timer applies.
+			anyAnswer = nil
 			c.log.Info("Destination service refused the subscription, retrying", "target", s.key.String(), "reason", err.Error(), "in", wait)
 		default:
 			c.log.V(1).Info("Destination stream ended, resubscribing", "target", s.key.String(), "reason", err.Error(), "in", wait)
@@ -372,8 +387,28 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-anyAnswer:
+			t.Stop()
 		}
 	}
+}
+
+// nextAnswer returns the channel closed when a stream next delivers its first
+// message.
+func (c *Client) nextAnswer() <-chan struct{} {
+	c.anyAnswerMu.Lock()
+	defer c.anyAnswerMu.Unlock()
+	return c.anyAnswer
+}
+
+// streamAnswered records that a stream delivered its first message: the service
+// answers, so subscriptions backing off retry now.
+func (c *Client) streamAnswered() {
+	c.streams.Add(1)
+	c.anyAnswerMu.Lock()
+	close(c.anyAnswer)
+	c.anyAnswer = make(chan struct{})
+	c.anyAnswerMu.Unlock()
 }
 
 // follow opens one stream and applies its messages until it ends. progressed says
@@ -381,6 +416,11 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 func (c *Client) follow(ctx context.Context, s *subscription) (progressed bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer func() {
+		if progressed {
+			c.streams.Add(-1)
+		}
+	}()
 	req := &api.GetDestination{ContextNamespace: c.opts.Namespace}
 	if s.key.authority != "" {
 		req.Target = &api.GetDestination_Authority{Authority: s.key.authority}
@@ -438,6 +478,7 @@ func (c *Client) follow(ctx context.Context, s *subscription) (progressed bool, 
 		}
 		if !progressed {
 			progressed = true
+			c.streamAnswered()
 			select {
 			case <-s.answered:
 			default:
@@ -463,6 +504,7 @@ func endpointAddrs[E interface {
 func (c *Client) Stats() Stats {
 	return Stats{
 		Subscriptions:   len(*c.subs.Load()),
+		Streams:         int(c.streams.Load()),
 		Snapshots:       c.snapshots.Load(),
 		Deltas:          c.deltas.Load(),
 		NotFound:        c.notFound.Load(),
@@ -486,6 +528,9 @@ func (c *Client) WriteMetrics(w io.Writer) error {
 	_, err := fmt.Fprintf(w, `# HELP destination_subscriptions Destinations the proxy is subscribed to.
 # TYPE destination_subscriptions gauge
 destination_subscriptions %d
+# HELP destination_streams Subscriptions whose stream is open and has answered; fewer than destination_subscriptions while the destination service is unreachable.
+# TYPE destination_streams gauge
+destination_streams %d
 # HELP destination_updates_total Messages received from the destination service, by kind.
 # TYPE destination_updates_total counter
 destination_updates_total{kind="snapshot"} %d
@@ -498,6 +543,6 @@ destination_resubscriptions_total %d
 # HELP destination_expired_total Subscriptions cancelled for being idle.
 # TYPE destination_expired_total counter
 destination_expired_total %d
-`, s.Subscriptions, s.Snapshots, s.Deltas, s.NotFound, s.BadDeltas, s.Resubscriptions, s.Expired)
+`, s.Subscriptions, s.Streams, s.Snapshots, s.Deltas, s.NotFound, s.BadDeltas, s.Resubscriptions, s.Expired)
 	return err
 }

@@ -445,6 +445,47 @@ func TestServerRestartKeepsLastConfig(t *testing.T) {
 	}
 }
 
+// After an outage long enough for the backoff to grow, the first stream the service
+// answers again brings every other subscription back at once, instead of each one
+// waiting out its own grown backoff.
+func TestServiceBackWakesBackingOffSubscriptions(t *testing.T) {
+	p := newPKI(t)
+	f, s, addr := serve(t, p, "127.0.0.1:0", p.server)
+	c := newClient(t, p, addr, func(o *Options) { o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 2*time.Second })
+	const n = 5
+	targets := make([]Target, n)
+	for i := range targets {
+		targets[i] = Target{Authority: fmt.Sprintf("svc-%d.shop.svc.cluster.local:80", i)}
+		first := lookupAsync(c, targets[i])
+		f.next(t).snapshot(compiled(t, "10.0.0.1"))
+		<-first
+	}
+	if st := c.Stats(); st.Streams != n {
+		t.Fatalf("with the service up want %d streams, stats %+v", n, st)
+	}
+
+	s.Stop()
+	eventually(t, "every stream noticed the outage", 2*time.Second, func() bool { return c.Stats().Streams == 0 })
+	// Attempts at 0, ~0.1, ~0.3, ~0.7 and ~1.5s: each subscription is now waiting
+	// between 0.4s and 2s for its next attempt.
+	time.Sleep(2 * time.Second)
+
+	f2, _, _ := serve(t, p, addr, p.server)
+	restarted := time.Now()
+	f2.next(t).snapshot(compiled(t, "10.0.0.1"))
+	firstAnswer := time.Now()
+	for range n - 1 {
+		f2.next(t).snapshot(compiled(t, "10.0.0.1"))
+	}
+	rest := time.Since(firstAnswer)
+	t.Logf("first stream back %s after the restart, the %d others %s after it answered",
+		firstAnswer.Sub(restarted).Round(time.Millisecond), n-1, rest.Round(time.Millisecond))
+	if rest > 200*time.Millisecond {
+		t.Errorf("the other subscriptions came back %s after the first answer, want at once", rest)
+	}
+	eventually(t, "every stream answered", 2*time.Second, func() bool { return c.Stats().Streams == n })
+}
+
 func TestUnreachableAtStart(t *testing.T) {
 	p := newPKI(t)
 	// An address nothing listens on yet.

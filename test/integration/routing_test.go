@@ -781,10 +781,35 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second)
+		if n := localmesh.Sum(scrape(t, web), "destination_streams"); n != 0 {
+			t.Errorf("with the destination service stopped, destination_streams is %v, want 0", n)
+		}
+		restarted := time.Now()
 		if err := e.cp.StartDestination(); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(2 * time.Second)
+		// Every subscription streams again once the first retry after the restart
+		// is answered: at most the largest backoff reached in 2s (1.6s), not one
+		// backoff per subscription.
+		var subs, streams, resubs float64
+		waitFor(t, 10*time.Second, "every subscription to stream again", func() error {
+			text := scrape(t, web)
+			subs, streams = localmesh.Sum(text, "destination_subscriptions"), localmesh.Sum(text, "destination_streams")
+			resubs = localmesh.Sum(text, "destination_resubscriptions_total")
+			if subs < 1 || streams != subs {
+				return fmt.Errorf("%v of %v subscriptions streaming", streams, subs)
+			}
+			return nil
+		})
+		back := time.Since(restarted)
+		t.Logf("web proxy: %v subscriptions streaming again %s after the restart, %v resubscriptions", subs, back.Round(time.Millisecond), resubs)
+		if back > 3*time.Second {
+			t.Errorf("subscriptions came back %s after the restart, want within 3s", back.Round(time.Millisecond))
+		}
+		if resubs < subs {
+			t.Errorf("after the restart want every subscription resubscribed: destination_subscriptions %v, destination_resubscriptions_total %v", subs, resubs)
+		}
+		time.Sleep(time.Second)
 		close(stop)
 		wg.Wait()
 		t.Logf("%d requests while the destination service stopped for 2s and restarted: %d failed", total.Load(), failed.Load())
@@ -796,12 +821,6 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 		e.apply(t, endpointSlice("res", bs[1]))
 		app.within(t, time.Second, "endpoint change after the restart", start, probe,
 			func(r result) bool { return r.backend == "res-b" })
-		text := scrape(t, web)
-		subs, resubs := localmesh.Sum(text, "destination_subscriptions"), localmesh.Sum(text, "destination_resubscriptions_total")
-		t.Logf("web proxy: %v subscriptions, %v resubscriptions", subs, resubs)
-		if subs < 1 || resubs < subs {
-			t.Errorf("after the restart want every subscription resubscribed: destination_subscriptions %v, destination_resubscriptions_total %v", subs, resubs)
-		}
 
 		// Then the whole control plane goes away for good (API server, identity,
 		// destination) while traffic flows: known destinations keep working on the
