@@ -370,28 +370,22 @@ func TestH1ServerClosing(t *testing.T) {
 			t.Fatal("connection still open")
 		}
 	})
-	t.Run("body shorter than declared", func(t *testing.T) {
-		rc := h.dial(t)
-		rc.send(get("/short"))
-		resp, err := http.ReadResponse(rc.br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("reading the short body: %v, want unexpected EOF", err)
-		}
-	})
-	t.Run("handler aborts", func(t *testing.T) {
-		rc := h.dial(t)
-		rc.send(get("/abort"))
-		resp, err := http.ReadResponse(rc.br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Fatalf("reading the aborted body: %v, want unexpected EOF", err)
-		}
-	})
+	for _, tc := range []struct{ name, path string }{
+		{"body shorter than declared", "/short"},
+		{"handler aborts", "/abort"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rc := h.dial(t)
+			rc.send(get(tc.path))
+			resp, err := http.ReadResponse(rc.br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.ReadAll(resp.Body); !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("reading the body of %s: %v, want unexpected EOF", tc.path, err)
+			}
+		})
+	}
 	t.Run("client goes away", func(t *testing.T) {
 		rc := h.dial(t)
 		rc.send(get("/wait"))

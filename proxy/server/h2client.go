@@ -220,17 +220,9 @@ func newH2ClientConn(m *meshClient, nc net.Conn) (*h2ClientConn, error) {
 	cc := &h2ClientConn{m: m, nextID: 1, streams: map[uint32]*h2ClientStream{}, maxStreams: h2MaxStreams, done: make(chan struct{})}
 	cc.init(nc, h2cConnWindow)
 	cc.lastRead.Store(time.Now().UnixNano())
-	cc.wmu.Lock()
-	cc.bw.WriteString(http2.ClientPreface)
-	cc.fr.WriteSettings(
+	err := cc.writeOpening(http2.ClientPreface,
 		http2.Setting{ID: http2.SettingEnablePush, Val: 0},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2cStreamWindow},
-		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxReadFrame},
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
-	)
-	cc.fr.WriteWindowUpdate(0, h2cConnWindow-65535)
-	err := cc.flushLocked()
-	cc.wmu.Unlock()
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2cStreamWindow})
 	if err != nil {
 		nc.Close()
 		return nil, err

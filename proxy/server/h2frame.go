@@ -66,6 +66,22 @@ func (h *h2Framing) yieldBeforeRead() {
 	}
 }
 
+// writeOpening sends this end's opening: preface (the client's magic string, "" on
+// the server's side), SETTINGS with the role's own settings and the limits both ends
+// set, and a WINDOW_UPDATE raising the connection window from the protocol's 65,535
+// to connWindow.
+func (h *h2Framing) writeOpening(preface string, role ...http2.Setting) error {
+	h.wmu.Lock()
+	defer h.wmu.Unlock()
+	h.bw.WriteString(preface)
+	h.fr.WriteSettings(append(role,
+		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxReadFrame},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
+	)...)
+	h.fr.WriteWindowUpdate(0, uint32(h.connWindow-65535))
+	return h.flushLocked()
+}
+
 // flushLocked writes what is buffered; a failure ends the connection. wmu held.
 func (h *h2Framing) flushLocked() error {
 	if h.werr != nil {

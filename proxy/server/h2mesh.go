@@ -97,17 +97,9 @@ func (s *Server) serveMeshH2(nc net.Conn, info *connInfo) {
 }
 
 func (c *h2Conn) serve() error {
-	c.wmu.Lock()
-	c.fr.WriteSettings(
+	if err := c.writeOpening("",
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: h2MaxStreams},
-		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
-		http2.Setting{ID: http2.SettingMaxFrameSize, Val: h2MaxReadFrame},
-		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: h2MaxHeaderList},
-	)
-	c.fr.WriteWindowUpdate(0, h2ConnWindow-65535)
-	err := c.flushLocked()
-	c.wmu.Unlock()
-	if err != nil {
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow}); err != nil {
 		return err
 	}
 	var preface [len(http2.ClientPreface)]byte
