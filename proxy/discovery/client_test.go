@@ -453,10 +453,8 @@ func TestServiceBackWakesBackingOffSubscriptions(t *testing.T) {
 	f, s, addr := serve(t, p, "127.0.0.1:0", p.server)
 	c := newClient(t, p, addr, func(o *Options) { o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 2*time.Second })
 	const n = 5
-	targets := make([]Target, n)
-	for i := range targets {
-		targets[i] = Target{Authority: fmt.Sprintf("svc-%d.shop.svc.cluster.local:80", i)}
-		first := lookupAsync(c, targets[i])
+	for i := range n {
+		first := lookupAsync(c, Target{Authority: fmt.Sprintf("svc-%d.shop.svc.cluster.local:80", i)})
 		f.next(t).snapshot(compiled(t, "10.0.0.1"))
 		<-first
 	}
