@@ -35,9 +35,15 @@ import (
 
 const (
 	// h2cStreamWindow is how much response body a peer may send ahead of the
-	// caller reading it; h2cConnWindow for the whole connection.
-	h2cStreamWindow = 4 << 20
-	h2cConnWindow   = 1 << 30
+	// caller reading it; h2cConnWindow for the whole connection, which bounds
+	// what one connection's responses can make this proxy hold (a peer sending
+	// more gets FLOW_CONTROL_ERROR): sixteen streams fill their windows before
+	// the others wait for their callers. With response header lists bounded by
+	// h2MaxHeaderList and at most the server's h2MaxStreams streams, a
+	// connection holds at most ~16 MiB of body (32 MiB of buffers) and 6.25 MiB
+	// of headers, as the server side does (see h2mesh.go).
+	h2cStreamWindow = 1 << 20
+	h2cConnWindow   = 16 << 20
 	// h2cReadIdle is how long a connection may stay silent before it is pinged,
 	// h2cPingTimeout how long the answer may take before it is closed as dead.
 	h2cReadIdle    = 30 * time.Second
@@ -266,6 +272,7 @@ type h2ClientStream struct {
 
 	respMu sync.Mutex // orders setResp
 	body   h2Pipe     // the response body
+	num1xx int        // informational responses so far; read loop only
 
 	stopCtx func() bool // stops the context watch
 	ended   atomic.Bool // the stream is over both ways: forgotten
@@ -461,13 +468,29 @@ func (st *h2ClientStream) writeData(p []byte, end bool) error {
 // abort ends a stream from this side: the response (or its body) fails with err,
 // and when tell is set the peer gets RST_STREAM(CANCEL).
 func (st *h2ClientStream) abort(err error, tell bool) {
+	code := http2.ErrCodeCancel
+	if !tell {
+		code = 0xffffffff
+	}
+	st.resetWith(err, code)
+}
+
+// streamError ends a stream on which the peer broke the protocol: RST_STREAM with
+// code (RFC 9113 §5.4.2), and the response fails with err.
+func (st *h2ClientStream) streamError(err error, code http2.ErrCode) {
+	st.resetWith(fmt.Errorf("%w (stream reset with %v)", err, code), code)
+}
+
+// resetWith ends a stream, telling the peer with RST_STREAM(code) unless code is
+// 0xffffffff.
+func (st *h2ClientStream) resetWith(err error, code http2.ErrCode) {
 	cc := st.cc
 	st.fail(err)
 	cc.wmu.Lock()
 	already := st.reset
 	st.reset = true
-	if tell && !already && !st.ended.Load() {
-		cc.fr.WriteRSTStream(st.id, http2.ErrCodeCancel)
+	if code != 0xffffffff && !already && !st.ended.Load() {
+		cc.fr.WriteRSTStream(st.id, code)
 		cc.flushLocked()
 	}
 	cc.wcond.Broadcast()
@@ -578,7 +601,7 @@ func (cc *h2ClientConn) readLoop() {
 			var se http2.StreamError
 			if errors.As(err, &se) {
 				if st := cc.stream(se.StreamID); st != nil {
-					st.abort(se, true)
+					st.streamError(se, se.Code)
 				}
 				continue
 			}
@@ -590,6 +613,14 @@ func (cc *h2ClientConn) readLoop() {
 		}
 		cc.yieldBeforeRead()
 	}
+	var ce http2.ConnectionError
+	if errors.As(err, &ce) {
+		// The peer broke the protocol: say how before leaving (RFC 9113 §5.4.1).
+		cc.wmu.Lock()
+		cc.fr.WriteGoAway(0, http2.ErrCode(ce), nil)
+		cc.flushLocked()
+		cc.wmu.Unlock()
+	}
 	cc.close(fmt.Errorf("%w: %v", errConnClosed, err))
 }
 
@@ -600,17 +631,7 @@ func (cc *h2ClientConn) handle(f http2.Frame) error {
 			st.onHeaders(f)
 		}
 	case *http2.DataFrame:
-		n := int64(f.Length)
-		st := cc.stream(f.StreamID)
-		data := f.Data()
-		if st == nil {
-			cc.returnWindow(0, n, 0)
-			return nil
-		}
-		if pad := n - int64(len(data)); pad > 0 {
-			cc.returnWindow(0, pad, 0)
-		}
-		st.push(data, f.StreamEnded())
+		return cc.onData(f)
 	case *http2.RSTStreamFrame:
 		if st := cc.stream(f.StreamID); st != nil {
 			var err error = http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode}
@@ -630,9 +651,13 @@ func (cc *h2ClientConn) handle(f http2.Frame) error {
 		})
 	case *http2.WindowUpdateFrame:
 		if f.StreamID == 0 {
-			cc.grow(&cc.sendConn, f.Increment)
+			if !cc.grow(&cc.sendConn, f.Increment) {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
 		} else if st := cc.stream(f.StreamID); st != nil {
-			cc.grow(&st.sendWindow, f.Increment)
+			if !cc.grow(&st.sendWindow, f.Increment) {
+				st.streamError(errors.New("peer's WINDOW_UPDATE passed 2^31-1"), http2.ErrCodeFlowControl)
+			}
 		}
 	case *http2.PingFrame:
 		if !f.IsAck() {
@@ -646,14 +671,73 @@ func (cc *h2ClientConn) handle(f http2.Frame) error {
 	return nil
 }
 
-// adjustStreams applies a change of the peer's initial window to the open streams.
-// wmu held.
-func (cc *h2ClientConn) adjustStreams(delta int64) {
+// adjustStreams applies a change of the peer's initial window to the open streams;
+// false when one would pass 2^31-1 (RFC 9113 §6.9.2). wmu held.
+func (cc *h2ClientConn) adjustStreams(delta int64) bool {
 	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	for _, st := range cc.streams {
+		if st.sendWindow+delta > maxWindow {
+			return false
+		}
+	}
 	for _, st := range cc.streams {
 		st.sendWindow += delta
 	}
-	cc.mu.Unlock()
+	return true
+}
+
+// onData takes response body data, within the windows this end granted.
+func (cc *h2ClientConn) onData(f *http2.DataFrame) error {
+	n := int64(f.Length) // flow control counts padding too
+	if !cc.takeConn(n) {
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	st := cc.stream(f.StreamID)
+	if st == nil {
+		// A stream this end forgot (reset, or done): its data is dropped and the
+		// connection window comes back. One never opened is a connection error
+		// (RFC 9113 §5.1).
+		cc.returnWindow(0, n, 0)
+		cc.wmu.Lock()
+		idle := f.StreamID >= cc.nextID
+		cc.wmu.Unlock()
+		if idle {
+			return fmt.Errorf("DATA on idle stream %d", f.StreamID)
+		}
+		return nil
+	}
+	if !st.gotResp {
+		// DATA before the response's HEADERS (RFC 9113 §8.1).
+		cc.returnWindow(0, n, 0)
+		st.streamError(errors.New("DATA before the response headers"), http2.ErrCodeProtocol)
+		return nil
+	}
+	data := f.Data()
+	switch st.body.push(data, n, f.StreamEnded()) {
+	case pushKept:
+		if pad := n - int64(len(data)); pad > 0 {
+			cc.returnWindow(st.id, pad, pad)
+		}
+	case pushDropped:
+		cc.returnWindow(0, n, 0)
+	case pushFlowError:
+		cc.returnWindow(0, n, 0)
+		st.streamError(errFlowControl, http2.ErrCodeFlowControl)
+		return nil
+	case pushClosed:
+		cc.returnWindow(0, n, 0)
+		st.streamError(errors.New("DATA after END_STREAM"), http2.ErrCodeStreamClosed)
+		return nil
+	case pushLengthError:
+		cc.returnWindow(0, n, 0)
+		st.streamError(errBodyLength, http2.ErrCodeProtocol)
+		return nil
+	}
+	if f.StreamEnded() {
+		cc.maybeForget(st)
+	}
+	return nil
 }
 
 // onGoAway: no new streams here; streams above the peer's last one were not
@@ -683,34 +767,70 @@ func (cc *h2ClientConn) onGoAway(f *http2.GoAwayFrame) {
 // onHeaders takes a response's headers (1xx, final) or its trailers.
 func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
 	if st.gotResp {
-		// Trailers end the body.
-		st.body.end(f.RegularFields())
-		st.cc.maybeForget(st)
+		// Trailers end the body (RFC 9113 §8.1).
+		switch {
+		case st.body.endedOK():
+			st.streamError(errors.New("HEADERS after END_STREAM"), http2.ErrCodeStreamClosed)
+		case !f.StreamEnded(), f.Truncated, len(f.PseudoFields()) > 0, badFields(f.RegularFields(), false) != nil:
+			st.streamError(errors.New("malformed trailers from the peer proxy"), http2.ErrCodeProtocol)
+		case !st.body.end(f.RegularFields()):
+			st.streamError(errBodyLength, http2.ErrCodeProtocol)
+		default:
+			st.cc.maybeForget(st)
+		}
+		return
+	}
+	if f.Truncated {
+		st.streamError(fmt.Errorf("response header list over %d bytes from the peer proxy", h2MaxHeaderList), http2.ErrCodeCancel)
 		return
 	}
 	code, err := strconv.Atoi(f.PseudoValue("status"))
 	if err != nil || code < 100 || code > 999 {
-		st.abort(fmt.Errorf("malformed :status %q from the peer proxy", f.PseudoValue("status")), true)
+		st.streamError(fmt.Errorf("malformed :status %q from the peer proxy", f.PseudoValue("status")), http2.ErrCodeProtocol)
 		return
 	}
-	h := fieldsHeader(f.RegularFields())
+	fields := f.RegularFields()
+	if err := badFields(fields, false); err != nil {
+		st.streamError(fmt.Errorf("malformed response from the peer proxy: %w", err), http2.ErrCodeProtocol)
+		return
+	}
+	h := fieldsHeader(fields)
 	if code < 200 {
+		// Bounded as on the HTTP/1.1 path: a peer cannot keep a request
+		// waiting with an endless run of 1xx responses.
+		if st.num1xx++; st.num1xx > max1xxResponses || f.StreamEnded() {
+			st.streamError(errors.New("too many 1xx informational responses, or one that ends the stream"), http2.ErrCodeProtocol)
+			return
+		}
 		passInterim(st.req.Context(), code, h)
+		return
+	}
+	cl, err := declaredLength(h)
+	if err != nil {
+		st.streamError(fmt.Errorf("malformed response from the peer proxy: %w", err), http2.ErrCodeProtocol)
 		return
 	}
 	st.gotResp = true
 	resp := &http.Response{
 		Status: strconv.Itoa(code) + " " + http.StatusText(code), StatusCode: code,
 		Proto: "HTTP/2.0", ProtoMajor: 2, Header: h, Request: st.req,
-		ContentLength: contentLength(h), Trailer: declaredTrailers(h),
+		ContentLength: cl, Trailer: declaredTrailers(h),
+	}
+	if st.req.Method != http.MethodHead && code != http.StatusNoContent && code != http.StatusNotModified {
+		// The DATA that follows must match (RFC 9113 §8.1.1); a HEAD's or a
+		// 304's content-length describes a body that is not sent.
+		st.body.want = cl
 	}
 	if resp.Trailer != nil {
 		delete(h, "Trailer")
 	}
 	if f.StreamEnded() {
+		if !st.body.end(nil) {
+			st.streamError(errBodyLength, http2.ErrCodeProtocol)
+			return
+		}
 		resp.Body = http.NoBody
 		resp.ContentLength = 0
-		st.body.end(nil)
 	} else {
 		if resp.Trailer == nil {
 			resp.Trailer = http.Header{}
@@ -719,16 +839,6 @@ func (st *h2ClientStream) onHeaders(f *http2.MetaHeadersFrame) {
 	}
 	st.setResp(resp, nil)
 	if f.StreamEnded() {
-		st.cc.maybeForget(st)
-	}
-}
-
-// push appends response body data from the read loop.
-func (st *h2ClientStream) push(data []byte, end bool) {
-	if !st.body.push(data, end) {
-		st.cc.returnWindow(0, int64(len(data)), 0)
-	}
-	if end {
 		st.cc.maybeForget(st)
 	}
 }

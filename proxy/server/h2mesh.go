@@ -30,19 +30,37 @@ import (
 // informational responses, RST_STREAM both ways (cancellation), PING, SETTINGS,
 // GOAWAY on shutdown.
 
+// What one weft.h2 connection may make this proxy hold, at most, from a peer that
+// follows the protocol to the letter (a peer that does not gets FLOW_CONTROL_ERROR or
+// 431 before it gets more), against the 250 MiB memory limit the injector sets:
+//
+//	DATA not yet read by the app   h2ConnWindow                        8 MiB
+//	  (the buffers holding it grow by doubling: up to twice that)    (16 MiB)
+//	header lists of open streams   h2MaxStreams x h2MaxHeaderList    6.25 MiB
+//	  (decoded strings plus the request's header map: about twice) (12.5 MiB)
+//	the framer's read buffer       h2MaxReadFrame                      1 MiB
+//	                                                         worst   ~30 MiB
+//
+// so eight such connections at their worst stay inside the limit with the proxy's
+// own ~20 MB; a typical connection holds well under 1 MiB. The client's side
+// (h2client.go) is bounded the same way by h2cConnWindow and the peer's streams.
 const (
-	// h2MaxStreams is the concurrent streams a peer may open on one connection.
-	h2MaxStreams = 1000
+	// h2MaxStreams is the concurrent streams a peer may open on one connection
+	// (RFC 9113 §6.5.2 recommends no fewer than 100). A client proxy with more
+	// requests in flight to one peer opens another connection.
+	h2MaxStreams = 100
 	// h2StreamWindow is how much of a request body a peer may send ahead of the
-	// app reading it, per stream; h2ConnWindow for the whole connection.
-	h2StreamWindow = 1 << 20
-	h2ConnWindow   = 16 << 20
+	// app reading it, per stream; h2ConnWindow for the whole connection: sixteen
+	// streams may fill their windows before the others wait for the app.
+	h2StreamWindow = 512 << 10
+	h2ConnWindow   = 8 << 20
 	// h2MaxReadFrame is the largest frame peers may send (SETTINGS_MAX_FRAME_SIZE):
 	// large gRPC messages then cost fewer frames.
 	h2MaxReadFrame = 1 << 20
-	// h2MaxHeaderList bounds a request's header block, as net/http's default
-	// MaxHeaderBytes does.
-	h2MaxHeaderList = 1 << 20
+	// h2MaxHeaderList bounds a header block (SETTINGS_MAX_HEADER_LIST_SIZE, RFC
+	// 9113 §6.5.2: names, values and 32 bytes per field); a request over it gets
+	// 431. 64 KiB is what Envoy allows by default (60 KiB) with room to spare.
+	h2MaxHeaderList = 64 << 10
 	// h2IdleTimeout closes a connection without streams for this long.
 	h2IdleTimeout = 5 * time.Minute
 	// h2WriteChunk is how much response body a stream buffers before framing it.
@@ -70,6 +88,11 @@ type h2Conn struct {
 	goingAway bool
 	closed    bool
 	idle      *time.Timer
+	// resetIDs are the streams this end reset last: frames the peer sent on them
+	// before it saw the reset are ignored (RFC 9113 §5.1, "closed"), while other
+	// frames on closed streams are errors.
+	resetIDs  [32]uint32
+	resetNext int
 }
 
 // serveMeshH2 runs a weft.h2 connection whose TLS handshake is done, until it ends.
@@ -118,21 +141,64 @@ func (c *h2Conn) serve() error {
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
-				c.resetStream(se.StreamID, se.Code)
+				c.streamError(se.StreamID, se.Code, nil)
 				continue
 			}
 			var ce http2.ConnectionError
 			if errors.As(err, &ce) {
 				c.writeGoAway(http2.ErrCode(ce))
+				c.linger()
 			}
 			return err
 		}
 		if err := c.handle(f); err != nil {
-			c.writeGoAway(http2.ErrCodeProtocol)
+			code := http2.ErrCodeProtocol
+			var ce http2.ConnectionError
+			if errors.As(err, &ce) {
+				code = http2.ErrCode(ce)
+			}
+			c.writeGoAway(code)
+			c.linger()
 			return err
 		}
 		c.yieldBeforeRead()
 	}
+}
+
+// streamError resets stream id (RFC 9113 §5.4.2) and ends it here: its handler's
+// context, its request body (failing with err, or errStreamReset) and its writes.
+// A stream not opened yet counts as opened and closed (§5.1.1).
+func (c *h2Conn) streamError(id uint32, code http2.ErrCode, err error) {
+	c.mu.Lock()
+	st := c.streams[id]
+	if st == nil && id > c.lastID && id%2 == 1 {
+		c.lastID = id
+	}
+	c.mu.Unlock()
+	c.resetStream(id, code)
+	if st != nil {
+		if err == nil {
+			err = http2.StreamError{StreamID: id, Code: code}
+		}
+		st.abort(err)
+	}
+}
+
+// idleOrClosed says, for a stream id not open on this connection, whether it is
+// idle (never opened: frames other than HEADERS and PRIORITY on it are a connection
+// error, RFC 9113 §5.1) and whether this end reset it recently.
+func (c *h2Conn) idleOrClosed(id uint32) (idle, recentlyReset bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if id > c.lastID {
+		return true, false
+	}
+	for _, r := range c.resetIDs {
+		if r == id {
+			return false, true
+		}
+	}
+	return false, false
 }
 
 // handle acts on one frame. An error is a connection error.
@@ -141,16 +207,29 @@ func (c *h2Conn) handle(f http2.Frame) error {
 	case *http2.MetaHeadersFrame:
 		return c.onHeaders(f)
 	case *http2.DataFrame:
-		c.onData(f)
+		return c.onData(f)
 	case *http2.WindowUpdateFrame:
 		if f.StreamID == 0 {
-			c.grow(&c.sendConn, f.Increment)
+			if !c.grow(&c.sendConn, f.Increment) {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
+			}
 		} else if st := c.stream(f.StreamID); st != nil {
-			c.grow(&st.sendWindow, f.Increment)
+			if !c.grow(&st.sendWindow, f.Increment) {
+				c.streamError(f.StreamID, http2.ErrCodeFlowControl, nil)
+			}
+		} else if idle, _ := c.idleOrClosed(f.StreamID); idle {
+			return fmt.Errorf("WINDOW_UPDATE on idle stream %d", f.StreamID)
 		}
 	case *http2.RSTStreamFrame:
 		if st := c.stream(f.StreamID); st != nil {
 			st.abort(errStreamReset)
+		} else if idle, _ := c.idleOrClosed(f.StreamID); idle {
+			return fmt.Errorf("RST_STREAM on idle stream %d", f.StreamID)
+		}
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			// A stream cannot depend on itself (RFC 9113 §5.3.1).
+			c.streamError(f.StreamID, http2.ErrCodeProtocol, nil)
 		}
 	case *http2.SettingsFrame:
 		if f.IsAck() {
@@ -168,12 +247,12 @@ func (c *h2Conn) handle(f http2.Frame) error {
 		done := len(c.streams) == 0
 		c.mu.Unlock()
 		if done {
-			c.nc.Close()
+			c.closeWrite()
 		}
 	case *http2.PushPromiseFrame:
 		return errors.New("PUSH_PROMISE from a client")
 	}
-	// PRIORITY and unknown frame types are ignored.
+	// Other PRIORITY frames and unknown frame types are ignored.
 	return nil
 }
 
@@ -183,14 +262,20 @@ func (c *h2Conn) stream(id uint32) *h2Stream {
 	return c.streams[id]
 }
 
-// adjustStreams applies a change of the peer's initial window to the open streams.
-// wmu held.
-func (c *h2Conn) adjustStreams(delta int64) {
+// adjustStreams applies a change of the peer's initial window to the open streams;
+// false when one would pass 2^31-1 (RFC 9113 §6.9.2). wmu held.
+func (c *h2Conn) adjustStreams(delta int64) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.streams {
+		if st.sendWindow+delta > maxWindow {
+			return false
+		}
+	}
 	for _, st := range c.streams {
 		st.sendWindow += delta
 	}
-	c.mu.Unlock()
+	return true
 }
 
 func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
@@ -198,28 +283,41 @@ func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if id%2 == 0 {
 		return fmt.Errorf("HEADERS on even stream %d", id)
 	}
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		// A stream cannot depend on itself (RFC 9113 §5.3.1).
+		c.streamError(id, http2.ErrCodeProtocol, nil)
+		return nil
+	}
 	if st := c.stream(id); st != nil {
-		// Trailers: they end the request body.
-		if !f.StreamEnded() {
-			return errors.New("trailers without END_STREAM")
-		}
-		if st.body != nil {
-			st.body.end(f.RegularFields())
-		}
+		c.onTrailers(st, f)
 		return nil
 	}
 	c.mu.Lock()
 	if id <= c.lastID {
+		recent := false
+		for _, r := range c.resetIDs {
+			recent = recent || r == id
+		}
 		c.mu.Unlock()
-		// A stream that has ended: nothing to do with a late frame on it.
-		c.resetStream(id, http2.ErrCodeStreamClosed)
-		return nil
+		if recent {
+			// Sent before the peer saw this end's reset: ignored (§5.1).
+			return nil
+		}
+		// A stream id that goes backwards, or a stream that has ended (RFC
+		// 9113 §5.1.1).
+		return fmt.Errorf("HEADERS on closed stream %d", id)
 	}
 	c.lastID = id
 	refuse := c.goingAway || len(c.streams) >= h2MaxStreams
 	c.mu.Unlock()
 	if refuse {
 		c.resetStream(id, http2.ErrCodeRefusedStream)
+		return nil
+	}
+	if f.Truncated {
+		// Over SETTINGS_MAX_HEADER_LIST_SIZE: the framer decoded the block
+		// (keeping HPACK state) but kept none of it (RFC 9113 §10.5.1).
+		c.answerDirect(id, http.StatusRequestHeaderFieldsTooLarge, f.StreamEnded())
 		return nil
 	}
 	st := &h2Stream{c: c, id: id, header: http.Header{}}
@@ -242,14 +340,47 @@ func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
+// onTrailers takes a HEADERS frame on an open stream: the request's trailers, which
+// end its body (RFC 9113 §8.1).
+func (c *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) {
+	switch {
+	case st.body == nil || st.body.endedOK():
+		// Half-closed (remote): the peer sent END_STREAM already (§5.1).
+		c.streamError(st.id, http2.ErrCodeStreamClosed, nil)
+	case !f.StreamEnded(), f.Truncated, len(f.PseudoFields()) > 0, badFields(f.RegularFields(), false) != nil:
+		// Malformed trailers (§8.1, §8.2.2, §8.3).
+		c.streamError(st.id, http2.ErrCodeProtocol, nil)
+	case !st.body.end(f.RegularFields()):
+		c.streamError(st.id, http2.ErrCodeProtocol, errBodyLength)
+	}
+}
+
+// answerDirect answers a stream the proxy will not serve with a bare status, and
+// resets it when the peer still sends on it (RFC 9113 §8.1).
+func (c *h2Conn) answerDirect(id uint32, status int, requestEnded bool) {
+	c.wmu.Lock()
+	c.writeHeaderBlock(id, status, nil, false, true)
+	c.flushLocked()
+	c.wmu.Unlock()
+	if !requestEnded {
+		c.resetStream(id, http2.ErrCodeNo)
+	}
+}
+
 // newRequest makes the http.Request a HEADERS frame opens (RFC 9113 §8.3.1).
 func (c *h2Conn) newRequest(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Request, error) {
 	method, path := f.PseudoValue("method"), f.PseudoValue("path")
 	authority := f.PseudoValue("authority")
-	if method == "" || path == "" || method == http.MethodConnect {
-		return nil, fmt.Errorf("pseudo-headers :method %q :path %q", method, path)
+	// Every request but CONNECT has :method, :scheme and :path, and a proxy
+	// that does not offer CONNECT takes none (RFC 9113 §8.3.1, §8.5).
+	if method == "" || path == "" || f.PseudoValue("scheme") == "" || method == http.MethodConnect || f.PseudoValue("protocol") != "" {
+		return nil, fmt.Errorf("pseudo-headers :method %q :scheme %q :path %q", method, f.PseudoValue("scheme"), path)
 	}
-	h := fieldsHeader(f.RegularFields())
+	fields := f.RegularFields()
+	if err := badFields(fields, true); err != nil {
+		return nil, err
+	}
+	h := fieldsHeader(fields)
 	if cs := h["Cookie"]; len(cs) > 1 {
 		// Cookies may arrive as separate fields; HTTP/1.1 wants one (§8.2.3).
 		h["Cookie"] = []string{strings.Join(cs, "; ")}
@@ -274,37 +405,77 @@ func (c *h2Conn) newRequest(f *http2.MetaHeadersFrame, st *h2Stream) (*http.Requ
 		Method: method, URL: u, RequestURI: path, Host: authority, Header: h,
 		Proto: "HTTP/2.0", ProtoMajor: 2, RemoteAddr: c.remote,
 	}
+	cl, err := declaredLength(h)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
 	if f.StreamEnded() {
+		if cl > 0 {
+			cancel()
+			return nil, fmt.Errorf("content-length %d without a body (RFC 9113 §8.1.1)", cl)
+		}
 		r.Body = http.NoBody
 	} else {
-		r.ContentLength = contentLength(h)
+		r.ContentLength = cl
 		r.Trailer = declaredTrailers(h)
 		st.body = &h2Body{st: st, trailer: r.Trailer}
 		st.body.initPipe(h2StreamWindow)
+		st.body.want = cl
 		r.Body = st.body
 	}
 	return r.WithContext(ctx), nil
 }
 
-func (c *h2Conn) onData(f *http2.DataFrame) {
+func (c *h2Conn) onData(f *http2.DataFrame) error {
 	n := int64(f.Length) // flow control counts padding too
-	st := c.stream(f.StreamID)
+	id := f.StreamID
+	if !c.takeConn(n) {
+		return http2.ConnectionError(http2.ErrCodeFlowControl)
+	}
+	st := c.stream(id)
 	if st == nil || st.body == nil {
-		// A stream already answered or reset: its data is dropped, but the
-		// connection window it used comes back.
+		// Not delivered: the connection window it used comes back.
 		c.returnWindow(0, n, 0)
-		return
+		if st != nil {
+			// The request ended with its HEADERS: half-closed (remote).
+			c.streamError(id, http2.ErrCodeStreamClosed, nil)
+			return nil
+		}
+		switch idle, recent := c.idleOrClosed(id); {
+		case idle:
+			return fmt.Errorf("DATA on idle stream %d", id)
+		case !recent:
+			c.resetStream(id, http2.ErrCodeStreamClosed)
+		}
+		return nil
 	}
 	data := f.Data()
-	if pad := n - int64(len(data)); pad > 0 {
-		c.returnWindow(0, pad, 0)
+	switch st.body.push(data, n, f.StreamEnded()) {
+	case pushKept:
+		if pad := n - int64(len(data)); pad > 0 {
+			c.returnWindow(id, pad, pad)
+		}
+	case pushDropped:
+		c.returnWindow(0, n, 0)
+	case pushFlowError:
+		c.returnWindow(0, n, 0)
+		c.streamError(id, http2.ErrCodeFlowControl, errFlowControl)
+	case pushClosed:
+		c.returnWindow(0, n, 0)
+		c.streamError(id, http2.ErrCodeStreamClosed, nil)
+	case pushLengthError:
+		c.returnWindow(0, n, 0)
+		c.streamError(id, http2.ErrCodeProtocol, errBodyLength)
 	}
-	if !st.body.push(data, f.StreamEnded()) {
-		c.returnWindow(0, int64(len(data)), 0)
-	}
+	return nil
 }
 
 func (c *h2Conn) resetStream(id uint32, code http2.ErrCode) {
+	c.mu.Lock()
+	c.resetIDs[c.resetNext] = id
+	c.resetNext = (c.resetNext + 1) % len(c.resetIDs)
+	c.mu.Unlock()
 	c.wmu.Lock()
 	c.fr.WriteRSTStream(id, code)
 	c.flushLocked()
@@ -334,7 +505,7 @@ func (c *h2Conn) goAway() {
 	c.mu.Unlock()
 	c.writeGoAway(http2.ErrCodeNo)
 	if done {
-		c.nc.Close()
+		c.closeWrite()
 	}
 }
 
@@ -371,7 +542,7 @@ func (c *h2Conn) streamDone(st *h2Stream) {
 	}
 	c.mu.Unlock()
 	if closeNow {
-		c.nc.Close()
+		c.closeWrite()
 	}
 }
 
@@ -420,7 +591,7 @@ func lowerHeader(k string) (string, bool) {
 // commonLower maps canonical header names to their HTTP/2 form, "" for those never
 // sent.
 var commonLower = map[string]string{
-	"Connection": "", "Keep-Alive": "", "Proxy-Connection": "", "Transfer-Encoding": "", "Upgrade": "",
+	"Connection": "", "Keep-Alive": "", "Proxy-Connection": "", "Transfer-Encoding": "", "Upgrade": "", "Te": "",
 	"Content-Type": "content-type", "Content-Length": "content-length", "Date": "date",
 	"Grpc-Status": "grpc-status", "Grpc-Message": "grpc-message", "Grpc-Encoding": "grpc-encoding",
 	"Cache-Control": "cache-control", "Server": "server", "Trailer": "trailer", "Vary": "vary",
