@@ -55,8 +55,8 @@ const maxWindow = 1<<31 - 1
 // h2WriteTimeout bounds every flush of a weft.h2 connection: a peer that stops
 // reading fills the socket buffers, and the flush that then blocks holds wmu, which
 // every handler of the connection and the read loop's replies need. After this long
-// the connection fails and all of them return.
-const h2WriteTimeout = 10 * time.Second
+// the connection fails and all of them return. (A variable for tests.)
+var h2WriteTimeout = 10 * time.Second
 
 // h2LingerTimeout and h2LingerBytes bound how long and how much a connection that
 // is closing reads and drops after its last write (GOAWAY, a final response): closing
@@ -335,6 +335,11 @@ func (p *h2Pipe) push(data []byte, flow int64, end bool) pushResult {
 	if p.err == io.EOF {
 		return pushClosed
 	}
+	if p.err != nil {
+		// Failed, and reset already: what the peer sent before it saw the
+		// reset is dropped without another reset per frame.
+		return pushDropped
+	}
 	if p.recv -= flow; p.recv < 0 {
 		p.failLocked(errFlowControl)
 		return pushFlowError
@@ -344,7 +349,7 @@ func (p *h2Pipe) push(data []byte, flow int64, end bool) pushResult {
 		p.failLocked(errBodyLength)
 		return pushLengthError
 	}
-	if p.closed || p.err != nil {
+	if p.closed {
 		return pushDropped
 	}
 	if len(data) > 0 {
