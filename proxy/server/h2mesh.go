@@ -289,8 +289,7 @@ func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	if st := c.stream(id); st != nil {
-		c.onTrailers(st, f)
-		return nil
+		return c.onTrailers(st, f)
 	}
 	c.mu.Lock()
 	if id <= c.lastID {
@@ -341,10 +340,18 @@ func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 }
 
 // onTrailers takes a HEADERS frame on an open stream: the request's trailers, which
-// end its body (RFC 9113 §8.1).
-func (c *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) {
+// end its body (RFC 9113 §8.1). An error is a connection error.
+func (c *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) error {
 	switch {
 	case st.body == nil || st.body.endedOK():
+		c.wmu.Lock()
+		closed := st.endSent
+		c.wmu.Unlock()
+		if closed {
+			// Both ends sent END_STREAM: the stream is closed, its handler
+			// only not yet gone (§5.1, "closed").
+			return http2.ConnectionError(http2.ErrCodeStreamClosed)
+		}
 		// Half-closed (remote): the peer sent END_STREAM already (§5.1).
 		c.streamError(st.id, http2.ErrCodeStreamClosed, nil)
 	case !f.StreamEnded(), f.Truncated, len(f.PseudoFields()) > 0, badFields(f.RegularFields(), false) != nil:
@@ -353,6 +360,7 @@ func (c *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) {
 	case !st.body.end(f.RegularFields()):
 		c.streamError(st.id, http2.ErrCodeProtocol, errBodyLength)
 	}
+	return nil
 }
 
 // answerDirect answers a stream the proxy will not serve with a bare status, and
@@ -611,6 +619,7 @@ type h2Stream struct {
 	// Under c.wmu.
 	sendWindow int64
 	reset      bool // the peer reset the stream or the connection ended
+	endSent    bool // the response's END_STREAM is written
 
 	// The handler's side.
 	header      http.Header
@@ -743,6 +752,7 @@ func (st *h2Stream) finish() {
 		return
 	}
 	c.writeHeaderBlock(st.id, 0, trailers, true, true)
+	st.endSent = true
 	c.flushLocked()
 }
 
@@ -773,6 +783,7 @@ func (st *h2Stream) writeData(end, flush bool) error {
 		headersEnd := end && len(p) == 0
 		c.writeHeaderBlock(st.id, st.status, st.header, false, headersEnd)
 		if headersEnd {
+			st.endSent = true
 			st.pending = p[:0]
 			return c.flushLocked()
 		}
@@ -798,6 +809,7 @@ func (st *h2Stream) writeData(end, flush bool) error {
 		n := min(int64(len(p)), st.sendWindow, c.sendConn, int64(c.peerMaxF))
 		last := end && n == int64(len(p))
 		c.fr.WriteData(st.id, last, p[:n])
+		st.endSent = last
 		st.sendWindow -= n
 		c.sendConn -= n
 		p = p[n:]
