@@ -223,20 +223,34 @@ func fuzzAddSeeds(f *testing.F) {
 	}
 }
 
-// fuzzLeaks waits up to fuzzSettle for no goroutine to be inside the given
-// functions, and returns the stacks of those that still are.
-func fuzzLeaks(funcs ...string) string {
+// fuzzGoroutines returns the stacks of the goroutines inside any of funcs, by
+// goroutine header line ("goroutine 42 [select]:" without its state).
+func fuzzGoroutines(buf []byte, funcs []string) map[string]string {
+	n := runtime.Stack(buf, true)
+	in := map[string]string{}
+	for _, g := range strings.Split(string(buf[:n]), "\n\n") {
+		for _, fn := range funcs {
+			if strings.Contains(g, fn) {
+				id, _, _ := strings.Cut(g, " [")
+				in[id] = g
+				break
+			}
+		}
+	}
+	return in
+}
+
+// fuzzLeaks waits up to fuzzSettle for every goroutine inside funcs that did not
+// exist in before (other tests' connections may still be winding down) to end, and
+// returns the stacks of those that did not.
+func fuzzLeaks(before map[string]string, funcs ...string) string {
 	deadline := time.Now().Add(fuzzSettle)
 	buf := make([]byte, 1<<20)
 	for {
-		n := runtime.Stack(buf, true)
 		var stuck []string
-		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-			for _, fn := range funcs {
-				if strings.Contains(g, fn) {
-					stuck = append(stuck, g)
-					break
-				}
+		for id, g := range fuzzGoroutines(buf, funcs) {
+			if _, old := before[id]; !old {
+				stuck = append(stuck, g)
 			}
 		}
 		if len(stuck) == 0 {
@@ -291,8 +305,10 @@ func FuzzH2Server(f *testing.F) {
 		defer cancel()
 		s.Shutdown(ctx)
 	})
+	serverFuncs := []string{"server.(*h2Conn)", "server.(*h2Stream)", "server.(*h2Body)"}
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		base := fuzzHeap()
+		before := fuzzGoroutines(make([]byte, 1<<20), serverFuncs)
 		peer, conn := net.Pipe()
 		done := make(chan struct{})
 		go func() {
@@ -317,7 +333,7 @@ func FuzzH2Server(f *testing.F) {
 		case <-time.After(fuzzSettle):
 			t.Fatalf("the server's connection did not end %s after its peer closed", fuzzSettle)
 		}
-		if stuck := fuzzLeaks("server.(*h2Conn)", "server.(*h2Stream)", "server.(*h2Body)"); stuck != "" {
+		if stuck := fuzzLeaks(before, serverFuncs...); stuck != "" {
 			t.Fatalf("goroutines still serving the closed connection after %s:\n%s", fuzzSettle, stuck)
 		}
 		if h := fuzzHeap(); h > base+fuzzHeapSlack {
@@ -328,8 +344,10 @@ func FuzzH2Server(f *testing.F) {
 
 func FuzzH2Client(f *testing.F) {
 	fuzzAddSeeds(f)
+	clientFuncs := []string{"server.(*h2ClientConn)", "server.(*h2ClientStream)", "server.(*meshClient)"}
 	f.Fuzz(func(t *testing.T, prog []byte) {
 		base := fuzzHeap()
+		before := fuzzGoroutines(make([]byte, 1<<20), clientFuncs)
 		peer, conn := net.Pipe()
 		// The peer reads the client's frames all along, and counts its requests.
 		gotReqs := make(chan struct{}, 8)
@@ -412,7 +430,7 @@ func FuzzH2Client(f *testing.F) {
 			t.Fatalf("requests still waiting %s after the peer closed the connection", fuzzSettle)
 		}
 		cc.close(errConnClosed)
-		if stuck := fuzzLeaks("server.(*h2ClientConn)", "server.(*h2ClientStream)", "server.(*meshClient)"); stuck != "" {
+		if stuck := fuzzLeaks(before, clientFuncs...); stuck != "" {
 			t.Fatalf("goroutines still on the closed connection after %s:\n%s", fuzzSettle, stuck)
 		}
 		if h := fuzzHeap(); h > base+fuzzHeapSlack {

@@ -222,6 +222,7 @@ func (c *h2Conn) handle(f http2.Frame) error {
 		}
 	case *http2.RSTStreamFrame:
 		if st := c.stream(f.StreamID); st != nil {
+			st.peerReset = true
 			st.abort(errStreamReset)
 		} else if idle, _ := c.idleOrClosed(f.StreamID); idle {
 			return fmt.Errorf("RST_STREAM on idle stream %d", f.StreamID)
@@ -343,6 +344,8 @@ func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 // end its body (RFC 9113 §8.1). An error is a connection error.
 func (c *h2Conn) onTrailers(st *h2Stream, f *http2.MetaHeadersFrame) error {
 	switch {
+	case st.peerReset:
+		c.streamError(st.id, http2.ErrCodeStreamClosed, nil)
 	case st.body == nil || st.body.endedOK():
 		c.wmu.Lock()
 		closed := st.endSent
@@ -442,11 +445,12 @@ func (c *h2Conn) onData(f *http2.DataFrame) error {
 		return http2.ConnectionError(http2.ErrCodeFlowControl)
 	}
 	st := c.stream(id)
-	if st == nil || st.body == nil {
+	if st == nil || st.body == nil || st.peerReset {
 		// Not delivered: the connection window it used comes back.
 		c.returnWindow(0, n, 0)
 		if st != nil {
-			// The request ended with its HEADERS: half-closed (remote).
+			// The request ended with its HEADERS, or the peer reset the
+			// stream: closed for the peer's DATA (§5.1).
 			c.streamError(id, http2.ErrCodeStreamClosed, nil)
 			return nil
 		}
@@ -615,6 +619,9 @@ type h2Stream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	body   *h2Body // nil when the request has no body
+	// peerReset: the peer sent RST_STREAM; its later frames on the stream are
+	// errors (RFC 9113 §5.1, "closed"). Read loop only.
+	peerReset bool
 
 	// Under c.wmu.
 	sendWindow int64
