@@ -121,6 +121,9 @@ type connInfo struct {
 	origDst netip.AddrPort
 	mesh    bool   // inbound: arrived over mTLS from a peer proxy
 	peerID  string // inbound mesh: the client's verified SPIFFE ID
+	// h1Checked: Weft's HTTP/1.1 server checked the whole header of the request it
+	// handed over with the connection (h1FramingError); taken by that request.
+	h1Checked atomic.Bool
 }
 
 type connInfoKey struct{}

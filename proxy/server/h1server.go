@@ -101,8 +101,15 @@ func (c *h1ServerConn) serveNext() bool {
 	// Parsing consumes only the header, which is buffered whole, so the buffer is
 	// not refilled and these bytes stay valid for a hand-over.
 	raw := c.buffered()
+	if reason := h1FramingError(raw[:n]); reason != "" {
+		c.refuse(reason)
+		return false
+	}
 	req, err := http.ReadRequest(c.br)
 	if err != nil || !h1Eligible(req) || c.br.Buffered() != len(raw)-n {
+		// The header was checked whole: net/http may keep the connection after
+		// this request even if it is chunked (see h1Guard).
+		infoFrom(c.ctx).h1Checked.Store(true)
 		c.handOver(raw)
 		return false
 	}
@@ -202,6 +209,29 @@ func (c *h1ServerConn) handOver(unserved []byte) {
 		c.pc.Close()
 	}
 }
+
+// refuse answers a request whose framing h1FramingError refused with 400 and ends
+// the connection: where the next request would start is not known, so nothing more is
+// read as one. The write side is closed first and the input drained for a moment
+// (bounded in time and bytes), so that the client reads the answer before a reset
+// caused by its unread bytes can destroy it.
+func (c *h1ServerConn) refuse(reason string) {
+	c.idle.Stop()
+	c.s.log.V(1).Info("Refusing request with ambiguous framing", "client", c.remote, "reason", reason)
+	c.bw.Write(h1BadRequest(reason))
+	if c.bw.Flush() == nil && c.pc.cc.CloseWrite() == nil {
+		c.pc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		io.CopyN(io.Discard, c.pc, lingerBytes)
+	}
+	c.pc.Close()
+}
+
+// A connection closed after an error answer keeps reading for up to lingerTimeout or
+// lingerBytes (net/http's server waits 500 ms in the same case).
+const (
+	lingerTimeout = 500 * time.Millisecond
+	lingerBytes   = 256 << 10
+)
 
 // close ends the connection.
 func (c *h1ServerConn) close() {
