@@ -81,7 +81,10 @@ func (s *Server) serveH1(pc *peekConn, info *connInfo, srv *http.Server, l *chan
 func (c *h1ServerConn) serveNext() bool {
 	n, err := c.headerLen()
 	if err != nil {
-		if c.br.Buffered() == 0 {
+		c.mu.Lock()
+		timedOut := c.closing
+		c.mu.Unlock()
+		if c.br.Buffered() == 0 || timedOut {
 			c.close()
 		} else {
 			// A header too large for the buffer, or cut short: net/http answers it.
@@ -280,9 +283,13 @@ func (c *h1ServerConn) run(w *h1Response) {
 
 // headerLen waits until a whole request header is buffered and returns its length.
 // The header ends at the first empty line, with CRLF or bare LF line ends (as
-// net/textproto reads them).
+// net/textproto reads them). Once a header has begun and is not whole in what was
+// read, the idle timer becomes the header timeout (Options.HeaderReadTimeout): a
+// client sending its header byte by byte (slowloris) is disconnected when it ends.
+// A header that arrives in one read, the common case, costs no timer change.
 func (c *h1ServerConn) headerLen() (int, error) {
 	from := 0
+	armed := false
 	for {
 		buf, err := c.br.Peek(max(c.br.Buffered(), 1))
 		for i := from; i < len(buf); i++ {
@@ -304,6 +311,10 @@ func (c *h1ServerConn) headerLen() (int, error) {
 		}
 		// The last two bytes may begin an end that the next ones complete.
 		from = max(len(buf)-2, 0)
+		if !armed {
+			c.idle.Reset(c.s.opts.HeaderReadTimeout)
+			armed = true
+		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil && c.br.Buffered() == len(buf) {
 			return 0, err
 		}

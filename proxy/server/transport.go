@@ -37,6 +37,7 @@ func newTransports(s *Server, dir metrics.Direction) *transports {
 			return nil, err
 		}
 		cc := newCountedConn(c)
+		cc.writeTimeout = s.opts.WriteTimeout
 		cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: dir, Peer: metrics.Dst}))
 		return cc, nil
 	}
@@ -105,6 +106,7 @@ func (p *meshPool) dial(ctx context.Context, k meshKey, alpn string) (*tls.Conn,
 		return nil, fmt.Errorf("dial peer proxy %s: %w", k.addr, err)
 	}
 	cc := newCountedConn(raw)
+	cc.writeTimeout = s.opts.WriteTimeout
 	cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, PeerID: k.id}))
 	tc := tls.Client(cc, s.opts.Identity.ClientConfig(k.id, alpn))
 	hctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
