@@ -161,6 +161,7 @@ func New(cfg *config.Config, opts Options) *Server {
 	opts.Metrics.AddCollector(s.dests.writeMetrics)
 	s.stop = make(chan struct{})
 	go s.dests.sweepEvery(destIdle, s.stop)
+	go s.sweepPoolsEvery(s.opts.IdleConnTimeout, s.stop)
 	for _, pair := range []struct {
 		srv *http.Server
 		l   *chanListener
@@ -397,4 +398,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.out.closeIdle(true)
 	s.in.closeIdle(true)
 	return err
+}
+
+// sweepPoolsEvery closes idle connections to backends and forgets unused peer
+// proxies every period until stop is closed (see Options.IdleConnTimeout). The
+// http.Transports close their own idle connections on timers.
+func (s *Server) sweepPoolsEvery(period time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			s.sweepPools(now)
+		case <-stop:
+			return
+		}
+	}
+}
+
+// sweepPools runs one sweep and returns how many pooled connections (Weft's HTTP/1.1
+// clients) and peer-proxy clients are left.
+func (s *Server) sweepPools(now time.Time) (conns, peers int) {
+	conns = s.out.fast.sweep(now) + s.in.fast.sweep(now)
+	peers = s.mesh.sweep()
+	return conns, peers
 }
