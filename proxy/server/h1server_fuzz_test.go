@@ -22,7 +22,8 @@ import (
 // reads the body as the proxy's does, and which hands what it does not serve to
 // net/http. Nothing may panic (a handler panic is recovered and logged: the log is
 // watched), every connection ends once the client stops sending (no wait without a
-// deadline), and what comes back is a sequence of well-formed HTTP/1.1 responses.
+// deadline), and what comes back is a sequence of well-formed HTTP/1.1 responses of
+// which one that says Connection: close is the last.
 func FuzzH1Server(f *testing.F) {
 	for _, seed := range []string{
 		"GET / HTTP/1.1\r\nHost: app\r\n\r\nGET /2 HTTP/1.1\r\nHost: app\r\n\r\n",
@@ -129,6 +130,11 @@ func FuzzH1Server(f *testing.F) {
 			}
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				break
+			}
+			// A response that closes the connection is the last one: nothing the
+			// client sent after that request was served.
+			if _, err := br.Peek(1); resp.Close && err == nil {
+				t.Fatalf("a response said Connection: close and more followed: %q", out)
 			}
 		}
 	})
