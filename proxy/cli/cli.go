@@ -57,6 +57,9 @@ type Flags struct {
 	LogFormat      string
 	ShutdownGrace  time.Duration
 	ConnectTimeout time.Duration
+	// HTTP timeouts and limits: server.Options fields of the same names.
+	HeaderReadTimeout, WriteTimeout, IdleConnTimeout time.Duration
+	MaxHeaderBytes                                   int
 	// DestinationAddr is the destination service; empty: static destinations only.
 	DestinationAddr string
 	// DestinationServerName is the name the destination service's certificate must
@@ -97,6 +100,10 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.LogFormat, "log-format", "json", "json or console")
 	fs.DurationVar(&f.ShutdownGrace, "shutdown-grace", 30*time.Second, "how long in-flight work may take after SIGTERM or /shutdown")
 	fs.DurationVar(&f.ConnectTimeout, "connect-timeout", 3*time.Second, "timeout for dialling endpoints and peer proxies")
+	fs.DurationVar(&f.HeaderReadTimeout, "header-read-timeout", 10*time.Second, "how long a client may take to send a request header once it started one")
+	fs.IntVar(&f.MaxHeaderBytes, "max-header-bytes", 64<<10, "largest request header accepted (larger: 431)")
+	fs.DurationVar(&f.WriteTimeout, "write-timeout", 5*time.Minute, "how long one write to an app, client or peer may block before the connection is closed")
+	fs.DurationVar(&f.IdleConnTimeout, "idle-conn-timeout", 90*time.Second, "how long connections to backends and peer proxies may stay idle (swept on a timer)")
 	fs.StringVar(&f.DestinationAddr, "destination-addr", os.Getenv("WEFT_DESTINATION_ADDR"), "destination service host:port; empty: only the static configuration's destinations (env WEFT_DESTINATION_ADDR)")
 	fs.StringVar(&f.DestinationServerName, "destination-server-name", os.Getenv("WEFT_DESTINATION_SERVER_NAME"), "name the destination service's certificate must carry, DNS or spiffe:// (default: the host of --destination-addr; env WEFT_DESTINATION_SERVER_NAME)")
 	fs.DurationVar(&f.DestinationIdleTimeout, "destination-idle-timeout", discovery.DefaultIdleTimeout, "how long a destination may go without traffic before its subscription to the destination service is cancelled")
@@ -384,7 +391,8 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		go source.Run(ctx)
 		reg.CertExpiry = store.Expiry
 	}
-	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout}
+	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout,
+		HeaderReadTimeout: f.HeaderReadTimeout, MaxHeaderBytes: f.MaxHeaderBytes, WriteTimeout: f.WriteTimeout, IdleConnTimeout: f.IdleConnTimeout}
 	var dc *discovery.Client
 	if f.DestinationAddr != "" {
 		var err error

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -176,11 +177,9 @@ func (s *getStream) Recv() (*api.DestinationUpdate, error) {
 	if n > maxMessage {
 		return nil, &StatusError{Code: codeInternal, Message: fmt.Sprintf("message of %d bytes exceeds %d", n, maxMessage)}
 	}
-	if cap(s.buf) < int(n) {
-		s.buf = make([]byte, n)
-	}
-	b := s.buf[:n]
-	if _, err := io.ReadFull(s.r, b); err != nil {
+	b, err := readMessage(s.r, int(n), s.buf)
+	s.buf = b
+	if err != nil {
 		return nil, s.readErr(err)
 	}
 	u := &api.DestinationUpdate{}
@@ -192,6 +191,30 @@ func (s *getStream) Recv() (*api.DestinationUpdate, error) {
 		s.buf = nil
 	}
 	return u, nil
+}
+
+// readMessage reads an n-byte message into buf's storage, or into storage that grows
+// (doubling, from 64 KiB) as the bytes arrive: a length prefix alone, which may claim
+// up to maxMessage, does not cost its size in memory before the bytes exist. Memory
+// stays within twice what was received, plus 64 KiB.
+func readMessage(r io.Reader, n int, buf []byte) ([]byte, error) {
+	if cap(buf) >= n {
+		b := buf[:n]
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	const step = 64 << 10
+	b := buf[:0]
+	for len(b) < n {
+		want := min(n-len(b), max(len(b), step))
+		b = slices.Grow(b, want)
+		m, err := io.ReadFull(r, b[len(b):len(b)+want])
+		b = b[:len(b)+m]
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // status is the call's end: the trailers are readable once the body is at EOF.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/tcpfwd"
@@ -23,6 +24,12 @@ type countedConn struct {
 	closeOnce    sync.Once
 	onClose      func()
 	fallback     func() *metrics.TCPSeries
+	// writeTimeout, when set, bounds each Write (Options.WriteTimeout). The
+	// deadline is moved only when it has aged by a quarter of the timeout, so a
+	// busy connection does not pay a timer update per write: a stalled write fails
+	// after between 3/4 and all of the timeout.
+	writeTimeout time.Duration
+	writeDL      atomic.Int64 // unix nanoseconds of the deadline Write set last; -1: its owner set one
 }
 
 // newCountedConn wraps a TCP connection of the data path: counted, and read and
@@ -56,6 +63,13 @@ func (c *countedConn) Read(p []byte) (int, error) {
 }
 
 func (c *countedConn) Write(p []byte) (int, error) {
+	if c.writeTimeout > 0 {
+		if last := c.writeDL.Load(); last >= 0 {
+			if dl := time.Now().Add(c.writeTimeout).UnixNano(); dl-last > int64(c.writeTimeout/4) && c.writeDL.CompareAndSwap(last, dl) {
+				c.Conn.SetWriteDeadline(time.Unix(0, dl))
+			}
+		}
+	}
 	n, err := c.Conn.Write(p)
 	if n > 0 {
 		if c.series != nil {
@@ -68,6 +82,27 @@ func (c *countedConn) Write(p []byte) (int, error) {
 		c.noteErr(err)
 	}
 	return n, err
+}
+
+// SetWriteDeadline and SetDeadline set a deadline for whoever owns the connection
+// (TLS interrupting a handshake, net/http clearing its deadlines): until it is
+// cleared, Write leaves it alone instead of moving it.
+func (c *countedConn) SetWriteDeadline(t time.Time) error {
+	c.noteDeadline(t)
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *countedConn) SetDeadline(t time.Time) error {
+	c.noteDeadline(t)
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *countedConn) noteDeadline(t time.Time) {
+	if t.IsZero() {
+		c.writeDL.Store(0) // none: the next Write sets the write timeout's
+	} else {
+		c.writeDL.Store(-1) // the owner's deadline rules
+	}
 }
 
 func (c *countedConn) noteErr(err error) {
@@ -121,6 +156,9 @@ type connInfo struct {
 	origDst netip.AddrPort
 	mesh    bool   // inbound: arrived over mTLS from a peer proxy
 	peerID  string // inbound mesh: the client's verified SPIFFE ID
+	// h1Checked: Weft's HTTP/1.1 server checked the whole header of the request it
+	// handed over with the connection (h1FramingError); taken by that request.
+	h1Checked atomic.Bool
 }
 
 type connInfoKey struct{}

@@ -74,6 +74,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, rt *route) {
 		}
 		wh["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
+	closeUnlessBodyEnded(w, r)
 	w.WriteHeader(res.StatusCode)
 	// A body of unknown length (a stream, server-sent events) is passed on as it
 	// comes, and its head at once: the client may wait for it before the first byte

@@ -144,6 +144,38 @@ func (h *h1Client) put(pc *h1Conn) {
 	h.mu.Unlock()
 }
 
+// sweep closes the pooled connections unused for longer than the idle timeout and
+// forgets addresses without any (endpoints that went away), and returns how many
+// connections stay pooled. Without it, a connection is found expired only when its
+// address is used again, which a departed endpoint never is.
+func (h *h1Client) sweep(now time.Time) int {
+	var stale []*h1Conn
+	n := 0
+	h.mu.Lock()
+	for addr, conns := range h.idle {
+		kept := conns[:0]
+		for _, pc := range conns {
+			if now.Sub(pc.lastUsed) > h.idleTimeout {
+				stale = append(stale, pc)
+			} else {
+				kept = append(kept, pc)
+			}
+		}
+		clear(conns[len(kept):])
+		if len(kept) == 0 {
+			delete(h.idle, addr)
+		} else {
+			h.idle[addr] = kept
+		}
+		n += len(kept)
+	}
+	h.mu.Unlock()
+	for _, pc := range stale {
+		pc.c.Close()
+	}
+	return n
+}
+
 // closeIdle closes the pooled connections; with final, later ones are closed
 // instead of pooled.
 func (h *h1Client) closeIdle(final bool) {

@@ -81,7 +81,10 @@ func (s *Server) serveH1(pc *peekConn, info *connInfo, srv *http.Server, l *chan
 func (c *h1ServerConn) serveNext() bool {
 	n, err := c.headerLen()
 	if err != nil {
-		if c.br.Buffered() == 0 {
+		c.mu.Lock()
+		timedOut := c.closing
+		c.mu.Unlock()
+		if c.br.Buffered() == 0 || timedOut {
 			c.close()
 		} else {
 			// A header too large for the buffer, or cut short: net/http answers it.
@@ -101,8 +104,15 @@ func (c *h1ServerConn) serveNext() bool {
 	// Parsing consumes only the header, which is buffered whole, so the buffer is
 	// not refilled and these bytes stay valid for a hand-over.
 	raw := c.buffered()
+	if reason := h1FramingError(raw[:n]); reason != "" {
+		c.refuse(reason)
+		return false
+	}
 	req, err := http.ReadRequest(c.br)
 	if err != nil || !h1Eligible(req) || c.br.Buffered() != len(raw)-n {
+		// The header was checked whole: net/http may keep the connection after
+		// this request even if it is chunked (see h1Guard).
+		infoFrom(c.ctx).h1Checked.Store(true)
 		c.handOver(raw)
 		return false
 	}
@@ -203,6 +213,29 @@ func (c *h1ServerConn) handOver(unserved []byte) {
 	}
 }
 
+// refuse answers a request whose framing h1FramingError refused with 400 and ends
+// the connection: where the next request would start is not known, so nothing more is
+// read as one. The write side is closed first and the input drained for a moment
+// (bounded in time and bytes), so that the client reads the answer before a reset
+// caused by its unread bytes can destroy it.
+func (c *h1ServerConn) refuse(reason string) {
+	c.idle.Stop()
+	c.s.log.V(1).Info("Refusing request with ambiguous framing", "client", c.remote, "reason", reason)
+	c.bw.Write(h1BadRequest(reason))
+	if c.bw.Flush() == nil && c.pc.cc.CloseWrite() == nil {
+		c.pc.SetReadDeadline(time.Now().Add(lingerTimeout))
+		io.CopyN(io.Discard, c.pc, lingerBytes)
+	}
+	c.pc.Close()
+}
+
+// A connection closed after an error answer keeps reading for up to lingerTimeout or
+// lingerBytes (net/http's server waits 500 ms in the same case).
+const (
+	lingerTimeout = 500 * time.Millisecond
+	lingerBytes   = 256 << 10
+)
+
 // close ends the connection.
 func (c *h1ServerConn) close() {
 	c.idle.Stop()
@@ -250,9 +283,13 @@ func (c *h1ServerConn) run(w *h1Response) {
 
 // headerLen waits until a whole request header is buffered and returns its length.
 // The header ends at the first empty line, with CRLF or bare LF line ends (as
-// net/textproto reads them).
+// net/textproto reads them). Once a header has begun and is not whole in what was
+// read, the idle timer becomes the header timeout (Options.HeaderReadTimeout): a
+// client sending its header byte by byte (slowloris) is disconnected when it ends.
+// A header that arrives in one read, the common case, costs no timer change.
 func (c *h1ServerConn) headerLen() (int, error) {
 	from := 0
+	armed := false
 	for {
 		buf, err := c.br.Peek(max(c.br.Buffered(), 1))
 		for i := from; i < len(buf); i++ {
@@ -274,6 +311,10 @@ func (c *h1ServerConn) headerLen() (int, error) {
 		}
 		// The last two bytes may begin an end that the next ones complete.
 		from = max(len(buf)-2, 0)
+		if !armed {
+			c.idle.Reset(c.s.opts.HeaderReadTimeout)
+			armed = true
+		}
 		if _, err := c.br.Peek(len(buf) + 1); err != nil && c.br.Buffered() == len(buf) {
 			return 0, err
 		}

@@ -79,6 +79,17 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, rt *route, e
 		// The client went away; there is nobody to answer.
 		return
 	}
+	if b := bodyOf(r); b != nil && b.state.Load() != bodyEOF {
+		// The client's body failed (malformed framing, or cut): the request is the
+		// client's fault, and the connection cannot carry another one.
+		w.Header()["Connection"] = []string{"close"}
+		if berr := b.failed(); berr != nil {
+			s.log.V(1).Info("Request body failed", "authority", r.Host, "error", berr.Error())
+			w.Header().Set(hdrError, errMalformedBody.Error())
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+	}
 	s.log.V(1).Info("Proxying failed", "authority", r.Host, "error", err.Error())
 	// The route's request timeout, or the last attempt's backend timeout:
 	// 504, like a gateway that waited in vain (RFC 9110 §15.6.5).
@@ -225,6 +236,9 @@ func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rt *route, series
 		// Let the response stream while the request body is still being read
 		// (HTTP/1.1 bidirectional streaming); HTTP/2 is always full duplex.
 		_ = http.NewResponseController(w).EnableFullDuplex()
+		// Full duplex also skips net/http's close after a corrupt body: h1Guard
+		// and forward end such a connection instead (see h1framing.go).
+		h1Guard(w, r)
 	}
 	defer func() {
 		v := recover()

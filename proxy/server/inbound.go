@@ -25,6 +25,7 @@ func (s *Server) handleInbound(raw *net.TCPConn) {
 	st := s.state()
 	ix := st.ix
 	src := newCountedConn(raw)
+	src.writeTimeout = s.opts.WriteTimeout
 	src.fallback = func() *metrics.TCPSeries {
 		return s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src})
 	}

@@ -22,6 +22,7 @@ func (s *Server) handleOutbound(raw *net.TCPConn) {
 	st := s.state()
 	ix := st.ix
 	src := newCountedConn(raw)
+	src.writeTimeout = s.opts.WriteTimeout
 	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Src}))
 	if !s.track(src) {
 		src.Close()

@@ -44,11 +44,45 @@ type Options struct {
 	// converted by NewStaticSource and replaced by SetConfig; the destination
 	// service's client (proxy/discovery) is the other implementation.
 	Source Source
+	// HeaderReadTimeout bounds how long a client may take to send a request header
+	// once it started one, on every HTTP/1.1 server of the proxy (Weft's own, and
+	// net/http's ReadHeaderTimeout); a slower client (slowloris) is disconnected.
+	// Default 10s.
+	HeaderReadTimeout time.Duration
+	// MaxHeaderBytes bounds a request header on the net/http servers (HTTP/1.1
+	// after a hand-over, weft.h1, h2c); larger ones get 431. Weft's own HTTP/1.1
+	// server reads at most h1BufSize (4 KiB) and hands larger headers to net/http.
+	// Default 64 KiB.
+	MaxHeaderBytes int
+	// WriteTimeout bounds one write to any connection of the data path that is
+	// not spliced (apps, clients, peer proxies): a peer that stops reading for this
+	// long gets its connection closed instead of pinning the goroutines that write
+	// to it. It is not a limit on how long a response may stream. Default 5m.
+	WriteTimeout time.Duration
+	// IdleConnTimeout closes connections to backends and peer proxies that carried
+	// nothing for this long, and forgets peer proxies not used for this long; a
+	// sweep every IdleConnTimeout/2 does it, so file descriptors and memory return
+	// to baseline after endpoints go away. Default 90s.
+	IdleConnTimeout time.Duration
 	// Balance tunes every backend's load balancer (zero: the defaults of package
 	// balance: P2C over peak-EWMA, default RTT 30ms, decay 10s, ejection after 7
 	// consecutive failures for 1s doubling to 60s).
 	Balance balance.Options
 }
+
+// Defaults of Options; docs/proxy.md lists them.
+const (
+	// A request header is a few hundred bytes; 10 s is ample on any network and
+	// bounds a slowloris client to one goroutine and buffer per 10 s.
+	defaultHeaderReadTimeout = 10 * time.Second
+	// Envoy's default limit is 60 KiB; net/http's 1 MiB would let each connection
+	// hold 1 MiB of header.
+	defaultMaxHeaderBytes = 64 << 10
+	// Like Envoy's stream idle timeout: long enough for a client that pauses
+	// reading a stream, short enough that one that never reads goes away.
+	defaultWriteTimeout    = 5 * time.Minute
+	defaultIdleConnTimeout = 90 * time.Second
+)
 
 // destIdle is how long a compiled destination (routes, balancers, budget) is kept
 // without requests: between one and two periods.
@@ -95,6 +129,18 @@ func New(cfg *config.Config, opts Options) *Server {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
+	if opts.HeaderReadTimeout <= 0 {
+		opts.HeaderReadTimeout = defaultHeaderReadTimeout
+	}
+	if opts.MaxHeaderBytes <= 0 {
+		opts.MaxHeaderBytes = defaultMaxHeaderBytes
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = defaultWriteTimeout
+	}
+	if opts.IdleConnTimeout <= 0 {
+		opts.IdleConnTimeout = defaultIdleConnTimeout
+	}
 	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}, drainers: map[drainer]struct{}{}, workers: newWorkerPool()}
 	s.local.now = func() int64 { return time.Now().UnixNano() }
 	s.local.refresh(0)
@@ -115,6 +161,7 @@ func New(cfg *config.Config, opts Options) *Server {
 	opts.Metrics.AddCollector(s.dests.writeMetrics)
 	s.stop = make(chan struct{})
 	go s.dests.sweepEvery(destIdle, s.stop)
+	go s.sweepPoolsEvery(s.opts.IdleConnTimeout, s.stop)
 	for _, pair := range []struct {
 		srv *http.Server
 		l   *chanListener
@@ -137,6 +184,9 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 		Protocols: &protos,
 		// Apps and peers hold idle keep-alive connections; bound how long.
 		IdleTimeout: 5 * time.Minute,
+		// A header must arrive within the timeout once it started; bounded in size.
+		ReadHeaderTimeout: s.opts.HeaderReadTimeout,
+		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
 		HTTP2: &http.HTTP2Config{
 			// Many application streams share one proxy-to-proxy connection.
 			MaxConcurrentStreams: 1000,
@@ -348,4 +398,28 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.out.closeIdle(true)
 	s.in.closeIdle(true)
 	return err
+}
+
+// sweepPoolsEvery closes idle connections to backends and forgets unused peer
+// proxies every period until stop is closed (see Options.IdleConnTimeout). The
+// http.Transports close their own idle connections on timers.
+func (s *Server) sweepPoolsEvery(period time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case now := <-t.C:
+			s.sweepPools(now)
+		case <-stop:
+			return
+		}
+	}
+}
+
+// sweepPools runs one sweep and returns how many pooled connections (Weft's HTTP/1.1
+// clients) and peer-proxy clients are left.
+func (s *Server) sweepPools(now time.Time) (conns, peers int) {
+	conns = s.out.fast.sweep(now) + s.in.fast.sweep(now)
+	peers = s.mesh.sweep()
+	return conns, peers
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weftmesh/weft/proxy/config"
@@ -37,6 +38,7 @@ func newTransports(s *Server, dir metrics.Direction) *transports {
 			return nil, err
 		}
 		cc := newCountedConn(c)
+		cc.writeTimeout = s.opts.WriteTimeout
 		cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: dir, Peer: metrics.Dst}))
 		return cc, nil
 	}
@@ -49,7 +51,7 @@ func newTransports(s *Server, dir metrics.Direction) *transports {
 			DialContext:           dial,
 			MaxIdleConns:          1000,
 			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
+			IdleConnTimeout:       s.opts.IdleConnTimeout,
 			ExpectContinueTimeout: time.Second,
 			// The proxy is transparent: it never asks for compression the app did not.
 			DisableCompression: true,
@@ -83,10 +85,77 @@ type meshPool struct {
 	mu sync.RWMutex
 	h2 map[meshKey]*meshClient     // ALPN weft.h2: multiplexed, one connection per peer
 	h1 map[meshKey]*http.Transport // ALPN weft.h1: HTTP/1.1 for Upgrade requests
+	// used notes, per peer, that a request took its weft.h2 ([0]) or weft.h1 ([1])
+	// client since the last sweep; a client unused for a whole sweep period is
+	// closed and forgotten, so peers that went away (pod churn) do not stay.
+	used map[meshKey]*[2]atomic.Bool
 }
 
 func newMeshPool(s *Server) *meshPool {
-	return &meshPool{s: s, h2: map[meshKey]*meshClient{}, h1: map[meshKey]*http.Transport{}}
+	return &meshPool{s: s, h2: map[meshKey]*meshClient{}, h1: map[meshKey]*http.Transport{}, used: map[meshKey]*[2]atomic.Bool{}}
+}
+
+// markUsed notes a use of k's client (under p.mu, read or write). It writes only
+// when the flag changes, so a busy peer's flag stays in every core's cache.
+func (p *meshPool) markUsed(k meshKey, upgrade bool) {
+	i := 0
+	if upgrade {
+		i = 1
+	}
+	u := p.used[k]
+	if u == nil {
+		return // created under the write lock, which marks it
+	}
+	if !u[i].Load() {
+		u[i].Store(true)
+	}
+}
+
+// sweep closes and forgets the clients of peers that no request took since the last
+// sweep: the weft.h1 transports at once (their idle connections closed; upgraded
+// connections in use belong to their requests), the weft.h2 clients when closing
+// their idle connections left them none (a connection with streams keeps its client
+// until a later sweep). It returns how many clients are left.
+func (p *meshPool) sweep() int {
+	p.mu.Lock()
+	var h2 []meshKey
+	for k, u := range p.used {
+		if _, ok := p.h2[k]; ok && !u[0].Swap(false) {
+			h2 = append(h2, k)
+		}
+		if t, ok := p.h1[k]; ok && !u[1].Swap(false) {
+			t.CloseIdleConnections()
+			delete(p.h1, k)
+		}
+	}
+	clients := make([]*meshClient, len(h2))
+	for i, k := range h2 {
+		clients[i] = p.h2[k]
+	}
+	p.mu.Unlock()
+	// Closing may write (GOAWAY) and so wait: not under the pool's lock.
+	for _, c := range clients {
+		c.closeIdle()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, k := range h2 {
+		c := clients[i]
+		c.mu.Lock()
+		empty := len(c.conns) == 0 && c.dialing == nil
+		c.mu.Unlock()
+		if empty && p.h2[k] == c && !p.used[k][0].Load() {
+			delete(p.h2, k)
+		}
+	}
+	for k := range p.used {
+		_, ok2 := p.h2[k]
+		_, ok1 := p.h1[k]
+		if !ok1 && !ok2 {
+			delete(p.used, k)
+		}
+	}
+	return len(p.h2) + len(p.h1)
 }
 
 // errNoIdentity is returned when a meshed endpoint is dialled without a certificate.
@@ -105,6 +174,7 @@ func (p *meshPool) dial(ctx context.Context, k meshKey, alpn string) (*tls.Conn,
 		return nil, fmt.Errorf("dial peer proxy %s: %w", k.addr, err)
 	}
 	cc := newCountedConn(raw)
+	cc.writeTimeout = s.opts.WriteTimeout
 	cc.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, PeerID: k.id}))
 	tc := tls.Client(cc, s.opts.Identity.ClientConfig(k.id, alpn))
 	hctx, cancel := context.WithTimeout(ctx, s.opts.ConnectTimeout)
@@ -128,12 +198,19 @@ func (p *meshPool) transport(k meshKey, upgrade bool) http.RoundTripper {
 	} else if t := p.h2[k]; t != nil {
 		rt = t
 	}
+	if rt != nil {
+		p.markUsed(k, upgrade)
+	}
 	p.mu.RUnlock()
 	if rt != nil {
 		return rt
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.used[k] == nil {
+		p.used[k] = new([2]atomic.Bool)
+	}
+	p.markUsed(k, upgrade)
 	if upgrade {
 		if t := p.h1[k]; t != nil {
 			return t
@@ -151,7 +228,7 @@ func (p *meshPool) transport(k meshKey, upgrade bool) http.RoundTripper {
 				return &infoConn{Conn: tc}, nil
 			},
 			MaxIdleConnsPerHost:   16,
-			IdleConnTimeout:       90 * time.Second,
+			IdleConnTimeout:       p.s.opts.IdleConnTimeout,
 			ExpectContinueTimeout: time.Second,
 			DisableCompression:    true,
 		}
