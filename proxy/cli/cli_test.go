@@ -67,7 +67,7 @@ func startProc(t *testing.T, bin, dir, name, config string, certs [3]string) *pr
 	p.cmd = exec.Command(bin, "--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
 		"--outbound-port", strconv.Itoa(p.out), "--inbound-port", strconv.Itoa(p.in), "--admin-port", strconv.Itoa(p.admin),
 		"--identity-cert", certs[0], "--identity-key", certs[1], "--identity-roots", certs[2],
-		"--shutdown-grace", "2s", "--log-level", "info")
+		"--shutdown-grace", "2s", "--log-level", "info", "--unsafe-loopback-apps") // apps on 127.0.0.1
 	p.cmd.Stderr = p.stderr
 	if n := os.Getenv("WEFT_TEST_PROXY_GOMAXPROCS"); n != "" {
 		p.cmd.Env = append(os.Environ(), "GOMAXPROCS="+n)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -106,8 +107,7 @@ func (s *Server) inboundPlainTCP(src *countedConn, raw *net.TCPConn, ix *config.
 
 // forwardLocal dials the local app and pipes client to it.
 func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrPort, prefix []byte, peerID string) {
-	if !s.local.has(dst.Addr()) {
-		s.log.Info("Refusing to relay to a non-local address", "dst", dst, "client", peerID)
+	if _, ok := s.relayAllowed(dst, cmp.Or(peerID, client.RemoteAddr().String())); !ok {
 		return
 	}
 	d := net.Dialer{Timeout: s.opts.ConnectTimeout}

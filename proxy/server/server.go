@@ -48,6 +48,15 @@ type Options struct {
 	// balance: P2C over peak-EWMA, default RTT 30ms, decay 10s, ejection after 7
 	// consecutive failures for 1s doubling to 60s).
 	Balance balance.Options
+	// ProxyPorts are the proxy's ports the Server does not listen on itself (admin,
+	// tap). The inbound side never forwards to them, nor to the ports of the
+	// listeners given to ServeInbound and ServeOutbound, on any address.
+	ProxyPorts []uint16
+	// UnsafeLoopbackApps lets the inbound side forward to loopback addresses. Only
+	// for tests and local demos that run apps on 127.0.0.1: with it, any client of
+	// the inbound port reaches every localhost-only service of the host. weft-proxy
+	// sets it only from --unsafe-loopback-apps, which the injector never passes.
+	UnsafeLoopbackApps bool
 }
 
 // destIdle is how long a compiled destination (routes, balancers, budget) is kept
@@ -72,7 +81,7 @@ type Server struct {
 	outCh, inCh     *chanListener
 	out, in         *transports
 	mesh            *meshPool
-	local           localAddrs
+	relay           relayTargets
 	router          *httputil.ReverseProxy
 	dests           *destCache
 	workers         *workerPool   // runs the handlers of weft.h2 streams and HTTP/1.1 requests
@@ -96,8 +105,12 @@ func New(cfg *config.Config, opts Options) *Server {
 		opts.Metrics = metrics.New()
 	}
 	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}, drainers: map[drainer]struct{}{}, workers: newWorkerPool()}
-	s.local.now = func() int64 { return time.Now().UnixNano() }
-	s.local.refresh(0)
+	s.relay.allowLoopback = opts.UnsafeLoopbackApps
+	s.relay.now = func() int64 { return time.Now().UnixNano() }
+	s.relay.refresh(0)
+	for _, p := range opts.ProxyPorts {
+		s.relay.addOwnPort(p)
+	}
 	if cfg == nil {
 		cfg = &config.Config{}
 		cfg.ApplyDefaults()
@@ -205,6 +218,9 @@ func (s *Server) serve(ln net.Listener, handle func(*net.TCPConn)) error {
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.relay.addOwnPort(uint16(ta.Port))
+	}
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
