@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every fuzz target of the proxy (detection, the static config parser, the router) for a short, fixed time each and exits non-zero
+# Runs every fuzz target of the proxy (detection, the static config parser, the router, the weft.tcp header) for a short, fixed time each and exits non-zero
 # on any finding (go test -fuzz fails and writes the input under testdata/fuzz/).
 # Minimising new corpus entries is capped (-fuzzminimizetime 50x): with large seeds such as
 # a TLS ClientHello it otherwise eats the whole time budget on a 2-core machine.
@@ -11,6 +11,7 @@ targets=(
   "./proxy/detect FuzzClassify"
   "./proxy/config FuzzParse"
   "./proxy/router FuzzMatchAndFilters"
+  "./proxy/server FuzzReadTCPHeader"
 )
 # Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" when
 # -fuzztime ends while a worker is mid-input (golang/go#75804, fixed in Go 1.27), and may
