@@ -77,6 +77,11 @@ type Flags struct {
 	// flag without an environment variable: the injector builds the proxy's
 	// arguments itself and never passes it, and no annotation maps to it.
 	UnsafeLoopbackApps bool
+	// TCPIdleTimeout, MaxInboundConnections and MaxOutboundConnections override the
+	// configuration's tcpIdleTimeout and inbound/outbound maxConnections when set.
+	TCPIdleTimeout         time.Duration
+	MaxInboundConnections  int
+	MaxOutboundConnections int
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -108,6 +113,9 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.DestinationServerName, "destination-server-name", os.Getenv("WEFT_DESTINATION_SERVER_NAME"), "name the destination service's certificate must carry, DNS or spiffe:// (default: the host of --destination-addr; env WEFT_DESTINATION_SERVER_NAME)")
 	fs.DurationVar(&f.DestinationIdleTimeout, "destination-idle-timeout", discovery.DefaultIdleTimeout, "how long a destination may go without traffic before its subscription to the destination service is cancelled")
 	fs.IntVar(&f.TapPort, "tap-port", envInt("WEFT_TAP_PORT", 4190), "tap server port, never a relay target (env WEFT_TAP_PORT)")
+	fs.DurationVar(&f.TCPIdleTimeout, "tcp-idle-timeout", envDuration("WEFT_TCP_IDLE_TIMEOUT"), "overrides tcpIdleTimeout: close opaque TCP connections idle this long (env WEFT_TCP_IDLE_TIMEOUT; default 1h)")
+	fs.IntVar(&f.MaxInboundConnections, "max-inbound-connections", envInt("WEFT_MAX_INBOUND_CONNECTIONS", 0), "overrides inbound.maxConnections (env WEFT_MAX_INBOUND_CONNECTIONS; default 1024)")
+	fs.IntVar(&f.MaxOutboundConnections, "max-outbound-connections", envInt("WEFT_MAX_OUTBOUND_CONNECTIONS", 0), "overrides outbound.maxConnections (env WEFT_MAX_OUTBOUND_CONNECTIONS; default 2048)")
 	fs.BoolVar(&f.UnsafeLoopbackApps, "unsafe-loopback-apps", false, "TESTS AND LOCAL DEMOS ONLY: let the inbound side forward to loopback addresses (apps on 127.0.0.1); any client of the inbound port then reaches every localhost-only service of the host")
 	f.Namespace = os.Getenv("POD_NAMESPACE")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
@@ -206,6 +214,15 @@ func applyOverrides(cfg *config.Config, f *Flags) error {
 	}
 	if f.DetectTimeout > 0 {
 		cfg.DetectTimeout.Duration = f.DetectTimeout
+	}
+	if f.TCPIdleTimeout != 0 {
+		cfg.TCPIdleTimeout.Duration = f.TCPIdleTimeout
+	}
+	if f.MaxInboundConnections != 0 {
+		cfg.Inbound.MaxConnections = f.MaxInboundConnections
+	}
+	if f.MaxOutboundConnections != 0 {
+		cfg.Outbound.MaxConnections = f.MaxOutboundConnections
 	}
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -23,6 +23,8 @@ type countedConn struct {
 	closeOnce    sync.Once
 	onClose      func()
 	fallback     func() *metrics.TCPSeries
+	// release frees the connection's place under its listener's connection limit.
+	release func()
 }
 
 // newCountedConn wraps a TCP connection of the data path: counted, and read and
@@ -102,6 +104,9 @@ func (c *countedConn) Close() error {
 		}
 		if c.onClose != nil {
 			c.onClose()
+		}
+		if c.release != nil {
+			c.release()
 		}
 	})
 	return err

@@ -22,10 +22,11 @@ import (
 // handleInbound runs for each connection accepted on the inbound port: plaintext
 // redirected to the app from unmeshed clients, and mTLS from peer proxies (which dial
 // the inbound port directly).
-func (s *Server) handleInbound(raw *net.TCPConn) {
+func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 	st := s.state()
 	ix := st.ix
 	src := newCountedConn(raw)
+	src.release = release
 	src.fallback = func() *metrics.TCPSeries {
 		return s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src})
 	}
@@ -126,7 +127,7 @@ func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrP
 	if !bare {
 		app = newRawTCP(c)
 	}
-	res := tcpfwd.Pipe(client, app, prefix, nil)
+	res := tcpfwd.PipeIdle(client, app, prefix, nil, s.tcpIdleTimeout())
 	if bare {
 		src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
 	}
