@@ -320,7 +320,8 @@ func startProxy(t *testing.T, bin, dir, name, config string, files [2]string, ca
 	var logs bytes.Buffer
 	cmd := exec.Command(bin, "--config", cfg, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
 		"--inbound-port", strconv.Itoa(p.inbound), "--outbound-port", strconv.Itoa(p.outbound), "--admin-port", strconv.Itoa(p.admin),
-		"--identity-mode", "files", "--identity-cert", files[0], "--identity-key", files[1], "--identity-roots", caPEM)
+		"--identity-mode", "files", "--identity-cert", files[0], "--identity-key", files[1], "--identity-roots", caPEM,
+		"--unsafe-loopback-apps") // the test's app listens on 127.0.0.1
 	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

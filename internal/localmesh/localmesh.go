@@ -289,6 +289,9 @@ func StartProxy(opts ProxyOptions) (*Proxy, error) {
 		"--listen-addr=" + cmp.Or(opts.ListenAddr, "127.0.0.1"), "--admin-addr=127.0.0.1",
 		"--inbound-port=" + strconv.Itoa(p.Inbound), "--outbound-port=" + strconv.Itoa(p.Outbound),
 		"--admin-port=" + strconv.Itoa(p.Admin), "--log-format=console",
+		// The apps of a local mesh listen on 127.0.0.1, which a proxy in a pod
+		// never forwards to; this is a local mesh only.
+		"--unsafe-loopback-apps",
 	}
 	if opts.DestinationAddr != "" {
 		args = append(args, "--destination-addr="+opts.DestinationAddr,

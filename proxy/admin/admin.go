@@ -51,7 +51,7 @@ func (a *Admin) Handler() http.Handler {
 	mux.HandleFunc("GET /live", func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "live\n")
 	})
-	mux.HandleFunc("/shutdown", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/shutdown", a.localOnly(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -63,7 +63,7 @@ func (a *Admin) Handler() http.Handler {
 			a.Shutdown()
 		}
 	}))
-	mux.HandleFunc("/proxy-log-level", loopbackOnly(func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("/proxy-log-level", a.localOnly(func(w http.ResponseWriter, r *http.Request) {
 		if a.Level == nil {
 			http.Error(w, "log level is fixed", http.StatusNotImplemented)
 			return
@@ -91,16 +91,34 @@ func (a *Admin) Handler() http.Handler {
 	return mux
 }
 
-// loopbackOnly refuses clients that are not on this host's loopback: shutting the
-// proxy down or making it verbose must not be possible from the network.
-func loopbackOnly(h http.HandlerFunc) http.HandlerFunc {
+// localOnly guards the endpoints that change the proxy's state (or read its
+// settings): only another process on this host's loopback may call them. A client
+// from the network is refused by its address; the proxy's own relays, which connect
+// from loopback on behalf of peers and apps, by the socket being this process's
+// (see heldBySelf). When the socket table cannot be read the request is refused:
+// a guard that cannot look must not wave everyone through.
+func (a *Admin) localOnly(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		host, _, err := net.SplitHostPort(r.RemoteAddr)
-		ip, perr := netip.ParseAddr(host)
-		if err != nil || perr != nil || !ip.Unmap().IsLoopback() {
-			http.Error(w, "loopback clients only", http.StatusForbidden)
+		client, err := netip.ParseAddrPort(r.RemoteAddr)
+		if err != nil || !client.Addr().Unmap().IsLoopback() {
+			http.Error(w, "loopback clients only: call this endpoint from inside the pod (127.0.0.1 or [::1])", http.StatusForbidden)
 			return
 		}
-		h(w, r)
+		var server netip.AddrPort
+		if la, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			server, _ = netip.ParseAddrPort(la.String())
+		}
+		self, err := heldBySelf(client, server)
+		switch {
+		case err != nil:
+			a.Log.V(1).Info("Refusing admin write: cannot check the client's socket", "client", r.RemoteAddr, "path", r.URL.Path, "error", err.Error())
+			http.Error(w, "cannot verify that this request does not come through one of the proxy's own relays ("+err.Error()+"); call from another process on the pod's loopback and keep the connection open until the answer", http.StatusForbidden)
+		case self:
+			// Only at V(1): whoever made the proxy relay this may repeat it at will.
+			a.Log.V(1).Info("Refusing admin write relayed by the proxy itself", "client", r.RemoteAddr, "path", r.URL.Path)
+			http.Error(w, "refused: this request reached the admin server through the proxy's own relay; only other processes on the pod's loopback may call it", http.StatusForbidden)
+		default:
+			h(w, r)
+		}
 	}
 }

@@ -73,6 +73,18 @@ type Flags struct {
 	Namespace string
 	// Threads is GOMAXPROCS; 0 keeps the Go runtime's choice.
 	Threads int
+	// TapPort is the tap server's port: the inbound side never forwards to it.
+	TapPort int
+	// UnsafeLoopbackApps lets the inbound side forward to loopback addresses, for
+	// tests and local demos only (server.Options.UnsafeLoopbackApps). Deliberately a
+	// flag without an environment variable: the injector builds the proxy's
+	// arguments itself and never passes it, and no annotation maps to it.
+	UnsafeLoopbackApps bool
+	// TCPIdleTimeout, MaxInboundConnections and MaxOutboundConnections override the
+	// configuration's tcpIdleTimeout and inbound/outbound maxConnections when set.
+	TCPIdleTimeout         time.Duration
+	MaxInboundConnections  int
+	MaxOutboundConnections int
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -107,6 +119,11 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.DestinationAddr, "destination-addr", os.Getenv("WEFT_DESTINATION_ADDR"), "destination service host:port; empty: only the static configuration's destinations (env WEFT_DESTINATION_ADDR)")
 	fs.StringVar(&f.DestinationServerName, "destination-server-name", os.Getenv("WEFT_DESTINATION_SERVER_NAME"), "name the destination service's certificate must carry, DNS or spiffe:// (default: the host of --destination-addr; env WEFT_DESTINATION_SERVER_NAME)")
 	fs.DurationVar(&f.DestinationIdleTimeout, "destination-idle-timeout", discovery.DefaultIdleTimeout, "how long a destination may go without traffic before its subscription to the destination service is cancelled")
+	fs.IntVar(&f.TapPort, "tap-port", envInt("WEFT_TAP_PORT", 4190), "tap server port, never a relay target (env WEFT_TAP_PORT)")
+	fs.DurationVar(&f.TCPIdleTimeout, "tcp-idle-timeout", envDuration("WEFT_TCP_IDLE_TIMEOUT"), "overrides tcpIdleTimeout: close opaque TCP connections idle this long (env WEFT_TCP_IDLE_TIMEOUT; default 1h)")
+	fs.IntVar(&f.MaxInboundConnections, "max-inbound-connections", envInt("WEFT_MAX_INBOUND_CONNECTIONS", 0), "overrides inbound.maxConnections (env WEFT_MAX_INBOUND_CONNECTIONS; default 1024)")
+	fs.IntVar(&f.MaxOutboundConnections, "max-outbound-connections", envInt("WEFT_MAX_OUTBOUND_CONNECTIONS", 0), "overrides outbound.maxConnections (env WEFT_MAX_OUTBOUND_CONNECTIONS; default 2048)")
+	fs.BoolVar(&f.UnsafeLoopbackApps, "unsafe-loopback-apps", false, "TESTS AND LOCAL DEMOS ONLY: let the inbound side forward to loopback addresses (apps on 127.0.0.1); any client of the inbound port then reaches every localhost-only service of the host")
 	f.Namespace = os.Getenv("POD_NAMESPACE")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
 	if err := fs.Parse(args); err != nil {
@@ -114,6 +131,14 @@ func parseFlags(args []string) (*Flags, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	for _, p := range []struct {
+		name string
+		v    int
+	}{{"outbound-port", f.OutboundPort}, {"inbound-port", f.InboundPort}, {"admin-port", f.AdminPort}, {"tap-port", f.TapPort}} {
+		if p.v < 0 || p.v > 65535 {
+			return nil, fmt.Errorf("--%s %d: want a port number 0..65535", p.name, p.v)
+		}
 	}
 	return f, nil
 }
@@ -133,6 +158,20 @@ func defaultThreads() int {
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
+	}
+	return def
+}
+
+func listenerPort(ln net.Listener) uint16 {
+	if a, ok := ln.Addr().(*net.TCPAddr); ok {
+		return uint16(a.Port)
+	}
+	return 0
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
 	}
 	return def
 }
@@ -182,6 +221,15 @@ func applyOverrides(cfg *config.Config, f *Flags) error {
 	}
 	if f.DetectTimeout > 0 {
 		cfg.DetectTimeout.Duration = f.DetectTimeout
+	}
+	if f.TCPIdleTimeout != 0 {
+		cfg.TCPIdleTimeout.Duration = f.TCPIdleTimeout
+	}
+	if f.MaxInboundConnections != 0 {
+		cfg.Inbound.MaxConnections = f.MaxInboundConnections
+	}
+	if f.MaxOutboundConnections != 0 {
+		cfg.Outbound.MaxConnections = f.MaxOutboundConnections
 	}
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -392,7 +440,12 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		reg.CertExpiry = store.Expiry
 	}
 	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout,
-		HeaderReadTimeout: f.HeaderReadTimeout, MaxHeaderBytes: f.MaxHeaderBytes, WriteTimeout: f.WriteTimeout, IdleConnTimeout: f.IdleConnTimeout}
+		HeaderReadTimeout: f.HeaderReadTimeout, MaxHeaderBytes: f.MaxHeaderBytes, WriteTimeout: f.WriteTimeout, IdleConnTimeout: f.IdleConnTimeout,
+		ProxyPorts:         []uint16{uint16(f.OutboundPort), uint16(f.InboundPort), uint16(f.AdminPort), uint16(f.TapPort)},
+		UnsafeLoopbackApps: f.UnsafeLoopbackApps}
+	if f.UnsafeLoopbackApps {
+		log.Info("UNSAFE: --unsafe-loopback-apps is set: the inbound side forwards to loopback addresses; never use it in a pod")
+	}
 	var dc *discovery.Client
 	if f.DestinationAddr != "" {
 		var err error
@@ -403,8 +456,6 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		defer dc.Close()
 		opts.Source = dc
 	}
-	srv := server.New(cfg, opts)
-
 	outLn, err := net.Listen("tcp", net.JoinHostPort(f.ListenAddr, strconv.Itoa(f.OutboundPort)))
 	if err != nil {
 		return fmt.Errorf("outbound listener: %w", err)
@@ -417,6 +468,11 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
+
+	// The ports actually bound (a flag of 0 picks one): the inbound side never
+	// forwards to them.
+	opts.ProxyPorts = append(opts.ProxyPorts, listenerPort(outLn), listenerPort(inLn), listenerPort(adminLn))
+	srv := server.New(cfg, opts)
 
 	var shuttingDown atomic.Bool
 	shutdown := make(chan struct{})

@@ -67,7 +67,7 @@ func startProc(t *testing.T, bin, dir, name, config string, certs [3]string) *pr
 	p.cmd = exec.Command(bin, "--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
 		"--outbound-port", strconv.Itoa(p.out), "--inbound-port", strconv.Itoa(p.in), "--admin-port", strconv.Itoa(p.admin),
 		"--identity-cert", certs[0], "--identity-key", certs[1], "--identity-roots", certs[2],
-		"--shutdown-grace", "2s", "--log-level", "info")
+		"--shutdown-grace", "2s", "--log-level", "info", "--unsafe-loopback-apps") // apps on 127.0.0.1
 	p.cmd.Stderr = p.stderr
 	if n := os.Getenv("WEFT_TEST_PROXY_GOMAXPROCS"); n != "" {
 		p.cmd.Env = append(os.Environ(), "GOMAXPROCS="+n)
@@ -183,7 +183,14 @@ destinations:
     port: %d
     identity: spiffe://weft.test/ns/b/sa/server
     proxyPort: %d
-`, appPort, b.in), [3]string{ac, ak, ar})
+- name: b-admin
+  authorities: ["b-admin.test"]
+  endpoints:
+  - address: 127.0.0.1
+    port: %d
+    identity: spiffe://weft.test/ns/b/sa/server
+    proxyPort: %d
+`, appPort, b.in, b.admin, b.in), [3]string{ac, ak, ar})
 
 	cpuA0, cpuB0 := cpuSeconds(a.cmd.Process.Pid), cpuSeconds(b.cmd.Process.Pid)
 	const qps, secs = 500, 2
@@ -247,6 +254,32 @@ destinations:
 		}
 		if code, _ := get(t, "GET", a.adminURL("/shutdown"), ""); code != 405 {
 			t.Fatalf("GET /shutdown: %d, want 405", code)
+		}
+	})
+
+	// The issue's attack through a real pair: A's configuration names B's admin
+	// server as an endpoint, so A sends weft-dst 127.0.0.1:<B's admin port>. Even
+	// with loopback apps allowed, B refuses its own port, and keeps serving.
+	t.Run("relayed /shutdown is refused", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/shutdown", a.out), nil)
+		req.Host = "b-admin.test"
+		resp, err := httpClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get("Weft-Proxy-Error") == "" {
+			t.Fatalf("POST /shutdown relayed to B's admin: %d %q, want 403 from B's proxy", resp.StatusCode, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+		select {
+		case err := <-b.exited:
+			t.Fatalf("B exited: %v", err)
+		default:
+		}
+		if code, _ := get(t, "GET", fmt.Sprintf("http://127.0.0.1:%d/status/200", a.out), ""); code != 200 {
+			t.Fatalf("the pair stopped serving: %d", code)
 		}
 	})
 

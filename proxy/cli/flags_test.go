@@ -62,3 +62,32 @@ func TestEnvironmentOverrides(t *testing.T) {
 		t.Fatalf("bad policy: %v", err)
 	}
 }
+
+// TestLimitOverrides: the idle timeout, the connection limits and the tap port come
+// from flags or the environment; bad values are refused with the field or flag named.
+func TestLimitOverrides(t *testing.T) {
+	t.Setenv("WEFT_TCP_IDLE_TIMEOUT", "10m")
+	t.Setenv("WEFT_MAX_INBOUND_CONNECTIONS", "300")
+	t.Setenv("WEFT_TAP_PORT", "14190")
+	f, err := parseFlags([]string{"--max-outbound-connections=400"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.TapPort != 14190 || f.UnsafeLoopbackApps {
+		t.Fatalf("tap port %d, unsafe loopback apps %v; want 14190, false", f.TapPort, f.UnsafeLoopbackApps)
+	}
+	cfg := &config.Config{}
+	if err := applyOverrides(cfg, f); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.TCPIdleTimeout.Duration != 10*time.Minute || cfg.Inbound.MaxConnections != 300 || cfg.Outbound.MaxConnections != 400 {
+		t.Fatalf("overrides not applied: idle %s, limits %d/%d", cfg.TCPIdleTimeout.Duration, cfg.Inbound.MaxConnections, cfg.Outbound.MaxConnections)
+	}
+	f.MaxInboundConnections = -1
+	if err := applyOverrides(&config.Config{}, f); err == nil || !strings.Contains(err.Error(), "inbound.maxConnections") {
+		t.Fatalf("negative limit: %v", err)
+	}
+	if _, err := parseFlags([]string{"--tap-port=70000"}); err == nil || !strings.Contains(err.Error(), "--tap-port") {
+		t.Fatalf("tap port out of range: %v", err)
+	}
+}

@@ -21,6 +21,19 @@ const (
 	DefaultInboundPort   = 4143
 	DefaultAdminPort     = 4191
 	DefaultDetectTimeout = time.Second
+	// DefaultTCPIdleTimeout closes opaque TCP connections that moved no byte for an
+	// hour: long enough for idle database and message-queue connections, which
+	// usually send keep-alives well within it, short enough that connections whose
+	// peer vanished without a FIN do not pile up.
+	DefaultTCPIdleTimeout = time.Hour
+	// DefaultMaxInboundConnections and DefaultMaxOutboundConnections are sized for the
+	// injected 250 MiB memory limit. Measured idle cost per accepted connection (Go
+	// heap and stacks): about 95 KiB for a weft.h2 connection from a peer proxy, 36
+	// KiB for an HTTP/1.1 one. 1024 x 95 KiB + 2048 x 36 KiB = 167 MiB at worst,
+	// leaving room for the baseline (about 12 MiB) and requests in flight. One peer
+	// proxy holds one weft.h2 connection, so 1024 inbound is 1024 client pods.
+	DefaultMaxInboundConnections  = 1024
+	DefaultMaxOutboundConnections = 2048
 )
 
 // Policy says which clients the inbound side accepts.
@@ -57,6 +70,11 @@ type Config struct {
 	// server-speaks-first protocols (MySQL 3306, SMTP 25, ...). Applies both inbound
 	// (the local app's port) and outbound (the original destination's port).
 	OpaquePorts []uint16 `json:"opaquePorts,omitempty"`
+	// TCPIdleTimeout closes an opaque TCP connection (plaintext or weft.tcp, either
+	// direction) after it moved no byte in either direction for this long; the check
+	// runs every half of it, so closing may come up to half as late again. Default
+	// 1h. A Go duration string.
+	TCPIdleTimeout Duration `json:"tcpIdleTimeout,omitempty"`
 	// Inbound configures the inbound side (port 4143).
 	Inbound Inbound `json:"inbound,omitempty"`
 	// Outbound configures the outbound side (port 4140).
@@ -77,6 +95,11 @@ type Inbound struct {
 	// connections with a fixed "ip:port". Only for tests and benchmarks that run
 	// without iptables; leave empty in production.
 	OriginalDstOverride string `json:"originalDstOverride,omitempty"`
+	// MaxConnections bounds the connections the inbound port holds at once (peers'
+	// weft.h2/weft.h1/weft.tcp and unmeshed clients'). A connection past it is
+	// closed as soon as it is accepted and counted in
+	// weft_connection_limit_refused_total. Default 1024.
+	MaxConnections int `json:"maxConnections,omitempty"`
 }
 
 // PortPolicy is the policy of one local application port.
@@ -92,6 +115,10 @@ type Outbound struct {
 	// OriginalDstOverride replaces the SO_ORIGINAL_DST lookup with a fixed "ip:port".
 	// Only for tests and benchmarks that run without iptables.
 	OriginalDstOverride string `json:"originalDstOverride,omitempty"`
+	// MaxConnections bounds the connections the app may hold open through the
+	// outbound port at once; past it a connection is closed as soon as it is
+	// accepted and counted in weft_connection_limit_refused_total. Default 2048.
+	MaxConnections int `json:"maxConnections,omitempty"`
 }
 
 // Destination is one logical service.

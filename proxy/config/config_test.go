@@ -41,6 +41,10 @@ func TestParseGood(t *testing.T) {
 	if c.DetectTimeout.Duration != 250*time.Millisecond {
 		t.Errorf("detectTimeout = %s", c.DetectTimeout.Duration)
 	}
+	if c.TCPIdleTimeout.Duration != time.Hour || c.Inbound.MaxConnections != 1024 || c.Outbound.MaxConnections != 2048 {
+		t.Errorf("defaults: tcpIdleTimeout %s, maxConnections %d/%d; want 1h, 1024 inbound, 2048 outbound",
+			c.TCPIdleTimeout.Duration, c.Inbound.MaxConnections, c.Outbound.MaxConnections)
+	}
 	// What the file says, with defaults applied; proxy/server's static source turns
 	// it into routable destinations (tested there).
 	web, db := c.Destinations[0], c.Destinations[1]
@@ -113,6 +117,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown field", `destinatons: []`, `unknown field "destinatons"`},
 		{"bad override", `outbound: {originalDstOverride: "nowhere"}`, `outbound.originalDstOverride: invalid ip:port "nowhere"`},
 		{"opaque port zero", `opaquePorts: [0]`, `opaquePorts[0]: port 0`},
+		{"negative tcp idle timeout", `tcpIdleTimeout: -1s`, `tcpIdleTimeout: must not be negative`},
+		{"negative inbound limit", `inbound: {maxConnections: -1}`, `inbound.maxConnections: must not be negative`},
+		{"negative outbound limit", `outbound: {maxConnections: -5}`, `outbound.maxConnections: must not be negative`},
 		{"not yaml", `[`, `parse config`},
 	}
 	for _, tt := range tests {

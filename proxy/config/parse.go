@@ -46,6 +46,15 @@ func (c *Config) ApplyDefaults() {
 	if c.Inbound.DefaultPolicy == "" {
 		c.Inbound.DefaultPolicy = PolicyAllUnauthenticated
 	}
+	if c.TCPIdleTimeout.Duration == 0 {
+		c.TCPIdleTimeout.Duration = DefaultTCPIdleTimeout
+	}
+	if c.Inbound.MaxConnections == 0 {
+		c.Inbound.MaxConnections = DefaultMaxInboundConnections
+	}
+	if c.Outbound.MaxConnections == 0 {
+		c.Outbound.MaxConnections = DefaultMaxOutboundConnections
+	}
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
 		for j := range d.Endpoints {
@@ -69,6 +78,15 @@ func (c *Config) Validate() error {
 	}
 	if c.DetectTimeout.Duration < 0 {
 		add("detectTimeout", "must not be negative, got %s", c.DetectTimeout.Duration)
+	}
+	if c.TCPIdleTimeout.Duration < 0 {
+		add("tcpIdleTimeout", "must not be negative, got %s", c.TCPIdleTimeout.Duration)
+	}
+	if c.Inbound.MaxConnections < 0 {
+		add("inbound.maxConnections", "must not be negative, got %d", c.Inbound.MaxConnections)
+	}
+	if c.Outbound.MaxConnections < 0 {
+		add("outbound.maxConnections", "must not be negative, got %d", c.Outbound.MaxConnections)
 	}
 	for i, p := range c.OpaquePorts {
 		if p == 0 {

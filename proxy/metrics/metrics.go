@@ -49,6 +49,36 @@ func (p Peer) String() string {
 	return "dst"
 }
 
+// RelayRefusal is why the inbound side refused to forward to a target (a weft-dst
+// header or a redirected connection's original destination).
+type RelayRefusal uint8
+
+const (
+	// RelayLoopback: a loopback address (127.0.0.0/8, ::1, ::ffff:127.0.0.1), where
+	// the pod's localhost-only services and the proxy's admin server listen.
+	RelayLoopback RelayRefusal = iota
+	// RelayNotUnicast: unspecified (0.0.0.0, ::), link-local, multicast or broadcast,
+	// or an address with an IPv6 zone.
+	RelayNotUnicast
+	// RelayProxyPort: one of the proxy's own ports (inbound, outbound, admin, tap).
+	RelayProxyPort
+	// RelayNotLocal: an address this host does not have (another pod, another node).
+	RelayNotLocal
+	NumRelayRefusals
+)
+
+func (r RelayRefusal) String() string {
+	switch r {
+	case RelayLoopback:
+		return "loopback"
+	case RelayNotUnicast:
+		return "not_unicast"
+	case RelayProxyPort:
+		return "proxy_port"
+	}
+	return "not_local"
+}
+
 // LatencyBucketsMs are the Linkerd proxy's response_latency_ms bucket bounds.
 var LatencyBucketsMs = [...]float64{1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
 	1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000}
@@ -117,6 +147,13 @@ type Registry struct {
 	collectors []func(io.Writer)
 
 	DetectTimeouts [2]atomic.Uint64 // by Direction
+	// RelayRefused counts inbound requests and connections the proxy refused to
+	// forward because their target is not one of the pod's application addresses,
+	// by RelayRefusal.
+	RelayRefused [NumRelayRefusals]atomic.Uint64
+	// ConnLimitRefused counts accepted connections closed at once because the
+	// direction's connection limit was reached, by Direction.
+	ConnLimitRefused [2]atomic.Uint64
 	// CertExpiry returns the leaf's NotAfter (zero when none) at scrape time.
 	CertExpiry func() time.Time
 }
@@ -364,6 +401,16 @@ func (r *Registry) WriteText(out io.Writer) error {
 	fmt.Fprintln(w, "# TYPE weft_detect_timeout_total counter")
 	for _, d := range []Direction{Inbound, Outbound} {
 		fmt.Fprintf(w, "weft_detect_timeout_total{direction=\"%s\"} %d\n", d, r.DetectTimeouts[d].Load())
+	}
+	fmt.Fprintln(w, "# HELP weft_inbound_relay_refused_total Inbound requests and connections refused because their target is not an application address of this pod.")
+	fmt.Fprintln(w, "# TYPE weft_inbound_relay_refused_total counter")
+	for i := range NumRelayRefusals {
+		fmt.Fprintf(w, "weft_inbound_relay_refused_total{reason=\"%s\"} %d\n", i, r.RelayRefused[i].Load())
+	}
+	fmt.Fprintln(w, "# HELP weft_connection_limit_refused_total Accepted connections closed at once because the listener's connection limit was reached.")
+	fmt.Fprintln(w, "# TYPE weft_connection_limit_refused_total counter")
+	for _, d := range []Direction{Inbound, Outbound} {
+		fmt.Fprintf(w, "weft_connection_limit_refused_total{direction=\"%s\"} %d\n", d, r.ConnLimitRefused[d].Load())
 	}
 	if r.CertExpiry != nil {
 		fmt.Fprintln(w, "# HELP identity_cert_expiration_timestamp_seconds Time when this proxy's current mTLS identity certificate will expire (in seconds since the UNIX epoch).")

@@ -30,6 +30,8 @@ type countedConn struct {
 	// after between 3/4 and all of the timeout.
 	writeTimeout time.Duration
 	writeDL      atomic.Int64 // unix nanoseconds of the deadline Write set last; -1: its owner set one
+	// release frees the connection's place under its listener's connection limit.
+	release func()
 }
 
 // newCountedConn wraps a TCP connection of the data path: counted, and read and
@@ -138,6 +140,9 @@ func (c *countedConn) Close() error {
 		if c.onClose != nil {
 			c.onClose()
 		}
+		if c.release != nil {
+			c.release()
+		}
 	})
 	return err
 }
@@ -218,49 +223,4 @@ func (l *chanListener) push(c net.Conn) bool {
 	case <-l.done:
 		return false
 	}
-}
-
-// localAddrs answers "is this IP one of this host's?" so the inbound side refuses to
-// relay to other hosts.
-type localAddrs struct {
-	mu        sync.RWMutex
-	set       map[netip.Addr]bool
-	refreshed int64 // unix nanoseconds
-	now       func() int64
-}
-
-func (l *localAddrs) has(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.IsLoopback() {
-		return true
-	}
-	l.mu.RLock()
-	ok := l.set[a]
-	last := l.refreshed
-	l.mu.RUnlock()
-	if ok {
-		return true
-	}
-	// Addresses can be added after start; re-read at most once a second on a miss.
-	if now := l.now(); now-last > 1e9 {
-		l.refresh(now)
-		l.mu.RLock()
-		ok = l.set[a]
-		l.mu.RUnlock()
-	}
-	return ok
-}
-
-func (l *localAddrs) refresh(now int64) {
-	set := map[netip.Addr]bool{}
-	if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				set[p.Addr().Unmap()] = true
-			}
-		}
-	}
-	l.mu.Lock()
-	l.set, l.refreshed = set, now
-	l.mu.Unlock()
 }

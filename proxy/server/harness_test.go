@@ -77,6 +77,8 @@ func startProxy(t testing.TB, cfg *config.Config, store *identity.Store, mods ..
 		Identity:       store,
 		Metrics:        p.reg,
 		ConnectTimeout: 2 * time.Second,
+		// The tests' apps listen on 127.0.0.1; relay_test.go turns this off.
+		UnsafeLoopbackApps: true,
 		OriginalDst: func(dir metrics.Direction, c *net.TCPConn) (netip.AddrPort, error) {
 			port := c.LocalAddr().(*net.TCPAddr).Port
 			p.mu.Lock()

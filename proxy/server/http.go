@@ -1,8 +1,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"strconv"
@@ -189,6 +191,17 @@ func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
 		}
 		dst = ap
 		proto = r.Header.Get(hdrProto)
+	}
+	// Before the policy: a target that is not the pod's application is refused
+	// whoever asks, and counted as such.
+	if why, ok := s.relayAllowed(dst, cmp.Or(ci.peerID, r.RemoteAddr)); !ok {
+		w.Header().Set(hdrError, "not an application address of this pod")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, relayRefusedMessage(dst, why))
+		return
+	}
+	if ci.mesh {
 		if !s.meshAllowed(ix, dst, ci.peerID) {
 			w.Header().Set(hdrError, "unauthorized")
 			w.WriteHeader(http.StatusForbidden)
@@ -201,11 +214,6 @@ func (s *Server) serveInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	delete(r.Header, hdrDst)
 	delete(r.Header, hdrProto)
-	if !s.local.has(dst.Addr()) {
-		w.Header().Set(hdrError, "not a local address")
-		w.WriteHeader(http.StatusForbidden)
-		return
-	}
 	rt := &route{host: dst.String()}
 	switch proto {
 	case "h1":

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -21,11 +22,12 @@ import (
 // handleInbound runs for each connection accepted on the inbound port: plaintext
 // redirected to the app from unmeshed clients, and mTLS from peer proxies (which dial
 // the inbound port directly).
-func (s *Server) handleInbound(raw *net.TCPConn) {
+func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 	st := s.state()
 	ix := st.ix
 	src := newCountedConn(raw)
 	src.writeTimeout = s.opts.WriteTimeout
+	src.release = release
 	src.fallback = func() *metrics.TCPSeries {
 		return s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src})
 	}
@@ -107,8 +109,7 @@ func (s *Server) inboundPlainTCP(src *countedConn, raw *net.TCPConn, ix *config.
 
 // forwardLocal dials the local app and pipes client to it.
 func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrPort, prefix []byte, peerID string) {
-	if !s.local.has(dst.Addr()) {
-		s.log.Info("Refusing to relay to a non-local address", "dst", dst, "client", peerID)
+	if _, ok := s.relayAllowed(dst, cmp.Or(peerID, client.RemoteAddr().String())); !ok {
 		return
 	}
 	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
@@ -127,7 +128,7 @@ func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrP
 	if !bare {
 		app = newRawTCP(c)
 	}
-	res := tcpfwd.Pipe(client, app, prefix, nil)
+	res := tcpfwd.PipeIdle(client, app, prefix, nil, s.tcpIdleTimeout())
 	if bare {
 		src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
 	}

@@ -18,11 +18,12 @@ import (
 )
 
 // handleOutbound runs for each connection the app opened (redirected to 4140).
-func (s *Server) handleOutbound(raw *net.TCPConn) {
+func (s *Server) handleOutbound(raw *net.TCPConn, release func()) {
 	st := s.state()
 	ix := st.ix
 	src := newCountedConn(raw)
 	src.writeTimeout = s.opts.WriteTimeout
+	src.release = release
 	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Src}))
 	if !s.track(src) {
 		src.Close()
@@ -137,7 +138,7 @@ func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrP
 		}
 		// TLS in the path: bytes must pass through user space to be encrypted; the
 		// app's side is read and written with raw system calls (rawTCP).
-		res := tcpfwd.Pipe(newRawTCP(raw), tc, nil, nil)
+		res := tcpfwd.PipeIdle(newRawTCP(raw), tc, nil, nil, s.tcpIdleTimeout())
 		src.addSpliced(res.AToB, res.BToA, res.Err)
 		return
 	}
@@ -152,7 +153,7 @@ func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrP
 	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst})
 	dstSeries.Open()
 	// Both ends are bare *net.TCPConn: splice(2), zero copy (see tcpfwd.Pipe).
-	res := tcpfwd.Pipe(raw, dstConn, prefix, nil)
+	res := tcpfwd.PipeIdle(raw, dstConn, prefix, nil, s.tcpIdleTimeout())
 	src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
 	dstSeries.AddBytes(uint64(res.BToA), uint64(res.AToB))
 	dstSeries.Close(0, 0, tcpfwd.Errno(res.Err))

@@ -68,6 +68,15 @@ type Options struct {
 	// balance: P2C over peak-EWMA, default RTT 30ms, decay 10s, ejection after 7
 	// consecutive failures for 1s doubling to 60s).
 	Balance balance.Options
+	// ProxyPorts are the proxy's ports the Server does not listen on itself (admin,
+	// tap). The inbound side never forwards to them, nor to the ports of the
+	// listeners given to ServeInbound and ServeOutbound, on any address.
+	ProxyPorts []uint16
+	// UnsafeLoopbackApps lets the inbound side forward to loopback addresses. Only
+	// for tests and local demos that run apps on 127.0.0.1: with it, any client of
+	// the inbound port reaches every localhost-only service of the host. weft-proxy
+	// sets it only from --unsafe-loopback-apps, which the injector never passes.
+	UnsafeLoopbackApps bool
 }
 
 // Defaults of Options; docs/proxy.md lists them.
@@ -106,7 +115,7 @@ type Server struct {
 	outCh, inCh     *chanListener
 	out, in         *transports
 	mesh            *meshPool
-	local           localAddrs
+	relay           relayTargets
 	router          *httputil.ReverseProxy
 	dests           *destCache
 	workers         *workerPool   // runs the handlers of weft.h2 streams and HTTP/1.1 requests
@@ -119,6 +128,8 @@ type Server struct {
 	connsDone chan struct{}        // closed when conns drains to zero while shutting down
 	closing   bool
 	serveWG   sync.WaitGroup
+
+	active [2]atomic.Int64 // accepted connections open, by metrics.Direction
 }
 
 // New creates a Server with the given configuration (nil means an empty one).
@@ -142,8 +153,12 @@ func New(cfg *config.Config, opts Options) *Server {
 		opts.IdleConnTimeout = defaultIdleConnTimeout
 	}
 	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}, drainers: map[drainer]struct{}{}, workers: newWorkerPool()}
-	s.local.now = func() int64 { return time.Now().UnixNano() }
-	s.local.refresh(0)
+	s.relay.allowLoopback = opts.UnsafeLoopbackApps
+	s.relay.now = func() int64 { return time.Now().UnixNano() }
+	s.relay.refresh(0)
+	for _, p := range opts.ProxyPorts {
+		s.relay.addOwnPort(p)
+	}
 	if cfg == nil {
 		cfg = &config.Config{}
 		cfg.ApplyDefaults()
@@ -234,19 +249,45 @@ func requiresClientCert(cfg *config.Config) bool {
 
 func (s *Server) state() *state { return s.st.Load() }
 
+// maxConns is the configured connection limit of a direction's listeners.
+func (s *Server) maxConns(dir metrics.Direction) int {
+	c := s.state().ix.Config
+	n := c.Outbound.MaxConnections
+	def := config.DefaultMaxOutboundConnections
+	if dir == metrics.Inbound {
+		n, def = c.Inbound.MaxConnections, config.DefaultMaxInboundConnections
+	}
+	if n <= 0 {
+		return def
+	}
+	return n
+}
+
+// tcpIdleTimeout is how long an opaque TCP relay may move no byte before it is
+// closed (config.Config.TCPIdleTimeout).
+func (s *Server) tcpIdleTimeout() time.Duration {
+	if d := s.state().ix.Config.TCPIdleTimeout.Duration; d > 0 {
+		return d
+	}
+	return config.DefaultTCPIdleTimeout
+}
+
 // ServeOutbound accepts connections redirected from the app's outbound traffic until
 // the listener is closed. It returns nil after Shutdown.
 func (s *Server) ServeOutbound(ln net.Listener) error {
-	return s.serve(ln, s.handleOutbound)
+	return s.serve(ln, metrics.Outbound, s.handleOutbound)
 }
 
 // ServeInbound accepts connections redirected to the app and mTLS connections from
 // peer proxies until the listener is closed. It returns nil after Shutdown.
 func (s *Server) ServeInbound(ln net.Listener) error {
-	return s.serve(ln, s.handleInbound)
+	return s.serve(ln, metrics.Inbound, s.handleInbound)
 }
 
-func (s *Server) serve(ln net.Listener, handle func(*net.TCPConn)) error {
+// serve accepts on ln and hands each connection to handle with the function that
+// frees its place under the direction's connection limit (called when the
+// connection's countedConn closes).
+func (s *Server) serve(ln net.Listener, dir metrics.Direction, handle func(*net.TCPConn, func())) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -255,6 +296,9 @@ func (s *Server) serve(ln net.Listener, handle func(*net.TCPConn)) error {
 	}
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
+	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
+		s.relay.addOwnPort(uint16(ta.Port))
+	}
 	var delay time.Duration
 	for {
 		c, err := ln.Accept()
@@ -281,7 +325,17 @@ func (s *Server) serve(ln net.Listener, handle func(*net.TCPConn)) error {
 			c.Close()
 			continue
 		}
-		go handle(tc)
+		if limit := s.maxConns(dir); s.active[dir].Add(1) > int64(limit) {
+			// Closed before any goroutine or buffer is spent on it, and with a
+			// reset (linger 0) so a flood leaves no TIME_WAIT behind either.
+			s.active[dir].Add(-1)
+			tc.SetLinger(0)
+			tc.Close()
+			s.opts.Metrics.ConnLimitRefused[dir].Add(1)
+			s.log.V(1).Info("Connection limit reached, closing a new connection", "direction", dir.String(), "limit", limit)
+			continue
+		}
+		go handle(tc, func() { s.active[dir].Add(-1) })
 	}
 }
 

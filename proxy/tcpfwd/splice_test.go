@@ -83,8 +83,15 @@ func ioCounters(t *testing.T) (rchar, wchar int64) {
 }
 
 // TestPipeIsZeroCopy forwards 32 MiB each way between two child processes and checks
-// that the bytes did not pass through this process's read/write buffers.
+// that the bytes did not pass through this process's read/write buffers, with and
+// without an idle timeout (which reads in chunks under a deadline).
 func TestPipeIsZeroCopy(t *testing.T) {
+	for _, idle := range []time.Duration{0, time.Hour} {
+		t.Run(fmt.Sprintf("idle %s", idle), func(t *testing.T) { testPipeIsZeroCopy(t, idle) })
+	}
+}
+
+func testPipeIsZeroCopy(t *testing.T, idle time.Duration) {
 	lnClient, _ := net.Listen("tcp", "127.0.0.1:0")
 	lnBackend, _ := net.Listen("tcp", "127.0.0.1:0")
 	defer lnClient.Close()
@@ -108,7 +115,7 @@ func TestPipeIsZeroCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	r0, w0 := ioCounters(t)
-	res := Pipe(a, b, nil, nil)
+	res := PipeIdle(a, b, nil, nil, idle)
 	r1, w1 := ioCounters(t)
 	if res.Err != nil || res.AToB != spliceBytes || res.BToA != spliceBytes {
 		t.Fatalf("pipe: %+v", res)

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +36,28 @@ type Result struct {
 // plaintext forwarding; bytes read during protocol detection are written with
 // prefixA/prefixB first (towards b and a respectively).
 func Pipe(a, b net.Conn, prefixA, prefixB []byte) Result {
+	return PipeIdle(a, b, prefixA, prefixB, 0)
+}
+
+// ErrIdle is Result.Err when PipeIdle closed a connection that moved no byte for its
+// idle timeout.
+var ErrIdle = errors.New("idle timeout: no traffic in either direction")
+
+// idleChunk is how much one direction moves between two checks of its idle
+// deadline: the splice loop returns to Go after at most this many bytes, and a
+// direction's read deadline is pushed back then. At 1 MiB the extra system call is
+// amortised over a megabyte, not paid per segment.
+const idleChunk = 1 << 20
+
+// PipeIdle is Pipe that also closes both connections once no byte has moved in
+// either direction for idle (0: never). Each direction reads with a deadline of half
+// the timeout and notes the time whenever it moved bytes; a direction whose read
+// times out closes both only when neither moved anything for the whole timeout, so
+// a one-way stream (a download while the client is silent) is never idle. A
+// direction blocked writing to a peer that stopped reading moves nothing either, so
+// a stalled connection is closed too. Closing happens between idle and 1.5 x idle
+// after the last byte (2 x when the last bytes came early in a check's window).
+func PipeIdle(a, b net.Conn, prefixA, prefixB []byte, idle time.Duration) Result {
 	var (
 		res  Result
 		once sync.Once
@@ -45,6 +70,8 @@ func Pipe(a, b net.Conn, prefixA, prefixB []byte) Result {
 			b.Close()
 		})
 	}
+	var last atomic.Int64 // unix nanoseconds of the last progress in either direction
+	last.Store(time.Now().UnixNano())
 	copyDir := func(dst, src net.Conn, prefix []byte, n *int64) {
 		defer wg.Done()
 		if len(prefix) > 0 {
@@ -55,8 +82,14 @@ func Pipe(a, b net.Conn, prefixA, prefixB []byte) Result {
 				return
 			}
 		}
-		m, err := io.Copy(dst, src)
-		*n += m
+		var err error
+		if idle <= 0 {
+			var m int64
+			m, err = io.Copy(dst, src)
+			*n += m
+		} else {
+			err = copyIdle(dst, src, n, idle, &last)
+		}
 		if err != nil {
 			fail(err)
 			return
@@ -77,6 +110,38 @@ func Pipe(a, b net.Conn, prefixA, prefixB []byte) Result {
 		res.Err = nil
 	}
 	return res
+}
+
+// copyIdle copies src to dst in chunks of at most idleChunk bytes, each read with a
+// deadline of idle/2, until src ends (nil), an error, or both directions were idle
+// for idle (ErrIdle). Limiting src with an io.LimitedReader keeps splice(2): the
+// standard library's TCPConn.ReadFrom unwraps it.
+func copyIdle(dst, src net.Conn, n *int64, idle time.Duration, last *atomic.Int64) error {
+	lr := &io.LimitedReader{R: src}
+	for {
+		if err := src.SetReadDeadline(time.Now().Add(idle / 2)); err != nil {
+			return err
+		}
+		lr.N = idleChunk
+		m, err := io.Copy(dst, lr)
+		*n += m
+		now := time.Now().UnixNano()
+		if m > 0 {
+			last.Store(now)
+		}
+		switch {
+		case err == nil && lr.N > 0:
+			return nil // src ended before the chunk did: EOF
+		case err == nil:
+			continue // a full chunk
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if now-last.Load() >= int64(idle) {
+				return ErrIdle
+			}
+		default:
+			return err
+		}
+	}
 }
 
 // Errno names the system error in err ("ECONNRESET"), or "" when there is none, for

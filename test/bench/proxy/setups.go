@@ -232,6 +232,8 @@ destinations:
 			"--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
 			"--outbound-port", fmt.Sprint(side.outbound), "--inbound-port", fmt.Sprint(side.inbound),
 			"--admin-port", fmt.Sprint(side.admin), "--log-level", "error",
+			// The benchmark's server listens on 127.0.0.1 (serverAddr).
+			"--unsafe-loopback-apps",
 		}, side.id.Args()...)
 		env := os.Environ()
 		if profileDir != "" {
