@@ -91,8 +91,9 @@ func (c framingCase) want() int {
 // checkFraming writes req and the smuggled request on c in one write and checks what
 // the client and the backend saw: at most one response (status, when not 0), then the
 // connection closed; the backend never got the smuggled request, nor /first whole
-// when its framing was broken.
-func checkFraming(t *testing.T, c net.Conn, rec *recorder, req, smuggled string, status int, firstMayPass bool) {
+// when its framing was broken, nor anything when refusedHead (the header alone was
+// refused).
+func checkFraming(t *testing.T, c net.Conn, rec *recorder, req, smuggled string, status int, firstMayPass, refusedHead bool) {
 	t.Helper()
 	rec.reset()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
@@ -119,7 +120,11 @@ func checkFraming(t *testing.T, c net.Conn, rec *recorder, req, smuggled string,
 	}
 	// Give a forwarded request time to arrive before looking.
 	time.Sleep(200 * time.Millisecond)
-	for _, s := range rec.requests() {
+	seen := rec.requests()
+	if refusedHead && len(seen) != 0 {
+		t.Errorf("a request refused by its header reached the backend: %+v", seen)
+	}
+	for _, s := range seen {
 		if s.path == "/smuggled" {
 			t.Errorf("the backend received the smuggled request")
 		}
@@ -153,10 +158,10 @@ func TestFramingErrorsEndOutboundConnection(t *testing.T) {
 	meshed := framingPair(t, rec)
 	for _, tc := range framingCases {
 		t.Run(tc.name+"/unmeshed", func(t *testing.T) {
-			checkFraming(t, dialT(t, plain), rec, tc.req, smuggled, tc.want(), false)
+			checkFraming(t, dialT(t, plain), rec, tc.req, smuggled, tc.want(), false, tc.ambiguousHead)
 		})
 		t.Run(tc.name+"/meshed", func(t *testing.T) {
-			checkFraming(t, dialT(t, meshed), rec, tc.req, smuggled, tc.want(), false)
+			checkFraming(t, dialT(t, meshed), rec, tc.req, smuggled, tc.want(), false, tc.ambiguousHead)
 		})
 	}
 	// A first chunked request hands the connection to net/http; the ambiguous one
@@ -175,7 +180,7 @@ func TestFramingErrorsEndOutboundConnection(t *testing.T) {
 				t.Fatalf("valid chunked request: %v %v", resp, err)
 			}
 			io.ReadAll(resp.Body)
-			checkFraming(t, &bufConn{Conn: c, r: br}, rec, tc.req, smuggled, 0, true)
+			checkFraming(t, &bufConn{Conn: c, r: br}, rec, tc.req, smuggled, 0, true, false)
 		})
 	}
 }
@@ -199,7 +204,7 @@ func TestFramingErrorsEndInboundConnection(t *testing.T) {
 	client := newStore(t, ca.IssueValid(t, spiffe("a", clientSA)), ca)
 	for _, tc := range framingCases {
 		t.Run(tc.name+"/plaintext", func(t *testing.T) {
-			checkFraming(t, dialT(t, plain), rec, tc.req, smuggled, tc.want(), false)
+			checkFraming(t, dialT(t, plain), rec, tc.req, smuggled, tc.want(), false, tc.ambiguousHead)
 		})
 		t.Run(tc.name+"/weft.h1", func(t *testing.T) {
 			tc2 := tls.Client(dialT(t, p.inbound), client.ClientConfig(spiffe("b", serverSA), identity.ALPNHTTP1))
@@ -214,7 +219,7 @@ func TestFramingErrorsEndInboundConnection(t *testing.T) {
 			if tc.ambiguousHead {
 				want = 0
 			}
-			checkFraming(t, tc2, rec, req, sm, want, tc.ambiguousHead)
+			checkFraming(t, tc2, rec, req, sm, want, tc.ambiguousHead, false)
 		})
 	}
 }

@@ -82,8 +82,9 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, rt *route, e
 		return
 	}
 	if b := bodyOf(r); b != nil && b.state.Load() != bodyEOF {
-		// The client's body failed (malformed framing, or cut): the request is the
-		// client's fault, and the connection cannot carry another one.
+		// The client's body did not end cleanly: the connection cannot carry
+		// another request. When it failed (malformed framing, or cut short), the
+		// request is the client's fault: 400.
 		w.Header()["Connection"] = []string{"close"}
 		if berr := b.failed(); berr != nil {
 			s.log.V(1).Info("Request body failed", "authority", r.Host, "error", berr.Error())
