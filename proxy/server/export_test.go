@@ -10,6 +10,9 @@ func SetH2WriteTimeout(d time.Duration) (restore func()) {
 	return func() { h2WriteTimeout = old }
 }
 
+// AppAddress is an address of this host for apps behind the inbound proxy.
+var AppAddress = hostAppAddr
+
 // Weft.h2 limits the tests check against.
 const (
 	H2StreamWindow  = h2StreamWindow

@@ -19,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/internal/testpki"
+	"github.com/weftmesh/weft/proxy/server"
 )
 
 // procKB reads a "Name:  123 kB" line of /proc/<pid>/status.
@@ -38,19 +39,6 @@ func procKB(t testing.TB, pid int, name string) int {
 	}
 	t.Fatalf("no %s in /proc/%d/status", name, pid)
 	return 0
-}
-
-// appAddress is an address of this host for the app behind the proxy: one that is
-// not loopback when the host has one (the inbound proxy forwards only to the pod's
-// own application addresses), else 127.0.0.1.
-func appAddress() string {
-	addrs, _ := net.InterfaceAddrs()
-	for _, a := range addrs {
-		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
-			return ipn.IP.String()
-		}
-	}
-	return "127.0.0.1"
 }
 
 // The "must show": a peer that ignores flow control sends 256 MiB on one
@@ -103,7 +91,7 @@ func TestWeftH2FloodRealProxy(t *testing.T) {
 	}
 
 	// The slow app: accepts, reads nothing.
-	appLn, err := net.Listen("tcp", net.JoinHostPort(appAddress(), "0"))
+	appLn, err := net.Listen("tcp", net.JoinHostPort(server.AppAddress(), "0"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -270,9 +270,22 @@ func fuzzHeap() uint64 {
 	return ms.HeapInuse
 }
 
+// hostAppAddr is an address of this host for an app behind the inbound proxy, which
+// forwards only to the pod's own application addresses: one that is not loopback
+// when the host has one, else 127.0.0.1.
+func hostAppAddr() string {
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.To4() != nil && ipn.IP.IsGlobalUnicast() {
+			return ipn.IP.String()
+		}
+	}
+	return "127.0.0.1"
+}
+
 // fuzzApp is the app behind the fuzzed server: it reads what comes and answers.
 func fuzzApp(f *testing.F) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(hostAppAddr(), "0"))
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -184,6 +184,17 @@ func (c *h2Conn) streamError(id uint32, code http2.ErrCode, err error) {
 	}
 }
 
+// forgetReset takes id off the streams this end reset recently.
+func (c *h2Conn) forgetReset(id uint32) {
+	c.mu.Lock()
+	for i, r := range c.resetIDs {
+		if r == id {
+			c.resetIDs[i] = 0
+		}
+	}
+	c.mu.Unlock()
+}
+
 // idleOrClosed says, for a stream id not open on this connection, whether it is
 // idle (never opened: frames other than HEADERS and PRIORITY on it are a connection
 // error, RFC 9113 §5.1) and whether this end reset it recently.
@@ -224,8 +235,12 @@ func (c *h2Conn) handle(f http2.Frame) error {
 		if st := c.stream(f.StreamID); st != nil {
 			st.peerReset = true
 			st.abort(errStreamReset)
-		} else if idle, _ := c.idleOrClosed(f.StreamID); idle {
+		} else if idle, recent := c.idleOrClosed(f.StreamID); idle {
 			return fmt.Errorf("RST_STREAM on idle stream %d", f.StreamID)
+		} else if recent {
+			// Both ends reset it: the peer has nothing more in flight on it,
+			// and what still comes is an error (RFC 9113 §5.1, "closed").
+			c.forgetReset(f.StreamID)
 		}
 	case *http2.PriorityFrame:
 		if f.StreamDep == f.StreamID {
@@ -642,19 +657,26 @@ func (st *h2Stream) run(r *http.Request) {
 	c := st.c
 	defer func() {
 		v := recover()
+		// A stream reset already (by either end) gets no second reset: the
+		// peer treats frames after its own reset as errors (RFC 9113 §5.1).
+		c.wmu.Lock()
+		reset := st.reset
+		c.wmu.Unlock()
 		if v != nil {
 			if v != http.ErrAbortHandler {
 				c.s.log.Error(fmt.Errorf("%v", v), "Handler panicked", "client", c.info.peerID)
 			}
 			// The response is incomplete: the peer must not take it as whole.
-			c.resetStream(st.id, http2.ErrCodeInternal)
+			if !reset {
+				c.resetStream(st.id, http2.ErrCodeInternal)
+			}
 		} else {
 			st.finish()
 		}
 		if st.body != nil && !st.body.ended() {
 			// The request body is not needed any more (RFC 9113 §8.1).
 			st.body.discard()
-			if v == nil {
+			if v == nil && !reset {
 				c.resetStream(st.id, http2.ErrCodeNo)
 			}
 		}

@@ -242,7 +242,7 @@ func TestWeftH2WriteDeadline(t *testing.T) {
 	defer server.SetH2WriteTimeout(500 * time.Millisecond)()
 	m := newMeshH2(t)
 	ended := make(chan error, 1)
-	app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := serveApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		buf := make([]byte, 64<<10)
 		for range 1024 { // 64 MiB
 			if _, err := w.Write(buf); err != nil {

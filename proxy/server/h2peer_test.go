@@ -15,6 +15,7 @@ import (
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/internal/testpki"
+	"github.com/weftmesh/weft/proxy/server"
 )
 
 // meshH2 is a Weft proxy's weft.h2 server with nothing in front of it, for peers
@@ -51,7 +52,7 @@ func (m *meshH2) dial(t testing.TB) *tls.Conn {
 // and an HTTP/2 connection's first 64 KiB window (weft-proto: h2) take.
 func stalledApp(t testing.TB) string {
 	t.Helper()
-	ln := listen(t)
+	ln := listenApp(t)
 	var mu sync.Mutex
 	var conns []net.Conn
 	go func() {
@@ -242,7 +243,7 @@ type appRecorder struct {
 
 func newAppRecorder(t testing.TB) *appRecorder {
 	a := &appRecorder{got: make(chan string, 16)}
-	a.addr = serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a.addr = serveApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var buf bytes.Buffer
 		if _, err := buf.ReadFrom(r.Body); err != nil {
 			return
@@ -251,4 +252,28 @@ func newAppRecorder(t testing.TB) *appRecorder {
 		w.Write([]byte("ok"))
 	}))
 	return a
+}
+
+// listenApp listens for an app behind the inbound proxy, on an address the proxy
+// counts as the pod's own (server.AppAddress), not loopback when the host has another.
+func listenApp(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(server.AppAddress(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// serveApp is serveHTTP on listenApp's address.
+func serveApp(t testing.TB, h http.Handler) string {
+	t.Helper()
+	ln := listenApp(t)
+	var protos http.Protocols
+	protos.SetHTTP1(true)
+	protos.SetUnencryptedHTTP2(true)
+	hs := &http.Server{Handler: h, Protocols: &protos}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return ln.Addr().String()
 }

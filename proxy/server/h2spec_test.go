@@ -65,7 +65,7 @@ func TestH2spec(t *testing.T) {
 	if testing.Short() {
 		t.Skip("h2spec takes about a minute")
 	}
-	app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := serveApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write(bytes.Repeat([]byte("h2spec "), 16<<10/7))
 		w.(http.Flusher).Flush()

@@ -22,7 +22,7 @@ func TestWeftH2ServerWithXNetTransport(t *testing.T) {
 	m := newMeshH2(t)
 	cancelled := make(chan struct{}, 1)
 	release := make(chan struct{})
-	app := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := serveApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/echo":
 			w.Header().Set("Trailer", "X-Resp-Trailer")
