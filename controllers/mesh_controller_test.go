@@ -293,11 +293,13 @@ func TestMeshIdentity(t *testing.T) {
 			{"extra URI SAN", wantID, goodToken, makeCSR(t, csrOptions{uris: []string{wantID, otherID}}), codes.InvalidArgument, identity.ReasonExtraSANs, "URI:" + otherID},
 			{"CA bit", wantID, goodToken, makeCSR(t, csrOptions{uris: []string{wantID}, isCA: true}), codes.InvalidArgument, identity.ReasonCARequested, "CA certificate"},
 			{"RSA key", wantID, goodToken, makeCSR(t, csrOptions{uris: []string{wantID}, key: rsaKey}), codes.InvalidArgument, identity.ReasonUnsupportedKey, "ECDSA P-256 or Ed25519"},
-			{"token for another audience", wantID, m.token(t, ctx, appNS, appSA, "vault"), makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"expired token", wantID, expired, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"forged token", wantID, forged, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"token of a deleted ServiceAccount", identity.SPIFFEID(meshTD, appNS, "gone"), goneToken, makeCSR(t, csrOptions{uris: []string{identity.SPIFFEID(meshTD, appNS, "gone")}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"garbage token", wantID, "abc", makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
+			// Token refusals tell the caller only "token rejected"; the reason is in the
+			// metric label and the log.
+			{"token for another audience", wantID, m.token(t, ctx, appNS, appSA, "vault"), makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenAudience, "token rejected"},
+			{"expired token", wantID, expired, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenExpired, "token rejected"},
+			{"forged token", wantID, forged, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "token rejected"},
+			{"token of a deleted ServiceAccount", identity.SPIFFEID(meshTD, appNS, "gone"), goneToken, makeCSR(t, csrOptions{uris: []string{identity.SPIFFEID(meshTD, appNS, "gone")}}), codes.Unauthenticated, identity.ReasonTokenRejected, "token rejected"},
+			{"garbage token", wantID, "abc", makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenMalformed, "token rejected"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
