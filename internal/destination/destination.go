@@ -77,6 +77,11 @@ const (
 	DefaultCoalesce = 5 * time.Millisecond
 	// DefaultShutdownGrace bounds how long shutdown waits for streams to end.
 	DefaultShutdownGrace = 5 * time.Second
+	// DefaultMaxStreamsPerIdentity, DefaultMaxTargetsPerIdentity and
+	// DefaultMaxConcurrentStreams are the limits of ServerOptions.
+	DefaultMaxStreamsPerIdentity = 10000
+	DefaultMaxTargetsPerIdentity = 1000
+	DefaultMaxConcurrentStreams  = 1000
 )
 
 // Options configure the destination service in weft-controller.
