@@ -91,8 +91,14 @@ type IdentitySpec struct {
 	TrustAnchor CertificateLifetime `json:"trustAnchor,omitzero"`
 
 	// issuer is the intermediate CA that signs workload certificates. Default: duration
-	// 48h, renewBefore 25h, so a renewed issuer always outlives the leaves it signed.
-	// +kubebuilder:default={duration: "48h", renewBefore: "25h"}
+	// 720h (30 days), renewBefore 480h (20 days). The identity service refuses to sign
+	// with an issuer that has less than one workload lifetime left, so renewBefore minus
+	// the workload duration is how long cert-manager may be down before new workloads
+	// get no certificate: 19 days with the defaults (the IssuerReady condition turns
+	// False with reason RenewalOverdue an hour after the renewal was due). The anchor's
+	// renewBefore (60 days) exceeds this duration, so a renewed issuer is never cut
+	// short by its anchor.
+	// +kubebuilder:default={duration: "720h", renewBefore: "480h"}
 	// +optional
 	Issuer CertificateLifetime `json:"issuer,omitzero"`
 
