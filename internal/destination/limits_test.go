@@ -85,8 +85,8 @@ func TestClientLimits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Enough connections that the streams one identity may hold fit under each
-	// connection's MaxConcurrentStreams (a client past it would wait, not fail).
+	// Many connections, as from many proxies of one ServiceAccount: the limits are per
+	// identity, not per connection.
 	const conns = 24
 	var clients []apigrpc.DestinationClient
 	for range conns {

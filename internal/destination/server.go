@@ -46,9 +46,9 @@ type ServerOptions struct {
 	// Log receives one line per refused subscription and per failed compilation.
 	Log logr.Logger
 	// MaxStreamsPerIdentity bounds the open Get streams of one client identity (a
-	// ServiceAccount, so all the replicas of a workload together). A proxy holds one
-	// stream per destination it is talking to and closes it after a minute idle.
-	// Default 10000.
+	// ServiceAccount, so all the replicas of a workload together: 100 replicas each
+	// talking to 100 destinations fit). A proxy holds one stream per destination it
+	// is talking to and closes it after a minute idle. Default 10000.
 	MaxStreamsPerIdentity int
 	// MaxTargetsPerIdentity bounds the distinct destinations one client identity
 	// subscribes to at once: each is state the server compiles and keeps. Targets
@@ -56,7 +56,8 @@ type ServerOptions struct {
 	MaxTargetsPerIdentity int
 	// MaxConcurrentStreams bounds the streams on one connection (HTTP/2
 	// SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113 section 6.5.2): a client past it waits
-	// for a stream to end. Default 1000.
+	// for a stream to end. Default 10000, the most subscriptions a proxy opens (all on
+	// one connection).
 	MaxConcurrentStreams uint32
 }
 
