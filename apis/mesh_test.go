@@ -71,6 +71,8 @@ metadata:
 			wantErr: []string{"spec.identity", "trustAnchor.duration must be longer than issuer.duration"}},
 		{name: "issuer not longer than workload", yaml: mesh("  identity:\n    workload: {duration: 720h}\n"),
 			wantErr: []string{"spec.identity", "issuer.duration must be longer than workload.duration"}},
+		{name: "issuer renewBefore not longer than workload", yaml: mesh("  identity:\n    issuer: {duration: 720h, renewBefore: 24h}\n"),
+			wantErr: []string{"spec.identity", "issuer.renewBefore must be longer than workload.duration"}},
 		{name: "renewBefore not shorter than duration", yaml: mesh("  identity:\n    issuer: {duration: 48h, renewBefore: 48h}\n"),
 			wantErr: []string{"spec.identity.issuer", "renewBefore must be shorter than duration"}},
 		{name: "CA duration under an hour", yaml: mesh("  identity:\n    issuer: {duration: 30m, renewBefore: 10m}\n    workload: {duration: 15m}\n"),

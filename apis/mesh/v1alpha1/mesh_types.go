@@ -82,6 +82,7 @@ type MeshSpec struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.trustAnchor) || !has(self.issuer) || duration(self.trustAnchor.duration) > duration(self.issuer.duration)",message="trustAnchor.duration must be longer than issuer.duration"
 // +kubebuilder:validation:XValidation:rule="!has(self.issuer) || !has(self.workload) || !has(self.workload.duration) || duration(self.issuer.duration) > duration(self.workload.duration)",message="issuer.duration must be longer than workload.duration, or leaves would outlive their issuer"
+// +kubebuilder:validation:XValidation:rule="!has(self.issuer) || !has(self.workload) || !has(self.workload.duration) || duration(self.issuer.renewBefore) > duration(self.workload.duration)",message="issuer.renewBefore must be longer than workload.duration: the identity service stops signing when the issuer has less than one workload lifetime left, so a shorter renewBefore would stop it before every renewal"
 type IdentitySpec struct {
 	// trustAnchor is the root of trust. Default: duration 8760h (one year), renewBefore
 	// 1440h (60 days). Ignored for issuance when externalIssuerRef is set, but still used
