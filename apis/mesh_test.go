@@ -69,8 +69,10 @@ metadata:
 			wantErr: []string{"spec.trustDomain", "253"}},
 		{name: "anchor not longer than issuer", yaml: mesh("  identity:\n    trustAnchor: {duration: 48h, renewBefore: 24h}\n"),
 			wantErr: []string{"spec.identity", "trustAnchor.duration must be longer than issuer.duration"}},
-		{name: "issuer not longer than workload", yaml: mesh("  identity:\n    workload: {duration: 48h}\n"),
+		{name: "issuer not longer than workload", yaml: mesh("  identity:\n    workload: {duration: 720h}\n"),
 			wantErr: []string{"spec.identity", "issuer.duration must be longer than workload.duration"}},
+		{name: "issuer renewBefore not longer than workload", yaml: mesh("  identity:\n    issuer: {duration: 720h, renewBefore: 24h}\n"),
+			wantErr: []string{"spec.identity", "issuer.renewBefore must be longer than workload.duration"}},
 		{name: "renewBefore not shorter than duration", yaml: mesh("  identity:\n    issuer: {duration: 48h, renewBefore: 48h}\n"),
 			wantErr: []string{"spec.identity.issuer", "renewBefore must be shorter than duration"}},
 		{name: "CA duration under an hour", yaml: mesh("  identity:\n    issuer: {duration: 30m, renewBefore: 10m}\n    workload: {duration: 15m}\n"),
@@ -126,8 +128,8 @@ func TestMeshDefaults(t *testing.T) {
 		"spec.trustDomain":                      "cluster.local",
 		"spec.identity.trustAnchor.duration":    "8760h",
 		"spec.identity.trustAnchor.renewBefore": "1440h",
-		"spec.identity.issuer.duration":         "48h",
-		"spec.identity.issuer.renewBefore":      "25h",
+		"spec.identity.issuer.duration":         "720h",
+		"spec.identity.issuer.renewBefore":      "480h",
 		"spec.identity.workload.duration":       "24h",
 		"spec.identity.workload.renewAtPercent": int64(70),
 		"spec.proxy.image":                      "weft-proxy:dev",
@@ -175,8 +177,8 @@ func TestMeshFromGoClient(t *testing.T) {
 	if err := k8sClient.Create(context.Background(), m, client.DryRunAll); err != nil {
 		t.Fatalf("want an empty Mesh accepted, got: %v", err)
 	}
-	if got := m.Spec.Identity.Issuer.Duration.Duration; got != 48*time.Hour {
-		t.Errorf("want the issuer duration defaulted to 48h, got %s", got)
+	if got := m.Spec.Identity.Issuer.Duration.Duration; got != 720*time.Hour {
+		t.Errorf("want the issuer duration defaulted to 720h, got %s", got)
 	}
 	if got := m.Spec.Proxy.Resources.Requests.Memory().String(); got != "20Mi" {
 		t.Errorf("want the proxy memory request defaulted to 20Mi, got %s", got)

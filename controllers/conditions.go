@@ -23,6 +23,24 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 )
 
+// Reasons of the Mesh's TrustAnchorReady and IssuerReady conditions when cert-manager
+// did not keep a certificate renewed; each message says what to check.
+const (
+	// ReasonRenewalOverdue: cert-manager's renewal time of the certificate passed more
+	// than a grace ago (an hour at most) and it was not renewed.
+	ReasonRenewalOverdue = "RenewalOverdue"
+	// ReasonTooCloseToExpiry: the identity issuer has less than one workload
+	// certificate lifetime left, so the identity service refuses to sign.
+	ReasonTooCloseToExpiry = "TooCloseToExpiry"
+	// ReasonExpired: the certificate expired.
+	ReasonExpired = "Expired"
+	// ReasonNotYetValid: the certificate's notBefore is in the future (clocks).
+	ReasonNotYetValid = "NotYetValid"
+	// ReasonSigningStopped (IdentityReady): the identity service refuses to sign with
+	// the current issuer.
+	ReasonSigningStopped = "SigningStopped"
+)
+
 // conditions collects the conditions of one reconcile, each stamped with the generation
 // the reconcile observed, so that Flux and Argo CD can tell stale status from fresh.
 type conditions struct {

@@ -52,8 +52,10 @@ const (
 	ReasonIssuerRotated          = "IssuerRotated"
 	ReasonIssuerRenewalTriggered = "IssuerRenewalTriggered"
 	ReasonTrustBundleUpdated     = "TrustBundleUpdated"
-	ReasonCertificateExpiring    = "CertificateExpiring"
-	ReasonCleanedUp              = "CleanedUp"
+	// ReasonCertificateRenewalOverdue (Warning): the anchor or issuer was not renewed
+	// by cert-manager in time, or expired, or is not valid yet.
+	ReasonCertificateRenewalOverdue = "CertificateRenewalOverdue"
+	ReasonCleanedUp                 = "CleanedUp"
 )
 
 // resync bounds how long the reconciler goes without looking, so expiry warnings and

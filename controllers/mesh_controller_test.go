@@ -123,12 +123,12 @@ func TestMeshIdentity(t *testing.T) {
 		if mesh.Status.TrustAnchor == nil || mesh.Status.TrustAnchor.NotAfter == nil || mesh.Status.Issuer == nil || mesh.Status.Issuer.NotAfter == nil {
 			t.Fatalf("status lacks notAfter: trustAnchor=%+v issuer=%+v", mesh.Status.TrustAnchor, mesh.Status.Issuer)
 		}
-		// Defaults: anchor about a year, issuer 48h.
+		// Defaults: anchor about a year, issuer 30 days.
 		if d := time.Until(mesh.Status.TrustAnchor.NotAfter.Time); d < 8759*time.Hour || d > 8761*time.Hour {
 			t.Errorf("anchor lives %v, want 8760h", d)
 		}
-		if d := time.Until(mesh.Status.Issuer.NotAfter.Time); d < 47*time.Hour || d > 49*time.Hour {
-			t.Errorf("issuer lives %v, want 48h", d)
+		if d := time.Until(mesh.Status.Issuer.NotAfter.Time); d < 719*time.Hour || d > 721*time.Hour {
+			t.Errorf("issuer lives %v, want 720h", d)
 		}
 
 		// The chain objects exist, owned by the Mesh, with the contracted names.
@@ -136,7 +136,7 @@ func TestMeshIdentity(t *testing.T) {
 		if err := c.Get(ctx, types.NamespacedName{Namespace: controlPlaneNS, Name: controllers.IdentityIssuerName}, crt); err != nil {
 			t.Fatal(err)
 		}
-		if !crt.Spec.IsCA || crt.Spec.RenewBefore.Duration != 25*time.Hour || crt.Spec.PrivateKey.RotationPolicy != cmv1.RotationPolicyAlways ||
+		if !crt.Spec.IsCA || crt.Spec.RenewBefore.Duration != 480*time.Hour || crt.Spec.PrivateKey.RotationPolicy != cmv1.RotationPolicyAlways ||
 			crt.Spec.PrivateKey.Algorithm != cmv1.ECDSAKeyAlgorithm || crt.Spec.PrivateKey.Size != 256 {
 			t.Errorf("identity issuer Certificate spec = %+v", crt.Spec)
 		}
@@ -293,11 +293,13 @@ func TestMeshIdentity(t *testing.T) {
 			{"extra URI SAN", wantID, goodToken, makeCSR(t, csrOptions{uris: []string{wantID, otherID}}), codes.InvalidArgument, identity.ReasonExtraSANs, "URI:" + otherID},
 			{"CA bit", wantID, goodToken, makeCSR(t, csrOptions{uris: []string{wantID}, isCA: true}), codes.InvalidArgument, identity.ReasonCARequested, "CA certificate"},
 			{"RSA key", wantID, goodToken, makeCSR(t, csrOptions{uris: []string{wantID}, key: rsaKey}), codes.InvalidArgument, identity.ReasonUnsupportedKey, "ECDSA P-256 or Ed25519"},
-			{"token for another audience", wantID, m.token(t, ctx, appNS, appSA, "vault"), makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"expired token", wantID, expired, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"forged token", wantID, forged, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"token of a deleted ServiceAccount", identity.SPIFFEID(meshTD, appNS, "gone"), goneToken, makeCSR(t, csrOptions{uris: []string{identity.SPIFFEID(meshTD, appNS, "gone")}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
-			{"garbage token", wantID, "abc", makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "refused by the API server"},
+			// Token refusals tell the caller only "token rejected"; the reason is in the
+			// metric label and the log.
+			{"token for another audience", wantID, m.token(t, ctx, appNS, appSA, "vault"), makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenAudience, "token rejected"},
+			{"expired token", wantID, expired, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenExpired, "token rejected"},
+			{"forged token", wantID, forged, makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenRejected, "token rejected"},
+			{"token of a deleted ServiceAccount", identity.SPIFFEID(meshTD, appNS, "gone"), goneToken, makeCSR(t, csrOptions{uris: []string{identity.SPIFFEID(meshTD, appNS, "gone")}}), codes.Unauthenticated, identity.ReasonTokenRejected, "token rejected"},
+			{"garbage token", wantID, "abc", makeCSR(t, csrOptions{uris: []string{wantID}}), codes.Unauthenticated, identity.ReasonTokenMalformed, "token rejected"},
 		}
 		for _, tc := range cases {
 			t.Run(tc.name, func(t *testing.T) {
@@ -555,7 +557,7 @@ func TestMeshIdentity(t *testing.T) {
 	t.Run("a spec change updates the chain and observedGeneration", func(t *testing.T) {
 		mesh := getMesh(t, c)
 		patch := client.MergeFrom(mesh.DeepCopy())
-		mesh.Spec.Identity.Issuer.Duration = metav1.Duration{Duration: 72 * time.Hour}
+		mesh.Spec.Identity.Issuer.Duration = metav1.Duration{Duration: 960 * time.Hour}
 		if err := c.Patch(ctx, mesh, patch); err != nil {
 			t.Fatal(err)
 		}
@@ -564,13 +566,13 @@ func TestMeshIdentity(t *testing.T) {
 			if err := c.Get(ctx, types.NamespacedName{Namespace: controlPlaneNS, Name: controllers.IdentityIssuerName}, crt); err != nil {
 				return err
 			}
-			if crt.Spec.Duration == nil || crt.Spec.Duration.Duration != 72*time.Hour {
-				return fmt.Errorf("identity issuer duration = %v, want 72h", crt.Spec.Duration)
+			if crt.Spec.Duration == nil || crt.Spec.Duration.Duration != 960*time.Hour {
+				return fmt.Errorf("identity issuer duration = %v, want 960h", crt.Spec.Duration)
 			}
 			// cert-manager re-issues the issuer to match the new spec.
 			iss := issuerCert(t, c)
-			if life := iss.NotAfter.Sub(iss.NotBefore); life != 72*time.Hour {
-				return fmt.Errorf("the issued identity issuer lives %v, want 72h", life)
+			if life := iss.NotAfter.Sub(iss.NotBefore); life != 960*time.Hour {
+				return fmt.Errorf("the issued identity issuer lives %v, want 960h", life)
 			}
 			got := getMesh(t, c)
 			if got.Status.ObservedGeneration != got.Generation || !conditionIs(got.Status.Conditions, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReady, got.Generation) {
@@ -580,29 +582,39 @@ func TestMeshIdentity(t *testing.T) {
 		})
 	})
 
-	t.Run("a certificate within 20% of its life without renewal raises a Warning", func(t *testing.T) {
+	t.Run("an issuer renewal overdue by more than the grace turns IssuerReady and Ready False", func(t *testing.T) {
 		mesh := getMesh(t, c)
+		// Move the reconciler's clock past cert-manager's renewal time of the issuer in
+		// the Secret (notAfter - renewBefore) plus the hour of grace; cert-manager, on
+		// real time, sees no reason to renew.
 		iss := issuerCert(t, c)
-		// Move the reconciler's clock to 10% of the issuer's life before its expiry
-		// (cert-manager, on real time, sees no reason to renew).
-		target := iss.NotAfter.Add(-iss.NotAfter.Sub(iss.NotBefore) / 10)
+		target := iss.NotAfter.Add(-mesh.Spec.Identity.Issuer.RenewBefore.Duration).Add(time.Hour + time.Minute)
 		m.clock.Advance(time.Until(target) - m.clock.Now().Sub(time.Now()))
 		patch := client.MergeFrom(mesh.DeepCopy())
-		mesh.Annotations = map[string]string{"test.weft.dev/poke": "2"}
+		mesh.Annotations = map[string]string{"test.weft.dev/poke": "overdue"}
 		if err := c.Patch(ctx, mesh, patch); err != nil {
 			t.Fatal(err)
 		}
-		waitEvent(t, c, controllers.ReasonCertificateExpiring)
+		waitEvent(t, c, controllers.ReasonCertificateRenewalOverdue)
 		eventually(t, 10*time.Second, func() error {
 			got := getMesh(t, c)
 			cond := meta.FindStatusCondition(got.Status.Conditions, meshv1alpha1.ConditionIssuerReady)
-			if cond == nil || cond.Reason != controllers.ReasonExpiring || !strings.Contains(cond.Message, "has not been renewed") {
-				return fmt.Errorf("IssuerReady = %+v, want reason %s", cond, controllers.ReasonExpiring)
+			if cond == nil || cond.Status != metav1.ConditionFalse || cond.Reason != controllers.ReasonRenewalOverdue ||
+				!strings.Contains(cond.Message, "should have been renewed") || !strings.Contains(cond.Message, "describe certificate "+controllers.IdentityIssuerName) {
+				return fmt.Errorf("IssuerReady = %+v, want False with reason %s", cond, controllers.ReasonRenewalOverdue)
+			}
+			if ready := meta.FindStatusCondition(got.Status.Conditions, meshv1alpha1.ConditionReady); ready == nil ||
+				ready.Status != metav1.ConditionFalse || ready.Reason != controllers.ReasonRenewalOverdue {
+				return fmt.Errorf("Ready = %+v, want False with reason %s", ready, controllers.ReasonRenewalOverdue)
 			}
 			return nil
 		})
 		// Back to real time for the steps that follow.
 		m.clock.Advance(-(m.clock.Now().Sub(time.Now())))
+		if err := c.Patch(ctx, getMesh(t, c), client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"test.weft.dev/poke":"3"}}}`))); err != nil {
+			t.Fatal(err)
+		}
+		waitMeshReady(t, c, 10*time.Second)
 	})
 
 	t.Run("proxy counts follow injected pods", func(t *testing.T) {

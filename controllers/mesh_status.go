@@ -28,6 +28,7 @@ import (
 	"time"
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	"github.com/cert-manager/cert-manager/pkg/util/pki"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,12 +58,11 @@ func (st *meshState) wakeAt(t time.Time) {
 	}
 }
 
-// Reasons specific to the Mesh's conditions.
+// Reasons specific to the Mesh's conditions (see also conditions.go).
 const (
 	ReasonIssued    = "Issued"
 	ReasonRotating  = "Rotating"
 	ReasonUntrusted = "Untrusted"
-	ReasonExpiring  = "Expiring"
 )
 
 // loadCertificate reads a Certificate and its Secret. It returns the Certificate (nil if
@@ -129,8 +129,8 @@ func (r *MeshReconciler) reconcileTrustAnchor(ctx context.Context, mesh *meshv1a
 	prev := mesh.Status.TrustAnchor
 	mesh.Status.TrustAnchor = certStatus(crt, anchor)
 	r.recordIssuance(mesh, prev, mesh.Status.TrustAnchor, "trust anchor", ReasonTrustAnchorIssued, ReasonTrustAnchorRotated)
-	if msg, expiring := r.checkExpiry(mesh, st, "The trust anchor", TrustAnchorName, anchor); expiring {
-		conds.set(meshv1alpha1.ConditionTrustAnchorReady, true, ReasonExpiring, msg)
+	if reason, msg := r.checkRenewal(mesh, st, "The trust anchor", TrustAnchorName, crt, anchor, 0); reason != "" {
+		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, reason, msg)
 		return nil
 	}
 	conds.set(meshv1alpha1.ConditionTrustAnchorReady, true, ReasonIssued,
@@ -159,8 +159,8 @@ func (r *MeshReconciler) reconcileIssuer(ctx context.Context, mesh *meshv1alpha1
 	prev := mesh.Status.Issuer
 	mesh.Status.Issuer = certStatus(crt, iss.Cert)
 	r.recordIssuance(mesh, prev, mesh.Status.Issuer, "identity issuer", ReasonIssuerIssued, ReasonIssuerRotated)
-	if msg, expiring := r.checkExpiry(mesh, st, "The identity issuer", IdentityIssuerName, iss.Cert); expiring {
-		conds.set(meshv1alpha1.ConditionIssuerReady, true, ReasonExpiring, msg)
+	if reason, msg := r.checkRenewal(mesh, st, "The identity issuer", IdentityIssuerName, crt, iss.Cert, leafLifetime(mesh)); reason != "" {
+		conds.set(meshv1alpha1.ConditionIssuerReady, false, reason, msg)
 		return nil
 	}
 	conds.set(meshv1alpha1.ConditionIssuerReady, true, ReasonIssued,
@@ -180,19 +180,81 @@ func (r *MeshReconciler) recordIssuance(mesh *meshv1alpha1.Mesh, prev, cur *mesh
 	}
 }
 
-// checkExpiry warns when a certificate is within the last 20% of its life, which with
-// Weft's renewal settings means cert-manager failed to renew it.
-func (r *MeshReconciler) checkExpiry(mesh *meshv1alpha1.Mesh, st *meshState, what, certName string, cert *x509.Certificate) (string, bool) {
-	life := cert.NotAfter.Sub(cert.NotBefore)
-	threshold := cert.NotAfter.Add(-life / 5)
-	if r.now().Before(threshold) {
-		st.wakeAt(threshold)
-		return "", false
+// checkRenewal says what is wrong with a CA certificate that cert-manager keeps
+// renewed (see renewalProblem), emits a Warning Event when something is, and otherwise
+// wakes the reconciler when something next can be.
+func (r *MeshReconciler) checkRenewal(mesh *meshv1alpha1.Mesh, st *meshState, what, certName string, crt *cmv1.Certificate, cert *x509.Certificate, minLife time.Duration) (string, string) {
+	hint := fmt.Sprintf("check that cert-manager is running and read the status and events of Certificate %s/%s (kubectl -n %s describe certificate %s)",
+		r.Namespace, certName, r.Namespace, certName)
+	reason, msg, wake := renewalProblem(crt, cert, minLife, r.now(), what, hint)
+	if reason == "" {
+		st.wakeAt(wake)
+		return "", ""
 	}
-	msg := fmt.Sprintf("%s expires at %s, within 20%% of its lifetime, and has not been renewed: check the status and events of Certificate %s/%s and the cert-manager logs",
-		what, cert.NotAfter.UTC().Format(time.RFC3339), r.Namespace, certName)
-	r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonCertificateExpiring, "CheckExpiry", msg)
-	return msg, true
+	r.Recorder.Eventf(mesh, nil, corev1.EventTypeWarning, ReasonCertificateRenewalOverdue, "CheckRenewal", msg)
+	return reason, msg
+}
+
+// renewalProblem is the pure part of checkRenewal. In order: not valid yet (clocks);
+// expired; less than minLife left (for the identity issuer: the workload lifetime, below
+// which the identity service refuses to sign, see identity.IssuerUsable); renewal
+// overdue, that is cert-manager's renewal time for this very certificate (notAfter
+// minus renewBefore, as cert-manager computes it) passed by more than renewalGrace.
+// A certificate before its renewal time raises nothing, however close to its end: the
+// old rule (the last 20% of its life) warned about a healthy one-year anchor for 13 days
+// before cert-manager was even due to renew it. It returns the condition reason and
+// message, or "" and when to look again.
+func renewalProblem(crt *cmv1.Certificate, cert *x509.Certificate, minLife time.Duration, now time.Time, what, hint string) (reason, msg string, wake time.Time) {
+	at := func(t time.Time) string { return t.UTC().Format(time.RFC3339) }
+	switch {
+	case now.Before(cert.NotBefore):
+		return ReasonNotYetValid, fmt.Sprintf("%s is not valid before %s: check the clocks of the control-plane nodes", what, at(cert.NotBefore)), time.Time{}
+	case !now.Before(cert.NotAfter):
+		return ReasonExpired, fmt.Sprintf("%s expired at %s and was not renewed, so no workload gets a certificate: %s", what, at(cert.NotAfter), hint), time.Time{}
+	case minLife > 0 && cert.NotAfter.Sub(now) < minLife:
+		return ReasonTooCloseToExpiry, fmt.Sprintf("%s expires at %s, less than one workload certificate lifetime (%s) from now, so the identity service signs no more certificates (running workloads keep theirs until they expire): %s",
+			what, at(cert.NotAfter), minLife, hint), time.Time{}
+	}
+	if minLife > 0 {
+		wake = cert.NotAfter.Add(-minLife)
+	} else {
+		wake = cert.NotAfter
+	}
+	var spec cmv1.CertificateSpec
+	if crt != nil {
+		spec = crt.Spec
+	}
+	renewal, err := pki.RenewalTime(cert.NotBefore, cert.NotAfter, spec.RenewBefore, spec.RenewBeforePercentage, spec.Renewal)
+	if err != nil || renewal == nil {
+		// Renewal disabled (or a policy this cert-manager version does not know):
+		// only expiry can be reported.
+		return "", "", wake
+	}
+	due := renewal.Add(renewalGrace(cert.NotAfter.Sub(renewal.Time)))
+	if now.Before(due) {
+		if due.Before(wake) {
+			wake = due
+		}
+		return "", "", wake
+	}
+	return ReasonRenewalOverdue, fmt.Sprintf("%s should have been renewed by cert-manager at %s and was not; it expires at %s: %s",
+		what, at(renewal.Time), at(cert.NotAfter), hint), time.Time{}
+}
+
+// renewalGrace is how late a renewal may be before it is called overdue: cert-manager
+// renews within seconds of the renewal time when it runs, and retries a failed
+// issuance with backoff; an hour late (or a tenth of the time left between renewal time
+// and expiry, for short-lived certificates) is not a hiccup any more.
+func renewalGrace(renewBefore time.Duration) time.Duration {
+	return min(time.Hour, renewBefore/10)
+}
+
+// leafLifetime is the workload certificate lifetime the Mesh asks for.
+func leafLifetime(mesh *meshv1alpha1.Mesh) time.Duration {
+	if d := mesh.Spec.Identity.Workload.Duration.Duration; d > 0 {
+		return d
+	}
+	return 24 * time.Hour
 }
 
 // reconcileIdentity proves that a leaf signed with the loaded issuer key verifies
@@ -202,6 +264,12 @@ func (r *MeshReconciler) reconcileIdentity(ctx context.Context, mesh *meshv1alph
 	if st.issuer == nil || len(st.bundle) == 0 {
 		conds.set(meshv1alpha1.ConditionIdentityReady, false, meshv1alpha1.ReasonPending,
 			"Waiting for the identity issuer and the trust bundle")
+		return nil
+	}
+	// The identity service's own rule: it refuses to sign with an issuer that is not
+	// valid yet or has less than a leaf lifetime left.
+	if reason, msg := identity.IssuerUsable(st.issuer.Cert, leafLifetime(mesh), r.now()); reason != "" {
+		conds.set(meshv1alpha1.ConditionIdentityReady, false, ReasonSigningStopped, "The identity service refuses to sign: "+msg)
 		return nil
 	}
 	id := identity.SPIFFEID(mesh.Spec.TrustDomain, r.Namespace, "weft-selftest")

@@ -82,6 +82,8 @@ type meshEnv struct {
 	kube         kubernetes.Interface
 	clock        *offsetClock
 	identityAddr string
+	// stopCertManager stops the cert-manager controllers (the rest keeps running).
+	stopCertManager context.CancelFunc
 }
 
 // startMeshEnv starts everything the identity chain needs, in-process, against a real
@@ -111,7 +113,8 @@ func startMeshEnv(t *testing.T) *meshEnv {
 	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controlPlaneNS}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := certmanager.Start(ctx, certmanager.Config{RESTConfig: cfg, ClusterResourceNamespace: controlPlaneNS}); err != nil {
+	cmCtx, stopCM := context.WithCancel(ctx)
+	if err := certmanager.Start(cmCtx, certmanager.Config{RESTConfig: cfg, ClusterResourceNamespace: controlPlaneNS}); err != nil {
 		t.Fatalf("starting cert-manager: %v", err)
 	}
 
@@ -138,7 +141,10 @@ func startMeshEnv(t *testing.T) *meshEnv {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	if err := identity.AddToManager(mgr, identity.Options{Namespace: controlPlaneNS, Addr: addr}); err != nil {
+	// Every call of these tests comes from 127.0.0.1: the per-peer limit, which
+	// internal/identity's TestCertifyBounds covers, would refuse the later steps.
+	limits := identity.Limits{PeerRate: 1e6, PeerBurst: 1e6}
+	if err := identity.AddToManager(mgr, identity.Options{Namespace: controlPlaneNS, Addr: addr, Limits: limits}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
@@ -149,7 +155,7 @@ func startMeshEnv(t *testing.T) *meshEnv {
 			t.Errorf("manager stopped with an error: %v", err)
 		}
 	})
-	return &meshEnv{env: env, c: c, kube: kube, clock: clock, identityAddr: addr}
+	return &meshEnv{env: env, c: c, kube: kube, clock: clock, identityAddr: addr, stopCertManager: stopCM}
 }
 
 func freeAddr(t *testing.T) string {

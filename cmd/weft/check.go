@@ -73,7 +73,7 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var o checkOptions
 	fs.StringVar(&o.controlPlane, "control-plane-namespace", "weft-system", "the control plane's namespace")
 	fs.DurationVar(&o.anchorMin, "anchor-min-validity", 7*24*time.Hour, "fail when the trust anchor expires sooner than this")
-	fs.DurationVar(&o.issuerMin, "issuer-min-validity", 12*time.Hour, "fail when the identity issuer expires sooner than this (it is renewed 25h before by default)")
+	fs.DurationVar(&o.issuerMin, "issuer-min-validity", 24*time.Hour, "fail when the identity issuer expires sooner than this (it is renewed 480h before by default; the identity service stops signing when less than a workload lifetime, 24h by default, is left)")
 	wait := fs.Duration("wait", 0, "repeat the checks until they all pass or this long has passed (for scripts)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: weft check [flags]\n\n"+

@@ -77,6 +77,13 @@ const (
 	DefaultCoalesce = 5 * time.Millisecond
 	// DefaultShutdownGrace bounds how long shutdown waits for streams to end.
 	DefaultShutdownGrace = 5 * time.Second
+	// DefaultMaxStreamsPerIdentity, DefaultMaxTargetsPerIdentity and
+	// DefaultMaxConcurrentStreams are the limits of ServerOptions.
+	DefaultMaxStreamsPerIdentity = 10000
+	DefaultMaxTargetsPerIdentity = 1000
+	// DefaultMaxConcurrentStreams is the proxy's own cap on its subscriptions, which
+	// share one connection: a proxy never waits for a stream slot.
+	DefaultMaxConcurrentStreams = 10000
 )
 
 // Options configure the destination service in weft-controller.
@@ -102,6 +109,9 @@ type Options struct {
 	Coalesce time.Duration
 	// ShutdownGrace bounds the graceful stop. Default 5s.
 	ShutdownGrace time.Duration
+	// MaxStreamsPerIdentity and MaxTargetsPerIdentity bound what one client identity
+	// may hold (see ServerOptions). Defaults 10000 and 1000.
+	MaxStreamsPerIdentity, MaxTargetsPerIdentity int
 }
 
 func (o *Options) defaults() {
@@ -164,7 +174,8 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	srv := NewServer(ServerOptions{ClusterDomain: opts.ClusterDomain, Coalesce: opts.Coalesce, Log: log})
+	srv := NewServer(ServerOptions{ClusterDomain: opts.ClusterDomain, Coalesce: opts.Coalesce, Log: log,
+		MaxStreamsPerIdentity: opts.MaxStreamsPerIdentity, MaxTargetsPerIdentity: opts.MaxTargetsPerIdentity})
 	if testHookServer != nil {
 		testHookServer(srv)
 	}

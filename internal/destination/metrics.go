@@ -21,6 +21,12 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
+// The limit label values of LimitExceededTotal.
+const (
+	LimitStreamsPerIdentity = "streams_per_identity"
+	LimitTargetsPerIdentity = "targets_per_identity"
+)
+
 // The destination service's metrics, on controller-runtime's registry so the manager's
 // /metrics endpoint serves them.
 var (
@@ -44,6 +50,12 @@ var (
 		Name: "weft_destination_subscriptions_refused_total",
 		Help: "Get calls refused, by gRPC status code.",
 	}, []string{"code"})
+	// LimitExceededTotal counts subscriptions refused with ResourceExhausted, by the
+	// limit that bit.
+	LimitExceededTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_destination_limit_exceeded_total",
+		Help: "Get calls refused because a per-client-identity limit bit, by limit (streams_per_identity, targets_per_identity).",
+	}, []string{"limit"})
 	// CompileSeconds is the time a recompilation (state, compile, fan-out) takes.
 	CompileSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "weft_destination_compile_seconds",
@@ -60,7 +72,10 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(Subscribers, Destinations, UpdatesTotal, RefusedTotal, CompileSeconds, ChangeLatencySeconds)
+	ctrlmetrics.Registry.MustRegister(Subscribers, Destinations, UpdatesTotal, RefusedTotal, CompileSeconds, ChangeLatencySeconds, LimitExceededTotal)
+	for _, l := range []string{LimitStreamsPerIdentity, LimitTargetsPerIdentity} {
+		LimitExceededTotal.WithLabelValues(l)
+	}
 	for _, k := range []string{"snapshot", "endpoints", "not_found"} {
 		UpdatesTotal.WithLabelValues(k)
 	}

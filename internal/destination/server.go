@@ -45,6 +45,20 @@ type ServerOptions struct {
 	Coalesce time.Duration
 	// Log receives one line per refused subscription and per failed compilation.
 	Log logr.Logger
+	// MaxStreamsPerIdentity bounds the open Get streams of one client identity (a
+	// ServiceAccount, so all the replicas of a workload together: 100 replicas each
+	// talking to 100 destinations fit). A proxy holds one stream per destination it
+	// is talking to and closes it after a minute idle. Default 10000.
+	MaxStreamsPerIdentity int
+	// MaxTargetsPerIdentity bounds the distinct destinations one client identity
+	// subscribes to at once: each is state the server compiles and keeps. Targets
+	// outside the cluster are not counted (they keep no state). Default 1000.
+	MaxTargetsPerIdentity int
+	// MaxConcurrentStreams bounds the streams on one connection (HTTP/2
+	// SETTINGS_MAX_CONCURRENT_STREAMS, RFC 9113 section 6.5.2): a client past it waits
+	// for a stream to end. Default 10000, the most subscriptions a proxy opens (all on
+	// one connection).
+	MaxConcurrentStreams uint32
 }
 
 // Server implements the Destination gRPC API on a store fed by informer events (see
@@ -67,6 +81,18 @@ type Server struct {
 
 	mu      sync.Mutex
 	entries map[entryKey]*entry
+
+	usageMu sync.Mutex
+	// usage is what each client identity holds; an identity is in it only while it
+	// has streams, so it is bounded by the streams.
+	usage map[string]*clientUsage
+}
+
+// clientUsage counts one client identity's streams and, per destination, its streams
+// on that destination.
+type clientUsage struct {
+	streams int
+	targets map[entryKey]int
 }
 
 // entryKey identifies a compiled destination: a target as seen from one namespace.
@@ -173,7 +199,17 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.Log.GetSink() == nil {
 		opts.Log = logr.Discard()
 	}
+	if opts.MaxStreamsPerIdentity <= 0 {
+		opts.MaxStreamsPerIdentity = DefaultMaxStreamsPerIdentity
+	}
+	if opts.MaxTargetsPerIdentity <= 0 {
+		opts.MaxTargetsPerIdentity = DefaultMaxTargetsPerIdentity
+	}
+	if opts.MaxConcurrentStreams == 0 {
+		opts.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
 	return &Server{
+		usage:    map[string]*clientUsage{},
 		opts:     opts,
 		log:      opts.Log,
 		st:       newStore(opts.ClusterDomain),
@@ -222,7 +258,7 @@ func (s *Server) Synced() bool { return s.synced.Load() }
 // Get implements apigrpc.DestinationServer.
 func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[api.DestinationUpdate]) error {
 	ctx := stream.Context()
-	ns, err := clientNamespace(ctx)
+	ns, id, err := clientNamespace(ctx)
 	if err != nil {
 		RefusedTotal.WithLabelValues(codes.Unauthenticated.String()).Inc()
 		return err
@@ -242,8 +278,19 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 		return status.Error(codes.Unavailable, "the destination service has not synced the cluster's state yet")
 	}
 
-	sub := &subscriber{wake: make(chan struct{}, 1)}
 	key := entryKey{target: t.key(), contextNS: req.GetContextNamespace()}
+	// A name outside the cluster is never found and never will be: it is answered
+	// without server state, so any number of such names costs only their streams.
+	external := t.External != ""
+	if err := s.acquire(id, key, !external); err != nil {
+		return err
+	}
+	defer s.release(id, key, !external)
+	if external {
+		return s.notFoundStream(ctx, stream, s.externalReason(t))
+	}
+
+	sub := &subscriber{wake: make(chan struct{}, 1)}
 	s.subscribe(key, t, sub)
 	defer s.unsubscribe(key, sub)
 	Subscribers.Inc()
@@ -273,6 +320,89 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 		}
 		UpdatesTotal.WithLabelValues(updateKind(msg)).Inc()
 		sent = r
+	}
+}
+
+// acquire counts a stream (and, when withEntry, a destination) against the client
+// identity's limits, or refuses it with ResourceExhausted.
+func (s *Server) acquire(id string, key entryKey, withEntry bool) error {
+	s.usageMu.Lock()
+	defer s.usageMu.Unlock()
+	u := s.usage[id]
+	if u == nil {
+		u = &clientUsage{targets: map[entryKey]int{}}
+	}
+	if u.streams >= s.opts.MaxStreamsPerIdentity {
+		return s.limited(id, LimitStreamsPerIdentity, fmt.Sprintf(
+			"client identity %s already has %d open destination streams, the most one identity may have: its proxies hold too many subscriptions (they close idle ones after --destination-idle-timeout); retry later",
+			id, u.streams))
+	}
+	if withEntry && u.targets[key] == 0 && len(u.targets) >= s.opts.MaxTargetsPerIdentity {
+		return s.limited(id, LimitTargetsPerIdentity, fmt.Sprintf(
+			"client identity %s already subscribes to %d distinct destinations, the most one identity may: its proxies hold too many subscriptions (they close idle ones after --destination-idle-timeout); retry later",
+			id, len(u.targets)))
+	}
+	s.usage[id] = u
+	u.streams++
+	if withEntry {
+		u.targets[key]++
+	}
+	return nil
+}
+
+func (s *Server) limited(id, limit, msg string) error {
+	LimitExceededTotal.WithLabelValues(limit).Inc()
+	RefusedTotal.WithLabelValues(codes.ResourceExhausted.String()).Inc()
+	s.log.V(1).Info("Refused a subscription", "reason", limit, "client", id)
+	return status.Error(codes.ResourceExhausted, msg)
+}
+
+func (s *Server) release(id string, key entryKey, withEntry bool) {
+	s.usageMu.Lock()
+	defer s.usageMu.Unlock()
+	u := s.usage[id]
+	if u == nil {
+		return
+	}
+	u.streams--
+	if withEntry {
+		if u.targets[key]--; u.targets[key] <= 0 {
+			delete(u.targets, key)
+		}
+	}
+	if u.streams <= 0 {
+		delete(s.usage, id)
+	}
+}
+
+// entryCount is the number of destinations the server keeps state for.
+func (s *Server) entryCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.entries)
+}
+
+// externalReason is the NotFound reason of a name outside the cluster.
+func (s *Server) externalReason(t target) string {
+	return fmt.Sprintf("%s is not the name of a Service in cluster domain %s", t.External, s.opts.ClusterDomain)
+}
+
+// notFoundStream answers a target that can never be found: NotFound once, then the
+// stream stays open (a proxy takes a stream that ends as a reason to resubscribe)
+// until the client goes or the server stops.
+func (s *Server) notFoundStream(ctx context.Context, stream grpc.ServerStreamingServer[api.DestinationUpdate], reason string) error {
+	Subscribers.Inc()
+	defer Subscribers.Dec()
+	msg := &api.DestinationUpdate{Kind: &api.DestinationUpdate_NotFound{NotFound: &api.NotFound{Reason: reason}}}
+	if err := stream.Send(msg); err != nil {
+		return err
+	}
+	UpdatesTotal.WithLabelValues(updateKind(msg)).Inc()
+	select {
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-s.stopping:
+		return nil
 	}
 }
 
@@ -489,7 +619,7 @@ func (s *Server) resolve(e *entry, consumers map[string]bool) (compiler.Target, 
 	}
 	switch {
 	case t.External != "":
-		return compiler.Target{}, fmt.Sprintf("%s is not the name of a Service in cluster domain %s", t.External, s.opts.ClusterDomain)
+		return compiler.Target{}, s.externalReason(t)
 	case t.Addr.IsValid():
 		k, ok := s.st.byIP[t.Addr.Addr().String()]
 		if !ok {
@@ -530,6 +660,7 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, creds grpc.ServerO
 		// Proxies keep their streams alive with pings; refuse abusive rates.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.MaxConcurrentStreams(s.opts.MaxConcurrentStreams),
 	)
 	apigrpc.RegisterDestinationServer(srv, s)
 	loopCtx, cancel := context.WithCancel(ctx)

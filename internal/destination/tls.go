@@ -140,23 +140,23 @@ func (c *credentialsSource) serverOption() grpc.ServerOption {
 var errNoClientCert = errors.New("a client certificate is required")
 
 // clientNamespace returns the namespace of the SPIFFE ID of the verified client
-// certificate of the call, spiffe://<trust domain>/ns/<namespace>/sa/<sa>.
-func clientNamespace(ctx context.Context) (string, error) {
+// certificate of the call, spiffe://<trust domain>/ns/<namespace>/sa/<sa>, and that ID.
+func clientNamespace(ctx context.Context) (ns, id string, err error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return "", status.Error(codes.Unauthenticated, errNoClientCert.Error())
+		return "", "", status.Error(codes.Unauthenticated, errNoClientCert.Error())
 	}
 	info, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.PeerCertificates) == 0 {
-		return "", status.Error(codes.Unauthenticated, errNoClientCert.Error())
+		return "", "", status.Error(codes.Unauthenticated, errNoClientCert.Error())
 	}
 	leaf := info.State.PeerCertificates[0]
 	for _, u := range leaf.URIs {
 		if ns, ok := spiffeNamespace(u); ok {
-			return ns, nil
+			return ns, u.String(), nil
 		}
 	}
-	return "", status.Error(codes.Unauthenticated, "the client certificate carries no SPIFFE workload identity")
+	return "", "", status.Error(codes.Unauthenticated, "the client certificate carries no SPIFFE workload identity")
 }
 
 func spiffeNamespace(u *url.URL) (string, bool) {

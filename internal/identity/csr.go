@@ -40,15 +40,32 @@ const (
 	ReasonNotSA            = "not_service_account"
 	ReasonIdentityMismatch = "identity_mismatch"
 	ReasonUnavailable      = "unavailable"
+	// The token failed the local checks (never sent to the API server).
+	ReasonTokenMalformed = "token_malformed"
+	ReasonTokenAudience  = "token_audience"
+	ReasonTokenExpired   = "token_expired"
+	// Too many calls from one source IP, or too many TokenReviews in all.
+	ReasonRateLimited = "rate_limited"
+	ReasonReviewsBusy = "reviews_busy"
+	// The issuer has less than a leaf lifetime left, or is not valid yet.
+	ReasonIssuerExpiring    = "issuer_expiring"
+	ReasonIssuerNotYetValid = "issuer_not_yet_valid"
 )
 
-// rejection is a refused request: the reason label and a message for the caller.
+// rejection is a refused request: the reason label, a message for the caller and, when
+// the caller must not learn it, the detail for the log.
 type rejection struct {
 	reason string
 	msg    string
+	detail string
 }
 
 func (r *rejection) Error() string { return r.msg }
+
+// hide keeps the message for the log and gives the caller msg instead.
+func (r *rejection) hide(msg string) *rejection {
+	return &rejection{reason: r.reason, msg: msg, detail: r.msg}
+}
 
 func reject(reason, format string, args ...any) *rejection {
 	return &rejection{reason: reason, msg: fmt.Sprintf(format, args...)}

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -139,4 +140,27 @@ func (s *issuerSource) get(ctx context.Context) (*Issuer, error) {
 	}
 	s.current = iss
 	return iss, nil
+}
+
+// IssuerUsable says whether the identity service may sign leaves with an issuer
+// certificate at now: it must be valid already and have at least minLife (the workload
+// leaf lifetime) left. A shorter remaining life would make every leaf shorter than the
+// Mesh says (leaves never outlive their issuer), and proxies, which renew at a share of
+// their leaf's life, would renew ever faster until they get leaves that have already
+// expired. It returns "" when usable, else the reason (a metric label) and a message
+// that says what to do.
+func IssuerUsable(cert *x509.Certificate, minLife time.Duration, now time.Time) (reason, msg string) {
+	const hint = "cert-manager has not renewed Certificate weft-identity-issuer: check that cert-manager is running and read the Certificate's status and events (kubectl -n weft-system describe certificate weft-identity-issuer)"
+	switch {
+	case now.Before(cert.NotBefore):
+		return ReasonIssuerNotYetValid, fmt.Sprintf("the identity issuer (serial %x) is not valid until %s: check the clocks of the control-plane nodes",
+			cert.SerialNumber, cert.NotBefore.UTC().Format(time.RFC3339))
+	case !now.Before(cert.NotAfter):
+		return ReasonIssuerExpiring, fmt.Sprintf("the identity issuer (serial %x) expired at %s and signs nothing; %s",
+			cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339), hint)
+	case cert.NotAfter.Sub(now) < minLife:
+		return ReasonIssuerExpiring, fmt.Sprintf("the identity issuer (serial %x) expires at %s, less than one workload certificate lifetime (%s) from now, so it signs nothing more; %s",
+			cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339), minLife, hint)
+	}
+	return "", ""
 }

@@ -38,6 +38,8 @@ type Options struct {
 	Namespace string
 	// Addr is the listen address. Default: :8080.
 	Addr string
+	// Limits bound callers (see Limits for the defaults).
+	Limits Limits
 }
 
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
@@ -71,6 +73,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		Reader:    splitReader{ns: c, cluster: mgr.GetCache()},
 		Reviewer:  mgr.GetClient(),
 		Log:       mgr.GetLogger().WithName("identity"),
+		Limits:    opts.Limits,
 	})
 	if err != nil {
 		return err

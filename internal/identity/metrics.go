@@ -39,6 +39,19 @@ var (
 		Name: "weft_identity_issuer_expiration_timestamp_seconds",
 		Help: "When the identity issuer certificate in use expires, in seconds since the epoch.",
 	})
+	// TokenReviewsTotal counts how tokens that passed the local checks were
+	// authenticated: cached (no API call), authenticated or rejected by a TokenReview,
+	// error (the API call failed), throttled (over the global review rate).
+	TokenReviewsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "weft_identity_token_reviews_total",
+		Help: "Tokens that passed the local checks, by outcome: cached, authenticated, rejected, error, throttled.",
+	}, []string{"result"})
+	// IssuerUsableGauge is 1 while the identity issuer may sign (valid, with at least a
+	// leaf lifetime left), 0 when the service refuses to sign with it.
+	IssuerUsableGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "weft_identity_issuer_usable",
+		Help: "1 when the identity issuer in use may sign workload certificates, 0 when it is expiring, expired or not yet valid and the service refuses to sign.",
+	})
 	// AnchorExpiry is the notAfter of the trust anchor the loaded issuer chains to.
 	AnchorExpiry = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "weft_identity_trust_anchor_expiration_timestamp_seconds",
@@ -47,10 +60,15 @@ var (
 )
 
 func init() {
-	ctrlmetrics.Registry.MustRegister(IssuedTotal, RejectedTotal, IssuerExpiry, AnchorExpiry)
+	ctrlmetrics.Registry.MustRegister(IssuedTotal, RejectedTotal, IssuerExpiry, AnchorExpiry, TokenReviewsTotal, IssuerUsableGauge)
 	// Pre-create every reason so dashboards see zeros rather than gaps.
 	for _, r := range []string{ReasonMalformedRequest, ReasonMalformedCSR, ReasonUnsupportedKey, ReasonExtraSANs,
-		ReasonCARequested, ReasonCSRIdentity, ReasonTokenRejected, ReasonNotSA, ReasonIdentityMismatch, ReasonUnavailable} {
+		ReasonCARequested, ReasonCSRIdentity, ReasonTokenRejected, ReasonNotSA, ReasonIdentityMismatch, ReasonUnavailable,
+		ReasonTokenMalformed, ReasonTokenAudience, ReasonTokenExpired, ReasonRateLimited, ReasonReviewsBusy,
+		ReasonIssuerExpiring, ReasonIssuerNotYetValid} {
 		RejectedTotal.WithLabelValues(r)
+	}
+	for _, r := range []string{"cached", "authenticated", "rejected", "error", "throttled"} {
+		TokenReviewsTotal.WithLabelValues(r)
 	}
 }

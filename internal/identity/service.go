@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -92,6 +93,9 @@ type Config struct {
 	Now func() time.Time
 	// Log receives one line per refused request and per issuer change.
 	Log logr.Logger
+	// Limits bound callers: rates per source IP and in all, the review cache, streams
+	// per connection. Zero fields take their defaults.
+	Limits Limits
 }
 
 // Service implements the Identity gRPC API.
@@ -100,6 +104,12 @@ type Service struct {
 
 	cfg    Config
 	issuer *issuerSource
+
+	// peers limits calls per source IP; reviews limits TokenReviews in all; cache
+	// remembers successful reviews.
+	peers   *peerLimiter
+	reviews *rate.Limiter
+	cache   *reviewCache
 
 	mu      sync.Mutex
 	serving *tls.Certificate
@@ -127,23 +137,45 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Log.GetSink() == nil {
 		cfg.Log = logr.Discard()
 	}
+	cfg.Limits.defaults()
 	return &Service{
-		cfg:    cfg,
-		issuer: &issuerSource{reader: cfg.Reader, key: types.NamespacedName{Namespace: cfg.Namespace, Name: IssuerSecretName}},
+		cfg:     cfg,
+		issuer:  &issuerSource{reader: cfg.Reader, key: types.NamespacedName{Namespace: cfg.Namespace, Name: IssuerSecretName}},
+		peers:   newPeerLimiter(cfg.Limits.PeerRate, cfg.Limits.PeerBurst, cfg.Limits.MaxPeers),
+		reviews: rate.NewLimiter(cfg.Limits.ReviewRate, cfg.Limits.ReviewBurst),
+		cache:   newReviewCache(cfg.Limits.CacheSize, cfg.Limits.CacheMaxAge),
 	}, nil
 }
 
+// genericTokenMessage is all a caller learns about a refused token: the reasons
+// (malformed, wrong audience, expired, refused by the API server) go to the log and
+// to the rejected metric, not to a caller nobody has authenticated yet.
+const genericTokenMessage = "token rejected"
+
+// unavailableMessage is what a caller learns of an internal error.
+const unavailableMessage = "the identity service cannot sign certificates right now; retry later"
+
 // Certify implements apigrpc.IdentityServer.
 func (s *Service) Certify(ctx context.Context, req *api.CertifyRequest) (*api.CertifyResponse, error) {
+	ip := peerIP(ctx)
+	if !s.peers.allow(ip, s.cfg.Now()) {
+		RejectedTotal.WithLabelValues(ReasonRateLimited).Inc()
+		s.cfg.Log.V(1).Info("Refused a certificate request", "peer", ip, "reason", ReasonRateLimited)
+		return nil, status.Errorf(codes.ResourceExhausted, "too many certificate requests from %s: retry later with backoff", ip)
+	}
 	resp, rej, err := s.certify(ctx, req)
 	if err != nil {
 		RejectedTotal.WithLabelValues(ReasonUnavailable).Inc()
-		s.cfg.Log.Error(err, "Certify failed", "identity", req.GetIdentity())
-		return nil, status.Error(codes.Unavailable, err.Error())
+		s.cfg.Log.Error(err, "Certify failed", "identity", req.GetIdentity(), "peer", ip)
+		return nil, status.Error(codes.Unavailable, unavailableMessage)
 	}
 	if rej != nil {
 		RejectedTotal.WithLabelValues(rej.reason).Inc()
-		s.cfg.Log.Info("Refused a certificate request", "identity", req.GetIdentity(), "reason", rej.reason, "message", rej.msg)
+		detail := rej.detail
+		if detail == "" {
+			detail = rej.msg
+		}
+		s.cfg.Log.Info("Refused a certificate request", "identity", req.GetIdentity(), "peer", ip, "reason", rej.reason, "message", detail)
 		return nil, status.Error(codeFor(rej.reason), rej.msg)
 	}
 	IssuedTotal.Inc()
@@ -152,12 +184,14 @@ func (s *Service) Certify(ctx context.Context, req *api.CertifyRequest) (*api.Ce
 
 func codeFor(reason string) codes.Code {
 	switch reason {
-	case ReasonTokenRejected, ReasonNotSA:
+	case ReasonTokenRejected, ReasonTokenMalformed, ReasonTokenAudience, ReasonTokenExpired, ReasonNotSA:
 		return codes.Unauthenticated
 	case ReasonIdentityMismatch:
 		return codes.PermissionDenied
-	case ReasonUnavailable:
+	case ReasonUnavailable, ReasonReviewsBusy, ReasonIssuerExpiring, ReasonIssuerNotYetValid:
 		return codes.Unavailable
+	case ReasonRateLimited:
+		return codes.ResourceExhausted
 	}
 	return codes.InvalidArgument
 }
@@ -179,15 +213,6 @@ func (s *Service) certify(ctx context.Context, req *api.CertifyRequest) (*api.Ce
 	if rej != nil {
 		return nil, rej, nil
 	}
-	ns, sa, rej, err := s.review(ctx, string(req.GetToken()))
-	if rej != nil || err != nil {
-		return nil, rej, err
-	}
-	want := SPIFFEID(mesh.Spec.TrustDomain, ns, sa)
-	if req.GetIdentity() != want {
-		return nil, reject(ReasonIdentityMismatch, "the token is for ServiceAccount %s/%s, whose identity is %s, not %s", ns, sa, want, req.GetIdentity()), nil
-	}
-
 	iss, err := s.issuer.get(ctx)
 	if errors.Is(err, errNoIssuer) {
 		return nil, reject(ReasonUnavailable, "%v; the Mesh reconciler and cert-manager create it", err), nil
@@ -196,9 +221,29 @@ func (s *Service) certify(ctx context.Context, req *api.CertifyRequest) (*api.Ce
 		return nil, nil, err
 	}
 	s.observeIssuer(ctx, iss)
+	// The issuer is checked before the token, so that a service that cannot sign
+	// costs the API server nothing.
 	life := mesh.Spec.Identity.Workload.Duration.Duration
 	if life <= 0 {
 		life = 24 * time.Hour
+	}
+	// Fail safe: an issuer with less than a leaf lifetime left would sign ever shorter
+	// leaves (a renewal storm, as proxies renew at a share of their leaf's life) and
+	// finally expired ones. Refusing keeps the leaves already out there working until
+	// they expire and says what is wrong.
+	if reason, msg := IssuerUsable(iss.Cert, life, s.cfg.Now()); reason != "" {
+		IssuerUsableGauge.Set(0)
+		return nil, reject(reason, "%s", msg), nil
+	}
+	IssuerUsableGauge.Set(1)
+
+	ns, sa, rej, err := s.authenticate(ctx, string(req.GetToken()))
+	if rej != nil || err != nil {
+		return nil, rej, err
+	}
+	want := SPIFFEID(mesh.Spec.TrustDomain, ns, sa)
+	if req.GetIdentity() != want {
+		return nil, reject(ReasonIdentityMismatch, "the token is for ServiceAccount %s/%s, whose identity is %s, not %s", ns, sa, want, req.GetIdentity()), nil
 	}
 	uri, _ := url.Parse(want)
 	leaf, err := s.sign(iss, &x509.Certificate{
@@ -214,6 +259,39 @@ func (s *Service) certify(ctx context.Context, req *api.CertifyRequest) (*api.Ce
 		resp.IntermediateCertificates = append(resp.IntermediateCertificates, c.Raw)
 	}
 	return resp, nil, nil
+}
+
+// authenticate returns the ServiceAccount of a token: refused at once when the local
+// checks fail, from the cache when the same token was reviewed successfully before,
+// else from a TokenReview within the global review rate. The caller learns only
+// "token rejected"; the reason goes to the log and metric.
+func (s *Service) authenticate(ctx context.Context, token string) (ns, sa string, rej *rejection, err error) {
+	now := s.cfg.Now()
+	claims, exp, rej := checkToken(token, s.cfg.Audience, now)
+	if rej != nil {
+		return "", "", rej.hide(genericTokenMessage), nil
+	}
+	if r, ok := s.cache.get(token, now); ok {
+		TokenReviewsTotal.WithLabelValues("cached").Inc()
+		return r.namespace, r.serviceAccount, nil, nil
+	}
+	if !s.reviews.AllowN(now, 1) {
+		TokenReviewsTotal.WithLabelValues("throttled").Inc()
+		return "", "", reject(ReasonReviewsBusy, "the identity service is busy: retry later with backoff"), nil
+	}
+	ns, sa, rej, err = s.review(ctx, token)
+	switch {
+	case err != nil:
+		TokenReviewsTotal.WithLabelValues("error").Inc()
+		return "", "", nil, err
+	case rej != nil:
+		TokenReviewsTotal.WithLabelValues("rejected").Inc()
+		return "", "", rej.hide(genericTokenMessage), nil
+	}
+	TokenReviewsTotal.WithLabelValues("authenticated").Inc()
+	s.cache.put(token, reviewed{namespace: ns, serviceAccount: sa}, exp, now)
+	s.cfg.Log.V(1).Info("Authenticated a token", "serviceAccount", ns+"/"+sa, "pod", claims.pod())
+	return ns, sa, nil, nil
 }
 
 // review asks the API server who the token belongs to. Forged, expired and
@@ -343,6 +421,7 @@ func (s *Service) Serve(ctx context.Context, lis net.Listener) error {
 		grpc.Creds(credentials.NewTLS(s.TLSConfig())),
 		grpc.MaxRecvMsgSize(64<<10), // a CSR and a token are a few KiB
 		grpc.ConnectionTimeout(10*time.Second),
+		grpc.MaxConcurrentStreams(s.cfg.Limits.MaxConcurrentStreams),
 	)
 	apigrpc.RegisterIdentityServer(srv, s)
 	errc := make(chan error, 1)

@@ -24,8 +24,8 @@ func DefaultMeshSpec() meshv1alpha1.MeshSpec {
 				RenewBefore: metav1.Duration{Duration: 1440 * time.Hour},
 			},
 			Issuer: meshv1alpha1.CertificateLifetime{
-				Duration:    metav1.Duration{Duration: 48 * time.Hour},
-				RenewBefore: metav1.Duration{Duration: 25 * time.Hour},
+				Duration:    metav1.Duration{Duration: 720 * time.Hour},
+				RenewBefore: metav1.Duration{Duration: 480 * time.Hour},
 			},
 			Workload: meshv1alpha1.WorkloadCertificate{
 				Duration:       metav1.Duration{Duration: 24 * time.Hour},

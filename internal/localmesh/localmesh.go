@@ -138,7 +138,10 @@ func StartControlPlane(ctx context.Context, log logr.Logger) (*ControlPlane, err
 	if cp.IdentityAddr, err = FreeAddr(); err != nil {
 		return fail(err)
 	}
-	if err := identity.AddToManager(mgr, identity.Options{Namespace: Namespace, Addr: cp.IdentityAddr}); err != nil {
+	// Every proxy of a local mesh calls from 127.0.0.1, where a cluster gives each pod
+	// its own IP: the per-IP rate would make them queue behind each other.
+	idLimits := identity.Limits{PeerRate: 1000, PeerBurst: 1000}
+	if err := identity.AddToManager(mgr, identity.Options{Namespace: Namespace, Addr: cp.IdentityAddr, Limits: idLimits}); err != nil {
 		return fail(err)
 	}
 	go func() { done <- mgr.Start(ctx) }()

@@ -82,6 +82,7 @@ type MeshSpec struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.trustAnchor) || !has(self.issuer) || duration(self.trustAnchor.duration) > duration(self.issuer.duration)",message="trustAnchor.duration must be longer than issuer.duration"
 // +kubebuilder:validation:XValidation:rule="!has(self.issuer) || !has(self.workload) || !has(self.workload.duration) || duration(self.issuer.duration) > duration(self.workload.duration)",message="issuer.duration must be longer than workload.duration, or leaves would outlive their issuer"
+// +kubebuilder:validation:XValidation:rule="!has(self.issuer) || !has(self.workload) || !has(self.workload.duration) || duration(self.issuer.renewBefore) > duration(self.workload.duration)",message="issuer.renewBefore must be longer than workload.duration: the identity service stops signing when the issuer has less than one workload lifetime left, so a shorter renewBefore would stop it before every renewal"
 type IdentitySpec struct {
 	// trustAnchor is the root of trust. Default: duration 8760h (one year), renewBefore
 	// 1440h (60 days). Ignored for issuance when externalIssuerRef is set, but still used
@@ -91,8 +92,14 @@ type IdentitySpec struct {
 	TrustAnchor CertificateLifetime `json:"trustAnchor,omitzero"`
 
 	// issuer is the intermediate CA that signs workload certificates. Default: duration
-	// 48h, renewBefore 25h, so a renewed issuer always outlives the leaves it signed.
-	// +kubebuilder:default={duration: "48h", renewBefore: "25h"}
+	// 720h (30 days), renewBefore 480h (20 days). The identity service refuses to sign
+	// with an issuer that has less than one workload lifetime left, so renewBefore minus
+	// the workload duration is how long cert-manager may be down before new workloads
+	// get no certificate: 19 days with the defaults (the IssuerReady condition turns
+	// False with reason RenewalOverdue an hour after the renewal was due). The anchor's
+	// renewBefore (60 days) exceeds this duration, so a renewed issuer is never cut
+	// short by its anchor.
+	// +kubebuilder:default={duration: "720h", renewBefore: "480h"}
 	// +optional
 	Issuer CertificateLifetime `json:"issuer,omitzero"`
 
