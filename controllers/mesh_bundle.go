@@ -195,7 +195,9 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 // (all of them when keep is nil).
 func (r *MeshReconciler) deleteBundles(ctx context.Context, keep map[string]bool) error {
 	var cms corev1.ConfigMapList
-	if err := r.APIReader.List(ctx, &cms, client.MatchingLabels(managedLabels())); err != nil {
+	// By name too: RBAC lets the controller list ConfigMaps only with that field selector.
+	if err := r.APIReader.List(ctx, &cms, client.MatchingLabels(managedLabels()),
+		client.MatchingFields{"metadata.name": TrustRootsName}); err != nil {
 		return fmt.Errorf("listing published trust bundles: %w", err)
 	}
 	for i := range cms.Items {

@@ -86,13 +86,28 @@ type MeshReconciler struct {
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes/finalizers,verbs=update
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces;pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// The chain lives in the control-plane namespace only (a Role there, config/rbac). A
+// create cannot be limited by name in RBAC; everything else names the objects. The
+// anchor's Secret may be deleted (with the Mesh) but never read: its key is the root of
+// every workload identity, and the anchor certificate comes from its public
+// CertificateRequest instead (loadAnchor).
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates;issuers;certificaterequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates;issuers,verbs=create
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates,resourceNames=weft-trust-anchor;weft-identity-issuer,verbs=update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=issuers,resourceNames=weft-selfsigned;weft-trust-anchor,verbs=update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates/status,resourceNames=weft-identity-issuer,verbs=update;patch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-identity-issuer,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-trust-anchor;weft-identity-issuer,verbs=delete
+
+// The trust bundle is published in every meshed namespace, under one name. A create
+// cannot be limited by name in RBAC: the ValidatingAdmissionPolicy
+// weft-controller-configmaps (config/rbac) refuses the controller any other name.
+// +kubebuilder:rbac:groups="",resources=configmaps,resourceNames=weft-trust-roots,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create
 
 // Reconcile brings the chain, the bundle and the status of the Mesh up to date.
 func (r *MeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {

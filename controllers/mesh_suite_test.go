@@ -115,8 +115,11 @@ func startMeshEnv(t *testing.T) *meshEnv {
 		t.Fatalf("starting cert-manager: %v", err)
 	}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// The reconciler and the identity service run with the privileges an install gives
+	// weft-controller, and the cache weft-controller uses.
+	mgr, err := ctrl.NewManager(installRBAC(t, ctx, cfg, c), ctrl.Options{
 		Scheme:  testenv.Scheme,
+		Cache:   controllers.CacheOptions(controlPlaneNS),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Other suites of this package start managers with the same controller names;
 		// the names are unique per manager, which is what metrics need.
