@@ -24,6 +24,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -120,6 +121,9 @@ func (r *MeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 
 	before := mesh.DeepCopy()
 	defer func() {
+		if equality.Semantic.DeepEqual(before.Status, mesh.Status) {
+			return
+		}
 		if err := r.Status().Patch(ctx, mesh, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, fmt.Errorf("patching Mesh status: %w", err))
 		}
@@ -267,10 +271,37 @@ func (r *MeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&cmv1.Issuer{}, toMesh, builder.WithPredicates(inControlPlane)).
 		Watches(&cmv1.ClusterIssuer{}, toMesh).
 		Watches(&corev1.Namespace{}, toMesh).
-		Watches(&corev1.Pod{}, toMesh, builder.WithPredicates(predicate.Funcs{
-			// Only creations, deletions and readiness changes move the counts.
-			UpdateFunc: func(e event.UpdateEvent) bool { return podReady(e.ObjectOld) != podReady(e.ObjectNew) },
-		})).
+		Watches(&corev1.Pod{}, toMesh, builder.WithPredicates(meshedPodChanged)).
+		// A published copy that someone changed or deleted is put back at once.
+		Watches(&corev1.ConfigMap{}, toMesh, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetName() == TrustRootsName
+		}))).
 		Named("mesh").
 		Complete(r)
+}
+
+// meshedPodChanged passes the pod events that move the Mesh's proxy counts: a pod with
+// a weft-proxy appearing or going, its proxy's readiness changing, or its phase ending.
+// Any other pod of the cluster (most of them, and each readiness change of each) used
+// to trigger a full reconcile too.
+var meshedPodChanged = predicate.Funcs{
+	CreateFunc: func(e event.CreateEvent) bool { return isMeshedPod(e.Object) },
+	DeleteFunc: func(e event.DeleteEvent) bool { return isMeshedPod(e.Object) },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		if !isMeshedPod(e.ObjectNew) {
+			return false
+		}
+		return podReady(e.ObjectOld) != podReady(e.ObjectNew) || podEnded(e.ObjectOld) != podEnded(e.ObjectNew)
+	},
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+func isMeshedPod(o client.Object) bool {
+	p, ok := o.(*corev1.Pod)
+	return ok && hasProxy(p)
+}
+
+func podEnded(o client.Object) bool {
+	p, ok := o.(*corev1.Pod)
+	return ok && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed)
 }

@@ -82,6 +82,8 @@ type meshEnv struct {
 	kube         kubernetes.Interface
 	clock        *offsetClock
 	identityAddr string
+	// writes counts the manager's write requests to the API server.
+	writes *writeCounter
 }
 
 // startMeshEnv starts everything the identity chain needs, in-process, against a real
@@ -117,7 +119,10 @@ func startMeshEnv(t *testing.T) *meshEnv {
 
 	// The reconciler and the identity service run with the privileges an install gives
 	// weft-controller, and the cache weft-controller uses.
-	mgr, err := ctrl.NewManager(installRBAC(t, ctx, cfg, c), ctrl.Options{
+	mgrCfg := installRBAC(t, ctx, cfg, c)
+	writes := &writeCounter{}
+	mgrCfg.Wrap(writes.wrap)
+	mgr, err := ctrl.NewManager(mgrCfg, ctrl.Options{
 		Scheme:  testenv.Scheme,
 		Cache:   controllers.CacheOptions(controlPlaneNS),
 		Metrics: metricsserver.Options{BindAddress: "0"},
@@ -152,7 +157,7 @@ func startMeshEnv(t *testing.T) *meshEnv {
 			t.Errorf("manager stopped with an error: %v", err)
 		}
 	})
-	return &meshEnv{env: env, c: c, kube: kube, clock: clock, identityAddr: addr}
+	return &meshEnv{env: env, c: c, kube: kube, clock: clock, identityAddr: addr, writes: writes}
 }
 
 func freeAddr(t *testing.T) string {
