@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -320,4 +321,51 @@ func TestControllerRBAC(t *testing.T) {
 			t.Errorf("deleting %s/%s: %v", appNS, controllers.TrustRootsName, err)
 		}
 	})
+}
+
+// TestMeshAnchorWithoutCertificateRequest: the reconciler reads the anchor certificate
+// from the anchor's CertificateRequest, never from its Secret (the manager runs with
+// the installed RBAC, which refuses that Secret). When the request is gone (deleted by
+// hand, or by cert-manager's revision history), the anchor in the identity issuer's
+// chain is used: the Mesh stays Ready with the same anchor.
+func TestMeshAnchorWithoutCertificateRequest(t *testing.T) {
+	m := startMeshEnv(t)
+	ctx := context.Background()
+	c := m.c
+	if err := c.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "mesh.weft.dev/v1alpha1", "kind": "Mesh",
+		"metadata": map[string]any{"name": "default"}, "spec": map[string]any{"trustDomain": meshTD},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	serial := waitMeshReady(t, c, 30*time.Second).Status.TrustAnchor.SerialNumber
+	if err := c.DeleteAllOf(ctx, &cmv1.CertificateRequest{}, client.InNamespace(controlPlaneNS)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		var reqs cmv1.CertificateRequestList
+		if err := c.List(ctx, &reqs, client.InNamespace(controlPlaneNS)); err != nil {
+			return err
+		}
+		if len(reqs.Items) != 0 {
+			return fmt.Errorf("%d CertificateRequests left", len(reqs.Items))
+		}
+		return nil
+	})
+	// A namespace joining the mesh makes the reconciler run; its bundle copy shows it ran.
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: appNS,
+		Labels: map[string]string{controllers.InjectAnnotation: "enabled"}}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		_, err := m.bundle(ctx, appNS)
+		return err
+	})
+	mesh := waitMeshReady(t, c, 5*time.Second)
+	if got := mesh.Status.TrustAnchor.SerialNumber; got != serial {
+		t.Errorf("trust anchor serial %s after the requests were deleted, want %s", got, serial)
+	}
+	if !conditionIs(mesh.Status.Conditions, "TrustAnchorReady", metav1.ConditionTrue, controllers.ReasonIssued, mesh.Generation) {
+		t.Errorf("TrustAnchorReady = %+v, want True/Issued", mesh.Status.Conditions)
+	}
 }
