@@ -85,8 +85,8 @@ func meshReconciles(t *testing.T) float64 {
 // write: 100 readiness changes and 100 restarts of pods without a proxy, then 100
 // readiness changes of meshed pods, with the bundle published in 5 namespaces. Pods
 // without a proxy move none of the Mesh's counts, so they must cause no reconcile; a
-// meshed pod's readiness changes the counts but not the bundle, so it must cause no
-// ConfigMap write. The figures are logged (go test -v) as reconciles per minute.
+// meshed pod's readiness changes the counts but neither the chain nor the bundle, so it
+// must cause no write but the status patch. The figures are logged (go test -v) as reconciles per minute.
 func TestMeshReconcileRate(t *testing.T) {
 	m := startMeshEnv(t)
 	ctx := context.Background()
@@ -184,6 +184,10 @@ func TestMeshReconcileRate(t *testing.T) {
 	wantCounts(t, c, meshv1alpha1.ProxyCounts{Injected: pods, Ready: pods})
 	if ready.reconciles == 0 {
 		t.Errorf("readiness changes of meshed pods caused no reconcile: the proxy counts would not follow")
+	}
+	// At most the status patch: the chain and the bundles did not change.
+	if ready.writes > ready.reconciles {
+		t.Errorf("readiness changes of meshed pods caused %.0f API writes in %.0f reconciles, want at most one (the status) each", ready.writes, ready.reconciles)
 	}
 	if ready.configMapWrites != 0 {
 		t.Errorf("readiness changes of meshed pods caused %.0f ConfigMap writes, want 0: the bundle did not change", ready.configMapWrites)
