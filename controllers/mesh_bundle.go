@@ -96,16 +96,19 @@ func (r *MeshReconciler) reconcileBundle(ctx context.Context, mesh *meshv1alpha1
 	}
 
 	bundlePEM := string(trustbundle.PEM(res.Entries))
-	if err := r.Apply(ctx, corev1ac.ConfigMap(TrustRootsName, r.Namespace).
-		WithLabels(managedLabels()).
-		WithAnnotations(map[string]string{
-			bundleRetentionAnnot:  trustbundle.EncodeRetention(res.Entries),
-			bundleAnchorSinceNote: anchorFP + "=" + since.UTC().Format(time.RFC3339Nano),
-		}).
-		WithOwnerReferences(meshOwnerRef(mesh)).
-		WithData(map[string]string{TrustRootsKey: bundlePEM}),
-		client.FieldOwner(meshFieldOwner), client.ForceOwnership); err != nil {
-		return fmt.Errorf("publishing the trust bundle: %w", err)
+	annotations := map[string]string{
+		bundleRetentionAnnot:  trustbundle.EncodeRetention(res.Entries),
+		bundleAnchorSinceNote: anchorFP + "=" + since.UTC().Format(time.RFC3339Nano),
+	}
+	if !bundleCopyCurrent(cm, mesh, bundlePEM, annotations) {
+		if err := r.Apply(ctx, corev1ac.ConfigMap(TrustRootsName, r.Namespace).
+			WithLabels(managedLabels()).
+			WithAnnotations(annotations).
+			WithOwnerReferences(meshOwnerRef(mesh)).
+			WithData(map[string]string{TrustRootsKey: bundlePEM}),
+			client.FieldOwner(meshFieldOwner), client.ForceOwnership); err != nil {
+			return fmt.Errorf("publishing the trust bundle: %w", err)
+		}
 	}
 	if cm.Data[TrustRootsKey] != bundlePEM {
 		fps := make([]string, 0, len(res.Entries))
@@ -171,6 +174,10 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 	if err := r.List(ctx, &nss); err != nil {
 		return fmt.Errorf("listing namespaces: %w", err)
 	}
+	published, err := r.publishedCopies(ctx)
+	if err != nil {
+		return err
+	}
 	keep := map[string]bool{r.Namespace: true}
 	for _, ns := range nss.Items {
 		if ns.Name == r.Namespace || !ns.DeletionTimestamp.IsZero() {
@@ -180,6 +187,9 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 			continue
 		}
 		keep[ns.Name] = true
+		if bundleCopyCurrent(published[ns.Name], mesh, bundlePEM, nil) {
+			continue
+		}
 		if err := r.Apply(ctx, corev1ac.ConfigMap(TrustRootsName, ns.Name).
 			WithLabels(managedLabels()).
 			WithOwnerReferences(meshOwnerRef(mesh)).
@@ -195,7 +205,9 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 // (all of them when keep is nil).
 func (r *MeshReconciler) deleteBundles(ctx context.Context, keep map[string]bool) error {
 	var cms corev1.ConfigMapList
-	if err := r.APIReader.List(ctx, &cms, client.MatchingLabels(managedLabels())); err != nil {
+	// By name too: RBAC lets the controller list ConfigMaps only with that field selector.
+	if err := r.APIReader.List(ctx, &cms, client.MatchingLabels(managedLabels()),
+		client.MatchingFields{"metadata.name": TrustRootsName}); err != nil {
 		return fmt.Errorf("listing published trust bundles: %w", err)
 	}
 	for i := range cms.Items {

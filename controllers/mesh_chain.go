@@ -66,6 +66,9 @@ func (r *MeshReconciler) applyChain(ctx context.Context, mesh *meshv1alpha1.Mesh
 	ns := r.Namespace
 	id := mesh.Spec.Identity
 	apply := func(obj runtime.ApplyConfiguration, what string) error {
+		if r.chainApplied(ctx, obj) {
+			return nil
+		}
 		if err := r.Apply(ctx, obj, client.FieldOwner(meshFieldOwner), client.ForceOwnership); err != nil {
 			return fmt.Errorf("applying %s: %w", what, err)
 		}

@@ -24,6 +24,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -88,13 +89,28 @@ type MeshReconciler struct {
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes/finalizers,verbs=update
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates;issuers,verbs=get;list;watch;create;update;patch;delete
-// +kubebuilder:rbac:groups=cert-manager.io,resources=certificates/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=cert-manager.io,resources=clusterissuers,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;delete
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=namespaces;pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// The chain lives in the control-plane namespace only (a Role there, config/rbac). A
+// create cannot be limited by name in RBAC; everything else names the objects. The
+// anchor's Secret may be deleted (with the Mesh) but never read: its key is the root of
+// every workload identity, and the anchor certificate comes from its public
+// CertificateRequest instead (loadAnchor).
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates;issuers;certificaterequests,verbs=get;list;watch
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates;issuers,verbs=create
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates,resourceNames=weft-trust-anchor;weft-identity-issuer,verbs=update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=issuers,resourceNames=weft-selfsigned;weft-trust-anchor,verbs=update;patch;delete
+// +kubebuilder:rbac:groups=cert-manager.io,namespace=weft-system,resources=certificates/status,resourceNames=weft-identity-issuer,verbs=update;patch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-identity-issuer,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-trust-anchor;weft-identity-issuer,verbs=delete
+
+// The trust bundle is published in every meshed namespace, under one name. A create
+// cannot be limited by name in RBAC: the ValidatingAdmissionPolicy
+// weft-controller-configmaps (config/rbac) refuses the controller any other name.
+// +kubebuilder:rbac:groups="",resources=configmaps,resourceNames=weft-trust-roots,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create
 
 // Reconcile brings the chain, the bundle and the status of the Mesh up to date.
 func (r *MeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
@@ -107,6 +123,9 @@ func (r *MeshReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctr
 
 	before := mesh.DeepCopy()
 	defer func() {
+		if equality.Semantic.DeepEqual(before.Status, mesh.Status) {
+			return
+		}
 		if err := r.Status().Patch(ctx, mesh, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
 			retErr = errors.Join(retErr, fmt.Errorf("patching Mesh status: %w", err))
 		}
@@ -254,10 +273,37 @@ func (r *MeshReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&cmv1.Issuer{}, toMesh, builder.WithPredicates(inControlPlane)).
 		Watches(&cmv1.ClusterIssuer{}, toMesh).
 		Watches(&corev1.Namespace{}, toMesh).
-		Watches(&corev1.Pod{}, toMesh, builder.WithPredicates(predicate.Funcs{
-			// Only creations, deletions and readiness changes move the counts.
-			UpdateFunc: func(e event.UpdateEvent) bool { return podReady(e.ObjectOld) != podReady(e.ObjectNew) },
-		})).
+		Watches(&corev1.Pod{}, toMesh, builder.WithPredicates(meshedPodChanged)).
+		// A published copy that someone changed or deleted is put back at once.
+		Watches(&corev1.ConfigMap{}, toMesh, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetName() == TrustRootsName
+		}))).
 		Named("mesh").
 		Complete(r)
+}
+
+// meshedPodChanged passes the pod events that move the Mesh's proxy counts: a pod with
+// a weft-proxy appearing or going, its proxy's readiness changing, or its phase ending.
+// Any other pod of the cluster (most of them, and each readiness change of each) used
+// to trigger a full reconcile too.
+var meshedPodChanged = predicate.Funcs{
+	CreateFunc: func(e event.CreateEvent) bool { return isMeshedPod(e.Object) },
+	DeleteFunc: func(e event.DeleteEvent) bool { return isMeshedPod(e.Object) },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		if !isMeshedPod(e.ObjectNew) {
+			return false
+		}
+		return podReady(e.ObjectOld) != podReady(e.ObjectNew) || podEnded(e.ObjectOld) != podEnded(e.ObjectNew)
+	},
+	GenericFunc: func(event.GenericEvent) bool { return false },
+}
+
+func isMeshedPod(o client.Object) bool {
+	p, ok := o.(*corev1.Pod)
+	return ok && hasProxy(p)
+}
+
+func podEnded(o client.Object) bool {
+	p, ok := o.(*corev1.Pod)
+	return ok && (p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed)
 }

@@ -106,25 +106,19 @@ func certStatus(crt *cmv1.Certificate, cert *x509.Certificate) *meshv1alpha1.Cer
 
 // reconcileTrustAnchor reads the issued anchor and sets TrustAnchorReady.
 func (r *MeshReconciler) reconcileTrustAnchor(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, st *meshState) error {
-	crt, secret, missing, err := r.loadCertificate(ctx, TrustAnchorName)
+	// The anchor's certificate only: its Secret, with the key, is never read.
+	crt, anchor, missing, err := r.loadAnchor(ctx)
 	if err != nil {
 		return err
 	}
-	if st.anchorBlocked != "" && secret == nil {
+	if st.anchorBlocked != "" && anchor == nil {
 		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonRefNotFound, st.anchorBlocked)
 		return nil
 	}
-	if secret == nil {
+	if anchor == nil {
 		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonPending, missing)
 		return nil
 	}
-	certs, err := trustbundle.ParsePEM(secret.Data[corev1.TLSCertKey])
-	if err != nil || len(certs) == 0 || !certs[0].IsCA {
-		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonPending,
-			fmt.Sprintf("Secret %s/%s does not hold a CA certificate yet: %s", r.Namespace, TrustAnchorName, certManagerMessage(crt)))
-		return nil
-	}
-	anchor := certs[0]
 	st.anchor = anchor
 	prev := mesh.Status.TrustAnchor
 	mesh.Status.TrustAnchor = certStatus(crt, anchor)

@@ -84,6 +84,8 @@ type meshEnv struct {
 	identityAddr string
 	// stopCertManager stops the cert-manager controllers (the rest keeps running).
 	stopCertManager context.CancelFunc
+	// writes counts the manager's write requests to the API server.
+	writes *writeCounter
 }
 
 // startMeshEnv starts everything the identity chain needs, in-process, against a real
@@ -118,8 +120,14 @@ func startMeshEnv(t *testing.T) *meshEnv {
 		t.Fatalf("starting cert-manager: %v", err)
 	}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// The reconciler and the identity service run with the privileges an install gives
+	// weft-controller, and the cache weft-controller uses.
+	mgrCfg := installRBAC(t, ctx, cfg, c)
+	writes := &writeCounter{}
+	mgrCfg.Wrap(writes.wrap)
+	mgr, err := ctrl.NewManager(mgrCfg, ctrl.Options{
 		Scheme:  testenv.Scheme,
+		Cache:   controllers.CacheOptions(controlPlaneNS),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Other suites of this package start managers with the same controller names;
 		// the names are unique per manager, which is what metrics need.
@@ -155,7 +163,7 @@ func startMeshEnv(t *testing.T) *meshEnv {
 			t.Errorf("manager stopped with an error: %v", err)
 		}
 	})
-	return &meshEnv{env: env, c: c, kube: kube, clock: clock, identityAddr: addr, stopCertManager: stopCM}
+	return &meshEnv{env: env, c: c, kube: kube, clock: clock, identityAddr: addr, stopCertManager: stopCM, writes: writes}
 }
 
 func freeAddr(t *testing.T) string {

@@ -50,8 +50,14 @@ func startControllers(t *testing.T) client.Client {
 	}
 	t.Cleanup(func() { _ = env.Stop() })
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	admin, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With the privileges and the cache of an installed weft-controller.
+	mgr, err := ctrl.NewManager(installRBAC(t, context.Background(), cfg, admin), ctrl.Options{
 		Scheme:  testenv.Scheme,
+		Cache:   controllers.CacheOptions("weft-system"),
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		// Every suite of this package starts its own manager with the same controllers;
 		// the process-wide name check would refuse the second.
@@ -72,11 +78,7 @@ func startControllers(t *testing.T) client.Client {
 			t.Errorf("manager stopped with an error: %v", err)
 		}
 	})
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return admin
 }
 
 // eventually polls check until it returns nil or the timeout passes, then fails with the

@@ -19,7 +19,6 @@ limitations under the License.
 package main
 
 import (
-	"crypto/tls"
 	"flag"
 	"os"
 
@@ -27,9 +26,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/weftmesh/weft/controllers"
+	"github.com/weftmesh/weft/internal/ctrlmetrics"
 	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/identity"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
@@ -38,10 +37,12 @@ import (
 
 func main() {
 	var (
-		metricsAddr, probeAddr, namespace string
-		leaderElect, enableWebhooks       bool
+		metricsAddr, metricsCertDir string
+		probeAddr, namespace        string
+		leaderElect, enableWebhooks bool
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address the Prometheus metrics endpoint binds to; 0 disables it.")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address the Prometheus metrics endpoint (HTTPS; callers need a token allowed to get /metrics, see ClusterRole weft-metrics-reader) binds to; 0 disables it.")
+	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the metrics endpoint; empty: a self-signed certificate generated at start.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9091", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles; the services run on every replica.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the pod injector and the validators; needs the serving certificate that config/certmanager issues, so `make run` outside the cluster turns it off.")
@@ -53,12 +54,10 @@ func main() {
 	log := ctrl.Log.WithName("setup")
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme: weftscheme.Scheme,
-		Metrics: metricsserver.Options{
-			BindAddress: metricsAddr,
-			// HTTP/2 is off on the metrics endpoint: see CVE-2023-44487 (rapid reset).
-			TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }},
-		},
+		Scheme:  weftscheme.Scheme,
+		Metrics: ctrlmetrics.ServerOptions(metricsAddr, metricsCertDir),
+		// Restricted to what config/rbac lets the controller list and watch.
+		Cache:                   controllers.CacheOptions(namespace),
 		HealthProbeBindAddress:  probeAddr,
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "weft-controller.mesh.weft.dev",

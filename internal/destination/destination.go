@@ -137,7 +137,8 @@ func (o *Options) defaults() {
 
 // +kubebuilder:rbac:groups="",resources=services;pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-identity-issuer,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=configmaps,resourceNames=weft-trust-roots,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes;serviceprofiles,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch

@@ -43,7 +43,8 @@ type Options struct {
 }
 
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
-// +kubebuilder:rbac:groups="",resources=secrets;configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-identity-issuer,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",namespace=weft-system,resources=configmaps,resourceNames=weft-trust-roots,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch
 
 // AddToManager runs the identity service on every replica (it does not need the leader
