@@ -310,8 +310,7 @@ func TestOverrides(t *testing.T) {
 			inject.AnnotationProxyMemoryLimit: "100Mi",
 			inject.AnnotationOpaquePorts:      "",
 			inject.AnnotationProxyUID:         "3000",
-			inject.AnnotationProxyImage:       "weft-proxy:canary",
-		}, "2", "100Mi", "500m", "", "3000", "weft-proxy:canary"}, // trace is verbosity 2 for weft-proxy
+		}, "2", "100Mi", "500m", "", "3000", "registry.example/weft-proxy:1.2.3"}, // trace is verbosity 2 for weft-proxy
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -367,6 +366,13 @@ func TestMalformedAnnotations(t *testing.T) {
 		{"port clash", map[string]string{inject.AnnotationAdminPort: "4143"}, []string{"config.weft.dev/admin-port"}},
 		{"two bad annotations, both named", map[string]string{inject.AnnotationLogLevel: "loud", inject.AnnotationDetectTimeout: "forever"},
 			[]string{"config.weft.dev/log-level", "config.weft.dev/detect-timeout"}},
+		// Images come from the Mesh only: weft-init runs as root with NET_ADMIN and
+		// NET_RAW, so a pod choosing its image could run anything with them.
+		{"pod-chosen init image", map[string]string{inject.AnnotationInitImage: "evil.example/root:1"},
+			[]string{"config.weft.dev/init-image", "pods may not choose the weft-init image", "spec.proxy.initImage"}},
+		{"pod-chosen proxy image", map[string]string{inject.AnnotationProxyImage: "evil.example/proxy:1"},
+			[]string{"config.weft.dev/proxy-image", "pods may not choose the proxy image", "spec.proxy.image"}},
+		{"tap port", map[string]string{inject.AnnotationTapPort: "4190"}, []string{"config.weft.dev/tap-port", "no tap server"}},
 	}
 	for i, tc := range podCases {
 		t.Run("pod/"+tc.name, func(t *testing.T) {
@@ -391,6 +397,7 @@ func TestMalformedAnnotations(t *testing.T) {
 		{"bad inject value", map[string]string{inject.AnnotationInject: "yes"}, "weft.dev/inject"},
 		{"bad memory", map[string]string{inject.AnnotationProxyMemoryRequest: "lots"}, "config.weft.dev/proxy-memory-request"},
 		{"bad subnet", map[string]string{inject.AnnotationSkipSubnets: "10.0.0.0/33"}, "config.weft.dev/skip-subnets"},
+		{"namespace-chosen init image", map[string]string{inject.AnnotationInitImage: "evil.example/root:1"}, "pods may not choose the weft-init image"},
 	}
 	for _, tc := range nsCases {
 		t.Run("namespace/"+tc.name, func(t *testing.T) {
@@ -660,5 +667,29 @@ func TestNamespaceLabelFollowsAnnotation(t *testing.T) {
 		if got := ns.Labels[inject.AnnotationInject]; got != st.wantLabel {
 			t.Errorf("%s: label = %q, want %q", st.name, got, st.wantLabel)
 		}
+	}
+}
+
+// TestProxyUIDRefused: the API server refuses, through the injector, a pod whose app
+// container runs as the proxy's UID (its traffic would bypass the proxy), with a
+// message that names the field and says what to do.
+func TestProxyUIDRefused(t *testing.T) {
+	ns := namespace(t, map[string]string{inject.AnnotationInject: inject.InjectEnabled}, nil)
+	uid := int64(2102)
+	p := appPod(ns.Name, "as-proxy", nil, nil)
+	p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: &uid}
+	err := env.Client.Create(ctx(t), p)
+	if err == nil {
+		t.Fatal("a pod whose app runs as the proxy's UID was admitted")
+	}
+	for _, w := range []string{"spec.containers[0].securityContext.runAsUser", "the proxy's UID", "config.weft.dev/proxy-uid"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	p = appPod(ns.Name, "as-pod-uid", nil, nil)
+	p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid}
+	if err := env.Client.Create(ctx(t), p); err == nil || !strings.Contains(err.Error(), "spec.securityContext.runAsUser") {
+		t.Errorf("pod-level runAsUser 2102: error %v, want a refusal naming spec.securityContext.runAsUser", err)
 	}
 }

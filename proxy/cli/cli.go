@@ -70,6 +70,9 @@ type Flags struct {
 	Namespace string
 	// Threads is GOMAXPROCS; 0 keeps the Go runtime's choice.
 	Threads int
+	// IdentityRenewAt is the share of its life (percent) after which the mesh-mode
+	// certificate is renewed, before jitter.
+	IdentityRenewAt int
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -89,6 +92,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.IdentityName, "identity-name", os.Getenv("WEFT_IDENTITY_LOCAL_NAME"), "mesh mode: this proxy's SPIFFE ID (env WEFT_IDENTITY_LOCAL_NAME)")
 	fs.StringVar(&f.IdentityToken, "identity-token", envOr("WEFT_IDENTITY_TOKEN_FILE", "/var/run/weft/identity/token"), "mesh mode: projected ServiceAccount token file (env WEFT_IDENTITY_TOKEN_FILE)")
 	fs.StringVar(&f.IdentitySrv, "identity-server-name", os.Getenv("WEFT_IDENTITY_SERVER_NAME"), "mesh mode: name the identity service's certificate must carry, DNS or spiffe:// (default: the host of --identity-addr; env WEFT_IDENTITY_SERVER_NAME)")
+	fs.IntVar(&f.IdentityRenewAt, "identity-renew-at-percent", identity.DefaultRenewAtPercent, fmt.Sprintf("mesh mode: renew the certificate after this share of its life, %d to %d, moved at random by up to %d points (the injector passes the Mesh's spec.identity.workload.renewAtPercent)", identity.RenewMinPercent, identity.RenewMaxPercent, identity.RenewJitterPercent))
 	fs.StringVar(&f.OpaquePorts, "opaque-ports", os.Getenv("WEFT_OPAQUE_PORTS"), "ports and ranges (\"25,3306,4000-4010\") added to the configuration's opaquePorts (env WEFT_OPAQUE_PORTS)")
 	fs.StringVar(&f.InboundPolicy, "default-inbound-policy", os.Getenv("WEFT_DEFAULT_INBOUND_POLICY"), "overrides inbound.defaultPolicy (env WEFT_DEFAULT_INBOUND_POLICY)")
 	fs.DurationVar(&f.DetectTimeout, "detect-timeout", envDuration("WEFT_DETECT_TIMEOUT"), "overrides detectTimeout (env WEFT_DETECT_TIMEOUT)")
@@ -372,10 +376,13 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		if _, err := config.ParseSPIFFEID(f.IdentityName); err != nil {
 			return fmt.Errorf("--identity-name: %w", err)
 		}
+		if f.IdentityRenewAt < identity.RenewMinPercent || f.IdentityRenewAt > identity.RenewMaxPercent {
+			return fmt.Errorf("--identity-renew-at-percent=%d: must be between %d and %d", f.IdentityRenewAt, identity.RenewMinPercent, identity.RenewMaxPercent)
+		}
 		store = &identity.Store{}
 		mesh := &identity.Mesh{Addr: f.IdentityAddr, ServerName: f.IdentitySrv, ID: f.IdentityName,
 			TokenPath: f.IdentityToken, RootsPath: f.IdentityRoots, Interval: f.ReloadInterval,
-			Store: store, Log: log.WithName("identity")}
+			RenewAtPercent: f.IdentityRenewAt, Store: store, Log: log.WithName("identity")}
 		source = mesh
 	default:
 		return fmt.Errorf("unknown --identity-mode %q (want files, mesh or disabled)", f.IdentityMode)
