@@ -29,12 +29,14 @@ import (
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/trustbundle"
 )
 
@@ -164,19 +166,30 @@ func (r *MeshReconciler) triggerIssuerRenewal(ctx context.Context, mesh *meshv1a
 	return nil
 }
 
-// publishCopies writes the bundle into every meshed namespace and removes copies from
-// namespaces that are no longer meshed.
+// publishCopies writes the bundle into every namespace where injected pods may run (every
+// meshed namespace, and every namespace holding an injected pod, which is how a pod opted
+// in by its own weft.dev/inject label outside a meshed namespace gets its trust roots) and
+// removes copies from namespaces that have neither any more.
+//
+// The apply takes ownership of the ConfigMap's data by force: a ConfigMap of the same name
+// created by someone else in such a namespace (before the first injected pod, or by
+// hand) is overwritten with the real bundle and marked as Weft's (managed-by label,
+// owner reference to the Mesh), never trusted as it was.
 func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.Mesh, bundlePEM string) error {
 	var nss corev1.NamespaceList
 	if err := r.List(ctx, &nss); err != nil {
 		return fmt.Errorf("listing namespaces: %w", err)
+	}
+	withPods, err := r.namespacesWithInjectedPods(ctx)
+	if err != nil {
+		return err
 	}
 	keep := map[string]bool{r.Namespace: true}
 	for _, ns := range nss.Items {
 		if ns.Name == r.Namespace || !ns.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if ns.Labels[InjectAnnotation] != "enabled" && ns.Annotations[InjectAnnotation] != "enabled" {
+		if ns.Labels[InjectAnnotation] != "enabled" && ns.Annotations[InjectAnnotation] != "enabled" && !withPods[ns.Name] {
 			continue
 		}
 		keep[ns.Name] = true
@@ -189,6 +202,23 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 		}
 	}
 	return r.deleteBundles(ctx, keep)
+}
+
+// namespacesWithInjectedPods names the namespaces holding a pod the injector marked
+// (label weft.dev/injected=true). Only metadata is listed: the label is all it needs.
+func (r *MeshReconciler) namespacesWithInjectedPods(ctx context.Context) (map[string]bool, error) {
+	pods := &metav1.PartialObjectMetadataList{}
+	pods.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("PodList"))
+	if err := r.List(ctx, pods, client.MatchingLabels{inject.LabelInjected: "true"}); err != nil {
+		return nil, fmt.Errorf("listing injected pods: %w", err)
+	}
+	out := map[string]bool{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp.IsZero() {
+			out[p.Namespace] = true
+		}
+	}
+	return out, nil
 }
 
 // deleteBundles deletes the bundle ConfigMaps Weft published in namespaces not in keep
