@@ -185,7 +185,12 @@ func TestInjection(t *testing.T) {
 	plain := namespace(t, nil, nil)
 	cp := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: webhooktest.ControlPlaneNamespace,
 		Labels: map[string]string{inject.AnnotationInject: inject.InjectEnabled}}}
-	if err := env.Client.Create(ctx(t), cp); err != nil {
+	// Other tests may have created it (for its trust bundle) without the label.
+	err := env.Client.Create(ctx(t), cp)
+	if apierrors.IsAlreadyExists(err) {
+		err = env.Client.Update(ctx(t), cp)
+	}
+	if err != nil {
 		t.Fatalf("creating %s: %v", cp.Name, err)
 	}
 
