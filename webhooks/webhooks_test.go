@@ -274,6 +274,7 @@ func TestOverrides(t *testing.T) {
 	mesh.Spec.Proxy.LogLevel = "debug"
 	mesh.Spec.Proxy.Image = "registry.example/weft-proxy:1.2.3"
 	mesh.Spec.Proxy.Resources.Limits[corev1.ResourceMemory] = resource.MustParse("300Mi")
+	mesh.Spec.Identity.Workload.RenewAtPercent = 80
 	if err := env.Client.Update(ctx(t), mesh); err != nil {
 		t.Fatalf("updating the Mesh: %v", err)
 	}
@@ -345,6 +346,10 @@ func TestOverrides(t *testing.T) {
 			}
 			if got, _ := argValue(proxy.Args, "--connect-timeout"); got != "2s" {
 				t.Errorf("--connect-timeout = %q, want 2s", got)
+			}
+			// The Mesh's renewAtPercent reaches the proxy (it used to be ignored).
+			if got, _ := argValue(proxy.Args, "--identity-renew-at-percent"); got != "80" {
+				t.Errorf("--identity-renew-at-percent = %q, want the Mesh's 80", got)
 			}
 			if proxy.Image != tc.image {
 				t.Errorf("image = %q, want %q", proxy.Image, tc.image)
