@@ -115,6 +115,44 @@ func TestPodSecurityBaselineWithWeftInit(t *testing.T) {
 		{"namespace opted out", addCaps(appPod(optOut.Name, "app", nil, nil), "NET_ADMIN"), nil},
 		{"unmeshed namespace is not Weft's business", addCaps(appPod(plain.Name, "app", nil, nil), "NET_ADMIN"), nil},
 	}
+	t.Run("updates: metadata passes, a new weft-init image is refused", func(t *testing.T) {
+		// Admitted before its namespace was meshed, with a capability baseline forbids.
+		ns := namespace(t, nil, nil)
+		p := addCaps(appPod(ns.Name, "old", nil, nil), "SYS_ADMIN")
+		p.Spec.InitContainers = []corev1.Container{{Name: inject.InitContainerName, Image: mesh.Spec.Proxy.InitImage,
+			SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}}}
+		create(t, p)
+		ns.Labels = map[string]string{inject.AnnotationInject: inject.InjectEnabled}
+		if err := env.Client.Update(ctx(t), ns); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			p.Labels = map[string]string{"touched": time.Now().Format("150405.000000")}
+			err := env.Client.Update(ctx(t), p)
+			if err != nil {
+				t.Fatalf("a metadata update of a pod admitted earlier was refused: %v", err)
+			}
+			// Changing weft-init's image in place (it would run again with the
+			// capabilities when the pod's sandbox restarts) is a spec change: refused,
+			// once the namespace's new label reached the policy's matcher.
+			p.Spec.InitContainers[0].Image = "evil.example/init:1"
+			err = env.Client.Update(ctx(t), p)
+			if err != nil && strings.Contains(err.Error(), "container(s) weft-init, app add") {
+				return
+			}
+			if err == nil {
+				t.Fatal("the image of weft-init was changed in a meshed namespace")
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("updating weft-init's image: %v", err)
+			}
+			if err := env.Client.Get(ctx(t), client.ObjectKeyFromObject(p), p); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			err := dryRun(tc.pod)
