@@ -25,6 +25,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
@@ -50,7 +51,7 @@ func TestMeshSchema(t *testing.T) {
   proxy:
     image: registry.example.com/weft-proxy:v1
     logLevel: debug
-    ports: {outbound: 5140, inbound: 5143, admin: 5191, tap: 5190}
+    ports: {outbound: 5140, inbound: 5143, admin: 5191}
     opaquePorts: [3306, 5432]
     skipInboundPorts: [22]
     skipOutboundPorts: [443]
@@ -92,7 +93,7 @@ metadata:
 		{name: "external issuer without name", yaml: mesh("  identity:\n    externalIssuerRef: {kind: Issuer}\n"),
 			wantErr: []string{"spec.identity.externalIssuerRef.name", "Required value"}},
 		{name: "two ports equal", yaml: mesh("  proxy:\n    ports: {outbound: 4143}\n"),
-			wantErr: []string{"spec.proxy", "ports.outbound, ports.inbound, ports.admin and ports.tap must all differ"}},
+			wantErr: []string{"spec.proxy", "ports.outbound, ports.inbound and ports.admin must all differ"}},
 		{name: "port above 65535", yaml: mesh("  proxy:\n    ports: {admin: 70000}\n"),
 			wantErr: []string{"spec.proxy.ports.admin", "less than or equal to 65535"}},
 		{name: "port zero", yaml: mesh("  proxy:\n    opaquePorts: [0]\n"),
@@ -140,7 +141,6 @@ func TestMeshDefaults(t *testing.T) {
 		"spec.proxy.ports.outbound":             int64(4140),
 		"spec.proxy.ports.inbound":              int64(4143),
 		"spec.proxy.ports.admin":                int64(4191),
-		"spec.proxy.ports.tap":                  int64(4190),
 		"spec.proxy.defaultInboundPolicy":       "all-unauthenticated",
 		"spec.proxy.connectTimeout":             "1s",
 		"spec.proxy.detectTimeout":              "10s",
@@ -154,6 +154,48 @@ func TestMeshDefaults(t *testing.T) {
 		if !reflect.DeepEqual(got, v) {
 			t.Errorf("%s: want default %v (%T), got %v (%T)", path, v, v, got, got)
 		}
+	}
+}
+
+// TestMeshHasNoTapPort: ports.tap configured nothing (the proxy has no tap server), so
+// it is not part of the API until it does; an old manifest that sets it is pruned.
+func TestMeshHasNoTapPort(t *testing.T) {
+	m := create(t, meshHeader+"spec:\n  proxy:\n    ports: {tap: 5190}\n")
+	ports, _ := field(t, m, "spec", "proxy", "ports").(map[string]any)
+	if _, ok := ports["tap"]; ok {
+		t.Errorf("spec.proxy.ports.tap stored (%v); it configures nothing and must not be in the schema", ports)
+	}
+}
+
+// TestMeshTrustDomainIsFixed: a trustDomain change used to be accepted although running
+// proxies keep asking for (and expecting) identities in the old domain; the API server
+// now refuses it with a message saying what to do, and other spec changes still pass.
+func TestMeshTrustDomainIsFixed(t *testing.T) {
+	ctx := context.Background()
+	m := create(t, meshHeader+"spec:\n  trustDomain: one.example\n")
+	change := func(mutate func(*unstructured.Unstructured)) error {
+		cur := m.DeepCopy()
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(cur), cur); err != nil {
+			t.Fatal(err)
+		}
+		mutate(cur)
+		return k8sClient.Update(ctx, cur, client.DryRunAll)
+	}
+	err := change(func(u *unstructured.Unstructured) {
+		_ = unstructured.SetNestedField(u.Object, "two.example", "spec", "trustDomain")
+	})
+	if err == nil || !strings.Contains(err.Error(), "trustDomain cannot be changed") || !strings.Contains(err.Error(), "delete the Mesh") {
+		t.Errorf("changing trustDomain: got %v, want a refusal that says what to do", err)
+	}
+	// Removing the field defaults it to cluster.local: a change too.
+	err = change(func(u *unstructured.Unstructured) { unstructured.RemoveNestedField(u.Object, "spec", "trustDomain") })
+	if err == nil || !strings.Contains(err.Error(), "trustDomain cannot be changed") {
+		t.Errorf("removing trustDomain: got %v, want a refusal", err)
+	}
+	if err := change(func(u *unstructured.Unstructured) {
+		_ = unstructured.SetNestedField(u.Object, "debug", "spec", "proxy", "logLevel")
+	}); err != nil {
+		t.Errorf("changing another field with the same trustDomain: %v", err)
 	}
 }
 

@@ -84,7 +84,8 @@ func TestDefaultInstallApplies(t *testing.T) {
 		}
 	}
 	for _, kind := range []string{"CustomResourceDefinition", "Namespace", "Deployment", "Service", "ClusterRole",
-		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "Certificate", "Issuer"} {
+		"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "Certificate", "Issuer",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		if kinds[kind] == 0 {
 			t.Errorf("config/default renders no %s (rendered: %v)", kind, kinds)
 		}

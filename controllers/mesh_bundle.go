@@ -167,8 +167,15 @@ func (r *MeshReconciler) triggerIssuerRenewal(ctx context.Context, mesh *meshv1a
 	return nil
 }
 
-// publishCopies writes the bundle into every meshed namespace and removes copies from
-// namespaces that are no longer meshed.
+// publishCopies writes the bundle into every namespace where injected pods may run (every
+// meshed namespace, and every namespace holding an injected pod, which is how a pod opted
+// in by its own weft.dev/inject label outside a meshed namespace gets its trust roots) and
+// removes copies from namespaces that have neither any more.
+//
+// The apply takes ownership of the ConfigMap's data by force: a ConfigMap of the same name
+// created by someone else in such a namespace (before the first injected pod, or by
+// hand) is overwritten with the real bundle and marked as Weft's (managed-by label,
+// owner reference to the Mesh), never trusted as it was.
 func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.Mesh, bundlePEM string) error {
 	var nss corev1.NamespaceList
 	if err := r.List(ctx, &nss); err != nil {
@@ -178,12 +185,16 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 	if err != nil {
 		return err
 	}
+	withPods, err := r.namespacesWithInjectedPods(ctx)
+	if err != nil {
+		return err
+	}
 	keep := map[string]bool{r.Namespace: true}
 	for _, ns := range nss.Items {
 		if ns.Name == r.Namespace || !ns.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if ns.Labels[InjectAnnotation] != "enabled" && ns.Annotations[InjectAnnotation] != "enabled" {
+		if ns.Labels[InjectAnnotation] != "enabled" && ns.Annotations[InjectAnnotation] != "enabled" && !withPods[ns.Name] {
 			continue
 		}
 		keep[ns.Name] = true
@@ -199,6 +210,23 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 		}
 	}
 	return r.deleteBundles(ctx, keep)
+}
+
+// namespacesWithInjectedPods names the namespaces holding a pod with a Weft proxy. It
+// reads the Mesh reconciler's pod cache, which keeps only container names (slimPod), so
+// the proxy container is the mark rather than the injector's label.
+func (r *MeshReconciler) namespacesWithInjectedPods(ctx context.Context) (map[string]bool, error) {
+	var pods corev1.PodList
+	if err := r.List(ctx, &pods); err != nil {
+		return nil, fmt.Errorf("listing pods: %w", err)
+	}
+	out := map[string]bool{}
+	for i := range pods.Items {
+		if p := &pods.Items[i]; p.DeletionTimestamp.IsZero() && hasProxy(p) {
+			out[p.Namespace] = true
+		}
+	}
+	return out, nil
 }
 
 // deleteBundles deletes the bundle ConfigMaps Weft published in namespaces not in keep

@@ -663,6 +663,66 @@ func TestMeshIdentity(t *testing.T) {
 		})
 	})
 
+	t.Run("per-pod opt-in: the bundle follows injected pods, a squatting ConfigMap is overwritten", func(t *testing.T) {
+		// A namespace that is not meshed, where a user created a ConfigMap named
+		// weft-trust-roots holding their own CA before any pod was injected.
+		const solo = "solo"
+		rogue := rogueAnchorPEM(t)
+		for _, o := range []client.Object{
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: solo}},
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: solo, Name: controllers.TrustRootsName},
+				Data: map[string]string{controllers.TrustRootsKey: rogue}},
+		} {
+			if err := c.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// A pod opted in by its own label, as the injector leaves it.
+		pod := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: solo, Name: "opted-in",
+				Labels: map[string]string{controllers.InjectAnnotation: "enabled", "weft.dev/injected": "true"}},
+			Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{{Name: "weft-proxy", Image: "weft-proxy:dev",
+					RestartPolicy: new(corev1.ContainerRestartPolicyAlways)}},
+				Containers: []corev1.Container{{Name: "app", Image: "app"}},
+			},
+		}
+		if err := c.Create(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+		want, err := m.bundle(ctx, controlPlaneNS)
+		if err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error {
+			cm := &corev1.ConfigMap{}
+			if err := c.Get(ctx, types.NamespacedName{Namespace: solo, Name: controllers.TrustRootsName}, cm); err != nil {
+				return err
+			}
+			got, err := trustbundle.ParsePEM([]byte(cm.Data[controllers.TrustRootsKey]))
+			if err != nil {
+				return err
+			}
+			if !slices.EqualFunc(got, want, (*x509.Certificate).Equal) {
+				return fmt.Errorf("bundle in namespace %s (%d certificates) is not the control plane's (%d)", solo, len(got), len(want))
+			}
+			if cm.Labels["app.kubernetes.io/managed-by"] != "weft-controller" || len(cm.OwnerReferences) != 1 || cm.OwnerReferences[0].Kind != "Mesh" {
+				return fmt.Errorf("the ConfigMap is not marked as Weft's: labels %v, owners %v", cm.Labels, cm.OwnerReferences)
+			}
+			return nil
+		})
+		// The last injected pod leaves: so does the bundle.
+		if err := c.Delete(ctx, pod, client.GracePeriodSeconds(0)); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 15*time.Second, func() error {
+			if _, err := m.bundle(ctx, solo); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("bundle in %s: err = %v, want NotFound once no injected pod is left", solo, err)
+			}
+			return nil
+		})
+	})
+
 	t.Run("a namespace that leaves the mesh loses its bundle", func(t *testing.T) {
 		ns := &corev1.Namespace{}
 		if err := c.Get(ctx, types.NamespacedName{Name: appNS}, ns); err != nil {

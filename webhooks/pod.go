@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/trustbundle"
 )
 
 // Two entries share the injector: one for pods in namespaces labelled
@@ -27,12 +29,17 @@ import (
 // +kubebuilder:webhook:path=/inject-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=pod.inject.weft.dev,admissionReviewVersions=v1,reinvocationPolicy=IfNeeded,timeoutSeconds=10
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
 
 // PodInjector is the mutating webhook that adds the proxy to new pods.
 type PodInjector struct {
 	Reader client.Reader
-	Env    inject.Env
-	Log    logr.Logger
+	// LiveReader reads the weft-trust-roots ConfigMaps from the API server (two GETs
+	// per injected pod), so that the webhook does not cache every ConfigMap of the
+	// cluster. Default: Reader.
+	LiveReader client.Reader
+	Env        inject.Env
+	Log        logr.Logger
 }
 
 // Handle injects the pod of a CREATE request when inject.Decide says so.
@@ -67,6 +74,12 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading the Mesh: %w", err))
 	}
 
+	if why, err := h.foreignTrustRoots(ctx, nsName); err != nil {
+		return admission.Errored(http.StatusInternalServerError, err)
+	} else if why != "" {
+		return admission.Denied("weft cannot inject the proxy: " + why)
+	}
+
 	if errs := inject.Inject(&tpl, nsInfo, mesh.Spec, h.Env); len(errs) > 0 {
 		return admission.Denied(fmt.Sprintf("weft cannot inject the proxy: %v", errs.ToAggregate()))
 	}
@@ -76,6 +89,60 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	}
 	h.Log.V(1).Info("Injected the proxy", "namespace", nsName, "pod", podName(&pod))
 	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(warnings...)
+}
+
+// foreignTrustRoots says why the pod's namespace holds a weft-trust-roots ConfigMap that
+// the proxy must not trust, or "" when it holds none (weft-controller publishes it once
+// an injected pod exists there) or only anchors of the bundle weft-controller publishes
+// in the control-plane namespace. The proxy trusts whatever that ConfigMap says, so one
+// created by a namespace user (for a pod opted in outside a meshed namespace, before
+// weft-controller got there) would make it trust their CA.
+//
+// The check is on content, not on the managed-by label or the owner reference: anyone
+// who can create a ConfigMap can write those too. A subset is accepted, not only an
+// equal bundle, because copies follow the control-plane bundle by a reconcile: while an
+// anchor is being added, the copies still hold only the old one.
+func (h *PodInjector) foreignTrustRoots(ctx context.Context, ns string) (string, error) {
+	live := h.LiveReader
+	if live == nil {
+		live = h.Reader
+	}
+	name := inject.TrustRootsConfigMap
+	var local corev1.ConfigMap
+	switch err := live.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &local); {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("reading ConfigMap %s/%s: %w", ns, name, err)
+	}
+	cp := h.Env.ControlPlaneNamespace
+	if cp == "" {
+		cp = "weft-system"
+	}
+	advice := fmt.Sprintf("delete ConfigMap %s/%s; weft-controller publishes the real trust bundle in every namespace with injected pods", ns, name)
+	var published corev1.ConfigMap
+	switch err := live.Get(ctx, types.NamespacedName{Namespace: cp, Name: name}, &published); {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("ConfigMap %s/%s exists but weft-controller has published no trust bundle (%s/%s) yet, so it was not written by Weft; %s",
+			ns, name, cp, name, advice), nil
+	case err != nil:
+		return "", fmt.Errorf("reading ConfigMap %s/%s: %w", cp, name, err)
+	}
+	want, err := trustbundle.ParsePEM([]byte(published.Data[inject.TrustRootsKey]))
+	if err != nil {
+		return "", fmt.Errorf("parsing the published trust bundle %s/%s: %w", cp, name, err)
+	}
+	got, err := trustbundle.ParsePEM([]byte(local.Data[inject.TrustRootsKey]))
+	if err != nil || len(got) == 0 {
+		return fmt.Sprintf("ConfigMap %s/%s holds no readable trust bundle under %s; %s", ns, name, inject.TrustRootsKey, advice), nil
+	}
+	for _, c := range got {
+		if !slices.ContainsFunc(want, c.Equal) {
+			return fmt.Sprintf("ConfigMap %s/%s holds a certificate (%s) that is not in the trust bundle weft-controller publishes (%s/%s): it was not written by Weft, and the proxy would trust it; %s",
+				ns, name, c.Subject, cp, name, advice), nil
+		}
+	}
+	return "", nil
 }
 
 // podName names a pod for logs; pods of controllers have only a generateName yet.

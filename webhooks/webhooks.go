@@ -61,7 +61,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	r := &reader{cached: mgr.GetClient(), live: mgr.GetAPIReader()}
 	log := mgr.GetLogger().WithName("webhooks")
 
-	srv.Register(InjectPodPath, &webhook.Admission{Handler: &PodInjector{Reader: r, Env: env, Log: log.WithName("inject")}})
+	srv.Register(InjectPodPath, &webhook.Admission{Handler: &PodInjector{Reader: r, LiveReader: mgr.GetAPIReader(), Env: env, Log: log.WithName("inject")}})
 	srv.Register(MutateNamespacePath, &webhook.Admission{Handler: &NamespaceLabeler{}})
 	srv.Register(ValidateNamespacePath, admission.WithValidator(mgr.GetScheme(), &NamespaceValidator{}))
 	srv.Register(ValidateWorkloadPath, &webhook.Admission{Handler: &WorkloadValidator{}})

@@ -185,7 +185,12 @@ func TestInjection(t *testing.T) {
 	plain := namespace(t, nil, nil)
 	cp := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: webhooktest.ControlPlaneNamespace,
 		Labels: map[string]string{inject.AnnotationInject: inject.InjectEnabled}}}
-	if err := env.Client.Create(ctx(t), cp); err != nil {
+	// Other tests may have created it (for its trust bundle) without the label.
+	err := env.Client.Create(ctx(t), cp)
+	if apierrors.IsAlreadyExists(err) {
+		err = env.Client.Update(ctx(t), cp)
+	}
+	if err != nil {
 		t.Fatalf("creating %s: %v", cp.Name, err)
 	}
 
@@ -269,6 +274,7 @@ func TestOverrides(t *testing.T) {
 	mesh.Spec.Proxy.LogLevel = "debug"
 	mesh.Spec.Proxy.Image = "registry.example/weft-proxy:1.2.3"
 	mesh.Spec.Proxy.Resources.Limits[corev1.ResourceMemory] = resource.MustParse("300Mi")
+	mesh.Spec.Identity.Workload.RenewAtPercent = 80
 	if err := env.Client.Update(ctx(t), mesh); err != nil {
 		t.Fatalf("updating the Mesh: %v", err)
 	}
@@ -310,8 +316,7 @@ func TestOverrides(t *testing.T) {
 			inject.AnnotationProxyMemoryLimit: "100Mi",
 			inject.AnnotationOpaquePorts:      "",
 			inject.AnnotationProxyUID:         "3000",
-			inject.AnnotationProxyImage:       "weft-proxy:canary",
-		}, "2", "100Mi", "500m", "", "3000", "weft-proxy:canary"}, // trace is verbosity 2 for weft-proxy
+		}, "2", "100Mi", "500m", "", "3000", "registry.example/weft-proxy:1.2.3"}, // trace is verbosity 2 for weft-proxy
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -342,6 +347,10 @@ func TestOverrides(t *testing.T) {
 			if got, _ := argValue(proxy.Args, "--connect-timeout"); got != "2s" {
 				t.Errorf("--connect-timeout = %q, want 2s", got)
 			}
+			// The Mesh's renewAtPercent reaches the proxy (it used to be ignored).
+			if got, _ := argValue(proxy.Args, "--identity-renew-at-percent"); got != "80" {
+				t.Errorf("--identity-renew-at-percent = %q, want the Mesh's 80", got)
+			}
 			if proxy.Image != tc.image {
 				t.Errorf("image = %q, want %q", proxy.Image, tc.image)
 			}
@@ -367,6 +376,13 @@ func TestMalformedAnnotations(t *testing.T) {
 		{"port clash", map[string]string{inject.AnnotationAdminPort: "4143"}, []string{"config.weft.dev/admin-port"}},
 		{"two bad annotations, both named", map[string]string{inject.AnnotationLogLevel: "loud", inject.AnnotationDetectTimeout: "forever"},
 			[]string{"config.weft.dev/log-level", "config.weft.dev/detect-timeout"}},
+		// Images come from the Mesh only: weft-init runs as root with NET_ADMIN and
+		// NET_RAW, so a pod choosing its image could run anything with them.
+		{"pod-chosen init image", map[string]string{inject.AnnotationInitImage: "evil.example/root:1"},
+			[]string{"config.weft.dev/init-image", "pods may not choose the weft-init image", "spec.proxy.initImage"}},
+		{"pod-chosen proxy image", map[string]string{inject.AnnotationProxyImage: "evil.example/proxy:1"},
+			[]string{"config.weft.dev/proxy-image", "pods may not choose the proxy image", "spec.proxy.image"}},
+		{"tap port", map[string]string{inject.AnnotationTapPort: "4190"}, []string{"config.weft.dev/tap-port", "no tap server"}},
 	}
 	for i, tc := range podCases {
 		t.Run("pod/"+tc.name, func(t *testing.T) {
@@ -391,6 +407,7 @@ func TestMalformedAnnotations(t *testing.T) {
 		{"bad inject value", map[string]string{inject.AnnotationInject: "yes"}, "weft.dev/inject"},
 		{"bad memory", map[string]string{inject.AnnotationProxyMemoryRequest: "lots"}, "config.weft.dev/proxy-memory-request"},
 		{"bad subnet", map[string]string{inject.AnnotationSkipSubnets: "10.0.0.0/33"}, "config.weft.dev/skip-subnets"},
+		{"namespace-chosen init image", map[string]string{inject.AnnotationInitImage: "evil.example/root:1"}, "pods may not choose the weft-init image"},
 	}
 	for _, tc := range nsCases {
 		t.Run("namespace/"+tc.name, func(t *testing.T) {
@@ -660,5 +677,29 @@ func TestNamespaceLabelFollowsAnnotation(t *testing.T) {
 		if got := ns.Labels[inject.AnnotationInject]; got != st.wantLabel {
 			t.Errorf("%s: label = %q, want %q", st.name, got, st.wantLabel)
 		}
+	}
+}
+
+// TestProxyUIDRefused: the API server refuses, through the injector, a pod whose app
+// container runs as the proxy's UID (its traffic would bypass the proxy), with a
+// message that names the field and says what to do.
+func TestProxyUIDRefused(t *testing.T) {
+	ns := namespace(t, map[string]string{inject.AnnotationInject: inject.InjectEnabled}, nil)
+	uid := int64(2102)
+	p := appPod(ns.Name, "as-proxy", nil, nil)
+	p.Spec.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: &uid}
+	err := env.Client.Create(ctx(t), p)
+	if err == nil {
+		t.Fatal("a pod whose app runs as the proxy's UID was admitted")
+	}
+	for _, w := range []string{"spec.containers[0].securityContext.runAsUser", "the proxy's UID", "config.weft.dev/proxy-uid"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	p = appPod(ns.Name, "as-pod-uid", nil, nil)
+	p.Spec.SecurityContext = &corev1.PodSecurityContext{RunAsUser: &uid}
+	if err := env.Client.Create(ctx(t), p); err == nil || !strings.Contains(err.Error(), "spec.securityContext.runAsUser") {
+		t.Errorf("pod-level runAsUser 2102: error %v, want a refusal naming spec.securityContext.runAsUser", err)
 	}
 }

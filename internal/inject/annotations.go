@@ -42,8 +42,6 @@ const (
 
 // The config.weft.dev/* annotations. docs/injection.md lists them with their meaning.
 const (
-	AnnotationProxyImage           = ConfigPrefix + "proxy-image"
-	AnnotationInitImage            = ConfigPrefix + "init-image"
 	AnnotationImagePullPolicy      = ConfigPrefix + "image-pull-policy"
 	AnnotationProxyCPURequest      = ConfigPrefix + "proxy-cpu-request"
 	AnnotationProxyCPULimit        = ConfigPrefix + "proxy-cpu-limit"
@@ -54,7 +52,6 @@ const (
 	AnnotationOutboundPort         = ConfigPrefix + "outbound-port"
 	AnnotationInboundPort          = ConfigPrefix + "inbound-port"
 	AnnotationAdminPort            = ConfigPrefix + "admin-port"
-	AnnotationTapPort              = ConfigPrefix + "tap-port"
 	AnnotationOpaquePorts          = ConfigPrefix + "opaque-ports"
 	AnnotationSkipInboundPorts     = ConfigPrefix + "skip-inbound-ports"
 	AnnotationSkipOutboundPorts    = ConfigPrefix + "skip-outbound-ports"
@@ -63,6 +60,28 @@ const (
 	AnnotationConnectTimeout       = ConfigPrefix + "connect-timeout"
 	AnnotationDetectTimeout        = ConfigPrefix + "detect-timeout"
 )
+
+// Annotations that earlier versions accepted and that are now refused, each with what
+// to do instead. They are refused rather than ignored so that nothing changes silently.
+const (
+	// AnnotationProxyImage and AnnotationInitImage let any pod author pick the images
+	// of the injected containers, and weft-init runs as root with NET_ADMIN and
+	// NET_RAW: a pod could run any image with those privileges. Images come from the
+	// Mesh only.
+	AnnotationProxyImage = ConfigPrefix + "proxy-image"
+	AnnotationInitImage  = ConfigPrefix + "init-image"
+	// AnnotationTapPort configured a tap server that does not exist yet.
+	AnnotationTapPort = ConfigPrefix + "tap-port"
+)
+
+// removedKnobs says, for each refused annotation, why and what to do instead.
+var removedKnobs = map[string]string{
+	AnnotationProxyImage: "pods may not choose the proxy image: it comes from the Mesh's spec.proxy.image, " +
+		"which the cluster's mesh operator sets; remove the annotation",
+	AnnotationInitImage: "pods may not choose the weft-init image (it runs as root with NET_ADMIN and NET_RAW): " +
+		"it comes from the Mesh's spec.proxy.initImage, which the cluster's mesh operator sets; remove the annotation",
+	AnnotationTapPort: "the proxy has no tap server yet, so there is no tap port to move; remove the annotation",
+}
 
 // Config is the effective proxy configuration of one pod: the Mesh's spec.proxy, then
 // the namespace's config.weft.dev/* annotations, then the pod's.
@@ -76,7 +95,6 @@ type Config struct {
 	OutboundPort         int32
 	InboundPort          int32
 	AdminPort            int32
-	TapPort              int32
 	OpaquePorts          []iptables.PortRange
 	SkipInboundPorts     []iptables.PortRange
 	SkipOutboundPorts    []iptables.PortRange
@@ -99,7 +117,6 @@ func configFromMesh(p meshv1alpha1.ProxySpec) Config {
 		OutboundPort:         int32(p.Ports.Outbound),
 		InboundPort:          int32(p.Ports.Inbound),
 		AdminPort:            int32(p.Ports.Admin),
-		TapPort:              int32(p.Ports.Tap),
 		OpaquePorts:          portRanges(p.OpaquePorts),
 		SkipInboundPorts:     portRanges(p.SkipInboundPorts),
 		SkipOutboundPorts:    portRanges(p.SkipOutboundPorts),
@@ -127,20 +144,6 @@ type knob struct {
 // validates as strictly as the Mesh CRD validates the same field, so an annotation can
 // never produce a proxy the Mesh could not have.
 var knobs = map[string]knob{
-	AnnotationProxyImage: {"proxy image", func(c *Config, v string) error {
-		if err := checkImage(v); err != nil {
-			return err
-		}
-		c.ProxyImage = v
-		return nil
-	}},
-	AnnotationInitImage: {"weft-init image", func(c *Config, v string) error {
-		if err := checkImage(v); err != nil {
-			return err
-		}
-		c.InitImage = v
-		return nil
-	}},
 	AnnotationImagePullPolicy: {"Always, IfNotPresent or Never", func(c *Config, v string) error {
 		switch p := corev1.PullPolicy(v); p {
 		case corev1.PullAlways, corev1.PullIfNotPresent, corev1.PullNever:
@@ -172,7 +175,6 @@ var knobs = map[string]knob{
 	AnnotationOutboundPort: {"port", portKnob(func(c *Config) *int32 { return &c.OutboundPort })},
 	AnnotationInboundPort:  {"port", portKnob(func(c *Config) *int32 { return &c.InboundPort })},
 	AnnotationAdminPort:    {"port", portKnob(func(c *Config) *int32 { return &c.AdminPort })},
-	AnnotationTapPort:      {"port", portKnob(func(c *Config) *int32 { return &c.TapPort })},
 	AnnotationOpaquePorts:  {"ports and ranges", portListKnob(func(c *Config) *[]iptables.PortRange { return &c.OpaquePorts })},
 	AnnotationSkipInboundPorts: {"ports and ranges", portListKnob(func(c *Config) *[]iptables.PortRange {
 		return &c.SkipInboundPorts
@@ -208,16 +210,6 @@ func KnownAnnotations() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func checkImage(v string) error {
-	if strings.TrimSpace(v) != v || v == "" || strings.ContainsAny(v, " \t\n") {
-		return fmt.Errorf("must be a non-empty image reference without spaces")
-	}
-	if len(v) > 512 {
-		return fmt.Errorf("must be at most 512 characters")
-	}
-	return nil
 }
 
 func resourceKnob(limit bool, name corev1.ResourceName) func(*Config, string) error {
@@ -294,6 +286,10 @@ func applyAnnotations(c *Config, annotations map[string]string, path *field.Path
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if why, removed := removedKnobs[k]; removed {
+			errs = append(errs, field.Forbidden(path.Key(k), why))
+			continue
+		}
 		kn, ok := knobs[k]
 		if !ok {
 			errs = append(errs, field.NotSupported(path.Key(k), k, KnownAnnotations()))
@@ -317,11 +313,10 @@ func (c *Config) check(path *field.Path) field.ErrorList {
 		{AnnotationOutboundPort, c.OutboundPort},
 		{AnnotationInboundPort, c.InboundPort},
 		{AnnotationAdminPort, c.AdminPort},
-		{AnnotationTapPort, c.TapPort},
 	} {
 		if other, dup := ports[p.port]; dup {
 			errs = append(errs, field.Invalid(path.Key(p.key), strconv.Itoa(int(p.port)),
-				fmt.Sprintf("the proxy's outbound, inbound, admin and tap ports must differ, and %s is also %d", other, p.port)))
+				fmt.Sprintf("the proxy's outbound, inbound and admin ports must differ, and %s is also %d", other, p.port)))
 		}
 		ports[p.port] = p.key
 	}

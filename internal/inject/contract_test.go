@@ -123,24 +123,26 @@ func TestProxyAcceptsInjectedCommandLine(t *testing.T) {
 		name      string
 		policy    meshv1alpha1.InboundPolicy
 		logLevel  string
+		renewAt   int32
 		wantStart bool
 	}{
-		{"defaults", meshv1alpha1.InboundAllUnauthenticated, "info", true},
-		{"all-authenticated, debug", meshv1alpha1.InboundAllAuthenticated, "debug", true},
-		{"deny, error", meshv1alpha1.InboundDeny, "error", true},
-		{"warn", meshv1alpha1.InboundAllUnauthenticated, "warn", true},
-		{"trace", meshv1alpha1.InboundAllUnauthenticated, "trace", true},
+		{"defaults", meshv1alpha1.InboundAllUnauthenticated, "info", 70, true},
+		{"all-authenticated, debug", meshv1alpha1.InboundAllAuthenticated, "debug", 70, true},
+		{"deny, error", meshv1alpha1.InboundDeny, "error", 70, true},
+		{"warn", meshv1alpha1.InboundAllUnauthenticated, "warn", 50, true},
+		{"trace", meshv1alpha1.InboundAllUnauthenticated, "trace", 90, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			admin, inbound, outbound, tap := freePort(t), freePort(t), freePort(t), freePort(t)
+			admin, inbound, outbound := freePort(t), freePort(t), freePort(t)
 			mesh := inject.DefaultMeshSpec()
 			mesh.Proxy.DefaultInboundPolicy = tc.policy
 			mesh.Proxy.LogLevel = meshv1alpha1.LogLevel(tc.logLevel)
+			mesh.Identity.Workload.RenewAtPercent = tc.renewAt
 			tpl := template(map[string]string{
 				inject.AnnotationAdminPort: strconv.Itoa(int(admin)), inject.AnnotationInboundPort: strconv.Itoa(int(inbound)),
-				inject.AnnotationOutboundPort: strconv.Itoa(int(outbound)), inject.AnnotationTapPort: strconv.Itoa(int(tap)),
+				inject.AnnotationOutboundPort: strconv.Itoa(int(outbound)),
 			}, nil)
 			if errs := inject.Inject(tpl, enabledNS("shop"), mesh, inject.Env{}); len(errs) > 0 {
 				t.Fatal(errs)
@@ -264,16 +266,20 @@ func lastLine(s string) string {
 func TestInitAcceptsInjectedCommandLine(t *testing.T) {
 	bin := binaries(t)
 	cases := []struct {
-		name string
-		ann  map[string]string
-		want []string
+		name    string
+		ann     map[string]string
+		want    []string
+		notWant []string
 	}{
-		{"defaults", nil, []string{"--uid-owner 2102", "--to-ports 4143", "--to-ports 4140", "--dport 4191", "--dport 4190"}},
+		// The tap port 4190 is not skipped: nothing of the proxy listens there, so an
+		// app listening on 4190 would be reachable past inbound policy.
+		{"defaults", nil, []string{"--uid-owner 2102", "--to-ports 4143", "--to-ports 4140", "--dport 4191"}, []string{"--dport 4190"}},
 		{"everything overridden", map[string]string{
 			inject.AnnotationProxyUID: "3000", inject.AnnotationInboundPort: "5143", inject.AnnotationOutboundPort: "5140",
 			inject.AnnotationSkipInboundPorts: "22,9000-9100", inject.AnnotationSkipOutboundPorts: "25,5432",
 			inject.AnnotationSkipSubnets: "10.1.0.0/16,fd00::/8",
-		}, []string{"--uid-owner 3000", "--to-ports 5143", "--to-ports 5140", "--dport 22", "--dport 9000:9100", "--dport 5432", "-d 10.1.0.0/16", "-d fd00::/8"}},
+		}, []string{"--uid-owner 3000", "--to-ports 5143", "--to-ports 5140", "--dport 22", "--dport 9000:9100", "--dport 5432", "-d 10.1.0.0/16", "-d fd00::/8"},
+			[]string{"--dport 4190"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,6 +297,11 @@ func TestInitAcceptsInjectedCommandLine(t *testing.T) {
 			for _, w := range tc.want {
 				if !strings.Contains(string(out), w) {
 					t.Errorf("weft-init's rules lack %q:\n%s", w, out)
+				}
+			}
+			for _, w := range tc.notWant {
+				if strings.Contains(string(out), w) {
+					t.Errorf("weft-init's rules have %q:\n%s", w, out)
 				}
 			}
 		})

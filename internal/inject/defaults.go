@@ -57,7 +57,6 @@ func DefaultProxySpec() meshv1alpha1.ProxySpec {
 			Outbound: 4140,
 			Inbound:  4143,
 			Admin:    4191,
-			Tap:      4190,
 		},
 		OpaquePorts:          []meshv1alpha1.Port{25, 587, 3306, 4444, 5432, 6379, 9300, 11211},
 		DefaultInboundPolicy: meshv1alpha1.InboundAllUnauthenticated,
@@ -99,9 +98,6 @@ func WithDefaults(p meshv1alpha1.ProxySpec) meshv1alpha1.ProxySpec {
 	}
 	if p.Ports.Admin == 0 {
 		p.Ports.Admin = d.Ports.Admin
-	}
-	if p.Ports.Tap == 0 {
-		p.Ports.Tap = d.Ports.Tap
 	}
 	if p.OpaquePorts == nil {
 		p.OpaquePorts = d.OpaquePorts

@@ -175,7 +175,7 @@ func Inject(tpl *corev1.PodTemplateSpec, ns Namespace, mesh meshv1alpha1.MeshSpe
 		}
 	}
 
-	proxy := proxyContainer(&cfg, mesh.TrustDomain, env)
+	proxy := proxyContainer(&cfg, mesh.TrustDomain, renewAtPercent(mesh), env)
 	initc := initContainer(&cfg)
 	tpl.Spec.InitContainers = append([]corev1.Container{initc, proxy}, tpl.Spec.InitContainers...)
 	tpl.Spec.Volumes = append(tpl.Spec.Volumes, volumes()...)
@@ -268,7 +268,7 @@ func checkConflicts(spec *corev1.PodSpec, cfg *Config) field.ErrorList {
 			errs = append(errs, field.Duplicate(field.NewPath("spec", "initContainers").Index(i).Child("name"), c.Name))
 		}
 	}
-	proxyPorts := map[int32]string{cfg.OutboundPort: "outbound", cfg.InboundPort: "inbound", cfg.AdminPort: "admin", cfg.TapPort: "tap"}
+	proxyPorts := map[int32]string{cfg.OutboundPort: "outbound", cfg.InboundPort: "inbound", cfg.AdminPort: "admin"}
 	for i, c := range spec.Containers {
 		p := field.NewPath("spec", "containers").Index(i)
 		if slices.Contains(reserved, c.Name) {
@@ -286,6 +286,41 @@ func checkConflicts(spec *corev1.PodSpec, cfg *Config) field.ErrorList {
 			errs = append(errs, field.Duplicate(field.NewPath("spec", "volumes").Index(i).Child("name"), v.Name))
 		}
 	}
+	return append(errs, checkProxyUID(spec, cfg.ProxyUID)...)
+}
+
+// checkProxyUID refuses containers that would run as the proxy's UID. weft-init exempts
+// that UID's outbound traffic from redirection (iptables -m owner --uid-owner), so such a
+// container would bypass the proxy: no mTLS, no policy, no metrics, silently. Only what
+// the pod spec declares can be seen here: a container that runs as the proxy's UID
+// because its image says USER 2102 is not caught, which docs/injection.md says.
+func checkProxyUID(spec *corev1.PodSpec, uid int64) field.ErrorList {
+	var errs field.ErrorList
+	podUID := (*int64)(nil)
+	if spec.SecurityContext != nil {
+		podUID = spec.SecurityContext.RunAsUser
+	}
+	msg := fmt.Sprintf("runs as UID %d, the proxy's UID, whose traffic bypasses the proxy; run the container as another UID, "+
+		"or move the proxy with config.weft.dev/proxy-uid", uid)
+	var inheritors []string
+	check := func(p *field.Path, cs []corev1.Container) {
+		for i, c := range cs {
+			switch {
+			case c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil:
+				if *c.SecurityContext.RunAsUser == uid {
+					errs = append(errs, field.Forbidden(p.Index(i).Child("securityContext", "runAsUser"), "the container "+msg))
+				}
+			case podUID != nil && *podUID == uid:
+				inheritors = append(inheritors, c.Name)
+			}
+		}
+	}
+	check(field.NewPath("spec", "initContainers"), spec.InitContainers)
+	check(field.NewPath("spec", "containers"), spec.Containers)
+	if len(inheritors) > 0 {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "securityContext", "runAsUser"),
+			fmt.Sprintf("container(s) %s inherit it: each %s", strings.Join(inheritors, ", "), msg)))
+	}
 	return errs
 }
 
@@ -294,9 +329,11 @@ func initContainer(cfg *Config) corev1.Container {
 		"--proxy-uid=" + strconv.FormatInt(cfg.ProxyUID, 10),
 		"--inbound-port=" + strconv.Itoa(int(cfg.InboundPort)),
 		"--outbound-port=" + strconv.Itoa(int(cfg.OutboundPort)),
-		// The admin and tap ports must stay reachable from the kubelet (probes) and
-		// Prometheus without passing through the proxy's inbound listener.
-		"--skip-inbound-ports=" + rangesString(withPorts(cfg.SkipInboundPorts, cfg.TapPort, cfg.AdminPort)),
+		// The admin port must stay reachable from the kubelet (probes) and Prometheus
+		// without passing through the proxy's inbound listener. Nothing else is skipped
+		// by default: a skipped port that the proxy does not listen on is a side door
+		// for any app listening there, past inbound policy.
+		"--skip-inbound-ports=" + rangesString(withPorts(cfg.SkipInboundPorts, cfg.AdminPort)),
 	}
 	if len(cfg.SkipOutboundPorts) > 0 {
 		args = append(args, "--skip-outbound-ports="+rangesString(cfg.SkipOutboundPorts))
@@ -336,7 +373,16 @@ func initContainer(cfg *Config) corev1.Container {
 	}
 }
 
-func proxyContainer(cfg *Config, trustDomain string, env Env) corev1.Container {
+// renewAtPercent is the Mesh's spec.identity.workload.renewAtPercent, or its default for
+// a Mesh written by hand without it.
+func renewAtPercent(m meshv1alpha1.MeshSpec) int32 {
+	if p := m.Identity.Workload.RenewAtPercent; p != 0 {
+		return p
+	}
+	return DefaultMeshSpec().Identity.Workload.RenewAtPercent
+}
+
+func proxyContainer(cfg *Config, trustDomain string, renewAt int32, env Env) corev1.Container {
 	fieldEnv := func(name, path string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 	}
@@ -356,6 +402,7 @@ func proxyContainer(cfg *Config, trustDomain string, env Env) corev1.Container {
 			"--admin-port=" + strconv.Itoa(int(cfg.AdminPort)),
 			"--log-level=" + proxyLogLevel(cfg.LogLevel),
 			"--connect-timeout=" + cfg.ConnectTimeout.String(),
+			"--identity-renew-at-percent=" + strconv.Itoa(int(renewAt)),
 		},
 		Env: []corev1.EnvVar{
 			// The pod's identity inputs, from the downward API.
@@ -372,7 +419,6 @@ func proxyContainer(cfg *Config, trustDomain string, env Env) corev1.Container {
 			{Name: "WEFT_IDENTITY_ADDR", Value: env.IdentityAddr()},
 			{Name: "WEFT_DESTINATION_ADDR", Value: env.DestinationAddr()},
 			{Name: "WEFT_CONTROL_PLANE_NAMESPACE", Value: env.ControlPlaneNamespace},
-			{Name: "WEFT_TAP_PORT", Value: strconv.Itoa(int(cfg.TapPort))},
 			{Name: "WEFT_OPAQUE_PORTS", Value: rangesString(cfg.OpaquePorts)},
 			{Name: "WEFT_DEFAULT_INBOUND_POLICY", Value: cfg.DefaultInboundPolicy},
 			{Name: "WEFT_DETECT_TIMEOUT", Value: cfg.DetectTimeout.String()},

@@ -101,8 +101,16 @@ func TestAnnotationsShapeTheProxy(t *testing.T) {
 		check func(t *testing.T, initc, proxy corev1.Container)
 	}{
 		{"defaults", nil, nil, func(t *testing.T, initc, proxy corev1.Container) {
-			if got := arg(initc, "--skip-inbound-ports"); got != "4190,4191" {
-				t.Errorf("skip inbound = %q", got)
+			// Only the admin port: the tap port (4190) has no listener behind it, and a
+			// skipped port without the proxy behind it is a side door past policy.
+			if got := arg(initc, "--skip-inbound-ports"); got != "4191" {
+				t.Errorf("skip inbound = %q, want only the admin port 4191", got)
+			}
+			if got := env(proxy, "WEFT_TAP_PORT"); got != "<unset>" {
+				t.Errorf("WEFT_TAP_PORT = %q for a tap server that does not exist", got)
+			}
+			if got := arg(proxy, "--identity-renew-at-percent"); got != "70" {
+				t.Errorf("--identity-renew-at-percent = %q, want the Mesh default 70", got)
 			}
 			if got := arg(initc, "--skip-outbound-ports"); got != "<unset>" {
 				t.Errorf("skip outbound = %q", got)
@@ -121,11 +129,11 @@ func TestAnnotationsShapeTheProxy(t *testing.T) {
 				}
 			}},
 		{"ports move everywhere", nil, map[string]string{inject.AnnotationInboundPort: "5143", inject.AnnotationAdminPort: "5191",
-			inject.AnnotationOutboundPort: "5140", inject.AnnotationTapPort: "5190"}, func(t *testing.T, initc, proxy corev1.Container) {
-			if arg(initc, "--inbound-port") != "5143" || arg(initc, "--outbound-port") != "5140" || arg(initc, "--skip-inbound-ports") != "5190,5191" {
+			inject.AnnotationOutboundPort: "5140"}, func(t *testing.T, initc, proxy corev1.Container) {
+			if arg(initc, "--inbound-port") != "5143" || arg(initc, "--outbound-port") != "5140" || arg(initc, "--skip-inbound-ports") != "5191" {
 				t.Errorf("weft-init args = %v", initc.Args)
 			}
-			if arg(proxy, "--admin-port") != "5191" || proxy.StartupProbe.HTTPGet.Port.IntValue() != 5191 || env(proxy, "WEFT_TAP_PORT") != "5190" {
+			if arg(proxy, "--admin-port") != "5191" || proxy.StartupProbe.HTTPGet.Port.IntValue() != 5191 {
 				t.Errorf("proxy args %v, startup probe port %v", proxy.Args, proxy.StartupProbe.HTTPGet.Port)
 			}
 		}},
@@ -179,8 +187,8 @@ func TestInjectErrorsNameTheAnnotation(t *testing.T) {
 		want []string
 	}{
 		{"bad uid", nil, map[string]string{inject.AnnotationProxyUID: "-1"}, 0, []string{`metadata.annotations[config.weft.dev/proxy-uid]`}},
-		{"bad namespace value names the namespace", map[string]string{inject.AnnotationProxyImage: "has space"}, nil, 0,
-			[]string{`namespace shop.metadata.annotations[config.weft.dev/proxy-image]`}},
+		{"bad namespace value names the namespace", map[string]string{inject.AnnotationLogLevel: "loud"}, nil, 0,
+			[]string{`namespace shop.metadata.annotations[config.weft.dev/log-level]`}},
 		{"unknown knob lists the known ones", nil, map[string]string{"config.weft.dev/nope": "1"}, 0, []string{"config.weft.dev/nope", "config.weft.dev/log-level"}},
 		{"request above limit", nil, map[string]string{inject.AnnotationProxyMemoryRequest: "1Gi"}, 0, []string{"config.weft.dev/proxy-memory-request", "limit"}},
 		{"out-of-range timeout", nil, map[string]string{inject.AnnotationConnectTimeout: "5m"}, 0, []string{"config.weft.dev/connect-timeout"}},
@@ -220,7 +228,9 @@ func TestValidateAnnotations(t *testing.T) {
 		{"valid", map[string]string{inject.AnnotationInject: "enabled", inject.AnnotationSkipSubnets: "10.0.0.0/8,fd00::/8"}, 0},
 		{"unrelated annotations are ignored", map[string]string{"example.com/x": "y"}, 0},
 		{"bad inject value", map[string]string{inject.AnnotationInject: "true"}, 1},
-		{"two bad knobs", map[string]string{inject.AnnotationImagePullPolicy: "Sometimes", inject.AnnotationTapPort: "70000"}, 2},
+		{"two bad knobs", map[string]string{inject.AnnotationImagePullPolicy: "Sometimes", inject.AnnotationAdminPort: "70000"}, 2},
+		{"image annotations are refused", map[string]string{inject.AnnotationProxyImage: "x:1", inject.AnnotationInitImage: "x:1"}, 2},
+		{"tap port is refused", map[string]string{inject.AnnotationTapPort: "4190"}, 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -280,5 +290,102 @@ func TestImageVersion(t *testing.T) {
 		if got := inject.ImageVersion(image); got != want {
 			t.Errorf("ImageVersion(%q) = %q, want %q", image, got, want)
 		}
+	}
+}
+
+// TestPodsCannotChooseImages: the images of the injected containers come from the Mesh
+// only. Before, config.weft.dev/init-image let any pod author run any image as root
+// with NET_ADMIN and NET_RAW.
+func TestPodsCannotChooseImages(t *testing.T) {
+	cases := []struct {
+		name    string
+		ns, pod map[string]string
+		want    string
+	}{
+		{"pod init-image", nil, map[string]string{inject.AnnotationInitImage: "evil.example/root:1"},
+			"metadata.annotations[config.weft.dev/init-image]: Forbidden: pods may not choose the weft-init image"},
+		{"pod proxy-image", nil, map[string]string{inject.AnnotationProxyImage: "evil.example/proxy:1"},
+			"metadata.annotations[config.weft.dev/proxy-image]: Forbidden: pods may not choose the proxy image"},
+		{"namespace init-image", map[string]string{inject.AnnotationInitImage: "evil.example/root:1"}, nil,
+			"namespace shop.metadata.annotations[config.weft.dev/init-image]: Forbidden"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tpl := template(tc.pod, nil)
+			errs := inject.Inject(tpl, inject.Namespace{Name: "shop", Annotations: tc.ns}, inject.DefaultMeshSpec(), inject.Env{})
+			if msg := errs.ToAggregate(); msg == nil || !strings.Contains(msg.Error(), tc.want) || !strings.Contains(msg.Error(), "spec.proxy") {
+				t.Fatalf("errors %v, want one containing %q and naming the Mesh field", msg, tc.want)
+			}
+			if inject.IsInjected(tpl) {
+				t.Fatal("injected with a pod-chosen image annotation")
+			}
+		})
+	}
+}
+
+// TestProxyUIDIsRefused: an app container running as the proxy's UID would have its
+// outbound traffic exempted from redirection (iptables --uid-owner), bypassing the
+// proxy. Such pods are refused, naming the field and what to do.
+func TestProxyUIDIsRefused(t *testing.T) {
+	uid := func(n int64) *int64 { return &n }
+	cases := []struct {
+		name   string
+		ann    map[string]string
+		mutate func(*corev1.PodSpec)
+		want   string // "" means injected
+	}{
+		{"container runAsUser 2102", nil, func(s *corev1.PodSpec) {
+			s.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: uid(2102)}
+		}, "spec.containers[0].securityContext.runAsUser: Forbidden: the container runs as UID 2102, the proxy's UID"},
+		{"pod runAsUser 2102 inherited", nil, func(s *corev1.PodSpec) {
+			s.SecurityContext = &corev1.PodSecurityContext{RunAsUser: uid(2102)}
+		}, `spec.securityContext.runAsUser: Forbidden: container(s) app inherit it`},
+		{"init container runAsUser 2102", nil, func(s *corev1.PodSpec) {
+			s.InitContainers = []corev1.Container{{Name: "migrate", Image: "m:1", SecurityContext: &corev1.SecurityContext{RunAsUser: uid(2102)}}}
+		}, "spec.initContainers[0].securityContext.runAsUser: Forbidden"},
+		{"proxy UID moved onto the app's", map[string]string{inject.AnnotationProxyUID: "1000"}, func(s *corev1.PodSpec) {
+			s.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: uid(1000)}
+		}, "runs as UID 1000, the proxy's UID"},
+		{"pod 2102 overridden by the container", nil, func(s *corev1.PodSpec) {
+			s.SecurityContext = &corev1.PodSecurityContext{RunAsUser: uid(2102)}
+			s.Containers[0].SecurityContext = &corev1.SecurityContext{RunAsUser: uid(1000)}
+		}, ""},
+		{"other UID", nil, func(s *corev1.PodSpec) {
+			s.SecurityContext = &corev1.PodSecurityContext{RunAsUser: uid(1000)}
+		}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tpl := template(tc.ann, nil)
+			tc.mutate(&tpl.Spec)
+			errs := inject.Inject(tpl, enabledNS("shop"), inject.DefaultMeshSpec(), inject.Env{})
+			if tc.want == "" {
+				if len(errs) > 0 || !inject.IsInjected(tpl) {
+					t.Fatalf("not injected: %v", errs)
+				}
+				return
+			}
+			msg := errs.ToAggregate()
+			if msg == nil || !strings.Contains(msg.Error(), tc.want) || !strings.Contains(msg.Error(), "config.weft.dev/proxy-uid") {
+				t.Fatalf("errors %v, want one containing %q and saying what to do", msg, tc.want)
+			}
+			if inject.IsInjected(tpl) {
+				t.Fatal("a refused pod was injected")
+			}
+		})
+	}
+}
+
+// TestRenewAtPercentReachesTheProxy: the Mesh's spec.identity.workload.renewAtPercent
+// becomes the proxy's --identity-renew-at-percent (it used to be accepted and ignored).
+func TestRenewAtPercentReachesTheProxy(t *testing.T) {
+	mesh := inject.DefaultMeshSpec()
+	mesh.Identity.Workload.RenewAtPercent = 55
+	tpl := template(nil, nil)
+	if errs := inject.Inject(tpl, enabledNS("shop"), mesh, inject.Env{}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	if _, proxy := proxyOf(t, tpl); arg(proxy, "--identity-renew-at-percent") != "55" {
+		t.Errorf("proxy args %v lack --identity-renew-at-percent=55", proxy.Args)
 	}
 }

@@ -42,10 +42,12 @@ const (
 	DefaultOutboundPort = 4140
 )
 
-// DefaultSkipInboundPorts keeps the proxy's tap (4190) and admin (4191) ports reachable
-// from outside the pod (Prometheus scrapes, kubelet probes) without going through the
-// inbound listener.
-var DefaultSkipInboundPorts = []PortRange{{4190, 4190}, {4191, 4191}}
+// DefaultSkipInboundPorts keeps the proxy's admin port (4191) reachable from outside the
+// pod (Prometheus scrapes, kubelet probes) without going through the inbound listener.
+// The tap port (4190) is not skipped while the proxy has no tap server: a skipped port
+// with nothing of the proxy's behind it lets any app listening there escape inbound
+// policy.
+var DefaultSkipInboundPorts = []PortRange{{4191, 4191}}
 
 // Family is an IP family: each gets its own binary (iptables or ip6tables) and its own
 // loopback range and subnets.

@@ -73,8 +73,6 @@ type Flags struct {
 	Namespace string
 	// Threads is GOMAXPROCS; 0 keeps the Go runtime's choice.
 	Threads int
-	// TapPort is the tap server's port: the inbound side never forwards to it.
-	TapPort int
 	// UnsafeLoopbackApps lets the inbound side forward to loopback addresses, for
 	// tests and local demos only (server.Options.UnsafeLoopbackApps). Deliberately a
 	// flag without an environment variable: the injector builds the proxy's
@@ -85,6 +83,9 @@ type Flags struct {
 	TCPIdleTimeout         time.Duration
 	MaxInboundConnections  int
 	MaxOutboundConnections int
+	// IdentityRenewAt is the share of its life (percent) after which the mesh-mode
+	// certificate is renewed, before jitter.
+	IdentityRenewAt int
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -104,6 +105,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.IdentityName, "identity-name", os.Getenv("WEFT_IDENTITY_LOCAL_NAME"), "mesh mode: this proxy's SPIFFE ID (env WEFT_IDENTITY_LOCAL_NAME)")
 	fs.StringVar(&f.IdentityToken, "identity-token", envOr("WEFT_IDENTITY_TOKEN_FILE", "/var/run/weft/identity/token"), "mesh mode: projected ServiceAccount token file (env WEFT_IDENTITY_TOKEN_FILE)")
 	fs.StringVar(&f.IdentitySrv, "identity-server-name", os.Getenv("WEFT_IDENTITY_SERVER_NAME"), "mesh mode: name the identity service's certificate must carry, DNS or spiffe:// (default: the host of --identity-addr; env WEFT_IDENTITY_SERVER_NAME)")
+	fs.IntVar(&f.IdentityRenewAt, "identity-renew-at-percent", identity.DefaultRenewAtPercent, fmt.Sprintf("mesh mode: renew the certificate after this share of its life, %d to %d, moved at random by up to %d points (the injector passes the Mesh's spec.identity.workload.renewAtPercent)", identity.RenewMinPercent, identity.RenewMaxPercent, identity.RenewJitterPercent))
 	fs.StringVar(&f.OpaquePorts, "opaque-ports", os.Getenv("WEFT_OPAQUE_PORTS"), "ports and ranges (\"25,3306,4000-4010\") added to the configuration's opaquePorts (env WEFT_OPAQUE_PORTS)")
 	fs.StringVar(&f.InboundPolicy, "default-inbound-policy", os.Getenv("WEFT_DEFAULT_INBOUND_POLICY"), "overrides inbound.defaultPolicy (env WEFT_DEFAULT_INBOUND_POLICY)")
 	fs.DurationVar(&f.DetectTimeout, "detect-timeout", envDuration("WEFT_DETECT_TIMEOUT"), "overrides detectTimeout (env WEFT_DETECT_TIMEOUT)")
@@ -119,7 +121,6 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.StringVar(&f.DestinationAddr, "destination-addr", os.Getenv("WEFT_DESTINATION_ADDR"), "destination service host:port; empty: only the static configuration's destinations (env WEFT_DESTINATION_ADDR)")
 	fs.StringVar(&f.DestinationServerName, "destination-server-name", os.Getenv("WEFT_DESTINATION_SERVER_NAME"), "name the destination service's certificate must carry, DNS or spiffe:// (default: the host of --destination-addr; env WEFT_DESTINATION_SERVER_NAME)")
 	fs.DurationVar(&f.DestinationIdleTimeout, "destination-idle-timeout", discovery.DefaultIdleTimeout, "how long a destination may go without traffic before its subscription to the destination service is cancelled")
-	fs.IntVar(&f.TapPort, "tap-port", envInt("WEFT_TAP_PORT", 4190), "tap server port, never a relay target (env WEFT_TAP_PORT)")
 	fs.DurationVar(&f.TCPIdleTimeout, "tcp-idle-timeout", envDuration("WEFT_TCP_IDLE_TIMEOUT"), "overrides tcpIdleTimeout: close opaque TCP connections idle this long (env WEFT_TCP_IDLE_TIMEOUT; default 1h)")
 	fs.IntVar(&f.MaxInboundConnections, "max-inbound-connections", envInt("WEFT_MAX_INBOUND_CONNECTIONS", 0), "overrides inbound.maxConnections (env WEFT_MAX_INBOUND_CONNECTIONS; default 1024)")
 	fs.IntVar(&f.MaxOutboundConnections, "max-outbound-connections", envInt("WEFT_MAX_OUTBOUND_CONNECTIONS", 0), "overrides outbound.maxConnections (env WEFT_MAX_OUTBOUND_CONNECTIONS; default 2048)")
@@ -135,7 +136,7 @@ func parseFlags(args []string) (*Flags, error) {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"outbound-port", f.OutboundPort}, {"inbound-port", f.InboundPort}, {"admin-port", f.AdminPort}, {"tap-port", f.TapPort}} {
+	}{{"outbound-port", f.OutboundPort}, {"inbound-port", f.InboundPort}, {"admin-port", f.AdminPort}} {
 		if p.v < 0 || p.v > 65535 {
 			return nil, fmt.Errorf("--%s %d: want a port number 0..65535", p.name, p.v)
 		}
@@ -427,10 +428,13 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		if _, err := config.ParseSPIFFEID(f.IdentityName); err != nil {
 			return fmt.Errorf("--identity-name: %w", err)
 		}
+		if f.IdentityRenewAt < identity.RenewMinPercent || f.IdentityRenewAt > identity.RenewMaxPercent {
+			return fmt.Errorf("--identity-renew-at-percent=%d: must be between %d and %d", f.IdentityRenewAt, identity.RenewMinPercent, identity.RenewMaxPercent)
+		}
 		store = &identity.Store{}
 		mesh := &identity.Mesh{Addr: f.IdentityAddr, ServerName: f.IdentitySrv, ID: f.IdentityName,
 			TokenPath: f.IdentityToken, RootsPath: f.IdentityRoots, Interval: f.ReloadInterval,
-			Store: store, Log: log.WithName("identity")}
+			RenewAtPercent: f.IdentityRenewAt, Store: store, Log: log.WithName("identity")}
 		source = mesh
 	default:
 		return fmt.Errorf("unknown --identity-mode %q (want files, mesh or disabled)", f.IdentityMode)
@@ -441,7 +445,7 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 	}
 	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout,
 		HeaderReadTimeout: f.HeaderReadTimeout, MaxHeaderBytes: f.MaxHeaderBytes, WriteTimeout: f.WriteTimeout, IdleConnTimeout: f.IdleConnTimeout,
-		ProxyPorts:         []uint16{uint16(f.OutboundPort), uint16(f.InboundPort), uint16(f.AdminPort), uint16(f.TapPort)},
+		ProxyPorts:         []uint16{uint16(f.OutboundPort), uint16(f.InboundPort), uint16(f.AdminPort)},
 		UnsafeLoopbackApps: f.UnsafeLoopbackApps}
 	if f.UnsafeLoopbackApps {
 		log.Info("UNSAFE: --unsafe-loopback-apps is set: the inbound side forwards to loopback addresses; never use it in a pod")

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/identity"
 )
@@ -52,5 +53,25 @@ func TestDestinationFlags(t *testing.T) {
 				t.Fatalf("want an error mentioning %q, got %v", tc.wantErr, err)
 			}
 		})
+	}
+}
+
+// TestIdentityRenewAtPercentFlag: the share the injector passes is parsed, and a value
+// outside the Mesh's 50..90 is refused at start with the reason.
+func TestIdentityRenewAtPercentFlag(t *testing.T) {
+	f, err := parseFlags([]string{"--identity-renew-at-percent=55"})
+	if err != nil || f.IdentityRenewAt != 55 {
+		t.Fatalf("parsed %+v, %v; want 55", f, err)
+	}
+	if f, _ := parseFlags(nil); f.IdentityRenewAt != identity.DefaultRenewAtPercent {
+		t.Fatalf("default %d, want %d", f.IdentityRenewAt, identity.DefaultRenewAtPercent)
+	}
+	for _, bad := range []int{49, 91} {
+		f := &Flags{IdentityMode: "mesh", IdentityAddr: "127.0.0.1:1", IdentityName: "spiffe://cluster.local/ns/shop/sa/web",
+			IdentityRoots: "/nonexistent", IdentityRenewAt: bad}
+		err := run(f, logr.Discard(), levelVar{zap.NewAtomicLevel()})
+		if err == nil || !strings.Contains(err.Error(), "--identity-renew-at-percent") {
+			t.Errorf("renew at %d: %v, want a refusal naming the flag", bad, err)
+		}
 	}
 }

@@ -63,18 +63,17 @@ func TestEnvironmentOverrides(t *testing.T) {
 	}
 }
 
-// TestLimitOverrides: the idle timeout, the connection limits and the tap port come
+// TestLimitOverrides: the idle timeout, the connection limits come
 // from flags or the environment; bad values are refused with the field or flag named.
 func TestLimitOverrides(t *testing.T) {
 	t.Setenv("WEFT_TCP_IDLE_TIMEOUT", "10m")
 	t.Setenv("WEFT_MAX_INBOUND_CONNECTIONS", "300")
-	t.Setenv("WEFT_TAP_PORT", "14190")
 	f, err := parseFlags([]string{"--max-outbound-connections=400"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.TapPort != 14190 || f.UnsafeLoopbackApps {
-		t.Fatalf("tap port %d, unsafe loopback apps %v; want 14190, false", f.TapPort, f.UnsafeLoopbackApps)
+	if f.UnsafeLoopbackApps {
+		t.Fatal("unsafe loopback apps on by default")
 	}
 	cfg := &config.Config{}
 	if err := applyOverrides(cfg, f); err != nil {
@@ -87,7 +86,7 @@ func TestLimitOverrides(t *testing.T) {
 	if err := applyOverrides(&config.Config{}, f); err == nil || !strings.Contains(err.Error(), "inbound.maxConnections") {
 		t.Fatalf("negative limit: %v", err)
 	}
-	if _, err := parseFlags([]string{"--tap-port=70000"}); err == nil || !strings.Contains(err.Error(), "--tap-port") {
-		t.Fatalf("tap port out of range: %v", err)
+	if _, err := parseFlags([]string{"--admin-port=70000"}); err == nil || !strings.Contains(err.Error(), "--admin-port") {
+		t.Fatalf("admin port out of range: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -18,14 +19,39 @@ import (
 	"github.com/go-logr/logr"
 )
 
-// RenewAt is the fraction of a certificate's lifetime after which it is renewed.
-const RenewAt = 0.7
+// Renewal timing. A certificate is renewed at RenewAtPercent of its life (the Mesh's
+// spec.identity.workload.renewAtPercent, default 70), moved by a random amount of up to
+// RenewJitterPercent points either way and never past RenewMaxPercent. Without the
+// jitter every proxy of a rollout, started within seconds, would renew within the same
+// seconds once a day, and the identity service (and TokenReview behind it) would see
+// the whole rollout at once; with +/-5 points of a 24h leaf the renewals of proxies
+// started together spread evenly over 2.4 hours. The cap keeps at least 10% of the life
+// (2.4h of a 24h leaf) for retries when the identity service is unavailable.
+const (
+	DefaultRenewAtPercent = 70
+	RenewJitterPercent    = 5
+	RenewMaxPercent       = 90
+	// RenewMinPercent is the lowest renewAtPercent accepted (the Mesh's minimum).
+	RenewMinPercent = 50
+)
+
+// RenewalPoint is when a certificate valid from notBefore to notAfter is renewed:
+// percent of its life, moved by (2u-1) * RenewJitterPercent points for u in [0, 1),
+// clamped to at most RenewMaxPercent and at least RenewMinPercent-RenewJitterPercent.
+// It is pure so that tests can drive u from a seeded source.
+func RenewalPoint(notBefore, notAfter time.Time, percent int, u float64) time.Time {
+	at := float64(percent) + (2*u-1)*RenewJitterPercent
+	at = min(max(at, RenewMinPercent-RenewJitterPercent), RenewMaxPercent)
+	life := notAfter.Sub(notBefore)
+	return notBefore.Add(time.Duration(float64(life) * at / 100))
+}
 
 // Mesh obtains this proxy's certificate from the identity service: it makes an
 // ECDSA P-256 key in memory (it never leaves the process), sends a CSR with the
-// projected ServiceAccount token, installs the returned chain, and renews at 70% of
-// the certificate's life. Trust roots come from a file and are reloaded when it
-// changes; they also authenticate the identity service.
+// projected ServiceAccount token, installs the returned chain, and renews at
+// RenewAtPercent of the certificate's life, with jitter (see RenewalPoint). Trust
+// roots come from a file and are reloaded when it changes; they also authenticate the
+// identity service.
 type Mesh struct {
 	// Addr is the identity service, host:port.
 	Addr string
@@ -45,6 +71,12 @@ type Mesh struct {
 	Interval time.Duration
 	// MaxBackoff caps the wait between failed attempts. Default 30s.
 	MaxBackoff time.Duration
+	// RenewAtPercent is the share of a certificate's life after which it is renewed,
+	// RenewMinPercent to RenewMaxPercent. Default DefaultRenewAtPercent.
+	RenewAtPercent int
+	// Jitter returns a number in [0, 1) that places each renewal within the jitter
+	// band. Default: math/rand/v2's Float64 (tests pass a seeded source).
+	Jitter func() float64
 
 	key *ecdsa.PrivateKey
 }
@@ -67,6 +99,14 @@ func (m *Mesh) Run(ctx context.Context) {
 	if maxBackoff <= 0 {
 		maxBackoff = 30 * time.Second
 	}
+	renewAt := m.RenewAtPercent
+	if renewAt == 0 {
+		renewAt = DefaultRenewAtPercent
+	}
+	jitter := m.Jitter
+	if jitter == nil {
+		jitter = mrand.Float64
+	}
 	rootsStamp := stamp(m.RootsPath)
 	tick := time.NewTicker(iv)
 	defer tick.Stop()
@@ -87,8 +127,7 @@ func (m *Mesh) Run(ctx context.Context) {
 			} else {
 				backoff = time.Second
 				leaf := m.Store.Current().Leaf
-				life := leaf.NotAfter.Sub(leaf.NotBefore)
-				at := leaf.NotBefore.Add(time.Duration(float64(life) * RenewAt))
+				at := RenewalPoint(leaf.NotBefore, leaf.NotAfter, renewAt, jitter())
 				wait = max(time.Until(at), 0)
 				m.Log.Info("Obtained identity certificate", "id", m.ID, "notAfter", leaf.NotAfter, "renewIn", wait.Round(time.Second))
 			}

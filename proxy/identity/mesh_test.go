@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -106,6 +108,27 @@ func TestMeshIdentity(t *testing.T) {
 		}
 	})
 
+	t.Run("renews at the configured share of life", func(t *testing.T) {
+		// renewAtPercent 50 with the jitter at its midpoint renews 5s into a 10s life;
+		// the 70% that was hard-coded before would renew at 7s. X.509 truncates
+		// NotBefore to the second, so 5s after it is 4s to 5s after the start.
+		f := &fakeIdentity{ca: ca, token: "good-token", lifetime: 10 * time.Second}
+		addr := startFakeIdentity(t, f, srvCert)
+		store := &Store{}
+		m := &Mesh{Addr: addr, ServerName: "weft-identity.test", ID: idA, TokenPath: token, RootsPath: roots, Store: store,
+			Log: logr.Discard(), RenewAtPercent: 50, Jitter: func() float64 { return 0.5 }}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		start := time.Now()
+		go m.Run(ctx)
+		waitFor(t, 5*time.Second, store.Ready)
+		first := store.Current()
+		waitFor(t, 8*time.Second, func() bool { return store.Current().Leaf.SerialNumber.Cmp(first.Leaf.SerialNumber) != 0 })
+		if el := time.Since(start); el < 3800*time.Millisecond || el > 5800*time.Millisecond {
+			t.Fatalf("renewed after %s, want 4s to 5s (50%% of a 10s life)", el)
+		}
+	})
+
 	t.Run("refused token leaves the proxy not ready", func(t *testing.T) {
 		f := &fakeIdentity{ca: ca, token: "other-token", lifetime: time.Hour}
 		addr := startFakeIdentity(t, f, srvCert)
@@ -149,5 +172,54 @@ func waitFor(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatal("condition not met in time")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRenewalPointJitter drives RenewalPoint with a seeded source, as a rollout of
+// proxies would: renewals spread over the whole band around renewAtPercent, none
+// outside it and none past RenewMaxPercent.
+func TestRenewalPointJitter(t *testing.T) {
+	nb := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	life := 24 * time.Hour
+	cases := []struct {
+		percent  int
+		low, top float64 // the band, in percent of life
+	}{
+		{70, 65, 75},
+		{50, 45, 55},
+		{88, 83, 90}, // capped at 90
+		{90, 85, 90},
+	}
+	for _, tc := range cases {
+		t.Run(strconv.Itoa(tc.percent), func(t *testing.T) {
+			rng := mrand.New(mrand.NewPCG(1, 2))
+			lo, hi := 100.0, 0.0
+			buckets := make([]int, 10)
+			for range 10000 {
+				at := RenewalPoint(nb, nb.Add(life), tc.percent, rng.Float64())
+				pct := float64(at.Sub(nb)) / float64(life) * 100
+				lo, hi = min(lo, pct), max(hi, pct)
+				if pct < tc.low-1e-9 || pct > tc.top+1e-9 {
+					t.Fatalf("renewal at %.3f%% of life, outside %v..%v", pct, tc.low, tc.top)
+				}
+				buckets[min(int((pct-tc.low)/(tc.top-tc.low)*10), 9)]++
+			}
+			// Spread: the draws reach both ends of the band (within 0.1 point).
+			if lo > tc.low+0.1 || hi < tc.top-0.1 {
+				t.Errorf("renewals between %.2f%% and %.2f%%, want the whole band %v..%v", lo, hi, tc.low, tc.top)
+			}
+			// No lockstep: no tenth of an uncapped band holds more than twice its share.
+			if tc.top-tc.low == 2*RenewJitterPercent {
+				for i, n := range buckets {
+					if n > 2000 {
+						t.Errorf("bucket %d holds %d of 10000 renewals", i, n)
+					}
+				}
+			}
+		})
+	}
+	// The two ends of the source: u=0 is the low edge, u->1 the high edge.
+	if got := RenewalPoint(nb, nb.Add(100*time.Second), 70, 0); got != nb.Add(65*time.Second) {
+		t.Errorf("u=0: %v", got.Sub(nb))
 	}
 }

@@ -55,9 +55,14 @@ type Mesh struct {
 // MeshSpec is the desired configuration of the mesh.
 type MeshSpec struct {
 	// trustDomain is the SPIFFE trust domain of every workload identity:
-	// spiffe://<trustDomain>/ns/<namespace>/sa/<serviceaccount>. Changing it re-issues
-	// every identity. Default: cluster.local.
+	// spiffe://<trustDomain>/ns/<namespace>/sa/<serviceaccount>. Default: cluster.local.
+	// It cannot be changed once the Mesh exists: every running proxy asks for and
+	// expects identities in the domain it was injected with, so a change would stop the
+	// identity service renewing their certificates and split the mesh in two. To move to
+	// another trust domain, delete the Mesh, create it with the new domain and restart
+	// every meshed workload (docs/identity.md, "Changing the trust domain").
 	// +kubebuilder:default="cluster.local"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="trustDomain cannot be changed: running proxies hold identities in the old domain; delete the Mesh, create it with the new trustDomain and restart the meshed workloads"
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
@@ -104,7 +109,8 @@ type IdentitySpec struct {
 	Issuer CertificateLifetime `json:"issuer,omitzero"`
 
 	// workload is the lifetime of each proxy's leaf certificate. Default: 24h, renewed
-	// by the proxy at 70% of its life.
+	// by the proxy at 70% of its life (renewAtPercent), spread by up to 5 points either
+	// way so that a rollout does not renew in lockstep.
 	// +kubebuilder:default={duration: "24h", renewAtPercent: 70}
 	// +optional
 	Workload WorkloadCertificate `json:"workload,omitzero"`
@@ -148,7 +154,10 @@ type WorkloadCertificate struct {
 	Duration metav1.Duration `json:"duration,omitzero"`
 
 	// renewAtPercent is the share of its life after which a proxy renews its
-	// certificate, between 50 and 90. Default: 70.
+	// certificate, between 50 and 90. Default: 70. The injector passes it to each proxy
+	// (--identity-renew-at-percent), so a change reaches proxies injected after it;
+	// each proxy renews at a random point within 5 points of it (never past 90% of
+	// the life), so that proxies started together do not all renew together.
 	// +kubebuilder:default=70
 	// +kubebuilder:validation:Minimum=50
 	// +kubebuilder:validation:Maximum=90
@@ -202,7 +211,7 @@ type Port int32
 
 // ProxySpec holds the defaults of every injected proxy.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.ports) || [self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].all(p, [self.ports.outbound, self.ports.inbound, self.ports.admin, self.ports.tap].filter(q, q == p).size() == 1)",message="ports.outbound, ports.inbound, ports.admin and ports.tap must all differ"
+// +kubebuilder:validation:XValidation:rule="!has(self.ports) || [self.ports.outbound, self.ports.inbound, self.ports.admin].all(p, [self.ports.outbound, self.ports.inbound, self.ports.admin].filter(q, q == p).size() == 1)",message="ports.outbound, ports.inbound and ports.admin must all differ"
 type ProxySpec struct {
 	// image of the weft-proxy sidecar. Default: weft-proxy:dev, the image `make images`
 	// builds.
@@ -245,9 +254,11 @@ type ProxySpec struct {
 	// +optional
 	UID int64 `json:"uid,omitempty"`
 
-	// ports the proxy listens on. Default: outbound 4140, inbound 4143, admin 4191,
-	// tap 4190.
-	// +kubebuilder:default={outbound: 4140, inbound: 4143, admin: 4191, tap: 4190}
+	// ports the proxy listens on. Default: outbound 4140, inbound 4143, admin 4191.
+	// (There is no tap port until the proxy has a tap server: a port weft-init leaves
+	// unredirected with nothing of the proxy's behind it would let any app listening
+	// there escape inbound policy.)
+	// +kubebuilder:default={outbound: 4140, inbound: 4143, admin: 4191}
 	// +optional
 	Ports ProxyPorts `json:"ports,omitzero"`
 
@@ -313,10 +324,6 @@ type ProxyPorts struct {
 	// +kubebuilder:default=4191
 	// +optional
 	Admin Port `json:"admin,omitempty"`
-	// tap serves live request inspection. Default: 4190.
-	// +kubebuilder:default=4190
-	// +optional
-	Tap Port `json:"tap,omitempty"`
 }
 
 // MeshStatus is what the control plane observed.

@@ -1,0 +1,53 @@
+package netns
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/weftmesh/weft/internal/inject"
+)
+
+// TestInjectedInboundSkipsOnlyAdmin runs weft-init with exactly the arguments injection
+// writes (Mesh defaults) in a real network namespace: an app listening on 4190, the tap
+// port that nothing of the proxy serves, must be reached only through the proxy's inbound
+// port, where policy applies; the admin port 4191 stays direct for probes. Before, 4190
+// was skipped and a peer reached such an app past inbound policy.
+func TestInjectedInboundSkipsOnlyAdmin(t *testing.T) {
+	RequireRoot(t)
+	tpl := &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}}}
+	ns := inject.Namespace{Name: "shop", Annotations: map[string]string{inject.AnnotationInject: inject.InjectEnabled}}
+	if errs := inject.Inject(tpl, ns, inject.DefaultMeshSpec(), inject.Env{}); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	initc := tpl.Spec.InitContainers[0]
+	if initc.Name != inject.InitContainerName {
+		t.Fatalf("first init container is %s", initc.Name)
+	}
+
+	a, b := twoPods(t)
+	runInit(t, b, initc.Args...)
+	for _, l := range []struct{ addr, name string }{{":4143", "b-inbound"}, {":4190", "b-app-4190"}, {":4191", "b-admin"}} {
+		ln, err := b.Listen("tcp", l.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveName(t, ln, l.name)
+	}
+	for i, tc := range []struct{ dst, want string }{
+		{addrB + ":4190", "b-inbound"},
+		{"[" + addrB6 + "]:4190", "b-inbound"},
+		{addrB + ":4191", "b-admin"},
+	} {
+		line := fmt.Sprintf("probe-%d", i)
+		got, err := dialRoot(a, tc.dst, line)
+		if err != nil {
+			t.Fatalf("dial %s: %v", tc.dst, err)
+		}
+		if f := strings.Fields(got); len(f) != 3 || f[0] != tc.want {
+			t.Errorf("dial %s answered %q, want %s (weft-init args %v)", tc.dst, got, tc.want, initc.Args)
+		}
+	}
+}
