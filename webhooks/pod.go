@@ -29,7 +29,7 @@ import (
 // +kubebuilder:webhook:path=/inject-v1-pod,mutating=true,failurePolicy=fail,sideEffects=None,groups="",resources=pods,verbs=create,versions=v1,name=pod.inject.weft.dev,admissionReviewVersions=v1,reinvocationPolicy=IfNeeded,timeoutSeconds=10
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get
+// +kubebuilder:rbac:groups="",resources=configmaps,resourceNames=weft-trust-roots,verbs=get
 
 // PodInjector is the mutating webhook that adds the proxy to new pods.
 type PodInjector struct {
