@@ -300,6 +300,15 @@ func (cc *h2ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, errNotProcessed{err}
 	}
+	if limit := cc.peerMaxHdr; limit > 0 && headerListSize(req) > int64(limit) {
+		// The peer would end the whole connection over a block this large (x/net's
+		// framer does past twice its limit), failing every stream on it; the
+		// peer's setting is advisory, but only this request should fail (RFC
+		// 9113 §6.5.2, §10.5.1).
+		cc.mu.Unlock()
+		cc.wmu.Unlock()
+		return nil, fmt.Errorf("%w (%d bytes)", errHeaderListTooLarge, limit)
+	}
 	st.id = cc.nextID
 	cc.nextID += 2
 	// Set before the stream is reachable by other goroutines (they take cc.mu
@@ -335,6 +344,22 @@ func (cc *h2ClientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		return nil, st.respErr
 	}
 	return st.resp, nil
+}
+
+// errHeaderListTooLarge fails a request whose header fields exceed what the peer
+// proxy takes (its SETTINGS_MAX_HEADER_LIST_SIZE).
+var errHeaderListTooLarge = errors.New("request header fields exceed the peer proxy's header list limit")
+
+// headerListSize is the size of a request's header list as RFC 9113 §6.5.2 counts it
+// (name, value and 32 bytes per field), pseudo-header fields included.
+func headerListSize(req *http.Request) int64 {
+	n := int64(4*32 + len(req.Method) + len("http") + len(req.Host) + len(req.URL.Host) + len(req.URL.Path) + len(req.URL.RawQuery) + 64)
+	for k, vs := range req.Header {
+		for _, v := range vs {
+			n += int64(len(k) + len(v) + 32)
+		}
+	}
+	return n
 }
 
 // writeRequestHeaders encodes a request's HEADERS (RFC 9113 §8.3.1). wmu held.

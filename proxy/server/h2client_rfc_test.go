@@ -34,7 +34,7 @@ type scriptedPeer struct {
 
 // startScriptedPeer listens on loopback; answer runs on the read loop for each
 // request's HEADERS.
-func startScriptedPeer(t *testing.T, answer func(p *scriptedPeer, id uint32)) (*scriptedPeer, func(context.Context) (net.Conn, error)) {
+func startScriptedPeer(t *testing.T, answer func(p *scriptedPeer, id uint32), settings ...http2.Setting) (*scriptedPeer, func(context.Context) (net.Conn, error)) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -56,7 +56,7 @@ func startScriptedPeer(t *testing.T, answer func(p *scriptedPeer, id uint32)) (*
 		p.fr = http2.NewFramer(c, br)
 		p.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 		p.henc = hpack.NewEncoder(&p.hbuf)
-		p.write(func(fr *http2.Framer) error { return fr.WriteSettings() })
+		p.write(func(fr *http2.Framer) error { return fr.WriteSettings(settings...) })
 		for {
 			f, err := p.fr.ReadFrame()
 			if err != nil {
@@ -278,5 +278,41 @@ func TestMeshClientMalformedResponses(t *testing.T) {
 				t.Fatalf("client resets %v, want stream 1 reset with %v (error %v)", peer.rst, tc.code, err)
 			}
 		})
+	}
+}
+
+// A request whose header list is over the peer's SETTINGS_MAX_HEADER_LIST_SIZE fails
+// alone, before anything is sent: the peer would have ended the whole connection
+// (x/net's framer does past twice its limit), failing every other stream on it.
+func TestMeshClientHeaderListLimit(t *testing.T) {
+	var requests sync.Map
+	_, dial := startScriptedPeer(t, func(p *scriptedPeer, id uint32) {
+		requests.Store(id, true)
+		p.headers(id, true, ":status", "204")
+	}, http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: 4096})
+	m := newMeshClient(dial)
+	defer m.closeIdle()
+	get := func(hdr string) error {
+		req, _ := http.NewRequest("GET", "http://peer/", nil)
+		req.Header.Set("X-Big", hdr)
+		resp, err := m.RoundTrip(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	if err := get("small"); err != nil { // the peer's SETTINGS are in
+		t.Fatal(err)
+	}
+	if err := get(strings.Repeat("b", 8192)); !errors.Is(err, errHeaderListTooLarge) {
+		t.Fatalf("a request over the peer's header list limit: %v, want errHeaderListTooLarge", err)
+	}
+	if err := get("small again"); err != nil {
+		t.Fatalf("the next request on the connection: %v", err)
+	}
+	n := 0
+	requests.Range(func(_, _ any) bool { n++; return true })
+	if n != 2 {
+		t.Fatalf("the peer saw %d requests, want the 2 small ones", n)
 	}
 }

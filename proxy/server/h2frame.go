@@ -36,7 +36,9 @@ type h2Framing struct {
 	sendConn int64 // connection-level send window
 	peerInit int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
 	peerMaxF int   // the peer's SETTINGS_MAX_FRAME_SIZE
-	werr     error // a write failed, or the connection ended
+	// peerMaxHdr is the peer's SETTINGS_MAX_HEADER_LIST_SIZE, 0 for none.
+	peerMaxHdr uint32
+	werr       error // a write failed, or the connection ended
 	// wdeadline is the write deadline last set on nc (see flushLocked).
 	wdeadline time.Time
 
@@ -194,6 +196,8 @@ func (h *h2Framing) applySettings(f *http2.SettingsFrame, adjust func(delta int6
 			h.peerMaxF = int(s.Val)
 		case http2.SettingHeaderTableSize:
 			h.henc.SetMaxDynamicTableSizeLimit(s.Val)
+		case http2.SettingMaxHeaderListSize:
+			h.peerMaxHdr = s.Val
 		case http2.SettingMaxConcurrentStreams:
 			if maxStreams != nil {
 				maxStreams(s.Val)

@@ -318,8 +318,15 @@ func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			// Sent before the peer saw this end's reset: ignored (§5.1).
 			return nil
 		}
-		// A stream id that goes backwards, or a stream that has ended (RFC
-		// 9113 §5.1.1).
+		if len(f.PseudoFields()) == 0 {
+			// Trailers on a stream that ended: perhaps reset by this end
+			// longer ago than resetIDs remembers. A stream error, so that no
+			// other stream suffers for it.
+			c.resetStream(id, http2.ErrCodeStreamClosed)
+			return nil
+		}
+		// A new request on a stream id that goes backwards, or on a stream
+		// that has ended (RFC 9113 §5.1, §5.1.1).
 		return fmt.Errorf("HEADERS on closed stream %d", id)
 	}
 	c.lastID = id

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -149,4 +150,38 @@ func TestWeftH2ServerWithXNetTransport(t *testing.T) {
 		}
 		<-shut
 	})
+}
+
+// An app request whose header fields are over the weft.h2 server's 64 KiB limit gets
+// 431 from its own proxy, and the other requests on the same mesh connection carry
+// on: sent, the block would have ended the whole connection at the peer.
+func TestWeftH2LargeHeadersThroughPair(t *testing.T) {
+	mp := newMeshPair(t, pairOpts{})
+	url := "http://" + mp.addr[svcHTTPBin]
+	client := h1Client()
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := client.Get(url + "/delay/1")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+		}
+		slow <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the slow request is on the mesh connection
+	req, _ := http.NewRequest("GET", url+"/get", nil)
+	req.Header.Set("X-Big", strings.Repeat("b", 100<<10))
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Fatalf("a request with a 100 KiB header: status %d (%s), want 431", resp.StatusCode, resp.Header.Get("Weft-Proxy-Error"))
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("the request in flight on the same mesh connection: %v", err)
+	}
 }

@@ -102,6 +102,12 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, rt *route, e
 		reason = "timeout"
 	}
 	w.Header().Set(hdrError, reason)
+	if errors.Is(err, errHeaderListTooLarge) {
+		// Over the peer proxy's header list limit: 431 (RFC 6585 §5).
+		w.Header().Set(hdrError, "request header fields too large for the mesh")
+		w.WriteHeader(http.StatusRequestHeaderFieldsTooLarge)
+		return
+	}
 	if router.IsGRPC(r) {
 		// gRPC clients read grpc-status, not the HTTP status. A peer that
 		// reset the stream when the call's own grpc-timeout expired (gRPC
