@@ -25,6 +25,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/inject"
 )
 
 // CacheOptions is what the manager's shared cache may hold, for weft-controller and for
@@ -55,8 +56,9 @@ func CacheOptions(namespace string) cache.Options {
 	}
 }
 
-// slimPod keeps what reconcileProxies and the pod predicates read: identity, the
-// containers' names (is there a weft-proxy?), the phase and the containers' readiness.
+// slimPod keeps what reconcileProxies, the pod predicates and the bundle publisher
+// read: identity, the injector's label, the containers' names (is there a
+// weft-proxy?), the phase and the containers' readiness.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -84,6 +86,7 @@ func slimPod(obj any) (any, error) {
 			UID:               p.UID,
 			ResourceVersion:   p.ResourceVersion,
 			DeletionTimestamp: p.DeletionTimestamp,
+			Labels:            injectedLabel(p.Labels),
 		},
 		Spec: corev1.PodSpec{
 			InitContainers: names(p.Spec.InitContainers),
@@ -95,4 +98,12 @@ func slimPod(obj any) (any, error) {
 			ContainerStatuses:     statuses(p.Status.ContainerStatuses),
 		},
 	}, nil
+}
+
+// injectedLabel keeps the injector's mark of a pod's labels, nil when absent.
+func injectedLabel(labels map[string]string) map[string]string {
+	if v, ok := labels[inject.LabelInjected]; ok {
+		return map[string]string{inject.LabelInjected: v}
+	}
+	return nil
 }

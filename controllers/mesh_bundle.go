@@ -35,6 +35,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/trustbundle"
 )
 
@@ -212,17 +213,16 @@ func (r *MeshReconciler) publishCopies(ctx context.Context, mesh *meshv1alpha1.M
 	return r.deleteBundles(ctx, keep)
 }
 
-// namespacesWithInjectedPods names the namespaces holding a pod with a Weft proxy. It
-// reads the Mesh reconciler's pod cache, which keeps only container names (slimPod), so
-// the proxy container is the mark rather than the injector's label.
+// namespacesWithInjectedPods names the namespaces holding a pod the injector marked
+// (label weft.dev/injected=true), from the slimmed pod cache, which keeps that label.
 func (r *MeshReconciler) namespacesWithInjectedPods(ctx context.Context) (map[string]bool, error) {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods); err != nil {
-		return nil, fmt.Errorf("listing pods: %w", err)
+	if err := r.List(ctx, &pods, client.MatchingLabels{inject.LabelInjected: "true"}); err != nil {
+		return nil, fmt.Errorf("listing injected pods: %w", err)
 	}
 	out := map[string]bool{}
 	for i := range pods.Items {
-		if p := &pods.Items[i]; p.DeletionTimestamp.IsZero() && hasProxy(p) {
+		if p := &pods.Items[i]; p.DeletionTimestamp.IsZero() {
 			out[p.Namespace] = true
 		}
 	}
