@@ -21,7 +21,10 @@ limitations under the License.
 // that listener closes the kernel may give the same port to any outgoing connection
 // (tests run in parallel packages) before the process binds it: "address already in
 // use". Ports below the ephemeral range are never used as source ports, so only
-// another caller of this package picking the same random port could take it.
+// another caller of this package picking the same random port could take it. Within one
+// process a port is never handed out twice: a service a test stops and restarts on its
+// port must not find that port taken by a process started in between (it was: a proxy's
+// admin port drawn while the destination service was down).
 package freeport
 
 import (
@@ -29,6 +32,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"sync"
+)
+
+var (
+	mu     sync.Mutex
+	handed = map[int]bool{} // ports this process was given
 )
 
 // The range ports are drawn from: below Linux's default ephemeral range (32768–60999)
@@ -42,6 +51,13 @@ const (
 func Get() (int, error) {
 	for range 200 {
 		port := lowest + rand.IntN(highest-lowest)
+		mu.Lock()
+		taken := handed[port]
+		handed[port] = true
+		mu.Unlock()
+		if taken {
+			continue
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue

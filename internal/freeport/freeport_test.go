@@ -38,3 +38,20 @@ func TestGetIsBindableAndOutsideTheEphemeralRange(t *testing.T) {
 		l.Close()
 	}
 }
+
+// TestGetNeverRepeats: a port handed out once is not handed out again in the same
+// process, even after whatever bound it has closed (a stopped service that a test
+// restarts on its own port).
+func TestGetNeverRepeats(t *testing.T) {
+	seen := map[int]bool{}
+	for range 3000 {
+		port, err := Get()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen[port] {
+			t.Fatalf("port %d handed out twice", port)
+		}
+		seen[port] = true
+	}
+}
