@@ -152,10 +152,14 @@ func openGet(ctx context.Context, t http.RoundTripper, addr string, req *api.Get
 		resp.Body.Close()
 		return nil, &StatusError{Code: httpStatusCode(resp.StatusCode), Message: "HTTP status " + strconv.Itoa(resp.StatusCode)}
 	}
-	// A trailers-only answer: the call failed before any message.
+	// A trailers-only answer: the call ended before any message. Even with status OK
+	// that is no stream to follow (returning none with a nil error crashed the caller).
 	if s := resp.Header.Get("Grpc-Status"); s != "" {
 		resp.Body.Close()
-		return nil, parseStatus(s, resp.Header.Get("Grpc-Message"))
+		if err := parseStatus(s, resp.Header.Get("Grpc-Message")); err != nil {
+			return nil, err
+		}
+		return nil, &StatusError{Code: codeInternal, Message: "the destination service ended the call before any answer"}
 	}
 	return &getStream{resp: resp, r: bufio.NewReaderSize(resp.Body, 4096)}, nil
 }
@@ -223,10 +227,12 @@ func (s *getStream) status() error {
 	if code == "" {
 		return &StatusError{Code: codeInternal, Message: "stream ended without grpc-status"}
 	}
-	if code == "0" {
-		return io.EOF
+	// parseStatus, not a comparison with "0": "00" is OK too, and Recv must never
+	// return neither an update nor an error (found by FuzzRecv).
+	if err := parseStatus(code, s.resp.Trailer.Get("Grpc-Message")); err != nil {
+		return err
 	}
-	return parseStatus(code, s.resp.Trailer.Get("Grpc-Message"))
+	return io.EOF
 }
 
 // readErr wraps a failure to read the body: the connection broke, the stream was reset,

@@ -1,11 +1,13 @@
 package discovery
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -137,5 +139,28 @@ func TestHTTPStatusCode(t *testing.T) {
 				t.Fatalf("%d -> %d, want %d", tc.http, got, tc.want)
 			}
 		})
+	}
+}
+
+// roundTripFunc answers a request with whatever the function returns.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// TestTrailersOnlyOKIsNoStream: a trailers-only answer with grpc-status OK (0, or 00)
+// ends the call before any message. openGet returned no stream and no error for it,
+// and the caller then used the missing stream.
+func TestTrailersOnlyOKIsNoStream(t *testing.T) {
+	for _, code := range []string{"0", "00"} {
+		rt := roundTripFunc(func(*http.Request) (*http.Response, error) {
+			h := http.Header{}
+			h.Set("Grpc-Status", code)
+			return &http.Response{StatusCode: http.StatusOK, Header: h, Body: io.NopCloser(bytes.NewReader(nil))}, nil
+		})
+		s, err := openGet(context.Background(), rt, "127.0.0.1:1", &api.GetDestination{})
+		var se *StatusError
+		if s != nil || !errors.As(err, &se) {
+			t.Errorf("grpc-status %q: stream %v, error %v; want no stream and a *StatusError", code, s, err)
+		}
 	}
 }
