@@ -192,8 +192,8 @@ func TestRenderedRBAC(t *testing.T) {
 		t.Errorf("the policy's match conditions %+v do not name %s", vap.Spec.MatchConditions, controllerUser)
 	}
 
-	// weft-system is fenced: a default deny, and the metrics port only for monitoring
-	// namespaces.
+	// weft-system is fenced: a default deny, identity and destination only for meshed
+	// pods, and the metrics port only for monitoring namespaces.
 	var deny, controller *networkingv1.NetworkPolicy
 	for _, np := range netpols {
 		if np.Namespace != controlPlaneNS {
@@ -211,6 +211,16 @@ func TestRenderedRBAC(t *testing.T) {
 	}
 	for _, rule := range controller.Spec.Ingress {
 		for _, p := range rule.Ports {
+			if p.Port != nil && (p.Port.String() == "identity" || p.Port.String() == "destination") {
+				for _, from := range rule.From {
+					if from.PodSelector == nil || from.PodSelector.MatchLabels["weft.dev/injected"] != "true" {
+						t.Errorf("the %s port admits %+v, want only meshed pods (weft.dev/injected=true)", p.Port, from)
+					}
+				}
+				if len(rule.From) == 0 {
+					t.Errorf("the %s port is open to every source", p.Port)
+				}
+			}
 			if p.Port == nil || p.Port.String() != "metrics" {
 				continue
 			}
