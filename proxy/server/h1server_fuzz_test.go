@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"io"
 	stdlog "log"
@@ -14,8 +13,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/funcr"
-
-	"github.com/weftmesh/weft/proxy/detect"
 )
 
 // FuzzH1Server writes fuzzed bytes to Weft's HTTP/1.1 server, whose handler guards and
@@ -60,38 +57,9 @@ func FuzzH1Server(f *testing.F) {
 	// net/http logs the panics it recovers through ErrorLog.
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 500 * time.Millisecond, MaxHeaderBytes: 16 << 10,
 		ErrorLog: stdlog.New(panicWatch{&panics}, "", 0)}
-	l := newChanListener(&net.TCPAddr{})
-	go srv.Serve(l)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() {
-		ln.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-		srv.Close()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				cc := newCountedConn(c)
-				_, pc, err := detect.Detect(cc, 200*time.Millisecond)
-				if err != nil && len(pc.Peeked()) == 0 {
-					cc.Close()
-					return
-				}
-				s.serveH1(&peekConn{Conn: pc, cc: cc}, &connInfo{}, srv, l)
-			}()
-		}
-	}()
+	addr := serveH1Loopback(f, s, srv, 200*time.Millisecond)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		c, err := net.Dial("tcp", ln.Addr().String())
+		c, err := net.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -36,13 +36,20 @@ func newH1Harness(t *testing.T, h http.HandlerFunc) *h1Harness {
 		w.Header().Set("X-Served-By", by)
 		h(w, r)
 	})}
+	return &h1Harness{s: s, addr: serveH1Loopback(t, s, srv, time.Second)}
+}
+
+// serveH1Loopback accepts loopback connections for s and serves each with serveH1, as
+// the proxy's accept loop does after detection (detectTimeout bounds the sniffing); srv serves
+// the connections handed over. It returns the listening address.
+func serveH1Loopback(tb testing.TB, s *Server, srv *http.Server, detectTimeout time.Duration) string {
 	l := newChanListener(&net.TCPAddr{})
 	go srv.Serve(l)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		ln.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -61,7 +68,7 @@ func newH1Harness(t *testing.T, h http.HandlerFunc) *h1Harness {
 					cc.Close()
 					return
 				}
-				_, pc, err := detect.Detect(cc, time.Second)
+				_, pc, err := detect.Detect(cc, detectTimeout)
 				if err != nil && len(pc.Peeked()) == 0 {
 					cc.Close()
 					return
@@ -70,7 +77,7 @@ func newH1Harness(t *testing.T, h http.HandlerFunc) *h1Harness {
 			}()
 		}
 	}()
-	return &h1Harness{s: s, addr: ln.Addr().String()}
+	return ln.Addr().String()
 }
 
 // rawClient is one client connection that writes raw bytes and reads responses.
