@@ -27,14 +27,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/weftmesh/weft/internal/destination/desttest"
-	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
@@ -52,21 +49,7 @@ func heapMiB() float64 {
 // outside the cluster; and the heap (server and clients both, in this process) stays
 // bounded.
 func TestClientLimits(t *testing.T) {
-	pki, err := desttest.NewPKI("cluster.local")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := pki.IssuerSecret(controlNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc := fake.NewClientBuilder().WithScheme(testenv.Scheme).WithObjects(sec, pki.TrustRootsConfigMap(controlNS)).Build()
-	opts := Options{Namespace: controlNS}
-	opts.defaults()
-	creds, err := newCredentials(fc, fc, opts, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki, creds := newTestCredentials(t)
 	srv := NewServer(ServerOptions{}) // the default limits
 	srv.MarkSynced()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

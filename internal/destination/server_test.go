@@ -93,21 +93,7 @@ func addr(a string) *api.GetDestination {
 // the TLS objects from a fake client) over a real TLS socket: Unavailable before the
 // state synced, a snapshot after, and on shutdown the stream ends with OK.
 func TestUnavailableUntilSyncedAndShutdown(t *testing.T) {
-	pki, err := desttest.NewPKI("cluster.local")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sec, err := pki.IssuerSecret(controlNS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc := fake.NewClientBuilder().WithScheme(testenv.Scheme).WithObjects(sec, pki.TrustRootsConfigMap(controlNS)).Build()
-	opts := Options{Namespace: controlNS}
-	opts.defaults()
-	creds, err := newCredentials(fc, fc, opts, logr.Discard())
-	if err != nil {
-		t.Fatal(err)
-	}
+	pki, creds := newTestCredentials(t)
 	srv := NewServer(ServerOptions{})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -244,4 +230,26 @@ func TestSlimPod(t *testing.T) {
 			}
 		})
 	}
+}
+
+// newTestCredentials is a test PKI and the server credentials built from its issuer
+// Secret and trust roots (read through a fake client: the TLS objects only).
+func newTestCredentials(t *testing.T) (*desttest.PKI, *credentialsSource) {
+	t.Helper()
+	pki, err := desttest.NewPKI("cluster.local")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := pki.IssuerSecret(controlNS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := fake.NewClientBuilder().WithScheme(testenv.Scheme).WithObjects(sec, pki.TrustRootsConfigMap(controlNS)).Build()
+	opts := Options{Namespace: controlNS}
+	opts.defaults()
+	creds, err := newCredentials(fc, fc, opts, logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pki, creds
 }
