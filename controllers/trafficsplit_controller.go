@@ -103,13 +103,13 @@ func (r *TrafficSplitReconciler) reconcileNormal(ctx context.Context, ts *splitv
 	return nil
 }
 
-// splitServices returns the root Service and the backends, each once, in spec order.
+// splitServices returns the names of the Services a split names, root first, in spec
+// order: the same references the validating webhook warns about when they are missing.
 func splitServices(ts *splitv1alpha2.TrafficSplit) []string {
-	names := []string{ts.Spec.Service}
-	for _, b := range ts.Spec.Backends {
-		if b.Service != ts.Spec.Service {
-			names = append(names, b.Service)
-		}
+	refs := validation.TrafficSplitServices(ts)
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.Key.Name
 	}
 	return names
 }
