@@ -53,16 +53,10 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Mesh reconciler: %w", err)
 	}
-	if err := (&HTTPRouteReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("httproute-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewHTTPRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("httproute-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the HTTPRoute reconciler: %w", err)
 	}
-	if err := (&GRPCRouteReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("grpcroute-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewGRPCRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("grpcroute-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the GRPCRoute reconciler: %w", err)
 	}
 	return nil
