@@ -14,9 +14,11 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package controllers holds one reconciler per Weft kind. Each Reconcile is a thin shell:
-// get the object, ignore NotFound, run small phases that each set one condition, and
-// write the status once, in a deferred patch.
+// Package controllers holds the reconcilers, one per kind, generic where kinds share a
+// shape: RouteReconciler serves HTTPRoute and GRPCRoute, StatusReconciler serves
+// ServiceProfile and TrafficSplit, MeshReconciler the Mesh. Each Reconcile is a thin
+// shell: get the object, ignore NotFound, run small phases that each set one condition,
+// and write the status once, in a deferred patch.
 package controllers
 
 import (
@@ -33,16 +35,10 @@ type Options struct {
 
 // AddToManager registers every reconciler with the manager.
 func AddToManager(mgr ctrl.Manager, opts Options) error {
-	if err := (&ServiceProfileReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("serviceprofile-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewServiceProfileReconciler(mgr.GetClient(), mgr.GetEventRecorder("serviceprofile-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ServiceProfile reconciler: %w", err)
 	}
-	if err := (&TrafficSplitReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("trafficsplit-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewTrafficSplitReconciler(mgr.GetClient(), mgr.GetEventRecorder("trafficsplit-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the TrafficSplit reconciler: %w", err)
 	}
 	if err := (&MeshReconciler{
