@@ -25,6 +25,7 @@ import (
 	"fmt"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Options configure the reconcilers.
@@ -56,4 +57,17 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the GRPCRoute reconciler: %w", err)
 	}
 	return nil
+}
+
+// objects returns pointers to a list's items as client.Objects, for the items functions
+// of the generic reconcilers' kinds.
+func objects[T any, P interface {
+	*T
+	client.Object
+}](items []T) []client.Object {
+	out := make([]client.Object, len(items))
+	for i := range items {
+		out[i] = P(&items[i])
+	}
+	return out
 }

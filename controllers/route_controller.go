@@ -83,15 +83,9 @@ var httpRoutes = routeKind[*gatewayv1.HTTPRoute, *gatewayv1.HTTPRouteList]{
 	plural:   "HTTPRoutes",
 	newRoute: func() *gatewayv1.HTTPRoute { return &gatewayv1.HTTPRoute{} },
 	newList:  func() *gatewayv1.HTTPRouteList { return &gatewayv1.HTTPRouteList{} },
-	items: func(l *gatewayv1.HTTPRouteList) []client.Object {
-		out := make([]client.Object, 0, len(l.Items))
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-		return out
-	},
-	status:  func(r *gatewayv1.HTTPRoute) *gatewayv1.RouteStatus { return &r.Status.RouteStatus },
-	parents: func(r *gatewayv1.HTTPRoute) []gatewayv1.ParentReference { return r.Spec.ParentRefs },
+	items:    func(l *gatewayv1.HTTPRouteList) []client.Object { return objects(l.Items) },
+	status:   func(r *gatewayv1.HTTPRoute) *gatewayv1.RouteStatus { return &r.Status.RouteStatus },
+	parents:  func(r *gatewayv1.HTTPRoute) []gatewayv1.ParentReference { return r.Spec.ParentRefs },
 	backends: func(r *gatewayv1.HTTPRoute) []gatewayv1.BackendObjectReference {
 		var refs []gatewayv1.BackendObjectReference
 		for _, rule := range r.Spec.Rules {
@@ -114,15 +108,9 @@ var grpcRoutes = routeKind[*gatewayv1.GRPCRoute, *gatewayv1.GRPCRouteList]{
 	plural:   "GRPCRoutes",
 	newRoute: func() *gatewayv1.GRPCRoute { return &gatewayv1.GRPCRoute{} },
 	newList:  func() *gatewayv1.GRPCRouteList { return &gatewayv1.GRPCRouteList{} },
-	items: func(l *gatewayv1.GRPCRouteList) []client.Object {
-		out := make([]client.Object, 0, len(l.Items))
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-		return out
-	},
-	status:  func(r *gatewayv1.GRPCRoute) *gatewayv1.RouteStatus { return &r.Status.RouteStatus },
-	parents: func(r *gatewayv1.GRPCRoute) []gatewayv1.ParentReference { return r.Spec.ParentRefs },
+	items:    func(l *gatewayv1.GRPCRouteList) []client.Object { return objects(l.Items) },
+	status:   func(r *gatewayv1.GRPCRoute) *gatewayv1.RouteStatus { return &r.Status.RouteStatus },
+	parents:  func(r *gatewayv1.GRPCRoute) []gatewayv1.ParentReference { return r.Spec.ParentRefs },
 	backends: func(r *gatewayv1.GRPCRoute) []gatewayv1.BackendObjectReference {
 		var refs []gatewayv1.BackendObjectReference
 		for _, rule := range r.Spec.Rules {
@@ -187,10 +175,7 @@ func (r *RouteReconciler[R, L]) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(r.kind.newRoute()).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, svc client.Object) []reconcile.Request {
-			routes := r.kind.newList()
-			return routesForService(ctx, r.Client, routes, svc, func() []client.Object { return r.kind.items(routes) })
-		})).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.routesForService)).
 		Complete(r)
 }
 
@@ -222,15 +207,17 @@ func referencedServices(ns string, parents []gatewayv1.ParentReference, backends
 	return out
 }
 
-// routesForService maps a Service event to the routes of one kind that name it.
-func routesForService(ctx context.Context, c client.Reader, list client.ObjectList, svc client.Object, items func() []client.Object) []reconcile.Request {
+// routesForService maps a Service event to the routes of the reconciler's kind that
+// name it.
+func (r *RouteReconciler[R, L]) routesForService(ctx context.Context, svc client.Object) []reconcile.Request {
+	routes := r.kind.newList()
 	key := types.NamespacedName{Namespace: svc.GetNamespace(), Name: svc.GetName()}.String()
-	if err := c.List(ctx, list, client.MatchingFields{routeServiceIndex: key}); err != nil {
+	if err := r.List(ctx, routes, client.MatchingFields{routeServiceIndex: key}); err != nil {
 		ctrl.LoggerFrom(ctx).Error(err, "Listing routes for a Service", "service", key)
 		return nil
 	}
 	var reqs []reconcile.Request
-	for _, o := range items() {
+	for _, o := range r.kind.items(routes) {
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
 	}
 	return reqs

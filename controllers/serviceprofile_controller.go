@@ -47,13 +47,7 @@ var serviceProfiles = statusKind[*meshv1alpha1.ServiceProfile, *meshv1alpha1.Ser
 	name:      "ServiceProfile",
 	newObject: func() *meshv1alpha1.ServiceProfile { return &meshv1alpha1.ServiceProfile{} },
 	newList:   func() *meshv1alpha1.ServiceProfileList { return &meshv1alpha1.ServiceProfileList{} },
-	items: func(l *meshv1alpha1.ServiceProfileList) []client.Object {
-		out := make([]client.Object, 0, len(l.Items))
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-		return out
-	},
+	items:     func(l *meshv1alpha1.ServiceProfileList) []client.Object { return objects(l.Items) },
 	services: func(sp *meshv1alpha1.ServiceProfile) []string {
 		if key, ok := ServiceForProfileName(sp.Name); ok {
 			return []string{key.String()}

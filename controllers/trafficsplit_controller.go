@@ -48,13 +48,7 @@ var trafficSplits = statusKind[*splitv1alpha2.TrafficSplit, *splitv1alpha2.Traff
 	name:      "TrafficSplit",
 	newObject: func() *splitv1alpha2.TrafficSplit { return &splitv1alpha2.TrafficSplit{} },
 	newList:   func() *splitv1alpha2.TrafficSplitList { return &splitv1alpha2.TrafficSplitList{} },
-	items: func(l *splitv1alpha2.TrafficSplitList) []client.Object {
-		out := make([]client.Object, 0, len(l.Items))
-		for i := range l.Items {
-			out = append(out, &l.Items[i])
-		}
-		return out
-	},
+	items:     func(l *splitv1alpha2.TrafficSplitList) []client.Object { return objects(l.Items) },
 	services: func(ts *splitv1alpha2.TrafficSplit) []string {
 		refs := validation.TrafficSplitServices(ts)
 		keys := make([]string, len(refs))
