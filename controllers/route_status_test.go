@@ -76,9 +76,10 @@ func TestRouteStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{"web", "web-v2"} {
+	for _, key := range []string{"gamma/web", "gamma/web-v2", "gamma-client/api"} {
+		ns, name, _ := strings.Cut(key, "/")
 		if err := c.Create(ctx, &corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: "gamma", Name: name},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}},
 		}); err != nil {
 			t.Fatal(err)
@@ -158,11 +159,16 @@ func TestRouteStatus(t *testing.T) {
 		{name: "backend port missing", parent: web, backend: httpBackend("web-v2", 81),
 			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionFalse, reason: gatewayv1.RouteReasonBackendNotFound,
 			message: "Service gamma/web-v2 has no port 81"},
-		{name: "backend in another namespace", parent: web,
+		{name: "backend in another namespace needs no ReferenceGrant", parent: web,
 			backend: gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
-				Name: "web", Namespace: ptr.To(gatewayv1.Namespace("gamma-client")), Port: ptr.To[int32](80)}}},
-			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionFalse, reason: gatewayv1.RouteReasonRefNotPermitted,
-			message: "is in another namespace"},
+				Name: "api", Namespace: ptr.To(gatewayv1.Namespace("gamma-client")), Port: ptr.To[int32](80)}}},
+			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionTrue, reason: gatewayv1.RouteReasonResolvedRefs,
+			message: ""},
+		{name: "backend in another namespace that does not exist", parent: web,
+			backend: gatewayv1.HTTPBackendRef{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
+				Name: "gone", Namespace: ptr.To(gatewayv1.Namespace("gamma-client")), Port: ptr.To[int32](80)}}},
+			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionFalse, reason: gatewayv1.RouteReasonBackendNotFound,
+			message: "Service gamma-client/gone does not exist"},
 		{name: "unsupported filter drops the only rule", parent: web, backend: httpBackend("web", 80),
 			filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
 				BackendRef: gatewayv1.BackendObjectReference{Name: "web-v2", Port: ptr.To[int32](80)}}}},

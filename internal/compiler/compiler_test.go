@@ -421,7 +421,7 @@ func TestCompile(t *testing.T) {
 							{Backend: "shop/web-v2:80", Weight: 8, Filters: []*api.Filter{{Kind: &api.Filter_RequestHeaderModifier{
 								RequestHeaderModifier: &api.HeaderModifier{Add: []*api.Header{{Name: "x-canary", Value: "1"}}}}}}},
 							{Weight: 1, Invalid: "InvalidKind: backendRef b names a Bucket.example.com; only core Services are supported"},
-							{Weight: 1, Invalid: "RefNotPermitted: backendRef elsewhere/web-v2 is in another namespace; Weft does not support ReferenceGrants yet"},
+							{Weight: 1, Invalid: "BackendNotFound: Service elsewhere/web-v2 does not exist"},
 							{Weight: 1, Invalid: "BackendNotFound: Service shop/web-gone does not exist"},
 							{Weight: 0, Invalid: "BackendNotFound: Service shop/web-v2 has no port 81"},
 							{Weight: 1, Invalid: "BackendNotFound: backendRef shop/web-v2 sets no port"},
@@ -500,14 +500,19 @@ func TestCompile(t *testing.T) {
 					httpRoute("client", "consumer", 0, consumerParent,
 						gatewayv1.HTTPRouteRule{Matches: []gatewayv1.HTTPRouteMatch{{Path: prefix("/cors")}},
 							Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterCORS}}},
-						gatewayv1.HTTPRouteRule{Matches: []gatewayv1.HTTPRouteMatch{{Path: prefix("/mine")}}}),
+						gatewayv1.HTTPRouteRule{Matches: []gatewayv1.HTTPRouteMatch{{Path: prefix("/mine")}},
+							// A backend in the Service's namespace, without a
+							// ReferenceGrant (GEP-1294).
+							BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{
+								Name: "web-v2", Namespace: ptr.To(gatewayv1.Namespace("shop")), Port: ptr.To[int32](80)}}}}}),
 				}
 			},
 			target: func(t *Target) { t.ContextNamespace = "client" },
 			want: func(w *api.DestinationConfig) {
 				w.RouteSource = api.RouteSource_ROUTE_SOURCE_GATEWAY_API
 				w.Fallback = nil
-				w.Routes = []*api.Route{{Name: "consumer/rule-1"}}
+				w.Routes = []*api.Route{{Name: "consumer/rule-1", Backends: []*api.WeightedBackend{wb("shop/web-v2:80", 1)}}}
+				w.Backends = []*api.Backend{webV2Backend()}
 			},
 		},
 		{

@@ -19,6 +19,7 @@ package compiler
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,8 +97,9 @@ func describeParentPort(pr gatewayv1.ParentReference) string {
 // CheckBackendRef resolves a backendRef. It returns reason "" when the reference is
 // usable, else the Gateway API ResolvedRefs reason and a message:
 //   - InvalidKind for anything but a core Service;
-//   - RefNotPermitted for a Service in another namespace (Weft does not read
-//     ReferenceGrants yet);
+//   - a Service in another namespace is usable without a ReferenceGrant: mesh routes
+//     only add behaviour to calls a client could make anyway (GEP-1294, "Namespace
+//     boundaries");
 //   - BackendNotFound when the Service does not exist, or the reference has no port
 //     or one the Service does not expose.
 //
@@ -121,10 +123,6 @@ func CheckBackendRef(routeNamespace string, ref gatewayv1.BackendObjectReference
 	ns := routeNamespace
 	if ref.Namespace != nil && *ref.Namespace != "" {
 		ns = string(*ref.Namespace)
-	}
-	if ns != routeNamespace {
-		return string(gatewayv1.RouteReasonRefNotPermitted),
-			fmt.Sprintf("backendRef %s/%s is in another namespace; Weft does not support ReferenceGrants yet", ns, ref.Name), nil, port, nil
 	}
 	svc, err = get(ns, string(ref.Name))
 	if err != nil {
@@ -197,11 +195,20 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 	return ""
 }
 
+// redirectCodes are the RequestRedirect status codes the proxy answers with.
+var redirectCodes = []int{301, 302, 303, 307, 308}
+
 func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter) string {
 	for _, f := range fs {
 		switch f.Type {
+		case gatewayv1.HTTPRouteFilterRequestRedirect:
+			// Gateway API: an unknown status code must leave the rule unaccepted,
+			// not be answered with another code.
+			if rr := f.RequestRedirect; rr != nil && rr.StatusCode != nil && !slices.Contains(redirectCodes, *rr.StatusCode) {
+				return fmt.Sprintf("redirect statusCode %d is not supported; use 301, 302, 303, 307 or 308", *rr.StatusCode)
+			}
 		case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier,
-			gatewayv1.HTTPRouteFilterRequestRedirect, gatewayv1.HTTPRouteFilterURLRewrite:
+			gatewayv1.HTTPRouteFilterURLRewrite:
 		default:
 			return fmt.Sprintf("filter type %s is not supported", f.Type)
 		}

@@ -98,6 +98,11 @@ func TestIsServiceParent(t *testing.T) {
 	}
 }
 
+func redirectFilter(code int) gatewayv1.HTTPRouteFilter {
+	return gatewayv1.HTTPRouteFilter{Type: gatewayv1.HTTPRouteFilterRequestRedirect,
+		RequestRedirect: &gatewayv1.HTTPRequestRedirectFilter{StatusCode: ptr.To(code)}}
+}
+
 func TestRuleProblems(t *testing.T) {
 	regex := ptr.To(gatewayv1.PathMatchRegularExpression)
 	httpCases := []struct {
@@ -109,6 +114,10 @@ func TestRuleProblems(t *testing.T) {
 		{name: "supported filters", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{
 			{Type: gatewayv1.HTTPRouteFilterRequestHeaderModifier}, {Type: gatewayv1.HTTPRouteFilterResponseHeaderModifier},
 			{Type: gatewayv1.HTTPRouteFilterURLRewrite}, {Type: gatewayv1.HTTPRouteFilterRequestRedirect}}}},
+		{name: "every redirect code Gateway API defines", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{
+			redirectFilter(301), redirectFilter(302), redirectFilter(303), redirectFilter(307), redirectFilter(308)}}},
+		{name: "a redirect code the API may add later", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{redirectFilter(305)}},
+			want: "redirect statusCode 305 is not supported; use 301, 302, 303, 307 or 308"},
 		{name: "mirror", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror}}},
 			want: "filter type RequestMirror is not supported"},
 		{name: "extensionRef on a backend", rule: gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{{

@@ -25,6 +25,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 )
 
@@ -37,6 +38,7 @@ func New() *runtime.Scheme {
 	s := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(meshv1alpha1.AddToScheme(s))
+	utilruntime.Must(policyv1alpha1.AddToScheme(s))
 	utilruntime.Must(splitv1alpha2.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
 	utilruntime.Must(certmanagerv1.AddToScheme(s))

@@ -144,8 +144,13 @@ func modifyPath(pm *api.PathModifier, path, prefix string) (string, bool) {
 // keeps the request's value; a scheme change without a port drops the port (the new
 // scheme's default); a port equal to the scheme's default is not written.
 func redirect(rr *api.RequestRedirect, r *http.Request, prefix, scheme string) *Redirect {
+	// The codes Gateway API allows (the control plane refuses any other rule); an
+	// unset one is 302.
 	status := int(rr.GetStatusCode())
-	if status != http.StatusMovedPermanently {
+	switch status {
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther,
+		http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+	default:
 		status = http.StatusFound
 	}
 	newScheme := scheme

@@ -264,6 +264,27 @@ func TestRequestFilters(t *testing.T) {
 			wantCode: 302, wantLoc: "http://new.example:8080/new/page",
 		},
 		{
+			name:     "redirect 303",
+			match:    &api.RouteMatch{},
+			filters:  []*api.Filter{{Kind: &api.Filter_RequestRedirect{RequestRedirect: &api.RequestRedirect{StatusCode: 303}}}},
+			r:        req{target: "/x"},
+			wantCode: 303, wantLoc: "http://svc/x",
+		},
+		{
+			name:     "redirect 307 keeps the method",
+			match:    &api.RouteMatch{},
+			filters:  []*api.Filter{{Kind: &api.Filter_RequestRedirect{RequestRedirect: &api.RequestRedirect{StatusCode: 307}}}},
+			r:        req{target: "/x"},
+			wantCode: 307, wantLoc: "http://svc/x",
+		},
+		{
+			name:     "redirect 308",
+			match:    &api.RouteMatch{},
+			filters:  []*api.Filter{{Kind: &api.Filter_RequestRedirect{RequestRedirect: &api.RequestRedirect{StatusCode: 308, Scheme: "https"}}}},
+			r:        req{target: "/x"},
+			wantCode: 308, wantLoc: "https://svc/x",
+		},
+		{
 			name:  "redirect full path",
 			match: &api.RouteMatch{},
 			filters: []*api.Filter{{Kind: &api.Filter_RequestRedirect{RequestRedirect: &api.RequestRedirect{

@@ -14,17 +14,19 @@ import (
 // therefore ends a connection at the first request whose body framing is malformed or
 // ambiguous, so that nothing after it on that connection is ever taken for a request:
 //
-//   - Weft's HTTP/1.1 server reads every request header it is given whole and checks it
-//     with h1FramingError before anything is forwarded (400 and close);
-//   - a request net/http's server reads gets its body wrapped in a guardedBody: a body
-//     that fails (a bad chunk size, chunk data longer than declared, a cut) is answered
-//     400 when nothing was answered yet, and the connection ends either way, because
-//     the position of the next request is lost (net/http would otherwise keep the
-//     connection: EnableFullDuplex skips its close-after-a-corrupt-body check);
-//   - net/http removes Content-Length when Transfer-Encoding is present and ignores
-//     Transfer-Encoding in HTTP/1.0, so a header it read alone cannot be checked: such
-//     a request (chunked, or HTTP/1.0) is processed as net/http framed it and its
-//     connection closed after the response, which RFC 9112 §6.1 allows.
+//   - every HTTP/1.1 connection the proxy serves (app-facing ports and weft.h1) starts
+//     in Weft's HTTP/1.1 server, which reads each request header whole (up to
+//     MaxHeaderBytes) and checks it with h1FramingError before anything is forwarded
+//     (400 and close);
+//   - a request it does not serve itself (chunked, Expect, Upgrade, HTTP/1.0) goes,
+//     checked, to net/http's server with the connection, for that one request: its
+//     response says Connection: close (h1Guard). net/http removes Content-Length when
+//     Transfer-Encoding is present, so a header it read alone could not be checked;
+//     none is;
+//   - such a request gets its body wrapped in a guardedBody: a body that fails (a bad
+//     chunk size, chunk data longer than declared, a cut) is answered 400 when nothing
+//     was answered yet, and the connection ends either way (net/http would otherwise
+//     keep it: EnableFullDuplex skips its close-after-a-corrupt-body check).
 
 // h1FramingError checks the raw header of a request (request line to the empty line)
 // for framing that RFC 9112 forbids or calls ambiguous, and says what is wrong, or "":
@@ -68,11 +70,15 @@ func fieldIs(line []byte, name string) bool {
 	return len(line) > len(name) && line[len(name)] == ':' && bytes.EqualFold(line[:len(name)], []byte(name))
 }
 
-// h1BadRequest answers a request whose framing h1FramingError refused: 400 with
-// Weft-Proxy-Error saying why, and Connection: close.
-func h1BadRequest(reason string) []byte {
-	body := "400 Bad Request: " + reason + "; send a single, well-formed message framing (RFC 9112 §6)\n"
-	return []byte("HTTP/1.1 400 Bad Request\r\n" +
+// h1Refusal is the answer to a request the proxy will not read on (see refuse): the
+// status with Weft-Proxy-Error saying why, and Connection: close.
+func h1Refusal(status int, reason string) []byte {
+	fix := "send a single, well-formed message framing (RFC 9112 §6)"
+	if status == http.StatusRequestHeaderFieldsTooLarge {
+		fix = "send fewer or smaller header fields"
+	}
+	body := strconv.Itoa(status) + " " + http.StatusText(status) + ": " + reason + "; " + fix + "\n"
+	return []byte("HTTP/1.1 " + strconv.Itoa(status) + " " + http.StatusText(status) + "\r\n" +
 		"Content-Type: text/plain; charset=utf-8\r\n" +
 		hdrError + ": " + reason + "\r\n" +
 		"Connection: close\r\n" +
@@ -123,20 +129,29 @@ func bodyOf(r *http.Request) *guardedBody {
 var errMalformedBody = errors.New("malformed request body")
 
 // h1Guard prepares an HTTP/1.x request that net/http's server read (see the top of
-// this file): its body is wrapped, and a request whose header nobody checked whole
-// gets Connection: close on its response when net/http may have framed it otherwise
-// than the client meant.
-func h1Guard(w http.ResponseWriter, r *http.Request) {
+// this file): its body is wrapped, and its response ends the connection (for an
+// Upgrade, a response other than 101: see newRouter and proxyError). A request
+// whose header Weft's server did not check first is refused: no path should lead
+// there, and net/http alone cannot tell an ambiguous framing.
+func h1Guard(w http.ResponseWriter, r *http.Request) bool {
 	if _, weft := w.(*h1Response); weft {
-		return // Weft's HTTP/1.1 server checked the header and frames by length
+		return true // Weft's HTTP/1.1 server checked the header and frames by length
 	}
-	checked := infoFrom(r.Context()).h1Checked.Swap(false)
-	if !checked && (r.ProtoMinor == 0 || len(r.TransferEncoding) > 0) {
+	if !isUpgrade(r) {
+		// A 101 response must not carry it: the connection lives on as the
+		// upgraded protocol.
 		w.Header()["Connection"] = []string{"close"}
+	}
+	if !infoFrom(r.Context()).h1Checked.Swap(false) {
+		w.Header()["Connection"] = []string{"close"}
+		w.Header().Set(hdrError, "request header not checked")
+		w.WriteHeader(http.StatusBadRequest)
+		return false
 	}
 	if r.Body != nil && r.Body != http.NoBody {
 		r.Body = &guardedBody{rc: r.Body}
 	}
+	return true
 }
 
 // closeUnlessBodyEnded adds Connection: close to a response whose request body has

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -79,16 +80,30 @@ func (s *Server) serveH1(pc *peekConn, info *connInfo, srv *http.Server, l *chan
 // serveNext reads and serves one request; false when the connection is closed or
 // handed over.
 func (c *h1ServerConn) serveNext() bool {
+	if c.br.Size() > h1BufSize && c.br.Buffered() <= h1BufSize {
+		// Back to the small buffer after a large header: a connection would
+		// otherwise hold MaxHeaderBytes for the rest of its life.
+		c.setReader(h1BufSize)
+	}
 	n, err := c.headerLen()
+	if err == bufio.ErrBufferFull && c.br.Size() == h1BufSize {
+		// A header over 4 KiB (large cookies, say): read it whole into a larger
+		// buffer, so that its framing is checked here too before net/http serves it.
+		c.setReader(c.s.opts.MaxHeaderBytes + 4<<10)
+		n, err = c.headerLen()
+	}
 	if err != nil {
 		c.mu.Lock()
 		timedOut := c.closing
 		c.mu.Unlock()
-		if c.br.Buffered() == 0 || timedOut {
+		switch {
+		case c.br.Buffered() == 0 || timedOut:
 			c.close()
-		} else {
-			// A header too large for the buffer, or cut short: net/http answers it.
-			c.handOver(c.buffered())
+		case err == bufio.ErrBufferFull:
+			c.refuse(http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request header over %d bytes", c.s.opts.MaxHeaderBytes))
+		default:
+			// Cut short: nothing to serve.
+			c.close()
 		}
 		return false
 	}
@@ -105,13 +120,13 @@ func (c *h1ServerConn) serveNext() bool {
 	// not refilled and these bytes stay valid for a hand-over.
 	raw := c.buffered()
 	if reason := h1FramingError(raw[:n]); reason != "" {
-		c.refuse(reason)
+		c.refuse(http.StatusBadRequest, reason)
 		return false
 	}
 	req, err := http.ReadRequest(c.br)
 	if err != nil || !h1Eligible(req) || c.br.Buffered() != len(raw)-n {
-		// The header was checked whole: net/http may keep the connection after
-		// this request even if it is chunked (see h1Guard).
+		// The header was checked whole: net/http may serve this one request
+		// (h1Guard then closes the connection after it).
 		infoFrom(c.ctx).h1Checked.Store(true)
 		c.handOver(raw)
 		return false
@@ -166,6 +181,16 @@ func (c *h1ServerConn) serveNext() bool {
 	return true
 }
 
+// setReader replaces the read buffer with one of size bytes (a large header's
+// MaxHeaderBytes, with the 4 KiB of slack net/http's server allows too, or back to
+// h1BufSize), keeping what it holds. Between requests only: nothing else reads it.
+func (c *h1ServerConn) setReader(size int) {
+	held := bytes.Clone(c.buffered())
+	c.mu.Lock() // for tests that look at the size
+	c.br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(held), c.pc), size)
+	c.mu.Unlock()
+}
+
 // buffered is what the reader holds and nobody consumed yet.
 func (c *h1ServerConn) buffered() []byte {
 	b, _ := c.br.Peek(c.br.Buffered())
@@ -213,15 +238,15 @@ func (c *h1ServerConn) handOver(unserved []byte) {
 	}
 }
 
-// refuse answers a request whose framing h1FramingError refused with 400 and ends
-// the connection: where the next request would start is not known, so nothing more is
-// read as one. The write side is closed first and the input drained for a moment
+// refuse answers a request with status (400 for framing h1FramingError refused, 431
+// for a header over MaxHeaderBytes) and ends the connection: where the next request
+// would start is not known, so nothing more is read as one. The write side is closed first and the input drained for a moment
 // (bounded in time and bytes), so that the client reads the answer before a reset
 // caused by its unread bytes can destroy it.
-func (c *h1ServerConn) refuse(reason string) {
+func (c *h1ServerConn) refuse(status int, reason string) {
 	c.idle.Stop()
-	c.s.log.V(1).Info("Refusing request with ambiguous framing", "client", c.remote, "reason", reason)
-	c.bw.Write(h1BadRequest(reason))
+	c.s.log.V(1).Info("Refusing request", "client", c.remote, "status", status, "reason", reason)
+	c.bw.Write(h1Refusal(status, reason))
 	if c.bw.Flush() == nil && c.pc.cc.CloseWrite() == nil {
 		c.pc.SetReadDeadline(time.Now().Add(lingerTimeout))
 		io.CopyN(io.Discard, c.pc, lingerBytes)
@@ -306,7 +331,7 @@ func (c *h1ServerConn) headerLen() (int, error) {
 		if err != nil {
 			return 0, err
 		}
-		if len(buf) == h1BufSize {
+		if len(buf) == c.br.Size() {
 			return 0, bufio.ErrBufferFull
 		}
 		// The last two bytes may begin an end that the next ones complete.

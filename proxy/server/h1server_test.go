@@ -190,7 +190,6 @@ func TestH1ServerHandsOver(t *testing.T) {
 		{"HTTP/1.0", "GET /old HTTP/1.0\r\nHost: app\r\n\r\n", 200, "GET /old "},
 		{"Expect", "PUT /e HTTP/1.1\r\nHost: app\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi", 200, "PUT /e hi"},
 		{"chunked", "POST /ch HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n", 200, "POST /ch hi"},
-		{"large header", "GET /big HTTP/1.1\r\nHost: app\r\nX-Big: " + strings.Repeat("b", 6000) + "\r\n\r\n", 200, "GET /big "},
 		{"no Host", "GET /nohost HTTP/1.1\r\n\r\n", 400, ""},
 		{"two Hosts", "GET /hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, ""},
 		{"bad field", "GET /f HTTP/1.1\r\nHost: app\r\nBad Field: x\r\n\r\n", 400, ""},
@@ -210,6 +209,54 @@ func TestH1ServerHandsOver(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestH1ServerLargeHeaders: a header over the 4 KiB buffer is read whole into a larger
+// one and served here, so its framing is checked like any other; one over
+// MaxHeaderBytes gets 431; the connection returns to the small buffer afterwards.
+func TestH1ServerLargeHeaders(t *testing.T) {
+	h := newH1Harness(t, echoPath)
+	big := "X-Big: " + strings.Repeat("b", 6000) + "\r\n"
+	rc := h.dial(t)
+	for i := range 3 {
+		rc.send("GET /big" + strconv.Itoa(i) + " HTTP/1.1\r\nHost: app\r\n" + big + "\r\n" + get("/small"))
+		for _, want := range []string{"GET /big" + strconv.Itoa(i), "GET /small"} {
+			resp, body := rc.read("GET")
+			if resp.StatusCode != 200 || body != want || resp.Header.Get("X-Served-By") != "weft" {
+				t.Fatalf("got %d %q by %q, want 200 %q by weft", resp.StatusCode, body, resp.Header.Get("X-Served-By"), want)
+			}
+		}
+	}
+	if size := h.lastConnBufSize(t); size != h1BufSize {
+		t.Errorf("read buffer %d bytes after the large headers, want %d again", size, h1BufSize)
+	}
+
+	rc = h.dial(t)
+	rc.send("POST /te HTTP/1.1\r\nHost: app\r\n" + big + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + get("/smuggled"))
+	if resp, _ := rc.read("POST"); resp.StatusCode != 400 || !rc.closed() {
+		t.Fatalf("ambiguous framing behind a large header: %d, want 400 and the connection closed", resp.StatusCode)
+	}
+
+	rc = h.dial(t)
+	rc.send("GET /huge HTTP/1.1\r\nHost: app\r\nX-Huge: " + strings.Repeat("h", 80<<10) + "\r\n\r\n")
+	if resp, _ := rc.read("GET"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge || !rc.closed() {
+		t.Fatalf("header over MaxHeaderBytes: %d, want 431 and the connection closed", resp.StatusCode)
+	}
+}
+
+// lastConnBufSize is the read buffer size of the harness's one open connection.
+func (h *h1Harness) lastConnBufSize(t *testing.T) int {
+	h.s.mu.Lock()
+	defer h.s.mu.Unlock()
+	for d := range h.s.drainers {
+		if c, ok := d.(*h1ServerConn); ok {
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			return c.br.Size()
+		}
+	}
+	t.Fatal("no open connection")
+	return 0
 }
 
 func TestH1ServerRequestBodies(t *testing.T) {

@@ -63,10 +63,12 @@ var h2WriteTimeout = 10 * time.Second
 // h2LingerTimeout and h2LingerBytes bound how long and how much a connection that
 // is closing reads and drops after its last write (GOAWAY, a final response): closing
 // a socket with unread input makes the kernel send a TCP reset, which can destroy
-// that last write in flight before the peer reads it.
+// that last write in flight before the peer reads it. The bytes cover the rest of
+// the largest frame a peer may be sending (h2MaxReadFrame, or one over it that the
+// framer refused after its header) and more.
 const (
 	h2LingerTimeout = time.Second
-	h2LingerBytes   = 1 << 20
+	h2LingerBytes   = 2 << 20
 )
 
 func (h *h2Framing) init(nc net.Conn, connWindow int64) {

@@ -17,7 +17,10 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The inbound side of weft.h2: the HTTP/2 server for connections from peer proxies.
+// The proxy's HTTP/2 server: the inbound side of weft.h2 (connections from peer
+// proxies) and the app-facing h2c connections (prior knowledge) on the outbound and
+// plaintext inbound ports, so that every HTTP/2 peer meets the same limits and the
+// same RFC 9113 checks.
 //
 // Every meshed request crosses one of these, so it is written for that one job
 // instead of going through net/http's general HTTP/2 server, which hands each frame
@@ -38,7 +41,7 @@ import (
 //	  (the buffers holding it grow by doubling: up to twice that)    (16 MiB)
 //	header lists of open streams   h2MaxStreams x h2MaxHeaderList    6.25 MiB
 //	  (decoded strings plus the request's header map: about twice) (12.5 MiB)
-//	the framer's read buffer       h2MaxReadFrame                      1 MiB
+//	the framer's read buffer       h2MaxReadFrame                    512 KiB
 //	                                                         worst   ~30 MiB
 //
 // so eight such connections at their worst stay inside the limit with the proxy's
@@ -55,8 +58,11 @@ const (
 	h2StreamWindow = 512 << 10
 	h2ConnWindow   = 8 << 20
 	// h2MaxReadFrame is the largest frame peers may send (SETTINGS_MAX_FRAME_SIZE):
-	// large gRPC messages then cost fewer frames.
-	h2MaxReadFrame = 1 << 20
+	// large gRPC messages then cost fewer frames. No larger than a stream's
+	// window, so that a frame of the advertised size always fits a fresh stream
+	// (a peer that sized its DATA by the frame limit alone would otherwise meet
+	// FLOW_CONTROL_ERROR).
+	h2MaxReadFrame = h2StreamWindow
 	// h2MaxHeaderList bounds a header block (SETTINGS_MAX_HEADER_LIST_SIZE, RFC
 	// 9113 §6.5.2: names, values and 32 bytes per field); a request over it gets
 	// 431. 64 KiB is what Envoy allows by default (60 KiB) with room to spare.
@@ -72,15 +78,17 @@ const (
 // errStreamReset is what a request body returns after the peer reset its stream.
 var errStreamReset = errors.New("stream reset by the peer proxy")
 
-// h2Conn is one weft.h2 connection. The read loop (serve) owns reading; writers
-// (handlers, the read loop's replies) hold wmu.
+// h2Conn is one HTTP/2 connection (weft.h2 or h2c). The read loop (serve) owns
+// reading; writers (handlers, the read loop's replies) hold wmu.
 type h2Conn struct {
 	h2Framing
-	s      *Server
-	info   *connInfo
-	remote string
-	ctx    context.Context // cancelled when the connection ends
-	cancel context.CancelFunc
+	s       *Server
+	info    *connInfo
+	proto   string // "weft.h2" or "h2c", for logs
+	handler http.HandlerFunc
+	remote  string
+	ctx     context.Context // cancelled when the connection ends
+	cancel  context.CancelFunc
 
 	mu        sync.Mutex
 	streams   map[uint32]*h2Stream
@@ -97,14 +105,29 @@ type h2Conn struct {
 
 // serveMeshH2 runs a weft.h2 connection whose TLS handshake is done, until it ends.
 func (s *Server) serveMeshH2(nc net.Conn, info *connInfo) {
+	s.serveH2(nc, info, "weft.h2", s.inHTTP)
+}
+
+// serveH2C runs an app-facing HTTP/2 connection with prior knowledge (detection saw
+// the client preface), on the outbound port (srv is s.outHTTP) or the plaintext
+// inbound port (s.inHTTP), until it ends.
+func (s *Server) serveH2C(pc *peekConn, info *connInfo, srv *http.Server) {
+	s.serveH2(pc, info, "h2c", srv)
+}
+
+// serveH2 runs an HTTP/2 connection, serving its requests with srv's handler.
+func (s *Server) serveH2(nc net.Conn, info *connInfo, proto string, srv *http.Server) {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Every stream's context carries the connection's identity, and an
 	// http.Server: httputil.ReverseProxy aborts a response whose body fails midway
 	// (panic(http.ErrAbortHandler), which the stream turns into RST_STREAM) only
 	// when it believes a server will recover the panic. Without it a truncated
 	// body would end cleanly.
-	ctx = context.WithValue(context.WithValue(ctx, connInfoKey{}, info), http.ServerContextKey, s.inHTTP)
-	c := &h2Conn{s: s, info: info, remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, streams: map[uint32]*h2Stream{}}
+	ctx = context.WithValue(context.WithValue(ctx, connInfoKey{}, info), http.ServerContextKey, srv)
+	c := &h2Conn{
+		s: s, info: info, proto: proto, handler: srv.Handler.ServeHTTP,
+		remote: nc.RemoteAddr().String(), ctx: ctx, cancel: cancel, streams: map[uint32]*h2Stream{},
+	}
 	c.init(nc, h2ConnWindow)
 	c.idle = time.AfterFunc(h2IdleTimeout, c.goAway)
 	if !s.addDrainer(c) {
@@ -115,8 +138,16 @@ func (s *Server) serveMeshH2(nc net.Conn, info *connInfo) {
 	defer c.close()
 	err := c.serve()
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-		s.log.V(1).Info("weft.h2 connection ended", "client", c.info.peerID, "error", err.Error())
+		s.log.V(1).Info("HTTP/2 connection ended", "protocol", proto, "client", c.client(), "error", err.Error())
 	}
+}
+
+// client names the peer in logs: its identity on weft.h2, its address on h2c.
+func (c *h2Conn) client() string {
+	if c.info.peerID != "" {
+		return c.info.peerID
+	}
+	return c.remote
 }
 
 func (c *h2Conn) serve() error {
@@ -145,8 +176,14 @@ func (c *h2Conn) serve() error {
 				continue
 			}
 			var ce http2.ConnectionError
-			if errors.As(err, &ce) {
+			switch {
+			case errors.As(err, &ce):
 				c.writeGoAway(http2.ErrCode(ce))
+				c.linger()
+			case errors.Is(err, http2.ErrFrameTooLarge):
+				// Over the SETTINGS_MAX_FRAME_SIZE this end sent (RFC 9113
+				// §4.2); the framer read only the frame's header.
+				c.writeGoAway(http2.ErrCodeFrameSize)
 				c.linger()
 			}
 			return err
@@ -345,7 +382,7 @@ func (c *h2Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	st := &h2Stream{c: c, id: id, header: http.Header{}}
 	req, err := c.newRequest(f, st)
 	if err != nil {
-		c.s.log.V(1).Info("Malformed weft.h2 request", "client", c.info.peerID, "error", err.Error())
+		c.s.log.V(1).Info("Malformed HTTP/2 request", "protocol", c.proto, "client", c.client(), "error", err.Error())
 		c.resetStream(id, http2.ErrCodeProtocol)
 		return nil
 	}
@@ -671,7 +708,7 @@ func (st *h2Stream) run(r *http.Request) {
 		c.wmu.Unlock()
 		if v != nil {
 			if v != http.ErrAbortHandler {
-				c.s.log.Error(fmt.Errorf("%v", v), "Handler panicked", "client", c.info.peerID)
+				c.s.log.Error(fmt.Errorf("%v", v), "Handler panicked", "protocol", c.proto, "client", c.client())
 			}
 			// The response is incomplete: the peer must not take it as whole.
 			if !reset {
@@ -694,7 +731,7 @@ func (st *h2Stream) run(r *http.Request) {
 		}
 		c.streamDone(st)
 	}()
-	c.s.serveInbound(st, r)
+	c.handler(st, r)
 }
 
 // abort ends the stream from outside: the handler's context, its body and its

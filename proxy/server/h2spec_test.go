@@ -37,18 +37,11 @@ var h2specExempt = map[string]map[string]string{
 		// HTTP/2 preface are HTTP/1.1 (here answered 400) or opaque TCP, so an
 		// invalid preface is never an HTTP/2 connection error.
 		"http2/3.5/2": "the app-facing ports detect the protocol; a connection that does not start with the HTTP/2 preface is served as HTTP/1.1 or relayed as opaque TCP",
-		// net/http's HTTP/2 server (Go 1.26), which serves the h2c ports, fails
-		// these against a plain net/http server too (measured: the same cases
-		// fail with h2spec pointed at serveHTTP's app directly).
-		"http2/6.5.3/1":   netHTTPExempt,
-		"http2/8.1.2.2/1": netHTTPExempt,
-		"http2/8.1.2.2/2": netHTTPExempt,
 	},
 }
 
 const (
 	frameSizeExempt = "the server advertises SETTINGS_MAX_FRAME_SIZE 1 MiB; h2spec's 20 KB HEADERS frame is legal under it (h2spec assumes the default 16,384)"
-	netHTTPExempt   = "net/http's HTTP/2 server (Go 1.26), which serves the h2c ports, fails it against any net/http app as well"
 )
 
 // TestH2spec runs the h2spec conformance suite (github.com/summerwind/h2spec, every

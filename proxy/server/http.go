@@ -65,6 +65,14 @@ func newRouter(s *Server) *httputil.ReverseProxy {
 				pr.Out.Header[hdrProto] = []string{rt.proto}
 			}
 		},
+		// An Upgrade the backend refused leaves an HTTP/1.1 connection that
+		// net/http's server would keep for requests nobody checked (h1Guard).
+		ModifyResponse: func(res *http.Response) error {
+			if res.StatusCode != http.StatusSwitchingProtocols {
+				res.Header["Connection"] = []string{"close"}
+			}
+			return nil
+		},
 		Transport:  dispatch{},
 		BufferPool: bufPool{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -80,6 +88,10 @@ func (s *Server) proxyError(w http.ResponseWriter, r *http.Request, rt *route, e
 	if errors.Is(err, context.Canceled) && r.Context().Err() == context.Canceled {
 		// The client went away; there is nobody to answer.
 		return
+	}
+	if isUpgrade(r) {
+		// Not upgraded: the connection ends with this answer (see h1Guard).
+		w.Header()["Connection"] = []string{"close"}
 	}
 	if b := bodyOf(r); b != nil && b.state.Load() != bodyEOF {
 		// The client's body did not end cleanly: the connection cannot carry
@@ -245,16 +257,18 @@ func (t *transports) pick(r *http.Request) http.RoundTripper {
 
 // proxy forwards through the router and records request and response metrics.
 func (s *Server) proxy(w http.ResponseWriter, r *http.Request, rt *route, series *metrics.HTTPSeries) {
-	series.Request()
-	mw := &metricsWriter{ResponseWriter: w, start: time.Now()}
 	if r.ProtoMajor == 1 {
 		// Let the response stream while the request body is still being read
 		// (HTTP/1.1 bidirectional streaming); HTTP/2 is always full duplex.
 		_ = http.NewResponseController(w).EnableFullDuplex()
 		// Full duplex also skips net/http's close after a corrupt body: h1Guard
 		// and forward end such a connection instead (see h1framing.go).
-		h1Guard(w, r)
+		if !h1Guard(w, r) {
+			return
+		}
 	}
+	series.Request()
+	mw := &metricsWriter{ResponseWriter: w, start: time.Now()}
 	defer func() {
 		v := recover()
 		status := mw.status

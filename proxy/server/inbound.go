@@ -73,10 +73,7 @@ func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 			s.serveH1(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.inHTTP, s.inCh)
 			return
 		}
-		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst}}
-		if !s.inCh.push(ic) {
-			src.Close()
-		}
+		s.serveH2C(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.inHTTP)
 	default:
 		// Opaque, or the app's own TLS (not a Weft peer): forward as TCP.
 		s.inboundPlainTCP(src, raw, ix, dst, pc.TakePeeked())
@@ -154,10 +151,9 @@ func (s *Server) inboundMesh(src *countedConn, pc *detect.Conn, st *state) {
 	case identity.ALPNHTTP2:
 		s.serveMeshH2(tc, &connInfo{mesh: true, peerID: peerID})
 	case identity.ALPNHTTP1:
-		ic := &infoConn{Conn: tc, info: &connInfo{mesh: true, peerID: peerID}}
-		if !s.inCh.push(ic) {
-			tc.Close()
-		}
+		// Weft's HTTP/1.1 server checks each request's framing before net/http
+		// may see it (h1framing.go), as on the app-facing ports.
+		s.serveH1(&peekConn{Conn: &detect.Conn{Conn: tc}, cc: tc}, &connInfo{mesh: true, peerID: peerID}, s.inHTTP, s.inCh)
 	case identity.ALPNTCP:
 		defer tc.Close()
 		tc.SetReadDeadline(time.Now().Add(10 * time.Second))

@@ -57,10 +57,7 @@ func (s *Server) handleOutbound(raw *net.TCPConn, release func()) {
 	case detect.HTTP1:
 		s.serveH1(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.outHTTP, s.outCh)
 	case detect.HTTP2:
-		ic := &infoConn{Conn: &peekConn{Conn: pc, cc: src}, info: &connInfo{origDst: dst}}
-		if !s.outCh.push(ic) {
-			src.Close()
-		}
+		s.serveH2C(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.outHTTP)
 	default:
 		s.outboundTCP(src, raw, dst, dest, pc.TakePeeked())
 	}
@@ -163,7 +160,13 @@ func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrP
 // (which records the close) when the HTTP server closes the connection.
 type peekConn struct {
 	*detect.Conn
-	cc *countedConn
+	cc closeWriter // the connection under the detection buffer, maybe TLS
 }
 
-func (p *peekConn) Close() error { return p.cc.Close() }
+type closeWriter interface {
+	Close() error
+	CloseWrite() error
+}
+
+func (p *peekConn) Close() error      { return p.cc.Close() }
+func (p *peekConn) CloseWrite() error { return p.cc.CloseWrite() }

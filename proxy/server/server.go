@@ -49,10 +49,9 @@ type Options struct {
 	// net/http's ReadHeaderTimeout); a slower client (slowloris) is disconnected.
 	// Default 10s.
 	HeaderReadTimeout time.Duration
-	// MaxHeaderBytes bounds a request header on the net/http servers (HTTP/1.1
-	// after a hand-over, weft.h1, h2c); larger ones get 431. Weft's own HTTP/1.1
-	// server reads at most h1BufSize (4 KiB) and hands larger headers to net/http.
-	// Default 64 KiB.
+	// MaxHeaderBytes bounds an HTTP/1.1 request header; larger ones get 431.
+	// Weft's HTTP/1.1 server reads one over h1BufSize (4 KiB) into a buffer of
+	// this size plus 4 KiB, then returns to h1BufSize. Default 64 KiB.
 	MaxHeaderBytes int
 	// WriteTimeout bounds one write to any connection of the data path that is
 	// not spliced (apps, clients, peer proxies): a peer that stops reading for this
@@ -191,9 +190,10 @@ func New(cfg *config.Config, opts Options) *Server {
 }
 
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	// Only connections Weft's HTTP/1.1 server handed over reach net/http's server,
+	// for one request each (h1framing.go); HTTP/2 is served by serveH2.
 	var protos http.Protocols
 	protos.SetHTTP1(true)
-	protos.SetUnencryptedHTTP2(true)
 	return &http.Server{
 		Handler:   h,
 		Protocols: &protos,
@@ -202,10 +202,6 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 		// A header must arrive within the timeout once it started; bounded in size.
 		ReadHeaderTimeout: s.opts.HeaderReadTimeout,
 		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
-		HTTP2: &http.HTTP2Config{
-			// Many application streams share one proxy-to-proxy connection.
-			MaxConcurrentStreams: 1000,
-		},
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if ic, ok := c.(*infoConn); ok {
 				return context.WithValue(ctx, connInfoKey{}, ic.info)
