@@ -28,6 +28,7 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/net/http2"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/identity"
 )
@@ -372,7 +373,7 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 		}
 		anyAnswer := c.nextAnswer()
 		switch statusCode(err) {
-		case codePermissionDenied, codeUnauthenticated, codeInvalidArgument, codeUnimplemented:
+		case grpcwire.PermissionDenied, grpcwire.Unauthenticated, grpcwire.InvalidArgument, grpcwire.Unimplemented:
 			// A configuration problem an operator must see (e.g. POD_NAMESPACE not the
 			// namespace of the proxy's identity), not a passing outage: other
 			// streams answering says nothing about it, so only the timer applies.

@@ -1,9 +1,7 @@
 package discovery
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"io"
 	"net/http"
@@ -13,14 +11,13 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
 // frame is one gRPC length-prefixed message.
 func frame(msg []byte) []byte {
-	b := make([]byte, 5, 5+len(msg))
-	binary.BigEndian.PutUint32(b[1:], uint32(len(msg)))
-	return append(b, msg...)
+	return grpcwire.AppendFrame(nil, msg)
 }
 
 // streamOf is a getStream reading body, whose trailers carry status and message.
@@ -30,7 +27,7 @@ func streamOf(body []byte, status, message string) *getStream {
 		resp.Trailer.Set("Grpc-Status", status)
 		resp.Trailer.Set("Grpc-Message", message)
 	}
-	return &getStream{resp: resp, r: bufio.NewReaderSize(resp.Body, 4096)}
+	return newGetStream(resp)
 }
 
 // allocated is how many bytes f allocates.
@@ -87,7 +84,7 @@ func TestRecvAllocatesAsDataArrives(t *testing.T) {
 	var err error
 	used := allocated(func() { _, err = streamOf(body, "0", "").Recv() })
 	var se *StatusError
-	if !errors.As(err, &se) || se.Code != codeInternal {
+	if !errors.As(err, &se) || se.Code != grpcwire.Internal {
 		t.Fatalf("Recv: %v, want an Internal status (stream ended inside a message)", err)
 	}
 	if used > 1<<20 {
