@@ -51,6 +51,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/trustbundle"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
@@ -59,7 +60,7 @@ import (
 // Names fixed by the contracts between Weft's parts.
 const (
 	// Audience is the audience of the proxies' projected ServiceAccount tokens.
-	Audience = "identity.weft.dev"
+	Audience = meshdefaults.TokenAudience
 	// IssuerSecretName is the Secret cert-manager writes the identity issuer to.
 	IssuerSecretName = "weft-identity-issuer"
 	// TrustRootsConfigMapName is the ConfigMap with the published trust bundle.

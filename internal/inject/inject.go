@@ -10,6 +10,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // Version is the version of the injector, recorded in AnnotationInjected. Release builds
@@ -30,7 +32,7 @@ var Version = "dev"
 // Names of what injection adds to a pod.
 const (
 	InitContainerName  = "weft-init"
-	ProxyContainerName = "weft-proxy"
+	ProxyContainerName = meshdefaults.ProxyContainerName
 	TokenVolumeName    = "weft-identity-token"
 	TrustVolumeName    = "weft-trust-roots"
 
@@ -46,7 +48,7 @@ const (
 	TrustRootsPath = TrustDir + "/" + TrustRootsKey
 
 	// TokenAudience is the audience the identity service accepts in TokenReview.
-	TokenAudience = "identity.weft.dev"
+	TokenAudience = meshdefaults.TokenAudience
 	// TokenExpirationSeconds is the projected token's lifetime; the kubelet refreshes it
 	// at 80% of that, and the proxy only needs it when it asks for a certificate.
 	TokenExpirationSeconds = 3600
@@ -67,10 +69,10 @@ type Env struct {
 
 func (e Env) withDefaults() Env {
 	if e.ControlPlaneNamespace == "" {
-		e.ControlPlaneNamespace = "weft-system"
+		e.ControlPlaneNamespace = meshdefaults.ControlPlaneNamespace
 	}
 	if e.ClusterDomain == "" {
-		e.ClusterDomain = "cluster.local"
+		e.ClusterDomain = meshdefaults.ClusterDomain
 	}
 	return e
 }
@@ -107,11 +109,21 @@ type Status struct {
 // IsInjected says whether a pod already carries the proxy, by the annotation or, for
 // pods whose annotations were edited away, by the container.
 func IsInjected(tpl *corev1.PodTemplateSpec) bool {
-	if _, ok := tpl.Annotations[AnnotationInjected]; ok {
-		return true
+	return meshdefaults.Injected(tpl.Annotations, ContainerNames(&tpl.Spec))
+}
+
+// ContainerNames yields the names of a pod's init containers and containers, the
+// argument meshdefaults.Injected takes.
+func ContainerNames(spec *corev1.PodSpec) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+			for i := range cs {
+				if !yield(cs[i].Name) {
+					return
+				}
+			}
+		}
 	}
-	return slices.ContainsFunc(tpl.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == ProxyContainerName }) ||
-		slices.ContainsFunc(tpl.Spec.Containers, func(c corev1.Container) bool { return c.Name == ProxyContainerName })
 }
 
 // Decide says whether a pod should be injected and, when not, why. The pod's own
