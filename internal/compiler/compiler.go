@@ -47,6 +47,7 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/internal/validation"
 	"github.com/weftmesh/weft/proxy/api"
 )
@@ -246,7 +247,7 @@ func (c *compilation) backend(svc *corev1.Service, port corev1.ServicePort) *api
 	b := &api.Backend{
 		Key:       k,
 		Service:   &api.ServiceRef{Namespace: svc.Namespace, Name: svc.Name, Port: uint32(port.Port)},
-		Authority: fmt.Sprintf("%s.%s.svc.%s:%d", svc.Name, svc.Namespace, c.ix.clusterDomain, port.Port),
+		Authority: svcname.Service{Namespace: svc.Namespace, Name: svc.Name}.Authority(c.ix.clusterDomain, uint16(port.Port)),
 		Protocol:  c.ix.portProtocol(port.AppProtocol, port.Port, targetPortNumber(port)),
 		Endpoints: c.ix.endpoints(svc, port),
 	}
@@ -543,7 +544,7 @@ func ptrString(s *string) string {
 // namespace, else the one in the Service's namespace. Profiles that fail validation are
 // ignored, as their status says.
 func (ix *index) profileFor(svc *corev1.Service, contextNS string) *meshv1alpha1.ServiceProfile {
-	name := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, ix.clusterDomain)
+	name := svcname.Service{Namespace: svc.Namespace, Name: svc.Name}.FQDN(ix.clusterDomain)
 	find := func(ns string) *meshv1alpha1.ServiceProfile {
 		for _, sp := range ix.profiles[ns] {
 			if sp.Name == name && len(validation.ServiceProfile(sp)) == 0 {
@@ -586,22 +587,11 @@ func older(at time.Time, aName string, bt time.Time, bName string) bool {
 // authorityService parses an in-cluster authority <name>.<ns>.svc.<domain>[:port]; a
 // missing port means defPort.
 func (ix *index) authorityService(authority string, defPort int32) (*api.ServiceRef, bool) {
-	host, portStr, err := net.SplitHostPort(authority)
-	port := defPort
-	if err != nil {
-		host = authority
-	} else {
-		n, err := strconv.ParseUint(portStr, 10, 16)
-		if err != nil || n == 0 {
-			return nil, false
-		}
-		port = int32(n)
-	}
-	parts := strings.SplitN(strings.TrimSuffix(strings.ToLower(host), "."), ".", 4)
-	if len(parts) < 4 || parts[2] != "svc" || parts[3] != ix.clusterDomain {
+	svc, port, ok := svcname.ParseAuthority(authority, ix.clusterDomain, svcname.FQDNOnly, uint16(defPort))
+	if !ok {
 		return nil, false
 	}
-	return &api.ServiceRef{Namespace: parts[1], Name: parts[0], Port: uint32(port)}, true
+	return &api.ServiceRef{Namespace: svc.Namespace, Name: svc.Name, Port: uint32(port)}, true
 }
 
 // containerNames yields the names of a pod's init containers and containers.

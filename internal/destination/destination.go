@@ -65,6 +65,7 @@ import (
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/replicacache"
+	"github.com/weftmesh/weft/internal/svcname"
 )
 
 // Names fixed by the contracts between Weft's parts.
@@ -124,7 +125,7 @@ func (o *Options) defaults() {
 	if len(o.ServerNames) == 0 {
 		o.ServerNames = []string{
 			ServiceName + "." + o.Namespace + ".svc",
-			ServiceName + "." + o.Namespace + ".svc." + o.ClusterDomain,
+			svcname.Service{Namespace: o.Namespace, Name: ServiceName}.FQDN(o.ClusterDomain),
 		}
 	}
 	if o.Coalesce <= 0 {

@@ -33,6 +33,7 @@ import (
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 )
 
 // store holds the objects the compiler reads, as the informers deliver them (the
@@ -263,15 +264,11 @@ func (s *store) markRoots(old, obj any, roots func(any) []string) {
 // fully qualified name, <name>.<namespace>.svc.<cluster domain>.
 func (s *store) profileRoots(o any) []string {
 	sp := o.(*meshv1alpha1.ServiceProfile)
-	name, ok := strings.CutSuffix(sp.Name, ".svc."+s.clusterDomain)
+	svc, ok := svcname.Parse(sp.Name, s.clusterDomain, svcname.FQDNOnly)
 	if !ok {
 		return nil
 	}
-	svc, ns, ok := strings.Cut(name, ".")
-	if !ok || strings.Contains(ns, ".") {
-		return nil
-	}
-	return []string{objKey(ns, svc)}
+	return []string{objKey(svc.Namespace, svc.Name)}
 }
 
 // parentRoots are the Services a route's parentRefs name.

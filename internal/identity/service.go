@@ -52,6 +52,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/internal/trustbundle"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
@@ -129,7 +130,7 @@ func New(cfg Config) (*Service, error) {
 	if len(cfg.ServerNames) == 0 {
 		cfg.ServerNames = []string{
 			ServiceName + "." + cfg.Namespace + ".svc",
-			ServiceName + "." + cfg.Namespace + ".svc.cluster.local",
+			svcname.Service{Namespace: cfg.Namespace, Name: ServiceName}.FQDN(meshdefaults.ClusterDomain),
 		}
 	}
 	if cfg.Now == nil {

@@ -23,6 +23,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 )
 
 // Version is the version of the injector, recorded in AnnotationInjected. Release builds
@@ -80,13 +81,13 @@ func (e Env) withDefaults() Env {
 // IdentityAddr is the identity service's address as proxies dial it.
 func (e Env) IdentityAddr() string {
 	e = e.withDefaults()
-	return fmt.Sprintf("weft-identity.%s.svc.%s:%d", e.ControlPlaneNamespace, e.ClusterDomain, IdentityPort)
+	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: "weft-identity"}.Authority(e.ClusterDomain, IdentityPort)
 }
 
 // DestinationAddr is the destination service's address as proxies dial it.
 func (e Env) DestinationAddr() string {
 	e = e.withDefaults()
-	return fmt.Sprintf("weft-destination.%s.svc.%s:%d", e.ControlPlaneNamespace, e.ClusterDomain, DestinationPort)
+	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: "weft-destination"}.Authority(e.ClusterDomain, DestinationPort)
 }
 
 // Namespace is what injection reads from the pod's namespace.
