@@ -37,7 +37,7 @@ func TestControlPlaneDoesNotImportInjector(t *testing.T) {
 // by both planes and by the proxy's protocol packages, so they may depend on nothing
 // outside the standard library.
 func TestContractsImportOnlyTheStandardLibrary(t *testing.T) {
-	pkgs := []string{"./internal/meshdefaults", "./internal/grpcwire", "./internal/svcname", "./internal/promtext"}
+	pkgs := []string{"./internal/meshdefaults", "./internal/grpcwire", "./internal/svcname", "./internal/promtext", "./internal/peertls"}
 	for _, pkg := range pkgs {
 		for _, line := range goList(t, "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg) {
 			if line != "" && !strings.HasSuffix(line, strings.TrimPrefix(pkg, ".")) {
