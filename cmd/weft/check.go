@@ -50,7 +50,7 @@ const (
 	issuerCert           = "weft-identity-issuer"
 )
 
-var controlPlaneServices = []string{"weft-identity", "weft-destination", "weft-webhook"}
+var controlPlaneServices = []string{meshdefaults.IdentityServiceName, meshdefaults.DestinationServiceName, "weft-webhook"}
 
 // checkResult is the outcome of one check.
 type checkResult struct {

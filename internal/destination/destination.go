@@ -64,6 +64,7 @@ import (
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/replicacache"
 	"github.com/weftmesh/weft/internal/svcname"
 )
@@ -71,7 +72,7 @@ import (
 // Names fixed by the contracts between Weft's parts.
 const (
 	// ServiceName is the destination Service in the control-plane namespace.
-	ServiceName = "weft-destination"
+	ServiceName = meshdefaults.DestinationServiceName
 	// DefaultAddr is where the service listens.
 	DefaultAddr = ":8086"
 	// DefaultCoalesce is the least time between two compilations.

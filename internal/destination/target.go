@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/proxy/api"
 )

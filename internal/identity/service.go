@@ -69,7 +69,7 @@ const (
 	// TrustRootsKey is the bundle's key in that ConfigMap.
 	TrustRootsKey = "ca-bundle.pem"
 	// ServiceName is the identity Service in the control-plane namespace.
-	ServiceName = "weft-identity"
+	ServiceName = meshdefaults.IdentityServiceName
 	// DefaultAddr is where the service listens.
 	DefaultAddr = ":8080"
 )

@@ -55,8 +55,8 @@ const (
 	TokenExpirationSeconds = 3600
 
 	// IdentityPort and DestinationPort are the control-plane service ports.
-	IdentityPort    = 8080
-	DestinationPort = 8086
+	IdentityPort    = meshdefaults.IdentityPort
+	DestinationPort = meshdefaults.DestinationPort
 )
 
 // Env is what injection knows about the control plane beyond the Mesh.
@@ -81,13 +81,13 @@ func (e Env) withDefaults() Env {
 // IdentityAddr is the identity service's address as proxies dial it.
 func (e Env) IdentityAddr() string {
 	e = e.withDefaults()
-	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: "weft-identity"}.Authority(e.ClusterDomain, IdentityPort)
+	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: meshdefaults.IdentityServiceName}.Authority(e.ClusterDomain, IdentityPort)
 }
 
 // DestinationAddr is the destination service's address as proxies dial it.
 func (e Env) DestinationAddr() string {
 	e = e.withDefaults()
-	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: "weft-destination"}.Authority(e.ClusterDomain, DestinationPort)
+	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: meshdefaults.DestinationServiceName}.Authority(e.ClusterDomain, DestinationPort)
 }
 
 // Namespace is what injection reads from the pod's namespace.

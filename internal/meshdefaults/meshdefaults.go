@@ -49,6 +49,16 @@ const (
 	AnnotationInboundPort = ConfigPrefix + "inbound-port"
 )
 
+// The control-plane Services in ControlPlaneNamespace that proxies call; the injector
+// writes their addresses into every proxy, the services mint certificates for them.
+const (
+	IdentityServiceName    = "weft-identity"
+	DestinationServiceName = "weft-destination"
+	// IdentityPort and DestinationPort are those Services' ports.
+	IdentityPort    = 8080
+	DestinationPort = 8086
+)
+
 // ProxyContainerName is the proxy sidecar's container name.
 const ProxyContainerName = "weft-proxy"
 
