@@ -36,12 +36,13 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/trustbundle"
 )
 
 // InjectAnnotation marks a namespace (label or annotation) whose pods are meshed; the
 // trust bundle is published into each such namespace.
-const InjectAnnotation = "weft.dev/inject"
+const InjectAnnotation = meshdefaults.AnnotationInject
 
 // reconcileBundle computes the trust bundle from the current anchor, the issuer and the
 // bundle published so far, publishes it in the control-plane namespace and every meshed

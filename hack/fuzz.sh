@@ -2,7 +2,8 @@
 # Runs every fuzz target of the proxy (detection, the static config parser, the router, the
 # weft.h2 server's and client's frame handling, the HTTP/1.1 server's read and hand-over
 # path, the weft.tcp header, the discovery wire and delta decoding, the Certify answer
-# parser) for a short, fixed time each and exits non-zero
+# parser, the shared gRPC message reader and grpc-timeout parser, the Service-name
+# parser the destination service applies to proxies' authorities) for a short, fixed time each and exits non-zero
 # on any finding (go test -fuzz fails and writes the input under testdata/fuzz/).
 # Minimising new corpus entries is capped (-fuzzminimizetime 50x): with large seeds such as
 # a TLS ClientHello it otherwise eats the whole time budget on a 2-core machine.
@@ -21,6 +22,9 @@ targets=(
   "./proxy/discovery FuzzApplyDelta"
   "./proxy/identity FuzzParseCertifyResponse"
   "./proxy/server FuzzReadTCPHeader"
+  "./internal/grpcwire FuzzReader"
+  "./internal/grpcwire FuzzParseTimeout"
+  "./internal/svcname FuzzParse"
 )
 # Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" when
 # -fuzztime ends while a worker is mid-input (golang/go#75804, fixed in Go 1.27), and may

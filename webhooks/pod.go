@@ -16,6 +16,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/validation"
 )
 
@@ -112,7 +113,7 @@ func (h *PodInjector) foreignTrustRoots(ctx context.Context, ns string) (string,
 	}
 	cp := h.Env.ControlPlaneNamespace
 	if cp == "" {
-		cp = "weft-system"
+		cp = meshdefaults.ControlPlaneNamespace
 	}
 	advice := fmt.Sprintf("delete ConfigMap %s/%s; weft-controller publishes the real trust bundle in every namespace with injected pods", ns, name)
 	var published corev1.ConfigMap

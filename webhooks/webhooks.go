@@ -20,6 +20,7 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // Paths the webhooks are served on; the kubebuilder markers beside each handler name
@@ -44,10 +45,10 @@ type Options struct {
 func (o Options) env() inject.Env {
 	e := inject.Env{ControlPlaneNamespace: o.Namespace, ClusterDomain: o.ClusterDomain}
 	if e.ControlPlaneNamespace == "" {
-		e.ControlPlaneNamespace = "weft-system"
+		e.ControlPlaneNamespace = meshdefaults.ControlPlaneNamespace
 	}
 	if e.ClusterDomain == "" {
-		e.ClusterDomain = "cluster.local"
+		e.ClusterDomain = meshdefaults.ClusterDomain
 	}
 	return e
 }

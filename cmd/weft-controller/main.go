@@ -31,6 +31,7 @@ import (
 	"github.com/weftmesh/weft/internal/ctrlmetrics"
 	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
 	"github.com/weftmesh/weft/webhooks"
 )
@@ -46,7 +47,7 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9091", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles; the services run on every replica.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the pod injector and the validators; needs the serving certificate that config/certmanager issues, so `make run` outside the cluster turns it off.")
-	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", "weft-system"), "The control-plane namespace, where the identity chain and the serving certificates live.")
+	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", meshdefaults.ControlPlaneNamespace), "The control-plane namespace, where the identity chain and the serving certificates live.")
 	zapOpts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()

@@ -39,6 +39,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // The control plane's objects, as config/default and the Mesh reconciler name them
@@ -49,7 +50,7 @@ const (
 	issuerCert           = "weft-identity-issuer"
 )
 
-var controlPlaneServices = []string{"weft-identity", "weft-destination", "weft-webhook"}
+var controlPlaneServices = []string{meshdefaults.IdentityServiceName, meshdefaults.DestinationServiceName, "weft-webhook"}
 
 // checkResult is the outcome of one check.
 type checkResult struct {
@@ -71,7 +72,7 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	var kf kubeFlags
 	kf.register(fs)
 	var o checkOptions
-	fs.StringVar(&o.controlPlane, "control-plane-namespace", "weft-system", "the control plane's namespace")
+	fs.StringVar(&o.controlPlane, "control-plane-namespace", meshdefaults.ControlPlaneNamespace, "the control plane's namespace")
 	fs.DurationVar(&o.anchorMin, "anchor-min-validity", 7*24*time.Hour, "fail when the trust anchor expires sooner than this")
 	fs.DurationVar(&o.issuerMin, "issuer-min-validity", 24*time.Hour, "fail when the identity issuer expires sooner than this (it is renewed 480h before by default; the identity service stops signing when less than a workload lifetime, 24h by default, is left)")
 	wait := fs.Duration("wait", 0, "repeat the checks until they all pass or this long has passed (for scripts)")

@@ -12,6 +12,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // runManifests is `weft inject` and `weft uninject`: read manifests from files or stdin,
@@ -22,8 +23,8 @@ func runManifests(verb string, args []string, stdin io.Reader, stdout, stderr io
 	fs.SetOutput(stderr)
 	var (
 		meshFile      = fs.String("mesh", "", "inject: a file with the cluster's Mesh, whose spec.proxy gives the proxy defaults (default: the built-in defaults, which equal an empty Mesh's)")
-		controlPlane  = fs.String("control-plane-namespace", "weft-system", "inject: the control-plane namespace; its workloads are never injected")
-		clusterDomain = fs.String("cluster-domain", "cluster.local", "inject: the cluster's DNS suffix, for the control-plane addresses")
+		controlPlane  = fs.String("control-plane-namespace", meshdefaults.ControlPlaneNamespace, "inject: the control-plane namespace; its workloads are never injected")
+		clusterDomain = fs.String("cluster-domain", meshdefaults.ClusterDomain, "inject: the cluster's DNS suffix, for the control-plane addresses")
 		quiet         = fs.Bool("q", false, "do not report each workload on stderr")
 	)
 	fs.Usage = func() {

@@ -30,6 +30,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"net"
 	"net/netip"
 	"slices"
@@ -45,17 +46,18 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
-	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/internal/validation"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
 // Defaults applied when the state leaves them unset.
 const (
-	DefaultTrustDomain   = "cluster.local"
-	DefaultClusterDomain = "cluster.local"
+	DefaultTrustDomain   = meshdefaults.TrustDomain
+	DefaultClusterDomain = meshdefaults.ClusterDomain
 	// DefaultProxyInboundPort is where a meshed endpoint's proxy accepts mTLS.
-	DefaultProxyInboundPort = 4143
+	DefaultProxyInboundPort = meshdefaults.InboundPort
 	// DefaultProfileRouteTimeout is a ServiceProfile route's timeout when it sets none.
 	DefaultProfileRouteTimeout = 10 * time.Second
 )
@@ -87,15 +89,19 @@ type State struct {
 }
 
 // SetMesh fills the state's Mesh-derived fields from the Mesh, defaulted as the
-// injector defaults it (nil: no Mesh yet, every default).
+// injector defaults it (nil: no Mesh yet, every default): an empty trust domain and a
+// nil opaque-port list take meshdefaults' values, an empty list stays empty.
 func (s *State) SetMesh(m *meshv1alpha1.Mesh) {
 	var spec meshv1alpha1.MeshSpec
 	if m != nil {
 		spec = m.Spec
 	}
-	spec = inject.WithMeshDefaults(spec)
-	s.TrustDomain = spec.TrustDomain
+	s.TrustDomain = cmp.Or(spec.TrustDomain, meshdefaults.TrustDomain)
 	s.OpaquePorts = s.OpaquePorts[:0]
+	if spec.Proxy.OpaquePorts == nil {
+		s.OpaquePorts = append(s.OpaquePorts, meshdefaults.OpaquePorts()...)
+		return
+	}
 	for _, p := range spec.Proxy.OpaquePorts {
 		s.OpaquePorts = append(s.OpaquePorts, int32(p))
 	}
@@ -241,7 +247,7 @@ func (c *compilation) backend(svc *corev1.Service, port corev1.ServicePort) *api
 	b := &api.Backend{
 		Key:       k,
 		Service:   &api.ServiceRef{Namespace: svc.Namespace, Name: svc.Name, Port: uint32(port.Port)},
-		Authority: fmt.Sprintf("%s.%s.svc.%s:%d", svc.Name, svc.Namespace, c.ix.clusterDomain, port.Port),
+		Authority: svcname.Service{Namespace: svc.Namespace, Name: svc.Name}.Authority(c.ix.clusterDomain, uint16(port.Port)),
 		Protocol:  c.ix.portProtocol(port.AppProtocol, port.Port, targetPortNumber(port)),
 		Endpoints: c.ix.endpoints(svc, port),
 	}
@@ -515,11 +521,11 @@ func sortEndpoints(out []*api.Endpoint) {
 
 // meshed says whether a pod runs the weft-proxy sidecar, as the injector recognises it.
 func meshed(pod *corev1.Pod) bool {
-	return inject.IsInjected(&corev1.PodTemplateSpec{ObjectMeta: pod.ObjectMeta, Spec: pod.Spec})
+	return meshdefaults.Injected(pod.Annotations, containerNames(&pod.Spec))
 }
 
 func proxyInboundPort(pod *corev1.Pod) uint32 {
-	if v, ok := pod.Annotations[inject.AnnotationInboundPort]; ok {
+	if v, ok := pod.Annotations[meshdefaults.AnnotationInboundPort]; ok {
 		if n, err := strconv.ParseUint(v, 10, 16); err == nil && n > 0 {
 			return uint32(n)
 		}
@@ -538,7 +544,7 @@ func ptrString(s *string) string {
 // namespace, else the one in the Service's namespace. Profiles that fail validation are
 // ignored, as their status says.
 func (ix *index) profileFor(svc *corev1.Service, contextNS string) *meshv1alpha1.ServiceProfile {
-	name := fmt.Sprintf("%s.%s.svc.%s", svc.Name, svc.Namespace, ix.clusterDomain)
+	name := svcname.Service{Namespace: svc.Namespace, Name: svc.Name}.FQDN(ix.clusterDomain)
 	find := func(ns string) *meshv1alpha1.ServiceProfile {
 		for _, sp := range ix.profiles[ns] {
 			if sp.Name == name && len(validation.ServiceProfile(sp)) == 0 {
@@ -581,20 +587,22 @@ func older(at time.Time, aName string, bt time.Time, bName string) bool {
 // authorityService parses an in-cluster authority <name>.<ns>.svc.<domain>[:port]; a
 // missing port means defPort.
 func (ix *index) authorityService(authority string, defPort int32) (*api.ServiceRef, bool) {
-	host, portStr, err := net.SplitHostPort(authority)
-	port := defPort
-	if err != nil {
-		host = authority
-	} else {
-		n, err := strconv.ParseUint(portStr, 10, 16)
-		if err != nil || n == 0 {
-			return nil, false
-		}
-		port = int32(n)
-	}
-	parts := strings.SplitN(strings.TrimSuffix(strings.ToLower(host), "."), ".", 4)
-	if len(parts) < 4 || parts[2] != "svc" || parts[3] != ix.clusterDomain {
+	svc, port, ok := svcname.ParseAuthority(authority, ix.clusterDomain, svcname.FQDNOnly, uint16(defPort))
+	if !ok {
 		return nil, false
 	}
-	return &api.ServiceRef{Namespace: parts[1], Name: parts[0], Port: uint32(port)}, true
+	return &api.ServiceRef{Namespace: svc.Namespace, Name: svc.Name, Port: uint32(port)}, true
+}
+
+// containerNames yields the names of a pod's init containers and containers.
+func containerNames(spec *corev1.PodSpec) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+			for i := range cs {
+				if !yield(cs[i].Name) {
+					return
+				}
+			}
+		}
+	}
 }

@@ -64,13 +64,15 @@ import (
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/replicacache"
+	"github.com/weftmesh/weft/internal/svcname"
 )
 
 // Names fixed by the contracts between Weft's parts.
 const (
 	// ServiceName is the destination Service in the control-plane namespace.
-	ServiceName = "weft-destination"
+	ServiceName = meshdefaults.DestinationServiceName
 	// DefaultAddr is where the service listens.
 	DefaultAddr = ":8086"
 	// DefaultCoalesce is the least time between two compilations.
@@ -124,7 +126,7 @@ func (o *Options) defaults() {
 	if len(o.ServerNames) == 0 {
 		o.ServerNames = []string{
 			ServiceName + "." + o.Namespace + ".svc",
-			ServiceName + "." + o.Namespace + ".svc." + o.ClusterDomain,
+			svcname.Service{Namespace: o.Namespace, Name: ServiceName}.FQDN(o.ClusterDomain),
 		}
 	}
 	if o.Coalesce <= 0 {

@@ -32,7 +32,8 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/compiler"
-	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 )
 
 // store holds the objects the compiler reads, as the informers deliver them (the
@@ -263,15 +264,11 @@ func (s *store) markRoots(old, obj any, roots func(any) []string) {
 // fully qualified name, <name>.<namespace>.svc.<cluster domain>.
 func (s *store) profileRoots(o any) []string {
 	sp := o.(*meshv1alpha1.ServiceProfile)
-	name, ok := strings.CutSuffix(sp.Name, ".svc."+s.clusterDomain)
+	svc, ok := svcname.Parse(sp.Name, s.clusterDomain, svcname.FQDNOnly)
 	if !ok {
 		return nil
 	}
-	svc, ns, ok := strings.Cut(name, ".")
-	if !ok || strings.Contains(ns, ".") {
-		return nil
-	}
-	return []string{objKey(ns, svc)}
+	return []string{objKey(svc.Namespace, svc.Name)}
 }
 
 // parentRoots are the Services a route's parentRefs name.
@@ -482,11 +479,19 @@ func clusterIPs(svc *corev1.Service) []string {
 func podEquivalent(a, b *corev1.Pod) bool {
 	return a.Spec.ServiceAccountName == b.Spec.ServiceAccountName &&
 		isMeshed(a) == isMeshed(b) &&
-		a.Annotations[inject.AnnotationInboundPort] == b.Annotations[inject.AnnotationInboundPort]
+		a.Annotations[meshdefaults.AnnotationInboundPort] == b.Annotations[meshdefaults.AnnotationInboundPort]
 }
 
 func isMeshed(p *corev1.Pod) bool {
-	return inject.IsInjected(&corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec})
+	return meshdefaults.Injected(p.Annotations, func(yield func(string) bool) {
+		for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+			for i := range cs {
+				if !yield(cs[i].Name) {
+					return
+				}
+			}
+		}
+	})
 }
 
 // stripManagedFields drops metadata.managedFields, which the compiler never reads and
@@ -512,7 +517,7 @@ func slimPod(obj any) (any, error) {
 		if ann == nil {
 			ann = map[string]string{}
 		}
-		ann[inject.AnnotationInjected] = ""
+		ann[meshdefaults.AnnotationInjected] = ""
 	}
 	return &corev1.Pod{
 		TypeMeta: p.TypeMeta,
@@ -534,10 +539,10 @@ func slimPod(obj any) (any, error) {
 func slimAnnotations(in map[string]string) map[string]string {
 	var out map[string]string
 	for k, v := range in {
-		if k == inject.AnnotationInjected {
+		if k == meshdefaults.AnnotationInjected {
 			// Only its presence matters, not the JSON record of what was injected.
 			v = ""
-		} else if k != inject.AnnotationInject && !strings.HasPrefix(k, inject.ConfigPrefix) {
+		} else if k != meshdefaults.AnnotationInject && !strings.HasPrefix(k, meshdefaults.ConfigPrefix) {
 			continue
 		}
 		if out == nil {

@@ -24,8 +24,7 @@ import (
 	"strconv"
 	"strings"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-
+	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -105,18 +104,10 @@ func parseAuthority(authority, clusterDomain string) (target, error) {
 	if ip, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 		return target{Addr: netip.AddrPortFrom(ip.Unmap(), uint16(port))}, nil
 	}
-	parts := strings.Split(host, ".")
-	ok := false
-	switch {
-	case len(parts) == 2:
-		ok = true
-	case len(parts) == 3:
-		ok = parts[2] == "svc"
-	case len(parts) > 3:
-		ok = parts[2] == "svc" && strings.Join(parts[3:], ".") == clusterDomain
-	}
-	if ok && len(validation.IsDNS1035Label(parts[0])) == 0 && len(validation.IsDNS1123Label(parts[1])) == 0 {
-		return target{Namespace: parts[1], Name: parts[0], Port: int32(port)}, nil
+	// A pod resolves name.ns and name.ns.svc through its DNS search path, so those
+	// name the Service too.
+	if svc, ok := svcname.Parse(host, clusterDomain, svcname.Relative); ok {
+		return target{Namespace: svc.Namespace, Name: svc.Name, Port: int32(port)}, nil
 	}
 	return target{External: net.JoinHostPort(host, strconv.FormatUint(port, 10))}, nil
 }

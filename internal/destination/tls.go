@@ -37,6 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/peertls"
 	"github.com/weftmesh/weft/internal/trustbundle"
 )
 
@@ -150,10 +151,13 @@ func clientNamespace(ctx context.Context) (ns, id string, err error) {
 	if !ok || len(info.State.VerifiedChains) == 0 || len(info.State.PeerCertificates) == 0 {
 		return "", "", status.Error(codes.Unauthenticated, errNoClientCert.Error())
 	}
-	leaf := info.State.PeerCertificates[0]
-	for _, u := range leaf.URIs {
-		if ns, ok := spiffeNamespace(u); ok {
-			return ns, u.String(), nil
+	// The one SPIFFE URI SAN rule of peertls: a certificate with two SPIFFE IDs names
+	// no one, rather than whichever comes first.
+	if id, err := peertls.SPIFFEID(info.State.PeerCertificates[0]); err == nil {
+		if u, err := url.Parse(id); err == nil {
+			if ns, ok := spiffeNamespace(u); ok {
+				return ns, id, nil
+			}
 		}
 	}
 	return "", "", status.Error(codes.Unauthenticated, "the client certificate carries no SPIFFE workload identity")

@@ -51,6 +51,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/internal/trustbundle"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
@@ -59,7 +61,7 @@ import (
 // Names fixed by the contracts between Weft's parts.
 const (
 	// Audience is the audience of the proxies' projected ServiceAccount tokens.
-	Audience = "identity.weft.dev"
+	Audience = meshdefaults.TokenAudience
 	// IssuerSecretName is the Secret cert-manager writes the identity issuer to.
 	IssuerSecretName = "weft-identity-issuer"
 	// TrustRootsConfigMapName is the ConfigMap with the published trust bundle.
@@ -67,7 +69,7 @@ const (
 	// TrustRootsKey is the bundle's key in that ConfigMap.
 	TrustRootsKey = "ca-bundle.pem"
 	// ServiceName is the identity Service in the control-plane namespace.
-	ServiceName = "weft-identity"
+	ServiceName = meshdefaults.IdentityServiceName
 	// DefaultAddr is where the service listens.
 	DefaultAddr = ":8080"
 )
@@ -128,7 +130,7 @@ func New(cfg Config) (*Service, error) {
 	if len(cfg.ServerNames) == 0 {
 		cfg.ServerNames = []string{
 			ServiceName + "." + cfg.Namespace + ".svc",
-			ServiceName + "." + cfg.Namespace + ".svc.cluster.local",
+			svcname.Service{Namespace: cfg.Namespace, Name: ServiceName}.FQDN(meshdefaults.ClusterDomain),
 		}
 	}
 	if cfg.Now == nil {

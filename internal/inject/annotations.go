@@ -15,29 +15,31 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/iptables"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // The annotations and labels injection reads and writes.
 const (
 	// AnnotationInject is "enabled" or "disabled" on a namespace or a pod (also accepted
 	// as a label, which is what the webhook's selectors can see). A pod's value wins over
-	// its namespace's.
-	AnnotationInject = "weft.dev/inject"
+	// its namespace's. The keys shared with the compiler and the destination service are
+	// defined in internal/meshdefaults; these names keep injection's vocabulary.
+	AnnotationInject = meshdefaults.AnnotationInject
 	// InjectEnabled and InjectDisabled are the values of AnnotationInject.
 	InjectEnabled  = "enabled"
 	InjectDisabled = "disabled"
 
 	// AnnotationInjected records, as JSON, what injection added (see Status). Its
 	// presence is what makes injection idempotent and uninjection exact.
-	AnnotationInjected = "weft.dev/injected"
+	AnnotationInjected = meshdefaults.AnnotationInjected
 	// AnnotationProxyVersion is the version (image tag) of the injected proxy.
-	AnnotationProxyVersion = "weft.dev/proxy-version"
+	AnnotationProxyVersion = meshdefaults.AnnotationProxyVersion
 	// LabelInjected marks injected pods so that they can be selected (proxy counts,
 	// dashboards) without parsing annotations.
-	LabelInjected = "weft.dev/injected"
+	LabelInjected = meshdefaults.LabelInjected
 
 	// ConfigPrefix starts every per-workload proxy setting.
-	ConfigPrefix = "config.weft.dev/"
+	ConfigPrefix = meshdefaults.ConfigPrefix
 )
 
 // The config.weft.dev/* annotations. docs/injection.md lists them with their meaning.
@@ -50,7 +52,7 @@ const (
 	AnnotationLogLevel             = ConfigPrefix + "log-level"
 	AnnotationProxyUID             = ConfigPrefix + "proxy-uid"
 	AnnotationOutboundPort         = ConfigPrefix + "outbound-port"
-	AnnotationInboundPort          = ConfigPrefix + "inbound-port"
+	AnnotationInboundPort          = meshdefaults.AnnotationInboundPort
 	AnnotationAdminPort            = ConfigPrefix + "admin-port"
 	AnnotationOpaquePorts          = ConfigPrefix + "opaque-ports"
 	AnnotationSkipInboundPorts     = ConfigPrefix + "skip-inbound-ports"

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // DefaultMeshSpec returns the spec the API server gives an empty Mesh: every value here
@@ -17,7 +18,7 @@ import (
 // Mesh exists yet.
 func DefaultMeshSpec() meshv1alpha1.MeshSpec {
 	return meshv1alpha1.MeshSpec{
-		TrustDomain: "cluster.local",
+		TrustDomain: meshdefaults.TrustDomain,
 		Identity: meshv1alpha1.IdentitySpec{
 			TrustAnchor: meshv1alpha1.CertificateLifetime{
 				Duration:    metav1.Duration{Duration: 8760 * time.Hour},
@@ -52,13 +53,13 @@ func DefaultProxySpec() meshv1alpha1.ProxySpec {
 			},
 		},
 		LogLevel: "info",
-		UID:      2102,
+		UID:      meshdefaults.ProxyUID,
 		Ports: meshv1alpha1.ProxyPorts{
-			Outbound: 4140,
-			Inbound:  4143,
-			Admin:    4191,
+			Outbound: meshdefaults.OutboundPort,
+			Inbound:  meshdefaults.InboundPort,
+			Admin:    meshdefaults.AdminPort,
 		},
-		OpaquePorts:          []meshv1alpha1.Port{25, 587, 3306, 4444, 5432, 6379, 9300, 11211},
+		OpaquePorts:          opaquePorts(),
 		DefaultInboundPolicy: meshv1alpha1.InboundAllUnauthenticated,
 		ConnectTimeout:       metav1.Duration{Duration: time.Second},
 		DetectTimeout:        metav1.Duration{Duration: 10 * time.Second},
@@ -121,4 +122,12 @@ func WithMeshDefaults(m meshv1alpha1.MeshSpec) meshv1alpha1.MeshSpec {
 	}
 	m.Proxy = WithDefaults(m.Proxy)
 	return m
+}
+
+func opaquePorts() []meshv1alpha1.Port {
+	var out []meshv1alpha1.Port
+	for _, p := range meshdefaults.OpaquePorts() {
+		out = append(out, meshv1alpha1.Port(p))
+	}
+	return out
 }

@@ -10,6 +10,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"iter"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,6 +22,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/svcname"
 )
 
 // Version is the version of the injector, recorded in AnnotationInjected. Release builds
@@ -30,7 +33,7 @@ var Version = "dev"
 // Names of what injection adds to a pod.
 const (
 	InitContainerName  = "weft-init"
-	ProxyContainerName = "weft-proxy"
+	ProxyContainerName = meshdefaults.ProxyContainerName
 	TokenVolumeName    = "weft-identity-token"
 	TrustVolumeName    = "weft-trust-roots"
 
@@ -46,14 +49,14 @@ const (
 	TrustRootsPath = TrustDir + "/" + TrustRootsKey
 
 	// TokenAudience is the audience the identity service accepts in TokenReview.
-	TokenAudience = "identity.weft.dev"
+	TokenAudience = meshdefaults.TokenAudience
 	// TokenExpirationSeconds is the projected token's lifetime; the kubelet refreshes it
 	// at 80% of that, and the proxy only needs it when it asks for a certificate.
 	TokenExpirationSeconds = 3600
 
 	// IdentityPort and DestinationPort are the control-plane service ports.
-	IdentityPort    = 8080
-	DestinationPort = 8086
+	IdentityPort    = meshdefaults.IdentityPort
+	DestinationPort = meshdefaults.DestinationPort
 )
 
 // Env is what injection knows about the control plane beyond the Mesh.
@@ -67,10 +70,10 @@ type Env struct {
 
 func (e Env) withDefaults() Env {
 	if e.ControlPlaneNamespace == "" {
-		e.ControlPlaneNamespace = "weft-system"
+		e.ControlPlaneNamespace = meshdefaults.ControlPlaneNamespace
 	}
 	if e.ClusterDomain == "" {
-		e.ClusterDomain = "cluster.local"
+		e.ClusterDomain = meshdefaults.ClusterDomain
 	}
 	return e
 }
@@ -78,13 +81,13 @@ func (e Env) withDefaults() Env {
 // IdentityAddr is the identity service's address as proxies dial it.
 func (e Env) IdentityAddr() string {
 	e = e.withDefaults()
-	return fmt.Sprintf("weft-identity.%s.svc.%s:%d", e.ControlPlaneNamespace, e.ClusterDomain, IdentityPort)
+	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: meshdefaults.IdentityServiceName}.Authority(e.ClusterDomain, IdentityPort)
 }
 
 // DestinationAddr is the destination service's address as proxies dial it.
 func (e Env) DestinationAddr() string {
 	e = e.withDefaults()
-	return fmt.Sprintf("weft-destination.%s.svc.%s:%d", e.ControlPlaneNamespace, e.ClusterDomain, DestinationPort)
+	return svcname.Service{Namespace: e.ControlPlaneNamespace, Name: meshdefaults.DestinationServiceName}.Authority(e.ClusterDomain, DestinationPort)
 }
 
 // Namespace is what injection reads from the pod's namespace.
@@ -107,11 +110,21 @@ type Status struct {
 // IsInjected says whether a pod already carries the proxy, by the annotation or, for
 // pods whose annotations were edited away, by the container.
 func IsInjected(tpl *corev1.PodTemplateSpec) bool {
-	if _, ok := tpl.Annotations[AnnotationInjected]; ok {
-		return true
+	return meshdefaults.Injected(tpl.Annotations, ContainerNames(&tpl.Spec))
+}
+
+// ContainerNames yields the names of a pod's init containers and containers, the
+// argument meshdefaults.Injected takes.
+func ContainerNames(spec *corev1.PodSpec) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
+			for i := range cs {
+				if !yield(cs[i].Name) {
+					return
+				}
+			}
+		}
 	}
-	return slices.ContainsFunc(tpl.Spec.InitContainers, func(c corev1.Container) bool { return c.Name == ProxyContainerName }) ||
-		slices.ContainsFunc(tpl.Spec.Containers, func(c corev1.Container) bool { return c.Name == ProxyContainerName })
 }
 
 // Decide says whether a pod should be injected and, when not, why. The pod's own

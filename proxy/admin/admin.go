@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/weftmesh/weft/internal/promtext"
 	"github.com/weftmesh/weft/proxy/metrics"
 )
 
@@ -36,7 +37,7 @@ type Admin struct {
 func (a *Admin) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		w.Header().Set("Content-Type", promtext.ContentType)
 		if a.Metrics != nil {
 			_ = a.Metrics.WriteText(w)
 		}

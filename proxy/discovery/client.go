@@ -28,6 +28,8 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/net/http2"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
+	"github.com/weftmesh/weft/internal/promtext"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/identity"
 )
@@ -372,7 +374,7 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 		}
 		anyAnswer := c.nextAnswer()
 		switch statusCode(err) {
-		case codePermissionDenied, codeUnauthenticated, codeInvalidArgument, codeUnimplemented:
+		case grpcwire.PermissionDenied, grpcwire.Unauthenticated, grpcwire.InvalidArgument, grpcwire.Unimplemented:
 			// A configuration problem an operator must see (e.g. POD_NAMESPACE not the
 			// namespace of the proxy's identity), not a passing outage: other
 			// streams answering says nothing about it, so only the timer applies.
@@ -522,27 +524,24 @@ func (k key) String() string {
 }
 
 // WriteMetrics writes the client's counters in the Prometheus text format, for the
-// proxy's /metrics.
-func (c *Client) WriteMetrics(w io.Writer) error {
+// proxy's /metrics. They are Weft's own, so weft_* (the promtext naming rule).
+func (c *Client) WriteMetrics(out io.Writer) error {
 	s := c.Stats()
-	_, err := fmt.Fprintf(w, `# HELP destination_subscriptions Destinations the proxy is subscribed to.
-# TYPE destination_subscriptions gauge
-destination_subscriptions %d
-# HELP destination_streams Subscriptions whose stream is open and has answered; fewer than destination_subscriptions while the destination service is unreachable.
-# TYPE destination_streams gauge
-destination_streams %d
-# HELP destination_updates_total Messages received from the destination service, by kind.
-# TYPE destination_updates_total counter
-destination_updates_total{kind="snapshot"} %d
-destination_updates_total{kind="delta"} %d
-destination_updates_total{kind="not_found"} %d
-destination_updates_total{kind="bad_delta"} %d
-# HELP destination_resubscriptions_total Streams reopened after one ended.
-# TYPE destination_resubscriptions_total counter
-destination_resubscriptions_total %d
-# HELP destination_expired_total Subscriptions cancelled for being idle.
-# TYPE destination_expired_total counter
-destination_expired_total %d
-`, s.Subscriptions, s.Streams, s.Snapshots, s.Deltas, s.NotFound, s.BadDeltas, s.Resubscriptions, s.Expired)
-	return err
+	w := promtext.NewWriter(out)
+	w.Family("weft_destination_subscriptions", promtext.Gauge, "Destinations the proxy is subscribed to.")
+	w.Int("weft_destination_subscriptions", "", int64(s.Subscriptions))
+	w.Family("weft_destination_streams", promtext.Gauge, "Subscriptions whose stream is open and has answered; fewer than weft_destination_subscriptions while the destination service is unreachable.")
+	w.Int("weft_destination_streams", "", int64(s.Streams))
+	w.Family("weft_destination_updates_total", promtext.Counter, "Messages received from the destination service, by kind.")
+	for _, u := range []struct {
+		kind string
+		n    uint64
+	}{{"snapshot", s.Snapshots}, {"delta", s.Deltas}, {"not_found", s.NotFound}, {"bad_delta", s.BadDeltas}} {
+		w.Uint("weft_destination_updates_total", promtext.L("kind", u.kind), u.n)
+	}
+	w.Family("weft_destination_resubscriptions_total", promtext.Counter, "Streams reopened after one ended.")
+	w.Uint("weft_destination_resubscriptions_total", "", s.Resubscriptions)
+	w.Family("weft_destination_expired_total", promtext.Counter, "Subscriptions cancelled for being idle.")
+	w.Uint("weft_destination_expired_total", "", s.Expired)
+	return w.Flush()
 }

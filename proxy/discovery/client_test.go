@@ -228,8 +228,8 @@ func TestSnapshotThenDelta(t *testing.T) {
 			if err := c.WriteMetrics(&text); err != nil {
 				t.Fatal(err)
 			}
-			for _, want := range []string{"destination_subscriptions 1\n", `destination_updates_total{kind="snapshot"} 1` + "\n",
-				`destination_updates_total{kind="delta"} 1` + "\n"} {
+			for _, want := range []string{"weft_destination_subscriptions 1\n", `weft_destination_updates_total{kind="snapshot"} 1` + "\n",
+				`weft_destination_updates_total{kind="delta"} 1` + "\n"} {
 				if !strings.Contains(text.String(), want) {
 					t.Errorf("metrics lack %q:\n%s", want, text.String())
 				}

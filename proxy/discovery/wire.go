@@ -5,20 +5,19 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"time"
 
 	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -40,49 +39,21 @@ const getPath = "/weft.destination.v1.Destination/Get"
 // message, a corrupt length must not make the proxy allocate gigabytes.
 const maxMessage = 64 << 20
 
-// gRPC status codes the client distinguishes (google.golang.org/grpc/codes).
-const (
-	codeOK               = 0
-	codeUnknown          = 2
-	codeInvalidArgument  = 3
-	codePermissionDenied = 7
-	codeInternal         = 13
-	codeUnimplemented    = 12
-	codeUnavailable      = 14
-	codeUnauthenticated  = 16
-)
-
-var codeNames = map[int]string{0: "OK", 1: "Canceled", 2: "Unknown", 3: "InvalidArgument", 4: "DeadlineExceeded",
-	5: "NotFound", 6: "AlreadyExists", 7: "PermissionDenied", 8: "ResourceExhausted", 9: "FailedPrecondition",
-	10: "Aborted", 11: "OutOfRange", 12: "Unimplemented", 13: "Internal", 14: "Unavailable", 15: "DataLoss",
-	16: "Unauthenticated"}
-
 // StatusError is a gRPC status the destination service (or the HTTP layer on its
 // behalf) ended a call with.
-type StatusError struct {
-	Code    int
-	Message string
-}
-
-func (e *StatusError) Error() string {
-	name := codeNames[e.Code]
-	if name == "" {
-		name = "code " + strconv.Itoa(e.Code)
-	}
-	return fmt.Sprintf("rpc error: code = %s desc = %s", name, e.Message)
-}
+type StatusError = grpcwire.Status
 
 // statusCode is the gRPC code of err: Unknown for errors that carry none (transport
 // failures), OK for nil.
-func statusCode(err error) int {
+func statusCode(err error) grpcwire.Code {
 	if err == nil {
-		return codeOK
+		return grpcwire.OK
 	}
 	var se *StatusError
 	if errors.As(err, &se) {
 		return se.Code
 	}
-	return codeUnknown
+	return grpcwire.Unknown
 }
 
 // newTransport makes the HTTP/2 client every stream shares. Its connection pool dials
@@ -120,9 +91,7 @@ func newTransport(opts Options) *http2.Transport {
 // getStream is one open Get call.
 type getStream struct {
 	resp *http.Response
-	r    *bufio.Reader
-	hdr  [5]byte
-	buf  []byte
+	r    *grpcwire.Reader
 }
 
 // openGet starts a Get call for req. The returned stream's Recv yields the answers; it
@@ -132,9 +101,7 @@ func openGet(ctx context.Context, t http.RoundTripper, addr string, req *api.Get
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
-	body := make([]byte, 5, 5+len(msg))
-	binary.BigEndian.PutUint32(body[1:], uint32(len(msg))) // body[0] = 0: not compressed
-	body = append(body, msg...)
+	body := grpcwire.AppendFrame(nil, msg)
 	u := url.URL{Scheme: "https", Host: addr, Path: getPath}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
@@ -146,90 +113,57 @@ func openGet(ctx context.Context, t http.RoundTripper, addr string, req *api.Get
 	resp, err := t.RoundTrip(hr)
 	if err != nil {
 		// Not connected, refused, handshake failed: the service is unavailable to us.
-		return nil, &StatusError{Code: codeUnavailable, Message: err.Error()}
+		return nil, &StatusError{Code: grpcwire.Unavailable, Message: err.Error()}
 	}
 	if resp.StatusCode != http.StatusOK {
 		resp.Body.Close()
-		return nil, &StatusError{Code: httpStatusCode(resp.StatusCode), Message: "HTTP status " + strconv.Itoa(resp.StatusCode)}
+		return nil, &StatusError{Code: grpcwire.FromHTTPStatus(resp.StatusCode), Message: "HTTP status " + strconv.Itoa(resp.StatusCode)}
 	}
 	// A trailers-only answer: the call ended before any message. Even with status OK
 	// that is no stream to follow (returning none with a nil error crashed the caller).
-	if s := resp.Header.Get("Grpc-Status"); s != "" {
+	if st, ok := grpcwire.StatusFromHeader(resp.Header); ok {
 		resp.Body.Close()
-		if err := parseStatus(s, resp.Header.Get("Grpc-Message")); err != nil {
+		if err := st.Err(); err != nil {
 			return nil, err
 		}
-		return nil, &StatusError{Code: codeInternal, Message: "the destination service ended the call before any answer"}
+		return nil, &StatusError{Code: grpcwire.Internal, Message: "the destination service ended the call before any answer"}
 	}
-	return &getStream{resp: resp, r: bufio.NewReaderSize(resp.Body, 4096)}, nil
+	return newGetStream(resp), nil
+}
+
+// newGetStream reads the answers of a call that began with resp.
+func newGetStream(resp *http.Response) *getStream {
+	return &getStream{resp: resp, r: grpcwire.NewReader(bufio.NewReaderSize(resp.Body, 4096), maxMessage)}
 }
 
 // Recv reads the next answer. At the end of the stream it returns the call's status as
 // a *StatusError, or io.EOF when the server ended it with OK.
 func (s *getStream) Recv() (*api.DestinationUpdate, error) {
-	if _, err := io.ReadFull(s.r, s.hdr[:]); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, s.status()
-		}
-		return nil, s.readErr(err)
-	}
-	if s.hdr[0] != 0 {
-		// No grpc-accept-encoding was sent, so the server may not compress.
-		return nil, &StatusError{Code: codeInternal, Message: "compressed message from the destination service"}
-	}
-	n := binary.BigEndian.Uint32(s.hdr[1:])
-	if n > maxMessage {
-		return nil, &StatusError{Code: codeInternal, Message: fmt.Sprintf("message of %d bytes exceeds %d", n, maxMessage)}
-	}
-	b, err := readMessage(s.r, int(n), s.buf)
-	s.buf = b
-	if err != nil {
+	b, err := s.r.Next()
+	switch {
+	case errors.Is(err, io.EOF):
+		return nil, s.status()
+	case errors.Is(err, grpcwire.ErrCompressed), errors.Is(err, grpcwire.ErrTooLarge):
+		return nil, &StatusError{Code: grpcwire.Internal, Message: err.Error()}
+	case err != nil:
 		return nil, s.readErr(err)
 	}
 	u := &api.DestinationUpdate{}
 	if err := proto.Unmarshal(b, u); err != nil {
-		return nil, &StatusError{Code: codeInternal, Message: fmt.Sprintf("decode answer: %v", err)}
-	}
-	// A large snapshot's buffer is not kept for the stream's lifetime.
-	if cap(s.buf) > 64<<10 {
-		s.buf = nil
+		return nil, &StatusError{Code: grpcwire.Internal, Message: fmt.Sprintf("decode answer: %v", err)}
 	}
 	return u, nil
 }
 
-// readMessage reads an n-byte message into buf's storage, or into storage that grows
-// (doubling, from 64 KiB) as the bytes arrive: a length prefix alone, which may claim
-// up to maxMessage, does not cost its size in memory before the bytes exist. Memory
-// stays within twice what was received, plus 64 KiB.
-func readMessage(r io.Reader, n int, buf []byte) ([]byte, error) {
-	if cap(buf) >= n {
-		b := buf[:n]
-		_, err := io.ReadFull(r, b)
-		return b, err
-	}
-	const step = 64 << 10
-	b := buf[:0]
-	for len(b) < n {
-		want := min(n-len(b), max(len(b), step))
-		b = slices.Grow(b, want)
-		m, err := io.ReadFull(r, b[len(b):len(b)+want])
-		b = b[:len(b)+m]
-		if err != nil {
-			return b, err
-		}
-	}
-	return b, nil
-}
-
 // status is the call's end: the trailers are readable once the body is at EOF.
 func (s *getStream) status() error {
-	code := s.resp.Trailer.Get("Grpc-Status")
-	if code == "" {
-		return &StatusError{Code: codeInternal, Message: "stream ended without grpc-status"}
+	st, ok := grpcwire.StatusFromHeader(s.resp.Trailer)
+	if !ok {
+		return &StatusError{Code: grpcwire.Internal, Message: "stream ended without grpc-status"}
 	}
-	// parseStatus, not a comparison with "0": "00" is OK too, and Recv must never
+	// The status's code, not a comparison with "0": "00" is OK too, and Recv must never
 	// return neither an update nor an error (found by FuzzRecv).
-	if err := parseStatus(code, s.resp.Trailer.Get("Grpc-Message")); err != nil {
+	if err := st.Err(); err != nil {
 		return err
 	}
 	return io.EOF
@@ -239,41 +173,9 @@ func (s *getStream) status() error {
 // or the caller cancelled.
 func (s *getStream) readErr(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
-		return &StatusError{Code: codeInternal, Message: "stream ended inside a message"}
+		return &StatusError{Code: grpcwire.Internal, Message: "stream ended inside a message"}
 	}
-	return &StatusError{Code: codeUnavailable, Message: err.Error()}
+	return &StatusError{Code: grpcwire.Unavailable, Message: err.Error()}
 }
 
 func (s *getStream) Close() { s.resp.Body.Close() }
-
-func parseStatus(code, message string) error {
-	n, err := strconv.Atoi(code)
-	if err != nil {
-		return &StatusError{Code: codeUnknown, Message: fmt.Sprintf("malformed grpc-status %q", code)}
-	}
-	if m, err := url.PathUnescape(message); err == nil {
-		message = m
-	}
-	if n == codeOK {
-		return nil
-	}
-	return &StatusError{Code: n, Message: message}
-}
-
-// httpStatusCode maps an HTTP status without a gRPC status to a gRPC code, as the gRPC
-// over HTTP/2 specification does.
-func httpStatusCode(h int) int {
-	switch h {
-	case http.StatusBadRequest:
-		return codeInternal
-	case http.StatusUnauthorized:
-		return codeUnauthenticated
-	case http.StatusForbidden:
-		return codePermissionDenied
-	case http.StatusNotFound:
-		return codeUnimplemented
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return codeUnavailable
-	}
-	return codeUnknown
-}

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
@@ -71,15 +72,15 @@ func TestWireStatuses(t *testing.T) {
 	cases := []struct {
 		name     string
 		script   string
-		messages []int // sizes of the versions of the snapshots expected, in order
-		code     int   // the end: codeOK means io.EOF
+		messages []int         // sizes of the versions of the snapshots expected, in order
+		code     grpcwire.Code // the end: grpcwire.OK means io.EOF
 		message  string
 	}{
-		{name: "trailers-only refusal", script: "denied", code: codePermissionDenied, message: "namespace ünmatched 100%"},
-		{name: "error after a message", script: "unavailable-after-one", messages: []int{2}, code: codeUnavailable, message: "shutting down"},
-		{name: "clean end after a message", script: "ok-after-one", messages: []int{2}, code: codeOK},
-		{name: "a large message then a small one", script: "large", messages: []int{3 << 20, 2}, code: codeOK},
-		{name: "unknown request", script: "other", code: codeInvalidArgument, message: "unknown script"},
+		{name: "trailers-only refusal", script: "denied", code: grpcwire.PermissionDenied, message: "namespace ünmatched 100%"},
+		{name: "error after a message", script: "unavailable-after-one", messages: []int{2}, code: grpcwire.Unavailable, message: "shutting down"},
+		{name: "clean end after a message", script: "ok-after-one", messages: []int{2}, code: grpcwire.OK},
+		{name: "a large message then a small one", script: "large", messages: []int{3 << 20, 2}, code: grpcwire.OK},
+		{name: "unknown request", script: "other", code: grpcwire.InvalidArgument, message: "unknown script"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,7 +107,7 @@ func TestWireStatuses(t *testing.T) {
 					t.Fatalf("got messages %v, want %v", got, tc.messages)
 				}
 			}
-			if tc.code == codeOK {
+			if tc.code == grpcwire.OK {
 				if !errors.Is(err, io.EOF) {
 					t.Fatalf("end: %v, want io.EOF", err)
 				}
@@ -115,28 +116,6 @@ func TestWireStatuses(t *testing.T) {
 			var se *StatusError
 			if !errors.As(err, &se) || se.Code != tc.code || se.Message != tc.message {
 				t.Fatalf("end: %#v, want code %d message %q", err, tc.code, tc.message)
-			}
-		})
-	}
-}
-
-func TestHTTPStatusCode(t *testing.T) {
-	cases := []struct {
-		name string
-		http int
-		want int
-	}{
-		{"bad request", 400, codeInternal},
-		{"unauthorized", 401, codeUnauthenticated},
-		{"forbidden", 403, codePermissionDenied},
-		{"not found", 404, codeUnimplemented},
-		{"bad gateway", 502, codeUnavailable},
-		{"teapot", 418, codeUnknown},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := httpStatusCode(tc.http); got != tc.want {
-				t.Fatalf("%d -> %d, want %d", tc.http, got, tc.want)
 			}
 		})
 	}

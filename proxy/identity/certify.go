@@ -4,16 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"golang.org/x/net/http2"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/weftmesh/weft/internal/grpcwire"
 )
 
 // The identity API's one call, weft.identity.v1.Identity/Certify (proxy/api/identity.proto),
@@ -47,9 +47,7 @@ func certifyCall(ctx context.Context, addr string, tlsCfg *tls.Config, identity 
 	msg = protowire.AppendBytes(msg, token)
 	msg = protowire.AppendTag(msg, reqCSRField, protowire.BytesType)
 	msg = protowire.AppendBytes(msg, csr)
-	body := make([]byte, 5, 5+len(msg))
-	binary.BigEndian.PutUint32(body[1:], uint32(len(msg))) // body[0] = 0: not compressed
-	body = append(body, msg...)
+	body := grpcwire.AppendFrame(nil, msg)
 
 	tr := &http2.Transport{TLSClientConfig: tlsCfg}
 	defer tr.CloseIdleConnections()
@@ -69,25 +67,27 @@ func certifyCall(ctx context.Context, addr string, tlsCfg *tls.Config, identity 
 	if resp.StatusCode != http.StatusOK {
 		return nil, nil, fmt.Errorf("identity service %s: HTTP status %d", addr, resp.StatusCode)
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, nil, fmt.Errorf("read identity service answer: %w", err)
-	}
-	// grpc-status is in the trailers, or in the headers of a trailers-only answer.
-	code, message := resp.Trailer.Get("Grpc-Status"), resp.Trailer.Get("Grpc-Message")
-	if code == "" {
-		code, message = resp.Header.Get("Grpc-Status"), resp.Header.Get("Grpc-Message")
-	}
-	if code != "0" {
-		if m, err := url.PathUnescape(message); err == nil {
-			message = m
+	// Exactly one message, then the end of the body, after which the trailers are read.
+	fr := grpcwire.NewReader(resp.Body, maxCertifyAnswer)
+	data, rerr := fr.Next()
+	if rerr == nil {
+		if _, err := fr.Next(); !errors.Is(err, io.EOF) {
+			rerr = errors.New("more than one message")
 		}
-		return nil, nil, &StatusError{Code: code, Message: message}
 	}
-	if len(data) < 5 || data[0] != 0 || int(binary.BigEndian.Uint32(data[1:5])) != len(data)-5 {
-		return nil, nil, errors.New("malformed gRPC answer from the identity service")
+	// grpc-status is in the trailers, or in the headers of a trailers-only answer; a
+	// refusal is reported as such even when the body was malformed too.
+	st, ok := grpcwire.ResponseStatus(resp)
+	if ok && st.Code != grpcwire.OK {
+		return nil, nil, &refusedError{st}
 	}
-	return parseCertifyResponse(data[5:])
+	if rerr != nil {
+		return nil, nil, fmt.Errorf("malformed gRPC answer from the identity service: %w", rerr)
+	}
+	if !ok {
+		return nil, nil, errors.New("identity service answer has no grpc-status")
+	}
+	return parseCertifyResponse(data)
 }
 
 func parseCertifyResponse(b []byte) (leaf []byte, inters [][]byte, err error) {
@@ -122,20 +122,16 @@ func parseCertifyResponse(b []byte) (leaf []byte, inters [][]byte, err error) {
 	return leaf, inters, nil
 }
 
-// StatusError is a gRPC error status returned by the identity service.
-type StatusError struct {
-	Code    string // numeric gRPC code
-	Message string
+// maxCertifyAnswer bounds the identity service's answer: a leaf and a few
+// intermediates take a few KiB.
+const maxCertifyAnswer = 1 << 20
+
+// refusedError is the identity service's refusal (a non-OK status); errors.As finds the
+// *grpcwire.Status behind it.
+type refusedError struct{ st *grpcwire.Status }
+
+func (e *refusedError) Error() string {
+	return fmt.Sprintf("identity service refused: %s: %s", e.st.Code, e.st.Message)
 }
 
-var grpcCodes = map[string]string{"1": "Canceled", "2": "Unknown", "3": "InvalidArgument", "4": "DeadlineExceeded",
-	"5": "NotFound", "7": "PermissionDenied", "8": "ResourceExhausted", "9": "FailedPrecondition", "13": "Internal",
-	"14": "Unavailable", "16": "Unauthenticated"}
-
-func (e *StatusError) Error() string {
-	name := grpcCodes[e.Code]
-	if name == "" {
-		name = "code " + strconv.Quote(e.Code)
-	}
-	return fmt.Sprintf("identity service refused: %s: %s", name, e.Message)
-}
+func (e *refusedError) Unwrap() error { return e.st }

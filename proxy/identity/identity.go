@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/peertls"
 	"github.com/weftmesh/weft/proxy/config"
 )
 
@@ -83,21 +84,12 @@ func (s *Store) Expiry() time.Time {
 	return time.Time{}
 }
 
-// SPIFFEID returns the single spiffe:// URI SAN of a certificate. SPIFFE X.509-SVIDs
-// carry exactly one URI SAN (SPIFFE X509-SVID §2) and no DNS SAN is required.
+// SPIFFEID returns the single spiffe:// URI SAN of a certificate (peertls.SPIFFEID),
+// which must have the shape of a Weft workload identity.
 func SPIFFEID(c *x509.Certificate) (string, error) {
-	id := ""
-	for _, u := range c.URIs {
-		if u.Scheme != "spiffe" {
-			continue
-		}
-		if id != "" {
-			return "", errors.New("more than one SPIFFE URI SAN")
-		}
-		id = u.String()
-	}
-	if id == "" {
-		return "", errors.New("no SPIFFE URI SAN")
+	id, err := peertls.SPIFFEID(c)
+	if err != nil {
+		return "", err
 	}
 	if _, err := config.ParseSPIFFEID(id); err != nil {
 		return "", err
@@ -113,26 +105,15 @@ func (s *Store) verifyPeer(certs []*x509.Certificate) (string, error) {
 	if b == nil {
 		return "", errors.New("no trust roots loaded")
 	}
-	if len(certs) == 0 {
-		return "", errors.New("peer presented no certificate")
-	}
-	inter := x509.NewCertPool()
-	for _, c := range certs[1:] {
-		inter.AddCert(c)
-	}
-	opts := x509.VerifyOptions{
-		Roots:         b.Roots,
-		Intermediates: inter,
-		// Identity certificates are used as both client and server certificates.
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}
+	var now time.Time
 	if s.now != nil {
-		opts.CurrentTime = s.now()
+		now = s.now()
 	}
-	if _, err := certs[0].Verify(opts); err != nil {
-		return "", fmt.Errorf("verify peer certificate: %w", err)
+	leaf, err := peertls.VerifyChain(certs, b.Roots, now)
+	if err != nil {
+		return "", err
 	}
-	return SPIFFEID(certs[0])
+	return SPIFFEID(leaf)
 }
 
 // ClientConfig is the TLS configuration for dialling a peer proxy that must prove the

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+
+	"github.com/weftmesh/weft/internal/peertls"
 )
 
 // Renewal timing. A certificate is renewed at RenewAtPercent of its life (the Mesh's
@@ -237,34 +239,16 @@ func (m *Mesh) certify(ctx context.Context) error {
 	return nil
 }
 
-// serverTLS authenticates the identity service against the trust roots; the proxy
-// itself proves who it is with the token, not with a client certificate.
+// serverTLS authenticates the identity service against the trust roots
+// (peertls.ClientConfig, as for the destination service); the proxy itself proves who
+// it is with the token, not with a client certificate.
 func (m *Mesh) serverTLS(pool *x509.CertPool) *tls.Config {
 	name := m.ServerName
 	if name == "" {
 		name, _, _ = net.SplitHostPort(m.Addr)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS13, RootCAs: pool, ServerName: name}
-	if strings.HasPrefix(name, "spiffe://") {
-		cfg.ServerName = ""
-		cfg.InsecureSkipVerify = true // the chain and URI SAN are checked below
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("identity service presented no certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
-				return err
-			}
-			id, err := SPIFFEID(cs.PeerCertificates[0])
-			if err != nil || id != name {
-				return fmt.Errorf("identity service is %q, want %q", id, name)
-			}
-			return nil
-		}
-	}
-	return cfg
+	return peertls.ClientConfig(peertls.ClientOptions{
+		ServerName: name,
+		Roots:      func() *x509.CertPool { return pool },
+	})
 }

@@ -7,7 +7,6 @@
 package metrics
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"math"
@@ -17,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 // Direction is inbound or outbound.
@@ -123,8 +124,9 @@ func newResponses() responses {
 }
 
 type histogram struct {
+	// buckets are per-bucket counts (the last is above every bound); their sum is the
+	// histogram's count, so no separate counter is kept on the hot path.
 	buckets [len(LatencyBucketsMs) + 1]atomic.Uint64
-	count   atomic.Uint64
 	sumUs   atomic.Uint64 // microseconds, to keep the sum an integer atomic
 }
 
@@ -244,7 +246,6 @@ func (s *responses) record(status int, failure bool, latency time.Duration) {
 		i++
 	}
 	h.buckets[i].Add(1)
-	h.count.Add(1)
 	h.sumUs.Add(uint64(latency / time.Microsecond))
 }
 
@@ -271,16 +272,13 @@ func (s *TCPSeries) AddBytes(read, written uint64) {
 	s.writeBytes.Add(written)
 }
 
-func tlsLabels(b *strings.Builder, peerIDLabel, id string) {
+// tlsLabels are the tls label and, for a verified peer, its identity under
+// peerIDLabel (client_id inbound, server_id outbound), as the Linkerd proxy labels them.
+func tlsLabels(l promtext.Labels, peerIDLabel, id string) promtext.Labels {
 	if id == "" {
-		b.WriteString(`tls="no_identity"`)
-		return
+		return l.With("tls", "no_identity")
 	}
-	b.WriteString(`tls="true",`)
-	b.WriteString(peerIDLabel)
-	b.WriteString(`="`)
-	b.WriteString(escape(id))
-	b.WriteByte('"')
+	return l.With("tls", "true", peerIDLabel, id)
 }
 
 func peerIDLabel(d Direction) string {
@@ -290,16 +288,10 @@ func peerIDLabel(d Direction) string {
 	return "server_id"
 }
 
-func escape(s string) string {
-	if !strings.ContainsAny(s, "\\\"\n") {
-		return s
-	}
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
-}
-
-// WriteText writes every metric in the Prometheus text exposition format 0.0.4.
+// WriteText writes every metric in the Prometheus text exposition format 0.0.4, through
+// promtext (which also enforces the naming rule: Linkerd's names, or weft_*).
 func (r *Registry) WriteText(out io.Writer) error {
-	w := bufio.NewWriter(out)
+	w := promtext.NewWriter(out)
 	r.mu.RLock()
 	httpKeys := make([]HTTPKey, 0, len(r.http))
 	for k := range r.http {
@@ -316,25 +308,11 @@ func (r *Registry) WriteText(out io.Writer) error {
 	slices.SortFunc(tcpKeys, func(a, b TCPKey) int {
 		return strings.Compare(fmt.Sprint(a.Dir, a.Peer, a.PeerID), fmt.Sprint(b.Dir, b.Peer, b.PeerID))
 	})
-	httpLabels := func(k HTTPKey) string {
-		var b strings.Builder
-		b.WriteString(`direction="`)
-		b.WriteString(k.Dir.String())
-		b.WriteString(`",authority="`)
-		b.WriteString(escape(k.Authority))
-		b.WriteString(`",`)
-		tlsLabels(&b, peerIDLabel(k.Dir), k.PeerID)
-		return b.String()
+	httpLabels := func(k HTTPKey) promtext.Labels {
+		return tlsLabels(promtext.L("direction", k.Dir.String(), "authority", k.Authority), peerIDLabel(k.Dir), k.PeerID)
 	}
-	tcpLabels := func(k TCPKey) string {
-		var b strings.Builder
-		b.WriteString(`direction="`)
-		b.WriteString(k.Dir.String())
-		b.WriteString(`",peer="`)
-		b.WriteString(k.Peer.String())
-		b.WriteString(`",`)
-		tlsLabels(&b, peerIDLabel(k.Dir), k.PeerID)
-		return b.String()
+	tcpLabels := func(k TCPKey) promtext.Labels {
+		return tlsLabels(promtext.L("direction", k.Dir.String(), "peer", k.Peer.String()), peerIDLabel(k.Dir), k.PeerID)
 	}
 	series := func(k HTTPKey) *HTTPSeries {
 		r.mu.RLock()
@@ -347,39 +325,36 @@ func (r *Registry) WriteText(out io.Writer) error {
 		return r.tcp[k]
 	}
 
-	fmt.Fprintln(w, "# HELP request_total Total count of HTTP requests.")
-	fmt.Fprintln(w, "# TYPE request_total counter")
+	w.Family("request_total", promtext.Counter, "Total count of HTTP requests.")
 	for _, k := range httpKeys {
-		fmt.Fprintf(w, "request_total{%s} %d\n", httpLabels(k), series(k).requests.Load())
+		w.Uint("request_total", httpLabels(k), series(k).requests.Load())
 	}
-	fmt.Fprintln(w, "# HELP response_total Total count of HTTP responses.")
-	fmt.Fprintln(w, "# TYPE response_total counter")
+	w.Family("response_total", promtext.Counter, "Total count of HTTP responses.")
 	for _, k := range httpKeys {
 		series(k).writeTotals(w, "response_total", httpLabels(k))
 	}
-	fmt.Fprintln(w, "# HELP response_latency_ms Elapsed times between a request's headers being received and its response's headers being sent.")
-	fmt.Fprintln(w, "# TYPE response_latency_ms histogram")
+	w.Family("response_latency_ms", promtext.Histogram, "Elapsed times between a request's headers being received and its response's headers being sent.")
 	for _, k := range httpKeys {
 		series(k).writeLatency(w, "response_latency_ms", httpLabels(k))
 	}
 	r.writeRoutes(w)
 	type tcpMetric struct {
-		name, help, typ string
-		val             func(*TCPSeries) int64
+		name, help string
+		typ        promtext.Type
+		val        func(*TCPSeries) int64
 	}
 	for _, m := range []tcpMetric{
-		{"tcp_open_total", "Total count of opened connections.", "counter", func(s *TCPSeries) int64 { return int64(s.open.Load()) }},
-		{"tcp_open_connections", "Number of currently-open connections.", "gauge", func(s *TCPSeries) int64 { return s.openConns.Load() }},
-		{"tcp_read_bytes_total", "Total count of bytes read from peers.", "counter", func(s *TCPSeries) int64 { return int64(s.readBytes.Load()) }},
-		{"tcp_write_bytes_total", "Total count of bytes written to peers.", "counter", func(s *TCPSeries) int64 { return int64(s.writeBytes.Load()) }},
+		{"tcp_open_total", "Total count of opened connections.", promtext.Counter, func(s *TCPSeries) int64 { return int64(s.open.Load()) }},
+		{"tcp_open_connections", "Number of currently-open connections.", promtext.Gauge, func(s *TCPSeries) int64 { return s.openConns.Load() }},
+		{"tcp_read_bytes_total", "Total count of bytes read from peers.", promtext.Counter, func(s *TCPSeries) int64 { return int64(s.readBytes.Load()) }},
+		{"tcp_write_bytes_total", "Total count of bytes written to peers.", promtext.Counter, func(s *TCPSeries) int64 { return int64(s.writeBytes.Load()) }},
 	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n", m.name, m.help, m.name, m.typ)
+		w.Family(m.name, m.typ, m.help)
 		for _, k := range tcpKeys {
-			fmt.Fprintf(w, "%s{%s} %d\n", m.name, tcpLabels(k), m.val(tseries(k)))
+			w.Int(m.name, tcpLabels(k), m.val(tseries(k)))
 		}
 	}
-	fmt.Fprintln(w, "# HELP tcp_close_total Total count of closed connections.")
-	fmt.Fprintln(w, "# TYPE tcp_close_total counter")
+	w.Family("tcp_close_total", promtext.Counter, "Total count of closed connections.")
 	for _, k := range tcpKeys {
 		s := tseries(k)
 		s.mu.Lock()
@@ -393,38 +368,37 @@ func (r *Registry) WriteText(out io.Writer) error {
 			vals[i] = s.closes[e]
 		}
 		s.mu.Unlock()
+		labels := tcpLabels(k)
 		for i, e := range errnos {
-			fmt.Fprintf(w, "tcp_close_total{%s,errno=\"%s\"} %d\n", tcpLabels(k), escape(e), vals[i])
+			w.Uint("tcp_close_total", labels.With("errno", e), vals[i])
 		}
 	}
-	fmt.Fprintln(w, "# HELP weft_detect_timeout_total Connections treated as opaque TCP because protocol detection timed out.")
-	fmt.Fprintln(w, "# TYPE weft_detect_timeout_total counter")
+	w.Family("weft_detect_timeout_total", promtext.Counter, "Connections treated as opaque TCP because protocol detection timed out.")
 	for _, d := range []Direction{Inbound, Outbound} {
-		fmt.Fprintf(w, "weft_detect_timeout_total{direction=\"%s\"} %d\n", d, r.DetectTimeouts[d].Load())
+		w.Uint("weft_detect_timeout_total", promtext.L("direction", d.String()), r.DetectTimeouts[d].Load())
 	}
-	fmt.Fprintln(w, "# HELP weft_inbound_relay_refused_total Inbound requests and connections refused because their target is not an application address of this pod.")
-	fmt.Fprintln(w, "# TYPE weft_inbound_relay_refused_total counter")
+	w.Family("weft_inbound_relay_refused_total", promtext.Counter, "Inbound requests and connections refused because their target is not an application address of this pod.")
 	for i := range NumRelayRefusals {
-		fmt.Fprintf(w, "weft_inbound_relay_refused_total{reason=\"%s\"} %d\n", i, r.RelayRefused[i].Load())
+		w.Uint("weft_inbound_relay_refused_total", promtext.L("reason", i.String()), r.RelayRefused[i].Load())
 	}
-	fmt.Fprintln(w, "# HELP weft_connection_limit_refused_total Accepted connections closed at once because the listener's connection limit was reached.")
-	fmt.Fprintln(w, "# TYPE weft_connection_limit_refused_total counter")
+	w.Family("weft_connection_limit_refused_total", promtext.Counter, "Accepted connections closed at once because the listener's connection limit was reached.")
 	for _, d := range []Direction{Inbound, Outbound} {
-		fmt.Fprintf(w, "weft_connection_limit_refused_total{direction=\"%s\"} %d\n", d, r.ConnLimitRefused[d].Load())
+		w.Uint("weft_connection_limit_refused_total", promtext.L("direction", d.String()), r.ConnLimitRefused[d].Load())
 	}
 	if r.CertExpiry != nil {
-		fmt.Fprintln(w, "# HELP identity_cert_expiration_timestamp_seconds Time when this proxy's current mTLS identity certificate will expire (in seconds since the UNIX epoch).")
-		fmt.Fprintln(w, "# TYPE identity_cert_expiration_timestamp_seconds gauge")
+		w.Family("identity_cert_expiration_timestamp_seconds", promtext.Gauge, "Time when this proxy's current mTLS identity certificate will expire (in seconds since the UNIX epoch).")
 		var v int64
 		if t := r.CertExpiry(); !t.IsZero() {
 			v = t.Unix()
 		}
-		fmt.Fprintf(w, "identity_cert_expiration_timestamp_seconds %d\n", v)
+		w.Int("identity_cert_expiration_timestamp_seconds", "", v)
 	}
 	r.cmu.Lock()
 	collectors := slices.Clone(r.collectors)
 	r.cmu.Unlock()
 	for _, c := range collectors {
+		// A collector gets the exposition's own writer: what it writes through
+		// promtext.NewWriter(w) is held to the same naming rule.
 		c(w)
 	}
 	writeProcess(w)
@@ -432,7 +406,7 @@ func (r *Registry) WriteText(out io.Writer) error {
 }
 
 // writeTotals writes one counter line per status and classification.
-func (s *responses) writeTotals(w io.Writer, name, labels string) {
+func (s *responses) writeTotals(w *promtext.Writer, name string, labels promtext.Labels) {
 	s.mu.RLock()
 	rks := make([]respKey, 0, len(s.resp))
 	for rk := range s.resp {
@@ -459,12 +433,12 @@ func (s *responses) writeTotals(w io.Writer, name, labels string) {
 		if rk.failure {
 			class = "failure"
 		}
-		fmt.Fprintf(w, "%s{%s,status_code=\"%d\",classification=\"%s\"} %d\n", name, labels, rk.status, class, c.Load())
+		w.Uint(name, labels.With("status_code", strconv.Itoa(int(rk.status)), "classification", class), c.Load())
 	}
 }
 
 // writeLatency writes one histogram per status.
-func (s *responses) writeLatency(w io.Writer, name, labels string) {
+func (s *responses) writeLatency(w *promtext.Writer, name string, labels promtext.Labels) {
 	s.mu.RLock()
 	sts := make([]uint16, 0, len(s.hist))
 	for st := range s.hist {
@@ -472,19 +446,17 @@ func (s *responses) writeLatency(w io.Writer, name, labels string) {
 	}
 	s.mu.RUnlock()
 	slices.Sort(sts)
+	var counts [len(LatencyBucketsMs) + 1]uint64
 	for _, st := range sts {
 		s.mu.RLock()
 		h := s.hist[st]
 		s.mu.RUnlock()
-		var cum uint64
-		for i, le := range LatencyBucketsMs {
-			cum += h.buckets[i].Load()
-			fmt.Fprintf(w, "%s_bucket{%s,status_code=\"%d\",le=\"%s\"} %d\n", name, labels, st, strconv.FormatFloat(le, 'f', -1, 64), cum)
+		for i := range h.buckets {
+			counts[i] = h.buckets[i].Load()
 		}
-		cum += h.buckets[len(LatencyBucketsMs)].Load()
-		fmt.Fprintf(w, "%s_bucket{%s,status_code=\"%d\",le=\"+Inf\"} %d\n", name, labels, st, cum)
-		fmt.Fprintf(w, "%s_sum{%s,status_code=\"%d\"} %s\n", name, labels, st, strconv.FormatFloat(float64(h.sumUs.Load())/1000, 'f', -1, 64))
-		fmt.Fprintf(w, "%s_count{%s,status_code=\"%d\"} %d\n", name, labels, st, h.count.Load())
+		// _count is the sum of the buckets read, so that it always equals the +Inf
+		// bucket even while responses are being recorded.
+		w.Histogram(name, labels.With("status_code", strconv.Itoa(int(st))), LatencyBucketsMs[:], counts[:], float64(h.sumUs.Load())/1000)
 	}
 }
 

@@ -1,10 +1,16 @@
 package metrics
 
 import (
+	"io"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 func TestHistogramAndLabels(t *testing.T) {
@@ -91,5 +97,64 @@ func TestSeriesAreBounded(t *testing.T) {
 	r.WriteText(&b)
 	if !strings.Contains(b.String(), `request_total{direction="outbound",authority="overflow",tls="no_identity"} 500`) {
 		t.Fatal("overflow requests not counted")
+	}
+}
+
+// TestExpositionParsesWithPrometheus: the whole exposition, with every family in use
+// and a collector's output, is read by Prometheus' own parser, and every family follows
+// the naming rule (Linkerd's names or weft_*).
+func TestExpositionParsesWithPrometheus(t *testing.T) {
+	r := New()
+	r.CertExpiry = func() time.Time { return time.Unix(1700000000, 0) }
+	s := r.HTTP(HTTPKey{Dir: Outbound, Authority: "web.ns.svc:80", PeerID: "spiffe://td/ns/b/sa/web"})
+	s.Request()
+	s.Response(200, false, 3*time.Millisecond)
+	r.HTTP(HTTPKey{Dir: Inbound, Authority: "we\"ird\\\n"}).Request()
+	tcp := r.TCP(TCPKey{Dir: Inbound, Peer: Src})
+	tcp.Open()
+	tcp.Close(1, 2, "EPIPE")
+	rs := r.Route(RouteKey{Dir: Outbound, Authority: "web.ns.svc:80", Route: "r"})
+	rs.Request()
+	rs.Response(503, true, time.Second)
+	r.AddCollector(func(w io.Writer) {
+		pw := promtext.NewWriter(w)
+		pw.Family("weft_collected", promtext.Gauge, "From a collector.")
+		pw.Uint("weft_collected", promtext.L("k", "v"), 3)
+	})
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatalf("Prometheus' parser refuses the exposition: %v\n%s", err, b.String())
+	}
+	for name := range fams {
+		if err := promtext.CheckName(name); err != nil {
+			t.Error(err)
+		}
+	}
+	for _, want := range []string{"request_total", "response_latency_ms", "route_response_latency_ms", "tcp_close_total",
+		"identity_cert_expiration_timestamp_seconds", "weft_collected", "process_start_time_seconds"} {
+		if fams[want] == nil {
+			t.Errorf("family %s missing", want)
+		}
+	}
+	h := fams["route_response_latency_ms"].GetMetric()[0].GetHistogram()
+	if h.GetSampleCount() != 1 || h.GetSampleSum() != 1000 {
+		t.Errorf("route latency histogram: count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
+	}
+}
+
+// TestMisnamedCollectorFailsTheScrape: a collector's bare name is refused.
+func TestMisnamedCollectorFailsTheScrape(t *testing.T) {
+	r := New()
+	r.AddCollector(func(w io.Writer) {
+		pw := promtext.NewWriter(w)
+		pw.Family("balancer_endpoints", promtext.Gauge, "bare")
+	})
+	if err := r.WriteText(io.Discard); err == nil {
+		t.Fatal("a bare metric name was exported")
 	}
 }

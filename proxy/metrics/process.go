@@ -2,11 +2,11 @@ package metrics
 
 import (
 	"bytes"
-	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 // processStart is when this process started, for process_start_time_seconds.
@@ -18,10 +18,9 @@ const clockTicks = 100
 
 // writeProcess writes the standard process_* metrics from /proc/self, so the proxy's
 // own cost shows on the same dashboards (Linkerd's proxy exports the same names).
-func writeProcess(w io.Writer) {
-	fmt.Fprintln(w, "# HELP process_start_time_seconds Time that this process started (in seconds since the UNIX epoch).")
-	fmt.Fprintln(w, "# TYPE process_start_time_seconds gauge")
-	fmt.Fprintf(w, "process_start_time_seconds %d\n", processStart.Unix())
+func writeProcess(w *promtext.Writer) {
+	w.Family("process_start_time_seconds", promtext.Gauge, "Time that this process started (in seconds since the UNIX epoch).")
+	w.Int("process_start_time_seconds", "", processStart.Unix())
 	if stat, err := os.ReadFile("/proc/self/stat"); err == nil {
 		// Fields after the parenthesised command name; utime and stime are 14 and 15.
 		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) {
@@ -29,9 +28,8 @@ func writeProcess(w io.Writer) {
 			if len(f) > 12 {
 				u, _ := strconv.ParseUint(string(f[11]), 10, 64)
 				s, _ := strconv.ParseUint(string(f[12]), 10, 64)
-				fmt.Fprintln(w, "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.")
-				fmt.Fprintln(w, "# TYPE process_cpu_seconds_total counter")
-				fmt.Fprintf(w, "process_cpu_seconds_total %s\n", strconv.FormatFloat(float64(u+s)/clockTicks, 'f', -1, 64))
+				w.Family("process_cpu_seconds_total", promtext.Counter, "Total user and system CPU time spent in seconds.")
+				w.Float("process_cpu_seconds_total", "", float64(u+s)/clockTicks)
 			}
 		}
 	}
@@ -39,9 +37,8 @@ func writeProcess(w io.Writer) {
 		f := bytes.Fields(statm)
 		if len(f) > 1 {
 			pages, _ := strconv.ParseUint(string(f[1]), 10, 64)
-			fmt.Fprintln(w, "# HELP process_resident_memory_bytes Resident memory size in bytes.")
-			fmt.Fprintln(w, "# TYPE process_resident_memory_bytes gauge")
-			fmt.Fprintf(w, "process_resident_memory_bytes %d\n", pages*uint64(os.Getpagesize()))
+			w.Family("process_resident_memory_bytes", promtext.Gauge, "Resident memory size in bytes.")
+			w.Uint("process_resident_memory_bytes", "", pages*uint64(os.Getpagesize()))
 		}
 	}
 }

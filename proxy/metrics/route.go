@@ -2,11 +2,12 @@ package metrics
 
 import (
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/weftmesh/weft/internal/promtext"
 )
 
 // RouteKey identifies the per-route series (the Linkerd proxy's route_* metrics).
@@ -103,7 +104,7 @@ func (s *RouteSeries) Requests() uint64                 { return s.requests.Load
 func (s *RouteSeries) Retries() uint64                  { return s.retries.Load() }
 func (s *RouteSeries) Skipped(reason SkipReason) uint64 { return s.skipped[reason].Load() }
 
-func (r *Registry) writeRoutes(w io.Writer) {
+func (r *Registry) writeRoutes(w *promtext.Writer) {
 	r.mu.RLock()
 	keys := make([]RouteKey, 0, len(r.routes))
 	for k := range r.routes {
@@ -118,44 +119,40 @@ func (r *Registry) writeRoutes(w io.Writer) {
 		defer r.mu.RUnlock()
 		return r.routes[k]
 	}
-	labels := func(k RouteKey) string {
-		return fmt.Sprintf(`direction="%s",authority="%s",rt_route="%s"`, k.Dir, escape(k.Authority), escape(k.Route))
+	labels := make([]promtext.Labels, len(keys))
+	for i, k := range keys {
+		labels[i] = promtext.L("direction", k.Dir.String(), "authority", k.Authority, "rt_route", k.Route)
 	}
 	counter := func(name, help string, val func(*RouteSeries) uint64) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n", name, help, name)
-		for _, k := range keys {
-			fmt.Fprintf(w, "%s{%s} %d\n", name, labels(k), val(series(k)))
+		w.Family(name, promtext.Counter, help)
+		for i, k := range keys {
+			w.Uint(name, labels[i], val(series(k)))
 		}
 	}
 	counter("route_request_total", "Total count of HTTP requests per route.", func(s *RouteSeries) uint64 { return s.requests.Load() })
 	counter("route_actual_request_total", "Total count of HTTP requests sent to backends per route, retries included.", func(s *RouteSeries) uint64 { return s.actualRequests.Load() })
-	fmt.Fprintln(w, "# HELP route_response_total Total count of HTTP responses per route.")
-	fmt.Fprintln(w, "# TYPE route_response_total counter")
-	for _, k := range keys {
-		series(k).writeTotals(w, "route_response_total", labels(k))
+	w.Family("route_response_total", promtext.Counter, "Total count of HTTP responses per route.")
+	for i, k := range keys {
+		series(k).writeTotals(w, "route_response_total", labels[i])
 	}
-	fmt.Fprintln(w, "# HELP route_actual_response_total Total count of HTTP responses from backends per route, retried attempts included.")
-	fmt.Fprintln(w, "# TYPE route_actual_response_total counter")
-	for _, k := range keys {
-		series(k).actual.writeTotals(w, "route_actual_response_total", labels(k))
+	w.Family("route_actual_response_total", promtext.Counter, "Total count of HTTP responses from backends per route, retried attempts included.")
+	for i, k := range keys {
+		series(k).actual.writeTotals(w, "route_actual_response_total", labels[i])
 	}
-	fmt.Fprintln(w, "# HELP route_response_latency_ms Elapsed times between a request's headers being received and its response's headers being sent, per route.")
-	fmt.Fprintln(w, "# TYPE route_response_latency_ms histogram")
-	for _, k := range keys {
-		series(k).writeLatency(w, "route_response_latency_ms", labels(k))
+	w.Family("route_response_latency_ms", promtext.Histogram, "Elapsed times between a request's headers being received and its response's headers being sent, per route.")
+	for i, k := range keys {
+		series(k).writeLatency(w, "route_response_latency_ms", labels[i])
 	}
-	fmt.Fprintln(w, "# HELP route_actual_response_latency_ms Elapsed times of each attempt to a backend, per route.")
-	fmt.Fprintln(w, "# TYPE route_actual_response_latency_ms histogram")
-	for _, k := range keys {
-		series(k).actual.writeLatency(w, "route_actual_response_latency_ms", labels(k))
+	w.Family("route_actual_response_latency_ms", promtext.Histogram, "Elapsed times of each attempt to a backend, per route.")
+	for i, k := range keys {
+		series(k).actual.writeLatency(w, "route_actual_response_latency_ms", labels[i])
 	}
 	counter("route_retry_total", "Total count of retries made per route.", func(s *RouteSeries) uint64 { return s.retries.Load() })
-	fmt.Fprintln(w, "# HELP route_retry_skipped_total Total count of retries not made per route, by reason: budget (the destination's retry budget was spent) or body (the request body could not be replayed).")
-	fmt.Fprintln(w, "# TYPE route_retry_skipped_total counter")
-	for _, k := range keys {
+	w.Family("route_retry_skipped_total", promtext.Counter, "Total count of retries not made per route, by reason: budget (the destination's retry budget was spent) or body (the request body could not be replayed).")
+	for i, k := range keys {
 		s := series(k)
 		for reason := range skipReasons {
-			fmt.Fprintf(w, "route_retry_skipped_total{%s,reason=\"%s\"} %d\n", labels(k), reason, s.skipped[reason].Load())
+			w.Uint("route_retry_skipped_total", labels[i].With("reason", reason.String()), s.skipped[reason].Load())
 		}
 	}
 }

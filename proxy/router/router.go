@@ -13,10 +13,10 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -212,16 +212,15 @@ func (rt *Route) Retryable(status, grpc int) bool {
 	return rt.IsFailure(status, grpc)
 }
 
-// ParseGRPCStatus reads a grpc-status value; GRPCNone when absent or malformed.
+// ParseGRPCStatus reads a grpc-status value; GRPCNone when absent or malformed. The
+// grammar is grpcwire's (digits only, "00" is OK); this int form is what IsFailure and
+// Retryable take.
 func ParseGRPCStatus(v string) int {
-	if v == "" {
+	c, ok := grpcwire.ParseCode(v)
+	if !ok {
 		return GRPCNone
 	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return GRPCNone
-	}
-	return n
+	return int(c)
 }
 
 // ---- matching ----

@@ -503,3 +503,17 @@ func TestBudget(t *testing.T) {
 		}
 	})
 }
+
+// TestParseGRPCStatus: the int form IsFailure takes; "00" is OK (not a failure) and
+// anything that is not digits is no status at all.
+func TestParseGRPCStatus(t *testing.T) {
+	cases := []struct {
+		in   string
+		want int
+	}{{"0", 0}, {"00", 0}, {"14", 14}, {"", GRPCNone}, {"-1", GRPCNone}, {"+1", GRPCNone}, {"x", GRPCNone}}
+	for _, tc := range cases {
+		if got := ParseGRPCStatus(tc.in); got != tc.want {
+			t.Errorf("ParseGRPCStatus(%q) = %d, want %d", tc.in, got, tc.want)
+		}
+	}
+}

@@ -619,7 +619,7 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 		// What the web proxy costs after following ~20 destinations through all this.
 		if text, err := web.Metrics(); err == nil {
 			t.Logf("web proxy: RSS %.1f MiB, CPU %.2fs, %v destination subscriptions", localmesh.Sum(text, "process_resident_memory_bytes")/(1<<20),
-				localmesh.Sum(text, "process_cpu_seconds_total"), localmesh.Sum(text, "destination_subscriptions"))
+				localmesh.Sum(text, "process_cpu_seconds_total"), localmesh.Sum(text, "weft_destination_subscriptions"))
 		}
 	})
 
@@ -707,7 +707,7 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 		host := authority("idle")
 		subs := func() (float64, float64) {
 			text := scrape(t, web3)
-			return localmesh.Sum(text, "destination_subscriptions"), localmesh.Sum(text, "destination_expired_total")
+			return localmesh.Sum(text, "weft_destination_subscriptions"), localmesh.Sum(text, "weft_destination_expired_total")
 		}
 		if r := app3.get(host, "/", nil); r.backend != "idle" {
 			t.Fatalf("first request: %d from %q (%v)", r.status, r.backend, r.err)
@@ -781,8 +781,8 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(2 * time.Second)
-		if n := localmesh.Sum(scrape(t, web), "destination_streams"); n != 0 {
-			t.Errorf("with the destination service stopped, destination_streams is %v, want 0", n)
+		if n := localmesh.Sum(scrape(t, web), "weft_destination_streams"); n != 0 {
+			t.Errorf("with the destination service stopped, weft_destination_streams is %v, want 0", n)
 		}
 		restarted := time.Now()
 		if err := e.cp.StartDestination(); err != nil {
@@ -794,8 +794,8 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 		var subs, streams, resubs float64
 		waitFor(t, 10*time.Second, "every subscription to stream again", func() error {
 			text := scrape(t, web)
-			subs, streams = localmesh.Sum(text, "destination_subscriptions"), localmesh.Sum(text, "destination_streams")
-			resubs = localmesh.Sum(text, "destination_resubscriptions_total")
+			subs, streams = localmesh.Sum(text, "weft_destination_subscriptions"), localmesh.Sum(text, "weft_destination_streams")
+			resubs = localmesh.Sum(text, "weft_destination_resubscriptions_total")
 			if subs < 1 || streams != subs {
 				return fmt.Errorf("%v of %v subscriptions streaming", streams, subs)
 			}
@@ -807,7 +807,7 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 			t.Errorf("subscriptions came back %s after the restart, want within 3s", back.Round(time.Millisecond))
 		}
 		if resubs < subs {
-			t.Errorf("after the restart want every subscription resubscribed: destination_subscriptions %v, destination_resubscriptions_total %v", subs, resubs)
+			t.Errorf("after the restart want every subscription resubscribed: weft_destination_subscriptions %v, weft_destination_resubscriptions_total %v", subs, resubs)
 		}
 		time.Sleep(time.Second)
 		close(stop)

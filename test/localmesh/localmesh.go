@@ -56,12 +56,13 @@ import (
 	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/freeport"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/internal/testenv/certmanager"
 )
 
 // Namespace is the control-plane namespace of a local mesh.
-const Namespace = "weft-system"
+const Namespace = meshdefaults.ControlPlaneNamespace
 
 // ControlPlane is a running API server with cert-manager and weft-controller's parts.
 type ControlPlane struct {

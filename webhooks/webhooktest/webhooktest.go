@@ -24,12 +24,13 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/webhooks"
 )
 
 // ControlPlaneNamespace is the control-plane namespace of the test environment.
-const ControlPlaneNamespace = "weft-system"
+const ControlPlaneNamespace = meshdefaults.ControlPlaneNamespace
 
 // Env is a running API server with the webhooks registered and served.
 type Env struct {

@@ -62,13 +62,14 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/destination/desttest"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
 
 const (
-	controlNS  = "weft-system"
+	controlNS  = meshdefaults.ControlPlaneNamespace
 	benchNS    = "bench"
 	serverName = "weft-destination.weft-system.svc"
 )
@@ -192,7 +193,7 @@ func run(cfg config) error {
 	if err != nil {
 		return err
 	}
-	pki, err := desttest.NewPKI("cluster.local")
+	pki, err := desttest.NewPKI(meshdefaults.TrustDomain)
 	if err != nil {
 		return err
 	}

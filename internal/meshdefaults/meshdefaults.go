@@ -1,0 +1,94 @@
+// Package meshdefaults defines, once, the names and defaults that the control plane,
+// the injector, the CLI and the proxy's configuration must agree on: the control-plane
+// namespace, the cluster and trust domains, the annotation and label keys that mark a
+// meshed workload, and the proxy's fixed ports.
+//
+// Why a package of its own: the compiler and the destination store read the same
+// annotations the injector writes, and used to import the injection webhook's package
+// to learn their names, which tied the pure compiler to admission code. Literal copies
+// of "weft-system" and "cluster.local" sat in 13 places. This package imports only the
+// standard library, so any package of either plane can use it.
+package meshdefaults
+
+import "iter"
+
+// Control-plane placement and naming defaults.
+const (
+	// ControlPlaneNamespace is where weft-controller runs unless told otherwise.
+	ControlPlaneNamespace = "weft-system"
+	// ClusterDomain is Kubernetes' default DNS suffix for Service names.
+	ClusterDomain = "cluster.local"
+	// TrustDomain is the SPIFFE trust domain of an empty Mesh (the Mesh CRD's default
+	// marker in apis/mesh/v1alpha1 says the same; TestDefaultsMatchCRD in
+	// internal/inject checks them against a real API server).
+	TrustDomain = "cluster.local"
+	// TokenAudience is the audience of the proxies' projected ServiceAccount tokens,
+	// the one the identity service accepts in its TokenReview.
+	TokenAudience = "identity.weft.dev"
+)
+
+// The annotations and labels that mark a meshed workload. The injector writes them;
+// the compiler and the destination service read them.
+const (
+	// AnnotationInject is "enabled" or "disabled" on a namespace or a pod (also accepted
+	// as a label, which is what the webhook's selectors can see). A pod's value wins over
+	// its namespace's.
+	AnnotationInject = "weft.dev/inject"
+	// AnnotationInjected records, as JSON, what injection added. Its presence is what
+	// makes injection idempotent and uninjection exact, and what marks a pod as meshed.
+	AnnotationInjected = "weft.dev/injected"
+	// AnnotationProxyVersion is the version (image tag) of the injected proxy.
+	AnnotationProxyVersion = "weft.dev/proxy-version"
+	// LabelInjected marks injected pods so that they can be selected (proxy counts,
+	// dashboards) without parsing annotations.
+	LabelInjected = "weft.dev/injected"
+	// ConfigPrefix starts every per-workload proxy setting (config.weft.dev/<knob>).
+	ConfigPrefix = "config.weft.dev/"
+	// AnnotationInboundPort moves a pod's proxy inbound port; peers' proxies must dial
+	// it, so the compiler reads it too.
+	AnnotationInboundPort = ConfigPrefix + "inbound-port"
+)
+
+// The control-plane Services in ControlPlaneNamespace that proxies call; the injector
+// writes their addresses into every proxy, the services mint certificates for them.
+const (
+	IdentityServiceName    = "weft-identity"
+	DestinationServiceName = "weft-destination"
+	// IdentityPort and DestinationPort are those Services' ports.
+	IdentityPort    = 8080
+	DestinationPort = 8086
+)
+
+// ProxyContainerName is the proxy sidecar's container name.
+const ProxyContainerName = "weft-proxy"
+
+// The proxy's ports and user (DESIGN.md, "Fixed decisions").
+const (
+	OutboundPort = 4140
+	InboundPort  = 4143
+	AdminPort    = 4191
+	TapPort      = 4190
+	ProxyUID     = 2102
+)
+
+// OpaquePorts are the ports treated as opaque TCP when a Mesh sets none: server-speaks-
+// first protocols (SMTP, MySQL, PostgreSQL, Redis, memcached, ...) on which protocol
+// detection would only wait for its timeout. A new slice each call: callers may keep it.
+func OpaquePorts() []int32 {
+	return []int32{25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
+}
+
+// Injected says whether a pod carries the proxy: by AnnotationInjected or, for a pod
+// whose annotations were edited away, by a container named ProxyContainerName among
+// containers (init containers included, since the proxy is a native sidecar).
+func Injected(annotations map[string]string, containers iter.Seq[string]) bool {
+	if _, ok := annotations[AnnotationInjected]; ok {
+		return true
+	}
+	for name := range containers {
+		if name == ProxyContainerName {
+			return true
+		}
+	}
+	return false
+}
