@@ -14,13 +14,13 @@ targets=(
   "./proxy/detect FuzzClassify"
   "./proxy/config FuzzParse"
   "./proxy/router FuzzMatchAndFilters"
-  "./proxy/server FuzzH2Server"
-  "./proxy/server FuzzH2Client"
-  "./proxy/server FuzzH1Server"
+  "./proxy/internal/h2 FuzzH2Server"
+  "./proxy/internal/h2 FuzzH2Client"
+  "./proxy/internal/h1 FuzzH1Server"
   "./proxy/discovery FuzzRecv"
   "./proxy/discovery FuzzApplyDelta"
   "./proxy/identity FuzzParseCertifyResponse"
-  "./proxy/server FuzzReadTCPHeader"
+  "./proxy/transport FuzzReadTCPHeader"
 )
 # Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" when
 # -fuzztime ends while a worker is mid-input (golang/go#75804, fixed in Go 1.27), and may
