@@ -317,3 +317,37 @@ func TestClientHeaderListLimit(t *testing.T) {
 		t.Fatalf("the peer saw %d requests, want the 2 small ones", n)
 	}
 }
+
+// A request whose response ended, on a connection the peer is closing (GOAWAY that
+// covers the stream), finishes sending its body: the stream is then forgotten, which
+// closes the connection. That close takes the write lock the body's writer held
+// until it let go first (see the lock order in doc.go): the writer must not be left
+// waiting for itself.
+func TestClientBodyEndsAfterGoAway(t *testing.T) {
+	_, dial := startScriptedPeer(t, func(p *scriptedPeer, id uint32) {
+		p.write(func(fr *http2.Framer) error { return fr.WriteGoAway(id, http2.ErrCodeNo, nil) })
+		p.headers(id, true, ":status", "200")
+	})
+	before := fuzzGoroutines(make([]byte, 1<<20), []string{"h2.(*clientStream).writeBody"})
+	m := NewClient(dial)
+	defer m.CloseIdle()
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", "http://peer/", pr)
+	req.ContentLength = -1 // the headers go out at once, the body later
+	resp, err := m.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	io.WriteString(pw, "late body")
+	pw.Close()
+	if stuck := fuzzLeaks(before, "h2.(*clientStream).writeBody"); stuck != "" {
+		t.Fatalf("the body's writer did not return:\n%s", stuck)
+	}
+	if !m.Unused() {
+		t.Fatal("the connection the peer closed is still held")
+	}
+}
