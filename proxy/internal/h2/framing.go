@@ -51,8 +51,19 @@ const maxWindow = 1<<31 - 1
 // writeTimeout bounds every flush of a weft.h2 connection: a peer that stops
 // reading fills the socket buffers, and the flush that then blocks holds wmu, which
 // every handler of the connection and the read loop's replies need. After this long
-// the connection fails and all of them return. (A variable for tests.)
-var writeTimeout = 10 * time.Second
+// the connection fails and all of them return.
+const writeTimeout = 10 * time.Second
+
+// testWriteTimeout, when not 0, replaces writeTimeout (SetWriteTimeoutForTest).
+// Atomic because a test may restore it while another test's connections flush.
+var testWriteTimeout atomic.Int64
+
+func currentWriteTimeout() time.Duration {
+	if d := testWriteTimeout.Load(); d != 0 {
+		return time.Duration(d)
+	}
+	return writeTimeout
+}
 
 // lingerTimeout and lingerBytes bound how long and how much a connection that
 // is closing reads and drops after its last write (GOAWAY, a final response): closing
@@ -119,8 +130,8 @@ func (h *framing) flushLocked() error {
 	if h.bw.Buffered() == 0 {
 		return nil
 	}
-	if now := time.Now(); h.wdeadline.Sub(now) < writeTimeout/2 {
-		h.wdeadline = now.Add(writeTimeout)
+	if wt, now := currentWriteTimeout(), time.Now(); h.wdeadline.Sub(now) < wt/2 {
+		h.wdeadline = now.Add(wt)
 		h.nc.SetWriteDeadline(h.wdeadline)
 	}
 	if err := h.bw.Flush(); err != nil {
@@ -284,7 +295,6 @@ func (h *framing) writeHeaderFrames(id uint32, block []byte, endStream bool) {
 // SetWriteTimeoutForTest shortens writeTimeout for a test of a peer that stops
 // reading; the returned function restores it. Not for use outside tests.
 func SetWriteTimeoutForTest(d time.Duration) (restore func()) {
-	old := writeTimeout
-	writeTimeout = d
-	return func() { writeTimeout = old }
+	old := testWriteTimeout.Swap(int64(d))
+	return func() { testWriteTimeout.Store(old) }
 }
