@@ -62,7 +62,7 @@ var errConnClosed = errors.New("mesh connection closed")
 type Client struct {
 	dial func(ctx context.Context) (net.Conn, error)
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards conns and dialing; taken before any clientConn's lock
 	conns   []*clientConn
 	dialing *dialCall
 }
@@ -198,10 +198,10 @@ func (m *Client) CloseIdle() {
 // clientConn is one weft.h2 connection to a peer proxy.
 type clientConn struct {
 	framing
-	m      *Client
-	nextID uint32 // under wmu
+	m      *Client // set before the connection is shared
+	nextID uint32  // under wmu
 
-	mu         sync.Mutex
+	mu         sync.Mutex // guards the fields below up to lastRead; taken after wmu
 	streams    map[uint32]*clientStream
 	reserved   int    // streams promised by reserve and not opened yet
 	maxStreams uint32 // the peer's SETTINGS_MAX_CONCURRENT_STREAMS
@@ -209,8 +209,8 @@ type clientConn struct {
 	closed     bool
 	closeErr   error
 
-	lastRead atomic.Int64 // unix nanos of the last frame read
-	done     chan struct{}
+	lastRead atomic.Int64  // unix nanos of the last frame read
+	done     chan struct{} // closed by close: stops healthLoop
 }
 
 func newClientConn(m *Client, nc net.Conn) (*clientConn, error) {

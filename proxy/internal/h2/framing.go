@@ -18,12 +18,14 @@ import (
 // the framer, whose write side is used under wmu by every stream, the header encoder,
 // the peer's settings and the connection-level send window.
 type framing struct {
+	// Set before the connection is shared. Reading nc, br and fr's read side is
+	// the read loop's alone; fr's write side is used under wmu.
 	nc net.Conn
 	fr *http2.Framer
 	br *bufio.Reader // what fr reads through
 
-	wmu      sync.Mutex
-	wcond    sync.Cond // on wmu: a send window grew, or a stream or the connection ended
+	wmu      sync.Mutex // guards the fields below it, up to connWindow
+	wcond    sync.Cond  // on wmu: a send window grew, or a stream or the connection ended
 	bw       *bufio.Writer
 	henc     *hpack.Encoder
 	hbuf     bytes.Buffer
@@ -39,7 +41,8 @@ type framing struct {
 	// connWindow is the receive window this end grants for the whole connection;
 	// unackConn what of it was consumed (read, or dropped) and not yet returned;
 	// recvConn what the peer may still send before a WINDOW_UPDATE (RFC 9113
-	// §6.9): the read loop takes from it, returnWindow gives back.
+	// §6.9): the read loop takes from it, returnWindow gives back. connWindow is
+	// set before the connection is shared; the others are atomic.
 	connWindow int64
 	unackConn  atomic.Int64
 	recvConn   atomic.Int64

@@ -79,6 +79,7 @@ var errStreamReset = errors.New("stream reset by the peer proxy")
 // who guards each field.
 type serverConn struct {
 	framing
+	// Set before the connection is shared, then only read.
 	s       *Server
 	handler http.Handler
 	proto   string // for logs
@@ -87,7 +88,7 @@ type serverConn struct {
 	ctx     context.Context // cancelled when the connection ends
 	cancel  context.CancelFunc
 
-	mu        sync.Mutex
+	mu        sync.Mutex // guards the fields below; taken after wmu, never before
 	streams   map[uint32]*serverStream
 	lastID    uint32
 	goingAway bool
