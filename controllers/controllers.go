@@ -14,15 +14,18 @@ See the License for the specific language governing permissions and
 limitations under the License.
 */
 
-// Package controllers holds one reconciler per Weft kind. Each Reconcile is a thin shell:
-// get the object, ignore NotFound, run small phases that each set one condition, and
-// write the status once, in a deferred patch.
+// Package controllers holds the reconcilers, one per kind, generic where kinds share a
+// shape: RouteReconciler serves HTTPRoute and GRPCRoute, StatusReconciler serves
+// ServiceProfile and TrafficSplit, MeshReconciler the Mesh. Each Reconcile is a thin
+// shell: get the object, ignore NotFound, run small phases that each set one condition,
+// and write the status once, in a deferred patch.
 package controllers
 
 import (
 	"fmt"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Options configure the reconcilers.
@@ -33,16 +36,10 @@ type Options struct {
 
 // AddToManager registers every reconciler with the manager.
 func AddToManager(mgr ctrl.Manager, opts Options) error {
-	if err := (&ServiceProfileReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("serviceprofile-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewServiceProfileReconciler(mgr.GetClient(), mgr.GetEventRecorder("serviceprofile-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ServiceProfile reconciler: %w", err)
 	}
-	if err := (&TrafficSplitReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("trafficsplit-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewTrafficSplitReconciler(mgr.GetClient(), mgr.GetEventRecorder("trafficsplit-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the TrafficSplit reconciler: %w", err)
 	}
 	if err := (&MeshReconciler{
@@ -53,17 +50,24 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Mesh reconciler: %w", err)
 	}
-	if err := (&HTTPRouteReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("httproute-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewHTTPRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("httproute-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the HTTPRoute reconciler: %w", err)
 	}
-	if err := (&GRPCRouteReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("grpcroute-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	if err := NewGRPCRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("grpcroute-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the GRPCRoute reconciler: %w", err)
 	}
 	return nil
+}
+
+// objects returns pointers to a list's items as client.Objects, for the items functions
+// of the generic reconcilers' kinds.
+func objects[T any, P interface {
+	*T
+	client.Object
+}](items []T) []client.Object {
+	out := make([]client.Object, len(items))
+	for i := range items {
+		out[i] = P(&items[i])
+	}
+	return out
 }

@@ -23,91 +23,69 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/validation"
 )
-
-// profileServiceIndex indexes ServiceProfiles by the namespace/name of the in-cluster
-// Service they describe, so a Service event finds its profiles without a full list.
-const profileServiceIndex = "weft.profile.service"
-
-// ServiceProfileReconciler validates ServiceProfiles, checks that the service they
-// describe exists, and reports both in status.
-type ServiceProfileReconciler struct {
-	client.Client
-	Recorder events.EventRecorder
-}
 
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=serviceprofiles,verbs=get;list;watch
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=serviceprofiles/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile brings the status of one ServiceProfile up to date.
-func (r *ServiceProfileReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
-	sp := &meshv1alpha1.ServiceProfile{}
-	if err := r.Get(ctx, req.NamespacedName, sp); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	before := sp.DeepCopy()
-	defer func() {
-		if err := r.Status().Patch(ctx, sp, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
-			retErr = fmt.Errorf("patching ServiceProfile status: %w", err)
-		}
-	}()
-	if !sp.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
-	return ctrl.Result{}, r.reconcileNormal(ctx, sp)
+// NewServiceProfileReconciler returns the reconciler that validates ServiceProfiles,
+// checks that the service they describe exists, and reports both in status.
+func NewServiceProfileReconciler(c client.Client, rec events.EventRecorder) *StatusReconciler[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList] {
+	return &StatusReconciler[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList]{Client: c, Recorder: rec, kind: serviceProfiles}
 }
 
-func (r *ServiceProfileReconciler) reconcileNormal(ctx context.Context, sp *meshv1alpha1.ServiceProfile) error {
-	conds := conditions{list: &sp.Status.Conditions, generation: sp.Generation}
-	sp.Status.ObservedGeneration = sp.Generation
-	sp.Status.Routes = int32(len(sp.Spec.Routes))
-	sp.Status.RetryableRoutes = 0
-	for _, rt := range sp.Spec.Routes {
-		if rt.IsRetryable {
-			sp.Status.RetryableRoutes++
+var serviceProfiles = statusKind[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList]{
+	name:      "ServiceProfile",
+	newObject: func() *meshv1alpha1.ServiceProfile { return &meshv1alpha1.ServiceProfile{} },
+	newList:   func() *meshv1alpha1.ServiceProfileList { return &meshv1alpha1.ServiceProfileList{} },
+	items:     func(l *meshv1alpha1.ServiceProfileList) []client.Object { return objects(l.Items) },
+	services: func(sp *meshv1alpha1.ServiceProfile) []string {
+		if key, ok := ServiceForProfileName(sp.Name); ok {
+			return []string{key.String()}
 		}
-	}
-
-	if errs := validation.ServiceProfile(sp); len(errs) > 0 {
-		msg := errs.ToAggregate().Error()
-		conds.set(meshv1alpha1.ConditionAccepted, false, meshv1alpha1.ReasonInvalid, "Fix the spec: "+msg)
-		r.Recorder.Eventf(sp, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonInvalid, "Validate", "Fix the spec: %s", msg)
-	} else {
-		conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, "The profile is valid")
-	}
-
-	if err := r.resolveService(ctx, sp, conds); err != nil {
-		return err
-	}
-	conds.summarizeReady(meshv1alpha1.ConditionAccepted, meshv1alpha1.ConditionResolvedRefs)
-	return nil
+		return nil
+	},
+	conditions: func(sp *meshv1alpha1.ServiceProfile) *[]metav1.Condition { return &sp.Status.Conditions },
+	restate: func(sp *meshv1alpha1.ServiceProfile) {
+		sp.Status.ObservedGeneration = sp.Generation
+		sp.Status.Routes = int32(len(sp.Spec.Routes))
+		sp.Status.RetryableRoutes = 0
+		for _, rt := range sp.Spec.Routes {
+			if rt.IsRetryable {
+				sp.Status.RetryableRoutes++
+			}
+		}
+	},
+	validate:     validation.ServiceProfile,
+	fixPrefix:    "Fix the spec: ",
+	validMessage: "The profile is valid",
+	resolveRefs:  resolveProfileService,
 }
 
-// resolveService sets ResolvedRefs: True when the profile names an in-cluster Service that
-// exists, or names an authority outside the cluster (which has nothing to resolve).
-func (r *ServiceProfileReconciler) resolveService(ctx context.Context, sp *meshv1alpha1.ServiceProfile, conds conditions) error {
+// resolveProfileService sets ResolvedRefs: True when the profile names an in-cluster
+// Service that exists, or names an authority outside the cluster (which has nothing to
+// resolve).
+func resolveProfileService(ctx context.Context, c client.Reader, rec events.EventRecorder, sp *meshv1alpha1.ServiceProfile, conds conditions) error {
 	key, inCluster := ServiceForProfileName(sp.Name)
 	if !inCluster {
 		conds.set(meshv1alpha1.ConditionResolvedRefs, true, meshv1alpha1.ReasonResolved, "The profile describes an authority outside the cluster")
 		return nil
 	}
-	err := r.Get(ctx, key, &corev1.Service{})
+	err := c.Get(ctx, key, &corev1.Service{})
 	switch {
 	case apierrors.IsNotFound(err):
 		msg := fmt.Sprintf("Service %s does not exist; create it, or rename the profile to the FQDN of an existing Service", key)
 		conds.set(meshv1alpha1.ConditionResolvedRefs, false, meshv1alpha1.ReasonRefNotFound, msg)
-		r.Recorder.Eventf(sp, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonRefNotFound, "Resolve", msg)
+		rec.Eventf(sp, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonRefNotFound, "Resolve", msg)
 	case err != nil:
 		return fmt.Errorf("getting Service %s: %w", key, err)
 	default:
@@ -125,35 +103,4 @@ func ServiceForProfileName(name string) (types.NamespacedName, bool) {
 		return types.NamespacedName{}, false
 	}
 	return types.NamespacedName{Namespace: parts[1], Name: parts[0]}, true
-}
-
-// SetupWithManager watches ServiceProfiles and the Services they describe.
-func (r *ServiceProfileReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &meshv1alpha1.ServiceProfile{}, profileServiceIndex,
-		func(o client.Object) []string {
-			if key, ok := ServiceForProfileName(o.GetName()); ok {
-				return []string{key.String()}
-			}
-			return nil
-		}); err != nil {
-		return fmt.Errorf("indexing ServiceProfiles by service: %w", err)
-	}
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&meshv1alpha1.ServiceProfile{}).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.profilesForService)).
-		Complete(r)
-}
-
-func (r *ServiceProfileReconciler) profilesForService(ctx context.Context, svc client.Object) []reconcile.Request {
-	var profiles meshv1alpha1.ServiceProfileList
-	key := types.NamespacedName{Namespace: svc.GetNamespace(), Name: svc.GetName()}.String()
-	if err := r.List(ctx, &profiles, client.MatchingFields{profileServiceIndex: key}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing ServiceProfiles for a Service", "service", key)
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(profiles.Items))
-	for _, p := range profiles.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&p)})
-	}
-	return reqs
 }

@@ -23,68 +23,56 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/validation"
 )
 
-// splitServiceIndex indexes TrafficSplits by every Service they name (root and
-// backends), so a Service event finds the splits that depend on it.
-const splitServiceIndex = "weft.split.service"
-
-// TrafficSplitReconciler validates TrafficSplits, checks that their Services exist, and
-// reports both in status.
-type TrafficSplitReconciler struct {
-	client.Client
-	Recorder events.EventRecorder
-}
-
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile brings the status of one TrafficSplit up to date.
-func (r *TrafficSplitReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
-	ts := &splitv1alpha2.TrafficSplit{}
-	if err := r.Get(ctx, req.NamespacedName, ts); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	before := ts.DeepCopy()
-	defer func() {
-		if err := r.Status().Patch(ctx, ts, client.MergeFrom(before)); err != nil && !apierrors.IsNotFound(err) {
-			retErr = fmt.Errorf("patching TrafficSplit status: %w", err)
-		}
-	}()
-	if !ts.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
-	return ctrl.Result{}, r.reconcileNormal(ctx, ts)
+// NewTrafficSplitReconciler returns the reconciler that validates TrafficSplits, checks
+// that their Services exist, and reports both in status.
+func NewTrafficSplitReconciler(c client.Client, rec events.EventRecorder) *StatusReconciler[*splitv1alpha2.TrafficSplit, *splitv1alpha2.TrafficSplitList] {
+	return &StatusReconciler[*splitv1alpha2.TrafficSplit, *splitv1alpha2.TrafficSplitList]{Client: c, Recorder: rec, kind: trafficSplits}
 }
 
-func (r *TrafficSplitReconciler) reconcileNormal(ctx context.Context, ts *splitv1alpha2.TrafficSplit) error {
-	conds := conditions{list: &ts.Status.Conditions, generation: ts.Generation}
-	ts.Status.ObservedGeneration = ts.Generation
-	ts.Status.Backends = summarizeBackends(ts.Spec.Backends)
+var trafficSplits = statusKind[*splitv1alpha2.TrafficSplit, *splitv1alpha2.TrafficSplitList]{
+	name:      "TrafficSplit",
+	newObject: func() *splitv1alpha2.TrafficSplit { return &splitv1alpha2.TrafficSplit{} },
+	newList:   func() *splitv1alpha2.TrafficSplitList { return &splitv1alpha2.TrafficSplitList{} },
+	items:     func(l *splitv1alpha2.TrafficSplitList) []client.Object { return objects(l.Items) },
+	services: func(ts *splitv1alpha2.TrafficSplit) []string {
+		refs := validation.TrafficSplitServices(ts)
+		keys := make([]string, len(refs))
+		for i, r := range refs {
+			keys[i] = r.Key.String()
+		}
+		return keys
+	},
+	conditions: func(ts *splitv1alpha2.TrafficSplit) *[]metav1.Condition { return &ts.Status.Conditions },
+	restate: func(ts *splitv1alpha2.TrafficSplit) {
+		ts.Status.ObservedGeneration = ts.Generation
+		ts.Status.Backends = summarizeBackends(ts.Spec.Backends)
+	},
+	validate:     validation.TrafficSplit,
+	validMessage: "The split is valid",
+	resolveRefs:  resolveSplitServices,
+}
 
-	if errs := validation.TrafficSplit(ts); len(errs) > 0 {
-		msg := errs.ToAggregate().Error()
-		conds.set(meshv1alpha1.ConditionAccepted, false, meshv1alpha1.ReasonInvalid, msg)
-		r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonInvalid, "Validate", msg)
-	} else {
-		conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, "The split is valid")
-	}
-
+// resolveSplitServices sets ResolvedRefs: True when the root Service and every backend
+// exist, otherwise False naming the missing ones.
+func resolveSplitServices(ctx context.Context, c client.Reader, rec events.EventRecorder, ts *splitv1alpha2.TrafficSplit, conds conditions) error {
 	var missing []string
 	for _, name := range splitServices(ts) {
-		err := r.Get(ctx, types.NamespacedName{Namespace: ts.Namespace, Name: name}, &corev1.Service{})
+		err := c.Get(ctx, types.NamespacedName{Namespace: ts.Namespace, Name: name}, &corev1.Service{})
 		switch {
 		case apierrors.IsNotFound(err):
 			missing = append(missing, name)
@@ -95,21 +83,20 @@ func (r *TrafficSplitReconciler) reconcileNormal(ctx context.Context, ts *splitv
 	if len(missing) > 0 {
 		msg := fmt.Sprintf("Service %s not found in namespace %s; create it or remove it from the split", strings.Join(missing, ", "), ts.Namespace)
 		conds.set(meshv1alpha1.ConditionResolvedRefs, false, meshv1alpha1.ReasonRefNotFound, msg)
-		r.Recorder.Eventf(ts, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonRefNotFound, "Resolve", msg)
+		rec.Eventf(ts, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonRefNotFound, "Resolve", msg)
 	} else {
 		conds.set(meshv1alpha1.ConditionResolvedRefs, true, meshv1alpha1.ReasonResolved, "Every Service exists")
 	}
-	conds.summarizeReady(meshv1alpha1.ConditionAccepted, meshv1alpha1.ConditionResolvedRefs)
 	return nil
 }
 
-// splitServices returns the root Service and the backends, each once, in spec order.
+// splitServices returns the names of the Services a split names, root first, in spec
+// order: the same references the validating webhook warns about when they are missing.
 func splitServices(ts *splitv1alpha2.TrafficSplit) []string {
-	names := []string{ts.Spec.Service}
-	for _, b := range ts.Spec.Backends {
-		if b.Service != ts.Spec.Service {
-			names = append(names, b.Service)
-		}
+	refs := validation.TrafficSplitServices(ts)
+	names := make([]string, len(refs))
+	for i, r := range refs {
+		names[i] = r.Key.Name
 	}
 	return names
 }
@@ -130,29 +117,4 @@ func summarizeBackends(backends []splitv1alpha2.TrafficSplitBackend) string {
 		parts = append(parts, fmt.Sprintf("%s:%d%%", b.Service, pct))
 	}
 	return strings.Join(parts, ",")
-}
-
-// SetupWithManager watches TrafficSplits and the Services they name.
-func (r *TrafficSplitReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &splitv1alpha2.TrafficSplit{}, splitServiceIndex,
-		func(o client.Object) []string { return splitServices(o.(*splitv1alpha2.TrafficSplit)) }); err != nil {
-		return fmt.Errorf("indexing TrafficSplits by service: %w", err)
-	}
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&splitv1alpha2.TrafficSplit{}).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.splitsForService)).
-		Complete(r)
-}
-
-func (r *TrafficSplitReconciler) splitsForService(ctx context.Context, svc client.Object) []reconcile.Request {
-	var splits splitv1alpha2.TrafficSplitList
-	if err := r.List(ctx, &splits, client.InNamespace(svc.GetNamespace()), client.MatchingFields{splitServiceIndex: svc.GetName()}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing TrafficSplits for a Service", "service", client.ObjectKeyFromObject(svc))
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(splits.Items))
-	for _, s := range splits.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&s)})
-	}
-	return reqs
 }

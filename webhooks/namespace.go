@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 // Admission webhooks can select namespaces by label only, but weft.dev/inject is an
@@ -86,11 +87,7 @@ func (v *NamespaceValidator) ValidateDelete(context.Context, *corev1.Namespace) 
 }
 
 func validateNamespace(ns *corev1.Namespace) error {
-	errs := inject.ValidateAnnotations(ns.Annotations, field.NewPath("metadata", "annotations"))
-	if v, ok := ns.Labels[inject.AnnotationInject]; ok && v != inject.InjectEnabled && v != inject.InjectDisabled {
-		errs = append(errs, field.NotSupported(field.NewPath("metadata", "labels").Key(inject.AnnotationInject), v,
-			[]string{inject.InjectEnabled, inject.InjectDisabled}))
-	}
+	errs := validation.InjectionMetadata(field.NewPath("metadata"), ns.Annotations, ns.Labels)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"slices"
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
@@ -17,7 +16,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/inject"
-	"github.com/weftmesh/weft/internal/trustbundle"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 // Two entries share the injector: one for pods in namespaces labelled
@@ -96,12 +95,8 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 // an injected pod exists there) or only anchors of the bundle weft-controller publishes
 // in the control-plane namespace. The proxy trusts whatever that ConfigMap says, so one
 // created by a namespace user (for a pod opted in outside a meshed namespace, before
-// weft-controller got there) would make it trust their CA.
-//
-// The check is on content, not on the managed-by label or the owner reference: anyone
-// who can create a ConfigMap can write those too. A subset is accepted, not only an
-// equal bundle, because copies follow the control-plane bundle by a reconcile: while an
-// anchor is being added, the copies still hold only the old one.
+// weft-controller got there) would make it trust their CA. The rule is
+// validation.TrustRootsCopy; this reads the two ConfigMaps it compares.
 func (h *PodInjector) foreignTrustRoots(ctx context.Context, ns string) (string, error) {
 	live := h.LiveReader
 	if live == nil {
@@ -128,21 +123,11 @@ func (h *PodInjector) foreignTrustRoots(ctx context.Context, ns string) (string,
 	case err != nil:
 		return "", fmt.Errorf("reading ConfigMap %s/%s: %w", cp, name, err)
 	}
-	want, err := trustbundle.ParsePEM([]byte(published.Data[inject.TrustRootsKey]))
-	if err != nil {
-		return "", fmt.Errorf("parsing the published trust bundle %s/%s: %w", cp, name, err)
+	problem, err := validation.TrustRootsCopy(local.Data, published.Data, cp+"/"+name)
+	if err != nil || problem == "" {
+		return "", err
 	}
-	got, err := trustbundle.ParsePEM([]byte(local.Data[inject.TrustRootsKey]))
-	if err != nil || len(got) == 0 {
-		return fmt.Sprintf("ConfigMap %s/%s holds no readable trust bundle under %s; %s", ns, name, inject.TrustRootsKey, advice), nil
-	}
-	for _, c := range got {
-		if !slices.ContainsFunc(want, c.Equal) {
-			return fmt.Sprintf("ConfigMap %s/%s holds a certificate (%s) that is not in the trust bundle weft-controller publishes (%s/%s): it was not written by Weft, and the proxy would trust it; %s",
-				ns, name, c.Subject, cp, name, advice), nil
-		}
-	}
-	return "", nil
+	return fmt.Sprintf("ConfigMap %s/%s %s; %s", ns, name, problem, advice), nil
 }
 
 // podName names a pod for logs; pods of controllers have only a generateName yet.

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -46,42 +44,12 @@ func (v *TrafficSplitValidator) validate(ctx context.Context, ts *splitv1alpha2.
 	if err := v.Reader.List(ctx, &others, client.InNamespace(ts.Namespace)); err != nil {
 		return nil, fmt.Errorf("listing TrafficSplits in %s: %w", ts.Namespace, err)
 	}
-	if errs := ValidateTrafficSplit(ts, others.Items); len(errs) > 0 {
+	// What Weft cannot honour (SMI route-group matches) is the rule whose result the
+	// TrafficSplit reconciler reports in its conditions; conflicts need the other splits.
+	errs := validation.TrafficSplit(ts)
+	errs = append(errs, validation.TrafficSplitConflicts(ts, others.Items)...)
+	if len(errs) > 0 {
 		return nil, apierrors.NewInvalid(splitv1alpha2.GroupVersion.WithKind("TrafficSplit").GroupKind(), ts.Name, errs)
 	}
-
-	var warnings admission.Warnings
-	spec := field.NewPath("spec")
-	refs := []serviceRef{{path: spec.Child("service"), key: types.NamespacedName{Namespace: ts.Namespace, Name: ts.Spec.Service}}}
-	for i, b := range ts.Spec.Backends {
-		if b.Service == ts.Spec.Service {
-			continue
-		}
-		refs = append(refs, serviceRef{path: spec.Child("backends").Index(i).Child("service"),
-			key: types.NamespacedName{Namespace: ts.Namespace, Name: b.Service}})
-	}
-	for _, ref := range refs {
-		w, err := missingService(ctx, v.Reader, ref)
-		if err != nil {
-			return nil, err
-		}
-		warnings = append(warnings, w...)
-	}
-	return warnings, nil
-}
-
-// ValidateTrafficSplit returns the errors of a split given the other splits of its
-// namespace. It reads nothing from the cluster.
-func ValidateTrafficSplit(ts *splitv1alpha2.TrafficSplit, others []splitv1alpha2.TrafficSplit) field.ErrorList {
-	// What Weft cannot honour (SMI route-group matches): the same checks whose result
-	// the TrafficSplit reconciler reports in its conditions.
-	errs := validation.TrafficSplit(ts)
-	for _, o := range others {
-		if o.Name == ts.Name || o.Spec.Service != ts.Spec.Service || o.DeletionTimestamp != nil {
-			continue
-		}
-		errs = append(errs, field.Forbidden(field.NewPath("spec", "service"),
-			fmt.Sprintf("TrafficSplit %s already splits Service %s; a Service has at most one split, so put these backends in that one", o.Name, ts.Spec.Service)))
-	}
-	return errs
+	return missingServices(ctx, v.Reader, validation.TrafficSplitServices(ts))
 }

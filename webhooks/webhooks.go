@@ -2,7 +2,9 @@
 // calls internal/inject, the same code as `weft inject`), the namespace webhooks that
 // keep weft.dev/inject visible to the injector's selectors and check config.weft.dev/*
 // annotations, and the validators of ServiceProfile and TrafficSplit for what CEL cannot
-// express. docs/injection.md describes the selectors and failure policies.
+// express. The validators are admission plumbing only: the rules live in
+// internal/validation, which the reconcilers call too. docs/injection.md describes the
+// selectors and failure policies.
 package webhooks
 
 import (

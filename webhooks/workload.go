@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 // The workload validator checks the weft annotations of pod templates when a
@@ -54,11 +55,7 @@ func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) adm
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod template: %w", err))
 	}
 	meta := field.NewPath(path[0], path[1:]...).Child("metadata")
-	errs := inject.ValidateAnnotations(tpl.Annotations, meta.Child("annotations"))
-	if v, ok := tpl.Labels[inject.AnnotationInject]; ok && v != inject.InjectEnabled && v != inject.InjectDisabled {
-		errs = append(errs, field.NotSupported(meta.Child("labels").Key(inject.AnnotationInject), v,
-			[]string{inject.InjectEnabled, inject.InjectDisabled}))
-	}
+	errs := validation.InjectionMetadata(meta, tpl.Annotations, tpl.Labels)
 	if len(errs) == 0 {
 		return admission.Allowed("")
 	}

@@ -62,6 +62,10 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "weft-controller.mesh.weft.dev",
 		LeaderElectionNamespace: namespace,
+		// A leader that stops (rollout, eviction) hands over at once instead of
+		// leaving the reconcilers idle until its lease expires; its reconcilers
+		// have stopped by then.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		log.Error(err, "Unable to create the manager")
@@ -94,9 +98,13 @@ func main() {
 		log.Error(err, "Unable to set up the health check")
 		os.Exit(1)
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		log.Error(err, "Unable to set up the readiness check")
-		os.Exit(1)
+	// /readyz also has the identity and destination services' checks (their
+	// AddToManager adds them): a replica gets traffic only once it serves all three.
+	if enableWebhooks {
+		if err := mgr.AddReadyzCheck("webhooks", mgr.GetWebhookServer().StartedChecker()); err != nil {
+			log.Error(err, "Unable to set up the webhook readiness check")
+			os.Exit(1)
+		}
 	}
 
 	log.Info("Starting weft-controller", "namespace", namespace, "leaderElection", leaderElect)

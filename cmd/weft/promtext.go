@@ -32,7 +32,7 @@ type sample struct {
 }
 
 // parseMetrics reads the Prometheus text exposition format (0.0.4) as a proxy's
-// /metrics writes it. It is a small parser of its own rather than internal/localmesh's
+// /metrics writes it. It is a small parser of its own rather than test/localmesh's
 // substring matching, because `weft stat` groups by label values (direction, tls,
 // classification, le) and must not pull the test environment into the CLI.
 func parseMetrics(text string) ([]sample, error) {

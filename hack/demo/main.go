@@ -49,8 +49,8 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/controllers"
 	"github.com/weftmesh/weft/internal/identity"
-	"github.com/weftmesh/weft/internal/localmesh"
 	"github.com/weftmesh/weft/internal/testenv"
+	"github.com/weftmesh/weft/test/localmesh"
 )
 
 func main() {

@@ -18,8 +18,11 @@ package identity
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
@@ -79,7 +82,18 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	return mgr.Add(&runnable{svc: svc, addr: opts.Addr, cache: c})
+	r := &runnable{svc: svc, addr: opts.Addr, cache: c}
+	// A replica is ready once it can answer Certify: before, the weft-identity
+	// Service should send proxies to the others.
+	if err := mgr.AddReadyzCheck("identity", func(*http.Request) error {
+		if !r.serving.Load() {
+			return errors.New("the identity service has not synced its cache and started listening yet")
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("adding the identity readiness check: %w", err)
+	}
+	return mgr.Add(r)
 }
 
 // splitReader reads the Mesh from the manager's cache and everything else from the
@@ -104,9 +118,10 @@ func (r splitReader) List(ctx context.Context, list client.ObjectList, opts ...c
 }
 
 type runnable struct {
-	svc   *Service
-	addr  string
-	cache cache.Cache
+	svc     *Service
+	addr    string
+	cache   cache.Cache
+	serving atomic.Bool // listening, with a synced cache
 }
 
 // NeedLeaderElection is false: every replica signs certificates.
@@ -120,5 +135,7 @@ func (r *runnable) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", r.addr, err)
 	}
+	r.serving.Store(true)
+	defer r.serving.Store(false)
 	return r.svc.Serve(ctx, lis)
 }

@@ -15,8 +15,12 @@ limitations under the License.
 */
 
 // Package validation checks what the CRD schemas cannot express, with field.ErrorList
-// errors that name the field. The reconcilers report the result in status conditions and
-// the validating webhooks reject with it, so both say the same thing.
+// errors that name the field. It is the one home of these rules: the reconcilers report
+// the result in status conditions and the validating webhooks reject with it, so both say
+// the same thing, and the webhooks keep only admission plumbing (decoding, reading the
+// cluster, turning errors into responses). Every function here is pure: what it needs
+// from the cluster (other objects, the cluster domain) is passed in, so the rules are
+// tested by table in milliseconds, without an API server.
 package validation
 
 import (

@@ -45,9 +45,9 @@ import (
 	"github.com/weftmesh/weft/controllers"
 	"github.com/weftmesh/weft/internal/destination"
 	internalidentity "github.com/weftmesh/weft/internal/identity"
-	"github.com/weftmesh/weft/internal/localmesh"
 	"github.com/weftmesh/weft/proxy/discovery"
 	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/test/localmesh"
 )
 
 // meshEnv is a control plane with a Ready Mesh and the meshed namespace "shop", with

@@ -39,7 +39,7 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/controllers"
 	"github.com/weftmesh/weft/internal/identity"
-	"github.com/weftmesh/weft/internal/localmesh"
+	"github.com/weftmesh/weft/test/localmesh"
 )
 
 func startControlPlane(t *testing.T) *localmesh.ControlPlane {

@@ -41,7 +41,7 @@ import (
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	internalidentity "github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/inject"
-	"github.com/weftmesh/weft/internal/localmesh"
+	"github.com/weftmesh/weft/test/localmesh"
 	"github.com/weftmesh/weft/test/netns"
 )
 

@@ -76,7 +76,7 @@ type Identity string
 
 // IdentityReference names a ServiceAccount or a Namespace.
 //
-// +kubebuilder:validation:XValidation:rule="(!has(self.group) || self.group == ”) && self.kind in ['ServiceAccount', 'Namespace']",message="an identity reference must be a ServiceAccount or a Namespace (core group, group omitted)"
+// +kubebuilder:validation:XValidation:rule="(!has(self.group) || size(self.group) == 0) && self.kind in ['ServiceAccount', 'Namespace']",message="an identity reference must be a ServiceAccount or a Namespace (core group, group omitted)"
 // +kubebuilder:validation:XValidation:rule="self.kind != 'Namespace' || !has(self.namespace)",message="a Namespace reference names the namespace in name, not namespace"
 type IdentityReference struct {
 	// group of the referent; empty or omitted for the core API group.

@@ -65,7 +65,7 @@ type AuthorizationPolicySpec struct {
 
 // TargetReference names an object in the referrer's namespace.
 //
-// +kubebuilder:validation:XValidation:rule="((!has(self.group) || self.group == ”) && self.kind == 'Namespace') || ((has(self.group) && self.group in ['policy.weft.dev', 'policy.linkerd.io']) && self.kind == 'Server') || ((has(self.group) && self.group == 'gateway.networking.k8s.io') && self.kind in ['HTTPRoute', 'GRPCRoute'])",message="targetRef must be a Server (group policy.weft.dev), an HTTPRoute or GRPCRoute (group gateway.networking.k8s.io) or a Namespace (core group, group omitted)"
+// +kubebuilder:validation:XValidation:rule="((!has(self.group) || size(self.group) == 0) && self.kind == 'Namespace') || ((has(self.group) && self.group in ['policy.weft.dev', 'policy.linkerd.io']) && self.kind == 'Server') || ((has(self.group) && self.group == 'gateway.networking.k8s.io') && self.kind in ['HTTPRoute', 'GRPCRoute'])",message="targetRef must be a Server (group policy.weft.dev), an HTTPRoute or GRPCRoute (group gateway.networking.k8s.io) or a Namespace (core group, group omitted)"
 type TargetReference struct {
 	// group of the referent; empty or omitted for the core API group.
 	// +kubebuilder:validation:MaxLength=253
@@ -88,7 +88,7 @@ type TargetReference struct {
 // AuthenticationReference names an authentication: a MeshTLSAuthentication or
 // NetworkAuthentication, or a ServiceAccount.
 //
-// +kubebuilder:validation:XValidation:rule="((has(self.group) && self.group in ['policy.weft.dev', 'policy.linkerd.io']) && self.kind in ['MeshTLSAuthentication', 'NetworkAuthentication']) || ((!has(self.group) || self.group == ”) && self.kind == 'ServiceAccount')",message="an authentication must be a MeshTLSAuthentication or NetworkAuthentication (group policy.weft.dev) or a ServiceAccount (core group, group omitted)"
+// +kubebuilder:validation:XValidation:rule="((has(self.group) && self.group in ['policy.weft.dev', 'policy.linkerd.io']) && self.kind in ['MeshTLSAuthentication', 'NetworkAuthentication']) || ((!has(self.group) || size(self.group) == 0) && self.kind == 'ServiceAccount')",message="an authentication must be a MeshTLSAuthentication or NetworkAuthentication (group policy.weft.dev) or a ServiceAccount (core group, group omitted)"
 type AuthenticationReference struct {
 	// group of the referent; empty or omitted for the core API group.
 	// +kubebuilder:validation:MaxLength=253

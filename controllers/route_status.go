@@ -28,103 +28,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weftmesh/weft/internal/compiler"
 )
-
-// MeshControllerName is the controllerName of the status.parents[] entries Weft writes
-// on routes attached to Services. Entries with any other controllerName belong to
-// other controllers (a Gateway implementation, another mesh) and are left alone.
-const MeshControllerName gatewayv1.GatewayController = "weft.dev/mesh-controller"
-
-// routeServiceIndex indexes HTTPRoutes and GRPCRoutes by the namespace/name of every
-// Service they name as a parent or a backend, so a Service event finds its routes.
-const routeServiceIndex = "weft.route.service"
-
-// maxRouteParents is the API's bound on status.parents.
-const maxRouteParents = 32
-
-// HTTPRouteReconciler reports, for each Service a route attaches to (GAMMA), whether
-// Weft accepts it and whether its backend references resolve.
-type HTTPRouteReconciler struct {
-	client.Client
-	Recorder events.EventRecorder
-}
-
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch
-// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
-// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-
-// Reconcile brings the Weft entries of one HTTPRoute's status.parents up to date.
-func (r *HTTPRouteReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
-	route := &gatewayv1.HTTPRoute{}
-	if err := r.Get(ctx, req.NamespacedName, route); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	before := route.DeepCopy()
-	defer func() {
-		retErr = patchRouteStatus(ctx, r.Client, route, before, &before.Status.RouteStatus, &route.Status.RouteStatus, retErr)
-	}()
-	if !route.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
-	return ctrl.Result{}, r.reconcileNormal(ctx, route)
-}
-
-func (r *HTTPRouteReconciler) reconcileNormal(ctx context.Context, route *gatewayv1.HTTPRoute) error {
-	v := routeView{obj: route, parentRefs: route.Spec.ParentRefs}
-	for _, rule := range route.Spec.Rules {
-		v.ruleProblems = append(v.ruleProblems, compiler.HTTPRuleProblem(rule))
-		for _, b := range rule.BackendRefs {
-			v.backendRefs = append(v.backendRefs, b.BackendObjectReference)
-		}
-	}
-	parents, err := computeParents(ctx, r.Client, r.Recorder, v, route.Status.Parents)
-	if err != nil {
-		return err
-	}
-	route.Status.Parents = parents
-	return nil
-}
-
-// SetupWithManager watches HTTPRoutes and the Services they name.
-func (r *HTTPRouteReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &gatewayv1.HTTPRoute{}, routeServiceIndex,
-		func(o client.Object) []string {
-			route := o.(*gatewayv1.HTTPRoute)
-			var refs []gatewayv1.BackendObjectReference
-			for _, rule := range route.Spec.Rules {
-				for _, b := range rule.BackendRefs {
-					refs = append(refs, b.BackendObjectReference)
-				}
-			}
-			return referencedServices(route.Namespace, route.Spec.ParentRefs, refs)
-		}); err != nil {
-		return fmt.Errorf("indexing HTTPRoutes by service: %w", err)
-	}
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&gatewayv1.HTTPRoute{}).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, svc client.Object) []reconcile.Request {
-			var routes gatewayv1.HTTPRouteList
-			return routesForService(ctx, r.Client, &routes, svc, func() []client.Object {
-				out := make([]client.Object, 0, len(routes.Items))
-				for i := range routes.Items {
-					out = append(out, &routes.Items[i])
-				}
-				return out
-			})
-		})).
-		Complete(r)
-}
-
-// The rest of this file is shared with the GRPCRoute reconciler: both route kinds
-// report the same way.
 
 // routeView is what status computation needs from a route of either kind.
 type routeView struct {
@@ -259,46 +167,4 @@ func patchRouteStatus(ctx context.Context, c client.Client, obj, before client.O
 		return fmt.Errorf("patching %T status: %w", obj, err)
 	}
 	return nil
-}
-
-// referencedServices lists namespace/name of the Services a route names as parents or
-// backends, for the index.
-func referencedServices(ns string, parents []gatewayv1.ParentReference, backends []gatewayv1.BackendObjectReference) []string {
-	seen := map[string]bool{}
-	var out []string
-	add := func(k string) {
-		if !seen[k] {
-			seen[k] = true
-			out = append(out, k)
-		}
-	}
-	for _, pr := range parents {
-		if compiler.IsServiceParent(pr) {
-			add(types.NamespacedName{Namespace: compiler.ParentNamespace(ns, pr), Name: string(pr.Name)}.String())
-		}
-	}
-	for _, b := range backends {
-		if (b.Group == nil || *b.Group == "") && (b.Kind == nil || *b.Kind == "Service") {
-			bns := ns
-			if b.Namespace != nil && *b.Namespace != "" {
-				bns = string(*b.Namespace)
-			}
-			add(types.NamespacedName{Namespace: bns, Name: string(b.Name)}.String())
-		}
-	}
-	return out
-}
-
-// routesForService maps a Service event to the routes of one kind that name it.
-func routesForService(ctx context.Context, c client.Reader, list client.ObjectList, svc client.Object, items func() []client.Object) []reconcile.Request {
-	key := types.NamespacedName{Namespace: svc.GetNamespace(), Name: svc.GetName()}.String()
-	if err := c.List(ctx, list, client.MatchingFields{routeServiceIndex: key}); err != nil {
-		ctrl.LoggerFrom(ctx).Error(err, "Listing routes for a Service", "service", key)
-		return nil
-	}
-	var reqs []reconcile.Request
-	for _, o := range items() {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
-	}
-	return reqs
 }

@@ -17,7 +17,10 @@ limitations under the License.
 // Package localmesh runs Weft on one machine without a cluster: a real kube-apiserver
 // and etcd, the real cert-manager controllers, weft-controller's reconcilers and
 // identity and destination services in-process, and weft-proxy processes in mesh mode
-// on loopback. The integration tests and `make demo` use it.
+// on loopback. The integration tests (test/integration) and `make demo-local`
+// (hack/demo) use it. It lives under test/, not internal/, because it assembles the
+// top-level consumers (controllers) into a control plane: internal/ packages are what
+// those consumers are built from, and never import them.
 package localmesh
 
 import (
