@@ -45,7 +45,7 @@ func TestParseGood(t *testing.T) {
 		t.Errorf("defaults: tcpIdleTimeout %s, maxConnections %d/%d; want 1h, 1024 inbound, 2048 outbound",
 			c.TCPIdleTimeout.Duration, c.Inbound.MaxConnections, c.Outbound.MaxConnections)
 	}
-	// What the file says, with defaults applied; proxy/server's static source turns
+	// What the file says, with defaults applied; proxy/destination's static source turns
 	// it into routable destinations (tested there).
 	web, db := c.Destinations[0], c.Destinations[1]
 	if web.Name != "web" || len(web.Addresses) != 2 || web.Authorities[0] != "Web.default.svc.cluster.local" {

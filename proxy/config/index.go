@@ -6,9 +6,9 @@ import (
 
 // Index is an immutable lookup structure built from a validated Config: the
 // listener-level settings (opaque ports, inbound policies, test overrides). The
-// destinations are served by the proxy's static source (proxy/server), which converts
-// them to the destination service's model. The proxy swaps whole Indexes atomically
-// when configuration changes, so lookups take no lock.
+// destinations are served by the proxy's static source (proxy/destination), which
+// converts them to the destination service's model. The proxy swaps whole Indexes
+// atomically when configuration changes, so lookups take no lock.
 type Index struct {
 	Config      *Config
 	opaque      map[uint16]bool

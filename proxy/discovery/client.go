@@ -1,7 +1,7 @@
 // Package discovery is the proxy's client of the destination service: it subscribes to
 // the destinations the data path asks about, keeps each one's current configuration in
 // memory, and answers the data path's lookups from there (it implements
-// server.Source).
+// destination.Source).
 //
 // One subscription is one Get stream, opened on the first Lookup of a target and
 // cancelled when the target has not been looked up for IdleTimeout, so the proxy's
@@ -110,7 +110,7 @@ type Stats struct {
 	Expired uint64
 }
 
-// Client is a server.Source backed by the destination service. Create with New; it
+// Client is a destination.Source backed by the destination service. Create with New; it
 // must be closed with Close.
 type Client struct {
 	opts Options

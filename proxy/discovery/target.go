@@ -1,9 +1,9 @@
 package discovery
 
-import "github.com/weftmesh/weft/proxy/server"
+import "github.com/weftmesh/weft/proxy/destination"
 
-// Target is what the data path looks up (server.Target).
-type Target = server.Target
+// Target is what the data path looks up (destination.Target).
+type Target = destination.Target
 
 // The client is the destination service's implementation of the data path's Source.
-var _ server.Source = (*Client)(nil)
+var _ destination.Source = (*Client)(nil)

@@ -14,9 +14,12 @@ import (
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/detect"
 	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/internal/netconn"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
+	"github.com/weftmesh/weft/proxy/pipeline"
 	"github.com/weftmesh/weft/proxy/tcpfwd"
+	"github.com/weftmesh/weft/proxy/transport"
 )
 
 // handleInbound runs for each connection accepted on the inbound port: plaintext
@@ -24,11 +27,11 @@ import (
 // the inbound port directly).
 func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 	st := s.state()
-	ix := st.ix
-	src := newCountedConn(raw)
-	src.writeTimeout = s.opts.WriteTimeout
-	src.release = release
-	src.fallback = func() *metrics.TCPSeries {
+	ix := st.Index
+	src := netconn.NewCounted(raw)
+	src.WriteTimeout = s.opts.WriteTimeout
+	src.Release = release
+	src.Fallback = func() *metrics.TCPSeries {
 		return s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src})
 	}
 	if !s.track(src) {
@@ -64,16 +67,16 @@ func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 	}
 	switch res.Kind {
 	case detect.HTTP1, detect.HTTP2:
-		if !s.plainAllowed(ix, dst) {
+		if !s.policy.PlainAllowed(ix, dst) {
 			src.Close()
 			return
 		}
-		src.attach(src.fallback())
+		src.Attach(src.Fallback())
 		if res.Kind == detect.HTTP1 {
-			s.serveH1(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.inHTTP, s.inCh)
+			s.serveH1(&peekConn{Conn: pc, cc: src}, &pipeline.ConnInfo{OrigDst: dst}, s.inHTTP, s.inCh)
 			return
 		}
-		s.serveH2C(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.inHTTP)
+		s.serveH2C(&peekConn{Conn: pc, cc: src}, &pipeline.ConnInfo{OrigDst: dst}, s.inHTTP)
 	default:
 		// Opaque, or the app's own TLS (not a Weft peer): forward as TCP.
 		s.inboundPlainTCP(src, raw, ix, dst, pc.TakePeeked())
@@ -82,31 +85,20 @@ func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 
 func isWeftALPN(p string) bool { return strings.HasPrefix(p, "weft.") }
 
-// plainAllowed applies the inbound policy to a client without identity.
-func (s *Server) plainAllowed(ix *config.Index, dst netip.AddrPort) bool {
-	switch ix.InboundPolicy(dst.Port()) {
-	case config.PolicyAllUnauthenticated:
-		return true
-	default:
-		s.log.V(1).Info("Refusing unauthenticated client by policy", "port", dst.Port())
-		return false
-	}
-}
-
 // inboundPlainTCP forwards an unmeshed client's opaque stream to the local app with
 // splice.
-func (s *Server) inboundPlainTCP(src *countedConn, raw *net.TCPConn, ix *config.Index, dst netip.AddrPort, prefix []byte) {
+func (s *Server) inboundPlainTCP(src *netconn.Counted, raw *net.TCPConn, ix *config.Index, dst netip.AddrPort, prefix []byte) {
 	defer src.Close()
-	if !s.plainAllowed(ix, dst) {
+	if !s.policy.PlainAllowed(ix, dst) {
 		return
 	}
-	src.attach(src.fallback())
+	src.Attach(src.Fallback())
 	s.forwardLocal(src, raw, dst, prefix, "")
 }
 
 // forwardLocal dials the local app and pipes client to it.
-func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrPort, prefix []byte, peerID string) {
-	if _, ok := s.relayAllowed(dst, cmp.Or(peerID, client.RemoteAddr().String())); !ok {
+func (s *Server) forwardLocal(src *netconn.Counted, client net.Conn, dst netip.AddrPort, prefix []byte, peerID string) {
+	if _, ok := s.policy.RelayAllowed(dst, cmp.Or(peerID, client.RemoteAddr().String())); !ok {
 		return
 	}
 	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
@@ -119,22 +111,22 @@ func (s *Server) forwardLocal(src *countedConn, client net.Conn, dst netip.AddrP
 	dstSeries.Open()
 	// With a bare *net.TCPConn client this is splice(2), zero copy; behind TLS the
 	// bytes pass through user space to be decrypted, and the app's side is read and
-	// written with raw system calls (rawTCP).
+	// written with raw system calls (netconn.NewRaw).
 	_, bare := client.(*net.TCPConn)
 	var app net.Conn = c
 	if !bare {
-		app = newRawTCP(c)
+		app = netconn.NewRaw(c)
 	}
 	res := tcpfwd.PipeIdle(client, app, prefix, nil, s.tcpIdleTimeout())
 	if bare {
-		src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
+		src.AddSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
 	}
 	dstSeries.AddBytes(uint64(res.BToA), uint64(res.AToB))
 	dstSeries.Close(0, 0, tcpfwd.Errno(res.Err))
 }
 
 // inboundMesh terminates mTLS from a peer proxy and serves what its ALPN announces.
-func (s *Server) inboundMesh(src *countedConn, pc *detect.Conn, st *state) {
+func (s *Server) inboundMesh(src *netconn.Counted, pc *detect.Conn, st *state) {
 	tc := tls.Server(&peekConn{Conn: pc, cc: src}, st.serverTLS)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	err := tc.HandshakeContext(ctx)
@@ -146,42 +138,28 @@ func (s *Server) inboundMesh(src *countedConn, pc *detect.Conn, st *state) {
 	}
 	cs := tc.ConnectionState()
 	peerID := identity.PeerID(&cs)
-	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src, PeerID: peerID}))
+	src.Attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src, PeerID: peerID}))
 	switch cs.NegotiatedProtocol {
 	case identity.ALPNHTTP2:
-		s.serveMeshH2(tc, &connInfo{mesh: true, peerID: peerID})
+		s.serveMeshH2(tc, &pipeline.ConnInfo{Mesh: true, PeerID: peerID})
 	case identity.ALPNHTTP1:
 		// Weft's HTTP/1.1 server checks each request's framing before net/http
-		// may see it (h1framing.go), as on the app-facing ports.
-		s.serveH1(&peekConn{Conn: &detect.Conn{Conn: tc}, cc: tc}, &connInfo{mesh: true, peerID: peerID}, s.inHTTP, s.inCh)
+		// may see it (proxy/internal/h1), as on the app-facing ports.
+		s.serveH1(&peekConn{Conn: &detect.Conn{Conn: tc}, cc: tc}, &pipeline.ConnInfo{Mesh: true, PeerID: peerID}, s.inHTTP, s.inCh)
 	case identity.ALPNTCP:
 		defer tc.Close()
 		tc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		dst, err := readTCPHeader(tc)
+		dst, err := transport.ReadTCPHeader(tc)
 		tc.SetReadDeadline(time.Time{})
 		if err != nil {
 			s.log.V(1).Info("Bad weft.tcp header", "client", peerID, "error", err.Error())
 			return
 		}
-		if !s.meshAllowed(st.ix, dst, peerID) {
+		if !s.policy.MeshAllowed(st.Index, dst, peerID) {
 			return
 		}
 		s.forwardLocal(src, tc, dst, nil, peerID)
 	default:
 		tc.Close()
 	}
-}
-
-// meshAllowed applies the inbound policy to a client that completed mTLS.
-func (s *Server) meshAllowed(ix *config.Index, dst netip.AddrPort, peerID string) bool {
-	switch ix.InboundPolicy(dst.Port()) {
-	case config.PolicyAllUnauthenticated:
-		return true
-	case config.PolicyAllAuthenticated:
-		if peerID != "" {
-			return true
-		}
-	}
-	s.log.V(1).Info("Refusing client by policy", "port", dst.Port(), "client", peerID)
-	return false
 }

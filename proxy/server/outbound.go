@@ -10,21 +10,25 @@ import (
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/detect"
 	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/internal/netconn"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
+	"github.com/weftmesh/weft/proxy/pipeline"
 	"github.com/weftmesh/weft/proxy/tcpfwd"
+	"github.com/weftmesh/weft/proxy/transport"
 )
 
 // handleOutbound runs for each connection the app opened (redirected to 4140).
 func (s *Server) handleOutbound(raw *net.TCPConn, release func()) {
 	st := s.state()
-	ix := st.ix
-	src := newCountedConn(raw)
-	src.writeTimeout = s.opts.WriteTimeout
-	src.release = release
-	src.attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Src}))
+	ix := st.Index
+	src := netconn.NewCounted(raw)
+	src.WriteTimeout = s.opts.WriteTimeout
+	src.Release = release
+	src.Attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Src}))
 	if !s.track(src) {
 		src.Close()
 		return
@@ -55,9 +59,9 @@ func (s *Server) handleOutbound(raw *net.TCPConn, release func()) {
 	}
 	switch res.Kind {
 	case detect.HTTP1:
-		s.serveH1(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.outHTTP, s.outCh)
+		s.serveH1(&peekConn{Conn: pc, cc: src}, &pipeline.ConnInfo{OrigDst: dst}, s.outHTTP, s.outCh)
 	case detect.HTTP2:
-		s.serveH2C(&peekConn{Conn: pc, cc: src}, &connInfo{origDst: dst}, s.outHTTP)
+		s.serveH2C(&peekConn{Conn: pc, cc: src}, &pipeline.ConnInfo{OrigDst: dst}, s.outHTTP)
 	default:
 		s.outboundTCP(src, raw, dst, dest, pc.TakePeeked())
 	}
@@ -85,29 +89,29 @@ func detectTimeout(ix *config.Index, dest *api.DestinationConfig) time.Duration 
 // to its original destination when no destination is known): over mTLS with ALPN
 // weft.tcp to the peer's proxy for meshed endpoints, else straight to the endpoint
 // with splice.
-func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrPort, dest *api.DestinationConfig, prefix []byte) {
+func (s *Server) outboundTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.AddrPort, dest *api.DestinationConfig, prefix []byte) {
 	defer src.Close()
 	ep := &balance.Endpoint{Addr: dst}
 	var h balance.Handle
 	picked := false
 	if dest != nil {
-		d := s.dests.get(dest)
-		fb := d.table.Fallback
-		if fb == nil && len(d.table.Routes) > 0 {
-			fb = d.table.Routes[0]
+		d := s.dests.Get(dest)
+		fb := d.Table.Fallback
+		if fb == nil && len(d.Table.Routes) > 0 {
+			fb = d.Table.Routes[0]
 		}
 		if fb == nil {
-			s.log.V(1).Info("Destination has no route for TCP, closing", "destination", serviceKey(dest))
+			s.log.V(1).Info("Destination has no route for TCP, closing", "destination", destination.ServiceKey(dest))
 			return
 		}
 		b := fb.PickBackend()
 		if b == nil || b.Invalid != "" {
-			s.log.V(1).Info("No usable backend for TCP connection, closing", "destination", serviceKey(dest))
+			s.log.V(1).Info("No usable backend for TCP connection, closing", "destination", destination.ServiceKey(dest))
 			return
 		}
 		var err error
-		if h, err = d.balancers[b.Key].Pick(); err != nil {
-			s.log.V(1).Info("No endpoint for TCP connection, closing", "destination", serviceKey(dest), "error", err.Error())
+		if h, err = d.Balancers[b.Key].Pick(); err != nil {
+			s.log.V(1).Info("No endpoint for TCP connection, closing", "destination", destination.ServiceKey(dest), "error", err.Error())
 			return
 		}
 		ep, picked = h.Endpoint(), true
@@ -122,21 +126,21 @@ func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrP
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ConnectTimeout)
 	defer cancel()
 	if ep.Meshed() {
-		tc, err := s.mesh.dial(ctx, meshKey{ep.ProxyAddr, ep.Identity}, identity.ALPNTCP)
+		tc, err := s.mesh.Dial(ctx, transport.Peer{Addr: ep.ProxyAddr, ID: ep.Identity}, identity.ALPNTCP)
 		done(err)
 		if err != nil {
 			s.log.Error(err, "Cannot reach meshed endpoint", "endpoint", ep.Addr)
 			return
 		}
-		hdr := append(tcpHeader(ep.Addr), prefix...)
+		hdr := append(transport.TCPHeader(ep.Addr), prefix...)
 		if _, err := tc.Write(hdr); err != nil {
 			tc.Close()
 			return
 		}
 		// TLS in the path: bytes must pass through user space to be encrypted; the
-		// app's side is read and written with raw system calls (rawTCP).
-		res := tcpfwd.PipeIdle(newRawTCP(raw), tc, nil, nil, s.tcpIdleTimeout())
-		src.addSpliced(res.AToB, res.BToA, res.Err)
+		// app's side is read and written with raw system calls (netconn.NewRaw).
+		res := tcpfwd.PipeIdle(netconn.NewRaw(raw), tc, nil, nil, s.tcpIdleTimeout())
+		src.AddSpliced(res.AToB, res.BToA, res.Err)
 		return
 	}
 	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
@@ -151,7 +155,7 @@ func (s *Server) outboundTCP(src *countedConn, raw *net.TCPConn, dst netip.AddrP
 	dstSeries.Open()
 	// Both ends are bare *net.TCPConn: splice(2), zero copy (see tcpfwd.Pipe).
 	res := tcpfwd.PipeIdle(raw, dstConn, prefix, nil, s.tcpIdleTimeout())
-	src.addSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
+	src.AddSpliced(res.AToB-int64(len(prefix)), res.BToA, res.Err)
 	dstSeries.AddBytes(uint64(res.BToA), uint64(res.AToB))
 	dstSeries.Close(0, 0, tcpfwd.Errno(res.Err))
 }
@@ -170,3 +174,11 @@ type closeWriter interface {
 
 func (p *peekConn) Close() error      { return p.cc.Close() }
 func (p *peekConn) CloseWrite() error { return p.cc.CloseWrite() }
+
+// lookupAddr asks the source about a connection's original destination.
+func (s *Server) lookupAddr(st *state, dst netip.AddrPort) *api.DestinationConfig {
+	if s.opts.Source == nil {
+		return st.Static.Lookup(context.Background(), destination.Target{Addr: dst})
+	}
+	return s.opts.Source.Lookup(context.Background(), destination.Target{Addr: dst})
+}

@@ -26,10 +26,11 @@ import (
 
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/server"
 )
 
-// testSource is a server.Source whose configurations a test sets and swaps while
+// testSource is a destination.Source whose configurations a test sets and swaps while
 // traffic flows.
 type testSource struct {
 	mu     sync.RWMutex
@@ -52,7 +53,7 @@ func (s *testSource) set(cfg *api.DestinationConfig) {
 	}
 }
 
-func (s *testSource) Lookup(_ context.Context, t server.Target) *api.DestinationConfig {
+func (s *testSource) Lookup(_ context.Context, t destination.Target) *api.DestinationConfig {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if t.Authority != "" {

@@ -1,6 +1,10 @@
-// Package server is the proxy's data path: the outbound and inbound listeners, what
-// happens to each accepted connection (original destination, protocol detection,
-// mTLS, HTTP routing or opaque forwarding) and graceful shutdown.
+// Package server is where the proxy's data path starts and ends: the outbound and
+// inbound listeners, what happens to each accepted connection (the connection limit,
+// the original destination, protocol detection, mTLS from peer proxies, then an HTTP
+// server or the opaque TCP relay) and graceful shutdown. What an HTTP request goes
+// through is proxy/pipeline; how an endpoint is reached, proxy/transport; the HTTP
+// protocols themselves, proxy/internal/h1 and proxy/internal/h2; what a destination
+// is, proxy/destination. See docs/architecture.md.
 package server
 
 import (
@@ -11,7 +15,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -21,9 +24,16 @@ import (
 
 	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/inboundpolicy"
+	"github.com/weftmesh/weft/proxy/internal/h1"
+	"github.com/weftmesh/weft/proxy/internal/h2"
+	"github.com/weftmesh/weft/proxy/internal/netconn"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
+	"github.com/weftmesh/weft/proxy/pipeline"
+	"github.com/weftmesh/weft/proxy/transport"
 )
 
 // Options configure a Server.
@@ -41,17 +51,17 @@ type Options struct {
 	OriginalDst func(dir metrics.Direction, c *net.TCPConn) (netip.AddrPort, error)
 	// Source tells the outbound side the configuration of each destination (routes,
 	// backends, endpoints). Nil means the static configuration's destinations,
-	// converted by NewStaticSource and replaced by SetConfig; the destination
-	// service's client (proxy/discovery) is the other implementation.
-	Source Source
+	// converted by destination.NewStaticSource and replaced by SetConfig; the
+	// destination service's client (proxy/discovery) is the other implementation.
+	Source destination.Source
 	// HeaderReadTimeout bounds how long a client may take to send a request header
 	// once it started one, on every HTTP/1.1 server of the proxy (Weft's own, and
 	// net/http's ReadHeaderTimeout); a slower client (slowloris) is disconnected.
 	// Default 10s.
 	HeaderReadTimeout time.Duration
 	// MaxHeaderBytes bounds an HTTP/1.1 request header; larger ones get 431.
-	// Weft's HTTP/1.1 server reads one over h1BufSize (4 KiB) into a buffer of
-	// this size plus 4 KiB, then returns to h1BufSize. Default 64 KiB.
+	// Weft's HTTP/1.1 server reads one over 4 KiB into a buffer of this size plus
+	// 4 KiB, then returns to 4 KiB. Default 64 KiB.
 	MaxHeaderBytes int
 	// WriteTimeout bounds one write to any connection of the data path that is
 	// not spliced (apps, clients, peer proxies): a peer that stops reading for this
@@ -98,8 +108,7 @@ const destIdle = time.Minute
 
 // state is one configuration with what is derived from it; swapped atomically.
 type state struct {
-	ix        *config.Index
-	static    *staticSource
+	pipeline.Snapshot
 	serverTLS *tls.Config
 }
 
@@ -110,20 +119,25 @@ type Server struct {
 	log  logr.Logger
 	st   atomic.Pointer[state]
 
+	// outHTTP and inHTTP are net/http's servers, for the connections Weft's
+	// HTTP/1.1 server hands over (one request each), fed through outCh and inCh.
 	outHTTP, inHTTP *http.Server
 	outCh, inCh     *chanListener
-	out, in         *transports
-	mesh            *meshPool
-	relay           relayTargets
-	router          *httputil.ReverseProxy
-	dests           *destCache
-	workers         *workerPool   // runs the handlers of weft.h2 streams and HTTP/1.1 requests
+	h1              *h1.Server // every HTTP/1.1 connection starts here
+	h2              *h2.Server // weft.h2 and h2c connections
+	pipe            *pipeline.Pipeline
+	out, in         *transport.Plain
+	mesh            *transport.Mesh
+	relay           *inboundpolicy.Targets
+	policy          *inboundpolicy.Checker
+	dests           *destination.Cache
+	workers         *workerPool   // runs the handlers of HTTP/2 streams and HTTP/1.1 requests
 	stop            chan struct{} // closed by Shutdown: stops background work
 
 	mu        sync.Mutex
 	listeners []net.Listener
-	conns     map[*countedConn]struct{}
-	drainers  map[drainer]struct{} // connections Shutdown asks to finish (weft.h2 GOAWAY, HTTP/1.1 close when idle)
+	conns     map[*netconn.Counted]struct{}
+	drainers  map[drainer]struct{} // connections Shutdown asks to finish (HTTP/2 GOAWAY, HTTP/1.1 close when idle)
 	connsDone chan struct{}        // closed when conns drains to zero while shutting down
 	closing   bool
 	serveWG   sync.WaitGroup
@@ -151,30 +165,40 @@ func New(cfg *config.Config, opts Options) *Server {
 	if opts.IdleConnTimeout <= 0 {
 		opts.IdleConnTimeout = defaultIdleConnTimeout
 	}
-	s := &Server{opts: opts, log: opts.Log, conns: map[*countedConn]struct{}{}, drainers: map[drainer]struct{}{}, workers: newWorkerPool()}
-	s.relay.allowLoopback = opts.UnsafeLoopbackApps
-	s.relay.now = func() int64 { return time.Now().UnixNano() }
-	s.relay.refresh(0)
+	s := &Server{opts: opts, log: opts.Log, conns: map[*netconn.Counted]struct{}{}, drainers: map[drainer]struct{}{}, workers: newWorkerPool()}
+	s.relay = inboundpolicy.NewTargets(opts.UnsafeLoopbackApps)
 	for _, p := range opts.ProxyPorts {
-		s.relay.addOwnPort(p)
+		s.relay.AddOwnPort(p)
 	}
+	s.policy = &inboundpolicy.Checker{Targets: s.relay, Log: s.log, Metrics: opts.Metrics}
 	if cfg == nil {
 		cfg = &config.Config{}
 		cfg.ApplyDefaults()
 	}
 	s.SetConfig(cfg)
-	s.out = newTransports(s, metrics.Outbound)
-	s.in = newTransports(s, metrics.Inbound)
-	s.mesh = newMeshPool(s)
+	to := transport.Options{ConnectTimeout: opts.ConnectTimeout, WriteTimeout: opts.WriteTimeout,
+		IdleConnTimeout: opts.IdleConnTimeout, Metrics: opts.Metrics, Identity: opts.Identity}
+	s.out = transport.NewPlain(to, metrics.Outbound)
+	s.in = transport.NewPlain(to, metrics.Inbound)
+	s.mesh = transport.NewMesh(to)
+	s.dests = destination.NewCache(s.log, opts.Balance, opts.Metrics)
+	opts.Metrics.AddCollector(s.dests.WriteMetrics)
+	errorLog := log.New(logWriter{s.log.V(1)}, "", 0)
+	s.pipe = pipeline.New(pipeline.Options{
+		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
+		Snapshot: func() *pipeline.Snapshot { return &s.state().Snapshot },
+		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Policy: s.policy, ErrorLog: errorLog,
+	})
 	s.outCh = newChanListener(&net.TCPAddr{})
 	s.inCh = newChanListener(&net.TCPAddr{})
-	s.outHTTP = s.newHTTPServer(http.HandlerFunc(s.serveOutbound))
-	s.inHTTP = s.newHTTPServer(http.HandlerFunc(s.serveInbound))
-	s.router = newRouter(s)
-	s.dests = newDestCache(s)
-	opts.Metrics.AddCollector(s.dests.writeMetrics)
+	s.outHTTP = s.newHTTPServer(http.HandlerFunc(s.pipe.ServeOutbound), errorLog)
+	s.inHTTP = s.newHTTPServer(http.HandlerFunc(s.pipe.ServeInbound), errorLog)
+	drain := drainRegistry{s}
+	s.h1 = &h1.Server{Run: s.workers.run, Log: s.log.V(1), Drain: drain,
+		HeaderReadTimeout: opts.HeaderReadTimeout, MaxHeaderBytes: opts.MaxHeaderBytes}
+	s.h2 = &h2.Server{Run: s.workers.run, Log: s.log.V(1), Drain: drain}
 	s.stop = make(chan struct{})
-	go s.dests.sweepEvery(destIdle, s.stop)
+	go s.dests.SweepEvery(destIdle, s.stop)
 	go s.sweepPoolsEvery(s.opts.IdleConnTimeout, s.stop)
 	for _, pair := range []struct {
 		srv *http.Server
@@ -189,9 +213,9 @@ func New(cfg *config.Config, opts Options) *Server {
 	return s
 }
 
-func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+func (s *Server) newHTTPServer(h http.Handler, errorLog *log.Logger) *http.Server {
 	// Only connections Weft's HTTP/1.1 server handed over reach net/http's server,
-	// for one request each (h1framing.go); HTTP/2 is served by serveH2.
+	// for one request each (proxy/internal/h1); HTTP/2 is served by proxy/internal/h2.
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	return &http.Server{
@@ -204,11 +228,11 @@ func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 		MaxHeaderBytes:    s.opts.MaxHeaderBytes,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if ic, ok := c.(*infoConn); ok {
-				return context.WithValue(ctx, connInfoKey{}, ic.info)
+				return pipeline.WithConnInfo(ctx, ic.info)
 			}
 			return ctx
 		},
-		ErrorLog: log.New(logWriter{s.log.V(1)}, "", 0),
+		ErrorLog: errorLog,
 	}
 }
 
@@ -222,7 +246,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 // SetConfig installs a new configuration; connections accepted afterwards use it.
 func (s *Server) SetConfig(cfg *config.Config) {
 	ix := config.NewIndex(cfg)
-	st := &state{ix: ix, static: newStaticSource(cfg)}
+	st := &state{Snapshot: pipeline.Snapshot{Index: ix, Static: destination.NewStatic(cfg)}}
 	if s.opts.Identity != nil {
 		st.serverTLS = s.opts.Identity.ServerConfig(requiresClientCert(cfg))
 	}
@@ -247,7 +271,7 @@ func (s *Server) state() *state { return s.st.Load() }
 
 // maxConns is the configured connection limit of a direction's listeners.
 func (s *Server) maxConns(dir metrics.Direction) int {
-	c := s.state().ix.Config
+	c := s.state().Index.Config
 	n := c.Outbound.MaxConnections
 	def := config.DefaultMaxOutboundConnections
 	if dir == metrics.Inbound {
@@ -262,7 +286,7 @@ func (s *Server) maxConns(dir metrics.Direction) int {
 // tcpIdleTimeout is how long an opaque TCP relay may move no byte before it is
 // closed (config.Config.TCPIdleTimeout).
 func (s *Server) tcpIdleTimeout() time.Duration {
-	if d := s.state().ix.Config.TCPIdleTimeout.Duration; d > 0 {
+	if d := s.state().Index.Config.TCPIdleTimeout.Duration; d > 0 {
 		return d
 	}
 	return config.DefaultTCPIdleTimeout
@@ -282,7 +306,7 @@ func (s *Server) ServeInbound(ln net.Listener) error {
 
 // serve accepts on ln and hands each connection to handle with the function that
 // frees its place under the direction's connection limit (called when the
-// connection's countedConn closes).
+// connection's netconn.Counted closes).
 func (s *Server) serve(ln net.Listener, dir metrics.Direction, handle func(*net.TCPConn, func())) error {
 	s.mu.Lock()
 	if s.closing {
@@ -293,7 +317,7 @@ func (s *Server) serve(ln net.Listener, dir metrics.Direction, handle func(*net.
 	s.listeners = append(s.listeners, ln)
 	s.mu.Unlock()
 	if ta, ok := ln.Addr().(*net.TCPAddr); ok {
-		s.relay.addOwnPort(uint16(ta.Port))
+		s.relay.AddOwnPort(uint16(ta.Port))
 	}
 	var delay time.Duration
 	for {
@@ -337,14 +361,14 @@ func (s *Server) serve(ln net.Listener, dir metrics.Direction, handle func(*net.
 
 // track registers an accepted connection so Shutdown can wait for it and, after the
 // grace period, close it.
-func (s *Server) track(c *countedConn) bool {
+func (s *Server) track(c *netconn.Counted) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return false
 	}
 	s.conns[c] = struct{}{}
-	c.onClose = func() {
+	c.OnClose = func() {
 		s.mu.Lock()
 		delete(s.conns, c)
 		if s.closing && len(s.conns) == 0 && s.connsDone != nil {
@@ -357,8 +381,14 @@ func (s *Server) track(c *countedConn) bool {
 }
 
 // drainer is a connection that serves requests and can be asked to stop taking new
-// ones and close when the current ones are done.
-type drainer interface{ goAway() }
+// ones and close when the current ones are done (h1.Draining, h2.Draining).
+type drainer = interface{ GoAway() }
+
+// drainRegistry is the Server's drainers as the protocol packages see them.
+type drainRegistry struct{ s *Server }
+
+func (r drainRegistry) Add(c interface{ GoAway() }) bool { return r.s.addDrainer(c) }
+func (r drainRegistry) Remove(c interface{ GoAway() })   { r.s.removeDrainer(c) }
 
 // addDrainer registers a connection for Shutdown's goAway; false when shutting down
 // already.
@@ -405,7 +435,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		ln.Close()
 	}
 	for c := range s.drainers {
-		go c.goAway()
+		go c.GoAway()
 	}
 	done := make(chan struct{})
 	if len(s.conns) == 0 {
@@ -432,7 +462,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = ctx.Err()
 	}
 	s.mu.Lock()
-	left := make([]*countedConn, 0, len(s.conns))
+	left := make([]*netconn.Counted, 0, len(s.conns))
 	for c := range s.conns {
 		left = append(left, c)
 	}
@@ -444,9 +474,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.inHTTP.Close()
 	wg.Wait()
 	s.serveWG.Wait()
-	s.mesh.closeIdle()
-	s.out.closeIdle(true)
-	s.in.closeIdle(true)
+	s.mesh.CloseIdle()
+	s.out.CloseIdle(true)
+	s.in.CloseIdle(true)
 	return err
 }
 
@@ -469,7 +499,7 @@ func (s *Server) sweepPoolsEvery(period time.Duration, stop <-chan struct{}) {
 // sweepPools runs one sweep and returns how many pooled connections (Weft's HTTP/1.1
 // clients) and peer-proxy clients are left.
 func (s *Server) sweepPools(now time.Time) (conns, peers int) {
-	conns = s.out.fast.sweep(now) + s.in.fast.sweep(now)
-	peers = s.mesh.sweep()
+	conns = s.out.Sweep(now) + s.in.Sweep(now)
+	peers = s.mesh.Sweep()
 	return conns, peers
 }

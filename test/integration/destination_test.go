@@ -47,7 +47,6 @@ import (
 	internalidentity "github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/proxy/discovery"
 	"github.com/weftmesh/weft/proxy/identity"
-	"github.com/weftmesh/weft/proxy/server"
 	"github.com/weftmesh/weft/test/localmesh"
 )
 
@@ -229,7 +228,7 @@ func TestDestinationClientAgainstTheControlPlane(t *testing.T) {
 	bs := pods.backends(t, "books-a", "books-b")
 	e.apply(t, service("books", endpointPort))
 	e.apply(t, endpointSlice("books", bs[0]))
-	target := server.Target{Authority: "books.shop.svc.cluster.local:80"}
+	target := discovery.Target{Authority: "books.shop.svc.cluster.local:80"}
 	endpoints := func() []string {
 		cfg := c.Lookup(ctx, target)
 		if cfg == nil {
@@ -266,12 +265,12 @@ func TestDestinationClientAgainstTheControlPlane(t *testing.T) {
 	if err := e.cp.Client.Get(ctx, types.NamespacedName{Namespace: shop, Name: "books"}, svc); err != nil {
 		t.Fatal(err)
 	}
-	byAddr := server.Target{Addr: netip.AddrPortFrom(netip.MustParseAddr(svc.Spec.ClusterIP), 80)}
+	byAddr := discovery.Target{Addr: netip.AddrPortFrom(netip.MustParseAddr(svc.Spec.ClusterIP), 80)}
 	if cfg := c.Lookup(ctx, byAddr); cfg == nil || cfg.GetService().GetName() != "books" {
 		t.Errorf("lookup by cluster IP %s: got %v", byAddr.Addr, cfg)
 	}
 	// An unknown destination is nil, and does not wait again.
-	if cfg := c.Lookup(ctx, server.Target{Authority: "nothing.shop.svc.cluster.local:80"}); cfg != nil {
+	if cfg := c.Lookup(ctx, discovery.Target{Authority: "nothing.shop.svc.cluster.local:80"}); cfg != nil {
 		t.Errorf("unknown destination: got %v", cfg)
 	}
 

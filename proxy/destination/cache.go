@@ -1,0 +1,336 @@
+package destination
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/balance"
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/router"
+)
+
+// Runtime is one compiled version of a destination's configuration with the
+// state requests use: the route table, a balancer per backend, the retry budget and
+// the route metrics series. It is built once per *api.DestinationConfig pointer (a
+// Source returns a new pointer per version and never mutates one it returned), so
+// no request compiles anything.
+type Runtime struct {
+	cfg   *api.DestinationConfig
+	Table *router.Table
+	// Authority is the authority label of the route metrics.
+	Authority string
+	Balancers map[string]*balance.Balancer // by backend key
+	Budget    *router.Budget
+	// Retries is true when some route has a retry policy: only then are original
+	// requests counted into the budget.
+	Retries bool
+	Series  []*metrics.RouteSeries // by router.Route.Index
+	// used is set by each lookup and cleared by each sweep: a destination not used
+	// between two sweeps is forgotten.
+	used atomic.Bool
+}
+
+// shared is what a destination keeps across configuration versions: balancers
+// (so endpoints that stay keep their latency estimate and failure state), the retry
+// budget's counts, and the runtimes of its recent configuration pointers.
+type shared struct {
+	authority string // of the latest version, for metrics
+	// built is the version the balancers were last updated to.
+	built     string
+	balancers map[string]*balance.Balancer
+	budget    *router.Budget
+	// recent are the last pointers compiled for this destination, oldest first.
+	// A source may hand out more than one live pointer per destination (the
+	// destination service's client subscribes by authority and by address
+	// separately), so each keeps its entry instead of evicting the other.
+	recent    []*api.DestinationConfig
+	byVersion map[string]*Runtime
+}
+
+// maxRecent bounds how many configuration pointers a destination keeps compiled.
+const maxRecent = 4
+
+// Cache maps configuration pointers to their compiled runtime.
+type Cache struct {
+	log     logr.Logger
+	balance balance.Options
+	metrics *metrics.Registry
+	byPtr   sync.Map // *api.DestinationConfig -> *Runtime
+
+	mu    sync.Mutex
+	bySvc map[string]*shared
+}
+
+// NewCache returns an empty cache whose balancers use bal and whose route series
+// are reg's.
+func NewCache(log logr.Logger, bal balance.Options, reg *metrics.Registry) *Cache {
+	return &Cache{log: log, balance: bal, metrics: reg, bySvc: map[string]*shared{}}
+}
+
+// Get returns cfg's runtime: a lock-free map read once compiled.
+func (c *Cache) Get(cfg *api.DestinationConfig) *Runtime {
+	if v, ok := c.byPtr.Load(cfg); ok {
+		d := v.(*Runtime)
+		// Read before writing, so that busy destinations do not bounce the cache
+		// line between cores on every request.
+		if !d.used.Load() {
+			d.used.Store(true)
+		}
+		return d
+	}
+	d := c.compile(cfg)
+	d.used.Store(true)
+	return d
+}
+
+// Sweep forgets the destinations not used since the previous sweep, with their
+// balancers and budget, so that the proxy's memory follows what the application
+// talks to now (the destination service's client expires its subscriptions the same
+// way). A destination used again is compiled afresh.
+func (c *Cache) Sweep() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for key, sh := range c.bySvc {
+		used := false
+		for _, d := range sh.byVersion {
+			if d.used.Swap(false) {
+				used = true
+			}
+		}
+		if used {
+			continue
+		}
+		for _, p := range sh.recent {
+			c.byPtr.Delete(p)
+		}
+		delete(c.bySvc, key)
+		n++
+	}
+	return n
+}
+
+// SweepEvery runs Sweep until stop is closed.
+func (c *Cache) SweepEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			c.Sweep()
+		case <-stop:
+			return
+		}
+	}
+}
+
+// Len is the number of destinations held (tests).
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.bySvc)
+}
+
+// ServiceKey names a destination's Service in logs and keys: namespace/name:port.
+func ServiceKey(cfg *api.DestinationConfig) string {
+	sr := cfg.GetService()
+	return fmt.Sprintf("%s/%s:%d", sr.GetNamespace(), sr.GetName(), sr.GetPort())
+}
+
+// compile builds cfg's runtime, or reuses the one of an equal version (equal
+// versions are equal configurations).
+func (c *Cache) compile(cfg *api.DestinationConfig) *Runtime {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.byPtr.Load(cfg); ok {
+		return v.(*Runtime)
+	}
+	key := ServiceKey(cfg)
+	sh := c.bySvc[key]
+	if sh == nil {
+		sh = &shared{balancers: map[string]*balance.Balancer{}, byVersion: map[string]*Runtime{}}
+		c.bySvc[key] = sh
+	}
+	// A pointer of the version built last (its twin from the other subscription)
+	// shares that runtime. A version seen earlier is built again even when its
+	// runtime is still held: the balancers are shared across versions and now hold
+	// a later version's endpoints (an endpoint that left and came back, or a
+	// replaced pod, returns a configuration to an earlier version), and building is
+	// what brings them back to this version's endpoints.
+	d := sh.byVersion[cfg.GetVersion()]
+	if d == nil || cfg.GetVersion() == "" || cfg.GetVersion() != sh.built {
+		d = c.build(key, cfg, sh)
+		sh.byVersion[cfg.GetVersion()] = d
+	}
+	c.byPtr.Store(cfg, d)
+	sh.recent = append(sh.recent, cfg)
+	if len(sh.recent) > maxRecent {
+		old := sh.recent[0]
+		sh.recent = sh.recent[1:]
+		c.byPtr.Delete(old)
+		stillUsed := false
+		for _, p := range sh.recent {
+			stillUsed = stillUsed || p.GetVersion() == old.GetVersion()
+		}
+		if !stillUsed {
+			delete(sh.byVersion, old.GetVersion())
+		}
+	}
+	return d
+}
+
+// build compiles one version. Called with c.mu held.
+func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runtime {
+	table, errs := router.Compile(cfg)
+	for _, err := range errs {
+		c.log.Error(err, "Ignoring part of a route that cannot be compiled", "destination", key, "version", cfg.GetVersion())
+	}
+	d := &Runtime{cfg: cfg, Table: table, Balancers: map[string]*balance.Balancer{}}
+	switch {
+	case len(cfg.GetAuthorities()) > 0:
+		d.Authority = cfg.GetAuthorities()[0]
+	case len(cfg.GetAddresses()) > 0:
+		d.Authority = cfg.GetAddresses()[0]
+	default:
+		d.Authority = key
+	}
+	for _, b := range cfg.GetBackends() {
+		bal := sh.balancers[b.GetKey()]
+		if bal == nil {
+			bal = balance.New(c.balance)
+		}
+		bal.Update(balanceEndpoints(b))
+		d.Balancers[b.GetKey()] = bal
+	}
+	// Backends no longer used are dropped with their state.
+	sh.balancers = d.Balancers
+	sh.authority = d.Authority
+	sh.built = cfg.GetVersion()
+	if sh.budget == nil || !sh.budget.Same(cfg.GetRetryBudget()) {
+		sh.budget = router.NewBudget(cfg.GetRetryBudget(), nil)
+	}
+	d.Budget = sh.budget
+	routes := table.Routes
+	if table.Fallback != nil {
+		routes = append(routes[:len(routes):len(routes)], table.Fallback)
+	}
+	for _, route := range routes {
+		d.Retries = d.Retries || route.Retry != nil
+		d.Series = append(d.Series, c.metrics.Route(metrics.RouteKey{Dir: metrics.Outbound, Authority: d.Authority, Route: route.Name}))
+	}
+	return d
+}
+
+// balanceEndpoints converts a backend's endpoints for the balancer; meshed endpoints
+// are reached through their proxy's inbound port (default 4143).
+func balanceEndpoints(b *api.Backend) []balance.Endpoint {
+	out := make([]balance.Endpoint, 0, len(b.GetEndpoints()))
+	for _, e := range b.GetEndpoints() {
+		ip, err := netip.ParseAddr(e.GetAddress())
+		if err != nil || e.GetPort() == 0 || e.GetPort() > 65535 {
+			continue
+		}
+		ip = ip.Unmap()
+		be := balance.Endpoint{Addr: netip.AddrPortFrom(ip, uint16(e.GetPort())), Identity: e.GetIdentity(), Pod: e.GetPod(), Zone: e.GetZone()}
+		if be.Identity != "" {
+			pp := e.GetProxyPort()
+			if pp == 0 || pp > 65535 {
+				pp = config.DefaultInboundPort
+			}
+			be.ProxyAddr = netip.AddrPortFrom(ip, uint16(pp))
+			be.ProxyAddrString = be.ProxyAddr.String()
+		}
+		be.AddrString = be.Addr.String()
+		out = append(out, be)
+	}
+	return out
+}
+
+// LookupHTTP asks src about a request for host (its authority) on a connection to
+// dst: by authority, then by the connection's original destination. An authority
+// that is an IP literal is not looked up by name (the address lookup covers it).
+func LookupHTTP(ctx context.Context, src Source, host string, dst netip.AddrPort) *api.DestinationConfig {
+	if host != "" && !isIPLiteral(host) {
+		if cfg := src.Lookup(ctx, Target{Authority: normalizeAuthority(host)}); cfg != nil {
+			return cfg
+		}
+	}
+	if !dst.IsValid() {
+		return nil
+	}
+	return src.Lookup(ctx, Target{Addr: dst})
+}
+
+// isIPLiteral reports whether an authority's host is an IP address.
+func isIPLiteral(a string) bool {
+	c := a[0]
+	if c == '[' {
+		return true
+	}
+	if c < '0' || c > '9' {
+		return false
+	}
+	host := a
+	if i := lastColon(a); i >= 0 {
+		host = a[:i]
+	}
+	_, err := netip.ParseAddr(host)
+	return err == nil
+}
+
+func lastColon(s string) int {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == ':' {
+			return i
+		}
+	}
+	return -1
+}
+
+// WriteMetrics writes each balancer's endpoints by state and its ejections.
+func (c *Cache) WriteMetrics(w io.Writer) {
+	type row struct {
+		authority, backend string
+		ready, ejected     int
+		ejections          uint64
+	}
+	c.mu.Lock()
+	rows := make([]row, 0, len(c.bySvc))
+	for _, sh := range c.bySvc {
+		for key, bal := range sh.balancers {
+			r := row{authority: sh.authority, backend: key, ejections: bal.Ejections()}
+			r.ready, r.ejected = bal.Counts()
+			rows = append(rows, r)
+		}
+	}
+	c.mu.Unlock()
+	slices.SortFunc(rows, func(a, b row) int {
+		return cmp.Or(strings.Compare(a.authority, b.authority), strings.Compare(a.backend, b.backend))
+	})
+	fmt.Fprintln(w, "# HELP weft_balancer_endpoints Endpoints of each backend's load balancer, by state: ready, or ejected by failure accrual.")
+	fmt.Fprintln(w, "# TYPE weft_balancer_endpoints gauge")
+	for _, r := range rows {
+		ls := `direction="outbound",authority="` + labelEscaper.Replace(r.authority) + `",backend="` + labelEscaper.Replace(r.backend) + `"`
+		fmt.Fprintf(w, "weft_balancer_endpoints{%s,state=\"ready\"} %d\n", ls, r.ready)
+		fmt.Fprintf(w, "weft_balancer_endpoints{%s,state=\"ejected\"} %d\n", ls, r.ejected)
+	}
+	fmt.Fprintln(w, "# HELP weft_balancer_ejections_total Times failure accrual took an endpoint of the backend out of rotation.")
+	fmt.Fprintln(w, "# TYPE weft_balancer_ejections_total counter")
+	for _, r := range rows {
+		fmt.Fprintf(w, "weft_balancer_ejections_total{direction=\"outbound\",authority=\"%s\",backend=\"%s\"} %d\n", labelEscaper.Replace(r.authority), labelEscaper.Replace(r.backend), r.ejections)
+	}
+}
+
+// labelEscaper escapes a Prometheus label value.
+var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)

@@ -1,0 +1,176 @@
+package pipeline
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/balance"
+	"github.com/weftmesh/weft/proxy/destination"
+	"github.com/weftmesh/weft/proxy/internal/replay"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/router"
+	"github.com/weftmesh/weft/proxy/transport"
+)
+
+// attempts is one routed request's attempts: the endpoint chosen first, and what a
+// retry needs to choose again.
+type attempts struct {
+	p           *Pipeline
+	d           *destination.Runtime
+	route       *router.Route
+	backend     *router.Backend
+	bal         *balance.Balancer
+	rs          *metrics.RouteSeries
+	handle      balance.Handle
+	start       time.Time
+	respFilters bool
+	// timedOut is set when an attempt ended by the backend_request timeout, so the
+	// error answer is 504 rather than 502.
+	timedOut bool
+}
+
+// roundTrip sends req (forward's outgoing request, already addressed to the first
+// endpoint) and retries per the route's policy (decideRetry). Each attempt is
+// measured (route_actual_*) and reported to the balancer; the response returned is
+// the last attempt's.
+func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.Response, error) {
+	ctx := req.Context()
+	route := a.route
+	var body *replay.Body
+	if route.Retry != nil && req.Body != nil && req.Body != http.NoBody {
+		body = replay.New(req.Body, req.ContentLength)
+		b, _ := body.Next()
+		req.Body = b
+	}
+	limit := maxAttempts(route)
+	h := a.handle
+	rt := first
+	areq := req
+	for attempt := 1; ; attempt++ {
+		var cancel context.CancelFunc
+		// Upgrade responses hand the connection over and must keep their body type,
+		// so the per-attempt timeout does not apply to them.
+		if route.BackendTimeout > 0 && areq.Header.Get("Upgrade") == "" {
+			var actx context.Context
+			actx, cancel = context.WithTimeout(ctx, route.BackendTimeout)
+			areq = areq.WithContext(actx)
+		}
+		a.rs.Attempt()
+		astart := time.Now()
+		resp, err := rt.RoundTrip(areq)
+		status, grpc, timedOut := attemptOutcome(resp, err, cancel != nil && areq.Context().Err() == context.DeadlineExceeded)
+		failure := err != nil || route.IsFailure(status, grpc)
+		switch reportFor(ctx, err) {
+		case reportNothing:
+			h.Cancel()
+		case reportLatency:
+			h.Observe()
+			a.rs.AttemptResponse(status, failure, time.Since(astart))
+		case reportOutcome:
+			h.Done(failure)
+			a.rs.AttemptResponse(status, failure, time.Since(astart))
+		}
+		verdict := decideRetry(retryFacts{
+			clientGone:     ctx.Err() == context.Canceled,
+			requestEnded:   ctx.Err() != nil,
+			retryable:      route.Retryable(status, grpc),
+			attempt:        attempt,
+			maxAttempts:    limit,
+			bodyReplayable: body == nil || body.Replayable(),
+		}, a.d.Budget.Withdraw)
+		if why, ok := verdict.skipped(); ok {
+			a.rs.Skip(why)
+		}
+		// Commitments after the decision: an endpoint, then the body (handing it
+		// to the new attempt stops the old one reading it).
+		var nh balance.Handle
+		var nextBody io.ReadCloser
+		retry := verdict == retryAllowed
+		if retry {
+			var perr error
+			if nh, perr = a.bal.Pick(); perr != nil {
+				retry = false
+			}
+		}
+		if retry && body != nil {
+			var ok bool
+			if nextBody, ok = body.Next(); !ok {
+				// The body changed state since the check (a read began).
+				a.rs.Skip(metrics.SkipBody)
+				nh.Cancel()
+				retry = false
+			}
+		}
+		if !retry {
+			return a.last(resp, err, cancel, timedOut)
+		}
+		if resp != nil {
+			// Read a little so a keep-alive HTTP/1.1 connection can be reused.
+			io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+		}
+		if cancel != nil {
+			cancel()
+		}
+		a.rs.Retry()
+		if bo := route.Retry.Backoff; bo > 0 {
+			t := time.NewTimer(bo)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				nh.Cancel()
+				return nil, ctx.Err()
+			}
+		}
+		h = nh
+		areq = req.Clone(ctx)
+		if body != nil {
+			areq.Body = nextBody
+		}
+		hop := transport.Endpoint(a.p.o.Mesh, a.p.o.Out, h.Endpoint(), req)
+		rt = hop.Transport
+		areq.URL.Host = hop.Host
+		delete(areq.Header, hdrDst)
+		delete(areq.Header, hdrProto)
+		if hop.Dst != "" {
+			areq.Header[hdrDst] = []string{hop.Dst}
+			areq.Header[hdrProto] = []string{hop.Proto}
+		}
+	}
+}
+
+// last returns the attempt that was not retried: its error, or its response with the
+// route's and backend's response filters applied; the attempt's context ends when
+// the response body is closed.
+func (a *attempts) last(resp *http.Response, err error, cancel context.CancelFunc, timedOut bool) (*http.Response, error) {
+	a.timedOut = timedOut
+	if err != nil {
+		if cancel != nil {
+			cancel()
+		}
+		return nil, err
+	}
+	if cancel != nil {
+		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	}
+	if a.respFilters {
+		router.ApplyResponse(a.route.Filters, resp.Header)
+		router.ApplyResponse(a.backend.Filters, resp.Header)
+	}
+	return resp, nil
+}
+
+// cancelBody ends an attempt's context when the response body is closed.
+type cancelBody struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelBody) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}

@@ -1,0 +1,151 @@
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/internal/h1"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/router"
+)
+
+// proxy forwards through the upstream and records request and response metrics.
+func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, series *metrics.HTTPSeries) {
+	if r.ProtoMajor == 1 {
+		// Let the response stream while the request body is still being read
+		// (HTTP/1.1 bidirectional streaming); HTTP/2 is always full duplex.
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		// Full duplex also skips net/http's close after a corrupt body: h1.Guard
+		// and forward end such a connection instead (see proxy/internal/h1).
+		if !h1.Guard(w, r, h1Checked) {
+			return
+		}
+	}
+	series.Request()
+	mw := &metricsWriter{ResponseWriter: w, start: time.Now()}
+	defer func() {
+		v := recover()
+		status := mw.status
+		if status == 0 {
+			status = http.StatusOK
+		}
+		var failure bool
+		if up.attempts != nil {
+			failure = v != nil || up.attempts.route.IsFailure(status, grpcStatus(w.Header()))
+		} else {
+			failure = v != nil || status >= 500 || grpcFailure(w.Header())
+		}
+		lat := mw.latency
+		if lat == 0 {
+			lat = time.Since(mw.start)
+		}
+		series.Response(status, failure, lat)
+		if up.attempts != nil {
+			// From the request's arrival (before routing) to the response headers,
+			// every attempt included.
+			up.attempts.rs.Response(status, failure, mw.start.Sub(up.attempts.start)+lat)
+		}
+		if v != nil {
+			panic(v)
+		}
+	}()
+	if h1.IsUpgrade(r) {
+		p.upgradeProxy.ServeHTTP(mw, r.WithContext(context.WithValue(r.Context(), upstreamKey{}, up)))
+		return
+	}
+	p.forward(mw, r, up)
+}
+
+// grpcFailure reads grpc-status from the response headers or trailers; anything but
+// 0 (OK) is a failure, like the Linkerd proxy classifies gRPC.
+func grpcFailure(h http.Header) bool {
+	v, ok := h["Grpc-Status"]
+	if !ok {
+		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
+	}
+	return ok && len(v) > 0 && v[0] != "0"
+}
+
+// grpcDeadlinePassed reports whether the call's grpc-timeout ("<digits><unit>", unit
+// H, M, S, m, u or n, per the gRPC over HTTP/2 spec) has elapsed since start.
+func grpcDeadlinePassed(h http.Header, start time.Time) bool {
+	v := h.Get("Grpc-Timeout")
+	if len(v) < 2 || len(v) > 9 {
+		return false
+	}
+	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
+	if err != nil || n < 0 {
+		return false
+	}
+	var unit time.Duration
+	switch v[len(v)-1] {
+	case 'H':
+		unit = time.Hour
+	case 'M':
+		unit = time.Minute
+	case 'S':
+		unit = time.Second
+	case 'm':
+		unit = time.Millisecond
+	case 'u':
+		unit = time.Microsecond
+	case 'n':
+		unit = time.Nanosecond
+	default:
+		return false
+	}
+	return time.Since(start) >= time.Duration(n)*unit
+}
+
+// grpcStatus is the grpc-status of a response (headers or trailers), or
+// router.GRPCNone.
+func grpcStatus(h http.Header) int {
+	v, ok := h["Grpc-Status"]
+	if !ok {
+		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
+	}
+	if !ok || len(v) == 0 {
+		return router.GRPCNone
+	}
+	return router.ParseGRPCStatus(v[0])
+}
+
+// metricsWriter notes the status and time of the response headers. Unwrap lets
+// http.ResponseController reach the real writer (flush, hijack, full duplex).
+type metricsWriter struct {
+	http.ResponseWriter
+	start   time.Time
+	status  int
+	latency time.Duration
+}
+
+func (m *metricsWriter) WriteHeader(code int) {
+	if m.status == 0 && code >= 200 {
+		m.status = code
+		m.latency = time.Since(m.start)
+	}
+	m.ResponseWriter.WriteHeader(code)
+}
+
+func (m *metricsWriter) Write(p []byte) (int, error) {
+	if m.status == 0 {
+		m.status = http.StatusOK
+		m.latency = time.Since(m.start)
+	}
+	return m.ResponseWriter.Write(p)
+}
+
+func (m *metricsWriter) Flush() {
+	if f, ok := m.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (m *metricsWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }
+
+// h1Checked is the note of r's connection that Weft's HTTP/1.1 server checked the
+// request it handed over (h1.Guard).
+func h1Checked(r *http.Request) *atomic.Bool { return &ConnInfoFrom(r.Context()).H1Checked }

@@ -1,0 +1,213 @@
+// Package pipeline is what happens to one HTTP request the proxy accepted, in the
+// order it happens. Outbound (an app's request): the destination's route
+// (routed.go), its filters, a backend by weight, an endpoint by the backend's
+// balancer, then the attempts (attempts.go) each forwarded through the transport
+// that reaches the endpoint (forward.go), retried per the route's policy (retry.go
+// decides); every request and attempt is measured (measure.go). Inbound (a peer
+// proxy's or an unmeshed client's request): the relay target and the port policy
+// (proxy/inboundpolicy), then forward to the local app.
+//
+// It serves http.Handlers (ServeOutbound, ServeInbound) to whichever server read the
+// request: Weft's HTTP/1.1 and HTTP/2 servers or net/http's. It knows nothing of
+// listeners or connections beyond the ConnInfo the accept loop (proxy/server) put in
+// the request's context.
+package pipeline
+
+import (
+	"cmp"
+	"context"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/go-logr/logr"
+
+	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/config"
+	"github.com/weftmesh/weft/proxy/destination"
+	"github.com/weftmesh/weft/proxy/inboundpolicy"
+	"github.com/weftmesh/weft/proxy/internal/httpmsg"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/transport"
+)
+
+// Headers that travel between Weft proxies on weft.h2/weft.h1 connections. They are
+// removed from every request an app sends (so an app cannot steer the inbound
+// proxy) and removed by the inbound proxy before the request reaches the app.
+const (
+	hdrDst   = "Weft-Dst"   // the backend ip:port
+	hdrProto = "Weft-Proto" // "h1" or "h2": what the backend must be spoken to in
+	// hdrError says why the proxy itself answered with an error status.
+	hdrError = httpmsg.HeaderProxyError
+)
+
+// ConnInfo is what the accept loop learned about a connection before handing it to
+// an HTTP server; handlers read it from the request context (ConnInfoFrom).
+type ConnInfo struct {
+	OrigDst netip.AddrPort
+	Mesh    bool   // inbound: arrived over mTLS from a peer proxy
+	PeerID  string // inbound mesh: the client's verified SPIFFE ID
+	// H1Checked: Weft's HTTP/1.1 server checked the whole header of the request it
+	// handed over with the connection; taken by that request (h1.Guard).
+	H1Checked atomic.Bool
+}
+
+type connInfoKey struct{}
+
+// WithConnInfo returns ctx carrying info.
+func WithConnInfo(ctx context.Context, info *ConnInfo) context.Context {
+	return context.WithValue(ctx, connInfoKey{}, info)
+}
+
+// ConnInfoFrom is the ConnInfo of a request's connection (empty when none).
+func ConnInfoFrom(ctx context.Context) *ConnInfo {
+	ci, _ := ctx.Value(connInfoKey{}).(*ConnInfo)
+	if ci == nil {
+		return &ConnInfo{}
+	}
+	return ci
+}
+
+// Snapshot is the configuration requests read: swapped whole by the accept loop's
+// SetConfig, read once per request.
+type Snapshot struct {
+	Index  *config.Index
+	Static *destination.Static
+}
+
+// Options are the pipeline's collaborators; the accept loop owns them and shares
+// them with its opaque TCP path.
+type Options struct {
+	Log     logr.Logger
+	Metrics *metrics.Registry
+	// Source answers about destinations; nil: the Snapshot's static ones.
+	Source destination.Source
+	// Snapshot returns the current configuration.
+	Snapshot func() *Snapshot
+	Dests    *destination.Cache
+	// Out and In reach plaintext endpoints and the local app; Mesh peer proxies.
+	Out, In *transport.Plain
+	Mesh    *transport.Mesh
+	Policy  *inboundpolicy.Checker
+	// ErrorLog receives httputil.ReverseProxy's errors (Upgrade requests).
+	ErrorLog *log.Logger
+}
+
+// Pipeline serves the requests of both directions.
+type Pipeline struct {
+	o Options
+	// upgradeProxy carries Upgrade requests (WebSocket and the like): see
+	// newUpgradeProxy.
+	upgradeProxy *httputil.ReverseProxy
+}
+
+// New returns a pipeline over o.
+func New(o Options) *Pipeline {
+	p := &Pipeline{o: o}
+	p.upgradeProxy = p.newUpgradeProxy()
+	return p
+}
+
+// ServeOutbound routes a request an app sent: the source is asked about its
+// authority, then its connection's original destination. A known destination is
+// routed and balanced (serveRouted); an unknown one is forwarded to the original
+// destination as it is, and still measured.
+func (p *Pipeline) ServeOutbound(w http.ResponseWriter, r *http.Request) {
+	ci := ConnInfoFrom(r.Context())
+	delete(r.Header, hdrDst)
+	delete(r.Header, hdrProto)
+	// Looked up per request, so a configuration change reaches long-lived
+	// keep-alive and HTTP/2 connections too.
+	if cfg := p.lookupHTTP(r, ci.OrigDst); cfg != nil {
+		p.serveRouted(w, r, p.o.Dests.Get(cfg))
+		return
+	}
+	up := &upstream{Hop: transport.Hop{Transport: p.o.Out.For(r), Host: ci.OrigDst.String()}}
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
+	p.proxy(w, r, up, series)
+}
+
+// lookupHTTP asks the source about a request (destination.LookupHTTP).
+func (p *Pipeline) lookupHTTP(r *http.Request, dst netip.AddrPort) *api.DestinationConfig {
+	if p.o.Source == nil {
+		return destination.LookupHTTP(context.Background(), p.o.Snapshot().Static, r.Host, dst)
+	}
+	return destination.LookupHTTP(r.Context(), p.o.Source, r.Host, dst)
+}
+
+// ServeInbound delivers a request to the local app: to the backend named by the peer
+// proxy (mesh) or to the connection's original destination (plaintext), after the
+// inbound policy allowed the client.
+func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
+	ci := ConnInfoFrom(r.Context())
+	ix := p.o.Snapshot().Index
+	dst := ci.OrigDst
+	proto := ""
+	if ci.Mesh {
+		v := r.Header.Get(hdrDst)
+		ap, err := config.ParseAddrPort(v)
+		if err != nil {
+			w.Header().Set(hdrError, "missing or bad weft-dst")
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		dst = ap
+		proto = r.Header.Get(hdrProto)
+	}
+	// Before the policy: a target that is not the pod's application is refused
+	// whoever asks, and counted as such.
+	if why, ok := p.o.Policy.RelayAllowed(dst, cmp.Or(ci.PeerID, r.RemoteAddr)); !ok {
+		w.Header().Set(hdrError, "not an application address of this pod")
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, inboundpolicy.RefusedMessage(dst, why))
+		return
+	}
+	if ci.Mesh {
+		if !p.o.Policy.MeshAllowed(ix, dst, ci.PeerID) {
+			w.Header().Set(hdrError, "unauthorized")
+			w.WriteHeader(http.StatusForbidden)
+			return
+		}
+	} else if !p.o.Policy.PlainAllowed(ix, dst) {
+		w.Header().Set(hdrError, "unauthorized")
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	delete(r.Header, hdrDst)
+	delete(r.Header, hdrProto)
+	up := &upstream{Hop: transport.Hop{Host: dst.String()}}
+	switch proto {
+	case "h1":
+		up.Transport = p.o.In.H1
+	case "h2":
+		up.Transport = p.o.In.H2
+	default:
+		up.Transport = p.o.In.For(r)
+	}
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Inbound, Authority: r.Host, PeerID: ci.PeerID})
+	p.proxy(w, r, up, series)
+}
+
+// upstream is where one request goes, chosen by the handler and read by forward (or
+// the upgrade proxy's Rewrite and Transport).
+type upstream struct {
+	transport.Hop
+	// attempts is set for requests to a known destination: the Hop is its first
+	// attempt's, and attempts retries.
+	attempts *attempts
+}
+
+type upstreamKey struct{}
+
+// roundTrip sends r through the upstream's transport, with its attempts' retries and
+// timeouts when it has them.
+func (up *upstream) roundTrip(r *http.Request) (*http.Response, error) {
+	if up.attempts != nil {
+		return up.attempts.roundTrip(r, up.Transport)
+	}
+	return up.Transport.RoundTrip(r)
+}

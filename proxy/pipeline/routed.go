@@ -1,0 +1,132 @@
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/destination"
+	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/router"
+	"github.com/weftmesh/weft/proxy/transport"
+)
+
+// gRPC status codes the proxy itself answers with.
+const (
+	grpcDeadlineExceeded = 4
+	grpcUnimplemented    = 12
+	grpcInternal         = 13
+	grpcUnavailable      = 14
+)
+
+// serveRouted serves a request to a destination the source knows: route, filters,
+// backend by weight, endpoint by the backend's balancer, then the mesh or plaintext
+// transport (proxy/transport), with the route's timeouts and retries (attempts.go).
+func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destination.Runtime) {
+	// Metrics keep the authority the client used, whatever a rewrite makes of it.
+	authority := r.Host
+	route, prefix := d.Table.Match(r)
+	if route == nil {
+		// Gateway API routes and none matched: 404 (gRPC: UNIMPLEMENTED), as GAMMA
+		// asks.
+		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
+		series.Request()
+		p.answerError(w, r, series, nil, time.Now(), http.StatusNotFound, grpcUnimplemented, "no route")
+		return
+	}
+	start := time.Now()
+	rs := d.Series[route.Index]
+	rs.Request()
+	if d.Retries {
+		d.Budget.Deposit()
+	}
+	if redir := router.ApplyRequest(route.Filters, r, prefix, "http"); redir != nil {
+		p.answerRedirect(w, authority, rs, start, redir)
+		return
+	}
+	b := route.PickBackend()
+	if b == nil || b.Invalid != "" {
+		// No usable backend for this share of the traffic: 500, as Gateway API asks.
+		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
+		series.Request()
+		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcInternal, "invalid backend")
+		return
+	}
+	if len(b.Filters) > 0 {
+		if redir := router.ApplyRequest(b.Filters, r, prefix, "http"); redir != nil {
+			p.answerRedirect(w, authority, rs, start, redir)
+			return
+		}
+	}
+	bal := d.Balancers[b.Key]
+	h, err := bal.Pick()
+	if err != nil {
+		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
+		series.Request()
+		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcUnavailable, err.Error())
+		return
+	}
+	if route.RequestTimeout > 0 {
+		ctx, cancel := context.WithTimeout(r.Context(), route.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+	}
+	// One allocation for both: the upstream forward reads and its attempts.
+	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start}}
+	at := &rr.attempts
+	if router.HasResponseFilters(route.Filters) || router.HasResponseFilters(b.Filters) {
+		at.respFilters = true
+	}
+	ep := h.Endpoint()
+	up := &rr.upstream
+	up.attempts = at
+	up.Hop = transport.Endpoint(p.o.Mesh, p.o.Out, ep, r)
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority, PeerID: ep.Identity})
+	p.proxy(w, r, up, series)
+}
+
+// answerError answers a request the proxy cannot forward: the status with
+// Weft-Proxy-Error, or for gRPC a trailers-only response with the gRPC status (gRPC
+// clients read grpc-status, not the HTTP status).
+func (p *Pipeline) answerError(w http.ResponseWriter, r *http.Request, series *metrics.HTTPSeries, rs *metrics.RouteSeries, start time.Time, status, grpcCode int, reason string) {
+	w.Header().Set(hdrError, reason)
+	failure := status >= 500
+	if router.IsGRPC(r) {
+		writeGRPCError(w, grpcCode, reason)
+		status, failure = http.StatusOK, grpcCode != 0
+	} else {
+		w.WriteHeader(status)
+	}
+	lat := time.Since(start)
+	series.Response(status, failure, lat)
+	if rs != nil {
+		rs.Response(status, failure, lat)
+	}
+}
+
+// writeGRPCError writes a trailers-only gRPC response: HTTP 200 with grpc-status and
+// grpc-message in the only HEADERS frame (which ends the stream).
+func writeGRPCError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(code))
+	h.Set("Grpc-Message", msg)
+	w.WriteHeader(http.StatusOK)
+}
+
+func (p *Pipeline) answerRedirect(w http.ResponseWriter, authority string, rs *metrics.RouteSeries, start time.Time, redir *router.Redirect) {
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
+	series.Request()
+	w.Header().Set("Location", redir.Location)
+	w.WriteHeader(redir.Status)
+	lat := time.Since(start)
+	series.Response(redir.Status, false, lat)
+	rs.Response(redir.Status, false, lat)
+}
+
+// routedRequest is one allocation for a routed request's upstream and attempts.
+type routedRequest struct {
+	upstream upstream
+	attempts attempts
+}
