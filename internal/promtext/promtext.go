@@ -51,8 +51,6 @@ var LinkerdNames = map[string]bool{
 	"route_actual_request_total":                 true,
 	"route_actual_response_total":                true,
 	"route_actual_response_latency_ms":           true,
-	"route_retry_total":                          true,
-	"route_retry_skipped_total":                  true,
 	"tcp_open_total":                             true,
 	"tcp_close_total":                            true,
 	"tcp_open_connections":                       true,

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/weftmesh/weft/internal/promtext"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
@@ -318,19 +319,16 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 	slices.SortFunc(rows, func(a, b row) int {
 		return cmp.Or(strings.Compare(a.authority, b.authority), strings.Compare(a.backend, b.backend))
 	})
-	fmt.Fprintln(w, "# HELP weft_balancer_endpoints Endpoints of each backend's load balancer, by state: ready, or ejected by failure accrual.")
-	fmt.Fprintln(w, "# TYPE weft_balancer_endpoints gauge")
+	pw := promtext.NewWriter(w)
+	pw.Family("weft_balancer_endpoints", promtext.Gauge, "Endpoints of each backend's load balancer, by state: ready, or ejected by failure accrual.")
 	for _, r := range rows {
-		ls := `direction="outbound",authority="` + labelEscaper.Replace(r.authority) + `",backend="` + labelEscaper.Replace(r.backend) + `"`
-		fmt.Fprintf(w, "weft_balancer_endpoints{%s,state=\"ready\"} %d\n", ls, r.ready)
-		fmt.Fprintf(w, "weft_balancer_endpoints{%s,state=\"ejected\"} %d\n", ls, r.ejected)
+		ls := promtext.L("direction", "outbound", "authority", r.authority, "backend", r.backend)
+		pw.Int("weft_balancer_endpoints", ls.With("state", "ready"), int64(r.ready))
+		pw.Int("weft_balancer_endpoints", ls.With("state", "ejected"), int64(r.ejected))
 	}
-	fmt.Fprintln(w, "# HELP weft_balancer_ejections_total Times failure accrual took an endpoint of the backend out of rotation.")
-	fmt.Fprintln(w, "# TYPE weft_balancer_ejections_total counter")
+	pw.Family("weft_balancer_ejections_total", promtext.Counter, "Times failure accrual took an endpoint of the backend out of rotation.")
 	for _, r := range rows {
-		fmt.Fprintf(w, "weft_balancer_ejections_total{direction=\"outbound\",authority=\"%s\",backend=\"%s\"} %d\n", labelEscaper.Replace(r.authority), labelEscaper.Replace(r.backend), r.ejections)
+		pw.Uint("weft_balancer_ejections_total", promtext.L("direction", "outbound", "authority", r.authority, "backend", r.backend), r.ejections)
 	}
+	_ = pw.Flush()
 }
-
-// labelEscaper escapes a Prometheus label value.
-var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)

@@ -93,10 +93,10 @@ func (s *RouteSeries) AttemptResponse(status int, failure bool, latency time.Dur
 	s.actual.record(status, failure, latency)
 }
 
-// Retry counts a retry that was made (route_retry_total).
+// Retry counts a retry that was made (weft_route_retry_total).
 func (s *RouteSeries) Retry() { s.retries.Add(1) }
 
-// Skip counts a retry that was warranted but not made (route_retry_skipped_total).
+// Skip counts a retry that was warranted but not made (weft_route_retry_skipped_total).
 func (s *RouteSeries) Skip(reason SkipReason) { s.skipped[reason].Add(1) }
 
 // Requests, Retries and Skipped read the counters (tests, debugging).
@@ -147,12 +147,12 @@ func (r *Registry) writeRoutes(w *promtext.Writer) {
 	for i, k := range keys {
 		series(k).actual.writeLatency(w, "route_actual_response_latency_ms", labels[i])
 	}
-	counter("route_retry_total", "Total count of retries made per route.", func(s *RouteSeries) uint64 { return s.retries.Load() })
-	w.Family("route_retry_skipped_total", promtext.Counter, "Total count of retries not made per route, by reason: budget (the destination's retry budget was spent) or body (the request body could not be replayed).")
+	counter("weft_route_retry_total", "Total count of retries made per route.", func(s *RouteSeries) uint64 { return s.retries.Load() })
+	w.Family("weft_route_retry_skipped_total", promtext.Counter, "Total count of retries not made per route, by reason: budget (the destination's retry budget was spent) or body (the request body could not be replayed).")
 	for i, k := range keys {
 		s := series(k)
 		for reason := range skipReasons {
-			w.Uint("route_retry_skipped_total", labels[i].With("reason", reason.String()), s.skipped[reason].Load())
+			w.Uint("weft_route_retry_skipped_total", labels[i].With("reason", reason.String()), s.skipped[reason].Load())
 		}
 	}
 }

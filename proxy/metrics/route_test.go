@@ -37,9 +37,9 @@ func TestRouteSeries(t *testing.T) {
 		{"latency bucket", `route_response_latency_ms_bucket{` + ls + `,status_code="200",le="20"} 1`},
 		{"latency below", `route_response_latency_ms_bucket{` + ls + `,status_code="200",le="10"} 0`},
 		{"attempt latency count", `route_actual_response_latency_ms_count{` + ls + `,status_code="503"} 1`},
-		{"retries", `route_retry_total{` + ls + `} 1`},
-		{"skipped budget", `route_retry_skipped_total{` + ls + `,reason="budget"} 2`},
-		{"skipped body", `route_retry_skipped_total{` + ls + `,reason="body"} 1`},
+		{"retries", `weft_route_retry_total{` + ls + `} 1`},
+		{"skipped budget", `weft_route_retry_skipped_total{` + ls + `,reason="budget"} 2`},
+		{"skipped body", `weft_route_retry_skipped_total{` + ls + `,reason="body"} 1`},
 		{"histogram type", `# TYPE route_response_latency_ms histogram`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

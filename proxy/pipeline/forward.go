@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"strings"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/internal/h2"
 	"github.com/weftmesh/weft/proxy/internal/httpmsg"
@@ -248,9 +249,9 @@ func (p *Pipeline) proxyError(w http.ResponseWriter, r *http.Request, up *upstre
 		// gRPC clients read grpc-status, not the HTTP status. A peer that
 		// reset the stream when the call's own grpc-timeout expired (gRPC
 		// servers do) is the call's deadline, not an unavailable server.
-		code := grpcUnavailable
+		code := grpcwire.Unavailable
 		if mw, ok := w.(*metricsWriter); timeout || (ok && grpcDeadlinePassed(r.Header, mw.start)) {
-			code = grpcDeadlineExceeded
+			code = grpcwire.DeadlineExceeded
 		}
 		writeGRPCError(w, code, reason)
 		return

@@ -3,10 +3,10 @@ package pipeline
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/router"
@@ -60,57 +60,43 @@ func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, s
 }
 
 // grpcFailure reads grpc-status from the response headers or trailers; anything but
-// 0 (OK) is a failure, like the Linkerd proxy classifies gRPC.
+// OK (a malformed value included) is a failure, like the Linkerd proxy classifies gRPC.
 func grpcFailure(h http.Header) bool {
-	v, ok := h["Grpc-Status"]
+	v, ok := grpcStatusValue(h)
 	if !ok {
-		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
+		return false
 	}
-	return ok && len(v) > 0 && v[0] != "0"
+	c, valid := grpcwire.ParseCode(v)
+	return !valid || c != grpcwire.OK
 }
 
-// grpcDeadlinePassed reports whether the call's grpc-timeout ("<digits><unit>", unit
-// H, M, S, m, u or n, per the gRPC over HTTP/2 spec) has elapsed since start.
+// grpcDeadlinePassed reports whether the call's grpc-timeout has elapsed since start.
 func grpcDeadlinePassed(h http.Header, start time.Time) bool {
-	v := h.Get("Grpc-Timeout")
-	if len(v) < 2 || len(v) > 9 {
-		return false
-	}
-	n, err := strconv.ParseInt(v[:len(v)-1], 10, 64)
-	if err != nil || n < 0 {
-		return false
-	}
-	var unit time.Duration
-	switch v[len(v)-1] {
-	case 'H':
-		unit = time.Hour
-	case 'M':
-		unit = time.Minute
-	case 'S':
-		unit = time.Second
-	case 'm':
-		unit = time.Millisecond
-	case 'u':
-		unit = time.Microsecond
-	case 'n':
-		unit = time.Nanosecond
-	default:
-		return false
-	}
-	return time.Since(start) >= time.Duration(n)*unit
+	d, ok := grpcwire.ParseTimeout(h.Get(grpcwire.HeaderTimeout))
+	return ok && time.Since(start) >= d
 }
 
 // grpcStatus is the grpc-status of a response (headers or trailers), or
 // router.GRPCNone.
 func grpcStatus(h http.Header) int {
-	v, ok := h["Grpc-Status"]
+	v, ok := grpcStatusValue(h)
 	if !ok {
-		v, ok = h[http.TrailerPrefix+"Grpc-Status"]
-	}
-	if !ok || len(v) == 0 {
 		return router.GRPCNone
 	}
-	return router.ParseGRPCStatus(v[0])
+	return router.ParseGRPCStatus(v)
+}
+
+// grpcStatusValue is grpc-status from the headers (a trailers-only answer) or the
+// trailers.
+func grpcStatusValue(h http.Header) (string, bool) {
+	v, ok := h[grpcwire.HeaderStatus]
+	if !ok {
+		v, ok = h[http.TrailerPrefix+grpcwire.HeaderStatus]
+	}
+	if !ok || len(v) == 0 {
+		return "", false
+	}
+	return v[0], true
 }
 
 // metricsWriter notes the status and time of the response headers. Unwrap lets

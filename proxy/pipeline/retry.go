@@ -58,7 +58,7 @@ func (v retryVerdict) String() string {
 	return [...]string{"retry", "client gone", "request timeout", "not retryable", "attempts exhausted", "body not replayable", "budget empty"}[v]
 }
 
-// skipped is the route_retry_skipped_total reason a verdict counts under, if any:
+// skipped is the weft_route_retry_skipped_total reason a verdict counts under, if any:
 // only refusals that cost the client a retry its policy asked for are counted.
 func (v retryVerdict) skipped() (metrics.SkipReason, bool) {
 	switch v {

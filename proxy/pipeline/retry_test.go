@@ -16,7 +16,7 @@ import (
 // TestDecideRetry is the retry decision's rule table: each case changes one fact of
 // an attempt the policy would retry, and says what the decision is, whether the
 // budget was asked (only when every check passed: a refusal for another reason must
-// cost the budget nothing) and what route_retry_skipped_total counts.
+// cost the budget nothing) and what weft_route_retry_skipped_total counts.
 func TestDecideRetry(t *testing.T) {
 	retryable := retryFacts{retryable: true, attempt: 1, maxAttempts: 3, bodyReplayable: true}
 	with := func(change func(*retryFacts)) retryFacts {

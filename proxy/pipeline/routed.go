@@ -3,21 +3,13 @@ package pipeline
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/router"
 	"github.com/weftmesh/weft/proxy/transport"
-)
-
-// gRPC status codes the proxy itself answers with.
-const (
-	grpcDeadlineExceeded = 4
-	grpcUnimplemented    = 12
-	grpcInternal         = 13
-	grpcUnavailable      = 14
 )
 
 // serveRouted serves a request to a destination the source knows: route, filters,
@@ -32,7 +24,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		// asks.
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
-		p.answerError(w, r, series, nil, time.Now(), http.StatusNotFound, grpcUnimplemented, "no route")
+		p.answerError(w, r, series, nil, time.Now(), http.StatusNotFound, grpcwire.Unimplemented, "no route")
 		return
 	}
 	start := time.Now()
@@ -50,7 +42,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		// No usable backend for this share of the traffic: 500, as Gateway API asks.
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
-		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcInternal, "invalid backend")
+		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcwire.Internal, "invalid backend")
 		return
 	}
 	if len(b.Filters) > 0 {
@@ -64,7 +56,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	if err != nil {
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
-		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcUnavailable, err.Error())
+		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcwire.Unavailable, err.Error())
 		return
 	}
 	if route.RequestTimeout > 0 {
@@ -89,12 +81,12 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 // answerError answers a request the proxy cannot forward: the status with
 // Weft-Proxy-Error, or for gRPC a trailers-only response with the gRPC status (gRPC
 // clients read grpc-status, not the HTTP status).
-func (p *Pipeline) answerError(w http.ResponseWriter, r *http.Request, series *metrics.HTTPSeries, rs *metrics.RouteSeries, start time.Time, status, grpcCode int, reason string) {
+func (p *Pipeline) answerError(w http.ResponseWriter, r *http.Request, series *metrics.HTTPSeries, rs *metrics.RouteSeries, start time.Time, status int, grpcCode grpcwire.Code, reason string) {
 	w.Header().Set(hdrError, reason)
 	failure := status >= 500
 	if router.IsGRPC(r) {
 		writeGRPCError(w, grpcCode, reason)
-		status, failure = http.StatusOK, grpcCode != 0
+		status, failure = http.StatusOK, grpcCode != grpcwire.OK
 	} else {
 		w.WriteHeader(status)
 	}
@@ -107,11 +99,8 @@ func (p *Pipeline) answerError(w http.ResponseWriter, r *http.Request, series *m
 
 // writeGRPCError writes a trailers-only gRPC response: HTTP 200 with grpc-status and
 // grpc-message in the only HEADERS frame (which ends the stream).
-func writeGRPCError(w http.ResponseWriter, code int, msg string) {
-	h := w.Header()
-	h.Set("Content-Type", "application/grpc")
-	h.Set("Grpc-Status", strconv.Itoa(code))
-	h.Set("Grpc-Message", msg)
+func writeGRPCError(w http.ResponseWriter, code grpcwire.Code, msg string) {
+	grpcwire.SetTrailersOnly(w.Header(), code, msg)
 	w.WriteHeader(http.StatusOK)
 }
 

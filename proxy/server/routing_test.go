@@ -496,7 +496,7 @@ func TestRoutedRetries(t *testing.T) {
 			}
 		}
 		text := rp.metricsText()
-		retries := metricValue(text, "route_retry_total", `rt_route="all"`)
+		retries := metricValue(text, "weft_route_retry_total", `rt_route="all"`)
 		budget := 0.2*n + 10*10 // ratio × originals + min per second × ttl
 		t.Logf("success %d/%d, retries %v (budget %v), backend hits %d", ok, n, retries, budget, flaky.hits.Load())
 		if float64(ok)/n < 0.995 {
@@ -529,8 +529,8 @@ func TestRoutedRetries(t *testing.T) {
 			}
 		}
 		text := rp.metricsText()
-		retries := metricValue(text, "route_retry_total", `rt_route="all"`)
-		skipped := metricValue(text, "route_retry_skipped_total", `rt_route="all"`, `reason="budget"`)
+		retries := metricValue(text, "weft_route_retry_total", `rt_route="all"`)
+		skipped := metricValue(text, "weft_route_retry_skipped_total", `rt_route="all"`, `reason="budget"`)
 		t.Logf("retries %v, skipped %v", retries, skipped)
 		if retries > 0.1*n || retries < 0.1*n-2 {
 			t.Fatalf("retries = %v, want the budget's %v", retries, 0.1*n)
@@ -579,8 +579,8 @@ func TestRoutedRetries(t *testing.T) {
 		if big.status != 503 {
 			t.Fatalf("64 KiB + 1 body: status %d, want the first attempt's 503", big.status)
 		}
-		if v := metricValue(rp.metricsText(), "route_retry_skipped_total", `rt_route="all"`, `reason="body"`); v != 1 {
-			t.Fatalf("route_retry_skipped_total{reason=body} = %v, want 1", v)
+		if v := metricValue(rp.metricsText(), "weft_route_retry_skipped_total", `rt_route="all"`, `reason="body"`); v != 1 {
+			t.Fatalf("weft_route_retry_skipped_total{reason=body} = %v, want 1", v)
 		}
 		if odd.hits.Load() != 3 {
 			t.Fatalf("backend saw %d requests, want 3 (2 for the retried body, 1 for the big one)", odd.hits.Load())
@@ -822,8 +822,8 @@ func TestRoutedThroughMesh(t *testing.T) {
 		t.Fatalf("split did not reach both backends: odd %d, even %d", odd.hits.Load(), even.hits.Load())
 	}
 	text := a.metricsText()
-	if v := metricValue(text, "route_retry_total", `rt_route="split"`); v < 5 {
-		t.Fatalf("route_retry_total = %v, want the odd backend's failures retried", v)
+	if v := metricValue(text, "weft_route_retry_total", `rt_route="split"`); v < 5 {
+		t.Fatalf("weft_route_retry_total = %v, want the odd backend's failures retried", v)
 	}
 	if v := metricValue(text, "request_total", `server_id="`+spiffe("b", serverSA)+`"`); v != 80 {
 		t.Fatalf("request_total over mTLS = %v, want 80", v)
