@@ -12,7 +12,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/weftmesh/weft/internal/inject"
-	"github.com/weftmesh/weft/internal/validation"
 )
 
 // Admission webhooks can select namespaces by label only, but weft.dev/inject is an
@@ -87,7 +86,7 @@ func (v *NamespaceValidator) ValidateDelete(context.Context, *corev1.Namespace) 
 }
 
 func validateNamespace(ns *corev1.Namespace) error {
-	errs := validation.InjectionMetadata(field.NewPath("metadata"), ns.Annotations, ns.Labels)
+	errs := inject.ValidateMetadata(field.NewPath("metadata"), ns.Annotations, ns.Labels)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -14,7 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/weftmesh/weft/internal/inject"
-	"github.com/weftmesh/weft/internal/validation"
 )
 
 // The workload validator checks the weft annotations of pod templates when a
@@ -55,7 +54,7 @@ func (h *WorkloadValidator) Handle(_ context.Context, req admission.Request) adm
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod template: %w", err))
 	}
 	meta := field.NewPath(path[0], path[1:]...).Child("metadata")
-	errs := validation.InjectionMetadata(meta, tpl.Annotations, tpl.Labels)
+	errs := inject.ValidateMetadata(meta, tpl.Annotations, tpl.Labels)
 	if len(errs) == 0 {
 		return admission.Allowed("")
 	}

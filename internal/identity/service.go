@@ -65,9 +65,9 @@ const (
 	// IssuerSecretName is the Secret cert-manager writes the identity issuer to.
 	IssuerSecretName = "weft-identity-issuer"
 	// TrustRootsConfigMapName is the ConfigMap with the published trust bundle.
-	TrustRootsConfigMapName = "weft-trust-roots"
+	TrustRootsConfigMapName = meshdefaults.TrustRootsConfigMap
 	// TrustRootsKey is the bundle's key in that ConfigMap.
-	TrustRootsKey = "ca-bundle.pem"
+	TrustRootsKey = meshdefaults.TrustRootsKey
 	// ServiceName is the identity Service in the control-plane namespace.
 	ServiceName = meshdefaults.IdentityServiceName
 	// DefaultAddr is where the service listens.

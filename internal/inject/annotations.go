@@ -391,3 +391,17 @@ func withPorts(rs []iptables.PortRange, ports ...int32) []iptables.PortRange {
 	}
 	return out
 }
+
+// ValidateMetadata checks the weft metadata of a namespace or a pod template, under
+// meta (the path of its metadata): the config.weft.dev/* and weft.dev/inject annotations
+// parse the way the injector reads them (the parser is the injector's own, so the two
+// cannot disagree), and a weft.dev/inject label, which the injector's namespaceSelector
+// and objectSelector match on, has one of the two values the selectors know.
+func ValidateMetadata(meta *field.Path, annotations, labels map[string]string) field.ErrorList {
+	errs := ValidateAnnotations(annotations, meta.Child("annotations"))
+	if v, ok := labels[AnnotationInject]; ok && v != InjectEnabled && v != InjectDisabled {
+		errs = append(errs, field.NotSupported(meta.Child("labels").Key(AnnotationInject), v,
+			[]string{InjectEnabled, InjectDisabled}))
+	}
+	return errs
+}

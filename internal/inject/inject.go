@@ -39,8 +39,8 @@ const (
 
 	// TrustRootsConfigMap and TrustRootsKey are published by the Mesh reconciler into
 	// every meshed namespace.
-	TrustRootsConfigMap = "weft-trust-roots"
-	TrustRootsKey       = "ca-bundle.pem"
+	TrustRootsConfigMap = meshdefaults.TrustRootsConfigMap
+	TrustRootsKey       = meshdefaults.TrustRootsKey
 
 	// Where the proxy finds its identity inputs.
 	TokenDir       = "/var/run/weft/identity"

@@ -14,6 +14,12 @@ import "iter"
 
 // Control-plane placement and naming defaults.
 const (
+	// TrustRootsConfigMap is the ConfigMap the Mesh reconciler publishes the trust
+	// bundle in (in the control-plane namespace and every meshed one), under
+	// TrustRootsKey.
+	TrustRootsConfigMap = "weft-trust-roots"
+	TrustRootsKey       = "ca-bundle.pem"
+
 	// ControlPlaneNamespace is where weft-controller runs unless told otherwise.
 	ControlPlaneNamespace = "weft-system"
 	// ClusterDomain is Kubernetes' default DNS suffix for Service names.

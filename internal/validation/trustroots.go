@@ -20,7 +20,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/trustbundle"
 )
 
@@ -38,13 +38,13 @@ import (
 // It returns what is wrong with the copy ("" when nothing is), phrased to follow
 // "ConfigMap <ns>/<name>", and an error only when the published bundle cannot be read.
 func TrustRootsCopy(copyData, publishedData map[string]string, publishedAt string) (string, error) {
-	want, err := trustbundle.ParsePEM([]byte(publishedData[inject.TrustRootsKey]))
+	want, err := trustbundle.ParsePEM([]byte(publishedData[meshdefaults.TrustRootsKey]))
 	if err != nil {
 		return "", fmt.Errorf("parsing the published trust bundle %s: %w", publishedAt, err)
 	}
-	got, err := trustbundle.ParsePEM([]byte(copyData[inject.TrustRootsKey]))
+	got, err := trustbundle.ParsePEM([]byte(copyData[meshdefaults.TrustRootsKey]))
 	if err != nil || len(got) == 0 {
-		return fmt.Sprintf("holds no readable trust bundle under %s", inject.TrustRootsKey), nil
+		return fmt.Sprintf("holds no readable trust bundle under %s", meshdefaults.TrustRootsKey), nil
 	}
 	for _, c := range got {
 		if !slices.ContainsFunc(want, c.Equal) {
