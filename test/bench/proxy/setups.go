@@ -27,11 +27,20 @@ const (
 
 	haproxyClientPort = 34140
 	haproxyServerPort = 34143
+	nginxClientPort   = 34240
+	nginxServerPort   = 34243
+	caddyClientPort   = 34340
+	caddyServerPort   = 34343
+
+	// serverName is the DNS SAN of the server-side leaf the nginx and Caddy pairs use:
+	// both check the peer's host name, and Weft's leaves carry only a SPIFFE ID.
+	serverName = "bench-server.bench.weft"
 
 	trustDomain = "bench.weft"
 )
 
-// proc is one proxy process whose CPU and memory are measured.
+// proc is one proxy process whose CPU and memory are measured, together with the
+// processes it forks (nginx's workers).
 type proc struct {
 	role    string // "client" (the caller's side) or "server"
 	cmd     *exec.Cmd
@@ -155,8 +164,10 @@ func directSetup() *setup {
 type pki struct {
 	ca             *netns.CA
 	client, server netns.IdentityFiles
-	clientID       string
-	serverID       string
+	// serverDNS is the server's identity with serverName as a DNS SAN as well.
+	serverDNS netns.IdentityFiles
+	clientID  string
+	serverID  string
 }
 
 func newPKI(dir string) (*pki, error) {
@@ -182,6 +193,13 @@ func newPKI(dir string) (*pki, error) {
 		if *side.files, err = ca.WriteIdentity(dir, side.name, leaf); err != nil {
 			return nil, err
 		}
+	}
+	leaf, err := ca.Issue(p.serverID, now.Add(-time.Minute), now.Add(24*time.Hour), serverName)
+	if err != nil {
+		return nil, err
+	}
+	if p.serverDNS, err = ca.WriteIdentity(dir, "server-dns", leaf); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
