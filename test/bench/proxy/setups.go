@@ -25,12 +25,15 @@ const (
 	weftBase    = 14000
 	weftTCPBase = 15000
 
-	haproxyClientPort = 34140
-	haproxyServerPort = 34143
-	nginxClientPort   = 34240
-	nginxServerPort   = 34243
-	caddyClientPort   = 34340
-	caddyServerPort   = 34343
+	// The reference pairs. All ports stay below Linux's ephemeral range (32768 and
+	// up): a port in it can be held by some other program's outgoing connection, or by
+	// its TIME_WAIT for a minute, and then the proxy cannot bind it.
+	haproxyClientPort = 16140
+	haproxyServerPort = 16143
+	nginxClientPort   = 16240
+	nginxServerPort   = 16243
+	caddyClientPort   = 16340
+	caddyServerPort   = 16343
 
 	// serverName is the DNS SAN of the server-side leaf the nginx and Caddy pairs use:
 	// both check the peer's host name, and Weft's leaves carry only a SPIFFE ID.
