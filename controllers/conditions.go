@@ -62,10 +62,6 @@ func (c conditions) set(condType string, ok bool, reason, message string) {
 	})
 }
 
-func (c conditions) isTrue(condType string) bool {
-	return meta.IsStatusConditionTrue(*c.list, condType)
-}
-
 // summarizeReady sets Ready from the given conditions: True when all are True, otherwise
 // False with the reason and message of the first that is not.
 func (c conditions) summarizeReady(condTypes ...string) {

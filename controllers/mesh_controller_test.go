@@ -589,7 +589,7 @@ func TestMeshIdentity(t *testing.T) {
 		// real time, sees no reason to renew.
 		iss := issuerCert(t, c)
 		target := iss.NotAfter.Add(-mesh.Spec.Identity.Issuer.RenewBefore.Duration).Add(time.Hour + time.Minute)
-		m.clock.Advance(time.Until(target) - m.clock.Now().Sub(time.Now()))
+		m.clock.Advance(time.Until(target) - time.Until(m.clock.Now()))
 		patch := client.MergeFrom(mesh.DeepCopy())
 		mesh.Annotations = map[string]string{"test.weft.dev/poke": "overdue"}
 		if err := c.Patch(ctx, mesh, patch); err != nil {
@@ -610,7 +610,7 @@ func TestMeshIdentity(t *testing.T) {
 			return nil
 		})
 		// Back to real time for the steps that follow.
-		m.clock.Advance(-(m.clock.Now().Sub(time.Now())))
+		m.clock.Advance(-time.Until(m.clock.Now()))
 		if err := c.Patch(ctx, getMesh(t, c), client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"test.weft.dev/poke":"3"}}}`))); err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# Measures the Weft proxy pair against direct and an HAProxy pair on loopback and
-# writes bench/results/proxy.json. Needs Debian's haproxy (apt-get install haproxy).
+# Measures the Weft proxy pair against direct and HAProxy, nginx and Caddy pairs on
+# loopback, every proxy with the same thread count (one per core; --proxy-threads N),
+# and writes bench/results/proxy.json with Weft's ratios to each peer.
+# Prerequisites: Debian's haproxy and nginx (apt-get install -y haproxy nginx; as root
+# the script installs what is missing), and Caddy, which `make bench-proxy` builds from
+# the Go module proxy into ./bin (CADDY=path to use another build).
 # As root it also measures the pod path in two network namespaces (weft-init's
 # iptables rules, proxies as UID 2102); NETNS=0 turns that off.
 # Extra arguments go to the driver (test/bench/proxy), e.g. --duration 5s.
@@ -13,21 +17,38 @@ cd "$root"
 bin="${LOCALBIN:-$root/bin}"
 mkdir -p "$bin" bench/results
 
-if ! command -v haproxy >/dev/null; then
-	echo "bench-proxy: haproxy not found; install it with: apt-get install -y haproxy" >&2
-	exit 1
+missing=()
+for tool in haproxy nginx; do
+	command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+	if [[ "$(id -u)" != 0 ]]; then
+		echo "bench-proxy: ${missing[*]} not found; install with: apt-get install -y ${missing[*]}" >&2
+		exit 1
+	fi
+	# Debian's nginx package may start its own service on port 80; the benchmark runs
+	# its own nginx processes on the ports below and never touches it.
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+# make bench-proxy passes CADDY; run directly, the script builds the pinned one.
+caddy="${CADDY:-}"
+if [[ -z "$caddy" ]]; then
+	make -s caddy
+	caddy="$(ls -t "$bin"/caddy-v* | head -n1)"
 fi
 
 # The loopback ports the setups use must be free, or the numbers would be someone
 # else's.
-for port in 18080 14140 14143 14191 24140 24143 24191 15140 15143 15191 25140 25143 25191 34140 34143; do
+for port in 18080 14140 14143 14191 24140 24143 24191 15140 15143 15191 25140 25143 25191 \
+	16140 16143 16240 16243 16340 16343; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "bench-proxy: 127.0.0.1:$port is already in use" >&2
 		exit 1
 	fi
 done
 
-args=(--out bench/results/proxy.json)
+args=(--out bench/results/proxy.json --nginx "$(command -v nginx)" --caddy "$caddy")
 if [[ "$(id -u)" == 0 && "${NETNS:-1}" == 1 ]] && command -v iptables >/dev/null; then
 	go build -o "$bin/weft-init" ./cmd/weft-init
 	args+=(--netns --weft-init "$bin/weft-init")

@@ -200,7 +200,7 @@ func (t *transformer) template(node *yaml.Node, nsName string, namespaces map[st
 			return false, nil
 		}
 		if errs := inject.Inject(&after, ns, t.mesh, t.env); len(errs) > 0 {
-			return false, fmt.Errorf("%s: %v", where, errs.ToAggregate())
+			return false, fmt.Errorf("%s: %w", where, errs.ToAggregate())
 		}
 		res.report = append(res.report, label+" injected")
 	}

@@ -132,13 +132,12 @@ func runStat(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 // statPod is a pod as weft stat sees it: its group and, if meshed, its proxy's admin port.
 type statPod struct {
-	uid        types.UID
-	namespace  string
-	name       string
-	group      string // deploy/web, sts/db, pod/x, or the namespace
-	meshed     bool
-	adminPort  int32
-	containers string
+	uid       types.UID
+	namespace string
+	name      string
+	group     string // deploy/web, sts/db, pod/x, or the namespace
+	meshed    bool
+	adminPort int32
 }
 
 func stat(ctx context.Context, kc *kubeClients, o statOptions, stdout, stderr io.Writer) error {

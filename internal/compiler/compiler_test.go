@@ -479,11 +479,8 @@ func TestCompile(t *testing.T) {
 			want: func(w *api.DestinationConfig) {
 				w.RouteSource = api.RouteSource_ROUTE_SOURCE_GATEWAY_API
 				w.Fallback = nil
-				var names []string
-				for _, n := range []string{"b-old/exact", "b-old/regex", "b-old/long-prefix", "b-old/query", "b-old/headers", "b-old/method",
-					"a-old/tie-a", "b-old/tie-b", "young/tie-young", "b-old/catch-all"} {
-					names = append(names, n)
-				}
+				names := []string{"b-old/exact", "b-old/regex", "b-old/long-prefix", "b-old/query", "b-old/headers", "b-old/method",
+					"a-old/tie-a", "b-old/tie-b", "young/tie-young", "b-old/catch-all"}
 				w.Routes = nil
 				for _, n := range names {
 					w.Routes = append(w.Routes, &api.Route{Name: n})

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -86,7 +85,7 @@ func getV6(fd int) (netip.AddrPort, error) {
 func getsockopt(fd, level, opt int, val unsafe.Pointer, l *uint32) error {
 	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(fd), uintptr(level), uintptr(opt), uintptr(val), uintptr(unsafe.Pointer(l)), 0)
 	if e != 0 {
-		return syscall.Errno(e)
+		return e
 	}
 	return nil
 }

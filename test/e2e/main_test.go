@@ -74,13 +74,12 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	start := time.Now()
-	code, err := setup()
-	if err != nil {
+	if _, err := setup(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: setup:", err)
 		os.Exit(1)
 	}
 	fmt.Printf("e2e: setup took %s\n", time.Since(start).Round(time.Millisecond))
-	code = m.Run()
+	code := m.Run()
 	if os.Getenv("WEFT_E2E_KEEP") == "" {
 		t0 := time.Now()
 		out, err := kubectl(context.Background(), "delete", "namespace", ns, "--wait=true", "--timeout=120s")

@@ -251,10 +251,6 @@ func pathPrefix(p string) []gatewayv1.HTTPRouteMatch {
 	return []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To(p)}}}
 }
 
-func headerMatch(name, value string) []gatewayv1.HTTPRouteMatch {
-	return []gatewayv1.HTTPRouteMatch{{Headers: []gatewayv1.HTTPHeaderMatch{{Name: gatewayv1.HTTPHeaderName(name), Value: value}}}}
-}
-
 func trafficSplit(name, root string, weights map[string]int32) *splitv1alpha2.TrafficSplit {
 	ts := &splitv1alpha2.TrafficSplit{ObjectMeta: metav1.ObjectMeta{Namespace: shop, Name: name},
 		Spec: splitv1alpha2.TrafficSplitSpec{Service: root}}

@@ -62,8 +62,10 @@ type Leaf struct {
 }
 
 // Issue signs a leaf for the SPIFFE ID spiffeID, valid from notBefore to notAfter,
-// usable as TLS server and client certificate.
-func (ca *CA) Issue(spiffeID string, notBefore, notAfter time.Time) (*Leaf, error) {
+// usable as TLS server and client certificate. dnsNames, if any, are added as DNS SANs
+// for peers that check a host name rather than a SPIFFE ID (the benchmark's nginx and
+// Caddy pairs).
+func (ca *CA) Issue(spiffeID string, notBefore, notAfter time.Time, dnsNames ...string) (*Leaf, error) {
 	u, err := url.Parse(spiffeID)
 	if err != nil || u.Scheme != "spiffe" {
 		return nil, fmt.Errorf("invalid SPIFFE ID %q", spiffeID)
@@ -77,6 +79,7 @@ func (ca *CA) Issue(spiffeID string, notBefore, notAfter time.Time) (*Leaf, erro
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		URIs:         []*url.URL{u},
+		DNSNames:     dnsNames,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}

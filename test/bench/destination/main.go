@@ -259,7 +259,7 @@ func run(cfg config) error {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				return fmt.Errorf("the service exited: %v", <-childDone)
+				return fmt.Errorf("the service exited: %w", <-childDone)
 			}
 			switch f := strings.Fields(l); {
 			case len(f) == 2 && f[0] == "LISTEN":

@@ -1,8 +1,9 @@
 // Command bench-proxy measures what a proxy pair costs on this machine: the same HTTP
 // load (fortio's constant-rate generator, 16 connections, 1 KiB responses from
 // fortio's echo server) goes client -> server directly, through a Weft proxy pair with
-// mutual TLS, and through an HAProxy pair with mutual TLS, all on loopback. It prints
-// a table and writes the same figures as JSON (see row for the fields).
+// mutual TLS, and through HAProxy, nginx and Caddy pairs with mutual TLS, all on
+// loopback, every proxy with the same number of threads. It prints a table and Weft's
+// figures as ratios to each peer, and writes the same as JSON (see row for the fields).
 //
 // Run it through `make bench-proxy` (hack/bench-proxy.sh builds weft-proxy first).
 package main
@@ -59,6 +60,24 @@ type row struct {
 	// LoadAvg1m is the machine's one-minute load average just before the run: the
 	// figures only mean something when it is well below the number of cores.
 	LoadAvg1m float64 `json:"load_avg_1m"`
+	// Threads is each proxy's thread count in this run (GOMAXPROCS, nbthread,
+	// worker_processes); 0: each proxy's default.
+	Threads int `json:"proxy_threads"`
+	// WeftRatioTo, on the weft rows only, is Weft's figure divided by each peer's
+	// (haproxy, nginx, caddy) at the same rate: below 1 is better for Weft, except
+	// max_rps where above 1 is.
+	WeftRatioTo map[string]ratio `json:"weft_ratio_to,omitempty"`
+}
+
+// ratio is Weft's figure over a peer's. A field is null when the peer's figure is not
+// positive (an added latency within the noise can be zero or negative), since the
+// ratio would then say nothing.
+type ratio struct {
+	AddedP50 *float64 `json:"added_p50"`
+	AddedP99 *float64 `json:"added_p99"`
+	CPUPer1k *float64 `json:"cpu_s_per_1k"`
+	RSSPeak  *float64 `json:"rss_peak_mb"`
+	MaxRPS   *float64 `json:"max_rps"`
 }
 
 // proxyRow is one proxy process's share of a row.
@@ -101,6 +120,7 @@ func serve(addr string) {
 
 type options struct {
 	weftProxy, haproxy string
+	nginx, caddy       string
 	out, workDir       string
 	setups             []string
 	rates              []int
@@ -119,16 +139,20 @@ func run() error {
 	var setups, rates string
 	flag.StringVar(&o.weftProxy, "weft-proxy", "bin/weft-proxy", "weft-proxy binary")
 	flag.StringVar(&o.haproxy, "haproxy", "haproxy", "haproxy binary")
+	flag.StringVar(&o.nginx, "nginx", "nginx", "nginx binary")
+	flag.StringVar(&o.caddy, "caddy", "bin/caddy", "caddy binary")
 	flag.StringVar(&o.out, "out", "bench/results/proxy.json", "JSON results file")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for configs, certificates and proxy logs (default: a temporary one, removed afterwards)")
-	flag.StringVar(&setups, "setups", "direct,weft,haproxy,weft-tcp", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, and weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost)")
+	flag.StringVar(&setups, "setups", "direct,weft,haproxy,nginx,caddy,weft-tcp", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, nginx, caddy, and weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost)")
 	flag.StringVar(&rates, "rates", "1000,5000", "constant request rates (requests per second)")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each constant-rate run")
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured run before each setup's measurements")
 	flag.DurationVar(&o.satDuration, "saturation-duration", 5*time.Second, "length of each max-throughput run")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of the Weft proxies here (--weft-proxy must then be test/bench/weftprof)")
-	flag.IntVar(&o.threads, "proxy-threads", 0, "threads per proxy process: GOMAXPROCS for weft-proxy, nbthread for HAProxy (0: their defaults, one per core)")
+	// Every proxy gets the same number of threads, so that none wins by using more
+	// cores than another: the default is one per core.
+	flag.IntVar(&o.threads, "proxy-threads", runtime.NumCPU(), "threads per proxy: GOMAXPROCS for weft-proxy and Caddy, nbthread for HAProxy, worker_processes for nginx (0: each proxy's own default)")
 	flag.IntVar(&o.rounds, "rounds", 3, "split each run into this many rounds, setups taking turns")
 	flag.BoolVar(&o.netns, "netns", false, "also measure direct-netns and weft-netns: two network namespaces joined by a veth, weft-init's iptables rules, proxies as UID 2102 (needs root)")
 	flag.StringVar(&o.weftInit, "weft-init", "bin/weft-init", "weft-init binary, for --netns")
@@ -190,6 +214,10 @@ func run() error {
 			s, err = weftSetup(ctx, dir, o.weftProxy, name, weftTCPBase, "opaque", o.profileDir, o.threads, p)
 		case "haproxy":
 			s, err = haproxySetup(ctx, dir, o.haproxy, o.threads, p)
+		case "nginx":
+			s, err = nginxSetup(ctx, dir, o.nginx, o.threads, p)
+		case "caddy":
+			s, err = caddySetup(ctx, dir, o.caddy, o.threads, p)
 		default:
 			err = fmt.Errorf("unknown setup %q", name)
 		}
@@ -216,7 +244,12 @@ func run() error {
 		return err
 	}
 	addDeltas(rows)
+	for i := range rows {
+		rows[i].Threads = o.threads
+	}
+	addRatios(rows)
 	printTable(os.Stdout, rows)
+	printRatios(os.Stdout, rows)
 	return writeJSON(o.out, rows)
 }
 
@@ -242,10 +275,10 @@ func measure(ctx context.Context, o options, setups []*setup, server *proc) ([]r
 		acc := make([]accum, len(setups))
 		for i, s := range setups {
 			for _, p := range s.procs {
-				if err := resetPeakRSS(p.pid()); err != nil {
+				if err := treeResetPeakRSS(p.pid()); err != nil {
 					return nil, err
 				}
-				c, err := cpuSeconds(p.pid())
+				c, err := treeCPUSeconds(p.pid())
 				if err != nil {
 					return nil, err
 				}
@@ -301,11 +334,11 @@ func measure(ctx context.Context, o options, setups []*setup, server *proc) ([]r
 			if len(s.procs) > 0 {
 				var cpuSum, rssMax float64
 				for j, pr := range s.procs {
-					after, err := cpuSeconds(pr.pid())
+					after, err := treeCPUSeconds(pr.pid())
 					if err != nil {
 						return nil, err
 					}
-					rss, err := peakRSSMB(pr.pid())
+					rss, err := treePeakRSSMB(pr.pid())
 					if err != nil {
 						return nil, err
 					}
@@ -459,7 +492,7 @@ func printTable(w io.Writer, rows []row) {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%+.3f\t%+.3f\t%s\t%s\t%.0f\t%d\t\n",
 			r.Setup, r.RPS, achieved, r.P50, r.P90, r.P99, r.P999, r.AddedP50, r.AddedP99, cpu, rss, r.MaxRPS, r.Errors)
 	}
-	tw.Flush()
+	_ = tw.Flush()
 	fmt.Fprintln(w, "per proxy: client side / server side; direct has no proxy; (!): the setup could not sustain the rate")
 	var maxLoad float64
 	for _, r := range rows {
@@ -529,4 +562,80 @@ func loadAvg() float64 {
 	}
 	v, _ := strconv.ParseFloat(f[0], 64)
 	return v
+}
+
+// peers are the setups Weft's figures are compared with, in the order printed.
+var peers = []string{"haproxy", "nginx", "caddy"}
+
+// addRatios fills WeftRatioTo of each weft row from the peers' rows at the same rate.
+func addRatios(rows []row) {
+	byKey := map[string]row{}
+	for _, r := range rows {
+		byKey[fmt.Sprint(r.Setup, r.RPS)] = r
+	}
+	div := func(w, p float64) *float64 {
+		if p <= 0 || w < 0 {
+			return nil
+		}
+		v := round(w/p, 2)
+		return &v
+	}
+	deref := func(p *float64) float64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	for i, w := range rows {
+		if w.Setup != "weft" {
+			continue
+		}
+		for _, name := range peers {
+			p, ok := byKey[fmt.Sprint(name, w.RPS)]
+			if !ok {
+				continue
+			}
+			if rows[i].WeftRatioTo == nil {
+				rows[i].WeftRatioTo = map[string]ratio{}
+			}
+			rows[i].WeftRatioTo[name] = ratio{
+				AddedP50: div(w.AddedP50, p.AddedP50),
+				AddedP99: div(w.AddedP99, p.AddedP99),
+				CPUPer1k: div(deref(w.CPUPer1k), deref(p.CPUPer1k)),
+				RSSPeak:  div(deref(w.RSSPeakMB), deref(p.RSSPeakMB)),
+				MaxRPS:   div(w.MaxRPS, p.MaxRPS),
+			}
+		}
+	}
+}
+
+// printRatios prints Weft's figures over each peer's, one line per rate and peer.
+func printRatios(w io.Writer, rows []row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	printed := false
+	for _, r := range rows {
+		for _, name := range peers {
+			q, ok := r.WeftRatioTo[name]
+			if !ok {
+				continue
+			}
+			if !printed {
+				fmt.Fprintln(w)
+				fmt.Fprintln(tw, "weft / peer\trps\t+p50\t+p99\tCPU s/1k\tpeak RSS\tmax rps\t")
+				printed = true
+			}
+			f := func(v *float64) string {
+				if v == nil {
+					return "n/a"
+				}
+				return fmt.Sprintf("%.2f", *v)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", name, r.RPS, f(q.AddedP50), f(q.AddedP99), f(q.CPUPer1k), f(q.RSSPeak), f(q.MaxRPS))
+		}
+	}
+	if !printed {
+		return
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "below 1: Weft costs less (max rps: above 1 is better); n/a: the peer's figure is not positive; threads per proxy: %d\n", rows[0].Threads)
 }

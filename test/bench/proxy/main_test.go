@@ -2,8 +2,10 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"runtime"
 	"testing"
+	"time"
 )
 
 func TestMedian(t *testing.T) {
@@ -90,5 +92,76 @@ func TestProcStat(t *testing.T) {
 	}
 	if _, err := cpuSeconds(1 << 30); err == nil {
 		t.Error("cpuSeconds of a pid that cannot exist succeeded")
+	}
+}
+
+// nginx works in forked workers; their CPU and memory count only if processTree finds
+// them.
+func TestProcessTree(t *testing.T) {
+	cmd := exec.Command("sh", "-c", "sleep 30 & sleep 30 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var tree []int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		var err error
+		if tree, err = processTree(cmd.Process.Pid); err != nil {
+			t.Fatal(err)
+		}
+		if len(tree) == 3 {
+			break
+		}
+	}
+	if len(tree) != 3 || tree[0] != cmd.Process.Pid {
+		t.Fatalf("processTree(sh) = %v, want sh and its two sleeps", tree)
+	}
+	if _, err := treeCPUSeconds(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := treePeakRSSMB(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestAddRatios(t *testing.T) {
+	f := func(v float64) *float64 { return &v }
+	rows := []row{
+		{Setup: "weft", RPS: 1000, AddedP50: 0.3, AddedP99: 1.0, CPUPer1k: f(0.15), RSSPeakMB: f(18), MaxRPS: 10000},
+		{Setup: "haproxy", RPS: 1000, AddedP50: 0.6, AddedP99: 0.5, CPUPer1k: f(0.1), RSSPeakMB: f(20), MaxRPS: 12500},
+		{Setup: "nginx", RPS: 1000, AddedP50: -0.01, AddedP99: 2.0, CPUPer1k: f(0.3), RSSPeakMB: f(9), MaxRPS: 8000},
+		{Setup: "haproxy", RPS: 5000, AddedP50: 0.1, AddedP99: 0.1, CPUPer1k: f(0.1), RSSPeakMB: f(20), MaxRPS: 12500},
+	}
+	addRatios(rows)
+	got := rows[0].WeftRatioTo
+	if len(got) != 2 {
+		t.Fatalf("ratios to %v, want haproxy and nginx (caddy did not run)", got)
+	}
+	tests := []struct {
+		name string
+		got  *float64
+		want float64 // < 0: null
+	}{
+		{"haproxy added p50", got["haproxy"].AddedP50, 0.5},
+		{"haproxy added p99", got["haproxy"].AddedP99, 2},
+		{"haproxy cpu", got["haproxy"].CPUPer1k, 1.5},
+		{"haproxy rss", got["haproxy"].RSSPeak, 0.9},
+		{"haproxy max rps", got["haproxy"].MaxRPS, 0.8},
+		{"a peer's added latency within the noise gives no ratio", got["nginx"].AddedP50, -1},
+		{"nginx added p99", got["nginx"].AddedP99, 0.5},
+		{"nginx rss", got["nginx"].RSSPeak, 2},
+	}
+	for _, tt := range tests {
+		switch {
+		case tt.want < 0 && tt.got != nil:
+			t.Errorf("%s = %v, want null", tt.name, *tt.got)
+		case tt.want >= 0 && (tt.got == nil || *tt.got != tt.want):
+			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	for _, r := range rows[1:] {
+		if r.WeftRatioTo != nil {
+			t.Errorf("%s row has ratios: only weft rows do", r.Setup)
+		}
 	}
 }

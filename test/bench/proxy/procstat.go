@@ -66,3 +66,95 @@ func resetPeakRSS(pid int) error {
 	}
 	return nil
 }
+
+// parentPID returns field 4 (ppid) of /proc/<pid>/stat.
+func parentPID(pid int) (int, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed /proc/%d/stat", pid)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[1])
+}
+
+// processTree returns pid and its live descendants. nginx does its work in worker
+// processes forked by a master; a proxy's cost is the whole tree's.
+func processTree(pid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, fmt.Errorf("list /proc: %w", err)
+	}
+	children := map[int][]int{}
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		// A process may exit between the listing and the read: skip it.
+		if pp, err := parentPID(p); err == nil {
+			children[pp] = append(children[pp], p)
+		}
+	}
+	tree := []int{pid}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i]]...)
+	}
+	return tree, nil
+}
+
+// treeCPUSeconds is cpuSeconds summed over pid's process tree.
+func treeCPUSeconds(pid int) (float64, error) {
+	tree, err := processTree(pid)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, p := range tree {
+		c, err := cpuSeconds(p)
+		if err != nil {
+			return 0, err
+		}
+		sum += c
+	}
+	return sum, nil
+}
+
+// treePeakRSSMB is peakRSSMB summed over pid's process tree: an upper bound of the
+// tree's peak, since each process may peak at a different moment.
+func treePeakRSSMB(pid int) (float64, error) {
+	tree, err := processTree(pid)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, p := range tree {
+		m, err := peakRSSMB(p)
+		if err != nil {
+			return 0, err
+		}
+		sum += m
+	}
+	return sum, nil
+}
+
+// treeResetPeakRSS is resetPeakRSS over pid's process tree.
+func treeResetPeakRSS(pid int) error {
+	tree, err := processTree(pid)
+	if err != nil {
+		return err
+	}
+	for _, p := range tree {
+		if err := resetPeakRSS(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

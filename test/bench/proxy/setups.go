@@ -25,13 +25,25 @@ const (
 	weftBase    = 14000
 	weftTCPBase = 15000
 
-	haproxyClientPort = 34140
-	haproxyServerPort = 34143
+	// The reference pairs. All ports stay below Linux's ephemeral range (32768 and
+	// up): a port in it can be held by some other program's outgoing connection, or by
+	// its TIME_WAIT for a minute, and then the proxy cannot bind it.
+	haproxyClientPort = 16140
+	haproxyServerPort = 16143
+	nginxClientPort   = 16240
+	nginxServerPort   = 16243
+	caddyClientPort   = 16340
+	caddyServerPort   = 16343
+
+	// serverName is the DNS SAN of the server-side leaf the nginx and Caddy pairs use:
+	// both check the peer's host name, and Weft's leaves carry only a SPIFFE ID.
+	serverName = "bench-server.bench.weft"
 
 	trustDomain = "bench.weft"
 )
 
-// proc is one proxy process whose CPU and memory are measured.
+// proc is one proxy process whose CPU and memory are measured, together with the
+// processes it forks (nginx's workers).
 type proc struct {
 	role    string // "client" (the caller's side) or "server"
 	cmd     *exec.Cmd
@@ -155,8 +167,10 @@ func directSetup() *setup {
 type pki struct {
 	ca             *netns.CA
 	client, server netns.IdentityFiles
-	clientID       string
-	serverID       string
+	// serverDNS is the server's identity with serverName as a DNS SAN as well.
+	serverDNS netns.IdentityFiles
+	clientID  string
+	serverID  string
 }
 
 func newPKI(dir string) (*pki, error) {
@@ -182,6 +196,13 @@ func newPKI(dir string) (*pki, error) {
 		if *side.files, err = ca.WriteIdentity(dir, side.name, leaf); err != nil {
 			return nil, err
 		}
+	}
+	leaf, err := ca.Issue(p.serverID, now.Add(-time.Minute), now.Add(24*time.Hour), serverName)
+	if err != nil {
+		return nil, err
+	}
+	if p.serverDNS, err = ca.WriteIdentity(dir, "server-dns", leaf); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
