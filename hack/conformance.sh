@@ -105,11 +105,27 @@ fi
 end
 
 begin "cluster up"
-# make e2e uses the same cluster and tears it down at its end: never run beside it.
-if pgrep -f 'hack/e2e\.sh' >/dev/null; then
-  CLUSTER_STARTED=0
-  cannot "make e2e is running on the local cluster; run make conformance after it"
-fi
+# One cluster, several users: make e2e tears the cluster down at its end, so the two must
+# never overlap. This run holds the cluster lock (lib.sh; up.sh and down.sh run from here
+# inherit it) from before cluster up to after teardown, so an e2e started meanwhile waits
+# in its up.sh. One already past its up.sh holds the cluster without the lock: wait for it.
+e2e_on_cluster() { # an e2e.sh is running that is neither before nor in its up.sh
+  local p
+  for p in $(pgrep -f 'hack/e2e\.sh'); do
+    pgrep -P "$p" -f 'cluster/up\.sh|go build -o bin/weft' >/dev/null || return 0
+  done
+  return 1
+}
+waited=0
+while :; do
+  while e2e_on_cluster; do
+    [ "$waited" = 1 ] || log "make e2e is using the local cluster: waiting for it to end"
+    waited=1; sleep 2
+  done
+  lock_cluster
+  e2e_on_cluster || break
+  exec 9>&-; unset WEFT_CLUSTER_LOCKED # it got there first: let it finish
+done
 printf '\n==> Cluster (hack/cluster/up.sh)\n'
 # From here on the cluster is torn down at exit, as make e2e does, even if up.sh fails
 # half-way (down.sh removes whatever was started).
