@@ -6,12 +6,15 @@
 package conformance
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"slices"
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/gateway-api/conformance"
 	confv1 "sigs.k8s.io/gateway-api/conformance/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance/tests"
@@ -150,8 +153,34 @@ func TestMeshConformance(t *testing.T) {
 		}
 	})
 	cs.Setup(t, all)
+	requireMeshed(t, cs)
 	if err := cs.Run(t, all); err != nil {
 		t.Fatalf("running the suite: %v", err)
+	}
+}
+
+// requireMeshed stops the run unless every pod of the suite's namespaces carries Weft's
+// proxy. Several mesh tests (MeshBasic, MeshTrafficSplit without routes) pass on a bare
+// cluster through kube-proxy alone; without this check a run whose injection silently
+// failed would credit Weft with them.
+func requireMeshed(t *testing.T, cs *suite.ConformanceTestSuite) {
+	t.Helper()
+	for _, ns := range []string{suite.MeshNamespace, suite.MeshConsumerNamespace} {
+		var pods corev1.PodList
+		if err := cs.Client.List(context.Background(), &pods, client.InNamespace(ns)); err != nil {
+			t.Fatalf("listing the pods of %s: %v", ns, err)
+		}
+		if len(pods.Items) == 0 {
+			t.Fatalf("namespace %s has no pods", ns)
+		}
+		for i := range pods.Items {
+			p := &pods.Items[i]
+			if !inject.IsInjected(&corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}) {
+				t.Fatalf("pod %s/%s has no %s: Weft did not inject it (namespace labels %v)",
+					ns, p.Name, inject.ProxyContainerName, cs.Applier.NamespaceLabels)
+			}
+		}
+		t.Logf("all %d pods of %s carry %s", len(pods.Items), ns, inject.ProxyContainerName)
 	}
 }
 
