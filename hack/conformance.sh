@@ -162,6 +162,7 @@ for img in "${ECHO_IMAGES[@]}"; do
     log "imported $img ($digest)"
   fi
 done
+rm -rf "$STAGE" # the tarball has it; the binaries stay cached in $BIN
 end
 
 begin "install (cert-manager, Weft, Mesh, demo)"
