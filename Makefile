@@ -175,3 +175,7 @@ images: ## Build the OCI images and import them into the local cluster.
 .PHONY: e2e
 e2e: ## Run the end-to-end suite on the local cluster (brings it up and tears it down).
 	hack/e2e.sh
+
+.PHONY: conformance
+conformance: ## Run the Gateway API conformance suite's mesh tests on the local cluster; writes conformance/reports/.
+	hack/conformance.sh
