@@ -163,7 +163,7 @@ destinations:
 	if d4 := dests.Get(p4); d4.Balancers["static/a:80"].Len() != 1 {
 		t.Fatalf("back at p1's version the balancer has %d endpoints, want 1", d4.Balancers["static/a:80"].Len())
 	}
-	d1 = dests.Get(p1)
+	dests.Get(p1)
 	// Only maxRecent pointers stay compiled.
 	for range maxRecent {
 		dests.Get(StaticDestination(&changed, 0))

@@ -108,7 +108,7 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 		}
 		if resp != nil {
 			// Read a little so a keep-alive HTTP/1.1 connection can be reused.
-			io.CopyN(io.Discard, resp.Body, 4<<10)
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10) // best effort
 			resp.Body.Close()
 		}
 		if cancel != nil {

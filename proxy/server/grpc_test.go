@@ -13,7 +13,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/interop"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -74,10 +73,10 @@ func TestGRPCThroughPair(t *testing.T) {
 		for i := range body {
 			body[i] = byte(i * 7)
 		}
-		resp, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{
-			ResponseType: testpb.PayloadType_COMPRESSABLE,
+		resp, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{
+			ResponseType: testgrpc.PayloadType_COMPRESSABLE,
 			ResponseSize: size,
-			Payload:      &testpb.Payload{Body: body},
+			Payload:      &testgrpc.Payload{Body: body},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -93,8 +92,8 @@ func TestGRPCThroughPair(t *testing.T) {
 		dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer dcancel()
 		start := time.Now()
-		stream, err := tc.StreamingOutputCall(dctx, &testpb.StreamingOutputCallRequest{
-			ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 2_000_000}},
+		stream, err := tc.StreamingOutputCall(dctx, &testgrpc.StreamingOutputCallRequest{
+			ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1, IntervalUs: 2_000_000}},
 		})
 		if err == nil {
 			_, err = stream.Recv()
@@ -111,8 +110,8 @@ func TestGRPCThroughPair(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := 1; i <= 50; i++ {
-			if err := stream.Send(&testpb.StreamingOutputCallRequest{
-				ResponseParameters: []*testpb.ResponseParameters{{Size: int32(i * 100)}},
+			if err := stream.Send(&testgrpc.StreamingOutputCallRequest{
+				ResponseParameters: []*testgrpc.ResponseParameters{{Size: int32(i * 100)}},
 			}); err != nil {
 				t.Fatal(err)
 			}

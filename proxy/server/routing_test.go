@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
-	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -860,20 +859,20 @@ func TestRoutedGRPC(t *testing.T) {
 	defer cancel()
 
 	t.Run("matched method", func(t *testing.T) {
-		if _, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 10}); err != nil {
+		if _, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseSize: 10}); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("unmatched method is UNIMPLEMENTED", func(t *testing.T) {
-		_, err := tc.EmptyCall(ctx, &testpb.Empty{})
+		_, err := tc.EmptyCall(ctx, &testgrpc.Empty{})
 		if status.Code(err) != codes.Unimplemented {
 			t.Fatalf("EmptyCall: %v, want Unimplemented", err)
 		}
 	})
 	t.Run("request timeout is DEADLINE_EXCEEDED", func(t *testing.T) {
 		start := time.Now()
-		stream, err := tc.StreamingOutputCall(ctx, &testpb.StreamingOutputCallRequest{
-			ResponseParameters: []*testpb.ResponseParameters{{Size: 1, IntervalUs: 2_000_000}},
+		stream, err := tc.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{
+			ResponseParameters: []*testgrpc.ResponseParameters{{Size: 1, IntervalUs: 2_000_000}},
 		})
 		if err == nil {
 			_, err = stream.Recv()
@@ -889,7 +888,7 @@ func TestRoutedGRPC(t *testing.T) {
 		}
 	})
 	t.Run("a trailers-only failure is retried", func(t *testing.T) {
-		_, err := tc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseStatus: &testpb.EchoStatus{Code: int32(codes.Unavailable), Message: "try again"}})
+		_, err := tc.UnaryCall(ctx, &testgrpc.SimpleRequest{ResponseStatus: &testgrpc.EchoStatus{Code: int32(codes.Unavailable), Message: "try again"}})
 		if status.Code(err) != codes.Unavailable {
 			t.Fatalf("UnaryCall: %v, want the server's Unavailable", err)
 		}

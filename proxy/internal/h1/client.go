@@ -327,7 +327,7 @@ func (b *responseBody) Read(p []byte) (int, error) {
 		return 0, errBodyClosed
 	}
 	n, err := b.rc.Read(p)
-	if err == io.EOF {
+	if errors.Is(err, io.EOF) {
 		if b.done.CompareAndSwap(false, true) {
 			b.h.finish(b.pc, b.stop, b.keep)
 		}

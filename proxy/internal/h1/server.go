@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -171,7 +172,7 @@ func (c *serverConn) serveNext() bool {
 		c.setReader(bufSize)
 	}
 	n, err := c.headerLen()
-	if err == bufio.ErrBufferFull && c.br.Size() == bufSize {
+	if errors.Is(err, bufio.ErrBufferFull) && c.br.Size() == bufSize {
 		// A header over 4 KiB (large cookies, say): read it whole into a larger
 		// buffer, so that its framing is checked here too before net/http serves it.
 		c.setReader(c.s.MaxHeaderBytes + 4<<10)
@@ -184,7 +185,7 @@ func (c *serverConn) serveNext() bool {
 		switch {
 		case c.br.Buffered() == 0 || timedOut:
 			c.close()
-		case err == bufio.ErrBufferFull:
+		case errors.Is(err, bufio.ErrBufferFull):
 			c.refuse(http.StatusRequestHeaderFieldsTooLarge, fmt.Sprintf("request header over %d bytes", c.s.MaxHeaderBytes))
 		default:
 			// Cut short: nothing to serve.
@@ -333,7 +334,7 @@ func (c *serverConn) refuse(status int, reason string) {
 	c.bw.Write(refusal(status, reason))
 	if c.bw.Flush() == nil && c.pc.CloseWrite() == nil {
 		c.pc.SetReadDeadline(time.Now().Add(lingerTimeout))
-		io.CopyN(io.Discard, c.pc, lingerBytes)
+		_, _ = io.CopyN(io.Discard, c.pc, lingerBytes) // best effort: the answer is out
 	}
 	c.pc.Close()
 }
@@ -368,7 +369,7 @@ func (c *serverConn) run(w *response) {
 	keep := false
 	defer func() {
 		if v := recover(); v != nil {
-			if v != http.ErrAbortHandler {
+			if err, _ := v.(error); !errors.Is(err, http.ErrAbortHandler) {
 				c.s.logError(fmt.Errorf("%v", v), "Handler panicked", "client", c.remote)
 			}
 			// The response is incomplete: closing the connection tells the client.

@@ -302,7 +302,7 @@ func (cc *clientConn) readLoop() {
 		cc.flushLocked()
 		cc.wmu.Unlock()
 	}
-	cc.close(fmt.Errorf("%w: %v", errConnClosed, err))
+	cc.close(fmt.Errorf("%w: %w", errConnClosed, err))
 }
 
 func (cc *clientConn) handle(f http2.Frame) error {

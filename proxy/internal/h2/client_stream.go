@@ -394,7 +394,11 @@ func (st *clientStream) onHeaders(f *http2.MetaHeadersFrame) {
 			st.streamError(errors.New("too many 1xx informational responses, or one that ends the stream"), http2.ErrCodeProtocol)
 			return
 		}
-		httpmsg.PassInterim(st.req.Context(), code, h)
+		if err := httpmsg.PassInterim(st.req.Context(), code, h); err != nil {
+			// The caller's trace refused it (as the HTTP/1.1 client does, the
+			// request fails).
+			st.streamError(err, http2.ErrCodeCancel)
+		}
 		return
 	}
 	cl, err := declaredLength(h)

@@ -170,7 +170,7 @@ func (h *framing) closeWrite() {
 // and lingerBytes, after a connection error's GOAWAY: see closeWrite.
 func (h *framing) linger() {
 	h.closeWrite()
-	io.Copy(io.Discard, io.LimitReader(h.br, lingerBytes))
+	_, _ = io.Copy(io.Discard, io.LimitReader(h.br, lingerBytes)) // best effort
 }
 
 // failLocked ends the connection for writers: later writes fail with err, waiting

@@ -60,7 +60,7 @@ var errFlowControl = errors.New("peer sent more than its flow-control window (RF
 func (p *pipe) push(data []byte, flow int64, end bool) pushResult {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.err == io.EOF {
+	if errors.Is(p.err, io.EOF) {
 		return pushClosed
 	}
 	if p.err != nil {
@@ -99,7 +99,7 @@ func (p *pipe) push(data []byte, flow int64, end bool) pushResult {
 }
 
 func (p *pipe) failLocked(err error) {
-	if p.err == nil || p.err == io.EOF {
+	if p.err == nil || errors.Is(p.err, io.EOF) {
 		p.err = err
 		p.fields = nil
 	}
@@ -162,7 +162,7 @@ func (p *pipe) fail(err error) {
 func (p *pipe) endedOK() bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.err == io.EOF
+	return errors.Is(p.err, io.EOF)
 }
 
 // ended says whether the body has ended (END_STREAM or failure).
@@ -185,7 +185,7 @@ func (p *pipe) read(b []byte) (n int, streamInc int64, fields []hpack.HeaderFiel
 	if p.closed {
 		return 0, 0, nil, http.ErrBodyReadAfterClose
 	}
-	if p.err != nil && p.err != io.EOF {
+	if p.err != nil && !errors.Is(p.err, io.EOF) {
 		// A failed body hands nothing more over: what it holds may be the
 		// part that would complete it (see readable).
 		return 0, 0, nil, p.err

@@ -123,7 +123,7 @@ func (s *Server) ServeConn(nc net.Conn, opts ServeConnOpts) {
 	}
 	defer c.close()
 	err := c.serve()
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) { // serve always ends with an error
 		s.logInfo("HTTP/2 connection ended", "protocol", c.proto, "client", c.peer, "error", err.Error())
 	}
 }

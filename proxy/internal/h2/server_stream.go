@@ -2,6 +2,7 @@ package h2
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -48,7 +49,7 @@ func (st *serverStream) run(r *http.Request) {
 		reset := st.reset
 		c.wmu.Unlock()
 		if v != nil {
-			if v != http.ErrAbortHandler {
+			if err, _ := v.(error); !errors.Is(err, http.ErrAbortHandler) {
 				c.s.logError(fmt.Errorf("%v", v), "Handler panicked", "protocol", c.proto, "client", c.peer)
 			}
 			// The response is incomplete: the peer must not take it as whole.
