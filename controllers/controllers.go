@@ -22,8 +22,10 @@ limitations under the License.
 package controllers
 
 import (
+	"cmp"
 	"fmt"
 
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -32,11 +34,14 @@ import (
 type Options struct {
 	// Namespace is the control-plane namespace.
 	Namespace string
+	// ClusterDomain is the cluster's DNS suffix; empty means cluster.local.
+	ClusterDomain string
 }
 
 // AddToManager registers every reconciler with the manager.
 func AddToManager(mgr ctrl.Manager, opts Options) error {
-	if err := NewServiceProfileReconciler(mgr.GetClient(), mgr.GetEventRecorder("serviceprofile-controller")).SetupWithManager(mgr); err != nil {
+	opts.ClusterDomain = cmp.Or(opts.ClusterDomain, meshdefaults.ClusterDomain)
+	if err := NewServiceProfileReconciler(mgr.GetClient(), mgr.GetEventRecorder("serviceprofile-controller"), opts.ClusterDomain).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ServiceProfile reconciler: %w", err)
 	}
 	if err := NewTrafficSplitReconciler(mgr.GetClient(), mgr.GetEventRecorder("trafficsplit-controller")).SetupWithManager(mgr); err != nil {

@@ -19,7 +19,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/internal/validation"
 )
 
@@ -39,43 +39,49 @@ import (
 
 // NewServiceProfileReconciler returns the reconciler that validates ServiceProfiles,
 // checks that the service they describe exists, and reports both in status.
-func NewServiceProfileReconciler(c client.Client, rec events.EventRecorder) *StatusReconciler[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList] {
-	return &StatusReconciler[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList]{Client: c, Recorder: rec, kind: serviceProfiles}
+// clusterDomain is the cluster's DNS suffix: a profile named for a Service under it is
+// that Service's.
+func NewServiceProfileReconciler(c client.Client, rec events.EventRecorder, clusterDomain string) *StatusReconciler[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList] {
+	return &StatusReconciler[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList]{Client: c, Recorder: rec, kind: serviceProfiles(clusterDomain)}
 }
 
-var serviceProfiles = statusKind[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList]{
-	name:      "ServiceProfile",
-	newObject: func() *meshv1alpha1.ServiceProfile { return &meshv1alpha1.ServiceProfile{} },
-	newList:   func() *meshv1alpha1.ServiceProfileList { return &meshv1alpha1.ServiceProfileList{} },
-	items:     func(l *meshv1alpha1.ServiceProfileList) []client.Object { return objects(l.Items) },
-	services: func(sp *meshv1alpha1.ServiceProfile) []string {
-		if key, ok := ServiceForProfileName(sp.Name); ok {
-			return []string{key.String()}
-		}
-		return nil
-	},
-	conditions: func(sp *meshv1alpha1.ServiceProfile) *[]metav1.Condition { return &sp.Status.Conditions },
-	restate: func(sp *meshv1alpha1.ServiceProfile) {
-		sp.Status.ObservedGeneration = sp.Generation
-		sp.Status.Routes = int32(len(sp.Spec.Routes))
-		sp.Status.RetryableRoutes = 0
-		for _, rt := range sp.Spec.Routes {
-			if rt.IsRetryable {
-				sp.Status.RetryableRoutes++
+func serviceProfiles(clusterDomain string) statusKind[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList] {
+	return statusKind[*meshv1alpha1.ServiceProfile, *meshv1alpha1.ServiceProfileList]{
+		name:      "ServiceProfile",
+		newObject: func() *meshv1alpha1.ServiceProfile { return &meshv1alpha1.ServiceProfile{} },
+		newList:   func() *meshv1alpha1.ServiceProfileList { return &meshv1alpha1.ServiceProfileList{} },
+		items:     func(l *meshv1alpha1.ServiceProfileList) []client.Object { return objects(l.Items) },
+		services: func(sp *meshv1alpha1.ServiceProfile) []string {
+			if key, ok := profileService(sp.Name, clusterDomain); ok {
+				return []string{key.String()}
 			}
-		}
-	},
-	validate:     validation.ServiceProfile,
-	fixPrefix:    "Fix the spec: ",
-	validMessage: "The profile is valid",
-	resolveRefs:  resolveProfileService,
+			return nil
+		},
+		conditions: func(sp *meshv1alpha1.ServiceProfile) *[]metav1.Condition { return &sp.Status.Conditions },
+		restate: func(sp *meshv1alpha1.ServiceProfile) {
+			sp.Status.ObservedGeneration = sp.Generation
+			sp.Status.Routes = int32(len(sp.Spec.Routes))
+			sp.Status.RetryableRoutes = 0
+			for _, rt := range sp.Spec.Routes {
+				if rt.IsRetryable {
+					sp.Status.RetryableRoutes++
+				}
+			}
+		},
+		validate:     validation.ServiceProfile,
+		fixPrefix:    "Fix the spec: ",
+		validMessage: "The profile is valid",
+		resolveRefs: func(ctx context.Context, c client.Reader, rec events.EventRecorder, sp *meshv1alpha1.ServiceProfile, conds conditions) error {
+			return resolveProfileService(ctx, c, rec, sp, conds, clusterDomain)
+		},
+	}
 }
 
 // resolveProfileService sets ResolvedRefs: True when the profile names an in-cluster
 // Service that exists, or names an authority outside the cluster (which has nothing to
 // resolve).
-func resolveProfileService(ctx context.Context, c client.Reader, rec events.EventRecorder, sp *meshv1alpha1.ServiceProfile, conds conditions) error {
-	key, inCluster := ServiceForProfileName(sp.Name)
+func resolveProfileService(ctx context.Context, c client.Reader, rec events.EventRecorder, sp *meshv1alpha1.ServiceProfile, conds conditions, clusterDomain string) error {
+	key, inCluster := profileService(sp.Name, clusterDomain)
 	if !inCluster {
 		conds.set(meshv1alpha1.ConditionResolvedRefs, true, meshv1alpha1.ReasonResolved, "The profile describes an authority outside the cluster")
 		return nil
@@ -94,13 +100,10 @@ func resolveProfileService(ctx context.Context, c client.Reader, rec events.Even
 	return nil
 }
 
-// ServiceForProfileName parses a profile name of the form
-// <service>.<namespace>.svc.<cluster-domain> into the Service it describes. Other names
-// (external authorities such as api.example.com) report false.
-func ServiceForProfileName(name string) (types.NamespacedName, bool) {
-	parts := strings.SplitN(name, ".", 4)
-	if len(parts) < 4 || parts[2] != "svc" || parts[3] == "" {
-		return types.NamespacedName{}, false
-	}
-	return types.NamespacedName{Namespace: parts[1], Name: parts[0]}, true
+// profileService is the Service a profile name (<service>.<namespace>.svc.<cluster
+// domain>) describes; other names (external authorities such as api.example.com)
+// report false.
+func profileService(name, clusterDomain string) (types.NamespacedName, bool) {
+	svc, ok := svcname.Parse(name, clusterDomain, svcname.FQDNOnly)
+	return types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, ok
 }

@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/svcname"
 )
 
 // ServiceRef is a cluster Service an object refers to, and the field that does so. The
@@ -67,8 +68,9 @@ func ServiceProfileNames(sp *meshv1alpha1.ServiceProfile, clusterDomain string) 
 }
 
 // parseServiceName accepts a DNS name. A name inside the cluster domain must be a
-// Service's FQDN, <service>.<namespace>.svc.<clusterDomain>, which it returns; other
-// DNS names are external and return nil.
+// Service's FQDN, <service>.<namespace>.svc.<clusterDomain>, which it returns (read by
+// svcname, as the compiler and the destination service read it); other DNS names are
+// external and return nil. The checks around it only say what is wrong.
 func parseServiceName(name, clusterDomain string) (*types.NamespacedName, error) {
 	if msgs := k8svalidation.IsDNS1123Subdomain(name); len(msgs) > 0 {
 		return nil, fmt.Errorf("must be a DNS name: %s", strings.Join(msgs, "; "))
@@ -81,6 +83,10 @@ func parseServiceName(name, clusterDomain string) (*types.NamespacedName, error)
 			return nil, fmt.Errorf("DNS label %q is longer than 63 characters", label)
 		}
 	}
+	if svc, ok := svcname.Parse(name, clusterDomain, svcname.FQDNOnly); ok {
+		return &types.NamespacedName{Namespace: svc.Namespace, Name: svc.Name}, nil
+	}
+	// Not a Service of this cluster: an external name, or a mistake worth naming.
 	suffix := ".svc." + clusterDomain
 	if !strings.HasSuffix(name, suffix) {
 		if strings.HasSuffix(name, ".svc") || strings.Contains(name, ".svc.") {
@@ -98,7 +104,7 @@ func parseServiceName(name, clusterDomain string) (*types.NamespacedName, error)
 	if msgs := k8svalidation.IsDNS1123Label(parts[1]); len(msgs) > 0 {
 		return nil, fmt.Errorf("namespace %q: %s", parts[1], strings.Join(msgs, "; "))
 	}
-	return &types.NamespacedName{Namespace: parts[1], Name: parts[0]}, nil
+	return nil, fmt.Errorf("a Service's name is <service>.<namespace>.svc.%s", clusterDomain)
 }
 
 // parseAuthority splits host[:port] and checks the port.
