@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -51,8 +52,27 @@ func freePort(t *testing.T) int {
 type proc struct {
 	cmd            *exec.Cmd
 	out, in, admin int
-	stderr         *bytes.Buffer
+	stderr         *lockedBuffer
 	exited         chan error
+}
+
+// lockedBuffer is the child's stderr: exec copies into it from a goroutine of its own
+// while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func (p *proc) adminURL(path string) string {
@@ -63,7 +83,7 @@ func startProc(t *testing.T, bin, dir, name, config string, certs [3]string) *pr
 	t.Helper()
 	cfgPath := filepath.Join(dir, name+".yaml")
 	os.WriteFile(cfgPath, []byte(config), 0o644)
-	p := &proc{out: freePort(t), in: freePort(t), admin: freePort(t), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	p := &proc{out: freePort(t), in: freePort(t), admin: freePort(t), stderr: &lockedBuffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
 		"--outbound-port", strconv.Itoa(p.out), "--inbound-port", strconv.Itoa(p.in), "--admin-port", strconv.Itoa(p.admin),
 		"--identity-cert", certs[0], "--identity-key", certs[1], "--identity-roots", certs[2],
@@ -79,7 +99,7 @@ func startProc(t *testing.T, bin, dir, name, config string, certs [3]string) *pr
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
 		if t.Failed() {
-			t.Logf("%s stderr:\n%s", name, p.stderr)
+			t.Logf("%s stderr:\n%s", name, p.stderr.String())
 		}
 	})
 	deadline := time.Now().Add(10 * time.Second)

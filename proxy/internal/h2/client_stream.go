@@ -276,7 +276,6 @@ func (st *clientStream) streamError(err error, code http2.ErrCode) {
 // 0xffffffff.
 func (st *clientStream) resetWith(err error, code http2.ErrCode) {
 	cc := st.cc
-	st.fail(err)
 	cc.wmu.Lock()
 	already := st.reset
 	st.reset = true
@@ -286,6 +285,9 @@ func (st *clientStream) resetWith(err error, code http2.ErrCode) {
 	}
 	cc.wcond.Broadcast()
 	cc.wmu.Unlock()
+	// After the reset is out: the caller, woken by the error, may close the body,
+	// which must not be first to reset the stream (with another code).
+	st.fail(err)
 	st.sentEnd.Store(true)
 	st.ended.Store(true)
 	cc.forgetStream(st)

@@ -74,7 +74,9 @@ func (p *pipe) push(data []byte, flow int64, end bool) pushResult {
 	}
 	p.recv += flow - int64(len(data))
 	if p.got += int64(len(data)); p.want >= 0 && (p.got > p.want || (end && p.got != p.want)) {
-		p.failLocked(errBodyLength)
+		// The caller resets the stream, then fails the body: a reader that saw
+		// the error first could close the body and reset it with CANCEL instead
+		// of the PROTOCOL_ERROR the peer is owed.
 		return pushLengthError
 	}
 	if p.closed {
