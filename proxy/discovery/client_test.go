@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/weftmesh/weft/internal/freeport"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
 	"github.com/weftmesh/weft/proxy/identity"
@@ -398,7 +399,7 @@ func TestIdleSubscriptionExpires(t *testing.T) {
 
 func TestServerRestartKeepsLastConfig(t *testing.T) {
 	p := newPKI(t)
-	f, s, addr := serve(t, p, "127.0.0.1:0", p.server)
+	f, s, addr := serve(t, p, restartableAddr(t), p.server)
 	c := newClient(t, p, addr, nil)
 	target := Target{Authority: webAuthority}
 	v1, v2 := compiled(t, "10.0.0.1"), compiled(t, "10.0.0.2")
@@ -450,7 +451,7 @@ func TestServerRestartKeepsLastConfig(t *testing.T) {
 // waiting out its own grown backoff.
 func TestServiceBackWakesBackingOffSubscriptions(t *testing.T) {
 	p := newPKI(t)
-	f, s, addr := serve(t, p, "127.0.0.1:0", p.server)
+	f, s, addr := serve(t, p, restartableAddr(t), p.server)
 	c := newClient(t, p, addr, func(o *Options) { o.MinBackoff, o.MaxBackoff = 100*time.Millisecond, 2*time.Second })
 	const n = 5
 	for i := range n {
@@ -674,4 +675,16 @@ func TestMemoryPerSubscription(t *testing.T) {
 	if per > 64<<10 {
 		t.Errorf("a subscription costs %.1f KiB, want well under 64 KiB", per/1024)
 	}
+}
+
+// restartableAddr is a loopback address for a service the test stops and starts again
+// on the same port: below the ephemeral range (freeport), so that no other test's
+// connection takes the port while the service is down.
+func restartableAddr(t *testing.T) string {
+	t.Helper()
+	port, err := freeport.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
