@@ -91,19 +91,8 @@ http {
 		}
 		// -p: the prefix for relative paths; -e: where errors go before the config's
 		// error_log applies (the default is a system path).
-		pr, err := startProc(dir, "nginx-"+side.role, bin, "-p", dir, "-e", "stderr", "-c", cfgPath)
-		if err != nil {
-			s.stop()
+		if err := s.startSide(ctx, dir, "nginx", side.role, nil, 10*time.Second, tcpReady(side.port), bin, "-p", dir, "-e", "stderr", "-c", cfgPath); err != nil {
 			return nil, err
-		}
-		pr.role = side.role
-		s.procs = append(s.procs, pr)
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = waitTCP(wctx, fmt.Sprintf("127.0.0.1:%d", side.port))
-		cancel()
-		if err != nil {
-			s.stop()
-			return nil, fmt.Errorf("nginx %s (log %s): %w", side.role, pr.log.Name(), err)
 		}
 	}
 	s.procs[0], s.procs[1] = s.procs[1], s.procs[0]
@@ -189,19 +178,8 @@ func caddySetup(ctx context.Context, dir, bin string, threads int, p *pki) (*set
 		if threads > 0 {
 			env = append(env, fmt.Sprintf("GOMAXPROCS=%d", threads))
 		}
-		pr, err := startProcEnv(dir, "caddy-"+side.role, env, bin, "run", "--config", cfgPath)
-		if err != nil {
-			s.stop()
+		if err := s.startSide(ctx, dir, "caddy", side.role, env, 15*time.Second, tcpReady(side.port), bin, "run", "--config", cfgPath); err != nil {
 			return nil, err
-		}
-		pr.role = side.role
-		s.procs = append(s.procs, pr)
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err = waitTCP(wctx, fmt.Sprintf("127.0.0.1:%d", side.port))
-		cancel()
-		if err != nil {
-			s.stop()
-			return nil, fmt.Errorf("caddy %s (log %s): %w", side.role, pr.log.Name(), err)
 		}
 	}
 	s.procs[0], s.procs[1] = s.procs[1], s.procs[0]

@@ -99,6 +99,32 @@ func (s *setup) stop() {
 	}
 }
 
+// startSide starts one side of a proxy pair (logged as <name>-<role>.log) and waits up
+// to timeout for ready; on failure it stops everything the setup started.
+func (s *setup) startSide(ctx context.Context, dir, name, role string, env []string, timeout time.Duration,
+	ready func(context.Context) error, bin string, args ...string) error {
+	pr, err := startProcEnv(dir, name+"-"+role, env, bin, args...)
+	if err != nil {
+		s.stop()
+		return err
+	}
+	pr.role = role
+	s.procs = append(s.procs, pr)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	err = ready(wctx)
+	cancel()
+	if err != nil {
+		s.stop()
+		return fmt.Errorf("%s %s (log %s): %w", name, role, pr.log.Name(), err)
+	}
+	return nil
+}
+
+// tcpReady waits until a loopback port accepts connections.
+func tcpReady(port int) func(context.Context) error {
+	return func(ctx context.Context) error { return waitTCP(ctx, fmt.Sprintf("127.0.0.1:%d", port)) }
+}
+
 func startProc(dir, role, name string, args ...string) (*proc, error) {
 	return startProcEnv(dir, role, nil, name, args...)
 }
@@ -263,19 +289,11 @@ destinations:
 		if threads > 0 {
 			env = append(env, fmt.Sprintf("GOMAXPROCS=%d", threads))
 		}
-		pr, err := startProcEnv(dir, name+"-"+side.role, env, bin, args...)
-		if err != nil {
-			s.stop()
-			return nil, err
+		ready := func(ctx context.Context) error {
+			return waitHTTP(ctx, fmt.Sprintf("http://127.0.0.1:%d/ready", side.admin))
 		}
-		pr.role = side.role
-		s.procs = append(s.procs, pr)
-		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err = waitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/ready", side.admin))
-		cancel()
-		if err != nil {
-			s.stop()
-			return nil, fmt.Errorf("weft-proxy %s (log %s): %w", side.role, pr.log.Name(), err)
+		if err := s.startSide(ctx, dir, name, side.role, env, 15*time.Second, ready, bin, args...); err != nil {
+			return nil, err
 		}
 	}
 	// Reorder so the client side is reported first.
@@ -349,19 +367,8 @@ backend app
 		}
 		// -db: stay in the foreground, one process (no master-worker), so the pid we
 		// hold is the one doing the work.
-		pr, err := startProc(dir, "haproxy-"+side.role, bin, "-db", "-f", cfgPath)
-		if err != nil {
-			s.stop()
+		if err := s.startSide(ctx, dir, "haproxy", side.role, nil, 10*time.Second, tcpReady(side.port), bin, "-db", "-f", cfgPath); err != nil {
 			return nil, err
-		}
-		pr.role = side.role
-		s.procs = append(s.procs, pr)
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = waitTCP(wctx, fmt.Sprintf("127.0.0.1:%d", side.port))
-		cancel()
-		if err != nil {
-			s.stop()
-			return nil, fmt.Errorf("haproxy %s (log %s): %w", side.role, pr.log.Name(), err)
 		}
 	}
 	s.procs[0], s.procs[1] = s.procs[1], s.procs[0]
