@@ -33,6 +33,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -179,7 +180,10 @@ func TestUnavailableUntilSyncedAndShutdown(t *testing.T) {
 
 func TestSlimPod(t *testing.T) {
 	proxy := corev1.Container{Name: "weft-proxy", Image: "weft-proxy:dev", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}
-	app := corev1.Container{Name: "app", Image: "app:dev", Env: []corev1.EnvVar{{Name: "BIG", Value: strings.Repeat("x", 4096)}}}
+	app := corev1.Container{Name: "app", Image: "app:dev", Env: []corev1.EnvVar{{Name: "BIG", Value: strings.Repeat("x", 4096)}},
+		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}, PeriodSeconds: 3},
+		LivenessProbe:  &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}}
 	for _, tc := range []struct {
 		name       string
 		pod        corev1.Pod
@@ -211,6 +215,7 @@ func TestSlimPod(t *testing.T) {
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.pod.Name, tc.pod.Namespace = "web-1", "shop"
+			tc.pod.Status.PodIPs = []corev1.PodIP{{IP: "10.1.0.7"}}
 			out, err := slimPod(&tc.pod)
 			if err != nil {
 				t.Fatal(err)
@@ -222,8 +227,15 @@ func TestSlimPod(t *testing.T) {
 			if slim.Name != "web-1" || slim.Namespace != "shop" || slim.Spec.ServiceAccountName != tc.pod.Spec.ServiceAccountName {
 				t.Errorf("identity fields lost: %+v", slim.ObjectMeta)
 			}
-			if len(slim.Spec.Containers)+len(slim.Spec.InitContainers) != 0 || slim.Labels != nil {
-				t.Errorf("containers or labels kept: %+v", slim)
+			if !maps.Equal(slim.Labels, tc.pod.Labels) || len(slim.Status.PodIPs) != 1 {
+				t.Errorf("labels or pod IPs lost: %+v", slim)
+			}
+			// Inbound policy reads the ports and HTTP probes; the rest of a
+			// container (image, env, exec probes) goes.
+			c := slim.Spec.Containers[0]
+			if c.Name != "app" || c.Image != "" || c.Env != nil || len(c.Ports) != 1 || c.LivenessProbe != nil ||
+				c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/ready" || c.ReadinessProbe.PeriodSeconds != 0 {
+				t.Errorf("container slimmed wrongly: %+v", c)
 			}
 			if !maps.Equal(slim.Annotations, tc.wantAnn) {
 				t.Errorf("annotations %v, want %v", slim.Annotations, tc.wantAnn)

@@ -503,10 +503,11 @@ func stripManagedFields(obj any) (any, error) {
 	return obj, nil
 }
 
-// slimPod keeps only what the compiler reads of a pod: its name and namespace, its
-// ServiceAccount, Weft's annotations, and whether it is meshed, which it records as
-// the injector's annotation so that the containers can go. At 10,000 pods this is
-// most of the cache's memory.
+// slimPod keeps only what the compilers read of a pod: its name and namespace, labels
+// (Server podSelectors), ServiceAccount, Weft's annotations, its IPs (pod-IP
+// destinations), its containers' names, ports and HTTP probes (Server ports by name, the
+// probe paths inbound policy always admits), and whether it is meshed, which it records
+// as the injector's annotation. At 10,000 pods this is most of the cache's memory.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -528,10 +529,45 @@ func slimPod(obj any) (any, error) {
 			ResourceVersion:   p.ResourceVersion,
 			CreationTimestamp: p.CreationTimestamp,
 			DeletionTimestamp: p.DeletionTimestamp,
+			Labels:            p.Labels,
 			Annotations:       ann,
 		},
-		Spec: corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: p.Spec.ServiceAccountName,
+			InitContainers:     slimContainers(p.Spec.InitContainers, true),
+			Containers:         slimContainers(p.Spec.Containers, false),
+		},
+		Status: corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
+}
+
+// slimContainers keeps each container's name, ports and HTTP probes; of init
+// containers only the sidecars (restartPolicy Always), which serve like containers.
+func slimContainers(cs []corev1.Container, init bool) []corev1.Container {
+	var out []corev1.Container
+	for i := range cs {
+		c := &cs[i]
+		if init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
+			continue
+		}
+		out = append(out, corev1.Container{
+			Name:           c.Name,
+			Ports:          c.Ports,
+			RestartPolicy:  c.RestartPolicy,
+			LivenessProbe:  slimProbe(c.LivenessProbe),
+			ReadinessProbe: slimProbe(c.ReadinessProbe),
+			StartupProbe:   slimProbe(c.StartupProbe),
+		})
+	}
+	return out
+}
+
+func slimProbe(p *corev1.Probe) *corev1.Probe {
+	if p == nil || p.HTTPGet == nil {
+		return nil
+	}
+	return &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: p.HTTPGet.Path, Port: p.HTTPGet.Port, Scheme: p.HTTPGet.Scheme}}}
 }
 
 // slimAnnotations keeps Weft's annotations: kubectl's last-applied-configuration can
