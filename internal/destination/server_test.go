@@ -181,7 +181,7 @@ func TestUnavailableUntilSyncedAndShutdown(t *testing.T) {
 func TestSlimPod(t *testing.T) {
 	proxy := corev1.Container{Name: "weft-proxy", Image: "weft-proxy:dev", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways)}
 	app := corev1.Container{Name: "app", Image: "app:dev", Env: []corev1.EnvVar{{Name: "BIG", Value: strings.Repeat("x", 4096)}},
-		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+		Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
 		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}, PeriodSeconds: 3},
 		LivenessProbe:  &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}}
 	for _, tc := range []struct {
