@@ -79,6 +79,20 @@ type MeshSpec struct {
 	// +kubebuilder:default={}
 	// +optional
 	Proxy ProxySpec `json:"proxy,omitzero"`
+
+	// clusterNetworks are the cluster's pod and node networks: the clients that the
+	// cluster-authenticated and cluster-unauthenticated policies admit, and the
+	// destinations a proxy treats as possibly meshed when the control plane has not told
+	// it (it then tries mTLS first). Default: the private ranges, as Linkerd's
+	// (10.0.0.0/8, 100.64.0.0/10, 172.16.0.0/12, 192.168.0.0/16, fd00::/8).
+	// +kubebuilder:default={"10.0.0.0/8","100.64.0.0/10","172.16.0.0/12","192.168.0.0/16","fd00::/8"}
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:items:XValidation:rule="isCIDR(self)",message="each clusterNetworks entry must be a CIDR such as 10.0.0.0/8 or fd00::/8"
+	// +listType=set
+	// +optional
+	ClusterNetworks []string `json:"clusterNetworks,omitempty"`
 }
 
 // IdentitySpec configures the chain trust anchor -> identity issuer -> workload leaf.
@@ -186,18 +200,41 @@ type IssuerReference struct {
 	Group string `json:"group,omitempty"`
 }
 
-// InboundPolicy says which clients an injected proxy admits when no policy resource
-// says otherwise. The values are Linkerd's; its cluster-authenticated and
-// cluster-unauthenticated need the cluster's networks, which the proxy does not know yet,
-// so they are not accepted (rather than silently admitting more than they should).
-// +kubebuilder:validation:Enum=all-unauthenticated;all-authenticated;deny
+// InboundPolicy says which clients an injected proxy admits on a port that no Server
+// selects. The values are Linkerd's: "authenticated" admits only clients with a verified
+// mesh identity, "cluster" only clients from the Mesh's clusterNetworks, "all" any
+// address; audit admits everyone and counts and logs each request as a would-be denial;
+// deny admits no one. Kubelet probes of the pod's declared HTTP probe paths are admitted
+// under every policy.
+// +kubebuilder:validation:Enum=all-unauthenticated;all-authenticated;cluster-unauthenticated;cluster-authenticated;deny;audit
 type InboundPolicy string
 
 // The default inbound policies.
 const (
-	InboundAllUnauthenticated InboundPolicy = "all-unauthenticated"
-	InboundAllAuthenticated   InboundPolicy = "all-authenticated"
-	InboundDeny               InboundPolicy = "deny"
+	InboundAllUnauthenticated     InboundPolicy = "all-unauthenticated"
+	InboundAllAuthenticated       InboundPolicy = "all-authenticated"
+	InboundClusterUnauthenticated InboundPolicy = "cluster-unauthenticated"
+	InboundClusterAuthenticated   InboundPolicy = "cluster-authenticated"
+	InboundDeny                   InboundPolicy = "deny"
+	InboundAudit                  InboundPolicy = "audit"
+)
+
+// MeshTLSMode says whether a client proxy may send plaintext to a destination it cannot
+// prove is unmeshed.
+// +kubebuilder:validation:Enum=Opportunistic;Strict
+type MeshTLSMode string
+
+// The mesh TLS modes.
+const (
+	// MeshTLSOpportunistic: a destination the control plane says is meshed always gets
+	// mTLS; one it knows nothing about (control plane unreachable, pod not seen yet)
+	// inside clusterNetworks gets mTLS when its proxy answers on the inbound port, and
+	// plaintext (counted) when nothing does.
+	MeshTLSOpportunistic MeshTLSMode = "Opportunistic"
+	// MeshTLSStrict: plaintext only to destinations the control plane says are not
+	// meshed, and to addresses outside clusterNetworks; anything else that cannot be
+	// reached over mTLS is refused.
+	MeshTLSStrict MeshTLSMode = "Strict"
 )
 
 // LogLevel is the verbosity of a proxy's log.
@@ -290,6 +327,22 @@ type ProxySpec struct {
 	// +kubebuilder:default=all-unauthenticated
 	// +optional
 	DefaultInboundPolicy InboundPolicy `json:"defaultInboundPolicy,omitempty"`
+
+	// inboundPolicyFloor is the least strict default inbound policy a namespace or pod
+	// may choose with config.weft.dev/default-inbound-policy: a weaker choice is
+	// narrowed to what both admit (e.g. floor cluster-unauthenticated and a pod's
+	// all-authenticated give cluster-authenticated), and the pod gets a warning Event.
+	// audit is not a floor. Default: none (all-unauthenticated).
+	// +kubebuilder:validation:XValidation:rule="self != 'audit'",message="audit cannot be a floor: it admits every client"
+	// +optional
+	InboundPolicyFloor InboundPolicy `json:"inboundPolicyFloor,omitempty"`
+
+	// meshTLSMode says whether client proxies may send plaintext to destinations they
+	// cannot prove are unmeshed: Opportunistic (default) or Strict. Namespaces and pods
+	// override it with config.weft.dev/mesh-tls-mode.
+	// +kubebuilder:default=Opportunistic
+	// +optional
+	MeshTLSMode MeshTLSMode `json:"meshTLSMode,omitempty"`
 
 	// connectTimeout bounds establishing a connection to an endpoint, between 10ms and
 	// 1m. Default: 1s.
