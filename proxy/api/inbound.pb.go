@@ -163,9 +163,10 @@ type InboundPolicy struct {
 	// and its ref names the default policy (kind "default", name e.g.
 	// "all-authenticated").
 	DefaultServer *InboundServer `protobuf:"bytes,2,opt,name=default_server,json=defaultServer,proto3" json:"default_server,omitempty"`
-	// servers are the ports that Server resources select on this pod, sorted by port,
-	// at most one per port (when several Servers select a port, the oldest wins and the
-	// others report it in their status).
+	// servers are the ports that Server resources select on this pod, and the ports
+	// with kubelet HTTP probes under the default policy (a copy of default_server with
+	// the port and its probe_paths), sorted by port, at most one per port (when several
+	// Servers select a port, the oldest wins and the others report it in their status).
 	Servers       []*InboundServer `protobuf:"bytes,3,rep,name=servers,proto3" json:"servers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
