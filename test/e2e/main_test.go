@@ -141,6 +141,9 @@ func setup() (int, error) {
 		pods, _ := kubectl(ctx, "-n", ns, "get", "pods", "-o", "wide")
 		return 1, fmt.Errorf("the suite's deployments are not available: %w\n%s\n%s", err, out, pods)
 	}
+	if out, err := kubectl(ctx, "-n", ns, "rollout", "status", "statefulset/sts-echo", "--timeout=180s"); err != nil {
+		return 1, fmt.Errorf("the suite's StatefulSet is not ready: %w\n%s", err, out)
+	}
 	return 0, nil
 }
 
