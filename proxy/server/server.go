@@ -22,8 +22,8 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/identity"
