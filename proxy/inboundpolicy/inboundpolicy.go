@@ -220,7 +220,9 @@ func (c *Checker) recheckConns(p *Policy) {
 		s := p.Server(oc.dst.Port())
 		c.Metrics.Authz(metrics.TCPAuthzTerminate, metrics.AuthzKey{Target: oc.dst, Server: s.Ref, ClientID: oc.client.ID})
 		c.deniedLog("Closing connection the new inbound policy does not admit", oc.dst, s, nil, oc.client)
-		oc.close()
+		// Not inline: closing a TLS connection may wait for its close_notify to
+		// be written, and the policy stream must not wait for every connection.
+		go oc.close()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 	"google.golang.org/protobuf/proto"
@@ -288,7 +289,7 @@ func TestCheckerCountsAndSwaps(t *testing.T) {
 	c.SetPolicy(Compile(onePort(&api.InboundServer{Authorizations: []*api.Authorization{authz("only-a", nil, []*api.IdentitySet{ids(exactID(idA))})}})))
 	select {
 	case <-closed:
-	default:
+	case <-time.After(5 * time.Second):
 		t.Fatal("connection the new policy denies was not closed")
 	}
 	// A bootstrap no longer replaces the control plane's policy.

@@ -207,11 +207,12 @@ func (p *Pipeline) refuseInbound(w http.ResponseWriter, r *http.Request, d inbou
 		return
 	}
 	msg := inboundpolicy.DeniedMessage(d, cl)
+	w.Header().Set(hdrError, "unauthorized")
 	if router.IsGRPC(r) {
-		p.answerError(w, r, series, nil, start, http.StatusForbidden, grpcwire.PermissionDenied, strings.TrimSuffix(msg, "\n"))
+		writeGRPCError(w, grpcwire.PermissionDenied, strings.TrimSuffix(msg, "\n"))
+		series.Response(http.StatusOK, true, time.Since(start))
 		return
 	}
-	w.Header().Set(hdrError, "unauthorized")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(http.StatusForbidden)
 	io.WriteString(w, msg)
