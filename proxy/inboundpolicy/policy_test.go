@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/weftmesh/weft/proxy/api"
@@ -419,4 +420,33 @@ func FuzzCompile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkDecisionOnly is BenchmarkRequestAllowed without the metric: the cost of
+// the decision itself.
+func BenchmarkDecisionOnly(b *testing.B) {
+	c, r, _, cl := benchSetup()
+	s := c.Policy().Server(8080)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Request(r, cl)
+	}
+}
+
+// TestDenialLogRateLimited: a denial is logged with the client's identity and address
+// at the default level at most once a second (clients cause denials at will); the
+// others go to verbosity 1.
+func TestDenialLogRateLimited(t *testing.T) {
+	var lines []string
+	log := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{Verbosity: 0})
+	c := &Checker{Log: log, Metrics: metrics.New()}
+	c.SetPolicy(Compile(onePort(&api.InboundServer{Authorizations: []*api.Authorization{authz("only-a", nil, []*api.IdentitySet{ids(exactID(idA))})}})))
+	dst := netip.MustParseAddrPort("10.1.1.1:8080")
+	for range 100 {
+		c.Request(get("/"), dst, Client{Addr: inCluster, ID: idB})
+	}
+	if len(lines) != 1 || !strings.Contains(lines[0], `"client"="`+idB+`"`) || !strings.Contains(lines[0], `"clientAddr"="10.1.2.3"`) ||
+		!strings.Contains(lines[0], "policy.weft.dev/Server/web") {
+		t.Fatalf("logged %d lines at the default level, want 1 naming the client, its address and the server: %q", len(lines), lines)
+	}
 }
