@@ -450,3 +450,35 @@ func TestDenialLogRateLimited(t *testing.T) {
 		t.Fatalf("logged %d lines at the default level, want 1 naming the client, its address and the server: %q", len(lines), lines)
 	}
 }
+
+// TestProblemsLoggedOncePerVersion: a part that does not compile is logged when its
+// version is installed, not again when the same version arrives again (a
+// resubscription), and again for a new version.
+func TestProblemsLoggedOncePerVersion(t *testing.T) {
+	var lines []string
+	log := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{Verbosity: 0})
+	c := &Checker{Log: log, Metrics: metrics.New()}
+	bad := func(version string) *Policy {
+		m := onePort(&api.InboundServer{Authorizations: []*api.Authorization{authz("bad", []*api.NetworkSet{nets("10.0.0.0/40")}, nil)}})
+		m.Version = version
+		return Compile(m)
+	}
+	c.SetPolicy(bad("v1"))
+	c.SetPolicy(bad("v1"))
+	if len(lines) != 1 || !strings.Contains(lines[0], "10.0.0.0/40") || !strings.Contains(lines[0], "admits no one") {
+		t.Fatalf("after v1 twice: %q", lines)
+	}
+	c.SetPolicy(bad("v2"))
+	if len(lines) != 2 {
+		t.Fatalf("after v2: %q", lines)
+	}
+}
+
+func BenchmarkRequestDenied(b *testing.B) {
+	c, r, dst, _ := benchSetup()
+	cl := Client{Addr: outCluster, ID: idX}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Request(r, dst, cl)
+	}
+}
