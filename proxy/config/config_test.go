@@ -64,9 +64,6 @@ func TestParseGood(t *testing.T) {
 	if !ix.Opaque(3306) || ix.Opaque(80) {
 		t.Errorf("opaque ports wrong")
 	}
-	if ix.InboundPolicy(8080) != PolicyAllUnauthenticated || ix.InboundPolicy(9090) != PolicyAllAuthenticated {
-		t.Errorf("port policies wrong")
-	}
 }
 
 func TestParseDefaults(t *testing.T) {
