@@ -35,22 +35,28 @@ import (
 
 // Flags are weft-proxy's command-line options (docs/proxy.md lists them).
 type Flags struct {
-	Config         string
-	ListenAddr     string
-	OutboundPort   int
-	InboundPort    int
-	AdminPort      int
-	AdminAddr      string
-	IdentityMode   string
-	IdentityCert   string
-	IdentityKey    string
-	IdentityRoots  string
-	IdentityAddr   string
-	IdentityName   string
-	IdentityToken  string
-	IdentitySrv    string
-	OpaquePorts    string
-	InboundPolicy  string
+	Config        string
+	ListenAddr    string
+	OutboundPort  int
+	InboundPort   int
+	AdminPort     int
+	AdminAddr     string
+	IdentityMode  string
+	IdentityCert  string
+	IdentityKey   string
+	IdentityRoots string
+	IdentityAddr  string
+	IdentityName  string
+	IdentityToken string
+	IdentitySrv   string
+	OpaquePorts   string
+	InboundPolicy string
+	// ClusterNetworks ("10.0.0.0/8,fd00::/8") and ProbePaths ("8080:/healthz,9090:/ready")
+	// feed the inbound policy the proxy enforces before the control plane's.
+	ClusterNetworks string
+	ProbePaths      string
+	// PodName is the proxy's pod (env POD_NAME): whose inbound policy it watches.
+	PodName        string
 	DetectTimeout  time.Duration
 	ReloadInterval time.Duration
 	LogLevel       string
@@ -86,6 +92,10 @@ type Flags struct {
 	// IdentityRenewAt is the share of its life (percent) after which the mesh-mode
 	// certificate is renewed, before jitter.
 	IdentityRenewAt int
+
+	// warn reports a setting applyOverrides replaced with a safer one (logged once
+	// the logger exists).
+	warn func(error)
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -108,6 +118,8 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.IntVar(&f.IdentityRenewAt, "identity-renew-at-percent", identity.DefaultRenewAtPercent, fmt.Sprintf("mesh mode: renew the certificate after this share of its life, %d to %d, moved at random by up to %d points (the injector passes the Mesh's spec.identity.workload.renewAtPercent)", identity.RenewMinPercent, identity.RenewMaxPercent, identity.RenewJitterPercent))
 	fs.StringVar(&f.OpaquePorts, "opaque-ports", os.Getenv("WEFT_OPAQUE_PORTS"), "ports and ranges (\"25,3306,4000-4010\") added to the configuration's opaquePorts (env WEFT_OPAQUE_PORTS)")
 	fs.StringVar(&f.InboundPolicy, "default-inbound-policy", os.Getenv("WEFT_DEFAULT_INBOUND_POLICY"), "overrides inbound.defaultPolicy (env WEFT_DEFAULT_INBOUND_POLICY)")
+	fs.StringVar(&f.ClusterNetworks, "cluster-networks", os.Getenv("WEFT_CLUSTER_NETWORKS"), "comma-separated CIDRs the cluster-* inbound policies admit clients from; overrides inbound.clusterNetworks (env WEFT_CLUSTER_NETWORKS)")
+	fs.StringVar(&f.ProbePaths, "inbound-probe-paths", os.Getenv("WEFT_INBOUND_PROBE_PATHS"), "the pod's HTTP probes as port:path,port:path, admitted under any inbound policy; added to inbound.probePaths (env WEFT_INBOUND_PROBE_PATHS)")
 	fs.DurationVar(&f.DetectTimeout, "detect-timeout", envDuration("WEFT_DETECT_TIMEOUT"), "overrides detectTimeout (env WEFT_DETECT_TIMEOUT)")
 	fs.DurationVar(&f.ReloadInterval, "identity-reload-interval", 2*time.Second, "how often identity files are checked for changes")
 	fs.StringVar(&f.LogLevel, "log-level", "info", "error, info, debug or a verbosity number")
@@ -126,6 +138,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.IntVar(&f.MaxOutboundConnections, "max-outbound-connections", envInt("WEFT_MAX_OUTBOUND_CONNECTIONS", 0), "overrides outbound.maxConnections (env WEFT_MAX_OUTBOUND_CONNECTIONS; default 2048)")
 	fs.BoolVar(&f.UnsafeLoopbackApps, "unsafe-loopback-apps", false, "TESTS AND LOCAL DEMOS ONLY: let the inbound side forward to loopback addresses (apps on 127.0.0.1); any client of the inbound port then reaches every localhost-only service of the host")
 	f.Namespace = os.Getenv("POD_NAMESPACE")
+	f.PodName = os.Getenv("POD_NAME")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -207,6 +220,25 @@ func parsePortRanges(s string) ([]uint16, error) {
 	return out, nil
 }
 
+// parseProbePaths reads "8080:/healthz,9090:/ready" (the injector resolved named
+// ports already).
+func parseProbePaths(s string) ([]config.ProbePath, error) {
+	var out []config.ProbePath
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		port, path, ok := strings.Cut(part, ":")
+		n, err := strconv.ParseUint(port, 10, 16)
+		if !ok || err != nil || n == 0 || !strings.HasPrefix(path, "/") {
+			return nil, fmt.Errorf("invalid probe %q (want port:/path)", part)
+		}
+		out = append(out, config.ProbePath{Port: uint16(n), Path: path})
+	}
+	return out, nil
+}
+
 // applyOverrides merges command-line (or injected environment) settings into the
 // configuration and validates the result.
 func applyOverrides(cfg *config.Config, f *Flags) error {
@@ -218,7 +250,32 @@ func applyOverrides(cfg *config.Config, f *Flags) error {
 		cfg.OpaquePorts = append(cfg.OpaquePorts, ports...)
 	}
 	if f.InboundPolicy != "" {
-		cfg.Inbound.DefaultPolicy = config.Policy(f.InboundPolicy)
+		p := config.Policy(f.InboundPolicy)
+		if !config.KnownPolicy(p) {
+			// A name from a newer injector or a typo: deny (probes still pass)
+			// rather than refuse to start or, worse, admit everyone.
+			p = config.PolicyDeny
+			err := fmt.Errorf("--default-inbound-policy %q is not a policy this proxy knows; denying every client until the control plane sends the pod's policy", f.InboundPolicy)
+			if f.warn != nil {
+				f.warn(err)
+			}
+		}
+		cfg.Inbound.DefaultPolicy = p
+	}
+	if f.ClusterNetworks != "" {
+		cfg.Inbound.ClusterNetworks = nil
+		for _, n := range strings.Split(f.ClusterNetworks, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				cfg.Inbound.ClusterNetworks = append(cfg.Inbound.ClusterNetworks, n)
+			}
+		}
+	}
+	if f.ProbePaths != "" {
+		pps, err := parseProbePaths(f.ProbePaths)
+		if err != nil {
+			return fmt.Errorf("--inbound-probe-paths: %w", err)
+		}
+		cfg.Inbound.ProbePaths = append(cfg.Inbound.ProbePaths, pps...)
 	}
 	if f.DetectTimeout > 0 {
 		cfg.DetectTimeout.Duration = f.DetectTimeout
@@ -401,6 +458,7 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		}
 		cfg = c
 	}
+	f.warn = func(err error) { log.Error(err, "Unsafe setting replaced") }
 	if err := applyOverrides(cfg, f); err != nil {
 		return err
 	}
@@ -477,6 +535,13 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 	// forwards to them.
 	opts.ProxyPorts = append(opts.ProxyPorts, listenerPort(outLn), listenerPort(inLn), listenerPort(adminLn))
 	srv := server.New(cfg, opts)
+	if dc != nil {
+		if f.PodName == "" {
+			log.Info("POD_NAME is not set: the inbound policy stays the bootstrap one (WEFT_DEFAULT_INBOUND_POLICY) and never follows the cluster's policy resources")
+		} else {
+			dc.WatchInbound(f.PodName, srv.SetInboundPolicy)
+		}
+	}
 
 	var shuttingDown atomic.Bool
 	shutdown := make(chan struct{})

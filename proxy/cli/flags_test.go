@@ -57,9 +57,56 @@ func TestEnvironmentOverrides(t *testing.T) {
 	if !slices.Equal(cfg.OpaquePorts, []uint16{25, 3306, 3307}) || cfg.Inbound.DefaultPolicy != config.PolicyAllAuthenticated || cfg.DetectTimeout.Duration != 250*time.Millisecond {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
+	// A name the proxy does not know denies (it never allows), and says so.
+	var warned []error
+	f.warn = func(err error) { warned = append(warned, err) }
 	f.InboundPolicy = "open"
-	if err := applyOverrides(&config.Config{}, f); err == nil || !strings.Contains(err.Error(), "inbound.defaultPolicy") {
-		t.Fatalf("bad policy: %v", err)
+	cfg = &config.Config{}
+	if err := applyOverrides(cfg, f); err != nil || cfg.Inbound.DefaultPolicy != config.PolicyDeny || len(warned) != 1 || !strings.Contains(warned[0].Error(), `"open"`) {
+		t.Fatalf("unknown policy: %v, policy %q, warnings %v; want deny with one warning", err, cfg.Inbound.DefaultPolicy, warned)
+	}
+}
+
+// TestInboundPolicyEnvironment: every default policy name, the cluster networks and
+// the probe paths the injector passes reach the inbound configuration; bad ones are
+// refused with the flag or field named.
+func TestInboundPolicyEnvironment(t *testing.T) {
+	for _, name := range []string{"all-unauthenticated", "all-authenticated", "cluster-unauthenticated", "cluster-authenticated", "deny", "audit"} {
+		t.Setenv("WEFT_DEFAULT_INBOUND_POLICY", name)
+		f, err := parseFlags(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.warn = func(err error) { t.Errorf("%s: unexpected warning %v", name, err) }
+		cfg := &config.Config{}
+		if err := applyOverrides(cfg, f); err != nil || string(cfg.Inbound.DefaultPolicy) != name {
+			t.Fatalf("%s: %v, got %q", name, err, cfg.Inbound.DefaultPolicy)
+		}
+	}
+	t.Setenv("WEFT_CLUSTER_NETWORKS", "10.0.0.0/8, fd00::/8")
+	t.Setenv("WEFT_INBOUND_PROBE_PATHS", "8080:/healthz,9090:/ready")
+	f, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &config.Config{}
+	if err := applyOverrides(cfg, f); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.Inbound.ClusterNetworks, []string{"10.0.0.0/8", "fd00::/8"}) ||
+		!slices.Equal(cfg.Inbound.ProbePaths, []config.ProbePath{{Port: 8080, Path: "/healthz"}, {Port: 9090, Path: "/ready"}}) {
+		t.Fatalf("inbound overrides not applied: %+v", cfg.Inbound)
+	}
+	f.ClusterNetworks = "10.0.0.0/33"
+	if err := applyOverrides(&config.Config{}, f); err == nil || !strings.Contains(err.Error(), "inbound.clusterNetworks[0]") {
+		t.Fatalf("bad cluster network: %v", err)
+	}
+	f.ClusterNetworks = ""
+	for _, bad := range []string{"http:/healthz", "8080/healthz", "0:/x", "8080:healthz"} {
+		f.ProbePaths = bad
+		if err := applyOverrides(&config.Config{}, f); err == nil || !strings.Contains(err.Error(), "--inbound-probe-paths") {
+			t.Fatalf("bad probe paths %q: %v", bad, err)
+		}
 	}
 }
 

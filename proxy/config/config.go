@@ -45,9 +45,31 @@ const (
 	// PolicyAllAuthenticated accepts only clients that present a certificate that
 	// chains to the trust roots (a meshed peer).
 	PolicyAllAuthenticated Policy = "all-authenticated"
+	// PolicyClusterUnauthenticated accepts meshed and unmeshed clients whose address
+	// is in the cluster's networks (Inbound.ClusterNetworks).
+	PolicyClusterUnauthenticated Policy = "cluster-unauthenticated"
+	// PolicyClusterAuthenticated accepts meshed clients whose address is in the
+	// cluster's networks.
+	PolicyClusterAuthenticated Policy = "cluster-authenticated"
 	// PolicyDeny refuses every connection.
 	PolicyDeny Policy = "deny"
+	// PolicyAudit accepts every client and counts and logs each as a would-be
+	// denial (authz_name="audit").
+	PolicyAudit Policy = "audit"
 )
+
+// KnownPolicy reports whether p is one of the policies above.
+func KnownPolicy(p Policy) bool {
+	switch p {
+	case PolicyAllUnauthenticated, PolicyAllAuthenticated, PolicyClusterUnauthenticated,
+		PolicyClusterAuthenticated, PolicyDeny, PolicyAudit:
+		return true
+	}
+	return false
+}
+
+// policyNames is the list of KnownPolicy's names, for error messages.
+const policyNames = "all-unauthenticated, all-authenticated, cluster-unauthenticated, cluster-authenticated, deny or audit"
 
 // Protocol is a hint about what an endpoint speaks. Empty means "detect".
 type Protocol string
@@ -86,11 +108,21 @@ type Config struct {
 
 // Inbound configures the inbound side.
 type Inbound struct {
-	// DefaultPolicy applies to every port without a PortPolicies entry.
-	// One of all-unauthenticated (default), all-authenticated, deny.
+	// DefaultPolicy applies to every port without a PortPolicies entry until the
+	// control plane sends the pod's inbound policy (which then replaces all of
+	// this). One of all-unauthenticated (default), all-authenticated,
+	// cluster-unauthenticated, cluster-authenticated, deny, audit.
 	DefaultPolicy Policy `json:"defaultPolicy,omitempty"`
 	// PortPolicies override DefaultPolicy for single application ports.
 	PortPolicies []PortPolicy `json:"portPolicies,omitempty"`
+	// ClusterNetworks are the CIDRs the cluster-* policies admit clients from.
+	// Default: the Mesh's default (10.0.0.0/8, 100.64.0.0/10, 172.16.0.0/12,
+	// 192.168.0.0/16, fd00::/8).
+	ClusterNetworks []string `json:"clusterNetworks,omitempty"`
+	// ProbePaths are the pod's HTTP probe paths by port: GET and HEAD requests to
+	// them are admitted whatever the policy, so a restrictive policy never fails
+	// the kubelet's probes.
+	ProbePaths []ProbePath `json:"probePaths,omitempty"`
 	// OriginalDstOverride replaces the SO_ORIGINAL_DST lookup for plaintext
 	// connections with a fixed "ip:port". Only for tests and benchmarks that run
 	// without iptables; leave empty in production.
@@ -106,8 +138,14 @@ type Inbound struct {
 type PortPolicy struct {
 	// Port is the application's port (the original destination port).
 	Port uint16 `json:"port"`
-	// Policy is one of all-unauthenticated, all-authenticated, deny.
+	// Policy is one of the DefaultPolicy names.
 	Policy Policy `json:"policy"`
+}
+
+// ProbePath is one HTTP probe of the pod: an exact path on an application port.
+type ProbePath struct {
+	Port uint16 `json:"port"`
+	Path string `json:"path"`
 }
 
 // Outbound configures the outbound side.

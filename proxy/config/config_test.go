@@ -64,9 +64,6 @@ func TestParseGood(t *testing.T) {
 	if !ix.Opaque(3306) || ix.Opaque(80) {
 		t.Errorf("opaque ports wrong")
 	}
-	if ix.InboundPolicy(8080) != PolicyAllUnauthenticated || ix.InboundPolicy(9090) != PolicyAllAuthenticated {
-		t.Errorf("port policies wrong")
-	}
 }
 
 func TestParseDefaults(t *testing.T) {
@@ -112,6 +109,9 @@ func TestParseErrors(t *testing.T) {
 			`destinations[0].protocol: unknown protocol "h3"`},
 		{"bad policy", `inbound: {defaultPolicy: open}`, `inbound.defaultPolicy: unknown policy "open"`},
 		{"bad port policy", `inbound: {portPolicies: [{port: 80, policy: x}]}`, `inbound.portPolicies[0].policy: unknown policy "x"`},
+		{"bad cluster network", `inbound: {clusterNetworks: [10.0.0.0/8, 10.0.0.1]}`, `inbound.clusterNetworks[1]: "10.0.0.1" is not a CIDR`},
+		{"probe path not absolute", `inbound: {probePaths: [{port: 80, path: healthz}]}`, `inbound.probePaths[0].path: "healthz" is not an absolute path`},
+		{"probe port 0", `inbound: {probePaths: [{port: 0, path: /h}]}`, `inbound.probePaths[0].port: port 0`},
 		{"bad detect timeout", `detectTimeout: soon`, `invalid duration "soon"`},
 		{"negative detect timeout", `detectTimeout: -1s`, `detectTimeout: must not be negative`},
 		{"unknown field", `destinatons: []`, `unknown field "destinatons"`},

@@ -5,14 +5,14 @@ import (
 )
 
 // Index is an immutable lookup structure built from a validated Config: the
-// listener-level settings (opaque ports, inbound policies, test overrides). The
+// listener-level settings (opaque ports, test overrides). The inbound policy is
+// proxy/inboundpolicy's (Bootstrap reads Config.Inbound). The
 // destinations are served by the proxy's static source (proxy/destination), which
 // converts them to the destination service's model. The proxy swaps whole Indexes
 // atomically when configuration changes, so lookups take no lock.
 type Index struct {
 	Config      *Config
 	opaque      map[uint16]bool
-	portPolicy  map[uint16]Policy
 	InboundDst  netip.AddrPort // zero unless overridden
 	OutboundDst netip.AddrPort // zero unless overridden
 }
@@ -21,15 +21,11 @@ type Index struct {
 // had ApplyDefaults called; invalid entries are skipped.
 func NewIndex(c *Config) *Index {
 	ix := &Index{
-		Config:     c,
-		opaque:     map[uint16]bool{},
-		portPolicy: map[uint16]Policy{},
+		Config: c,
+		opaque: map[uint16]bool{},
 	}
 	for _, p := range c.OpaquePorts {
 		ix.opaque[p] = true
-	}
-	for _, pp := range c.Inbound.PortPolicies {
-		ix.portPolicy[pp.Port] = pp.Policy
 	}
 	ix.InboundDst, _ = ParseAddrPort(c.Inbound.OriginalDstOverride)
 	ix.OutboundDst, _ = ParseAddrPort(c.Outbound.OriginalDstOverride)
@@ -38,14 +34,3 @@ func NewIndex(c *Config) *Index {
 
 // Opaque reports whether detection is skipped for this port.
 func (ix *Index) Opaque(port uint16) bool { return ix.opaque[port] }
-
-// InboundPolicy returns the policy for a local application port.
-func (ix *Index) InboundPolicy(port uint16) Policy {
-	if p, ok := ix.portPolicy[port]; ok {
-		return p
-	}
-	if ix.Config.Inbound.DefaultPolicy == "" {
-		return PolicyAllUnauthenticated
-	}
-	return ix.Config.Inbound.DefaultPolicy
-}

@@ -94,7 +94,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if !validPolicy(c.Inbound.DefaultPolicy, true) {
-		add("inbound.defaultPolicy", "unknown policy %q (want all-unauthenticated, all-authenticated or deny)", c.Inbound.DefaultPolicy)
+		add("inbound.defaultPolicy", "unknown policy %q (want %s)", c.Inbound.DefaultPolicy, policyNames)
 	}
 	seenPorts := map[uint16]int{}
 	for i, pp := range c.Inbound.PortPolicies {
@@ -107,7 +107,21 @@ func (c *Config) Validate() error {
 			seenPorts[pp.Port] = i
 		}
 		if !validPolicy(pp.Policy, false) {
-			add(path+".policy", "unknown policy %q (want all-unauthenticated, all-authenticated or deny)", pp.Policy)
+			add(path+".policy", "unknown policy %q (want %s)", pp.Policy, policyNames)
+		}
+	}
+	for i, n := range c.Inbound.ClusterNetworks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			add(fmt.Sprintf("inbound.clusterNetworks[%d]", i), "%q is not a CIDR (such as 10.0.0.0/8 or fd00::/8)", n)
+		}
+	}
+	for i, pp := range c.Inbound.ProbePaths {
+		path := fmt.Sprintf("inbound.probePaths[%d]", i)
+		if pp.Port == 0 {
+			add(path+".port", "port 0 is not a valid port")
+		}
+		if !strings.HasPrefix(pp.Path, "/") {
+			add(path+".path", "%q is not an absolute path", pp.Path)
 		}
 	}
 	if s := c.Inbound.OriginalDstOverride; s != "" {
@@ -184,12 +198,10 @@ func (c *Config) Validate() error {
 
 func validPolicy(p Policy, emptyOK bool) bool {
 	switch p {
-	case PolicyAllUnauthenticated, PolicyAllAuthenticated, PolicyDeny:
-		return true
 	case "":
 		return emptyOK
 	}
-	return false
+	return KnownPolicy(p)
 }
 
 func validProtocol(p Protocol) bool {

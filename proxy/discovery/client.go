@@ -133,6 +133,9 @@ type Client struct {
 	snapshots, deltas, notFound, badDeltas, resubscriptions, expired atomic.Uint64
 	streams                                                          atomic.Int64
 
+	// inbound is the pod's inbound policy stream (inbound.go).
+	inbound inboundWatch
+
 	// anyAnswer is closed, and replaced, whenever a stream delivers its first
 	// message. Subscriptions backing off after a failed attempt wait on it as well
 	// as on their timer: once the service answers again they all retry at once,
@@ -407,6 +410,12 @@ func (c *Client) nextAnswer() <-chan struct{} {
 // answers, so subscriptions backing off retry now.
 func (c *Client) streamAnswered() {
 	c.streams.Add(1)
+	c.wakeBackoffs()
+}
+
+// wakeBackoffs ends the backoff of every stream waiting to retry: the service
+// answers again.
+func (c *Client) wakeBackoffs() {
 	c.anyAnswerMu.Lock()
 	close(c.anyAnswer)
 	c.anyAnswer = make(chan struct{})
@@ -543,5 +552,6 @@ func (c *Client) WriteMetrics(out io.Writer) error {
 	w.Uint("weft_destination_resubscriptions_total", "", s.Resubscriptions)
 	w.Family("weft_destination_expired_total", promtext.Counter, "Subscriptions cancelled for being idle.")
 	w.Uint("weft_destination_expired_total", "", s.Expired)
+	c.writeInboundMetrics(w)
 	return w.Flush()
 }

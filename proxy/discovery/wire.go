@@ -88,21 +88,22 @@ func newTransport(opts Options) *http2.Transport {
 	return t
 }
 
-// getStream is one open Get call.
-type getStream struct {
+// call is one open server-streaming call (Destination/Get, InboundPolicies/Watch).
+type call struct {
 	resp *http.Response
 	r    *grpcwire.Reader
 }
 
-// openGet starts a Get call for req. The returned stream's Recv yields the answers; it
-// is closed by cancelling ctx or by Close.
-func openGet(ctx context.Context, t http.RoundTripper, addr string, req *api.GetDestination) (*getStream, error) {
+// openCall starts a server-streaming call of path with req. max bounds each answer.
+// The returned call's next reads the answers; it is closed by cancelling ctx or by
+// close.
+func openCall(ctx context.Context, t http.RoundTripper, addr, path string, req proto.Message, max int) (*call, error) {
 	msg, err := proto.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
 	body := grpcwire.AppendFrame(nil, msg)
-	u := url.URL{Scheme: "https", Host: addr, Path: getPath}
+	u := url.URL{Scheme: "https", Host: addr, Path: path}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -128,35 +129,33 @@ func openGet(ctx context.Context, t http.RoundTripper, addr string, req *api.Get
 		}
 		return nil, &StatusError{Code: grpcwire.Internal, Message: "the destination service ended the call before any answer"}
 	}
-	return newGetStream(resp), nil
+	return newCall(resp, max), nil
 }
 
-// newGetStream reads the answers of a call that began with resp.
-func newGetStream(resp *http.Response) *getStream {
-	return &getStream{resp: resp, r: grpcwire.NewReader(bufio.NewReaderSize(resp.Body, 4096), maxMessage)}
+func newCall(resp *http.Response, max int) *call {
+	return &call{resp: resp, r: grpcwire.NewReader(bufio.NewReaderSize(resp.Body, 4096), max)}
 }
 
-// Recv reads the next answer. At the end of the stream it returns the call's status as
-// a *StatusError, or io.EOF when the server ended it with OK.
-func (s *getStream) Recv() (*api.DestinationUpdate, error) {
+// next reads the next answer into m. At the end of the stream it returns the call's
+// status as a *StatusError, or io.EOF when the server ended it with OK.
+func (s *call) next(m proto.Message) error {
 	b, err := s.r.Next()
 	switch {
 	case errors.Is(err, io.EOF):
-		return nil, s.status()
+		return s.status()
 	case errors.Is(err, grpcwire.ErrCompressed), errors.Is(err, grpcwire.ErrTooLarge):
-		return nil, &StatusError{Code: grpcwire.Internal, Message: err.Error()}
+		return &StatusError{Code: grpcwire.Internal, Message: err.Error()}
 	case err != nil:
-		return nil, s.readErr(err)
+		return s.readErr(err)
 	}
-	u := &api.DestinationUpdate{}
-	if err := proto.Unmarshal(b, u); err != nil {
-		return nil, &StatusError{Code: grpcwire.Internal, Message: fmt.Sprintf("decode answer: %v", err)}
+	if err := proto.Unmarshal(b, m); err != nil {
+		return &StatusError{Code: grpcwire.Internal, Message: fmt.Sprintf("decode answer: %v", err)}
 	}
-	return u, nil
+	return nil
 }
 
 // status is the call's end: the trailers are readable once the body is at EOF.
-func (s *getStream) status() error {
+func (s *call) status() error {
 	st, ok := grpcwire.StatusFromHeader(s.resp.Trailer)
 	if !ok {
 		return &StatusError{Code: grpcwire.Internal, Message: "stream ended without grpc-status"}
@@ -171,11 +170,41 @@ func (s *getStream) status() error {
 
 // readErr wraps a failure to read the body: the connection broke, the stream was reset,
 // or the caller cancelled.
-func (s *getStream) readErr(err error) error {
+func (s *call) readErr(err error) error {
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return &StatusError{Code: grpcwire.Internal, Message: "stream ended inside a message"}
 	}
 	return &StatusError{Code: grpcwire.Unavailable, Message: err.Error()}
 }
 
-func (s *getStream) Close() { s.resp.Body.Close() }
+func (s *call) close() { s.resp.Body.Close() }
+
+// getStream is one open Get call.
+type getStream struct{ c *call }
+
+// openGet starts a Get call for req. The returned stream's Recv yields the answers; it
+// is closed by cancelling ctx or by Close.
+func openGet(ctx context.Context, t http.RoundTripper, addr string, req *api.GetDestination) (*getStream, error) {
+	c, err := openCall(ctx, t, addr, getPath, req, maxMessage)
+	if err != nil {
+		return nil, err
+	}
+	return &getStream{c}, nil
+}
+
+// newGetStream reads the answers of a call that began with resp.
+func newGetStream(resp *http.Response) *getStream {
+	return &getStream{newCall(resp, maxMessage)}
+}
+
+// Recv reads the next answer. At the end of the stream it returns the call's status as
+// a *StatusError, or io.EOF when the server ended it with OK.
+func (s *getStream) Recv() (*api.DestinationUpdate, error) {
+	u := &api.DestinationUpdate{}
+	if err := s.c.next(u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func (s *getStream) Close() { s.c.close() }

@@ -1,19 +1,22 @@
 // Package inboundpolicy decides what the inbound side lets a client reach: the
 // relay targets (only the pod's own application addresses, never loopback, never the
-// proxy's own ports) and the port policy (config.Index.InboundPolicy: who may connect
-// to a port with or without a verified identity). Both the opaque TCP relay and the
-// HTTP pipeline ask it, so the rule has one home.
+// proxy's own ports) and the pod's inbound policy (proxy/api/inbound.proto: per port,
+// which clients, by address and verified identity, may connect or make which
+// requests). Both the opaque TCP relay and the HTTP pipeline ask it, so the rule has
+// one home.
 package inboundpolicy
 
 import (
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/weftmesh/weft/proxy/config"
+
+	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/metrics"
 )
 
@@ -132,13 +135,95 @@ func NewTargets(allowLoopback bool) *Targets {
 	return r
 }
 
-// Checker applies Targets and the port policy, and counts and logs refusals. Only
-// at V(1): any client can cause refusals, and must not be able to fill the log at the
-// default level.
+// Checker applies Targets and the pod's inbound policy, and counts and logs what
+// they refuse. Denials are logged at V(1), and at most once a second at the default
+// level: any client can cause them at will and must not be able to fill the log.
 type Checker struct {
 	Targets *Targets
 	Log     logr.Logger
 	Metrics *metrics.Registry
+
+	// policy is the current Policy, read once per request or connection.
+	policy atomic.Pointer[Policy]
+	// fromControlPlane: the policy came from the control plane; a bootstrap
+	// (configuration reload) no longer replaces it.
+	fromControlPlane atomic.Bool
+	// lastLoud is when a denial was last logged at the default level (unix ns).
+	lastLoud atomic.Int64
+
+	// conns are the open opaque connections, re-decided when the policy changes.
+	connsMu sync.Mutex
+	conns   map[*openConn]struct{}
+}
+
+type openConn struct {
+	dst    netip.AddrPort
+	client Client
+	close  func()
+}
+
+// Policy returns the policy in force; before any was installed, one that denies
+// everything.
+func (c *Checker) Policy() *Policy {
+	if p := c.policy.Load(); p != nil {
+		return p
+	}
+	return denyAll
+}
+
+var denyAll = Compile(&api.InboundPolicy{DefaultServer: &api.InboundServer{Ref: &api.PolicyRef{Kind: "default", Name: "deny"}}})
+
+// SetBootstrap installs the policy built from the proxy's configuration (Bootstrap),
+// unless the control plane's policy is in force already.
+func (c *Checker) SetBootstrap(p *Policy) {
+	if c.fromControlPlane.Load() {
+		return
+	}
+	c.install(p)
+}
+
+// SetPolicy installs a policy the control plane sent. Requests decided afterwards,
+// on new and existing connections alike, use it; open opaque connections it no
+// longer admits are closed.
+func (c *Checker) SetPolicy(p *Policy) {
+	c.fromControlPlane.Store(true)
+	c.install(p)
+}
+
+func (c *Checker) install(p *Policy) {
+	old := c.policy.Swap(p)
+	if old != nil && old.Version == p.Version && old.Version != "" {
+		return
+	}
+	for _, pr := range p.Problems {
+		// Once per version: a message is compiled once.
+		c.Log.Info("Part of the inbound policy does not apply: it admits no one", "version", p.Version, "problem", pr)
+	}
+	c.Log.V(1).Info("Inbound policy installed", "version", p.Version, "servers", len(p.servers))
+	c.recheckConns(p)
+}
+
+// recheckConns closes the open opaque connections p does not admit, as the Linkerd
+// proxy does (inbound_tcp_authz_terminate_total): a revoked authorization must not
+// live on in a connection that stays open for days.
+func (c *Checker) recheckConns(p *Policy) {
+	c.connsMu.Lock()
+	var denied []*openConn
+	for oc := range c.conns {
+		if p.Server(oc.dst.Port()).Connection(oc.client).Verdict != Allowed {
+			denied = append(denied, oc)
+			delete(c.conns, oc)
+		}
+	}
+	c.connsMu.Unlock()
+	for _, oc := range denied {
+		s := p.Server(oc.dst.Port())
+		c.Metrics.Authz(metrics.TCPAuthzTerminate, metrics.AuthzKey{Target: oc.dst, Server: s.Ref, ClientID: oc.client.ID})
+		c.deniedLog("Closing connection the new inbound policy does not admit", oc.dst, s, nil, oc.client)
+		// Not inline: closing a TLS connection may wait for its close_notify to
+		// be written, and the policy stream must not wait for every connection.
+		go oc.close()
+	}
 }
 
 // RelayAllowed applies Targets to a target of the inbound side; client names who
@@ -152,29 +237,116 @@ func (c *Checker) RelayAllowed(dst netip.AddrPort, client string) (metrics.Relay
 	return why, ok
 }
 
-// PlainAllowed applies the inbound policy to a client without identity.
-func (c *Checker) PlainAllowed(ix *config.Index, dst netip.AddrPort) bool {
-	switch ix.InboundPolicy(dst.Port()) {
-	case config.PolicyAllUnauthenticated:
-		return true
-	default:
-		c.Log.V(1).Info("Refusing unauthenticated client by policy", "port", dst.Port())
+// Connection decides about an opaque connection to dst (the server's
+// authorizations only) and counts the decision. When it is allowed, the caller
+// tracks it with Track so that a policy change can close it.
+func (c *Checker) Connection(dst netip.AddrPort, cl Client) bool {
+	s := c.Policy().Server(dst.Port())
+	d := s.Connection(cl)
+	k := metrics.AuthzKey{Target: dst, Server: s.Ref, ClientID: cl.ID}
+	if d.Verdict != Allowed {
+		c.Metrics.Authz(metrics.TCPAuthzDeny, k)
+		c.deniedLog("Connection denied by the inbound policy", dst, s, nil, cl)
 		return false
+	}
+	k.Authz = d.Authz
+	c.Metrics.Authz(metrics.TCPAuthzAllow, k)
+	if d.Audit {
+		c.deniedLog("Audit: the inbound policy would deny this connection", dst, s, nil, cl)
+	}
+	return true
+}
+
+// Track registers an allowed opaque connection until the returned function is
+// called; closeConn closes it when a new policy no longer admits it.
+func (c *Checker) Track(dst netip.AddrPort, cl Client, closeConn func()) (untrack func()) {
+	oc := &openConn{dst: dst, client: cl, close: closeConn}
+	c.connsMu.Lock()
+	if c.conns == nil {
+		c.conns = map[*openConn]struct{}{}
+	}
+	c.conns[oc] = struct{}{}
+	c.connsMu.Unlock()
+	// A policy installed between the decision and here was not applied to it.
+	if c.Policy().Server(dst.Port()).Connection(cl).Verdict != Allowed {
+		c.recheckConns(c.Policy())
+	}
+	return func() {
+		c.connsMu.Lock()
+		delete(c.conns, oc)
+		c.connsMu.Unlock()
 	}
 }
 
-// MeshAllowed applies the inbound policy to a client that completed mTLS.
-func (c *Checker) MeshAllowed(ix *config.Index, dst netip.AddrPort, peerID string) bool {
-	switch ix.InboundPolicy(dst.Port()) {
-	case config.PolicyAllUnauthenticated:
-		return true
-	case config.PolicyAllAuthenticated:
-		if peerID != "" {
-			return true
-		}
+// Request decides about an HTTP request to dst under the current policy and counts
+// the decision; the caller answers NoRoute and Denied (RequestRefusal).
+func (c *Checker) Request(r *http.Request, dst netip.AddrPort, cl Client) Decision {
+	s := c.Policy().Server(dst.Port())
+	d := s.Request(r, cl)
+	k := metrics.AuthzKey{Target: dst, Server: s.Ref, ClientID: cl.ID}
+	switch d.Verdict {
+	case NoRoute:
+		c.Metrics.Authz(metrics.HTTPRouteNotFound, k)
+		return d
+	case Denied:
+		k.Route = routeRef(d.Route)
+		c.Metrics.Authz(metrics.HTTPAuthzDeny, k)
+		c.deniedLog("Request denied by the inbound policy", dst, s, d.Route, cl)
+		return d
 	}
-	c.Log.V(1).Info("Refusing client by policy", "port", dst.Port(), "client", peerID)
-	return false
+	k.Route, k.Authz = routeRef(d.Route), d.Authz
+	c.Metrics.Authz(metrics.HTTPAuthzAllow, k)
+	if d.Audit {
+		c.deniedLog("Audit: the inbound policy would deny this request", dst, s, d.Route, cl)
+	}
+	return d
+}
+
+// DefaultRouteRef is the route label of requests on a server without routes, as the
+// Linkerd proxy labels them.
+var DefaultRouteRef = Ref{Kind: "default", Name: "default"}
+
+func routeRef(rt *Route) Ref {
+	if rt == nil {
+		return DefaultRouteRef
+	}
+	return rt.Ref
+}
+
+// deniedLog logs a denial (or an audited would-be denial) with who asked: at V(1)
+// always, at the default level at most once a second.
+func (c *Checker) deniedLog(msg string, dst netip.AddrPort, s *Server, rt *Route, cl Client) {
+	l := c.Log.V(1)
+	now, last := time.Now().UnixNano(), c.lastLoud.Load()
+	if now-last >= int64(time.Second) && c.lastLoud.CompareAndSwap(last, now) {
+		l = c.Log
+	}
+	if !l.Enabled() {
+		return
+	}
+	client := cl.ID
+	if client == "" {
+		client = "(no identity)"
+	}
+	kv := []any{"dst", dst, "server", refString(s.Ref), "client", client, "clientAddr", cl.Addr}
+	if rt != nil {
+		kv = append(kv, "route", refString(rt.Ref))
+	}
+	l.Info(msg, kv...)
+}
+
+// DeniedMessage is the body of the 403 answering a denied request: which server's
+// policy denied it, and what to do.
+func DeniedMessage(d Decision, cl Client) string {
+	who := cl.ID
+	if who == "" {
+		who = "a client without a mesh identity"
+	}
+	msg := "weft-proxy: the inbound policy of server " + refString(d.Server.Ref)
+	if d.Route != nil {
+		msg += " (route " + refString(d.Route.Ref) + ")"
+	}
+	return msg + " denies " + who + "; an AuthorizationPolicy must admit it\n"
 }
 
 // RefusedMessage tells the client what was refused and why, in the body of the

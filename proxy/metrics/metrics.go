@@ -145,6 +145,12 @@ type Registry struct {
 	tcp    map[TCPKey]*TCPSeries
 	routes map[RouteKey]*RouteSeries
 
+	// amu guards authz, the authorization series (authz.go).
+	amu   sync.RWMutex
+	authz [numAuthzMetrics]map[AuthzKey]*atomic.Uint64
+	// AuthzOverflow counts decisions counted under an overflow series.
+	AuthzOverflow atomic.Uint64
+
 	cmu        sync.Mutex
 	collectors []func(io.Writer)
 
@@ -373,6 +379,7 @@ func (r *Registry) WriteText(out io.Writer) error {
 			w.Uint("tcp_close_total", labels.With("errno", e), vals[i])
 		}
 	}
+	r.writeAuthz(w)
 	w.Family("weft_detect_timeout_total", promtext.Counter, "Connections treated as opaque TCP because protocol detection timed out.")
 	for _, d := range []Direction{Inbound, Outbound} {
 		w.Uint("weft_detect_timeout_total", promtext.L("direction", d.String()), r.DetectTimeouts[d].Load())

@@ -21,16 +21,20 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/inboundpolicy"
 	"github.com/weftmesh/weft/proxy/internal/httpmsg"
 	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/router"
 	"github.com/weftmesh/weft/proxy/transport"
 )
 
@@ -48,8 +52,11 @@ const (
 // an HTTP server; handlers read it from the request context (ConnInfoFrom).
 type ConnInfo struct {
 	OrigDst netip.AddrPort
-	Mesh    bool   // inbound: arrived over mTLS from a peer proxy
-	PeerID  string // inbound mesh: the client's verified SPIFFE ID
+	// Client is the address the connection came from (inbound: the client the
+	// policy's networks are about).
+	Client netip.AddrPort
+	Mesh   bool   // inbound: arrived over mTLS from a peer proxy
+	PeerID string // inbound mesh: the client's verified SPIFFE ID
 	// H1Checked: Weft's HTTP/1.1 server checked the whole header of the request it
 	// handed over with the connection; taken by that request (h1.Guard).
 	H1Checked atomic.Bool
@@ -143,7 +150,6 @@ func (p *Pipeline) lookupHTTP(r *http.Request, dst netip.AddrPort) *api.Destinat
 // inbound policy allowed the client.
 func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
 	ci := ConnInfoFrom(r.Context())
-	ix := p.o.Snapshot().Index
 	dst := ci.OrigDst
 	proto := ""
 	if ci.Mesh {
@@ -166,19 +172,15 @@ func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, inboundpolicy.RefusedMessage(dst, why))
 		return
 	}
-	if ci.Mesh {
-		if !p.o.Policy.MeshAllowed(ix, dst, ci.PeerID) {
-			w.Header().Set(hdrError, "unauthorized")
-			w.WriteHeader(http.StatusForbidden)
-			return
-		}
-	} else if !p.o.Policy.PlainAllowed(ix, dst) {
-		w.Header().Set(hdrError, "unauthorized")
-		w.WriteHeader(http.StatusForbidden)
-		return
-	}
+	// The policy in force now, for every request: a change applies to the next
+	// request of a connection that is already open.
+	cl := inboundpolicy.Client{Addr: ci.Client.Addr().Unmap(), ID: ci.PeerID}
 	delete(r.Header, hdrDst)
 	delete(r.Header, hdrProto)
+	if d := p.o.Policy.Request(r, dst, cl); d.Verdict != inboundpolicy.Allowed {
+		p.refuseInbound(w, r, d, cl)
+		return
+	}
 	up := &upstream{Hop: transport.Hop{Host: dst.String()}}
 	switch proto {
 	case "h1":
@@ -190,6 +192,31 @@ func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
 	}
 	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Inbound, Authority: r.Host, PeerID: ci.PeerID})
 	p.proxy(w, r, up, series)
+}
+
+// refuseInbound answers a request the inbound policy did not admit: 404 (gRPC
+// UNIMPLEMENTED) when the server's routes do not match it, 403 with a body naming
+// the server (gRPC PERMISSION_DENIED, trailers-only) when no authorization admits the
+// client. Counted in the inbound request series like any answer.
+func (p *Pipeline) refuseInbound(w http.ResponseWriter, r *http.Request, d inboundpolicy.Decision, cl inboundpolicy.Client) {
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Inbound, Authority: r.Host, PeerID: cl.ID})
+	series.Request()
+	start := time.Now()
+	if d.Verdict == inboundpolicy.NoRoute {
+		p.answerError(w, r, series, nil, start, http.StatusNotFound, grpcwire.Unimplemented, "no route")
+		return
+	}
+	msg := inboundpolicy.DeniedMessage(d, cl)
+	w.Header().Set(hdrError, "unauthorized")
+	if router.IsGRPC(r) {
+		writeGRPCError(w, grpcwire.PermissionDenied, strings.TrimSuffix(msg, "\n"))
+		series.Response(http.StatusOK, true, time.Since(start))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusForbidden)
+	io.WriteString(w, msg)
+	series.Response(http.StatusForbidden, false, time.Since(start))
 }
 
 // upstream is where one request goes, chosen by the handler and read by forward (or

@@ -102,18 +102,13 @@ func (t *Table) compileRoute(r *api.Route, index int) (*Route, []error) {
 	var errs []error
 	fail := func(err error) { errs = append(errs, fmt.Errorf("route %q: %w", r.GetName(), err)) }
 	rt := &Route{Index: index, Name: r.GetName(), Proto: r}
-	for _, m := range r.GetMatches() {
-		cm, err := compileMatch(m)
-		if err != nil {
-			fail(err)
-			continue // this alternative never matches
-		}
-		rt.matches = append(rt.matches, cm)
+	// An alternative that does not compile never matches; when every one was
+	// invalid the route must not turn into match-all (CompileMatches).
+	ms, merrs := CompileMatches(r.GetMatches())
+	for _, err := range merrs {
+		fail(err)
 	}
-	if len(r.GetMatches()) > 0 && len(rt.matches) == 0 {
-		// Every alternative was invalid: the route must not turn into match-all.
-		rt.matches = []*match{{never: true}}
-	}
+	rt.matches = ms.matches
 	rt.Filters = compileFilters(r.GetFilters())
 	for _, wb := range r.GetBackends() {
 		b := &Backend{Key: wb.GetBackend(), Weight: wb.GetWeight(), Invalid: wb.GetInvalid(), Filters: compileFilters(wb.GetFilters())}
@@ -160,6 +155,47 @@ func (t *Table) Match(r *http.Request) (*Route, string) {
 		}
 	}
 	return t.Fallback, ""
+}
+
+// Matcher is a compiled list of alternative RouteMatches, the form a route's matches
+// take in the destination API and in the inbound policy API (proxy/inboundpolicy): a
+// request matches when any alternative does; no alternatives match every request.
+type Matcher struct {
+	matches []*match
+}
+
+// CompileMatches compiles alternatives with the route table's rules: an alternative
+// that does not compile never matches, and when none compiles the Matcher matches
+// nothing (it never turns into match-all). The problems are returned.
+func CompileMatches(ms []*api.RouteMatch) (Matcher, []error) {
+	var out Matcher
+	var errs []error
+	for _, m := range ms {
+		cm, err := compileMatch(m)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out.matches = append(out.matches, cm)
+	}
+	if len(ms) > 0 && len(out.matches) == 0 {
+		out.matches = []*match{{never: true}}
+	}
+	return out, errs
+}
+
+// Match reports whether r matches one of the alternatives.
+func (m *Matcher) Match(r *http.Request) bool {
+	if len(m.matches) == 0 {
+		return true
+	}
+	q := lazyQuery{u: r.URL}
+	for _, cm := range m.matches {
+		if cm.match(r, &q) {
+			return true
+		}
+	}
+	return false
 }
 
 // PickBackend chooses a backend by weight; nil when every weight is 0 or there is

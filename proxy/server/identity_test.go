@@ -74,7 +74,7 @@ func newMeshPairWithCA(t *testing.T, build func(*testpki.CA) pairOpts) *meshPair
 }
 
 // TestInboundPolicy: with all-authenticated, a client without a certificate is
-// refused at the handshake and plaintext is refused; with all-unauthenticated,
+// refused at the handshake and plaintext requests are answered 403; with all-unauthenticated,
 // plaintext reaches the app and is labelled no_identity.
 func TestInboundPolicy(t *testing.T) {
 	t.Run("all-authenticated refuses client without certificate", func(t *testing.T) {
@@ -92,14 +92,23 @@ func TestInboundPolicy(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "certificate required") {
 			t.Fatalf("handshake without client certificate: %v, want certificate required", err)
 		}
-		// Plaintext redirected to the app is refused too.
+		// Plaintext redirected to the app is refused too: per request (so that
+		// probes can pass), with a 403 that names the server whose policy denied it.
 		plain := mp.b.inboundPlain(mp.be.httpbin)
-		_, err = h1Client().Get("http://" + plain + "/get")
-		if err == nil {
-			t.Fatal("plaintext request reached an all-authenticated app")
+		resp, err := h1Client().Get("http://" + plain + "/get")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "default/all-authenticated") {
+			t.Fatalf("plaintext request to an all-authenticated app: %d %q, want 403 naming the server", resp.StatusCode, body)
+		}
+		if v := metricValue(mp.b.metricsText(), "inbound_http_authz_deny_total", `srv_kind="default"`, `srv_name="all-authenticated"`, `tls="no_identity"`); v != 1 {
+			t.Fatalf("inbound_http_authz_deny_total = %v, want 1", v)
 		}
 		// The meshed client still gets through.
-		resp, err := h1Client().Get("http://" + mp.addr[svcHTTPBin] + "/status/200")
+		resp, err = h1Client().Get("http://" + mp.addr[svcHTTPBin] + "/status/200")
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("meshed request: %v %v", err, resp)
 		}

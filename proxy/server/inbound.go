@@ -11,9 +11,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/detect"
 	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/inboundpolicy"
 	"github.com/weftmesh/weft/proxy/internal/netconn"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
@@ -43,8 +43,8 @@ func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 	if err != nil && !errors.Is(err, origdst.ErrNotRedirected) {
 		s.log.Error(err, "Cannot find original destination", "client", raw.RemoteAddr())
 	}
-	if redirected && ix.Opaque(dst.Port()) {
-		s.inboundPlainTCP(src, raw, ix, dst, nil)
+	if redirected && (ix.Opaque(dst.Port()) || s.policy.Policy().Server(dst.Port()).Opaque()) {
+		s.inboundPlainTCP(src, raw, dst, nil)
 		return
 	}
 	res, pc, err := detect.Detect(src, ix.Config.DetectTimeout.Duration)
@@ -67,19 +67,18 @@ func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 	}
 	switch res.Kind {
 	case detect.HTTP1, detect.HTTP2:
-		if !s.policy.PlainAllowed(ix, dst) {
-			src.Close()
-			return
-		}
+		// Authorized per request (pipeline.ServeInbound): the kubelet's probes
+		// pass under any policy, and a policy change applies to the next request.
 		src.Attach(src.Fallback())
+		info := &pipeline.ConnInfo{OrigDst: dst, Client: addrPortOf(raw.RemoteAddr())}
 		if res.Kind == detect.HTTP1 {
-			s.serveH1(&peekConn{Conn: pc, cc: src}, &pipeline.ConnInfo{OrigDst: dst}, s.inHTTP, s.inCh)
+			s.serveH1(&peekConn{Conn: pc, cc: src}, info, s.inHTTP, s.inCh)
 			return
 		}
-		s.serveH2C(&peekConn{Conn: pc, cc: src}, &pipeline.ConnInfo{OrigDst: dst}, s.inHTTP)
+		s.serveH2C(&peekConn{Conn: pc, cc: src}, info, s.inHTTP)
 	default:
 		// Opaque, or the app's own TLS (not a Weft peer): forward as TCP.
-		s.inboundPlainTCP(src, raw, ix, dst, pc.TakePeeked())
+		s.inboundPlainTCP(src, raw, dst, pc.TakePeeked())
 	}
 }
 
@@ -87,20 +86,34 @@ func isWeftALPN(p string) bool { return strings.HasPrefix(p, "weft.") }
 
 // inboundPlainTCP forwards an unmeshed client's opaque stream to the local app with
 // splice.
-func (s *Server) inboundPlainTCP(src *netconn.Counted, raw *net.TCPConn, ix *config.Index, dst netip.AddrPort, prefix []byte) {
+func (s *Server) inboundPlainTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.AddrPort, prefix []byte) {
 	defer src.Close()
-	if !s.policy.PlainAllowed(ix, dst) {
-		return
-	}
 	src.Attach(src.Fallback())
 	s.forwardLocal(src, raw, dst, prefix, "")
 }
 
-// forwardLocal dials the local app and pipes client to it.
+// addrPortOf is a connection's remote address as a netip.AddrPort (zero when it is
+// not TCP).
+func addrPortOf(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	return netip.AddrPort{}
+}
+
+// forwardLocal applies the relay-target rule and the inbound policy to an opaque
+// connection, then dials the local app and pipes client to it. The connection stays
+// registered with the policy while it is open, so a policy that no longer admits it
+// closes it.
 func (s *Server) forwardLocal(src *netconn.Counted, client net.Conn, dst netip.AddrPort, prefix []byte, peerID string) {
 	if _, ok := s.policy.RelayAllowed(dst, cmp.Or(peerID, client.RemoteAddr().String())); !ok {
 		return
 	}
+	cl := inboundpolicy.Client{Addr: addrPortOf(src.RemoteAddr()).Addr().Unmap(), ID: peerID}
+	if !s.policy.Connection(dst, cl) {
+		return
+	}
+	defer s.policy.Track(dst, cl, func() { client.Close() })()
 	d := net.Dialer{Timeout: s.opts.ConnectTimeout}
 	c, err := d.Dial("tcp", dst.String())
 	if err != nil {
@@ -141,11 +154,11 @@ func (s *Server) inboundMesh(src *netconn.Counted, pc *detect.Conn, st *state) {
 	src.Attach(s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Inbound, Peer: metrics.Src, PeerID: peerID}))
 	switch cs.NegotiatedProtocol {
 	case identity.ALPNHTTP2:
-		s.serveMeshH2(tc, &pipeline.ConnInfo{Mesh: true, PeerID: peerID})
+		s.serveMeshH2(tc, &pipeline.ConnInfo{Mesh: true, PeerID: peerID, Client: addrPortOf(src.RemoteAddr())})
 	case identity.ALPNHTTP1:
 		// Weft's HTTP/1.1 server checks each request's framing before net/http
 		// may see it (proxy/internal/h1), as on the app-facing ports.
-		s.serveH1(&peekConn{Conn: &detect.Conn{Conn: tc}, cc: tc}, &pipeline.ConnInfo{Mesh: true, PeerID: peerID}, s.inHTTP, s.inCh)
+		s.serveH1(&peekConn{Conn: &detect.Conn{Conn: tc}, cc: tc}, &pipeline.ConnInfo{Mesh: true, PeerID: peerID, Client: addrPortOf(src.RemoteAddr())}, s.inHTTP, s.inCh)
 	case identity.ALPNTCP:
 		defer tc.Close()
 		tc.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -153,9 +166,6 @@ func (s *Server) inboundMesh(src *netconn.Counted, pc *detect.Conn, st *state) {
 		tc.SetReadDeadline(time.Time{})
 		if err != nil {
 			s.log.V(1).Info("Bad weft.tcp header", "client", peerID, "error", err.Error())
-			return
-		}
-		if !s.policy.MeshAllowed(st.Index, dst, peerID) {
 			return
 		}
 		s.forwardLocal(src, tc, dst, nil, peerID)

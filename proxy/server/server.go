@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/destination"
@@ -251,16 +252,37 @@ func (s *Server) SetConfig(cfg *config.Config) {
 		st.serverTLS = s.opts.Identity.ServerConfig(requiresClientCert(cfg))
 	}
 	s.st.Store(st)
+	// The configuration's policy applies until the control plane sends the pod's.
+	s.policy.SetBootstrap(inboundpolicy.Compile(inboundpolicy.Bootstrap(&cfg.Inbound)))
 }
 
-// requiresClientCert is true when no port accepts unauthenticated clients, so a
-// missing client certificate can already fail the handshake.
+// SetInboundPolicy installs the pod's inbound policy from the control plane; it
+// replaces the configuration's policy for good (a reload no longer changes it).
+// Requests on open connections are decided with it from their next one.
+func (s *Server) SetInboundPolicy(msg *api.InboundPolicy) {
+	s.policy.SetPolicy(inboundpolicy.Compile(msg))
+}
+
+// InboundPolicy is the inbound policy in force.
+func (s *Server) InboundPolicy() *inboundpolicy.Policy { return s.policy.Policy() }
+
+// requiresClientCert is true when the configuration admits no client without an
+// identity, so a weft.* handshake without a client certificate can fail at once. Only
+// the static configuration says so: a control-plane policy is applied per request
+// and connection, and mesh clients always present their certificate.
 func requiresClientCert(cfg *config.Config) bool {
-	if cfg.Inbound.DefaultPolicy == config.PolicyAllUnauthenticated || cfg.Inbound.DefaultPolicy == "" {
+	authenticated := func(p config.Policy) bool {
+		switch p {
+		case config.PolicyAllAuthenticated, config.PolicyClusterAuthenticated, config.PolicyDeny:
+			return true
+		}
+		return false
+	}
+	if !authenticated(cfg.Inbound.DefaultPolicy) {
 		return false
 	}
 	for _, pp := range cfg.Inbound.PortPolicies {
-		if pp.Policy == config.PolicyAllUnauthenticated {
+		if !authenticated(pp.Policy) {
 			return false
 		}
 	}
