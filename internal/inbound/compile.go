@@ -532,7 +532,16 @@ func IdentitySet(m *policyv1alpha1.MeshTLSAuthentication, td string) (*api.Ident
 	return &api.IdentitySet{Matches: matches}, true
 }
 
+// compareIdentityMatch orders exact IDs before prefixes, each by value.
 func compareIdentityMatch(a, b *api.IdentityMatch) int {
+	_, ap := a.GetKind().(*api.IdentityMatch_Prefix)
+	_, bp := b.GetKind().(*api.IdentityMatch_Prefix)
+	if ap != bp {
+		if bp {
+			return -1
+		}
+		return 1
+	}
 	return cmp.Or(cmp.Compare(a.GetExact(), b.GetExact()), cmp.Compare(a.GetPrefix(), b.GetPrefix()))
 }
 
