@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net"
 	"slices"
 	"testing"
 	"time"
@@ -266,5 +267,75 @@ func TestInboundPolicyRefused(t *testing.T) {
 				t.Fatalf("want %v, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+// TestInboundStreamLimit: Watch streams count against the destination service's
+// per-identity stream limit, together with the identity's Get streams.
+func TestInboundStreamLimit(t *testing.T) {
+	pki, creds := newTestCredentials(t)
+	srv := NewServer(ServerOptions{MaxStreamsPerIdentity: 3})
+	inb := inbound.NewServer(inbound.ServerOptions{OpenStream: srv.OpenStream, Synced: srv.Synced})
+	srv.RegisterService(inb.Register)
+	inb.Handler().OnAdd(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-0"},
+		Spec: corev1.PodSpec{ServiceAccountName: "web"}}, true)
+	srv.MarkSynced()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served, started := make(chan error, 1), make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, lis, creds.serverOption(), 2*time.Second) }()
+	go func() { started <- inb.Start(ctx) }()
+	defer func() {
+		cancel()
+		<-served
+		<-started
+	}()
+	cert, err := pki.WorkloadCert("shop", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := desttest.Dial(lis.Addr().String(), pki.ClientTLS(serverName, &cert))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	c := apigrpc.NewInboundPoliciesClient(cc)
+
+	// One Get (a name outside the cluster: answered without state) and two Watches
+	// fill the identity's three streams.
+	gctx, gcancel := context.WithCancel(ctx)
+	defer gcancel()
+	gs, err := apigrpc.NewDestinationClient(cc).Get(gctx, auth("example.com:80"))
+	if err == nil {
+		_, err = gs.Recv()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1, w2 := watchPolicy(t, c, "shop", "web-0"), watchPolicy(t, c, "shop", "web-0")
+	w1.next(t)
+	w2.next(t)
+	if err := watchPolicy(t, c, "shop", "web-0").err(t); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("a fourth stream: %v, want ResourceExhausted", err)
+	}
+	// Ending the Get frees a stream for a Watch.
+	gcancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w := watchPolicy(t, c, "shop", "web-0")
+		select {
+		case <-w.msgs:
+			return
+		case err := <-w.errc:
+			if status.Code(err) != codes.ResourceExhausted || time.Now().After(deadline) {
+				t.Fatalf("after a stream ended: %v", err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		case <-time.After(10 * time.Second):
+			t.Fatal("no policy after a stream ended")
+		}
 	}
 }
