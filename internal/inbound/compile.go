@@ -33,6 +33,8 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -422,41 +424,61 @@ func (c *compilation) authorizationPolicies() {
 	}
 }
 
-// authorization compiles an AuthorizationPolicy's required authentications, or reports
-// !ok when one of them does not resolve: such a policy authorizes no one.
+// authorization compiles an AuthorizationPolicy with the input's authentications.
 func (c *compilation) authorization(p *policyv1alpha1.AuthorizationPolicy) (*api.Authorization, bool) {
+	a, err := Authorization(p, c.in.MeshTLSAuthentications, c.in.NetworkAuthentications, c.trustDomain)
+	return a, err == nil
+}
+
+// Authorization compiles an AuthorizationPolicy's required authentications (found among
+// meshTLS and networks, of any namespace) in trust domain td. The error says which
+// reference does not resolve and why, for status and the CLI: such a policy authorizes
+// no one, so a mistake never widens access.
+func Authorization(p *policyv1alpha1.AuthorizationPolicy, meshTLS []*policyv1alpha1.MeshTLSAuthentication,
+	networks []*policyv1alpha1.NetworkAuthentication, td string) (*api.Authorization, error) {
 	a := &api.Authorization{Ref: &api.PolicyRef{Group: PolicyGroup, Kind: KindAuthorizationPolicy, Namespace: p.Namespace, Name: p.Name}}
 	for _, ref := range p.Spec.RequiredAuthenticationRefs {
 		ns := cmp.Or(ref.Namespace, p.Namespace)
 		switch {
 		case IsPolicyGroup(ref.Group) && ref.Kind == "MeshTLSAuthentication":
-			m := find(c.in.MeshTLSAuthentications, ns, ref.Name)
+			m := find(meshTLS, ns, ref.Name)
 			if m == nil {
-				return nil, false
+				return nil, fmt.Errorf("MeshTLSAuthentication %s/%s does not exist", ns, ref.Name)
 			}
-			set, ok := IdentitySet(m, c.trustDomain)
-			if !ok {
-				return nil, false
+			set, err := IdentitySet(m, td)
+			if err != nil {
+				return nil, fmt.Errorf("MeshTLSAuthentication %s/%s: %w", ns, ref.Name, err)
 			}
 			a.Identities = append(a.Identities, set)
 		case IsPolicyGroup(ref.Group) && ref.Kind == "NetworkAuthentication":
-			n := find(c.in.NetworkAuthentications, ns, ref.Name)
+			n := find(networks, ns, ref.Name)
 			if n == nil {
-				return nil, false
+				return nil, fmt.Errorf("NetworkAuthentication %s/%s does not exist", ns, ref.Name)
 			}
-			set, ok := NetworkSet(n)
-			if !ok {
-				return nil, false
+			set, err := NetworkSet(n)
+			if err != nil {
+				return nil, fmt.Errorf("NetworkAuthentication %s/%s: %w", ns, ref.Name, err)
 			}
 			a.Networks = append(a.Networks, set)
-		case ref.Group == "" && ref.Kind == "ServiceAccount" && ref.Name != "":
+		case ref.Group == "" && ref.Kind == "ServiceAccount":
+			if ref.Name == "" {
+				return nil, errors.New("a ServiceAccount reference needs a name")
+			}
 			a.Identities = append(a.Identities, &api.IdentitySet{Matches: []*api.IdentityMatch{
-				exact(spiffeID(c.trustDomain, ns, ref.Name))}})
+				exact(spiffeID(td, ns, ref.Name))}})
 		default:
-			return nil, false
+			return nil, fmt.Errorf("%s %s is not an authentication: use a MeshTLSAuthentication or NetworkAuthentication (group %s) or a ServiceAccount (core group)",
+				groupKind(ref.Group, ref.Kind), ref.Name, PolicyGroup)
 		}
 	}
-	return a, true
+	return a, nil
+}
+
+func groupKind(group, kind string) string {
+	if group == "" {
+		return kind
+	}
+	return kind + "." + group
 }
 
 func find[T interface {
@@ -482,20 +504,20 @@ func prefix(p string) *api.IdentityMatch {
 	return &api.IdentityMatch{Kind: &api.IdentityMatch_Prefix{Prefix: p}}
 }
 
-// IdentitySet compiles a MeshTLSAuthentication in trust domain td, or reports !ok when
-// one of its entries is not an identity Weft can name (then it authenticates no one).
-// "*", or a Namespace reference without a name, is any verified identity: the empty set.
-func IdentitySet(m *policyv1alpha1.MeshTLSAuthentication, td string) (*api.IdentitySet, bool) {
+// IdentitySet compiles a MeshTLSAuthentication in trust domain td, or says which entry
+// is not an identity Weft can name (then it authenticates no one). "*", or a Namespace
+// reference without a name, is any verified identity: the empty set.
+func IdentitySet(m *policyv1alpha1.MeshTLSAuthentication, td string) (*api.IdentitySet, error) {
 	if len(m.Spec.Identities) == 0 && len(m.Spec.IdentityRefs) == 0 {
 		// The schema requires one of them; an empty set would mean "anyone".
-		return nil, false
+		return nil, errors.New("lists no identities and no identityRefs")
 	}
 	var matches []*api.IdentityMatch
 	anyID := false
 	for _, id := range m.Spec.Identities {
 		im, all, ok := identityMatch(string(id), td)
 		if !ok {
-			return nil, false
+			return nil, fmt.Errorf("identity %q is not a SPIFFE ID (a final /* for a prefix), \"*\" or a Linkerd identity name <sa>.<namespace>.serviceaccount.identity.<...>", id)
 		}
 		anyID = anyID || all
 		if im != nil {
@@ -503,33 +525,30 @@ func IdentitySet(m *policyv1alpha1.MeshTLSAuthentication, td string) (*api.Ident
 		}
 	}
 	for _, ref := range m.Spec.IdentityRefs {
-		if ref.Group != "" {
-			return nil, false
-		}
-		switch ref.Kind {
-		case "ServiceAccount":
+		switch {
+		case ref.Group == "" && ref.Kind == "ServiceAccount":
 			ns := cmp.Or(ref.Namespace, m.Namespace)
 			if ref.Name == "" {
 				matches = append(matches, prefix("spiffe://"+td+"/ns/"+ns+"/sa/"))
 			} else {
 				matches = append(matches, exact(spiffeID(td, ns, ref.Name)))
 			}
-		case "Namespace":
+		case ref.Group == "" && ref.Kind == "Namespace":
 			if ref.Name == "" {
 				anyID = true
 			} else {
 				matches = append(matches, prefix("spiffe://"+td+"/ns/"+ref.Name+"/"))
 			}
 		default:
-			return nil, false
+			return nil, fmt.Errorf("identityRef %s %s is not a ServiceAccount or a Namespace", groupKind(ref.Group, ref.Kind), ref.Name)
 		}
 	}
 	if anyID {
-		return &api.IdentitySet{}, true
+		return &api.IdentitySet{}, nil
 	}
 	slices.SortFunc(matches, compareIdentityMatch)
 	matches = slices.CompactFunc(matches, func(a, b *api.IdentityMatch) bool { return compareIdentityMatch(a, b) == 0 })
-	return &api.IdentitySet{Matches: matches}, true
+	return &api.IdentitySet{Matches: matches}, nil
 }
 
 // compareIdentityMatch orders exact IDs before prefixes, each by value.
@@ -576,29 +595,29 @@ func identityMatch(id, td string) (m *api.IdentityMatch, all, ok bool) {
 	return exact(spiffeID(td, labels[1], labels[0])), false, true
 }
 
-// NetworkSet compiles a NetworkAuthentication, or reports !ok when one of its networks
-// does not parse (then it authenticates no one).
-func NetworkSet(n *policyv1alpha1.NetworkAuthentication) (*api.NetworkSet, bool) {
+// NetworkSet compiles a NetworkAuthentication, or says which network does not parse
+// (then it authenticates no one).
+func NetworkSet(n *policyv1alpha1.NetworkAuthentication) (*api.NetworkSet, error) {
 	if len(n.Spec.Networks) == 0 {
-		return nil, false
+		return nil, errors.New("lists no networks")
 	}
 	set := &api.NetworkSet{}
 	for _, nw := range n.Spec.Networks {
 		cidr, ok := parseNetwork(string(nw.Cidr))
 		if !ok {
-			return nil, false
+			return nil, fmt.Errorf("cidr %q is not an IP network or address", nw.Cidr)
 		}
 		out := &api.Network{Cidr: cidr}
 		for _, e := range nw.Except {
 			ex, ok := parseNetwork(string(e))
 			if !ok {
-				return nil, false
+				return nil, fmt.Errorf("except %q is not an IP network or address", e)
 			}
 			out.Except = append(out.Except, ex)
 		}
 		set.Networks = append(set.Networks, out)
 	}
-	return set, true
+	return set, nil
 }
 
 // parseNetwork reads a CIDR or a single address into canonical CIDR form (the address

@@ -448,3 +448,37 @@ func TestDeterministic(t *testing.T) {
 		t.Errorf("a narrower MeshTLSAuthentication kept version %s", v)
 	}
 }
+
+// TestAuthorizationErrors: what makes a policy authorize no one is said in words the
+// status conditions and the CLI can show.
+func TestAuthorizationErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		docs []string
+		want string // "" for no error
+	}{
+		{"resolves", []string{apYAML("p", "Server", "web", meshTLSRef), mtlsYAML("callers", "shop", "{identities: ['*']}")}, ""},
+		{"missing", []string{apYAML("p", "Server", "web", meshTLSRef)}, "MeshTLSAuthentication shop/callers does not exist"},
+		{"bad identity", []string{apYAML("p", "Server", "web", meshTLSRef), mtlsYAML("callers", "shop", "{identities: ['*.cluster.local']}")},
+			`MeshTLSAuthentication shop/callers: identity "*.cluster.local" is not a SPIFFE ID`},
+		{"bad identityRef", []string{apYAML("p", "Server", "web", meshTLSRef), mtlsYAML("callers", "shop", "{identityRefs: [{group: rbac.authorization.k8s.io, kind: User, name: alice}]}")},
+			"identityRef User.rbac.authorization.k8s.io alice is not a ServiceAccount or a Namespace"},
+		{"missing network", []string{apYAML("p", "Server", "web", "{group: policy.weft.dev, kind: NetworkAuthentication, name: office, namespace: infra}")},
+			"NetworkAuthentication infra/office does not exist"},
+		{"bad network", []string{apYAML("p", "Server", "web", "{group: policy.weft.dev, kind: NetworkAuthentication, name: office}"),
+			netYAML("office", "shop", "{networks: [{cidr: 10.0.0.0/33}]}")}, `cidr "10.0.0.0/33" is not an IP network`},
+		{"unknown kind", []string{apYAML("p", "Server", "web", "{group: example.com, kind: Token, name: t}")},
+			"Token.example.com t is not an authentication"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := decode(t, append([]string{podYAML}, tc.docs...)...)
+			_, err := Authorization(in.AuthorizationPolicies[0], in.MeshTLSAuthentications, in.NetworkAuthentications, "cluster.local")
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want it to say %q", err, tc.want)
+			}
+		})
+	}
+}
