@@ -54,7 +54,7 @@ spec:
 `
 
 // decode reads YAML documents into an Input (the pod first).
-func decode(t *testing.T, docs ...string) Input {
+func decode(t testing.TB, docs ...string) Input {
 	t.Helper()
 	dec := serializer.NewCodecFactory(scheme.Scheme).UniversalDeserializer()
 	var in Input
