@@ -18,6 +18,7 @@ package inbound
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -270,14 +271,26 @@ func (s *Server) recompile() {
 	clear(st.dirtyAuthn)
 	s.mu.Unlock()
 
+	// The replicas of a workload compile the same policy: it depends on the pod's
+	// namespace, labels, ServiceAccount, annotation and containers, never its name. Each
+	// shape is compiled once and shared.
 	results := make([]*state, len(jobs))
+	shapes := map[string]*state{}
 	for i, j := range jobs {
 		if j.gone {
 			results[i] = &state{gone: true}
 			continue
 		}
+		key, ok := shapeKey(j.in.Pod)
+		if r := shapes[key]; ok && r != nil {
+			results[i] = r
+			continue
+		}
 		results[i] = &state{policy: Compile(j.in), owner: j.owner}
 		CompilationsTotal.Inc()
+		if ok {
+			shapes[key] = results[i]
+		}
 	}
 
 	s.mu.Lock()
@@ -297,6 +310,18 @@ func (s *Server) recompile() {
 			sub.offer(r)
 		}
 	}
+}
+
+// shapeKey is everything of a pod its policy (and its owner) depends on. ok is false
+// when it cannot be computed; the pod is then compiled on its own.
+func shapeKey(pod *corev1.Pod) (string, bool) {
+	b, err := json.Marshal(struct {
+		NS, SA, Default  string
+		Labels           map[string]string
+		Init, Containers []corev1.Container
+	}{pod.Namespace, pod.Spec.ServiceAccountName, pod.Annotations[meshdefaults.AnnotationDefaultInboundPolicy],
+		pod.Labels, pod.Spec.InitContainers, pod.Spec.Containers})
+	return string(b), err == nil
 }
 
 // owner is the SPIFFE ID of the pod's ServiceAccount: the only client that may read

@@ -17,6 +17,7 @@ limitations under the License.
 package inbound
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -171,5 +172,45 @@ func TestSubscribeRefusals(t *testing.T) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestReplicasCompileOnce: the replicas of a workload (same namespace, labels,
+// ServiceAccount, containers) compile one policy, shared; a pod that differs compiles
+// its own.
+func TestReplicasCompileOnce(t *testing.T) {
+	s := NewServer(ServerOptions{})
+	h := s.Handler()
+	var subs []*subscriber
+	for i := range 10 {
+		name := fmt.Sprintf("web-%d", i)
+		h.OnAdd(scopePod("shop", name, "web", map[string]string{"app": "web"}), true)
+		sub := &subscriber{wake: make(chan struct{}, 1)}
+		if err := s.subscribe("shop/"+name, "spiffe://cluster.local/ns/shop/sa/web", sub); err != nil {
+			t.Fatal(err)
+		}
+		subs = append(subs, sub)
+	}
+	h.OnAdd(scopePod("shop", "db-0", "web", map[string]string{"app": "db"}), true)
+	dbSub := &subscriber{wake: make(chan struct{}, 1)}
+	if err := s.subscribe("shop/db-0", "spiffe://cluster.local/ns/shop/sa/web", dbSub); err != nil {
+		t.Fatal(err)
+	}
+	h.OnAdd(&policyv1alpha1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", Generation: 1},
+		Spec: policyv1alpha1.ServerSpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}, Port: intstr.FromInt(8080)}}, false)
+	before := testutil.ToFloat64(CompilationsTotal)
+	s.recompile()
+	if n := testutil.ToFloat64(CompilationsTotal) - before; n != 2 {
+		t.Fatalf("11 pods of 2 shapes compiled %v times, want 2", n)
+	}
+	first := subs[0].take()
+	for i, sub := range subs[1:] {
+		if st := sub.take(); st != first {
+			t.Fatalf("replica %d got a policy of its own", i+1)
+		}
+	}
+	db := dbSub.take()
+	if db == nil || db.policy.GetVersion() == first.policy.GetVersion() || len(first.policy.GetServers()) != 1 || len(db.policy.GetServers()) != 0 {
+		t.Fatalf("web %v, db %v", first.policy, db)
 	}
 }
