@@ -40,6 +40,9 @@ limitations under the License.
 // roots published in the weft-trust-roots ConfigMap, checked against the current bundle
 // at every handshake so rotated anchors take effect without a restart. The namespace of
 // the client's SPIFFE ID must be the request's context_namespace (or that be empty).
+//
+// The same gRPC server, credentials, per-identity stream limit, informers and synced
+// state serve the inbound policy API (internal/inbound), registered by AddToManager.
 package destination
 
 import (
@@ -193,9 +196,6 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	if testHookServer != nil {
 		testHookServer(srv)
 	}
-	if testHookInbound != nil {
-		testHookInbound(inb)
-	}
 	var regs []toolscache.ResourceEventHandlerRegistration
 	watch := func(obj client.Object, handlers ...toolscache.ResourceEventHandler) error {
 		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
@@ -265,12 +265,9 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	return mgr.Add(&runnable{srv: srv, cache: c, regs: regs, creds: creds, opts: opts, log: log})
 }
 
-// testHookServer and testHookInbound, when set by a test of this package, see each
-// server AddToManager creates, so the test can inspect subscribers.
-var (
-	testHookServer  func(*Server)
-	testHookInbound func(*inbound.Server)
-)
+// testHookServer, when set by a test of this package, sees each Server AddToManager
+// creates, so the test can inspect subscribers.
+var testHookServer func(*Server)
 
 type runnable struct {
 	srv   *Server

@@ -98,12 +98,12 @@ func TestWithoutPolicyCRDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The suite's hooks must keep pointing at the suite's servers.
-	savedHook, savedInbound := testHookServer, testHookInbound
-	testHookServer, testHookInbound = nil, nil
+	savedHook := testHookServer
+	testHookServer = nil
 	addrc, synced := make(chan net.Addr, 1), make(chan struct{})
 	err = AddToManager(mgr, Options{Namespace: controlNS, Addr: "127.0.0.1:0",
 		OnListen: func(a net.Addr) { addrc <- a }, OnSynced: func() { close(synced) }})
-	testHookServer, testHookInbound = savedHook, savedInbound
+	testHookServer = savedHook
 	if err != nil {
 		t.Fatalf("the destination service did not start without the policy CRDs: %v", err)
 	}
