@@ -20,6 +20,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/weftmesh/weft/proxy/api"
 )
 
 // BenchmarkCompile: one pod in a busy namespace: 50 Servers (10 select the pod), 200
@@ -47,7 +51,9 @@ func BenchmarkCompile(b *testing.B) {
 	in := decode(b, docs...)
 	b.ReportAllocs()
 	b.ResetTimer()
+	var p *api.InboundPolicy
 	for b.Loop() {
-		Compile(in)
+		p = Compile(in)
 	}
+	b.ReportMetric(float64(proto.Size(p)), "msg-bytes")
 }
