@@ -37,17 +37,27 @@ import (
 // and sorts them by Gateway API's precedence.
 type entry struct {
 	route *api.Route
-	grpc  bool
-	// HTTP: path kind (3 exact, 2 regex, 1 prefix), path length, method set, header
-	// and query counts. gRPC: service and method lengths, header count.
-	pathKind, pathLen, method, headers, queries int
+	MatchRank
 	// The route's age, namespace/name, rule index and match index break ties.
 	created        metav1.Time
 	name           string
 	rule, matchIdx int
 }
 
-func compareEntries(a, b entry) int {
+// MatchRank is how specific one compiled route match is, by Gateway API's precedence
+// rules: the inbound policy compiler orders the routes attached to a Server with it too,
+// so both sides of a request choose routes the same way.
+type MatchRank struct {
+	grpc bool
+	// HTTP: path kind (3 exact, 2 regex, 1 prefix), path length, method set, header
+	// and query counts. gRPC: service and method lengths, header count.
+	pathKind, pathLen, method, headers, queries int
+}
+
+// CompareMatchRank orders a before b (-1) when a is the more specific match. Ties are
+// for the caller to break (the route's age, then its namespace/name, rule and match
+// indexes).
+func CompareMatchRank(a, b MatchRank) int {
 	// gRPC rules first: they only match gRPC requests, so they cannot shadow an HTTP
 	// rule meant for other traffic.
 	if a.grpc != b.grpc {
@@ -60,6 +70,13 @@ func compareEntries(a, b entry) int {
 		if c := cmp.Compare(d[1], d[0]); c != 0 { // more specific first
 			return c
 		}
+	}
+	return 0
+}
+
+func compareEntries(a, b entry) int {
+	if c := CompareMatchRank(a.MatchRank, b.MatchRank); c != 0 {
+		return c
 	}
 	if !a.created.Equal(&b.created) {
 		if a.created.Before(&b.created) {
@@ -142,6 +159,13 @@ func ruleName(name *gatewayv1.SectionName, i int) string {
 	return strconv.Itoa(i)
 }
 
+// RouteName is the name a route rule has on the wire (destination routes and inbound
+// policy routes alike): "<route>/<rule name>", or "<route>/rule-<index>" for a rule
+// without a name.
+func RouteName(obj string, name *gatewayv1.SectionName, i int) string {
+	return routeName(obj, name, i)
+}
+
 func routeName(obj string, name *gatewayv1.SectionName, i int) string {
 	if name != nil && *name != "" {
 		return obj + "/" + string(*name)
@@ -189,42 +213,8 @@ func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HT
 	}
 	out := make([]entry, 0, len(matches))
 	for mi, m := range matches {
-		rm := &api.RouteMatch{}
-		e := entry{created: r.CreationTimestamp, name: key(r.Namespace, r.Name), rule: ri, matchIdx: mi}
-		pathType, pathValue := gatewayv1.PathMatchPathPrefix, "/"
-		if m.Path != nil {
-			if m.Path.Type != nil {
-				pathType = *m.Path.Type
-			}
-			if m.Path.Value != nil {
-				pathValue = *m.Path.Value
-			}
-		}
-		switch pathType {
-		case gatewayv1.PathMatchExact:
-			rm.Path = &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: pathValue}}
-			e.pathKind = 3
-		case gatewayv1.PathMatchRegularExpression:
-			rm.Path = &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: pathValue}}
-			e.pathKind = 2
-		default:
-			rm.Path = &api.StringMatch{Kind: &api.StringMatch_Prefix{Prefix: pathValue}}
-			e.pathKind = 1
-		}
-		e.pathLen = len(pathValue)
-		if m.Method != nil {
-			rm.Method = string(*m.Method)
-			e.method = 1
-		}
-		for _, h := range m.Headers {
-			rm.Headers = append(rm.Headers, &api.HeaderMatch{Name: string(h.Name),
-				Value: stringMatch(h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression, h.Value)})
-		}
-		for _, q := range m.QueryParams {
-			rm.QueryParams = append(rm.QueryParams, &api.HeaderMatch{Name: string(q.Name),
-				Value: stringMatch(q.Type != nil && *q.Type == gatewayv1.QueryParamMatchRegularExpression, q.Value)})
-		}
-		e.headers, e.queries = len(m.Headers), len(m.QueryParams)
+		rm, rank := HTTPMatch(m)
+		e := entry{MatchRank: rank, created: r.CreationTimestamp, name: key(r.Namespace, r.Name), rule: ri, matchIdx: mi}
 		e.route = &api.Route{
 			Name:     routeName(r.Name, rule.Name, ri),
 			Resource: &api.ResourceRef{Kind: "HTTPRoute", Namespace: r.Namespace, Name: r.Name, Rule: ruleName(rule.Name, ri)},
@@ -256,25 +246,8 @@ func (c *compilation) grpcRule(r *gatewayv1.GRPCRoute, ri int, rule gatewayv1.GR
 	}
 	out := make([]entry, 0, len(matches))
 	for mi, m := range matches {
-		gm := &api.GRPCMethodMatch{}
-		e := entry{grpc: true, created: r.CreationTimestamp, name: key(r.Namespace, r.Name), rule: ri, matchIdx: mi}
-		if mm := m.Method; mm != nil {
-			regex := mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression
-			if mm.Service != nil {
-				gm.Service = stringMatch(regex, *mm.Service)
-				e.pathLen = len(*mm.Service)
-			}
-			if mm.Method != nil {
-				gm.Method = stringMatch(regex, *mm.Method)
-				e.method = len(*mm.Method)
-			}
-		}
-		rm := &api.RouteMatch{Grpc: gm}
-		for _, h := range m.Headers {
-			rm.Headers = append(rm.Headers, &api.HeaderMatch{Name: string(h.Name),
-				Value: stringMatch(h.Type != nil && *h.Type == gatewayv1.GRPCHeaderMatchRegularExpression, h.Value)})
-		}
-		e.headers = len(m.Headers)
+		rm, rank := GRPCMatch(m)
+		e := entry{MatchRank: rank, created: r.CreationTimestamp, name: key(r.Namespace, r.Name), rule: ri, matchIdx: mi}
 		e.route = &api.Route{
 			Name:     routeName(r.Name, rule.Name, ri),
 			Resource: &api.ResourceRef{Kind: "GRPCRoute", Namespace: r.Namespace, Name: r.Name, Rule: ruleName(rule.Name, ri)},
@@ -285,6 +258,72 @@ func (c *compilation) grpcRule(r *gatewayv1.GRPCRoute, ri int, rule gatewayv1.GR
 		out = append(out, e)
 	}
 	return out
+}
+
+// HTTPMatch compiles one HTTPRoute match and ranks it. A match without a path is
+// PathPrefix "/", as the API defaults it (a rule without matches is one such match).
+func HTTPMatch(m gatewayv1.HTTPRouteMatch) (*api.RouteMatch, MatchRank) {
+	rm := &api.RouteMatch{}
+	var rank MatchRank
+	pathType, pathValue := gatewayv1.PathMatchPathPrefix, "/"
+	if m.Path != nil {
+		if m.Path.Type != nil {
+			pathType = *m.Path.Type
+		}
+		if m.Path.Value != nil {
+			pathValue = *m.Path.Value
+		}
+	}
+	switch pathType {
+	case gatewayv1.PathMatchExact:
+		rm.Path = &api.StringMatch{Kind: &api.StringMatch_Exact{Exact: pathValue}}
+		rank.pathKind = 3
+	case gatewayv1.PathMatchRegularExpression:
+		rm.Path = &api.StringMatch{Kind: &api.StringMatch_Regex{Regex: pathValue}}
+		rank.pathKind = 2
+	default:
+		rm.Path = &api.StringMatch{Kind: &api.StringMatch_Prefix{Prefix: pathValue}}
+		rank.pathKind = 1
+	}
+	rank.pathLen = len(pathValue)
+	if m.Method != nil {
+		rm.Method = string(*m.Method)
+		rank.method = 1
+	}
+	for _, h := range m.Headers {
+		rm.Headers = append(rm.Headers, &api.HeaderMatch{Name: string(h.Name),
+			Value: stringMatch(h.Type != nil && *h.Type == gatewayv1.HeaderMatchRegularExpression, h.Value)})
+	}
+	for _, q := range m.QueryParams {
+		rm.QueryParams = append(rm.QueryParams, &api.HeaderMatch{Name: string(q.Name),
+			Value: stringMatch(q.Type != nil && *q.Type == gatewayv1.QueryParamMatchRegularExpression, q.Value)})
+	}
+	rank.headers, rank.queries = len(m.Headers), len(m.QueryParams)
+	return rm, rank
+}
+
+// GRPCMatch compiles one GRPCRoute match and ranks it.
+func GRPCMatch(m gatewayv1.GRPCRouteMatch) (*api.RouteMatch, MatchRank) {
+	gm := &api.GRPCMethodMatch{}
+	rank := MatchRank{grpc: true}
+	if mm := m.Method; mm != nil {
+		regex := mm.Type != nil && *mm.Type == gatewayv1.GRPCMethodMatchRegularExpression
+		if mm.Service != nil {
+			gm.Service = stringMatch(regex, *mm.Service)
+			rank.pathLen = len(*mm.Service)
+		}
+		if mm.Method != nil {
+			gm.Method = stringMatch(regex, *mm.Method)
+			rank.method = len(*mm.Method)
+		}
+	}
+	rm := &api.RouteMatch{Grpc: gm}
+	for _, h := range m.Headers {
+		rm.Headers = append(rm.Headers, &api.HeaderMatch{Name: string(h.Name),
+			Value: stringMatch(h.Type != nil && *h.Type == gatewayv1.GRPCHeaderMatchRegularExpression, h.Value)})
+	}
+	rank.headers = len(m.Headers)
+	return rm, rank
 }
 
 // routeBackend resolves a backendRef; an unusable one keeps its weight and says why,

@@ -40,6 +40,9 @@ limitations under the License.
 // roots published in the weft-trust-roots ConfigMap, checked against the current bundle
 // at every handshake so rotated anchors take effect without a restart. The namespace of
 // the client's SPIFFE ID must be the request's context_namespace (or that be empty).
+//
+// The same gRPC server, credentials, per-identity stream limit, informers and synced
+// state serve the inbound policy API (internal/inbound), registered by AddToManager.
 package destination
 
 import (
@@ -53,6 +56,7 @@ import (
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/fields"
 	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -61,9 +65,11 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/identity"
+	"github.com/weftmesh/weft/internal/inbound"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/replicacache"
 	"github.com/weftmesh/weft/internal/svcname"
@@ -144,6 +150,8 @@ func (o *Options) defaults() {
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes;serviceprofiles,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy.weft.dev,resources=servers;authorizationpolicies;meshtlsauthentications;networkauthentications,verbs=get;list;watch
 
 // AddToManager runs the destination service on every replica (it does not need the
 // leader lease: proxies talk to any replica). It reads through a cache of its own, so
@@ -159,7 +167,8 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		Mapper:           mgr.GetRESTMapper(),
 		DefaultTransform: stripManagedFields,
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Transform: slimPod},
+			&corev1.Pod{}:       {Transform: slimPod},
+			&corev1.Namespace{}: {Transform: slimNamespace},
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {
 				FieldSelector: fields.OneTermEqualSelector("metadata.name", identity.IssuerSecretName)}}},
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {
@@ -179,24 +188,62 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}
 	srv := NewServer(ServerOptions{ClusterDomain: opts.ClusterDomain, Coalesce: opts.Coalesce, Log: log,
 		MaxStreamsPerIdentity: opts.MaxStreamsPerIdentity, MaxTargetsPerIdentity: opts.MaxTargetsPerIdentity})
+	// The inbound policy API shares the destination's port, credentials, per-identity
+	// stream limit and synced state, and its informers.
+	inb := inbound.NewServer(inbound.ServerOptions{OpenStream: srv.OpenStream, Synced: srv.Synced,
+		Coalesce: opts.Coalesce, Log: log.WithName("inbound")})
+	srv.RegisterService(inb.Register)
 	if testHookServer != nil {
 		testHookServer(srv)
 	}
 	var regs []toolscache.ResourceEventHandlerRegistration
-	for _, obj := range []client.Object{
-		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &corev1.Pod{},
-		&meshv1alpha1.ServiceProfile{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{},
-		&splitv1alpha2.TrafficSplit{}, &meshv1alpha1.Mesh{},
-	} {
+	watch := func(obj client.Object, handlers ...toolscache.ResourceEventHandler) error {
 		inf, err := c.GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
-		reg, err := inf.AddEventHandler(srv.Handler())
-		if err != nil {
-			return fmt.Errorf("handling %T events: %w", obj, err)
+		for _, h := range handlers {
+			reg, err := inf.AddEventHandler(h)
+			if err != nil {
+				return fmt.Errorf("handling %T events: %w", obj, err)
+			}
+			regs = append(regs, reg)
 		}
-		regs = append(regs, reg)
+		return nil
+	}
+	for _, obj := range []client.Object{
+		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &meshv1alpha1.ServiceProfile{}, &splitv1alpha2.TrafficSplit{},
+	} {
+		if err := watch(obj, srv.Handler()); err != nil {
+			return err
+		}
+	}
+	for _, obj := range []client.Object{&corev1.Pod{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}, &meshv1alpha1.Mesh{}} {
+		if err := watch(obj, srv.Handler(), inb.Handler()); err != nil {
+			return err
+		}
+	}
+	if err := watch(&corev1.Namespace{}, inb.Handler()); err != nil {
+		return err
+	}
+	// The policy kinds' CRDs may not be installed (config/crd installs them only once
+	// the proxies enforce them): destinations are served all the same, and the inbound
+	// policy API answers Unavailable rather than serve policies compiled without them.
+	for _, obj := range []client.Object{
+		&policyv1alpha1.Server{}, &policyv1alpha1.AuthorizationPolicy{},
+		&policyv1alpha1.MeshTLSAuthentication{}, &policyv1alpha1.NetworkAuthentication{},
+	} {
+		if err := watch(obj, inb.Handler()); err != nil {
+			if !meta.IsNoMatchError(err) {
+				return err
+			}
+			log.Error(err, "Not serving inbound policies: a policy CRD is missing")
+			inb.Disable(inbound.DisabledReason(err))
+			break
+		}
+	}
+	if err := mgr.Add(inb); err != nil {
+		return fmt.Errorf("adding the inbound policy service: %w", err)
 	}
 	// The TLS objects are read with Get; their informers must exist before the cache
 	// starts so that WaitForCacheSync covers them.

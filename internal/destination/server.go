@@ -81,6 +81,10 @@ type Server struct {
 	mu      sync.Mutex
 	entries map[entryKey]*entry
 
+	// services are the other gRPC services served on the destination's port (the
+	// inbound policy API), registered before Serve.
+	services []func(grpc.ServiceRegistrar)
+
 	usageMu sync.Mutex
 	// usage is what each client identity holds; an identity is in it only while it
 	// has streams, so it is bounded by the streams.
@@ -322,6 +326,30 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 	}
 }
 
+// RegisterService adds a gRPC service to the server Serve starts (call it before
+// Serve): the service shares the destination API's port, mTLS credentials, message and
+// stream limits.
+func (s *Server) RegisterService(register func(grpc.ServiceRegistrar)) {
+	s.services = append(s.services, register)
+}
+
+// OpenStream is for the streams of a service added with RegisterService: it
+// authenticates the call's client by its verified certificate, as Get does
+// (Unauthenticated without one), and counts the stream against the identity's
+// MaxStreamsPerIdentity (ResourceExhausted past it). It returns the client's SPIFFE ID
+// and the function to call when the stream ends.
+func (s *Server) OpenStream(ctx context.Context) (id string, release func(), err error) {
+	_, id, err = clientNamespace(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	if err := s.acquire(id, entryKey{}, false); err != nil {
+		return "", nil, err
+	}
+	var once sync.Once
+	return id, func() { once.Do(func() { s.release(id, entryKey{}, false) }) }, nil
+}
+
 // acquire counts a stream (and, when withEntry, a destination) against the client
 // identity's limits, or refuses it with ResourceExhausted.
 func (s *Server) acquire(id string, key entryKey, withEntry bool) error {
@@ -486,6 +514,9 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener, creds grpc.ServerO
 		grpc.MaxConcurrentStreams(s.opts.MaxConcurrentStreams),
 	)
 	apigrpc.RegisterDestinationServer(srv, s)
+	for _, register := range s.services {
+		register(srv)
+	}
 	loopCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.run(loopCtx)

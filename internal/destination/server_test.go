@@ -244,6 +244,30 @@ func TestSlimPod(t *testing.T) {
 	}
 }
 
+// TestSlimNamespace: the inbound policy compiler reads a namespace's name, labels and
+// Weft's annotations; the rest (kubectl's record, spec, status) is dropped.
+func TestSlimNamespace(t *testing.T) {
+	ns := &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", ResourceVersion: "7", Labels: map[string]string{"team": "a"},
+			Annotations: map[string]string{
+				"kubectl.kubernetes.io/last-applied-configuration": strings.Repeat("{}", 1000),
+				"config.weft.dev/default-inbound-policy":           "deny",
+			}},
+		Spec:   corev1.NamespaceSpec{Finalizers: []corev1.FinalizerName{"kubernetes"}},
+		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceActive},
+	}
+	out, err := slimNamespace(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slim := out.(*corev1.Namespace)
+	if slim.Name != "shop" || slim.ResourceVersion != "7" || !maps.Equal(slim.Labels, ns.Labels) ||
+		!maps.Equal(slim.Annotations, map[string]string{"config.weft.dev/default-inbound-policy": "deny"}) ||
+		slim.Spec.Finalizers != nil || slim.Status.Phase != "" {
+		t.Fatalf("slimmed wrongly: %+v", slim)
+	}
+}
+
 // newTestCredentials is a test PKI and the server credentials built from its issuer
 // Secret and trust roots (read through a fake client: the TLS objects only).
 func newTestCredentials(t *testing.T) (*desttest.PKI, *credentialsSource) {

@@ -541,6 +541,27 @@ func slimPod(obj any) (any, error) {
 	}, nil
 }
 
+// slimNamespace keeps what the inbound policy compiler reads of a namespace: its name,
+// labels and Weft's annotations (config.weft.dev/default-inbound-policy).
+func slimNamespace(obj any) (any, error) {
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Namespace{
+		TypeMeta: ns.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              ns.Name,
+			UID:               ns.UID,
+			ResourceVersion:   ns.ResourceVersion,
+			CreationTimestamp: ns.CreationTimestamp,
+			DeletionTimestamp: ns.DeletionTimestamp,
+			Labels:            ns.Labels,
+			Annotations:       slimAnnotations(ns.Annotations),
+		},
+	}, nil
+}
+
 // slimContainers keeps each container's name, ports and HTTP probes; of init
 // containers only the sidecars (restartPolicy Always), which serve like containers.
 func slimContainers(cs []corev1.Container, init bool) []corev1.Container {

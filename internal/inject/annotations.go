@@ -58,7 +58,7 @@ const (
 	AnnotationSkipInboundPorts     = ConfigPrefix + "skip-inbound-ports"
 	AnnotationSkipOutboundPorts    = ConfigPrefix + "skip-outbound-ports"
 	AnnotationSkipSubnets          = ConfigPrefix + "skip-subnets"
-	AnnotationDefaultInboundPolicy = ConfigPrefix + "default-inbound-policy"
+	AnnotationDefaultInboundPolicy = meshdefaults.AnnotationDefaultInboundPolicy
 	AnnotationConnectTimeout       = ConfigPrefix + "connect-timeout"
 	AnnotationDetectTimeout        = ConfigPrefix + "detect-timeout"
 )

@@ -53,6 +53,10 @@ const (
 	// AnnotationInboundPort moves a pod's proxy inbound port; peers' proxies must dial
 	// it, so the compiler reads it too.
 	AnnotationInboundPort = ConfigPrefix + "inbound-port"
+	// AnnotationDefaultInboundPolicy chooses the default inbound policy of a namespace
+	// or a pod; the injector gives it to the proxy and the inbound policy compiler reads
+	// it, so both live here.
+	AnnotationDefaultInboundPolicy = ConfigPrefix + "default-inbound-policy"
 )
 
 // The control-plane Services in ControlPlaneNamespace that proxies call; the injector
@@ -76,6 +80,12 @@ const (
 	TapPort      = 4190
 	ProxyUID     = 2102
 )
+
+// ClusterNetworks are the cluster's networks when a Mesh sets none: the private ranges,
+// as Linkerd's (the Mesh CRD's default marker says the same). A new slice each call.
+func ClusterNetworks() []string {
+	return []string{"10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"}
+}
 
 // OpaquePorts are the ports treated as opaque TCP when a Mesh sets none: server-speaks-
 // first protocols (SMTP, MySQL, PostgreSQL, Redis, memcached, ...) on which protocol
