@@ -55,11 +55,11 @@ type store struct {
 	// the pods that have it, to resolve pod targets. Only pods that own their IP
 	// (compiler.OwnsIP) are indexed by IP.
 	podIndex map[string]map[string]struct{}
-	profiles  map[string]*meshv1alpha1.ServiceProfile
-	http      map[string]*gatewayv1.HTTPRoute
-	grpc      map[string]*gatewayv1.GRPCRoute
-	splits    map[string]*splitv1alpha2.TrafficSplit
-	mesh      *meshv1alpha1.Mesh
+	profiles map[string]*meshv1alpha1.ServiceProfile
+	http     map[string]*gatewayv1.HTTPRoute
+	grpc     map[string]*gatewayv1.GRPCRoute
+	splits   map[string]*splitv1alpha2.TrafficSplit
+	mesh     *meshv1alpha1.Mesh
 
 	// What changed since the last compilation: full means anything may have (the
 	// Mesh); dirty are Services whose endpoints (or endpoints' pods) changed, which
