@@ -55,6 +55,7 @@ type store struct {
 	// the pods that have it, to resolve pod targets. Only pods that own their IP
 	// (compiler.OwnsIP) are indexed by IP.
 	podIndex map[string]map[string]struct{}
+
 	profiles map[string]*meshv1alpha1.ServiceProfile
 	http     map[string]*gatewayv1.HTTPRoute
 	grpc     map[string]*gatewayv1.GRPCRoute
