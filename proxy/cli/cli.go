@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -31,6 +32,7 @@ import (
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/server"
+	"github.com/weftmesh/weft/proxy/transport"
 )
 
 // Flags are weft-proxy's command-line options (docs/proxy.md lists them).
@@ -86,6 +88,12 @@ type Flags struct {
 	// IdentityRenewAt is the share of its life (percent) after which the mesh-mode
 	// certificate is renewed, before jitter.
 	IdentityRenewAt int
+	// MeshTLSMode and ClusterNetworks configure how connections to addresses the
+	// destination service has not described go out (server.Options.MeshTLS):
+	// Opportunistic or Strict, and the comma-separated CIDRs where a peer proxy is
+	// probed for first. The injector sets both from the Mesh.
+	MeshTLSMode     string
+	ClusterNetworks string
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -125,6 +133,8 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.IntVar(&f.MaxInboundConnections, "max-inbound-connections", envInt("WEFT_MAX_INBOUND_CONNECTIONS", 0), "overrides inbound.maxConnections (env WEFT_MAX_INBOUND_CONNECTIONS; default 1024)")
 	fs.IntVar(&f.MaxOutboundConnections, "max-outbound-connections", envInt("WEFT_MAX_OUTBOUND_CONNECTIONS", 0), "overrides outbound.maxConnections (env WEFT_MAX_OUTBOUND_CONNECTIONS; default 2048)")
 	fs.BoolVar(&f.UnsafeLoopbackApps, "unsafe-loopback-apps", false, "TESTS AND LOCAL DEMOS ONLY: let the inbound side forward to loopback addresses (apps on 127.0.0.1); any client of the inbound port then reaches every localhost-only service of the host")
+	fs.StringVar(&f.MeshTLSMode, "mesh-tls-mode", os.Getenv("WEFT_MESH_TLS_MODE"), "Opportunistic or Strict: whether plaintext may go to an in-cluster address that discovery has not described and where no proxy of the mesh answers (env WEFT_MESH_TLS_MODE; default Opportunistic)")
+	fs.StringVar(&f.ClusterNetworks, "cluster-networks", os.Getenv("WEFT_CLUSTER_NETWORKS"), "comma-separated CIDRs of the cluster's pods and nodes: addresses there that discovery has not described are probed for a peer proxy before any plaintext (env WEFT_CLUSTER_NETWORKS; empty: none)")
 	f.Namespace = os.Getenv("POD_NAMESPACE")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
 	if err := fs.Parse(args); err != nil {
@@ -205,6 +215,26 @@ func parsePortRanges(s string) ([]uint16, error) {
 		}
 	}
 	return out, nil
+}
+
+// meshTLSOptions reads --mesh-tls-mode and --cluster-networks.
+func meshTLSOptions(f *Flags) (transport.FallbackOptions, error) {
+	o := transport.FallbackOptions{InboundPort: uint16(f.InboundPort)}
+	var err error
+	if o.Mode, err = transport.ParseTLSMode(f.MeshTLSMode); err != nil {
+		return o, fmt.Errorf("--mesh-tls-mode: %w", err)
+	}
+	for c := range strings.SplitSeq(f.ClusterNetworks, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return o, fmt.Errorf("--cluster-networks: %q is not a CIDR such as 10.0.0.0/8: %w", c, err)
+		}
+		o.ClusterNetworks = append(o.ClusterNetworks, p.Masked())
+	}
+	return o, nil
 }
 
 // applyOverrides merges command-line (or injected environment) settings into the
@@ -447,6 +477,11 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		HeaderReadTimeout: f.HeaderReadTimeout, MaxHeaderBytes: f.MaxHeaderBytes, WriteTimeout: f.WriteTimeout, IdleConnTimeout: f.IdleConnTimeout,
 		ProxyPorts:         []uint16{uint16(f.OutboundPort), uint16(f.InboundPort), uint16(f.AdminPort)},
 		UnsafeLoopbackApps: f.UnsafeLoopbackApps}
+	mtls, err := meshTLSOptions(f)
+	if err != nil {
+		return err
+	}
+	opts.MeshTLS = mtls
 	if f.UnsafeLoopbackApps {
 		log.Info("UNSAFE: --unsafe-loopback-apps is set: the inbound side forwards to loopback addresses; never use it in a pod")
 	}
