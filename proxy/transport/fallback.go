@@ -175,9 +175,6 @@ func (f *Fallback) Mode() TLSMode { return f.o.Mode }
 // InCluster says whether an address is in the cluster networks.
 func (f *Fallback) InCluster(a netip.Addr) bool {
 	a = a.Unmap()
-	if a.IsLoopback() {
-		return false
-	}
 	for _, p := range f.o.ClusterNetworks {
 		if p.Contains(a) {
 			return true
