@@ -156,6 +156,7 @@ func (p *Pipeline) serveUndescribed(w http.ResponseWriter, r *http.Request, dst 
 	case transport.GoMeshed:
 		ep := &balance.Endpoint{Addr: dst, ProxyAddr: d.Peer.Addr, Identity: d.Peer.ID}
 		up = &upstream{Hop: transport.Endpoint(p.o.Mesh, p.o.Out, ep, r)}
+		up.Transport = p.o.Fallback.ForgetOnError(up.Transport, dst.Addr())
 		peerID = d.Peer.ID
 	default:
 		r = r.WithContext(transport.WithNoTLSReason(r.Context(), d.NoTLSReason))

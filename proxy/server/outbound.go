@@ -146,6 +146,10 @@ func (s *Server) outboundTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.A
 		}
 		tc, err := s.mesh.Dial(ctx, transport.Peer{Addr: ep.ProxyAddr, ID: ep.Identity}, identity.ALPNTCP)
 		done(err)
+		if err != nil && !picked {
+			// The peer a probe found: probe again next time.
+			s.fallback.Forget(dst.Addr())
+		}
 		if err != nil {
 			s.log.Error(err, "Cannot reach meshed endpoint", "endpoint", ep.Addr)
 			return

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"sync"
@@ -242,6 +243,11 @@ func (f *Fallback) probe(ctx context.Context, ip netip.Addr) (probeResult, strin
 	e.res, e.id = f.run(ctx, ip)
 	f.probes[e.res].Add(1)
 	e.expires = f.now().Add(f.o.TTL)
+	if !f.hasIdentity() {
+		// Says nothing about the peer: not kept, so that once this proxy has its
+		// certificate the next connection probes.
+		e.expires = time.Time{}
+	}
 	close(e.done)
 	if e.res == probeMeshed {
 		f.ObserveMeshed(ip)
@@ -270,7 +276,7 @@ func (f *Fallback) makeRoom(now time.Time) bool {
 // run opens an mTLS connection to ip's inbound port and closes it: it tells whether
 // a proxy of this mesh listens there and which identity it proves.
 func (f *Fallback) run(ctx context.Context, ip netip.Addr) (probeResult, string) {
-	if f.mesh == nil || f.mesh.o.Identity == nil || f.mesh.o.Identity.Current() == nil {
+	if !f.hasIdentity() {
 		// Without a certificate no peer would accept us: nothing to learn.
 		return probeError, ""
 	}
@@ -300,6 +306,11 @@ func (f *Fallback) run(ctx context.Context, ip netip.Addr) (probeResult, string)
 	return probeMeshed, identity.PeerID(&st)
 }
 
+// hasIdentity says whether this proxy has a certificate to probe with.
+func (f *Fallback) hasIdentity() bool {
+	return f.mesh != nil && f.mesh.o.Identity != nil && f.mesh.o.Identity.Current() != nil
+}
+
 // classify maps a dial or handshake error to a probe result.
 func classify(err error) probeResult {
 	var ne net.Error
@@ -311,6 +322,45 @@ func classify(err error) probeResult {
 		return probeTimeout
 	}
 	return probeError
+}
+
+// Forget drops ip's probe result, so that the next connection probes again: called
+// when reaching the peer a probe found failed (the pod behind the IP may have changed,
+// an IP reused by another workload proves another identity).
+func (f *Fallback) Forget(ip netip.Addr) {
+	if f == nil {
+		return
+	}
+	ip = ip.Unmap()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e := f.results[ip]; e != nil {
+		select {
+		case <-e.done:
+			delete(f.results, ip)
+		default: // in flight: its result is fresh
+		}
+	}
+}
+
+// ForgetOnError wraps the round tripper of a request sent to a peer a probe found,
+// forgetting the probe's result when the request cannot be sent (see Forget).
+func (f *Fallback) ForgetOnError(rt http.RoundTripper, ip netip.Addr) http.RoundTripper {
+	return forgetOnError{rt: rt, f: f, ip: ip}
+}
+
+type forgetOnError struct {
+	rt http.RoundTripper
+	f  *Fallback
+	ip netip.Addr
+}
+
+func (t forgetOnError) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.rt.RoundTrip(r)
+	if err != nil {
+		t.f.Forget(t.ip)
+	}
+	return resp, err
 }
 
 // notePlain remembers a plaintext connection to ip, so that it is counted in

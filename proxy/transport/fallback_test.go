@@ -180,10 +180,15 @@ func TestFallbackDecide(t *testing.T) {
 			t.Error("probed an address outside the cluster networks")
 		}
 	})
-	t.Run("without a certificate nothing is learnt: refused when Strict", func(t *testing.T) {
-		f := newTestFallback(t, &identity.Store{}, port, Strict, nil)
+	t.Run("without a certificate nothing is learnt nor kept: refused when Strict, mTLS once it has one", func(t *testing.T) {
+		store := &identity.Store{}
+		f := newTestFallback(t, store, port, Strict, nil)
 		if d := f.Decide(context.Background(), netip.MustParseAddrPort("127.0.0.11:80"), false); d.Way != GoRefused {
 			t.Fatalf("decision %+v, want refused", d)
+		}
+		store.Set(client.Current())
+		if d := f.Decide(context.Background(), netip.MustParseAddrPort("127.0.0.11:80"), false); d.Way != GoMeshed {
+			t.Fatalf("decision %+v once the proxy has its certificate, want meshed", d)
 		}
 	})
 }
@@ -223,6 +228,12 @@ func TestFallbackProbeCache(t *testing.T) {
 	f.Decide(context.Background(), dst, false)
 	if n := peer.accepts.Load(); n != 2 {
 		t.Fatalf("%d probes after the TTL, want 2", n)
+	}
+	// Reaching the peer failed: its result is forgotten and the next one probes.
+	f.Forget(dst.Addr())
+	f.Decide(context.Background(), dst, false)
+	if n := peer.accepts.Load(); n != 3 {
+		t.Fatalf("%d probes after Forget, want 3", n)
 	}
 	// Bounded: with two entries kept and none expired, a third address is probed
 	// but not kept.
