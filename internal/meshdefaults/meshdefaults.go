@@ -84,6 +84,12 @@ func OpaquePorts() []int32 {
 	return []int32{25, 587, 3306, 4444, 5432, 6379, 9300, 11211}
 }
 
+// ClusterNetworks are the Mesh's default spec.clusterNetworks (its CRD default): the
+// private ranges, as Linkerd's. A new slice each call: callers may keep it.
+func ClusterNetworks() []string {
+	return []string{"10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"}
+}
+
 // Injected says whether a pod carries the proxy: by AnnotationInjected or, for a pod
 // whose annotations were edited away, by a container named ProxyContainerName among
 // containers (init containers included, since the proxy is a native sidecar).

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/discovery"
@@ -134,7 +135,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.IntVar(&f.MaxOutboundConnections, "max-outbound-connections", envInt("WEFT_MAX_OUTBOUND_CONNECTIONS", 0), "overrides outbound.maxConnections (env WEFT_MAX_OUTBOUND_CONNECTIONS; default 2048)")
 	fs.BoolVar(&f.UnsafeLoopbackApps, "unsafe-loopback-apps", false, "TESTS AND LOCAL DEMOS ONLY: let the inbound side forward to loopback addresses (apps on 127.0.0.1); any client of the inbound port then reaches every localhost-only service of the host")
 	fs.StringVar(&f.MeshTLSMode, "mesh-tls-mode", os.Getenv("WEFT_MESH_TLS_MODE"), "Opportunistic or Strict: whether plaintext may go to an in-cluster address that discovery has not described and where no proxy of the mesh answers (env WEFT_MESH_TLS_MODE; default Opportunistic)")
-	fs.StringVar(&f.ClusterNetworks, "cluster-networks", os.Getenv("WEFT_CLUSTER_NETWORKS"), "comma-separated CIDRs of the cluster's pods and nodes: addresses there that discovery has not described are probed for a peer proxy before any plaintext (env WEFT_CLUSTER_NETWORKS; empty: none)")
+	fs.StringVar(&f.ClusterNetworks, "cluster-networks", os.Getenv("WEFT_CLUSTER_NETWORKS"), "comma-separated CIDRs of the cluster's pods and nodes: addresses there that discovery has not described are probed for a peer proxy before any plaintext (env WEFT_CLUSTER_NETWORKS; empty: the Mesh's default private ranges with --destination-addr, else none)")
 	f.Namespace = os.Getenv("POD_NAMESPACE")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
 	if err := fs.Parse(args); err != nil {
@@ -224,7 +225,14 @@ func meshTLSOptions(f *Flags) (transport.FallbackOptions, error) {
 	if o.Mode, err = transport.ParseTLSMode(f.MeshTLSMode); err != nil {
 		return o, fmt.Errorf("--mesh-tls-mode: %w", err)
 	}
-	for c := range strings.SplitSeq(f.ClusterNetworks, ",") {
+	networks := f.ClusterNetworks
+	if networks == "" && f.DestinationAddr != "" {
+		// A proxy of the mesh whose injector passed none: the Mesh's default (the
+		// Mesh requires at least one range), so that a meshed pod never goes without
+		// the probe.
+		networks = strings.Join(meshdefaults.ClusterNetworks(), ",")
+	}
+	for c := range strings.SplitSeq(networks, ",") {
 		if c = strings.TrimSpace(c); c == "" {
 			continue
 		}

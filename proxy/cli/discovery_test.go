@@ -98,7 +98,12 @@ func TestMeshTLSFlags(t *testing.T) {
 		t.Fatalf("options %+v, want Strict, inbound port 4243, %v", o, want)
 	}
 	if o, err := meshTLSOptions(&Flags{}); err != nil || o.Mode != transport.Opportunistic || len(o.ClusterNetworks) != 0 {
-		t.Fatalf("defaults %+v, %v: want Opportunistic without cluster networks", o, err)
+		t.Fatalf("defaults %+v, %v: want Opportunistic without cluster networks (static mode)", o, err)
+	}
+	// A proxy of the mesh that got no networks takes the Mesh's default ranges.
+	o, err = meshTLSOptions(&Flags{DestinationAddr: "127.0.0.1:8086"})
+	if err != nil || len(o.ClusterNetworks) != 5 || !o.ClusterNetworks[0].Contains(netip.MustParseAddr("10.1.2.3")) {
+		t.Fatalf("mesh mode defaults %+v, %v: want the Mesh's default clusterNetworks", o, err)
 	}
 	for _, tc := range []struct{ mode, networks, flag string }{
 		{"strict", "", "--mesh-tls-mode"},
