@@ -380,6 +380,9 @@ type index struct {
 	services      map[string]*corev1.Service
 	pods          map[string]*corev1.Pod
 	slices        map[string][]*discoveryv1.EndpointSlice // by namespace/service
+	// podSlices are the EndpointSlices with an endpoint of each pod, by
+	// namespace/name (pod targets' protocol hints).
+	podSlices map[string][]*discoveryv1.EndpointSlice
 	// The routing resources by namespace.
 	profiles   map[string][]*meshv1alpha1.ServiceProfile
 	splits     map[string][]*splitv1alpha2.TrafficSplit
@@ -395,6 +398,7 @@ func newIndex(s *State) *index {
 		services:      make(map[string]*corev1.Service, len(s.Services)),
 		pods:          make(map[string]*corev1.Pod, len(s.Pods)),
 		slices:        map[string][]*discoveryv1.EndpointSlice{},
+		podSlices:     map[string][]*discoveryv1.EndpointSlice{},
 		profiles:      map[string][]*meshv1alpha1.ServiceProfile{},
 		splits:        map[string][]*splitv1alpha2.TrafficSplit{},
 		httpRoutes:    map[string][]*gatewayv1.HTTPRoute{},
@@ -430,6 +434,15 @@ func newIndex(s *State) *index {
 		if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
 			k := key(es.Namespace, name)
 			ix.slices[k] = append(ix.slices[k], es)
+		}
+		var last string
+		for _, ep := range es.Endpoints {
+			if r := ep.TargetRef; r != nil && r.Kind == "Pod" && cmp.Or(r.Namespace, es.Namespace) == es.Namespace {
+				if pk := key(es.Namespace, r.Name); pk != last {
+					ix.podSlices[pk] = append(ix.podSlices[pk], es)
+					last = pk
+				}
+			}
 		}
 	}
 	// Slices are visited by name so that the first of duplicate endpoints wins

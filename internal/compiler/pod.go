@@ -25,7 +25,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/proxy/api"
@@ -131,36 +130,20 @@ func (ix *index) podPortProtocol(pod *corev1.Pod, port int32) api.ProtocolHint {
 		return api.ProtocolHint_PROTOCOL_HINT_OPAQUE
 	}
 	hint, seen := api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED, false
-	for _, l := range ix.slices {
-		for _, es := range l {
-			if es.Namespace != pod.Namespace || !slicePortTargets(es, pod.Name) {
+	for _, es := range ix.podSlices[key(pod.Namespace, pod.Name)] {
+		for _, p := range es.Ports {
+			if p.Port == nil || *p.Port != port {
 				continue
 			}
-			for _, p := range es.Ports {
-				if p.Port == nil || *p.Port != port {
-					continue
-				}
-				h := ix.portProtocol(p.AppProtocol, port)
-				if seen && h != hint {
-					// Two Services disagree on what the port speaks: detect.
-					return api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED
-				}
-				hint, seen = h, true
+			h := ix.portProtocol(p.AppProtocol, port)
+			if seen && h != hint {
+				// Two Services disagree on what the port speaks: detect.
+				return api.ProtocolHint_PROTOCOL_HINT_UNSPECIFIED
 			}
+			hint, seen = h, true
 		}
 	}
 	return hint
-}
-
-// slicePortTargets says whether an EndpointSlice has an endpoint for the named pod of
-// its namespace.
-func slicePortTargets(es *discoveryv1.EndpointSlice, pod string) bool {
-	for _, ep := range es.Endpoints {
-		if r := ep.TargetRef; r != nil && r.Kind == "Pod" && r.Name == pod && cmp.Or(r.Namespace, es.Namespace) == es.Namespace {
-			return true
-		}
-	}
-	return false
 }
 
 // compileExternalName compiles a port of a Service of type ExternalName: the proxy

@@ -119,7 +119,10 @@ func (s *Server) affectedEntries(ch changes) *batch {
 	for _, e := range s.entries {
 		_, rootChanged := ch.roots[e.root]
 		unresolved := len(ch.changed) > 0 && e.target.Addr.IsValid() && e.root == ""
-		_, podChanged := ch.podTargets[e.target.podIndexKey()]
+		podChanged := false
+		if len(ch.podTargets) > 0 {
+			_, podChanged = ch.podTargets[e.target.podIndexKey()]
+		}
 		mayGain := ch.full || e.cur == nil || rootChanged || unresolved || podChanged || dependsOn(e.deps, ch.changed)
 		if mayGain || dependsOn(e.deps, ch.dirty) {
 			b.entries = append(b.entries, e)

@@ -140,27 +140,28 @@ func (s *store) apply(old, obj any) bool {
 	case *corev1.Pod:
 		k := objKey(o.Namespace, o.Name)
 		prev := s.pods[k]
+		var prevKeys, keys []string
 		if prev != nil {
-			s.indexPod(k, prev, false)
+			prevKeys = podIndexKeys(prev)
 		}
 		if obj == nil {
 			delete(s.pods, k)
 		} else {
 			s.pods[k] = o
-			s.indexPod(k, o, true)
+			keys = podIndexKeys(o)
+		}
+		if !slices.Equal(prevKeys, keys) {
+			s.indexPod(k, prevKeys, false)
+			s.indexPod(k, keys, true)
 		}
 		// Only what the compiler reads of a pod matters: whether it is meshed, its
 		// ServiceAccount, its proxy's inbound port, and for pod targets its
 		// addresses, names and phase. Other status churn changes none.
-		if prev != nil && obj != nil && podEquivalent(prev, o) {
+		if prev != nil && obj != nil && slices.Equal(prevKeys, keys) && podEquivalent(prev, o) {
 			return false
 		}
-		for _, p := range []*corev1.Pod{prev, o} {
-			if p != nil {
-				for _, ik := range podIndexKeys(p) {
-					s.podTargets[ik] = struct{}{}
-				}
-			}
+		for _, ik := range append(prevKeys, keys...) {
+			s.podTargets[ik] = struct{}{}
 		}
 		for sk := range s.podSlices[k] {
 			if es := s.endpointSlices[sk]; es != nil {
@@ -216,9 +217,9 @@ func (s *store) apply(old, obj any) bool {
 	return true
 }
 
-// indexPod adds a pod to (or removes it from) the index of pod targets.
-func (s *store) indexPod(k string, p *corev1.Pod, add bool) {
-	for _, ik := range podIndexKeys(p) {
+// indexPod adds a pod to (or removes it from) the index of pod targets under keys.
+func (s *store) indexPod(k string, keys []string, add bool) {
+	for _, ik := range keys {
 		if add {
 			if s.podIndex[ik] == nil {
 				s.podIndex[ik] = map[string]struct{}{}
@@ -562,12 +563,12 @@ func clusterIPs(svc *corev1.Service) []string {
 	return out
 }
 
-// podEquivalent says whether two versions of a pod compile the same.
+// podEquivalent says whether two versions of a pod with the same podIndexKeys compile
+// the same.
 func podEquivalent(a, b *corev1.Pod) bool {
 	return a.Spec.ServiceAccountName == b.Spec.ServiceAccountName &&
 		isMeshed(a) == isMeshed(b) &&
-		a.Annotations[meshdefaults.AnnotationInboundPort] == b.Annotations[meshdefaults.AnnotationInboundPort] &&
-		slices.Equal(podIndexKeys(a), podIndexKeys(b))
+		a.Annotations[meshdefaults.AnnotationInboundPort] == b.Annotations[meshdefaults.AnnotationInboundPort]
 }
 
 func isMeshed(p *corev1.Pod) bool {
