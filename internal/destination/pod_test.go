@@ -152,6 +152,27 @@ func TestPodTargets(t *testing.T) {
 		}
 	})
 
+	t.Run("a pod DNS name no pod has is not found, until one has it", func(t *testing.T) {
+		s := subscribe(t, c, &api.GetDestination{Target: &api.GetDestination_Authority{Authority: "db-1.db." + ns + ".svc.cluster.local:7070"}})
+		if m := s.next(t, 5*time.Second); m.GetNotFound() == nil {
+			t.Fatalf("want not_found, got %v", m)
+		}
+		apply(t, fmt.Sprintf(`
+apiVersion: v1
+kind: Pod
+metadata: {namespace: %s, name: db-1}
+spec:
+  hostname: db-1
+  subdomain: db
+  containers: [{name: app, image: app:dev}]
+`, ns))
+		setPodStatus(t, ns, "db-1", net+"3", corev1.PodRunning)
+		if s.next(t, within).GetSnapshot() == nil || s.cfg.GetPod().GetName() != "db-1" {
+			t.Fatalf("want a snapshot of db-1 once it exists, got %v", s.cfg)
+		}
+		s.cancel()
+	})
+
 	t.Run("unmeshed pod: no identity", func(t *testing.T) {
 		setPodStatus(t, ns, "plain-0", net+"2", corev1.PodRunning)
 		s := subscribe(t, c, addrTarget(net+"2:8080"))
