@@ -234,8 +234,8 @@ func (f *Fallback) probe(ctx context.Context, ip netip.Addr) (probeResult, strin
 		}
 	}
 	e = &probeEntry{done: make(chan struct{})}
-	keep := f.makeRoom(now)
-	if keep {
+	_, replaces := f.results[ip] // an expired result of ip
+	if replaces || f.makeRoom(now) {
 		f.results[ip] = e
 	}
 	f.mu.Unlock()
