@@ -24,9 +24,11 @@ import (
 	"net/netip"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/go-logr/logr"
 
+	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
@@ -150,8 +152,11 @@ func (p *Pipeline) serveUndescribed(w http.ResponseWriter, r *http.Request, dst 
 	switch d.Way {
 	case transport.GoRefused:
 		p.o.Log.V(1).Info("Refused a request in plaintext", "destination", dst, "reason", d.Why)
-		w.Header().Set(hdrError, "plaintext refused: meshTLSMode is Strict and no proxy of the mesh answered at the destination")
-		w.WriteHeader(http.StatusBadGateway)
+		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
+		series.Request()
+		// gRPC clients get UNAVAILABLE, as for an unreachable endpoint.
+		p.answerError(w, r, series, nil, time.Now(), http.StatusBadGateway, grpcwire.Unavailable,
+			"plaintext refused: meshTLSMode is Strict and no proxy of the mesh answered at the destination")
 		return
 	case transport.GoMeshed:
 		ep := &balance.Endpoint{Addr: dst, ProxyAddr: d.Peer.Addr, Identity: d.Peer.ID}

@@ -221,11 +221,22 @@ func TestUnmeshedPeerByMode(t *testing.T) {
 		if got, err := echo(w.a.outbound(w.plainEcho)); err == nil {
 			t.Fatalf("opaque TCP echoed %q, want the connection closed", got)
 		}
+		// A gRPC client gets UNAVAILABLE (14), which its retry logic understands.
+		req, _ := http.NewRequest("POST", "http://"+w.a.outbound(w.plainApp)+"/pkg.Svc/Method", strings.NewReader("\x00\x00\x00\x00\x00"))
+		req.Header.Set("Content-Type", "application/grpc")
+		resp, err := h2cClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("Grpc-Status") != "14" {
+			t.Fatalf("gRPC: status %d grpc-status %q, want 200 with 14", resp.StatusCode, resp.Header.Get("Grpc-Status"))
+		}
 		if w.plainHits.Load() != 0 || w.plainConn.Load() != 0 {
 			t.Fatalf("the unmeshed apps got %d requests and %d connections in Strict mode", w.plainHits.Load(), w.plainConn.Load())
 		}
-		if am := w.a.metricsText(); !strings.Contains(am, "\nweft_outbound_plaintext_refused_total 2\n") {
-			t.Errorf("want 2 refusals counted:\n%s", am)
+		if am := w.a.metricsText(); !strings.Contains(am, "\nweft_outbound_plaintext_refused_total 3\n") {
+			t.Errorf("want 3 refusals counted:\n%s", am)
 		}
 	})
 	t.Run("Strict: outside the cluster networks is unchanged", func(t *testing.T) {
