@@ -283,3 +283,48 @@ func TestPlaintextToMeshedCounted(t *testing.T) {
 		t.Fatalf("want 4 after discovery named the address meshed:\n%s", metricsOf(t, f))
 	}
 }
+
+// BenchmarkDecideCached is the cost a connection to an undescribed in-cluster address
+// pays once its IP's probe result is cached: a prefix scan and a map read.
+func BenchmarkDecideCached(b *testing.B) {
+	ca := testpki.NewCA(b, "anchor")
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	stores := [2]*identity.Store{}
+	for i, id := range []string{"spiffe://weft.test/ns/a/sa/client", "spiffe://weft.test/ns/b/sa/server"} {
+		bundle, err := identity.NewBundle(ca.IssueValid(b, id).TLS, pool)
+		if err != nil {
+			b.Fatal(err)
+		}
+		stores[i] = &identity.Store{}
+		stores[i].Set(bundle)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.41:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go tlsPeer(stores[1])(c)
+		}
+	}()
+	f := NewFallback(FallbackOptions{ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("127.0.0.0/8")},
+		InboundPort: uint16(ln.Addr().(*net.TCPAddr).Port), TTL: time.Hour}, NewMesh(Options{ConnectTimeout: time.Second, Metrics: metrics.New(), Identity: stores[0]}))
+	dst := netip.MustParseAddrPort("127.0.0.41:80")
+	start := time.Now()
+	if d := f.Decide(context.Background(), dst, true); d.Way != GoMeshed {
+		b.Fatalf("decision %+v", d)
+	}
+	first := time.Since(start)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		f.Decide(context.Background(), dst, true)
+	}
+	b.ReportMetric(float64(first.Microseconds()), "first-probe-µs")
+}
