@@ -294,3 +294,42 @@ func TestExternalNameForwarded(t *testing.T) {
 		t.Fatalf("status %d body %q (%d hits), want 200 from the external name's server with the Host kept", resp.StatusCode, b, hits.Load())
 	}
 }
+
+// TestIdentityEndpointNeverPlaintext: an endpoint discovery gives an identity is
+// reached only through its proxy. When that proxy is down, the request fails (502,
+// UNAVAILABLE for gRPC) and the TCP connection closes, while the application's own
+// port, open on the same address, sees nothing: no path falls back to it.
+func TestIdentityEndpointNeverPlaintext(t *testing.T) {
+	var hits, conns atomic.Int32
+	app := serveHTTPOn(t, "127.0.0.51", func(*http.Request) string { hits.Add(1); return "app" })
+	tcpApp := serveEchoOn(t, "127.0.0.51", &conns)
+	closed := listen(t) // a proxy port with nobody behind it
+	closedPort := mustPort(closed.Addr().String())
+	closed.Close()
+	ca := testpki.NewCA(t, "anchor")
+	dest := func(name, svc, ep string, protocol config.Protocol) config.Destination {
+		a := netip.MustParseAddrPort(ep)
+		return config.Destination{Name: name, Addresses: []string{svc}, Protocol: protocol, Endpoints: []config.Endpoint{{
+			Address: a.Addr().String(), Port: a.Port(), Identity: spiffe("b", serverSA), ProxyPort: closedPort}}}
+	}
+	cfg := &config.Config{Destinations: []config.Destination{
+		dest("web", "10.96.0.50:80", app, ""),
+		dest("tcp", "10.96.0.51:9000", tcpApp, config.ProtocolOpaque),
+	}}
+	for _, mode := range []transport.TLSMode{transport.Opportunistic, transport.Strict} {
+		t.Run(mode.String(), func(t *testing.T) {
+			a := startProxy(t, cfg, newStore(t, ca.IssueValid(t, spiffe("a", clientSA)), ca), func(o *server.Options) {
+				o.MeshTLS = transport.FallbackOptions{Mode: mode, ClusterNetworks: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}
+			})
+			if st, _, _ := get(t, a.outbound("10.96.0.50:80")); st != http.StatusBadGateway && st != http.StatusServiceUnavailable {
+				t.Errorf("status %d, want 502 or 503 with the endpoint's proxy down", st)
+			}
+			if got, err := echo(a.outbound("10.96.0.51:9000")); err == nil {
+				t.Errorf("opaque TCP echoed %q, want the connection closed", got)
+			}
+			if hits.Load() != 0 || conns.Load() != 0 {
+				t.Fatalf("the app got %d requests and %d connections in plaintext", hits.Load(), conns.Load())
+			}
+		})
+	}
+}
