@@ -116,6 +116,11 @@ type Target struct {
 	// ContextNamespace is the client's namespace: consumer routes and a
 	// ServiceProfile in it take precedence for that client. Empty means none.
 	ContextNamespace string
+	// Pod, when set, makes the target a pod's own address instead of a Service port:
+	// the pod named namespace/name, at PodIP and Port (see compilePod). Namespace,
+	// Name and ContextNamespace are then unused.
+	Pod   string
+	PodIP netip.Addr
 }
 
 // Compile returns the configuration of one Service port as seen by a client in
@@ -153,6 +158,9 @@ func New(s *State) *Compiler {
 // Compile is the package's Compile, on the indexed state.
 func (cc *Compiler) Compile(t Target) (*api.DestinationConfig, error) {
 	ix := cc.ix
+	if t.Pod != "" {
+		return ix.compilePod(t)
+	}
 	svc := ix.services[key(t.Namespace, t.Name)]
 	if svc == nil {
 		return nil, fmt.Errorf("service %s/%s: %w", t.Namespace, t.Name, ErrNotFound)
@@ -167,6 +175,9 @@ func (cc *Compiler) Compile(t Target) (*api.DestinationConfig, error) {
 	}
 	if !found {
 		return nil, fmt.Errorf("service %s/%s has no port %d: %w", t.Namespace, t.Name, t.Port, ErrNotFound)
+	}
+	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+		return cc.compileExternalName(svc, port, t)
 	}
 	c := &compilation{ix: ix, svc: svc, port: port, target: t, backends: map[string]*api.Backend{}}
 	return c.run()
@@ -229,13 +240,22 @@ func (c *compilation) run() (*api.DestinationConfig, error) {
 		}
 	}
 
+	if err := setVersion(out); err != nil {
+		return nil, fmt.Errorf("marshalling destination %s/%s:%d: %w", c.svc.Namespace, c.svc.Name, c.port.Port, err)
+	}
+	return out, nil
+}
+
+// setVersion sets a configuration's version: a hash of its content.
+func setVersion(out *api.DestinationConfig) error {
+	out.Version = ""
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(out)
 	if err != nil {
-		return nil, fmt.Errorf("marshalling destination %s/%s:%d: %w", c.svc.Namespace, c.svc.Name, c.port.Port, err)
+		return err
 	}
 	sum := sha256.Sum256(b)
 	out.Version = hex.EncodeToString(sum[:8])
-	return out, nil
+	return nil
 }
 
 // backend returns (creating once) the Backend of a Service port, with its endpoints.
@@ -360,6 +380,9 @@ type index struct {
 	services      map[string]*corev1.Service
 	pods          map[string]*corev1.Pod
 	slices        map[string][]*discoveryv1.EndpointSlice // by namespace/service
+	// podSlices are the EndpointSlices with an endpoint of each pod, by
+	// namespace/name (pod targets' protocol hints).
+	podSlices map[string][]*discoveryv1.EndpointSlice
 	// The routing resources by namespace.
 	profiles   map[string][]*meshv1alpha1.ServiceProfile
 	splits     map[string][]*splitv1alpha2.TrafficSplit
@@ -375,6 +398,7 @@ func newIndex(s *State) *index {
 		services:      make(map[string]*corev1.Service, len(s.Services)),
 		pods:          make(map[string]*corev1.Pod, len(s.Pods)),
 		slices:        map[string][]*discoveryv1.EndpointSlice{},
+		podSlices:     map[string][]*discoveryv1.EndpointSlice{},
 		profiles:      map[string][]*meshv1alpha1.ServiceProfile{},
 		splits:        map[string][]*splitv1alpha2.TrafficSplit{},
 		httpRoutes:    map[string][]*gatewayv1.HTTPRoute{},
@@ -410,6 +434,15 @@ func newIndex(s *State) *index {
 		if name := es.Labels[discoveryv1.LabelServiceName]; name != "" {
 			k := key(es.Namespace, name)
 			ix.slices[k] = append(ix.slices[k], es)
+		}
+		var last string
+		for _, ep := range es.Endpoints {
+			if r := ep.TargetRef; r != nil && r.Kind == "Pod" && cmp.Or(r.Namespace, es.Namespace) == es.Namespace {
+				if pk := key(es.Namespace, r.Name); pk != last {
+					ix.podSlices[pk] = append(ix.podSlices[pk], es)
+					last = pk
+				}
+			}
 		}
 	}
 	// Slices are visited by name so that the first of duplicate endpoints wins
@@ -488,10 +521,8 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 				if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
 					e.Pod = ref.Name
 					ns := cmp.Or(ref.Namespace, es.Namespace)
-					if pod := ix.pods[key(ns, ref.Name)]; pod != nil && meshed(pod) {
-						sa := cmp.Or(pod.Spec.ServiceAccountName, "default")
-						e.Identity = fmt.Sprintf("spiffe://%s/ns/%s/sa/%s", ix.trustDomain, pod.Namespace, sa)
-						e.ProxyPort = proxyInboundPort(pod)
+					if pod := ix.pods[key(ns, ref.Name)]; pod != nil {
+						e.Identity, e.ProxyPort = ix.podIdentity(pod)
 					}
 				}
 				out = append(out, e)

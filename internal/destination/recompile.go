@@ -19,7 +19,11 @@ package destination
 import (
 	"errors"
 	"fmt"
+	"net/netip"
+	"slices"
 	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/proxy/api"
@@ -62,9 +66,9 @@ func (s *Server) recompile() {
 // changes is what the store recorded since the last recompile (see the store's fields
 // of the same names).
 type changes struct {
-	full                  bool
-	dirty, roots, changed map[string]struct{}
-	since                 time.Time
+	full                              bool
+	dirty, roots, changed, podTargets map[string]struct{}
+	since                             time.Time
 }
 
 // batch is one recompile's work: the entries to compile and, index for index, what
@@ -77,6 +81,9 @@ type batch struct {
 	targets           []compiler.Target
 	// reasons says why an entry names no Service ("" when it does).
 	reasons []string
+	// podDeps are, for a pod target, the Services whose EndpointSlices target the
+	// pod (they give its ports' protocol hints).
+	podDeps [][]string
 	// results is nil where a compilation failed: subscribers keep what they have.
 	results []*result
 	deps    [][]string
@@ -87,8 +94,9 @@ type batch struct {
 // as a backend. The store must be locked.
 func (s *Server) takeChanges() changes {
 	st := s.st
-	ch := changes{full: st.full, dirty: st.dirty, roots: st.roots, changed: st.changed, since: st.since}
+	ch := changes{full: st.full, dirty: st.dirty, roots: st.roots, changed: st.changed, podTargets: st.podTargets, since: st.since}
 	st.full, st.dirty, st.roots, st.changed, st.since = false, map[string]struct{}{}, map[string]struct{}{}, map[string]struct{}{}, time.Time{}
+	st.podTargets = map[string]struct{}{}
 	if len(ch.changed) > 0 {
 		st.rootsNaming(ch.changed, ch.roots)
 		for k := range ch.changed {
@@ -101,9 +109,9 @@ func (s *Server) takeChanges() changes {
 // affectedEntries returns the subscribed destinations the changes can affect: all when
 // the Mesh changed; else the new ones; those whose root Service or route resources
 // changed; address targets that resolved to no Service when a Service changed; those
-// with a changed backend Service; and those whose backends' endpoints changed. Only the
-// last can be compiled from the endpoints they already use: the others may gain
-// backends.
+// with a changed backend Service; pod targets whose pod changed; and those whose
+// backends' endpoints changed. Only the last can be compiled from the endpoints they
+// already use: the others may gain backends.
 func (s *Server) affectedEntries(ch changes) *batch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -111,7 +119,11 @@ func (s *Server) affectedEntries(ch changes) *batch {
 	for _, e := range s.entries {
 		_, rootChanged := ch.roots[e.root]
 		unresolved := len(ch.changed) > 0 && e.target.Addr.IsValid() && e.root == ""
-		mayGain := ch.full || e.cur == nil || rootChanged || unresolved || dependsOn(e.deps, ch.changed)
+		podChanged := false
+		if len(ch.podTargets) > 0 {
+			_, podChanged = ch.podTargets[e.target.podIndexKey()]
+		}
+		mayGain := ch.full || e.cur == nil || rootChanged || unresolved || podChanged || dependsOn(e.deps, ch.changed)
 		if mayGain || dependsOn(e.deps, ch.dirty) {
 			b.entries = append(b.entries, e)
 			b.backendsMayChange = b.backendsMayChange || mayGain
@@ -127,10 +139,31 @@ func (s *Server) affectedEntries(ch changes) *batch {
 func (s *Server) resolveTargets(b *batch) {
 	b.targets = make([]compiler.Target, len(b.entries))
 	b.reasons = make([]string, len(b.entries))
+	b.podDeps = make([][]string, len(b.entries))
 	consumers := s.st.routeNamespaces()
 	for i, e := range b.entries {
 		b.targets[i], b.reasons[i] = s.resolve(e, consumers)
+		if p := b.targets[i].Pod; p != "" {
+			b.podDeps[i] = s.podServices(p)
+		}
 	}
+}
+
+// podServices are the Services whose EndpointSlices target a pod. The store must be
+// locked.
+func (s *Server) podServices(pod string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for sk := range s.st.podSlices[pod] {
+		if es := s.st.endpointSlices[sk]; es != nil {
+			if name := es.Labels[discoveryv1.LabelServiceName]; name != "" && !seen[objKey(es.Namespace, name)] {
+				seen[objKey(es.Namespace, name)] = true
+				out = append(out, objKey(es.Namespace, name))
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // snapshotState copies what the compilations can read: the Services that are roots,
@@ -141,6 +174,7 @@ func (s *Server) resolveTargets(b *batch) {
 func (s *Server) snapshotState(b *batch) *compiler.State {
 	endpoints := map[string]struct{}{}
 	services := map[string]struct{}{}
+	pods := map[string]struct{}{}
 	for i, e := range b.entries {
 		for _, d := range e.deps {
 			endpoints[d] = struct{}{}
@@ -149,12 +183,19 @@ func (s *Server) snapshotState(b *batch) *compiler.State {
 		if b.targets[i].Name != "" {
 			services[objKey(b.targets[i].Namespace, b.targets[i].Name)] = struct{}{}
 		}
+		if p := b.targets[i].Pod; p != "" {
+			pods[p] = struct{}{}
+			for _, d := range b.podDeps[i] {
+				endpoints[d] = struct{}{}
+				services[d] = struct{}{}
+			}
+		}
 	}
 	s.st.referenced(services)
 	if b.backendsMayChange {
 		endpoints = services
 	}
-	return s.st.state(s.opts.ClusterDomain, services, endpoints)
+	return s.st.state(s.opts.ClusterDomain, services, endpoints, pods)
 }
 
 // compileBatch compiles the batch's targets against the snapshot. A Service port named
@@ -182,6 +223,9 @@ func (s *Server) compileBatch(state *compiler.State, b *batch) {
 			// Keep what subscribers have: a configuration that cannot be marshalled is
 			// a bug, not a reason to take routes away.
 			s.log.Error(err, "Compiling a destination failed", "target", e.target.String())
+		case b.targets[i].Pod != "":
+			b.results[i] = &result{cfg: cfg}
+			b.deps[i] = b.podDeps[i]
 		default:
 			b.results[i] = &result{cfg: cfg}
 			b.deps[i] = backendServices(cfg)
@@ -250,10 +294,25 @@ func (s *Server) resolve(e *entry, consumers map[string]bool) (compiler.Target, 
 	case t.Addr.IsValid():
 		k, ok := s.st.byIP[t.Addr.Addr().String()]
 		if !ok {
-			return compiler.Target{}, fmt.Sprintf("%s is not the cluster IP of a Service", t.Addr.Addr())
+			pod, why := s.st.podByIndex(t.podIndexKey())
+			if pod == nil {
+				return compiler.Target{}, fmt.Sprintf("%s is not the cluster IP of a Service, nor a pod's IP (%s)", t.Addr.Addr(), why)
+			}
+			return compiler.Target{Pod: objKey(pod.Namespace, pod.Name), PodIP: t.Addr.Addr(), Port: int32(t.Addr.Port())}, ""
 		}
 		svc := s.st.services[k]
 		return compiler.Target{Namespace: svc.Namespace, Name: svc.Name, Port: int32(t.Addr.Port()), ContextNamespace: ctxNS}, ""
+	case t.Hostname != "":
+		pod, why := s.st.podByIndex(t.podIndexKey())
+		if pod == nil {
+			return compiler.Target{}, fmt.Sprintf("%s.%s.%s.svc names no pod (%s)", t.Hostname, t.Subdomain, t.Namespace, why)
+		}
+		ips := compiler.PodIPs(pod)
+		ip, err := netip.ParseAddr(firstOr(ips, ""))
+		if err != nil || !compiler.OwnsIP(pod) {
+			return compiler.Target{}, fmt.Sprintf("pod %s/%s has no address of its own yet", pod.Namespace, pod.Name)
+		}
+		return compiler.Target{Pod: objKey(pod.Namespace, pod.Name), PodIP: ip.Unmap(), Port: t.Port}, ""
 	}
 	return compiler.Target{Namespace: t.Namespace, Name: t.Name, Port: t.Port, ContextNamespace: ctxNS}, ""
 }
@@ -263,9 +322,18 @@ func (s *Server) resolve(e *entry, consumers map[string]bool) (compiler.Target, 
 func backendServices(cfg *api.DestinationConfig) []string {
 	out := make([]string, 0, len(cfg.Backends))
 	for _, b := range cfg.Backends {
-		out = append(out, objKey(b.Service.GetNamespace(), b.Service.GetName()))
+		if b.Service != nil {
+			out = append(out, objKey(b.Service.GetNamespace(), b.Service.GetName()))
+		}
 	}
 	return out
+}
+
+func firstOr(l []string, def string) string {
+	if len(l) == 0 {
+		return def
+	}
+	return l[0]
 }
 
 func dependsOn(deps []string, dirty map[string]struct{}) bool {

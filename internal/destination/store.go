@@ -18,6 +18,8 @@ package destination
 
 import (
 	"cmp"
+	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -49,11 +51,16 @@ type store struct {
 	pods        map[string]*corev1.Pod
 	// podSlices maps a Pod key to the keys of the EndpointSlices that target it.
 	podSlices map[string]map[string]struct{}
-	profiles  map[string]*meshv1alpha1.ServiceProfile
-	http      map[string]*gatewayv1.HTTPRoute
-	grpc      map[string]*gatewayv1.GRPCRoute
-	splits    map[string]*splitv1alpha2.TrafficSplit
-	mesh      *meshv1alpha1.Mesh
+	// podIndex maps a pod IP (podIPKey) and a pod DNS name (podDNSKey) to the keys of
+	// the pods that have it, to resolve pod targets. Only pods that own their IP
+	// (compiler.OwnsIP) are indexed by IP.
+	podIndex map[string]map[string]struct{}
+
+	profiles map[string]*meshv1alpha1.ServiceProfile
+	http     map[string]*gatewayv1.HTTPRoute
+	grpc     map[string]*gatewayv1.GRPCRoute
+	splits   map[string]*splitv1alpha2.TrafficSplit
+	mesh     *meshv1alpha1.Mesh
 
 	// What changed since the last compilation: full means anything may have (the
 	// Mesh); dirty are Services whose endpoints (or endpoints' pods) changed, which
@@ -68,6 +75,9 @@ type store struct {
 	dirty   map[string]struct{}
 	roots   map[string]struct{}
 	changed map[string]struct{}
+	// podTargets are the podIndex keys of pods that changed in a way a pod target
+	// compiles differently (added, gone, meshed, identity, addresses, phase).
+	podTargets map[string]struct{}
 
 	clusterDomain string
 }
@@ -83,6 +93,8 @@ func newStore(clusterDomain string) *store {
 		slicesBySvc:    map[string]map[string]struct{}{},
 		pods:           map[string]*corev1.Pod{},
 		podSlices:      map[string]map[string]struct{}{},
+		podIndex:       map[string]map[string]struct{}{},
+		podTargets:     map[string]struct{}{},
 		profiles:       map[string]*meshv1alpha1.ServiceProfile{},
 		http:           map[string]*gatewayv1.HTTPRoute{},
 		grpc:           map[string]*gatewayv1.GRPCRoute{},
@@ -128,15 +140,28 @@ func (s *store) apply(old, obj any) bool {
 	case *corev1.Pod:
 		k := objKey(o.Namespace, o.Name)
 		prev := s.pods[k]
+		var prevKeys, keys []string
+		if prev != nil {
+			prevKeys = podIndexKeys(prev)
+		}
 		if obj == nil {
 			delete(s.pods, k)
 		} else {
 			s.pods[k] = o
+			keys = podIndexKeys(o)
+		}
+		if !slices.Equal(prevKeys, keys) {
+			s.indexPod(k, prevKeys, false)
+			s.indexPod(k, keys, true)
 		}
 		// Only what the compiler reads of a pod matters: whether it is meshed, its
-		// ServiceAccount and its proxy's inbound port. Status churn changes none.
-		if prev != nil && obj != nil && podEquivalent(prev, o) {
+		// ServiceAccount, its proxy's inbound port, and for pod targets its
+		// addresses, names and phase. Other status churn changes none.
+		if prev != nil && obj != nil && slices.Equal(prevKeys, keys) && podEquivalent(prev, o) {
 			return false
+		}
+		for _, ik := range append(prevKeys, keys...) {
+			s.podTargets[ik] = struct{}{}
 		}
 		for sk := range s.podSlices[k] {
 			if es := s.endpointSlices[sk]; es != nil {
@@ -192,6 +217,57 @@ func (s *store) apply(old, obj any) bool {
 	return true
 }
 
+// indexPod adds a pod to (or removes it from) the index of pod targets under keys.
+func (s *store) indexPod(k string, keys []string, add bool) {
+	for _, ik := range keys {
+		if add {
+			if s.podIndex[ik] == nil {
+				s.podIndex[ik] = map[string]struct{}{}
+			}
+			s.podIndex[ik][k] = struct{}{}
+			continue
+		}
+		delete(s.podIndex[ik], k)
+		if len(s.podIndex[ik]) == 0 {
+			delete(s.podIndex, ik)
+		}
+	}
+}
+
+// podIndexKeys are the keys a pod target can find the pod under: its IPs when it owns
+// them, and its DNS name when it has a hostname and a subdomain.
+func podIndexKeys(p *corev1.Pod) []string {
+	var out []string
+	if compiler.OwnsIP(p) {
+		for _, ip := range compiler.PodIPs(p) {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				out = append(out, podIPKey(a.Unmap().String()))
+			}
+		}
+	}
+	if p.Spec.Hostname != "" && p.Spec.Subdomain != "" {
+		out = append(out, podDNSKey(p.Namespace, p.Spec.Subdomain, p.Spec.Hostname))
+	}
+	return out
+}
+
+// podByIndex returns the one pod under a pod-index key, or why there is none.
+func (s *store) podByIndex(ik string) (*corev1.Pod, string) {
+	keys := s.podIndex[ik]
+	switch len(keys) {
+	case 0:
+		return nil, "no pod has it"
+	case 1:
+		for k := range keys {
+			return s.pods[k], ""
+		}
+	}
+	// Two live pods with one address (or DNS name) is a transient state (a pod IP
+	// reused before the old pod's deletion was seen): naming either could give the
+	// other's identity, so neither is named until it resolves.
+	return nil, fmt.Sprintf("%d pods claim it", len(keys))
+}
+
 func (s *store) applySlice(es *discoveryv1.EndpointSlice, deleted bool) {
 	k := objKey(es.Namespace, es.Name)
 	if prev := s.endpointSlices[k]; prev != nil {
@@ -218,6 +294,12 @@ func (s *store) applySlice(es *discoveryv1.EndpointSlice, deleted bool) {
 				s.podSlices[pk] = map[string]struct{}{}
 			}
 			s.podSlices[pk][k] = struct{}{}
+			// The pod's ports' protocol hints may have changed with the slice.
+			if p := s.pods[pk]; p != nil {
+				for _, ik := range podIndexKeys(p) {
+					s.podTargets[ik] = struct{}{}
+				}
+			}
 		}
 	}
 	s.markSvc(es.Namespace, svc)
@@ -422,7 +504,7 @@ func (s *store) rootsNaming(changed, roots map[string]struct{}) {
 
 // state builds the compiler's input from the Services in services, the endpoints
 // (and their pods) of the Services in endpoints, and every route resource.
-func (s *store) state(clusterDomain string, services, endpoints map[string]struct{}) *compiler.State {
+func (s *store) state(clusterDomain string, services, endpoints, pods map[string]struct{}) *compiler.State {
 	st := &compiler.State{ClusterDomain: clusterDomain}
 	st.SetMesh(s.mesh)
 	st.Services = make([]corev1.Service, 0, len(services))
@@ -444,6 +526,12 @@ func (s *store) state(clusterDomain string, services, endpoints map[string]struc
 					}
 				}
 			}
+		}
+	}
+	for pk := range pods {
+		if p := s.pods[pk]; p != nil && !seenPods[pk] {
+			seenPods[pk] = true
+			st.Pods = append(st.Pods, *p)
 		}
 	}
 	for _, o := range s.profiles {
@@ -475,7 +563,8 @@ func clusterIPs(svc *corev1.Service) []string {
 	return out
 }
 
-// podEquivalent says whether two versions of a pod compile the same.
+// podEquivalent says whether two versions of a pod with the same podIndexKeys compile
+// the same.
 func podEquivalent(a, b *corev1.Pod) bool {
 	return a.Spec.ServiceAccountName == b.Spec.ServiceAccountName &&
 		isMeshed(a) == isMeshed(b) &&
@@ -504,10 +593,11 @@ func stripManagedFields(obj any) (any, error) {
 }
 
 // slimPod keeps only what the compilers read of a pod: its name and namespace, labels
-// (Server podSelectors), ServiceAccount, Weft's annotations, its IPs (pod-IP
-// destinations), its containers' names, ports and HTTP probes (Server ports by name, the
-// probe paths inbound policy always admits), and whether it is meshed, which it records
-// as the injector's annotation. At 10,000 pods this is most of the cache's memory.
+// (Server podSelectors), ServiceAccount, Weft's annotations, its IPs, phase, host
+// network, hostname and subdomain (pod-IP and pod-DNS-name destinations), its
+// containers' names, ports and HTTP probes (Server ports by name, the probe paths
+// inbound policy always admits), and whether it is meshed, which it records as the
+// injector's annotation. At 10,000 pods this is most of the cache's memory.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -534,10 +624,13 @@ func slimPod(obj any) (any, error) {
 		},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: p.Spec.ServiceAccountName,
+			Hostname:           p.Spec.Hostname,
+			Subdomain:          p.Spec.Subdomain,
+			HostNetwork:        p.Spec.HostNetwork,
 			InitContainers:     slimContainers(p.Spec.InitContainers, true),
 			Containers:         slimContainers(p.Spec.Containers, false),
 		},
-		Status: corev1.PodStatus{PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
 }
 

@@ -24,6 +24,8 @@ import (
 	"strconv"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/weftmesh/weft/internal/svcname"
 	"github.com/weftmesh/weft/proxy/api"
 )
@@ -31,12 +33,34 @@ import (
 // target is a parsed GetDestination target: a Service port by name, a cluster IP and
 // port, or a name that is no Service of this cluster (never found).
 type target struct {
-	// Exactly one of: Namespace+Name (+Port), Addr, or External.
+	// Exactly one of: Namespace+Name (+Port), Namespace+Hostname+Subdomain (+Port),
+	// Addr, or External.
 	Namespace, Name string
 	Port            int32
-	Addr            netip.AddrPort
+	// Hostname and Subdomain name a pod by its DNS name (a StatefulSet's pods):
+	// <hostname>.<subdomain>.<namespace>.svc[.<cluster domain>].
+	Hostname, Subdomain string
+	Addr                netip.AddrPort
 	// External is the authority when it names no Service of the cluster.
 	External string
+}
+
+// podIndexKey is the key of the store's pod index a pod target resolves through
+// ("" for a Service target): a change to a pod under that key may change it.
+func (t target) podIndexKey() string {
+	switch {
+	case t.Addr.IsValid():
+		return podIPKey(t.Addr.Addr().String())
+	case t.Hostname != "":
+		return podDNSKey(t.Namespace, t.Subdomain, t.Hostname)
+	}
+	return ""
+}
+
+func podIPKey(ip string) string { return "ip:" + ip }
+
+func podDNSKey(ns, subdomain, hostname string) string {
+	return "dns:" + ns + "/" + subdomain + "/" + hostname
 }
 
 // key identifies the target in the cache of compiled destinations.
@@ -46,6 +70,8 @@ func (t target) key() string {
 		return "addr:" + t.Addr.String()
 	case t.External != "":
 		return "ext:" + t.External
+	case t.Hostname != "":
+		return fmt.Sprintf("pod:%s/%s.%s:%d", t.Namespace, t.Hostname, t.Subdomain, t.Port)
 	}
 	return fmt.Sprintf("svc:%s/%s:%d", t.Namespace, t.Name, t.Port)
 }
@@ -56,6 +82,8 @@ func (t target) String() string {
 		return t.Addr.String()
 	case t.External != "":
 		return t.External
+	case t.Hostname != "":
+		return fmt.Sprintf("%s/%s.%s:%d", t.Namespace, t.Hostname, t.Subdomain, t.Port)
 	}
 	return fmt.Sprintf("%s/%s:%d", t.Namespace, t.Name, t.Port)
 }
@@ -109,5 +137,30 @@ func parseAuthority(authority, clusterDomain string) (target, error) {
 	if svc, ok := svcname.Parse(host, clusterDomain, svcname.Relative); ok {
 		return target{Namespace: svc.Namespace, Name: svc.Name, Port: int32(port)}, nil
 	}
+	if hostname, subdomain, ns, ok := parsePodName(host, clusterDomain); ok {
+		return target{Namespace: ns, Hostname: hostname, Subdomain: subdomain, Port: int32(port)}, nil
+	}
 	return target{External: net.JoinHostPort(host, strconv.FormatUint(port, 10))}, nil
+}
+
+// parsePodName reads the DNS name of a pod with a hostname and a subdomain (a
+// StatefulSet's pods under their headless Service):
+// <hostname>.<subdomain>.<namespace>.svc[.<cluster domain>] (host is lower case).
+func parsePodName(host, clusterDomain string) (hostname, subdomain, ns string, ok bool) {
+	rest, found := strings.CutSuffix(host, ".svc."+strings.TrimSuffix(strings.ToLower(clusterDomain), "."))
+	if !found {
+		if rest, found = strings.CutSuffix(host, ".svc"); !found {
+			return "", "", "", false
+		}
+	}
+	labels := strings.Split(rest, ".")
+	if len(labels) != 3 {
+		return "", "", "", false
+	}
+	for _, l := range labels {
+		if len(validation.IsDNS1123Label(l)) > 0 {
+			return "", "", "", false
+		}
+	}
+	return labels[0], labels[1], labels[2], true
 }

@@ -61,6 +61,7 @@ const (
 	AnnotationDefaultInboundPolicy = meshdefaults.AnnotationDefaultInboundPolicy
 	AnnotationConnectTimeout       = ConfigPrefix + "connect-timeout"
 	AnnotationDetectTimeout        = ConfigPrefix + "detect-timeout"
+	AnnotationMeshTLSMode          = ConfigPrefix + "mesh-tls-mode"
 )
 
 // Annotations that earlier versions accepted and that are now refused, each with what
@@ -104,6 +105,7 @@ type Config struct {
 	DefaultInboundPolicy string
 	ConnectTimeout       time.Duration
 	DetectTimeout        time.Duration
+	MeshTLSMode          string
 }
 
 // configFromMesh is the starting point before any annotation applies.
@@ -125,6 +127,7 @@ func configFromMesh(p meshv1alpha1.ProxySpec) Config {
 		DefaultInboundPolicy: string(p.DefaultInboundPolicy),
 		ConnectTimeout:       p.ConnectTimeout.Duration,
 		DetectTimeout:        p.DetectTimeout.Duration,
+		MeshTLSMode:          string(p.MeshTLSMode),
 	}
 }
 
@@ -202,6 +205,14 @@ var knobs = map[string]knob{
 	}},
 	AnnotationConnectTimeout: {"duration 10ms..1m", durationKnob(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
 	AnnotationDetectTimeout:  {"duration 10ms..1m", durationKnob(func(c *Config) *time.Duration { return &c.DetectTimeout })},
+	AnnotationMeshTLSMode: {"Opportunistic or Strict", func(c *Config, v string) error {
+		switch meshv1alpha1.MeshTLSMode(v) {
+		case meshv1alpha1.MeshTLSOpportunistic, meshv1alpha1.MeshTLSStrict:
+			c.MeshTLSMode = v
+			return nil
+		}
+		return fmt.Errorf("must be Opportunistic or Strict")
+	}},
 }
 
 // KnownAnnotations lists the config.weft.dev/* annotations, sorted.

@@ -63,6 +63,7 @@ func DefaultProxySpec() meshv1alpha1.ProxySpec {
 		DefaultInboundPolicy: meshv1alpha1.InboundAllUnauthenticated,
 		ConnectTimeout:       metav1.Duration{Duration: time.Second},
 		DetectTimeout:        metav1.Duration{Duration: 10 * time.Second},
+		MeshTLSMode:          meshv1alpha1.MeshTLSOpportunistic,
 	}
 }
 
@@ -111,6 +112,9 @@ func WithDefaults(p meshv1alpha1.ProxySpec) meshv1alpha1.ProxySpec {
 	}
 	if p.DetectTimeout.Duration == 0 {
 		p.DetectTimeout = d.DetectTimeout
+	}
+	if p.MeshTLSMode == "" {
+		p.MeshTLSMode = d.MeshTLSMode
 	}
 	return p
 }

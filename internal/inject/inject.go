@@ -435,6 +435,7 @@ func proxyContainer(cfg *Config, trustDomain string, renewAt int32, env Env) cor
 			{Name: "WEFT_OPAQUE_PORTS", Value: rangesString(cfg.OpaquePorts)},
 			{Name: "WEFT_DEFAULT_INBOUND_POLICY", Value: cfg.DefaultInboundPolicy},
 			{Name: "WEFT_DETECT_TIMEOUT", Value: cfg.DetectTimeout.String()},
+			{Name: "WEFT_MESH_TLS_MODE", Value: cfg.MeshTLSMode},
 		},
 		Ports: []corev1.ContainerPort{
 			{Name: "weft-inbound", ContainerPort: cfg.InboundPort, Protocol: corev1.ProtocolTCP},

@@ -143,6 +143,22 @@ func TestAnnotationsShapeTheProxy(t *testing.T) {
 					t.Errorf("skip inbound = %q", got)
 				}
 			}},
+		{"mesh TLS mode: the Mesh's default", nil, nil, func(t *testing.T, _, proxy corev1.Container) {
+			if got := env(proxy, "WEFT_MESH_TLS_MODE"); got != "Opportunistic" {
+				t.Errorf("WEFT_MESH_TLS_MODE = %q, want the Mesh default Opportunistic", got)
+			}
+		}},
+		{"mesh TLS mode from the namespace", map[string]string{inject.AnnotationMeshTLSMode: "Strict"}, nil, func(t *testing.T, _, proxy corev1.Container) {
+			if got := env(proxy, "WEFT_MESH_TLS_MODE"); got != "Strict" {
+				t.Errorf("WEFT_MESH_TLS_MODE = %q, want the namespace's Strict", got)
+			}
+		}},
+		{"mesh TLS mode from the pod", map[string]string{inject.AnnotationMeshTLSMode: "Strict"}, map[string]string{inject.AnnotationMeshTLSMode: "Opportunistic"},
+			func(t *testing.T, _, proxy corev1.Container) {
+				if got := env(proxy, "WEFT_MESH_TLS_MODE"); got != "Opportunistic" {
+					t.Errorf("WEFT_MESH_TLS_MODE = %q, want the pod's Opportunistic", got)
+				}
+			}},
 		{"empty opaque ports clear the Mesh's", nil, map[string]string{inject.AnnotationOpaquePorts: ""},
 			func(t *testing.T, _, proxy corev1.Container) {
 				if got := env(proxy, "WEFT_OPAQUE_PORTS"); got != "" {

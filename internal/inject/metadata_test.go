@@ -37,6 +37,8 @@ func TestValidateMetadata(t *testing.T) {
 			map[string]string{AnnotationInject: InjectDisabled}, nil},
 		{"bad annotation under a template's path", tpl, map[string]string{AnnotationProxyUID: "root"}, nil,
 			[]string{"spec.template.metadata.annotations[config.weft.dev/proxy-uid]"}},
+		{"mesh TLS mode is Opportunistic or Strict, case-sensitive as in the Mesh", field.NewPath("metadata"), map[string]string{AnnotationMeshTLSMode: "strict"}, nil,
+			[]string{"metadata.annotations[config.weft.dev/mesh-tls-mode]|Opportunistic or Strict"}},
 		{"bad inject annotation", field.NewPath("metadata"), map[string]string{AnnotationInject: "yes"}, nil,
 			[]string{"metadata.annotations[weft.dev/inject]|supported values"}},
 		{"bad inject label", tpl, nil, map[string]string{AnnotationInject: "on"},

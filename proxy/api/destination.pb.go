@@ -558,7 +558,18 @@ type DestinationConfig struct {
 	RetryBudget *RetryBudget `protobuf:"bytes,9,opt,name=retry_budget,json=retryBudget,proto3" json:"retry_budget,omitempty"`
 	// backends are the Services that routes send traffic to, each with its ready
 	// endpoints, sorted by key. Routes refer to them by key.
-	Backends      []*Backend `protobuf:"bytes,10,rep,name=backends,proto3" json:"backends,omitempty"`
+	Backends []*Backend `protobuf:"bytes,10,rep,name=backends,proto3" json:"backends,omitempty"`
+	// external_name, when set, says the destination is a Service of type
+	// ExternalName: the proxy forwards its connections and requests to
+	// external_name:<the port the client used> (resolved by the proxy's DNS), in
+	// plaintext and without identity (nothing in the mesh vouches for the name).
+	// routes, fallback and backends are then empty.
+	ExternalName string `protobuf:"bytes,11,opt,name=external_name,json=externalName,proto3" json:"external_name,omitempty"`
+	// pod, when set, says the target is a pod's own address (a pod IP, as a headless
+	// Service's or a StatefulSet pod's DNS name resolves to) rather than a Service
+	// port: service is empty, the one backend holds that pod's endpoint (with its
+	// identity when it is meshed), routes is empty and fallback forwards to it.
+	Pod           *PodRef `protobuf:"bytes,12,opt,name=pod,proto3" json:"pod,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -663,6 +674,73 @@ func (x *DestinationConfig) GetBackends() []*Backend {
 	return nil
 }
 
+func (x *DestinationConfig) GetExternalName() string {
+	if x != nil {
+		return x.ExternalName
+	}
+	return ""
+}
+
+func (x *DestinationConfig) GetPod() *PodRef {
+	if x != nil {
+		return x.Pod
+	}
+	return nil
+}
+
+// PodRef names a pod.
+type PodRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Namespace     string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PodRef) Reset() {
+	*x = PodRef{}
+	mi := &file_destination_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PodRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PodRef) ProtoMessage() {}
+
+func (x *PodRef) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PodRef.ProtoReflect.Descriptor instead.
+func (*PodRef) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PodRef) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *PodRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 // ServiceRef names a Service port.
 type ServiceRef struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -675,7 +753,7 @@ type ServiceRef struct {
 
 func (x *ServiceRef) Reset() {
 	*x = ServiceRef{}
-	mi := &file_destination_proto_msgTypes[6]
+	mi := &file_destination_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +765,7 @@ func (x *ServiceRef) String() string {
 func (*ServiceRef) ProtoMessage() {}
 
 func (x *ServiceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[6]
+	mi := &file_destination_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +778,7 @@ func (x *ServiceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceRef.ProtoReflect.Descriptor instead.
 func (*ServiceRef) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{6}
+	return file_destination_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ServiceRef) GetNamespace() string {
@@ -757,7 +835,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_destination_proto_msgTypes[7]
+	mi := &file_destination_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -769,7 +847,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[7]
+	mi := &file_destination_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -782,7 +860,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{7}
+	return file_destination_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Route) GetName() string {
@@ -857,7 +935,7 @@ type ResourceRef struct {
 
 func (x *ResourceRef) Reset() {
 	*x = ResourceRef{}
-	mi := &file_destination_proto_msgTypes[8]
+	mi := &file_destination_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +947,7 @@ func (x *ResourceRef) String() string {
 func (*ResourceRef) ProtoMessage() {}
 
 func (x *ResourceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[8]
+	mi := &file_destination_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +960,7 @@ func (x *ResourceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceRef.ProtoReflect.Descriptor instead.
 func (*ResourceRef) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{8}
+	return file_destination_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ResourceRef) GetKind() string {
@@ -935,7 +1013,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_destination_proto_msgTypes[9]
+	mi := &file_destination_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -947,7 +1025,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[9]
+	mi := &file_destination_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -960,7 +1038,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{9}
+	return file_destination_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RouteMatch) GetPath() *StringMatch {
@@ -1021,7 +1099,7 @@ type StringMatch struct {
 
 func (x *StringMatch) Reset() {
 	*x = StringMatch{}
-	mi := &file_destination_proto_msgTypes[10]
+	mi := &file_destination_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1033,7 +1111,7 @@ func (x *StringMatch) String() string {
 func (*StringMatch) ProtoMessage() {}
 
 func (x *StringMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[10]
+	mi := &file_destination_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1046,7 +1124,7 @@ func (x *StringMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StringMatch.ProtoReflect.Descriptor instead.
 func (*StringMatch) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{10}
+	return file_destination_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StringMatch) GetKind() isStringMatch_Kind {
@@ -1120,7 +1198,7 @@ type HeaderMatch struct {
 
 func (x *HeaderMatch) Reset() {
 	*x = HeaderMatch{}
-	mi := &file_destination_proto_msgTypes[11]
+	mi := &file_destination_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1132,7 +1210,7 @@ func (x *HeaderMatch) String() string {
 func (*HeaderMatch) ProtoMessage() {}
 
 func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[11]
+	mi := &file_destination_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1145,7 +1223,7 @@ func (x *HeaderMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderMatch.ProtoReflect.Descriptor instead.
 func (*HeaderMatch) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{11}
+	return file_destination_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HeaderMatch) GetName() string {
@@ -1174,7 +1252,7 @@ type GRPCMethodMatch struct {
 
 func (x *GRPCMethodMatch) Reset() {
 	*x = GRPCMethodMatch{}
-	mi := &file_destination_proto_msgTypes[12]
+	mi := &file_destination_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1264,7 @@ func (x *GRPCMethodMatch) String() string {
 func (*GRPCMethodMatch) ProtoMessage() {}
 
 func (x *GRPCMethodMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[12]
+	mi := &file_destination_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1277,7 @@ func (x *GRPCMethodMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GRPCMethodMatch.ProtoReflect.Descriptor instead.
 func (*GRPCMethodMatch) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{12}
+	return file_destination_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GRPCMethodMatch) GetService() *StringMatch {
@@ -1233,7 +1311,7 @@ type RequestCondition struct {
 
 func (x *RequestCondition) Reset() {
 	*x = RequestCondition{}
-	mi := &file_destination_proto_msgTypes[13]
+	mi := &file_destination_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1245,7 +1323,7 @@ func (x *RequestCondition) String() string {
 func (*RequestCondition) ProtoMessage() {}
 
 func (x *RequestCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[13]
+	mi := &file_destination_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1258,7 +1336,7 @@ func (x *RequestCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestCondition.ProtoReflect.Descriptor instead.
 func (*RequestCondition) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{13}
+	return file_destination_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RequestCondition) GetKind() isRequestCondition_Kind {
@@ -1362,7 +1440,7 @@ type RequestConditions struct {
 
 func (x *RequestConditions) Reset() {
 	*x = RequestConditions{}
-	mi := &file_destination_proto_msgTypes[14]
+	mi := &file_destination_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1452,7 @@ func (x *RequestConditions) String() string {
 func (*RequestConditions) ProtoMessage() {}
 
 func (x *RequestConditions) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[14]
+	mi := &file_destination_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1465,7 @@ func (x *RequestConditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestConditions.ProtoReflect.Descriptor instead.
 func (*RequestConditions) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{14}
+	return file_destination_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RequestConditions) GetConditions() []*RequestCondition {
@@ -1413,7 +1491,7 @@ type Filter struct {
 
 func (x *Filter) Reset() {
 	*x = Filter{}
-	mi := &file_destination_proto_msgTypes[15]
+	mi := &file_destination_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1425,7 +1503,7 @@ func (x *Filter) String() string {
 func (*Filter) ProtoMessage() {}
 
 func (x *Filter) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[15]
+	mi := &file_destination_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1438,7 +1516,7 @@ func (x *Filter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Filter.ProtoReflect.Descriptor instead.
 func (*Filter) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{15}
+	return file_destination_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Filter) GetKind() isFilter_Kind {
@@ -1529,7 +1607,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_destination_proto_msgTypes[16]
+	mi := &file_destination_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1541,7 +1619,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[16]
+	mi := &file_destination_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1554,7 +1632,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{16}
+	return file_destination_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1589,7 +1667,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_destination_proto_msgTypes[17]
+	mi := &file_destination_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1601,7 +1679,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[17]
+	mi := &file_destination_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1614,7 +1692,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{17}
+	return file_destination_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Header) GetName() string {
@@ -1648,7 +1726,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1660,7 +1738,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1673,7 +1751,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{18}
+	return file_destination_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1723,7 +1801,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1813,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1826,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{19}
+	return file_destination_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1779,7 +1857,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1791,7 +1869,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1804,7 +1882,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{20}
+	return file_destination_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PathModifier) GetKind() isPathModifier_Kind {
@@ -1871,7 +1949,7 @@ type WeightedBackend struct {
 
 func (x *WeightedBackend) Reset() {
 	*x = WeightedBackend{}
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +1961,7 @@ func (x *WeightedBackend) String() string {
 func (*WeightedBackend) ProtoMessage() {}
 
 func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +1974,7 @@ func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedBackend.ProtoReflect.Descriptor instead.
 func (*WeightedBackend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{21}
+	return file_destination_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WeightedBackend) GetBackend() string {
@@ -1942,7 +2020,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1954,7 +2032,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1967,7 +2045,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{22}
+	return file_destination_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Timeouts) GetRequest() *durationpb.Duration {
@@ -2001,7 +2079,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2013,7 +2091,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2026,7 +2104,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{23}
+	return file_destination_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RetryPolicy) GetStatuses() []*StatusRange {
@@ -2063,7 +2141,7 @@ type RetryBudget struct {
 
 func (x *RetryBudget) Reset() {
 	*x = RetryBudget{}
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2075,7 +2153,7 @@ func (x *RetryBudget) String() string {
 func (*RetryBudget) ProtoMessage() {}
 
 func (x *RetryBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2088,7 +2166,7 @@ func (x *RetryBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBudget.ProtoReflect.Descriptor instead.
 func (*RetryBudget) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{24}
+	return file_destination_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RetryBudget) GetRetryRatio() float32 {
@@ -2123,7 +2201,7 @@ type ResponseClass struct {
 
 func (x *ResponseClass) Reset() {
 	*x = ResponseClass{}
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2135,7 +2213,7 @@ func (x *ResponseClass) String() string {
 func (*ResponseClass) ProtoMessage() {}
 
 func (x *ResponseClass) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2148,7 +2226,7 @@ func (x *ResponseClass) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseClass.ProtoReflect.Descriptor instead.
 func (*ResponseClass) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{25}
+	return file_destination_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ResponseClass) GetCondition() *ResponseCondition {
@@ -2181,7 +2259,7 @@ type ResponseCondition struct {
 
 func (x *ResponseCondition) Reset() {
 	*x = ResponseCondition{}
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2193,7 +2271,7 @@ func (x *ResponseCondition) String() string {
 func (*ResponseCondition) ProtoMessage() {}
 
 func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2206,7 +2284,7 @@ func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseCondition.ProtoReflect.Descriptor instead.
 func (*ResponseCondition) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{26}
+	return file_destination_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResponseCondition) GetKind() isResponseCondition_Kind {
@@ -2290,7 +2368,7 @@ type ResponseConditions struct {
 
 func (x *ResponseConditions) Reset() {
 	*x = ResponseConditions{}
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2380,7 @@ func (x *ResponseConditions) String() string {
 func (*ResponseConditions) ProtoMessage() {}
 
 func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2393,7 @@ func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseConditions.ProtoReflect.Descriptor instead.
 func (*ResponseConditions) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{27}
+	return file_destination_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResponseConditions) GetConditions() []*ResponseCondition {
@@ -2336,7 +2414,7 @@ type StatusRange struct {
 
 func (x *StatusRange) Reset() {
 	*x = StatusRange{}
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2426,7 @@ func (x *StatusRange) String() string {
 func (*StatusRange) ProtoMessage() {}
 
 func (x *StatusRange) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2439,7 @@ func (x *StatusRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRange.ProtoReflect.Descriptor instead.
 func (*StatusRange) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{28}
+	return file_destination_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatusRange) GetMin() uint32 {
@@ -2398,7 +2476,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2410,7 +2488,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2423,7 +2501,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{29}
+	return file_destination_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Backend) GetKey() string {
@@ -2487,7 +2565,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2577,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2590,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{30}
+	return file_destination_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2588,7 +2666,7 @@ const file_destination_proto_rawDesc = "" +
 	"\x06remove\x18\x04 \x03(\v2$.weft.destination.v1.EndpointAddressR\x06remove\"?\n" +
 	"\x0fEndpointAddress\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\rR\x04port\"\x97\x04\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\xeb\x04\n" +
 	"\x11DestinationConfig\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\aservice\x18\x02 \x01(\v2\x1f.weft.destination.v1.ServiceRefR\aservice\x12\x1c\n" +
@@ -2600,7 +2678,12 @@ const file_destination_proto_rawDesc = "" +
 	"\bfallback\x18\b \x01(\v2\x1a.weft.destination.v1.RouteR\bfallback\x12C\n" +
 	"\fretry_budget\x18\t \x01(\v2 .weft.destination.v1.RetryBudgetR\vretryBudget\x128\n" +
 	"\bbackends\x18\n" +
-	" \x03(\v2\x1c.weft.destination.v1.BackendR\bbackends\"R\n" +
+	" \x03(\v2\x1c.weft.destination.v1.BackendR\bbackends\x12#\n" +
+	"\rexternal_name\x18\v \x01(\tR\fexternalName\x12-\n" +
+	"\x03pod\x18\f \x01(\v2\x1b.weft.destination.v1.PodRefR\x03pod\":\n" +
+	"\x06PodRef\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"R\n" +
 	"\n" +
 	"ServiceRef\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
@@ -2753,7 +2836,7 @@ func file_destination_proto_rawDescGZIP() []byte {
 }
 
 var file_destination_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_destination_proto_goTypes = []any{
 	(ProtocolHint)(0),           // 0: weft.destination.v1.ProtocolHint
 	(RouteSource)(0),            // 1: weft.destination.v1.RouteSource
@@ -2763,94 +2846,96 @@ var file_destination_proto_goTypes = []any{
 	(*EndpointDelta)(nil),       // 5: weft.destination.v1.EndpointDelta
 	(*EndpointAddress)(nil),     // 6: weft.destination.v1.EndpointAddress
 	(*DestinationConfig)(nil),   // 7: weft.destination.v1.DestinationConfig
-	(*ServiceRef)(nil),          // 8: weft.destination.v1.ServiceRef
-	(*Route)(nil),               // 9: weft.destination.v1.Route
-	(*ResourceRef)(nil),         // 10: weft.destination.v1.ResourceRef
-	(*RouteMatch)(nil),          // 11: weft.destination.v1.RouteMatch
-	(*StringMatch)(nil),         // 12: weft.destination.v1.StringMatch
-	(*HeaderMatch)(nil),         // 13: weft.destination.v1.HeaderMatch
-	(*GRPCMethodMatch)(nil),     // 14: weft.destination.v1.GRPCMethodMatch
-	(*RequestCondition)(nil),    // 15: weft.destination.v1.RequestCondition
-	(*RequestConditions)(nil),   // 16: weft.destination.v1.RequestConditions
-	(*Filter)(nil),              // 17: weft.destination.v1.Filter
-	(*HeaderModifier)(nil),      // 18: weft.destination.v1.HeaderModifier
-	(*Header)(nil),              // 19: weft.destination.v1.Header
-	(*RequestRedirect)(nil),     // 20: weft.destination.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 21: weft.destination.v1.URLRewrite
-	(*PathModifier)(nil),        // 22: weft.destination.v1.PathModifier
-	(*WeightedBackend)(nil),     // 23: weft.destination.v1.WeightedBackend
-	(*Timeouts)(nil),            // 24: weft.destination.v1.Timeouts
-	(*RetryPolicy)(nil),         // 25: weft.destination.v1.RetryPolicy
-	(*RetryBudget)(nil),         // 26: weft.destination.v1.RetryBudget
-	(*ResponseClass)(nil),       // 27: weft.destination.v1.ResponseClass
-	(*ResponseCondition)(nil),   // 28: weft.destination.v1.ResponseCondition
-	(*ResponseConditions)(nil),  // 29: weft.destination.v1.ResponseConditions
-	(*StatusRange)(nil),         // 30: weft.destination.v1.StatusRange
-	(*Backend)(nil),             // 31: weft.destination.v1.Backend
-	(*Endpoint)(nil),            // 32: weft.destination.v1.Endpoint
-	(*durationpb.Duration)(nil), // 33: google.protobuf.Duration
+	(*PodRef)(nil),              // 8: weft.destination.v1.PodRef
+	(*ServiceRef)(nil),          // 9: weft.destination.v1.ServiceRef
+	(*Route)(nil),               // 10: weft.destination.v1.Route
+	(*ResourceRef)(nil),         // 11: weft.destination.v1.ResourceRef
+	(*RouteMatch)(nil),          // 12: weft.destination.v1.RouteMatch
+	(*StringMatch)(nil),         // 13: weft.destination.v1.StringMatch
+	(*HeaderMatch)(nil),         // 14: weft.destination.v1.HeaderMatch
+	(*GRPCMethodMatch)(nil),     // 15: weft.destination.v1.GRPCMethodMatch
+	(*RequestCondition)(nil),    // 16: weft.destination.v1.RequestCondition
+	(*RequestConditions)(nil),   // 17: weft.destination.v1.RequestConditions
+	(*Filter)(nil),              // 18: weft.destination.v1.Filter
+	(*HeaderModifier)(nil),      // 19: weft.destination.v1.HeaderModifier
+	(*Header)(nil),              // 20: weft.destination.v1.Header
+	(*RequestRedirect)(nil),     // 21: weft.destination.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 22: weft.destination.v1.URLRewrite
+	(*PathModifier)(nil),        // 23: weft.destination.v1.PathModifier
+	(*WeightedBackend)(nil),     // 24: weft.destination.v1.WeightedBackend
+	(*Timeouts)(nil),            // 25: weft.destination.v1.Timeouts
+	(*RetryPolicy)(nil),         // 26: weft.destination.v1.RetryPolicy
+	(*RetryBudget)(nil),         // 27: weft.destination.v1.RetryBudget
+	(*ResponseClass)(nil),       // 28: weft.destination.v1.ResponseClass
+	(*ResponseCondition)(nil),   // 29: weft.destination.v1.ResponseCondition
+	(*ResponseConditions)(nil),  // 30: weft.destination.v1.ResponseConditions
+	(*StatusRange)(nil),         // 31: weft.destination.v1.StatusRange
+	(*Backend)(nil),             // 32: weft.destination.v1.Backend
+	(*Endpoint)(nil),            // 33: weft.destination.v1.Endpoint
+	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
 }
 var file_destination_proto_depIdxs = []int32{
 	7,  // 0: weft.destination.v1.DestinationUpdate.snapshot:type_name -> weft.destination.v1.DestinationConfig
 	5,  // 1: weft.destination.v1.DestinationUpdate.endpoints:type_name -> weft.destination.v1.EndpointDelta
 	4,  // 2: weft.destination.v1.DestinationUpdate.not_found:type_name -> weft.destination.v1.NotFound
-	32, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
+	33, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
 	6,  // 4: weft.destination.v1.EndpointDelta.remove:type_name -> weft.destination.v1.EndpointAddress
-	8,  // 5: weft.destination.v1.DestinationConfig.service:type_name -> weft.destination.v1.ServiceRef
+	9,  // 5: weft.destination.v1.DestinationConfig.service:type_name -> weft.destination.v1.ServiceRef
 	0,  // 6: weft.destination.v1.DestinationConfig.protocol:type_name -> weft.destination.v1.ProtocolHint
 	1,  // 7: weft.destination.v1.DestinationConfig.route_source:type_name -> weft.destination.v1.RouteSource
-	9,  // 8: weft.destination.v1.DestinationConfig.routes:type_name -> weft.destination.v1.Route
-	9,  // 9: weft.destination.v1.DestinationConfig.fallback:type_name -> weft.destination.v1.Route
-	26, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
-	31, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
-	10, // 12: weft.destination.v1.Route.resource:type_name -> weft.destination.v1.ResourceRef
-	11, // 13: weft.destination.v1.Route.matches:type_name -> weft.destination.v1.RouteMatch
-	17, // 14: weft.destination.v1.Route.filters:type_name -> weft.destination.v1.Filter
-	23, // 15: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
-	24, // 16: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
-	25, // 17: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
-	27, // 18: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
-	12, // 19: weft.destination.v1.RouteMatch.path:type_name -> weft.destination.v1.StringMatch
-	13, // 20: weft.destination.v1.RouteMatch.headers:type_name -> weft.destination.v1.HeaderMatch
-	13, // 21: weft.destination.v1.RouteMatch.query_params:type_name -> weft.destination.v1.HeaderMatch
-	14, // 22: weft.destination.v1.RouteMatch.grpc:type_name -> weft.destination.v1.GRPCMethodMatch
-	15, // 23: weft.destination.v1.RouteMatch.condition:type_name -> weft.destination.v1.RequestCondition
-	12, // 24: weft.destination.v1.HeaderMatch.value:type_name -> weft.destination.v1.StringMatch
-	12, // 25: weft.destination.v1.GRPCMethodMatch.service:type_name -> weft.destination.v1.StringMatch
-	12, // 26: weft.destination.v1.GRPCMethodMatch.method:type_name -> weft.destination.v1.StringMatch
-	16, // 27: weft.destination.v1.RequestCondition.all:type_name -> weft.destination.v1.RequestConditions
-	16, // 28: weft.destination.v1.RequestCondition.any:type_name -> weft.destination.v1.RequestConditions
-	15, // 29: weft.destination.v1.RequestCondition.not:type_name -> weft.destination.v1.RequestCondition
-	15, // 30: weft.destination.v1.RequestConditions.conditions:type_name -> weft.destination.v1.RequestCondition
-	18, // 31: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	18, // 32: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	20, // 33: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
-	21, // 34: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
-	19, // 35: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
-	19, // 36: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
-	22, // 37: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
-	22, // 38: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
-	17, // 39: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
-	33, // 40: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
-	33, // 41: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	30, // 42: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
-	33, // 43: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
-	33, // 44: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	28, // 45: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
-	29, // 46: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
-	29, // 47: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
-	28, // 48: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
-	30, // 49: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
-	28, // 50: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
-	8,  // 51: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
-	0,  // 52: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
-	32, // 53: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
-	0,  // 54: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	55, // [55:55] is the sub-list for method output_type
-	55, // [55:55] is the sub-list for method input_type
-	55, // [55:55] is the sub-list for extension type_name
-	55, // [55:55] is the sub-list for extension extendee
-	0,  // [0:55] is the sub-list for field type_name
+	10, // 8: weft.destination.v1.DestinationConfig.routes:type_name -> weft.destination.v1.Route
+	10, // 9: weft.destination.v1.DestinationConfig.fallback:type_name -> weft.destination.v1.Route
+	27, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
+	32, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
+	8,  // 12: weft.destination.v1.DestinationConfig.pod:type_name -> weft.destination.v1.PodRef
+	11, // 13: weft.destination.v1.Route.resource:type_name -> weft.destination.v1.ResourceRef
+	12, // 14: weft.destination.v1.Route.matches:type_name -> weft.destination.v1.RouteMatch
+	18, // 15: weft.destination.v1.Route.filters:type_name -> weft.destination.v1.Filter
+	24, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
+	25, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
+	26, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
+	28, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
+	13, // 20: weft.destination.v1.RouteMatch.path:type_name -> weft.destination.v1.StringMatch
+	14, // 21: weft.destination.v1.RouteMatch.headers:type_name -> weft.destination.v1.HeaderMatch
+	14, // 22: weft.destination.v1.RouteMatch.query_params:type_name -> weft.destination.v1.HeaderMatch
+	15, // 23: weft.destination.v1.RouteMatch.grpc:type_name -> weft.destination.v1.GRPCMethodMatch
+	16, // 24: weft.destination.v1.RouteMatch.condition:type_name -> weft.destination.v1.RequestCondition
+	13, // 25: weft.destination.v1.HeaderMatch.value:type_name -> weft.destination.v1.StringMatch
+	13, // 26: weft.destination.v1.GRPCMethodMatch.service:type_name -> weft.destination.v1.StringMatch
+	13, // 27: weft.destination.v1.GRPCMethodMatch.method:type_name -> weft.destination.v1.StringMatch
+	17, // 28: weft.destination.v1.RequestCondition.all:type_name -> weft.destination.v1.RequestConditions
+	17, // 29: weft.destination.v1.RequestCondition.any:type_name -> weft.destination.v1.RequestConditions
+	16, // 30: weft.destination.v1.RequestCondition.not:type_name -> weft.destination.v1.RequestCondition
+	16, // 31: weft.destination.v1.RequestConditions.conditions:type_name -> weft.destination.v1.RequestCondition
+	19, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	19, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	21, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
+	22, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
+	20, // 36: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
+	20, // 37: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
+	23, // 38: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
+	23, // 39: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
+	18, // 40: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
+	34, // 41: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
+	34, // 42: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	31, // 43: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
+	34, // 44: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	34, // 45: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	29, // 46: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
+	30, // 47: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
+	30, // 48: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
+	29, // 49: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
+	31, // 50: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
+	29, // 51: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
+	9,  // 52: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
+	0,  // 53: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
+	33, // 54: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
+	0,  // 55: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
+	56, // [56:56] is the sub-list for method output_type
+	56, // [56:56] is the sub-list for method input_type
+	56, // [56:56] is the sub-list for extension type_name
+	56, // [56:56] is the sub-list for extension extendee
+	0,  // [0:56] is the sub-list for field type_name
 }
 
 func init() { file_destination_proto_init() }
@@ -2867,29 +2952,29 @@ func file_destination_proto_init() {
 		(*DestinationUpdate_Endpoints)(nil),
 		(*DestinationUpdate_NotFound)(nil),
 	}
-	file_destination_proto_msgTypes[10].OneofWrappers = []any{
+	file_destination_proto_msgTypes[11].OneofWrappers = []any{
 		(*StringMatch_Exact)(nil),
 		(*StringMatch_Prefix)(nil),
 		(*StringMatch_Regex)(nil),
 	}
-	file_destination_proto_msgTypes[13].OneofWrappers = []any{
+	file_destination_proto_msgTypes[14].OneofWrappers = []any{
 		(*RequestCondition_All)(nil),
 		(*RequestCondition_Any)(nil),
 		(*RequestCondition_Not)(nil),
 		(*RequestCondition_PathRegex)(nil),
 		(*RequestCondition_Method)(nil),
 	}
-	file_destination_proto_msgTypes[15].OneofWrappers = []any{
+	file_destination_proto_msgTypes[16].OneofWrappers = []any{
 		(*Filter_RequestHeaderModifier)(nil),
 		(*Filter_ResponseHeaderModifier)(nil),
 		(*Filter_RequestRedirect)(nil),
 		(*Filter_UrlRewrite)(nil),
 	}
-	file_destination_proto_msgTypes[20].OneofWrappers = []any{
+	file_destination_proto_msgTypes[21].OneofWrappers = []any{
 		(*PathModifier_ReplaceFullPath)(nil),
 		(*PathModifier_ReplacePrefixMatch)(nil),
 	}
-	file_destination_proto_msgTypes[26].OneofWrappers = []any{
+	file_destination_proto_msgTypes[27].OneofWrappers = []any{
 		(*ResponseCondition_All)(nil),
 		(*ResponseCondition_Any)(nil),
 		(*ResponseCondition_Not)(nil),
@@ -2901,7 +2986,7 @@ func file_destination_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_destination_proto_rawDesc), len(file_destination_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   31,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

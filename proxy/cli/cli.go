@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -25,12 +26,14 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/discovery"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/server"
+	"github.com/weftmesh/weft/proxy/transport"
 )
 
 // Flags are weft-proxy's command-line options (docs/proxy.md lists them).
@@ -51,8 +54,10 @@ type Flags struct {
 	IdentitySrv   string
 	OpaquePorts   string
 	InboundPolicy string
-	// ClusterNetworks ("10.0.0.0/8,fd00::/8") and ProbePaths ("8080:/healthz,9090:/ready")
-	// feed the inbound policy the proxy enforces before the control plane's.
+	// ClusterNetworks ("10.0.0.0/8,fd00::/8") are the cluster's networks: the clients
+	// the cluster-* inbound policies admit, and the addresses where a peer proxy is
+	// probed for before any plaintext. ProbePaths ("8080:/healthz,9090:/ready") feed
+	// the inbound policy the proxy enforces before the control plane's.
 	ClusterNetworks string
 	ProbePaths      string
 	// PodName is the proxy's pod (env POD_NAME): whose inbound policy it watches.
@@ -96,6 +101,10 @@ type Flags struct {
 	// warn reports a setting applyOverrides replaced with a safer one (logged once
 	// the logger exists).
 	warn func(error)
+	// MeshTLSMode configures how connections to addresses the destination service
+	// has not described go out (server.Options.MeshTLS): Opportunistic or Strict.
+	// The injector sets it from the Mesh.
+	MeshTLSMode string
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -118,7 +127,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.IntVar(&f.IdentityRenewAt, "identity-renew-at-percent", identity.DefaultRenewAtPercent, fmt.Sprintf("mesh mode: renew the certificate after this share of its life, %d to %d, moved at random by up to %d points (the injector passes the Mesh's spec.identity.workload.renewAtPercent)", identity.RenewMinPercent, identity.RenewMaxPercent, identity.RenewJitterPercent))
 	fs.StringVar(&f.OpaquePorts, "opaque-ports", os.Getenv("WEFT_OPAQUE_PORTS"), "ports and ranges (\"25,3306,4000-4010\") added to the configuration's opaquePorts (env WEFT_OPAQUE_PORTS)")
 	fs.StringVar(&f.InboundPolicy, "default-inbound-policy", os.Getenv("WEFT_DEFAULT_INBOUND_POLICY"), "overrides inbound.defaultPolicy (env WEFT_DEFAULT_INBOUND_POLICY)")
-	fs.StringVar(&f.ClusterNetworks, "cluster-networks", os.Getenv("WEFT_CLUSTER_NETWORKS"), "comma-separated CIDRs the cluster-* inbound policies admit clients from; overrides inbound.clusterNetworks (env WEFT_CLUSTER_NETWORKS)")
+	fs.StringVar(&f.ClusterNetworks, "cluster-networks", os.Getenv("WEFT_CLUSTER_NETWORKS"), "comma-separated CIDRs of the cluster's pods and nodes: the clients the cluster-* inbound policies admit, and the addresses discovery has not described where a peer proxy is probed for before any plaintext; overrides inbound.clusterNetworks (env WEFT_CLUSTER_NETWORKS; empty: the Mesh's default private ranges with --destination-addr)")
 	fs.StringVar(&f.ProbePaths, "inbound-probe-paths", os.Getenv("WEFT_INBOUND_PROBE_PATHS"), "the pod's HTTP probes as port:path,port:path, admitted under any inbound policy; added to inbound.probePaths (env WEFT_INBOUND_PROBE_PATHS)")
 	fs.DurationVar(&f.DetectTimeout, "detect-timeout", envDuration("WEFT_DETECT_TIMEOUT"), "overrides detectTimeout (env WEFT_DETECT_TIMEOUT)")
 	fs.DurationVar(&f.ReloadInterval, "identity-reload-interval", 2*time.Second, "how often identity files are checked for changes")
@@ -137,6 +146,7 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.IntVar(&f.MaxInboundConnections, "max-inbound-connections", envInt("WEFT_MAX_INBOUND_CONNECTIONS", 0), "overrides inbound.maxConnections (env WEFT_MAX_INBOUND_CONNECTIONS; default 1024)")
 	fs.IntVar(&f.MaxOutboundConnections, "max-outbound-connections", envInt("WEFT_MAX_OUTBOUND_CONNECTIONS", 0), "overrides outbound.maxConnections (env WEFT_MAX_OUTBOUND_CONNECTIONS; default 2048)")
 	fs.BoolVar(&f.UnsafeLoopbackApps, "unsafe-loopback-apps", false, "TESTS AND LOCAL DEMOS ONLY: let the inbound side forward to loopback addresses (apps on 127.0.0.1); any client of the inbound port then reaches every localhost-only service of the host")
+	fs.StringVar(&f.MeshTLSMode, "mesh-tls-mode", os.Getenv("WEFT_MESH_TLS_MODE"), "Opportunistic or Strict: whether plaintext may go to an in-cluster address that discovery has not described and where no proxy of the mesh answers (env WEFT_MESH_TLS_MODE; default Opportunistic)")
 	f.Namespace = os.Getenv("POD_NAMESPACE")
 	f.PodName = os.Getenv("POD_NAME")
 	fs.IntVar(&f.Threads, "threads", defaultThreads(), "OS threads running Go code (GOMAXPROCS); 0: the Go runtime's default (one per core or the cgroup CPU limit). Default 1 unless GOMAXPROCS is set")
@@ -237,6 +247,33 @@ func parseProbePaths(s string) ([]config.ProbePath, error) {
 		out = append(out, config.ProbePath{Port: uint16(n), Path: path})
 	}
 	return out, nil
+}
+
+// meshTLSOptions reads --mesh-tls-mode and --cluster-networks.
+func meshTLSOptions(f *Flags) (transport.FallbackOptions, error) {
+	o := transport.FallbackOptions{InboundPort: uint16(f.InboundPort)}
+	var err error
+	if o.Mode, err = transport.ParseTLSMode(f.MeshTLSMode); err != nil {
+		return o, fmt.Errorf("--mesh-tls-mode: %w", err)
+	}
+	networks := f.ClusterNetworks
+	if networks == "" && f.DestinationAddr != "" {
+		// A proxy of the mesh whose injector passed none: the Mesh's default (the
+		// Mesh requires at least one range), so that a meshed pod never goes without
+		// the probe.
+		networks = strings.Join(meshdefaults.ClusterNetworks(), ",")
+	}
+	for c := range strings.SplitSeq(networks, ",") {
+		if c = strings.TrimSpace(c); c == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return o, fmt.Errorf("--cluster-networks: %q is not a CIDR such as 10.0.0.0/8: %w", c, err)
+		}
+		o.ClusterNetworks = append(o.ClusterNetworks, p.Masked())
+	}
+	return o, nil
 }
 
 // applyOverrides merges command-line (or injected environment) settings into the
@@ -505,6 +542,11 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		HeaderReadTimeout: f.HeaderReadTimeout, MaxHeaderBytes: f.MaxHeaderBytes, WriteTimeout: f.WriteTimeout, IdleConnTimeout: f.IdleConnTimeout,
 		ProxyPorts:         []uint16{uint16(f.OutboundPort), uint16(f.InboundPort), uint16(f.AdminPort)},
 		UnsafeLoopbackApps: f.UnsafeLoopbackApps}
+	mtls, err := meshTLSOptions(f)
+	if err != nil {
+		return err
+	}
+	opts.MeshTLS = mtls
 	if f.UnsafeLoopbackApps {
 		log.Info("UNSAFE: --unsafe-loopback-apps is set: the inbound side forwards to loopback addresses; never use it in a pod")
 	}

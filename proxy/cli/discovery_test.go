@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -8,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/weftmesh/weft/proxy/identity"
+	"github.com/weftmesh/weft/proxy/transport"
 )
 
 // TestDestinationFlags: the injector's environment reaches the destination client's
@@ -72,6 +75,43 @@ func TestIdentityRenewAtPercentFlag(t *testing.T) {
 		err := run(f, logr.Discard(), levelVar{zap.NewAtomicLevel()})
 		if err == nil || !strings.Contains(err.Error(), "--identity-renew-at-percent") {
 			t.Errorf("renew at %d: %v, want a refusal naming the flag", bad, err)
+		}
+	}
+}
+
+// TestMeshTLSFlags: the injector's WEFT_MESH_TLS_MODE and WEFT_CLUSTER_NETWORKS reach
+// the server's options, and a value the proxy cannot use is refused at start, naming
+// the flag.
+func TestMeshTLSFlags(t *testing.T) {
+	t.Setenv("WEFT_MESH_TLS_MODE", "Strict")
+	t.Setenv("WEFT_CLUSTER_NETWORKS", "10.0.0.0/8, fd00::/8,192.168.1.7/16")
+	f, err := parseFlags([]string{"--inbound-port=4243"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := meshTLSOptions(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8"), netip.MustParsePrefix("192.168.0.0/16")}
+	if o.Mode != transport.Strict || o.InboundPort != 4243 || !slices.Equal(o.ClusterNetworks, want) {
+		t.Fatalf("options %+v, want Strict, inbound port 4243, %v", o, want)
+	}
+	if o, err := meshTLSOptions(&Flags{}); err != nil || o.Mode != transport.Opportunistic || len(o.ClusterNetworks) != 0 {
+		t.Fatalf("defaults %+v, %v: want Opportunistic without cluster networks (static mode)", o, err)
+	}
+	// A proxy of the mesh that got no networks takes the Mesh's default ranges.
+	o, err = meshTLSOptions(&Flags{DestinationAddr: "127.0.0.1:8086"})
+	if err != nil || len(o.ClusterNetworks) != 5 || !o.ClusterNetworks[0].Contains(netip.MustParseAddr("10.1.2.3")) {
+		t.Fatalf("mesh mode defaults %+v, %v: want the Mesh's default clusterNetworks", o, err)
+	}
+	for _, tc := range []struct{ mode, networks, flag string }{
+		{"strict", "", "--mesh-tls-mode"},
+		{"", "10.0.0.0", "--cluster-networks"},
+		{"", "10.0.0.0/8,nonsense", "--cluster-networks"},
+	} {
+		if _, err := meshTLSOptions(&Flags{MeshTLSMode: tc.mode, ClusterNetworks: tc.networks}); err == nil || !strings.Contains(err.Error(), tc.flag) {
+			t.Errorf("mode %q networks %q: %v, want an error naming %s", tc.mode, tc.networks, err, tc.flag)
 		}
 	}
 }

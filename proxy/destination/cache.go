@@ -143,8 +143,18 @@ func (c *Cache) Len() int {
 	return len(c.bySvc)
 }
 
-// ServiceKey names a destination's Service in logs and keys: namespace/name:port.
+// ServiceKey names a destination in logs and keys: namespace/name:port of its Service,
+// or pod:namespace/name@ip:port for a pod's own address (which has no Service: without
+// this every pod destination would share one key, and so one runtime rebuilt at each
+// switch between them).
 func ServiceKey(cfg *api.DestinationConfig) string {
+	if p := cfg.GetPod(); p != nil {
+		addr := ""
+		if a := cfg.GetAddresses(); len(a) > 0 {
+			addr = a[0]
+		}
+		return fmt.Sprintf("pod:%s/%s@%s", p.GetNamespace(), p.GetName(), addr)
+	}
 	sr := cfg.GetService()
 	return fmt.Sprintf("%s/%s:%d", sr.GetNamespace(), sr.GetName(), sr.GetPort())
 }

@@ -243,3 +243,27 @@ destinations:
 		})
 	}
 }
+
+// TestDestCachePodDestinations: destinations of pods' own addresses (no Service) each
+// keep their runtime: alternating between two pods compiles nothing.
+func TestDestCachePodDestinations(t *testing.T) {
+	pod := func(name, addr string) *api.DestinationConfig {
+		key := "shop/" + name + ":8080"
+		return &api.DestinationConfig{
+			Version: "v-" + name, Pod: &api.PodRef{Namespace: "shop", Name: name}, Addresses: []string{addr},
+			Fallback: &api.Route{Name: "default", Backends: []*api.WeightedBackend{{Backend: key, Weight: 1}}},
+			Backends: []*api.Backend{{Key: key, Endpoints: []*api.Endpoint{{Address: addr[:len(addr)-5], Port: 8080}}}},
+		}
+	}
+	a, b := pod("db-0", "10.0.5.1:8080"), pod("db-1", "10.0.5.2:8080")
+	if ServiceKey(a) == ServiceKey(b) {
+		t.Fatalf("two pods share the key %q", ServiceKey(a))
+	}
+	dests := NewCache(logr.Discard(), balance.Options{}, metrics.New())
+	da, db := dests.Get(a), dests.Get(b)
+	for range 10 {
+		if dests.Get(a) != da || dests.Get(b) != db {
+			t.Fatal("alternating between two pod destinations rebuilt their runtimes")
+		}
+	}
+}

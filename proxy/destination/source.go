@@ -41,6 +41,21 @@ type Source interface {
 	Lookup(ctx context.Context, t Target) *api.DestinationConfig
 }
 
+// Unanswered is implemented by a Source that can tell, after a Lookup returned nil,
+// whether it had no answer for the target (its service unreachable, or no answer in
+// time) rather than an answer that the target is unknown. The data path probes such
+// addresses for a peer proxy either way (proxy/transport Fallback); this only labels
+// the plaintext it may send (no_tls_reason). A Source without it always answered.
+type Unanswered interface {
+	Unanswered(t Target) bool
+}
+
+// NoAnswer says whether src had no answer for t (see Unanswered).
+func NoAnswer(src Source, t Target) bool {
+	u, ok := src.(Unanswered)
+	return ok && u.Unanswered(t)
+}
+
 // StaticFallbackRoute is the name (the rt_route label) of the route the static source
 // gives every destination; the destination service's compiler uses the same name.
 const StaticFallbackRoute = "default"

@@ -265,6 +265,31 @@ func (c *Client) Lookup(ctx context.Context, t Target) *api.DestinationConfig {
 	return s.cfg.Load()
 }
 
+// Unanswered says whether the service has not answered about t: no subscription (the
+// client is closed, unusable or full), or no first answer yet. A target it answered
+// about keeps its last answer while the service is unreachable, as Lookup does.
+func (c *Client) Unanswered(t Target) bool {
+	var k key
+	switch {
+	case t.Authority != "":
+		k.authority = t.Authority
+	case t.Addr.IsValid():
+		k.addr = netip.AddrPortFrom(t.Addr.Addr().Unmap(), t.Addr.Port())
+	default:
+		return true
+	}
+	s := (*c.subs.Load())[k]
+	if s == nil {
+		return true
+	}
+	select {
+	case <-s.answered:
+		return false
+	default:
+		return true
+	}
+}
+
 // waitFirst waits for the first answer, at most until waitUntil.
 func (s *subscription) waitFirst(ctx context.Context) {
 	d := time.Until(s.waitUntil)

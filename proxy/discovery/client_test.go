@@ -688,3 +688,33 @@ func restartableAddr(t *testing.T) string {
 	}
 	return fmt.Sprintf("127.0.0.1:%d", port)
 }
+
+// TestUnanswered: the data path can tell "the service said it does not know this
+// address" from "the service has not answered" (unreachable, or not yet), which labels
+// the plaintext it may send; a target it answered keeps its answer when the service
+// goes away.
+func TestUnanswered(t *testing.T) {
+	p := newPKI(t)
+	f, srv, addr := serve(t, p, "127.0.0.1:0", p.server)
+	c := newClient(t, p, addr, func(o *Options) { o.FirstAnswerWait = 100 * time.Millisecond })
+	target := Target{Addr: netip.MustParseAddrPort("10.96.0.99:80")}
+	if !c.Unanswered(target) {
+		t.Fatal("a target never looked up has no answer")
+	}
+	first := lookupAsync(c, target)
+	fs := f.next(t)
+	if !c.Unanswered(target) {
+		t.Fatal("answered before the service answered")
+	}
+	<-first // the first-answer wait passes
+	fs.notFound()
+	eventually(t, "the not_found answer is recorded", 2*time.Second, func() bool { return !c.Unanswered(target) })
+	srv.Stop()
+	if c.Unanswered(target) {
+		t.Error("the last answer was forgotten when the service went away")
+	}
+	other := Target{Addr: netip.MustParseAddrPort("10.96.0.98:80")}
+	if c.Lookup(context.Background(), other) != nil || !c.Unanswered(other) {
+		t.Error("a new target answered while the service is unreachable")
+	}
+}

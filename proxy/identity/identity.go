@@ -148,6 +148,38 @@ func (s *Store) ClientConfig(want, alpn string) *tls.Config {
 	}
 }
 
+// ProbeConfig is the TLS configuration for asking whether an address has a peer
+// proxy of this mesh when discovery has not said which identity it must have: the
+// peer must present a chain to the trust roots with a SPIFFE ID of this proxy's own
+// trust domain, any workload's. Such a handshake proves "a meshed pod", not which
+// one; the caller then holds the peer to the identity it proved (ClientConfig).
+func (s *Store) ProbeConfig(alpn string) *tls.Config {
+	c := s.ClientConfig("", alpn)
+	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		got, err := s.verifyPeer(cs.PeerCertificates)
+		if err != nil {
+			return err
+		}
+		b := s.cur.Load()
+		own, err := config.ParseSPIFFEID(b.ID)
+		if err != nil {
+			return fmt.Errorf("this proxy's own identity %q: %w", b.ID, err)
+		}
+		peer, err := config.ParseSPIFFEID(got)
+		if err != nil {
+			return err
+		}
+		if peer.TrustDomain != own.TrustDomain {
+			return fmt.Errorf("peer identity %q is not of trust domain %q", got, own.TrustDomain)
+		}
+		if cs.NegotiatedProtocol != alpn {
+			return fmt.Errorf("peer did not negotiate ALPN %q", alpn)
+		}
+		return nil
+	}
+	return c
+}
+
 // ServerConfig is the TLS configuration of the inbound port for meshed peers. With
 // requireClientCert false a client certificate is requested but optional (policy is
 // then enforced per port after the handshake); a certificate that is presented must

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/config"
 )
@@ -16,16 +17,13 @@ import (
 // (internal/inbound compiles default policies into the same authorizations), so the
 // two agree and one Compile serves both.
 
-// DefaultClusterNetworks are the Mesh's default spec.clusterNetworks (Linkerd's private
-// ranges), used when the proxy was given none.
-var DefaultClusterNetworks = []string{"10.0.0.0/8", "100.64.0.0/10", "172.16.0.0/12", "192.168.0.0/16", "fd00::/8"}
-
 // Bootstrap builds the policy of the inbound configuration in. A policy name the
 // proxy does not know denies: a newer injector's name must not open the pod.
 func Bootstrap(in *config.Inbound) *api.InboundPolicy {
 	nets := in.ClusterNetworks
 	if len(nets) == 0 {
-		nets = DefaultClusterNetworks
+		// Given none: the Mesh's default spec.clusterNetworks.
+		nets = meshdefaults.ClusterNetworks()
 	}
 	probes := map[uint16][]string{}
 	for _, pp := range in.ProbePaths {

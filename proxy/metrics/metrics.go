@@ -98,6 +98,9 @@ type TCPKey struct {
 	Dir    Direction
 	Peer   Peer
 	PeerID string // "" means tls="no_identity"
+	// NoTLSReason is the no_tls_reason label of a tls="no_identity" series, as the
+	// Linkerd proxy's (e.g. not_provided_by_service_discovery); "" leaves it out.
+	NoTLSReason string
 }
 
 type respKey struct {
@@ -312,13 +315,17 @@ func (r *Registry) WriteText(out io.Writer) error {
 		return strings.Compare(fmt.Sprint(a.Dir, a.Authority, a.PeerID), fmt.Sprint(b.Dir, b.Authority, b.PeerID))
 	})
 	slices.SortFunc(tcpKeys, func(a, b TCPKey) int {
-		return strings.Compare(fmt.Sprint(a.Dir, a.Peer, a.PeerID), fmt.Sprint(b.Dir, b.Peer, b.PeerID))
+		return strings.Compare(fmt.Sprint(a.Dir, a.Peer, a.PeerID, a.NoTLSReason), fmt.Sprint(b.Dir, b.Peer, b.PeerID, b.NoTLSReason))
 	})
 	httpLabels := func(k HTTPKey) promtext.Labels {
 		return tlsLabels(promtext.L("direction", k.Dir.String(), "authority", k.Authority), peerIDLabel(k.Dir), k.PeerID)
 	}
 	tcpLabels := func(k TCPKey) promtext.Labels {
-		return tlsLabels(promtext.L("direction", k.Dir.String(), "peer", k.Peer.String()), peerIDLabel(k.Dir), k.PeerID)
+		l := tlsLabels(promtext.L("direction", k.Dir.String(), "peer", k.Peer.String()), peerIDLabel(k.Dir), k.PeerID)
+		if k.PeerID == "" && k.NoTLSReason != "" {
+			l = l.With("no_tls_reason", k.NoTLSReason)
+		}
+		return l
 	}
 	series := func(k HTTPKey) *HTTPSeries {
 		r.mu.RLock()

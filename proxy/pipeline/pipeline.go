@@ -18,9 +18,11 @@ import (
 	"context"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -29,6 +31,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
+	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/inboundpolicy"
@@ -98,7 +101,10 @@ type Options struct {
 	// Out and In reach plaintext endpoints and the local app; Mesh peer proxies.
 	Out, In *transport.Plain
 	Mesh    *transport.Mesh
-	Policy  *inboundpolicy.Checker
+	// Fallback decides how requests to addresses the Source has not described go
+	// out: mTLS to a peer proxy that answers there, plaintext, or refused.
+	Fallback *transport.Fallback
+	Policy   *inboundpolicy.Checker
 	// ErrorLog receives httputil.ReverseProxy's errors (Upgrade requests).
 	ErrorLog *log.Logger
 }
@@ -128,11 +134,56 @@ func (p *Pipeline) ServeOutbound(w http.ResponseWriter, r *http.Request) {
 	delete(r.Header, hdrProto)
 	// Looked up per request, so a configuration change reaches long-lived
 	// keep-alive and HTTP/2 connections too.
-	if cfg := p.lookupHTTP(r, ci.OrigDst); cfg != nil {
+	cfg := p.lookupHTTP(r, ci.OrigDst)
+	if cfg != nil && cfg.ExternalName != "" {
+		p.serveExternalName(w, r, cfg, ci.OrigDst)
+		return
+	}
+	if cfg != nil {
 		p.serveRouted(w, r, p.o.Dests.Get(cfg))
 		return
 	}
-	up := &upstream{Hop: transport.Hop{Transport: p.o.Out.For(r), Host: ci.OrigDst.String()}}
+	p.serveUndescribed(w, r, ci.OrigDst)
+}
+
+// serveUndescribed forwards a request to an address the source has not described, as
+// the fallback decides: over mTLS to the peer proxy that proved a mesh identity there
+// (with Weft-Dst the original destination), in plaintext, or not at all (Strict).
+func (p *Pipeline) serveUndescribed(w http.ResponseWriter, r *http.Request, dst netip.AddrPort) {
+	noAnswer := p.o.Source != nil && destination.NoAnswer(p.o.Source, destination.Target{Addr: dst})
+	d := p.o.Fallback.Decide(r.Context(), dst, noAnswer)
+	var up *upstream
+	var peerID string
+	switch d.Way {
+	case transport.GoRefused:
+		p.o.Log.V(1).Info("Refused a request in plaintext", "destination", dst, "reason", d.Why)
+		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
+		series.Request()
+		// gRPC clients get UNAVAILABLE, as for an unreachable endpoint.
+		p.answerError(w, r, series, nil, time.Now(), http.StatusBadGateway, grpcwire.Unavailable,
+			"plaintext refused: meshTLSMode is Strict and no proxy of the mesh answered at the destination")
+		return
+	case transport.GoMeshed:
+		ep := &balance.Endpoint{Addr: dst, ProxyAddr: d.Peer.Addr, Identity: d.Peer.ID}
+		up = &upstream{Hop: transport.Endpoint(p.o.Mesh, p.o.Out, ep, r)}
+		up.Transport = p.o.Fallback.ForgetOnError(up.Transport, dst.Addr())
+		peerID = d.Peer.ID
+	default:
+		r = r.WithContext(transport.WithNoTLSReason(r.Context(), d.NoTLSReason))
+		up = &upstream{Hop: transport.Hop{Transport: p.o.Out.For(r), Host: dst.String()}}
+	}
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host, PeerID: peerID})
+	p.proxy(w, r, up, series)
+}
+
+// serveExternalName forwards a request for an ExternalName Service to its external
+// name and the Service's port, in plaintext: nothing in the mesh vouches for it.
+func (p *Pipeline) serveExternalName(w http.ResponseWriter, r *http.Request, cfg *api.DestinationConfig, dst netip.AddrPort) {
+	port := cfg.GetService().GetPort()
+	if port == 0 {
+		port = uint32(dst.Port())
+	}
+	up := &upstream{Hop: transport.Hop{Transport: p.o.Out.For(r), Host: net.JoinHostPort(cfg.ExternalName, strconv.Itoa(int(port)))}}
 	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
 	p.proxy(w, r, up, series)
 }

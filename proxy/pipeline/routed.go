@@ -74,6 +74,10 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	up := &rr.upstream
 	up.attempts = at
 	up.Hop = transport.Endpoint(p.o.Mesh, p.o.Out, ep, r)
+	if ep.Meshed() {
+		// Discovery vouches the address is meshed: plaintext sent to it earlier counts.
+		p.o.Fallback.ObserveMeshed(ep.Addr.Addr())
+	}
 	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority, PeerID: ep.Identity})
 	p.proxy(w, r, up, series)
 }

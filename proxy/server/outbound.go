@@ -94,6 +94,21 @@ func (s *Server) outboundTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.A
 	ep := &balance.Endpoint{Addr: dst}
 	var h balance.Handle
 	picked := false
+	noTLSReason := transport.NoTLSNotProvided
+	if dest == nil {
+		// Nothing describes the address: a peer proxy there gets mTLS, and Strict
+		// mode sends nothing in plaintext inside the cluster networks.
+		d := s.fallback.Decide(context.Background(), dst, s.opts.Source != nil && destination.NoAnswer(s.opts.Source, destination.Target{Addr: dst}))
+		switch d.Way {
+		case transport.GoRefused:
+			s.log.V(1).Info("Refused a connection in plaintext", "destination", dst, "reason", d.Why)
+			return
+		case transport.GoMeshed:
+			ep = &balance.Endpoint{Addr: dst, ProxyAddr: d.Peer.Addr, Identity: d.Peer.ID}
+		default:
+			noTLSReason = d.NoTLSReason
+		}
+	}
 	if dest != nil {
 		d := s.dests.Get(dest)
 		fb := d.Table.Fallback
@@ -126,8 +141,15 @@ func (s *Server) outboundTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.A
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.ConnectTimeout)
 	defer cancel()
 	if ep.Meshed() {
+		if picked {
+			s.fallback.ObserveMeshed(ep.Addr.Addr())
+		}
 		tc, err := s.mesh.Dial(ctx, transport.Peer{Addr: ep.ProxyAddr, ID: ep.Identity}, identity.ALPNTCP)
 		done(err)
+		if err != nil && !picked {
+			// The peer a probe found: probe again next time.
+			s.fallback.Forget(dst.Addr())
+		}
 		if err != nil {
 			s.log.Error(err, "Cannot reach meshed endpoint", "endpoint", ep.Addr)
 			return
@@ -151,7 +173,7 @@ func (s *Server) outboundTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.A
 		return
 	}
 	dstConn := c.(*net.TCPConn)
-	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst})
+	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, NoTLSReason: noTLSReason})
 	dstSeries.Open()
 	// Both ends are bare *net.TCPConn: splice(2), zero copy (see tcpfwd.Pipe).
 	res := tcpfwd.PipeIdle(raw, dstConn, prefix, nil, s.tcpIdleTimeout())

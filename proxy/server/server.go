@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -87,6 +88,11 @@ type Options struct {
 	// the inbound port reaches every localhost-only service of the host. weft-proxy
 	// sets it only from --unsafe-loopback-apps, which the injector never passes.
 	UnsafeLoopbackApps bool
+	// MeshTLS says how outbound connections to addresses the Source has not described
+	// go out (transport.Fallback): the TLS mode, the cluster networks (where a peer
+	// proxy is probed for first) and the peers' inbound port. The zero value has no
+	// cluster networks: such connections go out in plaintext, as in static mode.
+	MeshTLS transport.FallbackOptions
 }
 
 // Defaults of Options; docs/proxy.md lists them.
@@ -129,6 +135,7 @@ type Server struct {
 	pipe            *pipeline.Pipeline
 	out, in         *transport.Plain
 	mesh            *transport.Mesh
+	fallback        *transport.Fallback
 	relay           *inboundpolicy.Targets
 	policy          *inboundpolicy.Checker
 	dests           *destination.Cache
@@ -182,13 +189,15 @@ func New(cfg *config.Config, opts Options) *Server {
 	s.out = transport.NewPlain(to, metrics.Outbound)
 	s.in = transport.NewPlain(to, metrics.Inbound)
 	s.mesh = transport.NewMesh(to)
+	s.fallback = transport.NewFallback(opts.MeshTLS, s.mesh)
+	opts.Metrics.AddCollector(func(w io.Writer) { _ = s.fallback.WriteMetrics(w) })
 	s.dests = destination.NewCache(s.log, opts.Balance, opts.Metrics)
 	opts.Metrics.AddCollector(s.dests.WriteMetrics)
 	errorLog := log.New(logWriter{s.log.V(1)}, "", 0)
 	s.pipe = pipeline.New(pipeline.Options{
 		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
 		Snapshot: func() *pipeline.Snapshot { return &s.state().Snapshot },
-		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Policy: s.policy, ErrorLog: errorLog,
+		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Fallback: s.fallback, Policy: s.policy, ErrorLog: errorLog,
 	})
 	s.outCh = newChanListener(&net.TCPAddr{})
 	s.inCh = newChanListener(&net.TCPAddr{})

@@ -54,7 +54,11 @@ func NewPlain(o Options, dir metrics.Direction) *Plain {
 		}
 		cc := netconn.NewCounted(c)
 		cc.WriteTimeout = o.WriteTimeout
-		cc.Attach(o.Metrics.TCP(metrics.TCPKey{Dir: dir, Peer: metrics.Dst}))
+		k := metrics.TCPKey{Dir: dir, Peer: metrics.Dst}
+		if dir == metrics.Outbound {
+			k.NoTLSReason = noTLSReason(ctx)
+		}
+		cc.Attach(o.Metrics.TCP(k))
 		return cc, nil
 	}
 	var p1, p2 http.Protocols
@@ -116,4 +120,19 @@ func (h fastOrSlow) RoundTrip(r *http.Request) (*http.Response, error) {
 		return h.fast.RoundTrip(r)
 	}
 	return h.slow.RoundTrip(r)
+}
+
+type noTLSReasonKey struct{}
+
+// WithNoTLSReason returns ctx carrying why a plaintext connection dialled for it has no
+// TLS (the no_tls_reason label); without it, NoTLSNotProvided.
+func WithNoTLSReason(ctx context.Context, reason string) context.Context {
+	return context.WithValue(ctx, noTLSReasonKey{}, reason)
+}
+
+func noTLSReason(ctx context.Context) string {
+	if r, ok := ctx.Value(noTLSReasonKey{}).(string); ok && r != "" {
+		return r
+	}
+	return NoTLSNotProvided
 }

@@ -60,6 +60,12 @@ type pod struct {
 // configuration cfg and the identity files, as UID 2102, and waits for /ready.
 func startPod(t *testing.T, ns *NS, dir, name, cfg string, id IdentityFiles, initArgs ...string) *pod {
 	t.Helper()
+	return startPodWith(t, ns, dir, name, cfg, id, nil, initArgs...)
+}
+
+// startPodWith is startPod with extra weft-proxy flags.
+func startPodWith(t *testing.T, ns *NS, dir, name, cfg string, id IdentityFiles, proxyArgs []string, initArgs ...string) *pod {
+	t.Helper()
 	runInit(t, ns, initArgs...)
 	proxy, err := bins.Get("./cmd/weft-proxy")
 	if err != nil {
@@ -70,7 +76,8 @@ func startPod(t *testing.T, ns *NS, dir, name, cfg string, id IdentityFiles, ini
 		t.Fatal(err)
 	}
 	p := &pod{ns: ns, proxyLog: &syncBuffer{}}
-	cmd := exec.Command(proxy, append([]string{"--config", cfgPath, "--log-level", "debug", "--shutdown-grace", "1s"}, id.Args()...)...)
+	args := append([]string{"--config", cfgPath, "--log-level", "debug", "--shutdown-grace", "1s"}, id.Args()...)
+	cmd := exec.Command(proxy, append(args, proxyArgs...)...)
 	cmd.Stdout, cmd.Stderr = p.proxyLog, p.proxyLog
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: proxyUID, Gid: proxyUID}}
 	if err := ns.Start(cmd); err != nil {
