@@ -170,6 +170,9 @@ func (r *MeshReconciler) reconcileNormal(ctx context.Context, mesh *meshv1alpha1
 	}
 	conds.summarizeReady(meshv1alpha1.ConditionAccepted, meshv1alpha1.ConditionTrustAnchorReady,
 		meshv1alpha1.ConditionIssuerReady, meshv1alpha1.ConditionIdentityReady)
+	// Only a rejected spec waits for the user; a chain being issued or renewed is
+	// progress, which kstatus reads from Ready being False.
+	conds.stallIfRejected()
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -177,14 +180,13 @@ func (r *MeshReconciler) reconcileNormal(ctx context.Context, mesh *meshv1alpha1
 }
 
 // reconcileAccepted: the API server has enforced the schema; what is left to check is
-// what CEL cannot see, the external issuer's existence.
-func (r *MeshReconciler) reconcileAccepted(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, _ *meshState) error {
-	conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, "The Mesh is valid")
-	return nil
-}
-
-// reconcileChain applies the cert-manager objects.
-func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, st *meshState) error {
+// what CEL cannot see, the external issuer's existence. A missing issuer is a spec error
+// until the user creates it or changes the reference: cert-manager cannot issue the
+// anchor the spec asks for, so the Mesh is not Accepted (and so neither Ready), and it
+// is Stalled. It used to be checked only while no anchor existed, so a Mesh switched
+// from its self-signed root to a missing issuer stayed Accepted and Ready, and GitOps
+// tools reported the change healthy while cert-manager could not act on it.
+func (r *MeshReconciler) reconcileAccepted(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, st *meshState) error {
 	if ref := mesh.Spec.Identity.ExternalIssuerRef; ref != nil && (ref.Group == "" || ref.Group == "cert-manager.io") {
 		var obj client.Object = &cmv1.Issuer{}
 		key := types.NamespacedName{Namespace: r.Namespace, Name: ref.Name}
@@ -192,11 +194,23 @@ func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.
 			obj, key = &cmv1.ClusterIssuer{}, types.NamespacedName{Name: ref.Name}
 		}
 		if err := r.Get(ctx, key, obj); apierrors.IsNotFound(err) {
-			st.anchorBlocked = fmt.Sprintf("%s %s named by spec.identity.externalIssuerRef does not exist; create it or remove the reference", ref.Kind, key)
+			what := key.String()
+			if ref.Kind == cmv1.ClusterIssuerKind {
+				what = key.Name
+			}
+			st.anchorBlocked = fmt.Sprintf("%s %s named by spec.identity.externalIssuerRef does not exist; create it or remove the reference", ref.Kind, what)
+			conds.set(meshv1alpha1.ConditionAccepted, false, meshv1alpha1.ReasonRefNotFound, st.anchorBlocked)
+			return nil
 		} else if err != nil {
 			return fmt.Errorf("getting the external issuer: %w", err)
 		}
 	}
+	conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, "The Mesh is valid")
+	return nil
+}
+
+// reconcileChain applies the cert-manager objects.
+func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.Mesh, _ conditions, _ *meshState) error {
 	return r.applyChain(ctx, mesh)
 }
 
