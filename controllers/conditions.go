@@ -17,6 +17,9 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -122,4 +125,18 @@ func (c conditions) stallIfRejected() bool {
 	}
 	c.settled()
 	return false
+}
+
+// stallAfterGrace is for a condition that is False because something it names is
+// missing: Reconciling until grace has passed since the condition turned False, Stalled
+// after that (the missing object waits for the user). It returns how long until the
+// grace ends (0 once stalled), so the caller can wake then: no event will.
+func (c conditions) stallAfterGrace(cond *metav1.Condition, grace time.Duration, now time.Time) time.Duration {
+	left := cond.LastTransitionTime.Add(grace).Sub(now)
+	if left <= 0 {
+		c.stalled(cond.Reason, cond.Message)
+		return 0
+	}
+	c.reconciling(cond.Reason, fmt.Sprintf("Waiting up to %s for the reference to resolve: %s", grace, cond.Message))
+	return left
 }

@@ -37,8 +37,8 @@ type Options struct {
 	Namespace string
 	// ClusterDomain is the cluster's DNS suffix; empty means cluster.local.
 	ClusterDomain string
-	// MissingRefGrace is how long an object may name a missing Service before it is
-	// Stalled; zero means DefaultMissingRefGrace.
+	// MissingRefGrace is how long an object may name a missing Service (or the Mesh a
+	// missing external issuer) before it is Stalled; zero means DefaultMissingRefGrace.
 	MissingRefGrace time.Duration
 }
 
@@ -60,6 +60,8 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("mesh-controller"),
 		Namespace: opts.Namespace,
+		// The same grace as the Services named by profiles and splits.
+		MissingRefGrace: opts.MissingRefGrace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Mesh reconciler: %w", err)
 	}

@@ -38,9 +38,9 @@ import (
 // on its self-signed root and is switched to an external issuer that does not exist.
 // cert-manager cannot issue the anchor the spec now asks for, yet the Mesh used to stay
 // Accepted and Ready (the missing issuer was reported only while no anchor existed), so
-// Flux and Argo CD called the change healthy. It must be not Accepted, not Ready and
-// Stalled at the new generation, keep publishing the anchor in use, and recover once
-// the issuer exists.
+// Flux and Argo CD called the change healthy. It must be not Accepted and not Ready at
+// the new generation, Reconciling for the grace a missing reference gets and Stalled
+// after it, keep publishing the anchor in use, and recover once the issuer exists.
 func TestMeshSwitchToMissingExternalIssuer(t *testing.T) {
 	m := startMeshEnv(t)
 	ctx := context.Background()
@@ -64,8 +64,23 @@ func TestMeshSwitchToMissingExternalIssuer(t *testing.T) {
 	if err := c.Patch(ctx, getMesh(t, c), patch); err != nil {
 		t.Fatal(err)
 	}
+	// Within the grace (the Issuer may be on its way in the same apply): not Accepted,
+	// Reconciling.
+	switched := time.Now()
+	eventually(t, 10*time.Second, func() error {
+		mesh := getMesh(t, c)
+		if !conditionIs(mesh.Status.Conditions, meshv1alpha1.ConditionAccepted, metav1.ConditionFalse, meshv1alpha1.ReasonRefNotFound, mesh.Generation) ||
+			!conditionIs(mesh.Status.Conditions, controllers.ConditionReconciling, metav1.ConditionTrue, meshv1alpha1.ReasonRefNotFound, mesh.Generation) {
+			return fmt.Errorf("within the grace: %+v, want Accepted=False and Reconciling=True, RefNotFound", mesh.Status.Conditions)
+		}
+		return nil
+	})
+	if d := time.Since(switched); d >= meshMissingRefGrace {
+		t.Fatalf("saw Reconciling only after %v, past the grace", d)
+	}
+	// After it: Stalled.
 	var stalled *meshv1alpha1.Mesh
-	eventually(t, 15*time.Second, func() error {
+	eventually(t, meshMissingRefGrace+15*time.Second, func() error {
 		mesh := getMesh(t, c)
 		gen := mesh.Generation
 		if gen == ready.Generation {

@@ -146,13 +146,7 @@ func (r *StatusReconciler[T, L]) setProgress(conds conditions) ctrl.Result {
 	if r.Now != nil {
 		now = r.Now
 	}
-	left := refs.LastTransitionTime.Add(grace).Sub(now())
-	if left <= 0 {
-		conds.stalled(refs.Reason, refs.Message)
-		return ctrl.Result{}
-	}
-	conds.reconciling(refs.Reason, fmt.Sprintf("Waiting up to %s for the reference to resolve: %s", grace, refs.Message))
-	return ctrl.Result{RequeueAfter: left}
+	return ctrl.Result{RequeueAfter: conds.stallAfterGrace(refs, grace, now())}
 }
 
 // setAccepted sets Accepted from the spec's validation, with a Warning Event when the
