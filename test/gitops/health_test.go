@@ -22,7 +22,12 @@ package gitops_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,6 +387,7 @@ func TestGitOpsHealth(t *testing.T) {
 				got, why = j.judge(t, u)
 				if got == st.want && strings.Count(why, st.says) >= 2 {
 					t.Logf("%s (%s)", got, why)
+					dump(t, st.name, u, got)
 					return
 				}
 				if time.Now().After(deadline) {
@@ -489,3 +495,23 @@ func TestGitOpsHealthPolicyKinds(t *testing.T) {
 		t.Errorf("Server changed, not yet observed: %s, want %s", got, progress)
 	}
 }
+
+// dump writes the judged object and the verdicts into $WEFT_GITOPS_DUMP, when set, so
+// the objects can be judged again by other implementations of the same tools (Flux's
+// own evaluator was run over them this way; docs/gitops.md).
+func dump(t *testing.T, name string, u *unstructured.Unstructured, v verdicts) {
+	dir := os.Getenv("WEFT_GITOPS_DUMP")
+	if dir == "" {
+		return
+	}
+	data, err := json.Marshal(map[string]any{"name": name, "object": u.Object, "verdicts": v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, fmt.Sprintf("%03d.json", dumped.Add(1)))
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var dumped atomic.Int32
