@@ -17,6 +17,9 @@ limitations under the License.
 package controllers
 
 import (
+	"fmt"
+	"time"
+
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -39,6 +42,19 @@ const (
 	// ReasonSigningStopped (IdentityReady): the identity service refuses to sign with
 	// the current issuer.
 	ReasonSigningStopped = "SigningStopped"
+)
+
+// kstatus's abnormal-true conditions (sigs.k8s.io/cli-utils/pkg/kstatus), which Flux,
+// kubectl wait and Argo CD's checks (config/gitops) read before Ready. They are present
+// only while they are True, as kstatus recommends: an object that is neither stalled nor
+// reconciling carries neither.
+const (
+	// ConditionStalled (kstatus Failed): the controller cannot make progress until the
+	// user changes something; the reason and message say what.
+	ConditionStalled = "Stalled"
+	// ConditionReconciling (kstatus InProgress): the controller is still working toward
+	// the spec, e.g. waiting out the grace a missing reference gets before it stalls.
+	ConditionReconciling = "Reconciling"
 )
 
 // conditions collects the conditions of one reconcile, each stamped with the generation
@@ -77,4 +93,50 @@ func (c conditions) summarizeReady(condTypes ...string) {
 		}
 	}
 	c.set(meshv1alpha1.ConditionReady, true, meshv1alpha1.ReasonReady, "Ready")
+}
+
+// stalled sets Stalled True (and drops Reconciling): a terminal error that waits for the
+// user.
+func (c conditions) stalled(reason, message string) {
+	meta.RemoveStatusCondition(c.list, ConditionReconciling)
+	c.set(ConditionStalled, true, reason, message)
+}
+
+// reconciling sets Reconciling True (and drops Stalled): progress is still expected
+// without the user.
+func (c conditions) reconciling(reason, message string) {
+	meta.RemoveStatusCondition(c.list, ConditionStalled)
+	c.set(ConditionReconciling, true, reason, message)
+}
+
+// settled drops Stalled and Reconciling: the controller has done what the spec asks.
+func (c conditions) settled() {
+	meta.RemoveStatusCondition(c.list, ConditionStalled)
+	meta.RemoveStatusCondition(c.list, ConditionReconciling)
+}
+
+// stallIfRejected sets Stalled from the Accepted condition when the spec was rejected
+// (a spec error only the user can fix), and settles otherwise. It reports whether the
+// object stalled.
+func (c conditions) stallIfRejected() bool {
+	if acc := meta.FindStatusCondition(*c.list, meshv1alpha1.ConditionAccepted); acc != nil && acc.Status == metav1.ConditionFalse {
+		c.stalled(acc.Reason, acc.Message)
+		return true
+	}
+	c.settled()
+	return false
+}
+
+// stallAfterGrace is for a condition that is False because something it names is
+// missing: Reconciling until grace has passed since the condition turned False, Stalled
+// after that (the missing object waits for the user). It returns how long until the
+// grace ends (0 once stalled), so the caller can wake then: no event will.
+func (c conditions) stallAfterGrace(cond *metav1.Condition, grace time.Duration, now time.Time) time.Duration {
+	left := cond.LastTransitionTime.Add(grace).Sub(now)
+	if left <= 0 {
+		c.stalled(cond.Reason, cond.Message)
+		return 0
+	}
+	c.reconciling(cond.Reason, fmt.Sprintf("Waiting up to %s for the reference to resolve: %s", grace, cond.Message))
+	return left
 }

@@ -24,6 +24,7 @@ package controllers
 import (
 	"cmp"
 	"fmt"
+	"time"
 
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,15 +37,22 @@ type Options struct {
 	Namespace string
 	// ClusterDomain is the cluster's DNS suffix; empty means cluster.local.
 	ClusterDomain string
+	// MissingRefGrace is how long an object may name a missing Service (or the Mesh a
+	// missing external issuer) before it is Stalled; zero means DefaultMissingRefGrace.
+	MissingRefGrace time.Duration
 }
 
 // AddToManager registers every reconciler with the manager.
 func AddToManager(mgr ctrl.Manager, opts Options) error {
 	opts.ClusterDomain = cmp.Or(opts.ClusterDomain, meshdefaults.ClusterDomain)
-	if err := NewServiceProfileReconciler(mgr.GetClient(), mgr.GetEventRecorder("serviceprofile-controller"), opts.ClusterDomain).SetupWithManager(mgr); err != nil {
+	profiles := NewServiceProfileReconciler(mgr.GetClient(), mgr.GetEventRecorder("serviceprofile-controller"), opts.ClusterDomain)
+	profiles.MissingRefGrace = opts.MissingRefGrace
+	if err := profiles.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the ServiceProfile reconciler: %w", err)
 	}
-	if err := NewTrafficSplitReconciler(mgr.GetClient(), mgr.GetEventRecorder("trafficsplit-controller")).SetupWithManager(mgr); err != nil {
+	splits := NewTrafficSplitReconciler(mgr.GetClient(), mgr.GetEventRecorder("trafficsplit-controller"))
+	splits.MissingRefGrace = opts.MissingRefGrace
+	if err := splits.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the TrafficSplit reconciler: %w", err)
 	}
 	if err := (&MeshReconciler{
@@ -52,6 +60,8 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("mesh-controller"),
 		Namespace: opts.Namespace,
+		// The same grace as the Services named by profiles and splits.
+		MissingRefGrace: opts.MissingRefGrace,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Mesh reconciler: %w", err)
 	}

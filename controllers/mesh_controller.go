@@ -17,6 +17,7 @@ limitations under the License.
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -84,6 +86,10 @@ type MeshReconciler struct {
 	// RetentionGrace is added to an old anchor's retention after the issuer moved off
 	// it. Default: 5m.
 	RetentionGrace time.Duration
+	// MissingRefGrace is how long the external issuer may be missing before the Mesh
+	// is Stalled; until then it is Reconciling, so a Mesh applied together with its
+	// Issuer does not fail a fail-fast health check. Default: DefaultMissingRefGrace.
+	MissingRefGrace time.Duration
 }
 
 // +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes,verbs=get;list;watch;update;patch
@@ -170,21 +176,37 @@ func (r *MeshReconciler) reconcileNormal(ctx context.Context, mesh *meshv1alpha1
 	}
 	conds.summarizeReady(meshv1alpha1.ConditionAccepted, meshv1alpha1.ConditionTrustAnchorReady,
 		meshv1alpha1.ConditionIssuerReady, meshv1alpha1.ConditionIdentityReady)
+	r.setProgress(conds, st)
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err
 	}
 	return ctrl.Result{RequeueAfter: max(st.next.Sub(r.now()), time.Second)}, nil
 }
 
-// reconcileAccepted: the API server has enforced the schema; what is left to check is
-// what CEL cannot see, the external issuer's existence.
-func (r *MeshReconciler) reconcileAccepted(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, _ *meshState) error {
-	conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, "The Mesh is valid")
-	return nil
+// setProgress sets kstatus's Stalled or Reconciling. The only spec error is a missing
+// external issuer, which gets the grace every missing reference gets; a chain being
+// issued or renewed is progress, which kstatus reads from Ready being False.
+func (r *MeshReconciler) setProgress(conds conditions, st *meshState) {
+	acc := meta.FindStatusCondition(*conds.list, meshv1alpha1.ConditionAccepted)
+	if acc == nil || acc.Status != metav1.ConditionFalse {
+		conds.settled()
+		return
+	}
+	grace := cmp.Or(r.MissingRefGrace, DefaultMissingRefGrace)
+	if left := conds.stallAfterGrace(acc, grace, r.now()); left > 0 {
+		st.wakeAt(r.now().Add(left))
+	}
 }
 
-// reconcileChain applies the cert-manager objects.
-func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, st *meshState) error {
+// reconcileAccepted: the API server has enforced the schema; what is left to check is
+// what CEL cannot see, the external issuer's existence. A missing issuer is a spec error
+// until the user creates it or changes the reference: cert-manager cannot issue the
+// anchor the spec asks for, so the Mesh is not Accepted (and so neither Ready), and
+// setProgress makes it Stalled once the grace for missing references has passed. It
+// used to be checked only while no anchor existed, so a Mesh switched from its
+// self-signed root to a missing issuer stayed Accepted and Ready, and GitOps tools
+// reported the change healthy while cert-manager could not act on it.
+func (r *MeshReconciler) reconcileAccepted(ctx context.Context, mesh *meshv1alpha1.Mesh, conds conditions, st *meshState) error {
 	if ref := mesh.Spec.Identity.ExternalIssuerRef; ref != nil && (ref.Group == "" || ref.Group == "cert-manager.io") {
 		var obj client.Object = &cmv1.Issuer{}
 		key := types.NamespacedName{Namespace: r.Namespace, Name: ref.Name}
@@ -192,11 +214,23 @@ func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.
 			obj, key = &cmv1.ClusterIssuer{}, types.NamespacedName{Name: ref.Name}
 		}
 		if err := r.Get(ctx, key, obj); apierrors.IsNotFound(err) {
-			st.anchorBlocked = fmt.Sprintf("%s %s named by spec.identity.externalIssuerRef does not exist; create it or remove the reference", ref.Kind, key)
+			what := key.String()
+			if ref.Kind == cmv1.ClusterIssuerKind {
+				what = key.Name
+			}
+			st.anchorBlocked = fmt.Sprintf("%s %s named by spec.identity.externalIssuerRef does not exist; create it or remove the reference", ref.Kind, what)
+			conds.set(meshv1alpha1.ConditionAccepted, false, meshv1alpha1.ReasonRefNotFound, st.anchorBlocked)
+			return nil
 		} else if err != nil {
 			return fmt.Errorf("getting the external issuer: %w", err)
 		}
 	}
+	conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, "The Mesh is valid")
+	return nil
+}
+
+// reconcileChain applies the cert-manager objects.
+func (r *MeshReconciler) reconcileChain(ctx context.Context, mesh *meshv1alpha1.Mesh, _ conditions, _ *meshState) error {
 	return r.applyChain(ctx, mesh)
 }
 

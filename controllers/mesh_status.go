@@ -111,19 +111,29 @@ func (r *MeshReconciler) reconcileTrustAnchor(ctx context.Context, mesh *meshv1a
 	if err != nil {
 		return err
 	}
-	if st.anchorBlocked != "" && anchor == nil {
-		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonRefNotFound, st.anchorBlocked)
-		return nil
-	}
 	if anchor == nil {
-		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonPending, missing)
+		if st.anchorBlocked != "" {
+			conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonRefNotFound, st.anchorBlocked)
+		} else {
+			conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonPending, missing)
+		}
 		return nil
 	}
 	st.anchor = anchor
 	prev := mesh.Status.TrustAnchor
 	mesh.Status.TrustAnchor = certStatus(crt, anchor)
 	r.recordIssuance(mesh, prev, mesh.Status.TrustAnchor, "trust anchor", ReasonTrustAnchorIssued, ReasonTrustAnchorRotated)
-	if reason, msg := r.checkRenewal(mesh, st, "The trust anchor", TrustAnchorName, crt, anchor, 0); reason != "" {
+	reason, msg := r.checkRenewal(mesh, st, "The trust anchor", TrustAnchorName, crt, anchor, 0)
+	if st.anchorBlocked != "" {
+		// The anchor cert-manager issued before stays published (the bundle phase
+		// keeps it), so workloads keep working; the one the spec asks for cannot be
+		// issued, nor this one renewed.
+		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, meshv1alpha1.ReasonRefNotFound,
+			fmt.Sprintf("%s; cert-manager cannot issue the trust anchor the spec asks for, and anchor %s stays in use until it can",
+				st.anchorBlocked, mesh.Status.TrustAnchor.SerialNumber))
+		return nil
+	}
+	if reason != "" {
 		conds.set(meshv1alpha1.ConditionTrustAnchorReady, false, reason, msg)
 		return nil
 	}

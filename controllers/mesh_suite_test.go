@@ -66,6 +66,10 @@ import (
 
 const controlPlaneNS = "weft-system"
 
+// meshMissingRefGrace is how long the Mesh's external issuer may be missing before the
+// Mesh is Stalled, short so that tests see both sides of it.
+const meshMissingRefGrace = 3 * time.Second
+
 // offsetClock is real time plus an offset the test can move forward: the reconciler's
 // retention decisions can be fast-forwarded while cert-manager and the API server keep
 // real time.
@@ -145,6 +149,7 @@ func startMeshEnv(t *testing.T) *meshEnv {
 		Now:               clock.Now,
 		BundlePropagation: 2 * time.Second,
 		RetentionGrace:    time.Minute,
+		MissingRefGrace:   meshMissingRefGrace,
 	}).SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

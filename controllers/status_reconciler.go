@@ -19,9 +19,11 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -44,14 +46,29 @@ const statusServiceIndex = "weft.status.service"
 // Every reconcile runs the same phases, in order: restate the spec in status, set
 // Accepted from the spec's validation (internal/validation, the rules the webhooks
 // reject with), set ResolvedRefs from whether the named Services exist, and summarise
-// Ready from the two; the status is written once, in a deferred patch. A change to a
-// named Service reconciles again, so the order in which GitOps applies objects never
-// matters. What differs per kind is in its statusKind.
+// Ready from the two, then kstatus's Stalled or Reconciling (setProgress); the status is
+// written once, in a deferred patch. A change to a named Service reconciles again, so
+// the order in which GitOps applies objects never matters. What differs per kind is in
+// its statusKind.
 type StatusReconciler[T client.Object, L client.ObjectList] struct {
 	client.Client
 	Recorder events.EventRecorder
-	kind     statusKind[T, L]
+	// MissingRefGrace is how long a named object may be missing (ResolvedRefs False)
+	// before the object is Stalled; until then it is Reconciling. Default:
+	// DefaultMissingRefGrace.
+	MissingRefGrace time.Duration
+	// Now is the clock of the grace. Default: time.Now.
+	Now  func() time.Time
+	kind statusKind[T, L]
 }
+
+// DefaultMissingRefGrace is how long a missing reference counts as progress rather than
+// a failure. GitOps tools apply a Service and the objects naming it together, and the
+// controller's cache can see the object a moment before the Service: judged Failed at
+// once, such an apply would fail Flux's fail-fast health check for a reference that
+// resolves a second later. A Service still missing after the grace waits for the user,
+// so it is terminal, and a health check should stop waiting for it.
+const DefaultMissingRefGrace = 30 * time.Second
 
 // statusKind is what StatusReconciler needs to know about one kind.
 type statusKind[T client.Object, L client.ObjectList] struct {
@@ -94,18 +111,42 @@ func (r *StatusReconciler[T, L]) Reconcile(ctx context.Context, req ctrl.Request
 	if !obj.GetDeletionTimestamp().IsZero() {
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, r.reconcileNormal(ctx, obj)
+	return r.reconcileNormal(ctx, obj)
 }
 
-func (r *StatusReconciler[T, L]) reconcileNormal(ctx context.Context, obj T) error {
+func (r *StatusReconciler[T, L]) reconcileNormal(ctx context.Context, obj T) (ctrl.Result, error) {
 	conds := conditions{list: r.kind.conditions(obj), generation: obj.GetGeneration()}
 	r.kind.restate(obj)
 	r.setAccepted(obj, conds)
 	if err := r.kind.resolveRefs(ctx, r.Client, r.Recorder, obj, conds); err != nil {
-		return err
+		return ctrl.Result{}, err
 	}
 	conds.summarizeReady(meshv1alpha1.ConditionAccepted, meshv1alpha1.ConditionResolvedRefs)
-	return nil
+	return r.setProgress(conds), nil
+}
+
+// setProgress sets kstatus's Stalled or Reconciling, so that Flux and Argo CD tell an
+// object that waits for the user (Failed) from one that is still converging
+// (InProgress): an invalid spec stalls at once; a missing reference is Reconciling for
+// MissingRefGrace after ResolvedRefs turned False, and Stalled after that. The result
+// wakes the reconciler when the grace ends, since no event would.
+func (r *StatusReconciler[T, L]) setProgress(conds conditions) ctrl.Result {
+	if conds.stallIfRejected() {
+		return ctrl.Result{}
+	}
+	refs := meta.FindStatusCondition(*conds.list, meshv1alpha1.ConditionResolvedRefs)
+	if refs == nil || refs.Status == metav1.ConditionTrue {
+		return ctrl.Result{}
+	}
+	grace := r.MissingRefGrace
+	if grace <= 0 {
+		grace = DefaultMissingRefGrace
+	}
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	return ctrl.Result{RequeueAfter: conds.stallAfterGrace(refs, grace, now())}
 }
 
 // setAccepted sets Accepted from the spec's validation, with a Warning Event when the

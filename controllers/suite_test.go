@@ -35,6 +35,10 @@ import (
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
+// suiteMissingRefGrace is the grace a missing Service gets before the object is
+// Stalled, short so that tests see both sides of it.
+const suiteMissingRefGrace = 3 * time.Second
+
 // startControllers starts a real API server and a manager running every reconciler, and
 // returns a client for the test. Everything stops when the test ends.
 func startControllers(t *testing.T) client.Client {
@@ -66,7 +70,7 @@ func startControllers(t *testing.T) client.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: "weft-system"}); err != nil {
+	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: "weft-system", MissingRefGrace: suiteMissingRefGrace}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
