@@ -72,7 +72,9 @@ func slimPod(obj any) (any, error) {
 			for _, cp := range c.Ports {
 				ports = append(ports, corev1.ContainerPort{Name: cp.Name, ContainerPort: cp.ContainerPort, Protocol: cp.Protocol})
 			}
-			out = append(out, corev1.Container{Name: c.Name, Ports: ports})
+			// restartPolicy tells a native sidecar (whose ports serve) from an init
+			// container.
+			out = append(out, corev1.Container{Name: c.Name, Ports: ports, RestartPolicy: c.RestartPolicy})
 		}
 		return out
 	}

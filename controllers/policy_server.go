@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,6 +34,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // +kubebuilder:rbac:groups=policy.weft.dev,resources=servers,verbs=get;list;watch
@@ -85,29 +87,42 @@ var podSelectionChanged = predicate.Funcs{
 	},
 }
 
-// serverPort is the port a Server selects on a pod: its number, or the pod's container
-// port of its name (TCP); ok is false when the pod has no port of that name, and then
-// the Server does not select the pod.
-func serverPort(s *policyv1alpha1.Server, pod *corev1.Pod) (int32, bool) {
+// serverPorts are the ports a Server selects on a pod: its number, or every port of
+// that name of the pod's containers and native sidecars (the proxy's own aside); none
+// when the pod has no port of that name, and then the Server does not select the pod.
+// The inbound compiler resolves ports the same way.
+func serverPorts(s *policyv1alpha1.Server, pod *corev1.Pod) []int32 {
 	if s.Spec.Port.Type == intstr.Int {
-		return s.Spec.Port.IntVal, true
+		return []int32{s.Spec.Port.IntVal}
 	}
-	for _, c := range pod.Spec.Containers {
+	var out []int32
+	add := func(c *corev1.Container) {
+		if c.Name == meshdefaults.ProxyContainerName {
+			return
+		}
 		for _, p := range c.Ports {
-			if p.Name == s.Spec.Port.StrVal && (p.Protocol == "" || p.Protocol == corev1.ProtocolTCP) {
-				return p.ContainerPort, true
+			if p.Name == s.Spec.Port.StrVal && !slices.Contains(out, p.ContainerPort) {
+				out = append(out, p.ContainerPort)
 			}
 		}
 	}
-	return 0, false
+	for i := range pod.Spec.InitContainers {
+		if c := &pod.Spec.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			add(c)
+		}
+	}
+	for i := range pod.Spec.Containers {
+		add(&pod.Spec.Containers[i])
+	}
+	return out
 }
 
-// selects says whether s selects pod, and on which port.
-func selects(s *policyv1alpha1.Server, sel labels.Selector, pod *corev1.Pod) (int32, bool) {
+// selects returns the ports s selects on pod, none when it does not select the pod.
+func selects(s *policyv1alpha1.Server, sel labels.Selector, pod *corev1.Pod) []int32 {
 	if pod.Namespace != s.Namespace || !pod.DeletionTimestamp.IsZero() || !sel.Matches(labels.Set(pod.Labels)) {
-		return 0, false
+		return nil
 	}
-	return serverPort(s, pod)
+	return serverPorts(s, pod)
 }
 
 // OlderServer says whether a takes precedence over b where both select the same port
@@ -136,8 +151,8 @@ func acceptServer(ctx context.Context, c client.Reader, rec events.EventRecorder
 	sel, _ := metav1.LabelSelectorAsSelector(&s.Spec.PodSelector) // validated before accept runs
 	for i := range pods.Items {
 		pod := &pods.Items[i]
-		port, ok := selects(s, sel, pod)
-		if !ok {
+		ports := selects(s, sel, pod)
+		if len(ports) == 0 {
 			continue
 		}
 		for j := range others.Items {
@@ -149,7 +164,10 @@ func acceptServer(ctx context.Context, c client.Reader, rec events.EventRecorder
 			if err != nil {
 				continue // an invalid Server selects nothing
 			}
-			if oport, ok := selects(o, osel, pod); ok && oport == port {
+			for _, port := range selects(o, osel, pod) {
+				if !slices.Contains(ports, port) {
+					continue
+				}
 				msg := fmt.Sprintf("Server %s is older and selects port %d of pod %s too; that port follows %s there. "+
 					"Change this Server's podSelector or port, or delete one of the two", o.Name, port, pod.Name, o.Name)
 				conds.set(meshv1alpha1.ConditionAccepted, false, ReasonConflicted, msg)
@@ -181,7 +199,7 @@ func resolveServerPods(ctx context.Context, c client.Reader, _ events.EventRecor
 			continue
 		}
 		matched++
-		if _, ok := serverPort(s, pod); ok {
+		if len(serverPorts(s, pod)) > 0 {
 			selected++
 		}
 	}
@@ -191,7 +209,7 @@ func resolveServerPods(ctx context.Context, c client.Reader, _ events.EventRecor
 			fmt.Sprintf("The Server selects port %s of %d pod(s)", s.Spec.Port.String(), selected))
 	case matched > 0:
 		conds.set(meshv1alpha1.ConditionResolvedRefs, true, ReasonNoPodsSelected,
-			fmt.Sprintf("The podSelector matches %d pod(s) but none has a TCP container port named %q; fix the port name, "+
+			fmt.Sprintf("The podSelector matches %d pod(s) but none has a container port named %q; fix the port name, "+
 				"or the Server applies to pods that get one", matched, s.Spec.Port.StrVal))
 	default:
 		conds.set(meshv1alpha1.ConditionResolvedRefs, true, ReasonNoPodsSelected,

@@ -135,7 +135,7 @@ func TestPolicyStatus(t *testing.T) {
 			t.Fatal(err)
 		}
 		eventually(t, wait, policyCondition(c, named, func() []metav1.Condition { return named.Status.Conditions },
-			meshv1alpha1.ConditionResolvedRefs, metav1.ConditionTrue, controllers.ReasonNoPodsSelected, `none has a TCP container port named "grpc"`))
+			meshv1alpha1.ConditionResolvedRefs, metav1.ConditionTrue, controllers.ReasonNoPodsSelected, `none has a container port named "grpc"`))
 	})
 
 	t.Run("AuthorizationPolicy resolves when its references appear", func(t *testing.T) {
