@@ -74,8 +74,18 @@ var servers = statusKind[*policyv1alpha1.Server, *policyv1alpha1.ServerList]{
 	},
 	fixPrefix:    "Fix the spec: ",
 	validMessage: "The Server is valid",
-	accept:       acceptServer,
-	resolveRefs:  resolveServerPods,
+	resolveRefs:  resolveServer,
+}
+
+// resolveServer runs the phases that read other objects: the conflicts that may set
+// Accepted False (only for a valid spec), then ResolvedRefs.
+func resolveServer(ctx context.Context, c client.Reader, rec events.EventRecorder, s *policyv1alpha1.Server, conds conditions) error {
+	if accepted(conds) {
+		if err := acceptServer(ctx, c, rec, s, conds); err != nil {
+			return err
+		}
+	}
+	return resolveServerPods(ctx, c, rec, s, conds)
 }
 
 // podSelectionChanged passes the pod events that can change which Servers select the

@@ -90,10 +90,6 @@ type statusKind[T client.Object, L client.ObjectList] struct {
 	validate     func(T) field.ErrorList
 	fixPrefix    string
 	validMessage string
-	// accept, when set, runs after a valid spec set Accepted True and may set it False
-	// for what depends on other objects (a Server that conflicts with an older one).
-	// It returns only errors that are worth a retry.
-	accept func(ctx context.Context, c client.Reader, rec events.EventRecorder, obj T, conds conditions) error
 	// resolveRefs sets ResolvedRefs: whether the Services the object names exist. It
 	// returns only errors that are worth a retry (reads that failed).
 	resolveRefs func(ctx context.Context, c client.Reader, rec events.EventRecorder, obj T, conds conditions) error
@@ -120,11 +116,7 @@ func (r *StatusReconciler[T, L]) Reconcile(ctx context.Context, req ctrl.Request
 func (r *StatusReconciler[T, L]) reconcileNormal(ctx context.Context, obj T) error {
 	conds := conditions{list: r.kind.conditions(obj), generation: obj.GetGeneration()}
 	r.kind.restate(obj)
-	if r.setAccepted(obj, conds) && r.kind.accept != nil {
-		if err := r.kind.accept(ctx, r.Client, r.Recorder, obj, conds); err != nil {
-			return err
-		}
-	}
+	r.setAccepted(obj, conds)
 	if err := r.kind.resolveRefs(ctx, r.Client, r.Recorder, obj, conds); err != nil {
 		return err
 	}
@@ -133,17 +125,16 @@ func (r *StatusReconciler[T, L]) reconcileNormal(ctx context.Context, obj T) err
 }
 
 // setAccepted sets Accepted from the spec's validation, with a Warning Event when the
-// spec is invalid, and reports whether it is valid.
-func (r *StatusReconciler[T, L]) setAccepted(obj T, conds conditions) bool {
+// spec is invalid.
+func (r *StatusReconciler[T, L]) setAccepted(obj T, conds conditions) {
 	errs := r.kind.validate(obj)
 	if len(errs) == 0 {
 		conds.set(meshv1alpha1.ConditionAccepted, true, meshv1alpha1.ReasonAccepted, r.kind.validMessage)
-		return true
+		return
 	}
 	msg := r.kind.fixPrefix + errs.ToAggregate().Error()
 	conds.set(meshv1alpha1.ConditionAccepted, false, meshv1alpha1.ReasonInvalid, msg)
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonInvalid, "Validate", msg)
-	return false
 }
 
 // SetupWithManager watches the objects of the reconciler's kind and the objects they
