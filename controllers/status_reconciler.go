@@ -19,7 +19,6 @@ package controllers
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -157,7 +156,7 @@ func (r *StatusReconciler[T, L]) SetupWithManager(mgr ctrl.Manager) error {
 	for _, w := range r.kind.watches {
 		b = b.Watches(w.object, handler.EnqueueRequestsFromMapFunc(r.objectsFor(w)), builder.WithPredicates(w.predicates...))
 	}
-	return b.Named(strings.ToLower(r.kind.name)).Complete(r)
+	return b.Complete(r)
 }
 
 // refWatch is a kind whose events reconcile the objects of a StatusReconciler.

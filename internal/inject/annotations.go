@@ -89,6 +89,12 @@ var removedKnobs = map[string]string{
 // Config is the effective proxy configuration of one pod: the Mesh's spec.proxy, then
 // the namespace's config.weft.dev/* annotations, then the pod's.
 type Config struct {
+	// ClusterNetworks and ProbePaths are the values of WEFT_CLUSTER_NETWORKS and
+	// WEFT_INBOUND_PROBE_PATHS, from the Mesh and the pod's spec (no annotation sets
+	// them).
+	ClusterNetworks string
+	ProbePaths      string
+
 	ProxyImage           string
 	InitImage            string
 	ImagePullPolicy      corev1.PullPolicy
@@ -103,13 +109,8 @@ type Config struct {
 	SkipOutboundPorts    []iptables.PortRange
 	SkipSubnets          []netip.Prefix
 	DefaultInboundPolicy string
-	// ClusterNetworks and ProbePaths are the values of WEFT_CLUSTER_NETWORKS and
-	// WEFT_INBOUND_PROBE_PATHS, from the Mesh and the pod's spec (no annotation sets
-	// them).
-	ClusterNetworks string
-	ProbePaths      string
-	ConnectTimeout  time.Duration
-	DetectTimeout   time.Duration
+	ConnectTimeout       time.Duration
+	DetectTimeout        time.Duration
 }
 
 // configFromMesh is the starting point before any annotation applies.
