@@ -34,38 +34,14 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
+	"github.com/weftmesh/weft/internal/inbound"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
-// authzInput is everything one pod's inbound policy is compiled from. Its fields are
-// internal/inbound.Input's, in the same order and of the same types, so that one
-// converts to the other: compileInbound below is inbound.Compile(inbound.Input(in)).
-type authzInput struct {
-	Pod                    *corev1.Pod
-	Namespace              *corev1.Namespace
-	Mesh                   *meshv1alpha1.Mesh
-	Servers                []*policyv1alpha1.Server
-	AuthorizationPolicies  []*policyv1alpha1.AuthorizationPolicy
-	MeshTLSAuthentications []*policyv1alpha1.MeshTLSAuthentication
-	NetworkAuthentications []*policyv1alpha1.NetworkAuthentication
-	HTTPRoutes             []*gatewayv1.HTTPRoute
-	GRPCRoutes             []*gatewayv1.GRPCRoute
-}
-
 // compileInbound is the control plane's inbound policy compiler, so that weft authz
 // shows exactly what the pod's proxy enforces rather than a second reading of the
-// resources.
-//
-// WIRE-ME (merge of the policy-api and inbound-cp branches): internal/inbound is not on
-// this branch yet. Once it is, replace nil with
-//
-//	func(in authzInput) *api.InboundPolicy { return inbound.Compile(inbound.Input(in)) }
-//
-// and delete errNoCompiler. Everything up to this call (finding the pods, gathering
-// the input) and everything after it (the rendering) is tested.
-var compileInbound func(authzInput) *api.InboundPolicy
-
-var errNoCompiler = errors.New("this build of weft has no inbound policy compiler (internal/inbound); build weft from a tree that has it")
+// resources. A variable so that a test can stand in for it.
+var compileInbound = inbound.Compile
 
 type authzOptions struct {
 	target string // deploy/web, sts/db, ds/x, pod/web-1, or a pod's name
@@ -120,7 +96,7 @@ func runAuthz(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 
 // authz finds the target's pods, compiles each one's inbound policy and prints them,
 // pods with the same policy together.
-func authz(ctx context.Context, c client.Client, ns string, o authzOptions, compile func(authzInput) *api.InboundPolicy, w io.Writer) error {
+func authz(ctx context.Context, c client.Client, ns string, o authzOptions, compile func(inbound.Input) *api.InboundPolicy, w io.Writer) error {
 	pods, err := targetPods(ctx, c, ns, o.target)
 	if err != nil {
 		return err
@@ -131,9 +107,6 @@ func authz(ctx context.Context, c client.Client, ns string, o authzOptions, comp
 	base, err := gatherAuthzInput(ctx, c, ns)
 	if err != nil {
 		return err
-	}
-	if compile == nil {
-		return errNoCompiler
 	}
 	type group struct {
 		pods   []string
@@ -209,8 +182,8 @@ func targetPods(ctx context.Context, c client.Client, ns, target string) ([]*cor
 // gatherAuthzInput reads, once, what every pod of the namespace compiles from: the
 // namespace, the Mesh, the namespace's Servers, AuthorizationPolicies and routes, and
 // the authentications of every namespace (policies may reference them across).
-func gatherAuthzInput(ctx context.Context, c client.Client, ns string) (authzInput, error) {
-	var in authzInput
+func gatherAuthzInput(ctx context.Context, c client.Client, ns string) (inbound.Input, error) {
+	var in inbound.Input
 	nsObj := &corev1.Namespace{}
 	switch err := c.Get(ctx, types.NamespacedName{Name: ns}, nsObj); {
 	case apierrors.IsNotFound(err):

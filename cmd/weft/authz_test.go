@@ -19,7 +19,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
+	"github.com/weftmesh/weft/internal/inbound"
 	"github.com/weftmesh/weft/internal/scheme"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
@@ -104,7 +104,7 @@ every port: default policy all-unauthenticated, protocol detected
 // a Deployment's pods through their ReplicaSet, and hands the compiler each pod with
 // the objects the Input contract asks for (the namespace's Servers, policies and
 // routes; the authentications of every namespace), then prints pods with the same
-// policy together. Without a compiler it says so, after the same gathering.
+// policy together; then the same through the control plane's compiler.
 func TestAuthzInput(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an API server")
@@ -157,8 +157,8 @@ func TestAuthzInput(t *testing.T) {
 	must(c.Create(ctx, &policyv1alpha1.MeshTLSAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: "ops", Name: "ops-team"},
 		Spec: policyv1alpha1.MeshTLSAuthenticationSpec{Identities: []policyv1alpha1.Identity{"*"}}}))
 
-	var seen []authzInput
-	compile := func(in authzInput) *api.InboundPolicy {
+	var seen []inbound.Input
+	compile := func(in inbound.Input) *api.InboundPolicy {
 		seen = append(seen, in)
 		return samplePolicy("1a2b3c4d")
 	}
@@ -201,7 +201,14 @@ func TestAuthzInput(t *testing.T) {
 	if err := authz(ctx, c, "shop", authzOptions{target: "svc/books"}, compile, &out); err == nil || !strings.Contains(err.Error(), "want deploy/NAME") {
 		t.Errorf("unknown kind: error %v", err)
 	}
-	if err := authz(ctx, c, "shop", authzOptions{target: "deploy/books"}, nil, &out); !errors.Is(err, errNoCompiler) {
-		t.Errorf("without a compiler: error %v, want errNoCompiler", err)
+
+	// And with the control plane's compiler: the Server and probe as the proxy gets them.
+	out.Reset()
+	must(authz(ctx, c, "shop", authzOptions{target: "deploy/books"}, compileInbound, &out))
+	for _, want := range []string{"port 8080: Server shop/books-http, protocol detected", "allow: no client is authorized on the whole port",
+		"every other port: default policy all-unauthenticated", "allow default all-unauthenticated: any client, authenticated or not"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("weft authz with the real compiler lacks %q:\n%s", want, out.String())
+		}
 	}
 }
