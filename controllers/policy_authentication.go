@@ -30,6 +30,8 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
+	"github.com/weftmesh/weft/internal/inbound"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // +kubebuilder:rbac:groups=policy.weft.dev,resources=meshtlsauthentications;networkauthentications,verbs=get;list;watch
@@ -65,22 +67,19 @@ var meshTLSAuthentications = statusKind[*policyv1alpha1.MeshTLSAuthentication, *
 	resolveRefs:  resolveIdentityRefs,
 }
 
-// validateMeshTLSAuthentication repeats the CRD's rules (for objects stored before
-// them): exactly one of identities and identityRefs, and only ServiceAccount and
-// Namespace references.
+// validateMeshTLSAuthentication checks what the inbound compiler reads
+// (inbound.IdentitySet: every identity one Weft can name, references of the two kinds)
+// and the CRD's rule that exactly one of identities and identityRefs is set. The trust
+// domain only renames Linkerd identities; it never decides validity.
 func validateMeshTLSAuthentication(m *policyv1alpha1.MeshTLSAuthentication) field.ErrorList {
-	var errs field.ErrorList
 	spec := field.NewPath("spec")
 	if (len(m.Spec.Identities) == 0) == (len(m.Spec.IdentityRefs) == 0) {
-		errs = append(errs, field.Invalid(spec, "", "set exactly one of identities or identityRefs"))
+		return field.ErrorList{field.Invalid(spec, "", "set exactly one of identities or identityRefs")}
 	}
-	for i, r := range m.Spec.IdentityRefs {
-		if r.Group != "" || (r.Kind != "ServiceAccount" && r.Kind != "Namespace") {
-			errs = append(errs, field.NotSupported(spec.Child("identityRefs").Index(i).Child("kind"), r.Group+"/"+r.Kind,
-				[]string{"ServiceAccount", "Namespace"}))
-		}
+	if _, err := inbound.IdentitySet(m, meshdefaults.TrustDomain); err != nil {
+		return field.ErrorList{field.Invalid(spec, "", err.Error())}
 	}
-	return errs
+	return nil
 }
 
 // identityRefNamespaces are the namespaces an authentication's identityRefs name: a
@@ -157,35 +156,32 @@ var networkAuthentications = statusKind[*policyv1alpha1.NetworkAuthentication, *
 	},
 }
 
-// parseNetwork reads a CIDR or a single address as a prefix.
-func parseNetwork(s policyv1alpha1.NetworkAddress) (netip.Prefix, bool) {
-	if p, err := netip.ParsePrefix(string(s)); err == nil {
-		return p.Masked(), true
-	}
-	a, err := netip.ParseAddr(string(s))
-	if err != nil {
-		return netip.Prefix{}, false
-	}
-	return netip.PrefixFrom(a, a.BitLen()), true
-}
-
-// validateNetworkAuthentication repeats the CRD's rules (for objects stored before
-// them): every network parses, and every except entry lies inside its network.
+// validateNetworkAuthentication checks what the inbound compiler reads
+// (inbound.NetworkSet: every network parses) and the CRD's rule that every except
+// entry lies inside its network.
 func validateNetworkAuthentication(n *policyv1alpha1.NetworkAuthentication) field.ErrorList {
+	if _, err := inbound.NetworkSet(n); err != nil {
+		return field.ErrorList{field.Invalid(field.NewPath("spec", "networks"), "", err.Error())}
+	}
 	var errs field.ErrorList
 	for i, nw := range n.Spec.Networks {
-		p := field.NewPath("spec", "networks").Index(i)
-		cidr, ok := parseNetwork(nw.Cidr)
-		if !ok {
-			errs = append(errs, field.Invalid(p.Child("cidr"), nw.Cidr, "must be an IP network such as 10.0.0.0/8, or an address"))
-			continue
-		}
+		cidr := parseNetwork(nw.Cidr)
 		for j, e := range nw.Except {
-			ex, ok := parseNetwork(e)
-			if !ok || !cidr.Contains(ex.Addr()) || ex.Bits() < cidr.Bits() {
-				errs = append(errs, field.Invalid(p.Child("except").Index(j), e, "must be a network or address inside "+string(nw.Cidr)))
+			if ex := parseNetwork(e); !cidr.Contains(ex.Addr()) || ex.Bits() < cidr.Bits() {
+				errs = append(errs, field.Invalid(field.NewPath("spec", "networks").Index(i).Child("except").Index(j), e,
+					"must be a network or address inside "+string(nw.Cidr)))
 			}
 		}
 	}
 	return errs
+}
+
+// parseNetwork reads a CIDR or a single address as a prefix; inbound.NetworkSet has
+// checked that it parses.
+func parseNetwork(s policyv1alpha1.NetworkAddress) netip.Prefix {
+	if p, err := netip.ParsePrefix(string(s)); err == nil {
+		return p.Masked()
+	}
+	a, _ := netip.ParseAddr(string(s))
+	return netip.PrefixFrom(a, a.BitLen())
 }

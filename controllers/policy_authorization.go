@@ -31,6 +31,8 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
+	"github.com/weftmesh/weft/internal/inbound"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 // +kubebuilder:rbac:groups=policy.weft.dev,resources=authorizationpolicies,verbs=get;list;watch
@@ -178,13 +180,19 @@ func resolveAuthorizationRefs(ctx context.Context, c client.Reader, rec events.E
 	if !ok {
 		missing = append(missing, missingRef{kind, key.Namespace, key.Name})
 	}
+	var (
+		meshTLS  []*policyv1alpha1.MeshTLSAuthentication
+		networks []*policyv1alpha1.NetworkAuthentication
+	)
 	for _, r := range a.Spec.RequiredAuthenticationRefs {
 		var obj client.Object
 		switch authnKind(r) {
 		case "MeshTLSAuthentication":
-			obj = &policyv1alpha1.MeshTLSAuthentication{}
+			m := &policyv1alpha1.MeshTLSAuthentication{}
+			meshTLS, obj = append(meshTLS, m), m
 		case "NetworkAuthentication":
-			obj = &policyv1alpha1.NetworkAuthentication{}
+			n := &policyv1alpha1.NetworkAuthentication{}
+			networks, obj = append(networks, n), n
 		default:
 			continue // a ServiceAccount is an identity; see authorizationRefs
 		}
@@ -199,6 +207,15 @@ func resolveAuthorizationRefs(ctx context.Context, c client.Reader, rec events.E
 	}
 	if len(missing) > 0 {
 		setMissing(rec, a, conds, missing, authorizesNothing)
+		return nil
+	}
+	// Everything exists; what the compiler cannot read (an identity it cannot name) is
+	// reported in its words. The trust domain only renames Linkerd identities, it
+	// never decides whether one resolves.
+	if _, err := inbound.Authorization(a, meshTLS, networks, meshdefaults.TrustDomain); err != nil {
+		msg := err.Error() + authorizesNothing
+		conds.set(meshv1alpha1.ConditionResolvedRefs, false, ReasonUnresolvable, msg)
+		rec.Eventf(a, nil, corev1.EventTypeWarning, ReasonUnresolvable, "Resolve", msg)
 		return nil
 	}
 	if ok && (kind == "HTTPRoute" || kind == "GRPCRoute") && !routeHasServerParent(target) {

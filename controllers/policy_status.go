@@ -44,6 +44,10 @@ const (
 	// ReasonRouteNotAttached (AuthorizationPolicy, ResolvedRefs False): the target
 	// route exists but no parentRef of it names a Server, so the policy admits nothing.
 	ReasonRouteNotAttached = "RouteNotAttached"
+	// ReasonUnresolvable (AuthorizationPolicy, ResolvedRefs False): the objects exist but
+	// the inbound compiler cannot use one (an identity it cannot name); the message is
+	// the compiler's.
+	ReasonUnresolvable = "Unresolvable"
 	// ReasonNoReferences (ResolvedRefs True): the object names nothing to resolve.
 	ReasonNoReferences = "NoReferences"
 )

@@ -243,6 +243,32 @@ func TestPolicyStatus(t *testing.T) {
 			"authorizes nothing"))
 	})
 
+	t.Run("an identity the compiler cannot name", func(t *testing.T) {
+		// "web.shop" passes the schema's pattern (a DNS-like name) but is not Linkerd's
+		// <sa>.<ns>.serviceaccount.identity.<...>: the compiler cannot match it, so the
+		// authentication is not accepted and a policy that requires it authorizes nothing.
+		m := &policyv1alpha1.MeshTLSAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "bad-id"},
+			Spec: policyv1alpha1.MeshTLSAuthenticationSpec{Identities: []policyv1alpha1.Identity{"web.shop"}}}
+		if err := c.Create(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, wait, policyCondition(c, m, func() []metav1.Condition { return m.Status.Conditions },
+			meshv1alpha1.ConditionAccepted, metav1.ConditionFalse, meshv1alpha1.ReasonInvalid, `identity "web.shop" is not a SPIFFE ID`))
+		ap := &policyv1alpha1.AuthorizationPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "needs-bad-id"},
+			Spec: policyv1alpha1.AuthorizationPolicySpec{
+				TargetRef:                  policyv1alpha1.TargetReference{Kind: "Namespace", Name: ns},
+				RequiredAuthenticationRefs: []policyv1alpha1.AuthenticationReference{{Group: "policy.weft.dev", Kind: "MeshTLSAuthentication", Name: "bad-id"}},
+			},
+		}
+		if err := c.Create(ctx, ap); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, wait, policyCondition(c, ap, func() []metav1.Condition { return ap.Status.Conditions },
+			meshv1alpha1.ConditionResolvedRefs, metav1.ConditionFalse, controllers.ReasonUnresolvable,
+			`MeshTLSAuthentication shop/bad-id: identity "web.shop" is not a SPIFFE ID`))
+	})
+
 	t.Run("MeshTLSAuthentication names a namespace that appears later", func(t *testing.T) {
 		m := &policyv1alpha1.MeshTLSAuthentication{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "from-billing"},
 			Spec: policyv1alpha1.MeshTLSAuthenticationSpec{IdentityRefs: []policyv1alpha1.IdentityReference{
