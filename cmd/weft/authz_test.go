@@ -212,3 +212,22 @@ func TestAuthzInput(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingProbes: weft check's comparison of a pod's HTTP probes with the probe paths
+// of its compiled policy finds each one the policy does not exempt.
+func TestMissingProbes(t *testing.T) {
+	p := &api.InboundPolicy{Servers: []*api.InboundServer{
+		{Port: 8080, ProbePaths: []string{"/healthz", "/ready"}},
+		{Port: 9090},
+	}}
+	for _, tc := range []struct{ want, missing string }{
+		{"8080:/healthz,8080:/ready", ""},
+		{"8080:/healthz,8080:/live", "8080:/live"},
+		{"9090:/healthz,8081:/ready", "9090:/healthz,8081:/ready"},
+		{"", ""},
+	} {
+		if got := missingProbes(p, tc.want); got != tc.missing {
+			t.Errorf("missingProbes(%q) = %q, want %q", tc.want, got, tc.missing)
+		}
+	}
+}

@@ -30,7 +30,9 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
+	"github.com/weftmesh/weft/internal/inbound"
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/proxy/api"
 )
 
 // The reasons weft-controller writes that weft check reads (controllers/policy_status.go;
@@ -155,12 +157,15 @@ func listPolicyObjects(ctx context.Context, c client.Client) ([]policyObject, er
 	return out, nil
 }
 
-// checkProbes says, per meshed namespace, whether the kubelet's HTTP probes of its
-// meshed pods are exempt from the inbound policy: the injector lists them in the
-// proxy's WEFT_INBOUND_PROBE_PATHS, and the proxy admits GET and HEAD to exactly those
-// paths under every policy (Servers and default policies alike). A pod whose list
-// misses one of its probes (injected by an older injector, or an HTTPS probe the proxy
-// cannot read) may see it denied by a restrictive policy.
+// checkProbes says, per namespace with meshed pods that have HTTP probes, whether the
+// kubelet's probes are exempt from the inbound policy. The proxy admits GET and HEAD to
+// the probe paths of the policy it enforces, under every policy (Servers and default
+// policies alike): the policy the control plane compiles (checked here by compiling it,
+// as weft authz does; a miss would be a bug), and before that policy arrives or while
+// the control plane is unreachable, the paths the injector put in
+// WEFT_INBOUND_PROBE_PATHS (a pod injected by an older weft has none, and a restrictive
+// default would then fail its probes exactly during a control-plane outage). HTTPS
+// probes cannot be exempted: the proxy cannot read their path.
 func checkProbes(ctx context.Context, c client.Client, controlPlane, section string) []checkResult {
 	var out []checkResult
 	add := func(ok bool, hint, format string, args ...any) {
@@ -180,40 +185,76 @@ func checkProbes(ctx context.Context, c client.Client, controlPlane, section str
 			add(false, "", "listing pods in %s: %v", ns.Name, err)
 			continue
 		}
-		var stale, skipped []string
-		probed := 0
+		var (
+			in                        inbound.Input
+			gathered                  bool
+			uncovered, stale, skipped []string
+			probed                    int
+		)
 		for i := range pods.Items {
 			p := &pods.Items[i]
 			proxy := proxyContainer(p)
 			if proxy == nil || p.DeletionTimestamp != nil {
 				continue
 			}
-			app := appSpec(p)
-			want, why, err := inject.ProbePaths(app)
+			want, why, err := inject.ProbePaths(appSpec(p))
 			if want == "" && len(why) == 0 && err == nil {
 				continue // no HTTP probe: nothing the policy could deny
 			}
 			probed++
-			got, listed := envOf(proxy, "WEFT_INBOUND_PROBE_PATHS")
-			switch {
-			case !listed || !coversProbes(got, want):
+			if !gathered {
+				if in, err = gatherAuthzInput(ctx, c, ns.Name); err != nil {
+					add(false, "", "namespace %s: %v", ns.Name, err)
+					break
+				}
+				gathered = true
+			}
+			in.Pod = p
+			if missing := missingProbes(compileInbound(in), want); missing != "" {
+				uncovered = append(uncovered, p.Name+" ("+missing+")")
+			}
+			if got, listed := envOf(proxy, "WEFT_INBOUND_PROBE_PATHS"); !listed || !coversProbes(got, want) {
 				stale = append(stale, p.Name)
-			case len(why) > 0:
+			}
+			if len(why) > 0 {
 				skipped = append(skipped, p.Name+" ("+why[0]+")")
 			}
 		}
-		if probed == 0 {
+		if probed == 0 || !gathered {
 			continue
 		}
-		add(len(stale) == 0,
-			fmt.Sprintf("the proxy does not know these pods' probes (injected by an older weft or edited): kubectl -n %s rollout restart deploy (or delete the pods)", ns.Name),
-			"namespace %s: the HTTP probes of %d of %d probed meshed pods are exempt from the inbound policy%s", ns.Name, probed-len(stale), probed, list(stale))
+		add(len(uncovered) == 0, "a bug in weft: please report it with the output of weft authz pod/<pod>",
+			"namespace %s: the inbound policy exempts the HTTP probes of %d of %d probed meshed pods%s", ns.Name, probed-len(uncovered), probed, list(uncovered))
+		if len(stale) > 0 {
+			add(false, fmt.Sprintf("these pods were injected by an older weft (or edited): kubectl -n %s rollout restart deploy (or delete the pods)", ns.Name),
+				"namespace %s: the proxies of %d pods do not know their probes before the control plane's policy arrives (start-up, outages)%s",
+				ns.Name, len(stale), list(stale))
+		}
 		if len(skipped) > 0 {
 			add(false, "use HTTP probes, or authorize the kubelet's address (a NetworkAuthentication of the node network) on those ports",
 				"namespace %s: some probes cannot be exempted%s", ns.Name, list(skipped))
 		}
 	}
 	return out
+}
+
+// missingProbes returns the "port:path" entries of want ("port:path,...") that the
+// compiled policy does not exempt, comma-separated, "" when it exempts them all.
+func missingProbes(p *api.InboundPolicy, want string) string {
+	var missing []string
+	for w := range strings.SplitSeq(want, ",") {
+		port, path, ok := strings.Cut(w, ":")
+		if !ok {
+			continue
+		}
+		covered := slices.ContainsFunc(p.GetServers(), func(s *api.InboundServer) bool {
+			return fmt.Sprint(s.GetPort()) == port && slices.Contains(s.GetProbePaths(), path)
+		})
+		if !covered {
+			missing = append(missing, w)
+		}
+	}
+	return strings.Join(missing, ",")
 }
 
 // proxyContainer returns the injected proxy container of a pod, nil when it has none.
