@@ -25,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/weftmesh/weft/internal/identity"
-	"github.com/weftmesh/weft/internal/inject"
 )
 
 // CacheOptions is what the manager's shared cache may hold, for weft-controller and for
@@ -33,8 +32,9 @@ import (
 // and watch Secrets and cert-manager objects only in the control-plane namespace, and
 // ConfigMaps only by the name weft-trust-roots, so an informer without these
 // restrictions would be refused (and a cache without them would hold every Secret of
-// the cluster). Pods are cut down to what the Mesh reconciler counts: at 10,000 pods
-// their full specs are most of the controller's memory.
+// the cluster). Pods are cut down to what the Mesh reconciler counts and the Server
+// reconciler selects: at 10,000 pods their full specs are most of the controller's
+// memory.
 func CacheOptions(namespace string) cache.Options {
 	inControlPlane := map[string]cache.Config{namespace: {}}
 	return cache.Options{
@@ -58,7 +58,8 @@ func CacheOptions(namespace string) cache.Options {
 
 // slimPod keeps what reconcileProxies, the pod predicates and the bundle publisher
 // read: identity, the injector's label, the containers' names (is there a
-// weft-proxy?), the phase and the containers' readiness.
+// weft-proxy?), the phase and the containers' readiness; and what the Server reconciler
+// reads: the labels (podSelector) and the containers' ports (a Server's port by name).
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -67,7 +68,13 @@ func slimPod(obj any) (any, error) {
 	names := func(cs []corev1.Container) []corev1.Container {
 		out := make([]corev1.Container, 0, len(cs))
 		for _, c := range cs {
-			out = append(out, corev1.Container{Name: c.Name})
+			var ports []corev1.ContainerPort
+			for _, cp := range c.Ports {
+				ports = append(ports, corev1.ContainerPort{Name: cp.Name, ContainerPort: cp.ContainerPort, Protocol: cp.Protocol})
+			}
+			// restartPolicy tells a native sidecar (whose ports serve) from an init
+			// container.
+			out = append(out, corev1.Container{Name: c.Name, Ports: ports, RestartPolicy: c.RestartPolicy})
 		}
 		return out
 	}
@@ -86,7 +93,7 @@ func slimPod(obj any) (any, error) {
 			UID:               p.UID,
 			ResourceVersion:   p.ResourceVersion,
 			DeletionTimestamp: p.DeletionTimestamp,
-			Labels:            injectedLabel(p.Labels),
+			Labels:            p.Labels,
 		},
 		Spec: corev1.PodSpec{
 			InitContainers: names(p.Spec.InitContainers),
@@ -98,12 +105,4 @@ func slimPod(obj any) (any, error) {
 			ContainerStatuses:     statuses(p.Status.ContainerStatuses),
 		},
 	}, nil
-}
-
-// injectedLabel keeps the injector's mark of a pod's labels, nil when absent.
-func injectedLabel(labels map[string]string) map[string]string {
-	if v, ok := labels[inject.LabelInjected]; ok {
-		return map[string]string{inject.LabelInjected: v}
-	}
-	return nil
 }

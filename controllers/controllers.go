@@ -16,7 +16,8 @@ limitations under the License.
 
 // Package controllers holds the reconcilers, one per kind, generic where kinds share a
 // shape: RouteReconciler serves HTTPRoute and GRPCRoute, StatusReconciler serves
-// ServiceProfile and TrafficSplit, MeshReconciler the Mesh. Each Reconcile is a thin
+// ServiceProfile, TrafficSplit and the policy kinds (Server, AuthorizationPolicy,
+// MeshTLSAuthentication, NetworkAuthentication), MeshReconciler the Mesh. Each Reconcile is a thin
 // shell: get the object, ignore NotFound, run small phases that each set one condition,
 // and write the status once, in a deferred patch.
 package controllers
@@ -70,6 +71,24 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := NewGRPCRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("grpcroute-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the GRPCRoute reconciler: %w", err)
+	}
+	return addPolicyReconcilers(mgr)
+}
+
+// addPolicyReconcilers registers the reconcilers of the policy.weft.dev kinds' status.
+func addPolicyReconcilers(mgr ctrl.Manager) error {
+	c := mgr.GetClient()
+	if err := NewServerReconciler(c, mgr.GetEventRecorder("server-controller")).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Server reconciler: %w", err)
+	}
+	if err := NewAuthorizationPolicyReconciler(c, mgr.GetEventRecorder("authorizationpolicy-controller")).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the AuthorizationPolicy reconciler: %w", err)
+	}
+	if err := NewMeshTLSAuthenticationReconciler(c, mgr.GetEventRecorder("meshtlsauthentication-controller")).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the MeshTLSAuthentication reconciler: %w", err)
+	}
+	if err := NewNetworkAuthenticationReconciler(c, mgr.GetEventRecorder("networkauthentication-controller")).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the NetworkAuthentication reconciler: %w", err)
 	}
 	return nil
 }

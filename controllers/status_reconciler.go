@@ -28,13 +28,21 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 )
+
+// statusRefIndex indexes the objects of a StatusReconciler's kind by refKey of every
+// object other than a Service that they name, so an event of a watched kind finds the
+// objects that name it without a full list.
+const statusRefIndex = "weft.status.ref"
 
 // statusServiceIndex indexes the objects of a StatusReconciler's kind by the
 // namespace/name of every Service they name, so a Service event finds its objects
@@ -42,7 +50,9 @@ import (
 const statusServiceIndex = "weft.status.service"
 
 // StatusReconciler is the skeleton of the reconcilers whose whole output is the status
-// of their own object, and whose spec names Services: ServiceProfile and TrafficSplit.
+// of their own object, and whose spec names other objects: ServiceProfile and
+// TrafficSplit (Services), and the policy kinds (Servers, routes, authentications,
+// namespaces, pods).
 // Every reconcile runs the same phases, in order: restate the spec in status, set
 // Accepted from the spec's validation (internal/validation, the rules the webhooks
 // reject with), set ResolvedRefs from whether the named Services exist, and summarise
@@ -78,8 +88,13 @@ type statusKind[T client.Object, L client.ObjectList] struct {
 	newList   func() L
 	items     func(L) []client.Object
 	// services returns the namespace/name of every Service the object names, for the
-	// index.
+	// index; nil for kinds that name no Service (no Service watch then).
 	services func(T) []string
+	// refs returns refKey of every other object the object names, for the index that
+	// watches of kind refWatchNamed read.
+	refs func(T) []string
+	// watches are the kinds other than Service whose events reconcile objects.
+	watches []refWatch
 	// conditions returns the object's status conditions, to update in place.
 	conditions func(T) *[]metav1.Condition
 	// restate writes observedGeneration and what the status restates from the spec
@@ -162,17 +177,76 @@ func (r *StatusReconciler[T, L]) setAccepted(obj T, conds conditions) {
 	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonInvalid, "Validate", msg)
 }
 
-// SetupWithManager watches the objects of the reconciler's kind and the Services they
+// SetupWithManager watches the objects of the reconciler's kind and the objects they
 // name.
 func (r *StatusReconciler[T, L]) SetupWithManager(mgr ctrl.Manager) error {
-	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.kind.newObject(), statusServiceIndex,
-		func(o client.Object) []string { return r.kind.services(o.(T)) }); err != nil {
-		return fmt.Errorf("indexing %ss by service: %w", r.kind.name, err)
+	b := ctrl.NewControllerManagedBy(mgr).For(r.kind.newObject())
+	if r.kind.services != nil {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.kind.newObject(), statusServiceIndex,
+			func(o client.Object) []string { return r.kind.services(o.(T)) }); err != nil {
+			return fmt.Errorf("indexing %ss by service: %w", r.kind.name, err)
+		}
+		b = b.Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.objectsForService))
 	}
-	return ctrl.NewControllerManagedBy(mgr).
-		For(r.kind.newObject()).
-		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.objectsForService)).
-		Complete(r)
+	if r.kind.refs != nil {
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.kind.newObject(), statusRefIndex,
+			func(o client.Object) []string { return r.kind.refs(o.(T)) }); err != nil {
+			return fmt.Errorf("indexing %ss by reference: %w", r.kind.name, err)
+		}
+	}
+	for _, w := range r.kind.watches {
+		b = b.Watches(w.object, handler.EnqueueRequestsFromMapFunc(r.objectsFor(w)), builder.WithPredicates(w.predicates...))
+	}
+	return b.Complete(r)
+}
+
+// refWatch is a kind whose events reconcile the objects of a StatusReconciler.
+type refWatch struct {
+	object client.Object
+	// kind names the watched kind in refKey (refWatchNamed).
+	kind string
+	// scope says which objects an event reconciles.
+	scope refScope
+	// predicates filter the events (pods: only what changes selection).
+	predicates []predicate.Predicate
+}
+
+// refScope is which objects an event of a watched kind reconciles.
+type refScope int
+
+const (
+	// refWatchNamed: the objects whose refs name the event's object.
+	refWatchNamed refScope = iota
+	// refWatchNamespace: every object in the event's namespace (a pod event and the
+	// Servers that may select it; a Server and the Servers it may conflict with).
+	refWatchNamespace
+)
+
+// refKey is the index key of a named object: kind/namespace/name (namespace empty for
+// cluster-scoped kinds).
+func refKey(kind, namespace, name string) string {
+	return kind + "/" + namespace + "/" + name
+}
+
+// objectsFor maps an event of a watched kind to the objects it reconciles.
+func (r *StatusReconciler[T, L]) objectsFor(w refWatch) handler.MapFunc {
+	return func(ctx context.Context, o client.Object) []reconcile.Request {
+		list := r.kind.newList()
+		opt := client.ListOption(client.InNamespace(o.GetNamespace()))
+		if w.scope == refWatchNamed {
+			opt = client.MatchingFields{statusRefIndex: refKey(w.kind, o.GetNamespace(), o.GetName())}
+		}
+		if err := r.List(ctx, list, opt); err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "Listing objects for a watched object", "kind", r.kind.name, "watched", w.kind, "object", klog.KObj(o))
+			return nil
+		}
+		items := r.kind.items(list)
+		reqs := make([]reconcile.Request, 0, len(items))
+		for _, it := range items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(it)})
+		}
+		return reqs
+	}
 }
 
 // objectsForService maps a Service event to the objects that name the Service.

@@ -83,6 +83,14 @@ func (h *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if errs := inject.Inject(&tpl, nsInfo, mesh.Spec, h.Env); len(errs) > 0 {
 		return admission.Denied(fmt.Sprintf("weft cannot inject the proxy: %v", errs.ToAggregate()))
 	}
+	// What the pod's author would not see otherwise: an ignored default-policy
+	// annotation, a choice the Mesh's floor narrowed, probes the proxy cannot exempt.
+	warnings = append(warnings, inject.DefaultInboundPolicyWarnings(mesh.Spec.Proxy, ns.Name, ns.Annotations, before.Annotations)...)
+	if _, skipped, _ := inject.ProbePaths(&before.Spec); len(skipped) > 0 {
+		for _, s := range skipped {
+			warnings = append(warnings, "weft: "+s+"; the inbound policy must authorize the kubelet for it")
+		}
+	}
 	raw, err := mergeInjected(req.Object.Raw, &before, &tpl)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the injected pod: %w", err))

@@ -79,8 +79,10 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: weft check [flags]\n\n"+
 			"Checks that Weft is healthy: the control plane is available and its Services have endpoints,\n"+
-			"the Mesh is Ready, the trust anchor and identity issuer are valid and not near expiry, and every\n"+
-			"pod in a meshed namespace is injected and ready. Each failure comes with a hint. Exits 1 when\n"+
+			"the Mesh is Ready, the trust anchor and identity issuer are valid and not near expiry, every\n"+
+			"pod in a meshed namespace is injected and ready, every Server and AuthorizationPolicy is\n"+
+			"accepted, resolved and selects pods, and the meshed pods' HTTP probes are exempt from the\n"+
+			"inbound policy. Each failure comes with a hint. Exits 1 when\n"+
 			"a check fails.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -167,6 +169,7 @@ func check(ctx context.Context, kc *kubeClients, o checkOptions, now time.Time) 
 	out = append(out, checkControlPlane(ctx, kc.client, o.controlPlane)...)
 	out = append(out, checkMesh(ctx, kc.client, o, now)...)
 	out = append(out, checkDataPlane(ctx, kc.client, o.controlPlane)...)
+	out = append(out, checkPolicies(ctx, kc.client, o.controlPlane)...)
 	return out
 }
 

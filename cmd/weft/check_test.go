@@ -29,11 +29,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/scheme"
 	"github.com/weftmesh/weft/internal/testenv"
@@ -195,6 +197,81 @@ func TestCheck(t *testing.T) {
 	})
 	must(c.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "old"}}, client.GracePeriodSeconds(0)))
 	must(c.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-2"}}, client.GracePeriodSeconds(0)))
+
+	// Policy objects as weft-controller's status leaves them (no controller runs here:
+	// the test writes the status), and meshed pods with HTTP probes.
+	srv := &policyv1alpha1.Server{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "books-http"},
+		Spec: policyv1alpha1.ServerSpec{PodSelector: metav1.LabelSelector{MatchLabels: map[string]string{"app": "books"}}, Port: intstr.FromInt32(8080)}}
+	must(c.Create(ctx, srv))
+	t.Run("policy not reconciled", func(t *testing.T) {
+		expect(t, "Server shop/books-http has no status for its generation 1 yet | hint: weft-controller writes it")
+	})
+	setStatus := func(t *testing.T, obj client.Object, st *policyv1alpha1.PolicyStatus, conds ...metav1.Condition) {
+		t.Helper()
+		for i := range conds {
+			conds[i].ObservedGeneration, conds[i].LastTransitionTime = 1, metav1.Now()
+		}
+		st.ObservedGeneration, st.Conditions = 1, conds
+		mustIn(t, c.Status().Update(ctx, obj))
+	}
+	cond := func(typ string, ok bool, reason, msg string) metav1.Condition {
+		s := metav1.ConditionFalse
+		if ok {
+			s = metav1.ConditionTrue
+		}
+		return metav1.Condition{Type: typ, Status: s, Reason: reason, Message: msg}
+	}
+	t.Run("Server selects no pod", func(t *testing.T) {
+		setStatus(t, srv, &srv.Status, cond("Accepted", true, "Accepted", "ok"),
+			cond("ResolvedRefs", true, "NoPodsSelected", "The podSelector matches no pod in namespace shop yet"), cond("Ready", true, "Ready", "Ready"))
+		expect(t, "Server shop/books-http selects no pod: The podSelector matches no pod in namespace shop yet | hint: fine while its workload is scaled to zero")
+	})
+	ap := &policyv1alpha1.AuthorizationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "books-from-web"},
+		Spec: policyv1alpha1.AuthorizationPolicySpec{TargetRef: policyv1alpha1.TargetReference{Group: "policy.weft.dev", Kind: "Server", Name: "books-http"},
+			RequiredAuthenticationRefs: []policyv1alpha1.AuthenticationReference{{Group: "policy.weft.dev", Kind: "MeshTLSAuthentication", Name: "web"}}}}
+	must(c.Create(ctx, ap))
+	t.Run("policy names a missing authentication", func(t *testing.T) {
+		setStatus(t, srv, &srv.Status, cond("Accepted", true, "Accepted", "ok"), cond("ResolvedRefs", true, "Resolved", "selects 1 pod"), cond("Ready", true, "Ready", "Ready"))
+		const missing = "MeshTLSAuthentication shop/web not found; create it or fix the reference; the policy authorizes nothing until it does"
+		setStatus(t, ap, &ap.Status, cond("Accepted", true, "Accepted", "ok"), cond("ResolvedRefs", false, "RefNotFound", missing), cond("Ready", false, "RefNotFound", missing))
+		expect(t, "AuthorizationPolicy shop/books-from-web: ResolvedRefs=False (RefNotFound): "+missing+" | hint: kubectl describe authorizationpolicy -n shop books-from-web")
+	})
+	setStatus(t, ap, &ap.Status, cond("Accepted", true, "Accepted", "ok"), cond("ResolvedRefs", true, "Resolved", "ok"), cond("Ready", true, "Ready", "Ready"))
+
+	probedPod := func(name string, env []corev1.EnvVar) {
+		t.Helper()
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name},
+			Spec: corev1.PodSpec{
+				InitContainers: []corev1.Container{{Name: inject.ProxyContainerName, Image: "weft-proxy:dev", Env: env,
+					RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+					// The proxy's own probe is not the app's: never listed, never missed.
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(4191)}}}}},
+				Containers: []corev1.Container{{Name: "app", Image: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}}}}}}}
+		must(c.Create(ctx, p))
+		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
+		must(c.Status().Update(ctx, p))
+	}
+	probedPod("books-new", []corev1.EnvVar{{Name: "WEFT_INBOUND_PROBE_PATHS", Value: "8080:/healthz"}})
+	t.Run("probes exempt", func(t *testing.T) {
+		expect(t)
+		var buf bytes.Buffer
+		printCheck(&buf, check(ctx, kc, opts, now))
+		for _, want := range []string{"Authorization policy\n", "[ok]   2 of 2 policy objects are accepted, resolved and select pods (1 AuthorizationPolicy, 1 Server)",
+			"[ok]   namespace shop: the inbound policy exempts the HTTP probes of 1 of 1 probed meshed pods"} {
+			if !strings.Contains(buf.String(), want) {
+				t.Errorf("report lacks %q:\n%s", want, buf.String())
+			}
+		}
+	})
+	probedPod("books-old", nil)
+	t.Run("pod injected before probe exemption", func(t *testing.T) {
+		// The compiled policy still exempts its probes; only the bootstrap lacks them.
+		expect(t, "namespace shop: the proxies of 1 pods do not know their probes before the control plane's policy arrives (start-up, outages): books-old | hint: these pods were injected by an older weft")
+	})
+	for _, name := range []string{"books-new", "books-old"} {
+		must(c.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: name}}, client.GracePeriodSeconds(0)))
+	}
 
 	t.Run("issuer near expiry and renewal overdue", func(t *testing.T) {
 		setMesh(t, 8000*time.Hour, 2*time.Hour, metav1.ConditionTrue)

@@ -34,6 +34,10 @@ type counters struct {
 	responses    float64             // response_total
 	successes    float64             // response_total{classification="success"}
 	buckets      map[float64]float64 // response_latency_ms_bucket summed by le
+	// denials (inbound only): inbound_http_authz_deny_total plus
+	// inbound_tcp_authz_deny_total, the requests and connections the inbound policy
+	// refused. Those series carry no direction label (Linkerd's names and labels).
+	denials float64
 }
 
 // scrape is one proxy's counters at one moment, by direction.
@@ -49,6 +53,10 @@ func digest(at time.Time, samples []sample) scrape {
 		s.dir[d] = &counters{buckets: map[float64]float64{}}
 	}
 	for _, m := range samples {
+		if m.name == "inbound_http_authz_deny_total" || m.name == "inbound_tcp_authz_deny_total" {
+			s.dir["inbound"].denials += m.value
+			continue
+		}
 		c := s.dir[m.labels["direction"]]
 		if c == nil {
 			continue
@@ -77,7 +85,7 @@ func digest(at time.Time, samples []sample) scrape {
 // sub returns cur minus prev. A proxy that restarted between the scrapes has counters
 // below the previous ones; everything it counted since its restart is then the delta.
 func sub(cur, prev *counters) *counters {
-	if cur.responses < prev.responses || cur.requests < prev.requests {
+	if cur.responses < prev.responses || cur.requests < prev.requests || cur.denials < prev.denials {
 		prev = &counters{}
 	}
 	d := &counters{
@@ -85,6 +93,7 @@ func sub(cur, prev *counters) *counters {
 		mtlsRequests: cur.mtlsRequests - prev.mtlsRequests,
 		responses:    cur.responses - prev.responses,
 		successes:    cur.successes - prev.successes,
+		denials:      cur.denials - prev.denials,
 		buckets:      map[float64]float64{},
 	}
 	for le, v := range cur.buckets {
@@ -113,7 +122,10 @@ type Golden struct {
 	P99Ms       *float64 `json:"p99Ms"`
 	// MTLSShare is the share of requests that arrived (inbound) or left (outbound) over
 	// mTLS with a verified peer identity.
-	MTLSShare     *float64 `json:"mtlsShare"`
+	MTLSShare *float64 `json:"mtlsShare"`
+	// Denied is the number of requests and connections the inbound policy refused in
+	// the interval (inbound only; nil for outbound).
+	Denied        *float64 `json:"denied"`
 	WindowSeconds float64  `json:"windowSeconds"`
 }
 
@@ -133,6 +145,7 @@ func (a *accumulator) add(d *counters, seconds float64) {
 	a.sum.mtlsRequests += d.mtlsRequests
 	a.sum.responses += d.responses
 	a.sum.successes += d.successes
+	a.sum.denials += d.denials
 	for le, v := range d.buckets {
 		a.sum.buckets[le] += v
 	}
@@ -147,6 +160,9 @@ func (a *accumulator) add(d *counters, seconds float64) {
 
 func (a *accumulator) golden() Golden {
 	g := Golden{Meshed: a.meshed, Requests: a.sum.responses, RPS: a.rps, WindowSeconds: a.window}
+	if a.meshed > 0 {
+		g.Denied = fptr(a.sum.denials)
+	}
 	if a.sum.responses > 0 {
 		g.SuccessRate = fptr(a.sum.successes / a.sum.responses)
 	}

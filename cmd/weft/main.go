@@ -26,6 +26,10 @@ var commands = map[string]command{
 		summary: "golden metrics (RPS, success rate, latency, mTLS) of meshed workloads",
 		run:     runStat,
 	},
+	"authz": {
+		summary: "what the inbound policy of a workload's pods admits, port by port",
+		run:     runAuthz,
+	},
 	"check": {
 		summary: "check that the control plane, certificates and meshed pods are healthy",
 		run:     runCheck,

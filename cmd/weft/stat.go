@@ -70,8 +70,9 @@ func runStat(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: weft stat [deploy|pod|ns] [NAME] [flags]\n\n"+
 			"Golden metrics of meshed workloads, per deployment (default), pod or namespace, inbound and\n"+
-			"outbound: requests per second, success rate, latency percentiles and the share of mTLS\n"+
-			"requests. The proxies' /metrics are read through the API server's pod proxy (no Prometheus\n"+
+			"outbound: requests per second, success rate, latency percentiles, the share of mTLS\n"+
+			"requests, and (inbound) the requests and connections the inbound policy denied in the\n"+
+			"window. The proxies' /metrics are read through the API server's pod proxy (no Prometheus\n"+
 			"needed); rates are computed from two samples --interval apart.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
@@ -367,6 +368,9 @@ func summarize(pods []statPod, prev, cur map[types.UID]scrape, name string) []Go
 	for k, a := range acc {
 		g := a.golden()
 		g.Namespace, g.Name, g.Direction, g.Pods = k.ns, k.group, k.dir, total[k]
+		if k.dir != "inbound" {
+			g.Denied = nil // the inbound policy refuses only inbound traffic
+		}
 		rows = append(rows, g)
 	}
 	sort.Slice(rows, func(i, j int) bool {
@@ -410,15 +414,23 @@ func printStat(w io.Writer, rows []Golden, o statOptions, now time.Time) error {
 	if withNS {
 		fmt.Fprint(tw, "NAMESPACE\t")
 	}
-	fmt.Fprintln(tw, "NAME\tDIRECTION\tMESHED\tRPS\tSUCCESS\tP50\tP95\tP99\tMTLS\t")
+	fmt.Fprintln(tw, "NAME\tDIRECTION\tMESHED\tRPS\tSUCCESS\tP50\tP95\tP99\tMTLS\tDENIED\t")
 	for _, r := range rows {
 		if withNS {
 			fmt.Fprintf(tw, "%s\t", r.Namespace)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Direction, r.Meshed, r.Pods,
-			r.RPS, percent(r.SuccessRate), millis(r.P50Ms), millis(r.P95Ms), millis(r.P99Ms), percent(r.MTLSShare))
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, r.Direction, r.Meshed, r.Pods,
+			r.RPS, percent(r.SuccessRate), millis(r.P50Ms), millis(r.P95Ms), millis(r.P99Ms), percent(r.MTLSShare), count(r.Denied))
 	}
 	return tw.Flush()
+}
+
+// count renders a count, "-" when there is none to show (outbound denials, no scrape).
+func count(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return strconv.FormatFloat(*v, 'f', 0, 64)
 }
 
 func percent(v *float64) string {

@@ -404,3 +404,49 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 		t.Fatal(err)
 	}
 }
+
+// TestStatDenials: the inbound policy's denials (Linkerd's inbound_http_authz_deny_total
+// and inbound_tcp_authz_deny_total, which carry no direction label) are summed per
+// workload over the window and shown inbound only, in the table and in JSON.
+func TestStatDenials(t *testing.T) {
+	scrapeText := func(httpDeny, tcpDeny int) []sample {
+		text := fmt.Sprintf(`request_total{direction="inbound",tls="true"} 10
+response_total{direction="inbound",classification="success"} 10
+inbound_http_authz_deny_total{target_addr="10.0.0.1:8080",srv_group="policy.weft.dev",srv_kind="Server",srv_name="books-http",route_group="",route_kind="default",route_name="default"} %d
+inbound_tcp_authz_deny_total{target_addr="10.0.0.1:5432",srv_group="",srv_kind="default",srv_name="deny"} %d
+`, httpDeny, tcpDeny)
+		var out []sample
+		for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
+			s, err := parseSample(line)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	t0 := time.Unix(1000, 0)
+	pods := []statPod{{namespace: "shop", name: "books-1", uid: "a", group: "deploy/books"}, {namespace: "shop", name: "books-2", uid: "b", group: "deploy/books"}}
+	prev := map[types.UID]scrape{"a": digest(t0, scrapeText(3, 1)), "b": digest(t0, scrapeText(0, 0))}
+	cur := map[types.UID]scrape{"a": digest(t0.Add(5*time.Second), scrapeText(7, 2)), "b": digest(t0.Add(5*time.Second), scrapeText(4, 0))}
+	rows := summarize(pods, prev, cur, "")
+	var buf bytes.Buffer
+	if err := printStat(&buf, rows, statOptions{output: "table"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	// 4+1 from books-1 and 4 from books-2: 9 denials inbound, none shown outbound.
+	want := `NAMESPACE  NAME          DIRECTION  MESHED  RPS  SUCCESS  P50  P95  P99  MTLS  DENIED  
+shop       deploy/books  inbound    2/2     0.0  -        -    -    -    -     9       
+shop       deploy/books  outbound   2/2     0.0  -        -    -    -    -     -       
+`
+	if buf.String() != want {
+		t.Errorf("table:\n%s\nwant:\n%s", buf.String(), want)
+	}
+	buf.Reset()
+	if err := printStat(&buf, rows, statOptions{output: "json"}, t0); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), `"denied":9`) || !strings.Contains(buf.String(), `"denied":null`) {
+		t.Errorf("json lacks the denials: %s", buf.String())
+	}
+}

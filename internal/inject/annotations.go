@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/defaultpolicy"
 	"github.com/weftmesh/weft/internal/iptables"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 )
@@ -89,6 +90,12 @@ var removedKnobs = map[string]string{
 // Config is the effective proxy configuration of one pod: the Mesh's spec.proxy, then
 // the namespace's config.weft.dev/* annotations, then the pod's.
 type Config struct {
+	// ClusterNetworks and ProbePaths are the values of WEFT_CLUSTER_NETWORKS and
+	// WEFT_INBOUND_PROBE_PATHS, from the Mesh and the pod's spec (no annotation sets
+	// them).
+	ClusterNetworks string
+	ProbePaths      string
+
 	ProxyImage           string
 	InitImage            string
 	ImagePullPolicy      corev1.PullPolicy
@@ -196,12 +203,13 @@ var knobs = map[string]knob{
 		return nil
 	}},
 	AnnotationDefaultInboundPolicy: {"inbound policy", func(c *Config, v string) error {
-		switch meshv1alpha1.InboundPolicy(v) {
-		case meshv1alpha1.InboundAllUnauthenticated, meshv1alpha1.InboundAllAuthenticated, meshv1alpha1.InboundDeny:
+		// The same names the Mesh's spec.proxy.defaultInboundPolicy takes; Inject
+		// decides the value with the Mesh's floor (DefaultInboundPolicy).
+		if _, ok := defaultpolicy.Parse(meshv1alpha1.InboundPolicy(v)); ok {
 			c.DefaultInboundPolicy = v
 			return nil
 		}
-		return fmt.Errorf("must be one of all-unauthenticated, all-authenticated, deny")
+		return fmt.Errorf("must be one of %s", strings.Join(inboundPolicyNames, ", "))
 	}},
 	AnnotationConnectTimeout: {"duration 10ms..1m", durationKnob(func(c *Config) *time.Duration { return &c.ConnectTimeout })},
 	AnnotationDetectTimeout:  {"duration 10ms..1m", durationKnob(func(c *Config) *time.Duration { return &c.DetectTimeout })},

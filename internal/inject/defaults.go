@@ -33,7 +33,8 @@ func DefaultMeshSpec() meshv1alpha1.MeshSpec {
 				RenewAtPercent: 70,
 			},
 		},
-		Proxy: DefaultProxySpec(),
+		Proxy:           DefaultProxySpec(),
+		ClusterNetworks: meshdefaults.ClusterNetworks(),
 	}
 }
 
@@ -61,6 +62,7 @@ func DefaultProxySpec() meshv1alpha1.ProxySpec {
 		},
 		OpaquePorts:          opaquePorts(),
 		DefaultInboundPolicy: meshv1alpha1.InboundAllUnauthenticated,
+		MeshTLSMode:          meshv1alpha1.MeshTLSOpportunistic,
 		ConnectTimeout:       metav1.Duration{Duration: time.Second},
 		DetectTimeout:        metav1.Duration{Duration: 10 * time.Second},
 		MeshTLSMode:          meshv1alpha1.MeshTLSOpportunistic,
@@ -107,6 +109,9 @@ func WithDefaults(p meshv1alpha1.ProxySpec) meshv1alpha1.ProxySpec {
 	if p.DefaultInboundPolicy == "" {
 		p.DefaultInboundPolicy = d.DefaultInboundPolicy
 	}
+	if p.MeshTLSMode == "" {
+		p.MeshTLSMode = d.MeshTLSMode
+	}
 	if p.ConnectTimeout.Duration == 0 {
 		p.ConnectTimeout = d.ConnectTimeout
 	}
@@ -125,6 +130,9 @@ func WithMeshDefaults(m meshv1alpha1.MeshSpec) meshv1alpha1.MeshSpec {
 		m.TrustDomain = DefaultMeshSpec().TrustDomain
 	}
 	m.Proxy = WithDefaults(m.Proxy)
+	if m.ClusterNetworks == nil {
+		m.ClusterNetworks = meshdefaults.ClusterNetworks()
+	}
 	return m
 }
 

@@ -172,8 +172,16 @@ func Inject(tpl *corev1.PodTemplateSpec, ns Namespace, mesh meshv1alpha1.MeshSpe
 	if ns.Name != "" {
 		nsPath = field.NewPath("namespace "+ns.Name, "metadata", "annotations")
 	}
-	cfg, errs := ResolveConfig(mesh.Proxy, ns.Annotations, tpl.Annotations, nsPath, field.NewPath("metadata", "annotations"))
+	cfg, errs := ResolveConfig(mesh.Proxy, withoutDefaultInboundPolicy(ns.Annotations), withoutDefaultInboundPolicy(tpl.Annotations),
+		nsPath, field.NewPath("metadata", "annotations"))
 	errs = append(errs, checkConflicts(&tpl.Spec, &cfg)...)
+	cfg.DefaultInboundPolicy = string(DefaultInboundPolicy(mesh.Proxy, ns.Annotations, tpl.Annotations).Policy.Name())
+	cfg.ClusterNetworks = clusterNetworks(mesh)
+	probes, _, err := ProbePaths(&tpl.Spec)
+	if err != nil {
+		errs = append(errs, field.Forbidden(field.NewPath("spec", "containers"), err.Error()))
+	}
+	cfg.ProbePaths = probes
 	if len(errs) > 0 {
 		return errs
 	}
@@ -434,6 +442,8 @@ func proxyContainer(cfg *Config, trustDomain string, renewAt int32, env Env) cor
 			{Name: "WEFT_CONTROL_PLANE_NAMESPACE", Value: env.ControlPlaneNamespace},
 			{Name: "WEFT_OPAQUE_PORTS", Value: rangesString(cfg.OpaquePorts)},
 			{Name: "WEFT_DEFAULT_INBOUND_POLICY", Value: cfg.DefaultInboundPolicy},
+			{Name: "WEFT_CLUSTER_NETWORKS", Value: cfg.ClusterNetworks},
+			{Name: "WEFT_INBOUND_PROBE_PATHS", Value: cfg.ProbePaths},
 			{Name: "WEFT_DETECT_TIMEOUT", Value: cfg.DetectTimeout.String()},
 			{Name: "WEFT_MESH_TLS_MODE", Value: cfg.MeshTLSMode},
 		},
