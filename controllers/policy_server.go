@@ -25,7 +25,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,7 +33,7 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
-	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/inbound"
 )
 
 // +kubebuilder:rbac:groups=policy.weft.dev,resources=servers,verbs=get;list;watch
@@ -97,42 +96,12 @@ var podSelectionChanged = predicate.Funcs{
 	},
 }
 
-// serverPorts are the ports a Server selects on a pod: its number, or every port of
-// that name of the pod's containers and native sidecars (the proxy's own aside); none
-// when the pod has no port of that name, and then the Server does not select the pod.
-// The inbound compiler resolves ports the same way.
-func serverPorts(s *policyv1alpha1.Server, pod *corev1.Pod) []int32 {
-	if s.Spec.Port.Type == intstr.Int {
-		return []int32{s.Spec.Port.IntVal}
-	}
-	var out []int32
-	add := func(c *corev1.Container) {
-		if c.Name == meshdefaults.ProxyContainerName {
-			return
-		}
-		for _, p := range c.Ports {
-			if p.Name == s.Spec.Port.StrVal && !slices.Contains(out, p.ContainerPort) {
-				out = append(out, p.ContainerPort)
-			}
-		}
-	}
-	for i := range pod.Spec.InitContainers {
-		if c := &pod.Spec.InitContainers[i]; c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
-			add(c)
-		}
-	}
-	for i := range pod.Spec.Containers {
-		add(&pod.Spec.Containers[i])
-	}
-	return out
-}
-
 // selects returns the ports s selects on pod, none when it does not select the pod.
-func selects(s *policyv1alpha1.Server, sel labels.Selector, pod *corev1.Pod) []int32 {
+func selects(s *policyv1alpha1.Server, sel labels.Selector, pod *corev1.Pod) []uint32 {
 	if pod.Namespace != s.Namespace || !pod.DeletionTimestamp.IsZero() || !sel.Matches(labels.Set(pod.Labels)) {
 		return nil
 	}
-	return serverPorts(s, pod)
+	return inbound.ServerPorts(s, pod)
 }
 
 // OlderServer says whether a takes precedence over b where both select the same port
@@ -209,7 +178,7 @@ func resolveServerPods(ctx context.Context, c client.Reader, _ events.EventRecor
 			continue
 		}
 		matched++
-		if len(serverPorts(s, pod)) > 0 {
+		if len(inbound.ServerPorts(s, pod)) > 0 {
 			selected++
 		}
 	}

@@ -228,7 +228,7 @@ func (c *compilation) servers() []*api.InboundServer {
 		if s.Namespace != c.ns || !selects(s, c.pod) {
 			continue
 		}
-		for _, port := range serverPorts(s, c.pod) {
+		for _, port := range ServerPorts(s, c.pod) {
 			if w := winner[port]; w == nil || older(s, w) {
 				winner[port] = s
 			}
@@ -315,12 +315,14 @@ func selects(s *policyv1alpha1.Server, pod *corev1.Pod) bool {
 // SelectsPod says whether a Server selects a pod: its podSelector matches the pod's
 // labels and its port is a number or the name of one of the pod's container ports.
 func SelectsPod(s *policyv1alpha1.Server, pod *corev1.Pod) bool {
-	return s.Namespace == pod.Namespace && selects(s, pod) && len(serverPorts(s, pod)) > 0
+	return s.Namespace == pod.Namespace && selects(s, pod) && len(ServerPorts(s, pod)) > 0
 }
 
-// serverPorts resolves a Server's port on a pod: a number as is, a name to the
-// container ports of that name (none: the Server does not apply to the pod).
-func serverPorts(s *policyv1alpha1.Server, pod *corev1.Pod) []uint32 {
+// ServerPorts resolves a Server's port on a pod: a number as is, a name to the
+// container ports of that name (none: the Server does not apply to the pod). The
+// Server status reconciler resolves ports with it too, so what it reports is what the
+// proxy enforces.
+func ServerPorts(s *policyv1alpha1.Server, pod *corev1.Pod) []uint32 {
 	if s.Spec.Port.Type == intstr.Int {
 		if p := s.Spec.Port.IntVal; p >= 1 && p <= 65535 {
 			return []uint32{uint32(p)}

@@ -65,7 +65,6 @@ func DefaultProxySpec() meshv1alpha1.ProxySpec {
 		MeshTLSMode:          meshv1alpha1.MeshTLSOpportunistic,
 		ConnectTimeout:       metav1.Duration{Duration: time.Second},
 		DetectTimeout:        metav1.Duration{Duration: 10 * time.Second},
-		MeshTLSMode:          meshv1alpha1.MeshTLSOpportunistic,
 	}
 }
 
