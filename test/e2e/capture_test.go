@@ -48,7 +48,11 @@ type capture struct {
 // cluster's pods included) with a filter, and returns once it is listening.
 func startCapture(ctx context.Context, filter string) (*capture, error) {
 	c := &capture{stderr: &bytes.Buffer{}}
-	c.cmd = exec.CommandContext(ctx, "tcpdump", "-i", "any", "-nn", "-l", "-U", "-A", "-s", "0", filter)
+	// --immediate-mode: without it libpcap hands packets over in blocks, a block once
+	// it is full or a second old, and the packets of a short exchange that ends just
+	// before stop are still in an unfinished block when tcpdump exits: the capture would
+	// miss the very traffic it was started for.
+	c.cmd = exec.CommandContext(ctx, "tcpdump", "-i", "any", "--immediate-mode", "-nn", "-l", "-U", "-A", "-s", "0", filter)
 	c.cmd.Stdout = &c.stdout
 	pr, pw, err := os.Pipe()
 	if err != nil {

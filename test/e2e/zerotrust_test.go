@@ -223,7 +223,11 @@ func TestMeshTLSWithoutFallback(t *testing.T) {
 		}
 		run()
 		var plaintext, toProxy int
+		flows := map[string]int{}
 		for _, pk := range c.stop(t) {
+			if pk.length > 0 {
+				flows[pk.src+" > "+pk.dst+":"+pk.dstPort]++
+			}
 			for _, m := range markers {
 				if strings.Contains(pk.payload, m) {
 					plaintext++
@@ -234,6 +238,9 @@ func TestMeshTLSWithoutFallback(t *testing.T) {
 			}
 		}
 		t.Logf("packets with payload to a proxy's inbound port: %d; carrying a marker in plaintext: %d", toProxy, plaintext)
+		if plaintext != 0 || toProxy == 0 {
+			t.Logf("packets with payload by flow: %v", flows)
+		}
 		if plaintext != 0 {
 			t.Errorf("%d packets carried a request in plaintext", plaintext)
 		}
@@ -278,6 +285,7 @@ func TestMeshTLSWithoutFallback(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			t.Logf("%s from %s with the control plane stopped: %+v", target, sts[0].Name, s)
 			expectOK(t, "with the control plane stopped", s, 10)
 		})
 	})
