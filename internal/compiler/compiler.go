@@ -258,8 +258,10 @@ func (c *compilation) backend(svc *corev1.Service, port corev1.ServicePort) *api
 // rootProtocol is the target port's hint; the ServiceProfile's opaquePorts count too.
 func (c *compilation) rootProtocol() api.ProtocolHint {
 	if c.profile != nil {
-		for _, p := range c.profile.Spec.OpaquePorts {
-			if int32(p) == c.port.Port {
+		// The profile passed validation, so every entry is a port or a range.
+		ranges, _ := validation.ProfileOpaquePorts(nil, c.profile.Spec.OpaquePorts)
+		for _, r := range ranges {
+			if c.port.Port >= int32(r.From) && c.port.Port <= int32(r.To) {
 				return api.ProtocolHint_PROTOCOL_HINT_OPAQUE
 			}
 		}

@@ -1,0 +1,138 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+package validation
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+)
+
+// decodeProfile decodes YAML the way a client reads a stored object: through the
+// types' UnmarshalJSON, which must never fail.
+func decodeProfile(t *testing.T, spec string) *meshv1alpha1.ServiceProfile {
+	t.Helper()
+	doc := "apiVersion: mesh.weft.dev/v1alpha1\nkind: ServiceProfile\nmetadata: {name: web.shop.svc.cluster.local, namespace: shop}\nspec:\n" + spec
+	var p meshv1alpha1.ServiceProfile
+	if err := yaml.Unmarshal([]byte(doc), &p); err != nil {
+		t.Fatalf("decoding must never fail, got: %v", err)
+	}
+	return &p
+}
+
+// nest wraps a leaf condition in n-1 levels of the given kind ("all", "any", "not").
+func nest(kind string, n int, leaf string) string {
+	s := leaf
+	for range n - 1 {
+		if kind == "not" {
+			s = "{not: " + s + "}"
+		} else {
+			s = "{" + kind + ": [" + s + "]}"
+		}
+	}
+	return s
+}
+
+// TestServiceProfileConditions covers what the schema leaves to Go below the first
+// level: shape, unknown keys, depth, size, and the leaves' own rules.
+func TestServiceProfileConditions(t *testing.T) {
+	route := func(cond string) string { return "  routes:\n  - name: r\n    condition: " + cond + "\n" }
+	class := func(cond string) string {
+		return "  routes:\n  - name: r\n    condition: {method: GET}\n    responseClasses:\n    - condition: " + cond + "\n"
+	}
+	wide := make([]string, 0, 16)
+	for i := range 16 {
+		wide = append(wide, fmt.Sprintf("{pathRegex: /p%d}", i))
+	}
+	row := "[" + strings.Join(wide, ", ") + "]"
+	cases := []struct {
+		name string
+		spec string
+		want []string
+	}{
+		// https://linkerd.io/2-edge/reference/service-profiles/#request-match-usage-examples
+		{"Linkerd's combined example, 4 levels", route("{any: [{all: [{method: POST}, {pathRegex: '/authors/\\d+'}]}, {all: [{not: {method: DELETE}}, {pathRegex: /info.txt}]}]}"), nil},
+		{"lower-case method, compared upper-cased as Linkerd does", route("{all: [{method: get}]}"), nil},
+		{"depth 8 is the bound and is accepted", route(nest("all", meshv1alpha1.MaxConditionDepth, "{method: GET}")), nil},
+		{"depth 9 is refused at the 9th level", route(nest("not", meshv1alpha1.MaxConditionDepth+1, "{method: GET}")),
+			[]string{"spec.routes[0].condition.not.not.not.not.not.not.not.not|nest at most 8 levels"}},
+		{"a hostile depth stops at the bound with one error", route(nest("any", 2000, "{method: GET}")),
+			[]string{"spec.routes[0].condition" + strings.Repeat(".any[0]", 8) + "|nest at most 8 levels"}},
+		{"16 per list is accepted", route("{any: " + row + "}"), nil},
+		{"17 in a nested list is refused", route("{not: {any: [" + strings.Join(append(wide, "{method: GET}"), ", ") + "]}}"),
+			[]string{"spec.routes[0].condition.not.any|must have at most 16 items"}},
+		{"more than 128 conditions in one tree", route("{all: [{any: " + row + "}, {any: " + row + "}, {any: " + row + "}, {any: " + row + "}, {any: " + row + "}, {any: " + row + "}, {any: " + row + "}, {any: " + row + "}, {any: " + row + "}]}"),
+			[]string{"spec.routes[0].condition.all[7].any[7]|at most 128 conditions"}},
+		{"unknown key in a nested condition", route("{any: [{pathregex: /books}]}"),
+			[]string{"spec.routes[0].condition.any[0]|unknown field \"pathregex\" (a request condition has only all, any, method, not, pathRegex)"}},
+		{"not written as a list", route("{all: [{not: [{method: GET}]}]}"),
+			[]string{"spec.routes[0].condition.all[0].not|a request condition must be an object"}},
+		{"all written as an object", route("{not: {all: {method: GET}}}"),
+			[]string{"spec.routes[0].condition.not|all must be a list of conditions"}},
+		{"a nested condition that is a string", route("{any: [GET]}"),
+			[]string{"spec.routes[0].condition.any[0]|must be an object"}},
+		{"empty nested condition", route("{all: [{}]}"),
+			[]string{"spec.routes[0].condition.all[0]|must set at least one of all, any, not, pathRegex or method"}},
+		{"nested method with a space", route("{any: [{method: 'GET /'}]}"),
+			[]string{"spec.routes[0].condition.any[0].method|HTTP method"}},
+		{"nested pathRegex too long", route("{any: [{pathRegex: /" + strings.Repeat("a", 1024) + "}]}"),
+			[]string{"spec.routes[0].condition.any[0].pathRegex|1024"}},
+		// `linkerd profile --template`: https://github.com/linkerd/linkerd2/blob/main/pkg/profiles/template.go
+		{"the template's commented response condition", class("{all: [{status: {min: 500, max: 599}}, {not: {status: {min: 503}}}]}"), nil},
+		{"unknown key in a nested status", class("{not: {status: {min: 500, maximum: 599}}}"),
+			[]string{"spec.routes[0].responseClasses[0].condition.not|status: unknown field \"maximum\""}},
+		{"nested status out of range", class("{any: [{status: {min: 500, max: 600}}]}"),
+			[]string{"spec.routes[0].responseClasses[0].condition.any[0].status.max|between 100 and 599"}},
+		{"nested status upside down", class("{not: {status: {min: 300, max: 200}}}"),
+			[]string{"spec.routes[0].responseClasses[0].condition.not.status|min must not be greater"}},
+		{"status with neither bound", class("{status: {}}"),
+			[]string{"spec.routes[0].responseClasses[0].condition.status|must set min, max or both"}},
+		{"response depth bound", class(nest("not", 9, "{status: {min: 500}}")),
+			[]string{"spec.routes[0].responseClasses[0].condition.not.not.not.not.not.not.not.not|nest at most 8 levels"}},
+		{"opaque ports as Linkerd writes them and as Weft did", "  opaquePorts: ['3306', 6379, '4000-4100']\n", nil},
+		{"opaque ports that are not ports", "  opaquePorts: [0, '70000', 'http', '9-1', '1,2']\n", []string{
+			"spec.opaquePorts[0]|between 1 and 65535", "spec.opaquePorts[1]|a port", "spec.opaquePorts[2]|a port",
+			"spec.opaquePorts[3]|a port", "spec.opaquePorts[4]|one per entry"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			wantErrors(t, ServiceProfile(decodeProfile(t, tc.spec)), tc.want)
+		})
+	}
+}
+
+// TestConditionDepthBoundIsCheap: a condition nested far deeper than any API server
+// would store (built in memory, bypassing decoding) is refused after MaxConditionDepth
+// levels, without walking the rest.
+func TestConditionDepthBoundIsCheap(t *testing.T) {
+	leaf := &meshv1alpha1.RequestMatch{Method: "GET"}
+	for range 1_000_000 {
+		leaf = &meshv1alpha1.RequestMatch{Not: leaf}
+	}
+	w := conditionWalk{}
+	errs := w.request(nil, leaf, 1)
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "nest at most 8 levels") {
+		t.Fatalf("errors = %v, want one depth error", errs)
+	}
+	if w.nodes != meshv1alpha1.MaxConditionDepth {
+		t.Errorf("walked %d conditions, want %d", w.nodes, meshv1alpha1.MaxConditionDepth)
+	}
+}
