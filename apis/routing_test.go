@@ -90,21 +90,29 @@ spec: {}
 		{name: "too many routes", yaml: profile("  routes:\n" + repeat(65, 2, func(i int) string { return fmt.Sprintf("{name: r%d, condition: {method: GET}}", i) })),
 			wantErr: []string{"spec.routes", "must have at most 64 items"}},
 		{name: "empty condition", yaml: route("    condition: {}\n"),
-			wantErr: []string{"spec.routes[0].condition", "a condition must set at least one of all, any, not, pathRegex or method"}},
-		{name: "empty nested condition", yaml: route("    condition:\n      all:\n      - {}\n"),
-			wantErr: []string{"spec.routes[0].condition.all[0]", "a condition must set at least one of all, any, not, pathRegex or method"}},
-		{name: "empty innermost condition", yaml: route("    condition:\n      all:\n      - not: {}\n"),
-			wantErr: []string{"spec.routes[0].condition.all[0].not", "conditions nest at most three levels"}},
-		{name: "nesting deeper than three levels", yaml: route("    condition:\n      all:\n      - all:\n        - all:\n          - method: GET\n"),
-			wantErr: []string{"spec.routes[0].condition.all[0].all[0]"}},
-		{name: "lower-case method", yaml: route("    condition: {method: get}\n"),
+			wantErr: []string{"spec.routes[0].condition", "should have at least 1 properties"}},
+		// Nested conditions have no schema (as in Linkerd's CRD): the webhook and the
+		// reconciler check them (internal/validation, webhooks' TestLinkerdServiceProfiles).
+		// https://linkerd.io/2-edge/reference/service-profiles/#request-match-usage-examples
+		{name: "Linkerd's combined condition, four levels deep", yaml: route(`    condition:
+      any:
+      - all:
+        - method: POST
+        - pathRegex: '/authors/\d+'
+      - all:
+        - not:
+            method: DELETE
+        - pathRegex: /info.txt
+`)},
+		{name: "lower-case method, compared upper-cased as in Linkerd", yaml: route("    condition: {method: get}\n")},
+		{name: "method that is not a token", yaml: route("    condition: {method: 'GET /'}\n"),
 			wantErr: []string{"spec.routes[0].condition.method", "should match"}},
 		{name: "path regex too long", yaml: route(fmt.Sprintf("    condition: {pathRegex: %q}\n", fmt.Sprintf("%01025d", 0))),
 			wantErr: []string{"spec.routes[0].condition.pathRegex", "1024"}},
 		{name: "timeout that is not a duration", yaml: route("    condition: {method: GET}\n    timeout: soon\n"),
 			wantErr: []string{"spec.routes[0].timeout", "should match"}},
 		{name: "empty response condition", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {}\n"),
-			wantErr: []string{"spec.routes[0].responseClasses[0].condition", "a response condition must set at least one of all, any, not or status"}},
+			wantErr: []string{"spec.routes[0].responseClasses[0].condition", "should have at least 1 properties"}},
 		{name: "status range upside down", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {status: {min: 599, max: 500}}\n"),
 			wantErr: []string{"spec.routes[0].responseClasses[0].condition.status", "status.min must not be greater than status.max"}},
 		{name: "status below 100", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {status: {min: 99}}\n"),
@@ -125,8 +133,10 @@ spec: {}
 			wantErr: []string{"spec", "dstOverrides[].authority must be unique"}},
 		{name: "too many overrides", yaml: profile("  dstOverrides:\n" + repeat(17, 2, func(i int) string { return fmt.Sprintf("{authority: a%d:80, weight: 1}", i) })),
 			wantErr: []string{"spec.dstOverrides", "must have at most 16 items"}},
-		{name: "duplicate opaque port", yaml: profile("  opaquePorts: [6379, 6379]\n"),
-			wantErr: []string{"spec.opaquePorts[1]", "Duplicate value"}},
+		// Linkerd's CRD types opaquePorts as strings; Weft stored numbers before.
+		{name: "opaque ports as strings, ranges and numbers", yaml: profile("  opaquePorts: ['3306', '4000-4100', 6379, 6379]\n")},
+		{name: "opaque port that is neither", yaml: profile("  opaquePorts: [true]\n"),
+			wantErr: []string{"spec.opaquePorts[0]"}},
 	})
 }
 

@@ -112,7 +112,7 @@ type conditionWalk struct {
 // enter counts a node and reports the bounds; false means do not look further.
 func (w *conditionWalk) enter(p *field.Path, depth int) (field.ErrorList, bool) {
 	if depth > meshv1alpha1.MaxConditionDepth {
-		return field.ErrorList{field.Invalid(p, "(nested conditions)", fmt.Sprintf("conditions nest at most %d levels deep; flatten this one (an all inside an all is one all)", meshv1alpha1.MaxConditionDepth))}, false
+		return field.ErrorList{field.Invalid(p, field.OmitValueType{}, fmt.Sprintf("conditions nest at most %d levels deep; flatten it (an all inside an all merges into one, a not inside a not cancels out)", meshv1alpha1.MaxConditionDepth))}, false
 	}
 	w.nodes++
 	if w.nodes > meshv1alpha1.MaxConditionNodes {
@@ -120,7 +120,7 @@ func (w *conditionWalk) enter(p *field.Path, depth int) (field.ErrorList, bool) 
 			return nil, false
 		}
 		w.tooLarge = true
-		return field.ErrorList{field.Invalid(p, "(nested conditions)", fmt.Sprintf("one condition may hold at most %d conditions in all; split the route", meshv1alpha1.MaxConditionNodes))}, false
+		return field.ErrorList{field.Invalid(p, field.OmitValueType{}, fmt.Sprintf("one condition may hold at most %d conditions in all; split the route", meshv1alpha1.MaxConditionNodes))}, false
 	}
 	return nil, true
 }
@@ -138,7 +138,7 @@ func (w *conditionWalk) request(p *field.Path, m *meshv1alpha1.RequestMatch, dep
 		return errs
 	}
 	if msg := m.DecodeError(); msg != "" {
-		errs = append(errs, field.Invalid(p, "(condition)", msg))
+		errs = append(errs, field.Invalid(p, field.OmitValueType{}, msg))
 	}
 	if m.All == nil && m.Any == nil && m.Not == nil && m.PathRegex == "" && m.Method == "" && m.DecodeError() == "" {
 		errs = append(errs, field.Required(p, "a condition must set at least one of all, any, not, pathRegex or method"))
@@ -171,7 +171,7 @@ func (w *conditionWalk) response(p *field.Path, m *meshv1alpha1.ResponseMatch, d
 		return errs
 	}
 	if msg := m.DecodeError(); msg != "" {
-		errs = append(errs, field.Invalid(p, "(condition)", msg))
+		errs = append(errs, field.Invalid(p, field.OmitValueType{}, msg))
 	}
 	if m.All == nil && m.Any == nil && m.Not == nil && m.Status == nil && m.DecodeError() == "" {
 		errs = append(errs, field.Required(p, "a response condition must set at least one of all, any, not or status"))
