@@ -17,8 +17,15 @@ limitations under the License.
 package apis_test
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 const profileHeader = `apiVersion: mesh.weft.dev/v1alpha1
@@ -172,4 +179,64 @@ func TestTrafficSplitSchema(t *testing.T) {
 		{name: "match of unknown kind", yaml: split("  service: web\n  backends:\n  - {service: web-v1, weight: 1}\n  matches:\n  - {kind: HTTPRoute, name: r}\n"),
 			wantErr: []string{"spec.matches[0].kind", "Unsupported value"}},
 	})
+}
+
+// TestServiceProfileNestedGarbageStillLists: nested conditions have no schema, so an
+// object written while the webhook was down may hold anything there. Reading it back
+// must not fail (a decode error fails the whole list, and with it the informer every
+// profile is compiled from); the garbage surfaces as validation errors on that
+// object alone.
+func TestServiceProfileNestedGarbageStillLists(t *testing.T) {
+	create(t, `apiVersion: v1
+kind: Namespace
+metadata: {name: garbage}
+`)
+	create(t, `apiVersion: mesh.weft.dev/v1alpha1
+kind: ServiceProfile
+metadata: {name: bad.garbage.svc.cluster.local, namespace: garbage}
+spec:
+  routes:
+  - name: r
+    condition:
+      any: ["GET", 7, {pathregex: /x}, {all: {method: GET}}, {not: [{method: GET}]}]
+      not: {method: 42}
+    responseClasses:
+    - condition:
+        all: [{status: {min: "500"}}, {status: "5xx"}]
+`)
+	create(t, `apiVersion: mesh.weft.dev/v1alpha1
+kind: ServiceProfile
+metadata: {name: good.garbage.svc.cluster.local, namespace: garbage}
+spec:
+  routes: [{name: r, condition: {any: [{all: [{not: {method: DELETE}}]}]}}]
+`)
+	var list meshv1alpha1.ServiceProfileList
+	if err := k8sClient.List(context.Background(), &list, client.InNamespace("garbage")); err != nil {
+		t.Fatalf("listing must not fail on one bad object: %v", err)
+	}
+	got := map[string][]string{}
+	for i := range list.Items {
+		for _, e := range validation.ServiceProfile(&list.Items[i]) {
+			got[list.Items[i].Name] = append(got[list.Items[i].Name], e.Field+": "+e.Detail)
+		}
+	}
+	if len(got["good.garbage.svc.cluster.local"]) != 0 {
+		t.Errorf("the good profile has errors: %v", got["good.garbage.svc.cluster.local"])
+	}
+	want := []string{
+		"spec.routes[0].condition.any[0]: a request condition must be an object",
+		"spec.routes[0].condition.any[1]: a request condition must be an object",
+		`spec.routes[0].condition.any[2]: unknown field "pathregex"`,
+		"spec.routes[0].condition.any[3]: all must be a list of conditions",
+		"spec.routes[0].condition.any[4].not: a request condition must be an object",
+		"spec.routes[0].condition.not: method must be a string",
+		"spec.routes[0].responseClasses[0].condition.all[0]: status: min must be a whole number",
+		"spec.routes[0].responseClasses[0].condition.all[1]: status: a status range must be an object",
+	}
+	bad := strings.Join(got["bad.garbage.svc.cluster.local"], "\n")
+	for _, w := range want {
+		if !strings.Contains(bad, w) {
+			t.Errorf("errors of the bad profile lack %q; got:\n%s", w, bad)
+		}
+	}
 }

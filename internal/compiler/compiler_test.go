@@ -761,3 +761,51 @@ func TestDeterministic(t *testing.T) {
 		t.Fatalf("a changed weight kept version %s", a.Version)
 	}
 }
+
+// TestProfileConditionDepthBound: a condition deeper than MaxConditionDepth (built in
+// memory, so validation never saw it) stops the conversion at the bound instead of
+// recursing through it, and the route is dropped rather than matching everything.
+func TestProfileConditionDepthBound(t *testing.T) {
+	deepReq := &meshv1alpha1.RequestMatch{Method: "GET"}
+	deepResp := &meshv1alpha1.ResponseMatch{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](500)}}
+	for range 1_000_000 {
+		deepReq = &meshv1alpha1.RequestMatch{Not: deepReq}
+		deepResp = &meshv1alpha1.ResponseMatch{Not: deepResp}
+	}
+	if _, err := requestCondition(deepReq, 1); !errors.Is(err, errConditionTooDeep) {
+		t.Errorf("request condition: err = %v, want %v", err, errConditionTooDeep)
+	}
+	if _, err := responseCondition(deepResp, 1); !errors.Is(err, errConditionTooDeep) {
+		t.Errorf("response condition: err = %v, want %v", err, errConditionTooDeep)
+	}
+
+	// At the bound exactly, the conversion succeeds.
+	atBound := &meshv1alpha1.RequestMatch{Method: "GET"}
+	for range meshv1alpha1.MaxConditionDepth - 1 {
+		atBound = &meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{*atBound}}
+	}
+	if _, err := requestCondition(atBound, 1); err != nil {
+		t.Errorf("a condition %d levels deep: %v", meshv1alpha1.MaxConditionDepth, err)
+	}
+	tooDeep := meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{*atBound}}
+	if _, err := requestCondition(&tooDeep, 1); !errors.Is(err, errConditionTooDeep) {
+		t.Errorf("a condition %d levels deep: err = %v, want %v", meshv1alpha1.MaxConditionDepth+1, err, errConditionTooDeep)
+	}
+
+	// An empty condition would compile to an empty all, which matches everything.
+	if _, err := requestCondition(&meshv1alpha1.RequestMatch{Not: &meshv1alpha1.RequestMatch{}}, 1); !errors.Is(err, errEmptyCondition) {
+		t.Errorf("empty nested condition: err = %v, want %v", err, errEmptyCondition)
+	}
+
+	// Compiled directly (profileFor would have refused the profile), the deep route is
+	// dropped and the others stay.
+	c := &compilation{ix: newIndex(&State{}), svc: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}},
+		port: corev1.ServicePort{Port: 80}, profile: &meshv1alpha1.ServiceProfile{Spec: meshv1alpha1.ServiceProfileSpec{Routes: []meshv1alpha1.RouteSpec{
+			{Name: "deep", Condition: *deepReq},
+			{Name: "ok", Condition: meshv1alpha1.RequestMatch{Method: "GET"}},
+		}}}}
+	routes := c.profileRoutes()
+	if len(routes) != 1 || routes[0].GetName() != "ok" {
+		t.Errorf("routes = %v, want only ok", routes)
+	}
+}
