@@ -501,3 +501,38 @@ func TestServiceProfileConditionsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestServiceProfileOneBoundWarns: a status range with one bound is valid and means
+// that status alone (Linkerd's meaning, the template's "min: 404 # This matches 404s
+// only"); Weft before read it as open-ended, so admission says how it is read.
+func TestServiceProfileOneBoundWarns(t *testing.T) {
+	ns := namespace(t, nil, nil).Name
+	c, w := warningClient(t)
+	w.take()
+	doc := profileDoc("web", `  routes:
+  - name: r
+    condition: {method: GET}
+    responseClasses:
+    - condition: {status: {min: 500, max: 599}}
+      isFailure: true
+    - condition:
+        any:
+        - status: {min: 404}
+        - not: {status: {max: 302}}
+`)
+	if err := c.Create(ctx(t), linkerdObject(t, doc, ns), client.DryRunAll); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(w.take(), "\n")
+	for _, want := range []string{
+		"spec.routes[0].responseClasses[1].condition.any[0].status: only min is set, so the range matches status 404 alone",
+		"spec.routes[0].responseClasses[1].condition.any[1].not.status: only max is set, so the range matches status 302 alone",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings %q lack %q", got, want)
+		}
+	}
+	if strings.Contains(got, "responseClasses[0]") {
+		t.Errorf("a range with both bounds warned: %q", got)
+	}
+}

@@ -73,6 +73,43 @@ func ServiceProfile(sp *meshv1alpha1.ServiceProfile) field.ErrorList {
 	return append(errs, portErrs...)
 }
 
+// ServiceProfileWarnings are what is valid but may not mean what its author meant:
+// a status range with one bound, which matches just that status (Linkerd's meaning)
+// where Weft before matched up to 599 or down from 100. Call it on a valid profile;
+// the walk trusts validation's bounds.
+func ServiceProfileWarnings(sp *meshv1alpha1.ServiceProfile) []string {
+	var out []string
+	var walk func(p *field.Path, m *meshv1alpha1.ResponseMatch, depth int)
+	walk = func(p *field.Path, m *meshv1alpha1.ResponseMatch, depth int) {
+		if depth > meshv1alpha1.MaxConditionDepth {
+			return
+		}
+		for i := range m.All {
+			walk(p.Child("all").Index(i), &m.All[i], depth+1)
+		}
+		for i := range m.Any {
+			walk(p.Child("any").Index(i), &m.Any[i], depth+1)
+		}
+		if m.Not != nil {
+			walk(p.Child("not"), m.Not, depth+1)
+		}
+		if s := m.Status; s != nil && (s.Min == nil) != (s.Max == nil) {
+			bound, set, other := "min", s.Min, "max"
+			if s.Max != nil {
+				bound, set, other = "max", s.Max, "min"
+			}
+			out = append(out, fmt.Sprintf("%s: only %s is set, so the range matches status %d alone (Linkerd's meaning); set %s too for a range",
+				p.Child("status"), bound, *set, other))
+		}
+	}
+	for i, rt := range sp.Spec.Routes {
+		for j := range rt.ResponseClasses {
+			walk(field.NewPath("spec", "routes").Index(i).Child("responseClasses").Index(j).Child("condition"), &rt.ResponseClasses[j].Condition, 1)
+		}
+	}
+	return out
+}
+
 // ProfileOpaquePorts reads a ServiceProfile's opaquePorts: numbers, or strings holding a
 // port or a range ("4000-4100", the syntax of the opaque-ports annotation). The
 // compiler uses the ranges; the errors name each entry that is not a port.

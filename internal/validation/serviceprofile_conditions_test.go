@@ -136,3 +136,20 @@ func TestConditionDepthBoundIsCheap(t *testing.T) {
 		t.Errorf("walked %d conditions, want %d", w.nodes, meshv1alpha1.MaxConditionDepth)
 	}
 }
+
+func TestServiceProfileWarnings(t *testing.T) {
+	got := ServiceProfileWarnings(decodeProfile(t, `  routes:
+  - name: a
+    condition: {method: GET}
+    responseClasses:
+    - condition: {status: {min: 500, max: 599}}
+  - name: b
+    condition: {method: GET}
+    responseClasses:
+    - condition: {all: [{status: {min: 500, max: 599}}, {not: {status: {min: 503}}}]}
+`))
+	want := []string{"spec.routes[1].responseClasses[0].condition.all[1].not.status: only min is set, so the range matches status 503 alone (Linkerd's meaning); set max too for a range"}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("warnings = %q, want %q", got, want)
+	}
+}
