@@ -240,3 +240,18 @@ spec:
 		}
 	}
 }
+
+// TestServiceProfileUnknownTopLevelKey: at the first level the schema knows the keys,
+// so the API server's own field validation names an unknown one (kubectl asks for
+// Strict); nested levels are the webhook's (TestServiceProfileConditionsRefused).
+func TestServiceProfileUnknownTopLevelKey(t *testing.T) {
+	obj := decode(t, profileHeader+`spec:
+  routes:
+  - name: r
+    condition: {method: GET, pathregex: /books}
+`)
+	err := k8sClient.Create(context.Background(), obj, client.DryRunAll, client.FieldValidation("Strict"))
+	if err == nil || !strings.Contains(err.Error(), `unknown field "spec.routes[0].condition.pathregex"`) {
+		t.Fatalf("error = %v, want the unknown field named", err)
+	}
+}
