@@ -34,6 +34,7 @@ func FuzzProfileConditions(f *testing.F) {
 		`{"all": [{"pathRegex": "/authors/\\d+"}, {"method": "POST"}]}`,
 		`{"any": [{"all": [{"method": "POST"}, {"pathRegex": "/authors/\\d+"}]}, {"all": [{"not": {"method": "DELETE"}}, {"pathRegex": "/info.txt"}]}]}`,
 		`{"not": [{"method": "GET"}]}`,
+		`{"all": [], "not": {"any": []}}`,
 		`{"any": ["GET", 7, null, {"pathregex": "/x"}]}`,
 	} {
 		f.Add([]byte(seed), []byte(`{"all": [{"status": {"min": 500, "max": 599}}, {"not": {"status": {"min": 503}}}]}`))

@@ -162,9 +162,15 @@ func (w *conditionWalk) enter(p *field.Path, depth int) (field.ErrorList, bool) 
 	return nil, true
 }
 
-func listBound(p *field.Path, n int) field.ErrorList {
-	if n > meshv1alpha1.MaxConditionList {
-		return field.ErrorList{field.TooMany(p, n, meshv1alpha1.MaxConditionList)}
+// listBound checks an all or any list that is set: empty, it would hold vacuously (or
+// never), which Linkerd's proxy does not accept either; beyond MaxConditionList, too
+// large.
+func listBound[T any](p *field.Path, l []T) field.ErrorList {
+	switch {
+	case l != nil && len(l) == 0:
+		return field.ErrorList{field.Required(p, "must hold at least one condition; leave it out instead")}
+	case len(l) > meshv1alpha1.MaxConditionList:
+		return field.ErrorList{field.TooMany(p, len(l), meshv1alpha1.MaxConditionList)}
 	}
 	return nil
 }
@@ -180,8 +186,8 @@ func (w *conditionWalk) request(p *field.Path, m *meshv1alpha1.RequestMatch, dep
 	if m.All == nil && m.Any == nil && m.Not == nil && m.PathRegex == "" && m.Method == "" && m.DecodeError() == "" {
 		errs = append(errs, field.Required(p, "a condition must set at least one of all, any, not, pathRegex or method"))
 	}
-	errs = append(errs, listBound(p.Child("all"), len(m.All))...)
-	errs = append(errs, listBound(p.Child("any"), len(m.Any))...)
+	errs = append(errs, listBound(p.Child("all"), m.All)...)
+	errs = append(errs, listBound(p.Child("any"), m.Any)...)
 	for i := range m.All {
 		errs = append(errs, w.request(p.Child("all").Index(i), &m.All[i], depth+1)...)
 	}
@@ -213,8 +219,8 @@ func (w *conditionWalk) response(p *field.Path, m *meshv1alpha1.ResponseMatch, d
 	if m.All == nil && m.Any == nil && m.Not == nil && m.Status == nil && m.DecodeError() == "" {
 		errs = append(errs, field.Required(p, "a response condition must set at least one of all, any, not or status"))
 	}
-	errs = append(errs, listBound(p.Child("all"), len(m.All))...)
-	errs = append(errs, listBound(p.Child("any"), len(m.Any))...)
+	errs = append(errs, listBound(p.Child("all"), m.All)...)
+	errs = append(errs, listBound(p.Child("any"), m.Any)...)
 	for i := range m.All {
 		errs = append(errs, w.response(p.Child("all").Index(i), &m.All[i], depth+1)...)
 	}

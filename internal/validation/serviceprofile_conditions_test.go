@@ -91,6 +91,9 @@ func TestServiceProfileConditions(t *testing.T) {
 			[]string{"spec.routes[0].condition.any[0]|must be an object"}},
 		{"empty nested condition", route("{all: [{}]}"),
 			[]string{"spec.routes[0].condition.all[0]|must set at least one of all, any, not, pathRegex or method"}},
+		// Linkerd's proxy drops a condition with an empty list; Weft says so.
+		{"empty lists", route("{all: [], not: {any: []}}"),
+			[]string{"spec.routes[0].condition.all|must hold at least one condition", "spec.routes[0].condition.not.any|must hold at least one condition"}},
 		{"nested method with a space", route("{any: [{method: 'GET /'}]}"),
 			[]string{"spec.routes[0].condition.any[0].method|HTTP method"}},
 		{"nested pathRegex too long", route("{any: [{pathRegex: /" + strings.Repeat("a", 1024) + "}]}"),
