@@ -126,8 +126,10 @@ spec: {}
 			wantErr: []string{"spec.routes[0].responseClasses[0].condition.status.min", "greater than or equal to 100"}},
 		{name: "status above 599", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {status: {max: 600}}\n"),
 			wantErr: []string{"spec.routes[0].responseClasses[0].condition.status.max", "less than or equal to 599"}},
-		{name: "retry ratio above 1", yaml: profile("  retryBudget: {retryRatio: 1.5, minRetriesPerSecond: 10, ttl: 10s}\n"),
-			wantErr: []string{"spec.retryBudget.retryRatio", "less than or equal to 1"}},
+		// Linkerd's proxy takes ratios up to 1000; admission warns above 1.
+		{name: "retry ratio above 1, as Linkerd allows", yaml: profile("  retryBudget: {retryRatio: 1.5, minRetriesPerSecond: 10, ttl: 10s}\n")},
+		{name: "retry ratio above 1000", yaml: profile("  retryBudget: {retryRatio: 1001, minRetriesPerSecond: 10, ttl: 10s}\n"),
+			wantErr: []string{"spec.retryBudget.retryRatio", "less than or equal to 1000"}},
 		{name: "negative retry ratio", yaml: profile("  retryBudget: {retryRatio: -0.1, minRetriesPerSecond: 10, ttl: 10s}\n"),
 			wantErr: []string{"spec.retryBudget.retryRatio", "greater than or equal to 0"}},
 		{name: "too many retries per second", yaml: profile("  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 20000, ttl: 10s}\n"),

@@ -75,8 +75,9 @@ func ServiceProfile(sp *meshv1alpha1.ServiceProfile) field.ErrorList {
 
 // ServiceProfileWarnings are what is valid but may not mean what its author meant:
 // a status range with one bound, which matches just that status (Linkerd's meaning)
-// where Weft before matched up to 599 or down from 100. Call it on a valid profile;
-// the walk trusts validation's bounds.
+// where Weft before matched up to 599 or down from 100; a retry ratio above 1, which
+// Linkerd takes but which lets retries multiply a failing service's load. Call it on
+// a valid profile; the walk trusts validation's bounds.
 func ServiceProfileWarnings(sp *meshv1alpha1.ServiceProfile) []string {
 	var out []string
 	var walk func(p *field.Path, m *meshv1alpha1.ResponseMatch, depth int)
@@ -106,6 +107,10 @@ func ServiceProfileWarnings(sp *meshv1alpha1.ServiceProfile) []string {
 		for j := range rt.ResponseClasses {
 			walk(field.NewPath("spec", "routes").Index(i).Child("responseClasses").Index(j).Child("condition"), &rt.ResponseClasses[j].Condition, 1)
 		}
+	}
+	if b := sp.Spec.RetryBudget; b != nil && b.RetryRatio > 1 {
+		out = append(out, fmt.Sprintf("spec.retryBudget.retryRatio: %g lets retries outnumber the original requests (up to %gx the load on a failing service); Linkerd's examples use 0.2",
+			b.RetryRatio, 1+b.RetryRatio))
 	}
 	return out
 }

@@ -150,9 +150,16 @@ func TestServiceProfileWarnings(t *testing.T) {
     condition: {method: GET}
     responseClasses:
     - condition: {all: [{status: {min: 500, max: 599}}, {not: {status: {min: 503}}}]}
+  retryBudget: {retryRatio: 2.5, minRetriesPerSecond: 10, ttl: 10s}
 `))
-	want := []string{"spec.routes[1].responseClasses[0].condition.all[1].not.status: only min is set, so the range matches status 503 alone (Linkerd's meaning); set max too for a range"}
+	want := []string{
+		"spec.routes[1].responseClasses[0].condition.all[1].not.status: only min is set, so the range matches status 503 alone (Linkerd's meaning); set max too for a range",
+		"spec.retryBudget.retryRatio: 2.5 lets retries outnumber the original requests (up to 3.5x the load on a failing service); Linkerd's examples use 0.2",
+	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("warnings = %q, want %q", got, want)
+	}
+	if got := ServiceProfileWarnings(decodeProfile(t, "  retryBudget: {retryRatio: 1, minRetriesPerSecond: 10, ttl: 10s}\n")); len(got) != 0 {
+		t.Errorf("a ratio of 1 warns: %q", got)
 	}
 }

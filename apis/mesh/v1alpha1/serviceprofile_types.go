@@ -226,10 +226,11 @@ type StatusRange struct {
 // RetryBudget bounds retries: at any time, retries may add at most retryRatio of the
 // original requests of the last ttl, plus minRetriesPerSecond.
 type RetryBudget struct {
-	// retryRatio is the share of original requests that may be retried, 0 to 1, e.g.
-	// 0.2 adds at most 20% load.
+	// retryRatio is the share of original requests that may be retried, e.g. 0.2 adds
+	// at most 20% load. 0 to 1000, the range Linkerd's proxy takes; above 1 retries may
+	// outnumber the requests, and admission warns.
 	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=1
+	// +kubebuilder:validation:Maximum=1000
 	// +required
 	RetryRatio float32 `json:"retryRatio"`
 	// minRetriesPerSecond allows this many retries per second regardless of the ratio,
