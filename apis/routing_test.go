@@ -116,6 +116,8 @@ spec: {}
 			wantErr: []string{"spec.routes[0].condition.method", "should match"}},
 		{name: "path regex too long", yaml: route(fmt.Sprintf("    condition: {pathRegex: %q}\n", fmt.Sprintf("%01025d", 0))),
 			wantErr: []string{"spec.routes[0].condition.pathRegex", "1024"}},
+		// Any positive duration Go's time.ParseDuration reads, which is what Linkerd takes.
+		{name: "timeouts in Go's duration syntax", yaml: profile("  routes:\n  - {name: a, condition: {method: GET}, timeout: .5s}\n  - {name: b, condition: {method: GET}, timeout: 1m30.5s}\n  - {name: c, condition: {method: GET}, timeout: 250μs}\n  retryBudget: {retryRatio: 0.2, minRetriesPerSecond: 10, ttl: 1.s}\n")},
 		{name: "timeout that is not a duration", yaml: route("    condition: {method: GET}\n    timeout: soon\n"),
 			wantErr: []string{"spec.routes[0].timeout", "should match"}},
 		{name: "empty response condition", yaml: route("    condition: {method: GET}\n    responseClasses:\n    - condition: {}\n"),

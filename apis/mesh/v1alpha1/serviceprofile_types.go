@@ -109,8 +109,9 @@ type RouteSpec struct {
 	// +optional
 	IsRetryable bool `json:"isRetryable,omitempty"`
 
-	// timeout bounds the whole request, retries included, e.g. 300ms. Default: 10s.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// timeout bounds the whole request, retries included: a positive Go duration, e.g.
+	// 300ms or 1m30s, as Linkerd parses it. Default: 10s.
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	Timeout string `json:"timeout,omitempty"`
@@ -239,8 +240,9 @@ type RetryBudget struct {
 	// +kubebuilder:validation:Maximum=10000
 	// +required
 	MinRetriesPerSecond int32 `json:"minRetriesPerSecond"`
-	// ttl is the window over which requests and retries are counted, e.g. 10s.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// ttl is the window over which requests and retries are counted: a positive Go
+	// duration, e.g. 10s.
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +required
 	TTL string `json:"ttl"`
