@@ -52,7 +52,7 @@ type conditions struct {
 
 // maxConditionMessage is metav1.Condition's schema bound on message. A longer message
 // fails the whole status write, leaving every condition stale; an invalid
-// ServiceProfile can produce one (64 routes, each quoting a 1 KiB pathRegex, or
+// ServiceProfile can produce one (256 routes, each quoting a 1 KiB pathRegex, or
 // conditions nested 128 wide).
 const maxConditionMessage = 32768
 

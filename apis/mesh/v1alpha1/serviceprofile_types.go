@@ -55,13 +55,17 @@ type ServiceProfile struct {
 
 // ServiceProfileSpec describes the service's routes and traffic policy.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.routes) || self.routes.all(r, self.routes.exists_one(q, q.name == r.name))",message="routes[].name must be unique"
 // +kubebuilder:validation:XValidation:rule="!has(self.dstOverrides) || self.dstOverrides.all(d, self.dstOverrides.exists_one(o, o.authority == d.authority))",message="dstOverrides[].authority must be unique"
 type ServiceProfileSpec struct {
 	// routes are the service's routes, matched in order: the first whose condition
 	// matches a request names it in metrics and applies its policy. Default: none (the
 	// service is measured as a whole).
-	// +kubebuilder:validation:MaxItems=64
+	//
+	// Route names are unique (they are the metric label). Up to 256 routes: a profile
+	// that `linkerd profile --open-api` writes has one per operation of the API.
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=map
+	// +listMapKey=name
 	// +optional
 	Routes []RouteSpec `json:"routes,omitempty"`
 
