@@ -43,12 +43,13 @@ import (
 func ServiceProfile(sp *meshv1alpha1.ServiceProfile) field.ErrorList {
 	var errs field.ErrorList
 	spec := field.NewPath("spec")
+	budget := &profileBudget{}
 	for i, rt := range sp.Spec.Routes {
 		p := spec.Child("routes").Index(i)
-		w := conditionWalk{}
+		w := conditionWalk{budget: budget}
 		errs = append(errs, w.request(p.Child("condition"), &rt.Condition, 1)...)
 		for j := range rt.ResponseClasses {
-			w := conditionWalk{}
+			w := conditionWalk{budget: budget}
 			errs = append(errs, w.response(p.Child("responseClasses").Index(j).Child("condition"), &rt.ResponseClasses[j].Condition, 1)...)
 		}
 		if rt.Timeout != "" {
@@ -149,12 +150,43 @@ func ProfileOpaquePorts(p *field.Path, ports []intstr.IntOrString) ([]iptables.P
 type conditionWalk struct {
 	nodes    int
 	tooLarge bool
+	budget   *profileBudget
+}
+
+// profileBudget counts a whole profile's conditions and regular-expression bytes
+// against MaxProfileConditions and MaxProfileRegexBytes. Once spent, the walks stop
+// looking (and compiling), so validating any profile stays cheap.
+type profileBudget struct {
+	nodes, regexBytes int
+	spent             bool
+}
+
+// spend takes n conditions and b bytes of expression; false (with one error, the
+// first time) when the profile is over budget.
+func (pb *profileBudget) spend(p *field.Path, n, b int) (field.ErrorList, bool) {
+	if pb.spent {
+		return nil, false
+	}
+	pb.nodes += n
+	pb.regexBytes += b
+	switch {
+	case pb.nodes > meshv1alpha1.MaxProfileConditions:
+		pb.spent = true
+		return field.ErrorList{field.Invalid(p, field.OmitValueType{}, fmt.Sprintf("the profile holds more than %d conditions across its routes; merge routes or simplify their conditions", meshv1alpha1.MaxProfileConditions))}, false
+	case pb.regexBytes > meshv1alpha1.MaxProfileRegexBytes:
+		pb.spent = true
+		return field.ErrorList{field.Invalid(p, field.OmitValueType{}, fmt.Sprintf("the profile's pathRegexes add up to more than %d bytes; shorten them or merge routes", meshv1alpha1.MaxProfileRegexBytes))}, false
+	}
+	return nil, true
 }
 
 // enter counts a node and reports the bounds; false means do not look further.
 func (w *conditionWalk) enter(p *field.Path, depth int) (field.ErrorList, bool) {
 	if depth > meshv1alpha1.MaxConditionDepth {
 		return field.ErrorList{field.Invalid(p, field.OmitValueType{}, fmt.Sprintf("conditions nest at most %d levels deep; flatten it (an all inside an all merges into one, a not inside a not cancels out)", meshv1alpha1.MaxConditionDepth))}, false
+	}
+	if errs, ok := w.budget.spend(p, 1, 0); !ok {
+		return errs, false
 	}
 	w.nodes++
 	if w.nodes > meshv1alpha1.MaxConditionNodes {
@@ -202,7 +234,11 @@ func (w *conditionWalk) request(p *field.Path, m *meshv1alpha1.RequestMatch, dep
 	if m.Not != nil {
 		errs = append(errs, w.request(p.Child("not"), m.Not, depth+1)...)
 	}
-	errs = append(errs, validatePathRegex(p.Child("pathRegex"), m.PathRegex)...)
+	if budgetErrs, ok := w.budget.spend(p.Child("pathRegex"), 0, len(m.PathRegex)); ok {
+		errs = append(errs, validatePathRegex(p.Child("pathRegex"), m.PathRegex)...)
+	} else {
+		errs = append(errs, budgetErrs...)
+	}
 	if m.Method != "" && !methodToken.MatchString(m.Method) {
 		errs = append(errs, field.Invalid(p.Child("method"), m.Method, "must be an HTTP method such as GET, at most 32 letters"))
 	}

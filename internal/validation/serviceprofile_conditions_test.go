@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -130,7 +131,7 @@ func TestConditionDepthBoundIsCheap(t *testing.T) {
 	for range 1_000_000 {
 		leaf = &meshv1alpha1.RequestMatch{Not: leaf}
 	}
-	w := conditionWalk{}
+	w := conditionWalk{budget: &profileBudget{}}
 	errs := w.request(nil, leaf, 1)
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "nest at most 8 levels") {
 		t.Fatalf("errors = %v, want one depth error", errs)
@@ -161,5 +162,57 @@ func TestServiceProfileWarnings(t *testing.T) {
 	}
 	if got := ServiceProfileWarnings(decodeProfile(t, "  retryBudget: {retryRatio: 1, minRetriesPerSecond: 10, ttl: 10s}\n")); len(got) != 0 {
 		t.Errorf("a ratio of 1 warns: %q", got)
+	}
+}
+
+// TestProfileBudget: conditions and expression bytes are bounded across the whole
+// profile, so that validating (and compiling) any profile stays cheap: the worst
+// profile the per-route bounds allow (256 routes of 120 conditions, each a 1 KiB
+// expression) took 8s before; now validation stops at the budget.
+func TestProfileBudget(t *testing.T) {
+	leaf := meshv1alpha1.RequestMatch{PathRegex: strings.Repeat("(a|b)*c[0-9]{1,9}", 1000/18)}
+	row := make([]meshv1alpha1.RequestMatch, 16)
+	for i := range row {
+		row[i] = leaf
+	}
+	mid := meshv1alpha1.RequestMatch{Any: row}
+	wide := meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{mid, mid, mid, mid, mid, mid, mid}} // 120 conditions
+	small := meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{{Any: []meshv1alpha1.RequestMatch{{Method: "GET"}}}, {Any: []meshv1alpha1.RequestMatch{{Method: "GET"}}}, {Any: []meshv1alpha1.RequestMatch{{Method: "GET"}}}, {Any: []meshv1alpha1.RequestMatch{{Method: "GET"}}}, {Any: []meshv1alpha1.RequestMatch{{Method: "GET"}}}, {Any: []meshv1alpha1.RequestMatch{{Method: "GET"}}}, {Any: []meshv1alpha1.RequestMatch{{Method: "GET"}}}}}
+	routes := func(n int, c meshv1alpha1.RequestMatch) func(*meshv1alpha1.ServiceProfileSpec) {
+		return func(s *meshv1alpha1.ServiceProfileSpec) {
+			for i := range n {
+				s.Routes = append(s.Routes, meshv1alpha1.RouteSpec{Name: fmt.Sprintf("r%d", i), Condition: c})
+			}
+		}
+	}
+	pathRoutes := func(n, size int) func(*meshv1alpha1.ServiceProfileSpec) {
+		return routes(n, meshv1alpha1.RequestMatch{PathRegex: "/" + strings.Repeat("a", size-1)})
+	}
+	cases := []struct {
+		name string
+		spec func(*meshv1alpha1.ServiceProfileSpec)
+		want []string
+	}{
+		{"256 routes of an OpenAPI profile", routes(256, meshv1alpha1.RequestMatch{Method: "GET", PathRegex: "/books/[^/]*/edit"}), nil},
+		// 64 routes of 16 conditions.
+		{"exactly 1024 conditions", func(s *meshv1alpha1.ServiceProfileSpec) {
+			routes(64, meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{{Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Not: &meshv1alpha1.RequestMatch{Method: "GET"}}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}, {Method: "GET"}}})(s)
+		}, nil},
+		// 15 conditions a route: 68 routes hold 1020, the 1025th is route 68's fifth.
+		{"more than 1024 conditions across routes", routes(69, small),
+			[]string{"spec.routes[68].condition.all[1].any[0]|more than 1024 conditions across its routes"}},
+		{"64 KiB of expressions", pathRoutes(64, 1024), nil},
+		{"more than 64 KiB of expressions", pathRoutes(65, 1024),
+			[]string{"spec.routes[64].condition.pathRegex|add up to more than 65536 bytes"}},
+		// 935-byte expressions: the 71st passes 64 KiB, in the first route.
+		{"the worst profile the per-route bounds allow", routes(256, wide),
+			[]string{"spec.routes[0].condition.all[4].any[6].pathRegex|add up to more than 65536 bytes"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			wantErrors(t, ServiceProfile(sp("web.shop.svc.cluster.local", tc.spec)), tc.want)
+			t.Logf("validated in %v", time.Since(start))
+		})
 	}
 }
