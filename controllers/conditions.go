@@ -56,6 +56,9 @@ type conditions struct {
 // conditions nested 128 wide).
 const maxConditionMessage = 32768
 
+// maxEventNote is the API server's bound on an events.k8s.io Event's note.
+const maxEventNote = 1024
+
 // truncateMessage keeps the head of a message (the first errors, which name their
 // fields) within max bytes, cut at a character boundary, and says it was cut.
 func truncateMessage(msg string, max int) string {

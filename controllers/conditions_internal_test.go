@@ -44,3 +44,10 @@ func TestConditionMessageFitsTheSchema(t *testing.T) {
 		t.Errorf("a short message was changed: %q", list[0].Message)
 	}
 }
+
+func TestEventNoteFitsTheAPI(t *testing.T) {
+	got := truncateMessage(strings.Repeat("spec.routes[0].condition: bad; ", 100), maxEventNote)
+	if len(got) > maxEventNote || !strings.HasPrefix(got, "spec.routes[0].condition: bad;") {
+		t.Errorf("note of %d bytes: %.40q", len(got), got)
+	}
+}
