@@ -139,17 +139,20 @@ type RouteSpec struct {
 //
 // +kubebuilder:validation:MinProperties=1
 type RequestMatch struct {
-	// all holds when every one of its conditions holds.
+	// all holds when every one of its conditions holds: a list of 1 to 16 conditions
+	// shaped like this one.
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	All []RequestMatch `json:"all,omitempty"`
-	// any holds when at least one of its conditions holds.
+	// any holds when at least one of its conditions holds: a list of 1 to 16
+	// conditions shaped like this one.
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	Any []RequestMatch `json:"any,omitempty"`
-	// not holds when its condition does not.
+	// not holds when its condition does not: one condition shaped like this one (an
+	// object, not a list).
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
@@ -188,17 +191,20 @@ type ResponseClass struct {
 //
 // +kubebuilder:validation:MinProperties=1
 type ResponseMatch struct {
-	// all holds when every one of its conditions holds.
+	// all holds when every one of its conditions holds: a list of 1 to 16 conditions
+	// shaped like this one.
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	All []ResponseMatch `json:"all,omitempty"`
-	// any holds when at least one of its conditions holds.
+	// any holds when at least one of its conditions holds: a list of 1 to 16
+	// conditions shaped like this one.
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
 	Any []ResponseMatch `json:"any,omitempty"`
-	// not holds when its condition does not.
+	// not holds when its condition does not: one condition shaped like this one (an
+	// object, not a list).
 	// +kubebuilder:validation:Schemaless
 	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
