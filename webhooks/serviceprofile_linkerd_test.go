@@ -189,7 +189,7 @@ var linkerdExamples = []linkerdExample{
 	{
 		// The webapp profile `linkerd profile --open-api webapp.swagger webapp` writes.
 		name: "books demo: webapp from its OpenAPI spec", doc: docBooks + "#service-profiles", service: "webapp", port: 7000,
-		yaml: profileDoc("webapp", `  routes:
+		yaml: strings.Replace(profileDoc("webapp", `  routes:
   - condition:
       method: GET
       pathRegex: /
@@ -226,7 +226,7 @@ var linkerdExamples = []linkerdExample{
       method: POST
       pathRegex: /books/[^/]*/edit
     name: POST /books/{id}/edit
-`),
+`), "metadata:\n", "metadata:\n  creationTimestamp: null\n", 1), // as the command prints it
 		requests: map[string]string{
 			"GET /": "GET /", "POST /authors": "POST /authors", "GET /authors/3": "GET /authors/{id}",
 			"POST /authors/3/delete": "POST /authors/{id}/delete", "POST /authors/3/edit": "POST /authors/{id}/edit",
@@ -274,18 +274,45 @@ var linkerdExamples = []linkerdExample{
 		},
 	},
 	{
+		// The books profile from its OpenAPI spec (its routes as the page lists them),
+		// with the timeout the demo then adds.
 		name: "books demo: books with a timeout", doc: docBooks + "#timeouts", service: "books", port: 7002,
 		yaml: profileDoc("books", `  routes:
+  - condition:
+      method: DELETE
+      pathRegex: /books/[^/]*\.json
+    name: DELETE /books/{id}.json
+  - condition:
+      method: GET
+      pathRegex: /books\.json
+    name: GET /books.json
+  - condition:
+      method: GET
+      pathRegex: /books/[^/]*\.json
+    name: GET /books/{id}.json
+  - condition:
+      method: POST
+      pathRegex: /books\.json
+    name: POST /books.json
   - condition:
       method: PUT
       pathRegex: /books/[^/]*\.json
     name: PUT /books/{id}.json
     timeout: 25ms
 `),
-		requests: map[string]string{"PUT /books/4.json": "PUT /books/{id}.json", "GET /books/4.json": "default"},
+		requests: map[string]string{
+			"PUT /books/4.json": "PUT /books/{id}.json", "GET /books/4.json": "GET /books/{id}.json", "DELETE /books/4.json": "DELETE /books/{id}.json",
+			"GET /books.json": "GET /books.json", "POST /books.json": "POST /books.json", "PUT /books.json": "default", "GET /books/4": "default",
+		},
 		check: func(t *testing.T, _ *api.DestinationConfig, tbl *router.Table) {
-			if got := tbl.Routes[0].RequestTimeout; got != 25*time.Millisecond {
-				t.Errorf("timeout = %v, want 25ms", got)
+			for _, rt := range tbl.Routes {
+				want := 10 * time.Second // Linkerd's default, and Weft's
+				if rt.Name == "PUT /books/{id}.json" {
+					want = 25 * time.Millisecond
+				}
+				if rt.RequestTimeout != want {
+					t.Errorf("route %q timeout = %v, want %v", rt.Name, rt.RequestTimeout, want)
+				}
 			}
 		},
 	},
@@ -314,15 +341,15 @@ var linkerdExamples = []linkerdExample{
 		},
 	},
 	{
-		name: "configuring timeouts: a route timeout", doc: docTimeouts,
-		yaml: profileDoc("web", `  routes:
-  - name: GET /api/annotations
-    condition:
-      method: GET
-      pathRegex: /api/annotations
-    timeout: 300ms
+		name: "configuring timeouts: a route timeout", doc: docTimeouts, service: "authors", port: 7001,
+		yaml: profileDoc("authors", `  routes:
+    - condition:
+        method: HEAD
+        pathRegex: /authors/[^/]*\.json
+      name: HEAD /authors/{id}.json
+      timeout: 300ms
 `),
-		requests: map[string]string{"GET /api/annotations": "GET /api/annotations", "POST /api/annotations": "default"},
+		requests: map[string]string{"HEAD /authors/1.json": "HEAD /authors/{id}.json", "GET /authors/1.json": "default"},
 		check: func(t *testing.T, _ *api.DestinationConfig, tbl *router.Table) {
 			if got := tbl.Routes[0].RequestTimeout; got != 300*time.Millisecond {
 				t.Errorf("timeout = %v, want 300ms", got)
