@@ -19,6 +19,7 @@ package controllers
 import (
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -64,7 +65,31 @@ type conditions struct {
 	generation int64
 }
 
+// maxConditionMessage is metav1.Condition's schema bound on message. A longer message
+// fails the whole status write, leaving every condition stale; an invalid
+// ServiceProfile can produce one (256 routes, each quoting a 1 KiB pathRegex, or
+// conditions nested 128 wide).
+const maxConditionMessage = 32768
+
+// maxEventNote is the API server's bound on an events.k8s.io Event's note.
+const maxEventNote = 1024
+
+// truncateMessage keeps the head of a message (the first errors, which name their
+// fields) within max bytes, cut at a character boundary, and says it was cut.
+func truncateMessage(msg string, max int) string {
+	if len(msg) <= max {
+		return msg
+	}
+	const more = " ... (truncated)"
+	cut := max - len(more)
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return msg[:cut] + more
+}
+
 func (c conditions) set(condType string, ok bool, reason, message string) {
+	message = truncateMessage(message, maxConditionMessage)
 	status := metav1.ConditionFalse
 	if ok {
 		status = metav1.ConditionTrue

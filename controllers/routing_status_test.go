@@ -26,7 +26,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	splitv1alpha2 "github.com/weftmesh/weft/apis/split/v1alpha2"
@@ -115,6 +117,48 @@ func TestRoutingStatus(t *testing.T) {
 			}
 			if !conditionIs(sp.Status.Conditions, meshv1alpha1.ConditionReady, metav1.ConditionFalse, meshv1alpha1.ReasonInvalid, sp.Generation) {
 				return fmt.Errorf("want Ready=False Invalid, got %+v", sp.Status.Conditions)
+			}
+			return nil
+		})
+	})
+
+	// Nested conditions have no schema; written while the webhook was down, garbage there
+	// still reads back, and the status names each bad member. Its many errors pass the
+	// 1 KiB an Event's note may hold, and the Event still goes out.
+	t.Run("ServiceProfile with nested garbage", func(t *testing.T) {
+		var members []string
+		for i := range 40 {
+			members = append(members, fmt.Sprintf("{pathregex%d: /x}", i))
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(`apiVersion: mesh.weft.dev/v1alpha1
+kind: ServiceProfile
+metadata: {namespace: shop, name: garbage.shop.svc.cluster.local}
+spec:
+  routes:
+  - name: r
+    condition: {any: [`+strings.Join(members, ", ")+`]}
+`), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Create(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+		var sp meshv1alpha1.ServiceProfile
+		eventually(t, 10*time.Second, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(u), &sp); err != nil {
+				return err
+			}
+			cond := meta.FindStatusCondition(sp.Status.Conditions, meshv1alpha1.ConditionAccepted)
+			if cond == nil || cond.Status != metav1.ConditionFalse ||
+				!strings.Contains(cond.Message, `spec.routes[0].condition.any[39]: Invalid value: unknown field "pathregex39"`) {
+				return fmt.Errorf("want Accepted=False naming spec.routes[0].condition.any[39], got %+v", cond)
+			}
+			if len(cond.Message) <= 1024 {
+				return fmt.Errorf("the message is %d bytes; the case needs more than an Event's 1 KiB", len(cond.Message))
+			}
+			if ok, err := hasEvent(ctx, c, "shop", sp.Name, meshv1alpha1.ReasonInvalid); !ok {
+				return fmt.Errorf("want an Invalid Event (err %v)", err)
 			}
 			return nil
 		})

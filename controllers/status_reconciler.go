@@ -174,7 +174,8 @@ func (r *StatusReconciler[T, L]) setAccepted(obj T, conds conditions) {
 	}
 	msg := r.kind.fixPrefix + errs.ToAggregate().Error()
 	conds.set(meshv1alpha1.ConditionAccepted, false, meshv1alpha1.ReasonInvalid, msg)
-	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonInvalid, "Validate", msg)
+	// The API server refuses an Event whose note passes 1 KiB; the condition keeps more.
+	r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, meshv1alpha1.ReasonInvalid, "Validate", "%s", truncateMessage(msg, maxEventNote))
 }
 
 // SetupWithManager watches the objects of the reconciler's kind and the objects they

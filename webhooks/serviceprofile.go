@@ -49,7 +49,8 @@ func (v *ServiceProfileValidator) validate(ctx context.Context, sp *meshv1alpha1
 	if len(errs) > 0 {
 		return nil, apierrors.NewInvalid(meshv1alpha1.GroupVersion.WithKind("ServiceProfile").GroupKind(), sp.Name, errs)
 	}
-	return missingServices(ctx, v.Reader, refs)
+	warnings, err := missingServices(ctx, v.Reader, refs)
+	return append(warnings, validation.ServiceProfileWarnings(sp)...), err
 }
 
 // missingServices returns a warning for each referenced Service that does not exist.

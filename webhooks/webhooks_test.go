@@ -472,8 +472,8 @@ func TestServiceProfileValidation(t *testing.T) {
 	}
 	c, w := warningClient(t)
 	nested := route("nested", "")
-	nested.Condition = meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestSubMatch{{Method: "GET"},
-		{Any: []meshv1alpha1.RequestLeafMatch{{PathRegex: "/ok"}, {PathRegex: "/bad/[z-a]"}}}}}
+	nested.Condition = meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{{Method: "GET"},
+		{Any: []meshv1alpha1.RequestMatch{{PathRegex: "/ok"}, {PathRegex: "/bad/[z-a]"}}}}}
 
 	cases := []struct {
 		name    string

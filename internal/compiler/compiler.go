@@ -36,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -278,8 +279,10 @@ func (c *compilation) backend(svc *corev1.Service, port corev1.ServicePort) *api
 // rootProtocol is the target port's hint; the ServiceProfile's opaquePorts count too.
 func (c *compilation) rootProtocol() api.ProtocolHint {
 	if c.profile != nil {
-		for _, p := range c.profile.Spec.OpaquePorts {
-			if int32(p) == c.port.Port {
+		// The profile passed validation, so every entry is a port or a range.
+		ranges, _ := validation.ProfileOpaquePorts(nil, c.profile.Spec.OpaquePorts)
+		for _, r := range ranges {
+			if c.port.Port >= int32(r.From) && c.port.Port <= int32(r.To) {
 				return api.ProtocolHint_PROTOCOL_HINT_OPAQUE
 			}
 		}
@@ -388,6 +391,10 @@ type index struct {
 	splits     map[string][]*splitv1alpha2.TrafficSplit
 	httpRoutes map[string][]*gatewayv1.HTTPRoute
 	grpcRoutes map[string][]*gatewayv1.GRPCRoute
+	// profileValid memoizes validation.ServiceProfile per profile (*ServiceProfile ->
+	// bool): each target compiled from this index asks again, and a profile at its
+	// bounds costs tens of milliseconds to validate.
+	profileValid sync.Map
 }
 
 func newIndex(s *State) *index {
@@ -578,7 +585,7 @@ func (ix *index) profileFor(svc *corev1.Service, contextNS string) *meshv1alpha1
 	name := svcname.Service{Namespace: svc.Namespace, Name: svc.Name}.FQDN(ix.clusterDomain)
 	find := func(ns string) *meshv1alpha1.ServiceProfile {
 		for _, sp := range ix.profiles[ns] {
-			if sp.Name == name && len(validation.ServiceProfile(sp)) == 0 {
+			if sp.Name == name && ix.validProfile(sp) {
 				return sp
 			}
 		}
@@ -590,6 +597,15 @@ func (ix *index) profileFor(svc *corev1.Service, contextNS string) *meshv1alpha1
 		}
 	}
 	return find(svc.Namespace)
+}
+
+func (ix *index) validProfile(sp *meshv1alpha1.ServiceProfile) bool {
+	if v, ok := ix.profileValid.Load(sp); ok {
+		return v.(bool)
+	}
+	valid := len(validation.ServiceProfile(sp)) == 0
+	ix.profileValid.Store(sp, valid)
+	return valid
 }
 
 // splitFor returns the TrafficSplit rooted at the Service that Weft honours: among the

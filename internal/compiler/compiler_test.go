@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -124,11 +125,30 @@ func TestCompile(t *testing.T) {
 			name: "the ServiceProfile's opaque ports make the root port opaque",
 			state: func(s *State) {
 				s.ServiceProfiles = []meshv1alpha1.ServiceProfile{profile("shop", meshv1alpha1.ServiceProfileSpec{
-					OpaquePorts: []meshv1alpha1.Port{80},
+					OpaquePorts: []intstr.IntOrString{intstr.FromInt32(80)},
 					Routes:      []meshv1alpha1.RouteSpec{{Name: "get", Condition: meshv1alpha1.RequestMatch{Method: "GET"}}},
 				})}
 			},
 			want: func(w *api.DestinationConfig) { w.Protocol = api.ProtocolHint_PROTOCOL_HINT_OPAQUE },
+		},
+		{
+			// Linkerd's CRD types opaquePorts as strings; a range covers the port too.
+			name: "a ServiceProfile opaque port range, written as Linkerd's string, covers the root port",
+			state: func(s *State) {
+				s.ServiceProfiles = []meshv1alpha1.ServiceProfile{profile("shop", meshv1alpha1.ServiceProfileSpec{
+					OpaquePorts: []intstr.IntOrString{intstr.FromString("3306"), intstr.FromString("79-81")},
+				})}
+			},
+			want: func(w *api.DestinationConfig) { w.Protocol = api.ProtocolHint_PROTOCOL_HINT_OPAQUE },
+		},
+		{
+			name: "a ServiceProfile opaque port string beside the root port leaves it alone",
+			state: func(s *State) {
+				s.ServiceProfiles = []meshv1alpha1.ServiceProfile{profile("shop", meshv1alpha1.ServiceProfileSpec{
+					OpaquePorts: []intstr.IntOrString{intstr.FromString("81-90")},
+				})}
+			},
+			want: func(w *api.DestinationConfig) {},
 		},
 		{
 			name: "headless Service has no addresses",
@@ -149,12 +169,15 @@ func TestCompile(t *testing.T) {
 							IsRetryable: true,
 							Timeout:     "300ms",
 							ResponseClasses: []meshv1alpha1.ResponseClass{
-								{Condition: meshv1alpha1.ResponseMatch{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](500)}}, IsFailure: true},
+								{Condition: meshv1alpha1.ResponseMatch{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](500), Max: ptr.To[int32](599)}}, IsFailure: true},
+								// One bound alone matches just that status, as Linkerd documents.
+								{Condition: meshv1alpha1.ResponseMatch{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](404)}}},
+								{Condition: meshv1alpha1.ResponseMatch{Status: &meshv1alpha1.StatusRange{Max: ptr.To[int32](409)}}},
 								{Condition: meshv1alpha1.ResponseMatch{
-									Any: []meshv1alpha1.ResponseSubMatch{
-										{Status: &meshv1alpha1.StatusRange{Max: ptr.To[int32](199)}},
-										{Not: &meshv1alpha1.ResponseLeafMatch{Status: meshv1alpha1.StatusRange{Min: ptr.To[int32](200), Max: ptr.To[int32](499)}}},
-										{All: []meshv1alpha1.ResponseLeafMatch{{Status: meshv1alpha1.StatusRange{Min: ptr.To[int32](429), Max: ptr.To[int32](429)}}}},
+									Any: []meshv1alpha1.ResponseMatch{
+										{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](100), Max: ptr.To[int32](199)}},
+										{Not: &meshv1alpha1.ResponseMatch{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](200), Max: ptr.To[int32](499)}}},
+										{All: []meshv1alpha1.ResponseMatch{{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](429), Max: ptr.To[int32](429)}}}},
 									},
 								}},
 							},
@@ -162,13 +185,15 @@ func TestCompile(t *testing.T) {
 						{
 							Name: "writes",
 							Condition: meshv1alpha1.RequestMatch{
-								Any: []meshv1alpha1.RequestSubMatch{
+								Any: []meshv1alpha1.RequestMatch{
 									{Method: "POST"},
-									{All: []meshv1alpha1.RequestLeafMatch{{Method: "PUT"}, {PathRegex: "/books/.*"}}},
-									{Not: &meshv1alpha1.RequestLeafMatch{PathRegex: "/health"}},
-									{Any: []meshv1alpha1.RequestLeafMatch{{Method: "DELETE"}}},
+									{All: []meshv1alpha1.RequestMatch{{Method: "PUT"}, {PathRegex: "/books/.*"}}},
+									{Not: &meshv1alpha1.RequestMatch{PathRegex: "/health"}},
+									{Any: []meshv1alpha1.RequestMatch{{Method: "delete"}}},
+									// Deeper than the old three-level schema allowed.
+									{Any: []meshv1alpha1.RequestMatch{{All: []meshv1alpha1.RequestMatch{{Not: &meshv1alpha1.RequestMatch{Method: "PATCH"}}, {PathRegex: "/info.txt"}}}}},
 								},
-								Not: &meshv1alpha1.RequestSubMatch{Method: "GET"},
+								Not: &meshv1alpha1.RequestMatch{Method: "GET"},
 							},
 						},
 					},
@@ -205,6 +230,8 @@ func TestCompile(t *testing.T) {
 						Retry:    &api.RetryPolicy{},
 						ResponseClasses: []*api.ResponseClass{
 							{Condition: status(500, 599), IsFailure: true},
+							{Condition: status(404, 404)},
+							{Condition: status(409, 409)},
 							{Condition: &api.ResponseCondition{Kind: &api.ResponseCondition_Any{Any: &api.ResponseConditions{Conditions: []*api.ResponseCondition{
 								status(100, 199),
 								{Kind: &api.ResponseCondition_Not{Not: status(200, 499)}},
@@ -215,7 +242,8 @@ func TestCompile(t *testing.T) {
 					{
 						Name: "writes", Resource: res,
 						Matches: []*api.RouteMatch{{Condition: all(
-							anyOf(method("POST"), all(method("PUT"), pathRe("/books/.*")), not(pathRe("/health")), anyOf(method("DELETE"))),
+							anyOf(method("POST"), all(method("PUT"), pathRe("/books/.*")), not(pathRe("/health")), anyOf(method("DELETE")),
+								anyOf(all(not(method("PATCH")), pathRe("/info.txt")))),
 							not(method("GET")),
 						)}},
 						Backends: []*api.WeightedBackend{wb("shop/web:80", 1)},
@@ -731,5 +759,53 @@ func TestDeterministic(t *testing.T) {
 	b, _ := Compile(changed, Target{Namespace: "shop", Name: "web", Port: 80})
 	if a.Version == b.Version {
 		t.Fatalf("a changed weight kept version %s", a.Version)
+	}
+}
+
+// TestProfileConditionDepthBound: a condition deeper than MaxConditionDepth (built in
+// memory, so validation never saw it) stops the conversion at the bound instead of
+// recursing through it, and the route is dropped rather than matching everything.
+func TestProfileConditionDepthBound(t *testing.T) {
+	deepReq := &meshv1alpha1.RequestMatch{Method: "GET"}
+	deepResp := &meshv1alpha1.ResponseMatch{Status: &meshv1alpha1.StatusRange{Min: ptr.To[int32](500)}}
+	for range 1_000_000 {
+		deepReq = &meshv1alpha1.RequestMatch{Not: deepReq}
+		deepResp = &meshv1alpha1.ResponseMatch{Not: deepResp}
+	}
+	if _, err := requestCondition(deepReq, 1); !errors.Is(err, errConditionTooDeep) {
+		t.Errorf("request condition: err = %v, want %v", err, errConditionTooDeep)
+	}
+	if _, err := responseCondition(deepResp, 1); !errors.Is(err, errConditionTooDeep) {
+		t.Errorf("response condition: err = %v, want %v", err, errConditionTooDeep)
+	}
+
+	// At the bound exactly, the conversion succeeds.
+	atBound := &meshv1alpha1.RequestMatch{Method: "GET"}
+	for range meshv1alpha1.MaxConditionDepth - 1 {
+		atBound = &meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{*atBound}}
+	}
+	if _, err := requestCondition(atBound, 1); err != nil {
+		t.Errorf("a condition %d levels deep: %v", meshv1alpha1.MaxConditionDepth, err)
+	}
+	tooDeep := meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{*atBound}}
+	if _, err := requestCondition(&tooDeep, 1); !errors.Is(err, errConditionTooDeep) {
+		t.Errorf("a condition %d levels deep: err = %v, want %v", meshv1alpha1.MaxConditionDepth+1, err, errConditionTooDeep)
+	}
+
+	// An empty condition would compile to an empty all, which matches everything.
+	if _, err := requestCondition(&meshv1alpha1.RequestMatch{Not: &meshv1alpha1.RequestMatch{}}, 1); !errors.Is(err, errEmptyCondition) {
+		t.Errorf("empty nested condition: err = %v, want %v", err, errEmptyCondition)
+	}
+
+	// Compiled directly (profileFor would have refused the profile), the deep route is
+	// dropped and the others stay.
+	c := &compilation{ix: newIndex(&State{}), svc: &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}},
+		port: corev1.ServicePort{Port: 80}, profile: &meshv1alpha1.ServiceProfile{Spec: meshv1alpha1.ServiceProfileSpec{Routes: []meshv1alpha1.RouteSpec{
+			{Name: "deep", Condition: *deepReq},
+			{Name: "ok", Condition: meshv1alpha1.RequestMatch{Method: "GET"}},
+		}}}}
+	routes := c.profileRoutes()
+	if len(routes) != 1 || routes[0].GetName() != "ok" {
+		t.Errorf("routes = %v, want only ok", routes)
 	}
 }

@@ -18,6 +18,7 @@ package compiler
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -433,7 +434,9 @@ func grpcFilters(fs []gatewayv1.GRPCRouteFilter) []*api.Filter {
 }
 
 // profileRoutes compiles the ServiceProfile's routes, in order, each to the default
-// backends.
+// backends. The profile passed validation (profileFor), so its conditions are within
+// bounds; a condition that is not anyway (a caller that skipped validation) drops its
+// route rather than the compiler walking it.
 func (c *compilation) profileRoutes() []*api.Route {
 	sp := c.profile
 	out := make([]*api.Route, 0, len(sp.Spec.Routes))
@@ -444,10 +447,14 @@ func (c *compilation) profileRoutes() []*api.Route {
 				timeout = d
 			}
 		}
+		cond, err := requestCondition(&rt.Condition, 1)
+		if err != nil {
+			continue
+		}
 		r := &api.Route{
 			Name:     rt.Name,
 			Resource: &api.ResourceRef{Kind: "ServiceProfile", Namespace: sp.Namespace, Name: sp.Name},
-			Matches:  []*api.RouteMatch{{Condition: requestCondition(rt.Condition.All, rt.Condition.Any, rt.Condition.Not, rt.Condition.PathRegex, rt.Condition.Method)}},
+			Matches:  []*api.RouteMatch{{Condition: cond}},
 			Backends: c.defaultBackends(),
 			Timeouts: &api.Timeouts{Request: durationpb.New(timeout)},
 		}
@@ -456,110 +463,136 @@ func (c *compilation) profileRoutes() []*api.Route {
 			r.Retry = &api.RetryPolicy{}
 		}
 		for _, rc := range rt.ResponseClasses {
-			r.ResponseClasses = append(r.ResponseClasses, &api.ResponseClass{
-				Condition: responseCondition(rc.Condition.All, rc.Condition.Any, rc.Condition.Not, rc.Condition.Status),
-				IsFailure: rc.IsFailure,
-			})
+			rcond, err := responseCondition(&rc.Condition, 1)
+			if err != nil {
+				continue
+			}
+			r.ResponseClasses = append(r.ResponseClasses, &api.ResponseClass{Condition: rcond, IsFailure: rc.IsFailure})
 		}
 		out = append(out, r)
 	}
 	return out
 }
 
-// The ServiceProfile condition types nest three levels with the same shape; these
-// interfaces let one function convert each level.
-type requestLevel interface {
-	meshv1alpha1.RequestSubMatch | meshv1alpha1.RequestLeafMatch
-}
+// errConditionTooDeep stops a conversion at meshv1alpha1.MaxConditionDepth levels, so
+// the recursion is bounded by the constant, not by what was stored.
+var errConditionTooDeep = fmt.Errorf("conditions nest deeper than %d levels", meshv1alpha1.MaxConditionDepth)
 
-func requestCondition[T requestLevel](all, any []T, not *T, pathRegex, method string) *api.RequestCondition {
+// errEmptyCondition: a condition that tests nothing would compile to an empty all,
+// which matches every request; validation refuses it, and so does the compiler.
+var errEmptyCondition = errors.New("a condition tests nothing")
+
+// requestCondition converts a ServiceProfile request condition at the given level
+// (the route's condition is level 1). A level that sets several tests requires all
+// of them, as in Linkerd.
+func requestCondition(m *meshv1alpha1.RequestMatch, depth int) (*api.RequestCondition, error) {
+	if depth > meshv1alpha1.MaxConditionDepth {
+		return nil, errConditionTooDeep
+	}
 	var parts []*api.RequestCondition
-	if len(all) > 0 {
-		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_All{All: &api.RequestConditions{Conditions: requestList(all)}}})
+	list := func(ms []meshv1alpha1.RequestMatch) (*api.RequestConditions, error) {
+		out := &api.RequestConditions{Conditions: make([]*api.RequestCondition, 0, len(ms))}
+		for i := range ms {
+			c, err := requestCondition(&ms[i], depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out.Conditions = append(out.Conditions, c)
+		}
+		return out, nil
 	}
-	if len(any) > 0 {
-		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Any{Any: &api.RequestConditions{Conditions: requestList(any)}}})
+	if len(m.All) > 0 {
+		l, err := list(m.All)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_All{All: l}})
 	}
-	if not != nil {
-		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Not{Not: requestOne(*not)}})
+	if len(m.Any) > 0 {
+		l, err := list(m.Any)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Any{Any: l}})
 	}
-	if pathRegex != "" {
-		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_PathRegex{PathRegex: pathRegex}})
+	if m.Not != nil {
+		n, err := requestCondition(m.Not, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Not{Not: n}})
 	}
-	if method != "" {
-		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Method{Method: method}})
+	if m.PathRegex != "" {
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_PathRegex{PathRegex: m.PathRegex}})
 	}
-	// A level that sets several tests requires all of them.
-	if len(parts) == 1 {
-		return parts[0]
+	if m.Method != "" {
+		// Linkerd compares methods upper-cased; a profile written with "get" means GET.
+		parts = append(parts, &api.RequestCondition{Kind: &api.RequestCondition_Method{Method: strings.ToUpper(m.Method)}})
 	}
-	return &api.RequestCondition{Kind: &api.RequestCondition_All{All: &api.RequestConditions{Conditions: parts}}}
+	switch len(parts) {
+	case 0:
+		return nil, errEmptyCondition
+	case 1:
+		return parts[0], nil
+	}
+	return &api.RequestCondition{Kind: &api.RequestCondition_All{All: &api.RequestConditions{Conditions: parts}}}, nil
 }
 
-func requestList[T requestLevel](l []T) []*api.RequestCondition {
-	out := make([]*api.RequestCondition, 0, len(l))
-	for _, m := range l {
-		out = append(out, requestOne(m))
+// responseCondition converts a ServiceProfile response condition like
+// requestCondition. A status range with one bound matches just that status, as
+// Linkerd documents.
+func responseCondition(m *meshv1alpha1.ResponseMatch, depth int) (*api.ResponseCondition, error) {
+	if depth > meshv1alpha1.MaxConditionDepth {
+		return nil, errConditionTooDeep
 	}
-	return out
-}
-
-func requestOne[T requestLevel](m T) *api.RequestCondition {
-	switch v := any(m).(type) {
-	case meshv1alpha1.RequestSubMatch:
-		return requestCondition(v.All, v.Any, v.Not, v.PathRegex, v.Method)
-	case meshv1alpha1.RequestLeafMatch:
-		return requestCondition[meshv1alpha1.RequestLeafMatch](nil, nil, nil, v.PathRegex, v.Method)
-	}
-	return nil
-}
-
-type responseLevel interface {
-	meshv1alpha1.ResponseSubMatch | meshv1alpha1.ResponseLeafMatch
-}
-
-func responseCondition[T responseLevel](all, any []T, not *T, status *meshv1alpha1.StatusRange) *api.ResponseCondition {
 	var parts []*api.ResponseCondition
-	if len(all) > 0 {
-		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_All{All: &api.ResponseConditions{Conditions: responseList(all)}}})
-	}
-	if len(any) > 0 {
-		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Any{Any: &api.ResponseConditions{Conditions: responseList(any)}}})
-	}
-	if not != nil {
-		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Not{Not: responseOne(*not)}})
-	}
-	if status != nil {
-		sr := &api.StatusRange{Min: 100, Max: 599}
-		if status.Min != nil {
-			sr.Min = uint32(*status.Min)
+	list := func(ms []meshv1alpha1.ResponseMatch) (*api.ResponseConditions, error) {
+		out := &api.ResponseConditions{Conditions: make([]*api.ResponseCondition, 0, len(ms))}
+		for i := range ms {
+			c, err := responseCondition(&ms[i], depth+1)
+			if err != nil {
+				return nil, err
+			}
+			out.Conditions = append(out.Conditions, c)
 		}
-		if status.Max != nil {
-			sr.Max = uint32(*status.Max)
+		return out, nil
+	}
+	if len(m.All) > 0 {
+		l, err := list(m.All)
+		if err != nil {
+			return nil, err
 		}
-		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Status{Status: sr}})
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_All{All: l}})
 	}
-	if len(parts) == 1 {
-		return parts[0]
+	if len(m.Any) > 0 {
+		l, err := list(m.Any)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Any{Any: l}})
 	}
-	return &api.ResponseCondition{Kind: &api.ResponseCondition_All{All: &api.ResponseConditions{Conditions: parts}}}
-}
-
-func responseList[T responseLevel](l []T) []*api.ResponseCondition {
-	out := make([]*api.ResponseCondition, 0, len(l))
-	for _, m := range l {
-		out = append(out, responseOne(m))
+	if m.Not != nil {
+		n, err := responseCondition(m.Not, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Not{Not: n}})
 	}
-	return out
-}
-
-func responseOne[T responseLevel](m T) *api.ResponseCondition {
-	switch v := any(m).(type) {
-	case meshv1alpha1.ResponseSubMatch:
-		return responseCondition(v.All, v.Any, v.Not, v.Status)
-	case meshv1alpha1.ResponseLeafMatch:
-		s := v.Status
-		return responseCondition[meshv1alpha1.ResponseLeafMatch](nil, nil, nil, &s)
+	if s := m.Status; s != nil && (s.Min != nil || s.Max != nil) {
+		lo, hi := s.Min, s.Max
+		if lo == nil {
+			lo = hi
+		}
+		if hi == nil {
+			hi = lo
+		}
+		parts = append(parts, &api.ResponseCondition{Kind: &api.ResponseCondition_Status{Status: &api.StatusRange{Min: uint32(*lo), Max: uint32(*hi)}}})
 	}
-	return nil
+	switch len(parts) {
+	case 0:
+		return nil, errEmptyCondition
+	case 1:
+		return parts[0], nil
+	}
+	return &api.ResponseCondition{Kind: &api.ResponseCondition_All{All: &api.ResponseConditions{Conditions: parts}}}, nil
 }

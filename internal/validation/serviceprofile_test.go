@@ -68,10 +68,10 @@ func dst(authority, weight string) meshv1alpha1.WeightedDst {
 
 func TestServiceProfile(t *testing.T) {
 	nested := regexRoute("")
-	nested.Condition = meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestSubMatch{{Method: "GET"},
-		{Any: []meshv1alpha1.RequestLeafMatch{{PathRegex: "/ok"}, {PathRegex: "/bad/[z-a]"}}}}}
+	nested.Condition = meshv1alpha1.RequestMatch{All: []meshv1alpha1.RequestMatch{{Method: "GET"},
+		{Any: []meshv1alpha1.RequestMatch{{PathRegex: "/ok"}, {PathRegex: "/bad/[z-a]"}}}}}
 	negated := regexRoute("")
-	negated.Condition = meshv1alpha1.RequestMatch{Not: &meshv1alpha1.RequestSubMatch{Not: &meshv1alpha1.RequestLeafMatch{PathRegex: "("}}}
+	negated.Condition = meshv1alpha1.RequestMatch{Not: &meshv1alpha1.RequestMatch{Not: &meshv1alpha1.RequestMatch{PathRegex: "("}}}
 
 	cases := []struct {
 		name string

@@ -19,6 +19,7 @@ package v1alpha1
 import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // ServiceProfile describes how clients talk to one service: its routes, which responses
@@ -54,13 +55,17 @@ type ServiceProfile struct {
 
 // ServiceProfileSpec describes the service's routes and traffic policy.
 //
-// +kubebuilder:validation:XValidation:rule="!has(self.routes) || self.routes.all(r, self.routes.exists_one(q, q.name == r.name))",message="routes[].name must be unique"
 // +kubebuilder:validation:XValidation:rule="!has(self.dstOverrides) || self.dstOverrides.all(d, self.dstOverrides.exists_one(o, o.authority == d.authority))",message="dstOverrides[].authority must be unique"
 type ServiceProfileSpec struct {
 	// routes are the service's routes, matched in order: the first whose condition
 	// matches a request names it in metrics and applies its policy. Default: none (the
 	// service is measured as a whole).
-	// +kubebuilder:validation:MaxItems=64
+	//
+	// Route names are unique (they are the metric label). Up to 256 routes: a profile
+	// that `linkerd profile --open-api` writes has one per operation of the API.
+	// +kubebuilder:validation:MaxItems=256
+	// +listType=map
+	// +listMapKey=name
 	// +optional
 	Routes []RouteSpec `json:"routes,omitempty"`
 
@@ -75,12 +80,14 @@ type ServiceProfileSpec struct {
 	// +optional
 	DstOverrides []WeightedDst `json:"dstOverrides,omitempty"`
 
-	// opaquePorts of the service are forwarded as TCP without protocol detection.
-	// Default: none beyond the Mesh's.
+	// opaquePorts of the service are forwarded as TCP without protocol detection: port
+	// numbers, as numbers or strings ("3306"), or ranges as strings ("4000-4100").
+	// Linkerd's CRD types them as strings; numbers are accepted too, as Weft wrote them
+	// before. Default: none beyond the Mesh's.
 	// +kubebuilder:validation:MaxItems=64
-	// +listType=set
+	// +listType=atomic
 	// +optional
-	OpaquePorts []Port `json:"opaquePorts,omitempty"`
+	OpaquePorts []intstr.IntOrString `json:"opaquePorts,omitempty"`
 }
 
 // RouteSpec is one route of a service.
@@ -106,82 +113,65 @@ type RouteSpec struct {
 	// +optional
 	IsRetryable bool `json:"isRetryable,omitempty"`
 
-	// timeout bounds the whole request, retries included, e.g. 300ms. Default: 10s.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// timeout bounds the whole request, retries included: a positive Go duration, e.g.
+	// 300ms or 1m30s, as Linkerd parses it. Default: 10s.
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	Timeout string `json:"timeout,omitempty"`
 }
 
-// RequestMatch is a condition on a request. A match sets exactly one kind of test: all,
-// any, not, pathRegex or method; when several are set, all must hold. Conditions nest up
-// to three levels (RequestMatch -> RequestSubMatch -> RequestLeafMatch), which expresses
-// any boolean combination of paths and methods.
+// RequestMatch is a condition on a request, Linkerd's request match: it sets one or more
+// of all, any, not, pathRegex and method, and when it sets several, all must hold.
+// Conditions nest to any depth Linkerd's documents use; Weft bounds them at
+// MaxConditionDepth levels and MaxConditionNodes conditions per route.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.pathRegex) || has(self.method)",message="a condition must set at least one of all, any, not, pathRegex or method"
+// Why the nested members have no schema: the API server cannot describe a recursive
+// type, and a schema unrolled to a fixed depth multiplies its CEL cost by the list
+// bound at every level. As in Linkerd's CRD, nested conditions are stored as written
+// (x-kubernetes-preserve-unknown-fields); UnmarshalJSON decodes them exactly (unknown
+// keys and wrong types are recorded, never dropped or fatal, so one bad object cannot
+// stop an informer), and internal/validation refuses them in the webhook and in the
+// reconciler with the field path.
+//
+// The schema can only require that a condition sets something (minProperties; CEL
+// cannot see members without a schema); internal/validation says what is missing.
+//
+// +kubebuilder:validation:MinProperties=1
 type RequestMatch struct {
-	// all holds when every one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
+	// all holds when every one of its conditions holds: a list of 1 to 16 conditions
+	// shaped like this one.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	All []RequestSubMatch `json:"all,omitempty"`
-	// any holds when at least one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
+	All []RequestMatch `json:"all,omitempty"`
+	// any holds when at least one of its conditions holds: a list of 1 to 16
+	// conditions shaped like this one.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Any []RequestSubMatch `json:"any,omitempty"`
-	// not holds when its condition does not.
+	Any []RequestMatch `json:"any,omitempty"`
+	// not holds when its condition does not: one condition shaped like this one (an
+	// object, not a list).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Not *RequestSubMatch `json:"not,omitempty"`
+	Not *RequestMatch `json:"not,omitempty"`
 	// pathRegex is a regular expression (RE2 syntax) the whole request path must match,
 	// e.g. /books/[^/]*.
 	// +kubebuilder:validation:MaxLength=1024
 	// +optional
 	PathRegex string `json:"pathRegex,omitempty"`
-	// method is the HTTP method, e.g. GET.
-	// +kubebuilder:validation:Pattern=`^[A-Z]+$`
+	// method is the HTTP method, e.g. GET. As in Linkerd it is compared upper-cased, so
+	// get and GET are the same condition.
+	// +kubebuilder:validation:Pattern=`^[-!#$%&'*+.^_|~0-9A-Za-z]+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	Method string `json:"method,omitempty"`
-}
 
-// RequestSubMatch is a RequestMatch nested one level.
-//
-// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.pathRegex) || has(self.method)",message="a condition must set at least one of all, any, not, pathRegex or method"
-type RequestSubMatch struct {
-	// all holds when every one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
-	// +optional
-	All []RequestLeafMatch `json:"all,omitempty"`
-	// any holds when at least one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
-	// +optional
-	Any []RequestLeafMatch `json:"any,omitempty"`
-	// not holds when its condition does not.
-	// +optional
-	Not *RequestLeafMatch `json:"not,omitempty"`
-	// pathRegex is a regular expression (RE2 syntax) the whole request path must match.
-	// +kubebuilder:validation:MaxLength=1024
-	// +optional
-	PathRegex string `json:"pathRegex,omitempty"`
-	// method is the HTTP method, e.g. GET.
-	// +kubebuilder:validation:Pattern=`^[A-Z]+$`
-	// +kubebuilder:validation:MaxLength=32
-	// +optional
-	Method string `json:"method,omitempty"`
-}
-
-// RequestLeafMatch is the innermost level of a request condition.
-//
-// +kubebuilder:validation:XValidation:rule="has(self.pathRegex) || has(self.method)",message="a condition must set pathRegex or method (conditions nest at most three levels)"
-type RequestLeafMatch struct {
-	// pathRegex is a regular expression (RE2 syntax) the whole request path must match.
-	// +kubebuilder:validation:MaxLength=1024
-	// +optional
-	PathRegex string `json:"pathRegex,omitempty"`
-	// method is the HTTP method, e.g. GET.
-	// +kubebuilder:validation:Pattern=`^[A-Z]+$`
-	// +kubebuilder:validation:MaxLength=32
-	// +optional
-	Method string `json:"method,omitempty"`
+	// decodeErr says what in the written condition did not fit this type (an unknown
+	// key, a wrong type); empty when it decoded exactly.
+	decodeErr string `json:"-"`
 }
 
 // ResponseClass says whether responses matching a condition are failures.
@@ -195,63 +185,49 @@ type ResponseClass struct {
 	IsFailure bool `json:"isFailure,omitempty"`
 }
 
-// ResponseMatch is a condition on a response; it nests like RequestMatch.
+// ResponseMatch is a condition on a response, Linkerd's response match: it sets one or
+// more of all, any, not and status, and when it sets several, all must hold. It nests
+// like RequestMatch, and for the same reason its nested members have no schema.
 //
-// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.status)",message="a response condition must set at least one of all, any, not or status"
+// +kubebuilder:validation:MinProperties=1
 type ResponseMatch struct {
-	// all holds when every one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
+	// all holds when every one of its conditions holds: a list of 1 to 16 conditions
+	// shaped like this one.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	All []ResponseSubMatch `json:"all,omitempty"`
-	// any holds when at least one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
+	All []ResponseMatch `json:"all,omitempty"`
+	// any holds when at least one of its conditions holds: a list of 1 to 16
+	// conditions shaped like this one.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Any []ResponseSubMatch `json:"any,omitempty"`
-	// not holds when its condition does not.
+	Any []ResponseMatch `json:"any,omitempty"`
+	// not holds when its condition does not: one condition shaped like this one (an
+	// object, not a list).
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:pruning:PreserveUnknownFields
 	// +optional
-	Not *ResponseSubMatch `json:"not,omitempty"`
+	Not *ResponseMatch `json:"not,omitempty"`
 	// status holds when the response status is in the range.
 	// +optional
 	Status *StatusRange `json:"status,omitempty"`
+
+	// decodeErr: as RequestMatch's.
+	decodeErr string `json:"-"`
 }
 
-// ResponseSubMatch is a ResponseMatch nested one level.
-//
-// +kubebuilder:validation:XValidation:rule="has(self.all) || has(self.any) || has(self.not) || has(self.status)",message="a response condition must set at least one of all, any, not or status"
-type ResponseSubMatch struct {
-	// all holds when every one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
-	// +optional
-	All []ResponseLeafMatch `json:"all,omitempty"`
-	// any holds when at least one of its conditions holds.
-	// +kubebuilder:validation:MaxItems=16
-	// +optional
-	Any []ResponseLeafMatch `json:"any,omitempty"`
-	// not holds when its condition does not.
-	// +optional
-	Not *ResponseLeafMatch `json:"not,omitempty"`
-	// status holds when the response status is in the range.
-	// +optional
-	Status *StatusRange `json:"status,omitempty"`
-}
-
-// ResponseLeafMatch is the innermost level of a response condition.
-type ResponseLeafMatch struct {
-	// status holds when the response status is in the range.
-	// +required
-	Status StatusRange `json:"status"`
-}
-
-// StatusRange is an inclusive range of HTTP status codes. An unset bound is open.
+// StatusRange is an inclusive range of HTTP status codes. As in Linkerd, a range that
+// sets only min or only max matches just that one status (min: 404 matches 404 only).
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || self.min <= self.max",message="status.min must not be greater than status.max"
 type StatusRange struct {
-	// min is the lowest status in the range, 100 to 599. Default: 100.
+	// min is the lowest status in the range, 100 to 599. Default: max.
 	// +kubebuilder:validation:Minimum=100
 	// +kubebuilder:validation:Maximum=599
 	// +optional
 	Min *int32 `json:"min,omitempty"`
-	// max is the highest status in the range, 100 to 599. Default: 599.
+	// max is the highest status in the range, 100 to 599. Default: min.
 	// +kubebuilder:validation:Minimum=100
 	// +kubebuilder:validation:Maximum=599
 	// +optional
@@ -261,10 +237,11 @@ type StatusRange struct {
 // RetryBudget bounds retries: at any time, retries may add at most retryRatio of the
 // original requests of the last ttl, plus minRetriesPerSecond.
 type RetryBudget struct {
-	// retryRatio is the share of original requests that may be retried, 0 to 1, e.g.
-	// 0.2 adds at most 20% load.
+	// retryRatio is the share of original requests that may be retried, e.g. 0.2 adds
+	// at most 20% load. 0 to 1000, the range Linkerd's proxy takes; above 1 retries may
+	// outnumber the requests, and admission warns.
 	// +kubebuilder:validation:Minimum=0
-	// +kubebuilder:validation:Maximum=1
+	// +kubebuilder:validation:Maximum=1000
 	// +required
 	RetryRatio float32 `json:"retryRatio"`
 	// minRetriesPerSecond allows this many retries per second regardless of the ratio,
@@ -273,8 +250,9 @@ type RetryBudget struct {
 	// +kubebuilder:validation:Maximum=10000
 	// +required
 	MinRetriesPerSecond int32 `json:"minRetriesPerSecond"`
-	// ttl is the window over which requests and retries are counted, e.g. 10s.
-	// +kubebuilder:validation:Pattern=`^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+	// ttl is the window over which requests and retries are counted: a positive Go
+	// duration, e.g. 10s.
+	// +kubebuilder:validation:Pattern=`^(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`
 	// +kubebuilder:validation:MaxLength=32
 	// +required
 	TTL string `json:"ttl"`
