@@ -1052,10 +1052,7 @@ func slowHasPending(ns string) bool {
 			continue
 		}
 		for sub := range e.subs {
-			sub.mu.Lock()
-			pending := sub.next != nil
-			sub.mu.Unlock()
-			if pending {
+			if sub.Pending() {
 				return true
 			}
 		}

@@ -255,7 +255,7 @@ func (s *Server) publish(b *batch) int {
 		}
 		e.cur = r
 		for sub := range e.subs {
-			sub.offer(r)
+			sub.Offer(r)
 			sent++
 		}
 	}

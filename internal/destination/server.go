@@ -24,6 +24,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/latest"
+
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -164,31 +166,8 @@ func (r *result) updateFrom(prev *result) *api.DestinationUpdate {
 	return m
 }
 
-// subscriber is one Get stream's latest-wins slot: the compile loop overwrites next
-// and never waits for the stream, which sends whatever is latest when it gets to it.
-type subscriber struct {
-	mu   sync.Mutex
-	next *result
-	wake chan struct{}
-}
-
-func (s *subscriber) offer(r *result) {
-	s.mu.Lock()
-	s.next = r
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *subscriber) take() *result {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.next
-	s.next = nil
-	return r
-}
+// subscriber is one Get stream's latest-wins slot (see package latest).
+type subscriber = latest.Slot[result]
 
 // NewServer returns a Server; feed it with Handler and call MarkSynced once the
 // informers have delivered their initial lists.
@@ -293,7 +272,7 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 		return s.notFoundStream(ctx, stream, s.externalReason(t))
 	}
 
-	sub := &subscriber{wake: make(chan struct{}, 1)}
+	sub := latest.New[result]()
 	s.subscribe(key, t, sub)
 	defer s.unsubscribe(key, sub)
 	Subscribers.Inc()
@@ -308,9 +287,9 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 			// The proxy resubscribes to another replica; ending with OK (rather than
 			// dropping the connection) tells it this was an orderly shutdown.
 			return nil
-		case <-sub.wake:
+		case <-sub.Wake():
 		}
-		r := sub.take()
+		r := sub.Take()
 		if r == nil {
 			continue
 		}
@@ -455,7 +434,7 @@ func (s *Server) subscribe(key entryKey, t target, sub *subscriber) {
 	}
 	e.subs[sub] = struct{}{}
 	if e.cur != nil {
-		sub.offer(e.cur)
+		sub.Offer(e.cur)
 	}
 }
 

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftmesh/weft/internal/latest"
+
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
@@ -133,30 +135,8 @@ type state struct {
 	gone bool
 }
 
-// subscriber is one stream's latest-wins slot: the compile loop never waits for it.
-type subscriber struct {
-	mu   sync.Mutex
-	next *state
-	wake chan struct{}
-}
-
-func (s *subscriber) offer(st *state) {
-	s.mu.Lock()
-	s.next = st
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (s *subscriber) take() *state {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	st := s.next
-	s.next = nil
-	return st
-}
+// subscriber is one Watch stream's latest-wins slot (see package latest).
+type subscriber = latest.Slot[state]
 
 // NewServer returns a Server; feed it with Handler.
 func NewServer(opts ServerOptions) *Server {
@@ -307,7 +287,7 @@ func (s *Server) recompile() {
 		}
 		j.w.cur = r
 		for sub := range j.w.subs {
-			sub.offer(r)
+			sub.Offer(r)
 		}
 	}
 }
@@ -380,7 +360,7 @@ func (s *Server) watch(ctx context.Context, req *api.WatchInbound, stream grpc.S
 		return status.Error(codes.Unavailable, "the control plane has not synced the cluster's state yet")
 	}
 	key := objKey(req.GetNamespace(), req.GetPod())
-	sub := &subscriber{wake: make(chan struct{}, 1)}
+	sub := latest.New[state]()
 	if err := s.subscribe(key, id, sub); err != nil {
 		s.log.V(1).Info("Refused an inbound policy watch", "pod", key, "client", id, "reason", status.Code(err).String())
 		return err
@@ -396,9 +376,9 @@ func (s *Server) watch(ctx context.Context, req *api.WatchInbound, stream grpc.S
 			return status.FromContextError(ctx.Err()).Err()
 		case <-s.stopping:
 			return nil
-		case <-sub.wake:
+		case <-sub.Wake():
 		}
-		st := sub.take()
+		st := sub.Take()
 		if st == nil {
 			continue
 		}
@@ -449,7 +429,7 @@ func (s *Server) subscribe(key, id string, sub *subscriber) error {
 	}
 	w.subs[sub] = struct{}{}
 	if w.cur != nil {
-		sub.offer(w.cur)
+		sub.Offer(w.cur)
 	}
 	return nil
 }

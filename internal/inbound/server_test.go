@@ -20,6 +20,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/weftmesh/weft/internal/latest"
+
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -50,7 +52,7 @@ func TestRecompileScope(t *testing.T) {
 	b := scopePod("b", "web-0", "web", nil)
 	h.OnAdd(a, true)
 	h.OnAdd(b, true)
-	subA, subB := &subscriber{wake: make(chan struct{}, 1)}, &subscriber{wake: make(chan struct{}, 1)}
+	subA, subB := latest.New[state](), latest.New[state]()
 	idA, idB := "spiffe://cluster.local/ns/a/sa/web", "spiffe://cluster.local/ns/b/sa/web"
 	for _, c := range []struct {
 		key, id string
@@ -70,7 +72,7 @@ func TestRecompileScope(t *testing.T) {
 		if n := testutil.ToFloat64(CompilationsTotal) - before; n != compiled {
 			t.Errorf("compiled %v policies, want %v", n, compiled)
 		}
-		gotA, gotB := subA.take(), subB.take()
+		gotA, gotB := subA.Take(), subB.Take()
 		if (gotA != nil) != offerA || (gotB != nil) != offerB {
 			t.Errorf("offered a: %v, b: %v; want %v, %v", gotA != nil, gotB != nil, offerA, offerB)
 		}
@@ -167,7 +169,7 @@ func TestSubscribeRefusals(t *testing.T) {
 		{"an unknown pod", "shop/web-9", "spiffe://cluster.local/ns/shop/sa/web", codes.NotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := s.subscribe(tc.key, tc.id, &subscriber{wake: make(chan struct{}, 1)})
+			err := s.subscribe(tc.key, tc.id, latest.New[state]())
 			if status.Code(err) != tc.want {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
@@ -185,14 +187,14 @@ func TestReplicasCompileOnce(t *testing.T) {
 	for i := range 10 {
 		name := fmt.Sprintf("web-%d", i)
 		h.OnAdd(scopePod("shop", name, "web", map[string]string{"app": "web"}), true)
-		sub := &subscriber{wake: make(chan struct{}, 1)}
+		sub := latest.New[state]()
 		if err := s.subscribe("shop/"+name, "spiffe://cluster.local/ns/shop/sa/web", sub); err != nil {
 			t.Fatal(err)
 		}
 		subs = append(subs, sub)
 	}
 	h.OnAdd(scopePod("shop", "db-0", "web", map[string]string{"app": "db"}), true)
-	dbSub := &subscriber{wake: make(chan struct{}, 1)}
+	dbSub := latest.New[state]()
 	if err := s.subscribe("shop/db-0", "spiffe://cluster.local/ns/shop/sa/web", dbSub); err != nil {
 		t.Fatal(err)
 	}
@@ -203,13 +205,13 @@ func TestReplicasCompileOnce(t *testing.T) {
 	if n := testutil.ToFloat64(CompilationsTotal) - before; n != 2 {
 		t.Fatalf("11 pods of 2 shapes compiled %v times, want 2", n)
 	}
-	first := subs[0].take()
+	first := subs[0].Take()
 	for i, sub := range subs[1:] {
-		if st := sub.take(); st != first {
+		if st := sub.Take(); st != first {
 			t.Fatalf("replica %d got a policy of its own", i+1)
 		}
 	}
-	db := dbSub.take()
+	db := dbSub.Take()
 	if db == nil || db.policy.GetVersion() == first.policy.GetVersion() || len(first.policy.GetServers()) != 1 || len(db.policy.GetServers()) != 0 {
 		t.Fatalf("web %v, db %v", first.policy, db)
 	}
