@@ -323,29 +323,30 @@ func TestGatewayAPICRDsOptIn(t *testing.T) {
 }
 
 // TestRenderIsStable: two renders are byte-identical (no random names, no generated
-// secrets or their checksums), so GitOps tools see no change where there is none.
+// secrets or their checksums), so GitOps tools see no change where there is none; and no
+// render sets a caBundle, which cert-manager's cainjector owns.
 func TestRenderIsStable(t *testing.T) {
-	for _, c := range []string{crdsChart, weftChart} {
-		a, err := renderChart(c, "r", namespace, map[string]any{"gatewayAPI": map[string]any{"install": true}})
-		if c == weftChart {
-			a, err = renderChart(c, "r", namespace, nil)
-		}
+	for _, c := range []struct {
+		chart string
+		vals  map[string]any
+	}{
+		{crdsChart, map[string]any{"gatewayAPI": map[string]any{"install": true}}},
+		{weftChart, nil},
+	} {
+		a, err := renderChart(c.chart, "r", namespace, c.vals)
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, err := renderChart(c, "r", namespace, nil)
-		if c == crdsChart {
-			b, err = renderChart(c, "r", namespace, map[string]any{"gatewayAPI": map[string]any{"install": true}})
-		}
+		b, err := renderChart(c.chart, "r", namespace, c.vals)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if a != b {
-			t.Errorf("%s renders differently each time", c)
+			t.Errorf("%s renders differently each time", c.chart)
 		}
 		for k, o := range parseDocs(t, a) {
 			if hasKey(o, "caBundle") {
-				t.Errorf("%s: %s sets a caBundle; cert-manager's cainjector owns that field", c, k)
+				t.Errorf("%s: %s sets a caBundle; cert-manager's cainjector owns that field", c.chart, k)
 			}
 		}
 	}
@@ -388,6 +389,10 @@ func TestValuesRefused(t *testing.T) {
 		{"memory quantity", weftChart, "resources:\n  limits:\n    memory: lots\n", []string{"memory"}},
 		{"pdb not below replicas", weftChart, "replicas: 2\npodDisruptionBudget:\n  minAvailable: 2\n",
 			[]string{"podDisruptionBudget.minAvailable", "replicas"}},
+		{"renewBefore not below duration", weftChart, "webhookCertificate:\n  duration: 720h\n  renewBefore: 720h\n",
+			[]string{"webhookCertificate.renewBefore", "webhookCertificate.duration"}},
+		{"duration below an hour", weftChart, "webhookCertificate:\n  duration: 30m\n  renewBefore: 10m\n",
+			[]string{"webhookCertificate.duration"}},
 		{"crds unknown key", crdsChart, "gatewayApi:\n  install: true\n", []string{"gatewayApi"}},
 		{"crds wrong type", crdsChart, "gatewayAPI:\n  install: yes please\n", []string{"install"}},
 	} {
