@@ -192,8 +192,19 @@ func TestInstallOnAPIServer(t *testing.T) {
 	if _, err := dyn.Resource(crdGVR).Update(ctx, gw, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// And one whose version is not a version at all: left alone too, not a failed render.
+	tcp := getCRD(t, dyn, "tcproutes.gateway.networking.k8s.io")
+	tcpAnn := tcp.GetAnnotations()
+	tcpAnn[bundle] = "main"
+	tcp.SetAnnotations(tcpAnn)
+	if _, err := dyn.Resource(crdGVR).Update(ctx, tcp, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	if err := installOrUpgrade(t, crdsCfg, "weft-crds", crdsChart, "default", on, true); err != nil {
 		t.Fatalf("upgrade weft-crds: %v", err)
+	}
+	if v := getCRD(t, dyn, "tcproutes.gateway.networking.k8s.io").GetAnnotations()[bundle]; v != "main" {
+		t.Errorf("upgrade replaced the TCPRoute CRD of version %q with %s", "main", v)
 	}
 	if v := getCRD(t, dyn, "gateways.gateway.networking.k8s.io").GetAnnotations()[bundle]; v != "v1.99.0" {
 		t.Errorf("upgrade downgraded the newer Gateway CRD to %s", v)
