@@ -63,6 +63,7 @@ vet: ## Run go vet.
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (.golangci.yml: layering rules, then the linters).
 	$(GOLANGCI_LINT) run ./...
+	cd test/helm && $(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver and etcd into the cache (once) and print their directory.
