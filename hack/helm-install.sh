@@ -7,7 +7,8 @@
 #     --gateway-api   also install the Gateway API CRDs (weft-crds gatewayAPI.install):
 #                     only those absent, or this release's and not newer than the chart's
 # Environment: HELM (default bin/helm, built by `make helm`), WEFT (default bin/weft),
-# CHECK_WAIT (default 5m), MESH (the Mesh applied when none exists, default
+# CHECK_WAIT (default 5m), HELM_WAIT (Helm's --wait strategy, default watcher: every
+# object ready, kstatus), MESH (the Mesh applied when none exists, default
 # config/samples/mesh.yaml; "none" applies nothing and `weft check` then says so).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 helm="${HELM:-bin/helm}"
 weft="${WEFT:-bin/weft}"
 wait="${CHECK_WAIT:-5m}"
+helm_wait="${HELM_WAIT:-watcher}"
 mesh="${MESH:-config/samples/mesh.yaml}"
 [ -x "$helm" ] || { echo "hack/helm-install.sh: $helm not found; run make helm" >&2; exit 1; }
 [ -x "$weft" ] || { echo "hack/helm-install.sh: $weft not found; run make build" >&2; exit 1; }
@@ -26,7 +28,7 @@ if [ "${1:-}" = "--gateway-api" ]; then gateway=true; shift; fi
 # without touching them (they are kept on uninstall: helm.sh/resource-policy keep).
 "$helm" upgrade --install weft-crds config/helm/weft-crds \
   --namespace weft-system --create-namespace \
-  --set gatewayAPI.install="$gateway" --wait --timeout 2m
+  --set gatewayAPI.install="$gateway" --wait="$helm_wait" --timeout 2m
 
 # 2. The namespace: Helm stores the release in it, so it must exist before the weft
 # release; it is applied from the chart's own template (with its labels) and left
@@ -37,7 +39,7 @@ if [ "${1:-}" = "--gateway-api" ]; then gateway=true; shift; fi
 # 3. The control plane. --wait: the Deployment's replicas are ready (readiness covers
 # the webhook server, identity and destination).
 "$helm" upgrade --install weft config/helm/weft --namespace weft-system \
-  --set namespace.create=false --wait --timeout 5m "$@"
+  --set namespace.create=false --wait="$helm_wait" --timeout 5m "$@"
 
 # 4. A Mesh (user content, not part of either chart), unless one exists; then what a
 # user runs next.

@@ -266,3 +266,71 @@ func TestInstallOnAPIServer(t *testing.T) {
 		}
 	}
 }
+
+// TestHelmInstallScript runs hack/helm-install.sh, with the real bin/helm and kubectl,
+// against a real API server, twice (install, then upgrade). There is no kubelet, so
+// Helm does not wait for readiness (HELM_WAIT=hookOnly) and `weft check`, which needs
+// running pods, is replaced by a recorder of its arguments; the cluster e2e runs the
+// real one.
+func TestHelmInstallScript(t *testing.T) {
+	bin := helmCLI(t)
+	if bin == "" {
+		t.Skip("bin/helm not built (make helm)")
+	}
+	if _, err := exec.LookPath("kubectl"); err != nil {
+		t.Skip("kubectl not installed")
+	}
+	kubeconfig, dyn := startAPIServer(t)
+	dir := t.TempDir()
+	record := filepath.Join(dir, "weft-args")
+	weft := filepath.Join(dir, "weft")
+	if err := os.WriteFile(weft, []byte("#!/bin/sh\necho \"$@\" >>"+record+"\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for run := 1; run <= 2; run++ {
+		cmd := exec.Command(filepath.Join(repoRoot, "hack", "helm-install.sh"), "--set", "replicas=3")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig, "HELM="+bin, "WEFT="+weft, "HELM_WAIT=hookOnly",
+			"HELM_CONFIG_HOME="+dir, "HELM_CACHE_HOME="+dir, "HELM_DATA_HOME="+dir)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("run %d of hack/helm-install.sh: %v\n%s", run, err, out)
+		}
+	}
+	args, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(args); got != "check --wait 5m\ncheck --wait 5m\n" {
+		t.Errorf("weft was run with %q, want check --wait 5m once per run", got)
+	}
+	ctx := context.Background()
+	ns, err := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}).Get(ctx, namespace, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns.GetLabels()["weft.dev/inject"] != "disabled" {
+		t.Errorf("namespace labels %v: no weft.dev/inject=disabled", ns.GetLabels())
+	}
+	if o := ns.GetAnnotations()["meta.helm.sh/release-name"]; o != "" {
+		t.Errorf("the namespace belongs to release %q; uninstalling it would delete the namespace", o)
+	}
+	dep, err := dyn.Resource(schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}).Namespace(namespace).Get(ctx, "weft-controller", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _, _ := unstructured.NestedInt64(dep.Object, "spec", "replicas"); r != 3 {
+		t.Errorf("the script's extra flags did not reach the weft chart: replicas %d", r)
+	}
+	if _, err := dyn.Resource(schema.GroupVersionResource{Group: "mesh.weft.dev", Version: "v1alpha1", Resource: "meshes"}).Get(ctx, "default", metav1.GetOptions{}); err != nil {
+		t.Errorf("the sample Mesh was not applied: %v", err)
+	}
+	for _, name := range []string{"meshes.mesh.weft.dev", "httproutes.gateway.networking.k8s.io"} {
+		_, err := dyn.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+		if name == "httproutes.gateway.networking.k8s.io" {
+			if !apierrors.IsNotFound(err) {
+				t.Errorf("without --gateway-api the script installed %s (err %v)", name, err)
+			}
+		} else if err != nil {
+			t.Errorf("CRD %s: %v", name, err)
+		}
+	}
+}
