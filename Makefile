@@ -11,6 +11,7 @@ PROTOC_GEN_GO ?= $(LOCALBIN)/protoc-gen-go
 PROTOC_GEN_GO_GRPC ?= $(LOCALBIN)/protoc-gen-go-grpc
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 CADDY ?= $(LOCALBIN)/caddy-$(CADDY_VERSION)
+HELM ?= $(LOCALBIN)/helm
 
 CONTROLLER_TOOLS_VERSION ?= v0.21.0
 KUSTOMIZE_VERSION ?= v5.8.2
@@ -19,6 +20,8 @@ PROTOC_GEN_GO_GRPC_VERSION ?= v1.6.2
 GOLANGCI_LINT_VERSION ?= v2.15.0
 # The Caddy pair of make bench-proxy: a Go reverse proxy, the like-for-like peer.
 CADDY_VERSION ?= v2.11.9
+# The real Helm CLI that test/helm runs (helm template, helm lint) and hack/helm-install.sh uses.
+HELM_VERSION ?= v4.3.2
 
 IMG ?= weft-controller:dev
 KUBECTL ?= kubectl
@@ -36,12 +39,13 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate CRDs, RBAC and webhook configuration; copy upstream CRDs.
+manifests: controller-gen kustomize ## Generate CRDs, RBAC and webhook configuration; copy upstream CRDs; sync the Helm charts.
 	$(CONTROLLER_GEN) rbac:roleName=weft-controller crd:allowDangerousTypes=true webhook \
 		paths="./apis/..." paths="./controllers/..." paths="./webhooks/..." paths="./internal/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac \
 		output:webhook:artifacts:config=config/webhook
 	hack/upstream-crds.sh
+	KUSTOMIZE=$(KUSTOMIZE) hack/helm-charts.sh
 
 .PHONY: generate
 generate: controller-gen protoc-gen ## Generate deepcopy code and the proxy API's protobuf code.
@@ -59,6 +63,7 @@ vet: ## Run go vet.
 .PHONY: lint
 lint: golangci-lint ## Run golangci-lint (.golangci.yml: layering rules, then the linters).
 	$(GOLANGCI_LINT) run ./...
+	cd test/helm && $(GOLANGCI_LINT) run --config ../../.golangci.yml ./...
 
 .PHONY: envtest-assets
 envtest-assets: ## Build kube-apiserver and etcd into the cache (once) and print their directory.
@@ -68,6 +73,12 @@ envtest-assets: ## Build kube-apiserver and etcd into the cache (once) and print
 test: manifests generate fmt vet kustomize ## Run every test against a real kube-apiserver and etcd.
 	@assets="$$(hack/kube-binaries.sh | tail -n1)"; \
 	KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) test-helm
+
+.PHONY: test-helm
+test-helm: helm ## Check the Helm charts: against config/default, with bin/helm, installed on a real API server.
+	@assets="$$(hack/kube-binaries.sh | tail -n1)"; \
+	cd test/helm && go vet ./... && KUBEBUILDER_ASSETS="$$assets" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target briefly (FUZZ_SECONDS each, default 20).
@@ -151,6 +162,14 @@ golangci-lint: $(GOLANGCI_LINT)
 $(GOLANGCI_LINT): | $(LOCALBIN)
 	GOBIN=$(LOCALBIN)/.golangci-lint-build go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv $(LOCALBIN)/.golangci-lint-build/golangci-lint $@ && rmdir $(LOCALBIN)/.golangci-lint-build
+
+# bin/helm points at the pinned build, so changing the pin rebuilds it.
+.PHONY: helm
+helm: $(LOCALBIN)/helm-$(HELM_VERSION)
+	ln -sf helm-$(HELM_VERSION) $(HELM)
+$(LOCALBIN)/helm-$(HELM_VERSION): | $(LOCALBIN)
+	GOBIN=$(LOCALBIN)/.helm-build go install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/.helm-build/helm $@ && rmdir $(LOCALBIN)/.helm-build
 
 .PHONY: caddy
 caddy: $(CADDY)
