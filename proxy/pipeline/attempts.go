@@ -29,6 +29,8 @@ type attempts struct {
 	// timedOut is set when an attempt ended by the backend_request timeout, so the
 	// error answer is 504 rather than 502.
 	timedOut bool
+	// idle is the route's idle watchdog (nil: none); body reads push it back.
+	idle *idleWatch
 }
 
 // roundTrip sends req (forward's outgoing request, already addressed to the first
@@ -38,6 +40,11 @@ type attempts struct {
 func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.Response, error) {
 	ctx := req.Context()
 	route := a.route
+	if a.idle != nil && req.Body != nil && req.Body != http.NoBody {
+		// A shallow copy: the handler's request keeps its own body (h1.BodyOf).
+		req = req.WithContext(ctx)
+		req.Body = &idleBody{ReadCloser: req.Body, w: a.idle}
+	}
 	var body *replay.Body
 	if route.Retry != nil && req.Body != nil && req.Body != http.NoBody {
 		body = replay.New(req.Body, req.ContentLength)
@@ -45,6 +52,7 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 		req.Body = b
 	}
 	limit := maxAttempts(route)
+	perTry, retryOnExpiry := attemptTimeout(route)
 	h := a.handle
 	rt := first
 	areq := req
@@ -52,15 +60,18 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 		var cancel context.CancelFunc
 		// Upgrade responses hand the connection over and must keep their body type,
 		// so the per-attempt timeout does not apply to them.
-		if route.BackendTimeout > 0 && areq.Header.Get("Upgrade") == "" {
+		if perTry > 0 && areq.Header.Get("Upgrade") == "" {
 			var actx context.Context
-			actx, cancel = context.WithTimeout(ctx, route.BackendTimeout)
+			actx, cancel = context.WithTimeout(ctx, perTry)
 			areq = areq.WithContext(actx)
 		}
 		a.rs.Attempt()
 		astart := time.Now()
 		resp, err := rt.RoundTrip(areq)
 		status, grpc, timedOut := attemptOutcome(resp, err, cancel != nil && areq.Context().Err() == context.DeadlineExceeded)
+		if resp != nil && a.idle != nil {
+			a.idle.touch() // the response head moved
+		}
 		failure := err != nil || route.IsFailure(status, grpc)
 		switch reportFor(ctx, err) {
 		case reportNothing:
@@ -76,6 +87,7 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 			clientGone:     ctx.Err() == context.Canceled,
 			requestEnded:   ctx.Err() != nil,
 			retryable:      route.Retryable(status, grpc),
+			retryTimedOut:  timedOut && retryOnExpiry && ctx.Err() == nil,
 			attempt:        attempt,
 			maxAttempts:    limit,
 			bodyReplayable: body == nil || body.Replayable(),
@@ -155,6 +167,9 @@ func (a *attempts) last(resp *http.Response, err error, cancel context.CancelFun
 	}
 	if cancel != nil {
 		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
+	}
+	if a.idle != nil {
+		resp.Body = &idleBody{ReadCloser: resp.Body, w: a.idle}
 	}
 	if a.respFilters {
 		router.ApplyResponse(a.route.Filters, resp.Header)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/router"
@@ -33,6 +34,9 @@ type retryFacts struct {
 	// retryable: the route's policy retries the attempt's outcome (its status,
 	// grpc-status, or a failure to connect, which counts as 502).
 	retryable bool
+	// retryTimedOut: the retry policy's own per-attempt timeout (retry.timeout)
+	// ended the attempt, which its policy retries whatever the status says.
+	retryTimedOut bool
 	// attempt is the number of the attempt just made (1 for the first);
 	// maxAttempts the policy's bound (retryCap when it sets none).
 	attempt, maxAttempts int
@@ -97,7 +101,7 @@ func checkRequestOpen(f retryFacts) retryVerdict {
 }
 
 func checkPolicyRetries(f retryFacts) retryVerdict {
-	if !f.retryable {
+	if !f.retryable && !f.retryTimedOut {
 		return noRetryNotRetryable
 	}
 	return retryAllowed
@@ -138,6 +142,18 @@ func maxAttempts(route *router.Route) int {
 		return route.Retry.MaxAttempts
 	}
 	return retryCap
+}
+
+// attemptTimeout is the bound on each attempt: the route's backend_request timeout
+// or the retry policy's timeout, whichever is shorter, and whether it is the retry
+// policy's (an attempt it ends is then retried; one the backend_request timeout ends
+// counts as a 504, retried only when the policy retries 504).
+func attemptTimeout(route *router.Route) (time.Duration, bool) {
+	d := route.BackendTimeout
+	if route.Retry != nil && route.Retry.Timeout > 0 && (d == 0 || route.Retry.Timeout <= d) {
+		return route.Retry.Timeout, true
+	}
+	return d, false
 }
 
 // attemptOutcome is what one attempt's result means: the status it counts as (502

@@ -64,8 +64,15 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
+	var idle *idleWatch
+	if route.IdleTimeout > 0 {
+		var ctx context.Context
+		ctx, idle = watchIdle(r.Context(), route.IdleTimeout)
+		defer idle.stop()
+		r = r.WithContext(ctx)
+	}
 	// One allocation for both: the upstream forward reads and its attempts.
-	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start}}
+	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start, idle: idle}}
 	at := &rr.attempts
 	if router.HasResponseFilters(route.Filters) || router.HasResponseFilters(b.Filters) {
 		at.respFilters = true
