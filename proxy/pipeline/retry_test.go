@@ -37,6 +37,9 @@ func TestDecideRetry(t *testing.T) {
 		{"client gone", with(func(f *retryFacts) { f.clientGone, f.requestEnded = true, true }), true, noRetryClientGone, false, noSkip},
 		{"request timeout", with(func(f *retryFacts) { f.requestEnded = true }), true, noRetryRequestEnded, false, noSkip},
 		{"status or grpc-status not retryable", with(func(f *retryFacts) { f.retryable = false }), true, noRetryNotRetryable, false, noSkip},
+		{"the retry policy's timeout ended the attempt", with(func(f *retryFacts) { f.retryable, f.retryTimedOut = false, true }), true, retryAllowed, true, noSkip},
+		{"a retry timeout, but the request timed out", with(func(f *retryFacts) { f.retryTimedOut, f.requestEnded = true, true }), true, noRetryRequestEnded, false, noSkip},
+		{"a retry timeout on the last attempt", with(func(f *retryFacts) { f.retryable, f.retryTimedOut, f.attempt = false, true, 3 }), true, noRetryAttemptsExhausted, false, noSkip},
 		{"attempts exhausted", with(func(f *retryFacts) { f.attempt = 3 }), true, noRetryAttemptsExhausted, false, noSkip},
 		{"last attempt but one", with(func(f *retryFacts) { f.attempt = 2 }), true, retryAllowed, true, noSkip},
 		{"body not replayable", with(func(f *retryFacts) { f.bodyReplayable = false }), true, noRetryBodyNotReplayable, false, metrics.SkipBody},
@@ -105,6 +108,31 @@ func TestMaxAttempts(t *testing.T) {
 		if got := maxAttempts(&router.Route{Retry: tc.retry}); got != tc.want {
 			t.Errorf("maxAttempts(%+v) = %d, want %d", tc.retry, got, tc.want)
 		}
+	}
+}
+
+// TestAttemptTimeout: the per-attempt bound is the shorter of backend_request and
+// the retry policy's timeout, and only the retry policy's makes expiry retryable.
+func TestAttemptTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		backend   time.Duration
+		retry     *router.Retry
+		want      time.Duration
+		wantRetry bool
+	}{
+		{"none", 0, nil, 0, false},
+		{"backend_request only", time.Second, &router.Retry{}, time.Second, false},
+		{"retry timeout only", 0, &router.Retry{Timeout: 100 * time.Millisecond}, 100 * time.Millisecond, true},
+		{"retry timeout shorter", time.Second, &router.Retry{Timeout: 100 * time.Millisecond}, 100 * time.Millisecond, true},
+		{"backend_request shorter", 50 * time.Millisecond, &router.Retry{Timeout: 100 * time.Millisecond}, 50 * time.Millisecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, retry := attemptTimeout(&router.Route{BackendTimeout: tc.backend, Retry: tc.retry})
+			if d != tc.want || retry != tc.wantRetry {
+				t.Errorf("got %v, %v; want %v, %v", d, retry, tc.want, tc.wantRetry)
+			}
+		})
 	}
 }
 
