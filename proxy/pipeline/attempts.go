@@ -72,6 +72,10 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 		if resp != nil && a.idle != nil {
 			a.idle.touch() // the response head moved
 		}
+		if err == nil && grpc == router.GRPCNone && route.Retry != nil && router.IsGRPC(areq) {
+			// grpc-status may be in the trailers of a response without messages.
+			grpc, resp.Body = peekTrailersOnlyBody(resp)
+		}
 		failure := err != nil || route.IsFailure(status, grpc)
 		switch reportFor(ctx, err) {
 		case reportNothing:

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	testgrpc "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -228,20 +229,38 @@ func TestRoutedGRPCRetryCodes(t *testing.T) {
 		return max(metricValue(rp.metricsText(), "route_actual_request_total", `rt_route="rpc"`), 0) // -1: none yet
 	}
 	for _, c := range []struct {
-		code         codes.Code
+		code codes.Code
+		// headersFirst: the server sends its initial metadata first, so the
+		// status comes in the trailers of a response without messages.
+		headersFirst bool
 		wantAttempts float64
-	}{{codes.Unavailable, 3}, {codes.Internal, 1}, {codes.OK, 1}} {
+	}{
+		{codes.Unavailable, false, 3}, {codes.Internal, false, 1}, {codes.OK, false, 1},
+		{codes.Unavailable, true, 3}, {codes.Internal, true, 1}, {codes.OK, true, 1},
+	} {
 		before := attempts()
 		req := &testgrpc.SimpleRequest{ResponseSize: 8}
 		if c.code != codes.OK {
 			req.ResponseStatus = &testgrpc.EchoStatus{Code: int32(c.code), Message: "from the server"}
 		}
-		_, err := tc.UnaryCall(ctx, req)
+		cctx := ctx
+		if c.headersFirst {
+			// grpc-go's interop server sends this back with grpc.SendHeader.
+			cctx = metadata.AppendToOutgoingContext(ctx, "x-grpc-test-echo-initial", "early")
+		}
+		var header metadata.MD
+		resp, err := tc.UnaryCall(cctx, req, grpc.Header(&header))
 		if status.Code(err) != c.code {
-			t.Fatalf("UnaryCall: %v, want %v", err, c.code)
+			t.Fatalf("UnaryCall (headers first %v): %v, want %v", c.headersFirst, err, c.code)
+		}
+		if c.code == codes.OK && len(resp.GetPayload().GetBody()) != 8 {
+			t.Fatalf("payload %d bytes, want 8", len(resp.GetPayload().GetBody()))
+		}
+		if c.headersFirst && (len(header["x-grpc-test-echo-initial"]) != 1 || header["x-grpc-test-echo-initial"][0] != "early") {
+			t.Errorf("initial metadata %v lost", header)
 		}
 		if got := attempts() - before; got != c.wantAttempts {
-			t.Errorf("%v: %v attempts, want %v", c.code, got, c.wantAttempts)
+			t.Errorf("%v (headers first %v): %v attempts, want %v", c.code, c.headersFirst, got, c.wantAttempts)
 		}
 	}
 }
