@@ -35,7 +35,7 @@ type idleContext struct {
 }
 
 func (c idleContext) Err() error {
-	if context.Cause(c.Context) == errIdle {
+	if errors.Is(context.Cause(c.Context), errIdle) {
 		return context.DeadlineExceeded
 	}
 	return c.Context.Err()
