@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -102,6 +103,31 @@ func TestRoutedRetryAnnotations(t *testing.T) {
 		}
 		if took > 2*time.Second {
 			t.Fatalf("took %v: the slow attempt was waited for", took)
+		}
+	})
+	t.Run("a body over 64 KiB is not replayed, even for a retry timeout", func(t *testing.T) {
+		const svc = "10.96.7.6:80"
+		slowFirst := newApp(t, "slow-first", func(w http.ResponseWriter, r *http.Request, hit int64) bool {
+			if hit%2 == 1 {
+				io.Copy(io.Discard, r.Body) // the whole body arrived, then it stalls
+				return sleeping(3*time.Second)(w, r, hit)
+			}
+			return false
+		})
+		rp := startRouted(t, svc)
+		rp.src.set(dest(svc, allRoute(&api.Route{Retry: &api.RetryPolicy{
+			Statuses: []*api.StatusRange{{Min: 500, Max: 599}}, MaxAttempts: 3, Timeout: durationpb.New(200 * time.Millisecond)}}, "shop/slow:80"), nil, be("shop/slow:80", slowFirst)))
+		c := h1Client()
+		small := rp.do(c, "POST", "/", nil, make([]byte, 64<<10))
+		if small.status != 200 || !strings.Contains(small.body, fmt.Sprintf("body=%d", 64<<10)) || slowFirst.hits.Load() != 2 {
+			t.Fatalf("64 KiB: %d %q after %d attempts, want 200 with the whole body from the second", small.status, small.body, slowFirst.hits.Load())
+		}
+		big := rp.do(c, "POST", "/", nil, make([]byte, 64<<10+1))
+		if big.status != 504 || slowFirst.hits.Load() != 3 {
+			t.Fatalf("64 KiB + 1: %d after %d attempts in all, want 504 after 1 more", big.status, slowFirst.hits.Load())
+		}
+		if v := metricValue(rp.metricsText(), "weft_route_retry_skipped_total", `rt_route="all"`, `reason="body"`); v != 1 {
+			t.Fatalf("weft_route_retry_skipped_total{reason=body} = %v, want 1", v)
 		}
 	})
 	t.Run("a response timeout alone is not retried", func(t *testing.T) {
