@@ -18,7 +18,6 @@ package controllers
 
 import (
 	"context"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
@@ -61,7 +60,7 @@ func (r *ServiceAnnotationReconciler) Reconcile(ctx context.Context, req ctrl.Re
 // the annotations, and to changes of their annotations.
 func hasRetryTimeoutAnnotation(o client.Object) bool {
 	for k := range o.GetAnnotations() {
-		if strings.HasPrefix(k, "retry.weft.dev/") || strings.HasPrefix(k, "timeout.weft.dev/") {
+		if validation.IsRetryTimeoutAnnotation(k) {
 			return true
 		}
 	}

@@ -42,6 +42,29 @@ const (
 	AnnotationTimeoutIdle     = "timeout.weft.dev/idle"
 )
 
+// IsRetryTimeoutAnnotation says whether key is one of the retry.weft.dev/* or
+// timeout.weft.dev/* annotations (or a misspelt one under those prefixes, which the
+// families report as unknown by ignoring it: only the names above are read).
+func IsRetryTimeoutAnnotation(key string) bool {
+	return strings.HasPrefix(key, "retry.weft.dev/") || strings.HasPrefix(key, "timeout.weft.dev/")
+}
+
+// RetryTimeoutAnnotationsEqual says whether two annotation maps agree on every
+// retry.weft.dev/* and timeout.weft.dev/* annotation: the only annotations the
+// compiler reads of Services and routes.
+func RetryTimeoutAnnotationsEqual(a, b map[string]string) bool {
+	for _, m := range [2][2]map[string]string{{a, b}, {b, a}} {
+		for k, v := range m[0] {
+			if IsRetryTimeoutAnnotation(k) {
+				if w, ok := m[1][k]; !ok || w != v {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
 // Kinds the annotations are read from.
 const (
 	KindService   = "Service"
