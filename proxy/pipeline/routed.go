@@ -7,6 +7,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/destination"
+	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/router"
 	"github.com/weftmesh/weft/proxy/transport"
@@ -65,7 +66,10 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		r = r.WithContext(ctx)
 	}
 	var idle *idleWatch
-	if route.IdleTimeout > 0 {
+	// An Upgrade hands the connection over to a tunnel whose bytes the watchdog does
+	// not see: it would cut a busy WebSocket. Upgraded connections are bounded by
+	// the TCP idle timeout instead.
+	if route.IdleTimeout > 0 && !h1.IsUpgrade(r) {
 		var ctx context.Context
 		ctx, idle = watchIdle(r.Context(), route.IdleTimeout)
 		defer idle.stop()

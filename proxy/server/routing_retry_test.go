@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -287,6 +289,56 @@ func TestRoutedGRPCRetryCodes(t *testing.T) {
 		}
 		if got := attempts() - before; got != c.wantAttempts {
 			t.Errorf("%v (headers first %v): %v attempts, want %v", c.code, c.headersFirst, got, c.wantAttempts)
+		}
+	}
+}
+
+// TestRoutedIdleTimeoutUpgrade: an upgraded connection is a tunnel the idle watchdog
+// cannot see into, so the watchdog leaves it alone: an echo keeps working across
+// pauses longer than the idle timeout.
+func TestRoutedIdleTimeoutUpgrade(t *testing.T) {
+	const svc = "10.96.7.70:80"
+	echo := newApp(t, "echo", func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return true
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		buf := make([]byte, 64)
+		for {
+			n, err := brw.Read(buf)
+			if err != nil {
+				return true
+			}
+			conn.Write(buf[:n])
+		}
+	})
+	rp := startRouted(t, svc)
+	rp.src.set(dest(svc, allRoute(&api.Route{Timeouts: &api.Timeouts{Idle: durationpb.New(150 * time.Millisecond)}}, "shop/echo:80"), nil, be("shop/echo:80", echo)))
+	conn, err := net.Dial("tcp", rp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", routedAuthority)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	for i := range 3 {
+		time.Sleep(250 * time.Millisecond) // longer than the idle timeout
+		msg := fmt.Sprintf("ping %d", i)
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(br, got); err != nil || string(got) != msg {
+			t.Fatalf("echo %d: %q, %v: the tunnel was cut", i, got, err)
 		}
 	}
 }
