@@ -2090,9 +2090,9 @@ type RetryPolicy struct {
 	// they name are retried (either list may match); when both are empty, the
 	// response classes decide as above.
 	GrpcCodes []uint32 `protobuf:"varint,4,rep,packed,name=grpc_codes,json=grpcCodes,proto3" json:"grpc_codes,omitempty"`
-	// timeout bounds each attempt; an attempt it ends is retried like a retryable
-	// response (while attempts and budget remain). Unset: no per-attempt retry
-	// timeout.
+	// timeout bounds each attempt up to its response head; an attempt it ends is
+	// retried like a retryable response (while attempts and budget remain). Unset: no
+	// per-attempt retry timeout.
 	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -52,23 +53,41 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 		req.Body = b
 	}
 	limit := maxAttempts(route)
-	perTry, retryOnExpiry := attemptTimeout(route)
 	h := a.handle
 	rt := first
 	areq := req
 	for attempt := 1; ; attempt++ {
 		var cancel context.CancelFunc
+		var retryTimer *time.Timer
 		// Upgrade responses hand the connection over and must keep their body type,
-		// so the per-attempt timeout does not apply to them.
-		if perTry > 0 && areq.Header.Get("Upgrade") == "" {
-			var actx context.Context
-			actx, cancel = context.WithTimeout(ctx, perTry)
-			areq = areq.WithContext(actx)
+		// so the per-attempt timeouts do not apply to them.
+		if areq.Header.Get("Upgrade") == "" {
+			if route.BackendTimeout > 0 {
+				var actx context.Context
+				actx, cancel = context.WithTimeout(ctx, route.BackendTimeout)
+				areq = areq.WithContext(actx)
+			}
+			if route.Retry != nil && route.Retry.Timeout > 0 {
+				// The retry timeout bounds the attempt to its response head
+				// only: once a response is passed on it cannot be retried, so
+				// cutting its body would only break a slow download.
+				rctx, rcancel := context.WithCancel(areq.Context())
+				retryTimer = time.AfterFunc(route.Retry.Timeout, rcancel)
+				cancel = chainCancel(rcancel, cancel)
+				areq = areq.WithContext(rctx)
+			}
 		}
 		a.rs.Attempt()
 		astart := time.Now()
 		resp, err := rt.RoundTrip(areq)
-		status, grpc, timedOut := attemptOutcome(resp, err, cancel != nil && areq.Context().Err() == context.DeadlineExceeded)
+		retryTimedOut := retryTimer != nil && !retryTimer.Stop()
+		if retryTimedOut && err == nil {
+			// The timer won a race with the response head: the attempt's
+			// context is gone, so its body is unreadable.
+			resp.Body.Close()
+			resp, err = nil, errRetryTimeout
+		}
+		status, grpc, timedOut := attemptOutcome(resp, err, retryTimedOut || (cancel != nil && areq.Context().Err() == context.DeadlineExceeded))
 		if resp != nil && a.idle != nil {
 			a.idle.touch() // the response head moved
 		}
@@ -91,7 +110,7 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 			clientGone:     ctx.Err() == context.Canceled,
 			requestEnded:   ctx.Err() != nil,
 			retryable:      route.Retryable(status, grpc),
-			retryTimedOut:  timedOut && retryOnExpiry && ctx.Err() == nil,
+			retryTimedOut:  retryTimedOut && ctx.Err() == nil,
 			attempt:        attempt,
 			maxAttempts:    limit,
 			bodyReplayable: body == nil || body.Replayable(),
@@ -192,4 +211,16 @@ func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
+}
+
+// errRetryTimeout ends an attempt the retry policy's timeout cut short; it is a
+// deadline, so the answer, when no attempt is left, is a 504 timeout.
+var errRetryTimeout = fmt.Errorf("retry timeout: %w", context.DeadlineExceeded)
+
+// chainCancel cancels both (b may be nil).
+func chainCancel(a, b context.CancelFunc) context.CancelFunc {
+	if b == nil {
+		return a
+	}
+	return func() { a(); b() }
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"time"
 
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/router"
@@ -144,18 +143,6 @@ func maxAttempts(route *router.Route) int {
 		return route.Retry.MaxAttempts
 	}
 	return retryCap
-}
-
-// attemptTimeout is the bound on each attempt: the route's backend_request timeout
-// or the retry policy's timeout, whichever is shorter, and whether it is the retry
-// policy's (an attempt it ends is then retried; one the backend_request timeout ends
-// counts as a 504, retried only when the policy retries 504).
-func attemptTimeout(route *router.Route) (time.Duration, bool) {
-	d := route.BackendTimeout
-	if route.Retry != nil && route.Retry.Timeout > 0 && (d == 0 || route.Retry.Timeout <= d) {
-		return route.Retry.Timeout, true
-	}
-	return d, false
 }
 
 // attemptOutcome is what one attempt's result means: the status it counts as (502

@@ -113,31 +113,6 @@ func TestMaxAttempts(t *testing.T) {
 	}
 }
 
-// TestAttemptTimeout: the per-attempt bound is the shorter of backend_request and
-// the retry policy's timeout, and only the retry policy's makes expiry retryable.
-func TestAttemptTimeout(t *testing.T) {
-	for _, tc := range []struct {
-		name      string
-		backend   time.Duration
-		retry     *router.Retry
-		want      time.Duration
-		wantRetry bool
-	}{
-		{"none", 0, nil, 0, false},
-		{"backend_request only", time.Second, &router.Retry{}, time.Second, false},
-		{"retry timeout only", 0, &router.Retry{Timeout: 100 * time.Millisecond}, 100 * time.Millisecond, true},
-		{"retry timeout shorter", time.Second, &router.Retry{Timeout: 100 * time.Millisecond}, 100 * time.Millisecond, true},
-		{"backend_request shorter", 50 * time.Millisecond, &router.Retry{Timeout: 100 * time.Millisecond}, 50 * time.Millisecond, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d, retry := attemptTimeout(&router.Route{BackendTimeout: tc.backend, Retry: tc.retry})
-			if d != tc.want || retry != tc.wantRetry {
-				t.Errorf("got %v, %v; want %v, %v", d, retry, tc.want, tc.wantRetry)
-			}
-		})
-	}
-}
-
 func TestAttemptOutcome(t *testing.T) {
 	grpcResp := &http.Response{StatusCode: 200, Header: http.Header{"Grpc-Status": {"14"}}}
 	for _, tc := range []struct {

@@ -77,7 +77,8 @@ type Retry struct {
 	grpcCodes   []uint32
 	MaxAttempts int // 0: only the budget bounds retries
 	Backoff     time.Duration
-	// Timeout bounds each attempt; an attempt it ends is retried (0: none).
+	// Timeout bounds each attempt up to its response head; an attempt it ends
+	// is retried (0: none).
 	Timeout time.Duration
 }
 

@@ -107,6 +107,26 @@ func TestRoutedRetryAnnotations(t *testing.T) {
 			t.Fatalf("took %v: the slow attempt was waited for", took)
 		}
 	})
+	t.Run("the retry timeout bounds the head, not a slow body", func(t *testing.T) {
+		const svc = "10.96.7.7:80"
+		slowBody := newApp(t, "slow-body", func(w http.ResponseWriter, r *http.Request, _ int64) bool {
+			rc := http.NewResponseController(w)
+			w.WriteHeader(200)
+			for i := range 6 {
+				fmt.Fprintf(w, "part %d\n", i)
+				rc.Flush()
+				time.Sleep(100 * time.Millisecond)
+			}
+			return true
+		})
+		rp := startRouted(t, svc)
+		rp.src.set(dest(svc, allRoute(&api.Route{Retry: &api.RetryPolicy{
+			Statuses: []*api.StatusRange{{Min: 500, Max: 599}}, MaxAttempts: 3, Timeout: durationpb.New(150 * time.Millisecond)}}, "shop/slow:80"), nil, be("shop/slow:80", slowBody)))
+		res := rp.do(h1Client(), "GET", "/", nil, nil)
+		if res.status != 200 || res.body != "part 0\npart 1\npart 2\npart 3\npart 4\npart 5\n" || slowBody.hits.Load() != 1 {
+			t.Fatalf("status %d body %q after %d attempts, want the whole 600ms body from one attempt", res.status, res.body, slowBody.hits.Load())
+		}
+	})
 	t.Run("a body over 64 KiB is not replayed, even for a retry timeout", func(t *testing.T) {
 		const svc = "10.96.7.6:80"
 		slowFirst := newApp(t, "slow-first", func(w http.ResponseWriter, r *http.Request, hit int64) bool {
