@@ -186,9 +186,18 @@ func RetryTimeoutAnnotations(kind string, annotations map[string]string) (RetryA
 	return retry, to, append(rerrs, terrs...)
 }
 
+// maxHTTPRetryElements bounds retry.weft.dev/http: every proxy that talks to the
+// Service receives the list and checks each failed response against it, so an
+// annotation of thousands of elements must not reach them. Ranges say any real list
+// in a few.
+const maxHTTPRetryElements = 32
+
 // parseHTTPRetry reads a comma-separated list of "xxx", "xxx-yyy", "gateway-error"
 // (502-504) and "5xx" (500-599).
 func parseHTTPRetry(v string) ([]StatusRange, error) {
+	if n := strings.Count(v, ",") + 1; n > maxHTTPRetryElements {
+		return nil, fmt.Errorf("%d elements: at most %d (use ranges such as 500-504)", n, maxHTTPRetryElements)
+	}
 	var out []StatusRange
 	for item := range strings.SplitSeq(v, ",") {
 		item = strings.TrimSpace(item)

@@ -23,6 +23,8 @@ func TestRetryTimeoutAnnotationErrors(t *testing.T) {
 			AnnotationTimeoutRequest: "10s", AnnotationTimeoutResponse: "2s", AnnotationTimeoutIdle: "1m"}, nil, true, true},
 		{"status out of range", KindHTTPRoute, map[string]string{AnnotationRetryHTTP: "600"}, []string{AnnotationRetryHTTP}, false, false},
 		{"reversed range", KindHTTPRoute, map[string]string{AnnotationRetryHTTP: "504-500"}, []string{AnnotationRetryHTTP}, false, false},
+		{"too many elements", KindHTTPRoute, map[string]string{AnnotationRetryHTTP: strings.Repeat("500,", 32) + "501"}, []string{AnnotationRetryHTTP}, false, false},
+		{"32 elements are fine", KindHTTPRoute, map[string]string{AnnotationRetryHTTP: strings.Repeat("500,", 31) + "501"}, nil, true, false},
 		{"empty element", KindHTTPRoute, map[string]string{AnnotationRetryHTTP: "5xx,,429"}, []string{AnnotationRetryHTTP}, false, false},
 		{"unknown gRPC code", KindGRPCRoute, map[string]string{AnnotationRetryGRPC: "unavailable,not-found"}, []string{AnnotationRetryGRPC}, false, false},
 		{"http on a GRPCRoute", KindGRPCRoute, map[string]string{AnnotationRetryHTTP: "5xx"}, []string{AnnotationRetryHTTP}, false, false},
