@@ -38,6 +38,9 @@ type ServiceAnnotationReconciler struct {
 	Recorder events.EventRecorder
 }
 
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
 // Reconcile checks one Service's annotations.
 func (r *ServiceAnnotationReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	svc := &corev1.Service{}
