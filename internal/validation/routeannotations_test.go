@@ -94,3 +94,39 @@ func equal[T comparable](a, b []T) bool {
 	}
 	return true
 }
+
+// FuzzRetryTimeoutAnnotations: whatever the values, the parse never panics, a
+// family with an error comes back empty, and what it returns is in range.
+func FuzzRetryTimeoutAnnotations(f *testing.F) {
+	f.Add("5xx,gateway-error,429", "unavailable,internal", "3", "150ms", "2s")
+	f.Add("500-504", "cancelled", "0", "0s", "1m30s")
+	f.Add("600,,", "not-found", "-1", "5", "soon")
+	f.Fuzz(func(t *testing.T, http, grpc, limit, retryTimeout, request string) {
+		for _, kind := range []string{KindService, KindHTTPRoute, KindGRPCRoute} {
+			retry, to, errs := RetryTimeoutAnnotations(kind, map[string]string{
+				AnnotationRetryHTTP: http, AnnotationRetryGRPC: grpc, AnnotationRetryLimit: limit,
+				AnnotationRetryTimeout: retryTimeout, AnnotationTimeoutRequest: request,
+			})
+			if len(errs) == 0 && (!retry.Set || !to.Set) {
+				t.Fatalf("no errors but a family unset: %+v %+v", retry, to)
+			}
+			if !retry.Set && (retry.HTTP != nil || retry.GRPC != nil || retry.Timeout != 0 || retry.Limit != 0) {
+				t.Fatalf("an unset retry family carries values: %+v", retry)
+			}
+			if len(retry.HTTP) > maxHTTPRetryElements {
+				t.Fatalf("%d statuses", len(retry.HTTP))
+			}
+			for _, r := range retry.HTTP {
+				if r.Min < 100 || r.Max > 599 || r.Min > r.Max {
+					t.Fatalf("status range %+v", r)
+				}
+			}
+			if retry.Set && (retry.Limit < 1 || retry.Limit > maxRetryLimit || retry.Timeout < 0) {
+				t.Fatalf("limit %d timeout %v", retry.Limit, retry.Timeout)
+			}
+			if to.Request != nil && *to.Request < 0 {
+				t.Fatalf("negative request timeout %v", *to.Request)
+			}
+		}
+	})
+}
