@@ -72,6 +72,9 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	if err := NewGRPCRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("grpcroute-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the GRPCRoute reconciler: %w", err)
 	}
+	if err := (&ServiceAnnotationReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("service-annotations")}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the Service annotation reconciler: %w", err)
+	}
 	return addPolicyReconcilers(mgr)
 }
 

@@ -30,6 +30,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/weftmesh/weft/internal/compiler"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 // MeshControllerName is the controllerName of the status.parents[] entries Weft writes
@@ -57,8 +58,9 @@ type RouteReconciler[R client.Object, L client.ObjectList] struct {
 // routeKind is what RouteReconciler needs to know about one route kind: how to make its
 // objects and lists, and where its parentRefs, rules, backends and status are.
 type routeKind[R client.Object, L client.ObjectList] struct {
-	// plural names the kind in errors, e.g. "HTTPRoutes".
+	// plural names the kind in errors, e.g. "HTTPRoutes"; name is the kind.
 	plural   string
+	name     string
 	newRoute func() R
 	newList  func() L
 	items    func(L) []client.Object
@@ -81,6 +83,7 @@ func NewGRPCRouteReconciler(c client.Client, rec events.EventRecorder) *RouteRec
 
 var httpRoutes = routeKind[*gatewayv1.HTTPRoute, *gatewayv1.HTTPRouteList]{
 	plural:   "HTTPRoutes",
+	name:     validation.KindHTTPRoute,
 	newRoute: func() *gatewayv1.HTTPRoute { return &gatewayv1.HTTPRoute{} },
 	newList:  func() *gatewayv1.HTTPRouteList { return &gatewayv1.HTTPRouteList{} },
 	items:    func(l *gatewayv1.HTTPRouteList) []client.Object { return objects(l.Items) },
@@ -106,6 +109,7 @@ var httpRoutes = routeKind[*gatewayv1.HTTPRoute, *gatewayv1.HTTPRouteList]{
 
 var grpcRoutes = routeKind[*gatewayv1.GRPCRoute, *gatewayv1.GRPCRouteList]{
 	plural:   "GRPCRoutes",
+	name:     validation.KindGRPCRoute,
 	newRoute: func() *gatewayv1.GRPCRoute { return &gatewayv1.GRPCRoute{} },
 	newList:  func() *gatewayv1.GRPCRouteList { return &gatewayv1.GRPCRouteList{} },
 	items:    func(l *gatewayv1.GRPCRouteList) []client.Object { return objects(l.Items) },
@@ -154,6 +158,10 @@ func (r *RouteReconciler[R, L]) Reconcile(ctx context.Context, req ctrl.Request)
 
 func (r *RouteReconciler[R, L]) reconcileNormal(ctx context.Context, route R) error {
 	v := routeView{obj: route, parentRefs: r.kind.parents(route), ruleProblems: r.kind.ruleProblems(route), backendRefs: r.kind.backends(route)}
+	_, _, errs := validation.RetryTimeoutAnnotations(r.kind.name, route.GetAnnotations())
+	for _, e := range errs {
+		v.annotationProblems = append(v.annotationProblems, e.Error())
+	}
 	status := r.kind.status(route)
 	parents, err := computeParents(ctx, r.Client, r.Recorder, v, status.Parents)
 	if err != nil {

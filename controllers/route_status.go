@@ -41,6 +41,25 @@ type routeView struct {
 	// ruleProblems has one entry per rule: why Weft drops it, or "".
 	ruleProblems []string
 	backendRefs  []gatewayv1.BackendObjectReference
+	// annotationProblems are the route's invalid retry.weft.dev/* and
+	// timeout.weft.dev/* values, each naming its annotation.
+	annotationProblems []string
+}
+
+// RouteConditionAnnotationsAccepted is Weft's condition on a route's parent entry
+// about its retry.weft.dev/* and timeout.weft.dev/* annotations: False (reason
+// RouteReasonInvalidAnnotation) while one has a bad value, which is ignored with the
+// rest of its family; absent otherwise. The rules are not affected, so the route
+// stays Accepted.
+const RouteConditionAnnotationsAccepted = "weft.dev/AnnotationsAccepted"
+
+// RouteReasonInvalidAnnotation is the reason of a False AnnotationsAccepted and of the
+// Warning Event that goes with it.
+const RouteReasonInvalidAnnotation = "InvalidAnnotation"
+
+// ignoredAnnotationsMessage says which annotations are ignored and what to do.
+func ignoredAnnotationsMessage(problems []string) string {
+	return "Ignored (with the rest of their retry.weft.dev/ or timeout.weft.dev/ family) until fixed: " + strings.Join(problems, "; ")
 }
 
 // computeParents returns the route's new status.parents: other controllers' entries
@@ -95,6 +114,11 @@ func computeParents(ctx context.Context, c client.Reader, rec events.EventRecord
 			"Dropped Rule(s): %s", strings.Join(dropped, "; "))
 	}
 
+	if len(v.annotationProblems) > 0 {
+		rec.Eventf(v.obj, nil, corev1.EventTypeWarning, RouteReasonInvalidAnnotation, "Accept", "%s",
+			ignoredAnnotationsMessage(v.annotationProblems))
+	}
+
 	var out []gatewayv1.RouteParentStatus
 	for _, p := range existing {
 		if p.ControllerName != MeshControllerName {
@@ -138,6 +162,13 @@ func computeParents(ctx context.Context, c client.Reader, rec events.EventRecord
 				Message: "Dropped Rule(s): " + strings.Join(dropped, "; "), ObservedGeneration: gen})
 		} else {
 			meta.RemoveStatusCondition(&entry.Conditions, string(gatewayv1.RouteConditionPartiallyInvalid))
+		}
+		if len(v.annotationProblems) > 0 {
+			meta.SetStatusCondition(&entry.Conditions, metav1.Condition{Type: RouteConditionAnnotationsAccepted,
+				Status: metav1.ConditionFalse, Reason: RouteReasonInvalidAnnotation,
+				Message: ignoredAnnotationsMessage(v.annotationProblems), ObservedGeneration: gen})
+		} else {
+			meta.RemoveStatusCondition(&entry.Conditions, RouteConditionAnnotationsAccepted)
 		}
 		out = append(out, entry)
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -339,6 +340,73 @@ func TestRouteStatus(t *testing.T) {
 				return err
 			}
 			return routeCondition(route.Status.Parents, web, gatewayv1.RouteConditionResolvedRefs, metav1.ConditionTrue, "ResolvedRefs", route.Generation, "")
+		})
+	})
+
+	t.Run("a bad retry or timeout annotation: a condition naming it, an Event, gone once fixed", func(t *testing.T) {
+		route := &gatewayv1.GRPCRoute{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "gamma", Name: "annotated",
+				Annotations: map[string]string{"retry.weft.dev/http": "5xx", "timeout.weft.dev/request": "2"}},
+			Spec: gatewayv1.GRPCRouteSpec{CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{web}}},
+		}
+		if err := c.Create(ctx, route); err != nil {
+			t.Fatal(err)
+		}
+		key := client.ObjectKeyFromObject(route)
+		eventually(t, 10*time.Second, func() error {
+			if err := c.Get(ctx, key, route); err != nil {
+				return err
+			}
+			// The rules are untouched: still Accepted.
+			if err := routeCondition(route.Status.Parents, web, gatewayv1.RouteConditionAccepted, metav1.ConditionTrue, "Accepted", route.Generation, ""); err != nil {
+				return err
+			}
+			for _, name := range []string{"retry.weft.dev/http", "not valid on a GRPCRoute", "timeout.weft.dev/request", "with its unit"} {
+				if err := routeCondition(route.Status.Parents, web, controllers.RouteConditionAnnotationsAccepted, metav1.ConditionFalse,
+					controllers.RouteReasonInvalidAnnotation, route.Generation, name); err != nil {
+					return err
+				}
+			}
+			if ok, err := hasEvent(ctx, c, "gamma", route.Name, controllers.RouteReasonInvalidAnnotation); !ok {
+				return fmt.Errorf("want an InvalidAnnotation Event (err %v)", err)
+			}
+			return nil
+		})
+		route.Annotations = map[string]string{"retry.weft.dev/grpc": "unavailable", "timeout.weft.dev/request": "2s"}
+		if err := c.Update(ctx, route); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error {
+			if err := c.Get(ctx, key, route); err != nil {
+				return err
+			}
+			if p := weftParent(route.Status.Parents, web); p == nil || meta.FindStatusCondition(p.Conditions, controllers.RouteConditionAnnotationsAccepted) != nil {
+				return fmt.Errorf("want no %s once the annotations are valid; parents %+v", controllers.RouteConditionAnnotationsAccepted, route.Status.Parents)
+			}
+			return nil
+		})
+	})
+
+	t.Run("a bad annotation on a Service raises an Event naming it", func(t *testing.T) {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "gamma", Name: "annotated-svc", Annotations: map[string]string{"retry.weft.dev/limit": "lots"}},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}},
+		}
+		if err := c.Create(ctx, svc); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error {
+			var events eventsv1.EventList
+			if err := c.List(ctx, &events, client.InNamespace("gamma")); err != nil {
+				return err
+			}
+			for _, e := range events.Items {
+				if e.Regarding.Kind == "Service" && e.Regarding.Name == svc.Name && e.Reason == controllers.RouteReasonInvalidAnnotation &&
+					strings.Contains(e.Note, "retry.weft.dev/limit") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no InvalidAnnotation Event naming retry.weft.dev/limit on Service gamma/%s", svc.Name)
 		})
 	})
 }

@@ -220,6 +220,14 @@ func (c *compilation) run() (*api.DestinationConfig, error) {
 			Resource: &api.ResourceRef{Kind: "Service", Namespace: c.svc.Namespace, Name: c.svc.Name},
 			Backends: c.defaultBackends(),
 		}
+		if c.profile == nil {
+			// No routes and no ServiceProfile: the Service's annotations
+			// configure the fallback (a profile's configuration replaces them,
+			// as in Linkerd).
+			ra := c.routeAnnotations(validation.KindService, nil)
+			out.Fallback.Timeouts = ra.timeouts(nil)
+			out.Fallback.Retry = ra.retryPolicy(validation.KindService, nil)
+		}
 	}
 
 	keys := make([]string, 0, len(c.backends))

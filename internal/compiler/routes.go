@@ -30,6 +30,7 @@ import (
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/validation"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -196,6 +197,8 @@ func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HT
 	if t := rule.Timeouts; t != nil {
 		timeouts = &api.Timeouts{Request: gatewayDuration(t.Request), BackendRequest: gatewayDuration(t.BackendRequest)}
 	}
+	ra := c.routeAnnotations(validation.KindHTTPRoute, r.Annotations)
+	timeouts = ra.timeouts(timeouts)
 	var retry *api.RetryPolicy
 	if rt := rule.Retry; rt != nil && (rt.Attempts == nil || *rt.Attempts > 0) {
 		retry = &api.RetryPolicy{Backoff: gatewayDuration(rt.Backoff)}
@@ -207,6 +210,7 @@ func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HT
 			retry.MaxAttempts = uint32(*rt.Attempts) + 1
 		}
 	}
+	retry = ra.retryPolicy(validation.KindHTTPRoute, retry)
 	matches := rule.Matches
 	if len(matches) == 0 {
 		// The API defaults an empty match list to one PathPrefix "/" match.
@@ -241,6 +245,11 @@ func (c *compilation) grpcRule(r *gatewayv1.GRPCRoute, ri int, rule gatewayv1.GR
 		wb.Filters = grpcFilters(br.Filters)
 		backends = append(backends, wb)
 	}
+	// GRPCRoute (v1.6, standard and experimental) has no timeouts or retry
+	// fields: the annotations are its only source.
+	ra := c.routeAnnotations(validation.KindGRPCRoute, r.Annotations)
+	timeouts := ra.timeouts(nil)
+	retry := ra.retryPolicy(validation.KindGRPCRoute, nil)
 	matches := rule.Matches
 	if len(matches) == 0 {
 		matches = []gatewayv1.GRPCRouteMatch{{}}
@@ -255,6 +264,8 @@ func (c *compilation) grpcRule(r *gatewayv1.GRPCRoute, ri int, rule gatewayv1.GR
 			Matches:  []*api.RouteMatch{rm},
 			Filters:  filters,
 			Backends: backends,
+			Timeouts: timeouts,
+			Retry:    retry,
 		}
 		out = append(out, e)
 	}

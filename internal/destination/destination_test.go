@@ -1248,6 +1248,27 @@ endpoints: [{addresses: [10.3.0.1]}]
 			t.Errorf("a status write caused %d recompilations", n)
 		}
 	})
+
+	t.Run("a retry annotation added to the live route reaches its clients", func(t *testing.T) {
+		// Metadata only: the generation does not move, yet the compiler reads it.
+		r := &gatewayv1.HTTPRoute{}
+		if err := suite.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "web"}, r); err != nil {
+			t.Fatal(err)
+		}
+		gen := r.Generation
+		r.Annotations = map[string]string{"retry.weft.dev/http": "gateway-error", "timeout.weft.dev/idle": "30s"}
+		if err := suite.client.Update(context.Background(), r); err != nil {
+			t.Fatal(err)
+		}
+		if r.Generation != gen {
+			t.Fatalf("generation moved %d -> %d: the case tests nothing", gen, r.Generation)
+		}
+		producer.next(t, within)
+		rt := producer.cfg.GetRoutes()[0]
+		if rt.GetRetry().GetMaxAttempts() != 2 || len(rt.GetRetry().GetStatuses()) != 1 || rt.GetTimeouts().GetIdle().AsDuration() != 30*time.Second {
+			t.Fatalf("want the annotations' retry (gateway-error, 2 attempts) and idle 30s, got retry %v timeouts %v", rt.GetRetry(), rt.GetTimeouts())
+		}
+	})
 }
 
 // compilations is the number of recompilations so far.

@@ -21,6 +21,11 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // TestAffectedEntries is the table of recompile's decision stage: which subscribed
@@ -112,5 +117,51 @@ func TestTakeChanges(t *testing.T) {
 	again := s.takeChanges()
 	if again.full || !again.since.IsZero() || len(again.dirty)+len(again.roots)+len(again.changed) != 0 {
 		t.Errorf("second take = %+v, want nothing: the record is reset", again)
+	}
+}
+
+// TestApplyRetryTimeoutAnnotations: a change of a retry.weft.dev/* or
+// timeout.weft.dev/* annotation alone (metadata: no generation bump, no spec change)
+// recompiles the Service's destinations; other annotation churn does not.
+func TestApplyRetryTimeoutAnnotations(t *testing.T) {
+	meta := func(ann map[string]string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: "shop", Name: "web", Generation: 1, Annotations: ann}
+	}
+	parent := gatewayv1.ParentReference{Group: ptr.To(gatewayv1.Group("")), Kind: ptr.To(gatewayv1.Kind("Service")), Name: "web"}
+	httpRoute := func(ann map[string]string) *gatewayv1.HTTPRoute {
+		return &gatewayv1.HTTPRoute{ObjectMeta: meta(ann), Spec: gatewayv1.HTTPRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}}}}
+	}
+	grpcRoute := func(ann map[string]string) *gatewayv1.GRPCRoute {
+		return &gatewayv1.GRPCRoute{ObjectMeta: meta(ann), Spec: gatewayv1.GRPCRouteSpec{
+			CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}}}}
+	}
+	service := func(ann map[string]string) *corev1.Service {
+		return &corev1.Service{ObjectMeta: meta(ann), Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}
+	}
+	before := map[string]string{"retry.weft.dev/http": "5xx", "argocd.argoproj.io/tracking-id": "a"}
+	retryChanged := map[string]string{"retry.weft.dev/http": "gateway-error", "argocd.argoproj.io/tracking-id": "a"}
+	timeoutAdded := map[string]string{"retry.weft.dev/http": "5xx", "timeout.weft.dev/idle": "1m", "argocd.argoproj.io/tracking-id": "a"}
+	otherChanged := map[string]string{"retry.weft.dev/http": "5xx", "argocd.argoproj.io/tracking-id": "b"}
+	for _, tc := range []struct {
+		name     string
+		old, obj any
+		want     bool
+	}{
+		{"HTTPRoute retry annotation changed", httpRoute(before), httpRoute(retryChanged), true},
+		{"HTTPRoute timeout annotation added", httpRoute(before), httpRoute(timeoutAdded), true},
+		{"HTTPRoute other annotation changed", httpRoute(before), httpRoute(otherChanged), false},
+		{"GRPCRoute retry annotation removed", grpcRoute(before), grpcRoute(nil), true},
+		{"GRPCRoute other annotation changed", grpcRoute(before), grpcRoute(otherChanged), false},
+		{"Service retry annotation changed", service(before), service(retryChanged), true},
+		{"Service other annotation changed", service(before), service(otherChanged), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore("cluster.local")
+			s.apply(nil, tc.old)
+			if got := s.apply(tc.old, tc.obj); got != tc.want {
+				t.Errorf("apply reported a change: %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/svcname"
+	"github.com/weftmesh/weft/internal/validation"
 )
 
 // store holds the objects the compiler reads, as the informers deliver them (the
@@ -114,8 +115,9 @@ func (s *store) apply(old, obj any) bool {
 	}
 	switch o := cur.(type) {
 	case *corev1.Service:
-		if prev, ok := old.(*corev1.Service); ok && obj != nil && equality.Semantic.DeepEqual(prev.Spec, o.Spec) {
-			// Status and metadata changes compile the same.
+		if prev, ok := old.(*corev1.Service); ok && obj != nil && equality.Semantic.DeepEqual(prev.Spec, o.Spec) &&
+			validation.RetryTimeoutAnnotationsEqual(prev.Annotations, o.Annotations) {
+			// Status and other metadata changes compile the same.
 			return false
 		}
 		k := objKey(o.Namespace, o.Name)
@@ -175,7 +177,7 @@ func (s *store) apply(old, obj any) bool {
 		setOrDelete(s.profiles, objKey(o.Namespace, o.Name), o, obj == nil)
 		s.markRoots(old, obj, s.profileRoots)
 	case *gatewayv1.HTTPRoute:
-		if specUnchanged(old, obj) {
+		if specUnchanged(old, obj) && annotationsUnchanged(old, obj) {
 			return false
 		}
 		setOrDelete(s.http, objKey(o.Namespace, o.Name), o, obj == nil)
@@ -184,7 +186,7 @@ func (s *store) apply(old, obj any) bool {
 			return parentRoots(r.Namespace, r.Spec.ParentRefs)
 		})
 	case *gatewayv1.GRPCRoute:
-		if specUnchanged(old, obj) {
+		if specUnchanged(old, obj) && annotationsUnchanged(old, obj) {
 			return false
 		}
 		setOrDelete(s.grpc, objKey(o.Namespace, o.Name), o, obj == nil)
@@ -371,6 +373,14 @@ func specUnchanged(old, obj any) bool {
 	o, ok1 := old.(metav1.Object)
 	n, ok2 := obj.(metav1.Object)
 	return ok1 && ok2 && old != nil && obj != nil && n.GetGeneration() != 0 && o.GetGeneration() == n.GetGeneration()
+}
+
+// annotationsUnchanged says whether an update left a route's retry and timeout
+// annotations alone: they are metadata, so the generation does not move with them.
+func annotationsUnchanged(old, obj any) bool {
+	o, ok1 := old.(metav1.Object)
+	n, ok2 := obj.(metav1.Object)
+	return ok1 && ok2 && old != nil && obj != nil && validation.RetryTimeoutAnnotationsEqual(o.GetAnnotations(), n.GetAnnotations())
 }
 
 func (s *store) markSvc(ns, name string) {

@@ -2012,10 +2012,15 @@ type Timeouts struct {
 	// request bounds the whole request, retries included, from the first byte
 	// received to the end of the response; on expiry the proxy answers 504.
 	Request *durationpb.Duration `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
-	// backend_request bounds each attempt to a backend.
+	// backend_request bounds each attempt to a backend; an attempt it ends counts
+	// as a 504 for the retry policy.
 	BackendRequest *durationpb.Duration `protobuf:"bytes,2,opt,name=backend_request,json=backendRequest,proto3" json:"backend_request,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// idle bounds how long a request may pass without a byte moving in either
+	// direction (request body read, response body read); on expiry the proxy ends
+	// the request (504 when no response was sent yet) and does not retry it.
+	Idle          *durationpb.Duration `protobuf:"bytes,3,opt,name=idle,proto3" json:"idle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Timeouts) Reset() {
@@ -2062,6 +2067,13 @@ func (x *Timeouts) GetBackendRequest() *durationpb.Duration {
 	return nil
 }
 
+func (x *Timeouts) GetIdle() *durationpb.Duration {
+	if x != nil {
+		return x.Idle
+	}
+	return nil
+}
+
 // RetryPolicy says which failed requests of a route are retried.
 type RetryPolicy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2072,7 +2084,16 @@ type RetryPolicy struct {
 	// the retry budget bounds it.
 	MaxAttempts uint32 `protobuf:"varint,2,opt,name=max_attempts,json=maxAttempts,proto3" json:"max_attempts,omitempty"`
 	// backoff is the pause before each retry; unset means retry at once.
-	Backoff       *durationpb.Duration `protobuf:"bytes,3,opt,name=backoff,proto3" json:"backoff,omitempty"`
+	Backoff *durationpb.Duration `protobuf:"bytes,3,opt,name=backoff,proto3" json:"backoff,omitempty"`
+	// grpc_codes are the gRPC status codes (grpc-status in the response headers or
+	// trailers) to retry. When statuses or grpc_codes is set, exactly the responses
+	// they name are retried (either list may match); when both are empty, the
+	// response classes decide as above.
+	GrpcCodes []uint32 `protobuf:"varint,4,rep,packed,name=grpc_codes,json=grpcCodes,proto3" json:"grpc_codes,omitempty"`
+	// timeout bounds each attempt up to its response head; an attempt it ends is
+	// retried like a retryable response (while attempts and budget remain). Unset: no
+	// per-attempt retry timeout.
+	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2124,6 +2145,20 @@ func (x *RetryPolicy) GetMaxAttempts() uint32 {
 func (x *RetryPolicy) GetBackoff() *durationpb.Duration {
 	if x != nil {
 		return x.Backoff
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetGrpcCodes() []uint32 {
+	if x != nil {
+		return x.GrpcCodes
+	}
+	return nil
+}
+
+func (x *RetryPolicy) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
 	}
 	return nil
 }
@@ -2767,14 +2802,18 @@ const file_destination_proto_rawDesc = "" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x16\n" +
 	"\x06weight\x18\x02 \x01(\rR\x06weight\x125\n" +
 	"\afilters\x18\x03 \x03(\v2\x1b.weft.destination.v1.FilterR\afilters\x12\x18\n" +
-	"\ainvalid\x18\x04 \x01(\tR\ainvalid\"\x83\x01\n" +
+	"\ainvalid\x18\x04 \x01(\tR\ainvalid\"\xb2\x01\n" +
 	"\bTimeouts\x123\n" +
 	"\arequest\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\arequest\x12B\n" +
-	"\x0fbackend_request\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ebackendRequest\"\xa3\x01\n" +
+	"\x0fbackend_request\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0ebackendRequest\x12-\n" +
+	"\x04idle\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x04idle\"\xf7\x01\n" +
 	"\vRetryPolicy\x12<\n" +
 	"\bstatuses\x18\x01 \x03(\v2 .weft.destination.v1.StatusRangeR\bstatuses\x12!\n" +
 	"\fmax_attempts\x18\x02 \x01(\rR\vmaxAttempts\x123\n" +
-	"\abackoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\abackoff\"\x90\x01\n" +
+	"\abackoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\abackoff\x12\x1d\n" +
+	"\n" +
+	"grpc_codes\x18\x04 \x03(\rR\tgrpcCodes\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\x90\x01\n" +
 	"\vRetryBudget\x12\x1f\n" +
 	"\vretry_ratio\x18\x01 \x01(\x02R\n" +
 	"retryRatio\x123\n" +
@@ -2918,24 +2957,26 @@ var file_destination_proto_depIdxs = []int32{
 	18, // 40: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
 	34, // 41: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
 	34, // 42: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	31, // 43: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
-	34, // 44: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
-	34, // 45: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	29, // 46: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
-	30, // 47: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
-	30, // 48: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
-	29, // 49: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
-	31, // 50: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
-	29, // 51: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
-	9,  // 52: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
-	0,  // 53: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
-	33, // 54: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
-	0,  // 55: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	56, // [56:56] is the sub-list for method output_type
-	56, // [56:56] is the sub-list for method input_type
-	56, // [56:56] is the sub-list for extension type_name
-	56, // [56:56] is the sub-list for extension extendee
-	0,  // [0:56] is the sub-list for field type_name
+	34, // 43: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
+	31, // 44: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
+	34, // 45: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	34, // 46: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
+	34, // 47: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	29, // 48: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
+	30, // 49: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
+	30, // 50: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
+	29, // 51: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
+	31, // 52: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
+	29, // 53: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
+	9,  // 54: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
+	0,  // 55: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
+	33, // 56: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
+	0,  // 57: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_destination_proto_init() }

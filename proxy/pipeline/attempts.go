@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -29,6 +30,8 @@ type attempts struct {
 	// timedOut is set when an attempt ended by the backend_request timeout, so the
 	// error answer is 504 rather than 502.
 	timedOut bool
+	// idle is the route's idle watchdog (nil: none); body reads push it back.
+	idle *idleWatch
 }
 
 // roundTrip sends req (forward's outgoing request, already addressed to the first
@@ -38,6 +41,11 @@ type attempts struct {
 func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.Response, error) {
 	ctx := req.Context()
 	route := a.route
+	if a.idle != nil && req.Body != nil && req.Body != http.NoBody {
+		// A shallow copy: the handler's request keeps its own body (h1.BodyOf).
+		req = req.WithContext(ctx)
+		req.Body = &idleBody{ReadCloser: req.Body, w: a.idle}
+	}
 	var body *replay.Body
 	if route.Retry != nil && req.Body != nil && req.Body != http.NoBody {
 		body = replay.New(req.Body, req.ContentLength)
@@ -50,17 +58,43 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 	areq := req
 	for attempt := 1; ; attempt++ {
 		var cancel context.CancelFunc
+		var retryTimer *time.Timer
 		// Upgrade responses hand the connection over and must keep their body type,
-		// so the per-attempt timeout does not apply to them.
-		if route.BackendTimeout > 0 && areq.Header.Get("Upgrade") == "" {
-			var actx context.Context
-			actx, cancel = context.WithTimeout(ctx, route.BackendTimeout)
-			areq = areq.WithContext(actx)
+		// so the per-attempt timeouts do not apply to them.
+		if areq.Header.Get("Upgrade") == "" {
+			if route.BackendTimeout > 0 {
+				var actx context.Context
+				actx, cancel = context.WithTimeout(ctx, route.BackendTimeout)
+				areq = areq.WithContext(actx)
+			}
+			if route.Retry != nil && route.Retry.Timeout > 0 {
+				// The retry timeout bounds the attempt to its response head
+				// only: once a response is passed on it cannot be retried, so
+				// cutting its body would only break a slow download.
+				rctx, rcancel := context.WithCancel(areq.Context())
+				retryTimer = time.AfterFunc(route.Retry.Timeout, rcancel)
+				cancel = chainCancel(rcancel, cancel)
+				areq = areq.WithContext(rctx)
+			}
 		}
 		a.rs.Attempt()
 		astart := time.Now()
 		resp, err := rt.RoundTrip(areq)
-		status, grpc, timedOut := attemptOutcome(resp, err, cancel != nil && areq.Context().Err() == context.DeadlineExceeded)
+		retryTimedOut := retryTimer != nil && !retryTimer.Stop()
+		if retryTimedOut && err == nil {
+			// The timer won a race with the response head: the attempt's
+			// context is gone, so its body is unreadable.
+			resp.Body.Close()
+			resp, err = nil, errRetryTimeout
+		}
+		status, grpc, timedOut := attemptOutcome(resp, err, retryTimedOut || (cancel != nil && areq.Context().Err() == context.DeadlineExceeded))
+		if resp != nil && a.idle != nil {
+			a.idle.touch() // the response head moved
+		}
+		if err == nil && grpc == router.GRPCNone && route.Retry != nil && router.IsGRPC(areq) {
+			// grpc-status may be in the trailers of a response without messages.
+			grpc, resp.Body = peekTrailersOnlyBody(resp)
+		}
 		failure := err != nil || route.IsFailure(status, grpc)
 		switch reportFor(ctx, err) {
 		case reportNothing:
@@ -76,6 +110,7 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 			clientGone:     ctx.Err() == context.Canceled,
 			requestEnded:   ctx.Err() != nil,
 			retryable:      route.Retryable(status, grpc),
+			retryTimedOut:  retryTimedOut && ctx.Err() == nil,
 			attempt:        attempt,
 			maxAttempts:    limit,
 			bodyReplayable: body == nil || body.Replayable(),
@@ -156,6 +191,9 @@ func (a *attempts) last(resp *http.Response, err error, cancel context.CancelFun
 	if cancel != nil {
 		resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
 	}
+	if a.idle != nil {
+		resp.Body = &idleBody{ReadCloser: resp.Body, w: a.idle}
+	}
 	if a.respFilters {
 		router.ApplyResponse(a.route.Filters, resp.Header)
 		router.ApplyResponse(a.backend.Filters, resp.Header)
@@ -173,4 +211,16 @@ func (b *cancelBody) Close() error {
 	err := b.ReadCloser.Close()
 	b.cancel()
 	return err
+}
+
+// errRetryTimeout ends an attempt the retry policy's timeout cut short; it is a
+// deadline, so the answer, when no attempt is left, is a 504 timeout.
+var errRetryTimeout = fmt.Errorf("retry timeout: %w", context.DeadlineExceeded)
+
+// chainCancel cancels both (b may be nil).
+func chainCancel(a, b context.CancelFunc) context.CancelFunc {
+	if b == nil {
+		return a
+	}
+	return func() { a(); b() }
 }

@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -33,6 +35,9 @@ type retryFacts struct {
 	// retryable: the route's policy retries the attempt's outcome (its status,
 	// grpc-status, or a failure to connect, which counts as 502).
 	retryable bool
+	// retryTimedOut: the retry policy's own per-attempt timeout (retry.timeout)
+	// ended the attempt, which its policy retries whatever the status says.
+	retryTimedOut bool
 	// attempt is the number of the attempt just made (1 for the first);
 	// maxAttempts the policy's bound (retryCap when it sets none).
 	attempt, maxAttempts int
@@ -97,7 +102,7 @@ func checkRequestOpen(f retryFacts) retryVerdict {
 }
 
 func checkPolicyRetries(f retryFacts) retryVerdict {
-	if !f.retryable {
+	if !f.retryable && !f.retryTimedOut {
 		return noRetryNotRetryable
 	}
 	return retryAllowed
@@ -155,6 +160,27 @@ func attemptOutcome(resp *http.Response, err error, attemptDeadlinePassed bool) 
 		status, timedOut = http.StatusGatewayTimeout, true
 	}
 	return status, grpc, timedOut
+}
+
+// peekTrailersOnlyBody finds the grpc-status of a gRPC response whose head carried
+// none (a server that sent its initial metadata first): it waits for the first byte
+// of the body, and when the body ends without any, the status is in the trailers,
+// which are in by then. A response with a message is left to the client whatever
+// its trailers will say: retrying it would need it whole, and it may be a long
+// stream. The body given back replays the peeked byte.
+func peekTrailersOnlyBody(resp *http.Response) (grpc int, body io.ReadCloser) {
+	br := bufio.NewReaderSize(resp.Body, 16)
+	body = struct {
+		io.Reader
+		io.Closer
+	}{br, resp.Body}
+	if _, err := br.Peek(1); err != io.EOF {
+		return router.GRPCNone, body
+	}
+	if v, ok := resp.Trailer["Grpc-Status"]; ok && len(v) > 0 {
+		return router.ParseGRPCStatus(v[0]), body
+	}
+	return router.GRPCNone, body
 }
 
 // balancerReport is what an attempt teaches the endpoint's balancer.

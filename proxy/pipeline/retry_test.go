@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,6 +39,9 @@ func TestDecideRetry(t *testing.T) {
 		{"client gone", with(func(f *retryFacts) { f.clientGone, f.requestEnded = true, true }), true, noRetryClientGone, false, noSkip},
 		{"request timeout", with(func(f *retryFacts) { f.requestEnded = true }), true, noRetryRequestEnded, false, noSkip},
 		{"status or grpc-status not retryable", with(func(f *retryFacts) { f.retryable = false }), true, noRetryNotRetryable, false, noSkip},
+		{"the retry policy's timeout ended the attempt", with(func(f *retryFacts) { f.retryable, f.retryTimedOut = false, true }), true, retryAllowed, true, noSkip},
+		{"a retry timeout, but the request timed out", with(func(f *retryFacts) { f.retryTimedOut, f.requestEnded = true, true }), true, noRetryRequestEnded, false, noSkip},
+		{"a retry timeout on the last attempt", with(func(f *retryFacts) { f.retryable, f.retryTimedOut, f.attempt = false, true, 3 }), true, noRetryAttemptsExhausted, false, noSkip},
 		{"attempts exhausted", with(func(f *retryFacts) { f.attempt = 3 }), true, noRetryAttemptsExhausted, false, noSkip},
 		{"last attempt but one", with(func(f *retryFacts) { f.attempt = 2 }), true, retryAllowed, true, noSkip},
 		{"body not replayable", with(func(f *retryFacts) { f.bodyReplayable = false }), true, noRetryBodyNotReplayable, false, metrics.SkipBody},
@@ -156,6 +161,30 @@ func TestReportFor(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := reportFor(tc.ctx, tc.err); got != tc.want {
 				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPeekTrailersOnlyBody: the status of a message-less gRPC response comes from its
+// trailers; a response with a message keeps every byte and is not judged.
+func TestPeekTrailersOnlyBody(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		body     string
+		trailer  http.Header
+		wantGRPC int
+	}{
+		{"no messages, UNAVAILABLE in the trailers", "", http.Header{"Grpc-Status": {"14"}}, 14},
+		{"no messages, no status", "", http.Header{}, router.GRPCNone},
+		{"a message: not judged, replayed whole", "\x00\x00\x00\x00\x03abc", http.Header{"Grpc-Status": {"14"}}, router.GRPCNone},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := &http.Response{Body: io.NopCloser(strings.NewReader(tc.body)), Trailer: tc.trailer}
+			grpc, body := peekTrailersOnlyBody(resp)
+			got, err := io.ReadAll(body)
+			if grpc != tc.wantGRPC || err != nil || string(got) != tc.body {
+				t.Errorf("got %d, body %q (%v); want %d, body %q", grpc, got, err, tc.wantGRPC, tc.body)
 			}
 		})
 	}

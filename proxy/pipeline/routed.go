@@ -7,6 +7,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/destination"
+	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/router"
 	"github.com/weftmesh/weft/proxy/transport"
@@ -64,8 +65,18 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		defer cancel()
 		r = r.WithContext(ctx)
 	}
+	var idle *idleWatch
+	// An Upgrade hands the connection over to a tunnel whose bytes the watchdog does
+	// not see: it would cut a busy WebSocket. Upgraded connections are bounded by
+	// the TCP idle timeout instead.
+	if route.IdleTimeout > 0 && !h1.IsUpgrade(r) {
+		var ctx context.Context
+		ctx, idle = watchIdle(r.Context(), route.IdleTimeout)
+		defer idle.stop()
+		r = r.WithContext(ctx)
+	}
 	// One allocation for both: the upstream forward reads and its attempts.
-	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start}}
+	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start, idle: idle}}
 	at := &rr.attempts
 	if router.HasResponseFilters(route.Filters) || router.HasResponseFilters(b.Filters) {
 		at.respFilters = true

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ type Route struct {
 	total    uint64
 	// RequestTimeout bounds the whole request (0: none); BackendTimeout each attempt.
 	RequestTimeout, BackendTimeout time.Duration
+	// IdleTimeout ends a request when no body byte has moved either way for that
+	// long (0: none).
+	IdleTimeout time.Duration
 	// Retry is nil when the route never retries.
 	Retry   *Retry
 	classes []*respCond
@@ -70,8 +74,12 @@ type Backend struct {
 // Retry is a compiled retry policy.
 type Retry struct {
 	statuses    []*api.StatusRange
+	grpcCodes   []uint32
 	MaxAttempts int // 0: only the budget bounds retries
 	Backoff     time.Duration
+	// Timeout bounds each attempt up to its response head; an attempt it ends
+	// is retried (0: none).
+	Timeout time.Duration
 }
 
 // Compile compiles cfg. A route part that cannot be compiled (a regular expression
@@ -125,9 +133,16 @@ func (t *Table) compileRoute(r *api.Route, index int) (*Route, []error) {
 	if to := r.GetTimeouts(); to != nil {
 		rt.RequestTimeout = positive(to.GetRequest().AsDuration())
 		rt.BackendTimeout = positive(to.GetBackendRequest().AsDuration())
+		rt.IdleTimeout = positive(to.GetIdle().AsDuration())
 	}
 	if rp := r.GetRetry(); rp != nil {
-		rt.Retry = &Retry{statuses: rp.GetStatuses(), MaxAttempts: int(rp.GetMaxAttempts()), Backoff: positive(rp.GetBackoff().AsDuration())}
+		rt.Retry = &Retry{
+			statuses:    rp.GetStatuses(),
+			grpcCodes:   rp.GetGrpcCodes(),
+			MaxAttempts: int(rp.GetMaxAttempts()),
+			Backoff:     positive(rp.GetBackoff().AsDuration()),
+			Timeout:     positive(rp.GetTimeout().AsDuration()),
+		}
 	}
 	for _, rc := range r.GetResponseClasses() {
 		rt.classes = append(rt.classes, compileRespCond(rc.GetCondition()))
@@ -237,15 +252,21 @@ func (rt *Route) Retryable(status, grpc int) bool {
 	if rt.Retry == nil {
 		return false
 	}
-	if len(rt.Retry.statuses) > 0 {
-		for _, s := range rt.Retry.statuses {
-			if uint32(status) >= s.GetMin() && uint32(status) <= s.GetMax() {
-				return true
-			}
-		}
-		return false
+	if len(rt.Retry.statuses) == 0 && len(rt.Retry.grpcCodes) == 0 {
+		return rt.IsFailure(status, grpc)
 	}
-	return rt.IsFailure(status, grpc)
+	// Explicit conditions: exactly the statuses and gRPC codes they name. A gRPC
+	// response is HTTP 200 whatever its grpc-status, so the two lists never
+	// disagree about one response.
+	for _, s := range rt.Retry.statuses {
+		if uint32(status) >= s.GetMin() && uint32(status) <= s.GetMax() {
+			return true
+		}
+	}
+	if grpc > 0 && slices.Contains(rt.Retry.grpcCodes, uint32(grpc)) {
+		return true
+	}
+	return false
 }
 
 // ParseGRPCStatus reads a grpc-status value; GRPCNone when absent or malformed. The

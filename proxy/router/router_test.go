@@ -421,6 +421,12 @@ func TestClassifyAndRetry(t *testing.T) {
 		{"classes: 404 falls to default", &api.Route{ResponseClasses: classes}, 404, GRPCNone, false, false},
 		{"statuses decide retries", &api.Route{Retry: &api.RetryPolicy{Statuses: []*api.StatusRange{{Min: 503, Max: 503}}}}, 503, GRPCNone, true, true},
 		{"statuses: 500 not listed", &api.Route{Retry: &api.RetryPolicy{Statuses: []*api.StatusRange{{Min: 503, Max: 503}}}}, 500, GRPCNone, true, false},
+		{"grpc codes: UNAVAILABLE listed", &api.Route{Retry: &api.RetryPolicy{GrpcCodes: []uint32{14}}}, 200, 14, true, true},
+		{"grpc codes: INTERNAL not listed", &api.Route{Retry: &api.RetryPolicy{GrpcCodes: []uint32{14}}}, 200, 13, true, false},
+		{"grpc codes: OK never", &api.Route{Retry: &api.RetryPolicy{GrpcCodes: []uint32{14}}}, 200, 0, false, false},
+		{"grpc codes: a 5xx not listed", &api.Route{Retry: &api.RetryPolicy{GrpcCodes: []uint32{14}}}, 503, GRPCNone, true, false},
+		{"statuses and grpc codes: either matches", &api.Route{Retry: &api.RetryPolicy{Statuses: []*api.StatusRange{{Min: 502, Max: 504}}, GrpcCodes: []uint32{14}}}, 503, GRPCNone, true, true},
+		{"statuses with a gRPC failure not listed", &api.Route{Retry: &api.RetryPolicy{Statuses: []*api.StatusRange{{Min: 502, Max: 504}}}}, 200, 14, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.route.Name = "r"
@@ -441,7 +447,12 @@ func TestTimeoutsCompile(t *testing.T) {
 		{Name: "set", Timeouts: &api.Timeouts{Request: durationpb.New(time.Second), BackendRequest: durationpb.New(100 * time.Millisecond)},
 			Retry: &api.RetryPolicy{MaxAttempts: 3, Backoff: durationpb.New(5 * time.Millisecond)}},
 		{Name: "zero disables", Timeouts: &api.Timeouts{Request: durationpb.New(0)}},
+		{Name: "idle and retry timeout", Timeouts: &api.Timeouts{Idle: durationpb.New(3 * time.Second)},
+			Retry: &api.RetryPolicy{Timeout: durationpb.New(150 * time.Millisecond)}},
 	}})
+	if c := tbl.Routes[2]; c.IdleTimeout != 3*time.Second || c.Retry.Timeout != 150*time.Millisecond {
+		t.Fatalf("route c compiled to idle %v, retry timeout %v", c.IdleTimeout, c.Retry.Timeout)
+	}
 	a, b := tbl.Routes[0], tbl.Routes[1]
 	if a.RequestTimeout != time.Second || a.BackendTimeout != 100*time.Millisecond || a.Retry.MaxAttempts != 3 || a.Retry.Backoff != 5*time.Millisecond {
 		t.Fatalf("route a compiled to %+v %+v", a, a.Retry)
