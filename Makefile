@@ -195,6 +195,10 @@ images: ## Build the OCI images and import them into the local cluster.
 e2e: ## Run the end-to-end suite on the local cluster (brings it up and tears it down).
 	hack/e2e.sh
 
+.PHONY: helm-e2e
+helm-e2e: ## Install Weft with Helm on the local cluster, upgrade it, weft check after each (brings the cluster up and down).
+	hack/helm-e2e.sh
+
 .PHONY: conformance
 conformance: ## Run the Gateway API conformance suite's mesh tests on the local cluster; writes conformance/reports/.
 	hack/conformance.sh
