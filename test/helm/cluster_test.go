@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
 )
@@ -135,6 +136,23 @@ func getCRD(t *testing.T, dyn dynamic.Interface, name string) *unstructured.Unst
 	return u
 }
 
+// setCRDAnnotation sets one annotation of a CRD as another tool would, retrying on a
+// conflict: the API server's own controllers write a new CRD's status meanwhile.
+func setCRDAnnotation(ctx context.Context, t *testing.T, dyn dynamic.Interface, name, key, value string) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		crd := getCRD(t, dyn, name)
+		ann := crd.GetAnnotations()
+		ann[key] = value
+		crd.SetAnnotations(ann)
+		_, err := dyn.Resource(crdGVR).Update(ctx, crd, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("annotating CRD %s: %v", name, err)
+	}
+}
+
 // TestInstallOnAPIServer installs and upgrades both charts with the Helm library on a
 // real kube-apiserver (every object must pass its validation, server-side apply), and
 // checks the Gateway API rules: a newer, an experimental-channel and a foreign CRD are
@@ -187,19 +205,9 @@ func TestInstallOnAPIServer(t *testing.T) {
 	if gwAnn["meta.helm.sh/release-name"] != "weft-crds" || gwAnn[keepAnnotation] != "keep" {
 		t.Fatalf("Gateway CRD annotations %v: not this release's, or not kept", gwAnn)
 	}
-	gwAnn[bundle] = "v1.99.0"
-	gw.SetAnnotations(gwAnn)
-	if _, err := dyn.Resource(crdGVR).Update(ctx, gw, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	setCRDAnnotation(ctx, t, dyn, "gateways.gateway.networking.k8s.io", bundle, "v1.99.0")
 	// And one whose version is not a version at all: left alone too, not a failed render.
-	tcp := getCRD(t, dyn, "tcproutes.gateway.networking.k8s.io")
-	tcpAnn := tcp.GetAnnotations()
-	tcpAnn[bundle] = "main"
-	tcp.SetAnnotations(tcpAnn)
-	if _, err := dyn.Resource(crdGVR).Update(ctx, tcp, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	setCRDAnnotation(ctx, t, dyn, "tcproutes.gateway.networking.k8s.io", bundle, "main")
 	if err := installOrUpgrade(t, crdsCfg, "weft-crds", crdsChart, "default", on, true); err != nil {
 		t.Fatalf("upgrade weft-crds: %v", err)
 	}
