@@ -24,8 +24,9 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
-	"net/url"
 	"strings"
+
+	"github.com/weftmesh/weft/internal/peertls"
 )
 
 // Rejection reasons: the values of the rejected metric's reason label.
@@ -73,9 +74,9 @@ func reject(reason, format string, args ...any) *rejection {
 
 var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
 
-// SPIFFEID is the identity of a ServiceAccount in a trust domain.
+// SPIFFEID is the identity of a ServiceAccount in a trust domain (peertls.WorkloadID).
 func SPIFFEID(trustDomain, namespace, serviceAccount string) string {
-	return (&url.URL{Scheme: "spiffe", Host: trustDomain, Path: "/ns/" + namespace + "/sa/" + serviceAccount}).String()
+	return peertls.WorkloadID(trustDomain, namespace, serviceAccount)
 }
 
 // checkCSR parses a DER (or PEM) PKCS#10 request and checks that it asks for exactly

@@ -51,6 +51,7 @@ import (
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/defaultpolicy"
 	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/peertls"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -467,7 +468,7 @@ func Authorization(p *policyv1alpha1.AuthorizationPolicy, meshTLS []*policyv1alp
 				return nil, errors.New("a ServiceAccount reference needs a name")
 			}
 			a.Identities = append(a.Identities, &api.IdentitySet{Matches: []*api.IdentityMatch{
-				exact(spiffeID(td, ns, ref.Name))}})
+				exact(peertls.WorkloadID(td, ns, ref.Name))}})
 		default:
 			return nil, fmt.Errorf("%s %s is not an authentication: use a MeshTLSAuthentication or NetworkAuthentication (group %s) or a ServiceAccount (core group)",
 				groupKind(ref.Group, ref.Kind), ref.Name, PolicyGroup)
@@ -495,8 +496,6 @@ func find[T interface {
 	}
 	return nil
 }
-
-func spiffeID(td, ns, sa string) string { return "spiffe://" + td + "/ns/" + ns + "/sa/" + sa }
 
 func exact(id string) *api.IdentityMatch {
 	return &api.IdentityMatch{Kind: &api.IdentityMatch_Exact{Exact: id}}
@@ -533,7 +532,7 @@ func IdentitySet(m *policyv1alpha1.MeshTLSAuthentication, td string) (*api.Ident
 			if ref.Name == "" {
 				matches = append(matches, prefix("spiffe://"+td+"/ns/"+ns+"/sa/"))
 			} else {
-				matches = append(matches, exact(spiffeID(td, ns, ref.Name)))
+				matches = append(matches, exact(peertls.WorkloadID(td, ns, ref.Name)))
 			}
 		case ref.Group == "" && ref.Kind == "Namespace":
 			if ref.Name == "" {
@@ -594,7 +593,7 @@ func identityMatch(id, td string) (m *api.IdentityMatch, all, ok bool) {
 	if labels[0] == "*" {
 		return prefix("spiffe://" + td + "/ns/" + labels[1] + "/sa/"), false, true
 	}
-	return exact(spiffeID(td, labels[1], labels[0])), false, true
+	return exact(peertls.WorkloadID(td, labels[1], labels[0])), false, true
 }
 
 // NetworkSet compiles a NetworkAuthentication, or says which network does not parse

@@ -20,10 +20,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/weftmesh/weft/internal/latest"
+	"github.com/weftmesh/weft/internal/peertls"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
@@ -315,7 +317,7 @@ func owner(st *store, pod *corev1.Pod) string {
 	if sa == "" {
 		sa = "default"
 	}
-	return spiffeID(td, pod.Namespace, sa)
+	return peertls.WorkloadID(td, pod.Namespace, sa)
 }
 
 // errNotFound and errDenied are the stream's answers when the pod is not there or not
@@ -409,12 +411,11 @@ func (s *Server) subscribe(key, id string, sub *subscriber) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pod := s.st.pods[key]
-	ns, _, _ := cutKey(key)
+	ns, name, _ := strings.Cut(key, "/")
 	if !sameNamespace(id, ns) {
 		return errDenied
 	}
 	if pod == nil {
-		name := key[len(ns)+1:]
 		return errNotFound(ns, name)
 	}
 	if owner(s.st, pod) != id {
@@ -447,29 +448,11 @@ func (s *Server) unsubscribe(key string, sub *subscriber) {
 	}
 }
 
-func cutKey(k string) (ns, name string, ok bool) {
-	for i := range len(k) {
-		if k[i] == '/' {
-			return k[:i], k[i+1:], true
-		}
-	}
-	return k, "", false
-}
-
-// sameNamespace says whether a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa> is of namespace
-// ns, whatever its trust domain (the full ID is compared once the pod is found).
+// sameNamespace says whether a workload SPIFFE ID is of namespace ns, whatever its
+// trust domain (the full ID is compared once the pod is found).
 func sameNamespace(id, ns string) bool {
-	const scheme = "spiffe://"
-	if len(id) <= len(scheme) || id[:len(scheme)] != scheme {
-		return false
-	}
-	rest := id[len(scheme):]
-	_, path, ok := cutKey(rest)
-	if !ok {
-		return false
-	}
-	want := "ns/" + ns + "/sa/"
-	return len(path) > len(want) && path[:len(want)] == want
+	_, idNS, _, ok := peertls.ParseWorkloadID(id)
+	return ok && idNS == ns
 }
 
 // DisabledReason is the Unavailable message of a service whose policy kinds cannot be

@@ -33,6 +33,28 @@ import (
 // IsSPIFFE says whether name is a SPIFFE ID rather than a DNS name.
 func IsSPIFFE(name string) bool { return strings.HasPrefix(name, "spiffe://") }
 
+// WorkloadID is the SPIFFE ID of a ServiceAccount's workloads:
+// spiffe://<trust domain>/ns/<namespace>/sa/<service account>. The identity service
+// signs it, proxies present it, and inbound policy names clients by it.
+func WorkloadID(trustDomain, namespace, serviceAccount string) string {
+	return "spiffe://" + trustDomain + "/ns/" + namespace + "/sa/" + serviceAccount
+}
+
+// ParseWorkloadID splits a workload SPIFFE ID; ok is false for anything that is not
+// exactly spiffe://<trust domain>/ns/<namespace>/sa/<service account> with no part
+// empty.
+func ParseWorkloadID(id string) (trustDomain, namespace, serviceAccount string, ok bool) {
+	rest, ok := strings.CutPrefix(id, "spiffe://")
+	if !ok {
+		return "", "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 5 || parts[1] != "ns" || parts[3] != "sa" || parts[0] == "" || parts[2] == "" || parts[4] == "" {
+		return "", "", "", false
+	}
+	return parts[0], parts[2], parts[4], true
+}
+
 // VerifyChain verifies certs (leaf first, then the intermediates the peer sent) to
 // roots at now (the zero time means the current time), and returns the leaf.
 func VerifyChain(certs []*x509.Certificate, roots *x509.CertPool, now time.Time) (*x509.Certificate, error) {

@@ -283,3 +283,22 @@ func TestSPIFFEID(t *testing.T) {
 		})
 	}
 }
+
+func TestWorkloadIDRoundTrip(t *testing.T) {
+	id := WorkloadID("cluster.local", "shop", "web")
+	if id != "spiffe://cluster.local/ns/shop/sa/web" {
+		t.Fatalf("WorkloadID = %s", id)
+	}
+	if td, ns, sa, ok := ParseWorkloadID(id); !ok || td != "cluster.local" || ns != "shop" || sa != "web" {
+		t.Fatalf("ParseWorkloadID(%s) = %s %s %s %v", id, td, ns, sa, ok)
+	}
+	for _, bad := range []string{
+		"", "spiffe://", "https://cluster.local/ns/shop/sa/web", "spiffe://cluster.local/ns/shop",
+		"spiffe://cluster.local/ns//sa/web", "spiffe://cluster.local/ns/shop/sa/", "spiffe:///ns/shop/sa/web",
+		"spiffe://cluster.local/ns/shop/sa/web/extra", "spiffe://cluster.local/sa/web/ns/shop",
+	} {
+		if _, _, _, ok := ParseWorkloadID(bad); ok {
+			t.Errorf("ParseWorkloadID(%q) accepted it", bad)
+		}
+	}
+}
