@@ -688,23 +688,9 @@ func (c *compilation) routes() {
 		if len(sels) == 0 {
 			continue
 		}
-		authz := c.routeAuthz["HTTPRoute/"+r.Name]
 		for ri, rule := range r.Spec.Rules {
-			if compiler.HTTPRuleProblem(rule) != "" {
-				continue
-			}
-			matches := rule.Matches
-			if len(matches) == 0 {
-				matches = []gatewayv1.HTTPRouteMatch{{}}
-			}
-			for mi, m := range matches {
-				rm, rank := compiler.HTTPMatch(m)
-				c.addRoute(sels, routeEntry{rank: rank, created: r.CreationTimestamp, name: r.Name, rule: ri, match: mi,
-					route: &api.InboundRoute{
-						Ref:            &api.PolicyRef{Group: gatewayv1.GroupName, Kind: "HTTPRoute", Namespace: r.Namespace, Name: compiler.RouteName(r.Name, rule.Name, ri)},
-						Matches:        []*api.RouteMatch{rm},
-						Authorizations: authz,
-					}})
+			if compiler.HTTPRuleProblem(rule) == "" {
+				addRuleRoutes(c, sels, "HTTPRoute", r.ObjectMeta, rule.Name, ri, rule.Matches, compiler.HTTPMatch)
 			}
 		}
 	}
@@ -716,25 +702,31 @@ func (c *compilation) routes() {
 		if len(sels) == 0 {
 			continue
 		}
-		authz := c.routeAuthz["GRPCRoute/"+r.Name]
 		for ri, rule := range r.Spec.Rules {
-			if compiler.GRPCRuleProblem(rule) != "" {
-				continue
-			}
-			matches := rule.Matches
-			if len(matches) == 0 {
-				matches = []gatewayv1.GRPCRouteMatch{{}}
-			}
-			for mi, m := range matches {
-				rm, rank := compiler.GRPCMatch(m)
-				c.addRoute(sels, routeEntry{rank: rank, created: r.CreationTimestamp, name: r.Name, rule: ri, match: mi,
-					route: &api.InboundRoute{
-						Ref:            &api.PolicyRef{Group: gatewayv1.GroupName, Kind: "GRPCRoute", Namespace: r.Namespace, Name: compiler.RouteName(r.Name, rule.Name, ri)},
-						Matches:        []*api.RouteMatch{rm},
-						Authorizations: authz,
-					}})
+			if compiler.GRPCRuleProblem(rule) == "" {
+				addRuleRoutes(c, sels, "GRPCRoute", r.ObjectMeta, rule.Name, ri, rule.Matches, compiler.GRPCMatch)
 			}
 		}
+	}
+}
+
+// addRuleRoutes adds one InboundRoute per match of rule ri of a route (a rule without
+// matches matches every request), compiled with the destination compiler's own match
+// function, carrying the authorizations of the policies that target the route.
+func addRuleRoutes[M any](c *compilation, sels []*selectedServer, kind string, route metav1.ObjectMeta,
+	ruleName *gatewayv1.SectionName, ri int, matches []M, match func(M) (*api.RouteMatch, compiler.MatchRank)) {
+	if len(matches) == 0 {
+		matches = []M{*new(M)}
+	}
+	authz := c.routeAuthz[kind+"/"+route.Name]
+	for mi, m := range matches {
+		rm, rank := match(m)
+		c.addRoute(sels, routeEntry{rank: rank, created: route.CreationTimestamp, name: route.Name, rule: ri, match: mi,
+			route: &api.InboundRoute{
+				Ref:            &api.PolicyRef{Group: gatewayv1.GroupName, Kind: kind, Namespace: route.Namespace, Name: compiler.RouteName(route.Name, ruleName, ri)},
+				Matches:        []*api.RouteMatch{rm},
+				Authorizations: authz,
+			}})
 	}
 }
 
