@@ -382,7 +382,7 @@ func (c *Client) expireLoop(tick time.Duration) {
 
 // run keeps the subscription's stream open until ctx ends.
 func (c *Client) run(ctx context.Context, s *subscription) {
-	backoff := c.opts.MinBackoff
+	backoff := c.newBackoff()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.resubscriptions.Add(1)
@@ -391,15 +391,7 @@ func (c *Client) run(ctx context.Context, s *subscription) {
 		if ctx.Err() != nil {
 			return
 		}
-		if progressed {
-			backoff = c.opts.MinBackoff
-		}
-		// Equal jitter: between half the backoff and all of it, so that proxies that
-		// lost the same server do not come back in step.
-		wait := backoff/2 + rand.N(backoff/2+1)
-		if !progressed {
-			backoff = min(2*backoff, c.opts.MaxBackoff)
-		}
+		wait := backoff.next(progressed)
 		anyAnswer := c.nextAnswer()
 		switch statusCode(err) {
 		case grpcwire.PermissionDenied, grpcwire.Unauthenticated, grpcwire.InvalidArgument, grpcwire.Unimplemented:
@@ -436,6 +428,27 @@ func (c *Client) nextAnswer() <-chan struct{} {
 func (c *Client) streamAnswered() {
 	c.streams.Add(1)
 	c.wakeBackoffs()
+}
+
+// streamBackoff is the wait before reopening a stream: doubling from MinBackoff to
+// MaxBackoff while attempts fail, back to MinBackoff after a stream that progressed.
+type streamBackoff struct{ cur, min, max time.Duration }
+
+func (c *Client) newBackoff() *streamBackoff {
+	return &streamBackoff{cur: c.opts.MinBackoff, min: c.opts.MinBackoff, max: c.opts.MaxBackoff}
+}
+
+// next returns the wait after an attempt. Equal jitter: between half the backoff and
+// all of it, so that proxies that lost the same server do not come back in step.
+func (b *streamBackoff) next(progressed bool) time.Duration {
+	if progressed {
+		b.cur = b.min
+	}
+	wait := b.cur/2 + rand.N(b.cur/2+1)
+	if !progressed {
+		b.cur = min(2*b.cur, b.max)
+	}
+	return wait
 }
 
 // wakeBackoffs ends the backoff of every stream waiting to retry: the service

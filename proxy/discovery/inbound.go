@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -57,7 +56,7 @@ func (c *Client) WatchInbound(pod string, apply func(*api.InboundPolicy)) {
 // watchInbound keeps the stream open until ctx ends: the loop of run, for the one
 // inbound stream.
 func (c *Client) watchInbound(ctx context.Context, req *api.WatchInbound, apply func(*api.InboundPolicy)) {
-	backoff := c.opts.MinBackoff
+	backoff := c.newBackoff()
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			c.inbound.resubscriptions.Add(1)
@@ -66,13 +65,7 @@ func (c *Client) watchInbound(ctx context.Context, req *api.WatchInbound, apply 
 		if ctx.Err() != nil {
 			return
 		}
-		if progressed {
-			backoff = c.opts.MinBackoff
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		if !progressed {
-			backoff = min(2*backoff, c.opts.MaxBackoff)
-		}
+		wait := backoff.next(progressed)
 		anyAnswer := c.nextAnswer()
 		switch statusCode(err) {
 		case grpcwire.PermissionDenied, grpcwire.Unauthenticated, grpcwire.InvalidArgument, grpcwire.Unimplemented:
