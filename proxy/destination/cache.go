@@ -37,6 +37,10 @@ type Runtime struct {
 	// requests counted into the budget.
 	Retries bool
 	Series  []*metrics.RouteSeries // by router.Route.Index
+	// MirrorsInFlight counts the RequestMirror copies in flight to each backend (by
+	// key), across the destination's configuration versions, so a new version cannot
+	// reset the bound the pipeline keeps on them.
+	MirrorsInFlight map[string]*atomic.Int64
 	// used is set by each lookup and cleared by each sweep: a destination not used
 	// between two sweeps is forgotten.
 	used atomic.Bool
@@ -57,6 +61,9 @@ type shared struct {
 	// separately), so each keeps its entry instead of evicting the other.
 	recent    []*api.DestinationConfig
 	byVersion map[string]*Runtime
+	// mirrorsInFlight is Runtime.MirrorsInFlight of the latest version; kept, like
+	// balancers, for the backends that stay.
+	mirrorsInFlight map[string]*atomic.Int64
 }
 
 // maxRecent bounds how many configuration pointers a destination keeps compiled.
@@ -207,7 +214,7 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 	for _, err := range errs {
 		c.log.Error(err, "Ignoring part of a route that cannot be compiled", "destination", key, "version", cfg.GetVersion())
 	}
-	d := &Runtime{cfg: cfg, Table: table, Balancers: map[string]*balance.Balancer{}}
+	d := &Runtime{cfg: cfg, Table: table, Balancers: map[string]*balance.Balancer{}, MirrorsInFlight: map[string]*atomic.Int64{}}
 	switch {
 	case len(cfg.GetAuthorities()) > 0:
 		d.Authority = cfg.GetAuthorities()[0]
@@ -223,7 +230,13 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 		}
 		bal.Update(balanceEndpoints(b))
 		d.Balancers[b.GetKey()] = bal
+		n := sh.mirrorsInFlight[b.GetKey()]
+		if n == nil {
+			n = new(atomic.Int64)
+		}
+		d.MirrorsInFlight[b.GetKey()] = n
 	}
+	sh.mirrorsInFlight = d.MirrorsInFlight
 	// Backends no longer used are dropped with their state.
 	sh.balancers = d.Balancers
 	sh.authority = d.Authority

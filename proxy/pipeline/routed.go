@@ -60,6 +60,12 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcwire.Unavailable, err.Error())
 		return
 	}
+	// Copies for the route's and the backend's RequestMirror filters: the request as
+	// the filters left it, its body teed by the attempts (mirror.go).
+	mirror := p.startMirrors(d, route, b, r)
+	if mirror != nil {
+		defer mirror.finish()
+	}
 	if route.RequestTimeout > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), route.RequestTimeout)
 		defer cancel()
@@ -76,7 +82,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		r = r.WithContext(ctx)
 	}
 	// One allocation for both: the upstream forward reads and its attempts.
-	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start, idle: idle}}
+	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start, idle: idle, mirror: mirror}}
 	at := &rr.attempts
 	if router.HasResponseFilters(route.Filters) || router.HasResponseFilters(b.Filters) {
 		at.respFilters = true
