@@ -263,10 +263,9 @@ func TestMirrorNeverAffectsPrimary(t *testing.T) {
 			t.Errorf("mirror %s: p50 %v p99 %v, against %v %v without a mirror", name, p50, p99, base50, base99)
 		}
 	}
-	text := rp.metricsText()
 	// After the deadline of the copies still in flight, every outcome is in.
 	time.Sleep(700 * time.Millisecond)
-	text = rp.metricsText()
+	text := rp.metricsText()
 	t.Logf("outcomes:\n%s", grepLines(text, "weft_mirror_requests_total{"))
 	for _, tc := range []struct{ backend, outcome string }{
 		{"hang", "overloaded"}, {"hang", "timeout"}, {"refused", "failed"}, {"slow", "sent"}, {"fail", "sent"},
