@@ -212,7 +212,7 @@ func TestMirrorNeverAffectsPrimary(t *testing.T) {
 		return true
 	})
 	defer close(release)
-	slow := newMirrorApp(t, "slow", sleeping(200*time.Millisecond))
+	slow := newMirrorApp(t, "slow", sleeping(300*time.Millisecond))
 	fail := newMirrorApp(t, "fail", failing(503))
 	// A port nothing listens on: connections are refused.
 	ln := listen(t)
@@ -231,40 +231,46 @@ func TestMirrorNeverAffectsPrimary(t *testing.T) {
 	routes := []*api.Route{route("none", ""), route("hang", "shop/hang:80"), route("refused", "shop/refused:80"),
 		route("slow", "shop/slow:80"), route("fail", "shop/fail:80")}
 	rp := startRouted(t, svc, func(o *server.Options) {
-		o.Mirror = pipeline.MirrorOptions{Timeout: 500 * time.Millisecond}
+		o.Mirror = pipeline.MirrorOptions{Timeout: time.Second}
 	})
 	rp.src.set(dest(svc, routes, nil, be("shop/fail:80", fail.app), be("shop/hang:80", hang.app), be("shop/primary:80", primary),
 		refusedBackend, be("shop/slow:80", slow.app)))
 	c := h1Client()
 	body := bytes.Repeat([]byte("x"), 4096)
-	measure := func(path string) (p50, p99 time.Duration) {
-		lat := make([]time.Duration, 0, n)
-		for i := range n {
+	// The routes take turns, request by request, so that they share whatever load
+	// the machine is under; the percentiles of each are then compared.
+	names := []string{"none", "hang", "refused", "slow", "fail"}
+	lat := map[string][]time.Duration{}
+	for i := range n {
+		for _, name := range names {
+			path := "/" + name
 			start := time.Now()
 			res := rp.do(c, "POST", path, nil, body)
-			lat = append(lat, time.Since(start))
+			lat[name] = append(lat[name], time.Since(start))
 			if res.err != nil || res.status != 200 || res.backend != "primary" || res.body != "host="+routedAuthority+" path="+path+" x-added= body=4096" {
 				t.Fatalf("%s request %d: %v %d %q %q", path, i, res.err, res.status, res.backend, res.body)
 			}
 		}
-		slices.Sort(lat)
-		return lat[n/2], lat[n*99/100]
 	}
-	base50, base99 := measure("/none")
-	t.Logf("no mirror: p50 %v p99 %v", base50, base99)
-	for _, name := range []string{"hang", "refused", "slow", "fail"} {
-		p50, p99 := measure("/" + name)
-		t.Logf("mirror %s: p50 %v p99 %v", name, p50, p99)
-		// The mirror's own delay (200ms slow, 500ms deadline for hang) must not
-		// show; scheduling noise may.
-		// Margins for a shared 2-core machine; the mirrors' delays are 10-100
-		// times larger.
-		if p99 > base99+50*time.Millisecond || p50 > base50+20*time.Millisecond {
-			t.Errorf("mirror %s: p50 %v p99 %v, against %v %v without a mirror", name, p50, p99, base50, base99)
+	pct := func(name string, q int) time.Duration {
+		l := slices.Clone(lat[name])
+		slices.Sort(l)
+		return l[len(l)*q/100]
+	}
+	t.Logf("no mirror: p50 %v p90 %v p99 %v", pct("none", 50), pct("none", 90), pct("none", 99))
+	for _, name := range names[1:] {
+		p50, p90, p99 := pct(name, 50), pct(name, 90), pct(name, 99)
+		t.Logf("mirror %s: p50 %v p90 %v p99 %v", name, p50, p90, p99)
+		// Were the primary to wait for its copy, half its requests would take the
+		// mirror's delay (300ms slow, the 1s deadline for hang); the margins are
+		// for a shared 2-core machine. p99 is only logged: on a loaded machine it
+		// is the scheduler's, whatever the route.
+		if p50 > pct("none", 50)+10*time.Millisecond || p90 > pct("none", 90)+100*time.Millisecond {
+			t.Errorf("mirror %s: p50 %v p90 %v, against %v %v without a mirror", name, p50, p90, pct("none", 50), pct("none", 90))
 		}
 	}
 	// After the deadline of the copies still in flight, every outcome is in.
-	time.Sleep(700 * time.Millisecond)
+	time.Sleep(1200 * time.Millisecond)
 	text := rp.metricsText()
 	t.Logf("outcomes:\n%s", grepLines(text, "weft_mirror_requests_total{"))
 	for _, tc := range []struct{ backend, outcome string }{
