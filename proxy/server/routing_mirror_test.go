@@ -453,3 +453,44 @@ func TestMirrorMeshed(t *testing.T) {
 		t.Errorf("proxy B counted %v mTLS requests from A, want 4 (2 primary, 2 copies)", got)
 	}
 }
+
+// TestMirrorWithRetries: a retried request is copied once, with its whole body, and
+// only after the client's body has passed (the tee sits below the retry replay).
+func TestMirrorWithRetries(t *testing.T) {
+	const svc = "10.96.7.8:80"
+	primary := newApp(t, "primary", func(w http.ResponseWriter, r *http.Request, hit int64) bool {
+		if hit%2 == 1 {
+			io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return true
+		}
+		return false
+	})
+	m := newMirrorApp(t, "m", nil)
+	routes := []*api.Route{{Name: "r", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
+		Filters:  []*api.Filter{mirrorFilter("shop/m:80", 0, 0)},
+		Backends: []*api.WeightedBackend{wb("shop/primary:80", 1)},
+		Retry:    &api.RetryPolicy{Statuses: []*api.StatusRange{{Min: 503, Max: 503}}, MaxAttempts: 3}}}
+	rp := startRouted(t, svc)
+	rp.src.set(dest(svc, routes, nil, be("shop/m:80", m.app), be("shop/primary:80", primary)))
+	body := bytes.Repeat([]byte("r"), 3000)
+	for i := range 5 {
+		if res := rp.do(h1Client(), "POST", "/p", nil, body); res.err != nil || res.status != 200 || !strings.HasSuffix(res.body, "body=3000") {
+			t.Fatalf("request %d: %v %d %q", i, res.err, res.status, res.body)
+		}
+	}
+	if got := primary.hits.Load(); got != 10 {
+		t.Fatalf("primary saw %d attempts, want 10 (each request retried once)", got)
+	}
+	waitMetric(t, rp.proxy, "sent", 5)
+	time.Sleep(50 * time.Millisecond)
+	seen := m.requests()
+	if len(seen) != 5 {
+		t.Fatalf("mirror saw %d copies, want 5: one per request, not per attempt", len(seen))
+	}
+	for _, s := range seen {
+		if s.body != string(body) {
+			t.Errorf("copy body %d bytes, want %d", len(s.body), len(body))
+		}
+	}
+}
