@@ -214,6 +214,12 @@ func (p *Pipeline) newMirrorRequest(r *http.Request) *mirrorRequest {
 // whole when that many bytes passed, since a transport may stop reading there
 // without asking for the EOF.
 func (mr *mirrorRequest) tee(body io.ReadCloser, length int64) io.ReadCloser {
+	if length > 0 && length <= MirrorBodyLimit {
+		// One allocation of the announced size rather than append's doublings.
+		mr.mu.Lock()
+		mr.buf = make([]byte, 0, length)
+		mr.mu.Unlock()
+	}
 	return &mirrorTee{ReadCloser: body, mr: mr, length: length}
 }
 
