@@ -81,24 +81,29 @@ func (o *MirrorOptions) defaults() {
 	}
 }
 
-// mirrorCopy is one copy to make: its target, the request head as the filters left
-// it, and the slots it holds.
+// mirrorCopy is one copy to make: its target, the request head it copies, and the
+// slots it holds.
 type mirrorCopy struct {
 	m      *router.Mirror
 	bal    *balance.Balancer
 	series *metrics.MirrorSeries
 	dest   *atomic.Int64 // the mirror backend's slots
+	head   *mirrorHead
 }
 
-// mirrorRequest is the copies of one request and the head they share.
-type mirrorRequest struct {
-	p      *Pipeline
-	copies []mirrorCopy
+// mirrorHead is a request head as the filters of one list left it, for its copies.
+type mirrorHead struct {
 	method string
 	url    url.URL
 	host   string
 	header http.Header
 	proto  int // 1 or 2: the protocol the copy speaks (as the client's)
+}
+
+// mirrorRequest is the copies of one request, and its body as it passes.
+type mirrorRequest struct {
+	p      *Pipeline
+	copies []mirrorCopy
 
 	// mu guards the tee's state, which the transport's body reader and the
 	// handler's end (finish) both move on.
@@ -107,17 +112,29 @@ type mirrorRequest struct {
 	done bool // sent, or dropped with an outcome
 }
 
+// routeMirrorHead takes the head the route's mirrors copy, before the chosen
+// backend's own filters change the request; nil when the backend has no filters (the
+// request stays as the route's filters left it) or the route no mirrors.
+func routeMirrorHead(route *router.Route, b *router.Backend, r *http.Request) *mirrorHead {
+	if len(route.Mirrors) == 0 || len(b.Filters) == 0 {
+		return nil
+	}
+	return newMirrorHead(r)
+}
+
 // startMirrors decides which of the mirrors of the route and of the chosen backend
 // copy r, and returns what the body tee needs, or nil when nothing is left to copy
 // (no mirror sampled r, or the copies were dropped or already sent because r has no
-// body). r is the request as the filters left it, before forward strips its hop-by-hop
-// fields.
-func (p *Pipeline) startMirrors(d *destination.Runtime, route *router.Route, b *router.Backend, r *http.Request) *mirrorRequest {
+// body). r is the request as every filter left it, before forward strips its
+// hop-by-hop fields; routeHead, when set, is the one the route's mirrors copy
+// (routeMirrorHead).
+func (p *Pipeline) startMirrors(d *destination.Runtime, route *router.Route, b *router.Backend, r *http.Request, routeHead *mirrorHead) *mirrorRequest {
 	if len(route.Mirrors) == 0 && len(b.Mirrors) == 0 {
 		return nil
 	}
 	var mr *mirrorRequest
-	for _, ms := range [2][]*router.Mirror{route.Mirrors, b.Mirrors} {
+	var head *mirrorHead // of r, taken once the first copy needs it
+	for level, ms := range [2][]*router.Mirror{route.Mirrors, b.Mirrors} {
 		for _, m := range ms {
 			if !m.Sample() {
 				continue
@@ -149,9 +166,16 @@ func (p *Pipeline) startMirrors(d *destination.Runtime, route *router.Route, b *
 				continue
 			}
 			if mr == nil {
-				mr = p.newMirrorRequest(r)
+				mr = &mirrorRequest{p: p}
 			}
-			mr.copies = append(mr.copies, mirrorCopy{m: m, bal: bal, series: series, dest: slots})
+			h := routeHead
+			if level == 1 || h == nil {
+				if head == nil {
+					head = newMirrorHead(r)
+				}
+				h = head
+			}
+			mr.copies = append(mr.copies, mirrorCopy{m: m, bal: bal, series: series, dest: slots, head: h})
 		}
 	}
 	if mr == nil {
@@ -189,7 +213,7 @@ func (p *Pipeline) releaseMirror(c mirrorCopy) {
 	p.mirrorsInFlight.Add(-1)
 }
 
-func (p *Pipeline) newMirrorRequest(r *http.Request) *mirrorRequest {
+func newMirrorHead(r *http.Request) *mirrorHead {
 	h := r.Header.Clone()
 	removeHopByHop(h)
 	// The copy has its body in hand: nothing to wait for.
@@ -205,7 +229,7 @@ func (p *Pipeline) newMirrorRequest(r *http.Request) *mirrorRequest {
 	if r.ProtoMajor == 2 {
 		proto = 2
 	}
-	return &mirrorRequest{p: p, method: r.Method, url: u, host: r.Host, header: h, proto: proto}
+	return &mirrorHead{method: r.Method, url: u, host: r.Host, header: h, proto: proto}
 }
 
 // tee wraps the body the primary request sends: it copies what passes through, up
@@ -275,20 +299,16 @@ func (mr *mirrorRequest) drop(o metrics.MirrorOutcome) {
 // writes any more. Called with mu held.
 func (mr *mirrorRequest) send() {
 	mr.done = true
-	for i, c := range mr.copies {
-		// The copies share the body; each needs its own header (forward-style
-		// fields are set per endpoint).
-		h := mr.header
-		if i < len(mr.copies)-1 {
-			h = h.Clone()
-		}
-		go mr.p.sendMirror(mr, c, h, mr.buf)
+	for _, c := range mr.copies {
+		// The copies share the body and maybe a head; each needs its own header
+		// (Weft-Dst is set per endpoint).
+		go mr.p.sendMirror(c, c.head.header.Clone(), mr.buf)
 	}
 }
 
 // sendMirror sends one copy to one endpoint of the mirror backend and discards the
 // response. It holds its slots until it is done.
-func (p *Pipeline) sendMirror(mr *mirrorRequest, c mirrorCopy, h http.Header, body []byte) {
+func (p *Pipeline) sendMirror(c mirrorCopy, h http.Header, body []byte) {
 	defer p.releaseMirror(c)
 	ctx, cancel := context.WithTimeout(context.Background(), p.mirrorOpts.Timeout)
 	defer cancel()
@@ -297,13 +317,14 @@ func (p *Pipeline) sendMirror(mr *mirrorRequest, c mirrorCopy, h http.Header, bo
 		c.series.Count(metrics.MirrorNoEndpoint)
 		return
 	}
-	u := mr.url
+	hd := c.head
+	u := hd.url
 	req := &http.Request{
-		Method: mr.method, URL: &u, Host: mr.host, Header: h,
+		Method: hd.method, URL: &u, Host: hd.host, Header: h,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		ContentLength: int64(len(body)),
 	}
-	if mr.proto == 2 {
+	if hd.proto == 2 {
 		req.Proto, req.ProtoMajor, req.ProtoMinor = "HTTP/2.0", 2, 0
 	}
 	if len(body) > 0 {

@@ -46,6 +46,8 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcwire.Internal, "invalid backend")
 		return
 	}
+	// The route's mirrors copy the request as the route's filters left it.
+	routeHead := routeMirrorHead(route, b, r)
 	if len(b.Filters) > 0 {
 		if redir := router.ApplyRequest(b.Filters, r, prefix, "http"); redir != nil {
 			p.answerRedirect(w, authority, rs, start, redir)
@@ -61,8 +63,8 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		return
 	}
 	// Copies for the route's and the backend's RequestMirror filters: the request as
-	// the filters left it, its body teed by the attempts (mirror.go).
-	mirror := p.startMirrors(d, route, b, r)
+	// their filters left it, its body teed by the attempts (mirror.go).
+	mirror := p.startMirrors(d, route, b, r, routeHead)
 	if mirror != nil {
 		defer mirror.finish()
 	}

@@ -163,8 +163,11 @@ func TestMirrorCopiesTheFilteredRequest(t *testing.T) {
 		// Two mirrors and one whose backend did not resolve; the mirrors see the
 		// request as every filter of the list leaves it.
 		Filters: []*api.Filter{mirrorFilter("shop/m1:80", 0, 0), setHdr, mirrorFilter("shop/m2:80", 0, 0), invalid, rewrite},
+		// The backend's own filters change what goes to the primary and to the
+		// backend's mirror, not what the route's mirrors copy.
 		Backends: []*api.WeightedBackend{{Backend: "shop/primary:80", Weight: 1,
-			Filters: []*api.Filter{mirrorFilter("shop/bm:80", 0, 0)}}},
+			Filters: []*api.Filter{mirrorFilter("shop/bm:80", 0, 0),
+				{Kind: &api.Filter_RequestHeaderModifier{RequestHeaderModifier: &api.HeaderModifier{Set: []*api.Header{{Name: "X-Added", Value: "backend"}}}}}}}},
 	}}
 	rp := startRouted(t, svc)
 	rp.src.set(dest(svc, routes, nil, be("shop/bm:80", bm.app), be("shop/m1:80", m1.app), be("shop/m2:80", m2.app), be("shop/primary:80", primary)))
@@ -174,7 +177,7 @@ func TestMirrorCopiesTheFilteredRequest(t *testing.T) {
 		client *http.Client
 	}{{"HTTP/1.1", h1Client()}, {"h2c", h2cClient()}} {
 		res := rp.do(c.client, "POST", "/orig?q=1", nil, body)
-		if res.err != nil || res.status != 200 || res.body != "host="+routedAuthority+" path=/rewritten x-added=yes body=1000" {
+		if res.err != nil || res.status != 200 || res.body != "host="+routedAuthority+" path=/rewritten x-added=backend body=1000" {
 			t.Fatalf("%s: primary answer %v %d %q", c.name, res.err, res.status, res.body)
 		}
 	}
@@ -184,9 +187,14 @@ func TestMirrorCopiesTheFilteredRequest(t *testing.T) {
 		if len(seen) != 2 {
 			t.Fatalf("%s saw %d requests, want 2", m.name, len(seen))
 		}
+		added := "yes"
+		if m == bm {
+			added = "backend"
+		}
 		for _, s := range seen {
-			want := mirrorSeen{method: "POST", path: "/rewritten", host: routedAuthority, added: "yes", body: string(body)}
+			want := mirrorSeen{method: "POST", path: "/rewritten", host: routedAuthority, added: added, body: string(body)}
 			if s != want {
+				s.body, want.body = fmt.Sprintf("%d bytes", len(s.body)), fmt.Sprintf("%d bytes", len(want.body))
 				t.Errorf("%s saw %+v, want %+v", m.name, s, want)
 			}
 		}
