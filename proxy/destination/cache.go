@@ -214,7 +214,7 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 	for _, err := range errs {
 		c.log.Error(err, "Ignoring part of a route that cannot be compiled", "destination", key, "version", cfg.GetVersion())
 	}
-	d := &Runtime{cfg: cfg, Table: table, Balancers: map[string]*balance.Balancer{}, MirrorsInFlight: map[string]*atomic.Int64{}}
+	d := &Runtime{cfg: cfg, Table: table, Balancers: map[string]*balance.Balancer{}}
 	switch {
 	case len(cfg.GetAuthorities()) > 0:
 		d.Authority = cfg.GetAuthorities()[0]
@@ -230,13 +230,7 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 		}
 		bal.Update(balanceEndpoints(b))
 		d.Balancers[b.GetKey()] = bal
-		n := sh.mirrorsInFlight[b.GetKey()]
-		if n == nil {
-			n = new(atomic.Int64)
-		}
-		d.MirrorsInFlight[b.GetKey()] = n
 	}
-	sh.mirrorsInFlight = d.MirrorsInFlight
 	// Backends no longer used are dropped with their state.
 	sh.balancers = d.Balancers
 	sh.authority = d.Authority
@@ -253,7 +247,37 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 		d.Retries = d.Retries || route.Retry != nil
 		d.Series = append(d.Series, c.metrics.Route(metrics.RouteKey{Dir: metrics.Outbound, Authority: d.Authority, Route: route.Name}))
 	}
+	d.MirrorsInFlight = mirrorSlots(routes, sh.mirrorsInFlight)
+	sh.mirrorsInFlight = d.MirrorsInFlight
 	return d
+}
+
+// mirrorSlots are the in-flight counters of the backends routes mirror to, the
+// previous version's for the backends that stay; nil when nothing is mirrored.
+func mirrorSlots(routes []*router.Route, prev map[string]*atomic.Int64) map[string]*atomic.Int64 {
+	var out map[string]*atomic.Int64
+	add := func(ms []*router.Mirror) {
+		for _, m := range ms {
+			if m.Config == nil || out[m.Key] != nil {
+				continue
+			}
+			if out == nil {
+				out = map[string]*atomic.Int64{}
+			}
+			n := prev[m.Key]
+			if n == nil {
+				n = new(atomic.Int64)
+			}
+			out[m.Key] = n
+		}
+	}
+	for _, r := range routes {
+		add(r.Mirrors)
+		for _, b := range r.Backends {
+			add(b.Mirrors)
+		}
+	}
+	return out
 }
 
 // balanceEndpoints converts a backend's endpoints for the balancer; meshed endpoints
