@@ -67,6 +67,8 @@ type routeKind[R client.Object, L client.ObjectList] struct {
 	status   func(R) *gatewayv1.RouteStatus
 	parents  func(R) []gatewayv1.ParentReference
 	backends func(R) []gatewayv1.BackendObjectReference
+	// mirrors are the backendRefs of the route's RequestMirror filters.
+	mirrors func(R) []gatewayv1.BackendObjectReference
 	// ruleProblems has one entry per rule: why Weft drops it, or "".
 	ruleProblems func(R) []string
 }
@@ -98,6 +100,13 @@ var httpRoutes = routeKind[*gatewayv1.HTTPRoute, *gatewayv1.HTTPRouteList]{
 		}
 		return refs
 	},
+	mirrors: func(r *gatewayv1.HTTPRoute) []gatewayv1.BackendObjectReference {
+		var refs []gatewayv1.BackendObjectReference
+		for _, rule := range r.Spec.Rules {
+			refs = append(refs, compiler.HTTPRuleMirrorRefs(rule)...)
+		}
+		return refs
+	},
 	ruleProblems: func(r *gatewayv1.HTTPRoute) []string {
 		out := make([]string, 0, len(r.Spec.Rules))
 		for _, rule := range r.Spec.Rules {
@@ -121,6 +130,13 @@ var grpcRoutes = routeKind[*gatewayv1.GRPCRoute, *gatewayv1.GRPCRouteList]{
 			for _, b := range rule.BackendRefs {
 				refs = append(refs, b.BackendObjectReference)
 			}
+		}
+		return refs
+	},
+	mirrors: func(r *gatewayv1.GRPCRoute) []gatewayv1.BackendObjectReference {
+		var refs []gatewayv1.BackendObjectReference
+		for _, rule := range r.Spec.Rules {
+			refs = append(refs, compiler.GRPCRuleMirrorRefs(rule)...)
 		}
 		return refs
 	},
@@ -157,7 +173,8 @@ func (r *RouteReconciler[R, L]) Reconcile(ctx context.Context, req ctrl.Request)
 }
 
 func (r *RouteReconciler[R, L]) reconcileNormal(ctx context.Context, route R) error {
-	v := routeView{obj: route, parentRefs: r.kind.parents(route), ruleProblems: r.kind.ruleProblems(route), backendRefs: r.kind.backends(route)}
+	v := routeView{obj: route, parentRefs: r.kind.parents(route), ruleProblems: r.kind.ruleProblems(route), backendRefs: r.kind.backends(route),
+		mirrorRefs: r.kind.mirrors(route)}
 	_, _, errs := validation.RetryTimeoutAnnotations(r.kind.name, route.GetAnnotations())
 	for _, e := range errs {
 		v.annotationProblems = append(v.annotationProblems, e.Error())
@@ -177,7 +194,8 @@ func (r *RouteReconciler[R, L]) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.kind.newRoute(), routeServiceIndex,
 		func(o client.Object) []string {
 			route := o.(R)
-			return referencedServices(route.GetNamespace(), r.kind.parents(route), r.kind.backends(route))
+			// A mirror's Service appearing or going changes ResolvedRefs too.
+			return referencedServices(route.GetNamespace(), r.kind.parents(route), append(r.kind.backends(route), r.kind.mirrors(route)...))
 		}); err != nil {
 		return fmt.Errorf("indexing %s by service: %w", r.kind.plural, err)
 	}

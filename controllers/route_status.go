@@ -41,6 +41,9 @@ type routeView struct {
 	// ruleProblems has one entry per rule: why Weft drops it, or "".
 	ruleProblems []string
 	backendRefs  []gatewayv1.BackendObjectReference
+	// mirrorRefs are the backendRefs of the route's RequestMirror filters: one that
+	// does not resolve drops that mirror (nothing is mirrored there).
+	mirrorRefs []gatewayv1.BackendObjectReference
 	// annotationProblems are the route's invalid retry.weft.dev/* and
 	// timeout.weft.dev/* values, each naming its annotation.
 	annotationProblems []string
@@ -99,6 +102,9 @@ func computeParents(ctx context.Context, c client.Reader, rec events.EventRecord
 	}
 	if len(refProblems) > 0 {
 		resolved.Message = "Requests to these backends fail with 500: " + strings.Join(refProblems, "; ")
+	}
+	if err := checkMirrorRefs(ns, v, get, rec, &resolved); err != nil {
+		return nil, err
 	}
 
 	// Rules Weft cannot implement are dropped (Gateway API's "Drop Rule" approach).
@@ -197,5 +203,36 @@ func patchRouteStatus(ctx context.Context, c client.Client, obj, before client.O
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("patching %T status: %w", obj, err)
 	}
+	return nil
+}
+
+// checkMirrorRefs adds the route's unusable RequestMirror backendRefs to resolved
+// (ResolvedRefs False with the first problem's reason, as for backendRefs), with a
+// Warning Event each: the compiler drops those mirrors, and the user must learn that
+// nothing is copied there.
+func checkMirrorRefs(ns string, v routeView, get compiler.ServiceGetter, rec events.EventRecorder, resolved *metav1.Condition) error {
+	var problems []string
+	for _, ref := range v.mirrorRefs {
+		reason, msg, _, _, err := compiler.CheckBackendRef(ns, ref, get)
+		if err != nil {
+			return err
+		}
+		if reason == "" {
+			continue
+		}
+		if resolved.Status == metav1.ConditionTrue {
+			resolved.Status, resolved.Reason, resolved.Message = metav1.ConditionFalse, reason, ""
+		}
+		problems = append(problems, msg)
+		rec.Eventf(v.obj, nil, corev1.EventTypeWarning, reason, "Resolve", "Fix the RequestMirror backendRef: %s", msg)
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	m := "Nothing is mirrored to these RequestMirror backends: " + strings.Join(problems, "; ")
+	if resolved.Message != "" {
+		m = resolved.Message + ". " + m
+	}
+	resolved.Message = m
 	return nil
 }

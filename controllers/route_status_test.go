@@ -171,10 +171,33 @@ func TestRouteStatus(t *testing.T) {
 			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionFalse, reason: gatewayv1.RouteReasonBackendNotFound,
 			message: "Service gamma-client/gone does not exist"},
 		{name: "unsupported filter drops the only rule", parent: web, backend: httpBackend("web", 80),
-			filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
-				BackendRef: gatewayv1.BackendObjectReference{Name: "web-v2", Port: ptr.To[int32](80)}}}},
+			filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterExtensionRef, ExtensionRef: &gatewayv1.LocalObjectReference{
+				Group: "example.com", Kind: "Shaper", Name: "s"}}},
 			condType: gatewayv1.RouteConditionAccepted, status: metav1.ConditionFalse, reason: gatewayv1.RouteReasonUnsupportedValue,
-			message: "rule 0: filter type RequestMirror is not supported"},
+			message: "rule 0: filter type ExtensionRef is not supported"},
+		{name: "RequestMirror is accepted", parent: web, backend: httpBackend("web", 80),
+			filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
+				BackendRef: gatewayv1.BackendObjectReference{Name: "web-v2", Port: ptr.To[int32](80)},
+				Fraction:   &gatewayv1.Fraction{Numerator: 1, Denominator: ptr.To[int32](3)}}}},
+			condType: gatewayv1.RouteConditionAccepted, status: metav1.ConditionTrue, reason: gatewayv1.RouteReasonAccepted,
+			message: "Attached to Service gamma/web"},
+		{name: "RequestMirror resolves", parent: web, backend: httpBackend("web", 80),
+			filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
+				BackendRef: gatewayv1.BackendObjectReference{Name: "api", Namespace: ptr.To(gatewayv1.Namespace("gamma-client")), Port: ptr.To[int32](80)},
+				Percent:    ptr.To[int32](50)}}},
+			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionTrue, reason: gatewayv1.RouteReasonResolvedRefs,
+			message: "All references resolved"},
+		{name: "RequestMirror to a missing Service", parent: web, backend: httpBackend("web", 80),
+			filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
+				BackendRef: gatewayv1.BackendObjectReference{Name: "shadow", Port: ptr.To[int32](80)}}}},
+			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionFalse, reason: gatewayv1.RouteReasonBackendNotFound,
+			message: "Nothing is mirrored to these RequestMirror backends: Service gamma/shadow does not exist"},
+		{name: "RequestMirror on a backendRef to a missing port", parent: web,
+			backend: gatewayv1.HTTPBackendRef{BackendRef: httpBackend("web", 80).BackendRef,
+				Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
+					BackendRef: gatewayv1.BackendObjectReference{Name: "web-v2", Port: ptr.To[int32](81)}}}}},
+			condType: gatewayv1.RouteConditionResolvedRefs, status: metav1.ConditionFalse, reason: gatewayv1.RouteReasonBackendNotFound,
+			message: "Nothing is mirrored to these RequestMirror backends: Service gamma/web-v2 has no port 81"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -340,6 +363,56 @@ func TestRouteStatus(t *testing.T) {
 				return err
 			}
 			return routeCondition(route.Status.Parents, web, gatewayv1.RouteConditionResolvedRefs, metav1.ConditionTrue, "ResolvedRefs", route.Generation, "")
+		})
+	})
+
+	t.Run("GRPCRoute mirror to a missing Service, then created", func(t *testing.T) {
+		route := &gatewayv1.GRPCRoute{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "gamma", Name: "rpc-mirror"},
+			Spec: gatewayv1.GRPCRouteSpec{
+				CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{web}},
+				Rules: []gatewayv1.GRPCRouteRule{{
+					Filters: []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
+						BackendRef: gatewayv1.BackendObjectReference{Name: "rpc-shadow", Port: ptr.To[int32](9090)}, Percent: ptr.To[int32](10)}}},
+					BackendRefs: []gatewayv1.GRPCBackendRef{{BackendRef: gatewayv1.BackendRef{
+						BackendObjectReference: gatewayv1.BackendObjectReference{Name: "web", Port: ptr.To[int32](80)}}}}}},
+			},
+		}
+		if err := c.Create(ctx, route); err != nil {
+			t.Fatal(err)
+		}
+		key := client.ObjectKeyFromObject(route)
+		eventually(t, 10*time.Second, func() error {
+			if err := c.Get(ctx, key, route); err != nil {
+				return err
+			}
+			// The rule stays: only the mirror is dropped.
+			if err := routeCondition(route.Status.Parents, web, gatewayv1.RouteConditionAccepted, metav1.ConditionTrue, "Accepted", route.Generation, ""); err != nil {
+				return err
+			}
+			if err := routeCondition(route.Status.Parents, web, gatewayv1.RouteConditionResolvedRefs, metav1.ConditionFalse,
+				string(gatewayv1.RouteReasonBackendNotFound), route.Generation,
+				"Nothing is mirrored to these RequestMirror backends: Service gamma/rpc-shadow does not exist"); err != nil {
+				return err
+			}
+			if ok, err := hasEvent(ctx, c, "gamma", route.Name, string(gatewayv1.RouteReasonBackendNotFound)); !ok {
+				return fmt.Errorf("want a BackendNotFound Event (err %v)", err)
+			}
+			return nil
+		})
+		// The mirror's Service is indexed like a backend's: creating it requeues the
+		// route.
+		if err := c.Create(ctx, &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "gamma", Name: "rpc-shadow"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 9090}}},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 10*time.Second, func() error {
+			if err := c.Get(ctx, key, route); err != nil {
+				return err
+			}
+			return routeCondition(route.Status.Parents, web, gatewayv1.RouteConditionResolvedRefs, metav1.ConditionTrue, "ResolvedRefs", route.Generation, "All references resolved")
 		})
 	})
 

@@ -93,6 +93,7 @@ spec:
   rules:
   - backendRefs: [{name: web-v2, port: 80}]
   - matches: [{headers: [{name: x-canary, value: "1"}]}]
+    filters: [{type: RequestMirror, requestMirror: {backendRef: {name: web-v2, port: 80}, fraction: {numerator: 7}}}]
 ---
 apiVersion: split.smi-spec.io/v1alpha2
 kind: TrafficSplit
@@ -179,7 +180,9 @@ func TestCompileAppliedObjects(t *testing.T) {
 		Routes: []*api.Route{
 			// The header match is more specific than the defaulted PathPrefix "/".
 			{Name: "web/rule-1", Resource: res("1"),
-				Matches:  []*api.RouteMatch{{Path: prefixMatch("/"), Headers: []*api.HeaderMatch{{Name: "x-canary", Value: exactMatch("1")}}}},
+				Matches: []*api.RouteMatch{{Path: prefixMatch("/"), Headers: []*api.HeaderMatch{{Name: "x-canary", Value: exactMatch("1")}}}},
+				// The fraction's denominator defaults to 100.
+				Filters:  []*api.Filter{apiMirror("shop/web-v2:80", 7, 100)},
 				Backends: []*api.WeightedBackend{wb("shop/web:80", 0), wb("shop/web-v2:80", 100)}},
 			{Name: "web/rule-0", Resource: res("0"),
 				Matches:  []*api.RouteMatch{{Path: prefixMatch("/")}},

@@ -242,6 +242,7 @@ func (c *compilation) run() (*api.DestinationConfig, error) {
 		for _, b := range r.GetBackends() {
 			used[b.Backend] = true
 		}
+		markMirrorBackends(r, used)
 	}
 	for _, k := range keys {
 		if used[k] {

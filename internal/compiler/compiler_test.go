@@ -594,7 +594,7 @@ func TestCompile(t *testing.T) {
 								RequestHeaderModifier: &gatewayv1.HTTPHeaderFilter{Set: []gatewayv1.HTTPHeader{{Name: "x-b", Value: "web"}}}}},
 						}},
 					},
-					gatewayv1.GRPCRouteRule{Filters: []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterRequestMirror}}},
+					gatewayv1.GRPCRouteRule{Filters: []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterExtensionRef}}},
 					gatewayv1.GRPCRouteRule{},
 				)}
 			},

@@ -208,7 +208,7 @@ func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter) string {
 				return fmt.Sprintf("redirect statusCode %d is not supported; use 301, 302, 303, 307 or 308", *rr.StatusCode)
 			}
 		case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier,
-			gatewayv1.HTTPRouteFilterURLRewrite:
+			gatewayv1.HTTPRouteFilterURLRewrite, gatewayv1.HTTPRouteFilterRequestMirror:
 		default:
 			return fmt.Sprintf("filter type %s is not supported", f.Type)
 		}
@@ -250,7 +250,8 @@ func GRPCRuleProblem(rule gatewayv1.GRPCRouteRule) string {
 func grpcFiltersProblem(fs []gatewayv1.GRPCRouteFilter) string {
 	for _, f := range fs {
 		switch f.Type {
-		case gatewayv1.GRPCRouteFilterRequestHeaderModifier, gatewayv1.GRPCRouteFilterResponseHeaderModifier:
+		case gatewayv1.GRPCRouteFilterRequestHeaderModifier, gatewayv1.GRPCRouteFilterResponseHeaderModifier,
+			gatewayv1.GRPCRouteFilterRequestMirror:
 		default:
 			return fmt.Sprintf("filter type %s is not supported", f.Type)
 		}

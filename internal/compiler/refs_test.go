@@ -118,8 +118,9 @@ func TestRuleProblems(t *testing.T) {
 			redirectFilter(301), redirectFilter(302), redirectFilter(303), redirectFilter(307), redirectFilter(308)}}},
 		{name: "a redirect code the API may add later", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{redirectFilter(305)}},
 			want: "redirect statusCode 305 is not supported; use 301, 302, 303, 307 or 308"},
-		{name: "mirror", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror}}},
-			want: "filter type RequestMirror is not supported"},
+		{name: "mirror", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror}}}},
+		{name: "extensionRef", rule: gatewayv1.HTTPRouteRule{Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterExtensionRef}}},
+			want: "filter type ExtensionRef is not supported"},
 		{name: "extensionRef on a backend", rule: gatewayv1.HTTPRouteRule{BackendRefs: []gatewayv1.HTTPBackendRef{{
 			BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: "b"}},
 			Filters:    []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterExtensionRef}}}}},
@@ -153,8 +154,9 @@ func TestRuleProblems(t *testing.T) {
 		{name: "empty rule", rule: gatewayv1.GRPCRouteRule{}},
 		{name: "header modifiers", rule: gatewayv1.GRPCRouteRule{Filters: []gatewayv1.GRPCRouteFilter{
 			{Type: gatewayv1.GRPCRouteFilterRequestHeaderModifier}, {Type: gatewayv1.GRPCRouteFilterResponseHeaderModifier}}}},
-		{name: "mirror", rule: gatewayv1.GRPCRouteRule{Filters: []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterRequestMirror}}},
-			want: "filter type RequestMirror is not supported"},
+		{name: "mirror", rule: gatewayv1.GRPCRouteRule{Filters: []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterRequestMirror}}}},
+		{name: "extensionRef", rule: gatewayv1.GRPCRouteRule{Filters: []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterExtensionRef}}},
+			want: "filter type ExtensionRef is not supported"},
 		{name: "backend filter", rule: gatewayv1.GRPCRouteRule{BackendRefs: []gatewayv1.GRPCBackendRef{{
 			BackendRef: gatewayv1.BackendRef{BackendObjectReference: gatewayv1.BackendObjectReference{Name: "b"}},
 			Filters:    []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterExtensionRef}}}}},

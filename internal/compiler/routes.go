@@ -176,7 +176,7 @@ func routeName(obj string, name *gatewayv1.SectionName, i int) string {
 }
 
 func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HTTPRouteRule) []entry {
-	filters := httpFilters(rule.Filters)
+	filters := append(httpFilters(rule.Filters), c.httpMirrorFilters(r.Namespace, rule.Filters)...)
 	redirect := slices.ContainsFunc(rule.Filters, func(f gatewayv1.HTTPRouteFilter) bool {
 		return f.Type == gatewayv1.HTTPRouteFilterRequestRedirect
 	})
@@ -189,7 +189,7 @@ func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HT
 	default:
 		for _, br := range rule.BackendRefs {
 			wb := c.routeBackend(r.Namespace, br.BackendObjectReference, br.Weight)
-			wb.Filters = httpFilters(br.Filters)
+			wb.Filters = append(httpFilters(br.Filters), c.httpMirrorFilters(r.Namespace, br.Filters)...)
 			backends = append(backends, wb)
 		}
 	}
@@ -235,14 +235,14 @@ func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HT
 }
 
 func (c *compilation) grpcRule(r *gatewayv1.GRPCRoute, ri int, rule gatewayv1.GRPCRouteRule) []entry {
-	filters := grpcFilters(rule.Filters)
+	filters := append(grpcFilters(rule.Filters), c.grpcMirrorFilters(r.Namespace, rule.Filters)...)
 	var backends []*api.WeightedBackend
 	if len(rule.BackendRefs) == 0 {
 		backends = c.defaultBackends()
 	}
 	for _, br := range rule.BackendRefs {
 		wb := c.routeBackend(r.Namespace, br.BackendObjectReference, br.Weight)
-		wb.Filters = grpcFilters(br.Filters)
+		wb.Filters = append(grpcFilters(br.Filters), c.grpcMirrorFilters(r.Namespace, br.Filters)...)
 		backends = append(backends, wb)
 	}
 	// GRPCRoute (v1.6, standard and experimental) has no timeouts or retry

@@ -165,3 +165,44 @@ func TestApplyRetryTimeoutAnnotations(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorServicesAreBackends: a Service named only by a RequestMirror filter is
+// read like a backend (its endpoints reach the compilation) and its changes recompile
+// the destinations of the route's parents.
+func TestMirrorServicesAreBackends(t *testing.T) {
+	svcRef := func(name string, port int32) gatewayv1.BackendObjectReference {
+		return gatewayv1.BackendObjectReference{Name: gatewayv1.ObjectName(name), Port: ptr.To(port)}
+	}
+	parent := gatewayv1.ParentReference{Group: ptr.To(gatewayv1.Group("")), Kind: ptr.To(gatewayv1.Kind("Service")), Name: "web"}
+	s := newStore("cluster.local")
+	s.http["shop/r"] = &gatewayv1.HTTPRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "r"}, Spec: gatewayv1.HTTPRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{parent}},
+		Rules: []gatewayv1.HTTPRouteRule{{
+			Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror,
+				RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: svcRef("shadow", 80)}}},
+			BackendRefs: []gatewayv1.HTTPBackendRef{{BackendRef: gatewayv1.BackendRef{BackendObjectReference: svcRef("web", 80)},
+				Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror,
+					RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: svcRef("tap", 80)}}}}},
+		}},
+	}}
+	s.grpc["shop/g"] = &gatewayv1.GRPCRoute{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "g"}, Spec: gatewayv1.GRPCRouteSpec{
+		CommonRouteSpec: gatewayv1.CommonRouteSpec{ParentRefs: []gatewayv1.ParentReference{{Group: parent.Group, Kind: parent.Kind, Name: "rpc"}}},
+		Rules: []gatewayv1.GRPCRouteRule{{Filters: []gatewayv1.GRPCRouteFilter{{Type: gatewayv1.GRPCRouteFilterRequestMirror,
+			RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{BackendRef: gatewayv1.BackendObjectReference{
+				Name: "rpc-shadow", Namespace: ptr.To(gatewayv1.Namespace("other")), Port: ptr.To[int32](9090)}}}}}},
+	}}
+	ref := map[string]struct{}{}
+	s.referenced(ref)
+	for _, k := range []string{"shop/shadow", "shop/tap", "other/rpc-shadow"} {
+		if _, ok := ref[k]; !ok {
+			t.Errorf("referenced = %v, want %s among them", ref, k)
+		}
+	}
+	for changed, want := range map[string]string{"shop/shadow": "shop/web", "shop/tap": "shop/web", "other/rpc-shadow": "shop/rpc"} {
+		roots := map[string]struct{}{}
+		s.rootsNaming(map[string]struct{}{changed: {}}, roots)
+		if _, ok := roots[want]; !ok || len(roots) != 1 {
+			t.Errorf("a change of %s marks roots %v, want only %s", changed, roots, want)
+		}
+	}
+}

@@ -414,12 +414,18 @@ func (s *store) referenced(set map[string]struct{}) {
 			for _, b := range rule.BackendRefs {
 				ref(r.Namespace, b.BackendObjectReference)
 			}
+			for _, m := range compiler.HTTPRuleMirrorRefs(rule) {
+				ref(r.Namespace, m)
+			}
 		}
 	}
 	for _, r := range s.grpc {
 		for _, rule := range r.Spec.Rules {
 			for _, b := range rule.BackendRefs {
 				ref(r.Namespace, b.BackendObjectReference)
+			}
+			for _, m := range compiler.GRPCRuleMirrorRefs(rule) {
+				ref(r.Namespace, m)
 			}
 		}
 	}
@@ -478,6 +484,7 @@ func (s *store) rootsNaming(changed, roots map[string]struct{}) {
 			for _, b := range rule.BackendRefs {
 				refs = append(refs, b.BackendObjectReference)
 			}
+			refs = append(refs, compiler.HTTPRuleMirrorRefs(rule)...)
 		}
 		if names(r.Namespace, refs) {
 			mark(parentRoots(r.Namespace, r.Spec.ParentRefs))
@@ -489,6 +496,7 @@ func (s *store) rootsNaming(changed, roots map[string]struct{}) {
 			for _, b := range rule.BackendRefs {
 				refs = append(refs, b.BackendObjectReference)
 			}
+			refs = append(refs, compiler.GRPCRuleMirrorRefs(rule)...)
 		}
 		if names(r.Namespace, refs) {
 			mark(parentRoots(r.Namespace, r.Spec.ParentRefs))

@@ -37,6 +37,10 @@ type Runtime struct {
 	// requests counted into the budget.
 	Retries bool
 	Series  []*metrics.RouteSeries // by router.Route.Index
+	// MirrorsInFlight counts the RequestMirror copies in flight to each backend (by
+	// key), across the destination's configuration versions, so a new version cannot
+	// reset the bound the pipeline keeps on them.
+	MirrorsInFlight map[string]*atomic.Int64
 	// used is set by each lookup and cleared by each sweep: a destination not used
 	// between two sweeps is forgotten.
 	used atomic.Bool
@@ -57,6 +61,9 @@ type shared struct {
 	// separately), so each keeps its entry instead of evicting the other.
 	recent    []*api.DestinationConfig
 	byVersion map[string]*Runtime
+	// mirrorsInFlight is Runtime.MirrorsInFlight of the latest version; kept, like
+	// balancers, for the backends that stay.
+	mirrorsInFlight map[string]*atomic.Int64
 }
 
 // maxRecent bounds how many configuration pointers a destination keeps compiled.
@@ -240,7 +247,37 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 		d.Retries = d.Retries || route.Retry != nil
 		d.Series = append(d.Series, c.metrics.Route(metrics.RouteKey{Dir: metrics.Outbound, Authority: d.Authority, Route: route.Name}))
 	}
+	d.MirrorsInFlight = mirrorSlots(routes, sh.mirrorsInFlight)
+	sh.mirrorsInFlight = d.MirrorsInFlight
 	return d
+}
+
+// mirrorSlots are the in-flight counters of the backends routes mirror to, the
+// previous version's for the backends that stay; nil when nothing is mirrored.
+func mirrorSlots(routes []*router.Route, prev map[string]*atomic.Int64) map[string]*atomic.Int64 {
+	var out map[string]*atomic.Int64
+	add := func(ms []*router.Mirror) {
+		for _, m := range ms {
+			if m.Config == nil || out[m.Key] != nil {
+				continue
+			}
+			if out == nil {
+				out = map[string]*atomic.Int64{}
+			}
+			n := prev[m.Key]
+			if n == nil {
+				n = new(atomic.Int64)
+			}
+			out[m.Key] = n
+		}
+	}
+	for _, r := range routes {
+		add(r.Mirrors)
+		for _, b := range r.Backends {
+			add(b.Mirrors)
+		}
+	}
+	return out
 }
 
 // balanceEndpoints converts a backend's endpoints for the balancer; meshed endpoints

@@ -267,3 +267,41 @@ func TestDestCachePodDestinations(t *testing.T) {
 		}
 	}
 }
+
+// TestDestCacheMirrorSlots: the in-flight counters of mirror backends are kept across
+// versions (a new version must not reset the bound on copies already in flight), and
+// exist only for backends that routes mirror to.
+func TestDestCacheMirrorSlots(t *testing.T) {
+	mirror := func(key string) *api.Filter {
+		return &api.Filter{Kind: &api.Filter_RequestMirror{RequestMirror: &api.RequestMirror{Backend: key}}}
+	}
+	cfg := func(version string, mirrors ...string) *api.DestinationConfig {
+		c := &api.DestinationConfig{Version: version, Service: &api.ServiceRef{Namespace: "shop", Name: "web", Port: 80},
+			Backends: []*api.Backend{{Key: "shop/a:80"}, {Key: "shop/b:80"}, {Key: "shop/web:80"}},
+			Routes:   []*api.Route{{Name: "r", Backends: []*api.WeightedBackend{{Backend: "shop/web:80", Weight: 1}}}}}
+		for i, m := range mirrors {
+			if i == 0 {
+				c.Routes[0].Filters = append(c.Routes[0].Filters, mirror(m))
+			} else {
+				c.Routes[0].Backends[0].Filters = append(c.Routes[0].Backends[0].Filters, mirror(m))
+			}
+		}
+		return c
+	}
+	dests := NewCache(logr.Discard(), balance.Options{}, metrics.New())
+	if d := dests.Get(cfg("0")); d.MirrorsInFlight != nil {
+		t.Fatalf("no mirrors, got counters %v", d.MirrorsInFlight)
+	}
+	d1 := dests.Get(cfg("1", "shop/a:80", "shop/b:80"))
+	if len(d1.MirrorsInFlight) != 2 || d1.MirrorsInFlight["shop/a:80"] == nil || d1.MirrorsInFlight["shop/b:80"] == nil {
+		t.Fatalf("counters %v, want shop/a:80 and shop/b:80", d1.MirrorsInFlight)
+	}
+	d1.MirrorsInFlight["shop/a:80"].Add(3)
+	d2 := dests.Get(cfg("2", "shop/a:80"))
+	if n := d2.MirrorsInFlight["shop/a:80"]; n != d1.MirrorsInFlight["shop/a:80"] || n.Load() != 3 {
+		t.Fatalf("new version: counter %p (%d), want the old one %p with 3", n, n.Load(), d1.MirrorsInFlight["shop/a:80"])
+	}
+	if len(d2.MirrorsInFlight) != 1 {
+		t.Fatalf("counters %v, want only shop/a:80", d2.MirrorsInFlight)
+	}
+}

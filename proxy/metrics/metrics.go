@@ -157,6 +157,10 @@ type Registry struct {
 	cmu        sync.Mutex
 	collectors []func(io.Writer)
 
+	// mmu guards mirrors, the RequestMirror series (mirror.go).
+	mmu     sync.RWMutex
+	mirrors map[MirrorKey]*MirrorSeries
+
 	DetectTimeouts [2]atomic.Uint64 // by Direction
 	// RelayRefused counts inbound requests and connections the proxy refused to
 	// forward because their target is not one of the pod's application addresses,
@@ -351,6 +355,7 @@ func (r *Registry) WriteText(out io.Writer) error {
 		series(k).writeLatency(w, "response_latency_ms", httpLabels(k))
 	}
 	r.writeRoutes(w)
+	r.writeMirrors(w)
 	type tcpMetric struct {
 		name, help string
 		typ        promtext.Type

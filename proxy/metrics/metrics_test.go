@@ -116,6 +116,7 @@ func TestExpositionParsesWithPrometheus(t *testing.T) {
 	rs := r.Route(RouteKey{Dir: Outbound, Authority: "web.ns.svc:80", Route: "r"})
 	rs.Request()
 	rs.Response(503, true, time.Second)
+	r.Mirror(MirrorKey{Authority: "web.ns.svc:80", Backend: "shadow.ns.svc:80"}).Count(MirrorSent)
 	r.AddCollector(func(w io.Writer) {
 		pw := promtext.NewWriter(w)
 		pw.Family("weft_collected", promtext.Gauge, "From a collector.")
@@ -136,7 +137,7 @@ func TestExpositionParsesWithPrometheus(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"request_total", "response_latency_ms", "route_response_latency_ms", "tcp_close_total",
-		"identity_cert_expiration_timestamp_seconds", "weft_collected", "process_start_time_seconds"} {
+		"identity_cert_expiration_timestamp_seconds", "weft_collected", "process_start_time_seconds", "weft_mirror_requests_total"} {
 		if fams[want] == nil {
 			t.Errorf("family %s missing", want)
 		}
@@ -156,5 +157,26 @@ func TestMisnamedCollectorFailsTheScrape(t *testing.T) {
 	})
 	if err := r.WriteText(io.Discard); err == nil {
 		t.Fatal("a bare metric name was exported")
+	}
+}
+
+func TestMirrorSeriesAreBounded(t *testing.T) {
+	r := New()
+	for i := range MaxMirrorSeries + 100 {
+		r.Mirror(MirrorKey{Authority: "web:80", Backend: "m-" + strconv.Itoa(i) + ":80"}).Count(MirrorOverloaded)
+	}
+	if n := len(r.mirrors); n > MaxMirrorSeries+1 {
+		t.Fatalf("%d series, want at most %d", n, MaxMirrorSeries+1)
+	}
+	var b strings.Builder
+	r.WriteText(&b)
+	for _, want := range []string{
+		`weft_mirror_requests_total{direction="outbound",authority="overflow",backend="overflow",outcome="overloaded"} 100`,
+		`weft_mirror_requests_total{direction="outbound",authority="web:80",backend="m-0:80",outcome="sent"} 0`,
+		`weft_mirror_requests_total{direction="outbound",authority="web:80",backend="m-0:80",outcome="overloaded"} 1`,
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %s", want)
+		}
 	}
 }

@@ -32,6 +32,8 @@ type attempts struct {
 	timedOut bool
 	// idle is the route's idle watchdog (nil: none); body reads push it back.
 	idle *idleWatch
+	// mirror tees the request body for RequestMirror copies (nil: none).
+	mirror *mirrorRequest
 }
 
 // roundTrip sends req (forward's outgoing request, already addressed to the first
@@ -41,6 +43,13 @@ type attempts struct {
 func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.Response, error) {
 	ctx := req.Context()
 	route := a.route
+	if a.mirror != nil && req.Body != nil && req.Body != http.NoBody {
+		// Innermost, so the copy sees each byte of the client's body once, whatever
+		// the retries replay. A shallow copy: the handler's request keeps its own
+		// body (h1.BodyOf).
+		req = req.WithContext(ctx)
+		req.Body = a.mirror.tee(req.Body, req.ContentLength)
+	}
 	if a.idle != nil && req.Body != nil && req.Body != http.NoBody {
 		// A shallow copy: the handler's request keeps its own body (h1.BodyOf).
 		req = req.WithContext(ctx)

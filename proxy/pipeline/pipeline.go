@@ -107,6 +107,8 @@ type Options struct {
 	Policy   *inboundpolicy.Checker
 	// ErrorLog receives httputil.ReverseProxy's errors (Upgrade requests).
 	ErrorLog *log.Logger
+	// Mirror bounds the copies RequestMirror filters make (mirror.go).
+	Mirror MirrorOptions
 }
 
 // Pipeline serves the requests of both directions.
@@ -115,11 +117,16 @@ type Pipeline struct {
 	// upgradeProxy carries Upgrade requests (WebSocket and the like): see
 	// newUpgradeProxy.
 	upgradeProxy *httputil.ReverseProxy
+	// mirrorOpts are o.Mirror with defaults; mirrorsInFlight counts the proxy's
+	// RequestMirror copies in flight (mirror.go).
+	mirrorOpts      MirrorOptions
+	mirrorsInFlight atomic.Int64
 }
 
 // New returns a pipeline over o.
 func New(o Options) *Pipeline {
-	p := &Pipeline{o: o}
+	p := &Pipeline{o: o, mirrorOpts: o.Mirror}
+	p.mirrorOpts.defaults()
 	p.upgradeProxy = p.newUpgradeProxy()
 	return p
 }

@@ -46,6 +46,8 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcwire.Internal, "invalid backend")
 		return
 	}
+	// The route's mirrors copy the request as the route's filters left it.
+	routeHead := routeMirrorHead(route, b, r)
 	if len(b.Filters) > 0 {
 		if redir := router.ApplyRequest(b.Filters, r, prefix, "http"); redir != nil {
 			p.answerRedirect(w, authority, rs, start, redir)
@@ -59,6 +61,12 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		series.Request()
 		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcwire.Unavailable, err.Error())
 		return
+	}
+	// Copies for the route's and the backend's RequestMirror filters: the request as
+	// their filters left it, its body teed by the attempts (mirror.go).
+	mirror := p.startMirrors(d, route, b, r, routeHead)
+	if mirror != nil {
+		defer mirror.finish()
 	}
 	if route.RequestTimeout > 0 {
 		ctx, cancel := context.WithTimeout(r.Context(), route.RequestTimeout)
@@ -76,7 +84,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		r = r.WithContext(ctx)
 	}
 	// One allocation for both: the upstream forward reads and its attempts.
-	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start, idle: idle}}
+	rr := &routedRequest{attempts: attempts{p: p, d: d, route: route, backend: b, bal: bal, rs: rs, handle: h, start: start, idle: idle, mirror: mirror}}
 	at := &rr.attempts
 	if router.HasResponseFilters(route.Filters) || router.HasResponseFilters(b.Filters) {
 		at.respFilters = true

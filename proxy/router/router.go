@@ -44,7 +44,9 @@ type Route struct {
 	matches []*match
 	// Filters apply to the request (and the response header modifiers to the
 	// response), in order.
-	Filters  []*Filter
+	Filters []*Filter
+	// Mirrors copy a share of the route's requests to other backends (mirror.go).
+	Mirrors  []*Mirror
 	Backends []*Backend
 	cum      []uint64 // cumulative weights
 	total    uint64
@@ -66,6 +68,8 @@ type Backend struct {
 	// Invalid says why the backend cannot be used (its share is answered 500).
 	Invalid string
 	Filters []*Filter
+	// Mirrors copy the requests sent to this backend (a share of them) elsewhere.
+	Mirrors []*Mirror
 	// Config is the destination's backend of that key; nil when Invalid is set or
 	// the key names no backend (then Invalid says so).
 	Config *api.Backend
@@ -118,8 +122,9 @@ func (t *Table) compileRoute(r *api.Route, index int) (*Route, []error) {
 	}
 	rt.matches = ms.matches
 	rt.Filters = compileFilters(r.GetFilters())
+	rt.Mirrors = t.compileMirrors(r.GetFilters())
 	for _, wb := range r.GetBackends() {
-		b := &Backend{Key: wb.GetBackend(), Weight: wb.GetWeight(), Invalid: wb.GetInvalid(), Filters: compileFilters(wb.GetFilters())}
+		b := &Backend{Key: wb.GetBackend(), Weight: wb.GetWeight(), Invalid: wb.GetInvalid(), Filters: compileFilters(wb.GetFilters()), Mirrors: t.compileMirrors(wb.GetFilters())}
 		if b.Invalid == "" {
 			b.Config = t.Backends[b.Key]
 			if b.Config == nil {

@@ -93,6 +93,10 @@ type Options struct {
 	// proxy is probed for first) and the peers' inbound port. The zero value has no
 	// cluster networks: such connections go out in plaintext, as in static mode.
 	MeshTLS transport.FallbackOptions
+	// Mirror bounds the copies RequestMirror filters make: their deadline and how
+	// many may be in flight per mirror backend and in all (zero fields: the defaults
+	// of pipeline.MirrorOptions, 5s, 32 and 128).
+	Mirror pipeline.MirrorOptions
 }
 
 // Defaults of Options; docs/proxy.md lists them.
@@ -198,6 +202,7 @@ func New(cfg *config.Config, opts Options) *Server {
 		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
 		Snapshot: func() *pipeline.Snapshot { return &s.state().Snapshot },
 		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Fallback: s.fallback, Policy: s.policy, ErrorLog: errorLog,
+		Mirror: opts.Mirror,
 	})
 	s.outCh = newChanListener(&net.TCPAddr{})
 	s.inCh = newChanListener(&net.TCPAddr{})

@@ -322,9 +322,9 @@ func TestGitOpsHealth(t *testing.T) {
 				hr.Spec.Rules = []gatewayv1.HTTPRouteRule{
 					{BackendRefs: []gatewayv1.HTTPBackendRef{backend("web")}},
 					{
-						Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To("/mirror")}}},
-						Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
-							BackendRef: gatewayv1.BackendObjectReference{Name: "web", Port: &port}}}},
+						Matches: []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: ptr.To(gatewayv1.PathMatchPathPrefix), Value: ptr.To("/shaped")}}},
+						Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterExtensionRef, ExtensionRef: &gatewayv1.LocalObjectReference{
+							Group: "example.com", Kind: "Shaper", Name: "s"}}},
 						BackendRefs: []gatewayv1.HTTPBackendRef{backend("web")},
 					},
 				}

@@ -428,6 +428,44 @@ func TestRoutingFollowsTheCluster(t *testing.T) {
 			func(r result) bool { return r.backend == "rt-main" })
 	})
 
+	t.Run("RequestMirror", func(t *testing.T) {
+		bs := pods.backends(t, "mir-main", "mir-shadow")
+		main, shadow := bs[0], bs[1]
+		e.backendService(t, "mir", main)
+		host := authority("mir")
+		probe := func() result { return app.get(host, "/", nil) }
+		app.within(t, 5*time.Second, "root Service served", time.Now(), probe,
+			func(r result) bool { return r.backend == "mir-main" })
+		// The mirror's Service does not exist yet: the rule works, nothing is
+		// copied.
+		rule := gatewayv1.HTTPRouteRule{Matches: pathPrefix("/"), BackendRefs: backendRefs("mir"),
+			Filters: []gatewayv1.HTTPRouteFilter{{Type: gatewayv1.HTTPRouteFilterRequestMirror, RequestMirror: &gatewayv1.HTTPRequestMirrorFilter{
+				BackendRef: backendRefs("mir-shadow")[0].BackendObjectReference, Percent: ptr.To[int32](50)}}}}
+		e.apply(t, httpRoute("mir", "mir", rule))
+		time.Sleep(500 * time.Millisecond)
+		if got, _, errs := app.spread(host, "/", nil, 50, 2); got["mir-main"] != 50 || errs > 0 || shadow.hits.Load() != 0 {
+			t.Fatalf("mirror Service missing: want all 50 to mir-main and none copied, got %v (%d errors), %d copies", got, errs, shadow.hits.Load())
+		}
+		// Creating it is enough: the destination is recompiled with the mirror.
+		start := time.Now()
+		e.backendService(t, "mir-shadow", shadow)
+		app.within(t, 5*time.Second, "mirror Service created", start, probe,
+			func(r result) bool { return shadow.hits.Load() > 0 })
+		const n = 1000
+		before := shadow.hits.Load()
+		got, _, errs := app.spread(host, "/", nil, n, 4)
+		if got["mir-main"] != n || errs > 0 {
+			t.Errorf("primary: want all %d to mir-main, got %v (%d errors)", n, got, errs)
+		}
+		time.Sleep(500 * time.Millisecond) // copies are sent after the answers
+		share := float64(shadow.hits.Load()-before) / n
+		t.Logf("percent 50 over %d requests: %.1f%% copied", n, 100*share)
+		if share < 0.45 || share > 0.55 {
+			t.Errorf("copied %.1f%% of %d requests, want 50±5%%", 100*share, n)
+		}
+		e.delete(t, httpRoute("mir", "mir"))
+	})
+
 	t.Run("route timeout", func(t *testing.T) {
 		bs := pods.backends(t, "slow")
 		bs[0].delay.Store(int64(time.Second))
