@@ -199,6 +199,10 @@ e2e: ## Run the end-to-end suite on the local cluster (brings it up and tears it
 helm-e2e: ## Install Weft with Helm on the local cluster, upgrade it, weft check after each (brings the cluster up and down).
 	hack/helm-e2e.sh
 
+.PHONY: upgrade-e2e
+upgrade-e2e: ## Upgrade the previous release (git tag v0.1.0) to this tree under load on the local cluster; fails on any failed request.
+	hack/upgrade-e2e.sh
+
 .PHONY: conformance
 conformance: ## Run the Gateway API conformance suite's mesh tests on the local cluster; writes conformance/reports/.
 	hack/conformance.sh
