@@ -11,12 +11,17 @@
 #                    old control plane still runs (new proxy, old control plane)
 #     3 control      this tree's config/default applied (CRDs, then the controller
 #                    rolls): old proxies against the new control plane
-#     4 workloads    the meshed servers rolled (kubectl rollout restart) to the new proxy
+#     4a-d servers   each meshed server Deployment rolled (kubectl rollout restart) to the
+#                    new proxy, one phase each: the v0.1.0 pods go away under load
 #     5 client       the load generator itself rolled; its replacement measured
+#     6 restart      every server rolled again, this tree's proxies on both ends: a plain
+#                    rolling restart after the upgrade
 #   -> tear down (hack/cluster/down.sh checks nothing is left).
 #
 # The load generator (config/demo's load Deployment, meshed, at UPGRADE_RPS) counts every
 # request; each phase prints failed/total from its /stats. Any failed request fails the run.
+# The demo's canary (backend-v2) fails 5% of requests on purpose; here it fails none, so
+# every failure counted is the upgrade's.
 #
 #   UPGRADE_FROM=v0.1.0   the release to upgrade from (a git tag or commit of this repo)
 #   UPGRADE_RPS=100       the load's rate
@@ -108,7 +113,9 @@ kubectl wait --for=condition=Ready mesh/default --timeout=120s
 "$WORK/weft-old" check --wait 120s
 
 step "The demo (config/demo) with its load at $RPS requests/s"
-kubectl kustomize config/demo | sed "s/--rps=20\b/--rps=$RPS/" | kubectl apply -f - >/dev/null
+kubectl kustomize config/demo | sed "s/--rps=20\b/--rps=$RPS/; s/--failure-rate=0.05\b/--failure-rate=0/" | kubectl apply -f - >/dev/null
+kubectl -n weft-demo get deploy backend-v2 -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -q -- '--failure-rate=0"' ||
+  fail "could not turn off the demo canary's deliberate failures (config/demo/backend.yaml changed?)"
 DEMO_SERVERS=(web grpc backend-v1 backend-v2)
 for d in "${DEMO_SERVERS[@]}" load; do
   kubectl -n weft-demo rollout status "deploy/$d" --timeout=180s
@@ -150,7 +157,8 @@ phase() {
   req=$(( $(jq .requests <<<"$s1") - $(jq .requests <<<"$s0") ))
   fail0=$(( $(jq .failures <<<"$s1") - $(jq .failures <<<"$s0") ))
   REPORT+=("$(printf '%-58s %4s failed / %6s requests  (%3ss)%s' "$name" "$fail0" "$req" "$(( $(date +%s) - start ))" \
-    "$([ "$fail0" = 0 ] || jq -r '"  statuses \(.byStatus), last: \(.lastError)"' <<<"$s1")")")
+    "$([ "$fail0" = 0 ] || jq -rn --argjson a "$s0" --argjson b "$s1" \
+      '"  statuses \($b.byStatus | with_entries(.value -= ($a.byStatus[.key] // 0)) | with_entries(select(.value > 0))), last: \($b.lastError)"')")")
   printf '    %s\n' "${REPORT[-1]}"
   FAILED_TOTAL=$(( FAILED_TOTAL + fail0 ))
   [ "$req" -gt 0 ] || fail "phase $name: no request completed"
@@ -164,7 +172,12 @@ roll() { # DEPLOY...: kubectl rollout restart, one after the other, waiting for 
   done
 }
 
-sleep 5 # the load's first requests (new connections) are not part of any phase
+# The phases start once the load runs clean: its first requests may precede discovery.
+for _ in $(seq 60); do
+  s="$(stats "$(load_pod)")"
+  a="$(jq .failures <<<"$s")"; sleep 2
+  [ "$(jq .failures <<<"$(stats "$(load_pod)")")" = "$a" ] && [ "$(jq .requests <<<"$s")" -gt 0 ] && break
+done
 phase "1 $FROM everywhere (steady state)" true
 
 new_proxy_old_control_plane() {
@@ -183,12 +196,17 @@ upgrade_control_plane() {
 }
 phase "3 control plane upgraded, $FROM proxies" upgrade_control_plane
 
-phase "4 meshed servers rolled to the new proxy" roll "${DEMO_SERVERS[@]}"
-for d in "${DEMO_SERVERS[@]}"; do expect_proxy "$d" weft-proxy:dev; done
+n=0
+for d in "${DEMO_SERVERS[@]}"; do
+  phase "4$(printf "\\x$(printf %x $((97 + n)))") $d rolled to the new proxy ($FROM pods go)" roll "$d"
+  expect_proxy "$d" weft-proxy:dev
+  n=$((n + 1))
+done
 
 roll load
 expect_proxy load weft-proxy:dev
 phase "5 the load client rolled: this tree everywhere" true
+phase "6 rolling restart of every server, this tree everywhere" roll "${DEMO_SERVERS[@]}"
 bin/weft check --wait 60s >/dev/null || { bin/weft check || true; fail "weft check failed at the end"; }
 
 [ "$FAILED_TOTAL" = 0 ] || fail "$FAILED_TOTAL requests failed during the upgrade"
