@@ -2,11 +2,14 @@ package server_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,72 +85,90 @@ func TestRoutedUnprocessedResend(t *testing.T) {
 				return meshed(closedPort(t), mustPort(peer)), nil
 			}},
 	} {
-		t.Run(sc.name, func(t *testing.T) {
-			const svc = "10.96.1.30:80"
-			good.hits.Store(0)
-			src := newTestSource()
-			a := startProxy(t, &config.Config{DetectTimeout: config.Duration{Duration: detectTimeout}},
-				newStore(t, ca.IssueValid(t, spiffe("a", clientSA)), ca), func(o *server.Options) { o.Source = src })
-			rp := &routedProxy{proxy: a, src: src, addr: a.outbound(svc)}
-			badEP, breakBad := sc.bad(t)
-			goodEP := ep(good.addr)
-			if sc.goodMeshed {
-				goodEP = meshed(good.addr, b.inboundPort())
-			}
-			rp.src.set(dest(svc, []*api.Route{{Name: "all", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
-				Backends: []*api.WeightedBackend{wb("shop/web:80", 1)}}}, nil,
-				&api.Backend{Key: "shop/web:80", Endpoints: []*api.Endpoint{badEP, goodEP}}))
-			c, c2 := h1Client(), h2cClient()
-			send := func(i int) result {
-				cl := c
-				if i%3 == 2 {
-					cl = c2 // an HTTP/2 client too
+		for _, proto := range []string{"HTTP/1.1", "HTTP/2"} {
+			t.Run(sc.name+"/"+proto, func(t *testing.T) {
+				const svc = "10.96.1.30:80"
+				good.hits.Store(0)
+				src := newTestSource()
+				a := startProxy(t, &config.Config{DetectTimeout: config.Duration{Duration: detectTimeout}},
+					newStore(t, ca.IssueValid(t, spiffe("a", clientSA)), ca), func(o *server.Options) { o.Source = src })
+				rp := &routedProxy{proxy: a, src: src, addr: a.outbound(svc)}
+				badEP, breakBad := sc.bad(t)
+				goodEP := ep(good.addr)
+				if sc.goodMeshed {
+					goodEP = meshed(good.addr, b.inboundPort())
 				}
-				if i%2 == 1 {
-					return rp.do(cl, "POST", "/", nil, bytes.Repeat([]byte("p"), 2048))
+				rp.src.set(dest(svc, []*api.Route{{Name: "all", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
+					Backends: []*api.WeightedBackend{wb("shop/web:80", 1)}}}, nil,
+					&api.Backend{Key: "shop/web:80", Endpoints: []*api.Endpoint{badEP, goodEP}}))
+				// The app's protocol is the one the peer proxy speaks to the app, too.
+				c := h1Client()
+				if proto == "HTTP/2" {
+					c = h2cClient()
 				}
-				return rp.do(cl, "GET", "/", nil, nil)
-			}
-			if breakBad != nil {
-				for i := range 20 { // warm up: pooled connections to the bad endpoint
-					if res := send(i); res.err != nil || res.status != 200 {
-						t.Fatalf("warm-up request %d: %+v", i, res)
+				send := func(i int) result {
+					cl := c
+					if i%2 == 1 {
+						return rp.do(cl, "POST", "/", nil, bytes.Repeat([]byte("p"), 2048))
 					}
+					return rp.do(cl, "GET", "/", nil, nil)
 				}
-				breakBad()
-			}
-			start := time.Now()
-			const n = 60
-			for i := range n {
-				res := send(i)
-				if res.err != nil || res.status != 200 || res.backend != "good" {
-					t.Fatalf("request %d: %v %d from %q (%s), want 200 from the good endpoint", i, res.err, res.status, res.backend, res.header.Get("Weft-Proxy-Error"))
+				if breakBad != nil {
+					for i := range 20 { // warm up: pooled connections to the bad endpoint
+						if res := send(i); res.err != nil || res.status != 200 {
+							t.Fatalf("warm-up request %d: %+v", i, res)
+						}
+					}
+					breakBad()
 				}
-				if i%2 == 1 && !strings.Contains(res.body, "body=2048") {
-					t.Fatalf("request %d: the re-sent body arrived as %q", i, res.body)
+				// Concurrent, so that P2C also picks the bad endpoint when its
+				// estimate is the higher one (the other's outstanding requests
+				// count too).
+				start := time.Now()
+				const workers, each = 6, 20
+				const n = workers * each
+				errs := make(chan string, n)
+				var wg sync.WaitGroup
+				for w := range workers {
+					wg.Go(func() {
+						for k := range each {
+							i := w*each + k
+							res := send(i)
+							switch _, marked := res.header["Weft-Unprocessed"]; {
+							case res.err != nil || res.status != 200 || res.backend != "good":
+								errs <- fmt.Sprintf("request %d: %v %d from %q (%s), want 200 from the good endpoint", i, res.err, res.status, res.backend, res.header.Get("Weft-Proxy-Error"))
+							case i%2 == 1 && !strings.Contains(res.body, "body=2048"):
+								errs <- fmt.Sprintf("request %d: the re-sent body arrived as %q", i, res.body)
+							case marked:
+								errs <- fmt.Sprintf("request %d: the mesh's marker reached the client", i)
+							}
+						}
+					})
 				}
-				if _, ok := res.header["Weft-Unprocessed"]; ok {
-					t.Fatalf("request %d: the mesh's marker reached the client", i)
+				wg.Wait()
+				close(errs)
+				if msg, failed := <-errs; failed {
+					t.Fatalf("%s (and %d more)", msg, len(errs))
 				}
-			}
-			took := time.Since(start)
-			text := rp.metricsText()
-			resent := metricValue(text, "weft_route_unprocessed_resend_total", `rt_route="all"`, `reason="`+sc.reason+`"`)
-			retries := metricValue(text, "weft_route_retry_total", `rt_route="all"`)
-			ejections := metricValue(text, "weft_balancer_ejections_total", `backend="shop/web:80"`)
-			t.Logf("%d requests in %v: re-sent %v (%s), ejections %v, retries %v, good hits %d", n, took.Round(time.Millisecond), resent, sc.reason, ejections, retries, good.hits.Load())
-			if resent < 1 {
-				t.Fatalf("weft_route_unprocessed_resend_total{reason=%q} = %v, want ≥ 1", sc.reason, resent)
-			}
-			// Ejected at the first refusal for 1s ± 20%: within 800ms the bad
-			// endpoint is not chosen again.
-			if took < 800*time.Millisecond && (resent != 1 || ejections != 1) {
-				t.Fatalf("re-sent %v times, %v ejections, want 1 each: the endpoint was chosen again", resent, ejections)
-			}
-			if retries != 0 {
-				t.Fatalf("weft_route_retry_total = %v: a re-send is not a retry", retries)
-			}
-		})
+				took := time.Since(start)
+				text := rp.metricsText()
+				resent := metricValue(text, "weft_route_unprocessed_resend_total", `rt_route="all"`, `reason="`+sc.reason+`"`)
+				retries := metricValue(text, "weft_route_retry_total", `rt_route="all"`)
+				ejections := metricValue(text, "weft_balancer_ejections_total", `backend="shop/web:80"`)
+				t.Logf("%d requests in %v: re-sent %v (%s), ejections %v, retries %v, good hits %d", n, took.Round(time.Millisecond), resent, sc.reason, ejections, retries, good.hits.Load())
+				if resent < 1 {
+					t.Fatalf("weft_route_unprocessed_resend_total{reason=%q} = %v, want ≥ 1", sc.reason, resent)
+				}
+				// Ejected at its first refusal: only requests that picked it before
+				// (at most one per worker) are re-sent, per ejection.
+				if ejections < 1 || resent > ejections*workers {
+					t.Fatalf("re-sent %v times with %v ejections: the endpoint was chosen again while ejected", resent, ejections)
+				}
+				if retries != 0 {
+					t.Fatalf("weft_route_retry_total = %v: a re-send is not a retry", retries)
+				}
+			})
+		}
 	}
 
 	t.Run("a request the application saw is not sent again", func(t *testing.T) {
@@ -239,8 +260,7 @@ func TestRoutedUnprocessedResend(t *testing.T) {
 	})
 }
 
-// closableApp is an app naming itself "bad" whose stop closes its listener and every
-// connection, as an application that exits does.
+// closableApp is an app naming itself "bad" whose stop shuts it down.
 func closableApp(t *testing.T) (string, func()) {
 	ln := listen(t)
 	var protos http.Protocols
@@ -252,7 +272,14 @@ func closableApp(t *testing.T) (string, func()) {
 	})}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
-	return ln.Addr().String(), func() { hs.Close() }
+	// As an application that exits does: stop listening, close the idle
+	// connections (HTTP/2: GOAWAY first), and the clients learn of it.
+	return ln.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		hs.Shutdown(ctx)
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // refusingPeer is a peer "proxy" with a valid certificate for id that speaks weft.h2
