@@ -14,8 +14,19 @@
 #     4a-d servers   each meshed server Deployment rolled (kubectl rollout restart) to the
 #                    new proxy, one phase each: the v0.1.0 pods go away under load
 #     5 client       the load generator itself rolled; its replacement measured
-#     6 restart      every server rolled again, this tree's proxies on both ends: a plain
-#                    rolling restart after the upgrade
+#     6 workaround   the preStop hook the upgrade from a release without the re-send
+#                    needs (below) removed: every server rolls
+#     7 restart      every server rolled again, this tree's proxies on both ends, no
+#                    preStop hook: a plain rolling restart after the upgrade
+#
+# A proxy of a release without the re-send of requests no application saw (v0.1.0)
+# loses the requests sent to its pod between its application's exit and the clients'
+# learning that the endpoint went away, whichever end is old (measured: 5 and 6 failed
+# requests when backend-v1 and grpc rolled, docs/upgrades.md). The documented workaround
+# for such an upgrade is a preStop hook that delays the application's exit; the demo's
+# servers get one (a 5 s sleep) until phase 6 removes it, and phase 7 restarts them
+# without it. UPGRADE_PRESTOP=0 leaves it out, to measure the old release's losses (the
+# run then fails).
 #   -> tear down (hack/cluster/down.sh checks nothing is left).
 #
 # The load generator (config/demo's load Deployment, meshed, at UPGRADE_RPS) counts every
@@ -32,6 +43,7 @@ REPO="$PWD"
 FROM="${UPGRADE_FROM:-v0.1.0}"
 RPS="${UPGRADE_RPS:-100}"
 KEEP="${UPGRADE_KEEP:-0}"
+PRESTOP="${UPGRADE_PRESTOP:-1}"
 SETTLE="${UPGRADE_SETTLE:-10}" # seconds of load measured after each phase's change settled
 
 if ! git rev-parse -q --verify "$FROM^{commit}" >/dev/null; then
@@ -117,6 +129,13 @@ kubectl kustomize config/demo | sed "s/--rps=20\b/--rps=$RPS/; s/--failure-rate=
 kubectl -n weft-demo get deploy backend-v2 -o jsonpath='{.spec.template.spec.containers[0].args}' | grep -q -- '--failure-rate=0"' ||
   fail "could not turn off the demo canary's deliberate failures (config/demo/backend.yaml changed?)"
 DEMO_SERVERS=(web grpc backend-v1 backend-v2)
+if [ "$PRESTOP" = 1 ]; then
+  echo "    the servers' preStop hook for the upgrade from $FROM: sleep 5s before the application stops"
+  for d in "${DEMO_SERVERS[@]}"; do
+    kubectl -n weft-demo patch deploy "$d" --type=json \
+      -p '[{"op":"add","path":"/spec/template/spec/containers/0/lifecycle","value":{"preStop":{"sleep":{"seconds":5}}}}]' >/dev/null
+  done
+fi
 for d in "${DEMO_SERVERS[@]}" load; do
   kubectl -n weft-demo rollout status "deploy/$d" --timeout=180s
 done
@@ -206,7 +225,15 @@ done
 roll load
 expect_proxy load weft-proxy:dev
 phase "5 the load client rolled: this tree everywhere" true
-phase "6 rolling restart of every server, this tree everywhere" roll "${DEMO_SERVERS[@]}"
+remove_prestop() {
+  local d
+  for d in "${DEMO_SERVERS[@]}"; do
+    kubectl -n weft-demo patch deploy "$d" --type=json -p '[{"op":"remove","path":"/spec/template/spec/containers/0/lifecycle"}]' >/dev/null
+    kubectl -n weft-demo rollout status "deploy/$d" --timeout=180s >/dev/null
+  done
+}
+[ "$PRESTOP" = 1 ] && phase "6 the upgrade's preStop hook removed (servers roll)" remove_prestop
+phase "7 rolling restart of every server, no preStop, this tree everywhere" roll "${DEMO_SERVERS[@]}"
 bin/weft check --wait 60s >/dev/null || { bin/weft check || true; fail "weft check failed at the end"; }
 
 [ "$FAILED_TOTAL" = 0 ] || fail "$FAILED_TOTAL requests failed during the upgrade"
