@@ -703,6 +703,10 @@ func TestResilience(t *testing.T) {
 			t.Fatalf("want 2 steady pods, got %d", len(pods.Items))
 		}
 		victim := pods.Items[0]
+		resent := func() float64 {
+			return proxyCounter(ctx, t, ns, pod, "weft_route_unprocessed_resend_total", "")
+		}
+		r0 := resent()
 		s0 := stats()
 		if err := env.client.Delete(ctx, &victim); err != nil {
 			t.Fatal(err)
@@ -736,8 +740,8 @@ func TestResilience(t *testing.T) {
 		time.Sleep(12 * time.Second)
 		s2 := stats()
 		failed := s2.Failures - s0.Failures
-		t.Logf("%d requests during the removal, %d afterwards; %d failed (last: %s)",
-			s1.Requests-s0.Requests, s2.Requests-s1.Requests, failed, s2.LastError)
+		t.Logf("%d requests during the removal, %d afterwards; %d failed (last: %s); the load's proxy sent %.0f to the other endpoint because no application saw them",
+			s1.Requests-s0.Requests, s2.Requests-s1.Requests, failed, s2.LastError, resent()-r0)
 		if failed != 0 {
 			t.Errorf("%d requests failed while a backend pod was deleted (last: %s)", failed, s2.LastError)
 		}
