@@ -203,6 +203,10 @@ helm-e2e: ## Install Weft with Helm on the local cluster, upgrade it, weft check
 flux-e2e: ## Flux (built from the Go module proxy) installs Weft from a Git repository on loopback and reports Ready.
 	hack/flux-e2e.sh
 
+.PHONY: upgrade-e2e
+upgrade-e2e: ## Upgrade the previous release (git tag v0.1.0) to this tree under load on the local cluster; fails on any failed request.
+	hack/upgrade-e2e.sh
+
 .PHONY: conformance
 conformance: ## Run the Gateway API conformance suite's mesh tests on the local cluster; writes conformance/reports/.
 	hack/conformance.sh

@@ -16,6 +16,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -244,10 +245,56 @@ func (h Handle) Cancel() {
 	}
 }
 
+// Unreachable records that the endpoint could not be reached at all (its connection
+// refused, its proxy or application gone): it is ejected at once, for failure
+// accrual's backoff, rather than after FailureThreshold failures in a row. An
+// endpoint that refuses connections answers faster than any other, so the latency
+// estimate would otherwise draw P2C to it; during a rolling restart it is the pod
+// that is going away, and discovery removes it a moment later.
+func (h Handle) Unreachable() {
+	now := h.b.now()
+	h.ep.pending.Add(-1)
+	e := h.ep
+	e.fmu.Lock()
+	defer e.fmu.Unlock()
+	e.consecutive++
+	if h.probe || e.ejectedUntil.Load() == 0 {
+		e.eject(h.b, now)
+	}
+	if h.probe {
+		e.probing.Store(false)
+	}
+}
+
+// ErrNoOther: every endpoint of the backend is one the caller excluded (PickExcept).
+var ErrNoOther = errors.New("no other endpoint")
+
+// PickExcept is Pick over the endpoints whose addresses are not in avoid: a request
+// that one endpoint could not take goes to another. ErrNoOther when none is left.
+func (b *Balancer) PickExcept(avoid []netip.AddrPort) (Handle, error) {
+	set := *b.set.Load()
+	others := make([]*endpoint, 0, len(set))
+	for _, e := range set {
+		if !slices.Contains(avoid, e.info.Load().Addr) {
+			others = append(others, e)
+		}
+	}
+	if len(others) == 0 {
+		if len(set) == 0 {
+			return Handle{}, ErrNoEndpoints
+		}
+		return Handle{}, ErrNoOther
+	}
+	return b.pick(others)
+}
+
 // Pick chooses an endpoint: two at random, the cheaper one; an ejected endpoint
 // whose backoff has passed is preferred for its single probe request.
 func (b *Balancer) Pick() (Handle, error) {
-	set := *b.set.Load()
+	return b.pick(*b.set.Load())
+}
+
+func (b *Balancer) pick(set []*endpoint) (Handle, error) {
 	n := len(set)
 	if n == 0 {
 		return Handle{}, ErrNoEndpoints

@@ -414,3 +414,62 @@ func TestFailFast(t *testing.T) {
 		t.Fatalf("no probe after the backoff: %v", err)
 	}
 }
+
+// TestUnreachableEjectsAtOnce: an endpoint that could not be reached leaves rotation
+// at its first refusal (not after FailureThreshold), for failure accrual's backoff,
+// and its probe restores it.
+func TestUnreachableEjectsAtOnce(t *testing.T) {
+	b, c := newTest(t, 3, 0)
+	bad := eps(3)[1].Addr
+	for {
+		h, err := b.Pick()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Endpoint().Addr == bad {
+			h.Unreachable()
+			break
+		}
+		h.Done(false)
+	}
+	if st := stats(b, bad); !st.Ejected || st.EjectedFor != DefaultBackoffMin || st.Pending != 0 {
+		t.Fatalf("after one refusal: %+v, want ejected for %v with nothing pending", st, DefaultBackoffMin)
+	}
+	for range 200 {
+		h, _ := b.Pick()
+		if h.Endpoint().Addr == bad {
+			t.Fatal("the unreachable endpoint was picked while ejected")
+		}
+		h.Done(false)
+	}
+	c.Advance(DefaultBackoffMin)
+	for probed := false; !probed; {
+		h, _ := b.Pick()
+		probed = h.Endpoint().Addr == bad
+		h.Done(false)
+	}
+	if st := stats(b, bad); st.Ejected {
+		t.Fatalf("after a successful probe: %+v, want back in rotation", st)
+	}
+}
+
+// TestPickExcept: the endpoints to avoid are never picked, even when the others are
+// ejected; with nothing else left, ErrNoOther.
+func TestPickExcept(t *testing.T) {
+	b, _ := newTest(t, 3, 0)
+	all := eps(3)
+	avoid := []netip.AddrPort{all[0].Addr, all[2].Addr}
+	for range 100 {
+		h, err := b.PickExcept(avoid)
+		if err != nil || h.Endpoint().Addr != all[1].Addr {
+			t.Fatalf("PickExcept = %v, %v; want %v", h.Endpoint(), err, all[1].Addr)
+		}
+		h.Unreachable() // ejected: still the only one left, as a probe
+	}
+	if _, err := b.PickExcept([]netip.AddrPort{all[0].Addr, all[1].Addr, all[2].Addr}); !errors.Is(err, ErrNoOther) {
+		t.Fatalf("every endpoint avoided: %v, want ErrNoOther", err)
+	}
+	if _, err := New(Options{}).PickExcept(nil); !errors.Is(err, ErrNoEndpoints) {
+		t.Fatalf("no endpoints: %v, want ErrNoEndpoints", err)
+	}
+}

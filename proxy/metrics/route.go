@@ -40,11 +40,38 @@ func (r SkipReason) String() string {
 	return "body"
 }
 
+// ResendReason says why a request went again to another endpoint: it certainly
+// reached no application (see proxy/pipeline attempts.go). Not an application retry:
+// no retry policy or budget is involved.
+type ResendReason uint8
+
+const (
+	// ResendConnect: the TCP connection to the endpoint (or its proxy) was refused,
+	// reset or timed out.
+	ResendConnect ResendReason = iota
+	// ResendHandshake: the peer proxy's TLS handshake failed.
+	ResendHandshake
+	// ResendRefusedStream: the peer proxy refused the HTTP/2 stream (REFUSED_STREAM).
+	ResendRefusedStream
+	// ResendGoAway: the peer proxy's GOAWAY excluded the stream, or the connection
+	// went away before the request left.
+	ResendGoAway
+	// ResendPeerAppRefused: the peer proxy answered that its application refused
+	// the connection (the Weft-Unprocessed field on the mesh hop).
+	ResendPeerAppRefused
+	resendReasons
+)
+
+func (r ResendReason) String() string {
+	return [...]string{"connect", "handshake", "refused_stream", "goaway", "peer_app_refused"}[r]
+}
+
 // RouteSeries holds one route's counters: what the client asked and got (request,
 // response, latency) and what the proxy sent to backends, retries included (actual).
 type RouteSeries struct {
 	requests, actualRequests, retries atomic.Uint64
 	skipped                           [skipReasons]atomic.Uint64
+	resent                            [resendReasons]atomic.Uint64
 	responses
 	actual responses
 }
@@ -98,6 +125,13 @@ func (s *RouteSeries) Retry() { s.retries.Add(1) }
 
 // Skip counts a retry that was warranted but not made (weft_route_retry_skipped_total).
 func (s *RouteSeries) Skip(reason SkipReason) { s.skipped[reason].Add(1) }
+
+// Resend counts a request sent again to another endpoint because the attempt
+// certainly reached no application (weft_route_unprocessed_resend_total).
+func (s *RouteSeries) Resend(reason ResendReason) { s.resent[reason].Add(1) }
+
+// Resent reads the re-send counter of reason (tests, debugging).
+func (s *RouteSeries) Resent(reason ResendReason) uint64 { return s.resent[reason].Load() }
 
 // Requests, Retries and Skipped read the counters (tests, debugging).
 func (s *RouteSeries) Requests() uint64                 { return s.requests.Load() }
@@ -153,6 +187,13 @@ func (r *Registry) writeRoutes(w *promtext.Writer) {
 		s := series(k)
 		for reason := range skipReasons {
 			w.Uint("weft_route_retry_skipped_total", labels[i].With("reason", reason.String()), s.skipped[reason].Load())
+		}
+	}
+	w.Family("weft_route_unprocessed_resend_total", promtext.Counter, "Total count of requests sent again to another endpoint per route because no application had seen them, by reason: connect, handshake, refused_stream, goaway, peer_app_refused. Not retries: no retry policy or budget is involved.")
+	for i, k := range keys {
+		s := series(k)
+		for reason := range resendReasons {
+			w.Uint("weft_route_unprocessed_resend_total", labels[i].With("reason", reason.String()), s.resent[reason].Load())
 		}
 	}
 }

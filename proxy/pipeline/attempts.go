@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/weftmesh/weft/proxy/balance"
@@ -36,10 +37,16 @@ type attempts struct {
 	mirror *mirrorRequest
 }
 
+// unprocessedResends bounds how often one request is sent again to another endpoint
+// because no application saw it (see unprocessed): a rolling restart makes a
+// client meet one or two endpoints that are going away, not a whole backend.
+const unprocessedResends = 3
+
 // roundTrip sends req (forward's outgoing request, already addressed to the first
-// endpoint) and retries per the route's policy (decideRetry). Each attempt is
-// measured (route_actual_*) and reported to the balancer; the response returned is
-// the last attempt's.
+// endpoint) and retries per the route's policy (decideRetry). An attempt that
+// certainly reached no application (unprocessed) goes again to another endpoint
+// first, whatever the policy. Each attempt is measured (route_actual_*) and reported
+// to the balancer; the response returned is the last attempt's.
 func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.Response, error) {
 	ctx := req.Context()
 	route := a.route
@@ -56,16 +63,25 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 		req.Body = &idleBody{ReadCloser: req.Body, w: a.idle}
 	}
 	var body *replay.Body
-	if route.Retry != nil && req.Body != nil && req.Body != http.NoBody {
+	if req.Body != nil && req.Body != http.NoBody && (route.Retry != nil || req.Header.Get("Upgrade") == "") {
+		// Kept (up to replay.MaxBody) for the route's retries and for sending a
+		// request no application saw to another endpoint; GetBody lets a
+		// transport that learns its connection took nothing (a pooled HTTP/1.1
+		// connection found closed, an HTTP/2 stream refused) send it again.
 		body = replay.New(req.Body, req.ContentLength)
 		b, _ := body.Next()
 		req.Body = b
+		req.GetBody = body.GetBody
 	}
+	// A body that is not kept cannot be sent again once a transport read it.
+	bodyKept := req.Body == nil || req.Body == http.NoBody || body != nil
 	limit := maxAttempts(route)
 	h := a.handle
 	rt := first
 	areq := req
-	for attempt := 1; ; attempt++ {
+	resends := 0
+	var unreachable []netip.AddrPort
+	for attempt := 1; ; {
 		var cancel context.CancelFunc
 		var retryTimer *time.Timer
 		// Upgrade responses hand the connection over and must keep their body type,
@@ -97,6 +113,28 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 			resp, err = nil, errRetryTimeout
 		}
 		status, grpc, timedOut := attemptOutcome(resp, err, retryTimedOut || (cancel != nil && areq.Context().Err() == context.DeadlineExceeded))
+		if why, ok := unprocessed(resp, err, h.Endpoint()); ok && bodyKept && resends < unprocessedResends && ctx.Err() == nil {
+			// No application saw it: another endpoint takes it, and the balancer
+			// stops choosing this one for a while. Not a retry: no policy, budget
+			// or attempt count is involved.
+			failed := h.Endpoint().Addr
+			if nh, nextBody, ok := a.another(append(unreachable, failed), body); ok {
+				h.Unreachable()
+				unreachable = append(unreachable, failed)
+				a.rs.AttemptResponse(status, true, time.Since(astart))
+				a.rs.Resend(why)
+				if resp != nil {
+					resp.Body.Close() // the peer proxy's own answer, without a body
+				}
+				if cancel != nil {
+					cancel()
+				}
+				resends++
+				h = nh
+				areq, rt = a.readdress(req, h, nextBody)
+				continue
+			}
+		}
 		if resp != nil && a.idle != nil {
 			a.idle.touch() // the response head moved
 		}
@@ -169,21 +207,66 @@ func (a *attempts) roundTrip(req *http.Request, first http.RoundTripper) (*http.
 				return nil, ctx.Err()
 			}
 		}
+		attempt++
 		h = nh
-		areq = req.Clone(ctx)
-		if body != nil {
-			areq.Body = nextBody
-		}
-		hop := transport.Endpoint(a.p.o.Mesh, a.p.o.Out, h.Endpoint(), req)
-		rt = hop.Transport
-		areq.URL.Host = hop.Host
-		delete(areq.Header, hdrDst)
-		delete(areq.Header, hdrProto)
-		if hop.Dst != "" {
-			areq.Header[hdrDst] = []string{hop.Dst}
-			areq.Header[hdrProto] = []string{hop.Proto}
+		areq, rt = a.readdress(req, h, nextBody)
+	}
+}
+
+// unprocessed says whether an attempt to ep certainly reached no application, and
+// why: the transport could not connect or its peer proxy did not process the stream
+// (transport.Unsent), or the peer proxy answered that its application refused the
+// connection (Weft-Unprocessed, believed only from a peer proxy: an application's
+// own field never gets here, forward removes it).
+func unprocessed(resp *http.Response, err error, ep *balance.Endpoint) (metrics.ResendReason, bool) {
+	if err != nil {
+		return transport.Unsent(err)
+	}
+	if _, ok := resp.Header[hdrUnprocessed]; ok && ep.Meshed() {
+		return metrics.ResendPeerAppRefused, true
+	}
+	return 0, false
+}
+
+// another picks an endpoint other than those in avoid for a request that none of
+// them took, with the body for its attempt; false when there is none, or when the
+// body cannot be sent again.
+func (a *attempts) another(avoid []netip.AddrPort, body *replay.Body) (balance.Handle, io.ReadCloser, bool) {
+	if body != nil && !body.Replayable() {
+		return balance.Handle{}, nil, false
+	}
+	nh, err := a.bal.PickExcept(avoid)
+	if err != nil {
+		return balance.Handle{}, nil, false
+	}
+	var next io.ReadCloser
+	if body != nil {
+		var ok bool
+		if next, ok = body.Next(); !ok {
+			nh.Cancel()
+			return balance.Handle{}, nil, false
 		}
 	}
+	return nh, next, true
+}
+
+// readdress returns req as the next attempt sends it, to the endpoint of h: its own
+// copy with the body for that attempt (nil: req has none to replay), through the
+// transport that reaches the endpoint.
+func (a *attempts) readdress(req *http.Request, h balance.Handle, body io.ReadCloser) (*http.Request, http.RoundTripper) {
+	areq := req.Clone(req.Context())
+	if body != nil {
+		areq.Body = body
+	}
+	hop := transport.Endpoint(a.p.o.Mesh, a.p.o.Out, h.Endpoint(), req)
+	areq.URL.Host = hop.Host
+	delete(areq.Header, hdrDst)
+	delete(areq.Header, hdrProto)
+	if hop.Dst != "" {
+		areq.Header[hdrDst] = []string{hop.Dst}
+		areq.Header[hdrProto] = []string{hop.Proto}
+	}
+	return areq, hop.Transport
 }
 
 // last returns the attempt that was not retried: its error, or its response with the

@@ -68,6 +68,7 @@ func (p *Pipeline) forward(w http.ResponseWriter, r *http.Request, up *upstream)
 	}
 	defer res.Body.Close()
 	removeHopByHop(res.Header)
+	delete(res.Header, hdrUnprocessed) // only ever the proxies' own (see hdrUnprocessed)
 	wh := w.Header()
 	for k, vs := range res.Header {
 		wh[k] = append(wh[k], vs...)
@@ -193,6 +194,7 @@ func (p *Pipeline) newUpgradeProxy() *httputil.ReverseProxy {
 		// An Upgrade the backend refused leaves an HTTP/1.1 connection that
 		// net/http's server would keep for requests nobody checked (h1.Guard).
 		ModifyResponse: func(res *http.Response) error {
+			delete(res.Header, hdrUnprocessed) // only ever the proxies' own
 			if res.StatusCode != http.StatusSwitchingProtocols {
 				res.Header["Connection"] = []string{"close"}
 			}
@@ -239,6 +241,13 @@ func (p *Pipeline) proxyError(w http.ResponseWriter, r *http.Request, up *upstre
 		reason = "timeout"
 	}
 	w.Header().Set(hdrError, reason)
+	if _, unsent := transport.Unsent(err); unsent && up.attempts == nil && ConnInfoFrom(r.Context()).Mesh {
+		// Inbound from a peer proxy, and the local application never got the
+		// request (it refused the connection: it is stopping, or gone): the
+		// client proxy may send it to another endpoint.
+		w.Header().Set(hdrError, "application refused the connection")
+		w.Header()[hdrUnprocessed] = []string{"app-refused"}
+	}
 	if errors.Is(err, h2.ErrHeaderListTooLarge) {
 		// Over the peer proxy's header list limit: 431 (RFC 6585 §5).
 		w.Header().Set(hdrError, "request header fields too large for the mesh")

@@ -49,6 +49,12 @@ const (
 	hdrProto = "Weft-Proto" // "h1" or "h2": what the backend must be spoken to in
 	// hdrError says why the proxy itself answered with an error status.
 	hdrError = httpmsg.HeaderProxyError
+	// hdrUnprocessed, on an inbound proxy's error answer to a peer proxy, says that
+	// no application saw the request (its application refused the connection: it
+	// is gone, or going), so the client proxy sends it to another endpoint. Removed
+	// from every response an application sends (forward), so that no application
+	// can make a client proxy send a request it has seen again.
+	hdrUnprocessed = "Weft-Unprocessed"
 )
 
 // ConnInfo is what the accept loop learned about a connection before handing it to

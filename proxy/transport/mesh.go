@@ -116,7 +116,7 @@ func (p *Mesh) Dial(ctx context.Context, k Peer, alpn string) (*tls.Conn, error)
 	d := net.Dialer{Timeout: o.ConnectTimeout}
 	raw, err := d.DialContext(ctx, "tcp", k.Addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("dial peer proxy %s: %w", k.Addr, err)
+		return nil, dialFailed(fmt.Errorf("dial peer proxy %s: %w", k.Addr, err))
 	}
 	cc := netconn.NewCounted(raw)
 	cc.WriteTimeout = o.WriteTimeout
@@ -126,7 +126,7 @@ func (p *Mesh) Dial(ctx context.Context, k Peer, alpn string) (*tls.Conn, error)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		tc.Close()
-		return nil, fmt.Errorf("mTLS handshake with %s (%s): %w", k.Addr, k.ID, err)
+		return nil, handshakeFailed(fmt.Errorf("mTLS handshake with %s (%s): %w", k.Addr, k.ID, err))
 	}
 	return tc, nil
 }

@@ -50,7 +50,7 @@ func NewPlain(o Options, dir metrics.Direction) *Plain {
 		d := net.Dialer{Timeout: o.ConnectTimeout}
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
-			return nil, err
+			return nil, dialFailed(err)
 		}
 		cc := netconn.NewCounted(c)
 		cc.WriteTimeout = o.WriteTimeout

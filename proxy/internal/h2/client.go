@@ -50,7 +50,35 @@ const (
 
 // errNotProcessed marks failures after which the peer certainly did not act on the
 // request: it may be sent again.
-type errNotProcessed struct{ err error }
+type errNotProcessed struct {
+	err    error
+	reason string // one of the NotProcessed* reasons
+}
+
+// Why a request the peer certainly did not act on was not processed (NotProcessed).
+const (
+	// NotProcessedRefusedStream: the peer reset the stream with REFUSED_STREAM
+	// (RFC 9113 §8.7).
+	NotProcessedRefusedStream = "refused_stream"
+	// NotProcessedGoAway: the stream was above the last stream ID of the peer's
+	// GOAWAY (RFC 9113 §6.8).
+	NotProcessedGoAway = "goaway"
+	// NotProcessedConnGone: the connection closed or went away before the
+	// stream's HEADERS could leave.
+	NotProcessedConnGone = "conn_gone"
+)
+
+// NotProcessed says whether err ended a request that the peer certainly did not act
+// on, and why: RoundTrip returns such an error once its own re-sends on new
+// connections to the same peer are spent, so a caller may send the request to
+// another peer.
+func NotProcessed(err error) (reason string, ok bool) {
+	var np errNotProcessed
+	if errors.As(err, &np) {
+		return np.reason, true
+	}
+	return "", false
+}
 
 func (e errNotProcessed) Error() string { return e.err.Error() }
 func (e errNotProcessed) Unwrap() error { return e.err }
@@ -317,7 +345,7 @@ func (cc *clientConn) handle(f http2.Frame) error {
 		if st := cc.stream(f.StreamID); st != nil {
 			var err error = http2.StreamError{StreamID: f.StreamID, Code: f.ErrCode}
 			if f.ErrCode == http2.ErrCodeRefusedStream {
-				err = errNotProcessed{err}
+				err = errNotProcessed{err: err, reason: NotProcessedRefusedStream}
 			}
 			st.abort(err, false)
 		}
@@ -435,7 +463,7 @@ func (cc *clientConn) onGoAway(f *http2.GoAwayFrame) {
 	cc.mu.Unlock()
 	cc.m.forget(cc)
 	for _, st := range refused {
-		st.abort(errNotProcessed{fmt.Errorf("peer proxy going away (GOAWAY %v)", f.ErrCode)}, false)
+		st.abort(errNotProcessed{err: fmt.Errorf("peer proxy going away (GOAWAY %v)", f.ErrCode), reason: NotProcessedGoAway}, false)
 	}
 	cc.mu.Lock()
 	idle := len(cc.streams) == 0 && cc.reserved == 0

@@ -60,7 +60,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		if err == nil {
 			err = errConnClosed
 		}
-		return nil, errNotProcessed{err}
+		return nil, errNotProcessed{err: err, reason: NotProcessedConnGone}
 	}
 	if limit := cc.peerMaxHdr; limit > 0 && headerListSize(req) > int64(limit) {
 		// The peer would end the whole connection over a block this large (x/net's
@@ -87,7 +87,7 @@ func (cc *clientConn) roundTrip(req *http.Request) (*http.Response, error) {
 		if err := cc.flushLocked(); err != nil {
 			cc.wmu.Unlock()
 			cc.forgetStream(st)
-			return nil, errNotProcessed{err}
+			return nil, errNotProcessed{err: err, reason: NotProcessedConnGone}
 		}
 	}
 	cc.wmu.Unlock()
