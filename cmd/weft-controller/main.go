@@ -19,8 +19,12 @@ limitations under the License.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +34,7 @@ import (
 	"github.com/weftmesh/weft/controllers"
 	"github.com/weftmesh/weft/internal/ctrlmetrics"
 	"github.com/weftmesh/weft/internal/destination"
+	"github.com/weftmesh/weft/internal/gatewayapi"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
@@ -73,7 +78,25 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: namespace}); err != nil {
+	// The Gateway API CRDs are an optional part of the install. Without them the
+	// controller meshes all the same and serves no routes; it restarts once they appear
+	// (watchGatewayAPI), since the informers are fixed at start.
+	noGatewayAPI := false
+	if err := gatewayapi.RoutesAvailable(mgr.GetRESTMapper()); err != nil {
+		var missing *gatewayapi.RoutesMissingError
+		if !errors.As(err, &missing) {
+			log.Error(err, "Unable to look up the Gateway API kinds")
+			os.Exit(1)
+		}
+		noGatewayAPI = true
+		log.Info("HTTPRoutes and GRPCRoutes are not supported: " + err.Error())
+		if err := mgr.Add(&gatewayAPIWatcher{mapper: mgr.GetRESTMapper(), every: 30 * time.Second}); err != nil {
+			log.Error(err, "Unable to set up the Gateway API watcher")
+			os.Exit(1)
+		}
+	}
+
+	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: namespace, NoGatewayAPI: noGatewayAPI}); err != nil {
 		log.Error(err, "Unable to set up the reconcilers")
 		os.Exit(1)
 	}
@@ -83,7 +106,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := destination.AddToManager(mgr, destination.Options{Namespace: namespace}); err != nil {
+	if err := destination.AddToManager(mgr, destination.Options{Namespace: namespace, NoGatewayAPI: noGatewayAPI}); err != nil {
 		log.Error(err, "Unable to set up the destination service")
 		os.Exit(1)
 	}
@@ -120,4 +143,31 @@ func envOr(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// gatewayAPIWatcher ends the manager once the API server serves the Gateway API routes,
+// so that the controller restarts (once) and watches them: the informers of a running
+// manager are fixed. Without it, routes applied after their CRDs would be ignored until
+// someone restarted the control plane.
+type gatewayAPIWatcher struct {
+	mapper gatewayapi.Mapper
+	every  time.Duration
+}
+
+// NeedLeaderElection is false: every replica serves routes to proxies.
+func (w *gatewayAPIWatcher) NeedLeaderElection() bool { return false }
+
+func (w *gatewayAPIWatcher) Start(ctx context.Context) error {
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := gatewayapi.RoutesAvailable(w.mapper); err == nil {
+			return fmt.Errorf("the Gateway API CRDs were installed: restarting to serve HTTPRoutes and GRPCRoutes")
+		}
+	}
 }
