@@ -115,8 +115,12 @@ func checkCertManager(ctx context.Context, c client.Client) []checkResult {
 	var missing []string
 	for _, name := range certManagerCRDs {
 		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := c.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil || !crdEstablished(crd) {
+		switch err := c.Get(ctx, types.NamespacedName{Name: name}, crd); {
+		case apierrors.IsNotFound(err) || (err == nil && !crdEstablished(crd)):
 			missing = append(missing, name)
+		case err != nil:
+			add(false, "", "reading CustomResourceDefinition %s: %v", name, err)
+			return out
 		}
 	}
 	add(len(missing) == 0, installHint, "cert-manager CRDs installed and Established%s", missingList(missing))
