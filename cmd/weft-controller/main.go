@@ -78,22 +78,10 @@ func main() {
 		os.Exit(1)
 	}
 
-	// The Gateway API CRDs are an optional part of the install. Without them the
-	// controller meshes all the same and serves no routes; it restarts once they appear
-	// (watchGatewayAPI), since the informers are fixed at start.
-	noGatewayAPI := false
-	if err := gatewayapi.RoutesAvailable(mgr.GetRESTMapper()); err != nil {
-		var missing *gatewayapi.RoutesMissingError
-		if !errors.As(err, &missing) {
-			log.Error(err, "Unable to look up the Gateway API kinds")
-			os.Exit(1)
-		}
-		noGatewayAPI = true
-		log.Info("HTTPRoutes and GRPCRoutes are not supported: " + err.Error())
-		if err := mgr.Add(&gatewayAPIWatcher{mapper: mgr.GetRESTMapper(), every: 30 * time.Second}); err != nil {
-			log.Error(err, "Unable to set up the Gateway API watcher")
-			os.Exit(1)
-		}
+	noGatewayAPI, err := gatewayAPISupport(mgr, 30*time.Second)
+	if err != nil {
+		log.Error(err, "Unable to look up the Gateway API kinds")
+		os.Exit(1)
 	}
 
 	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: namespace, NoGatewayAPI: noGatewayAPI}); err != nil {
@@ -143,6 +131,27 @@ func envOr(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// gatewayAPISupport says whether the API server lacks the Gateway API routes
+// (noGatewayAPI). The Gateway API CRDs are an optional part of the install: without
+// them the controller meshes all the same and serves no routes, says so in its log
+// (and weft check says so), and restarts once they appear (gatewayAPIWatcher, polling
+// every interval), since the informers are fixed at start.
+func gatewayAPISupport(mgr ctrl.Manager, every time.Duration) (noGatewayAPI bool, err error) {
+	err = gatewayapi.RoutesAvailable(mgr.GetRESTMapper())
+	var missing *gatewayapi.RoutesMissingError
+	switch {
+	case err == nil:
+		return false, nil
+	case !errors.As(err, &missing):
+		return false, err
+	}
+	mgr.GetLogger().WithName("setup").Info("HTTPRoutes and GRPCRoutes are not supported: " + err.Error())
+	if err := mgr.Add(&gatewayAPIWatcher{mapper: mgr.GetRESTMapper(), every: every}); err != nil {
+		return false, fmt.Errorf("adding the Gateway API watcher: %w", err)
+	}
+	return true, nil
 }
 
 // gatewayAPIWatcher ends the manager once the API server serves the Gateway API routes,

@@ -176,6 +176,21 @@ func TestInstall(t *testing.T) {
 		}
 	})
 
+	t.Run("weft check fails without the Gateway API CRDs", func(t *testing.T) {
+		in, err := gatewayapi.Inspect(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := resultLines(checkGatewayAPIInstalled(in, false))
+		if want := []string{"FAIL no Gateway API CRDs installed: HTTPRoutes and GRPCRoutes are not supported"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("got %q, want %q", got, want)
+		}
+		code, out, _ := cli(t, "check")
+		if code != 1 || !strings.Contains(out, "[FAIL] no Gateway API CRDs installed") {
+			t.Errorf("weft check: exit %d:\n%s", code, out)
+		}
+	})
+
 	// cert-manager's webhook as its install registers it, with a ready endpoint.
 	must(t, c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "cert-manager"}}))
 	must(t, c.Create(ctx, &admissionregistrationv1.ValidatingWebhookConfiguration{
