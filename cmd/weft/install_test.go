@@ -514,6 +514,22 @@ func TestInstall(t *testing.T) {
 			t.Errorf("install: exit %d: %s", code, errOut)
 		}
 	})
+	t.Run("weft authz reads a namespace without the Gateway API routes", func(t *testing.T) {
+		// Weft's CRDs without the routes' (tcproutes is left, so the group is served).
+		// The Helm Deployment's selector differs, and a selector is immutable.
+		must(t, c.Delete(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Namespace: "weft-system", Name: "weft-controller"}}))
+		code, out, errOut := cli(t, "install", "--gateway-api=none")
+		if code != 0 {
+			t.Fatalf("install: exit %d: %s%s", code, out, errOut)
+		}
+		if _, err := gatewayapi.Inspect(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		in, err := gatherAuthzInput(ctx, c, "default")
+		if err != nil || len(in.HTTPRoutes)+len(in.GRPCRoutes) != 0 {
+			t.Fatalf("gatherAuthzInput without the route CRDs: %v (%d routes)", err, len(in.HTTPRoutes)+len(in.GRPCRoutes))
+		}
+	})
 }
 
 func countCRDs(ctx context.Context, c client.Client) (int, error) {

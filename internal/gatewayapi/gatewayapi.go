@@ -218,7 +218,10 @@ func Decide(in *Installed, bundled string, mode Mode) Decision {
 	if err != nil {
 		return Decision{Action: Skip, Message: "Gateway API CRDs are installed without a bundle-version annotation: left alone (Weft cannot tell their version; make sure HTTPRoute and GRPCRoute serve v1)"}
 	}
-	ours := version.MustParseSemantic(bundled)
+	ours, err := Parse(bundled)
+	if err != nil {
+		return Decision{Action: Skip, Message: fmt.Sprintf("Gateway API CRDs left as they are: this build carries no valid bundle-version (%v)", err)}
+	}
 	channel := in.Channel
 	if channel == "" {
 		channel = Standard

@@ -252,7 +252,7 @@ func deleteMeshes(ctx context.Context, c client.Client, timeout time.Duration, l
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("Mesh %s is still there after %s: is weft-controller running to remove its finalizer %s? (kubectl describe mesh %s)",
+			return fmt.Errorf("the Mesh %s is still there after %s: is weft-controller running to remove its finalizer %s? (kubectl describe mesh %s)",
 				meshes.Items[0].Name, timeout, meshes.Items[0].Finalizers, meshes.Items[0].Name)
 		case <-time.After(500 * time.Millisecond):
 		}
