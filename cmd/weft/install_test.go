@@ -49,9 +49,9 @@ import (
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
-// installEnv starts an API server with cert-manager's CRDs only: neither Weft's nor the
-// Gateway API's, which weft install brings.
-func installEnv(t *testing.T) (*envtest.Environment, *rest.Config) {
+// installEnv starts an API server with cert-manager's CRDs only (withCertManager), or
+// none: neither Weft's nor the Gateway API's, which weft install brings.
+func installEnv(t *testing.T, withCertManager bool) (*envtest.Environment, *rest.Config) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts an API server")
@@ -64,7 +64,10 @@ func installEnv(t *testing.T) (*envtest.Environment, *rest.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	te.CRDDirectoryPaths = []string{filepath.Join(root, "config", "cert-manager", "crds")}
+	te.CRDDirectoryPaths = nil
+	if withCertManager {
+		te.CRDDirectoryPaths = []string{filepath.Join(root, "config", "cert-manager", "crds")}
+	}
 	cfg, err := te.Start()
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +150,7 @@ func gatewayCRDNames(objs []*unstructured.Unstructured) []string {
 // TestInstall drives weft check --pre, weft install and weft uninstall through the CLI
 // against a real API server that starts with cert-manager's CRDs only.
 func TestInstall(t *testing.T) {
-	te, cfg := installEnv(t)
+	te, cfg := installEnv(t, true)
 	kc := clientsFor(t, cfg)
 	c := kc.client
 	ctx := context.Background()
@@ -581,4 +584,26 @@ func waitGone(t *testing.T, c client.Client, obj client.Object) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s is still there", client.ObjectKeyFromObject(obj))
+}
+
+// TestInstallWithoutCertManager: without cert-manager, check --pre says so (its CRDs,
+// its webhook, the kinds the install creates), and install stops at the first
+// cert-manager object with the same advice instead of an opaque mapping error.
+func TestInstallWithoutCertManager(t *testing.T) {
+	te, _ := installEnv(t, false)
+	admin := writeKubeconfig(t, te, "installer", "system:masters")
+	code, out, _ := weft(t, "", "check", "--pre", "--kubeconfig", admin)
+	for _, want := range []string{
+		"[FAIL] cert-manager CRDs installed and Established -- missing: certificates.cert-manager.io",
+		"[FAIL] cert-manager's webhook (webhook.cert-manager.io) is not registered",
+		"[FAIL] the API server does not serve kinds the install creates: Certificate.cert-manager.io, Issuer.cert-manager.io",
+	} {
+		if code != 1 || !strings.Contains(out, want) {
+			t.Errorf("check --pre: exit %d, output lacks %q:\n%s", code, want, out)
+		}
+	}
+	code, _, errOut := weft(t, "", "install", "--gateway-api=none", "--kubeconfig", admin)
+	if code != 1 || !strings.Contains(errOut, "is cert-manager installed? (weft check --pre)") {
+		t.Errorf("install: exit %d: %s", code, errOut)
+	}
 }

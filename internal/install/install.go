@@ -214,7 +214,13 @@ func applyAll(ctx context.Context, c client.Client, objs []*unstructured.Unstruc
 		before.SetGroupVersionKind(o.GroupVersionKind())
 		err := c.Get(ctx, client.ObjectKeyFromObject(o), before)
 		existed := err == nil
-		if err != nil && !apierrors.IsNotFound(err) {
+		switch {
+		case meta.IsNoMatchError(err):
+			// cert-manager's kinds (Issuer, Certificate) are the ones the install
+			// creates but does not bring.
+			return fmt.Errorf("the API server does not serve %s, which the install creates: is cert-manager installed? (weft check --pre): %w",
+				o.GroupVersionKind(), err)
+		case err != nil && !apierrors.IsNotFound(err):
 			return fmt.Errorf("reading %s: %w", describe(o), err)
 		}
 		u := o.DeepCopy()
