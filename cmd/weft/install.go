@@ -75,13 +75,25 @@ func runInstall(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "weft install: --gateway-api-only with --gateway-api=none installs nothing")
 		return 2
 	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	if o.dryRun && mode == gatewayapi.None {
+		// Nothing to read from a cluster: a render for GitOps or review, offline.
+		p, err := install.NewPlan(nil, gatewayapi.None)
+		if err == nil {
+			err = install.WriteYAML(stdout, p.All())
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "weft install: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 	kc, err := kf.clients()
 	if err != nil {
 		fmt.Fprintf(stderr, "weft install: %v\n", err)
 		return 1
 	}
-	ctx, cancel := signalContext()
-	defer cancel()
 	if err := installWeft(ctx, kc, o, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "weft install: %v\n", err)
 		return 1

@@ -49,6 +49,27 @@ import (
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
+// TestInstallDryRunOffline: --dry-run --gateway-api=none needs no cluster (a render for
+// GitOps or review) and prints the embedded config/default.
+func TestInstallDryRunOffline(t *testing.T) {
+	code, out, errOut := weft(t, "", "install", "--dry-run", "--gateway-api=none", "--kubeconfig", filepath.Join(t.TempDir(), "missing"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	objs := decodeYAML(t, out)
+	want, err := install.WeftObjects()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) != len(want) || len(objs) < 30 {
+		t.Errorf("rendered %d objects, the embedded install has %d", len(objs), len(want))
+	}
+	// Without none, the Gateway API decision needs the cluster.
+	if code, _, errOut := weft(t, "", "install", "--dry-run", "--kubeconfig", filepath.Join(t.TempDir(), "missing")); code != 1 || !strings.Contains(errOut, "kubeconfig") {
+		t.Errorf("--dry-run without a cluster: exit %d: %s", code, errOut)
+	}
+}
+
 // installEnv starts an API server with cert-manager's CRDs only (withCertManager), or
 // none: neither Weft's nor the Gateway API's, which weft install brings.
 func installEnv(t *testing.T, withCertManager bool) (*envtest.Environment, *rest.Config) {
