@@ -27,7 +27,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -172,14 +171,7 @@ func TestStartsWithoutGatewayAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	objs := make([]*unstructured.Unstructured, 0, len(crds))
-	for _, crd := range crds {
-		u := &unstructured.Unstructured{}
-		u.SetGroupVersionKind(crd.GroupVersionKind())
-		u.SetName(crd.Name)
-		objs = append(objs, u)
-	}
-	if err := install.WaitEstablished(ctx, c, objs, time.Minute); err != nil {
+	if err := install.WaitEstablished(ctx, c, crds, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 	select {

@@ -301,9 +301,21 @@ func TestInstall(t *testing.T) {
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
-		gw := gatewayCRDNames(decodeYAML(t, out))
+		objs := decodeYAML(t, out)
+		gw := gatewayCRDNames(objs)
 		if len(gw) != 10 || !strings.HasSuffix(gw[0], " standard") {
 			t.Errorf("Gateway API CRDs rendered: %v, want the 10 of the standard channel", gw)
+		}
+		// Verbatim: what kustomize renders of config/crd/gateway-api.
+		want, err := testenv.Kustomize("config/crd/gateway-api")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, w := normalized(t, objs), normalized(t, want)
+		for k := range w {
+			if !reflect.DeepEqual(g[k], w[k]) {
+				t.Errorf("%s differs from kustomize build config/crd/gateway-api (or is missing)", k)
+			}
 		}
 		if !strings.Contains(errOut, "Gateway API CRDs absent: installing") {
 			t.Errorf("stderr does not say why: %s", errOut)

@@ -17,24 +17,20 @@ limitations under the License.
 package install
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"path"
 	"sort"
 
-	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/weftmesh/weft/config"
 	"github.com/weftmesh/weft/internal/gatewayapi"
 )
 
-// BundledGatewayAPI returns the CRDs of a channel this build of Weft carries (the version of the
-// gateway-api module in go.mod), sorted by name.
-func BundledGatewayAPI(ch gatewayapi.Channel) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+// BundledGatewayAPI returns the CRDs of a channel this build of Weft carries (the version
+// of the gateway-api module in go.mod) verbatim, sorted by name.
+func BundledGatewayAPI(ch gatewayapi.Channel) ([]*unstructured.Unstructured, error) {
 	dir := "crd/gateway-api"
 	if ch == gatewayapi.Experimental {
 		dir = "crd/gateway-api-experimental"
@@ -45,23 +41,27 @@ func BundledGatewayAPI(ch gatewayapi.Channel) ([]*apiextensionsv1.CustomResource
 	if err != nil {
 		return nil, err
 	}
-	var out []*apiextensionsv1.CustomResourceDefinition
+	var out []*unstructured.Unstructured
 	for _, f := range files {
 		b, err := config.GatewayAPI.ReadFile(f)
 		if err != nil {
 			return nil, err
 		}
-		crd := &apiextensionsv1.CustomResourceDefinition{}
-		if err := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096).Decode(crd); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("decoding %s: %w", f, err)
+		objs, err := Decode(b)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		crd.APIVersion, crd.Kind = "apiextensions.k8s.io/v1", "CustomResourceDefinition"
-		out = append(out, crd)
+		for _, o := range objs {
+			if o.GroupVersionKind() != crdGVK {
+				return nil, fmt.Errorf("%s holds a %s, not a CustomResourceDefinition", f, o.GroupVersionKind())
+			}
+		}
+		out = append(out, objs...)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no %s-channel Gateway API CRDs are embedded", ch)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out, nil
 }
 
@@ -71,12 +71,12 @@ func GatewayAPIVersion() string {
 	if err != nil {
 		return ""
 	}
-	return crds[0].Annotations[gatewayapi.BundleVersionAnnotation]
+	return crds[0].GetAnnotations()[gatewayapi.BundleVersionAnnotation]
 }
 
 // GatewayAPIPlan returns the CRDs to apply for a decision: the bundle of its channel, less any CRD
 // the cluster has at a newer version (never downgrade one CRD, even within an upgrade).
-func GatewayAPIPlan(in *gatewayapi.Installed, d gatewayapi.Decision) ([]*apiextensionsv1.CustomResourceDefinition, error) {
+func GatewayAPIPlan(in *gatewayapi.Installed, d gatewayapi.Decision) ([]*unstructured.Unstructured, error) {
 	if d.Action == gatewayapi.Skip {
 		return nil, nil
 	}
@@ -86,9 +86,9 @@ func GatewayAPIPlan(in *gatewayapi.Installed, d gatewayapi.Decision) ([]*apiexte
 	}
 	out := crds[:0]
 	for _, crd := range crds {
-		if live, ok := in.CRDs[crd.Name]; ok {
+		if live, ok := in.CRDs[crd.GetName()]; ok {
 			lv, err1 := gatewayapi.Parse(live.Annotations[gatewayapi.BundleVersionAnnotation])
-			ov, err2 := gatewayapi.Parse(crd.Annotations[gatewayapi.BundleVersionAnnotation])
+			ov, err2 := gatewayapi.Parse(crd.GetAnnotations()[gatewayapi.BundleVersionAnnotation])
 			if err1 == nil && err2 == nil && ov.LessThan(lv) {
 				continue
 			}

@@ -143,13 +143,7 @@ func NewPlan(in *gatewayapi.Installed, mode gatewayapi.Mode) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, crd := range gw {
-		u, err := toUnstructured(crd)
-		if err != nil {
-			return nil, err
-		}
-		p.GatewayAPICRDs = append(p.GatewayAPICRDs, u)
-	}
+	p.GatewayAPICRDs = gw
 	p.Objects = append(append(namespaces, rest...), webhooks...)
 	return p, nil
 }
