@@ -41,6 +41,12 @@ type Options struct {
 	// MissingRefGrace is how long an object may name a missing Service (or the Mesh a
 	// missing external issuer) before it is Stalled; zero means DefaultMissingRefGrace.
 	MissingRefGrace time.Duration
+	// NoGatewayAPI is set when the API server does not serve HTTPRoute and GRPCRoute at
+	// v1 (the Gateway API CRDs are an optional part of the install): the route
+	// reconcilers are not started, and a policy targeting a route finds it missing, so
+	// it authorizes nothing. Watching a kind the API server does not serve would fail
+	// the manager's start, and the controller would crash-loop instead of meshing.
+	NoGatewayAPI bool
 }
 
 // AddToManager registers every reconciler with the manager.
@@ -66,25 +72,29 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Mesh reconciler: %w", err)
 	}
-	if err := NewHTTPRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("httproute-controller")).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the HTTPRoute reconciler: %w", err)
-	}
-	if err := NewGRPCRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("grpcroute-controller")).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("setting up the GRPCRoute reconciler: %w", err)
+	if !opts.NoGatewayAPI {
+		if err := NewHTTPRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("httproute-controller")).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the HTTPRoute reconciler: %w", err)
+		}
+		if err := NewGRPCRouteReconciler(mgr.GetClient(), mgr.GetEventRecorder("grpcroute-controller")).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the GRPCRoute reconciler: %w", err)
+		}
 	}
 	if err := (&ServiceAnnotationReconciler{Client: mgr.GetClient(), Recorder: mgr.GetEventRecorder("service-annotations")}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Service annotation reconciler: %w", err)
 	}
-	return addPolicyReconcilers(mgr)
+	return addPolicyReconcilers(mgr, opts)
 }
 
 // addPolicyReconcilers registers the reconcilers of the policy.weft.dev kinds' status.
-func addPolicyReconcilers(mgr ctrl.Manager) error {
+func addPolicyReconcilers(mgr ctrl.Manager, opts Options) error {
 	c := mgr.GetClient()
 	if err := NewServerReconciler(c, mgr.GetEventRecorder("server-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Server reconciler: %w", err)
 	}
-	if err := NewAuthorizationPolicyReconciler(c, mgr.GetEventRecorder("authorizationpolicy-controller")).SetupWithManager(mgr); err != nil {
+	authz := NewAuthorizationPolicyReconciler(c, mgr.GetEventRecorder("authorizationpolicy-controller"))
+	authz.NoGatewayAPI = opts.NoGatewayAPI
+	if err := authz.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AuthorizationPolicy reconciler: %w", err)
 	}
 	if err := NewMeshTLSAuthenticationReconciler(c, mgr.GetEventRecorder("meshtlsauthentication-controller")).SetupWithManager(mgr); err != nil {

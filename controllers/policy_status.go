@@ -23,6 +23,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -80,7 +81,9 @@ func (m missingRef) String() string {
 func exists(ctx context.Context, c client.Reader, key types.NamespacedName, obj client.Object) (bool, error) {
 	err := c.Get(ctx, key, obj)
 	switch {
-	case apierrors.IsNotFound(err):
+	case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		// A kind the API server does not serve (the optional Gateway API CRDs are not
+		// installed) has no objects: the reference is missing, never satisfied.
 		return false, nil
 	case err != nil:
 		return false, fmt.Errorf("getting %T %s: %w", obj, key, err)

@@ -32,11 +32,13 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/gatewayapi"
 )
 
 // statusRefIndex indexes the objects of a StatusReconciler's kind by refKey of every
@@ -68,8 +70,11 @@ type StatusReconciler[T client.Object, L client.ObjectList] struct {
 	// DefaultMissingRefGrace.
 	MissingRefGrace time.Duration
 	// Now is the clock of the grace. Default: time.Now.
-	Now  func() time.Time
-	kind statusKind[T, L]
+	Now func() time.Time
+	// NoGatewayAPI leaves out the watches of Gateway API kinds, which the API server
+	// does not serve (Options.NoGatewayAPI).
+	NoGatewayAPI bool
+	kind         statusKind[T, L]
 }
 
 // DefaultMissingRefGrace is how long a missing reference counts as progress rather than
@@ -196,6 +201,11 @@ func (r *StatusReconciler[T, L]) SetupWithManager(mgr ctrl.Manager) error {
 		}
 	}
 	for _, w := range r.kind.watches {
+		if r.NoGatewayAPI {
+			if gvk, err := apiutil.GVKForObject(w.object, mgr.GetScheme()); err == nil && gvk.Group == gatewayapi.Group {
+				continue
+			}
+		}
 		b = b.Watches(w.object, handler.EnqueueRequestsFromMapFunc(r.objectsFor(w)), builder.WithPredicates(w.predicates...))
 	}
 	return b.Complete(r)

@@ -4,7 +4,8 @@
 # cert-manager must be running (config/cert-manager). Not run by make test; the local
 # cluster e2e calls it. Usage:
 #   hack/helm-install.sh [--gateway-api] [extra helm flags for the weft chart...]
-#     --gateway-api   also install the Gateway API CRDs (weft-crds gatewayAPI.install):
+#     --gateway-api   also install the Gateway API standard-channel CRDs (weft-crds
+#                     gatewayAPI.install=standard):
 #                     only those absent, or this release's and not newer than the chart's
 # Environment: HELM (default bin/helm, built by `make helm`), WEFT (default bin/weft),
 # CHECK_WAIT (default 5m), HELM_WAIT (Helm's --wait strategy, default watcher: every
@@ -22,7 +23,7 @@ mesh="${MESH:-config/samples/mesh.yaml}"
 [ -x "$weft" ] || { echo "hack/helm-install.sh: $weft not found; run make build" >&2; exit 1; }
 
 gateway=false
-if [ "${1:-}" = "--gateway-api" ]; then gateway=true; shift; fi
+if [ "${1:-}" = "--gateway-api" ]; then gateway=standard; shift; fi
 
 # 1. CRDs: a release of its own, so the control plane can be removed or rolled back
 # without touching them (they are kept on uninstall: helm.sh/resource-policy keep).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Copies the upstream CRDs Weft depends on out of the Go modules pinned in go.mod, so the
 # versions in config/ always match the libraries compiled into Weft:
-#   config/crd/gateway-api/   Gateway API standard channel (installed by config/default)
+#   config/crd/gateway-api/   Gateway API standard channel (optional; not in config/default)
 #   config/crd/gateway-api-experimental/
 #                             Gateway API experimental channel (an install option: it adds
 #                             HTTPRoute retries and CORS, GEP-1731 and GEP-1767)

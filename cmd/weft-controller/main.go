@@ -19,8 +19,12 @@ limitations under the License.
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,6 +34,7 @@ import (
 	"github.com/weftmesh/weft/controllers"
 	"github.com/weftmesh/weft/internal/ctrlmetrics"
 	"github.com/weftmesh/weft/internal/destination"
+	"github.com/weftmesh/weft/internal/gatewayapi"
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
@@ -73,7 +78,13 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: namespace}); err != nil {
+	noGatewayAPI, err := gatewayAPISupport(mgr, 30*time.Second)
+	if err != nil {
+		log.Error(err, "Unable to look up the Gateway API kinds")
+		os.Exit(1)
+	}
+
+	if err := controllers.AddToManager(mgr, controllers.Options{Namespace: namespace, NoGatewayAPI: noGatewayAPI}); err != nil {
 		log.Error(err, "Unable to set up the reconcilers")
 		os.Exit(1)
 	}
@@ -83,7 +94,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := destination.AddToManager(mgr, destination.Options{Namespace: namespace}); err != nil {
+	if err := destination.AddToManager(mgr, destination.Options{Namespace: namespace, NoGatewayAPI: noGatewayAPI}); err != nil {
 		log.Error(err, "Unable to set up the destination service")
 		os.Exit(1)
 	}
@@ -120,4 +131,52 @@ func envOr(name, fallback string) string {
 		return v
 	}
 	return fallback
+}
+
+// gatewayAPISupport says whether the API server lacks the Gateway API routes
+// (noGatewayAPI). The Gateway API CRDs are an optional part of the install: without
+// them the controller meshes all the same and serves no routes, says so in its log
+// (and weft check says so), and restarts once they appear (gatewayAPIWatcher, polling
+// every interval), since the informers are fixed at start.
+func gatewayAPISupport(mgr ctrl.Manager, every time.Duration) (noGatewayAPI bool, err error) {
+	err = gatewayapi.RoutesAvailable(mgr.GetRESTMapper())
+	var missing *gatewayapi.RoutesMissingError
+	switch {
+	case err == nil:
+		return false, nil
+	case !errors.As(err, &missing):
+		return false, err
+	}
+	mgr.GetLogger().WithName("setup").Info("HTTPRoutes and GRPCRoutes are not supported: " + err.Error())
+	if err := mgr.Add(&gatewayAPIWatcher{mapper: mgr.GetRESTMapper(), every: every}); err != nil {
+		return false, fmt.Errorf("adding the Gateway API watcher: %w", err)
+	}
+	return true, nil
+}
+
+// gatewayAPIWatcher ends the manager once the API server serves the Gateway API routes,
+// so that the controller restarts (once) and watches them: the informers of a running
+// manager are fixed. Without it, routes applied after their CRDs would be ignored until
+// someone restarted the control plane.
+type gatewayAPIWatcher struct {
+	mapper gatewayapi.Mapper
+	every  time.Duration
+}
+
+// NeedLeaderElection is false: every replica serves routes to proxies.
+func (w *gatewayAPIWatcher) NeedLeaderElection() bool { return false }
+
+func (w *gatewayAPIWatcher) Start(ctx context.Context) error {
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := gatewayapi.RoutesAvailable(w.mapper); err == nil {
+			return fmt.Errorf("the Gateway API CRDs were installed: restarting to serve HTTPRoutes and GRPCRoutes")
+		}
+	}
 }

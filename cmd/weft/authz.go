@@ -28,6 +28,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -214,15 +215,18 @@ func gatherAuthzInput(ctx context.Context, c client.Client, ns string) (inbound.
 		list client.ObjectList
 		opts []client.ListOption
 		what string
+		// optional: the Gateway API CRDs may not be installed, and then no route
+		// exists (docs/install.md).
+		optional bool
 	}{
-		{&srv, []client.ListOption{here}, "Servers"},
-		{&ap, []client.ListOption{here}, "AuthorizationPolicies"},
-		{&mt, nil, "MeshTLSAuthentications"},
-		{&na, nil, "NetworkAuthentications"},
-		{&hr, []client.ListOption{here}, "HTTPRoutes"},
-		{&gr, []client.ListOption{here}, "GRPCRoutes"},
+		{&srv, []client.ListOption{here}, "Servers", false},
+		{&ap, []client.ListOption{here}, "AuthorizationPolicies", false},
+		{&mt, nil, "MeshTLSAuthentications", false},
+		{&na, nil, "NetworkAuthentications", false},
+		{&hr, []client.ListOption{here}, "HTTPRoutes", true},
+		{&gr, []client.ListOption{here}, "GRPCRoutes", true},
 	} {
-		if err := c.List(ctx, l.list, l.opts...); err != nil {
+		if err := c.List(ctx, l.list, l.opts...); err != nil && !(l.optional && meta.IsNoMatchError(err)) {
 			return in, fmt.Errorf("listing %s: %w", l.what, err)
 		}
 	}

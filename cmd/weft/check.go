@@ -38,6 +38,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/gatewayapi"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 )
@@ -76,14 +77,17 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.anchorMin, "anchor-min-validity", 7*24*time.Hour, "fail when the trust anchor expires sooner than this")
 	fs.DurationVar(&o.issuerMin, "issuer-min-validity", 24*time.Hour, "fail when the identity issuer expires sooner than this (it is renewed 480h before by default; the identity service stops signing when less than a workload lifetime, 24h by default, is left)")
 	wait := fs.Duration("wait", 0, "repeat the checks until they all pass or this long has passed (for scripts)")
+	pre := fs.Bool("pre", false, "check a cluster before 'weft install': API server and version, cert-manager, your permissions, no Weft installed by another tool, the Gateway API CRDs")
+	gw := fs.String("gateway-api", string(gatewayapi.Auto), "with --pre: the --gateway-api mode 'weft install' will run with")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: weft check [flags]\n\n"+
 			"Checks that Weft is healthy: the control plane is available and its Services have endpoints,\n"+
 			"the Mesh is Ready, the trust anchor and identity issuer are valid and not near expiry, every\n"+
 			"pod in a meshed namespace is injected and ready, every Server and AuthorizationPolicy is\n"+
 			"accepted, resolved and selects pods, and the meshed pods' HTTP probes are exempt from the\n"+
-			"inbound policy. Each failure comes with a hint. Exits 1 when\n"+
-			"a check fails.\n\nFlags:\n")
+			"inbound policy, and that the Gateway API CRDs are installed and compatible. Each failure comes\n"+
+			"with a hint. Exits 1 when a check fails.\n\n"+
+			"With --pre, checks instead that the cluster is ready for 'weft install'.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -96,6 +100,11 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "weft check: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
+	mode, err := gatewayapi.ParseMode(*gw)
+	if err != nil {
+		fmt.Fprintf(stderr, "weft check: %v\n", err)
+		return 2
+	}
 	kc, err := kf.clients()
 	if err != nil {
 		fmt.Fprintf(stderr, "weft check: %v\n", err)
@@ -105,7 +114,12 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 	defer cancel()
 	deadline := time.Now().Add(*wait)
 	for {
-		results := check(ctx, kc, o, time.Now())
+		var results []checkResult
+		if *pre {
+			results = checkPre(ctx, kc, mode)
+		} else {
+			results = check(ctx, kc, o, time.Now())
+		}
 		failed := 0
 		for _, r := range results {
 			if !r.ok {
@@ -167,6 +181,11 @@ func check(ctx context.Context, kc *kubeClients, o checkOptions, now time.Time) 
 	add(api, true, "", "API server %s reachable (Kubernetes %s)", kc.config.Host, v.GitVersion)
 
 	out = append(out, checkControlPlane(ctx, kc.client, o.controlPlane)...)
+	if in, err := gatewayapi.Inspect(ctx, kc.client); err != nil {
+		add("Gateway API", false, "", "%v", err)
+	} else {
+		out = append(out, checkGatewayAPIInstalled(in, false)...)
+	}
 	out = append(out, checkMesh(ctx, kc.client, o, now)...)
 	out = append(out, checkDataPlane(ctx, kc.client, o.controlPlane)...)
 	out = append(out, checkPolicies(ctx, kc.client, o.controlPlane)...)

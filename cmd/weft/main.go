@@ -34,6 +34,14 @@ var commands = map[string]command{
 		summary: "check that the control plane, certificates and meshed pods are healthy",
 		run:     runCheck,
 	},
+	"install": {
+		summary: "install Weft (and the Gateway API CRDs when absent) with server-side apply",
+		run:     runInstall,
+	},
+	"uninstall": {
+		summary: "remove what 'weft install' applied",
+		run:     runUninstall,
+	},
 	"uninject": {
 		summary: "remove the Weft proxy from the workloads in Kubernetes manifests",
 		run: func(a []string, in io.Reader, out, errw io.Writer) int {

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what make demo and make e2e run on the local cluster, the way a user would:
-# cert-manager (config/cert-manager), Weft (config/default), the Mesh
+# cert-manager (config/cert-manager), the Gateway API CRDs unless a compatible version
+# is present (`weft install --gateway-api-only`: the standard channel when absent, an
+# upgrade when older, nothing when the same or newer), Weft (config/default), the Mesh
 # (config/samples/mesh.yaml), then the demo application (config/demo), waiting for each
 # to be ready and running `weft check`. Idempotent (kubectl apply).
 #
@@ -30,6 +32,11 @@ kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 for d in $(kubectl get -k config/cert-manager -o jsonpath='{range .items[?(@.kind=="Deployment")]}{.metadata.namespace}/{.metadata.name}{" "}{end}'); do
   kubectl -n "${d%%/*}" rollout status "deploy/${d#*/}" --timeout=180s || fail "cert-manager deployment $d is not available"
 done
+
+# Before Weft, so that weft-controller starts with routes (without them it runs, serves
+# no routes, and restarts once they appear).
+step "Installing the Gateway API CRDs unless present (weft install --gateway-api-only)"
+"$WEFT" install --gateway-api-only --gateway-api=auto || fail "installing the Gateway API CRDs"
 
 step "Installing Weft (config/default)"
 kubectl apply --server-side --force-conflicts -k config/default >/dev/null

@@ -120,6 +120,10 @@ type Options struct {
 	// MaxStreamsPerIdentity and MaxTargetsPerIdentity bound what one client identity
 	// may hold (see ServerOptions). Defaults 10000 and 1000.
 	MaxStreamsPerIdentity, MaxTargetsPerIdentity int
+	// NoGatewayAPI is set when the API server does not serve HTTPRoute and GRPCRoute
+	// (the optional Gateway API CRDs are not installed): they are not watched, and
+	// services are routed by their ServiceProfiles and TrafficSplits alone.
+	NoGatewayAPI bool
 }
 
 func (o *Options) defaults() {
@@ -218,7 +222,11 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 			return err
 		}
 	}
-	for _, obj := range []client.Object{&corev1.Pod{}, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{}, &meshv1alpha1.Mesh{}} {
+	both := []client.Object{&corev1.Pod{}, &meshv1alpha1.Mesh{}}
+	if !opts.NoGatewayAPI {
+		both = append(both, &gatewayv1.HTTPRoute{}, &gatewayv1.GRPCRoute{})
+	}
+	for _, obj := range both {
 		if err := watch(obj, srv.Handler(), inb.Handler()); err != nil {
 			return err
 		}

@@ -19,6 +19,7 @@ package scheme
 
 import (
 	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -30,7 +31,7 @@ import (
 )
 
 // Scheme knows the Kubernetes built-in kinds, Weft's kinds, the Gateway API kinds and
-// cert-manager's kinds.
+// cert-manager's kinds, and CustomResourceDefinitions.
 var Scheme = New()
 
 // New returns a new scheme with every kind Weft uses.
@@ -42,5 +43,7 @@ func New() *runtime.Scheme {
 	utilruntime.Must(splitv1alpha2.AddToScheme(s))
 	utilruntime.Must(gatewayv1.Install(s))
 	utilruntime.Must(certmanagerv1.AddToScheme(s))
+	// CustomResourceDefinitions: the CLI reads and installs them (weft check, install).
+	utilruntime.Must(apiextensionsv1.AddToScheme(s))
 	return s
 }

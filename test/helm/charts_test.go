@@ -101,10 +101,16 @@ func splitYAML(stream string) []string {
 // renderKustomize builds config/default with the kustomize API.
 func renderKustomize(t *testing.T) map[string]object {
 	t.Helper()
+	return renderKustomizeDir(t, "config/default")
+}
+
+// renderKustomizeDir builds a kustomization of the repository with the kustomize API.
+func renderKustomizeDir(t *testing.T, dir string) map[string]object {
+	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(repoRoot, "config/default"))
+	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(repoRoot, dir))
 	if err != nil {
-		t.Fatalf("kustomize build config/default: %v", err)
+		t.Fatalf("kustomize build %s: %v", dir, err)
 	}
 	out := map[string]object{}
 	for _, r := range m.Resources() {
@@ -268,11 +274,11 @@ func compare(t *testing.T, want, got map[string]object, what string) {
 	}
 }
 
-// renderChartsDefault renders what config/default holds with the charts: both charts,
-// the Gateway API CRDs switched on (config/default includes them).
+// renderChartsDefault renders what config/default holds with the charts: both charts
+// with their default values (neither installs the Gateway API CRDs).
 func renderChartsDefault(t *testing.T) map[string]object {
 	t.Helper()
-	got := mustRender(t, crdsChart, "weft-crds", namespace, map[string]any{"gatewayAPI": map[string]any{"install": true}})
+	got := mustRender(t, crdsChart, "weft-crds", namespace, nil)
 	stripKeep(t, got)
 	for k, o := range mustRender(t, weftChart, "weft", namespace, nil) {
 		if _, dup := got[k]; dup {
@@ -283,12 +289,12 @@ func renderChartsDefault(t *testing.T) map[string]object {
 	return got
 }
 
-// TestChartsMatchKustomize: the charts with their default values (plus the opt-in
-// Gateway API CRDs) render exactly the objects of config/default.
+// TestChartsMatchKustomize: the charts with their default values render exactly the
+// objects of config/default.
 func TestChartsMatchKustomize(t *testing.T) {
 	want := renderKustomize(t)
 	got := renderChartsDefault(t)
-	if len(want) < 40 {
+	if len(want) < 30 {
 		t.Fatalf("config/default rendered only %d objects; the comparison would prove little", len(want))
 	}
 	compare(t, want, got, "helm library")
@@ -297,11 +303,35 @@ func TestChartsMatchKustomize(t *testing.T) {
 	}
 }
 
+// TestGatewayAPIChannelsMatchKustomize: gatewayAPI.install=standard and =experimental
+// render exactly the CRDs of config/crd/gateway-api and config/crd/gateway-api-experimental,
+// the kustomizations a kustomize user applies for each channel.
+func TestGatewayAPIChannelsMatchKustomize(t *testing.T) {
+	for channel, dir := range map[string]string{"standard": "config/crd/gateway-api", "experimental": "config/crd/gateway-api-experimental"} {
+		want := renderKustomizeDir(t, dir)
+		got := mustRender(t, crdsChart, "weft-crds", namespace, map[string]any{"gatewayAPI": map[string]any{"install": channel}})
+		stripKeep(t, got)
+		for k, o := range got {
+			if !strings.HasSuffix(o["metadata"].(map[string]any)["name"].(string), ".gateway.networking.k8s.io") {
+				delete(got, k)
+				continue
+			}
+			if c := o["metadata"].(map[string]any)["annotations"].(map[string]any)["gateway.networking.k8s.io/channel"]; c != channel {
+				t.Errorf("gatewayAPI.install=%s renders %s of the %v channel", channel, k, c)
+			}
+		}
+		if len(want) != 10 {
+			t.Fatalf("%s renders %d CRDs, want 10", dir, len(want))
+		}
+		compare(t, want, got, "gatewayAPI.install="+channel)
+	}
+}
+
 // TestGatewayAPICRDsOptIn: the Gateway API CRDs are not rendered unless asked for, and
 // Weft's own CRDs always are.
 func TestGatewayAPICRDsOptIn(t *testing.T) {
 	def := mustRender(t, crdsChart, "weft-crds", namespace, nil)
-	on := mustRender(t, crdsChart, "weft-crds", namespace, map[string]any{"gatewayAPI": map[string]any{"install": true}})
+	on := mustRender(t, crdsChart, "weft-crds", namespace, map[string]any{"gatewayAPI": map[string]any{"install": "standard"}})
 	gateway := func(objs map[string]object) (n int) {
 		for _, o := range objs {
 			name := o["metadata"].(map[string]any)["name"].(string)
@@ -315,7 +345,7 @@ func TestGatewayAPICRDsOptIn(t *testing.T) {
 		t.Errorf("default values render %d Gateway API CRDs, want none (opt-in)", n)
 	}
 	if n := gateway(on); n != 10 {
-		t.Errorf("gatewayAPI.install=true renders %d Gateway API CRDs, want 10", n)
+		t.Errorf("gatewayAPI.install=standard renders %d Gateway API CRDs, want 10", n)
 	}
 	if len(def) != 7 {
 		t.Errorf("default values render %d CRDs, want Weft's 7", len(def))
@@ -330,7 +360,8 @@ func TestRenderIsStable(t *testing.T) {
 		chart string
 		vals  map[string]any
 	}{
-		{crdsChart, map[string]any{"gatewayAPI": map[string]any{"install": true}}},
+		{crdsChart, map[string]any{"gatewayAPI": map[string]any{"install": "standard"}}},
+		{crdsChart, map[string]any{"gatewayAPI": map[string]any{"install": "experimental"}}},
 		{weftChart, nil},
 	} {
 		a, err := renderChart(c.chart, "r", namespace, c.vals)
@@ -395,6 +426,8 @@ func TestValuesRefused(t *testing.T) {
 			[]string{"webhookCertificate.duration"}},
 		{"crds unknown key", crdsChart, "gatewayApi:\n  install: true\n", []string{"gatewayApi"}},
 		{"crds wrong type", crdsChart, "gatewayAPI:\n  install: yes please\n", []string{"install"}},
+		{"crds unknown channel", crdsChart, "gatewayAPI:\n  install: beta\n", []string{"install"}},
+		{"crds true is not a channel", crdsChart, "gatewayAPI:\n  install: true\n", []string{"install"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var vals map[string]any
@@ -517,7 +550,7 @@ func TestHelmCLI(t *testing.T) {
 	if bin == "" {
 		t.Skip("bin/helm not built (make helm); the library tests above still ran")
 	}
-	crds, err := runHelm(t, bin, "template", "weft-crds", crdsChart, "--namespace", namespace, "--set", "gatewayAPI.install=true")
+	crds, err := runHelm(t, bin, "template", "weft-crds", crdsChart, "--namespace", namespace)
 	if err != nil {
 		t.Fatal(err)
 	}

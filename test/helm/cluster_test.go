@@ -176,7 +176,7 @@ func TestInstallOnAPIServer(t *testing.T) {
 	}
 
 	crdsCfg := helmConfig(t, kubeconfig, "default")
-	on := map[string]any{"gatewayAPI": map[string]any{"install": true}}
+	on := map[string]any{"gatewayAPI": map[string]any{"install": "standard"}}
 	if err := installOrUpgrade(t, crdsCfg, "weft-crds", crdsChart, "default", on, false); err != nil {
 		t.Fatalf("install weft-crds: %v", err)
 	}
