@@ -128,7 +128,8 @@ uninstall: manifests kustomize ## Remove the CRDs from the cluster.
 	$(KUSTOMIZE) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
 
 .PHONY: deploy
-deploy: manifests kustomize ## Install Weft (config/default) into the cluster.
+deploy: manifests kustomize ## Install Weft (config/default, and the Gateway API CRDs unless a same or newer version is there) into the cluster.
+	go run ./cmd/weft install --gateway-api-only --gateway-api=auto
 	$(KUSTOMIZE) build config/default | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
