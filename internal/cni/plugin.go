@@ -9,6 +9,7 @@
 package cni
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,9 @@ type NetConf struct {
 	// and ip6tables (looked up in the runtime's PATH) when empty.
 	IPTables  string `json:"iptables,omitempty"`
 	IP6Tables string `json:"ip6tables,omitempty"`
+
+	// rawPrevResult is prevResult exactly as the previous plugin wrote it.
+	rawPrevResult json.RawMessage
 }
 
 // k8sArgs are the CNI_ARGS the container runtimes (containerd, CRI-O) pass for a pod.
@@ -85,12 +89,20 @@ func (p Plugin) timeout() time.Duration {
 	return 30 * time.Second
 }
 
-// ParseConf reads the plugin's configuration and its prevResult.
+// ParseConf reads the plugin's configuration and checks its prevResult, keeping the
+// prevResult's bytes as they came.
 func ParseConf(stdin []byte) (*NetConf, error) {
 	conf := &NetConf{}
 	if err := json.Unmarshal(stdin, conf); err != nil {
 		return nil, fmt.Errorf("parse the weft-cni configuration: %w", err)
 	}
+	var raw struct {
+		PrevResult json.RawMessage `json:"prevResult"`
+	}
+	if err := json.Unmarshal(stdin, &raw); err != nil {
+		return nil, fmt.Errorf("parse the weft-cni configuration: %w", err)
+	}
+	conf.rawPrevResult = raw.PrevResult
 	if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
 		return nil, err
 	}
@@ -250,12 +262,12 @@ func RulesFor(pod *corev1.Pod) (*iptables.Config, error) {
 	return &cfg, nil
 }
 
+// printResult hands on the previous plugin's result byte for byte: weft-cni adds no
+// interface, address or route, and a decode and re-encode could drop what a newer
+// previous plugin wrote. (ParseConf has checked that it parses for this version.)
 func printResult(conf *NetConf, out io.Writer) error {
-	res, err := conf.PrevResult.GetAsVersion(conf.CNIVersion)
-	if err != nil {
-		return fmt.Errorf("weft-cni: convert prevResult to CNI %s: %w", conf.CNIVersion, err)
-	}
-	return res.PrintTo(out)
+	_, err := out.Write(append(bytes.Clone(conf.rawPrevResult), '\n'))
+	return err
 }
 
 // logWriter sends the Runner's command lines to the log.
