@@ -161,6 +161,9 @@ func TestCNI(t *testing.T) {
 
 	t.Run("without the plugin a meshed pod fails in the validator", func(t *testing.T) {
 		removeCNI(t, objs, netDir)
+		// containerd reloads the conf directory on a file event; give it a moment so the
+		// new pod's sandbox is set up by the chain without weft-cni.
+		time.Sleep(3 * time.Second)
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: "unprotected", Namespace: cniNS},
 			Spec: corev1.PodSpec{
