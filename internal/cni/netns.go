@@ -1,6 +1,7 @@
 package cni
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"runtime"
@@ -39,7 +40,7 @@ func InNetNS(path string, fn func() error) error {
 		ferr := fn()
 		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 			// Stay locked: the thread dies with this goroutine.
-			errc <- fmt.Errorf("leave the pod's network namespace: %w (after: %v)", err, ferr)
+			errc <- errors.Join(fmt.Errorf("leave the pod's network namespace: %w", err), ferr)
 			return
 		}
 		runtime.UnlockOSThread()
