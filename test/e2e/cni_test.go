@@ -80,6 +80,22 @@ func TestCNI(t *testing.T) {
 		setRedirectMode(c, t, was)
 	})
 
+	// The injector reads the Mesh from its cache: wait until a dry-run pod in the
+	// suite's meshed namespace comes back with the validator.
+	if err := eventually(ctx, 30*time.Second, 200*time.Millisecond, func() error {
+		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "cni-mode-probe", Namespace: ns},
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "weft-demo:dev"}}}}
+		if err := env.client.Create(ctx, p, client.DryRunAll); err != nil {
+			return err
+		}
+		if len(p.Spec.InitContainers) == 0 || p.Spec.InitContainers[0].Name != inject.ValidatorContainerName {
+			return fmt.Errorf("the injector still adds %v", p.Spec.InitContainers)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
 	t.Cleanup(func() {
 		c, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
