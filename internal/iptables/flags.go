@@ -111,9 +111,15 @@ func RegisterFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.IPv6, "ipv6", c.IPv6, "also program ip6tables")
 }
 
-// MaxArgs bounds the argument list ParseRuleArgs accepts. The injector writes about ten;
-// the bound keeps a hostile pod spec from costing the node's CNI plugin more than that.
-const MaxArgs = 64
+// MaxArgs bounds the argument list ParseRuleArgs accepts, and MaxSkips the port ranges
+// and subnets it may hold together (each is one rule per family). The injector writes
+// about ten arguments and, from the Mesh's lists of at most 64 entries and the pod's
+// annotations, a few dozen skips; the bounds keep a hostile pod spec from making the
+// node's CNI plugin write thousands of rules.
+const (
+	MaxArgs  = 64
+	MaxSkips = 256
+)
 
 // ParseRuleArgs reads a weft-init argument list as written by the injector and returns
 // the rules' Config. Only the rule flags are accepted, plus those named in ignore
@@ -139,6 +145,9 @@ func ParseRuleArgs(args []string, ignore ...string) (Config, error) {
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if n := len(c.SkipInboundPorts) + len(c.SkipOutboundPorts) + len(c.SkipSubnets); n > MaxSkips {
+		return Config{}, fmt.Errorf("%d skipped ports and subnets, more than the %d allowed", n, MaxSkips)
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, err

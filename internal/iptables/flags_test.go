@@ -36,6 +36,7 @@ func TestParseRuleArgs(t *testing.T) {
 		{"same ports", []string{"--outbound-port=4143"}, "both 4143"},
 		{"bad subnet", []string{"--skip-subnets=10.0.0.0/33"}, "skip-subnets"},
 		{"help", []string{"-h"}, "unexpected -h"},
+		{"too many skips", []string{"--skip-outbound-ports=" + strings.TrimSuffix(strings.Repeat("1000,", MaxSkips+1), ",")}, "more than the 256"},
 	} {
 		if _, err := ParseRuleArgs(tc.args); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
