@@ -160,15 +160,10 @@ func (p Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil || tg.rules == nil {
 		return err
 	}
+	r := iptables.Runner{IPv4Binary: conf.IPTables, IPv6Binary: conf.IP6Tables}
 	return InNetNS(args.Netns, func() error {
 		for _, f := range tg.rules.Families() {
-			bin := conf.IPTables
-			if f == iptables.IPv6 {
-				bin = conf.IP6Tables
-			}
-			if bin == "" {
-				bin = map[iptables.Family]string{iptables.IPv4: "iptables", iptables.IPv6: "ip6tables"}[f]
-			}
+			bin := r.Binary(f)
 			text, err := iptables.Save(ctx, bin)
 			if err != nil {
 				return err
