@@ -29,7 +29,7 @@ for a in "$@"; do
   esac
 done
 
-all=(pause coredns weft-controller weft-proxy weft-init weft-cert-manager)
+all=(pause coredns weft-controller weft-proxy weft-init weft-cni weft-cert-manager)
 [ -d cmd/weft-demo ] && all+=(weft-demo)
 [ ${#want[@]} -eq 0 ] && want=("${all[@]}")
 for w in "${want[@]}"; do
@@ -115,6 +115,9 @@ for w in "${want[@]}"; do
       [ -d "$stage" ] || { stage_iptables "$stage.tmp" && mv "$stage.tmp" "$stage"; }
       build weft-init -entrypoint=/weft-init -user=0:0 -add="$BIN/weft-init:/weft-init" -add="$stage:/"
       ;;
+    # weft-cni's installer runs as root (it writes the host's CNI directories); the
+    # plugin it copies out runs the node's own iptables, so the image needs only itself.
+    weft-cni) build weft-cni -entrypoint=/weft-cni -user=0:0 -add="$BIN/weft-cni:/weft-cni" ;;
     weft-cert-manager) build weft-cert-manager -entrypoint=/weft-cert-manager -user=65532:65532 -add="$BIN/weft-cert-manager:/weft-cert-manager" ;;
     weft-demo) build weft-demo -entrypoint=/weft-demo -user=65532:65532 -add="$BIN/weft-demo:/weft-demo" ;;
   esac

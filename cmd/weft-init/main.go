@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -24,69 +23,18 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-// portsFlag and subnetsFlag parse comma-separated lists as the flag is read, so a typo
-// fails with the flag's name in the message.
-type portsFlag struct{ v *[]iptables.PortRange }
-
-func (p portsFlag) String() string {
-	if p.v == nil {
-		return ""
-	}
-	s := make([]string, len(*p.v))
-	for i, r := range *p.v {
-		s[i] = strings.ReplaceAll(r.String(), ":", "-")
-	}
-	return strings.Join(s, ",")
-}
-
-func (p portsFlag) Set(s string) error {
-	v, err := iptables.ParsePorts(s)
-	if err != nil {
-		return err
-	}
-	*p.v = v
-	return nil
-}
-
-type subnetsFlag struct{ c *iptables.Config }
-
-func (s subnetsFlag) String() string {
-	if s.c == nil {
-		return ""
-	}
-	out := make([]string, len(s.c.SkipSubnets))
-	for i, p := range s.c.SkipSubnets {
-		out[i] = p.String()
-	}
-	return strings.Join(out, ",")
-}
-
-func (s subnetsFlag) Set(v string) error {
-	p, err := iptables.ParseSubnets(v)
-	if err != nil {
-		return err
-	}
-	s.c.SkipSubnets = p
-	return nil
-}
-
 func run(args []string) int {
 	cfg := iptables.DefaultConfig()
 	fs := flag.NewFlagSet("weft-init", flag.ContinueOnError)
+	iptables.RegisterFlags(fs, &cfg)
 	var (
-		proxyUID  = fs.Int("proxy-uid", cfg.ProxyUID, "UID the proxy runs as; its traffic is never redirected")
-		inbound   = fs.Uint("inbound-port", uint(cfg.InboundPort), "proxy inbound port that inbound TCP is redirected to")
-		outbound  = fs.Uint("outbound-port", uint(cfg.OutboundPort), "proxy outbound port that outbound TCP is redirected to")
 		dryRun    = fs.Bool("dry-run", false, "print the commands without running them")
+		validate  = fs.Bool("validate", false, "change nothing: check that the rules are in place (CNI mode's validator; runs unprivileged)")
 		timeout   = fs.Duration("timeout", 30*time.Second, "give up after this long")
 		ipv4Bin   = fs.String("iptables", "iptables", "iptables binary (e.g. iptables-legacy); its save tool is <name>-save")
 		ipv6Bin   = fs.String("ip6tables", "ip6tables", "ip6tables binary (e.g. ip6tables-legacy)")
 		verbosity = fs.Int("v", 0, "log verbosity")
 	)
-	fs.Var(portsFlag{&cfg.SkipInboundPorts}, "skip-inbound-ports", "comma-separated ports or ranges (a-b) whose inbound traffic bypasses the proxy")
-	fs.Var(portsFlag{&cfg.SkipOutboundPorts}, "skip-outbound-ports", "comma-separated ports or ranges (a-b) whose outbound traffic bypasses the proxy")
-	fs.Var(subnetsFlag{&cfg}, "skip-subnets", "comma-separated CIDRs (IPv4 and IPv6) whose traffic, to or from, bypasses the proxy")
-	fs.BoolVar(&cfg.IPv6, "ipv6", cfg.IPv6, "also program ip6tables")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -97,11 +45,6 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "weft-init: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if *inbound > 65535 || *outbound > 65535 {
-		fmt.Fprintln(os.Stderr, "weft-init: ports must be at most 65535")
-		return 2
-	}
-	cfg.ProxyUID, cfg.InboundPort, cfg.OutboundPort = *proxyUID, uint16(*inbound), uint16(*outbound)
 
 	log := funcr.New(func(prefix, args string) {
 		fmt.Fprintln(os.Stderr, prefix, args)
@@ -112,6 +55,9 @@ func run(args []string) int {
 	ctx, cancelT := context.WithTimeout(ctx, *timeout)
 	defer cancelT()
 
+	if *validate {
+		return runValidate(ctx, log, cfg)
+	}
 	r := iptables.Runner{IPv4Binary: *ipv4Bin, IPv6Binary: *ipv6Bin, DryRun: *dryRun, Out: os.Stdout, Log: log}
 	if err := r.Apply(logr.NewContext(ctx, log), cfg); err != nil {
 		log.Error(err, "Failed to set up traffic redirection")
@@ -119,5 +65,26 @@ func run(args []string) int {
 	}
 	log.Info("Traffic redirection in place", "inboundPort", cfg.InboundPort, "outboundPort", cfg.OutboundPort,
 		"proxyUID", cfg.ProxyUID, "ipv6", cfg.IPv6, "dryRun", *dryRun)
+	return 0
+}
+
+// runValidate is CNI mode's validator: the weft-cni plugin wrote the rules when the
+// pod's sandbox was created, and this checks, before the proxy and the app start, that
+// it really did. A pod whose sandbox was created while the plugin was not installed
+// (the DaemonSet not yet running on a new node, or being upgraded) would otherwise run
+// its app with no redirection: plaintext, past policy. Failing here keeps the pod in
+// Init with this message instead.
+func runValidate(ctx context.Context, log logr.Logger, cfg iptables.Config) int {
+	if err := iptables.CheckRedirect(ctx, cfg); err != nil {
+		msg := fmt.Sprintf("Traffic redirection is not in place: %v. The weft-cni plugin did not set up this pod's "+
+			"network namespace: check that the weft-cni DaemonSet runs on this node and that the node's CNI "+
+			"configuration chains weft-cni (docs/cni.md), then delete this pod so it is created again", err)
+		log.Error(err, "Traffic redirection is not in place")
+		// The kubelet shows the termination message in the pod's status.
+		_ = os.WriteFile("/dev/termination-log", []byte(msg), 0o644)
+		fmt.Fprintln(os.Stderr, msg)
+		return 1
+	}
+	log.Info("Traffic redirection verified", "outboundPort", cfg.OutboundPort)
 	return 0
 }

@@ -43,6 +43,7 @@ func DefaultProxySpec() meshv1alpha1.ProxySpec {
 	return meshv1alpha1.ProxySpec{
 		Image:           "weft-proxy:dev",
 		InitImage:       "weft-init:dev",
+		RedirectMode:    meshv1alpha1.RedirectInitContainer,
 		ImagePullPolicy: corev1.PullIfNotPresent,
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
@@ -80,6 +81,9 @@ func WithDefaults(p meshv1alpha1.ProxySpec) meshv1alpha1.ProxySpec {
 	}
 	if p.InitImage == "" {
 		p.InitImage = d.InitImage
+	}
+	if p.RedirectMode == "" {
+		p.RedirectMode = d.RedirectMode
 	}
 	if p.ImagePullPolicy == "" {
 		p.ImagePullPolicy = d.ImagePullPolicy

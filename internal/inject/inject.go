@@ -32,10 +32,12 @@ var Version = "dev"
 
 // Names of what injection adds to a pod.
 const (
-	InitContainerName  = "weft-init"
-	ProxyContainerName = meshdefaults.ProxyContainerName
-	TokenVolumeName    = "weft-identity-token"
-	TrustVolumeName    = "weft-trust-roots"
+	InitContainerName = "weft-init"
+	// ValidatorContainerName replaces InitContainerName in CNI redirect mode.
+	ValidatorContainerName = meshdefaults.ValidatorContainerName
+	ProxyContainerName     = meshdefaults.ProxyContainerName
+	TokenVolumeName        = "weft-identity-token"
+	TrustVolumeName        = "weft-trust-roots"
 
 	// TrustRootsConfigMap and TrustRootsKey are published by the Mesh reconciler into
 	// every meshed namespace.
@@ -197,12 +199,17 @@ func Inject(tpl *corev1.PodTemplateSpec, ns Namespace, mesh meshv1alpha1.MeshSpe
 	}
 
 	proxy := proxyContainer(&cfg, mesh.TrustDomain, renewAtPercent(mesh), env)
-	initc := initContainer(&cfg)
-	tpl.Spec.InitContainers = append([]corev1.Container{initc, proxy}, tpl.Spec.InitContainers...)
+	// In CNI mode the node's weft-cni plugin has written the rules before any container
+	// starts; the validator only proves it did, with no privilege at all.
+	first := initContainer(&cfg)
+	if mesh.Proxy.RedirectMode == meshv1alpha1.RedirectCNI {
+		first = validatorContainer(&cfg)
+	}
+	tpl.Spec.InitContainers = append([]corev1.Container{first, proxy}, tpl.Spec.InitContainers...)
 	tpl.Spec.Volumes = append(tpl.Spec.Volumes, volumes()...)
 
 	status := Status{
-		InitContainers: []string{InitContainerName, ProxyContainerName},
+		InitContainers: []string{first.Name, ProxyContainerName},
 		Volumes:        []string{TokenVolumeName, TrustVolumeName},
 		ProxyImage:     cfg.ProxyImage,
 		ProxyVersion:   ImageVersion(cfg.ProxyImage),
@@ -283,7 +290,7 @@ func ImageVersion(image string) string {
 // injector needs, and application ports the proxy would shadow.
 func checkConflicts(spec *corev1.PodSpec, cfg *Config) field.ErrorList {
 	var errs field.ErrorList
-	reserved := []string{InitContainerName, ProxyContainerName}
+	reserved := []string{InitContainerName, ValidatorContainerName, ProxyContainerName}
 	for i, c := range spec.InitContainers {
 		if slices.Contains(reserved, c.Name) {
 			errs = append(errs, field.Duplicate(field.NewPath("spec", "initContainers").Index(i).Child("name"), c.Name))
@@ -345,7 +352,9 @@ func checkProxyUID(spec *corev1.PodSpec, uid int64) field.ErrorList {
 	return errs
 }
 
-func initContainer(cfg *Config) corev1.Container {
+// ruleArgs are weft-init's rule flags for this pod (iptables.RegisterFlags): the
+// contract that weft-init and, in CNI mode, the weft-cni plugin both read.
+func ruleArgs(cfg *Config) []string {
 	args := []string{
 		"--proxy-uid=" + strconv.FormatInt(cfg.ProxyUID, 10),
 		"--inbound-port=" + strconv.Itoa(int(cfg.InboundPort)),
@@ -362,6 +371,11 @@ func initContainer(cfg *Config) corev1.Container {
 	if len(cfg.SkipSubnets) > 0 {
 		args = append(args, "--skip-subnets="+subnetsString(cfg.SkipSubnets))
 	}
+	return args
+}
+
+func initContainer(cfg *Config) corev1.Container {
+	args := ruleArgs(cfg)
 	return corev1.Container{
 		Name:            InitContainerName,
 		Image:           cfg.InitImage,
@@ -390,6 +404,53 @@ func initContainer(cfg *Config) corev1.Container {
 				Drop: []corev1.Capability{"ALL"},
 			},
 			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+	}
+}
+
+// validatorUID is the UID the validator runs as: any non-root UID but the proxy's,
+// whose traffic the rules exempt from redirection on purpose (the validator's probe
+// would not be redirected and it would always fail).
+func validatorUID(proxyUID int64) int64 {
+	if proxyUID >= 2147483647 {
+		return proxyUID - 1
+	}
+	return proxyUID + 1
+}
+
+// validatorContainer is CNI mode's first init container: weft-init --validate, which
+// changes nothing and checks that the weft-cni plugin wrote the rules (docs/cni.md).
+// Its arguments are also what the plugin reads to write them. It needs no privilege:
+// non-root, no capability, read-only root, so the pod passes Pod Security "restricted"
+// as far as Weft's containers go.
+func validatorContainer(cfg *Config) corev1.Container {
+	uid := validatorUID(cfg.ProxyUID)
+	return corev1.Container{
+		Name:            ValidatorContainerName,
+		Image:           cfg.InitImage,
+		ImagePullPolicy: cfg.ImagePullPolicy,
+		Args:            append(ruleArgs(cfg), "--"+meshdefaults.ValidateFlag),
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("10m"),
+				corev1.ResourceMemory: resource.MustParse("10Mi"),
+			},
+			Limits: corev1.ResourceList{
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+		},
+		// The validator writes its verdict (what failed, what to do) to
+		// /dev/termination-log, which the pod's status shows.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		SecurityContext: &corev1.SecurityContext{
+			RunAsUser:                ptr.To(uid),
+			RunAsGroup:               ptr.To(uid),
+			RunAsNonRoot:             ptr.To(true),
+			Privileged:               ptr.To(false),
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 	}
 }

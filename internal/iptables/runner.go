@@ -32,7 +32,8 @@ type Runner struct {
 // ErrNotInstalled is wrapped by errors about a missing iptables binary.
 var ErrNotInstalled = errors.New("iptables is not installed")
 
-func (r Runner) binary(f Family) string {
+// Binary is the iptables binary the Runner uses for family f.
+func (r Runner) Binary(f Family) string {
 	if f == IPv6 {
 		if r.IPv6Binary != "" {
 			return r.IPv6Binary
@@ -59,7 +60,7 @@ func (r Runner) Apply(ctx context.Context, c Config) error {
 }
 
 func (r Runner) applyFamily(ctx context.Context, c Config, f Family) error {
-	bin := r.binary(f)
+	bin := r.Binary(f)
 	st, err := r.readState(ctx, bin)
 	switch {
 	case errors.Is(err, ErrNotInstalled) && r.DryRun:

@@ -72,6 +72,14 @@ const (
 // ProxyContainerName is the proxy sidecar's container name.
 const ProxyContainerName = "weft-proxy"
 
+// ValidatorContainerName is the init container the injector adds in CNI redirect mode.
+// Its arguments are weft-init's rule flags plus --validate; the weft-cni plugin finds
+// the container by this name and installs the rules those flags describe.
+const ValidatorContainerName = "weft-validate"
+
+// ValidateFlag is the weft-init flag that turns it into the validator.
+const ValidateFlag = "validate"
+
 // The proxy's ports and user (DESIGN.md, "Fixed decisions").
 const (
 	OutboundPort = 4140

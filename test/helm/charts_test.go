@@ -327,6 +327,39 @@ func TestGatewayAPIChannelsMatchKustomize(t *testing.T) {
 	}
 }
 
+// TestCNIMatchesKustomize: cni.enabled=true adds exactly config/cni's objects (the
+// weft-cni DaemonSet and its RBAC) to the default render, and nothing else changes.
+func TestCNIMatchesKustomize(t *testing.T) {
+	def := mustRender(t, weftChart, "weft", namespace, nil)
+	on := mustRender(t, weftChart, "weft", namespace, map[string]any{"cni": map[string]any{"enabled": true}})
+	added := map[string]object{}
+	for k, o := range on {
+		if d, ok := def[k]; ok {
+			if !reflect.DeepEqual(d, o) {
+				t.Errorf("cni.enabled=true changed %s", k)
+			}
+			continue
+		}
+		added[k] = o
+	}
+	want := renderKustomizeDir(t, "config/cni")
+	if len(want) != 4 {
+		t.Fatalf("config/cni rendered %d objects, want the DaemonSet, ServiceAccount, ClusterRole and binding", len(want))
+	}
+	compare(t, want, added, "cni.enabled=true")
+
+	// The host paths move the hostPath volumes and the path written into the conflist
+	// together.
+	custom := mustRender(t, weftChart, "weft", namespace, map[string]any{"cni": map[string]any{
+		"enabled": true, "binDir": "/usr/lib/cni", "netDir": "/var/lib/weft/net.d"}})
+	ds, _ := yaml.Marshal(custom["apps/DaemonSet weft-system/weft-cni"])
+	for _, w := range []string{"path: /usr/lib/cni", "path: /var/lib/weft/net.d", "--host-net-dir=/var/lib/weft/net.d"} {
+		if !strings.Contains(string(ds), w) {
+			t.Errorf("DaemonSet with custom paths lacks %q:\n%s", w, ds)
+		}
+	}
+}
+
 // TestGatewayAPICRDsOptIn: the Gateway API CRDs are not rendered unless asked for, and
 // Weft's own CRDs always are.
 func TestGatewayAPICRDsOptIn(t *testing.T) {
@@ -424,6 +457,9 @@ func TestValuesRefused(t *testing.T) {
 			[]string{"webhookCertificate.renewBefore", "webhookCertificate.duration"}},
 		{"duration below an hour", weftChart, "webhookCertificate:\n  duration: 30m\n  renewBefore: 10m\n",
 			[]string{"webhookCertificate.duration"}},
+		{"cni unknown key", weftChart, "cni:\n  enable: true\n", []string{"enable"}},
+		{"cni relative dir", weftChart, "cni:\n  netDir: etc/cni\n", []string{"netDir"}},
+		{"cni bad namespace", weftChart, "cni:\n  excludeNamespaces: [Kube_System]\n", []string{"excludeNamespaces"}},
 		{"crds unknown key", crdsChart, "gatewayApi:\n  install: true\n", []string{"gatewayApi"}},
 		{"crds wrong type", crdsChart, "gatewayAPI:\n  install: yes please\n", []string{"install"}},
 		{"crds unknown channel", crdsChart, "gatewayAPI:\n  install: beta\n", []string{"install"}},

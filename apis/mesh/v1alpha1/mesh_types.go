@@ -237,6 +237,23 @@ const (
 	MeshTLSStrict MeshTLSMode = "Strict"
 )
 
+// RedirectMode says what writes a meshed pod's traffic redirection rules.
+// +kubebuilder:validation:Enum=InitContainer;CNI
+type RedirectMode string
+
+// The redirect modes.
+const (
+	// RedirectInitContainer: the injector adds the weft-init init container, which runs
+	// as root with NET_ADMIN and NET_RAW. Meshed namespaces must admit such pods (Pod
+	// Security "privileged", or Weft's weft-baseline policy).
+	RedirectInitContainer RedirectMode = "InitContainer"
+	// RedirectCNI: the weft-cni plugin, installed on every node by the weft-cni
+	// DaemonSet, writes the rules when the pod's sandbox is created. The injector adds
+	// only an unprivileged validator init container that fails the pod if the rules are
+	// missing, so meshed pods pass the Pod Security "baseline" and "restricted" levels.
+	RedirectCNI RedirectMode = "CNI"
+)
+
 // LogLevel is the verbosity of a proxy's log.
 // +kubebuilder:validation:Enum=error;warn;info;debug;trace
 type LogLevel string
@@ -265,6 +282,15 @@ type ProxySpec struct {
 	// +kubebuilder:validation:MaxLength=512
 	// +optional
 	InitImage string `json:"initImage,omitempty"`
+
+	// redirectMode says what sets up each meshed pod's traffic redirection:
+	// InitContainer (default), the privileged weft-init container; or CNI, the weft-cni
+	// plugin, which must be installed on every node first (config/cni, or the weft Helm
+	// chart's cni.enabled). With CNI the initImage runs only as an unprivileged
+	// validator. Changing it affects pods created afterwards. See docs/cni.md.
+	// +kubebuilder:default=InitContainer
+	// +optional
+	RedirectMode RedirectMode `json:"redirectMode,omitempty"`
 
 	// imagePullPolicy of both images. Default: IfNotPresent.
 	// +kubebuilder:default=IfNotPresent
