@@ -121,14 +121,18 @@ func TestFluxInstallsWeft(t *testing.T) {
 	mustKubectl(nil, "wait", "--for=condition=Established", "crd/gitrepositories.source.toolkit.fluxcd.io", "crd/kustomizations.kustomize.toolkit.fluxcd.io", "--timeout=60s")
 	mustKubectl(nil, "create", "namespace", "flux-system")
 	storagePort := port(t)
-	startController(ctx, t, filepath.Join(fluxDir, "source-controller-"+version), kubeconfig,
-		"--storage-path="+filepath.Join(work, "artifacts"),
+	artifacts := filepath.Join(work, "artifacts")
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sourceExited := startController(ctx, t, filepath.Join(fluxDir, "source-controller-"+version), kubeconfig,
+		"--storage-path="+artifacts,
 		fmt.Sprintf("--storage-addr=127.0.0.1:%d", storagePort),
 		fmt.Sprintf("--storage-adv-addr=127.0.0.1:%d", storagePort),
 		fmt.Sprintf("--health-addr=127.0.0.1:%d", port(t)),
 		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", port(t)),
 		"--enable-leader-election=false")
-	startController(ctx, t, filepath.Join(fluxDir, "kustomize-controller-"+version), kubeconfig,
+	kustomizeExited := startController(ctx, t, filepath.Join(fluxDir, "kustomize-controller-"+version), kubeconfig,
 		fmt.Sprintf("--health-addr=127.0.0.1:%d", port(t)),
 		fmt.Sprintf("--metrics-addr=127.0.0.1:%d", port(t)),
 		"--enable-leader-election=false")
@@ -166,6 +170,13 @@ spec:
 		start := time.Now()
 		var last string
 		for time.Since(start) < within {
+			for name, exited := range map[string]<-chan struct{}{"source-controller": sourceExited, "kustomize-controller": kustomizeExited} {
+				select {
+				case <-exited:
+					t.Fatalf("%s: %s exited (its log follows)", what, name)
+				default:
+				}
+			}
 			out, err := kubectl(nil, "-n", "flux-system", "get", "kustomization", "weft", "-o",
 				`jsonpath={.status.conditions[?(@.type=="Ready")].status}|{.status.conditions[?(@.type=="Ready")].reason}|{.status.conditions[?(@.type=="Ready")].message}|{.status.lastAttemptedRevision}`)
 			if err == nil {
@@ -236,7 +247,9 @@ func fluxClusterKustomization(t *testing.T, root string) string {
 	return b.String()
 }
 
-func startController(ctx context.Context, t *testing.T, bin, kubeconfig string, args ...string) {
+// startController runs one of Flux's controllers until the test ends; the channel is
+// closed when it exits.
+func startController(ctx context.Context, t *testing.T, bin, kubeconfig string, args ...string) <-chan struct{} {
 	t.Helper()
 	logPath := filepath.Join(t.TempDir(), filepath.Base(bin)+".log")
 	logFile, err := os.Create(logPath)
@@ -249,9 +262,11 @@ func startController(ctx context.Context, t *testing.T, bin, kubeconfig string, 
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", bin, err)
 	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		<-exited
 		_ = logFile.Close()
 		if t.Failed() {
 			if b, err := os.ReadFile(logPath); err == nil {
@@ -260,6 +275,7 @@ func startController(ctx context.Context, t *testing.T, bin, kubeconfig string, 
 			}
 		}
 	})
+	return exited
 }
 
 func gitHTTPBackend(t *testing.T) string {
