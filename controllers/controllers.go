@@ -93,6 +93,9 @@ func addPolicyReconcilers(mgr ctrl.Manager) error {
 	if err := NewNetworkAuthenticationReconciler(c, mgr.GetEventRecorder("networkauthentication-controller")).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the NetworkAuthentication reconciler: %w", err)
 	}
+	if err := NewHTTPLocalRateLimitPolicyReconciler(c, mgr.GetEventRecorder("httplocalratelimitpolicy-controller")).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the HTTPLocalRateLimitPolicy reconciler: %w", err)
+	}
 	return nil
 }
 

@@ -151,7 +151,7 @@ func (o *Options) defaults() {
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=policy.weft.dev,resources=servers;authorizationpolicies;meshtlsauthentications;networkauthentications,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy.weft.dev,resources=servers;authorizationpolicies;meshtlsauthentications;networkauthentications;httplocalratelimitpolicies,verbs=get;list;watch
 
 // AddToManager runs the destination service on every replica (it does not need the
 // leader lease: proxies talk to any replica). It reads through a cache of its own, so
@@ -241,6 +241,14 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 			inb.Disable(inbound.DisabledReason(err))
 			break
 		}
+	}
+	// Rate limits only narrow what a policy admits, so a cluster whose CRDs predate
+	// HTTPLocalRateLimitPolicy keeps its inbound policies, without limits, and says so.
+	if err := watch(&policyv1alpha1.HTTPLocalRateLimitPolicy{}, inb.Handler()); err != nil {
+		if !meta.IsNoMatchError(err) {
+			return err
+		}
+		log.Error(err, "Not enforcing HTTPLocalRateLimitPolicies: their CRD is missing; apply config/crd")
 	}
 	if err := mgr.Add(inb); err != nil {
 		return fmt.Errorf("adding the inbound policy service: %w", err)
