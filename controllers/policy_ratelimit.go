@@ -49,8 +49,10 @@ func NewHTTPLocalRateLimitPolicyReconciler(c client.Client, rec events.EventReco
 var rateLimitPolicies = statusKind[*policyv1alpha1.HTTPLocalRateLimitPolicy, *policyv1alpha1.HTTPLocalRateLimitPolicyList]{
 	name:      "HTTPLocalRateLimitPolicy",
 	newObject: func() *policyv1alpha1.HTTPLocalRateLimitPolicy { return &policyv1alpha1.HTTPLocalRateLimitPolicy{} },
-	newList:   func() *policyv1alpha1.HTTPLocalRateLimitPolicyList { return &policyv1alpha1.HTTPLocalRateLimitPolicyList{} },
-	items:     func(l *policyv1alpha1.HTTPLocalRateLimitPolicyList) []client.Object { return objects(l.Items) },
+	newList: func() *policyv1alpha1.HTTPLocalRateLimitPolicyList {
+		return &policyv1alpha1.HTTPLocalRateLimitPolicyList{}
+	},
+	items: func(l *policyv1alpha1.HTTPLocalRateLimitPolicyList) []client.Object { return objects(l.Items) },
 	refs: func(p *policyv1alpha1.HTTPLocalRateLimitPolicy) []string {
 		return []string{refKey("Server", p.Namespace, p.Spec.TargetRef.Name)}
 	},
