@@ -1484,6 +1484,7 @@ type Filter struct {
 	//	*Filter_ResponseHeaderModifier
 	//	*Filter_RequestRedirect
 	//	*Filter_UrlRewrite
+	//	*Filter_Fault
 	Kind          isFilter_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1562,6 +1563,15 @@ func (x *Filter) GetUrlRewrite() *URLRewrite {
 	return nil
 }
 
+func (x *Filter) GetFault() *Fault {
+	if x != nil {
+		if x, ok := x.Kind.(*Filter_Fault); ok {
+			return x.Fault
+		}
+	}
+	return nil
+}
+
 type isFilter_Kind interface {
 	isFilter_Kind()
 }
@@ -1584,6 +1594,12 @@ type Filter_UrlRewrite struct {
 	UrlRewrite *URLRewrite `protobuf:"bytes,4,opt,name=url_rewrite,json=urlRewrite,proto3,oneof"`
 }
 
+type Filter_Fault struct {
+	// fault injects an HTTPFault's abort and delay (an ExtensionRef filter, or a
+	// ServiceProfile route's fault).
+	Fault *Fault `protobuf:"bytes,7,opt,name=fault,proto3,oneof"`
+}
+
 func (*Filter_RequestHeaderModifier) isFilter_Kind() {}
 
 func (*Filter_ResponseHeaderModifier) isFilter_Kind() {}
@@ -1591,6 +1607,194 @@ func (*Filter_ResponseHeaderModifier) isFilter_Kind() {}
 func (*Filter_RequestRedirect) isFilter_Kind() {}
 
 func (*Filter_UrlRewrite) isFilter_Kind() {}
+
+func (*Filter_Fault) isFilter_Kind() {}
+
+// Fault is an HTTPFault: a share of the requests delayed, then a share aborted, each
+// drawn independently per request. Shares are in parts per million.
+type Fault struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace and name of the HTTPFault, for the weft_fault_injected_total labels.
+	Namespace     string      `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string      `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Abort         *FaultAbort `protobuf:"bytes,3,opt,name=abort,proto3" json:"abort,omitempty"`
+	Delay         *FaultDelay `protobuf:"bytes,4,opt,name=delay,proto3" json:"delay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fault) Reset() {
+	*x = Fault{}
+	mi := &file_destination_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fault) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fault) ProtoMessage() {}
+
+func (x *Fault) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fault.ProtoReflect.Descriptor instead.
+func (*Fault) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Fault) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Fault) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Fault) GetAbort() *FaultAbort {
+	if x != nil {
+		return x.Abort
+	}
+	return nil
+}
+
+func (x *Fault) GetDelay() *FaultDelay {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+// FaultAbort answers instead of forwarding. For a gRPC request: grpc_status when set,
+// else the gRPC status of http_status; otherwise http_status when set, else 500.
+type FaultAbort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HttpStatus    uint32                 `protobuf:"varint,1,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	GrpcStatus    uint32                 `protobuf:"varint,2,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
+	PerMillion    uint32                 `protobuf:"varint,3,opt,name=per_million,json=perMillion,proto3" json:"per_million,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FaultAbort) Reset() {
+	*x = FaultAbort{}
+	mi := &file_destination_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FaultAbort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FaultAbort) ProtoMessage() {}
+
+func (x *FaultAbort) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FaultAbort.ProtoReflect.Descriptor instead.
+func (*FaultAbort) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FaultAbort) GetHttpStatus() uint32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *FaultAbort) GetGrpcStatus() uint32 {
+	if x != nil {
+		return x.GrpcStatus
+	}
+	return 0
+}
+
+func (x *FaultAbort) GetPerMillion() uint32 {
+	if x != nil {
+		return x.PerMillion
+	}
+	return 0
+}
+
+// FaultDelay holds the request before forwarding it.
+type FaultDelay struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FixedDelay    *durationpb.Duration   `protobuf:"bytes,1,opt,name=fixed_delay,json=fixedDelay,proto3" json:"fixed_delay,omitempty"`
+	PerMillion    uint32                 `protobuf:"varint,2,opt,name=per_million,json=perMillion,proto3" json:"per_million,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FaultDelay) Reset() {
+	*x = FaultDelay{}
+	mi := &file_destination_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FaultDelay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FaultDelay) ProtoMessage() {}
+
+func (x *FaultDelay) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FaultDelay.ProtoReflect.Descriptor instead.
+func (*FaultDelay) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FaultDelay) GetFixedDelay() *durationpb.Duration {
+	if x != nil {
+		return x.FixedDelay
+	}
+	return nil
+}
+
+func (x *FaultDelay) GetPerMillion() uint32 {
+	if x != nil {
+		return x.PerMillion
+	}
+	return 0
+}
 
 // HeaderModifier sets, adds and removes headers, in that order.
 type HeaderModifier struct {
@@ -1607,7 +1811,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_destination_proto_msgTypes[17]
+	mi := &file_destination_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1823,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[17]
+	mi := &file_destination_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1836,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{17}
+	return file_destination_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1667,7 +1871,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1883,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1896,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{18}
+	return file_destination_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Header) GetName() string {
@@ -1726,7 +1930,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1942,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1955,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{19}
+	return file_destination_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1801,7 +2005,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +2017,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +2030,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{20}
+	return file_destination_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1857,7 +2061,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +2073,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +2086,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{21}
+	return file_destination_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *PathModifier) GetKind() isPathModifier_Kind {
@@ -1949,7 +2153,7 @@ type WeightedBackend struct {
 
 func (x *WeightedBackend) Reset() {
 	*x = WeightedBackend{}
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2165,7 @@ func (x *WeightedBackend) String() string {
 func (*WeightedBackend) ProtoMessage() {}
 
 func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2178,7 @@ func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedBackend.ProtoReflect.Descriptor instead.
 func (*WeightedBackend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{22}
+	return file_destination_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *WeightedBackend) GetBackend() string {
@@ -2025,7 +2229,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2241,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2254,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{23}
+	return file_destination_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Timeouts) GetRequest() *durationpb.Duration {
@@ -2100,7 +2304,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2316,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2329,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{24}
+	return file_destination_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RetryPolicy) GetStatuses() []*StatusRange {
@@ -2176,7 +2380,7 @@ type RetryBudget struct {
 
 func (x *RetryBudget) Reset() {
 	*x = RetryBudget{}
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2392,7 @@ func (x *RetryBudget) String() string {
 func (*RetryBudget) ProtoMessage() {}
 
 func (x *RetryBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2405,7 @@ func (x *RetryBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBudget.ProtoReflect.Descriptor instead.
 func (*RetryBudget) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{25}
+	return file_destination_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetryBudget) GetRetryRatio() float32 {
@@ -2236,7 +2440,7 @@ type ResponseClass struct {
 
 func (x *ResponseClass) Reset() {
 	*x = ResponseClass{}
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2452,7 @@ func (x *ResponseClass) String() string {
 func (*ResponseClass) ProtoMessage() {}
 
 func (x *ResponseClass) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2465,7 @@ func (x *ResponseClass) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseClass.ProtoReflect.Descriptor instead.
 func (*ResponseClass) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{26}
+	return file_destination_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResponseClass) GetCondition() *ResponseCondition {
@@ -2294,7 +2498,7 @@ type ResponseCondition struct {
 
 func (x *ResponseCondition) Reset() {
 	*x = ResponseCondition{}
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2306,7 +2510,7 @@ func (x *ResponseCondition) String() string {
 func (*ResponseCondition) ProtoMessage() {}
 
 func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2319,7 +2523,7 @@ func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseCondition.ProtoReflect.Descriptor instead.
 func (*ResponseCondition) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{27}
+	return file_destination_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ResponseCondition) GetKind() isResponseCondition_Kind {
@@ -2403,7 +2607,7 @@ type ResponseConditions struct {
 
 func (x *ResponseConditions) Reset() {
 	*x = ResponseConditions{}
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +2619,7 @@ func (x *ResponseConditions) String() string {
 func (*ResponseConditions) ProtoMessage() {}
 
 func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2428,7 +2632,7 @@ func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseConditions.ProtoReflect.Descriptor instead.
 func (*ResponseConditions) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{28}
+	return file_destination_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResponseConditions) GetConditions() []*ResponseCondition {
@@ -2449,7 +2653,7 @@ type StatusRange struct {
 
 func (x *StatusRange) Reset() {
 	*x = StatusRange{}
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2665,7 @@ func (x *StatusRange) String() string {
 func (*StatusRange) ProtoMessage() {}
 
 func (x *StatusRange) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2678,7 @@ func (x *StatusRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRange.ProtoReflect.Descriptor instead.
 func (*StatusRange) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{29}
+	return file_destination_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *StatusRange) GetMin() uint32 {
@@ -2511,7 +2715,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2727,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2740,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{30}
+	return file_destination_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Backend) GetKey() string {
@@ -2600,7 +2804,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2816,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2829,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{31}
+	return file_destination_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2768,14 +2972,34 @@ const file_destination_proto_rawDesc = "" +
 	"\x11RequestConditions\x12E\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2%.weft.destination.v1.RequestConditionR\n" +
-	"conditions\"\xe7\x02\n" +
+	"conditions\"\x9b\x03\n" +
 	"\x06Filter\x12]\n" +
 	"\x17request_header_modifier\x18\x01 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x15requestHeaderModifier\x12_\n" +
 	"\x18response_header_modifier\x18\x02 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x16responseHeaderModifier\x12Q\n" +
 	"\x10request_redirect\x18\x03 \x01(\v2$.weft.destination.v1.RequestRedirectH\x00R\x0frequestRedirect\x12B\n" +
 	"\vurl_rewrite\x18\x04 \x01(\v2\x1f.weft.destination.v1.URLRewriteH\x00R\n" +
-	"urlRewriteB\x06\n" +
-	"\x04kind\"\x86\x01\n" +
+	"urlRewrite\x122\n" +
+	"\x05fault\x18\a \x01(\v2\x1a.weft.destination.v1.FaultH\x00R\x05faultB\x06\n" +
+	"\x04kind\"\xa7\x01\n" +
+	"\x05Fault\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
+	"\x05abort\x18\x03 \x01(\v2\x1f.weft.destination.v1.FaultAbortR\x05abort\x125\n" +
+	"\x05delay\x18\x04 \x01(\v2\x1f.weft.destination.v1.FaultDelayR\x05delay\"o\n" +
+	"\n" +
+	"FaultAbort\x12\x1f\n" +
+	"\vhttp_status\x18\x01 \x01(\rR\n" +
+	"httpStatus\x12\x1f\n" +
+	"\vgrpc_status\x18\x02 \x01(\rR\n" +
+	"grpcStatus\x12\x1f\n" +
+	"\vper_million\x18\x03 \x01(\rR\n" +
+	"perMillion\"i\n" +
+	"\n" +
+	"FaultDelay\x12:\n" +
+	"\vfixed_delay\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"fixedDelay\x12\x1f\n" +
+	"\vper_million\x18\x02 \x01(\rR\n" +
+	"perMillion\"\x86\x01\n" +
 	"\x0eHeaderModifier\x12-\n" +
 	"\x03set\x18\x01 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03set\x12-\n" +
 	"\x03add\x18\x02 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03add\x12\x16\n" +
@@ -2875,7 +3099,7 @@ func file_destination_proto_rawDescGZIP() []byte {
 }
 
 var file_destination_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_destination_proto_goTypes = []any{
 	(ProtocolHint)(0),           // 0: weft.destination.v1.ProtocolHint
 	(RouteSource)(0),            // 1: weft.destination.v1.RouteSource
@@ -2896,44 +3120,47 @@ var file_destination_proto_goTypes = []any{
 	(*RequestCondition)(nil),    // 16: weft.destination.v1.RequestCondition
 	(*RequestConditions)(nil),   // 17: weft.destination.v1.RequestConditions
 	(*Filter)(nil),              // 18: weft.destination.v1.Filter
-	(*HeaderModifier)(nil),      // 19: weft.destination.v1.HeaderModifier
-	(*Header)(nil),              // 20: weft.destination.v1.Header
-	(*RequestRedirect)(nil),     // 21: weft.destination.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 22: weft.destination.v1.URLRewrite
-	(*PathModifier)(nil),        // 23: weft.destination.v1.PathModifier
-	(*WeightedBackend)(nil),     // 24: weft.destination.v1.WeightedBackend
-	(*Timeouts)(nil),            // 25: weft.destination.v1.Timeouts
-	(*RetryPolicy)(nil),         // 26: weft.destination.v1.RetryPolicy
-	(*RetryBudget)(nil),         // 27: weft.destination.v1.RetryBudget
-	(*ResponseClass)(nil),       // 28: weft.destination.v1.ResponseClass
-	(*ResponseCondition)(nil),   // 29: weft.destination.v1.ResponseCondition
-	(*ResponseConditions)(nil),  // 30: weft.destination.v1.ResponseConditions
-	(*StatusRange)(nil),         // 31: weft.destination.v1.StatusRange
-	(*Backend)(nil),             // 32: weft.destination.v1.Backend
-	(*Endpoint)(nil),            // 33: weft.destination.v1.Endpoint
-	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
+	(*Fault)(nil),               // 19: weft.destination.v1.Fault
+	(*FaultAbort)(nil),          // 20: weft.destination.v1.FaultAbort
+	(*FaultDelay)(nil),          // 21: weft.destination.v1.FaultDelay
+	(*HeaderModifier)(nil),      // 22: weft.destination.v1.HeaderModifier
+	(*Header)(nil),              // 23: weft.destination.v1.Header
+	(*RequestRedirect)(nil),     // 24: weft.destination.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 25: weft.destination.v1.URLRewrite
+	(*PathModifier)(nil),        // 26: weft.destination.v1.PathModifier
+	(*WeightedBackend)(nil),     // 27: weft.destination.v1.WeightedBackend
+	(*Timeouts)(nil),            // 28: weft.destination.v1.Timeouts
+	(*RetryPolicy)(nil),         // 29: weft.destination.v1.RetryPolicy
+	(*RetryBudget)(nil),         // 30: weft.destination.v1.RetryBudget
+	(*ResponseClass)(nil),       // 31: weft.destination.v1.ResponseClass
+	(*ResponseCondition)(nil),   // 32: weft.destination.v1.ResponseCondition
+	(*ResponseConditions)(nil),  // 33: weft.destination.v1.ResponseConditions
+	(*StatusRange)(nil),         // 34: weft.destination.v1.StatusRange
+	(*Backend)(nil),             // 35: weft.destination.v1.Backend
+	(*Endpoint)(nil),            // 36: weft.destination.v1.Endpoint
+	(*durationpb.Duration)(nil), // 37: google.protobuf.Duration
 }
 var file_destination_proto_depIdxs = []int32{
 	7,  // 0: weft.destination.v1.DestinationUpdate.snapshot:type_name -> weft.destination.v1.DestinationConfig
 	5,  // 1: weft.destination.v1.DestinationUpdate.endpoints:type_name -> weft.destination.v1.EndpointDelta
 	4,  // 2: weft.destination.v1.DestinationUpdate.not_found:type_name -> weft.destination.v1.NotFound
-	33, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
+	36, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
 	6,  // 4: weft.destination.v1.EndpointDelta.remove:type_name -> weft.destination.v1.EndpointAddress
 	9,  // 5: weft.destination.v1.DestinationConfig.service:type_name -> weft.destination.v1.ServiceRef
 	0,  // 6: weft.destination.v1.DestinationConfig.protocol:type_name -> weft.destination.v1.ProtocolHint
 	1,  // 7: weft.destination.v1.DestinationConfig.route_source:type_name -> weft.destination.v1.RouteSource
 	10, // 8: weft.destination.v1.DestinationConfig.routes:type_name -> weft.destination.v1.Route
 	10, // 9: weft.destination.v1.DestinationConfig.fallback:type_name -> weft.destination.v1.Route
-	27, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
-	32, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
+	30, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
+	35, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
 	8,  // 12: weft.destination.v1.DestinationConfig.pod:type_name -> weft.destination.v1.PodRef
 	11, // 13: weft.destination.v1.Route.resource:type_name -> weft.destination.v1.ResourceRef
 	12, // 14: weft.destination.v1.Route.matches:type_name -> weft.destination.v1.RouteMatch
 	18, // 15: weft.destination.v1.Route.filters:type_name -> weft.destination.v1.Filter
-	24, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
-	25, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
-	26, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
-	28, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
+	27, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
+	28, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
+	29, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
+	31, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
 	13, // 20: weft.destination.v1.RouteMatch.path:type_name -> weft.destination.v1.StringMatch
 	14, // 21: weft.destination.v1.RouteMatch.headers:type_name -> weft.destination.v1.HeaderMatch
 	14, // 22: weft.destination.v1.RouteMatch.query_params:type_name -> weft.destination.v1.HeaderMatch
@@ -2946,37 +3173,41 @@ var file_destination_proto_depIdxs = []int32{
 	17, // 29: weft.destination.v1.RequestCondition.any:type_name -> weft.destination.v1.RequestConditions
 	16, // 30: weft.destination.v1.RequestCondition.not:type_name -> weft.destination.v1.RequestCondition
 	16, // 31: weft.destination.v1.RequestConditions.conditions:type_name -> weft.destination.v1.RequestCondition
-	19, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	19, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	21, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
-	22, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
-	20, // 36: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
-	20, // 37: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
-	23, // 38: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
-	23, // 39: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
-	18, // 40: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
-	34, // 41: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
-	34, // 42: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	34, // 43: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
-	31, // 44: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
-	34, // 45: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
-	34, // 46: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
-	34, // 47: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	29, // 48: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
-	30, // 49: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
-	30, // 50: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
-	29, // 51: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
-	31, // 52: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
-	29, // 53: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
-	9,  // 54: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
-	0,  // 55: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
-	33, // 56: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
-	0,  // 57: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	22, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	22, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	24, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
+	25, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
+	19, // 36: weft.destination.v1.Filter.fault:type_name -> weft.destination.v1.Fault
+	20, // 37: weft.destination.v1.Fault.abort:type_name -> weft.destination.v1.FaultAbort
+	21, // 38: weft.destination.v1.Fault.delay:type_name -> weft.destination.v1.FaultDelay
+	37, // 39: weft.destination.v1.FaultDelay.fixed_delay:type_name -> google.protobuf.Duration
+	23, // 40: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
+	23, // 41: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
+	26, // 42: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
+	26, // 43: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
+	18, // 44: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
+	37, // 45: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
+	37, // 46: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	37, // 47: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
+	34, // 48: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
+	37, // 49: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	37, // 50: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
+	37, // 51: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	32, // 52: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
+	33, // 53: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
+	33, // 54: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
+	32, // 55: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
+	34, // 56: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
+	32, // 57: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
+	9,  // 58: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
+	0,  // 59: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
+	36, // 60: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
+	0,  // 61: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
+	62, // [62:62] is the sub-list for method output_type
+	62, // [62:62] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_destination_proto_init() }
@@ -3010,12 +3241,13 @@ func file_destination_proto_init() {
 		(*Filter_ResponseHeaderModifier)(nil),
 		(*Filter_RequestRedirect)(nil),
 		(*Filter_UrlRewrite)(nil),
+		(*Filter_Fault)(nil),
 	}
-	file_destination_proto_msgTypes[21].OneofWrappers = []any{
+	file_destination_proto_msgTypes[24].OneofWrappers = []any{
 		(*PathModifier_ReplaceFullPath)(nil),
 		(*PathModifier_ReplacePrefixMatch)(nil),
 	}
-	file_destination_proto_msgTypes[27].OneofWrappers = []any{
+	file_destination_proto_msgTypes[30].OneofWrappers = []any{
 		(*ResponseCondition_All)(nil),
 		(*ResponseCondition_Any)(nil),
 		(*ResponseCondition_Not)(nil),
@@ -3027,7 +3259,7 @@ func file_destination_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_destination_proto_rawDesc), len(file_destination_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
