@@ -147,7 +147,7 @@ func (o *Options) defaults() {
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-identity-issuer,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=weft-system,resources=configmaps,resourceNames=weft-trust-roots,verbs=get;list;watch
-// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes;serviceprofiles,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes;serviceprofiles;httpfaults,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
@@ -225,6 +225,15 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}
 	if err := watch(&corev1.Namespace{}, inb.Handler()); err != nil {
 		return err
+	}
+	// Faults only add errors and delays, so a cluster whose CRDs predate HTTPFault
+	// serves its destinations; a rule that names one answers 500, as for a missing
+	// HTTPFault, and the log says why.
+	if err := watch(&meshv1alpha1.HTTPFault{}, srv.Handler()); err != nil {
+		if !meta.IsNoMatchError(err) {
+			return err
+		}
+		log.Error(err, "Not reading HTTPFaults: their CRD is missing; apply config/crd")
 	}
 	// The policy kinds' CRDs may not be installed (config/crd installs them only once
 	// the proxies enforce them): destinations are served all the same, and the inbound

@@ -81,7 +81,8 @@ type FaultAbort struct {
 // FaultDelay holds a share of the requests before sending them.
 type FaultDelay struct {
 	// fixedDelay is how long, a Go duration from 1ms to 1h (e.g. 500ms, 2s). The
-	// route's request timeout counts it.
+	// delay comes before the route's request timeout starts (as in Envoy's fault
+	// filter), so it does not count against it.
 	// +required
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(([0-9]+(\\\\.[0-9]*)?|\\\\.[0-9]+)(ns|us|ms|s|m|h))+$') && duration(self) >= duration('1ms') && duration(self) <= duration('1h')",message="delay.fixedDelay must be a duration from 1ms to 1h, e.g. 500ms"
