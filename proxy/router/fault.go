@@ -57,14 +57,14 @@ func draw(ppm uint32) bool {
 }
 
 // DecideFaults draws the faults of fs for one request: the delays of every fault add
-// up, and the first fault that aborts answers. any is false when no filter is a fault.
-func DecideFaults(fs []*Filter) (d FaultDecision, any bool) {
+// up, and the first fault that aborts answers. found is false when no filter is a fault.
+func DecideFaults(fs []*Filter) (d FaultDecision, found bool) {
 	for _, f := range fs {
 		ft := f.Fault
 		if ft == nil {
 			continue
 		}
-		any = true
+		found = true
 		if draw(ft.delayPPM) {
 			d.Delay += ft.Delay
 			d.Delayed = append(d.Delayed, ft)
@@ -73,7 +73,7 @@ func DecideFaults(fs []*Filter) (d FaultDecision, any bool) {
 			d.Abort = ft
 		}
 	}
-	return d, any
+	return d, found
 }
 
 // HasFaults reports whether any filter of fs is a fault.
