@@ -89,4 +89,21 @@ func TestRouteFaultStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, check(metav1.ConditionFalse, string(gatewayv1.RouteReasonBackendNotFound), "HTTPFault latency not found"))
+
+	// A ServiceProfile route's Weft-only fault field: the same, in the profile's status
+	// (the HTTPFault watch requeues the profile).
+	sp := &meshv1alpha1.ServiceProfile{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web.chaos.svc.cluster.local"},
+		Spec: meshv1alpha1.ServiceProfileSpec{Routes: []meshv1alpha1.RouteSpec{
+			{Name: "GET /", Condition: meshv1alpha1.RequestMatch{Method: "GET"}, Fault: "latency"}}}}
+	if err := c.Create(ctx, sp); err != nil {
+		t.Fatal(err)
+	}
+	spc := func() []metav1.Condition { return sp.Status.Conditions }
+	eventually(t, 10*time.Second, policyCondition(c, sp, spc, meshv1alpha1.ConditionResolvedRefs, metav1.ConditionFalse, meshv1alpha1.ReasonRefNotFound,
+		"HTTPFault chaos/latency not found; create it or fix the reference; the requests of the routes that name it are answered 500 until it does"))
+	fault.ResourceVersion = ""
+	if err := c.Create(ctx, fault); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, policyCondition(c, sp, spc, meshv1alpha1.ConditionResolvedRefs, metav1.ConditionTrue, meshv1alpha1.ReasonResolved, ""))
 }
