@@ -112,6 +112,9 @@ func pooledClient() *http.Client {
 // that rate within 5% over 10 s, under a paced load of 1.5 times the limit, once the
 // bucket's burst (one second's worth) is spent.
 func TestRateLimitAccuracy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("26 s of paced load; CI runs it (make test has no -short)")
+	}
 	for _, rate := range []int{100, 1000} {
 		t.Run(strconv.Itoa(rate), func(t *testing.T) {
 			mp := newMeshPair(t, pairOpts{})
