@@ -1,13 +1,17 @@
 package destination
 
 import (
+	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/proxy/api"
 )
 
 // TestApplyHTTPFault: an HTTPFault that appears, changes or goes recompiles the roots
@@ -59,5 +63,70 @@ func TestApplyHTTPFault(t *testing.T) {
 	}
 	if _, ok := s.roots["shop/web"]; !ok || len(s.faults) != 0 {
 		t.Errorf("after delete: roots %v, faults %v", s.roots, s.faults)
+	}
+}
+
+// TestFaultRecompiles: through the real destination service and API server, a route
+// naming a missing HTTPFault compiles to the 500 abort; creating the HTTPFault reaches
+// the subscriber as the fault, changing it as the new share, deleting it as the 500
+// again.
+func TestFaultRecompiles(t *testing.T) {
+	ns := namespace(t, "faults")
+	apply(t, fmt.Sprintf(webYAML, ns, clusterIP(t)))
+	req := authority("web", ns, 80)
+	req.ContextNamespace = ns
+	sub := subscribe(t, conn(t, ns), req)
+	if sub.next(t, 5*time.Second).GetSnapshot() == nil {
+		t.Fatal("want a snapshot first")
+	}
+	fault := func() *api.Fault {
+		t.Helper()
+		for _, f := range sub.cfg.GetRoutes()[0].GetFilters() {
+			if ft := f.GetFault(); ft != nil {
+				return ft
+			}
+		}
+		t.Fatalf("no fault filter in %v", sub.cfg.GetRoutes())
+		return nil
+	}
+	apply(t, fmt.Sprintf(`
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {namespace: %s, name: web}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, port: 80}]
+  rules:
+  - name: chaos
+    filters:
+    - type: ExtensionRef
+      extensionRef: {group: mesh.weft.dev, kind: HTTPFault, name: chaos}
+`, ns))
+	sub.next(t, within)
+	if f := fault(); f.GetAbort().GetHttpStatus() != 500 || f.GetAbort().GetPerMillion() != 1_000_000 {
+		t.Fatalf("missing HTTPFault: %v, want the 500 abort", f)
+	}
+	faultYAML := `
+apiVersion: mesh.weft.dev/v1alpha1
+kind: HTTPFault
+metadata: {namespace: %s, name: chaos}
+spec:
+  abort: {httpStatus: 503, percentage: %d}
+`
+	apply(t, fmt.Sprintf(faultYAML, ns, 10))
+	sub.next(t, within)
+	if f := fault(); f.GetAbort().GetHttpStatus() != 503 || f.GetAbort().GetPerMillion() != 100_000 {
+		t.Fatalf("created HTTPFault: %v, want 503 at 10%%", f)
+	}
+	apply(t, fmt.Sprintf(faultYAML, ns, 20))
+	sub.next(t, within)
+	if f := fault(); f.GetAbort().GetPerMillion() != 200_000 {
+		t.Fatalf("changed HTTPFault: %v, want 20%%", f)
+	}
+	if err := suite.client.Delete(context.Background(), &meshv1alpha1.HTTPFault{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chaos"}}); err != nil {
+		t.Fatal(err)
+	}
+	sub.next(t, within)
+	if f := fault(); f.GetAbort().GetHttpStatus() != 500 {
+		t.Fatalf("deleted HTTPFault: %v, want the 500 abort again", f)
 	}
 }
