@@ -86,22 +86,37 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	return addPolicyReconcilers(mgr, opts)
 }
 
-// addPolicyReconcilers registers the reconcilers of the policy.weft.dev kinds' status.
+// addPolicyReconcilers registers the reconcilers of the policy.weft.dev kinds' status,
+// each with the grace a missing reference gets before the object is Stalled
+// (opts.MissingRefGrace; 0: the default).
 func addPolicyReconcilers(mgr ctrl.Manager, opts Options) error {
+	grace := opts.MissingRefGrace
 	c := mgr.GetClient()
-	if err := NewServerReconciler(c, mgr.GetEventRecorder("server-controller")).SetupWithManager(mgr); err != nil {
+	server := NewServerReconciler(c, mgr.GetEventRecorder("server-controller"))
+	server.MissingRefGrace = grace
+	if err := server.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the Server reconciler: %w", err)
 	}
 	authz := NewAuthorizationPolicyReconciler(c, mgr.GetEventRecorder("authorizationpolicy-controller"))
 	authz.NoGatewayAPI = opts.NoGatewayAPI
+	authz.MissingRefGrace = grace
 	if err := authz.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the AuthorizationPolicy reconciler: %w", err)
 	}
-	if err := NewMeshTLSAuthenticationReconciler(c, mgr.GetEventRecorder("meshtlsauthentication-controller")).SetupWithManager(mgr); err != nil {
+	meshTLS := NewMeshTLSAuthenticationReconciler(c, mgr.GetEventRecorder("meshtlsauthentication-controller"))
+	meshTLS.MissingRefGrace = grace
+	if err := meshTLS.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the MeshTLSAuthentication reconciler: %w", err)
 	}
-	if err := NewNetworkAuthenticationReconciler(c, mgr.GetEventRecorder("networkauthentication-controller")).SetupWithManager(mgr); err != nil {
+	network := NewNetworkAuthenticationReconciler(c, mgr.GetEventRecorder("networkauthentication-controller"))
+	network.MissingRefGrace = grace
+	if err := network.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the NetworkAuthentication reconciler: %w", err)
+	}
+	limits := NewHTTPLocalRateLimitPolicyReconciler(c, mgr.GetEventRecorder("httplocalratelimitpolicy-controller"))
+	limits.MissingRefGrace = grace
+	if err := limits.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the HTTPLocalRateLimitPolicy reconciler: %w", err)
 	}
 	return nil
 }

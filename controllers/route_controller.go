@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/validation"
 )
@@ -71,6 +72,8 @@ type routeKind[R client.Object, L client.ObjectList] struct {
 	mirrors func(R) []gatewayv1.BackendObjectReference
 	// ruleProblems has one entry per rule: why Weft drops it, or "".
 	ruleProblems func(R) []string
+	// faults are the names of the HTTPFaults its rules' filters name.
+	faults func(R) []string
 }
 
 // NewHTTPRouteReconciler returns the reconciler of HTTPRoutes.
@@ -114,6 +117,7 @@ var httpRoutes = routeKind[*gatewayv1.HTTPRoute, *gatewayv1.HTTPRouteList]{
 		}
 		return out
 	},
+	faults: func(r *gatewayv1.HTTPRoute) []string { return compiler.HTTPFaultRefs(r.Spec.Rules) },
 }
 
 var grpcRoutes = routeKind[*gatewayv1.GRPCRoute, *gatewayv1.GRPCRouteList]{
@@ -147,6 +151,7 @@ var grpcRoutes = routeKind[*gatewayv1.GRPCRoute, *gatewayv1.GRPCRouteList]{
 		}
 		return out
 	},
+	faults: func(r *gatewayv1.GRPCRoute) []string { return compiler.GRPCFaultRefs(r.Spec.Rules) },
 }
 
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch
@@ -154,6 +159,7 @@ var grpcRoutes = routeKind[*gatewayv1.GRPCRoute, *gatewayv1.GRPCRouteList]{
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=grpcroutes/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=httpfaults,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings the Weft entries of one route's status.parents up to date.
@@ -174,7 +180,7 @@ func (r *RouteReconciler[R, L]) Reconcile(ctx context.Context, req ctrl.Request)
 
 func (r *RouteReconciler[R, L]) reconcileNormal(ctx context.Context, route R) error {
 	v := routeView{obj: route, parentRefs: r.kind.parents(route), ruleProblems: r.kind.ruleProblems(route), backendRefs: r.kind.backends(route),
-		mirrorRefs: r.kind.mirrors(route)}
+		mirrorRefs: r.kind.mirrors(route), faultRefs: r.kind.faults(route)}
 	_, _, errs := validation.RetryTimeoutAnnotations(r.kind.name, route.GetAnnotations())
 	for _, e := range errs {
 		v.annotationProblems = append(v.annotationProblems, e.Error())
@@ -199,10 +205,41 @@ func (r *RouteReconciler[R, L]) SetupWithManager(mgr ctrl.Manager) error {
 		}); err != nil {
 		return fmt.Errorf("indexing %s by service: %w", r.kind.plural, err)
 	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), r.kind.newRoute(), routeFaultIndex,
+		func(o client.Object) []string {
+			var keys []string
+			for _, name := range r.kind.faults(o.(R)) {
+				keys = append(keys, types.NamespacedName{Namespace: o.GetNamespace(), Name: name}.String())
+			}
+			return keys
+		}); err != nil {
+		return fmt.Errorf("indexing %s by HTTPFault: %w", r.kind.plural, err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(r.kind.newRoute()).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.routesForService)).
+		Watches(&meshv1alpha1.HTTPFault{}, handler.EnqueueRequestsFromMapFunc(r.routesForFault)).
 		Complete(r)
+}
+
+// routeFaultIndex indexes routes by the namespace/name of every HTTPFault their
+// filters name, so an HTTPFault event finds its routes.
+const routeFaultIndex = "weft.route.fault"
+
+// routesForFault maps an HTTPFault event to the routes of the reconciler's kind that
+// name it.
+func (r *RouteReconciler[R, L]) routesForFault(ctx context.Context, f client.Object) []reconcile.Request {
+	routes := r.kind.newList()
+	key := types.NamespacedName{Namespace: f.GetNamespace(), Name: f.GetName()}.String()
+	if err := r.List(ctx, routes, client.MatchingFields{routeFaultIndex: key}); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "Listing routes for an HTTPFault", "fault", key)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, o := range r.kind.items(routes) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(o)})
+	}
+	return reqs
 }
 
 // referencedServices lists namespace/name of the Services a route names as parents or

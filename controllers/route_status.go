@@ -20,6 +20,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -31,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/compiler"
 )
 
@@ -47,6 +49,9 @@ type routeView struct {
 	// annotationProblems are the route's invalid retry.weft.dev/* and
 	// timeout.weft.dev/* values, each naming its annotation.
 	annotationProblems []string
+	// faultRefs are the names of the HTTPFaults its rules' ExtensionRef filters
+	// name, in the route's namespace.
+	faultRefs []string
 }
 
 // RouteConditionAnnotationsAccepted is Weft's condition on a route's parent entry
@@ -105,6 +110,23 @@ func computeParents(ctx context.Context, c client.Reader, rec events.EventRecord
 	}
 	if err := checkMirrorRefs(ns, v, get, rec, &resolved); err != nil {
 		return nil, err
+	}
+	missingFaults, err := missingHTTPFaults(ctx, c, ns, v.faultRefs)
+	if err != nil {
+		return nil, err
+	}
+	if len(missingFaults) > 0 {
+		// Gateway API: a filter that cannot be resolved is not skipped; the requests
+		// it would process get an error. BackendNotFound is the spec's reason for a
+		// reference to an object that does not exist.
+		msg := "HTTPFault " + strings.Join(missingFaults, ", ") + " not found in namespace " + ns +
+			"; the requests of the rules whose ExtensionRef filter names it are answered 500 until it exists or the filter goes"
+		if resolved.Status == metav1.ConditionTrue {
+			resolved.Status, resolved.Reason, resolved.Message = metav1.ConditionFalse, string(gatewayv1.RouteReasonBackendNotFound), msg
+		} else {
+			resolved.Message += "; " + msg
+		}
+		rec.Eventf(v.obj, nil, corev1.EventTypeWarning, string(gatewayv1.RouteReasonBackendNotFound), "Resolve", "%s", msg)
 	}
 
 	// Rules Weft cannot implement are dropped (Gateway API's "Drop Rule" approach).
@@ -235,4 +257,23 @@ func checkMirrorRefs(ns string, v routeView, get compiler.ServiceGetter, rec eve
 	}
 	resolved.Message = m
 	return nil
+}
+
+// missingHTTPFaults returns the names among refs of the HTTPFaults of namespace ns that
+// do not exist, once each, in order.
+func missingHTTPFaults(ctx context.Context, c client.Reader, ns string, refs []string) ([]string, error) {
+	var missing []string
+	for _, name := range refs {
+		if slices.Contains(missing, name) {
+			continue
+		}
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &meshv1alpha1.HTTPFault{})
+		switch {
+		case apierrors.IsNotFound(err):
+			missing = append(missing, name)
+		case err != nil:
+			return nil, fmt.Errorf("getting HTTPFault %s/%s: %w", ns, name, err)
+		}
+	}
+	return missing, nil
 }

@@ -19,6 +19,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -57,6 +58,15 @@ func serviceProfiles(clusterDomain string) statusKind[*meshv1alpha1.ServiceProfi
 			}
 			return nil
 		},
+		// The HTTPFaults its routes name (Weft-only fault field), for the index.
+		refs: func(sp *meshv1alpha1.ServiceProfile) []string {
+			var keys []string
+			for _, name := range profileFaults(sp) {
+				keys = append(keys, refKey("HTTPFault", sp.Namespace, name))
+			}
+			return keys
+		},
+		watches:    []refWatch{{object: &meshv1alpha1.HTTPFault{}, kind: "HTTPFault"}},
 		conditions: func(sp *meshv1alpha1.ServiceProfile) *[]metav1.Condition { return &sp.Status.Conditions },
 		restate: func(sp *meshv1alpha1.ServiceProfile) {
 			sp.Status.ObservedGeneration = sp.Generation
@@ -95,9 +105,34 @@ func resolveProfileService(ctx context.Context, c client.Reader, rec events.Even
 	case err != nil:
 		return fmt.Errorf("getting Service %s: %w", key, err)
 	default:
+		var missing []missingRef
+		for _, name := range profileFaults(sp) {
+			ok, err := exists(ctx, c, types.NamespacedName{Namespace: sp.Namespace, Name: name}, &meshv1alpha1.HTTPFault{})
+			if err != nil {
+				return err
+			}
+			if !ok {
+				missing = append(missing, missingRef{"HTTPFault", sp.Namespace, name})
+			}
+		}
+		if len(missing) > 0 {
+			setMissing(rec, sp, conds, missing, "; the requests of the routes that name it are answered 500 until it does")
+			return nil
+		}
 		conds.set(meshv1alpha1.ConditionResolvedRefs, true, meshv1alpha1.ReasonResolved, "Service "+key.String()+" exists")
 	}
 	return nil
+}
+
+// profileFaults are the names of the HTTPFaults a profile's routes name, once each.
+func profileFaults(sp *meshv1alpha1.ServiceProfile) []string {
+	var out []string
+	for _, rt := range sp.Spec.Routes {
+		if rt.Fault != "" && !slices.Contains(out, rt.Fault) {
+			out = append(out, rt.Fault)
+		}
+	}
+	return out
 }
 
 // profileService is the Service a profile name (<service>.<namespace>.svc.<cluster

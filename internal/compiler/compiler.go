@@ -87,6 +87,9 @@ type State struct {
 	HTTPRoutes      []gatewayv1.HTTPRoute
 	GRPCRoutes      []gatewayv1.GRPCRoute
 	TrafficSplits   []splitv1alpha2.TrafficSplit
+	// HTTPFaults are the faults routes name (ExtensionRef filters, ServiceProfile
+	// routes' fault).
+	HTTPFaults []meshv1alpha1.HTTPFault
 }
 
 // SetMesh fills the state's Mesh-derived fields from the Mesh, defaulted as the
@@ -400,6 +403,8 @@ type index struct {
 	splits     map[string][]*splitv1alpha2.TrafficSplit
 	httpRoutes map[string][]*gatewayv1.HTTPRoute
 	grpcRoutes map[string][]*gatewayv1.GRPCRoute
+	// faults are the HTTPFaults by namespace/name.
+	faults map[string]*meshv1alpha1.HTTPFault
 	// profileValid memoizes validation.ServiceProfile per profile (*ServiceProfile ->
 	// bool): each target compiled from this index asks again, and a profile at its
 	// bounds costs tens of milliseconds to validate.
@@ -419,6 +424,11 @@ func newIndex(s *State) *index {
 		splits:        map[string][]*splitv1alpha2.TrafficSplit{},
 		httpRoutes:    map[string][]*gatewayv1.HTTPRoute{},
 		grpcRoutes:    map[string][]*gatewayv1.GRPCRoute{},
+		faults:        make(map[string]*meshv1alpha1.HTTPFault, len(s.HTTPFaults)),
+	}
+	for i := range s.HTTPFaults {
+		f := &s.HTTPFaults[i]
+		ix.faults[key(f.Namespace, f.Name)] = f
 	}
 	for i := range s.ServiceProfiles {
 		sp := &s.ServiceProfiles[i]

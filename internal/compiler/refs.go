@@ -170,11 +170,11 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 			}
 		}
 	}
-	if p := httpFiltersProblem(rule.Filters); p != "" {
+	if p := httpFiltersProblem(rule.Filters, true); p != "" {
 		return p
 	}
 	for _, b := range rule.BackendRefs {
-		if p := httpFiltersProblem(b.Filters); p != "" {
+		if p := httpFiltersProblem(b.Filters, false); p != "" {
 			return "backendRef " + string(b.Name) + ": " + p
 		}
 	}
@@ -198,8 +198,16 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 // redirectCodes are the RequestRedirect status codes the proxy answers with.
 var redirectCodes = []int{301, 302, 303, 307, 308}
 
-func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter) string {
+// httpFiltersProblem says why Weft cannot apply a list of filters; rule says they are
+// a rule's (an HTTPFault applies to a rule, not to one of its backends).
+func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter, rule bool) string {
 	for _, f := range fs {
+		if f.Type == gatewayv1.HTTPRouteFilterExtensionRef {
+			if p := extensionRefProblem(f.ExtensionRef, rule); p != "" {
+				return p
+			}
+			continue
+		}
 		switch f.Type {
 		case gatewayv1.HTTPRouteFilterRequestRedirect:
 			// Gateway API: an unknown status code must leave the rule unaccepted,
@@ -236,25 +244,43 @@ func GRPCRuleProblem(rule gatewayv1.GRPCRouteRule) string {
 			}
 		}
 	}
-	if p := grpcFiltersProblem(rule.Filters); p != "" {
+	if p := grpcFiltersProblem(rule.Filters, true); p != "" {
 		return p
 	}
 	for _, b := range rule.BackendRefs {
-		if p := grpcFiltersProblem(b.Filters); p != "" {
+		if p := grpcFiltersProblem(b.Filters, false); p != "" {
 			return "backendRef " + string(b.Name) + ": " + p
 		}
 	}
 	return ""
 }
 
-func grpcFiltersProblem(fs []gatewayv1.GRPCRouteFilter) string {
+func grpcFiltersProblem(fs []gatewayv1.GRPCRouteFilter, rule bool) string {
 	for _, f := range fs {
+		if f.Type == gatewayv1.GRPCRouteFilterExtensionRef {
+			if p := extensionRefProblem(f.ExtensionRef, rule); p != "" {
+				return p
+			}
+			continue
+		}
 		switch f.Type {
 		case gatewayv1.GRPCRouteFilterRequestHeaderModifier, gatewayv1.GRPCRouteFilterResponseHeaderModifier,
 			gatewayv1.GRPCRouteFilterRequestMirror:
 		default:
 			return fmt.Sprintf("filter type %s is not supported", f.Type)
 		}
+	}
+	return ""
+}
+
+// extensionRefProblem says why Weft cannot apply an ExtensionRef filter: the one
+// extension it knows is an HTTPFault (group mesh.weft.dev), on a rule.
+func extensionRefProblem(ref *gatewayv1.LocalObjectReference, rule bool) string {
+	switch {
+	case !IsFaultRef(ref):
+		return "filter type ExtensionRef is not supported"
+	case !rule:
+		return "an HTTPFault ExtensionRef filter applies to a rule, not to a backendRef; move it to the rule's filters"
 	}
 	return ""
 }

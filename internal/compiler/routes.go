@@ -176,7 +176,8 @@ func routeName(obj string, name *gatewayv1.SectionName, i int) string {
 }
 
 func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HTTPRouteRule) []entry {
-	filters := append(httpFilters(rule.Filters), c.httpMirrorFilters(r.Namespace, rule.Filters)...)
+	filters := append(c.httpFaultFilters(r.Namespace, rule.Filters), httpFilters(rule.Filters)...)
+	filters = append(filters, c.httpMirrorFilters(r.Namespace, rule.Filters)...)
 	redirect := slices.ContainsFunc(rule.Filters, func(f gatewayv1.HTTPRouteFilter) bool {
 		return f.Type == gatewayv1.HTTPRouteFilterRequestRedirect
 	})
@@ -235,7 +236,8 @@ func (c *compilation) httpRule(r *gatewayv1.HTTPRoute, ri int, rule gatewayv1.HT
 }
 
 func (c *compilation) grpcRule(r *gatewayv1.GRPCRoute, ri int, rule gatewayv1.GRPCRouteRule) []entry {
-	filters := append(grpcFilters(rule.Filters), c.grpcMirrorFilters(r.Namespace, rule.Filters)...)
+	filters := append(c.grpcFaultFilters(r.Namespace, rule.Filters), grpcFilters(rule.Filters)...)
+	filters = append(filters, c.grpcMirrorFilters(r.Namespace, rule.Filters)...)
 	var backends []*api.WeightedBackend
 	if len(rule.BackendRefs) == 0 {
 		backends = c.defaultBackends()
@@ -468,6 +470,9 @@ func (c *compilation) profileRoutes() []*api.Route {
 			Matches:  []*api.RouteMatch{{Condition: cond}},
 			Backends: c.defaultBackends(),
 			Timeouts: &api.Timeouts{Request: durationpb.New(timeout)},
+		}
+		if rt.Fault != "" {
+			r.Filters = append(r.Filters, c.faultFilter(sp.Namespace, rt.Fault))
 		}
 		if rt.IsRetryable {
 			// No statuses: retry what the response classes call failures.

@@ -151,11 +151,11 @@ func (o *Options) defaults() {
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=weft-system,resources=secrets,resourceNames=weft-identity-issuer,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",namespace=weft-system,resources=configmaps,resourceNames=weft-trust-roots,verbs=get;list;watch
-// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes;serviceprofiles,verbs=get;list;watch
+// +kubebuilder:rbac:groups=mesh.weft.dev,resources=meshes;serviceprofiles;httpfaults,verbs=get;list;watch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
-// +kubebuilder:rbac:groups=policy.weft.dev,resources=servers;authorizationpolicies;meshtlsauthentications;networkauthentications,verbs=get;list;watch
+// +kubebuilder:rbac:groups=policy.weft.dev,resources=servers;authorizationpolicies;meshtlsauthentications;networkauthentications;httplocalratelimitpolicies,verbs=get;list;watch
 
 // AddToManager runs the destination service on every replica (it does not need the
 // leader lease: proxies talk to any replica). It reads through a cache of its own, so
@@ -234,6 +234,15 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	if err := watch(&corev1.Namespace{}, inb.Handler()); err != nil {
 		return err
 	}
+	// Faults only add errors and delays, so a cluster whose CRDs predate HTTPFault
+	// serves its destinations; a rule that names one answers 500, as for a missing
+	// HTTPFault, and the log says why.
+	if err := watch(&meshv1alpha1.HTTPFault{}, srv.Handler()); err != nil {
+		if !meta.IsNoMatchError(err) {
+			return err
+		}
+		log.Error(err, "Not reading HTTPFaults: their CRD is missing; apply config/crd")
+	}
 	// The policy kinds' CRDs may not be installed (config/crd installs them only once
 	// the proxies enforce them): destinations are served all the same, and the inbound
 	// policy API answers Unavailable rather than serve policies compiled without them.
@@ -249,6 +258,14 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 			inb.Disable(inbound.DisabledReason(err))
 			break
 		}
+	}
+	// Rate limits only narrow what a policy admits, so a cluster whose CRDs predate
+	// HTTPLocalRateLimitPolicy keeps its inbound policies, without limits, and says so.
+	if err := watch(&policyv1alpha1.HTTPLocalRateLimitPolicy{}, inb.Handler()); err != nil {
+		if !meta.IsNoMatchError(err) {
+			return err
+		}
+		log.Error(err, "Not enforcing HTTPLocalRateLimitPolicies: their CRD is missing; apply config/crd")
 	}
 	if err := mgr.Add(inb); err != nil {
 		return fmt.Errorf("adding the inbound policy service: %w", err)

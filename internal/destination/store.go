@@ -61,6 +61,7 @@ type store struct {
 	http     map[string]*gatewayv1.HTTPRoute
 	grpc     map[string]*gatewayv1.GRPCRoute
 	splits   map[string]*splitv1alpha2.TrafficSplit
+	faults   map[string]*meshv1alpha1.HTTPFault
 	mesh     *meshv1alpha1.Mesh
 
 	// What changed since the last compilation: full means anything may have (the
@@ -100,6 +101,7 @@ func newStore(clusterDomain string) *store {
 		http:           map[string]*gatewayv1.HTTPRoute{},
 		grpc:           map[string]*gatewayv1.GRPCRoute{},
 		splits:         map[string]*splitv1alpha2.TrafficSplit{},
+		faults:         map[string]*meshv1alpha1.HTTPFault{},
 		dirty:          map[string]struct{}{},
 	}
 }
@@ -203,6 +205,12 @@ func (s *store) apply(old, obj any) bool {
 			ts := o.(*splitv1alpha2.TrafficSplit)
 			return []string{objKey(ts.Namespace, ts.Spec.Service)}
 		})
+	case *meshv1alpha1.HTTPFault:
+		if specUnchanged(old, obj) {
+			return false
+		}
+		setOrDelete(s.faults, objKey(o.Namespace, o.Name), o, obj == nil)
+		s.markFaultRoots(o.Namespace, o.Name)
 	case *meshv1alpha1.Mesh:
 		if o.Name != meshv1alpha1.MeshName || specUnchanged(old, obj) {
 			return false
@@ -353,6 +361,33 @@ func (s *store) profileRoots(o any) []string {
 		return nil
 	}
 	return []string{objKey(svc.Namespace, svc.Name)}
+}
+
+// markFaultRoots marks the roots of the routes that name the HTTPFault ns/name: the
+// HTTPRoutes and GRPCRoutes of its namespace whose rules' ExtensionRef filters name it,
+// and the ServiceProfiles of its namespace whose routes do.
+func (s *store) markFaultRoots(ns, name string) {
+	for _, r := range s.http {
+		if r.Namespace == ns && slices.Contains(compiler.HTTPFaultRefs(r.Spec.Rules), name) {
+			s.markRoots(nil, r, func(o any) []string { return parentRoots(ns, o.(*gatewayv1.HTTPRoute).Spec.ParentRefs) })
+		}
+	}
+	for _, r := range s.grpc {
+		if r.Namespace == ns && slices.Contains(compiler.GRPCFaultRefs(r.Spec.Rules), name) {
+			s.markRoots(nil, r, func(o any) []string { return parentRoots(ns, o.(*gatewayv1.GRPCRoute).Spec.ParentRefs) })
+		}
+	}
+	for _, sp := range s.profiles {
+		if sp.Namespace != ns {
+			continue
+		}
+		for _, rt := range sp.Spec.Routes {
+			if rt.Fault == name {
+				s.markRoots(nil, sp, s.profileRoots)
+				break
+			}
+		}
+	}
 }
 
 // parentRoots are the Services a route's parentRefs name.
@@ -563,6 +598,9 @@ func (s *store) state(clusterDomain string, services, endpoints, pods map[string
 	}
 	for _, o := range s.splits {
 		st.TrafficSplits = append(st.TrafficSplits, *o)
+	}
+	for _, o := range s.faults {
+		st.HTTPFaults = append(st.HTTPFaults, *o)
 	}
 	return st
 }

@@ -92,6 +92,9 @@ type Input struct {
 	NetworkAuthentications []*policyv1alpha1.NetworkAuthentication
 	HTTPRoutes             []*gatewayv1.HTTPRoute
 	GRPCRoutes             []*gatewayv1.GRPCRoute
+	// RateLimitPolicies of the pod's namespace; a Server takes the oldest valid one
+	// that targets it.
+	RateLimitPolicies []*policyv1alpha1.HTTPLocalRateLimitPolicy
 }
 
 // Compile returns the inbound policy of in.Pod. It reads only its argument, and the
@@ -246,6 +249,7 @@ func (c *compilation) servers() []*api.InboundServer {
 	}
 	c.authorizationPolicies()
 	c.routes()
+	limits := c.rateLimits()
 
 	var out []*api.InboundServer
 	for _, sel := range c.selected {
@@ -276,6 +280,7 @@ func (c *compilation) servers() []*api.InboundServer {
 				Authorizations: cloneAuthorizations(authz),
 				Routes:         cloneRoutes(routes),
 				Audit:          p.Audit,
+				RateLimit:      cloneRateLimit(limits[s.Name], s.Spec.ProxyProtocol),
 			})
 		}
 	}
@@ -290,6 +295,15 @@ func cloneAuthorizations(in []*api.Authorization) []*api.Authorization {
 		out[i] = proto.Clone(a).(*api.Authorization)
 	}
 	return out
+}
+
+// cloneRateLimit gives a port its own copy of its Server's rate limit; an opaque or TLS
+// port carries none, since no request of it is ever read.
+func cloneRateLimit(rl *api.RateLimit, p policyv1alpha1.ProxyProtocol) *api.RateLimit {
+	if rl == nil || p == policyv1alpha1.ProxyProtocolOpaque || p == policyv1alpha1.ProxyProtocolTLS {
+		return nil
+	}
+	return proto.Clone(rl).(*api.RateLimit)
 }
 
 func cloneRoutes(in []*api.InboundRoute) []*api.InboundRoute {

@@ -86,6 +86,8 @@ func decode(t testing.TB, docs ...string) Input {
 				in.HTTPRoutes = append(in.HTTPRoutes, o)
 			case *gatewayv1.GRPCRoute:
 				in.GRPCRoutes = append(in.GRPCRoutes, o)
+			case *policyv1alpha1.HTTPLocalRateLimitPolicy:
+				in.RateLimitPolicies = append(in.RateLimitPolicies, o)
 			default:
 				t.Fatalf("unexpected %T", obj)
 			}

@@ -44,6 +44,7 @@ type store struct {
 	policies map[string]map[string]*policyv1alpha1.AuthorizationPolicy
 	http     map[string]map[string]*gatewayv1.HTTPRoute
 	grpc     map[string]map[string]*gatewayv1.GRPCRoute
+	limits   map[string]map[string]*policyv1alpha1.HTTPLocalRateLimitPolicy
 	// The authentications, which policies reference across namespaces, by
 	// namespace/name.
 	meshTLS  map[string]*policyv1alpha1.MeshTLSAuthentication
@@ -70,6 +71,7 @@ func newStore() *store {
 		policies:   map[string]map[string]*policyv1alpha1.AuthorizationPolicy{},
 		http:       map[string]map[string]*gatewayv1.HTTPRoute{},
 		grpc:       map[string]map[string]*gatewayv1.GRPCRoute{},
+		limits:     map[string]map[string]*policyv1alpha1.HTTPLocalRateLimitPolicy{},
 		meshTLS:    map[string]*policyv1alpha1.MeshTLSAuthentication{},
 		networks:   map[string]*policyv1alpha1.NetworkAuthentication{},
 		dirtyNS:    map[string]struct{}{},
@@ -129,6 +131,8 @@ func (s *store) apply(old, obj any) bool {
 		return setNamespaced(s, s.http, old, obj, o.Namespace, o.Name, o)
 	case *gatewayv1.GRPCRoute:
 		return setNamespaced(s, s.grpc, old, obj, o.Namespace, o.Name, o)
+	case *policyv1alpha1.HTTPLocalRateLimitPolicy:
+		return setNamespaced(s, s.limits, old, obj, o.Namespace, o.Name, o)
 	case *policyv1alpha1.MeshTLSAuthentication:
 		if specUnchanged(old, obj) {
 			return false
@@ -207,6 +211,7 @@ func (s *store) input(pod *corev1.Pod) Input {
 	in.AuthorizationPolicies = slices.Collect(maps.Values(s.policies[ns]))
 	in.HTTPRoutes = slices.Collect(maps.Values(s.http[ns]))
 	in.GRPCRoutes = slices.Collect(maps.Values(s.grpc[ns]))
+	in.RateLimitPolicies = slices.Collect(maps.Values(s.limits[ns]))
 	// Only the authentications the namespace's policies name: the rest cannot change
 	// the result.
 	for _, p := range s.policies[ns] {

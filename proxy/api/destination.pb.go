@@ -1485,6 +1485,7 @@ type Filter struct {
 	//	*Filter_RequestRedirect
 	//	*Filter_UrlRewrite
 	//	*Filter_RequestMirror
+	//	*Filter_Fault
 	Kind          isFilter_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1572,6 +1573,15 @@ func (x *Filter) GetRequestMirror() *RequestMirror {
 	return nil
 }
 
+func (x *Filter) GetFault() *Fault {
+	if x != nil {
+		if x, ok := x.Kind.(*Filter_Fault); ok {
+			return x.Fault
+		}
+	}
+	return nil
+}
+
 type isFilter_Kind interface {
 	isFilter_Kind()
 }
@@ -1600,6 +1610,12 @@ type Filter_RequestMirror struct {
 	RequestMirror *RequestMirror `protobuf:"bytes,5,opt,name=request_mirror,json=requestMirror,proto3,oneof"`
 }
 
+type Filter_Fault struct {
+	// fault injects an HTTPFault's abort and delay (an ExtensionRef filter, or a
+	// ServiceProfile route's fault).
+	Fault *Fault `protobuf:"bytes,7,opt,name=fault,proto3,oneof"`
+}
+
 func (*Filter_RequestHeaderModifier) isFilter_Kind() {}
 
 func (*Filter_ResponseHeaderModifier) isFilter_Kind() {}
@@ -1609,6 +1625,8 @@ func (*Filter_RequestRedirect) isFilter_Kind() {}
 func (*Filter_UrlRewrite) isFilter_Kind() {}
 
 func (*Filter_RequestMirror) isFilter_Kind() {}
+
+func (*Filter_Fault) isFilter_Kind() {}
 
 // RequestMirror sends a copy of the request to a backend besides forwarding it (Gateway
 // API's RequestMirror filter). The copy is fire and forget: its response is
@@ -1694,6 +1712,192 @@ func (x *RequestMirror) GetDenominator() uint32 {
 	return 0
 }
 
+// Fault is an HTTPFault: a share of the requests delayed, then a share aborted, each
+// drawn independently per request. Shares are in parts per million.
+type Fault struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// namespace and name of the HTTPFault, for the weft_fault_injected_total labels.
+	Namespace     string      `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name          string      `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Abort         *FaultAbort `protobuf:"bytes,3,opt,name=abort,proto3" json:"abort,omitempty"`
+	Delay         *FaultDelay `protobuf:"bytes,4,opt,name=delay,proto3" json:"delay,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Fault) Reset() {
+	*x = Fault{}
+	mi := &file_destination_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Fault) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Fault) ProtoMessage() {}
+
+func (x *Fault) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Fault.ProtoReflect.Descriptor instead.
+func (*Fault) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Fault) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *Fault) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Fault) GetAbort() *FaultAbort {
+	if x != nil {
+		return x.Abort
+	}
+	return nil
+}
+
+func (x *Fault) GetDelay() *FaultDelay {
+	if x != nil {
+		return x.Delay
+	}
+	return nil
+}
+
+// FaultAbort answers instead of forwarding. For a gRPC request: grpc_status when set,
+// else the gRPC status of http_status; otherwise http_status when set, else 500.
+type FaultAbort struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	HttpStatus    uint32                 `protobuf:"varint,1,opt,name=http_status,json=httpStatus,proto3" json:"http_status,omitempty"`
+	GrpcStatus    uint32                 `protobuf:"varint,2,opt,name=grpc_status,json=grpcStatus,proto3" json:"grpc_status,omitempty"`
+	PerMillion    uint32                 `protobuf:"varint,3,opt,name=per_million,json=perMillion,proto3" json:"per_million,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FaultAbort) Reset() {
+	*x = FaultAbort{}
+	mi := &file_destination_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FaultAbort) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FaultAbort) ProtoMessage() {}
+
+func (x *FaultAbort) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FaultAbort.ProtoReflect.Descriptor instead.
+func (*FaultAbort) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *FaultAbort) GetHttpStatus() uint32 {
+	if x != nil {
+		return x.HttpStatus
+	}
+	return 0
+}
+
+func (x *FaultAbort) GetGrpcStatus() uint32 {
+	if x != nil {
+		return x.GrpcStatus
+	}
+	return 0
+}
+
+func (x *FaultAbort) GetPerMillion() uint32 {
+	if x != nil {
+		return x.PerMillion
+	}
+	return 0
+}
+
+// FaultDelay holds the request before forwarding it.
+type FaultDelay struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	FixedDelay    *durationpb.Duration   `protobuf:"bytes,1,opt,name=fixed_delay,json=fixedDelay,proto3" json:"fixed_delay,omitempty"`
+	PerMillion    uint32                 `protobuf:"varint,2,opt,name=per_million,json=perMillion,proto3" json:"per_million,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FaultDelay) Reset() {
+	*x = FaultDelay{}
+	mi := &file_destination_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FaultDelay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FaultDelay) ProtoMessage() {}
+
+func (x *FaultDelay) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FaultDelay.ProtoReflect.Descriptor instead.
+func (*FaultDelay) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *FaultDelay) GetFixedDelay() *durationpb.Duration {
+	if x != nil {
+		return x.FixedDelay
+	}
+	return nil
+}
+
+func (x *FaultDelay) GetPerMillion() uint32 {
+	if x != nil {
+		return x.PerMillion
+	}
+	return 0
+}
+
 // HeaderModifier sets, adds and removes headers, in that order.
 type HeaderModifier struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1709,7 +1913,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1925,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1938,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{18}
+	return file_destination_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1769,7 +1973,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1985,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1998,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{19}
+	return file_destination_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Header) GetName() string {
@@ -1828,7 +2032,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1840,7 +2044,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1853,7 +2057,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{20}
+	return file_destination_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1903,7 +2107,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1915,7 +2119,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1928,7 +2132,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{21}
+	return file_destination_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1959,7 +2163,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1971,7 +2175,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1984,7 +2188,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{22}
+	return file_destination_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *PathModifier) GetKind() isPathModifier_Kind {
@@ -2051,7 +2255,7 @@ type WeightedBackend struct {
 
 func (x *WeightedBackend) Reset() {
 	*x = WeightedBackend{}
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2063,7 +2267,7 @@ func (x *WeightedBackend) String() string {
 func (*WeightedBackend) ProtoMessage() {}
 
 func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2076,7 +2280,7 @@ func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedBackend.ProtoReflect.Descriptor instead.
 func (*WeightedBackend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{23}
+	return file_destination_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *WeightedBackend) GetBackend() string {
@@ -2127,7 +2331,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2343,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2356,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{24}
+	return file_destination_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Timeouts) GetRequest() *durationpb.Duration {
@@ -2202,7 +2406,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2418,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2431,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{25}
+	return file_destination_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *RetryPolicy) GetStatuses() []*StatusRange {
@@ -2278,7 +2482,7 @@ type RetryBudget struct {
 
 func (x *RetryBudget) Reset() {
 	*x = RetryBudget{}
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2290,7 +2494,7 @@ func (x *RetryBudget) String() string {
 func (*RetryBudget) ProtoMessage() {}
 
 func (x *RetryBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2303,7 +2507,7 @@ func (x *RetryBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBudget.ProtoReflect.Descriptor instead.
 func (*RetryBudget) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{26}
+	return file_destination_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RetryBudget) GetRetryRatio() float32 {
@@ -2338,7 +2542,7 @@ type ResponseClass struct {
 
 func (x *ResponseClass) Reset() {
 	*x = ResponseClass{}
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2350,7 +2554,7 @@ func (x *ResponseClass) String() string {
 func (*ResponseClass) ProtoMessage() {}
 
 func (x *ResponseClass) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2363,7 +2567,7 @@ func (x *ResponseClass) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseClass.ProtoReflect.Descriptor instead.
 func (*ResponseClass) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{27}
+	return file_destination_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ResponseClass) GetCondition() *ResponseCondition {
@@ -2396,7 +2600,7 @@ type ResponseCondition struct {
 
 func (x *ResponseCondition) Reset() {
 	*x = ResponseCondition{}
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2408,7 +2612,7 @@ func (x *ResponseCondition) String() string {
 func (*ResponseCondition) ProtoMessage() {}
 
 func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2421,7 +2625,7 @@ func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseCondition.ProtoReflect.Descriptor instead.
 func (*ResponseCondition) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{28}
+	return file_destination_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResponseCondition) GetKind() isResponseCondition_Kind {
@@ -2505,7 +2709,7 @@ type ResponseConditions struct {
 
 func (x *ResponseConditions) Reset() {
 	*x = ResponseConditions{}
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2517,7 +2721,7 @@ func (x *ResponseConditions) String() string {
 func (*ResponseConditions) ProtoMessage() {}
 
 func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2530,7 +2734,7 @@ func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseConditions.ProtoReflect.Descriptor instead.
 func (*ResponseConditions) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{29}
+	return file_destination_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResponseConditions) GetConditions() []*ResponseCondition {
@@ -2551,7 +2755,7 @@ type StatusRange struct {
 
 func (x *StatusRange) Reset() {
 	*x = StatusRange{}
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2563,7 +2767,7 @@ func (x *StatusRange) String() string {
 func (*StatusRange) ProtoMessage() {}
 
 func (x *StatusRange) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2576,7 +2780,7 @@ func (x *StatusRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRange.ProtoReflect.Descriptor instead.
 func (*StatusRange) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{30}
+	return file_destination_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *StatusRange) GetMin() uint32 {
@@ -2613,7 +2817,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2625,7 +2829,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2638,7 +2842,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{31}
+	return file_destination_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *Backend) GetKey() string {
@@ -2702,7 +2906,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_destination_proto_msgTypes[32]
+	mi := &file_destination_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2714,7 +2918,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[32]
+	mi := &file_destination_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2727,7 +2931,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{32}
+	return file_destination_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2870,20 +3074,40 @@ const file_destination_proto_rawDesc = "" +
 	"\x11RequestConditions\x12E\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2%.weft.destination.v1.RequestConditionR\n" +
-	"conditions\"\xb4\x03\n" +
+	"conditions\"\xe8\x03\n" +
 	"\x06Filter\x12]\n" +
 	"\x17request_header_modifier\x18\x01 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x15requestHeaderModifier\x12_\n" +
 	"\x18response_header_modifier\x18\x02 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x16responseHeaderModifier\x12Q\n" +
 	"\x10request_redirect\x18\x03 \x01(\v2$.weft.destination.v1.RequestRedirectH\x00R\x0frequestRedirect\x12B\n" +
 	"\vurl_rewrite\x18\x04 \x01(\v2\x1f.weft.destination.v1.URLRewriteH\x00R\n" +
 	"urlRewrite\x12K\n" +
-	"\x0erequest_mirror\x18\x05 \x01(\v2\".weft.destination.v1.RequestMirrorH\x00R\rrequestMirrorB\x06\n" +
+	"\x0erequest_mirror\x18\x05 \x01(\v2\".weft.destination.v1.RequestMirrorH\x00R\rrequestMirror\x122\n" +
+	"\x05fault\x18\a \x01(\v2\x1a.weft.destination.v1.FaultH\x00R\x05faultB\x06\n" +
 	"\x04kind\"\x83\x01\n" +
 	"\rRequestMirror\x12\x18\n" +
 	"\abackend\x18\x01 \x01(\tR\abackend\x12\x18\n" +
 	"\ainvalid\x18\x02 \x01(\tR\ainvalid\x12\x1c\n" +
 	"\tnumerator\x18\x03 \x01(\rR\tnumerator\x12 \n" +
-	"\vdenominator\x18\x04 \x01(\rR\vdenominator\"\x86\x01\n" +
+	"\vdenominator\x18\x04 \x01(\rR\vdenominator\"\xa7\x01\n" +
+	"\x05Fault\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x125\n" +
+	"\x05abort\x18\x03 \x01(\v2\x1f.weft.destination.v1.FaultAbortR\x05abort\x125\n" +
+	"\x05delay\x18\x04 \x01(\v2\x1f.weft.destination.v1.FaultDelayR\x05delay\"o\n" +
+	"\n" +
+	"FaultAbort\x12\x1f\n" +
+	"\vhttp_status\x18\x01 \x01(\rR\n" +
+	"httpStatus\x12\x1f\n" +
+	"\vgrpc_status\x18\x02 \x01(\rR\n" +
+	"grpcStatus\x12\x1f\n" +
+	"\vper_million\x18\x03 \x01(\rR\n" +
+	"perMillion\"i\n" +
+	"\n" +
+	"FaultDelay\x12:\n" +
+	"\vfixed_delay\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"fixedDelay\x12\x1f\n" +
+	"\vper_million\x18\x02 \x01(\rR\n" +
+	"perMillion\"\x86\x01\n" +
 	"\x0eHeaderModifier\x12-\n" +
 	"\x03set\x18\x01 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03set\x12-\n" +
 	"\x03add\x18\x02 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03add\x12\x16\n" +
@@ -2983,7 +3207,7 @@ func file_destination_proto_rawDescGZIP() []byte {
 }
 
 var file_destination_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_destination_proto_goTypes = []any{
 	(ProtocolHint)(0),           // 0: weft.destination.v1.ProtocolHint
 	(RouteSource)(0),            // 1: weft.destination.v1.RouteSource
@@ -3005,44 +3229,47 @@ var file_destination_proto_goTypes = []any{
 	(*RequestConditions)(nil),   // 17: weft.destination.v1.RequestConditions
 	(*Filter)(nil),              // 18: weft.destination.v1.Filter
 	(*RequestMirror)(nil),       // 19: weft.destination.v1.RequestMirror
-	(*HeaderModifier)(nil),      // 20: weft.destination.v1.HeaderModifier
-	(*Header)(nil),              // 21: weft.destination.v1.Header
-	(*RequestRedirect)(nil),     // 22: weft.destination.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 23: weft.destination.v1.URLRewrite
-	(*PathModifier)(nil),        // 24: weft.destination.v1.PathModifier
-	(*WeightedBackend)(nil),     // 25: weft.destination.v1.WeightedBackend
-	(*Timeouts)(nil),            // 26: weft.destination.v1.Timeouts
-	(*RetryPolicy)(nil),         // 27: weft.destination.v1.RetryPolicy
-	(*RetryBudget)(nil),         // 28: weft.destination.v1.RetryBudget
-	(*ResponseClass)(nil),       // 29: weft.destination.v1.ResponseClass
-	(*ResponseCondition)(nil),   // 30: weft.destination.v1.ResponseCondition
-	(*ResponseConditions)(nil),  // 31: weft.destination.v1.ResponseConditions
-	(*StatusRange)(nil),         // 32: weft.destination.v1.StatusRange
-	(*Backend)(nil),             // 33: weft.destination.v1.Backend
-	(*Endpoint)(nil),            // 34: weft.destination.v1.Endpoint
-	(*durationpb.Duration)(nil), // 35: google.protobuf.Duration
+	(*Fault)(nil),               // 20: weft.destination.v1.Fault
+	(*FaultAbort)(nil),          // 21: weft.destination.v1.FaultAbort
+	(*FaultDelay)(nil),          // 22: weft.destination.v1.FaultDelay
+	(*HeaderModifier)(nil),      // 23: weft.destination.v1.HeaderModifier
+	(*Header)(nil),              // 24: weft.destination.v1.Header
+	(*RequestRedirect)(nil),     // 25: weft.destination.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 26: weft.destination.v1.URLRewrite
+	(*PathModifier)(nil),        // 27: weft.destination.v1.PathModifier
+	(*WeightedBackend)(nil),     // 28: weft.destination.v1.WeightedBackend
+	(*Timeouts)(nil),            // 29: weft.destination.v1.Timeouts
+	(*RetryPolicy)(nil),         // 30: weft.destination.v1.RetryPolicy
+	(*RetryBudget)(nil),         // 31: weft.destination.v1.RetryBudget
+	(*ResponseClass)(nil),       // 32: weft.destination.v1.ResponseClass
+	(*ResponseCondition)(nil),   // 33: weft.destination.v1.ResponseCondition
+	(*ResponseConditions)(nil),  // 34: weft.destination.v1.ResponseConditions
+	(*StatusRange)(nil),         // 35: weft.destination.v1.StatusRange
+	(*Backend)(nil),             // 36: weft.destination.v1.Backend
+	(*Endpoint)(nil),            // 37: weft.destination.v1.Endpoint
+	(*durationpb.Duration)(nil), // 38: google.protobuf.Duration
 }
 var file_destination_proto_depIdxs = []int32{
 	7,  // 0: weft.destination.v1.DestinationUpdate.snapshot:type_name -> weft.destination.v1.DestinationConfig
 	5,  // 1: weft.destination.v1.DestinationUpdate.endpoints:type_name -> weft.destination.v1.EndpointDelta
 	4,  // 2: weft.destination.v1.DestinationUpdate.not_found:type_name -> weft.destination.v1.NotFound
-	34, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
+	37, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
 	6,  // 4: weft.destination.v1.EndpointDelta.remove:type_name -> weft.destination.v1.EndpointAddress
 	9,  // 5: weft.destination.v1.DestinationConfig.service:type_name -> weft.destination.v1.ServiceRef
 	0,  // 6: weft.destination.v1.DestinationConfig.protocol:type_name -> weft.destination.v1.ProtocolHint
 	1,  // 7: weft.destination.v1.DestinationConfig.route_source:type_name -> weft.destination.v1.RouteSource
 	10, // 8: weft.destination.v1.DestinationConfig.routes:type_name -> weft.destination.v1.Route
 	10, // 9: weft.destination.v1.DestinationConfig.fallback:type_name -> weft.destination.v1.Route
-	28, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
-	33, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
+	31, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
+	36, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
 	8,  // 12: weft.destination.v1.DestinationConfig.pod:type_name -> weft.destination.v1.PodRef
 	11, // 13: weft.destination.v1.Route.resource:type_name -> weft.destination.v1.ResourceRef
 	12, // 14: weft.destination.v1.Route.matches:type_name -> weft.destination.v1.RouteMatch
 	18, // 15: weft.destination.v1.Route.filters:type_name -> weft.destination.v1.Filter
-	25, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
-	26, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
-	27, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
-	29, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
+	28, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
+	29, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
+	30, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
+	32, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
 	13, // 20: weft.destination.v1.RouteMatch.path:type_name -> weft.destination.v1.StringMatch
 	14, // 21: weft.destination.v1.RouteMatch.headers:type_name -> weft.destination.v1.HeaderMatch
 	14, // 22: weft.destination.v1.RouteMatch.query_params:type_name -> weft.destination.v1.HeaderMatch
@@ -3055,38 +3282,42 @@ var file_destination_proto_depIdxs = []int32{
 	17, // 29: weft.destination.v1.RequestCondition.any:type_name -> weft.destination.v1.RequestConditions
 	16, // 30: weft.destination.v1.RequestCondition.not:type_name -> weft.destination.v1.RequestCondition
 	16, // 31: weft.destination.v1.RequestConditions.conditions:type_name -> weft.destination.v1.RequestCondition
-	20, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	20, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	22, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
-	23, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
+	23, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	23, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	25, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
+	26, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
 	19, // 36: weft.destination.v1.Filter.request_mirror:type_name -> weft.destination.v1.RequestMirror
-	21, // 37: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
-	21, // 38: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
-	24, // 39: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
-	24, // 40: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
-	18, // 41: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
-	35, // 42: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
-	35, // 43: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	35, // 44: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
-	32, // 45: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
-	35, // 46: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
-	35, // 47: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
-	35, // 48: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	30, // 49: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
-	31, // 50: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
-	31, // 51: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
-	30, // 52: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
-	32, // 53: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
-	30, // 54: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
-	9,  // 55: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
-	0,  // 56: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
-	34, // 57: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
-	0,  // 58: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	20, // 37: weft.destination.v1.Filter.fault:type_name -> weft.destination.v1.Fault
+	21, // 38: weft.destination.v1.Fault.abort:type_name -> weft.destination.v1.FaultAbort
+	22, // 39: weft.destination.v1.Fault.delay:type_name -> weft.destination.v1.FaultDelay
+	38, // 40: weft.destination.v1.FaultDelay.fixed_delay:type_name -> google.protobuf.Duration
+	24, // 41: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
+	24, // 42: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
+	27, // 43: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
+	27, // 44: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
+	18, // 45: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
+	38, // 46: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
+	38, // 47: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	38, // 48: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
+	35, // 49: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
+	38, // 50: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	38, // 51: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
+	38, // 52: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	33, // 53: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
+	34, // 54: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
+	34, // 55: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
+	33, // 56: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
+	35, // 57: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
+	33, // 58: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
+	9,  // 59: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
+	0,  // 60: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
+	37, // 61: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
+	0,  // 62: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_destination_proto_init() }
@@ -3121,12 +3352,13 @@ func file_destination_proto_init() {
 		(*Filter_RequestRedirect)(nil),
 		(*Filter_UrlRewrite)(nil),
 		(*Filter_RequestMirror)(nil),
+		(*Filter_Fault)(nil),
 	}
-	file_destination_proto_msgTypes[22].OneofWrappers = []any{
+	file_destination_proto_msgTypes[25].OneofWrappers = []any{
 		(*PathModifier_ReplaceFullPath)(nil),
 		(*PathModifier_ReplacePrefixMatch)(nil),
 	}
-	file_destination_proto_msgTypes[28].OneofWrappers = []any{
+	file_destination_proto_msgTypes[31].OneofWrappers = []any{
 		(*ResponseCondition_All)(nil),
 		(*ResponseCondition_Any)(nil),
 		(*ResponseCondition_Not)(nil),
@@ -3138,7 +3370,7 @@ func file_destination_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_destination_proto_rawDesc), len(file_destination_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

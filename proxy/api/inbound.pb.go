@@ -250,7 +250,12 @@ type InboundServer struct {
 	// audit, when set, admits what no authorization admits, and counts and logs it as
 	// a would-be denial (authorization {kind: "default", name: "audit"}): the way to
 	// try a policy out before enforcing it.
-	Audit         bool `protobuf:"varint,7,opt,name=audit,proto3" json:"audit,omitempty"`
+	Audit bool `protobuf:"varint,7,opt,name=audit,proto3" json:"audit,omitempty"`
+	// rate_limit, when set, limits the rate of the HTTP and gRPC requests the port
+	// admits (an HTTPLocalRateLimitPolicy whose targetRef is the port's Server). It is
+	// applied after authorization: a denied request spends no budget. Not applied to
+	// opaque connections, nor to the probe paths.
+	RateLimit     *RateLimit `protobuf:"bytes,8,opt,name=rate_limit,json=rateLimit,proto3" json:"rate_limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -334,6 +339,146 @@ func (x *InboundServer) GetAudit() bool {
 	return false
 }
 
+func (x *InboundServer) GetRateLimit() *RateLimit {
+	if x != nil {
+		return x.RateLimit
+	}
+	return nil
+}
+
+// RateLimit is an HTTPLocalRateLimitPolicy compiled for one port: token buckets that
+// each refill at their rate and hold at most one second of it. A request spends one
+// token of the total bucket and one of its client's bucket; it is answered 429 (gRPC
+// RESOURCE_EXHAUSTED) when either is empty. Rates are requests per second; 0 means no
+// such limit.
+type RateLimit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ref names the HTTPLocalRateLimitPolicy, for metrics and the 429's body.
+	Ref *PolicyRef `protobuf:"bytes,1,opt,name=ref,proto3" json:"ref,omitempty"`
+	// total is the rate of every request together.
+	Total uint32 `protobuf:"varint,2,opt,name=total,proto3" json:"total,omitempty"`
+	// identity is the rate of each client identity; every client without a verified
+	// identity shares one bucket.
+	Identity uint32 `protobuf:"varint,3,opt,name=identity,proto3" json:"identity,omitempty"`
+	// overrides replace identity for the clients they match; the first that matches
+	// applies.
+	Overrides     []*RateLimitOverride `protobuf:"bytes,4,rep,name=overrides,proto3" json:"overrides,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimit) Reset() {
+	*x = RateLimit{}
+	mi := &file_inbound_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimit) ProtoMessage() {}
+
+func (x *RateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_inbound_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
+func (*RateLimit) Descriptor() ([]byte, []int) {
+	return file_inbound_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RateLimit) GetRef() *PolicyRef {
+	if x != nil {
+		return x.Ref
+	}
+	return nil
+}
+
+func (x *RateLimit) GetTotal() uint32 {
+	if x != nil {
+		return x.Total
+	}
+	return 0
+}
+
+func (x *RateLimit) GetIdentity() uint32 {
+	if x != nil {
+		return x.Identity
+	}
+	return 0
+}
+
+func (x *RateLimit) GetOverrides() []*RateLimitOverride {
+	if x != nil {
+		return x.Overrides
+	}
+	return nil
+}
+
+// RateLimitOverride is the rate of the clients whose verified SPIFFE ID is one of ids.
+type RateLimitOverride struct {
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	RequestsPerSecond uint32                 `protobuf:"varint,1,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	// ids are exact SPIFFE IDs, sorted.
+	Ids           []string `protobuf:"bytes,2,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimitOverride) Reset() {
+	*x = RateLimitOverride{}
+	mi := &file_inbound_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimitOverride) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimitOverride) ProtoMessage() {}
+
+func (x *RateLimitOverride) ProtoReflect() protoreflect.Message {
+	mi := &file_inbound_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimitOverride.ProtoReflect.Descriptor instead.
+func (*RateLimitOverride) Descriptor() ([]byte, []int) {
+	return file_inbound_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RateLimitOverride) GetRequestsPerSecond() uint32 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
+}
+
+func (x *RateLimitOverride) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 // PolicyRef names a Kubernetes object, or a built-in policy (group empty, kind
 // "default").
 type PolicyRef struct {
@@ -348,7 +493,7 @@ type PolicyRef struct {
 
 func (x *PolicyRef) Reset() {
 	*x = PolicyRef{}
-	mi := &file_inbound_proto_msgTypes[3]
+	mi := &file_inbound_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +505,7 @@ func (x *PolicyRef) String() string {
 func (*PolicyRef) ProtoMessage() {}
 
 func (x *PolicyRef) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[3]
+	mi := &file_inbound_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +518,7 @@ func (x *PolicyRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRef.ProtoReflect.Descriptor instead.
 func (*PolicyRef) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{3}
+	return file_inbound_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PolicyRef) GetGroup() string {
@@ -424,7 +569,7 @@ type Authorization struct {
 
 func (x *Authorization) Reset() {
 	*x = Authorization{}
-	mi := &file_inbound_proto_msgTypes[4]
+	mi := &file_inbound_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +581,7 @@ func (x *Authorization) String() string {
 func (*Authorization) ProtoMessage() {}
 
 func (x *Authorization) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[4]
+	mi := &file_inbound_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +594,7 @@ func (x *Authorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
 func (*Authorization) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{4}
+	return file_inbound_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Authorization) GetRef() *PolicyRef {
@@ -483,7 +628,7 @@ type NetworkSet struct {
 
 func (x *NetworkSet) Reset() {
 	*x = NetworkSet{}
-	mi := &file_inbound_proto_msgTypes[5]
+	mi := &file_inbound_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +640,7 @@ func (x *NetworkSet) String() string {
 func (*NetworkSet) ProtoMessage() {}
 
 func (x *NetworkSet) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[5]
+	mi := &file_inbound_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +653,7 @@ func (x *NetworkSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSet.ProtoReflect.Descriptor instead.
 func (*NetworkSet) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{5}
+	return file_inbound_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NetworkSet) GetNetworks() []*Network {
@@ -530,7 +675,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_inbound_proto_msgTypes[6]
+	mi := &file_inbound_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -542,7 +687,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[6]
+	mi := &file_inbound_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -555,7 +700,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{6}
+	return file_inbound_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Network) GetCidr() string {
@@ -583,7 +728,7 @@ type IdentitySet struct {
 
 func (x *IdentitySet) Reset() {
 	*x = IdentitySet{}
-	mi := &file_inbound_proto_msgTypes[7]
+	mi := &file_inbound_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +740,7 @@ func (x *IdentitySet) String() string {
 func (*IdentitySet) ProtoMessage() {}
 
 func (x *IdentitySet) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[7]
+	mi := &file_inbound_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +753,7 @@ func (x *IdentitySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentitySet.ProtoReflect.Descriptor instead.
 func (*IdentitySet) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{7}
+	return file_inbound_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *IdentitySet) GetMatches() []*IdentityMatch {
@@ -632,7 +777,7 @@ type IdentityMatch struct {
 
 func (x *IdentityMatch) Reset() {
 	*x = IdentityMatch{}
-	mi := &file_inbound_proto_msgTypes[8]
+	mi := &file_inbound_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +789,7 @@ func (x *IdentityMatch) String() string {
 func (*IdentityMatch) ProtoMessage() {}
 
 func (x *IdentityMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[8]
+	mi := &file_inbound_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +802,7 @@ func (x *IdentityMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityMatch.ProtoReflect.Descriptor instead.
 func (*IdentityMatch) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{8}
+	return file_inbound_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *IdentityMatch) GetKind() isIdentityMatch_Kind {
@@ -723,7 +868,7 @@ type InboundRoute struct {
 
 func (x *InboundRoute) Reset() {
 	*x = InboundRoute{}
-	mi := &file_inbound_proto_msgTypes[9]
+	mi := &file_inbound_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -735,7 +880,7 @@ func (x *InboundRoute) String() string {
 func (*InboundRoute) ProtoMessage() {}
 
 func (x *InboundRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[9]
+	mi := &file_inbound_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -748,7 +893,7 @@ func (x *InboundRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundRoute.ProtoReflect.Descriptor instead.
 func (*InboundRoute) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{9}
+	return file_inbound_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InboundRoute) GetRef() *PolicyRef {
@@ -783,7 +928,7 @@ const file_inbound_proto_rawDesc = "" +
 	"\rInboundPolicy\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12I\n" +
 	"\x0edefault_server\x18\x02 \x01(\v2\".weft.destination.v1.InboundServerR\rdefaultServer\x12<\n" +
-	"\aservers\x18\x03 \x03(\v2\".weft.destination.v1.InboundServerR\aservers\"\xd5\x02\n" +
+	"\aservers\x18\x03 \x03(\v2\".weft.destination.v1.InboundServerR\aservers\"\x94\x03\n" +
 	"\rInboundServer\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x120\n" +
 	"\x03ref\x18\x02 \x01(\v2\x1e.weft.destination.v1.PolicyRefR\x03ref\x12@\n" +
@@ -792,7 +937,17 @@ const file_inbound_proto_rawDesc = "" +
 	"\x06routes\x18\x05 \x03(\v2!.weft.destination.v1.InboundRouteR\x06routes\x12\x1f\n" +
 	"\vprobe_paths\x18\x06 \x03(\tR\n" +
 	"probePaths\x12\x14\n" +
-	"\x05audit\x18\a \x01(\bR\x05audit\"g\n" +
+	"\x05audit\x18\a \x01(\bR\x05audit\x12=\n" +
+	"\n" +
+	"rate_limit\x18\b \x01(\v2\x1e.weft.destination.v1.RateLimitR\trateLimit\"\xb5\x01\n" +
+	"\tRateLimit\x120\n" +
+	"\x03ref\x18\x01 \x01(\v2\x1e.weft.destination.v1.PolicyRefR\x03ref\x12\x14\n" +
+	"\x05total\x18\x02 \x01(\rR\x05total\x12\x1a\n" +
+	"\bidentity\x18\x03 \x01(\rR\bidentity\x12D\n" +
+	"\toverrides\x18\x04 \x03(\v2&.weft.destination.v1.RateLimitOverrideR\toverrides\"U\n" +
+	"\x11RateLimitOverride\x12.\n" +
+	"\x13requests_per_second\x18\x01 \x01(\rR\x11requestsPerSecond\x12\x10\n" +
+	"\x03ids\x18\x02 \x03(\tR\x03ids\"g\n" +
 	"\tPolicyRef\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
@@ -841,41 +996,46 @@ func file_inbound_proto_rawDescGZIP() []byte {
 }
 
 var file_inbound_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inbound_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_inbound_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_inbound_proto_goTypes = []any{
-	(InboundProtocol)(0),  // 0: weft.destination.v1.InboundProtocol
-	(*WatchInbound)(nil),  // 1: weft.destination.v1.WatchInbound
-	(*InboundPolicy)(nil), // 2: weft.destination.v1.InboundPolicy
-	(*InboundServer)(nil), // 3: weft.destination.v1.InboundServer
-	(*PolicyRef)(nil),     // 4: weft.destination.v1.PolicyRef
-	(*Authorization)(nil), // 5: weft.destination.v1.Authorization
-	(*NetworkSet)(nil),    // 6: weft.destination.v1.NetworkSet
-	(*Network)(nil),       // 7: weft.destination.v1.Network
-	(*IdentitySet)(nil),   // 8: weft.destination.v1.IdentitySet
-	(*IdentityMatch)(nil), // 9: weft.destination.v1.IdentityMatch
-	(*InboundRoute)(nil),  // 10: weft.destination.v1.InboundRoute
-	(*RouteMatch)(nil),    // 11: weft.destination.v1.RouteMatch
+	(InboundProtocol)(0),      // 0: weft.destination.v1.InboundProtocol
+	(*WatchInbound)(nil),      // 1: weft.destination.v1.WatchInbound
+	(*InboundPolicy)(nil),     // 2: weft.destination.v1.InboundPolicy
+	(*InboundServer)(nil),     // 3: weft.destination.v1.InboundServer
+	(*RateLimit)(nil),         // 4: weft.destination.v1.RateLimit
+	(*RateLimitOverride)(nil), // 5: weft.destination.v1.RateLimitOverride
+	(*PolicyRef)(nil),         // 6: weft.destination.v1.PolicyRef
+	(*Authorization)(nil),     // 7: weft.destination.v1.Authorization
+	(*NetworkSet)(nil),        // 8: weft.destination.v1.NetworkSet
+	(*Network)(nil),           // 9: weft.destination.v1.Network
+	(*IdentitySet)(nil),       // 10: weft.destination.v1.IdentitySet
+	(*IdentityMatch)(nil),     // 11: weft.destination.v1.IdentityMatch
+	(*InboundRoute)(nil),      // 12: weft.destination.v1.InboundRoute
+	(*RouteMatch)(nil),        // 13: weft.destination.v1.RouteMatch
 }
 var file_inbound_proto_depIdxs = []int32{
 	3,  // 0: weft.destination.v1.InboundPolicy.default_server:type_name -> weft.destination.v1.InboundServer
 	3,  // 1: weft.destination.v1.InboundPolicy.servers:type_name -> weft.destination.v1.InboundServer
-	4,  // 2: weft.destination.v1.InboundServer.ref:type_name -> weft.destination.v1.PolicyRef
+	6,  // 2: weft.destination.v1.InboundServer.ref:type_name -> weft.destination.v1.PolicyRef
 	0,  // 3: weft.destination.v1.InboundServer.protocol:type_name -> weft.destination.v1.InboundProtocol
-	5,  // 4: weft.destination.v1.InboundServer.authorizations:type_name -> weft.destination.v1.Authorization
-	10, // 5: weft.destination.v1.InboundServer.routes:type_name -> weft.destination.v1.InboundRoute
-	4,  // 6: weft.destination.v1.Authorization.ref:type_name -> weft.destination.v1.PolicyRef
-	6,  // 7: weft.destination.v1.Authorization.networks:type_name -> weft.destination.v1.NetworkSet
-	8,  // 8: weft.destination.v1.Authorization.identities:type_name -> weft.destination.v1.IdentitySet
-	7,  // 9: weft.destination.v1.NetworkSet.networks:type_name -> weft.destination.v1.Network
-	9,  // 10: weft.destination.v1.IdentitySet.matches:type_name -> weft.destination.v1.IdentityMatch
-	4,  // 11: weft.destination.v1.InboundRoute.ref:type_name -> weft.destination.v1.PolicyRef
-	11, // 12: weft.destination.v1.InboundRoute.matches:type_name -> weft.destination.v1.RouteMatch
-	5,  // 13: weft.destination.v1.InboundRoute.authorizations:type_name -> weft.destination.v1.Authorization
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	7,  // 4: weft.destination.v1.InboundServer.authorizations:type_name -> weft.destination.v1.Authorization
+	12, // 5: weft.destination.v1.InboundServer.routes:type_name -> weft.destination.v1.InboundRoute
+	4,  // 6: weft.destination.v1.InboundServer.rate_limit:type_name -> weft.destination.v1.RateLimit
+	6,  // 7: weft.destination.v1.RateLimit.ref:type_name -> weft.destination.v1.PolicyRef
+	5,  // 8: weft.destination.v1.RateLimit.overrides:type_name -> weft.destination.v1.RateLimitOverride
+	6,  // 9: weft.destination.v1.Authorization.ref:type_name -> weft.destination.v1.PolicyRef
+	8,  // 10: weft.destination.v1.Authorization.networks:type_name -> weft.destination.v1.NetworkSet
+	10, // 11: weft.destination.v1.Authorization.identities:type_name -> weft.destination.v1.IdentitySet
+	9,  // 12: weft.destination.v1.NetworkSet.networks:type_name -> weft.destination.v1.Network
+	11, // 13: weft.destination.v1.IdentitySet.matches:type_name -> weft.destination.v1.IdentityMatch
+	6,  // 14: weft.destination.v1.InboundRoute.ref:type_name -> weft.destination.v1.PolicyRef
+	13, // 15: weft.destination.v1.InboundRoute.matches:type_name -> weft.destination.v1.RouteMatch
+	7,  // 16: weft.destination.v1.InboundRoute.authorizations:type_name -> weft.destination.v1.Authorization
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_inbound_proto_init() }
@@ -884,7 +1044,7 @@ func file_inbound_proto_init() {
 		return
 	}
 	file_destination_proto_init()
-	file_inbound_proto_msgTypes[8].OneofWrappers = []any{
+	file_inbound_proto_msgTypes[10].OneofWrappers = []any{
 		(*IdentityMatch_Exact)(nil),
 		(*IdentityMatch_Prefix)(nil),
 	}
@@ -894,7 +1054,7 @@ func file_inbound_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inbound_proto_rawDesc), len(file_inbound_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -4,6 +4,9 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"time"
+
+	"github.com/weftmesh/weft/proxy/ratelimit"
 )
 
 // Client is who asks: the inputs of every decision.
@@ -25,6 +28,9 @@ const (
 	// NoRoute: the server has routes and the request matches none (404, gRPC
 	// UNIMPLEMENTED); authorization is not asked.
 	NoRoute
+	// RateLimited: the client was admitted but the server's rate limit refused the
+	// request (429 with Retry-After, gRPC RESOURCE_EXHAUSTED).
+	RateLimited
 )
 
 // Decision is what a decision found, for the response, the metrics and the log.
@@ -40,6 +46,10 @@ type Decision struct {
 	// Audit: nothing but the server's audit mode admitted the client (a would-be
 	// denial).
 	Audit bool
+	// RetryAfter is how long a RateLimited client should wait.
+	RetryAfter time.Duration
+	// Limit is the limit that refused a RateLimited request.
+	Limit ratelimit.Scope
 }
 
 // Connection decides about a connection read as opaque TCP: only the server's own

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/ratelimit"
 )
 
 // The inbound side forwards to a target a client names: the weft-dst of a peer
@@ -191,6 +193,9 @@ func (c *Checker) SetPolicy(p *Policy) {
 }
 
 func (c *Checker) install(p *Policy) {
+	// Not atomic with the swap: should two installs race, p misses the limiters of
+	// the other and its buckets start full, which admits at most one second's burst.
+	p.inheritLimits(c.policy.Load())
 	old := c.policy.Swap(p)
 	if old != nil && old.Version == p.Version && old.Version != "" {
 		return
@@ -299,7 +304,24 @@ func (c *Checker) Request(r *http.Request, dst netip.AddrPort, cl Client) Decisi
 	if d.Audit {
 		c.deniedLog("Audit: the inbound policy would deny this request", dst, s, d.Route, cl)
 	}
+	// After authorization, so that a denied client spends no one's budget; never
+	// the kubelet's probes, whose failure would restart a pod that is only busy.
+	if d.Authz != ProbeRef {
+		if scope, wait := s.RateLimit(cl.ID); scope != ratelimit.Admitted {
+			d.Verdict, d.Limit, d.RetryAfter = RateLimited, scope, wait
+			k.Authz = s.limit.Ref
+			c.Metrics.Authz(metrics.HTTPRateLimited, k)
+		}
+	}
 	return d
+}
+
+// RateLimitedMessage is the body of the 429 answering a rate-limited request: which
+// policy and which of its limits, and when to retry.
+func RateLimitedMessage(d Decision) string {
+	return "weft-proxy: the " + d.Limit.String() + " rate limit of " + refString(d.Server.limit.Ref) +
+		" on server " + refString(d.Server.Ref) + " is exceeded; retry after " +
+		strconv.Itoa(ratelimit.RetryAfter(d.RetryAfter)) + "s\n"
 }
 
 // DefaultRouteRef is the route label of requests on a server without routes, as the

@@ -67,6 +67,8 @@ type Server struct {
 	// probes are exact paths admitted to GET and HEAD whatever the authorizations.
 	probes []string
 	audit  bool
+	// limit is the port's rate limit; nil: none.
+	limit *Limit
 }
 
 // Route is a compiled InboundRoute.
@@ -148,7 +150,7 @@ func (p *Policy) problem(format string, args ...any) {
 }
 
 func (p *Policy) compileServer(s *api.InboundServer, port uint16) *Server {
-	out := &Server{Port: port, Ref: refOf(s.GetRef()), Protocol: s.GetProtocol(), audit: s.GetAudit()}
+	out := &Server{Port: port, Ref: refOf(s.GetRef()), Protocol: s.GetProtocol(), audit: s.GetAudit(), limit: compileLimit(s.GetRateLimit())}
 	where := "server " + refString(out.Ref)
 	for _, a := range s.GetAuthorizations() {
 		out.authz = append(out.authz, p.compileAuthz(a, where))

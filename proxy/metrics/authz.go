@@ -36,19 +36,26 @@ const (
 	// TCPAuthzTerminate: inbound_tcp_authz_terminate_total (server): open
 	// connections closed because a new policy no longer admits them.
 	TCPAuthzTerminate
+	// HTTPRateLimited: weft_inbound_http_ratelimit_rejected_total (server, route,
+	// ratelimit): authorized requests a rate limit refused (429). Weft-only: the
+	// Linkerd proxy has no such family.
+	HTTPRateLimited
 	numAuthzMetrics
 )
 
 var authzFamilies = [numAuthzMetrics]struct {
 	name, help   string
 	route, authz bool
+	// authzPrefix labels AuthzKey.Authz ("authz" when empty).
+	authzPrefix string
 }{
-	HTTPAuthzAllow:    {"inbound_http_authz_allow_total", "The total number of inbound HTTP requests that were authorized.", true, true},
-	HTTPAuthzDeny:     {"inbound_http_authz_deny_total", "The total number of inbound HTTP requests that were denied.", true, false},
-	HTTPRouteNotFound: {"inbound_http_route_not_found_total", "The total number of inbound HTTP requests that could not be associated with a route.", false, false},
-	TCPAuthzAllow:     {"inbound_tcp_authz_allow_total", "The total number of inbound TCP connections that were authorized.", false, true},
-	TCPAuthzDeny:      {"inbound_tcp_authz_deny_total", "The total number of inbound TCP connections that were denied.", false, false},
-	TCPAuthzTerminate: {"inbound_tcp_authz_terminate_total", "The total number of inbound TCP connections that were terminated due to an authorization change.", false, false},
+	HTTPAuthzAllow:    {"inbound_http_authz_allow_total", "The total number of inbound HTTP requests that were authorized.", true, true, ""},
+	HTTPAuthzDeny:     {"inbound_http_authz_deny_total", "The total number of inbound HTTP requests that were denied.", true, false, ""},
+	HTTPRouteNotFound: {"inbound_http_route_not_found_total", "The total number of inbound HTTP requests that could not be associated with a route.", false, false, ""},
+	TCPAuthzAllow:     {"inbound_tcp_authz_allow_total", "The total number of inbound TCP connections that were authorized.", false, true, ""},
+	TCPAuthzDeny:      {"inbound_tcp_authz_deny_total", "The total number of inbound TCP connections that were denied.", false, false, ""},
+	TCPAuthzTerminate: {"inbound_tcp_authz_terminate_total", "The total number of inbound TCP connections that were terminated due to an authorization change.", false, false, ""},
+	HTTPRateLimited:   {"weft_inbound_http_ratelimit_rejected_total", "The total number of authorized inbound HTTP requests refused by an HTTPLocalRateLimitPolicy.", true, true, "ratelimit"},
 }
 
 // AuthzKey identifies one authorization series. Route and Authz are left empty by
@@ -137,7 +144,7 @@ func (r *Registry) writeAuthz(w *promtext.Writer) {
 				l = refLabels(l, "route", e.k.Route)
 			}
 			if f.authz {
-				l = refLabels(l, "authz", e.k.Authz)
+				l = refLabels(l, cmp.Or(f.authzPrefix, "authz"), e.k.Authz)
 			}
 			if e.k.ClientID == "" {
 				l = l.With("tls", "no_identity", "no_tls_reason", "no_tls_from_remote")

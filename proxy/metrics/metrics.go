@@ -153,6 +153,8 @@ type Registry struct {
 	authz [numAuthzMetrics]map[AuthzKey]*atomic.Uint64
 	// AuthzOverflow counts decisions counted under an overflow series.
 	AuthzOverflow atomic.Uint64
+	// faults are the injected faults (fault.go).
+	faults faultSeries
 
 	cmu        sync.Mutex
 	collectors []func(io.Writer)
@@ -392,6 +394,7 @@ func (r *Registry) WriteText(out io.Writer) error {
 		}
 	}
 	r.writeAuthz(w)
+	r.writeFaults(w)
 	w.Family("weft_detect_timeout_total", promtext.Counter, "Connections treated as opaque TCP because protocol detection timed out.")
 	for _, d := range []Direction{Inbound, Outbound} {
 		w.Uint("weft_detect_timeout_total", promtext.L("direction", d.String()), r.DetectTimeouts[d].Load())

@@ -37,6 +37,7 @@ import (
 	"github.com/weftmesh/weft/proxy/inboundpolicy"
 	"github.com/weftmesh/weft/proxy/internal/httpmsg"
 	"github.com/weftmesh/weft/proxy/metrics"
+	"github.com/weftmesh/weft/proxy/ratelimit"
 	"github.com/weftmesh/weft/proxy/router"
 	"github.com/weftmesh/weft/proxy/transport"
 )
@@ -270,6 +271,10 @@ func (p *Pipeline) refuseInbound(w http.ResponseWriter, r *http.Request, d inbou
 		p.answerError(w, r, series, nil, start, http.StatusNotFound, grpcwire.Unimplemented, "no route")
 		return
 	}
+	if d.Verdict == inboundpolicy.RateLimited {
+		p.answerRateLimited(w, r, series, start, d)
+		return
+	}
 	msg := inboundpolicy.DeniedMessage(d, cl)
 	w.Header().Set(hdrError, "unauthorized")
 	if router.IsGRPC(r) {
@@ -281,6 +286,25 @@ func (p *Pipeline) refuseInbound(w http.ResponseWriter, r *http.Request, d inbou
 	w.WriteHeader(http.StatusForbidden)
 	io.WriteString(w, msg)
 	series.Response(http.StatusForbidden, false, time.Since(start))
+}
+
+// answerRateLimited answers a request a rate limit refused: 429 Too Many Requests
+// with Retry-After in whole seconds (RFC 6585 section 4) and a body naming the policy;
+// gRPC: RESOURCE_EXHAUSTED in a trailers-only response, the code gRPC clients read as
+// "back off" (a 429 would reach them as UNAVAILABLE, which they may retry at once).
+func (p *Pipeline) answerRateLimited(w http.ResponseWriter, r *http.Request, series *metrics.HTTPSeries, start time.Time, d inboundpolicy.Decision) {
+	msg := inboundpolicy.RateLimitedMessage(d)
+	w.Header().Set(hdrError, "rate limited")
+	w.Header().Set("Retry-After", strconv.Itoa(ratelimit.RetryAfter(d.RetryAfter)))
+	if router.IsGRPC(r) {
+		writeGRPCError(w, grpcwire.ResourceExhausted, strings.TrimSuffix(msg, "\n"))
+		series.Response(http.StatusOK, true, time.Since(start))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusTooManyRequests)
+	io.WriteString(w, msg)
+	series.Response(http.StatusTooManyRequests, false, time.Since(start))
 }
 
 // upstream is where one request goes, chosen by the handler and read by forward (or

@@ -34,6 +34,11 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	if d.Retries {
 		d.Budget.Deposit()
 	}
+	// Faults first: an injected delay is not counted in the route's timeout (the
+	// backend has not been asked yet), and an abort answers without a backend.
+	if router.HasFaults(route.Filters) && p.applyFaults(w, r, route.Filters, authority, rs, start) {
+		return
+	}
 	if redir := router.ApplyRequest(route.Filters, r, prefix, "http"); redir != nil {
 		p.answerRedirect(w, authority, rs, start, redir)
 		return

@@ -119,6 +119,15 @@ type RouteSpec struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +optional
 	Timeout string `json:"timeout,omitempty"`
+
+	// fault names an HTTPFault in the profile's namespace whose faults the client
+	// proxy injects into this route's requests. Weft-only: Linkerd's ServiceProfile
+	// has no such field (remove it before moving a profile back). While the
+	// HTTPFault does not exist, the route's requests are answered 500.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +optional
+	Fault string `json:"fault,omitempty"`
 }
 
 // RequestMatch is a condition on a request, Linkerd's request match: it sets one or more
