@@ -16,6 +16,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,9 @@ const (
 	DefaultBackoffMin       = time.Second
 	DefaultBackoffMax       = 60 * time.Second
 	DefaultJitter           = 0.2
+	DefaultZoneSpill        = 2.0
+	DefaultZoneReturn       = 1.0
+	DefaultZoneHold         = time.Second
 )
 
 // Errors of Pick.
@@ -48,6 +52,13 @@ type Endpoint struct {
 	ProxyAddr netip.AddrPort // meshed: the peer proxy's inbound ip:port
 	Pod       string
 	Zone      string
+	// PreferZone says the endpoint's Service prefers endpoints close to the client
+	// (Kubernetes trafficDistribution PreferClose/PreferSameZone, or zone hints).
+	// The balancer is zone-aware when any endpoint has it (see Pick).
+	PreferZone bool
+	// Local says the endpoint is in the client's zone (or its zone hints name the
+	// client's zone): a zone-aware balancer prefers it.
+	Local bool
 	// AddrString and ProxyAddrString are Addr and ProxyAddr formatted once, so the
 	// data path does not format them per request. Optional.
 	AddrString, ProxyAddrString string
@@ -79,6 +90,19 @@ type Options struct {
 	Now func() time.Time
 	// Rand returns a uniform int in [0, n). Default math/rand/v2.IntN.
 	Rand func(n int) int
+
+	// Zone-aware balancing (only when the endpoints prefer the client's zone): the
+	// balancer keeps requests on local endpoints until their cost (peak-EWMA ×
+	// (pending + 1)) exceeds ZoneSpill × the cost of the cheaper of two sampled
+	// remote endpoints, then balances over every endpoint ("spills over") until the
+	// local cost is back at or below ZoneReturn × that remote cost and at least
+	// ZoneHold has passed since the spill began. The gap between the two factors and
+	// the hold are the hysteresis: one slow answer does not flip the whole client
+	// back and forth. A remote endpoint's cost counts as at least DefaultRTT, since
+	// an unused endpoint's estimate decays to zero (to be retried), which would
+	// otherwise make an idle far zone look free.
+	ZoneSpill, ZoneReturn float64
+	ZoneHold              time.Duration
 }
 
 func (o *Options) defaults() {
@@ -106,6 +130,15 @@ func (o *Options) defaults() {
 	if o.Rand == nil {
 		o.Rand = rand.IntN
 	}
+	if o.ZoneSpill <= 1 {
+		o.ZoneSpill = DefaultZoneSpill
+	}
+	if o.ZoneReturn <= 0 || o.ZoneReturn > o.ZoneSpill {
+		o.ZoneReturn = min(DefaultZoneReturn, o.ZoneSpill)
+	}
+	if o.ZoneHold <= 0 {
+		o.ZoneHold = DefaultZoneHold
+	}
 }
 
 // Balancer balances over the endpoints of one backend. Safe for concurrent use; Pick
@@ -116,7 +149,35 @@ type Balancer struct {
 	mu        sync.Mutex
 	set       atomic.Pointer[[]*endpoint]
 	ejections atomic.Uint64
+
+	// zones is the set split by locality when the endpoints prefer the client's
+	// zone; nil otherwise (the plain P2C path, at no extra cost).
+	zones atomic.Pointer[zoneSets]
+	// spillSince is when the current spill-over began (ns since epoch + 1); 0 while
+	// requests stay local.
+	spillSince atomic.Int64
+	// Picks of a zone-aware balancer, by the chosen endpoint's locality.
+	localPicks, remotePicks atomic.Uint64
 }
+
+// zoneSets is an endpoint set split by locality; both slices alias endpoints of
+// the whole set.
+type zoneSets struct {
+	local, remote []*endpoint
+}
+
+// ZoneAware reports whether the endpoints prefer the client's zone.
+func (b *Balancer) ZoneAware() bool { return b.zones.Load() != nil }
+
+// ZonePicks counts the picks of a zone-aware balancer by the chosen endpoint's
+// locality: local (in the client's zone) and remote.
+func (b *Balancer) ZonePicks() (local, remote uint64) {
+	return b.localPicks.Load(), b.remotePicks.Load()
+}
+
+// Spilling reports whether the zone-aware balancer currently balances over every
+// zone because the local endpoints are ejected, missing or overloaded.
+func (b *Balancer) Spilling() bool { return b.spillSince.Load() != 0 }
 
 // Ejections counts the times failure accrual took an endpoint out of rotation.
 func (b *Balancer) Ejections() uint64 { return b.ejections.Load() }
@@ -196,7 +257,21 @@ func (b *Balancer) Update(eps []Endpoint) {
 		e.info.Store(&info)
 		next = append(next, e)
 	}
+	var zs *zoneSets
+	if slices.ContainsFunc(next, func(e *endpoint) bool { return e.info.Load().PreferZone }) {
+		// Endpoints that do not prefer any zone (a Service's slices half hinted)
+		// are remote: a client never prefers what names no zone.
+		zs = &zoneSets{}
+		for _, e := range next {
+			if info := e.info.Load(); info.PreferZone && info.Local {
+				zs.local = append(zs.local, e)
+			} else {
+				zs.remote = append(zs.remote, e)
+			}
+		}
+	}
 	b.set.Store(&next)
+	b.zones.Store(zs)
 }
 
 // Len is the number of endpoints.
@@ -245,9 +320,105 @@ func (h Handle) Cancel() {
 }
 
 // Pick chooses an endpoint: two at random, the cheaper one; an ejected endpoint
-// whose backoff has passed is preferred for its single probe request.
+// whose backoff has passed is preferred for its single probe request. When the
+// endpoints prefer the client's zone, Pick chooses among the local ones while they
+// are in rotation and not overloaded (see Options.ZoneSpill), and over every
+// endpoint otherwise.
 func (b *Balancer) Pick() (Handle, error) {
-	set := *b.set.Load()
+	if zs := b.zones.Load(); zs != nil {
+		h, err := b.pickZoned(zs)
+		if err == nil {
+			if h.ep.info.Load().Local {
+				b.localPicks.Add(1)
+			} else {
+				b.remotePicks.Add(1)
+			}
+		}
+		return h, err
+	}
+	return b.pick(*b.set.Load())
+}
+
+// pickZoned is Pick for a zone-aware set. Locally it runs P2C over the local
+// endpoints; it spills over to P2C over every endpoint when no local endpoint is in
+// rotation (none exist, or failure accrual ejected them all) or while the local
+// cost is too high against the remote one, with hysteresis (Options.ZoneSpill,
+// ZoneReturn, ZoneHold). Spilling over balances over every endpoint, local ones
+// included, so the local zone keeps the share its load earns.
+func (b *Balancer) pickZoned(zs *zoneSets) (Handle, error) {
+	all := *b.set.Load()
+	if len(zs.local) == 0 || len(zs.remote) == 0 {
+		// Nothing to prefer, or nowhere to spill: the plain balancer.
+		return b.pick(all)
+	}
+	now := b.now()
+	local, lload, lok := b.peek(zs.local, now)
+	if !lok {
+		b.spillSince.CompareAndSwap(0, now+1)
+		return b.pick(all)
+	}
+	_, rload, rok := b.peek(zs.remote, now)
+	if rok {
+		rload = max(rload, float64(b.opts.DefaultRTT))
+	}
+	since := b.spillSince.Load()
+	switch {
+	case since == 0 && rok && lload > b.opts.ZoneSpill*rload:
+		b.spillSince.CompareAndSwap(0, now+1)
+		return b.pick(all)
+	case since != 0 && (!rok || lload <= b.opts.ZoneReturn*rload) && now+1-since >= int64(b.opts.ZoneHold):
+		b.spillSince.CompareAndSwap(since, 0)
+	case since != 0:
+		return b.pick(all)
+	}
+	ok, probe := b.available(local, now)
+	if !ok {
+		// Lost its probe to a concurrent Pick meanwhile.
+		return b.pick(zs.local)
+	}
+	return b.take(local, now, probe), nil
+}
+
+// peek returns the cheaper of two endpoints of set sampled at random among those in
+// rotation (or whose probe is due, at cost 0, without claiming the probe), and its
+// cost; ok is false when every endpoint of set is ejected and none is due.
+func (b *Balancer) peek(set []*endpoint, now int64) (best *endpoint, cost float64, ok bool) {
+	n := len(set)
+	cost = math.Inf(1)
+	consider := func(e *endpoint) {
+		var c float64
+		switch until := e.ejectedUntil.Load(); {
+		case until == 0:
+			c = e.load(now, b.opts.Decay)
+		case now >= until && !e.probing.Load():
+			c = 0
+		default:
+			return
+		}
+		if c < cost {
+			best, cost = e, c
+		}
+	}
+	i := b.opts.Rand(n)
+	consider(set[i])
+	if n > 1 {
+		j := b.opts.Rand(n - 1)
+		if j >= i {
+			j++
+		}
+		consider(set[j])
+	}
+	if best == nil {
+		// Both samples are out: scan, so that one survivor keeps the zone local.
+		for _, e := range set {
+			consider(e)
+		}
+	}
+	return best, cost, best != nil
+}
+
+// pick is P2C over set with failure accrual (the whole of Pick without zones).
+func (b *Balancer) pick(set []*endpoint) (Handle, error) {
 	n := len(set)
 	if n == 0 {
 		return Handle{}, ErrNoEndpoints
