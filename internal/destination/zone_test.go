@@ -165,4 +165,44 @@ func TestClientZone(t *testing.T) {
 			t.Errorf("no preference, yet endpoint %s for_zones %v", e.Address, e.GetForZones())
 		}
 	}
+
+	// Switched on by the topology-mode annotation (metadata: no generation moves)
+	// once the slice has hints, the stream gets the zone; switched off, it loses it.
+	s := subscribe(t, conn(t, ns, fromAddr(clientIP)), authority("plain", ns, 80))
+	s.next(t, 5*time.Second)
+	apply(t, fmt.Sprintf(`
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {namespace: %s, name: plain-a, labels: {kubernetes.io/service-name: plain}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints:
+- addresses: [10.9.1.1]
+  zone: zone-a
+  hints: {forZones: [{name: zone-a}]}
+- addresses: [10.9.1.2]
+  zone: zone-b
+  hints: {forZones: [{name: zone-b}]}
+`, ns))
+	// Hints alone change nothing the proxy is told.
+	s.none(t, time.Second)
+	setMode := func(mode string) {
+		apply(t, fmt.Sprintf(`
+apiVersion: v1
+kind: Service
+metadata: {namespace: %s, name: plain, annotations: {service.kubernetes.io/topology-mode: %s}}
+spec:
+  ports: [{name: http, port: 80, targetPort: 8080}]
+`, ns, mode))
+	}
+	setMode("Auto")
+	s.next(t, 5*time.Second)
+	if s.cfg.GetClientZone() != "zone-a" || len(backend(t, s.cfg, ns+"/plain:80").GetEndpoints()[0].GetForZones()) != 1 {
+		t.Errorf("topology-mode Auto: client_zone %q, endpoints %v", s.cfg.GetClientZone(), backend(t, s.cfg, ns+"/plain:80").GetEndpoints())
+	}
+	setMode("Disabled")
+	s.next(t, 5*time.Second)
+	if s.cfg.GetClientZone() != "" {
+		t.Errorf("topology-mode Disabled: client_zone %q", s.cfg.GetClientZone())
+	}
 }
