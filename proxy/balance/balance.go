@@ -92,15 +92,17 @@ type Options struct {
 	Rand func(n int) int
 
 	// Zone-aware balancing (only when the endpoints prefer the client's zone): the
-	// balancer keeps requests on local endpoints until their cost (peak-EWMA ×
-	// (pending + 1)) exceeds ZoneSpill × the cost of the cheaper of two sampled
-	// remote endpoints, then balances over every endpoint ("spills over") until the
-	// local cost is back at or below ZoneReturn × that remote cost and at least
-	// ZoneHold has passed since the spill began. The gap between the two factors and
-	// the hold are the hysteresis: one slow answer does not flip the whole client
-	// back and forth. A remote endpoint's cost counts as at least DefaultRTT, since
-	// an unused endpoint's estimate decays to zero (to be retried), which would
-	// otherwise make an idle far zone look free.
+	// balancer keeps requests on local endpoints (P2C among them) while one is in
+	// rotation and the latency estimate of the one P2C chose stays at or below
+	// ZoneSpill × the reference of the remote zone: the lower of two sampled remote
+	// endpoints' estimates (each at least its last observation), and at least
+	// DefaultRTT. Beyond it, the balancer "spills over": P2C over every endpoint,
+	// until the local estimate is back at or below ZoneReturn × the reference and
+	// ZoneHold has passed since the spill began. The gap between the factors and
+	// the hold are the hysteresis: one slow answer does not flip the client back
+	// and forth. The DefaultRTT floor keeps a client in its zone for differences
+	// that do not matter (2ms against 1ms); a zone is left for tens of
+	// milliseconds of queueing, a failure or an ejection.
 	ZoneSpill, ZoneReturn float64
 	ZoneHold              time.Duration
 }
@@ -212,6 +214,8 @@ type endpoint struct {
 	// DefaultRTT: a newcomer is presumed no faster than the default RTT until its
 	// observations wear that down (Linkerd's behaviour).
 	measured bool
+	// last is the latest observation (ns), for the zone decision (see latency).
+	last float64
 
 	// Failure accrual. ejectedUntil is 0 while the endpoint is in rotation; while it
 	// is ejected and the time has passed, one Pick claims the probe.
@@ -341,10 +345,16 @@ func (b *Balancer) Pick() (Handle, error) {
 
 // pickZoned is Pick for a zone-aware set. Locally it runs P2C over the local
 // endpoints; it spills over to P2C over every endpoint when no local endpoint is in
-// rotation (none exist, or failure accrual ejected them all) or while the local
-// cost is too high against the remote one, with hysteresis (Options.ZoneSpill,
+// rotation (none exist, or failure accrual ejected them all), or while the local
+// endpoints are slow against the remote ones, with hysteresis (Options.ZoneSpill,
 // ZoneReturn, ZoneHold). Spilling over balances over every endpoint, local ones
-// included, so the local zone keeps the share its load earns.
+// included, so the local zone keeps the share its cost earns.
+//
+// "Slow" compares latency estimates, not P2C costs: the pending factor of a cost
+// says how to share load among endpoints already in use, but against an idle far
+// zone (pending 0) it would spill as soon as two requests overlap locally, and
+// then flap as the shares even out. An overloaded zone shows in its latency (the
+// application queues), which the peak-EWMA follows at once.
 func (b *Balancer) pickZoned(zs *zoneSets) (Handle, error) {
 	all := *b.set.Load()
 	if len(zs.local) == 0 || len(zs.remote) == 0 {
@@ -352,21 +362,21 @@ func (b *Balancer) pickZoned(zs *zoneSets) (Handle, error) {
 		return b.pick(all)
 	}
 	now := b.now()
-	local, lload, lok := b.peek(zs.local, now)
+	local, _, lok := b.peek(zs.local, now, func(e *endpoint) float64 { return e.load(now, b.opts.Decay) })
 	if !lok {
 		b.spillSince.CompareAndSwap(0, now+1)
 		return b.pick(all)
 	}
-	_, rload, rok := b.peek(zs.remote, now)
-	if rok {
-		rload = max(rload, float64(b.opts.DefaultRTT))
-	}
+	lat := local.latency(now, b.opts.Decay, false)
+	_, ref, rok := b.peek(zs.remote, now, func(e *endpoint) float64 {
+		return max(e.latency(now, b.opts.Decay, true), float64(b.opts.DefaultRTT))
+	})
 	since := b.spillSince.Load()
 	switch {
-	case since == 0 && rok && lload > b.opts.ZoneSpill*rload:
+	case since == 0 && rok && lat > b.opts.ZoneSpill*ref:
 		b.spillSince.CompareAndSwap(0, now+1)
 		return b.pick(all)
-	case since != 0 && (!rok || lload <= b.opts.ZoneReturn*rload) && now+1-since >= int64(b.opts.ZoneHold):
+	case since != 0 && (!rok || lat <= b.opts.ZoneReturn*ref) && now+1-since >= int64(b.opts.ZoneHold):
 		b.spillSince.CompareAndSwap(since, 0)
 	case since != 0:
 		return b.pick(all)
@@ -379,24 +389,24 @@ func (b *Balancer) pickZoned(zs *zoneSets) (Handle, error) {
 	return b.take(local, now, probe), nil
 }
 
-// peek returns the cheaper of two endpoints of set sampled at random among those in
-// rotation (or whose probe is due, at cost 0, without claiming the probe), and its
-// cost; ok is false when every endpoint of set is ejected and none is due.
-func (b *Balancer) peek(set []*endpoint, now int64) (best *endpoint, cost float64, ok bool) {
+// peek returns the cheaper by cost of two endpoints of set sampled at random among
+// those in rotation (or whose probe is due, at cost 0, without claiming the probe);
+// ok is false when every endpoint of set is ejected and none is due.
+func (b *Balancer) peek(set []*endpoint, now int64, cost func(*endpoint) float64) (best *endpoint, bestCost float64, ok bool) {
 	n := len(set)
-	cost = math.Inf(1)
+	bestCost = math.Inf(1)
 	consider := func(e *endpoint) {
 		var c float64
 		switch until := e.ejectedUntil.Load(); {
 		case until == 0:
-			c = e.load(now, b.opts.Decay)
+			c = cost(e)
 		case now >= until && !e.probing.Load():
 			c = 0
 		default:
 			return
 		}
-		if c < cost {
-			best, cost = e, c
+		if c < bestCost {
+			best, bestCost = e, c
 		}
 	}
 	i := b.opts.Rand(n)
@@ -414,7 +424,7 @@ func (b *Balancer) peek(set []*endpoint, now int64) (best *endpoint, cost float6
 			consider(e)
 		}
 	}
-	return best, cost, best != nil
+	return best, bestCost, best != nil
 }
 
 // pick is P2C over set with failure accrual (the whole of Pick without zones).
@@ -543,10 +553,30 @@ func (e *endpoint) load(now int64, decay time.Duration) float64 {
 	return c * float64(pending+1)
 }
 
+// latency is the endpoint's latency estimate for the zone decision (ns): the
+// decayed peak-EWMA (0 before its first answer). With atLeastLast, at least its
+// last observation: a remote endpoint not used for a while (whose estimate decays
+// to zero, so that P2C retries it) must not look faster than it last was. A local
+// endpoint's estimate does decay, which is how a zone left for being slow is
+// tried again.
+func (e *endpoint) latency(now int64, decay time.Duration, atLeastLast bool) float64 {
+	e.emu.Lock()
+	defer e.emu.Unlock()
+	if !e.measured {
+		return 0
+	}
+	c := e.decayTo(now, 0, decay)
+	if atLeastLast {
+		c = max(c, e.last)
+	}
+	return c
+}
+
 // observe feeds one latency (ns) into the estimate.
 func (e *endpoint) observe(now int64, rtt float64, decay time.Duration) {
 	e.emu.Lock()
 	e.measured = true
+	e.last = rtt
 	if rtt > e.cost {
 		// Peak: a slower observation is believed at once.
 		e.cost = rtt

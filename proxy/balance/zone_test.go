@@ -39,8 +39,14 @@ type zoneRun struct {
 }
 
 // simulate sends n requests one after the other (in batches of conc outstanding at
-// once), each taking latency(endpoint) and failing when fail(endpoint).
+// once), each taking latency(endpoint) (times the requests of the batch on that
+// endpoint, when queue: an application serving one request at a time) and failing
+// when fail(endpoint).
 func simulate(t *testing.T, b *Balancer, c *clock, n, conc int, latency func(e *Endpoint) time.Duration, fail func(e *Endpoint) bool) zoneRun {
+	return simulateQueue(t, b, c, n, conc, false, latency, fail)
+}
+
+func simulateQueue(t *testing.T, b *Balancer, c *clock, n, conc int, queue bool, latency func(e *Endpoint) time.Duration, fail func(e *Endpoint) bool) zoneRun {
 	t.Helper()
 	var r zoneRun
 	spilling := b.Spilling()
@@ -62,9 +68,17 @@ func simulate(t *testing.T, b *Balancer, c *clock, n, conc int, latency func(e *
 				spilling = s
 			}
 		}
+		queued := map[netip.AddrPort]int{}
+		for _, h := range hs {
+			queued[h.Endpoint().Addr]++
+		}
 		var longest time.Duration
 		for _, h := range hs {
-			longest = max(longest, latency(h.Endpoint()))
+			d := latency(h.Endpoint())
+			if queue {
+				d *= time.Duration(queued[h.Endpoint().Addr])
+			}
+			longest = max(longest, d)
 		}
 		c.Advance(longest)
 		for _, h := range hs {
@@ -129,22 +143,23 @@ func TestZoneSpillsOverWhenSlow(t *testing.T) {
 
 func TestZoneSpillsOverWhenSaturated(t *testing.T) {
 	b, c := newZoneTest(2, 4)
-	// Equal latencies, 20 requests outstanding at once: two local endpoints would
-	// queue 10 each (cost 10ms × 11 = 110ms > 60ms), so part of the load spills.
-	r := simulate(t, b, c, 4000, 20, fixed(10*time.Millisecond, 10*time.Millisecond), nil)
+	// 10ms per request served one at a time, 20 requests outstanding at once: two
+	// local endpoints queue 10 each and answer in up to 100ms (> 2 × 30ms), so
+	// part of the load spills over.
+	r := simulateQueue(t, b, c, 4000, 20, true, fixed(10*time.Millisecond, 10*time.Millisecond), nil)
 	if r.remote == 0 {
 		t.Error("no request spilled over from a saturated zone")
 	}
 	// Spilled over, the balancer spreads by cost over all six endpoints: the two
 	// local ones keep about their third.
-	if share := float64(r.local) / 4000; share < 0.25 {
+	if share := float64(r.local) / 4000; share < 0.2 {
 		t.Errorf("local %d, remote %d: the saturated zone lost its share", r.local, r.remote)
 	}
 	t.Logf("saturated local zone: local %d, remote %d, spill flips %d", r.local, r.remote, r.flips)
-	// Light load stays local.
+	// Light load stays local: 4 outstanding queue 2 deep at most (20ms).
 	b2, c2 := newZoneTest(2, 4)
-	if r := simulate(t, b2, c2, 4000, 2, fixed(10*time.Millisecond, 10*time.Millisecond), nil); r.remote != 0 {
-		t.Errorf("%d requests spilled over at 2 outstanding", r.remote)
+	if r := simulateQueue(t, b2, c2, 4000, 4, true, fixed(10*time.Millisecond, 10*time.Millisecond), nil); r.remote != 0 {
+		t.Errorf("%d requests spilled over at 4 outstanding", r.remote)
 	}
 }
 
