@@ -138,12 +138,31 @@ type result struct {
 	// prefers some zone (compiler.WithClientZone): one copy per zone, shared by that
 	// zone's subscribers.
 	byZone map[string]*result
+	// zoned memoises compiler.PrefersZone(cfg): 0 unknown, 1 no, 2 yes.
+	zoned int
 }
 
-// forZone returns r as seen by a client in zone (r itself when the zone changes
-// nothing).
-func (r *result) forZone(zone string, log logr.Logger) *result {
-	if zone == "" || r.cfg == nil {
+// forZone returns r as seen by the client whose zone clientZone finds (r itself
+// when no endpoint prefers a zone: then clientZone is not called).
+func (r *result) forZone(clientZone func() string, log logr.Logger) *result {
+	if r.cfg == nil {
+		return r
+	}
+	r.mu.Lock()
+	if r.zoned == 0 {
+		r.zoned = 1
+		if compiler.PrefersZone(r.cfg) {
+			r.zoned = 2
+		}
+	}
+	zoned := r.zoned == 2
+	r.mu.Unlock()
+	if !zoned {
+		return r
+	}
+	// Outside r.mu: clientZone takes the store's lock.
+	zone := clientZone()
+	if zone == "" {
 		return r
 	}
 	r.mu.Lock()
@@ -309,7 +328,7 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 		return s.notFoundStream(ctx, stream, s.externalReason(t))
 	}
 
-	zone := s.clientZone(ctx, id)
+	zone := func() string { return s.clientZone(ctx, id) }
 	sub := latest.New[result]()
 	s.subscribe(key, t, sub)
 	defer s.unsubscribe(key, sub)
@@ -349,9 +368,10 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 // meshed pod's proxy cannot choose (it connects from its pod IP), and counts only
 // when its ServiceAccount and namespace are the client certificate's: a connection
 // through a NAT or from an IP reused by another pod gets no zone, so its balancer
-// prefers no zone rather than the wrong one. The zone is read once per stream (a
-// node's zone label does not change in practice; a proxy sees a change when it
-// reconnects).
+// prefers no zone rather than the wrong one. The zone is read for each message of
+// a destination with a zone preference (two map lookups), so a node labelled after
+// the stream opened counts from the next change of such a destination; a label
+// change alone sends nothing.
 func (s *Server) clientZone(ctx context.Context, id string) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {

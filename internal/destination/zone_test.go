@@ -205,4 +205,40 @@ spec:
 	if s.cfg.GetClientZone() != "" {
 		t.Errorf("topology-mode Disabled: client_zone %q", s.cfg.GetClientZone())
 	}
+
+	// A client whose node gets its zone label after the stream opened: the next
+	// change of the destination carries the zone.
+	late := node + "-late"
+	apply(t, fmt.Sprintf(`
+apiVersion: v1
+kind: Node
+metadata: {name: %[1]s}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: %[2]s, name: late}
+spec:
+  nodeName: %[1]s
+  initContainers: [{name: weft-proxy, image: weft-proxy:dev, restartPolicy: Always}]
+  containers: [{name: app, image: app:dev}]
+`, late, ns))
+	setPodStatus(t, ns, "late", "127.0.0.79", "Running")
+	ls := subscribe(t, conn(t, ns, fromAddr("127.0.0.79")), authority("web", ns, 80))
+	if z := ls.next(t, 5*time.Second).GetSnapshot().GetClientZone(); z != "" {
+		t.Fatalf("a node without a zone label gave client_zone %q", z)
+	}
+	apply(t, fmt.Sprintf("apiVersion: v1\nkind: Node\nmetadata: {name: %s, labels: {topology.kubernetes.io/zone: zone-b}}\n", late))
+	ls.none(t, time.Second) // a label alone sends nothing
+	apply(t, fmt.Sprintf(`
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {namespace: %s, name: web-b, labels: {kubernetes.io/service-name: web}}
+addressType: IPv4
+ports: [{name: http, port: 8080}]
+endpoints: [{addresses: [10.9.0.4], zone: zone-b}]
+`, ns))
+	m := ls.next(t, 5*time.Second)
+	if m.GetSnapshot() == nil || ls.cfg.GetClientZone() != "zone-b" {
+		t.Errorf("after the node's label and an endpoint change: client_zone %q, message %v", ls.cfg.GetClientZone(), m)
+	}
 }
