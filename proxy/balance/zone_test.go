@@ -259,3 +259,17 @@ func TestZoneNoPreferenceUnchanged(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkPickZoned is BenchmarkPick with 4 local and 6 remote endpoints preferring
+// the client's zone.
+func BenchmarkPickZoned(b *testing.B) {
+	bl := New(Options{})
+	bl.Update(zoneEps(4, 6))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h, _ := bl.Pick()
+			h.Done(false)
+		}
+	})
+}
