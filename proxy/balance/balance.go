@@ -383,8 +383,10 @@ func (b *Balancer) pickZoned(zs *zoneSets) (Handle, error) {
 	}
 	ok, probe := b.available(local, now)
 	if !ok {
-		// Lost its probe to a concurrent Pick meanwhile.
-		return b.pick(zs.local)
+		// Ejected, or its probe claimed by a concurrent Pick, since peek: the
+		// plain balancer, rather than P2C over a local set that may have no
+		// endpoint left in rotation.
+		return b.pick(all)
 	}
 	return b.take(local, now, probe), nil
 }
