@@ -512,6 +512,7 @@ func (ix *index) portProtocol(appProtocol *string, ports ...int32) api.ProtocolH
 func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.Endpoint {
 	var out []*api.Endpoint
 	seen := map[string]bool{}
+	pref := zonePreferenceOf(svc)
 	for _, es := range ix.slices[key(svc.Namespace, svc.Name)] {
 		if es.AddressType == discoveryv1.AddressTypeFQDN {
 			continue
@@ -543,6 +544,7 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 					Port:     uint32(*esPort.Port),
 					Zone:     ptrString(ep.Zone),
 					Protocol: ix.portProtocol(esPort.AppProtocol, *esPort.Port),
+					ForZones: pref.forZones(ep),
 				}
 				if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
 					e.Pod = ref.Name
@@ -557,6 +559,103 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 	}
 	sortEndpoints(out)
 	return out
+}
+
+// zonePreference is how a Service asks clients to prefer endpoints close to them.
+type zonePreference int
+
+const (
+	// preferNone: every client treats every endpoint alike.
+	preferNone zonePreference = iota
+	// preferSameZone: spec.trafficDistribution PreferClose, PreferSameZone or
+	// PreferSameNode (Weft balances by zone, not node: a node is one zone's part).
+	// An endpoint serves the zones of its hints, or else its own zone.
+	preferSameZone
+	// preferHinted: topology-mode Auto (Topology Aware Routing): the EndpointSlice
+	// controller allocates endpoints to zones by their CPU share, and removes the
+	// hints when it cannot do so safely; an endpoint without hints serves no zone in
+	// particular, as kube-proxy reads them.
+	preferHinted
+)
+
+// zonePreferenceOf reads a Service's zone preference: trafficDistribution first (the
+// field supersedes the annotation when both are set, as in kube-proxy), then the
+// topology-mode annotation (or its deprecated name).
+func zonePreferenceOf(svc *corev1.Service) zonePreference {
+	if td := svc.Spec.TrafficDistribution; td != nil {
+		switch *td {
+		case corev1.ServiceTrafficDistributionPreferClose, corev1.ServiceTrafficDistributionPreferSameZone,
+			corev1.ServiceTrafficDistributionPreferSameNode:
+			return preferSameZone
+		}
+	}
+	mode := svc.Annotations[corev1.AnnotationTopologyMode]
+	if mode == "" {
+		mode = svc.Annotations[corev1.DeprecatedAnnotationTopologyAwareHints]
+	}
+	if strings.EqualFold(mode, "auto") {
+		return preferHinted
+	}
+	return preferNone
+}
+
+// ZoneAnnotationsEqual says whether two Services' annotations ask for the same zone
+// preference (an annotation change moves no generation, so the destination service
+// compares it to decide whether to recompile).
+func ZoneAnnotationsEqual(a, b map[string]string) bool {
+	return a[corev1.AnnotationTopologyMode] == b[corev1.AnnotationTopologyMode] &&
+		a[corev1.DeprecatedAnnotationTopologyAwareHints] == b[corev1.DeprecatedAnnotationTopologyAwareHints]
+}
+
+// PrefersZone reports whether any endpoint of cfg prefers clients of some zone, so
+// that the client's zone changes what its balancer does.
+func PrefersZone(cfg *api.DestinationConfig) bool {
+	for _, b := range cfg.GetBackends() {
+		for _, e := range b.GetEndpoints() {
+			if len(e.GetForZones()) > 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// WithClientZone returns cfg as seen by a client in zone: a copy with client_zone
+// set and its version recomputed. cfg itself when zone is empty or no endpoint
+// prefers a zone, so that destinations without a preference stay compiled once for
+// every client whatever its zone.
+func WithClientZone(cfg *api.DestinationConfig, zone string) (*api.DestinationConfig, error) {
+	if zone == "" || cfg.GetClientZone() == zone || !PrefersZone(cfg) {
+		return cfg, nil
+	}
+	out := proto.CloneOf(cfg)
+	out.ClientZone = zone
+	if err := setVersion(out); err != nil {
+		return nil, fmt.Errorf("marshalling destination for zone %q: %w", zone, err)
+	}
+	return out, nil
+}
+
+// forZones is an endpoint's Endpoint.for_zones under the preference: its hints'
+// zones, sorted and without duplicates or empty names (so snapshots are stable), or
+// under preferSameZone its own zone when it has no hints. Nil: no preference.
+func (p zonePreference) forZones(ep discoveryv1.Endpoint) []string {
+	if p == preferNone {
+		return nil
+	}
+	var out []string
+	if ep.Hints != nil {
+		for _, z := range ep.Hints.ForZones {
+			if z.Name != "" {
+				out = append(out, z.Name)
+			}
+		}
+	}
+	if len(out) == 0 && p == preferSameZone && ptrString(ep.Zone) != "" {
+		out = append(out, *ep.Zone)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // sortEndpoints orders endpoints by address (numerically, IPv4 before IPv6), then

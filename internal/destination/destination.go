@@ -155,6 +155,7 @@ func (o *Options) defaults() {
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes;grpcroutes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy.weft.dev,resources=servers;authorizationpolicies;meshtlsauthentications;networkauthentications;httplocalratelimitpolicies,verbs=get;list;watch
 
 // AddToManager runs the destination service on every replica (it does not need the
@@ -173,6 +174,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}:       {Transform: slimPod},
 			&corev1.Namespace{}: {Transform: slimNamespace},
+			&corev1.Node{}:      {Transform: slimNode},
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {
 				FieldSelector: fields.OneTermEqualSelector("metadata.name", identity.IssuerSecretName)}}},
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {
@@ -217,6 +219,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 	}
 	for _, obj := range []client.Object{
 		&corev1.Service{}, &discoveryv1.EndpointSlice{}, &meshv1alpha1.ServiceProfile{}, &splitv1alpha2.TrafficSplit{},
+		&corev1.Node{}, // the zones of clients (zone-aware balancing)
 	} {
 		if err := watch(obj, srv.Handler()); err != nil {
 			return err

@@ -17,9 +17,12 @@ limitations under the License.
 package destination
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +33,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	toolscache "k8s.io/client-go/tools/cache"
 
@@ -130,6 +134,58 @@ type result struct {
 	// one destination mostly share their previous version, so each delta is computed
 	// once per fan-out rather than once per stream.
 	byPrev map[string]*api.DestinationUpdate
+	// byZone memoises the result as seen from each client zone, when an endpoint
+	// prefers some zone (compiler.WithClientZone): one copy per zone, shared by that
+	// zone's subscribers.
+	byZone map[string]*result
+	// zoned memoises compiler.PrefersZone(cfg): 0 unknown, 1 no, 2 yes.
+	zoned int
+}
+
+// forZone returns r as seen by the client whose zone clientZone finds (r itself
+// when no endpoint prefers a zone: then clientZone is not called).
+func (r *result) forZone(clientZone func() string, log logr.Logger) *result {
+	if r.cfg == nil {
+		return r
+	}
+	r.mu.Lock()
+	if r.zoned == 0 {
+		r.zoned = 1
+		if compiler.PrefersZone(r.cfg) {
+			r.zoned = 2
+		}
+	}
+	zoned := r.zoned == 2
+	r.mu.Unlock()
+	if !zoned {
+		return r
+	}
+	// Outside r.mu: clientZone takes the store's lock.
+	zone := clientZone()
+	if zone == "" {
+		return r
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if z, ok := r.byZone[zone]; ok {
+		return z
+	}
+	cfg, err := compiler.WithClientZone(r.cfg, zone)
+	if err != nil {
+		// Cannot happen for a configuration that marshalled once; the client
+		// balances without its zone rather than not at all.
+		log.Error(err, "Sending a destination without the client's zone", "zone", zone)
+		cfg = r.cfg
+	}
+	z := r
+	if cfg != r.cfg {
+		z = &result{cfg: cfg}
+	}
+	if r.byZone == nil {
+		r.byZone = map[string]*result{}
+	}
+	r.byZone[zone] = z
+	return z
 }
 
 func (r *result) sameAs(o *result) bool {
@@ -272,6 +328,7 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 		return s.notFoundStream(ctx, stream, s.externalReason(t))
 	}
 
+	zone := func() string { return s.clientZone(ctx, id) }
 	sub := latest.New[result]()
 	s.subscribe(key, t, sub)
 	defer s.unsubscribe(key, sub)
@@ -293,6 +350,7 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 		if r == nil {
 			continue
 		}
+		r = r.forZone(zone, s.log)
 		msg := r.updateFrom(sent)
 		if msg == nil {
 			continue
@@ -303,6 +361,37 @@ func (s *Server) Get(req *api.GetDestination, stream grpc.ServerStreamingServer[
 		UpdatesTotal.WithLabelValues(updateKind(msg)).Inc()
 		sent = r
 	}
+}
+
+// clientZone is the topology zone of the node of the pod that opened the stream, or
+// "" when unknown. The pod is found by the connection's source address, which a
+// meshed pod's proxy cannot choose (it connects from its pod IP), and counts only
+// when its ServiceAccount and namespace are the client certificate's: a connection
+// through a NAT or from an IP reused by another pod gets no zone, so its balancer
+// prefers no zone rather than the wrong one. The zone is read for each message of
+// a destination with a zone preference (two map lookups), so a node labelled after
+// the stream opened counts from the next change of such a destination; a label
+// change alone sends nothing.
+func (s *Server) clientZone(ctx context.Context, id string) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	ap, err := netip.ParseAddrPort(p.Addr.String())
+	if err != nil {
+		return ""
+	}
+	s.storeMu.Lock()
+	defer s.storeMu.Unlock()
+	pod, _ := s.st.podByIndex(podIPKey(ap.Addr().Unmap().String()))
+	if pod == nil || pod.Spec.NodeName == "" {
+		return ""
+	}
+	sa := cmp.Or(pod.Spec.ServiceAccountName, "default")
+	if !strings.HasSuffix(id, "/ns/"+pod.Namespace+"/sa/"+sa) {
+		return ""
+	}
+	return s.st.nodeZones[pod.Spec.NodeName]
 }
 
 // RegisterService adds a gRPC service to the server Serve starts (call it before

@@ -56,6 +56,9 @@ type store struct {
 	// the pods that have it, to resolve pod targets. Only pods that own their IP
 	// (compiler.OwnsIP) are indexed by IP.
 	podIndex map[string]map[string]struct{}
+	// nodeZones maps a Node's name to its topology.kubernetes.io/zone label, for the
+	// zone of a client (Server.clientZone). Nothing compiled depends on it.
+	nodeZones map[string]string
 
 	profiles map[string]*meshv1alpha1.ServiceProfile
 	http     map[string]*gatewayv1.HTTPRoute
@@ -96,6 +99,7 @@ func newStore(clusterDomain string) *store {
 		pods:           map[string]*corev1.Pod{},
 		podSlices:      map[string]map[string]struct{}{},
 		podIndex:       map[string]map[string]struct{}{},
+		nodeZones:      map[string]string{},
 		podTargets:     map[string]struct{}{},
 		profiles:       map[string]*meshv1alpha1.ServiceProfile{},
 		http:           map[string]*gatewayv1.HTTPRoute{},
@@ -116,9 +120,19 @@ func (s *store) apply(old, obj any) bool {
 		cur = old
 	}
 	switch o := cur.(type) {
+	case *corev1.Node:
+		// A client's zone is read when its stream opens; changing it recompiles
+		// nothing.
+		if z := o.Labels[corev1.LabelTopologyZone]; obj != nil && z != "" {
+			s.nodeZones[o.Name] = z
+		} else {
+			delete(s.nodeZones, o.Name)
+		}
+		return false
 	case *corev1.Service:
 		if prev, ok := old.(*corev1.Service); ok && obj != nil && equality.Semantic.DeepEqual(prev.Spec, o.Spec) &&
-			validation.RetryTimeoutAnnotationsEqual(prev.Annotations, o.Annotations) {
+			validation.RetryTimeoutAnnotationsEqual(prev.Annotations, o.Annotations) &&
+			compiler.ZoneAnnotationsEqual(prev.Annotations, o.Annotations) {
 			// Status and other metadata changes compile the same.
 			return false
 		}
@@ -652,8 +666,8 @@ func stripManagedFields(obj any) (any, error) {
 // (Server podSelectors), ServiceAccount, Weft's annotations, its IPs, phase, host
 // network, hostname and subdomain (pod-IP and pod-DNS-name destinations), its
 // containers' names, ports and HTTP probes (Server ports by name, the probe paths
-// inbound policy always admits), and whether it is meshed, which it records as the
-// injector's annotation. At 10,000 pods this is most of the cache's memory.
+// inbound policy always admits), its node (a client's zone), and whether it is meshed,
+// which it records as the injector's annotation. At 10,000 pods this is most of the cache's memory.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
@@ -680,6 +694,7 @@ func slimPod(obj any) (any, error) {
 		},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: p.Spec.ServiceAccountName,
+			NodeName:           p.Spec.NodeName,
 			Hostname:           p.Spec.Hostname,
 			Subdomain:          p.Spec.Subdomain,
 			HostNetwork:        p.Spec.HostNetwork,
@@ -687,6 +702,31 @@ func slimPod(obj any) (any, error) {
 			Containers:         slimContainers(p.Spec.Containers, false),
 		},
 		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+	}, nil
+}
+
+// slimNode keeps a Node's name and its zone label: the zone of the clients on it
+// (Server.clientZone). A Node object is large (images, conditions) and clusters have
+// thousands.
+func slimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	var labels map[string]string
+	if z, ok := n.Labels[corev1.LabelTopologyZone]; ok {
+		labels = map[string]string{corev1.LabelTopologyZone: z}
+	}
+	return &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              n.Name,
+			UID:               n.UID,
+			ResourceVersion:   n.ResourceVersion,
+			CreationTimestamp: n.CreationTimestamp,
+			DeletionTimestamp: n.DeletionTimestamp,
+			Labels:            labels,
+		},
 	}, nil
 }
 

@@ -569,7 +569,12 @@ type DestinationConfig struct {
 	// Service's or a StatefulSet pod's DNS name resolves to) rather than a Service
 	// port: service is empty, the one backend holds that pod's endpoint (with its
 	// identity when it is meshed), routes is empty and fallback forwards to it.
-	Pod           *PodRef `protobuf:"bytes,12,opt,name=pod,proto3" json:"pod,omitempty"`
+	Pod *PodRef `protobuf:"bytes,12,opt,name=pod,proto3" json:"pod,omitempty"`
+	// client_zone is the topology zone (the node label topology.kubernetes.io/zone) of
+	// the client this configuration was compiled for, as the destination service found
+	// it from the client's pod; empty when unknown. A backend whose endpoints carry
+	// for_zones prefers the endpoints whose for_zones name it (see Endpoint.for_zones).
+	ClientZone    string `protobuf:"bytes,13,opt,name=client_zone,json=clientZone,proto3" json:"client_zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -686,6 +691,13 @@ func (x *DestinationConfig) GetPod() *PodRef {
 		return x.Pod
 	}
 	return nil
+}
+
+func (x *DestinationConfig) GetClientZone() string {
+	if x != nil {
+		return x.ClientZone
+	}
+	return ""
 }
 
 // PodRef names a pod.
@@ -2899,7 +2911,13 @@ type Endpoint struct {
 	// protocol overrides the backend's protocol hint for this endpoint.
 	Protocol ProtocolHint `protobuf:"varint,6,opt,name=protocol,proto3,enum=weft.destination.v1.ProtocolHint" json:"protocol,omitempty"`
 	// pod is the endpoint's Pod name, for metrics and logs.
-	Pod           string `protobuf:"bytes,7,opt,name=pod,proto3" json:"pod,omitempty"`
+	Pod string `protobuf:"bytes,7,opt,name=pod,proto3" json:"pod,omitempty"`
+	// for_zones, when set, says the endpoint's Service prefers close endpoints
+	// (spec.trafficDistribution PreferClose or PreferSameZone, or topology-mode Auto
+	// with hints): clients in these zones prefer this endpoint while it is healthy and
+	// not overloaded. It is the EndpointSlice's hints.forZones, or else the endpoint's
+	// own zone. Empty: no preference (every client treats the endpoint alike).
+	ForZones      []string `protobuf:"bytes,8,rep,name=for_zones,json=forZones,proto3" json:"for_zones,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2983,6 +3001,13 @@ func (x *Endpoint) GetPod() string {
 	return ""
 }
 
+func (x *Endpoint) GetForZones() []string {
+	if x != nil {
+		return x.ForZones
+	}
+	return nil
+}
+
 var File_destination_proto protoreflect.FileDescriptor
 
 const file_destination_proto_rawDesc = "" +
@@ -3007,7 +3032,7 @@ const file_destination_proto_rawDesc = "" +
 	"\x06remove\x18\x04 \x03(\v2$.weft.destination.v1.EndpointAddressR\x06remove\"?\n" +
 	"\x0fEndpointAddress\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
-	"\x04port\x18\x02 \x01(\rR\x04port\"\xeb\x04\n" +
+	"\x04port\x18\x02 \x01(\rR\x04port\"\x8c\x05\n" +
 	"\x11DestinationConfig\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x129\n" +
 	"\aservice\x18\x02 \x01(\v2\x1f.weft.destination.v1.ServiceRefR\aservice\x12\x1c\n" +
@@ -3021,7 +3046,9 @@ const file_destination_proto_rawDesc = "" +
 	"\bbackends\x18\n" +
 	" \x03(\v2\x1c.weft.destination.v1.BackendR\bbackends\x12#\n" +
 	"\rexternal_name\x18\v \x01(\tR\fexternalName\x12-\n" +
-	"\x03pod\x18\f \x01(\v2\x1b.weft.destination.v1.PodRefR\x03pod\":\n" +
+	"\x03pod\x18\f \x01(\v2\x1b.weft.destination.v1.PodRefR\x03pod\x12\x1f\n" +
+	"\vclient_zone\x18\r \x01(\tR\n" +
+	"clientZone\":\n" +
 	"\x06PodRef\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"R\n" +
@@ -3173,7 +3200,7 @@ const file_destination_proto_rawDesc = "" +
 	"\aservice\x18\x02 \x01(\v2\x1f.weft.destination.v1.ServiceRefR\aservice\x12\x1c\n" +
 	"\tauthority\x18\x03 \x01(\tR\tauthority\x12=\n" +
 	"\bprotocol\x18\x04 \x01(\x0e2!.weft.destination.v1.ProtocolHintR\bprotocol\x12;\n" +
-	"\tendpoints\x18\x05 \x03(\v2\x1d.weft.destination.v1.EndpointR\tendpoints\"\xd8\x01\n" +
+	"\tendpoints\x18\x05 \x03(\v2\x1d.weft.destination.v1.EndpointR\tendpoints\"\xf5\x01\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
@@ -3182,7 +3209,8 @@ const file_destination_proto_rawDesc = "" +
 	"proxy_port\x18\x04 \x01(\rR\tproxyPort\x12\x12\n" +
 	"\x04zone\x18\x05 \x01(\tR\x04zone\x12=\n" +
 	"\bprotocol\x18\x06 \x01(\x0e2!.weft.destination.v1.ProtocolHintR\bprotocol\x12\x10\n" +
-	"\x03pod\x18\a \x01(\tR\x03pod*\x8f\x01\n" +
+	"\x03pod\x18\a \x01(\tR\x03pod\x12\x1b\n" +
+	"\tfor_zones\x18\b \x03(\tR\bforZones*\x8f\x01\n" +
 	"\fProtocolHint\x12\x1d\n" +
 	"\x19PROTOCOL_HINT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PROTOCOL_HINT_OPAQUE\x10\x01\x12\x17\n" +

@@ -30,6 +30,9 @@ const (
 	DefaultBackoffMin       = time.Second
 	DefaultBackoffMax       = 60 * time.Second
 	DefaultJitter           = 0.2
+	DefaultZoneSpill        = 2.0
+	DefaultZoneReturn       = 1.0
+	DefaultZoneHold         = time.Second
 )
 
 // Errors of Pick.
@@ -49,6 +52,13 @@ type Endpoint struct {
 	ProxyAddr netip.AddrPort // meshed: the peer proxy's inbound ip:port
 	Pod       string
 	Zone      string
+	// PreferZone says the endpoint's Service prefers endpoints close to the client
+	// (Kubernetes trafficDistribution PreferClose/PreferSameZone, or zone hints).
+	// The balancer is zone-aware when any endpoint has it (see Pick).
+	PreferZone bool
+	// Local says the endpoint is in the client's zone (or its zone hints name the
+	// client's zone): a zone-aware balancer prefers it.
+	Local bool
 	// AddrString and ProxyAddrString are Addr and ProxyAddr formatted once, so the
 	// data path does not format them per request. Optional.
 	AddrString, ProxyAddrString string
@@ -80,6 +90,21 @@ type Options struct {
 	Now func() time.Time
 	// Rand returns a uniform int in [0, n). Default math/rand/v2.IntN.
 	Rand func(n int) int
+
+	// Zone-aware balancing (only when the endpoints prefer the client's zone): the
+	// balancer keeps requests on local endpoints (P2C among them) while one is in
+	// rotation and the latency estimate of the one P2C chose stays at or below
+	// ZoneSpill × the reference of the remote zone: the lower of two sampled remote
+	// endpoints' estimates (each at least its last observation), and at least
+	// DefaultRTT. Beyond it, the balancer "spills over": P2C over every endpoint,
+	// until the local estimate is back at or below ZoneReturn × the reference and
+	// ZoneHold has passed since the spill began. The gap between the factors and
+	// the hold are the hysteresis: one slow answer does not flip the client back
+	// and forth. The DefaultRTT floor keeps a client in its zone for differences
+	// that do not matter (2ms against 1ms); a zone is left for tens of
+	// milliseconds of queueing, a failure or an ejection.
+	ZoneSpill, ZoneReturn float64
+	ZoneHold              time.Duration
 }
 
 func (o *Options) defaults() {
@@ -107,6 +132,15 @@ func (o *Options) defaults() {
 	if o.Rand == nil {
 		o.Rand = rand.IntN
 	}
+	if o.ZoneSpill <= 1 {
+		o.ZoneSpill = DefaultZoneSpill
+	}
+	if o.ZoneReturn <= 0 || o.ZoneReturn > o.ZoneSpill {
+		o.ZoneReturn = min(DefaultZoneReturn, o.ZoneSpill)
+	}
+	if o.ZoneHold <= 0 {
+		o.ZoneHold = DefaultZoneHold
+	}
 }
 
 // Balancer balances over the endpoints of one backend. Safe for concurrent use; Pick
@@ -117,7 +151,35 @@ type Balancer struct {
 	mu        sync.Mutex
 	set       atomic.Pointer[[]*endpoint]
 	ejections atomic.Uint64
+
+	// zones is the set split by locality when the endpoints prefer the client's
+	// zone; nil otherwise (the plain P2C path, at no extra cost).
+	zones atomic.Pointer[zoneSets]
+	// spillSince is when the current spill-over began (ns since epoch + 1); 0 while
+	// requests stay local.
+	spillSince atomic.Int64
+	// Picks of a zone-aware balancer, by the chosen endpoint's locality.
+	localPicks, remotePicks atomic.Uint64
 }
+
+// zoneSets is an endpoint set split by locality; both slices alias endpoints of
+// the whole set.
+type zoneSets struct {
+	local, remote []*endpoint
+}
+
+// ZoneAware reports whether the endpoints prefer the client's zone.
+func (b *Balancer) ZoneAware() bool { return b.zones.Load() != nil }
+
+// ZonePicks counts the picks of a zone-aware balancer by the chosen endpoint's
+// locality: local (in the client's zone) and remote.
+func (b *Balancer) ZonePicks() (local, remote uint64) {
+	return b.localPicks.Load(), b.remotePicks.Load()
+}
+
+// Spilling reports whether the zone-aware balancer currently balances over every
+// zone because the local endpoints are ejected, missing or overloaded.
+func (b *Balancer) Spilling() bool { return b.spillSince.Load() != 0 }
 
 // Ejections counts the times failure accrual took an endpoint out of rotation.
 func (b *Balancer) Ejections() uint64 { return b.ejections.Load() }
@@ -152,6 +214,8 @@ type endpoint struct {
 	// DefaultRTT: a newcomer is presumed no faster than the default RTT until its
 	// observations wear that down (Linkerd's behaviour).
 	measured bool
+	// last is the latest observation (ns), for the zone decision (see latency).
+	last float64
 
 	// Failure accrual. ejectedUntil is 0 while the endpoint is in rotation; while it
 	// is ejected and the time has passed, one Pick claims the probe.
@@ -197,7 +261,21 @@ func (b *Balancer) Update(eps []Endpoint) {
 		e.info.Store(&info)
 		next = append(next, e)
 	}
+	var zs *zoneSets
+	if slices.ContainsFunc(next, func(e *endpoint) bool { return e.info.Load().PreferZone }) {
+		// Endpoints that do not prefer any zone (a Service's slices half hinted)
+		// are remote: a client never prefers what names no zone.
+		zs = &zoneSets{}
+		for _, e := range next {
+			if info := e.info.Load(); info.PreferZone && info.Local {
+				zs.local = append(zs.local, e)
+			} else {
+				zs.remote = append(zs.remote, e)
+			}
+		}
+	}
 	b.set.Store(&next)
+	b.zones.Store(zs)
 }
 
 // Len is the number of endpoints.
@@ -289,11 +367,112 @@ func (b *Balancer) PickExcept(avoid []netip.AddrPort) (Handle, error) {
 }
 
 // Pick chooses an endpoint: two at random, the cheaper one; an ejected endpoint
-// whose backoff has passed is preferred for its single probe request.
+// whose backoff has passed is preferred for its single probe request. When the
+// endpoints prefer the client's zone, Pick chooses among the local ones while they
+// are in rotation and not overloaded (see Options.ZoneSpill), and over every
+// endpoint otherwise.
 func (b *Balancer) Pick() (Handle, error) {
+	if zs := b.zones.Load(); zs != nil {
+		h, err := b.pickZoned(zs)
+		if err == nil {
+			if h.ep.info.Load().Local {
+				b.localPicks.Add(1)
+			} else {
+				b.remotePicks.Add(1)
+			}
+		}
+		return h, err
+	}
 	return b.pick(*b.set.Load())
 }
 
+// pickZoned is Pick for a zone-aware set. Locally it runs P2C over the local
+// endpoints; it spills over to P2C over every endpoint when no local endpoint is in
+// rotation (none exist, or failure accrual ejected them all), or while the local
+// endpoints are slow against the remote ones, with hysteresis (Options.ZoneSpill,
+// ZoneReturn, ZoneHold). Spilling over balances over every endpoint, local ones
+// included, so the local zone keeps the share its cost earns.
+//
+// "Slow" compares latency estimates, not P2C costs: the pending factor of a cost
+// says how to share load among endpoints already in use, but against an idle far
+// zone (pending 0) it would spill as soon as two requests overlap locally, and
+// then flap as the shares even out. An overloaded zone shows in its latency (the
+// application queues), which the peak-EWMA follows at once.
+func (b *Balancer) pickZoned(zs *zoneSets) (Handle, error) {
+	all := *b.set.Load()
+	if len(zs.local) == 0 || len(zs.remote) == 0 {
+		// Nothing to prefer, or nowhere to spill: the plain balancer.
+		return b.pick(all)
+	}
+	now := b.now()
+	local, _, lok := b.peek(zs.local, now, func(e *endpoint) float64 { return e.load(now, b.opts.Decay) })
+	if !lok {
+		b.spillSince.CompareAndSwap(0, now+1)
+		return b.pick(all)
+	}
+	lat := local.latency(now, b.opts.Decay, false)
+	_, ref, rok := b.peek(zs.remote, now, func(e *endpoint) float64 {
+		return max(e.latency(now, b.opts.Decay, true), float64(b.opts.DefaultRTT))
+	})
+	since := b.spillSince.Load()
+	switch {
+	case since == 0 && rok && lat > b.opts.ZoneSpill*ref:
+		b.spillSince.CompareAndSwap(0, now+1)
+		return b.pick(all)
+	case since != 0 && (!rok || lat <= b.opts.ZoneReturn*ref) && now+1-since >= int64(b.opts.ZoneHold):
+		b.spillSince.CompareAndSwap(since, 0)
+	case since != 0:
+		return b.pick(all)
+	}
+	ok, probe := b.available(local, now)
+	if !ok {
+		// Ejected, or its probe claimed by a concurrent Pick, since peek: the
+		// plain balancer, rather than P2C over a local set that may have no
+		// endpoint left in rotation.
+		return b.pick(all)
+	}
+	return b.take(local, now, probe), nil
+}
+
+// peek returns the cheaper by cost of two endpoints of set sampled at random among
+// those in rotation (or whose probe is due, at cost 0, without claiming the probe);
+// ok is false when every endpoint of set is ejected and none is due.
+func (b *Balancer) peek(set []*endpoint, now int64, cost func(*endpoint) float64) (best *endpoint, bestCost float64, ok bool) {
+	n := len(set)
+	bestCost = math.Inf(1)
+	consider := func(e *endpoint) {
+		var c float64
+		switch until := e.ejectedUntil.Load(); {
+		case until == 0:
+			c = cost(e)
+		case now >= until && !e.probing.Load():
+			c = 0
+		default:
+			return
+		}
+		if c < bestCost {
+			best, bestCost = e, c
+		}
+	}
+	i := b.opts.Rand(n)
+	consider(set[i])
+	if n > 1 {
+		j := b.opts.Rand(n - 1)
+		if j >= i {
+			j++
+		}
+		consider(set[j])
+	}
+	if best == nil {
+		// Both samples are out: scan, so that one survivor keeps the zone local.
+		for _, e := range set {
+			consider(e)
+		}
+	}
+	return best, bestCost, best != nil
+}
+
+// pick is P2C over set with failure accrual (the whole of Pick without zones).
 func (b *Balancer) pick(set []*endpoint) (Handle, error) {
 	n := len(set)
 	if n == 0 {
@@ -419,10 +598,30 @@ func (e *endpoint) load(now int64, decay time.Duration) float64 {
 	return c * float64(pending+1)
 }
 
+// latency is the endpoint's latency estimate for the zone decision (ns): the
+// decayed peak-EWMA (0 before its first answer). With atLeastLast, at least its
+// last observation: a remote endpoint not used for a while (whose estimate decays
+// to zero, so that P2C retries it) must not look faster than it last was. A local
+// endpoint's estimate does decay, which is how a zone left for being slow is
+// tried again.
+func (e *endpoint) latency(now int64, decay time.Duration, atLeastLast bool) float64 {
+	e.emu.Lock()
+	defer e.emu.Unlock()
+	if !e.measured {
+		return 0
+	}
+	c := e.decayTo(now, 0, decay)
+	if atLeastLast {
+		c = max(c, e.last)
+	}
+	return c
+}
+
 // observe feeds one latency (ns) into the estimate.
 func (e *endpoint) observe(now int64, rtt float64, decay time.Duration) {
 	e.emu.Lock()
 	e.measured = true
+	e.last = rtt
 	if rtt > e.cost {
 		// Peak: a slower observation is believed at once.
 		e.cost = rtt

@@ -228,7 +228,7 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 		if bal == nil {
 			bal = balance.New(c.balance)
 		}
-		bal.Update(balanceEndpoints(b))
+		bal.Update(balanceEndpoints(b, cfg.GetClientZone()))
 		d.Balancers[b.GetKey()] = bal
 	}
 	// Backends no longer used are dropped with their state.
@@ -281,8 +281,10 @@ func mirrorSlots(routes []*router.Route, prev map[string]*atomic.Int64) map[stri
 }
 
 // balanceEndpoints converts a backend's endpoints for the balancer; meshed endpoints
-// are reached through their proxy's inbound port (default 4143).
-func balanceEndpoints(b *api.Backend) []balance.Endpoint {
+// are reached through their proxy's inbound port (default 4143). An endpoint whose
+// for_zones name clientZone is local to the client (see balance.Endpoint.Local); a
+// client whose zone is unknown prefers none, and balances over all of them.
+func balanceEndpoints(b *api.Backend, clientZone string) []balance.Endpoint {
 	out := make([]balance.Endpoint, 0, len(b.GetEndpoints()))
 	for _, e := range b.GetEndpoints() {
 		ip, err := netip.ParseAddr(e.GetAddress())
@@ -298,6 +300,10 @@ func balanceEndpoints(b *api.Backend) []balance.Endpoint {
 			}
 			be.ProxyAddr = netip.AddrPortFrom(ip, uint16(pp))
 			be.ProxyAddrString = be.ProxyAddr.String()
+		}
+		if fz := e.GetForZones(); len(fz) > 0 {
+			be.PreferZone = true
+			be.Local = clientZone != "" && slices.Contains(fz, clientZone)
 		}
 		be.AddrString = be.Addr.String()
 		out = append(out, be)
@@ -352,6 +358,8 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 		authority, backend string
 		ready, ejected     int
 		ejections          uint64
+		zoneAware          bool
+		local, remote      uint64
 	}
 	c.mu.Lock()
 	rows := make([]row, 0, len(c.bySvc))
@@ -359,6 +367,9 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 		for key, bal := range sh.balancers {
 			r := row{authority: sh.authority, backend: key, ejections: bal.Ejections()}
 			r.ready, r.ejected = bal.Counts()
+			if r.zoneAware = bal.ZoneAware(); r.zoneAware {
+				r.local, r.remote = bal.ZonePicks()
+			}
 			rows = append(rows, r)
 		}
 	}
@@ -376,6 +387,17 @@ func (c *Cache) WriteMetrics(w io.Writer) {
 	pw.Family("weft_balancer_ejections_total", promtext.Counter, "Times failure accrual took an endpoint of the backend out of rotation.")
 	for _, r := range rows {
 		pw.Uint("weft_balancer_ejections_total", promtext.L("direction", "outbound", "authority", r.authority, "backend", r.backend), r.ejections)
+	}
+	// Only backends whose Service prefers close endpoints have the series: two per
+	// backend, so the cardinality is that of the backends.
+	pw.Family("weft_balancer_zone_requests_total", promtext.Counter, "Requests (or connections) the zone-aware balancer sent to an endpoint in the client's zone (locality=local) or elsewhere (locality=remote).")
+	for _, r := range rows {
+		if !r.zoneAware {
+			continue
+		}
+		ls := promtext.L("direction", "outbound", "authority", r.authority, "backend", r.backend)
+		pw.Uint("weft_balancer_zone_requests_total", ls.With("locality", "local"), r.local)
+		pw.Uint("weft_balancer_zone_requests_total", ls.With("locality", "remote"), r.remote)
 	}
 	_ = pw.Flush()
 }

@@ -212,7 +212,7 @@ destinations:
 	if web.Authorities[0] != "web.default.svc.cluster.local:80" {
 		t.Errorf("authority %q not normalised", web.Authorities[0])
 	}
-	eps := balanceEndpoints(web.Backends[0])
+	eps := balanceEndpoints(web.Backends[0], "")
 	if e := web.Backends[0].Endpoints[0]; e.Protocol != api.ProtocolHint_PROTOCOL_HINT_HTTP1 || !eps[0].Meshed() || eps[0].ProxyAddr != netip.MustParseAddrPort("10.199.1.2:4143") {
 		t.Errorf("endpoint 0 = %v / %+v, want http1, meshed, proxy on 4143", e, eps[0])
 	}
@@ -220,7 +220,7 @@ destinations:
 		t.Errorf("endpoint 1 = %v, want the h2c override, unmeshed", e)
 	}
 	db := src.Lookup(context.Background(), Target{Addr: netip.MustParseAddrPort("10.96.0.11:5432")})
-	if got := balanceEndpoints(db.Backends[0])[0].ProxyAddr; got != netip.MustParseAddrPort("[fd00::3]:14143") {
+	if got := balanceEndpoints(db.Backends[0], "")[0].ProxyAddr; got != netip.MustParseAddrPort("[fd00::3]:14143") {
 		t.Errorf("db proxy addr = %s", got)
 	}
 	for _, tc := range []struct {
