@@ -171,7 +171,6 @@ func gitCommit() string {
 	return strings.TrimSpace(string(out))
 }
 
-
 // TestCheckFigureTrips proves the comparison: 21% more or less than the committed
 // figure fails with a message naming the figure, both values and the update command;
 // 19% either way passes.
