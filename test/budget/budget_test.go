@@ -99,16 +99,16 @@ func readBudget() (*budgetFile, error) {
 func checkFigure(name string, got float64, f *budgetFile) string {
 	c, ok := f.Figures[name]
 	if !ok || c.Value <= 0 {
-		return fmt.Sprintf("%s: no committed figure in bench/budget.json (measured %.1f); record it with `%s=1 go test ./test/budget`", name, got, updateEnv)
+		return fmt.Sprintf("%s: no committed figure in bench/budget.json (measured %.1f); record it with `%s=1 go test ./test/budget -count=1`", name, got, updateEnv)
 	}
 	change := (got - c.Value) / c.Value
 	how := fmt.Sprintf("measured %.1f %s against %.1f committed on %s at %s (tolerance ±%.0f%%, change %+.1f%%)",
 		got, c.Unit, c.Value, c.Measured, c.Commit, f.Tolerance*100, change*100)
 	switch {
 	case change > f.Tolerance:
-		return fmt.Sprintf("%s GREW: %s. Find what added the cost (see docs/performance-history.md, \"Cost budget\"); if the growth is deliberate and worth it, commit the new figure with `%s=1 go test ./test/budget` and say why in the commit message", name, how, updateEnv)
+		return fmt.Sprintf("%s GREW: %s. Find what added the cost (see docs/performance-history.md, \"Cost budget\"); if the growth is deliberate and worth it, commit the new figure with `%s=1 go test ./test/budget -count=1` and say why in the commit message", name, how, updateEnv)
 	case change < -f.Tolerance:
-		return fmt.Sprintf("%s SHRANK: %s. Good; commit the better figure with `%s=1 go test ./test/budget` so the budget keeps it", name, how, updateEnv)
+		return fmt.Sprintf("%s SHRANK: %s. Good; commit the better figure with `%s=1 go test ./test/budget -count=1` so the budget keeps it", name, how, updateEnv)
 	}
 	return ""
 }
