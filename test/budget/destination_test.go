@@ -97,19 +97,20 @@ type heapStats struct {
 // keeping that many more bytes referenced (the test hook that proves the guard sees
 // memory growth) and "ok".
 func runDestinationChild(dir string) error {
-	read := func(name string) []byte {
+	var pems [3][]byte
+	for i, name := range []string{"server.pem", "server-key.pem", "root.pem"} {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			panic(err)
+			return err
 		}
-		return b
+		pems[i] = b
 	}
-	cert, err := tls.X509KeyPair(read("server.pem"), read("server-key.pem"))
+	cert, err := tls.X509KeyPair(pems[0], pems[1])
 	if err != nil {
 		return err
 	}
 	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(read("root.pem")) {
+	if !roots.AppendCertsFromPEM(pems[2]) {
 		return errors.New("root.pem holds no certificate")
 	}
 	creds := grpc.Creds(credentials.NewTLS(&tls.Config{
@@ -201,7 +202,8 @@ func feed(srv *destination.Server) {
 type destinationChild struct {
 	addr string
 	in   io.Writer
-	out  *bufio.Scanner
+	// lines are the child's stdout lines, read by one goroutine for its life.
+	lines <-chan string
 }
 
 func (c *destinationChild) ask(t *testing.T, cmd string) string {
@@ -209,10 +211,16 @@ func (c *destinationChild) ask(t *testing.T, cmd string) string {
 	if _, err := fmt.Fprintln(c.in, cmd); err != nil {
 		t.Fatal(err)
 	}
-	if !c.out.Scan() {
-		t.Fatalf("the destination child ended without answering %q: %v", cmd, c.out.Err())
+	select {
+	case l, ok := <-c.lines:
+		if !ok {
+			t.Fatalf("the destination child ended without answering %q", cmd)
+		}
+		return l
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the destination child did not answer %q within 30s", cmd)
 	}
-	return c.out.Text()
+	return ""
 }
 
 func (c *destinationChild) stats(t *testing.T) heapStats {
@@ -256,7 +264,7 @@ func startDestinationChild(t *testing.T, pki *desttest.PKI) *destinationChild {
 	out := bufio.NewScanner(outPipe)
 	lines := make(chan string, 1)
 	go func() {
-		if out.Scan() {
+		for out.Scan() {
 			lines <- out.Text()
 		}
 		close(lines)
@@ -267,7 +275,7 @@ func startDestinationChild(t *testing.T, pki *desttest.PKI) *destinationChild {
 		if !ok || !found {
 			t.Fatalf("the destination child did not start: %q", l)
 		}
-		return &destinationChild{addr: addr, in: in, out: out}
+		return &destinationChild{addr: addr, in: in, lines: lines}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the destination child printed no address within 30s")
 	}
@@ -316,6 +324,9 @@ func subscribe(t *testing.T, pki *desttest.PKI, addr string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	// Nothing below waits forever: past the deadline every Get and Recv fails.
+	watchdog := time.AfterFunc(90*time.Second, cancel)
+	defer watchdog.Stop()
 	var clients []apigrpc.DestinationClient
 	for i := range subConns {
 		cert, err := pki.WorkloadCert(subNS, fmt.Sprintf("client-%d", i))
