@@ -18,7 +18,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -90,15 +89,8 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			"With --pre, checks instead that the cluster is ready for 'weft install'.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "weft check: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr); !ok {
+		return code
 	}
 	mode, err := gatewayapi.ParseMode(*gw)
 	if err != nil {

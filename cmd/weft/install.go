@@ -18,7 +18,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -55,15 +54,8 @@ func runInstall(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			"absent or older (--gateway-api). Needs cert-manager: run 'weft check --pre' first.\n\nFlags:\n", install.FieldManager)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "weft install: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr); !ok {
+		return code
 	}
 	mode, err := gatewayapi.ParseMode(*gw)
 	if err != nil {
@@ -151,15 +143,8 @@ func runUninstall(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			"API CRDs stay unless --gateway-api.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "weft uninstall: unexpected arguments %q\n", fs.Args())
-		return 2
+	if code, ok := parseNoArgs(fs, args, stderr); !ok {
+		return code
 	}
 	kc, err := kf.clients()
 	if err != nil {
