@@ -17,6 +17,7 @@ limitations under the License.
 package compiler
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -174,7 +175,7 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 		return p
 	}
 	for _, b := range rule.BackendRefs {
-		if p := httpFiltersProblem(b.Filters); p != "" {
+		if p := cmp.Or(backendCORSProblem(b.Filters), httpFiltersProblem(b.Filters)); p != "" {
 			return "backendRef " + string(b.Name) + ": " + p
 		}
 	}
@@ -199,7 +200,7 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 var redirectCodes = []int{301, 302, 303, 307, 308}
 
 func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter) string {
-	for _, f := range fs {
+	for i, f := range fs {
 		switch f.Type {
 		case gatewayv1.HTTPRouteFilterRequestRedirect:
 			// Gateway API: an unknown status code must leave the rule unaccepted,
@@ -209,6 +210,13 @@ func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter) string {
 			}
 		case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier,
 			gatewayv1.HTTPRouteFilterURLRewrite:
+		case gatewayv1.HTTPRouteFilterCORS:
+			if p := corsProblem(f.CORS); p != "" {
+				return p
+			}
+			if slices.IndexFunc(fs, func(g gatewayv1.HTTPRouteFilter) bool { return g.Type == gatewayv1.HTTPRouteFilterCORS }) != i {
+				return "filter type CORS is repeated; a rule takes one"
+			}
 		default:
 			return fmt.Sprintf("filter type %s is not supported", f.Type)
 		}

@@ -1484,6 +1484,7 @@ type Filter struct {
 	//	*Filter_ResponseHeaderModifier
 	//	*Filter_RequestRedirect
 	//	*Filter_UrlRewrite
+	//	*Filter_Cors
 	Kind          isFilter_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1562,6 +1563,15 @@ func (x *Filter) GetUrlRewrite() *URLRewrite {
 	return nil
 }
 
+func (x *Filter) GetCors() *CORS {
+	if x != nil {
+		if x, ok := x.Kind.(*Filter_Cors); ok {
+			return x.Cors
+		}
+	}
+	return nil
+}
+
 type isFilter_Kind interface {
 	isFilter_Kind()
 }
@@ -1584,6 +1594,12 @@ type Filter_UrlRewrite struct {
 	UrlRewrite *URLRewrite `protobuf:"bytes,4,opt,name=url_rewrite,json=urlRewrite,proto3,oneof"`
 }
 
+type Filter_Cors struct {
+	// cors answers CORS preflight requests and adds the CORS response headers to
+	// cross-origin requests (Gateway API HTTPRoute filter CORS). Rule level only.
+	Cors *CORS `protobuf:"bytes,6,opt,name=cors,proto3,oneof"`
+}
+
 func (*Filter_RequestHeaderModifier) isFilter_Kind() {}
 
 func (*Filter_ResponseHeaderModifier) isFilter_Kind() {}
@@ -1591,6 +1607,104 @@ func (*Filter_ResponseHeaderModifier) isFilter_Kind() {}
 func (*Filter_RequestRedirect) isFilter_Kind() {}
 
 func (*Filter_UrlRewrite) isFilter_Kind() {}
+
+func (*Filter_Cors) isFilter_Kind() {}
+
+// CORS is Gateway API's HTTPCORSFilter, validated by the control plane. The proxy
+// treats an entry it cannot parse as matching nothing, never as a wildcard.
+type CORS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow_origins: "*" (every origin), or "<scheme>://<host>[:<port>]" with scheme
+	// http or https; the host may be "*" (every host) or begin with "*." (one or more
+	// labels to the left). A missing port is the scheme's default (80, 443).
+	AllowOrigins []string `protobuf:"bytes,1,rep,name=allow_origins,json=allowOrigins,proto3" json:"allow_origins,omitempty"`
+	// allow_methods: method names (case-sensitive), or the single entry "*".
+	AllowMethods []string `protobuf:"bytes,2,rep,name=allow_methods,json=allowMethods,proto3" json:"allow_methods,omitempty"`
+	// allow_headers: request header names, or the single entry "*".
+	AllowHeaders []string `protobuf:"bytes,3,rep,name=allow_headers,json=allowHeaders,proto3" json:"allow_headers,omitempty"`
+	// expose_headers: response header names; "*" exposes every header.
+	ExposeHeaders []string `protobuf:"bytes,4,rep,name=expose_headers,json=exposeHeaders,proto3" json:"expose_headers,omitempty"`
+	// max_age_seconds is Access-Control-Max-Age; 0 means Gateway API's default, 5.
+	MaxAgeSeconds uint32 `protobuf:"varint,5,opt,name=max_age_seconds,json=maxAgeSeconds,proto3" json:"max_age_seconds,omitempty"`
+	// allow_credentials sends Access-Control-Allow-Credentials: true, and turns every
+	// wildcard answer into the request's own value (the Fetch standard ignores "*"
+	// on credentialed requests).
+	AllowCredentials bool `protobuf:"varint,6,opt,name=allow_credentials,json=allowCredentials,proto3" json:"allow_credentials,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CORS) Reset() {
+	*x = CORS{}
+	mi := &file_destination_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CORS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CORS) ProtoMessage() {}
+
+func (x *CORS) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CORS.ProtoReflect.Descriptor instead.
+func (*CORS) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CORS) GetAllowOrigins() []string {
+	if x != nil {
+		return x.AllowOrigins
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowMethods() []string {
+	if x != nil {
+		return x.AllowMethods
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowHeaders() []string {
+	if x != nil {
+		return x.AllowHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetExposeHeaders() []string {
+	if x != nil {
+		return x.ExposeHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetMaxAgeSeconds() uint32 {
+	if x != nil {
+		return x.MaxAgeSeconds
+	}
+	return 0
+}
+
+func (x *CORS) GetAllowCredentials() bool {
+	if x != nil {
+		return x.AllowCredentials
+	}
+	return false
+}
 
 // HeaderModifier sets, adds and removes headers, in that order.
 type HeaderModifier struct {
@@ -1607,7 +1721,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_destination_proto_msgTypes[17]
+	mi := &file_destination_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1733,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[17]
+	mi := &file_destination_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1746,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{17}
+	return file_destination_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1667,7 +1781,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1793,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[18]
+	mi := &file_destination_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1806,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{18}
+	return file_destination_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Header) GetName() string {
@@ -1726,7 +1840,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1738,7 +1852,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[19]
+	mi := &file_destination_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1751,7 +1865,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{19}
+	return file_destination_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -1801,7 +1915,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1813,7 +1927,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[20]
+	mi := &file_destination_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1826,7 +1940,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{20}
+	return file_destination_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -1857,7 +1971,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1869,7 +1983,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1882,7 +1996,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{21}
+	return file_destination_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PathModifier) GetKind() isPathModifier_Kind {
@@ -1949,7 +2063,7 @@ type WeightedBackend struct {
 
 func (x *WeightedBackend) Reset() {
 	*x = WeightedBackend{}
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1961,7 +2075,7 @@ func (x *WeightedBackend) String() string {
 func (*WeightedBackend) ProtoMessage() {}
 
 func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1974,7 +2088,7 @@ func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedBackend.ProtoReflect.Descriptor instead.
 func (*WeightedBackend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{22}
+	return file_destination_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *WeightedBackend) GetBackend() string {
@@ -2025,7 +2139,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2037,7 +2151,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2050,7 +2164,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{23}
+	return file_destination_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Timeouts) GetRequest() *durationpb.Duration {
@@ -2100,7 +2214,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2226,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,7 +2239,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{24}
+	return file_destination_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RetryPolicy) GetStatuses() []*StatusRange {
@@ -2176,7 +2290,7 @@ type RetryBudget struct {
 
 func (x *RetryBudget) Reset() {
 	*x = RetryBudget{}
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2188,7 +2302,7 @@ func (x *RetryBudget) String() string {
 func (*RetryBudget) ProtoMessage() {}
 
 func (x *RetryBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2201,7 +2315,7 @@ func (x *RetryBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBudget.ProtoReflect.Descriptor instead.
 func (*RetryBudget) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{25}
+	return file_destination_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RetryBudget) GetRetryRatio() float32 {
@@ -2236,7 +2350,7 @@ type ResponseClass struct {
 
 func (x *ResponseClass) Reset() {
 	*x = ResponseClass{}
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2362,7 @@ func (x *ResponseClass) String() string {
 func (*ResponseClass) ProtoMessage() {}
 
 func (x *ResponseClass) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2375,7 @@ func (x *ResponseClass) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseClass.ProtoReflect.Descriptor instead.
 func (*ResponseClass) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{26}
+	return file_destination_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ResponseClass) GetCondition() *ResponseCondition {
@@ -2294,7 +2408,7 @@ type ResponseCondition struct {
 
 func (x *ResponseCondition) Reset() {
 	*x = ResponseCondition{}
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2306,7 +2420,7 @@ func (x *ResponseCondition) String() string {
 func (*ResponseCondition) ProtoMessage() {}
 
 func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2319,7 +2433,7 @@ func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseCondition.ProtoReflect.Descriptor instead.
 func (*ResponseCondition) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{27}
+	return file_destination_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ResponseCondition) GetKind() isResponseCondition_Kind {
@@ -2403,7 +2517,7 @@ type ResponseConditions struct {
 
 func (x *ResponseConditions) Reset() {
 	*x = ResponseConditions{}
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2415,7 +2529,7 @@ func (x *ResponseConditions) String() string {
 func (*ResponseConditions) ProtoMessage() {}
 
 func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2428,7 +2542,7 @@ func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseConditions.ProtoReflect.Descriptor instead.
 func (*ResponseConditions) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{28}
+	return file_destination_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ResponseConditions) GetConditions() []*ResponseCondition {
@@ -2449,7 +2563,7 @@ type StatusRange struct {
 
 func (x *StatusRange) Reset() {
 	*x = StatusRange{}
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2461,7 +2575,7 @@ func (x *StatusRange) String() string {
 func (*StatusRange) ProtoMessage() {}
 
 func (x *StatusRange) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2474,7 +2588,7 @@ func (x *StatusRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRange.ProtoReflect.Descriptor instead.
 func (*StatusRange) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{29}
+	return file_destination_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StatusRange) GetMin() uint32 {
@@ -2511,7 +2625,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2637,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2650,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{30}
+	return file_destination_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Backend) GetKey() string {
@@ -2600,7 +2714,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2612,7 +2726,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2625,7 +2739,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{31}
+	return file_destination_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -2768,14 +2882,22 @@ const file_destination_proto_rawDesc = "" +
 	"\x11RequestConditions\x12E\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2%.weft.destination.v1.RequestConditionR\n" +
-	"conditions\"\xe7\x02\n" +
+	"conditions\"\x98\x03\n" +
 	"\x06Filter\x12]\n" +
 	"\x17request_header_modifier\x18\x01 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x15requestHeaderModifier\x12_\n" +
 	"\x18response_header_modifier\x18\x02 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x16responseHeaderModifier\x12Q\n" +
 	"\x10request_redirect\x18\x03 \x01(\v2$.weft.destination.v1.RequestRedirectH\x00R\x0frequestRedirect\x12B\n" +
 	"\vurl_rewrite\x18\x04 \x01(\v2\x1f.weft.destination.v1.URLRewriteH\x00R\n" +
-	"urlRewriteB\x06\n" +
-	"\x04kind\"\x86\x01\n" +
+	"urlRewrite\x12/\n" +
+	"\x04cors\x18\x06 \x01(\v2\x19.weft.destination.v1.CORSH\x00R\x04corsB\x06\n" +
+	"\x04kind\"\xf1\x01\n" +
+	"\x04CORS\x12#\n" +
+	"\rallow_origins\x18\x01 \x03(\tR\fallowOrigins\x12#\n" +
+	"\rallow_methods\x18\x02 \x03(\tR\fallowMethods\x12#\n" +
+	"\rallow_headers\x18\x03 \x03(\tR\fallowHeaders\x12%\n" +
+	"\x0eexpose_headers\x18\x04 \x03(\tR\rexposeHeaders\x12&\n" +
+	"\x0fmax_age_seconds\x18\x05 \x01(\rR\rmaxAgeSeconds\x12+\n" +
+	"\x11allow_credentials\x18\x06 \x01(\bR\x10allowCredentials\"\x86\x01\n" +
 	"\x0eHeaderModifier\x12-\n" +
 	"\x03set\x18\x01 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03set\x12-\n" +
 	"\x03add\x18\x02 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03add\x12\x16\n" +
@@ -2875,7 +2997,7 @@ func file_destination_proto_rawDescGZIP() []byte {
 }
 
 var file_destination_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_destination_proto_goTypes = []any{
 	(ProtocolHint)(0),           // 0: weft.destination.v1.ProtocolHint
 	(RouteSource)(0),            // 1: weft.destination.v1.RouteSource
@@ -2896,44 +3018,45 @@ var file_destination_proto_goTypes = []any{
 	(*RequestCondition)(nil),    // 16: weft.destination.v1.RequestCondition
 	(*RequestConditions)(nil),   // 17: weft.destination.v1.RequestConditions
 	(*Filter)(nil),              // 18: weft.destination.v1.Filter
-	(*HeaderModifier)(nil),      // 19: weft.destination.v1.HeaderModifier
-	(*Header)(nil),              // 20: weft.destination.v1.Header
-	(*RequestRedirect)(nil),     // 21: weft.destination.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 22: weft.destination.v1.URLRewrite
-	(*PathModifier)(nil),        // 23: weft.destination.v1.PathModifier
-	(*WeightedBackend)(nil),     // 24: weft.destination.v1.WeightedBackend
-	(*Timeouts)(nil),            // 25: weft.destination.v1.Timeouts
-	(*RetryPolicy)(nil),         // 26: weft.destination.v1.RetryPolicy
-	(*RetryBudget)(nil),         // 27: weft.destination.v1.RetryBudget
-	(*ResponseClass)(nil),       // 28: weft.destination.v1.ResponseClass
-	(*ResponseCondition)(nil),   // 29: weft.destination.v1.ResponseCondition
-	(*ResponseConditions)(nil),  // 30: weft.destination.v1.ResponseConditions
-	(*StatusRange)(nil),         // 31: weft.destination.v1.StatusRange
-	(*Backend)(nil),             // 32: weft.destination.v1.Backend
-	(*Endpoint)(nil),            // 33: weft.destination.v1.Endpoint
-	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
+	(*CORS)(nil),                // 19: weft.destination.v1.CORS
+	(*HeaderModifier)(nil),      // 20: weft.destination.v1.HeaderModifier
+	(*Header)(nil),              // 21: weft.destination.v1.Header
+	(*RequestRedirect)(nil),     // 22: weft.destination.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 23: weft.destination.v1.URLRewrite
+	(*PathModifier)(nil),        // 24: weft.destination.v1.PathModifier
+	(*WeightedBackend)(nil),     // 25: weft.destination.v1.WeightedBackend
+	(*Timeouts)(nil),            // 26: weft.destination.v1.Timeouts
+	(*RetryPolicy)(nil),         // 27: weft.destination.v1.RetryPolicy
+	(*RetryBudget)(nil),         // 28: weft.destination.v1.RetryBudget
+	(*ResponseClass)(nil),       // 29: weft.destination.v1.ResponseClass
+	(*ResponseCondition)(nil),   // 30: weft.destination.v1.ResponseCondition
+	(*ResponseConditions)(nil),  // 31: weft.destination.v1.ResponseConditions
+	(*StatusRange)(nil),         // 32: weft.destination.v1.StatusRange
+	(*Backend)(nil),             // 33: weft.destination.v1.Backend
+	(*Endpoint)(nil),            // 34: weft.destination.v1.Endpoint
+	(*durationpb.Duration)(nil), // 35: google.protobuf.Duration
 }
 var file_destination_proto_depIdxs = []int32{
 	7,  // 0: weft.destination.v1.DestinationUpdate.snapshot:type_name -> weft.destination.v1.DestinationConfig
 	5,  // 1: weft.destination.v1.DestinationUpdate.endpoints:type_name -> weft.destination.v1.EndpointDelta
 	4,  // 2: weft.destination.v1.DestinationUpdate.not_found:type_name -> weft.destination.v1.NotFound
-	33, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
+	34, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
 	6,  // 4: weft.destination.v1.EndpointDelta.remove:type_name -> weft.destination.v1.EndpointAddress
 	9,  // 5: weft.destination.v1.DestinationConfig.service:type_name -> weft.destination.v1.ServiceRef
 	0,  // 6: weft.destination.v1.DestinationConfig.protocol:type_name -> weft.destination.v1.ProtocolHint
 	1,  // 7: weft.destination.v1.DestinationConfig.route_source:type_name -> weft.destination.v1.RouteSource
 	10, // 8: weft.destination.v1.DestinationConfig.routes:type_name -> weft.destination.v1.Route
 	10, // 9: weft.destination.v1.DestinationConfig.fallback:type_name -> weft.destination.v1.Route
-	27, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
-	32, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
+	28, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
+	33, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
 	8,  // 12: weft.destination.v1.DestinationConfig.pod:type_name -> weft.destination.v1.PodRef
 	11, // 13: weft.destination.v1.Route.resource:type_name -> weft.destination.v1.ResourceRef
 	12, // 14: weft.destination.v1.Route.matches:type_name -> weft.destination.v1.RouteMatch
 	18, // 15: weft.destination.v1.Route.filters:type_name -> weft.destination.v1.Filter
-	24, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
-	25, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
-	26, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
-	28, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
+	25, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
+	26, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
+	27, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
+	29, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
 	13, // 20: weft.destination.v1.RouteMatch.path:type_name -> weft.destination.v1.StringMatch
 	14, // 21: weft.destination.v1.RouteMatch.headers:type_name -> weft.destination.v1.HeaderMatch
 	14, // 22: weft.destination.v1.RouteMatch.query_params:type_name -> weft.destination.v1.HeaderMatch
@@ -2946,37 +3069,38 @@ var file_destination_proto_depIdxs = []int32{
 	17, // 29: weft.destination.v1.RequestCondition.any:type_name -> weft.destination.v1.RequestConditions
 	16, // 30: weft.destination.v1.RequestCondition.not:type_name -> weft.destination.v1.RequestCondition
 	16, // 31: weft.destination.v1.RequestConditions.conditions:type_name -> weft.destination.v1.RequestCondition
-	19, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	19, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	21, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
-	22, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
-	20, // 36: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
-	20, // 37: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
-	23, // 38: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
-	23, // 39: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
-	18, // 40: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
-	34, // 41: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
-	34, // 42: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	34, // 43: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
-	31, // 44: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
-	34, // 45: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
-	34, // 46: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
-	34, // 47: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	29, // 48: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
-	30, // 49: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
-	30, // 50: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
-	29, // 51: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
-	31, // 52: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
-	29, // 53: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
-	9,  // 54: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
-	0,  // 55: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
-	33, // 56: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
-	0,  // 57: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	20, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	20, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	22, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
+	23, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
+	19, // 36: weft.destination.v1.Filter.cors:type_name -> weft.destination.v1.CORS
+	21, // 37: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
+	21, // 38: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
+	24, // 39: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
+	24, // 40: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
+	18, // 41: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
+	35, // 42: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
+	35, // 43: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	35, // 44: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
+	32, // 45: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
+	35, // 46: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	35, // 47: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
+	35, // 48: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	30, // 49: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
+	31, // 50: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
+	31, // 51: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
+	30, // 52: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
+	32, // 53: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
+	30, // 54: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
+	9,  // 55: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
+	0,  // 56: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
+	34, // 57: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
+	0,  // 58: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_destination_proto_init() }
@@ -3010,12 +3134,13 @@ func file_destination_proto_init() {
 		(*Filter_ResponseHeaderModifier)(nil),
 		(*Filter_RequestRedirect)(nil),
 		(*Filter_UrlRewrite)(nil),
+		(*Filter_Cors)(nil),
 	}
-	file_destination_proto_msgTypes[21].OneofWrappers = []any{
+	file_destination_proto_msgTypes[22].OneofWrappers = []any{
 		(*PathModifier_ReplaceFullPath)(nil),
 		(*PathModifier_ReplacePrefixMatch)(nil),
 	}
-	file_destination_proto_msgTypes[27].OneofWrappers = []any{
+	file_destination_proto_msgTypes[28].OneofWrappers = []any{
 		(*ResponseCondition_All)(nil),
 		(*ResponseCondition_Any)(nil),
 		(*ResponseCondition_Not)(nil),
@@ -3027,7 +3152,7 @@ func file_destination_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_destination_proto_rawDesc), len(file_destination_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

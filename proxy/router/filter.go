@@ -15,6 +15,8 @@ type Filter struct {
 	ResponseHeaders *HeaderModifier
 	Redirect        *api.RequestRedirect
 	Rewrite         *api.URLRewrite
+	// CORS is served by the pipeline around the other filters (cors.go).
+	CORS *CORS
 }
 
 // HeaderModifier sets, adds and removes headers, in that order, with the names
@@ -63,6 +65,8 @@ func compileFilters(fs []*api.Filter) []*Filter {
 			out = append(out, &Filter{Redirect: k.RequestRedirect})
 		case *api.Filter_UrlRewrite:
 			out = append(out, &Filter{Rewrite: k.UrlRewrite})
+		case *api.Filter_Cors:
+			out = append(out, &Filter{CORS: compileCORS(k.Cors)})
 		}
 	}
 	return out
