@@ -110,7 +110,7 @@ func wildcardList(vs []string, lower bool) (bool, string) {
 // parseOriginPattern reads "<scheme>://<host>[:<port>]" with Gateway API's wildcard
 // host forms.
 func parseOriginPattern(s string) (originPattern, bool) {
-	scheme, host, port, ok := splitOrigin(s)
+	scheme, host, port, ok := splitSchemeHostPort(s)
 	if !ok {
 		return originPattern{}, false
 	}
@@ -118,15 +118,12 @@ func parseOriginPattern(s string) (originPattern, bool) {
 	switch {
 	case host == corsWildcard:
 		p.anyHost = true
-	case strings.HasPrefix(host, "*."):
+	case strings.HasPrefix(host, "*.") && len(host) > 2 && host[2] != '.' && originHost(host[2:]):
 		p.host, p.suffix = host[1:], true
-		if strings.Contains(p.host, "*") || len(p.host) < 2 {
-			return originPattern{}, false
-		}
-	case strings.Contains(host, "*"):
-		return originPattern{}, false
-	default:
+	case originHost(host):
 		p.host = host
+	default:
+		return originPattern{}, false
 	}
 	return p, true
 }
@@ -135,6 +132,16 @@ func parseOriginPattern(s string) (originPattern, bool) {
 // lower-cased scheme and host and its port, the scheme's default when absent. Only
 // http and https origins are read: "null" and anything else are no origin at all.
 func splitOrigin(s string) (scheme, host, port string, ok bool) {
+	scheme, host, port, ok = splitSchemeHostPort(s)
+	if !ok || !originHost(host) {
+		return "", "", "", false
+	}
+	return scheme, host, port, true
+}
+
+// splitSchemeHostPort is splitOrigin without the check of the host's characters, which
+// differs between origins and allowOrigins patterns.
+func splitSchemeHostPort(s string) (scheme, host, port string, ok bool) {
 	scheme, rest, found := strings.Cut(s, "://")
 	if !found {
 		return "", "", "", false
@@ -164,7 +171,7 @@ func splitOrigin(s string) (scheme, host, port string, ok bool) {
 	} else if h, p, found := strings.Cut(rest, ":"); found {
 		host, port = h, p
 	}
-	if host == "" || strings.ContainsAny(host, "/?#@ ") {
+	if host == "" {
 		return "", "", "", false
 	}
 	n, err := strconv.Atoi(port)
@@ -172,6 +179,29 @@ func splitOrigin(s string) (scheme, host, port string, ok bool) {
 		return "", "", "", false
 	}
 	return scheme, strings.ToLower(host), strconv.Itoa(n), true
+}
+
+// originHost reports whether h is a host as an origin serialises it: DNS labels or an
+// IPv4 address (letters, digits, '-', '.'), or a bracketed IPv6 literal. Anything else
+// is refused, so an echoed Origin can never carry bytes a header must not.
+func originHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	allowed := "-."
+	if h[0] == '[' {
+		if len(h) < 3 || h[len(h)-1] != ']' {
+			return false
+		}
+		h, allowed = h[1:len(h)-1], ":."
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte(allowed, c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // allowed reports whether the request's Origin header value is allowed.
@@ -264,7 +294,7 @@ func CORSPreflight(fs []*Filter, r *http.Request) *Preflight {
 	case c.anyMethod:
 		// Echoing the one method asked for is right with or without credentials
 		// (Gateway API: "*" must not be sent with credentials).
-		if m := r.Header.Get(hdrRequestMethod); httpguts.ValidHeaderFieldName(m) {
+		if m := r.Header.Get(hdrRequestMethod); m != corsWildcard && httpguts.ValidHeaderFieldName(m) {
 			h.Set(hdrAllowMethods, m)
 		}
 	case c.methods != "":
@@ -302,7 +332,7 @@ func requestedHeaders(values []string) string {
 				return b.String()
 			}
 			f = strings.TrimSpace(f)
-			if !httpguts.ValidHeaderFieldName(f) {
+			if f == corsWildcard || !httpguts.ValidHeaderFieldName(f) {
 				continue
 			}
 			if b.Len() > 0 {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -117,6 +119,16 @@ func TestCORSPreflight(t *testing.T) {
 		cors:   corsAllWildcardsCreds,
 		header: map[string]string{"Origin": "null", hdrRequestMethod: "PUT"},
 		want:   map[string]string{hdrAllowOrigin: "", hdrAllowCredentials: ""},
+	}, {
+		name:   "an Origin with bytes a header must not carry is no origin (found by FuzzCORS)",
+		cors:   corsAllWildcardsCreds,
+		header: map[string]string{"Origin": "http://\x17", hdrRequestMethod: "PUT"},
+		want:   map[string]string{hdrAllowOrigin: "", hdrAllowCredentials: ""},
+	}, {
+		name:   "a literal * asked for is not echoed with credentials (found by FuzzCORS)",
+		cors:   corsAllWildcardsCreds,
+		header: map[string]string{"Origin": "https://a.example", hdrRequestMethod: "*", hdrRequestHeaders: "* , x-a"},
+		want:   map[string]string{hdrAllowOrigin: "https://a.example", hdrAllowMethods: "", hdrAllowHeaders: "x-a"},
 	}, {
 		name:   "wildcard headers without the request header: Allow-Headers absent",
 		cors:   corsAllWildcards,
@@ -251,4 +263,53 @@ func TestCORSBadPatternsAllowNothing(t *testing.T) {
 	if !c.allowed("https://anything.example") {
 		t.Error("https://* does not allow an https origin")
 	}
+}
+
+// FuzzCORS feeds fuzzed allowOrigins entries and fuzzed request headers (the
+// application writes Origin and the Access-Control-Request-* headers) through both
+// paths: nothing may panic, every header written must be a valid field value, "*"
+// is never sent with credentials, and an exact pattern allows only its own origin.
+func FuzzCORS(f *testing.F) {
+	f.Add("https://*.bar.com", "https://a.bar.com:443", "PUT", "x-a, x-b", true)
+	f.Add("*", "null", "GET", "", false)
+	f.Add("http://[::1]:8080", "http://[::1]:8080", "P\x00", "a,\r\nb", true)
+	f.Fuzz(func(t *testing.T, pattern, origin, method, reqHeaders string, creds bool) {
+		c := &api.CORS{AllowOrigins: []string{pattern}, AllowMethods: []string{"*"}, AllowHeaders: []string{"*"},
+			ExposeHeaders: []string{"*"}, AllowCredentials: creds}
+		fs := corsFilters(c)
+		r := &http.Request{Method: http.MethodOptions, Header: http.Header{}}
+		r.Header[hdrOrigin] = []string{origin}
+		r.Header[hdrRequestMethod] = []string{method}
+		r.Header[hdrRequestHeaders] = []string{reqHeaders}
+		check := func(h http.Header) {
+			for k, vs := range h {
+				for _, v := range vs {
+					if !httpguts.ValidHeaderFieldValue(v) {
+						t.Fatalf("%s: invalid value %q", k, v)
+					}
+				}
+			}
+			if creds && h.Get(hdrAllowOrigin) == "*" {
+				t.Fatal("Access-Control-Allow-Origin * with credentials")
+			}
+		}
+		if pf := CORSPreflight(fs, r); pf != nil {
+			check(pf.Header)
+			if creds && (pf.Header.Get(hdrAllowMethods) == "*" || pf.Header.Get(hdrAllowHeaders) == "*") {
+				t.Fatal("a wildcard answer with credentials")
+			}
+		}
+		r.Method = http.MethodGet
+		if a := CORSFor(fs, r); a != nil {
+			h := http.Header{"X-A": {"1"}}
+			a.Apply(h)
+			check(h)
+			if p, ok := parseOriginPattern(pattern); ok && !p.anyHost && !p.suffix {
+				s, host, port, _ := splitOrigin(origin)
+				if s != p.scheme || host != p.host || port != p.port {
+					t.Fatalf("pattern %q allowed origin %q", pattern, origin)
+				}
+			}
+		}
+	})
 }
