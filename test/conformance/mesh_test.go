@@ -103,6 +103,8 @@ func TestMeshConformance(t *testing.T) {
 	// DefaultOptions reads KUBECONFIG and the suite's own flags, as upstream's
 	// RunConformance does; what Weft's run needs is set over it.
 	opts := conformance.DefaultOptions(t)
+	// Weft's own manifests (experimental.go) next to upstream's.
+	opts.ManifestFS = append(opts.ManifestFS, weftManifests)
 	opts.SupportedFeatures = claimedFeatures
 	opts.EnableAllSupportedFeatures = false
 	opts.ConformanceProfiles = []suite.ConformanceProfileName{
@@ -161,6 +163,28 @@ func TestMeshConformance(t *testing.T) {
 	if err := cs.Run(t, all); err != nil {
 		t.Fatalf("running the suite: %v", err)
 	}
+	if channel := os.Getenv("WEFT_CONFORMANCE_CHANNEL"); channel == "experimental" {
+		runExperimental(t, cs)
+	}
+}
+
+// runExperimental runs Weft's mesh tests of the experimental channel's features
+// (experimental.go) after the suite's, on the same base resources, and prints their
+// own result line: they are not upstream's tests, so they stay out of the report.
+func runExperimental(t *testing.T, cs *suite.ConformanceTestSuite) {
+	var passed, failed []string
+	for _, test := range experimentalTests {
+		if t.Run(test.ShortName, func(st *testing.T) { test.Run(st, cs) }) {
+			passed = append(passed, test.ShortName)
+		} else {
+			failed = append(failed, test.ShortName)
+		}
+	}
+	for _, name := range failed {
+		t.Logf("FAILED Weft experimental mesh test: %s", name)
+	}
+	// hack/conformance.sh repeats this line after tearing down.
+	fmt.Printf("conformance (Weft mesh tests, experimental channel): %d passed, %d failed\n", len(passed), len(failed))
 }
 
 // requireMeshed stops the run unless every pod of the suite's namespaces carries Weft's
