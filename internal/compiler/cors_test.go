@@ -140,3 +140,15 @@ func TestCORSCompiles(t *testing.T) {
 		t.Errorf("filters of /unset (-want +got):\n%s", diff)
 	}
 }
+
+// TestSessionPersistenceRefused: the experimental sessionPersistence field cannot be
+// honoured, so the rule is refused with a reason rather than balanced per request.
+func TestSessionPersistenceRefused(t *testing.T) {
+	sp := &gatewayv1.SessionPersistence{SessionName: ptr.To("s")}
+	if p := HTTPRuleProblem(gatewayv1.HTTPRouteRule{SessionPersistence: sp}); !strings.Contains(p, "sessionPersistence is not supported") {
+		t.Errorf("HTTPRoute rule: problem %q", p)
+	}
+	if p := GRPCRuleProblem(gatewayv1.GRPCRouteRule{SessionPersistence: sp}); !strings.Contains(p, "sessionPersistence is not supported") {
+		t.Errorf("GRPCRoute rule: problem %q", p)
+	}
+}

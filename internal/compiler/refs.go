@@ -193,8 +193,16 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 			return fmt.Sprintf("retry backoff %q is not a duration", *rule.Retry.Backoff)
 		}
 	}
+	if rule.SessionPersistence != nil {
+		return errSessionPersistence
+	}
 	return ""
 }
+
+// errSessionPersistence refuses a rule that asks for session persistence (an
+// experimental field): Weft's balancer picks per request by latency and cannot pin a
+// session, and ignoring the field would silently break what the rule promises.
+const errSessionPersistence = "sessionPersistence is not supported: Weft balances each request; remove the field"
 
 // redirectCodes are the RequestRedirect status codes the proxy answers with.
 var redirectCodes = []int{301, 302, 303, 307, 308}
@@ -251,6 +259,9 @@ func GRPCRuleProblem(rule gatewayv1.GRPCRouteRule) string {
 		if p := grpcFiltersProblem(b.Filters); p != "" {
 			return "backendRef " + string(b.Name) + ": " + p
 		}
+	}
+	if rule.SessionPersistence != nil {
+		return errSessionPersistence
 	}
 	return ""
 }
