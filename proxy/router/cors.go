@@ -369,30 +369,36 @@ func (c *CORS) exposeHeaders(h, resp http.Header) {
 }
 
 // CORSResponse is what a CORS filter adds to the response of one actual (not
-// preflight) cross-origin request.
+// preflight) request.
 type CORSResponse struct {
-	c      *CORS
-	origin string
+	c       *CORS
+	origin  string
+	allowed bool
 }
 
-// CORSFor returns the response headers' writer for r when fs holds a CORS filter and
-// r carries an allowed Origin; nil otherwise (nothing is added).
+// CORSFor returns the response headers' writer for r when fs holds a CORS filter; nil
+// otherwise.
 func CORSFor(fs []*Filter, r *http.Request) *CORSResponse {
 	c := corsOf(fs)
 	if c == nil {
 		return nil
 	}
 	origin := r.Header.Get(hdrOrigin)
-	if origin == "" || !c.allowed(origin) {
-		return nil
-	}
-	return &CORSResponse{c: c, origin: origin}
+	return &CORSResponse{c: c, origin: origin, allowed: origin != "" && c.allowed(origin)}
 }
 
-// Apply sets the CORS headers on a response; what the application set under the same
-// names is replaced, so the route's policy is the one the browser sees.
+// Apply sets the CORS headers on a response from an allowed origin; what the
+// application set under the same names is replaced, so the route's policy is the one
+// the browser sees. Any other response only gets Vary: Origin: on this route the
+// answer depends on the Origin, so an HTTP cache must not hand a response made for
+// one origin (or for none) to a request from another (Fetch standard, "CORS protocol
+// and HTTP caches").
 func (a *CORSResponse) Apply(h http.Header) {
 	if a == nil {
+		return
+	}
+	if !a.allowed {
+		addVary(h, hdrOrigin)
 		return
 	}
 	a.c.allowOrigin(h, a.origin)

@@ -3,6 +3,7 @@ package router
 import (
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -238,9 +239,15 @@ func TestCORSActualResponse(t *testing.T) {
 	}
 	fs := corsFilters(corsMultiple)
 	for _, origin := range []string{"", "https://foobar.com", "null", "https://www.foo.com/path", "https://www.foo.com:0", "ftp://www.foo.com"} {
-		if a := CORSFor(fs, corsReq(http.MethodGet, map[string]string{"Origin": origin})); a != nil {
-			t.Errorf("origin %q: CORS headers would be added; it is not allowed", origin)
+		h := http.Header{"Vary": {"Accept-Encoding"}, hdrAllowOrigin: {"https://app.example"}}
+		CORSFor(fs, corsReq(http.MethodGet, map[string]string{"Origin": origin})).Apply(h)
+		want := http.Header{"Vary": {"Accept-Encoding", "Origin"}, hdrAllowOrigin: {"https://app.example"}}
+		if !reflect.DeepEqual(h, want) {
+			t.Errorf("origin %q: response headers %v, want %v (only Vary added)", origin, h, want)
 		}
+	}
+	if a := CORSFor(compileFilters(nil), corsReq(http.MethodGet, map[string]string{"Origin": "https://www.foo.com"})); a != nil {
+		t.Error("a route without a CORS filter would touch the response")
 	}
 	var none *CORSResponse
 	none.Apply(http.Header{}) // the pipeline calls it unconditionally
@@ -300,10 +307,14 @@ func FuzzCORS(f *testing.F) {
 			}
 		}
 		r.Method = http.MethodGet
-		if a := CORSFor(fs, r); a != nil {
-			h := http.Header{"X-A": {"1"}}
-			a.Apply(h)
-			check(h)
+		a := CORSFor(fs, r)
+		h := http.Header{"X-A": {"1"}}
+		a.Apply(h)
+		check(h)
+		if (h.Get(hdrAllowOrigin) != "") != a.allowed {
+			t.Fatalf("allowed=%v but Access-Control-Allow-Origin=%q", a.allowed, h.Get(hdrAllowOrigin))
+		}
+		if a.allowed {
 			if p, ok := parseOriginPattern(pattern); ok && !p.anyHost && !p.suffix {
 				s, host, port, _ := splitOrigin(origin)
 				if s != p.scheme || host != p.host || port != p.port {
