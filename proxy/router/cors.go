@@ -14,9 +14,9 @@ import (
 // CORS is a compiled Gateway API CORS filter (HTTPCORSFilter). The proxy answers a
 // preflight on a route that carries it without forwarding, and adds the CORS response
 // headers to the responses of cross-origin requests from an allowed origin. A request
-// without an Origin header, or from an origin not allowed, passes through untouched:
-// CORS is the browser's protection, enforced by the browser from these headers, so
-// the proxy only ever withholds them.
+// without an Origin header, or from an origin not allowed, is forwarded as it is and
+// its response gets only Vary: Origin: CORS is the browser's protection, enforced by
+// the browser from these headers, so the proxy only ever withholds them.
 type CORS struct {
 	anyOrigin bool
 	origins   []originPattern
