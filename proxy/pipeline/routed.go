@@ -47,6 +47,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	b := route.PickBackend()
 	if b == nil || b.Invalid != "" {
 		// No usable backend for this share of the traffic: 500, as Gateway API asks.
+		router.CORSFor(route.Filters, r).Apply(w.Header())
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
 		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcwire.Internal, "invalid backend")
@@ -61,6 +62,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	bal := d.Balancers[b.Key]
 	h, err := bal.Pick()
 	if err != nil {
+		router.CORSFor(route.Filters, r).Apply(w.Header())
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
 		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcwire.Unavailable, err.Error())

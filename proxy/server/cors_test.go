@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"net"
 	"net/http"
 	"testing"
 
@@ -30,14 +31,30 @@ func TestRoutedCORS(t *testing.T) {
 		AllowCredentials: true,
 		MaxAgeSeconds:    600,
 	}}}
+	// A backend whose only endpoint refuses connections (502), one with no endpoints
+	// (503), and one that is invalid (500): the proxy's own answers.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+	down := &api.Backend{Key: "shop/down:80", Endpoints: []*api.Endpoint{ep(refused)}}
+	empty := &api.Backend{Key: "shop/empty:80"}
 	routes := []*api.Route{
+		{Name: "cors-down", Matches: []*api.RouteMatch{{Path: sm("exact", "/cors/down")}}, Filters: []*api.Filter{cors},
+			Backends: []*api.WeightedBackend{wb("shop/down:80", 1)}},
+		{Name: "cors-empty", Matches: []*api.RouteMatch{{Path: sm("exact", "/cors/empty")}}, Filters: []*api.Filter{cors},
+			Backends: []*api.WeightedBackend{wb("shop/empty:80", 1)}},
+		{Name: "cors-invalid", Matches: []*api.RouteMatch{{Path: sm("exact", "/cors/invalid")}}, Filters: []*api.Filter{cors},
+			Backends: []*api.WeightedBackend{{Weight: 1, Invalid: "BackendNotFound: gone"}}},
 		{Name: "cors", Matches: []*api.RouteMatch{{Path: sm("prefix", "/cors")}}, Filters: []*api.Filter{cors},
 			Backends: []*api.WeightedBackend{wb("shop/cors:80", 1)}},
 		{Name: "plain", Matches: []*api.RouteMatch{{Path: sm("prefix", "/")}},
 			Backends: []*api.WeightedBackend{wb("shop/plain:80", 1)}},
 	}
 	rp := startRouted(t, svc)
-	rp.src.set(dest(svc, routes, nil, be("shop/cors:80", appCORS), be("shop/plain:80", appPlain)))
+	rp.src.set(dest(svc, routes, nil, be("shop/cors:80", appCORS), down, empty, be("shop/plain:80", appPlain)))
 
 	preflight := func(origin string) http.Header {
 		return http.Header{"Origin": {origin}, "Access-Control-Request-Method": {"PUT"}, "Access-Control-Request-Headers": {"x-header-1"}}
@@ -74,6 +91,14 @@ func TestRoutedCORS(t *testing.T) {
 				wantStatus: 200, wantBackend: "cors", want: map[string]string{"Access-Control-Allow-Origin": "https://x.bar.com", "X-App": "1"}},
 			{name: "actual request from another origin gets no CORS headers", method: "GET", target: "/cors/x", hdr: http.Header{"Origin": {"https://www.foo.com.evil.example"}},
 				wantStatus: 200, wantBackend: "cors", want: map[string]string{"Access-Control-Allow-Origin": "", "Access-Control-Allow-Credentials": "", "Vary": "Origin"}},
+			{name: "the proxy's 502 carries the headers", method: "GET", target: "/cors/down", hdr: http.Header{"Origin": {"https://www.foo.com"}},
+				wantStatus: 502, want: map[string]string{"Access-Control-Allow-Origin": "https://www.foo.com", "Access-Control-Allow-Credentials": "true"}},
+			{name: "the proxy's 503 carries the headers", method: "GET", target: "/cors/empty", hdr: http.Header{"Origin": {"https://www.foo.com"}},
+				wantStatus: 503, want: map[string]string{"Access-Control-Allow-Origin": "https://www.foo.com"}},
+			{name: "the proxy's 500 carries the headers", method: "GET", target: "/cors/invalid", hdr: http.Header{"Origin": {"https://www.foo.com"}},
+				wantStatus: 500, want: map[string]string{"Access-Control-Allow-Origin": "https://www.foo.com"}},
+			{name: "the proxy's 502 for another origin: no CORS headers", method: "GET", target: "/cors/down", hdr: http.Header{"Origin": {"https://evil.example"}},
+				wantStatus: 502, want: map[string]string{"Access-Control-Allow-Origin": "", "Vary": "Origin"}},
 			{name: "same-origin request (no Origin) gets only Vary: Origin", method: "GET", target: "/cors/x",
 				wantStatus: 200, wantBackend: "cors", want: map[string]string{"Access-Control-Allow-Origin": "", "Vary": "Origin"}},
 		} {
