@@ -184,8 +184,8 @@ end
 if [ -n "$CHANNEL_CRDS" ]; then
   begin "Gateway API $CHANNEL CRDs"
   # Over the standard ones config/default installed: the same kinds at the same
-  # version, with the experimental fields (HTTPRoute retry, CORS, ...) in their
-  # schemas. Weft's controller reads them with the same Go types, so it needs no
+  # version, with the experimental fields (HTTPRoute retry, sessionPersistence, the
+  # ExternalAuth filter, ...) in their schemas. Weft's controller reads them with the same Go types, so it needs no
   # restart; the suite reads the channel from the CRDs' annotation.
   printf '\n==> Gateway API %s channel CRDs (%s)\n' "$CHANNEL" "$CHANNEL_CRDS"
   kubectl apply --server-side --force-conflicts -k "$CHANNEL_CRDS" >/dev/null
@@ -200,7 +200,7 @@ printf '\n==> Gateway API conformance %s, mesh tests, %s channel (go test ./test
 out="$LOG_DIR/run.log"
 set +e
 (cd test/conformance &&
-  WEFT_CONFORMANCE_REPORT="$REPORT_RAW" WEFT_CONFORMANCE_VERSION="$VERSION" WEFT_CONFORMANCE_CHANNEL="$CHANNEL" \
+  WEFT_CONFORMANCE_REPORT="$REPORT_RAW" WEFT_CONFORMANCE_VERSION="$VERSION" \
     go test . -run '^TestMeshConformance$' -count=1 -v -timeout "${CONFORMANCE_TIMEOUT:-40m}") 2>&1 | tee "$out"
 rc=${PIPESTATUS[0]}
 set -e
@@ -219,13 +219,11 @@ if [ -s "$REPORT_RAW" ]; then
 fi
 RESULT="$(grep -E '^conformance: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out" | tail -1)"
 [ -n "$RESULT" ] || RESULT="conformance: NOT RUN: the suite gave no result (see $out)"
-if [ "$CHANNEL" = experimental ]; then
-  # Weft's own mesh tests of the experimental features (test/conformance/experimental.go):
-  # their line goes above the suite's, which stays the last line.
-  weft="$(grep -E '^conformance \(Weft mesh tests, experimental channel\): ' "$out" | tail -1)"
-  [ -n "$weft" ] || weft="conformance (Weft mesh tests, experimental channel): NOT RUN (see $out)"
-  RESULT="$weft"$'\n'"$RESULT"
-fi
+# Weft's own mesh tests (test/conformance/weft.go, not part of the report): their line
+# goes above the suite's, which stays the last line.
+weft="$(grep -E '^conformance \(Weft mesh tests\): ' "$out" | tail -1)"
+[ -n "$weft" ] || weft="conformance (Weft mesh tests): NOT RUN (see $out)"
+RESULT="$weft"$'\n'"$RESULT"
 if [ "$rc" != 0 ]; then
   end FAILED
   printf '\nconformance: failed mesh tests (full log: %s):\n' "$out"

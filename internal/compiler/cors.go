@@ -27,11 +27,11 @@ import (
 	"github.com/weftmesh/weft/proxy/api"
 )
 
-// The HTTPRoute CORS filter (experimental channel). The experimental CRD's schema
-// checks most of this already; the compiler checks it again because the Go types
-// carry whatever the API server stored (a CRD installed without these rules, an
-// object written before a CRD change), and a rule the proxy would read differently
-// from the spec must be refused, not half-applied.
+// The HTTPRoute CORS filter (in both CRD channels of v1.6). The CRD's schema checks
+// most of this already; the compiler checks it again because the Go types carry
+// whatever the API server stored (a CRD installed without these rules, an object
+// written before a CRD change), and a rule the proxy would read differently from the
+// spec must be refused, not half-applied.
 
 // corsOriginPattern is the CORSOrigin schema pattern of Gateway API v1.6.
 var corsOriginPattern = regexp.MustCompile(`(^\*$)|(^(http(s)?):\/\/(((\*\.)?([a-zA-Z0-9\-]+\.)*[a-zA-Z0-9-]+|\*)(:([0-9]{1,5}))?)$)`)

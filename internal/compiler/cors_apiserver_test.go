@@ -37,8 +37,8 @@ import (
 	"github.com/weftmesh/weft/proxy/api"
 )
 
-// corsRouteYAML is an HTTPRoute as a user applies it with the experimental CRDs:
-// maxAge left to the schema's default.
+// corsRouteYAML is an HTTPRoute as a user applies it: maxAge left to the schema's
+// default.
 const corsRouteYAML = `
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
@@ -55,18 +55,25 @@ spec:
         allowCredentials: true
 `
 
-// TestCORSAgainstExperimentalCRD applies CORS filters to a real API server with the
-// experimental channel's CRDs (config/crd/gateway-api-experimental): what the schema
+// TestCORSAgainstCRD applies CORS filters to a real API server with each channel's
+// CRDs (config/crd/gateway-api, what config/default installs, and
+// config/crd/gateway-api-experimental; CORS is in both in v1.6): what the schema
 // stores compiles with its defaults, and every filter the schema refuses, the
 // compiler refuses too, so a route stored through a laxer CRD is never half-applied.
-func TestCORSAgainstExperimentalCRD(t *testing.T) {
+func TestCORSAgainstCRD(t *testing.T) {
+	for _, channel := range []string{"gateway-api", "gateway-api-experimental"} {
+		t.Run(channel, func(t *testing.T) { testCORSAgainstCRD(t, channel) })
+	}
+}
+
+func testCORSAgainstCRD(t *testing.T, crds string) {
 	env, err := testenv.New()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i, p := range env.CRDDirectoryPaths {
 		if filepath.Base(p) == "gateway-api" {
-			env.CRDDirectoryPaths[i] = filepath.Join(filepath.Dir(p), "gateway-api-experimental")
+			env.CRDDirectoryPaths[i] = filepath.Join(filepath.Dir(p), crds)
 		}
 	}
 	cfg, err := env.Start()

@@ -30,9 +30,9 @@ import (
 // MESH-GRPC extended features of this set as supported; so a feature belongs here only
 // while its tests pass (conformance/README.md). The non-mesh names are HTTPRoute
 // features that mesh tests also require. The set is the same for both CRD channels:
-// v1.6.3 has no mesh test needing an experimental feature (its HTTPRouteCORS and
-// HTTPRouteRetry tests need a Gateway), so claiming those would only name features no
-// mesh test checked; experimental.go tests CORS on mesh routes instead.
+// v1.6.3 has no mesh test needing an experimental feature, and its HTTPRouteCORS and
+// HTTPRouteRetry tests need a Gateway, so claiming those would only name features no
+// mesh test checked; weft.go tests CORS on mesh routes instead.
 var claimedFeatures = []features.FeatureName{
 	// Core of the MESH-HTTP and MESH-GRPC profiles.
 	features.SupportMesh,
@@ -106,7 +106,7 @@ func TestMeshConformance(t *testing.T) {
 	// DefaultOptions reads KUBECONFIG and the suite's own flags, as upstream's
 	// RunConformance does; what Weft's run needs is set over it.
 	opts := conformance.DefaultOptions(t)
-	// Weft's own manifests (experimental.go) next to upstream's.
+	// Weft's own manifests (weft.go) next to upstream's.
 	opts.ManifestFS = append(opts.ManifestFS, weftManifests)
 	opts.SupportedFeatures = claimedFeatures
 	opts.EnableAllSupportedFeatures = false
@@ -166,17 +166,15 @@ func TestMeshConformance(t *testing.T) {
 	if err := cs.Run(t, all); err != nil {
 		t.Fatalf("running the suite: %v", err)
 	}
-	if channel := os.Getenv("WEFT_CONFORMANCE_CHANNEL"); channel == "experimental" {
-		runExperimental(t, cs)
-	}
+	runWeftTests(t, cs)
 }
 
-// runExperimental runs Weft's mesh tests of the experimental channel's features
-// (experimental.go) after the suite's, on the same base resources, and prints their
-// own result line: they are not upstream's tests, so they stay out of the report.
-func runExperimental(t *testing.T, cs *suite.ConformanceTestSuite) {
+// runWeftTests runs Weft's own mesh tests (weft.go) after the suite's, on the same
+// base resources, and prints their own result line: they are not upstream's tests, so
+// they stay out of the report.
+func runWeftTests(t *testing.T, cs *suite.ConformanceTestSuite) {
 	var passed, failed []string
-	for _, test := range experimentalTests {
+	for _, test := range weftTests {
 		if t.Run(test.ShortName, func(st *testing.T) { test.Run(st, cs) }) {
 			passed = append(passed, test.ShortName)
 		} else {
@@ -184,10 +182,10 @@ func runExperimental(t *testing.T, cs *suite.ConformanceTestSuite) {
 		}
 	}
 	for _, name := range failed {
-		t.Logf("FAILED Weft experimental mesh test: %s", name)
+		t.Logf("FAILED Weft mesh test: %s", name)
 	}
 	// hack/conformance.sh repeats this line after tearing down.
-	fmt.Printf("conformance (Weft mesh tests, experimental channel): %d passed, %d failed\n", len(passed), len(failed))
+	fmt.Printf("conformance (Weft mesh tests): %d passed, %d failed\n", len(passed), len(failed))
 }
 
 // requireMeshed stops the run unless every pod of the suite's namespaces carries Weft's
