@@ -61,16 +61,16 @@ func useExperimentalHTTPRoutes(t *testing.T, ctx context.Context, c client.Clien
 	if err := c.Update(ctx, crd); err != nil {
 		t.Fatalf("installing the experimental HTTPRoute CRD: %v", err)
 	}
-	// The schema is served once a dry-run create keeps a CORS filter.
-	probe := corsRoute("probe", []gatewayv1.HTTPRouteRule{{Filters: []gatewayv1.HTTPRouteFilter{
-		{Type: gatewayv1.HTTPRouteFilterCORS, CORS: &gatewayv1.HTTPCORSFilter{AllowOrigins: []gatewayv1.CORSOrigin{"*"}}}}}})
+	// The schema is served once a dry-run create keeps sessionPersistence (a field
+	// only the experimental channel has; CORS is in both).
+	probe := corsRoute("probe", []gatewayv1.HTTPRouteRule{{SessionPersistence: &gatewayv1.SessionPersistence{SessionName: ptr.To("s")}}})
 	eventually(t, 20*time.Second, func() error {
 		p := probe.DeepCopy()
 		if err := c.Create(ctx, p, client.DryRunAll); err != nil {
 			return err
 		}
-		if len(p.Spec.Rules[0].Filters) != 1 || p.Spec.Rules[0].Filters[0].CORS == nil {
-			return fmt.Errorf("the API server still prunes the CORS filter")
+		if p.Spec.Rules[0].SessionPersistence == nil {
+			return fmt.Errorf("the API server still prunes sessionPersistence")
 		}
 		return nil
 	})
