@@ -12,6 +12,12 @@
 #                            is <dir>/<suite version>/weftmesh-weft/<channel>-<weft
 #                            version>-default-report.yaml, upstream's layout and naming
 #   CONFORMANCE_TIMEOUT=40m  go test's timeout
+#   CONFORMANCE_CHANNEL=standard|experimental
+#                            the Gateway API CRDs the run installs (default standard,
+#                            what config/default ships); experimental replaces them
+#                            with config/crd/gateway-api-experimental after the install,
+#                            as a user who opts in does, and the report is named after
+#                            the channel the suite finds
 #
 # Prints the time of each part, then `conformance: N passed, M failed, K skipped` as its
 # last line. See conformance/README.md.
@@ -29,6 +35,12 @@ ISTIO_VERSION="v0.0.0-20260827124520-eed52ebb66ad"
 ECHO_UID=1338
 
 KEEP="${CONFORMANCE_KEEP:-0}"
+CHANNEL="${CONFORMANCE_CHANNEL:-standard}"
+case "$CHANNEL" in
+  standard) CHANNEL_CRDS="" ;;
+  experimental) CHANNEL_CRDS=config/crd/gateway-api-experimental ;;
+  *) printf 'conformance: CONFORMANCE_CHANNEL=%s: use standard or experimental\n' "$CHANNEL" >&2; exit 2 ;;
+esac
 ECHO_DIR="$IMAGES_DIR/echo"
 LOG_DIR="$CACHE_ROOT/conformance"
 mkdir -p "$LOG_DIR"
@@ -169,8 +181,22 @@ begin "install (cert-manager, Weft, Mesh, demo)"
 WEFT="$PWD/bin/weft" hack/demo/install.sh
 end
 
-begin "suite ($SUITE_VERSION mesh tests)"
-printf '\n==> Gateway API conformance %s, mesh tests (go test ./test/conformance)\n' "$SUITE_VERSION"
+if [ -n "$CHANNEL_CRDS" ]; then
+  begin "Gateway API $CHANNEL CRDs"
+  # Over the standard ones config/default installed: the same kinds at the same
+  # version, with the experimental fields (HTTPRoute retry, sessionPersistence, the
+  # ExternalAuth filter, ...) in their schemas. Weft's controller reads them with the same Go types, so it needs no
+  # restart; the suite reads the channel from the CRDs' annotation.
+  printf '\n==> Gateway API %s channel CRDs (%s)\n' "$CHANNEL" "$CHANNEL_CRDS"
+  kubectl apply --server-side --force-conflicts -k "$CHANNEL_CRDS" >/dev/null
+  kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+  got="$(kubectl get crd httproutes.gateway.networking.k8s.io -o jsonpath='{.metadata.annotations.gateway\.networking\.k8s\.io/channel}')"
+  [ "$got" = "$CHANNEL" ] || cannot "the HTTPRoute CRD says channel '$got' after installing $CHANNEL_CRDS"
+  end
+fi
+
+begin "suite ($SUITE_VERSION mesh tests, $CHANNEL channel)"
+printf '\n==> Gateway API conformance %s, mesh tests, %s channel (go test ./test/conformance)\n' "$SUITE_VERSION" "$CHANNEL"
 out="$LOG_DIR/run.log"
 set +e
 (cd test/conformance &&
@@ -181,12 +207,23 @@ set -e
 # Named by the channel the suite found installed (the CRDs' annotation), as upstream does.
 if [ -s "$REPORT_RAW" ]; then
   channel="$(sed -n 's/^gatewayAPIChannel: *//p' "$REPORT_RAW")"
+  # The suite read the channel from the CRDs; a report that names another than the one
+  # asked for would be filed under the wrong name.
+  if [ "$channel" != "$CHANNEL" ]; then
+    printf 'conformance: the suite found the %s channel installed, not %s\n' "${channel:-UNDEFINED}" "$CHANNEL"
+    rc=1
+  fi
   mkdir -p "$REPORTS"
   REPORT="$REPORTS/${channel:-UNDEFINED}-$VERSION-default-report.yaml"
   cp "$REPORT_RAW" "$REPORT"
 fi
 RESULT="$(grep -E '^conformance: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out" | tail -1)"
 [ -n "$RESULT" ] || RESULT="conformance: NOT RUN: the suite gave no result (see $out)"
+# Weft's own mesh tests (test/conformance/weft.go, not part of the report): their line
+# goes above the suite's, which stays the last line.
+weft="$(grep -E '^conformance \(Weft mesh tests\): ' "$out" | tail -1)"
+[ -n "$weft" ] || weft="conformance (Weft mesh tests): NOT RUN (see $out)"
+RESULT="$weft"$'\n'"$RESULT"
 if [ "$rc" != 0 ]; then
   end FAILED
   printf '\nconformance: failed mesh tests (full log: %s):\n' "$out"

@@ -15,6 +15,7 @@ targets=(
   "./proxy/detect FuzzClassify"
   "./proxy/config FuzzParse"
   "./proxy/router FuzzMatchAndFilters"
+  "./proxy/router FuzzCORS"
   "./proxy/internal/h2 FuzzH2Server"
   "./proxy/internal/h2 FuzzH2Client"
   "./proxy/internal/h1 FuzzH1Server"

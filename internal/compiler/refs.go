@@ -17,6 +17,7 @@ limitations under the License.
 package compiler
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -174,7 +175,7 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 		return p
 	}
 	for _, b := range rule.BackendRefs {
-		if p := httpFiltersProblem(b.Filters, false); p != "" {
+		if p := cmp.Or(backendCORSProblem(b.Filters), httpFiltersProblem(b.Filters, false)); p != "" {
 			return "backendRef " + string(b.Name) + ": " + p
 		}
 	}
@@ -192,8 +193,16 @@ func HTTPRuleProblem(rule gatewayv1.HTTPRouteRule) string {
 			return fmt.Sprintf("retry backoff %q is not a duration", *rule.Retry.Backoff)
 		}
 	}
+	if rule.SessionPersistence != nil {
+		return errSessionPersistence
+	}
 	return ""
 }
+
+// errSessionPersistence refuses a rule that asks for session persistence (an
+// experimental field): Weft's balancer picks per request by latency and cannot pin a
+// session, and ignoring the field would silently break what the rule promises.
+const errSessionPersistence = "sessionPersistence is not supported: Weft balances each request; remove the field"
 
 // redirectCodes are the RequestRedirect status codes the proxy answers with.
 var redirectCodes = []int{301, 302, 303, 307, 308}
@@ -201,7 +210,7 @@ var redirectCodes = []int{301, 302, 303, 307, 308}
 // httpFiltersProblem says why Weft cannot apply a list of filters; rule says they are
 // a rule's (an HTTPFault applies to a rule, not to one of its backends).
 func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter, rule bool) string {
-	for _, f := range fs {
+	for i, f := range fs {
 		if f.Type == gatewayv1.HTTPRouteFilterExtensionRef {
 			if p := extensionRefProblem(f.ExtensionRef, rule); p != "" {
 				return p
@@ -217,6 +226,13 @@ func httpFiltersProblem(fs []gatewayv1.HTTPRouteFilter, rule bool) string {
 			}
 		case gatewayv1.HTTPRouteFilterRequestHeaderModifier, gatewayv1.HTTPRouteFilterResponseHeaderModifier,
 			gatewayv1.HTTPRouteFilterURLRewrite, gatewayv1.HTTPRouteFilterRequestMirror:
+		case gatewayv1.HTTPRouteFilterCORS:
+			if p := corsProblem(f.CORS); p != "" {
+				return p
+			}
+			if slices.IndexFunc(fs, func(g gatewayv1.HTTPRouteFilter) bool { return g.Type == gatewayv1.HTTPRouteFilterCORS }) != i {
+				return "filter type CORS is repeated; a rule takes one"
+			}
 		default:
 			return fmt.Sprintf("filter type %s is not supported", f.Type)
 		}
@@ -251,6 +267,9 @@ func GRPCRuleProblem(rule gatewayv1.GRPCRouteRule) string {
 		if p := grpcFiltersProblem(b.Filters, false); p != "" {
 			return "backendRef " + string(b.Name) + ": " + p
 		}
+	}
+	if rule.SessionPersistence != nil {
+		return errSessionPersistence
 	}
 	return ""
 }

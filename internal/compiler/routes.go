@@ -428,6 +428,8 @@ func httpFilters(fs []gatewayv1.HTTPRouteFilter) []*api.Filter {
 				rw.Hostname = string(*f.URLRewrite.Hostname)
 			}
 			out = append(out, &api.Filter{Kind: &api.Filter_UrlRewrite{UrlRewrite: rw}})
+		case f.Type == gatewayv1.HTTPRouteFilterCORS && f.CORS != nil:
+			out = append(out, corsFilter(f.CORS))
 		}
 	}
 	return out

@@ -1497,6 +1497,7 @@ type Filter struct {
 	//	*Filter_RequestRedirect
 	//	*Filter_UrlRewrite
 	//	*Filter_RequestMirror
+	//	*Filter_Cors
 	//	*Filter_Fault
 	Kind          isFilter_Kind `protobuf_oneof:"kind"`
 	unknownFields protoimpl.UnknownFields
@@ -1585,6 +1586,15 @@ func (x *Filter) GetRequestMirror() *RequestMirror {
 	return nil
 }
 
+func (x *Filter) GetCors() *CORS {
+	if x != nil {
+		if x, ok := x.Kind.(*Filter_Cors); ok {
+			return x.Cors
+		}
+	}
+	return nil
+}
+
 func (x *Filter) GetFault() *Fault {
 	if x != nil {
 		if x, ok := x.Kind.(*Filter_Fault); ok {
@@ -1622,6 +1632,12 @@ type Filter_RequestMirror struct {
 	RequestMirror *RequestMirror `protobuf:"bytes,5,opt,name=request_mirror,json=requestMirror,proto3,oneof"`
 }
 
+type Filter_Cors struct {
+	// cors answers CORS preflight requests and adds the CORS response headers to
+	// cross-origin requests (Gateway API HTTPRoute filter CORS). Rule level only.
+	Cors *CORS `protobuf:"bytes,6,opt,name=cors,proto3,oneof"`
+}
+
 type Filter_Fault struct {
 	// fault injects an HTTPFault's abort and delay (an ExtensionRef filter, or a
 	// ServiceProfile route's fault).
@@ -1637,6 +1653,8 @@ func (*Filter_RequestRedirect) isFilter_Kind() {}
 func (*Filter_UrlRewrite) isFilter_Kind() {}
 
 func (*Filter_RequestMirror) isFilter_Kind() {}
+
+func (*Filter_Cors) isFilter_Kind() {}
 
 func (*Filter_Fault) isFilter_Kind() {}
 
@@ -1910,6 +1928,102 @@ func (x *FaultDelay) GetPerMillion() uint32 {
 	return 0
 }
 
+// CORS is Gateway API's HTTPCORSFilter, validated by the control plane. The proxy
+// treats an entry it cannot parse as matching nothing, never as a wildcard.
+type CORS struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// allow_origins: "*" (every origin), or "<scheme>://<host>[:<port>]" with scheme
+	// http or https; the host may be "*" (every host) or begin with "*." (one or more
+	// labels to the left). A missing port is the scheme's default (80, 443).
+	AllowOrigins []string `protobuf:"bytes,1,rep,name=allow_origins,json=allowOrigins,proto3" json:"allow_origins,omitempty"`
+	// allow_methods: method names (case-sensitive), or the single entry "*".
+	AllowMethods []string `protobuf:"bytes,2,rep,name=allow_methods,json=allowMethods,proto3" json:"allow_methods,omitempty"`
+	// allow_headers: request header names, or the single entry "*".
+	AllowHeaders []string `protobuf:"bytes,3,rep,name=allow_headers,json=allowHeaders,proto3" json:"allow_headers,omitempty"`
+	// expose_headers: response header names; "*" exposes every header.
+	ExposeHeaders []string `protobuf:"bytes,4,rep,name=expose_headers,json=exposeHeaders,proto3" json:"expose_headers,omitempty"`
+	// max_age_seconds is Access-Control-Max-Age; 0 means Gateway API's default, 5.
+	MaxAgeSeconds uint32 `protobuf:"varint,5,opt,name=max_age_seconds,json=maxAgeSeconds,proto3" json:"max_age_seconds,omitempty"`
+	// allow_credentials sends Access-Control-Allow-Credentials: true, and turns every
+	// wildcard answer into the request's own value (the Fetch standard ignores "*"
+	// on credentialed requests).
+	AllowCredentials bool `protobuf:"varint,6,opt,name=allow_credentials,json=allowCredentials,proto3" json:"allow_credentials,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *CORS) Reset() {
+	*x = CORS{}
+	mi := &file_destination_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CORS) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CORS) ProtoMessage() {}
+
+func (x *CORS) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CORS.ProtoReflect.Descriptor instead.
+func (*CORS) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CORS) GetAllowOrigins() []string {
+	if x != nil {
+		return x.AllowOrigins
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowMethods() []string {
+	if x != nil {
+		return x.AllowMethods
+	}
+	return nil
+}
+
+func (x *CORS) GetAllowHeaders() []string {
+	if x != nil {
+		return x.AllowHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetExposeHeaders() []string {
+	if x != nil {
+		return x.ExposeHeaders
+	}
+	return nil
+}
+
+func (x *CORS) GetMaxAgeSeconds() uint32 {
+	if x != nil {
+		return x.MaxAgeSeconds
+	}
+	return 0
+}
+
+func (x *CORS) GetAllowCredentials() bool {
+	if x != nil {
+		return x.AllowCredentials
+	}
+	return false
+}
+
 // HeaderModifier sets, adds and removes headers, in that order.
 type HeaderModifier struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1925,7 +2039,7 @@ type HeaderModifier struct {
 
 func (x *HeaderModifier) Reset() {
 	*x = HeaderModifier{}
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2051,7 @@ func (x *HeaderModifier) String() string {
 func (*HeaderModifier) ProtoMessage() {}
 
 func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[21]
+	mi := &file_destination_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2064,7 @@ func (x *HeaderModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderModifier.ProtoReflect.Descriptor instead.
 func (*HeaderModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{21}
+	return file_destination_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *HeaderModifier) GetSet() []*Header {
@@ -1985,7 +2099,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1997,7 +2111,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[22]
+	mi := &file_destination_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2010,7 +2124,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{22}
+	return file_destination_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Header) GetName() string {
@@ -2044,7 +2158,7 @@ type RequestRedirect struct {
 
 func (x *RequestRedirect) Reset() {
 	*x = RequestRedirect{}
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2170,7 @@ func (x *RequestRedirect) String() string {
 func (*RequestRedirect) ProtoMessage() {}
 
 func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[23]
+	mi := &file_destination_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2183,7 @@ func (x *RequestRedirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestRedirect.ProtoReflect.Descriptor instead.
 func (*RequestRedirect) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{23}
+	return file_destination_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RequestRedirect) GetScheme() string {
@@ -2119,7 +2233,7 @@ type URLRewrite struct {
 
 func (x *URLRewrite) Reset() {
 	*x = URLRewrite{}
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2131,7 +2245,7 @@ func (x *URLRewrite) String() string {
 func (*URLRewrite) ProtoMessage() {}
 
 func (x *URLRewrite) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[24]
+	mi := &file_destination_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2144,7 +2258,7 @@ func (x *URLRewrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use URLRewrite.ProtoReflect.Descriptor instead.
 func (*URLRewrite) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{24}
+	return file_destination_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *URLRewrite) GetHostname() string {
@@ -2175,7 +2289,7 @@ type PathModifier struct {
 
 func (x *PathModifier) Reset() {
 	*x = PathModifier{}
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2301,7 @@ func (x *PathModifier) String() string {
 func (*PathModifier) ProtoMessage() {}
 
 func (x *PathModifier) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[25]
+	mi := &file_destination_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2314,7 @@ func (x *PathModifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PathModifier.ProtoReflect.Descriptor instead.
 func (*PathModifier) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{25}
+	return file_destination_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PathModifier) GetKind() isPathModifier_Kind {
@@ -2267,7 +2381,7 @@ type WeightedBackend struct {
 
 func (x *WeightedBackend) Reset() {
 	*x = WeightedBackend{}
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2279,7 +2393,7 @@ func (x *WeightedBackend) String() string {
 func (*WeightedBackend) ProtoMessage() {}
 
 func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[26]
+	mi := &file_destination_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2292,7 +2406,7 @@ func (x *WeightedBackend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedBackend.ProtoReflect.Descriptor instead.
 func (*WeightedBackend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{26}
+	return file_destination_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *WeightedBackend) GetBackend() string {
@@ -2343,7 +2457,7 @@ type Timeouts struct {
 
 func (x *Timeouts) Reset() {
 	*x = Timeouts{}
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2355,7 +2469,7 @@ func (x *Timeouts) String() string {
 func (*Timeouts) ProtoMessage() {}
 
 func (x *Timeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[27]
+	mi := &file_destination_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2368,7 +2482,7 @@ func (x *Timeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Timeouts.ProtoReflect.Descriptor instead.
 func (*Timeouts) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{27}
+	return file_destination_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *Timeouts) GetRequest() *durationpb.Duration {
@@ -2418,7 +2532,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2430,7 +2544,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[28]
+	mi := &file_destination_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2443,7 +2557,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{28}
+	return file_destination_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RetryPolicy) GetStatuses() []*StatusRange {
@@ -2494,7 +2608,7 @@ type RetryBudget struct {
 
 func (x *RetryBudget) Reset() {
 	*x = RetryBudget{}
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2506,7 +2620,7 @@ func (x *RetryBudget) String() string {
 func (*RetryBudget) ProtoMessage() {}
 
 func (x *RetryBudget) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[29]
+	mi := &file_destination_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2519,7 +2633,7 @@ func (x *RetryBudget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryBudget.ProtoReflect.Descriptor instead.
 func (*RetryBudget) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{29}
+	return file_destination_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RetryBudget) GetRetryRatio() float32 {
@@ -2554,7 +2668,7 @@ type ResponseClass struct {
 
 func (x *ResponseClass) Reset() {
 	*x = ResponseClass{}
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2566,7 +2680,7 @@ func (x *ResponseClass) String() string {
 func (*ResponseClass) ProtoMessage() {}
 
 func (x *ResponseClass) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[30]
+	mi := &file_destination_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2579,7 +2693,7 @@ func (x *ResponseClass) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseClass.ProtoReflect.Descriptor instead.
 func (*ResponseClass) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{30}
+	return file_destination_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ResponseClass) GetCondition() *ResponseCondition {
@@ -2612,7 +2726,7 @@ type ResponseCondition struct {
 
 func (x *ResponseCondition) Reset() {
 	*x = ResponseCondition{}
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2624,7 +2738,7 @@ func (x *ResponseCondition) String() string {
 func (*ResponseCondition) ProtoMessage() {}
 
 func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[31]
+	mi := &file_destination_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2637,7 +2751,7 @@ func (x *ResponseCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseCondition.ProtoReflect.Descriptor instead.
 func (*ResponseCondition) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{31}
+	return file_destination_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ResponseCondition) GetKind() isResponseCondition_Kind {
@@ -2721,7 +2835,7 @@ type ResponseConditions struct {
 
 func (x *ResponseConditions) Reset() {
 	*x = ResponseConditions{}
-	mi := &file_destination_proto_msgTypes[32]
+	mi := &file_destination_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2733,7 +2847,7 @@ func (x *ResponseConditions) String() string {
 func (*ResponseConditions) ProtoMessage() {}
 
 func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[32]
+	mi := &file_destination_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2746,7 +2860,7 @@ func (x *ResponseConditions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseConditions.ProtoReflect.Descriptor instead.
 func (*ResponseConditions) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{32}
+	return file_destination_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ResponseConditions) GetConditions() []*ResponseCondition {
@@ -2767,7 +2881,7 @@ type StatusRange struct {
 
 func (x *StatusRange) Reset() {
 	*x = StatusRange{}
-	mi := &file_destination_proto_msgTypes[33]
+	mi := &file_destination_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2893,7 @@ func (x *StatusRange) String() string {
 func (*StatusRange) ProtoMessage() {}
 
 func (x *StatusRange) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[33]
+	mi := &file_destination_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2906,7 @@ func (x *StatusRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRange.ProtoReflect.Descriptor instead.
 func (*StatusRange) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{33}
+	return file_destination_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatusRange) GetMin() uint32 {
@@ -2829,7 +2943,7 @@ type Backend struct {
 
 func (x *Backend) Reset() {
 	*x = Backend{}
-	mi := &file_destination_proto_msgTypes[34]
+	mi := &file_destination_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2841,7 +2955,7 @@ func (x *Backend) String() string {
 func (*Backend) ProtoMessage() {}
 
 func (x *Backend) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[34]
+	mi := &file_destination_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2854,7 +2968,7 @@ func (x *Backend) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Backend.ProtoReflect.Descriptor instead.
 func (*Backend) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{34}
+	return file_destination_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Backend) GetKey() string {
@@ -2924,7 +3038,7 @@ type Endpoint struct {
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_destination_proto_msgTypes[35]
+	mi := &file_destination_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2936,7 +3050,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_destination_proto_msgTypes[35]
+	mi := &file_destination_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2949,7 +3063,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_destination_proto_rawDescGZIP(), []int{35}
+	return file_destination_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *Endpoint) GetAddress() string {
@@ -3101,14 +3215,15 @@ const file_destination_proto_rawDesc = "" +
 	"\x11RequestConditions\x12E\n" +
 	"\n" +
 	"conditions\x18\x01 \x03(\v2%.weft.destination.v1.RequestConditionR\n" +
-	"conditions\"\xe8\x03\n" +
+	"conditions\"\x99\x04\n" +
 	"\x06Filter\x12]\n" +
 	"\x17request_header_modifier\x18\x01 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x15requestHeaderModifier\x12_\n" +
 	"\x18response_header_modifier\x18\x02 \x01(\v2#.weft.destination.v1.HeaderModifierH\x00R\x16responseHeaderModifier\x12Q\n" +
 	"\x10request_redirect\x18\x03 \x01(\v2$.weft.destination.v1.RequestRedirectH\x00R\x0frequestRedirect\x12B\n" +
 	"\vurl_rewrite\x18\x04 \x01(\v2\x1f.weft.destination.v1.URLRewriteH\x00R\n" +
 	"urlRewrite\x12K\n" +
-	"\x0erequest_mirror\x18\x05 \x01(\v2\".weft.destination.v1.RequestMirrorH\x00R\rrequestMirror\x122\n" +
+	"\x0erequest_mirror\x18\x05 \x01(\v2\".weft.destination.v1.RequestMirrorH\x00R\rrequestMirror\x12/\n" +
+	"\x04cors\x18\x06 \x01(\v2\x19.weft.destination.v1.CORSH\x00R\x04cors\x122\n" +
 	"\x05fault\x18\a \x01(\v2\x1a.weft.destination.v1.FaultH\x00R\x05faultB\x06\n" +
 	"\x04kind\"\x83\x01\n" +
 	"\rRequestMirror\x12\x18\n" +
@@ -3134,7 +3249,14 @@ const file_destination_proto_rawDesc = "" +
 	"\vfixed_delay\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"fixedDelay\x12\x1f\n" +
 	"\vper_million\x18\x02 \x01(\rR\n" +
-	"perMillion\"\x86\x01\n" +
+	"perMillion\"\xf1\x01\n" +
+	"\x04CORS\x12#\n" +
+	"\rallow_origins\x18\x01 \x03(\tR\fallowOrigins\x12#\n" +
+	"\rallow_methods\x18\x02 \x03(\tR\fallowMethods\x12#\n" +
+	"\rallow_headers\x18\x03 \x03(\tR\fallowHeaders\x12%\n" +
+	"\x0eexpose_headers\x18\x04 \x03(\tR\rexposeHeaders\x12&\n" +
+	"\x0fmax_age_seconds\x18\x05 \x01(\rR\rmaxAgeSeconds\x12+\n" +
+	"\x11allow_credentials\x18\x06 \x01(\bR\x10allowCredentials\"\x86\x01\n" +
 	"\x0eHeaderModifier\x12-\n" +
 	"\x03set\x18\x01 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03set\x12-\n" +
 	"\x03add\x18\x02 \x03(\v2\x1b.weft.destination.v1.HeaderR\x03add\x12\x16\n" +
@@ -3235,7 +3357,7 @@ func file_destination_proto_rawDescGZIP() []byte {
 }
 
 var file_destination_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_destination_proto_goTypes = []any{
 	(ProtocolHint)(0),           // 0: weft.destination.v1.ProtocolHint
 	(RouteSource)(0),            // 1: weft.destination.v1.RouteSource
@@ -3260,44 +3382,45 @@ var file_destination_proto_goTypes = []any{
 	(*Fault)(nil),               // 20: weft.destination.v1.Fault
 	(*FaultAbort)(nil),          // 21: weft.destination.v1.FaultAbort
 	(*FaultDelay)(nil),          // 22: weft.destination.v1.FaultDelay
-	(*HeaderModifier)(nil),      // 23: weft.destination.v1.HeaderModifier
-	(*Header)(nil),              // 24: weft.destination.v1.Header
-	(*RequestRedirect)(nil),     // 25: weft.destination.v1.RequestRedirect
-	(*URLRewrite)(nil),          // 26: weft.destination.v1.URLRewrite
-	(*PathModifier)(nil),        // 27: weft.destination.v1.PathModifier
-	(*WeightedBackend)(nil),     // 28: weft.destination.v1.WeightedBackend
-	(*Timeouts)(nil),            // 29: weft.destination.v1.Timeouts
-	(*RetryPolicy)(nil),         // 30: weft.destination.v1.RetryPolicy
-	(*RetryBudget)(nil),         // 31: weft.destination.v1.RetryBudget
-	(*ResponseClass)(nil),       // 32: weft.destination.v1.ResponseClass
-	(*ResponseCondition)(nil),   // 33: weft.destination.v1.ResponseCondition
-	(*ResponseConditions)(nil),  // 34: weft.destination.v1.ResponseConditions
-	(*StatusRange)(nil),         // 35: weft.destination.v1.StatusRange
-	(*Backend)(nil),             // 36: weft.destination.v1.Backend
-	(*Endpoint)(nil),            // 37: weft.destination.v1.Endpoint
-	(*durationpb.Duration)(nil), // 38: google.protobuf.Duration
+	(*CORS)(nil),                // 23: weft.destination.v1.CORS
+	(*HeaderModifier)(nil),      // 24: weft.destination.v1.HeaderModifier
+	(*Header)(nil),              // 25: weft.destination.v1.Header
+	(*RequestRedirect)(nil),     // 26: weft.destination.v1.RequestRedirect
+	(*URLRewrite)(nil),          // 27: weft.destination.v1.URLRewrite
+	(*PathModifier)(nil),        // 28: weft.destination.v1.PathModifier
+	(*WeightedBackend)(nil),     // 29: weft.destination.v1.WeightedBackend
+	(*Timeouts)(nil),            // 30: weft.destination.v1.Timeouts
+	(*RetryPolicy)(nil),         // 31: weft.destination.v1.RetryPolicy
+	(*RetryBudget)(nil),         // 32: weft.destination.v1.RetryBudget
+	(*ResponseClass)(nil),       // 33: weft.destination.v1.ResponseClass
+	(*ResponseCondition)(nil),   // 34: weft.destination.v1.ResponseCondition
+	(*ResponseConditions)(nil),  // 35: weft.destination.v1.ResponseConditions
+	(*StatusRange)(nil),         // 36: weft.destination.v1.StatusRange
+	(*Backend)(nil),             // 37: weft.destination.v1.Backend
+	(*Endpoint)(nil),            // 38: weft.destination.v1.Endpoint
+	(*durationpb.Duration)(nil), // 39: google.protobuf.Duration
 }
 var file_destination_proto_depIdxs = []int32{
 	7,  // 0: weft.destination.v1.DestinationUpdate.snapshot:type_name -> weft.destination.v1.DestinationConfig
 	5,  // 1: weft.destination.v1.DestinationUpdate.endpoints:type_name -> weft.destination.v1.EndpointDelta
 	4,  // 2: weft.destination.v1.DestinationUpdate.not_found:type_name -> weft.destination.v1.NotFound
-	37, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
+	38, // 3: weft.destination.v1.EndpointDelta.add:type_name -> weft.destination.v1.Endpoint
 	6,  // 4: weft.destination.v1.EndpointDelta.remove:type_name -> weft.destination.v1.EndpointAddress
 	9,  // 5: weft.destination.v1.DestinationConfig.service:type_name -> weft.destination.v1.ServiceRef
 	0,  // 6: weft.destination.v1.DestinationConfig.protocol:type_name -> weft.destination.v1.ProtocolHint
 	1,  // 7: weft.destination.v1.DestinationConfig.route_source:type_name -> weft.destination.v1.RouteSource
 	10, // 8: weft.destination.v1.DestinationConfig.routes:type_name -> weft.destination.v1.Route
 	10, // 9: weft.destination.v1.DestinationConfig.fallback:type_name -> weft.destination.v1.Route
-	31, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
-	36, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
+	32, // 10: weft.destination.v1.DestinationConfig.retry_budget:type_name -> weft.destination.v1.RetryBudget
+	37, // 11: weft.destination.v1.DestinationConfig.backends:type_name -> weft.destination.v1.Backend
 	8,  // 12: weft.destination.v1.DestinationConfig.pod:type_name -> weft.destination.v1.PodRef
 	11, // 13: weft.destination.v1.Route.resource:type_name -> weft.destination.v1.ResourceRef
 	12, // 14: weft.destination.v1.Route.matches:type_name -> weft.destination.v1.RouteMatch
 	18, // 15: weft.destination.v1.Route.filters:type_name -> weft.destination.v1.Filter
-	28, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
-	29, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
-	30, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
-	32, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
+	29, // 16: weft.destination.v1.Route.backends:type_name -> weft.destination.v1.WeightedBackend
+	30, // 17: weft.destination.v1.Route.timeouts:type_name -> weft.destination.v1.Timeouts
+	31, // 18: weft.destination.v1.Route.retry:type_name -> weft.destination.v1.RetryPolicy
+	33, // 19: weft.destination.v1.Route.response_classes:type_name -> weft.destination.v1.ResponseClass
 	13, // 20: weft.destination.v1.RouteMatch.path:type_name -> weft.destination.v1.StringMatch
 	14, // 21: weft.destination.v1.RouteMatch.headers:type_name -> weft.destination.v1.HeaderMatch
 	14, // 22: weft.destination.v1.RouteMatch.query_params:type_name -> weft.destination.v1.HeaderMatch
@@ -3310,42 +3433,43 @@ var file_destination_proto_depIdxs = []int32{
 	17, // 29: weft.destination.v1.RequestCondition.any:type_name -> weft.destination.v1.RequestConditions
 	16, // 30: weft.destination.v1.RequestCondition.not:type_name -> weft.destination.v1.RequestCondition
 	16, // 31: weft.destination.v1.RequestConditions.conditions:type_name -> weft.destination.v1.RequestCondition
-	23, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	23, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
-	25, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
-	26, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
+	24, // 32: weft.destination.v1.Filter.request_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	24, // 33: weft.destination.v1.Filter.response_header_modifier:type_name -> weft.destination.v1.HeaderModifier
+	26, // 34: weft.destination.v1.Filter.request_redirect:type_name -> weft.destination.v1.RequestRedirect
+	27, // 35: weft.destination.v1.Filter.url_rewrite:type_name -> weft.destination.v1.URLRewrite
 	19, // 36: weft.destination.v1.Filter.request_mirror:type_name -> weft.destination.v1.RequestMirror
-	20, // 37: weft.destination.v1.Filter.fault:type_name -> weft.destination.v1.Fault
-	21, // 38: weft.destination.v1.Fault.abort:type_name -> weft.destination.v1.FaultAbort
-	22, // 39: weft.destination.v1.Fault.delay:type_name -> weft.destination.v1.FaultDelay
-	38, // 40: weft.destination.v1.FaultDelay.fixed_delay:type_name -> google.protobuf.Duration
-	24, // 41: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
-	24, // 42: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
-	27, // 43: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
-	27, // 44: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
-	18, // 45: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
-	38, // 46: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
-	38, // 47: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	38, // 48: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
-	35, // 49: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
-	38, // 50: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
-	38, // 51: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
-	38, // 52: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
-	33, // 53: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
-	34, // 54: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
-	34, // 55: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
-	33, // 56: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
-	35, // 57: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
-	33, // 58: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
-	9,  // 59: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
-	0,  // 60: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
-	37, // 61: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
-	0,  // 62: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	23, // 37: weft.destination.v1.Filter.cors:type_name -> weft.destination.v1.CORS
+	20, // 38: weft.destination.v1.Filter.fault:type_name -> weft.destination.v1.Fault
+	21, // 39: weft.destination.v1.Fault.abort:type_name -> weft.destination.v1.FaultAbort
+	22, // 40: weft.destination.v1.Fault.delay:type_name -> weft.destination.v1.FaultDelay
+	39, // 41: weft.destination.v1.FaultDelay.fixed_delay:type_name -> google.protobuf.Duration
+	25, // 42: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
+	25, // 43: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
+	28, // 44: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
+	28, // 45: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
+	18, // 46: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
+	39, // 47: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
+	39, // 48: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	39, // 49: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
+	36, // 50: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
+	39, // 51: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	39, // 52: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
+	39, // 53: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	34, // 54: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
+	35, // 55: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
+	35, // 56: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
+	34, // 57: weft.destination.v1.ResponseCondition.not:type_name -> weft.destination.v1.ResponseCondition
+	36, // 58: weft.destination.v1.ResponseCondition.status:type_name -> weft.destination.v1.StatusRange
+	34, // 59: weft.destination.v1.ResponseConditions.conditions:type_name -> weft.destination.v1.ResponseCondition
+	9,  // 60: weft.destination.v1.Backend.service:type_name -> weft.destination.v1.ServiceRef
+	0,  // 61: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
+	38, // 62: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
+	0,  // 63: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
+	64, // [64:64] is the sub-list for method output_type
+	64, // [64:64] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_destination_proto_init() }
@@ -3380,13 +3504,14 @@ func file_destination_proto_init() {
 		(*Filter_RequestRedirect)(nil),
 		(*Filter_UrlRewrite)(nil),
 		(*Filter_RequestMirror)(nil),
+		(*Filter_Cors)(nil),
 		(*Filter_Fault)(nil),
 	}
-	file_destination_proto_msgTypes[25].OneofWrappers = []any{
+	file_destination_proto_msgTypes[26].OneofWrappers = []any{
 		(*PathModifier_ReplaceFullPath)(nil),
 		(*PathModifier_ReplacePrefixMatch)(nil),
 	}
-	file_destination_proto_msgTypes[31].OneofWrappers = []any{
+	file_destination_proto_msgTypes[32].OneofWrappers = []any{
 		(*ResponseCondition_All)(nil),
 		(*ResponseCondition_Any)(nil),
 		(*ResponseCondition_Not)(nil),
@@ -3398,7 +3523,7 @@ func file_destination_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_destination_proto_rawDesc), len(file_destination_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   36,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

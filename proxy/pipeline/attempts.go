@@ -28,6 +28,8 @@ type attempts struct {
 	handle      balance.Handle
 	start       time.Time
 	respFilters bool
+	// cors adds the route's CORS headers to the response (nil: none apply).
+	cors *router.CORSResponse
 	// timedOut is set when an attempt ended by the backend_request timeout, so the
 	// error answer is 504 rather than 502.
 	timedOut bool
@@ -290,6 +292,7 @@ func (a *attempts) last(resp *http.Response, err error, cancel context.CancelFun
 		router.ApplyResponse(a.route.Filters, resp.Header)
 		router.ApplyResponse(a.backend.Filters, resp.Header)
 	}
+	a.cors.Apply(resp.Header)
 	return resp, nil
 }
 

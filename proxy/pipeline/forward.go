@@ -220,6 +220,11 @@ func (p *Pipeline) proxyError(w http.ResponseWriter, r *http.Request, up *upstre
 		// Not upgraded: the connection ends with this answer (see h1.Guard).
 		w.Header()["Connection"] = []string{"close"}
 	}
+	if up.attempts != nil {
+		// The proxy's own answer is the route's response too: without the CORS
+		// headers a browser would hide its status from the page.
+		up.attempts.cors.Apply(w.Header())
+	}
 	if b := h1.BodyOf(r); b != nil && !b.Ended() {
 		// The client's body did not end cleanly: the connection cannot carry
 		// another request. When it failed (malformed framing, or cut short), the

@@ -34,6 +34,12 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	if d.Retries {
 		d.Budget.Deposit()
 	}
+	// A CORS preflight is the route's to answer, before any other filter: it is the
+	// browser asking about the route, not a request for the application.
+	if pf := router.CORSPreflight(route.Filters, r); pf != nil {
+		p.answerPreflight(w, authority, rs, start, pf)
+		return
+	}
 	// Faults first: an injected delay is not counted in the route's timeout (the
 	// backend has not been asked yet), and an abort answers without a backend.
 	if router.HasFaults(route.Filters) && p.applyFaults(w, r, route.Filters, authority, rs, start) {
@@ -46,6 +52,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	b := route.PickBackend()
 	if b == nil || b.Invalid != "" {
 		// No usable backend for this share of the traffic: 500, as Gateway API asks.
+		router.CORSFor(route.Filters, r).Apply(w.Header())
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
 		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcwire.Internal, "invalid backend")
@@ -62,6 +69,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	bal := d.Balancers[b.Key]
 	h, err := bal.Pick()
 	if err != nil {
+		router.CORSFor(route.Filters, r).Apply(w.Header())
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
 		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcwire.Unavailable, err.Error())
@@ -94,6 +102,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	if router.HasResponseFilters(route.Filters) || router.HasResponseFilters(b.Filters) {
 		at.respFilters = true
 	}
+	at.cors = router.CORSFor(route.Filters, r)
 	ep := h.Endpoint()
 	up := &rr.upstream
 	up.attempts = at
@@ -140,6 +149,19 @@ func (p *Pipeline) answerRedirect(w http.ResponseWriter, authority string, rs *m
 	lat := time.Since(start)
 	series.Response(redir.Status, false, lat)
 	rs.Response(redir.Status, false, lat)
+}
+
+// answerPreflight answers a CORS preflight with the route's CORS filter's headers.
+func (p *Pipeline) answerPreflight(w http.ResponseWriter, authority string, rs *metrics.RouteSeries, start time.Time, pf *router.Preflight) {
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
+	series.Request()
+	for k, v := range pf.Header {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(pf.Status)
+	lat := time.Since(start)
+	series.Response(pf.Status, false, lat)
+	rs.Response(pf.Status, false, lat)
 }
 
 // routedRequest is one allocation for a routed request's upstream and attempts.

@@ -17,6 +17,8 @@ type Filter struct {
 	Rewrite         *api.URLRewrite
 	// Fault is applied by the pipeline before the other filters (fault.go).
 	Fault *Fault
+	// CORS is served by the pipeline around the other filters (cors.go).
+	CORS *CORS
 }
 
 // HeaderModifier sets, adds and removes headers, in that order, with the names
@@ -67,6 +69,8 @@ func compileFilters(fs []*api.Filter) []*Filter {
 			out = append(out, &Filter{Rewrite: k.UrlRewrite})
 		case *api.Filter_Fault:
 			out = append(out, &Filter{Fault: compileFault(k.Fault)})
+		case *api.Filter_Cors:
+			out = append(out, &Filter{CORS: compileCORS(k.Cors)})
 		}
 	}
 	return out
