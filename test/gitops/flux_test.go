@@ -42,8 +42,9 @@ import (
 // loopback that holds config/ and a Mesh, apply it to the local cluster with the
 // Kustomization shipped in config/gitops/flux (its healthCheckExprs included), and must
 // report it Ready: every object applied and judged healthy by Flux's own logic. Then a
-// commit adds a ServiceProfile for a Service that does not exist, and Flux must report
-// the Kustomization failed with Weft's message; reverting it makes it Ready again.
+// commit adds a ServiceProfile for a Service that does not exist, and Flux must fail the
+// Kustomization naming it (its Stalled condition saying what to fix); reverting it makes
+// the Kustomization Ready again.
 //
 // make flux-e2e (hack/flux-e2e.sh) brings up the cluster with cert-manager and runs it;
 // without WEFT_FLUX_E2E_KUBECONFIG it is skipped.
@@ -217,9 +218,16 @@ spec:
 	writeFile(t, filepath.Join(cluster, "kustomization.yaml"), kustomization+"- broken.yaml\n")
 	push("a ServiceProfile for a missing Service")
 	msg := ready("ServiceProfile for a missing Service", "False", 4*time.Minute)
-	if !strings.Contains(msg, "ServiceProfile") || !strings.Contains(msg, "does not exist") {
-		t.Errorf("Flux's message does not name the ServiceProfile and what to fix: %s", msg)
+	if !strings.Contains(msg, "ServiceProfile/weft-system/nothing.weft-system.svc.cluster.local") || !strings.Contains(msg, "Failed") {
+		t.Errorf("Flux's message does not name the failed ServiceProfile: %s", msg)
 	}
+	// Flux names the object; the object's Stalled condition says what to fix.
+	stalled := mustKubectl(nil, "-n", "weft-system", "get", "serviceprofile", "nothing.weft-system.svc.cluster.local", "-o",
+		`jsonpath={.status.conditions[?(@.type=="Stalled")].message}`)
+	if !strings.Contains(stalled, "does not exist") {
+		t.Errorf("the ServiceProfile's Stalled message does not say what to fix: %q", stalled)
+	}
+	t.Logf("the ServiceProfile's Stalled message: %s", stalled)
 
 	if err := os.Remove(filepath.Join(cluster, "broken.yaml")); err != nil {
 		t.Fatal(err)
