@@ -20,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +162,16 @@ func steadyLoadPod(ctx context.Context, t *testing.T) string {
 	}
 	t.Fatalf("no running steady-load pod")
 	return ""
+}
+
+// failuresSentFrom counts the failures of requests sent at or after the Unix second
+// from. A request sent before an event but failing after it (a timeout) is not counted.
+func (s LoadStats) failuresSentFrom(from int64) uint64 {
+	var n uint64
+	for k, v := range s.FailuresBySendSecond {
+		if sec, err := strconv.ParseInt(k, 10, 64); err == nil && sec >= from {
+			n += v
+		}
+	}
+	return n
 }
