@@ -380,8 +380,8 @@ func TestGatewayAPICRDsOptIn(t *testing.T) {
 	if n := gateway(on); n != 10 {
 		t.Errorf("gatewayAPI.install=standard renders %d Gateway API CRDs, want 10", n)
 	}
-	if len(def) != 7 {
-		t.Errorf("default values render %d CRDs, want Weft's 7", len(def))
+	if weft := renderKustomizeDir(t, "config/crd"); len(def) != len(weft) {
+		t.Errorf("default values render %d CRDs, want Weft's %d (config/crd)", len(def), len(weft))
 	}
 }
 
