@@ -46,6 +46,13 @@ KEEP="${UPGRADE_KEEP:-0}"
 PRESTOP="${UPGRADE_PRESTOP:-1}"
 SETTLE="${UPGRADE_SETTLE:-10}" # seconds of load measured after each phase's change settled
 
+# v0.1.0 is the commit stop 24 landed; a clone made without tags still has the commit.
+V0_1_0=b662fc643068aef4449f67da39627bf846524da5
+if [ "$FROM" = v0.1.0 ] && ! git rev-parse -q --verify "v0.1.0^{commit}" >/dev/null &&
+  git rev-parse -q --verify "$V0_1_0^{commit}" >/dev/null; then
+  echo "upgrade-e2e: no tag v0.1.0 in this clone; using its commit $V0_1_0"
+  git tag v0.1.0 "$V0_1_0"
+fi
 if ! git rev-parse -q --verify "$FROM^{commit}" >/dev/null; then
   echo "upgrade-e2e: FAIL: the previous release $FROM is not in this clone (git rev-parse $FROM failed)." >&2
   echo "  Fetch the tags (git fetch --tags) or set UPGRADE_FROM to a commit that exists." >&2
