@@ -89,6 +89,19 @@ const (
 	ProxyUID     = 2102
 )
 
+// TapServiceAccount names the control plane's tap identity,
+// spiffe://<trust domain>/ns/<control plane namespace>/sa/weft-tap: the only client a
+// proxy's tap server answers. No ServiceAccount of that name runs anything; the tap API
+// in weft-controller signs its own client certificate for it with the identity issuer
+// it already holds, so a pod cannot obtain it by running as some ServiceAccount.
+const TapServiceAccount = "weft-tap"
+
+// TapIdentity is the tap identity's SPIFFE ID for a trust domain and control-plane
+// namespace.
+func TapIdentity(trustDomain, controlPlaneNamespace string) string {
+	return "spiffe://" + trustDomain + "/ns/" + controlPlaneNamespace + "/sa/" + TapServiceAccount
+}
+
 // ClusterNetworks are the cluster's networks when a Mesh sets none: the private ranges,
 // as Linkerd's (the Mesh CRD's default marker says the same). A new slice each call.
 func ClusterNetworks() []string {

@@ -3031,7 +3031,12 @@ type Endpoint struct {
 	// with hints): clients in these zones prefer this endpoint while it is healthy and
 	// not overloaded. It is the EndpointSlice's hints.forZones, or else the endpoint's
 	// own zone. Empty: no preference (every client treats the endpoint alike).
-	ForZones      []string `protobuf:"bytes,8,rep,name=for_zones,json=forZones,proto3" json:"for_zones,omitempty"`
+	ForZones []string `protobuf:"bytes,8,rep,name=for_zones,json=forZones,proto3" json:"for_zones,omitempty"`
+	// metric_labels are the endpoint's Prometheus labels for the client's outbound
+	// metrics, as Linkerd's destination gives them (dst_namespace, dst_pod,
+	// dst_serviceaccount, dst_deployment / dst_statefulset / dst_daemonset / ..., the
+	// owner kind and name), sorted by name.
+	MetricLabels  []*Label `protobuf:"bytes,9,rep,name=metric_labels,json=metricLabels,proto3" json:"metric_labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3120,6 +3125,66 @@ func (x *Endpoint) GetForZones() []string {
 		return x.ForZones
 	}
 	return nil
+}
+
+func (x *Endpoint) GetMetricLabels() []*Label {
+	if x != nil {
+		return x.MetricLabels
+	}
+	return nil
+}
+
+// Label is one Prometheus label.
+type Label struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Label) Reset() {
+	*x = Label{}
+	mi := &file_destination_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Label) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Label) ProtoMessage() {}
+
+func (x *Label) ProtoReflect() protoreflect.Message {
+	mi := &file_destination_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Label.ProtoReflect.Descriptor instead.
+func (*Label) Descriptor() ([]byte, []int) {
+	return file_destination_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Label) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Label) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
 }
 
 var File_destination_proto protoreflect.FileDescriptor
@@ -3322,7 +3387,7 @@ const file_destination_proto_rawDesc = "" +
 	"\aservice\x18\x02 \x01(\v2\x1f.weft.destination.v1.ServiceRefR\aservice\x12\x1c\n" +
 	"\tauthority\x18\x03 \x01(\tR\tauthority\x12=\n" +
 	"\bprotocol\x18\x04 \x01(\x0e2!.weft.destination.v1.ProtocolHintR\bprotocol\x12;\n" +
-	"\tendpoints\x18\x05 \x03(\v2\x1d.weft.destination.v1.EndpointR\tendpoints\"\xf5\x01\n" +
+	"\tendpoints\x18\x05 \x03(\v2\x1d.weft.destination.v1.EndpointR\tendpoints\"\xb6\x02\n" +
 	"\bEndpoint\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x02 \x01(\rR\x04port\x12\x1a\n" +
@@ -3332,7 +3397,11 @@ const file_destination_proto_rawDesc = "" +
 	"\x04zone\x18\x05 \x01(\tR\x04zone\x12=\n" +
 	"\bprotocol\x18\x06 \x01(\x0e2!.weft.destination.v1.ProtocolHintR\bprotocol\x12\x10\n" +
 	"\x03pod\x18\a \x01(\tR\x03pod\x12\x1b\n" +
-	"\tfor_zones\x18\b \x03(\tR\bforZones*\x8f\x01\n" +
+	"\tfor_zones\x18\b \x03(\tR\bforZones\x12?\n" +
+	"\rmetric_labels\x18\t \x03(\v2\x1a.weft.destination.v1.LabelR\fmetricLabels\"1\n" +
+	"\x05Label\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value*\x8f\x01\n" +
 	"\fProtocolHint\x12\x1d\n" +
 	"\x19PROTOCOL_HINT_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PROTOCOL_HINT_OPAQUE\x10\x01\x12\x17\n" +
@@ -3357,7 +3426,7 @@ func file_destination_proto_rawDescGZIP() []byte {
 }
 
 var file_destination_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_destination_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_destination_proto_goTypes = []any{
 	(ProtocolHint)(0),           // 0: weft.destination.v1.ProtocolHint
 	(RouteSource)(0),            // 1: weft.destination.v1.RouteSource
@@ -3398,7 +3467,8 @@ var file_destination_proto_goTypes = []any{
 	(*StatusRange)(nil),         // 36: weft.destination.v1.StatusRange
 	(*Backend)(nil),             // 37: weft.destination.v1.Backend
 	(*Endpoint)(nil),            // 38: weft.destination.v1.Endpoint
-	(*durationpb.Duration)(nil), // 39: google.protobuf.Duration
+	(*Label)(nil),               // 39: weft.destination.v1.Label
+	(*durationpb.Duration)(nil), // 40: google.protobuf.Duration
 }
 var file_destination_proto_depIdxs = []int32{
 	7,  // 0: weft.destination.v1.DestinationUpdate.snapshot:type_name -> weft.destination.v1.DestinationConfig
@@ -3442,19 +3512,19 @@ var file_destination_proto_depIdxs = []int32{
 	20, // 38: weft.destination.v1.Filter.fault:type_name -> weft.destination.v1.Fault
 	21, // 39: weft.destination.v1.Fault.abort:type_name -> weft.destination.v1.FaultAbort
 	22, // 40: weft.destination.v1.Fault.delay:type_name -> weft.destination.v1.FaultDelay
-	39, // 41: weft.destination.v1.FaultDelay.fixed_delay:type_name -> google.protobuf.Duration
+	40, // 41: weft.destination.v1.FaultDelay.fixed_delay:type_name -> google.protobuf.Duration
 	25, // 42: weft.destination.v1.HeaderModifier.set:type_name -> weft.destination.v1.Header
 	25, // 43: weft.destination.v1.HeaderModifier.add:type_name -> weft.destination.v1.Header
 	28, // 44: weft.destination.v1.RequestRedirect.path:type_name -> weft.destination.v1.PathModifier
 	28, // 45: weft.destination.v1.URLRewrite.path:type_name -> weft.destination.v1.PathModifier
 	18, // 46: weft.destination.v1.WeightedBackend.filters:type_name -> weft.destination.v1.Filter
-	39, // 47: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
-	39, // 48: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
-	39, // 49: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
+	40, // 47: weft.destination.v1.Timeouts.request:type_name -> google.protobuf.Duration
+	40, // 48: weft.destination.v1.Timeouts.backend_request:type_name -> google.protobuf.Duration
+	40, // 49: weft.destination.v1.Timeouts.idle:type_name -> google.protobuf.Duration
 	36, // 50: weft.destination.v1.RetryPolicy.statuses:type_name -> weft.destination.v1.StatusRange
-	39, // 51: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
-	39, // 52: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
-	39, // 53: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
+	40, // 51: weft.destination.v1.RetryPolicy.backoff:type_name -> google.protobuf.Duration
+	40, // 52: weft.destination.v1.RetryPolicy.timeout:type_name -> google.protobuf.Duration
+	40, // 53: weft.destination.v1.RetryBudget.ttl:type_name -> google.protobuf.Duration
 	34, // 54: weft.destination.v1.ResponseClass.condition:type_name -> weft.destination.v1.ResponseCondition
 	35, // 55: weft.destination.v1.ResponseCondition.all:type_name -> weft.destination.v1.ResponseConditions
 	35, // 56: weft.destination.v1.ResponseCondition.any:type_name -> weft.destination.v1.ResponseConditions
@@ -3465,11 +3535,12 @@ var file_destination_proto_depIdxs = []int32{
 	0,  // 61: weft.destination.v1.Backend.protocol:type_name -> weft.destination.v1.ProtocolHint
 	38, // 62: weft.destination.v1.Backend.endpoints:type_name -> weft.destination.v1.Endpoint
 	0,  // 63: weft.destination.v1.Endpoint.protocol:type_name -> weft.destination.v1.ProtocolHint
-	64, // [64:64] is the sub-list for method output_type
-	64, // [64:64] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	39, // 64: weft.destination.v1.Endpoint.metric_labels:type_name -> weft.destination.v1.Label
+	65, // [65:65] is the sub-list for method output_type
+	65, // [65:65] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_destination_proto_init() }
@@ -3523,7 +3594,7 @@ func file_destination_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_destination_proto_rawDesc), len(file_destination_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -167,7 +167,12 @@ type InboundPolicy struct {
 	// with kubelet HTTP probes under the default policy (a copy of default_server with
 	// the port and its probe_paths), sorted by port, at most one per port (when several
 	// Servers select a port, the oldest wins and the others report it in their status).
-	Servers       []*InboundServer `protobuf:"bytes,3,rep,name=servers,proto3" json:"servers,omitempty"`
+	Servers []*InboundServer `protobuf:"bytes,3,rep,name=servers,proto3" json:"servers,omitempty"`
+	// tracing, when set, is the Mesh's distributed tracing (spec.tracing): the proxy
+	// reports a span per request on both its sides (outbound and inbound) to the
+	// collector. It travels on the pod's inbound policy stream because that is the one
+	// stream every proxy holds for its own pod. Unset: the proxy does no tracing work.
+	Tracing       *Tracing `protobuf:"bytes,4,opt,name=tracing,proto3" json:"tracing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -223,6 +228,143 @@ func (x *InboundPolicy) GetServers() []*InboundServer {
 	return nil
 }
 
+func (x *InboundPolicy) GetTracing() *Tracing {
+	if x != nil {
+		return x.Tracing
+	}
+	return nil
+}
+
+// Tracing says where the proxy sends its spans and how often it starts a trace.
+type Tracing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// collector is the OTLP/gRPC receiver, host:port (a DNS name the proxy resolves, or
+	// an IP literal). The proxy dials it directly, in plaintext (OTLP's default).
+	Collector string `protobuf:"bytes,1,opt,name=collector,proto3" json:"collector,omitempty"`
+	// sampling_per_million is the share of traces the proxy starts, in millionths
+	// (0 to 1,000,000), for requests that carry no sampling decision. A request whose
+	// parent context (traceparent or B3) carries one keeps it.
+	SamplingPerMillion uint32 `protobuf:"varint,2,opt,name=sampling_per_million,json=samplingPerMillion,proto3" json:"sampling_per_million,omitempty"`
+	// service_name is the spans' service.name resource attribute.
+	ServiceName string `protobuf:"bytes,3,opt,name=service_name,json=serviceName,proto3" json:"service_name,omitempty"`
+	// attributes are further resource attributes (k8s.namespace.name, k8s.pod.name,
+	// ...), sorted by key.
+	Attributes    []*Attribute `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tracing) Reset() {
+	*x = Tracing{}
+	mi := &file_inbound_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tracing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tracing) ProtoMessage() {}
+
+func (x *Tracing) ProtoReflect() protoreflect.Message {
+	mi := &file_inbound_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tracing.ProtoReflect.Descriptor instead.
+func (*Tracing) Descriptor() ([]byte, []int) {
+	return file_inbound_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Tracing) GetCollector() string {
+	if x != nil {
+		return x.Collector
+	}
+	return ""
+}
+
+func (x *Tracing) GetSamplingPerMillion() uint32 {
+	if x != nil {
+		return x.SamplingPerMillion
+	}
+	return 0
+}
+
+func (x *Tracing) GetServiceName() string {
+	if x != nil {
+		return x.ServiceName
+	}
+	return ""
+}
+
+func (x *Tracing) GetAttributes() []*Attribute {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+// Attribute is one key/value pair.
+type Attribute struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Attribute) Reset() {
+	*x = Attribute{}
+	mi := &file_inbound_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Attribute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Attribute) ProtoMessage() {}
+
+func (x *Attribute) ProtoReflect() protoreflect.Message {
+	mi := &file_inbound_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Attribute.ProtoReflect.Descriptor instead.
+func (*Attribute) Descriptor() ([]byte, []int) {
+	return file_inbound_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Attribute) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Attribute) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // InboundServer is the policy of one port.
 type InboundServer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -262,7 +404,7 @@ type InboundServer struct {
 
 func (x *InboundServer) Reset() {
 	*x = InboundServer{}
-	mi := &file_inbound_proto_msgTypes[2]
+	mi := &file_inbound_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +416,7 @@ func (x *InboundServer) String() string {
 func (*InboundServer) ProtoMessage() {}
 
 func (x *InboundServer) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[2]
+	mi := &file_inbound_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +429,7 @@ func (x *InboundServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundServer.ProtoReflect.Descriptor instead.
 func (*InboundServer) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{2}
+	return file_inbound_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InboundServer) GetPort() uint32 {
@@ -369,7 +511,7 @@ type RateLimit struct {
 
 func (x *RateLimit) Reset() {
 	*x = RateLimit{}
-	mi := &file_inbound_proto_msgTypes[3]
+	mi := &file_inbound_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +523,7 @@ func (x *RateLimit) String() string {
 func (*RateLimit) ProtoMessage() {}
 
 func (x *RateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[3]
+	mi := &file_inbound_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +536,7 @@ func (x *RateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimit.ProtoReflect.Descriptor instead.
 func (*RateLimit) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{3}
+	return file_inbound_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RateLimit) GetRef() *PolicyRef {
@@ -437,7 +579,7 @@ type RateLimitOverride struct {
 
 func (x *RateLimitOverride) Reset() {
 	*x = RateLimitOverride{}
-	mi := &file_inbound_proto_msgTypes[4]
+	mi := &file_inbound_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +591,7 @@ func (x *RateLimitOverride) String() string {
 func (*RateLimitOverride) ProtoMessage() {}
 
 func (x *RateLimitOverride) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[4]
+	mi := &file_inbound_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +604,7 @@ func (x *RateLimitOverride) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimitOverride.ProtoReflect.Descriptor instead.
 func (*RateLimitOverride) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{4}
+	return file_inbound_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RateLimitOverride) GetRequestsPerSecond() uint32 {
@@ -493,7 +635,7 @@ type PolicyRef struct {
 
 func (x *PolicyRef) Reset() {
 	*x = PolicyRef{}
-	mi := &file_inbound_proto_msgTypes[5]
+	mi := &file_inbound_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -505,7 +647,7 @@ func (x *PolicyRef) String() string {
 func (*PolicyRef) ProtoMessage() {}
 
 func (x *PolicyRef) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[5]
+	mi := &file_inbound_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -518,7 +660,7 @@ func (x *PolicyRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PolicyRef.ProtoReflect.Descriptor instead.
 func (*PolicyRef) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{5}
+	return file_inbound_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PolicyRef) GetGroup() string {
@@ -569,7 +711,7 @@ type Authorization struct {
 
 func (x *Authorization) Reset() {
 	*x = Authorization{}
-	mi := &file_inbound_proto_msgTypes[6]
+	mi := &file_inbound_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +723,7 @@ func (x *Authorization) String() string {
 func (*Authorization) ProtoMessage() {}
 
 func (x *Authorization) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[6]
+	mi := &file_inbound_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +736,7 @@ func (x *Authorization) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Authorization.ProtoReflect.Descriptor instead.
 func (*Authorization) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{6}
+	return file_inbound_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Authorization) GetRef() *PolicyRef {
@@ -628,7 +770,7 @@ type NetworkSet struct {
 
 func (x *NetworkSet) Reset() {
 	*x = NetworkSet{}
-	mi := &file_inbound_proto_msgTypes[7]
+	mi := &file_inbound_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +782,7 @@ func (x *NetworkSet) String() string {
 func (*NetworkSet) ProtoMessage() {}
 
 func (x *NetworkSet) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[7]
+	mi := &file_inbound_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +795,7 @@ func (x *NetworkSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSet.ProtoReflect.Descriptor instead.
 func (*NetworkSet) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{7}
+	return file_inbound_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NetworkSet) GetNetworks() []*Network {
@@ -675,7 +817,7 @@ type Network struct {
 
 func (x *Network) Reset() {
 	*x = Network{}
-	mi := &file_inbound_proto_msgTypes[8]
+	mi := &file_inbound_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +829,7 @@ func (x *Network) String() string {
 func (*Network) ProtoMessage() {}
 
 func (x *Network) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[8]
+	mi := &file_inbound_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +842,7 @@ func (x *Network) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Network.ProtoReflect.Descriptor instead.
 func (*Network) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{8}
+	return file_inbound_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Network) GetCidr() string {
@@ -728,7 +870,7 @@ type IdentitySet struct {
 
 func (x *IdentitySet) Reset() {
 	*x = IdentitySet{}
-	mi := &file_inbound_proto_msgTypes[9]
+	mi := &file_inbound_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +882,7 @@ func (x *IdentitySet) String() string {
 func (*IdentitySet) ProtoMessage() {}
 
 func (x *IdentitySet) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[9]
+	mi := &file_inbound_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +895,7 @@ func (x *IdentitySet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentitySet.ProtoReflect.Descriptor instead.
 func (*IdentitySet) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{9}
+	return file_inbound_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *IdentitySet) GetMatches() []*IdentityMatch {
@@ -777,7 +919,7 @@ type IdentityMatch struct {
 
 func (x *IdentityMatch) Reset() {
 	*x = IdentityMatch{}
-	mi := &file_inbound_proto_msgTypes[10]
+	mi := &file_inbound_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -789,7 +931,7 @@ func (x *IdentityMatch) String() string {
 func (*IdentityMatch) ProtoMessage() {}
 
 func (x *IdentityMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[10]
+	mi := &file_inbound_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -802,7 +944,7 @@ func (x *IdentityMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdentityMatch.ProtoReflect.Descriptor instead.
 func (*IdentityMatch) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{10}
+	return file_inbound_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *IdentityMatch) GetKind() isIdentityMatch_Kind {
@@ -868,7 +1010,7 @@ type InboundRoute struct {
 
 func (x *InboundRoute) Reset() {
 	*x = InboundRoute{}
-	mi := &file_inbound_proto_msgTypes[11]
+	mi := &file_inbound_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +1022,7 @@ func (x *InboundRoute) String() string {
 func (*InboundRoute) ProtoMessage() {}
 
 func (x *InboundRoute) ProtoReflect() protoreflect.Message {
-	mi := &file_inbound_proto_msgTypes[11]
+	mi := &file_inbound_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +1035,7 @@ func (x *InboundRoute) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InboundRoute.ProtoReflect.Descriptor instead.
 func (*InboundRoute) Descriptor() ([]byte, []int) {
-	return file_inbound_proto_rawDescGZIP(), []int{11}
+	return file_inbound_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InboundRoute) GetRef() *PolicyRef {
@@ -924,11 +1066,22 @@ const file_inbound_proto_rawDesc = "" +
 	"\rinbound.proto\x12\x13weft.destination.v1\x1a\x11destination.proto\">\n" +
 	"\fWatchInbound\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x10\n" +
-	"\x03pod\x18\x02 \x01(\tR\x03pod\"\xb2\x01\n" +
+	"\x03pod\x18\x02 \x01(\tR\x03pod\"\xea\x01\n" +
 	"\rInboundPolicy\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12I\n" +
 	"\x0edefault_server\x18\x02 \x01(\v2\".weft.destination.v1.InboundServerR\rdefaultServer\x12<\n" +
-	"\aservers\x18\x03 \x03(\v2\".weft.destination.v1.InboundServerR\aservers\"\x94\x03\n" +
+	"\aservers\x18\x03 \x03(\v2\".weft.destination.v1.InboundServerR\aservers\x126\n" +
+	"\atracing\x18\x04 \x01(\v2\x1c.weft.destination.v1.TracingR\atracing\"\xbc\x01\n" +
+	"\aTracing\x12\x1c\n" +
+	"\tcollector\x18\x01 \x01(\tR\tcollector\x120\n" +
+	"\x14sampling_per_million\x18\x02 \x01(\rR\x12samplingPerMillion\x12!\n" +
+	"\fservice_name\x18\x03 \x01(\tR\vserviceName\x12>\n" +
+	"\n" +
+	"attributes\x18\x04 \x03(\v2\x1e.weft.destination.v1.AttributeR\n" +
+	"attributes\"3\n" +
+	"\tAttribute\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x94\x03\n" +
 	"\rInboundServer\x12\x12\n" +
 	"\x04port\x18\x01 \x01(\rR\x04port\x120\n" +
 	"\x03ref\x18\x02 \x01(\v2\x1e.weft.destination.v1.PolicyRefR\x03ref\x12@\n" +
@@ -996,46 +1149,50 @@ func file_inbound_proto_rawDescGZIP() []byte {
 }
 
 var file_inbound_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_inbound_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_inbound_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_inbound_proto_goTypes = []any{
 	(InboundProtocol)(0),      // 0: weft.destination.v1.InboundProtocol
 	(*WatchInbound)(nil),      // 1: weft.destination.v1.WatchInbound
 	(*InboundPolicy)(nil),     // 2: weft.destination.v1.InboundPolicy
-	(*InboundServer)(nil),     // 3: weft.destination.v1.InboundServer
-	(*RateLimit)(nil),         // 4: weft.destination.v1.RateLimit
-	(*RateLimitOverride)(nil), // 5: weft.destination.v1.RateLimitOverride
-	(*PolicyRef)(nil),         // 6: weft.destination.v1.PolicyRef
-	(*Authorization)(nil),     // 7: weft.destination.v1.Authorization
-	(*NetworkSet)(nil),        // 8: weft.destination.v1.NetworkSet
-	(*Network)(nil),           // 9: weft.destination.v1.Network
-	(*IdentitySet)(nil),       // 10: weft.destination.v1.IdentitySet
-	(*IdentityMatch)(nil),     // 11: weft.destination.v1.IdentityMatch
-	(*InboundRoute)(nil),      // 12: weft.destination.v1.InboundRoute
-	(*RouteMatch)(nil),        // 13: weft.destination.v1.RouteMatch
+	(*Tracing)(nil),           // 3: weft.destination.v1.Tracing
+	(*Attribute)(nil),         // 4: weft.destination.v1.Attribute
+	(*InboundServer)(nil),     // 5: weft.destination.v1.InboundServer
+	(*RateLimit)(nil),         // 6: weft.destination.v1.RateLimit
+	(*RateLimitOverride)(nil), // 7: weft.destination.v1.RateLimitOverride
+	(*PolicyRef)(nil),         // 8: weft.destination.v1.PolicyRef
+	(*Authorization)(nil),     // 9: weft.destination.v1.Authorization
+	(*NetworkSet)(nil),        // 10: weft.destination.v1.NetworkSet
+	(*Network)(nil),           // 11: weft.destination.v1.Network
+	(*IdentitySet)(nil),       // 12: weft.destination.v1.IdentitySet
+	(*IdentityMatch)(nil),     // 13: weft.destination.v1.IdentityMatch
+	(*InboundRoute)(nil),      // 14: weft.destination.v1.InboundRoute
+	(*RouteMatch)(nil),        // 15: weft.destination.v1.RouteMatch
 }
 var file_inbound_proto_depIdxs = []int32{
-	3,  // 0: weft.destination.v1.InboundPolicy.default_server:type_name -> weft.destination.v1.InboundServer
-	3,  // 1: weft.destination.v1.InboundPolicy.servers:type_name -> weft.destination.v1.InboundServer
-	6,  // 2: weft.destination.v1.InboundServer.ref:type_name -> weft.destination.v1.PolicyRef
-	0,  // 3: weft.destination.v1.InboundServer.protocol:type_name -> weft.destination.v1.InboundProtocol
-	7,  // 4: weft.destination.v1.InboundServer.authorizations:type_name -> weft.destination.v1.Authorization
-	12, // 5: weft.destination.v1.InboundServer.routes:type_name -> weft.destination.v1.InboundRoute
-	4,  // 6: weft.destination.v1.InboundServer.rate_limit:type_name -> weft.destination.v1.RateLimit
-	6,  // 7: weft.destination.v1.RateLimit.ref:type_name -> weft.destination.v1.PolicyRef
-	5,  // 8: weft.destination.v1.RateLimit.overrides:type_name -> weft.destination.v1.RateLimitOverride
-	6,  // 9: weft.destination.v1.Authorization.ref:type_name -> weft.destination.v1.PolicyRef
-	8,  // 10: weft.destination.v1.Authorization.networks:type_name -> weft.destination.v1.NetworkSet
-	10, // 11: weft.destination.v1.Authorization.identities:type_name -> weft.destination.v1.IdentitySet
-	9,  // 12: weft.destination.v1.NetworkSet.networks:type_name -> weft.destination.v1.Network
-	11, // 13: weft.destination.v1.IdentitySet.matches:type_name -> weft.destination.v1.IdentityMatch
-	6,  // 14: weft.destination.v1.InboundRoute.ref:type_name -> weft.destination.v1.PolicyRef
-	13, // 15: weft.destination.v1.InboundRoute.matches:type_name -> weft.destination.v1.RouteMatch
-	7,  // 16: weft.destination.v1.InboundRoute.authorizations:type_name -> weft.destination.v1.Authorization
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	5,  // 0: weft.destination.v1.InboundPolicy.default_server:type_name -> weft.destination.v1.InboundServer
+	5,  // 1: weft.destination.v1.InboundPolicy.servers:type_name -> weft.destination.v1.InboundServer
+	3,  // 2: weft.destination.v1.InboundPolicy.tracing:type_name -> weft.destination.v1.Tracing
+	4,  // 3: weft.destination.v1.Tracing.attributes:type_name -> weft.destination.v1.Attribute
+	8,  // 4: weft.destination.v1.InboundServer.ref:type_name -> weft.destination.v1.PolicyRef
+	0,  // 5: weft.destination.v1.InboundServer.protocol:type_name -> weft.destination.v1.InboundProtocol
+	9,  // 6: weft.destination.v1.InboundServer.authorizations:type_name -> weft.destination.v1.Authorization
+	14, // 7: weft.destination.v1.InboundServer.routes:type_name -> weft.destination.v1.InboundRoute
+	6,  // 8: weft.destination.v1.InboundServer.rate_limit:type_name -> weft.destination.v1.RateLimit
+	8,  // 9: weft.destination.v1.RateLimit.ref:type_name -> weft.destination.v1.PolicyRef
+	7,  // 10: weft.destination.v1.RateLimit.overrides:type_name -> weft.destination.v1.RateLimitOverride
+	8,  // 11: weft.destination.v1.Authorization.ref:type_name -> weft.destination.v1.PolicyRef
+	10, // 12: weft.destination.v1.Authorization.networks:type_name -> weft.destination.v1.NetworkSet
+	12, // 13: weft.destination.v1.Authorization.identities:type_name -> weft.destination.v1.IdentitySet
+	11, // 14: weft.destination.v1.NetworkSet.networks:type_name -> weft.destination.v1.Network
+	13, // 15: weft.destination.v1.IdentitySet.matches:type_name -> weft.destination.v1.IdentityMatch
+	8,  // 16: weft.destination.v1.InboundRoute.ref:type_name -> weft.destination.v1.PolicyRef
+	15, // 17: weft.destination.v1.InboundRoute.matches:type_name -> weft.destination.v1.RouteMatch
+	9,  // 18: weft.destination.v1.InboundRoute.authorizations:type_name -> weft.destination.v1.Authorization
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_inbound_proto_init() }
@@ -1044,7 +1201,7 @@ func file_inbound_proto_init() {
 		return
 	}
 	file_destination_proto_init()
-	file_inbound_proto_msgTypes[10].OneofWrappers = []any{
+	file_inbound_proto_msgTypes[12].OneofWrappers = []any{
 		(*IdentityMatch_Exact)(nil),
 		(*IdentityMatch_Prefix)(nil),
 	}
@@ -1054,7 +1211,7 @@ func file_inbound_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_inbound_proto_rawDesc), len(file_inbound_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
