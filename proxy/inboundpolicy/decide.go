@@ -15,6 +15,10 @@ type Client struct {
 	Addr netip.Addr
 	// ID is the client's verified SPIFFE ID; "" when it did not complete mTLS.
 	ID string
+	// Undeclared: the connection is read as opaque TCP although its port is not
+	// declared opaque (by the Server's proxyProtocol or the pod's opaque ports):
+	// protocol detection found no HTTP in time, or a meshed client chose weft.tcp.
+	Undeclared bool
 }
 
 // Verdict is the outcome of a decision.
@@ -56,6 +60,13 @@ type Decision struct {
 // authorizations apply (routes are HTTP's).
 func (s *Server) Connection(c Client) Decision {
 	d := Decision{Server: s}
+	if c.Undeclared && s.limit != nil {
+		// An HTTP rate limit reads requests; an opaque stream has none, so a client
+		// that delays its first bytes past detection (or a meshed client that opens
+		// weft.tcp) would pass unlimited. The port is HTTP by its policy: refuse.
+		d.Verdict = Denied
+		return d
+	}
 	if a := firstAdmitting(s.authz, c); a != nil {
 		d.Authz = a.Ref
 		return d

@@ -251,7 +251,11 @@ func (c *Checker) Connection(dst netip.AddrPort, cl Client) bool {
 	k := metrics.AuthzKey{Target: dst, Server: s.Ref, ClientID: cl.ID}
 	if d.Verdict != Allowed {
 		c.Metrics.Authz(metrics.TCPAuthzDeny, k)
-		c.deniedLog("Connection denied by the inbound policy", dst, s, nil, cl)
+		msg := "Connection denied by the inbound policy"
+		if cl.Undeclared && s.limit != nil {
+			msg = "Connection denied: it is not HTTP, and its port has an HTTP rate limit that would not apply to it (declare the port opaque, or remove the rate limit)"
+		}
+		c.deniedLog(msg, dst, s, nil, cl)
 		return false
 	}
 	k.Authz = d.Authz

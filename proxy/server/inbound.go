@@ -44,7 +44,7 @@ func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 		s.log.Error(err, "Cannot find original destination", "client", raw.RemoteAddr())
 	}
 	if redirected && (ix.Opaque(dst.Port()) || s.policy.Policy().Server(dst.Port()).Opaque()) {
-		s.inboundPlainTCP(src, raw, dst, nil)
+		s.inboundPlainTCP(src, raw, dst, nil, false)
 		return
 	}
 	res, pc, err := detect.Detect(src, ix.Config.DetectTimeout.Duration)
@@ -78,18 +78,18 @@ func (s *Server) handleInbound(raw *net.TCPConn, release func()) {
 		s.serveH2C(&peekConn{Conn: pc, cc: src}, info, s.inHTTP)
 	default:
 		// Opaque, or the app's own TLS (not a Weft peer): forward as TCP.
-		s.inboundPlainTCP(src, raw, dst, pc.TakePeeked())
+		s.inboundPlainTCP(src, raw, dst, pc.TakePeeked(), true)
 	}
 }
 
 func isWeftALPN(p string) bool { return strings.HasPrefix(p, "weft.") }
 
 // inboundPlainTCP forwards an unmeshed client's opaque stream to the local app with
-// splice.
-func (s *Server) inboundPlainTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.AddrPort, prefix []byte) {
+// splice. undeclared: the port is not declared opaque; detection read no HTTP.
+func (s *Server) inboundPlainTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.AddrPort, prefix []byte, undeclared bool) {
 	defer src.Close()
 	src.Attach(src.Fallback())
-	s.forwardLocal(src, raw, dst, prefix, "")
+	s.forwardLocal(src, raw, dst, prefix, inboundpolicy.Client{ID: "", Undeclared: undeclared})
 }
 
 // addrPortOf is a connection's remote address as a netip.AddrPort (zero when it is
@@ -102,14 +102,14 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 }
 
 // forwardLocal applies the relay-target rule and the inbound policy to an opaque
-// connection, then dials the local app and pipes client to it. The connection stays
-// registered with the policy while it is open, so a policy that no longer admits it
-// closes it.
-func (s *Server) forwardLocal(src *netconn.Counted, client net.Conn, dst netip.AddrPort, prefix []byte, peerID string) {
-	if _, ok := s.policy.RelayAllowed(dst, cmp.Or(peerID, client.RemoteAddr().String())); !ok {
+// connection of cl (its ID and Undeclared; the address is src's), then dials the
+// local app and pipes client to it. The connection stays registered with the policy
+// while it is open, so a policy that no longer admits it closes it.
+func (s *Server) forwardLocal(src *netconn.Counted, client net.Conn, dst netip.AddrPort, prefix []byte, cl inboundpolicy.Client) {
+	if _, ok := s.policy.RelayAllowed(dst, cmp.Or(cl.ID, client.RemoteAddr().String())); !ok {
 		return
 	}
-	cl := inboundpolicy.Client{Addr: addrPortOf(src.RemoteAddr()).Addr().Unmap(), ID: peerID}
+	cl.Addr = addrPortOf(src.RemoteAddr()).Addr().Unmap()
 	if !s.policy.Connection(dst, cl) {
 		return
 	}
@@ -168,7 +168,9 @@ func (s *Server) inboundMesh(src *netconn.Counted, pc *detect.Conn, st *state) {
 			s.log.V(1).Info("Bad weft.tcp header", "client", peerID, "error", err.Error())
 			return
 		}
-		s.forwardLocal(src, tc, dst, nil, peerID)
+		// The client proxy opens weft.tcp for ports its destination calls opaque; a
+		// port this pod does not declare opaque is HTTP by its own policy.
+		s.forwardLocal(src, tc, dst, nil, inboundpolicy.Client{ID: peerID, Undeclared: !st.Index.Opaque(dst.Port()) && !s.policy.Policy().Server(dst.Port()).Opaque()})
 	default:
 		tc.Close()
 	}

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -274,5 +275,53 @@ func TestRateLimitAnswers(t *testing.T) {
 		if resp := get(); resp.StatusCode != 200 {
 			t.Fatalf("request %d without a limit: %d", i, resp.StatusCode)
 		}
+	}
+}
+
+// TestRateLimitRefusesOpaqueFallback: on a port with an HTTP rate limit, a connection
+// that would be forwarded as opaque TCP is refused, since no request of it would be
+// limited: a plaintext client whose first bytes are not HTTP, and a meshed client
+// that opens weft.tcp. Without the limit, both reach the app.
+func TestRateLimitRefusesOpaqueFallback(t *testing.T) {
+	for _, limited := range []bool{false, true} {
+		t.Run(map[bool]string{false: "no limit", true: "limit"}[limited], func(t *testing.T) {
+			mp := newMeshPair(t, pairOpts{})
+			be := okBackend(t)
+			var rl *api.RateLimit
+			if limited {
+				rl = &api.RateLimit{Ref: rlRef(), Total: 1000}
+			}
+			mp.b.srv.SetInboundPolicy(denyAllBut("v1", limitedServer(be, rl)))
+			// The app is Go's HTTP server: bytes that are not HTTP get its 400.
+			reachesApp := func(addr string) bool {
+				c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := c.Write([]byte("\x16not http at all\r\n\r\n")); err != nil {
+					return false
+				}
+				b, _ := io.ReadAll(io.LimitReader(c, 64))
+				return strings.HasPrefix(string(b), "HTTP/1.1 400")
+			}
+			cfg := &config.Config{Destinations: []config.Destination{{Name: svcLimited, Addresses: []string{svcLimited}, Protocol: config.ProtocolOpaque,
+				Endpoints: []config.Endpoint{endpoint(be, mp.b, spiffe("b", serverSA))}}}}
+			meshed := startProxy(t, cfg, newStore(t, mp.ca.IssueValid(t, spiffe("a", clientSA)), mp.ca)).outbound(svcLimited)
+			for name, addr := range map[string]string{"plaintext": mp.b.inboundPlain(be), "meshed weft.tcp": meshed} {
+				if got := reachesApp(addr); got == limited {
+					t.Errorf("%s: reached the app = %v, want %v", name, got, !limited)
+				}
+			}
+			if limited {
+				text := mp.b.metricsText()
+				for _, client := range []string{`tls="no_identity"`, `client_id="` + spiffe("a", clientSA) + `"`} {
+					if v := metricValue(text, "inbound_tcp_authz_deny_total", `srv_name="limited"`, client); v != 1 {
+						t.Errorf("inbound_tcp_authz_deny_total{%s} = %v, want 1", client, v)
+					}
+				}
+			}
+		})
 	}
 }
