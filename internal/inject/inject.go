@@ -475,7 +475,7 @@ func proxyContainer(cfg *Config, trustDomain string, renewAt int32, env Env) cor
 		Image:           cfg.ProxyImage,
 		ImagePullPolicy: cfg.ImagePullPolicy,
 		// A native sidecar: started before the app containers, which wait for its
-		// startup probe, and stopped after them, so Jobs complete when the app exits.
+		// postStart hook, and stopped after them, so Jobs complete when the app exits.
 		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
 		Args: []string{
 			"--identity-mode=mesh",
