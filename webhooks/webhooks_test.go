@@ -143,8 +143,12 @@ func assertInjected(t *testing.T, p *corev1.Pod) {
 	if proxy.RestartPolicy == nil || *proxy.RestartPolicy != corev1.ContainerRestartPolicyAlways {
 		t.Errorf("weft-proxy restartPolicy = %v, want Always (native sidecar)", proxy.RestartPolicy)
 	}
-	if sp := proxy.StartupProbe; sp == nil || sp.HTTPGet == nil || sp.HTTPGet.Path != "/ready" || sp.HTTPGet.Port.IntValue() != 4191 {
-		t.Errorf("weft-proxy startupProbe = %+v, want GET /ready on 4191", sp)
+	// The app waits for the proxy through its postStart hook, not a startup probe
+	// (docs/injection.md, "Start-up order").
+	if lc := proxy.Lifecycle; lc == nil || lc.PostStart == nil || lc.PostStart.Exec == nil ||
+		!slices.Equal(lc.PostStart.Exec.Command, inject.AwaitCommand(4191)) || proxy.StartupProbe != nil {
+		t.Errorf("weft-proxy lifecycle = %+v, startupProbe = %+v; want a postStart hook running %v and no startup probe",
+			lc, proxy.StartupProbe, inject.AwaitCommand(4191))
 	}
 	if proxy.ReadinessProbe == nil || proxy.LivenessProbe == nil {
 		t.Errorf("weft-proxy lacks readiness or liveness probe")

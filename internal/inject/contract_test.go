@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net/http"
@@ -201,10 +202,24 @@ func TestProxyAcceptsInjectedCommandLine(t *testing.T) {
 			if !live {
 				t.Fatalf("weft-proxy did not serve /live with the injected command line %q:\n%s", args, stderr.String())
 			}
-			// Without a certificate the proxy is live but not ready: the startup probe
-			// holds the app back, which is the point of the probe.
+			// Without a certificate the proxy is live but not ready: the postStart
+			// hook holds the app back, which is the point of the hook.
 			if ready {
 				t.Errorf("/ready is 200 although no certificate could be obtained")
+			}
+			// The hook, as the kubelet would run it in the proxy's container (the
+			// image's binary is the one built here; a short timeout, appended, wins
+			// over the injected one): it must accept its arguments, wait, and fail.
+			hook := proxy.Lifecycle.PostStart.Exec.Command
+			if hook[0] != inject.ProxyBinary {
+				t.Fatalf("the postStart hook runs %q, not the image's %s", hook[0], inject.ProxyBinary)
+			}
+			start := time.Now()
+			out, err := exec.CommandContext(ctx, filepath.Join(bin, "weft-proxy"), append(hook[1:], "--timeout=300ms")...).CombinedOutput()
+			if code := exitCode(err); code != 1 || time.Since(start) < 300*time.Millisecond {
+				t.Errorf("the postStart hook %q exited %d after %s, want 1 after its timeout: %s", hook, code, time.Since(start), out)
+			} else if !strings.Contains(string(out), "503") {
+				t.Errorf("the failed hook's message does not say what it saw: %s", out)
 			}
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 				t.Fatal(err)
@@ -247,6 +262,18 @@ func poll(t *testing.T, admin int32, exited chan error) (live, ready bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return false, false
+}
+
+// exitCode is a command's exit status, 0 for success and -1 when it did not run.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 func envOf(env []string, name string) string {

@@ -84,6 +84,14 @@ func arg(c corev1.Container, flag string) string {
 	return "<unset>"
 }
 
+// postStart is the exec command of the container's postStart hook, nil without one.
+func postStart(c corev1.Container) []string {
+	if c.Lifecycle == nil || c.Lifecycle.PostStart == nil || c.Lifecycle.PostStart.Exec == nil {
+		return nil
+	}
+	return c.Lifecycle.PostStart.Exec.Command
+}
+
 func env(c corev1.Container, name string) string {
 	for _, e := range c.Env {
 		if e.Name == name {
@@ -118,6 +126,14 @@ func TestAnnotationsShapeTheProxy(t *testing.T) {
 			if got := env(proxy, "WEFT_OPAQUE_PORTS"); got != "25,587,3306,4444,5432,6379,9300,11211" {
 				t.Errorf("opaque = %q", got)
 			}
+			// The app waits for the proxy through the postStart hook; a startup probe
+			// would add up to a probe period (1 s) to every pod's start.
+			if got, want := postStart(proxy), []string{"/weft-proxy", "await", "--admin-port=4191", "--timeout=2m0s"}; !slices.Equal(got, want) {
+				t.Errorf("postStart hook = %q, want %q", got, want)
+			}
+			if proxy.StartupProbe != nil {
+				t.Errorf("startupProbe = %+v, want none: the postStart hook holds the app back", proxy.StartupProbe)
+			}
 		}},
 		{"pod wins over namespace", map[string]string{inject.AnnotationLogLevel: "warn", inject.AnnotationDetectTimeout: "3s"},
 			map[string]string{inject.AnnotationLogLevel: "error"}, func(t *testing.T, _, proxy corev1.Container) {
@@ -133,8 +149,9 @@ func TestAnnotationsShapeTheProxy(t *testing.T) {
 			if arg(initc, "--inbound-port") != "5143" || arg(initc, "--outbound-port") != "5140" || arg(initc, "--skip-inbound-ports") != "5191" {
 				t.Errorf("weft-init args = %v", initc.Args)
 			}
-			if arg(proxy, "--admin-port") != "5191" || proxy.StartupProbe.HTTPGet.Port.IntValue() != 5191 {
-				t.Errorf("proxy args %v, startup probe port %v", proxy.Args, proxy.StartupProbe.HTTPGet.Port)
+			if hook := postStart(proxy); arg(proxy, "--admin-port") != "5191" || !slices.Contains(hook, "--admin-port=5191") ||
+				proxy.ReadinessProbe.HTTPGet.Port.IntValue() != 5191 {
+				t.Errorf("proxy args %v, postStart hook %v, readiness probe port %v", proxy.Args, hook, proxy.ReadinessProbe.HTTPGet.Port)
 			}
 		}},
 		{"skip ports covered by a range are not repeated", nil, map[string]string{inject.AnnotationSkipInboundPorts: "4000-4200,22"},

@@ -453,8 +453,12 @@ func newLogger(f *Flags) (logr.Logger, levelVar, error) {
 	return zapr.NewLogger(zap.New(core)), levelVar{atom}, nil
 }
 
-// Main runs weft-proxy and returns the process exit code.
+// Main runs weft-proxy and returns the process exit code. With "await" as its first
+// argument it runs the await subcommand instead (await.go).
 func Main(args []string) int {
+	if len(args) > 0 && args[0] == AwaitCommand {
+		return runAwait(args[1:], os.Stderr)
+	}
 	f, err := parseFlags(args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
