@@ -73,20 +73,21 @@ func TestPrometheusDashboards(t *testing.T) {
 	}
 	prom := &promClient{base: "http://" + addr}
 
-	// Every target of both jobs up: proxies of every meshed pod, the controller's
-	// HTTPS endpoint with the metrics reader's token.
+	// Every target up: the proxies of the demo's pods (the suite's own namespace holds
+	// pods other tests break on purpose), and the controller's HTTPS endpoint with the
+	// metrics reader's token.
 	if err := eventually(ctx, 60*time.Second, 2*time.Second, func() error {
-		for _, job := range []string{"weft-proxy", "weft-controller"} {
-			n, err := prom.count(ctx, `up{job="`+job+`"} == 1`)
+		for _, sel := range []string{`job="weft-proxy", namespace="` + demoNS + `"`, `job="weft-controller"`} {
+			n, err := prom.count(ctx, `up{`+sel+`} == 1`)
 			if err != nil {
 				return err
 			}
-			down, err := prom.count(ctx, `up{job="`+job+`"} == 0`)
+			down, err := prom.count(ctx, `up{`+sel+`} == 0`)
 			if err != nil {
 				return err
 			}
 			if n == 0 || down > 0 {
-				return fmt.Errorf("job %s: %d targets up, %d down", job, n, down)
+				return fmt.Errorf("%s: %d targets up, %d down", sel, n, down)
 			}
 		}
 		return nil
