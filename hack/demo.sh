@@ -10,6 +10,9 @@
 #   DEMO_REFRESHES=N  stop after N refreshes (default: until Ctrl-C on a terminal, 3 when
 #                     CI=true or stdout is not a terminal)
 #   DEMO_INTERVAL=5s  the metrics window
+#   DEMO_PROMETHEUS=1 also run a real Prometheus on the host (hack/prometheus.sh, Debian's
+#                     prometheus) scraping the proxies and the controller with
+#                     config/prometheus/scrape-config.yaml; its URL is printed
 #   --local           the earlier demo without a cluster: a local API server, the control
 #                     plane in-process and two proxies on loopback (hack/demo, `make demo-local`)
 set -euo pipefail
@@ -38,6 +41,9 @@ fail() { printf '\ndemo: FAILED: %s\n' "$*" >&2; exit 1; }
 teardown() {
   local rc=$?
   trap - EXIT INT TERM
+  if [ "${DEMO_PROMETHEUS:-0}" = 1 ] && [ "$KEEP" != 1 ]; then
+    hack/prometheus.sh down || rc=1
+  fi
   if [ "$KEEP" = 1 ]; then
     if [ -n "${KUBECONFIG:-}" ]; then
       printf '\nThe cluster keeps running (DEMO_KEEP=1). Use it with:\n'
@@ -45,6 +51,9 @@ teardown() {
       printf '  kubectl -n weft-demo get pods\n'
       printf '  bin/weft check\n'
       printf '  bin/weft stat deploy -n weft-demo --watch\n'
+      if [ "${DEMO_PROMETHEUS:-0}" = 1 ]; then
+        printf 'Prometheus: %s (stop it with: hack/prometheus.sh down)\n' "${PROM_URL:-}"
+      fi
       printf 'Tear it down with: make cluster-down\n'
     fi
     exit "$rc"
@@ -69,6 +78,12 @@ step "Building the images and importing them into the cluster (hack/images.sh)"
 hack/images.sh
 
 WEFT="$WEFT" WEFT_STEPS_T0="$T0" hack/demo/install.sh
+
+if [ "${DEMO_PROMETHEUS:-0}" = 1 ]; then
+  step "Starting Prometheus on the host (hack/prometheus.sh: config/prometheus/scrape-config.yaml)"
+  PROM_URL=$(hack/prometheus.sh up) || fail "Prometheus did not start"
+  echo "    Prometheus: $PROM_URL (dashboards: config/grafana, docs/observability.md)"
+fi
 
 if [ "$REFRESHES" = 0 ]; then
   step "Golden metrics per deployment, from the proxies (weft stat deploy -n weft-demo --watch); Ctrl-C ends the demo"

@@ -193,7 +193,7 @@ func TestCompileAppliedObjects(t *testing.T) {
 			{Key: "shop/web-v2:80", Service: &api.ServiceRef{Namespace: "shop", Name: "web-v2", Port: 80},
 				Authority: "web-v2.shop.svc.cluster.local:80",
 				Endpoints: []*api.Endpoint{{Address: "10.0.1.1", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/web",
-					ProxyPort: 4143, Zone: "z1", Pod: "web-v2-abc"}}},
+					ProxyPort: 4143, Zone: "z1", Pod: "web-v2-abc", MetricLabels: mlabels("web-v2", "web-v2-abc", "web")}}},
 			{Key: "shop/web:80", Service: &api.ServiceRef{Namespace: "shop", Name: "web", Port: 80},
 				Authority: "web.shop.svc.cluster.local:80", Protocol: api.ProtocolHint_PROTOCOL_HINT_HTTP1},
 		},

@@ -549,9 +549,13 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 				if ref := ep.TargetRef; ref != nil && ref.Kind == "Pod" {
 					e.Pod = ref.Name
 					ns := cmp.Or(ref.Namespace, es.Namespace)
-					if pod := ix.pods[key(ns, ref.Name)]; pod != nil {
+					pod := ix.pods[key(ns, ref.Name)]
+					if pod != nil {
 						e.Identity, e.ProxyPort = ix.podIdentity(pod)
 					}
+					e.MetricLabels = endpointMetricLabels(svc, ns, ref.Name, pod)
+				} else {
+					e.MetricLabels = endpointMetricLabels(svc, "", "", nil)
 				}
 				out = append(out, e)
 			}

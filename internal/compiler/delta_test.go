@@ -48,7 +48,8 @@ func TestUpdate(t *testing.T) {
 		{name: "an endpoint becomes ready", kind: "delta",
 			next: func(s *State) { s.EndpointSlices[0].Endpoints[2].Conditions.Ready = ptr.To(true) },
 			delta: &api.EndpointDelta{Backend: "shop/web:80", Add: []*api.Endpoint{
-				{Address: "10.0.0.3", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/web", ProxyPort: 4143, Pod: "web-4"}}}},
+				{Address: "10.0.0.3", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/web", ProxyPort: 4143, Pod: "web-4",
+					MetricLabels: mlabels("web", "web-4", "web")}}}},
 		{name: "an endpoint goes away", kind: "delta",
 			next:  func(s *State) { s.EndpointSlices[1].Endpoints = nil },
 			delta: &api.EndpointDelta{Backend: "shop/web:80", Remove: []*api.EndpointAddress{{Address: "fd00::2", Port: 8080}}}},
@@ -58,7 +59,7 @@ func TestUpdate(t *testing.T) {
 				s.EndpointSlices[1].Endpoints = nil
 			},
 			delta: &api.EndpointDelta{Backend: "shop/web:80",
-				Add:    []*api.Endpoint{{Address: "10.0.0.10", Port: 8080, Zone: "z9", Pod: "web-2"}},
+				Add:    []*api.Endpoint{{Address: "10.0.0.10", Port: 8080, Zone: "z9", Pod: "web-2", MetricLabels: mlabels("web", "web-2", "web")}},
 				Remove: []*api.EndpointAddress{{Address: "fd00::2", Port: 8080}}}},
 		{name: "one backend of a split changes", kind: "delta", prev: withSplit,
 			next: func(s *State) {
@@ -66,7 +67,7 @@ func TestUpdate(t *testing.T) {
 				s.EndpointSlices = append(s.EndpointSlices, slice("web-v2-b", "web-v2", discoveryv1.AddressTypeIPv4,
 					[]discoveryv1.EndpointPort{eport("http", 8080, nil)}, ep{addr: "10.0.1.9"}))
 			},
-			delta: &api.EndpointDelta{Backend: "shop/web-v2:80", Add: []*api.Endpoint{{Address: "10.0.1.9", Port: 8080}}}},
+			delta: &api.EndpointDelta{Backend: "shop/web-v2:80", Add: []*api.Endpoint{{Address: "10.0.1.9", Port: 8080, MetricLabels: mlabels("web-v2", "", "")}}}},
 		{name: "two backends change at once", kind: "snapshot", prev: withSplit,
 			next: func(s *State) {
 				withSplit(s)

@@ -17,6 +17,8 @@ limitations under the License.
 package compiler
 
 import (
+	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -96,6 +98,34 @@ func pod(name, sa string, meshedPod bool, annotations map[string]string) corev1.
 	return p
 }
 
+// deploymentPod is p as a Deployment's ReplicaSet makes it: controlled by the
+// ReplicaSet <deployment>-<hash>, labelled with the pod-template-hash.
+func deploymentPod(p corev1.Pod, deployment, hash string) corev1.Pod {
+	p.Labels = map[string]string{"app": deployment, "pod-template-hash": hash}
+	p.OwnerReferences = []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: deployment + "-" + hash, Controller: ptr.To(true)}}
+	return p
+}
+
+// mlabels are the metric labels of an endpoint of Service service in shop that is
+// pod (none when ""), run under ServiceAccount sa, with extra name, value pairs.
+func mlabels(service, pod, sa string, extra ...string) []*api.Label {
+	var out []*api.Label
+	add := func(n, v string) { out = append(out, &api.Label{Name: n, Value: v}) }
+	add("dst_namespace", "shop")
+	if pod != "" {
+		add("dst_pod", pod)
+		add("dst_serviceaccount", sa)
+	}
+	if service != "" {
+		add("dst_service", service)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		add(extra[i], extra[i+1])
+	}
+	slices.SortFunc(out, func(a, b *api.Label) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
 func fixture() *State {
 	webPorts := []discoveryv1.EndpointPort{eport("http", 8080, nil), eport("grpc", 9090, ptr.To("grpc")), eport("mysql", 3306, nil)}
 	return &State{
@@ -122,7 +152,7 @@ func fixture() *State {
 				ep{addr: "10.0.2.1", pod: "web-v3-1"}),
 		},
 		Pods: []corev1.Pod{
-			pod("web-1", "web", true, nil),
+			deploymentPod(pod("web-1", "web", true, nil), "web", "5d8f7c9b4"),
 			pod("web-2", "web", false, nil),
 			pod("web-3", "web", true, map[string]string{inject.AnnotationInboundPort: "4243"}),
 			pod("web-4", "web", true, nil),
@@ -140,9 +170,11 @@ func webBackend() *api.Backend {
 		Service:   &api.ServiceRef{Namespace: "shop", Name: "web", Port: 80},
 		Authority: "web.shop.svc.cluster.local:80",
 		Endpoints: []*api.Endpoint{
-			{Address: "10.0.0.2", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/web", ProxyPort: 4143, Zone: "z1", Pod: "web-1"},
-			{Address: "10.0.0.10", Port: 8080, Zone: "z2", Pod: "web-2"},
-			{Address: "fd00::2", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/web", ProxyPort: 4243, Pod: "web-3"},
+			{Address: "10.0.0.2", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/web", ProxyPort: 4143, Zone: "z1", Pod: "web-1",
+				MetricLabels: mlabels("web", "web-1", "web", "dst_deployment", "web", "dst_pod_template_hash", "5d8f7c9b4")},
+			{Address: "10.0.0.10", Port: 8080, Zone: "z2", Pod: "web-2", MetricLabels: mlabels("web", "web-2", "web")},
+			{Address: "fd00::2", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/web", ProxyPort: 4243, Pod: "web-3",
+				MetricLabels: mlabels("web", "web-3", "web")},
 		},
 	}
 }
@@ -153,7 +185,8 @@ func webV2Backend() *api.Backend {
 		Service:   &api.ServiceRef{Namespace: "shop", Name: "web-v2", Port: 80},
 		Authority: "web-v2.shop.svc.cluster.local:80",
 		Endpoints: []*api.Endpoint{
-			{Address: "10.0.1.1", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/default", ProxyPort: 4143, Pod: "web-v2-1"},
+			{Address: "10.0.1.1", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/default", ProxyPort: 4143, Pod: "web-v2-1",
+				MetricLabels: mlabels("web-v2", "web-v2-1", "default")},
 		},
 	}
 }
@@ -166,7 +199,7 @@ func webV3Backend() *api.Backend {
 		Protocol:  api.ProtocolHint_PROTOCOL_HINT_H2C,
 		Endpoints: []*api.Endpoint{
 			{Address: "10.0.2.1", Port: 8080, Identity: "spiffe://cluster.local/ns/shop/sa/v3", ProxyPort: 4143,
-				Protocol: api.ProtocolHint_PROTOCOL_HINT_H2C, Pod: "web-v3-1"},
+				Protocol: api.ProtocolHint_PROTOCOL_HINT_H2C, Pod: "web-v3-1", MetricLabels: mlabels("web-v3", "web-v3-1", "v3")},
 		},
 	}
 }

@@ -61,8 +61,20 @@ func podWant(name, addr string, port uint32, id string, proxyPort uint32, hint a
 			Backends: []*api.WeightedBackend{wb(key, 1)}},
 		RetryBudget: defaultBudget(),
 		Backends: []*api.Backend{{Key: key, Authority: ap, Protocol: hint, Endpoints: []*api.Endpoint{
-			{Address: addr, Port: port, Identity: id, ProxyPort: proxyPort, Protocol: hint, Pod: name}}}},
+			{Address: addr, Port: port, Identity: id, ProxyPort: proxyPort, Protocol: hint, Pod: name, MetricLabels: podLabels(name)}}}},
 	}
+}
+
+// podLabels are the metric labels of the fixture's pod name as a pod-IP endpoint: no
+// Service.
+func podLabels(name string) []*api.Label {
+	s := podFixture()
+	for i := range s.Pods {
+		if p := &s.Pods[i]; p.Name == name {
+			return endpointMetricLabels(nil, p.Namespace, p.Name, p)
+		}
+	}
+	return nil
 }
 
 func TestCompilePod(t *testing.T) {

@@ -37,7 +37,8 @@ var podNetCounter atomic.Int32
 func podNet() string { return fmt.Sprintf("10.3.%d.", podNetCounter.Add(1)) }
 
 // statefulYAML: a headless Service db with a StatefulSet-like meshed pod db-0
-// (hostname db-0, subdomain db) behind it, an unmeshed pod plain-0, and an
+// (hostname db-0, subdomain db, controlled by StatefulSet db) behind it, an unmeshed
+// pod plain-0, and an
 // ExternalName Service ext.
 const statefulYAML = `
 apiVersion: v1
@@ -49,7 +50,10 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
-metadata: {namespace: %[1]s, name: db-0}
+metadata:
+  namespace: %[1]s
+  name: db-0
+  ownerReferences: [{apiVersion: apps/v1, kind: StatefulSet, name: db, uid: 6b0b7c1e-0000-4000-8000-000000000001, controller: true}]
 spec:
   serviceAccountName: db
   hostname: db-0
@@ -123,7 +127,10 @@ func TestPodTargets(t *testing.T) {
 		t.Fatalf("want a snapshot once the pod has its IP, got %v", byAddr.cfg)
 	}
 	wantEp := &api.Endpoint{Address: net + "1", Port: 7070, Identity: "spiffe://cluster.local/ns/" + ns + "/sa/db", ProxyPort: 4143,
-		Protocol: api.ProtocolHint_PROTOCOL_HINT_H2C, Pod: "db-0"}
+		Protocol: api.ProtocolHint_PROTOCOL_HINT_H2C, Pod: "db-0",
+		// The pod's controller survives the informer's slimming (slimPod).
+		MetricLabels: []*api.Label{{Name: "dst_namespace", Value: ns}, {Name: "dst_pod", Value: "db-0"},
+			{Name: "dst_serviceaccount", Value: "db"}, {Name: "dst_statefulset", Value: "db"}}}
 	check := func(t *testing.T, cfg *api.DestinationConfig) {
 		t.Helper()
 		if cfg.GetPod().GetName() != "db-0" || cfg.GetPod().GetNamespace() != ns || cfg.GetService() != nil {

@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -241,6 +242,40 @@ func TestSlimPod(t *testing.T) {
 				t.Errorf("annotations %v, want %v", slim.Annotations, tc.wantAnn)
 			}
 		})
+	}
+}
+
+// TestSlimPodKeepsWorkload: of a pod's owners only its controller's kind and name
+// are kept (its endpoints' dst_<kind> label), and a pod whose workload labels change
+// is not equivalent, so its endpoints are recompiled.
+func TestSlimPodKeepsWorkload(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-5d8f7c9b4-x", Namespace: "shop",
+		Labels: map[string]string{"pod-template-hash": "5d8f7c9b4"},
+		OwnerReferences: []metav1.OwnerReference{
+			{APIVersion: "v1", Kind: "ConfigMap", Name: "not-the-controller", UID: "u1"},
+			{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f7c9b4", UID: "u2", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)},
+		}}}
+	out, err := slimPod(pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slim := out.(*corev1.Pod)
+	want := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-5d8f7c9b4", Controller: ptr.To(true)}}
+	if !equality.Semantic.DeepEqual(slim.OwnerReferences, want) {
+		t.Fatalf("owner references %+v, want %+v", slim.OwnerReferences, want)
+	}
+	if !podEquivalent(pod, slim) {
+		t.Fatal("a pod and its slim copy are not equivalent")
+	}
+	moved := slim.DeepCopy()
+	moved.OwnerReferences[0].Name = "web-other"
+	if podEquivalent(slim, moved) {
+		t.Error("a pod whose controller changed is equivalent: its endpoints' labels would go stale")
+	}
+	rehashed := slim.DeepCopy()
+	rehashed.Labels["pod-template-hash"] = "6f"
+	if podEquivalent(slim, rehashed) {
+		t.Error("a pod whose pod-template-hash changed is equivalent")
 	}
 }
 

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -638,6 +639,7 @@ func clusterIPs(svc *corev1.Service) []string {
 func podEquivalent(a, b *corev1.Pod) bool {
 	return a.Spec.ServiceAccountName == b.Spec.ServiceAccountName &&
 		isMeshed(a) == isMeshed(b) &&
+		sameWorkload(a, b) &&
 		a.Annotations[meshdefaults.AnnotationInboundPort] == b.Annotations[meshdefaults.AnnotationInboundPort]
 }
 
@@ -653,6 +655,16 @@ func isMeshed(p *corev1.Pod) bool {
 	})
 }
 
+// sameWorkload says whether two versions of a pod have the same metric labels of
+// their workload (compiler.WorkloadOf and the pod-template-hash), which endpoints
+// carry.
+func sameWorkload(a, b *corev1.Pod) bool {
+	ak, an := compiler.WorkloadOf(a)
+	bk, bn := compiler.WorkloadOf(b)
+	return ak == bk && an == bn &&
+		a.Labels[appsv1.DefaultDeploymentUniqueLabelKey] == b.Labels[appsv1.DefaultDeploymentUniqueLabelKey]
+}
+
 // stripManagedFields drops metadata.managedFields, which the compiler never reads and
 // which is often the largest part of an object.
 func stripManagedFields(obj any) (any, error) {
@@ -665,6 +677,7 @@ func stripManagedFields(obj any) (any, error) {
 // slimPod keeps only what the compilers read of a pod: its name and namespace, labels
 // (Server podSelectors), ServiceAccount, Weft's annotations, its IPs, phase, host
 // network, hostname and subdomain (pod-IP and pod-DNS-name destinations), its
+// controller's kind and name (its endpoints' workload metric label), its
 // containers' names, ports and HTTP probes (Server ports by name, the probe paths
 // inbound policy always admits), its node (a client's zone), and whether it is meshed,
 // which it records as the injector's annotation. At 10,000 pods this is most of the cache's memory.
@@ -691,6 +704,7 @@ func slimPod(obj any) (any, error) {
 			DeletionTimestamp: p.DeletionTimestamp,
 			Labels:            p.Labels,
 			Annotations:       ann,
+			OwnerReferences:   slimOwner(p),
 		},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: p.Spec.ServiceAccountName,
@@ -703,6 +717,15 @@ func slimPod(obj any) (any, error) {
 		},
 		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
+}
+
+// slimOwner keeps the pod's controller reference, its kind and name only.
+func slimOwner(p *corev1.Pod) []metav1.OwnerReference {
+	ref := metav1.GetControllerOfNoCopy(p)
+	if ref == nil {
+		return nil
+	}
+	return []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, Controller: ref.Controller}}
 }
 
 // slimNode keeps a Node's name and its zone label: the zone of the clients on it

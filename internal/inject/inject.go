@@ -108,6 +108,9 @@ type Status struct {
 	ProxyImage     string   `json:"proxyImage"`
 	ProxyVersion   string   `json:"proxyVersion"`
 	Injector       string   `json:"injector"`
+	// Scrape says the injector added the prometheus.io/* annotations (addScrape), so
+	// that Uninject removes them and nothing the application set.
+	Scrape bool `json:"scrape,omitempty"`
 }
 
 // IsInjected says whether a pod already carries the proxy, by the annotation or, for
@@ -216,14 +219,15 @@ func Inject(tpl *corev1.PodTemplateSpec, ns Namespace, mesh meshv1alpha1.MeshSpe
 		ProxyVersion:   ImageVersion(cfg.ProxyImage),
 		Injector:       Version,
 	}
+	if tpl.Annotations == nil {
+		tpl.Annotations = map[string]string{}
+	}
+	status.Scrape = addScrape(tpl.Annotations, cfg.AdminPort)
 	raw, err := json.Marshal(status)
 	if err != nil {
 		// Status holds only strings; this cannot fail, but an unrecorded injection
 		// would break idempotency, so do not hide it.
 		return field.ErrorList{field.InternalError(field.NewPath("metadata", "annotations").Key(AnnotationInjected), err)}
-	}
-	if tpl.Annotations == nil {
-		tpl.Annotations = map[string]string{}
 	}
 	tpl.Annotations[AnnotationInjected] = string(raw)
 	tpl.Annotations[AnnotationProxyVersion] = status.ProxyVersion
@@ -250,6 +254,11 @@ func Uninject(tpl *corev1.PodTemplateSpec) bool {
 			status = s
 		}
 	}
+	if status.Scrape {
+		for _, k := range scrapeAnnotations {
+			delete(tpl.Annotations, k)
+		}
+	}
 	tpl.Spec.InitContainers = slices.DeleteFunc(tpl.Spec.InitContainers, func(c corev1.Container) bool {
 		return slices.Contains(status.InitContainers, c.Name)
 	})
@@ -271,6 +280,34 @@ func Uninject(tpl *corev1.PodTemplateSpec) bool {
 	if len(tpl.Labels) == 0 {
 		tpl.Labels = nil
 	}
+	return true
+}
+
+// The annotations by which Prometheus' kubernetes_sd configurations (the community's
+// "prometheus.io/scrape" convention, and config/prometheus/scrape-config.yaml) find
+// the proxy's metrics.
+const (
+	AnnotationPrometheusScrape = "prometheus.io/scrape"
+	AnnotationPrometheusPort   = "prometheus.io/port"
+	AnnotationPrometheusPath   = "prometheus.io/path"
+)
+
+var scrapeAnnotations = [...]string{AnnotationPrometheusScrape, AnnotationPrometheusPort, AnnotationPrometheusPath}
+
+// addScrape points Prometheus' annotation-based discovery at the proxy's admin port,
+// unless the pod carries any prometheus.io/* annotation of its own: those describe
+// the application's metrics, which the pod's owner chose, and one pod has one such
+// set. Such a pod's proxy is scraped through its weft-admin port instead
+// (config/prometheus PodMonitor). It reports whether it added them.
+func addScrape(ann map[string]string, adminPort int32) bool {
+	for _, k := range scrapeAnnotations {
+		if _, ok := ann[k]; ok {
+			return false
+		}
+	}
+	ann[AnnotationPrometheusScrape] = "true"
+	ann[AnnotationPrometheusPort] = strconv.Itoa(int(adminPort))
+	ann[AnnotationPrometheusPath] = "/metrics"
 	return true
 }
 

@@ -62,6 +62,10 @@ type Endpoint struct {
 	// AddrString and ProxyAddrString are Addr and ProxyAddr formatted once, so the
 	// data path does not format them per request. Optional.
 	AddrString, ProxyAddrString string
+	// MetricLabels are the endpoint's labels for the outbound series of the requests
+	// and connections it serves (dst_namespace, dst_pod, dst_deployment, ...),
+	// rendered in the exposition format once per configuration. Optional.
+	MetricLabels string
 }
 
 // Meshed reports whether the endpoint is reached through its proxy with mTLS.

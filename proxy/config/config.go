@@ -189,6 +189,10 @@ type Endpoint struct {
 	// ProxyPort is the meshed backend's proxy inbound port. Default 4143. Only used
 	// when Identity is set.
 	ProxyPort uint16 `json:"proxyPort,omitempty"`
+	// MetricLabels are the backend's labels on the outbound metrics of requests and
+	// connections it serves, as the control plane gives them (names dst_*, e.g.
+	// dst_deployment); others are ignored.
+	MetricLabels map[string]string `json:"metricLabels,omitempty"`
 }
 
 // Duration is a time.Duration written as a Go duration string in files.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"iter"
 	"net/netip"
 	"slices"
 	"strings"
@@ -243,9 +244,10 @@ func (c *Cache) build(key string, cfg *api.DestinationConfig, sh *shared) *Runti
 	if table.Fallback != nil {
 		routes = append(routes[:len(routes):len(routes)], table.Fallback)
 	}
+	dst := serviceLabels(cfg)
 	for _, route := range routes {
 		d.Retries = d.Retries || route.Retry != nil
-		d.Series = append(d.Series, c.metrics.Route(metrics.RouteKey{Dir: metrics.Outbound, Authority: d.Authority, Route: route.Name}))
+		d.Series = append(d.Series, c.metrics.Route(metrics.RouteKey{Dir: metrics.Outbound, Authority: d.Authority, Route: route.Name, Dst: dst}))
 	}
 	d.MirrorsInFlight = mirrorSlots(routes, sh.mirrorsInFlight)
 	sh.mirrorsInFlight = d.MirrorsInFlight
@@ -306,9 +308,33 @@ func balanceEndpoints(b *api.Backend, clientZone string) []balance.Endpoint {
 			be.Local = clientZone != "" && slices.Contains(fz, clientZone)
 		}
 		be.AddrString = be.Addr.String()
+		be.MetricLabels = string(metrics.DstLabels(wireLabels(e.GetMetricLabels())))
 		out = append(out, be)
 	}
 	return out
+}
+
+// wireLabels iterates over the name and value of the wire's labels.
+func wireLabels(ls []*api.Label) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for _, l := range ls {
+			if !yield(l.GetName(), l.GetValue()) {
+				return
+			}
+		}
+	}
+}
+
+// serviceLabels are the labels of a destination's route series: the Service's
+// namespace and name, as its endpoints' dst_namespace and dst_service.
+func serviceLabels(cfg *api.DestinationConfig) promtext.Labels {
+	svc := cfg.GetService()
+	if svc == nil || svc.GetNamespace() == StaticNamespace {
+		return ""
+	}
+	return metrics.DstLabels(func(yield func(string, string) bool) {
+		_ = yield("dst_namespace", svc.GetNamespace()) && yield("dst_service", svc.GetName())
+	})
 }
 
 // LookupHTTP asks src about a request for host (its authority) on a connection to

@@ -12,7 +12,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"google.golang.org/protobuf/proto"
@@ -128,6 +130,9 @@ func StaticDestination(d *config.Destination, i int) *api.DestinationConfig {
 			continue
 		}
 		ep := &api.Endpoint{Address: ip.Unmap().String(), Port: uint32(e.Port), Identity: e.Identity}
+		for _, name := range slices.Sorted(maps.Keys(e.MetricLabels)) {
+			ep.MetricLabels = append(ep.MetricLabels, &api.Label{Name: name, Value: e.MetricLabels[name]})
+		}
 		proto := e.Protocol
 		if proto == "" {
 			proto = d.Protocol

@@ -91,6 +91,9 @@ type HTTPKey struct {
 	// PeerID is the client's (inbound) or server's (outbound) SPIFFE ID when the
 	// connection is mTLS; "" means tls="no_identity".
 	PeerID string
+	// Dst are the outbound endpoint's labels (DstLabels), rendered once per endpoint
+	// so that finding the series costs a string comparison, not an allocation.
+	Dst promtext.Labels
 }
 
 // TCPKey identifies the connection-level series.
@@ -101,6 +104,8 @@ type TCPKey struct {
 	// NoTLSReason is the no_tls_reason label of a tls="no_identity" series, as the
 	// Linkerd proxy's (e.g. not_provided_by_service_discovery); "" leaves it out.
 	NoTLSReason string
+	// Dst are the labels of the endpoint an outbound connection goes to (DstLabels).
+	Dst promtext.Labels
 }
 
 type respKey struct {
@@ -189,6 +194,10 @@ const MaxHTTPSeries = 2000
 // OverflowAuthority is the authority label of requests past MaxHTTPSeries.
 const OverflowAuthority = "overflow"
 
+// MaxTCPSeries bounds the connection-level series, which grow with the endpoints
+// (their Dst labels) an outbound proxy connects to.
+const MaxTCPSeries = 2000
+
 // HTTP returns the series for k, creating it on first use.
 func (r *Registry) HTTP(k HTTPKey) *HTTPSeries {
 	r.mu.RLock()
@@ -200,7 +209,7 @@ func (r *Registry) HTTP(k HTTPKey) *HTTPSeries {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s = r.http[k]; s == nil && len(r.http) >= MaxHTTPSeries {
-		k.Authority = OverflowAuthority
+		k.Authority, k.Dst = OverflowAuthority, ""
 		s = r.http[k]
 	}
 	if s == nil {
@@ -220,7 +229,13 @@ func (r *Registry) TCP(k TCPKey) *TCPSeries {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s = r.tcp[k]; s == nil {
+	if s = r.tcp[k]; s == nil && len(r.tcp) >= MaxTCPSeries {
+		// Endpoints' labels are what grows the connection series: past the bound,
+		// a new endpoint's connections are counted without them.
+		k.Dst = ""
+		s = r.tcp[k]
+	}
+	if s == nil {
 		s = &TCPSeries{closes: map[string]uint64{}}
 		r.tcp[k] = s
 	}
@@ -318,16 +333,16 @@ func (r *Registry) WriteText(out io.Writer) error {
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(httpKeys, func(a, b HTTPKey) int {
-		return strings.Compare(fmt.Sprint(a.Dir, a.Authority, a.PeerID), fmt.Sprint(b.Dir, b.Authority, b.PeerID))
+		return strings.Compare(fmt.Sprint(a.Dir, a.Authority, a.Dst, a.PeerID), fmt.Sprint(b.Dir, b.Authority, b.Dst, b.PeerID))
 	})
 	slices.SortFunc(tcpKeys, func(a, b TCPKey) int {
-		return strings.Compare(fmt.Sprint(a.Dir, a.Peer, a.PeerID, a.NoTLSReason), fmt.Sprint(b.Dir, b.Peer, b.PeerID, b.NoTLSReason))
+		return strings.Compare(fmt.Sprint(a.Dir, a.Peer, a.Dst, a.PeerID, a.NoTLSReason), fmt.Sprint(b.Dir, b.Peer, b.Dst, b.PeerID, b.NoTLSReason))
 	})
 	httpLabels := func(k HTTPKey) promtext.Labels {
-		return tlsLabels(promtext.L("direction", k.Dir.String(), "authority", k.Authority), peerIDLabel(k.Dir), k.PeerID)
+		return tlsLabels(join(promtext.L("direction", k.Dir.String(), "authority", k.Authority), k.Dst), peerIDLabel(k.Dir), k.PeerID)
 	}
 	tcpLabels := func(k TCPKey) promtext.Labels {
-		l := tlsLabels(promtext.L("direction", k.Dir.String(), "peer", k.Peer.String()), peerIDLabel(k.Dir), k.PeerID)
+		l := tlsLabels(join(promtext.L("direction", k.Dir.String(), "peer", k.Peer.String()), k.Dst), peerIDLabel(k.Dir), k.PeerID)
 		if k.PeerID == "" && k.NoTLSReason != "" {
 			l = l.With("no_tls_reason", k.NoTLSReason)
 		}

@@ -19,6 +19,9 @@ type RouteKey struct {
 	// Route is the route's name (rt_route): a ServiceProfile route's name, a Gateway
 	// API rule's <route>/<rule>, or the fallback's ("default").
 	Route string
+	// Dst are the destination Service's labels (dst_namespace, dst_service), the
+	// same for every endpoint: a route's series are per logical destination.
+	Dst promtext.Labels
 }
 
 // SkipReason says why a retry was not made.
@@ -91,7 +94,7 @@ func (r *Registry) Route(k RouteKey) *RouteSeries {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if s = r.routes[k]; s == nil && len(r.routes) >= MaxRouteSeries {
-		k.Authority, k.Route = OverflowAuthority, OverflowAuthority
+		k.Authority, k.Route, k.Dst = OverflowAuthority, OverflowAuthority, ""
 		s = r.routes[k]
 	}
 	if s == nil {
@@ -146,7 +149,7 @@ func (r *Registry) writeRoutes(w *promtext.Writer) {
 	}
 	r.mu.RUnlock()
 	slices.SortFunc(keys, func(a, b RouteKey) int {
-		return strings.Compare(fmt.Sprint(a.Dir, a.Authority, a.Route), fmt.Sprint(b.Dir, b.Authority, b.Route))
+		return strings.Compare(fmt.Sprint(a.Dir, a.Authority, a.Route, a.Dst), fmt.Sprint(b.Dir, b.Authority, b.Route, b.Dst))
 	})
 	series := func(k RouteKey) *RouteSeries {
 		r.mu.RLock()
@@ -155,7 +158,7 @@ func (r *Registry) writeRoutes(w *promtext.Writer) {
 	}
 	labels := make([]promtext.Labels, len(keys))
 	for i, k := range keys {
-		labels[i] = promtext.L("direction", k.Dir.String(), "authority", k.Authority, "rt_route", k.Route)
+		labels[i] = join(promtext.L("direction", k.Dir.String(), "authority", k.Authority, "rt_route", k.Route), k.Dst)
 	}
 	counter := func(name, help string, val func(*RouteSeries) uint64) {
 		w.Family(name, promtext.Counter, help)

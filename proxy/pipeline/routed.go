@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/grpcwire"
+	"github.com/weftmesh/weft/internal/promtext"
 	"github.com/weftmesh/weft/proxy/destination"
 	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -111,7 +112,7 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		// Discovery vouches the address is meshed: plaintext sent to it earlier counts.
 		p.o.Fallback.ObserveMeshed(ep.Addr.Addr())
 	}
-	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority, PeerID: ep.Identity})
+	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority, PeerID: ep.Identity, Dst: promtext.Labels(ep.MetricLabels)})
 	p.proxy(w, r, up, series)
 }
 

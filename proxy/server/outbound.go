@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/weftmesh/weft/internal/promtext"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
 	"github.com/weftmesh/weft/proxy/config"
@@ -144,7 +145,7 @@ func (s *Server) outboundTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.A
 		if picked {
 			s.fallback.ObserveMeshed(ep.Addr.Addr())
 		}
-		tc, err := s.mesh.Dial(ctx, transport.Peer{Addr: ep.ProxyAddr, ID: ep.Identity}, identity.ALPNTCP)
+		tc, err := s.mesh.DialLabeled(ctx, transport.Peer{Addr: ep.ProxyAddr, ID: ep.Identity}, identity.ALPNTCP, promtext.Labels(ep.MetricLabels))
 		done(err)
 		if err != nil && !picked {
 			// The peer a probe found: probe again next time.
@@ -173,7 +174,7 @@ func (s *Server) outboundTCP(src *netconn.Counted, raw *net.TCPConn, dst netip.A
 		return
 	}
 	dstConn := c.(*net.TCPConn)
-	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, NoTLSReason: noTLSReason})
+	dstSeries := s.opts.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, NoTLSReason: noTLSReason, Dst: promtext.Labels(ep.MetricLabels)})
 	dstSeries.Open()
 	// Both ends are bare *net.TCPConn: splice(2), zero copy (see tcpfwd.Pipe).
 	res := tcpfwd.PipeIdle(raw, dstConn, prefix, nil, s.tcpIdleTimeout())

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftmesh/weft/internal/promtext"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/internal/h2"
 	"github.com/weftmesh/weft/proxy/internal/netconn"
@@ -109,6 +110,13 @@ var ErrNoIdentity = errors.New("no identity certificate: cannot reach meshed end
 // Dial opens an mTLS connection to a peer proxy with ALPN alpn, verifying its
 // identity.
 func (p *Mesh) Dial(ctx context.Context, k Peer, alpn string) (*tls.Conn, error) {
+	return p.DialLabeled(ctx, k, alpn, "")
+}
+
+// DialLabeled is Dial for a connection that serves one endpoint only (opaque TCP):
+// its tcp_* series carry the endpoint's labels dst (metrics.DstLabels). The pooled
+// HTTP connections are shared by the Services a peer backs, so they carry none.
+func (p *Mesh) DialLabeled(ctx context.Context, k Peer, alpn string, dst promtext.Labels) (*tls.Conn, error) {
 	o := p.o
 	if o.Identity == nil || o.Identity.Current() == nil {
 		return nil, ErrNoIdentity
@@ -120,7 +128,7 @@ func (p *Mesh) Dial(ctx context.Context, k Peer, alpn string) (*tls.Conn, error)
 	}
 	cc := netconn.NewCounted(raw)
 	cc.WriteTimeout = o.WriteTimeout
-	cc.Attach(o.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, PeerID: k.ID}))
+	cc.Attach(o.Metrics.TCP(metrics.TCPKey{Dir: metrics.Outbound, Peer: metrics.Dst, PeerID: k.ID, Dst: dst}))
 	tc := tls.Client(cc, o.Identity.ClientConfig(k.ID, alpn))
 	hctx, cancel := context.WithTimeout(ctx, o.ConnectTimeout)
 	defer cancel()

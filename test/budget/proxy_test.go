@@ -77,7 +77,11 @@ func startPair(t *testing.T) *pair {
 	bp := startProxy(t, &config.Config{}, identityStore(t, pki, "b", "server"))
 	ap := startProxy(t, &config.Config{Destinations: []config.Destination{{
 		Addresses: []string{svcAddr},
-		Endpoints: []config.Endpoint{{Address: "127.0.0.1", Port: port(appLn.Addr()), Identity: serverID, ProxyPort: bp.inboundPort}},
+		// Labelled as the destination service labels a Deployment's pod, so the
+		// figure includes finding a series by the endpoint's labels.
+		Endpoints: []config.Endpoint{{Address: "127.0.0.1", Port: port(appLn.Addr()), Identity: serverID, ProxyPort: bp.inboundPort,
+			MetricLabels: map[string]string{"dst_namespace": "b", "dst_service": "server", "dst_pod": "server-7d4b9c8f6d-x2k9p",
+				"dst_serviceaccount": "server", "dst_deployment": "server", "dst_pod_template_hash": "7d4b9c8f6d"}}},
 	}}}, identityStore(t, pki, "a", "client"))
 	return &pair{app: appLn.Addr().String(), through: ap.outbound(t, svcAddr)}
 }
