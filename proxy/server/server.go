@@ -35,6 +35,7 @@ import (
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
 	"github.com/weftmesh/weft/proxy/pipeline"
+	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/transport"
 )
 
@@ -97,6 +98,10 @@ type Options struct {
 	// many may be in flight per mirror backend and in all (zero fields: the defaults
 	// of pipeline.MirrorOptions, 5s, 32 and 128).
 	Mirror pipeline.MirrorOptions
+	// Tracing bounds the span export (queue, batch, timeouts; zero fields: the
+	// defaults of tracing.Options). Tracing itself is on while the pod's inbound
+	// policy carries the Mesh's tracing configuration (SetInboundPolicy).
+	Tracing tracing.Options
 }
 
 // Defaults of Options; docs/proxy.md lists them.
@@ -145,6 +150,9 @@ type Server struct {
 	dests           *destination.Cache
 	workers         *workerPool   // runs the handlers of HTTP/2 streams and HTTP/1.1 requests
 	stop            chan struct{} // closed by Shutdown: stops background work
+
+	// tracer reports spans while the inbound policy configures tracing.
+	tracer *tracing.Tracer
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -197,12 +205,18 @@ func New(cfg *config.Config, opts Options) *Server {
 	opts.Metrics.AddCollector(func(w io.Writer) { _ = s.fallback.WriteMetrics(w) })
 	s.dests = destination.NewCache(s.log, opts.Balance, opts.Metrics)
 	opts.Metrics.AddCollector(s.dests.WriteMetrics)
+	tro := opts.Tracing
+	if tro.Log.GetSink() == nil {
+		tro.Log = s.log.WithName("tracing")
+	}
+	s.tracer = tracing.New(tro)
+	opts.Metrics.AddCollector(s.tracer.WriteMetrics)
 	errorLog := log.New(logWriter{s.log.V(1)}, "", 0)
 	s.pipe = pipeline.New(pipeline.Options{
 		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
 		Snapshot: func() *pipeline.Snapshot { return &s.state().Snapshot },
 		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Fallback: s.fallback, Policy: s.policy, ErrorLog: errorLog,
-		Mirror: opts.Mirror,
+		Mirror: opts.Mirror, Tracer: s.tracer,
 	})
 	s.outCh = newChanListener(&net.TCPAddr{})
 	s.inCh = newChanListener(&net.TCPAddr{})
@@ -275,7 +289,12 @@ func (s *Server) SetConfig(cfg *config.Config) {
 // Requests on open connections are decided with it from their next one.
 func (s *Server) SetInboundPolicy(msg *api.InboundPolicy) {
 	s.policy.SetPolicy(inboundpolicy.Compile(msg))
+	// The Mesh's tracing rides on the same message; without it, tracing is off.
+	s.tracer.Update(msg.GetTracing())
 }
+
+// Tracer is the proxy's tracing (on while the inbound policy configures it).
+func (s *Server) Tracer() *tracing.Tracer { return s.tracer }
 
 // InboundPolicy is the inbound policy in force.
 func (s *Server) InboundPolicy() *inboundpolicy.Policy { return s.policy.Policy() }
@@ -513,6 +532,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mesh.CloseIdle()
 	s.out.CloseIdle(true)
 	s.in.CloseIdle(true)
+	// After the last request: its span is queued, and goes out with the rest.
+	s.tracer.Close()
 	return err
 }
 
