@@ -266,6 +266,7 @@ func (t *Tracer) WriteMetrics(w io.Writer) {
 	}
 	pw.Family("weft_tracing_enabled", promtext.Gauge, "1 while the proxy reports spans to a collector (the Mesh's spec.tracing).")
 	pw.Int("weft_tracing_enabled", "", on)
+	_ = pw.Flush()
 }
 
 // Exported and Dropped are the counters, for tests.
