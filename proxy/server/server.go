@@ -151,8 +151,13 @@ type Server struct {
 	workers         *workerPool   // runs the handlers of HTTP/2 streams and HTTP/1.1 requests
 	stop            chan struct{} // closed by Shutdown: stops background work
 
-	// tracer reports spans while the inbound policy configures tracing.
+	// tracer reports spans while the inbound policy (before the control plane's:
+	// the configuration file) configures tracing.
 	tracer *tracing.Tracer
+	// policyFromControlPlane: SetInboundPolicy was called; the file's tracing no
+	// longer applies. Guarded by tracingMu, which orders the two sources' updates.
+	tracingMu              sync.Mutex
+	policyFromControlPlane bool
 
 	mu        sync.Mutex
 	listeners []net.Listener
@@ -191,6 +196,12 @@ func New(cfg *config.Config, opts Options) *Server {
 		s.relay.AddOwnPort(p)
 	}
 	s.policy = &inboundpolicy.Checker{Targets: s.relay, Log: s.log, Metrics: opts.Metrics}
+	tro := opts.Tracing
+	if tro.Log.GetSink() == nil {
+		tro.Log = s.log.WithName("tracing")
+	}
+	s.tracer = tracing.New(tro)
+	opts.Metrics.AddCollector(s.tracer.WriteMetrics)
 	if cfg == nil {
 		cfg = &config.Config{}
 		cfg.ApplyDefaults()
@@ -205,12 +216,6 @@ func New(cfg *config.Config, opts Options) *Server {
 	opts.Metrics.AddCollector(func(w io.Writer) { _ = s.fallback.WriteMetrics(w) })
 	s.dests = destination.NewCache(s.log, opts.Balance, opts.Metrics)
 	opts.Metrics.AddCollector(s.dests.WriteMetrics)
-	tro := opts.Tracing
-	if tro.Log.GetSink() == nil {
-		tro.Log = s.log.WithName("tracing")
-	}
-	s.tracer = tracing.New(tro)
-	opts.Metrics.AddCollector(s.tracer.WriteMetrics)
 	errorLog := log.New(logWriter{s.log.V(1)}, "", 0)
 	s.pipe = pipeline.New(pipeline.Options{
 		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
@@ -282,6 +287,20 @@ func (s *Server) SetConfig(cfg *config.Config) {
 	s.st.Store(st)
 	// The configuration's policy applies until the control plane sends the pod's.
 	s.policy.SetBootstrap(inboundpolicy.Compile(inboundpolicy.Bootstrap(&cfg.Inbound)))
+	// So does its tracing.
+	s.tracingMu.Lock()
+	if !s.policyFromControlPlane {
+		s.tracer.Update(staticTracing(cfg.Tracing))
+	}
+	s.tracingMu.Unlock()
+}
+
+// staticTracing is the configuration file's tracing as the control plane sends it.
+func staticTracing(t *config.Tracing) *api.Tracing {
+	if t == nil {
+		return nil
+	}
+	return &api.Tracing{Collector: t.Collector, SamplingPerMillion: t.SamplingPerMillion, ServiceName: t.ServiceName}
 }
 
 // SetInboundPolicy installs the pod's inbound policy from the control plane; it
@@ -290,7 +309,10 @@ func (s *Server) SetConfig(cfg *config.Config) {
 func (s *Server) SetInboundPolicy(msg *api.InboundPolicy) {
 	s.policy.SetPolicy(inboundpolicy.Compile(msg))
 	// The Mesh's tracing rides on the same message; without it, tracing is off.
+	s.tracingMu.Lock()
+	s.policyFromControlPlane = true
 	s.tracer.Update(msg.GetTracing())
+	s.tracingMu.Unlock()
 }
 
 // Tracer is the proxy's tracing (on while the inbound policy configures it).

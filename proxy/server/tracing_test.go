@@ -434,3 +434,40 @@ func TestTracingStalledCollectorAddsNoLatency(t *testing.T) {
 		})
 	}
 }
+
+// TestTracingFromConfigFile: the configuration file's tracing applies until the
+// control plane's inbound policy arrives; from then on only the control plane's does,
+// whatever a reload of the file says.
+func TestTracingFromConfigFile(t *testing.T) {
+	rcv := startReceiver(t)
+	backend := serveHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	cfg := &config.Config{Tracing: &config.Tracing{Collector: rcv.addr, SamplingPerMillion: 1_000_000, ServiceName: "static"}}
+	p := startProxy(t, cfg, nil, func(o *server.Options) { o.Tracing = tracing.Options{BatchInterval: 10 * time.Millisecond} })
+	addr := p.outbound(backend)
+	get := func() {
+		t.Helper()
+		resp, err := h1Client().Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	get()
+	deadline := time.Now().Add(5 * time.Second)
+	for rcv.count() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rcv.count() != 1 {
+		t.Fatalf("%d spans from the file's tracing, want 1", rcv.count())
+	}
+	p.srv.SetInboundPolicy(&api.InboundPolicy{Version: "cp"})
+	p.srv.SetConfig(cfg)
+	if p.srv.Tracer().Enabled() {
+		t.Fatal("the file's tracing came back after the control plane's policy (without tracing)")
+	}
+	get()
+	time.Sleep(100 * time.Millisecond)
+	if rcv.count() != 1 {
+		t.Fatalf("%d spans after the control plane switched tracing off", rcv.count())
+	}
+}
