@@ -163,6 +163,13 @@ func (s *appSeen) handler() http.Handler {
 		switch r.URL.Path {
 		case "/fail":
 			w.WriteHeader(http.StatusServiceUnavailable)
+		case "/grpcfail":
+			// A gRPC failure in trailers, after a 200 head and a body.
+			w.Header().Set("Content-Type", "application/grpc")
+			w.Header().Set("Trailer", "Grpc-Status")
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte{0, 0, 0, 0, 0})
+			w.Header().Set("Grpc-Status", "14")
 		default:
 			io.WriteString(w, "ok")
 		}
@@ -198,8 +205,11 @@ func TestTracingThroughPair(t *testing.T) {
 		read   func(http.Header) (tracing.Context, bool)
 		status int
 		root   bool // the proxy started the trace
+		h2c    bool // the app speaks HTTP/2 (prior knowledge) to its proxy
 	}{
 		{name: "w3c", path: "/w3c", header: []string{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-" + appSpan + "-01", "tracestate", "app=1"}, status: 200},
+		{name: "w3c over h2c", path: "/w3ch2c", header: []string{"traceparent", "00-7bf92f3577b34da6a3ce929d0e0e4736-" + appSpan + "-01"}, status: 200, h2c: true},
+		{name: "grpc failure in trailers", path: "/grpcfail", header: []string{"traceparent", "00-8bf92f3577b34da6a3ce929d0e0e4736-" + appSpan + "-01"}, status: 200, h2c: true},
 		{name: "b3 multi, 64-bit", path: "/b3multi", header: []string{"X-B3-TraceId", "a3ce929d0e0e4736", "X-B3-SpanId", appSpan, "X-B3-Sampled", "1"}, status: 200},
 		{name: "b3 single", path: "/b3single", header: []string{"b3", "5bf92f3577b34da6a3ce929d0e0e4736-" + appSpan + "-1"}, status: 200},
 		{name: "started by the proxy", path: "/root", root: true, status: 200},
@@ -211,12 +221,19 @@ func TestTracingThroughPair(t *testing.T) {
 			for i := 0; i < len(tc.header); i += 2 {
 				req.Header.Set(tc.header[i], tc.header[i+1])
 			}
-			resp, err := h1Client().Do(req)
+			c := h1Client()
+			if tc.h2c {
+				c = h2cClient()
+			}
+			resp, err := c.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
+			if tc.h2c && resp.ProtoMajor != 2 {
+				t.Fatalf("answered over HTTP/%d, want 2", resp.ProtoMajor)
+			}
 			if resp.StatusCode != tc.status {
 				t.Fatalf("status %d, want %d", resp.StatusCode, tc.status)
 			}
@@ -268,7 +285,10 @@ func TestTracingThroughPair(t *testing.T) {
 					attr(s.Span, "http.response.status_code") != fmt.Sprint(tc.status) || attr(s.Span, "server.address") != "web.b.svc.cluster.local" {
 					t.Errorf("%v span attributes %v", s.GetKind(), s.GetAttributes())
 				}
-				wantErr := tc.status >= 500
+				wantErr := tc.status >= 500 || tc.path == "/grpcfail"
+				if tc.path == "/grpcfail" && attr(s.Span, "rpc.grpc.status_code") != "14" {
+					t.Errorf("%v span rpc.grpc.status_code %q, want 14", s.GetKind(), attr(s.Span, "rpc.grpc.status_code"))
+				}
 				if (s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR) != wantErr {
 					t.Errorf("%v span status %v, want error %v", s.GetKind(), s.GetStatus(), wantErr)
 				}
@@ -281,8 +301,8 @@ func TestTracingThroughPair(t *testing.T) {
 			}
 		})
 	}
-	if v := counter(p.a.metricsText(), "weft_tracing_spans_exported_total"); v < 5 {
-		t.Errorf("A's weft_tracing_spans_exported_total = %v, want 5", v)
+	if v := counter(p.a.metricsText(), "weft_tracing_spans_exported_total"); v < 7 {
+		t.Errorf("A's weft_tracing_spans_exported_total = %v, want 7", v)
 	}
 }
 
