@@ -53,6 +53,8 @@ type exporter struct {
 	quit     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+	// buf is the encoding buffer, reused batch to batch (run's goroutine only).
+	buf []byte
 }
 
 func newExporter(t *Tracer, cfg *api.Tracing) *exporter {
@@ -87,13 +89,13 @@ func newExporter(t *Tracer, cfg *api.Tracing) *exporter {
 func resource(cfg *api.Tracing) *resourcepb.Resource {
 	attrs := make([]*commonpb.KeyValue, 0, 1+len(cfg.GetAttributes()))
 	if cfg.GetServiceName() != "" {
-		attrs = append(attrs, str("service.name", cfg.GetServiceName()))
+		attrs = append(attrs, strAttr("service.name", cfg.GetServiceName()))
 	}
 	for _, a := range cfg.GetAttributes() {
 		if a.GetKey() == "service.name" && cfg.GetServiceName() != "" {
 			continue
 		}
-		attrs = append(attrs, str(a.GetKey(), a.GetValue()))
+		attrs = append(attrs, strAttr(a.GetKey(), a.GetValue()))
 	}
 	return &resourcepb.Resource{Attributes: attrs}
 }
@@ -210,17 +212,9 @@ func (e *exporter) export(batch []*Span) error {
 // call makes one Export call with the batch; it returns how many spans the collector
 // said it rejected (partial success).
 func (e *exporter) call(batch []*Span) (uint64, error) {
-	spans := make([]*tracepb.Span, len(batch))
-	for i, s := range batch {
-		spans[i] = s.proto()
-	}
-	req := &tracepb.TracesData{ResourceSpans: []*tracepb.ResourceSpans{{
-		Resource:   e.resource,
-		ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{Name: scopeName}, Spans: spans}},
-	}}}
-	msg, err := proto.Marshal(req)
+	msg, err := e.encode(batch)
 	if err != nil {
-		return 0, fmt.Errorf("encode spans: %w", err)
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), e.t.opts.ExportTimeout)
 	defer cancel()
@@ -266,6 +260,35 @@ func (e *exporter) call(batch []*Span) (uint64, error) {
 	}
 	return rejectedSpans(answer), nil
 }
+
+// encode is the batch as an ExportTraceServiceRequest, marshalled into e.buf (valid
+// until the next encode). The batch's messages come from a few arrays (slab) rather
+// than a few dozen allocations per span.
+func (e *exporter) encode(batch []*Span) ([]byte, error) {
+	sl := newSlab(len(batch))
+	msgs := make([]tracepb.Span, len(batch))
+	spans := make([]*tracepb.Span, len(batch))
+	for i, s := range batch {
+		s.proto(&msgs[i], sl)
+		spans[i] = &msgs[i]
+	}
+	req := &tracepb.TracesData{ResourceSpans: []*tracepb.ResourceSpans{{
+		Resource:   e.resource,
+		ScopeSpans: []*tracepb.ScopeSpans{{Scope: &commonpb.InstrumentationScope{Name: scopeName}, Spans: spans}},
+	}}}
+	msg, err := proto.MarshalOptions{}.MarshalAppend(e.buf[:0], req)
+	if err != nil {
+		return nil, fmt.Errorf("encode spans: %w", err)
+	}
+	if cap(msg) <= maxKeptBuffer {
+		e.buf = msg
+	}
+	return msg, nil
+}
+
+// maxKeptBuffer bounds the encoding buffer an exporter keeps between batches (a batch
+// of 512 spans at the attributes' bounds is about 1 MiB; a typical one ~150 KiB).
+const maxKeptBuffer = 1 << 20
 
 // rejectedSpans reads ExportTraceServiceResponse.partial_success (field 1, message)
 // .rejected_spans (field 1, int64); 0 when absent or malformed.
