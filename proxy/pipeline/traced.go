@@ -70,7 +70,8 @@ type tracedWriter struct {
 }
 
 func (t *tracedWriter) WriteHeader(code int) {
-	if t.status == 0 && code >= 200 {
+	// A 101 is final too: the connection becomes the upgraded protocol's.
+	if t.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		t.status = code
 	}
 	t.ResponseWriter.WriteHeader(code)

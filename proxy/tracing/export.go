@@ -103,9 +103,12 @@ func resource(cfg *api.Tracing) *resourcepb.Resource {
 // stop asks the goroutine to export what it holds and end.
 func (e *exporter) stop() { e.stopOnce.Do(func() { close(e.quit) }) }
 
-// wait waits for the goroutine to end, at most for one export's timeout more.
+// closeWait bounds how long Close waits for the last spans to go out.
+const closeWait = time.Second
+
+// wait waits for the goroutine to end, at most closeWait.
 func (e *exporter) wait() {
-	t := time.NewTimer(e.t.opts.ExportTimeout + time.Second)
+	t := time.NewTimer(closeWait)
 	defer t.Stop()
 	select {
 	case <-e.done:

@@ -161,8 +161,9 @@ func sameExport(a, b *api.Tracing) bool {
 	})
 }
 
-// Close switches tracing off for good and waits (up to the export timeout) for the
-// exporter to send what it holds.
+// Close switches tracing off for good and waits a moment (closeWait) for the exporter
+// to send what it holds: a proxy that is shutting down is not held up by a collector
+// that does not answer.
 func (t *Tracer) Close() {
 	if t == nil {
 		return

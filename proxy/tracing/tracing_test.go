@@ -414,3 +414,42 @@ func TestWriteMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseIsBounded: a proxy shutting down with spans queued for a collector that
+// never answers waits closeWait, not the export timeout.
+func TestCloseIsBounded(t *testing.T) {
+	stalled, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	go func() {
+		for {
+			c, err := stalled.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never read
+		}
+	}()
+	o := fastOptions()
+	o.ExportTimeout = 10 * time.Second
+	tr := New(o)
+	tr.Update(&api.Tracing{Collector: stalled.Addr().String(), SamplingPerMillion: 1_000_000})
+	for range 100 {
+		tr.Finish(tr.Start(Client, request()))
+	}
+	time.Sleep(100 * time.Millisecond) // a batch is in its Export call
+	start := time.Now()
+	tr.Close()
+	if d := time.Since(start); d > closeWait+500*time.Millisecond {
+		t.Fatalf("Close took %v, want at most about %v", d, closeWait)
+	}
+	if tr.Enabled() || tr.Start(Client, request()) != nil {
+		t.Fatal("tracing on after Close")
+	}
+	tr.Update(&api.Tracing{Collector: stalled.Addr().String()})
+	if tr.Enabled() {
+		t.Fatal("Update after Close switched tracing on")
+	}
+}
