@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/weftmesh/weft/proxy/inboundpolicy"
+	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/tracing"
 )
 
@@ -18,7 +19,13 @@ func (p *Pipeline) serveTraced(sp *tracing.Span, w http.ResponseWriter, r *http.
 	defer func() {
 		v := recover()
 		status := tw.status
-		if status == 0 && v == nil {
+		switch {
+		case status != 0 || v != nil:
+		case h1.IsUpgrade(r):
+			// The upgrade proxy hijacks the connection and writes the backend's 101
+			// itself, past every writer; its failures are answered through them.
+			status = http.StatusSwitchingProtocols
+		default:
 			status = http.StatusOK // a handler that wrote nothing answered 200
 		}
 		sp.SetStatus(status, grpcStatus(w.Header()))
@@ -70,8 +77,7 @@ type tracedWriter struct {
 }
 
 func (t *tracedWriter) WriteHeader(code int) {
-	// A 101 is final too: the connection becomes the upgraded protocol's.
-	if t.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+	if t.status == 0 && code >= 200 {
 		t.status = code
 	}
 	t.ResponseWriter.WriteHeader(code)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -489,5 +490,53 @@ func TestTracingFromConfigFile(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if rcv.count() != 1 {
 		t.Fatalf("%d spans after the control plane switched tracing off", rcv.count())
+	}
+}
+
+// TestTracingUpgrade: an Upgrade (a tunnel once switched) is traced on both sides like
+// any request, its span's status 101, and the tunnel works through the wrappers.
+func TestTracingUpgrade(t *testing.T) {
+	rcv := startReceiver(t)
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		buf := make([]byte, 64)
+		n, _ := brw.Read(buf)
+		conn.Write(buf[:n])
+	})
+	p := startTracedPair(t, app, &api.Tracing{Collector: rcv.addr, SamplingPerMillion: 1_000_000})
+	conn, err := net.Dial("tcp", p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	const trace = "9bf92f3577b34da6a3ce929d0e0e4736"
+	fmt.Fprintf(conn, "GET /tunnel HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: echo\r\ntraceparent: 00-%s-00f067aa0ba902b7-01\r\n\r\n", trace)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	conn.Write([]byte("ping"))
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
+		t.Fatalf("echo %q, %v", got, err)
+	}
+	conn.Close()
+	var id tracing.TraceID
+	for i := range id {
+		fmt.Sscanf(trace[2*i:2*i+2], "%02x", &id[i])
+	}
+	for _, s := range rcv.trace(t, id, 2) {
+		if attr(s.Span, "http.response.status_code") != "101" || s.GetStatus().GetCode() == tracepb.Status_STATUS_CODE_ERROR {
+			t.Errorf("%v span: status %q, %v", s.GetKind(), attr(s.Span, "http.response.status_code"), s.GetStatus())
+		}
 	}
 }
