@@ -46,26 +46,39 @@ import (
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
+// TestParseMetrics: the proxies' text format, read by expfmt and flattened into the
+// samples the wire shows, histograms included.
 func TestParseMetrics(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		line    string
-		want    sample
+		text    string
+		want    []sample
 		wantErr bool
 	}{
-		{name: "labels", line: `request_total{direction="inbound",authority="web:80",tls="true"} 42`,
-			want: sample{name: "request_total", labels: map[string]string{"direction": "inbound", "authority": "web:80", "tls": "true"}, value: 42}},
-		{name: "no labels", line: `process_cpu_seconds_total 1.5`, want: sample{name: "process_cpu_seconds_total", labels: map[string]string{}, value: 1.5}},
-		{name: "escaped quote and comma in a value", line: `x{a="say \"hi\", ok",b="c"} 1`,
-			want: sample{name: "x", labels: map[string]string{"a": `say "hi", ok`, "b": "c"}, value: 1}},
-		{name: "+Inf bucket", line: `response_latency_ms_bucket{le="+Inf"} 7`,
-			want: sample{name: "response_latency_ms_bucket", labels: map[string]string{"le": "+Inf"}, value: 7}},
-		{name: "unterminated", line: `x{a="b} 1`, wantErr: true},
-		{name: "no value", line: `x{a="b"}`, wantErr: true},
-		{name: "bad value", line: `x 1e`, wantErr: true},
+		{name: "labels", text: `request_total{direction="inbound",authority="web:80",tls="true"} 42`,
+			want: []sample{{name: "request_total", labels: map[string]string{"direction": "inbound", "authority": "web:80", "tls": "true"}, value: 42}}},
+		{name: "no labels", text: `process_cpu_seconds_total 1.5`, want: []sample{{name: "process_cpu_seconds_total", labels: map[string]string{}, value: 1.5}}},
+		{name: "escaped quote and comma in a value", text: `x{a="say \"hi\", ok",b="c"} 1`,
+			want: []sample{{name: "x", labels: map[string]string{"a": `say "hi", ok`, "b": "c"}, value: 1}}},
+		{name: "+Inf bucket", text: `response_latency_ms_bucket{le="+Inf"} 7`,
+			want: []sample{{name: "response_latency_ms_bucket", labels: map[string]string{"le": "+Inf"}, value: 7}}},
+		{name: "typed histogram", text: "# TYPE response_latency_ms histogram\n" +
+			`response_latency_ms_bucket{direction="inbound",le="10"} 3` + "\n" +
+			`response_latency_ms_bucket{direction="inbound",le="+Inf"} 5` + "\n" +
+			`response_latency_ms_sum{direction="inbound"} 40` + "\n" +
+			`response_latency_ms_count{direction="inbound"} 5`,
+			want: []sample{
+				{name: "response_latency_ms_bucket", labels: map[string]string{"direction": "inbound", "le": "+Inf"}, value: 5},
+				{name: "response_latency_ms_bucket", labels: map[string]string{"direction": "inbound", "le": "10"}, value: 3},
+				{name: "response_latency_ms_count", labels: map[string]string{"direction": "inbound"}, value: 5},
+				{name: "response_latency_ms_sum", labels: map[string]string{"direction": "inbound"}, value: 40},
+			}},
+		{name: "unterminated", text: `x{a="b} 1`, wantErr: true},
+		{name: "no value", text: `x{a="b"}`, wantErr: true},
+		{name: "bad value", text: `x 1e`, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseSample(tc.line)
+			got, err := parseMetrics(tc.text + "\n")
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("want an error, got %+v", got)
@@ -75,7 +88,7 @@ func TestParseMetrics(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.name != tc.want.name || got.value != tc.want.value || fmt.Sprint(got.labels) != fmt.Sprint(tc.want.labels) {
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("want %+v, got %+v", tc.want, got)
 			}
 		})
@@ -415,13 +428,9 @@ response_total{direction="inbound",classification="success"} 10
 inbound_http_authz_deny_total{target_addr="10.0.0.1:8080",srv_group="policy.weft.dev",srv_kind="Server",srv_name="books-http",route_group="",route_kind="default",route_name="default"} %d
 inbound_tcp_authz_deny_total{target_addr="10.0.0.1:5432",srv_group="",srv_kind="default",srv_name="deny"} %d
 `, httpDeny, tcpDeny)
-		var out []sample
-		for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
-			s, err := parseSample(line)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
+		out, err := parseMetrics(text)
+		if err != nil {
+			t.Fatal(err)
 		}
 		return out
 	}
