@@ -5,7 +5,7 @@ Licensed under the Apache License, Version 2.0 (the "License");
 you may not use this file except in compliance with the License.
 You may obtain a copy of the License at
 
-    http://www.apache.org/licenses/LICENSE-2.0
+	http://www.apache.org/licenses/LICENSE-2.0
 
 Unless required by applicable law or agreed to in writing, software
 distributed under the License is distributed on an "AS IS" BASIS,
@@ -127,7 +127,9 @@ func summarizeRoutes(prev, cur map[types.UID]routeScrape) []RouteRow {
 		rows = append(rows, RouteRow{Service: k.service, Route: k.route, Clients: g.Meshed, Requests: g.Requests, RPS: g.RPS,
 			SuccessRate: g.SuccessRate, P50Ms: g.P50Ms, P95Ms: g.P95Ms, P99Ms: g.P99Ms, WindowSeconds: g.WindowSeconds})
 	}
-	slices.SortFunc(rows, func(a, b RouteRow) int { return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Route, b.Route)) })
+	slices.SortFunc(rows, func(a, b RouteRow) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Route, b.Route))
+	})
 	return rows
 }
 
@@ -150,8 +152,8 @@ func newRoutesCommand(c *cli) *cobra.Command {
 			"series, read twice --interval apart through the API server's pod proxy. deploy/NAME shows\n" +
 			"the routes of every Service that selects the Deployment's pods. The clients read are the\n" +
 			"meshed pods of the Service's namespace, or of every namespace with --all-client-namespaces.",
-		Example:           "  weft routes svc/backend -n weft-demo\n  weft routes deploy/web -n weft-demo -o json",
-		Args:              usageArgs(cobra.ExactArgs(1)),
+		Example: "  weft routes svc/backend -n weft-demo\n  weft routes deploy/web -n weft-demo -o json",
+		Args:    usageArgs(cobra.ExactArgs(1)),
 		ValidArgsFunction: func(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 			if len(args) > 0 {
 				return nil, cobra.ShellCompDirectiveNoFileComp
