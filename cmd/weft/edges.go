@@ -179,8 +179,8 @@ func (v meshView) workloadsByIdentity(id string) []peerWorkload {
 
 // callees resolves an outbound series' destination: dst_* labels when the proxy set
 // them, else its authority's Service and the selected pods running as server_id's
-// ServiceAccount; svc/NAME when the Service selects no pod read, the authority itself
-// when it names no Service.
+// ServiceAccount; svc/NAME when the Service selects no pod read. An authority that
+// names no Service falls back to the server_id's workloads, else is shown as is.
 func (v meshView) callees(clientNS string, l map[string]string) []peerWorkload {
 	if ns := l["dst_namespace"]; ns != "" {
 		for _, k := range []struct{ label, prefix string }{{"dst_deployment", "deploy/"}, {"dst_statefulset", "sts/"}, {"dst_daemonset", "ds/"}, {"dst_pod", "pod/"}} {
@@ -194,6 +194,12 @@ func (v meshView) callees(clientNS string, l map[string]string) []peerWorkload {
 	}
 	svc := v.service(clientNS, l["authority"])
 	if svc == nil {
+		// An authority that names no Service (an address the app dialled, a
+		// Host header of its own): the verified server identity still names the
+		// workloads it can be.
+		if ws := v.workloadsByIdentity(l["server_id"]); ws != nil {
+			return ws
+		}
 		return []peerWorkload{{"", l["authority"]}}
 	}
 	wantSA := ""

@@ -82,9 +82,13 @@ func displayName(argv0 string) string {
 	return "weft"
 }
 
+// newConfigFlags are kubectl's cluster-access flags. Not persistent: each command
+// builds its clients once.
+func newConfigFlags() *genericclioptions.ConfigFlags { return genericclioptions.NewConfigFlags(false) }
+
 // run builds the command tree, runs args and returns the process exit code.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	c := &cli{in: stdin, out: stdout, errOut: stderr, config: genericclioptions.NewConfigFlags(false)}
+	c := &cli{in: stdin, out: stdout, errOut: stderr, config: newConfigFlags()}
 	root := newRootCommand(c, displayName(os.Args[0]))
 	root.SetArgs(args)
 	cmd, err := root.ExecuteC()

@@ -40,6 +40,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/weftmesh/weft/internal/freeport"
@@ -187,6 +189,8 @@ destinations:
 		t.Logf("client:\n%s\nserver:\n%s", client.metrics(t), server.metrics(t))
 	}
 	rows := summarize(pods, prev, cur, "")
+	t.Run("edges", func(t *testing.T) { edgesFromRealProxies(t, client, server) })
+	t.Run("routes", func(t *testing.T) { routesFromRealProxies(t, client) })
 
 	byKey := map[string]Golden{}
 	for _, r := range rows {
@@ -457,5 +461,64 @@ shop       deploy/books  outbound   2/2     0.0  -        -    -    -    -     -
 	}
 	if !strings.Contains(buf.String(), `"denied":9`) || !strings.Contains(buf.String(), `"denied":null`) {
 		t.Errorf("json lacks the denials: %s", buf.String())
+	}
+}
+
+// realView is the pods and Service of TestGoldenFromRealProxies as the API would
+// show them.
+var realView = meshView{clusterDomain: "cluster.local",
+	pods: []statPod{
+		{uid: "c", namespace: "demo", name: "web-1", group: "deploy/web", meshed: true, serviceAccount: "web", labels: map[string]string{"app": "web"}},
+		{uid: "s", namespace: "demo", name: "backend-1", group: "deploy/backend", meshed: true, serviceAccount: "backend", labels: map[string]string{"app": "backend"}},
+	},
+	services: []corev1.Service{{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "backend"},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.20", Selector: map[string]string{"app": "backend"}}}},
+}
+
+// edgesFromRealProxies: weft edges on the real proxies' metrics finds the one edge,
+// web -> backend, with the identities each side verified; the plaintext requests
+// straight to the server's inbound port (no identity) make no edge.
+func edgesFromRealProxies(t *testing.T, client, server *proxyProc) {
+	samples := map[types.UID][]sample{}
+	for uid, p := range map[types.UID]*proxyProc{"c": client, "s": server} {
+		s, err := parseMetrics(p.metrics(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples[uid] = s
+	}
+	got := computeEdges(realView, samples)
+	want := []Edge{{SrcNamespace: "demo", Src: "deploy/web", DstNamespace: "demo", Dst: "deploy/backend",
+		ClientID: "spiffe://cluster.local/ns/demo/sa/web", ServerID: "spiffe://cluster.local/ns/demo/sa/backend", Secured: true, Requests: 55}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("edges:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// routesFromRealProxies: weft routes on the client proxy's real route_* series
+// counts the window's requests of the backend Service's route, by its cluster IP.
+func routesFromRealProxies(t *testing.T, client *proxyProc) {
+	serviceOf := func(a string) (string, bool) {
+		if s := realView.service("demo", a); s != nil {
+			return s.Namespace + "/" + s.Name, true
+		}
+		return "", false
+	}
+	read := func() map[types.UID]routeScrape {
+		s, err := parseMetrics(client.metrics(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[types.UID]routeScrape{"c": digestRoutes(time.Now(), s, serviceOf)}
+	}
+	prev := read()
+	for range 3 {
+		getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", client.outbound), 4)
+		getN(t, fmt.Sprintf("http://127.0.0.1:%d/fail", client.outbound), 1)
+	}
+	rows := summarizeRoutes(prev, read())
+	if len(rows) != 1 || rows[0].Service != "demo/backend" || rows[0].Route != "default" || rows[0].Requests != 15 ||
+		rows[0].SuccessRate == nil || math.Abs(*rows[0].SuccessRate-0.8) > 1e-9 || rows[0].P50Ms == nil || rows[0].RPS <= 0 {
+		t.Errorf("want one row demo/backend default with 15 requests, 80%% success, got %+v", rows)
 	}
 }
