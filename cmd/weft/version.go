@@ -137,7 +137,7 @@ func readControlPlaneVersion(ctx context.Context, kube kubernetes.Interface, ns 
 	}
 	cs := d.Spec.Template.Spec.Containers
 	if len(cs) == 0 {
-		return nil, fmt.Errorf("Deployment %s/%s has no containers", ns, controllerDeployment)
+		return nil, fmt.Errorf("the Deployment %s/%s has no containers", ns, controllerDeployment)
 	}
 	img := cs[0].Image
 	for _, c := range cs {
