@@ -146,6 +146,17 @@ func newRootCommand(c *cli, name string) *cobra.Command {
 	for _, sub := range subcommands(c) {
 		root.AddCommand(sub)
 	}
-	root.CompletionOptions.HiddenDefaultCmd = false
+	if name != "weft" {
+		renameExamples(root, name)
+	}
 	return root
+}
+
+// renameExamples makes the examples say "kubectl weft ..." as the usage lines do
+// when run as the kubectl plugin.
+func renameExamples(cmd *cobra.Command, name string) {
+	cmd.Example = strings.ReplaceAll(cmd.Example, "  weft ", "  "+name+" ")
+	for _, sub := range cmd.Commands() {
+		renameExamples(sub, name)
+	}
 }
