@@ -83,7 +83,9 @@ func proxyMetrics(ctx context.Context, kc *kubeClients, target string, w io.Writ
 			continue
 		}
 		fmt.Fprintf(w, "#\n# POD %s/%s (%d of %d)\n#\n", p.Namespace, p.Name, i+1, len(meshed))
-		if _, err := io.WriteString(w, text); err != nil {
+		// Label values carry what clients sent (the authority is a request's Host):
+		// control characters are escaped so that they cannot drive the terminal.
+		if _, err := io.WriteString(w, escapeControls(text, true)); err != nil {
 			return err
 		}
 	}

@@ -377,3 +377,33 @@ func TestFlagSetCommand(t *testing.T) {
 		t.Errorf("the old command saw %v", got)
 	}
 }
+
+// TestPrintable: what a workload wrote reaches the terminal with its control
+// characters escaped.
+func TestPrintable(t *testing.T) {
+	for _, tc := range []struct{ in, want, wantLines string }{
+		{"deploy/web", "deploy/web", "deploy/web"},
+		{"evil\x1b[2J:80", `evil\x1b[2J:80`, `evil\x1b[2J:80`},
+		{"a\nb\tc", `a\x0ab\x09c`, "a\nb\tc"},
+		{"c1\u009bx", `c1\x9bx`, `c1\x9bx`},
+		{"bad\xffutf8", `bad\xffutf8`, `bad\xffutf8`},
+		{"héllo ✓", "héllo ✓", "héllo ✓"},
+	} {
+		if got := printable(tc.in); got != tc.want {
+			t.Errorf("printable(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if got := escapeControls(tc.in, true); got != tc.wantLines {
+			t.Errorf("escapeControls(%q, true) = %q, want %q", tc.in, got, tc.wantLines)
+		}
+	}
+	// An edge to an authority that names no Service shows the authority, escaped.
+	v := demoView()
+	edges := computeEdges(v, map[types.UID][]sample{"web": mustParse(t, "request_total{direction=\"outbound\",authority=\"x\x1b[31m:80\",tls=\"no_identity\"} 1\n")})
+	var buf bytes.Buffer
+	if err := printEdges(&buf, "table", edges); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "\x1b") || !strings.Contains(buf.String(), `x\x1b[31m:80`) {
+		t.Errorf("the table carries the escape raw:\n%q", buf.String())
+	}
+}

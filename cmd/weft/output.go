@@ -22,6 +22,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"k8s.io/cli-runtime/pkg/printers"
@@ -69,7 +70,40 @@ type table interface {
 	Flush() error
 }
 
-// row writes one table row of cells separated by tabs.
+// row writes one table row of cells separated by tabs. Cells may carry what a
+// workload wrote (an authority is a request's Host), so control characters are
+// escaped: a cell never moves the cursor or recolours the terminal.
 func row(w io.Writer, cells ...string) {
+	for i, c := range cells {
+		cells[i] = printable(c)
+	}
 	fmt.Fprintln(w, strings.Join(cells, "\t"))
+}
+
+// printable escapes the control characters of s (C0 but for tab and newline when
+// keepLines, DEL, C1) and the bytes of invalid UTF-8 as \xNN; anything else is kept.
+func printable(s string) string { return escapeControls(s, false) }
+
+func escapeControls(s string, keepLines bool) string {
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case isControl(r, keepLines):
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			b.WriteString(s[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
+}
+
+func isControl(r rune, keepLines bool) bool {
+	if keepLines && (r == '\n' || r == '\t') {
+		return false
+	}
+	return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)
 }

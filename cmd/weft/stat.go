@@ -324,9 +324,19 @@ const slowScrape = 250 * time.Millisecond
 func fetchMetrics(ctx context.Context, kc *kubeClients, ns, pod string, port int32) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := kc.kube.CoreV1().Pods(ns).ProxyGet("http", pod, strconv.Itoa(int(port)), "metrics", nil).DoRaw(ctx)
+	// Streamed and bounded: whoever runs a pod with a container named like the proxy
+	// answers here, and must not make the CLI read without limit.
+	body, err := kc.kube.CoreV1().Pods(ns).ProxyGet("http", pod, strconv.Itoa(int(port)), "metrics", nil).Stream(ctx)
 	if err != nil {
 		return "", fmt.Errorf("reading the proxy's metrics through the API server: %w", err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, maxMetricsBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the proxy's metrics through the API server: %w", err)
+	}
+	if len(b) > maxMetricsBytes {
+		return "", fmt.Errorf("the proxy's metrics exceed %d bytes, more than a Weft proxy writes", maxMetricsBytes)
 	}
 	return string(b), nil
 }
