@@ -102,8 +102,9 @@ verify-generated: manifests generate ## Fail if generated files differ from what
 ##@ Build
 
 .PHONY: build
-build: ## Build every binary into ./bin.
+build: ## Build every binary into ./bin (and bin/kubectl-weft, the CLI as a kubectl plugin).
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/ ./cmd/...
+	ln -sf weft $(LOCALBIN)/kubectl-weft
 
 .PHONY: run
 run: manifests generate ## Run the controller against the current kubeconfig.

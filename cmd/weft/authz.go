@@ -18,13 +18,12 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
 
+	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -48,51 +47,28 @@ type authzOptions struct {
 	target string // deploy/web, sts/db, ds/x, pod/web-1, or a pod's name
 }
 
-func runAuthz(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft authz", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var kf kubeFlags
-	kf.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft authz (deploy|sts|ds|pod)/NAME | POD [flags]\n\n"+
-			"Shows, port by port, what the inbound proxy of a workload's pods admits: the Server or\n"+
-			"default policy of each port, the AuthorizationPolicies that authorize clients to it, with\n"+
-			"the identities and networks they require, the routes that scope them, the probe paths\n"+
-			"admitted under every policy, and audit mode. It compiles the pods' inbound policy with the\n"+
-			"control plane's own compiler, so it shows exactly what the proxies enforce.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	var pos []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
+func newAuthzCommand(c *cli) *cobra.Command {
+	return &cobra.Command{
+		Use:   "authz (deploy|sts|ds|pod)/NAME | POD",
+		Short: "what the inbound policy of a workload's pods admits, port by port",
+		Long: "Shows, port by port, what the inbound proxy of a workload's pods admits: the Server or\n" +
+			"default policy of each port, the AuthorizationPolicies that authorize clients to it, with\n" +
+			"the identities and networks they require, the routes that scope them, the probe paths\n" +
+			"admitted under every policy, and audit mode. It compiles the pods' inbound policy with the\n" +
+			"control plane's own compiler, so it shows exactly what the proxies enforce.",
+		Example:           "  weft authz deploy/web -n weft-demo",
+		Args:              usageArgs(cobra.ExactArgs(1)),
+		ValidArgsFunction: c.completeWorkloads,
+		RunE: func(_ *cobra.Command, args []string) error {
+			kc, err := c.clients()
+			if err != nil {
+				return err
 			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+			ctx, cancel := signalContext()
+			defer cancel()
+			return authz(ctx, kc.client, kc.namespace, authzOptions{target: args[0]}, compileInbound, c.out)
+		},
 	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
-	}
-	kc, err := kf.clients()
-	if err != nil {
-		fmt.Fprintf(stderr, "weft authz: %v\n", err)
-		return 1
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	if err := authz(ctx, kc.client, kc.namespace, authzOptions{target: pos[0]}, compileInbound, stdout); err != nil {
-		fmt.Fprintf(stderr, "weft authz: %v\n", err)
-		return 1
-	}
-	return 0
 }
 
 // authz finds the target's pods, compiles each one's inbound policy and prints them,

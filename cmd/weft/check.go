@@ -18,7 +18,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -27,6 +26,7 @@ import (
 
 	cmv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	cmmeta "github.com/cert-manager/cert-manager/pkg/apis/meta/v1"
+	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -66,48 +66,56 @@ type checkOptions struct {
 	issuerMin    time.Duration
 }
 
-func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var kf kubeFlags
-	kf.register(fs)
+func newCheckCommand(c *cli) *cobra.Command {
 	var o checkOptions
-	fs.StringVar(&o.controlPlane, "control-plane-namespace", meshdefaults.ControlPlaneNamespace, "the control plane's namespace")
-	fs.DurationVar(&o.anchorMin, "anchor-min-validity", 7*24*time.Hour, "fail when the trust anchor expires sooner than this")
-	fs.DurationVar(&o.issuerMin, "issuer-min-validity", 24*time.Hour, "fail when the identity issuer expires sooner than this (it is renewed 480h before by default; the identity service stops signing when less than a workload lifetime, 24h by default, is left)")
-	wait := fs.Duration("wait", 0, "repeat the checks until they all pass or this long has passed (for scripts)")
-	pre := fs.Bool("pre", false, "check a cluster before 'weft install': API server and version, cert-manager, your permissions, no Weft installed by another tool, the Gateway API CRDs")
-	gw := fs.String("gateway-api", string(gatewayapi.Auto), "with --pre: the --gateway-api mode 'weft install' will run with")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft check [flags]\n\n"+
-			"Checks that Weft is healthy: the control plane is available and its Services have endpoints,\n"+
-			"the Mesh is Ready, the trust anchor and identity issuer are valid and not near expiry, every\n"+
-			"pod in a meshed namespace is injected and ready, every Server and AuthorizationPolicy is\n"+
-			"accepted, resolved and selects pods, and the meshed pods' HTTP probes are exempt from the\n"+
-			"inbound policy, and that the Gateway API CRDs are installed and compatible. Each failure comes\n"+
-			"with a hint. Exits 1 when a check fails.\n\n"+
-			"With --pre, checks instead that the cluster is ready for 'weft install'.\n\nFlags:\n")
-		fs.PrintDefaults()
+	var (
+		wait time.Duration
+		pre  bool
+		gw   string
+	)
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "check that the control plane, certificates and meshed pods are healthy",
+		Long: "Checks that Weft is healthy: the control plane is available and its Services have endpoints,\n" +
+			"the Mesh is Ready, the trust anchor and identity issuer are valid and not near expiry, every\n" +
+			"pod in a meshed namespace is injected and ready, every Server and AuthorizationPolicy is\n" +
+			"accepted, resolved and selects pods, and the meshed pods' HTTP probes are exempt from the\n" +
+			"inbound policy, and that the Gateway API CRDs are installed and compatible. Each failure comes\n" +
+			"with a hint. Exits 1 when a check fails.\n\n" +
+			"With --pre, checks instead that the cluster is ready for 'weft install'.",
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			mode, err := gatewayapi.ParseMode(gw)
+			if err != nil {
+				return exitError{code: 2, err: err}
+			}
+			kc, err := c.clients()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			return runChecks(ctx, kc, o, pre, mode, wait, c.out)
+		},
 	}
-	if code, ok := parseNoArgs(fs, args, stderr); !ok {
-		return code
-	}
-	mode, err := gatewayapi.ParseMode(*gw)
-	if err != nil {
-		fmt.Fprintf(stderr, "weft check: %v\n", err)
-		return 2
-	}
-	kc, err := kf.clients()
-	if err != nil {
-		fmt.Fprintf(stderr, "weft check: %v\n", err)
-		return 1
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	deadline := time.Now().Add(*wait)
+	f := cmd.Flags()
+	f.StringVar(&o.controlPlane, "control-plane-namespace", meshdefaults.ControlPlaneNamespace, "the control plane's namespace")
+	f.DurationVar(&o.anchorMin, "anchor-min-validity", 7*24*time.Hour, "fail when the trust anchor expires sooner than this")
+	f.DurationVar(&o.issuerMin, "issuer-min-validity", 24*time.Hour, "fail when the identity issuer expires sooner than this (it is renewed 480h before by default; the identity service stops signing when less than a workload lifetime, 24h by default, is left)")
+	f.DurationVar(&wait, "wait", 0, "repeat the checks until they all pass or this long has passed (for scripts)")
+	f.BoolVar(&pre, "pre", false, "check a cluster before 'weft install': API server and version, cert-manager, your permissions, no Weft installed by another tool, the Gateway API CRDs")
+	f.StringVar(&gw, "gateway-api", string(gatewayapi.Auto), "with --pre: the --gateway-api mode 'weft install' will run with")
+	_ = cmd.RegisterFlagCompletionFunc("gateway-api", cobra.FixedCompletions([]string{"auto", "standard", "experimental", "none"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
+}
+
+// runChecks runs the checks, again every 2s until they pass or wait has passed, and
+// prints the last round. A failed check ends the command with exit code 1.
+func runChecks(ctx context.Context, kc *kubeClients, o checkOptions, pre bool, mode gatewayapi.Mode, wait time.Duration, stdout io.Writer) error {
+	deadline := time.Now().Add(wait)
 	for {
 		var results []checkResult
-		if *pre {
+		if pre {
 			results = checkPre(ctx, kc, mode)
 		} else {
 			results = check(ctx, kc, o, time.Now())
@@ -122,10 +130,10 @@ func runCheck(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 			printCheck(stdout, results)
 			if failed > 0 {
 				fmt.Fprintf(stdout, "\n%d of %d checks failed\n", failed, len(results))
-				return 1
+				return silentExit(1)
 			}
 			fmt.Fprintf(stdout, "\nAll %d checks passed\n", len(results))
-			return 0
+			return nil
 		}
 		select {
 		case <-ctx.Done():

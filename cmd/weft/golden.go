@@ -18,6 +18,7 @@ package main
 
 import (
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/weftmesh/weft/internal/histogram"
@@ -73,7 +74,7 @@ func digest(at time.Time, samples []sample) scrape {
 				c.successes += m.value
 			}
 		case "response_latency_ms_bucket":
-			le, err := parseValue(m.labels["le"])
+			le, err := strconv.ParseFloat(m.labels["le"], 64)
 			if err == nil {
 				c.buckets[le] += m.value
 			}

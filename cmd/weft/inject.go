@@ -2,12 +2,11 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
@@ -15,45 +14,46 @@ import (
 	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
-// runManifests is `weft inject` and `weft uninject`: read manifests from files or stdin,
-// write them with their pod templates changed. Output is written only when every
-// document was processed, so a failure never leaves half a manifest on stdout.
-func runManifests(verb string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft "+verb, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+// newManifestsCommand is `weft inject` and `weft uninject`: read manifests from files
+// or stdin, write them with their pod templates changed. Output is written only when
+// every document was processed, so a failure never leaves half a manifest on stdout.
+func newManifestsCommand(c *cli, verb string) *cobra.Command {
 	var (
-		meshFile      = fs.String("mesh", "", "inject: a file with the cluster's Mesh, whose spec.proxy gives the proxy defaults (default: the built-in defaults, which equal an empty Mesh's)")
-		controlPlane  = fs.String("control-plane-namespace", meshdefaults.ControlPlaneNamespace, "inject: the control-plane namespace; its workloads are never injected")
-		clusterDomain = fs.String("cluster-domain", meshdefaults.ClusterDomain, "inject: the cluster's DNS suffix, for the control-plane addresses")
-		quiet         = fs.Bool("q", false, "do not report each workload on stderr")
+		meshFile, controlPlane, clusterDomain string
+		quiet                                 bool
 	)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft %s [flags] [FILE|-]...\n\n", verb)
-		fmt.Fprintf(stderr, "Reads Kubernetes YAML (multi-document streams and Lists) from the files, or from stdin\n")
-		fmt.Fprintf(stderr, "when there are none or for '-', and writes it to stdout with the pod templates of\n")
-		fmt.Fprintf(stderr, "Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers,\n")
-		fmt.Fprintf(stderr, "Jobs and CronJobs %sed. Other documents pass through unchanged.\n\nFlags:\n", verb)
-		fs.PrintDefaults()
+	cmd := &cobra.Command{
+		Use:   verb + " [FILE|-]...",
+		Short: map[string]string{"inject": "add the Weft proxy to the workloads in Kubernetes manifests", "uninject": "remove the Weft proxy from the workloads in Kubernetes manifests"}[verb],
+		Long: "Reads Kubernetes YAML (multi-document streams and Lists) from the files, or from stdin\n" +
+			"when there are none or for '-', and writes it to stdout with the pod templates of\n" +
+			"Pods, Deployments, StatefulSets, DaemonSets, ReplicaSets, ReplicationControllers,\n" +
+			"Jobs and CronJobs " + verb + "ed. Other documents pass through unchanged.",
+		Example: "  kubectl get deploy web -o yaml | weft " + verb + " - | kubectl apply -f -",
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return []string{"yaml", "yml", "json"}, cobra.ShellCompDirectiveFilterFileExt
+		},
+		RunE: func(_ *cobra.Command, args []string) error {
+			return manifests(c, verb, args, meshFile, inject.Env{ControlPlaneNamespace: controlPlane, ClusterDomain: clusterDomain}, quiet)
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
+	f := cmd.Flags()
+	f.StringVar(&meshFile, "mesh", "", "inject: a file with the cluster's Mesh, whose spec.proxy gives the proxy defaults (default: the built-in defaults, which equal an empty Mesh's)")
+	f.StringVar(&controlPlane, "control-plane-namespace", meshdefaults.ControlPlaneNamespace, "inject: the control-plane namespace; its workloads are never injected")
+	f.StringVar(&clusterDomain, "cluster-domain", meshdefaults.ClusterDomain, "inject: the cluster's DNS suffix, for the control-plane addresses")
+	f.BoolVarP(&quiet, "quiet", "q", false, "do not report each workload on stderr")
+	return cmd
+}
 
-	t := transformer{verb: verb, env: inject.Env{ControlPlaneNamespace: *controlPlane, ClusterDomain: *clusterDomain},
-		mesh: inject.DefaultMeshSpec()}
-	if *meshFile != "" {
-		spec, err := readMesh(*meshFile)
+func manifests(c *cli, verb string, inputs []string, meshFile string, env inject.Env, quiet bool) error {
+	t := transformer{verb: verb, env: env, mesh: inject.DefaultMeshSpec()}
+	if meshFile != "" {
+		spec, err := readMesh(meshFile)
 		if err != nil {
-			fmt.Fprintf(stderr, "weft %s: %v\n", verb, err)
-			return 1
+			return err
 		}
 		t.mesh = spec
 	}
-
-	inputs := fs.Args()
 	if len(inputs) == 0 {
 		inputs = []string{"-"}
 	}
@@ -63,20 +63,17 @@ func runManifests(verb string, args []string, stdin io.Reader, stdout, stderr io
 		var data []byte
 		var err error
 		if name == "-" {
-			data, err = io.ReadAll(stdin)
+			data, err = io.ReadAll(c.in)
 			name = "<stdin>"
 		} else {
 			data, err = os.ReadFile(name)
 		}
 		if err != nil {
-			fmt.Fprintf(stderr, "weft %s: reading %s: %v\n", verb, name, err)
-			return 1
+			return fmt.Errorf("reading %s: %w", name, err)
 		}
 		res, err := t.stream(data)
 		if err != nil {
-			fmt.Fprintf(stderr, "weft %s: %s: %v\n", verb, name, err)
-			fmt.Fprintf(stderr, "weft %s: nothing was written\n", verb)
-			return 1
+			return fmt.Errorf("%s: %w\nnothing was written", name, err)
 		}
 		if out.Len() > 0 && res.out.Len() > 0 {
 			out.WriteString("---\n")
@@ -84,16 +81,15 @@ func runManifests(verb string, args []string, stdin io.Reader, stdout, stderr io
 		out.Write(res.out.Bytes())
 		report = append(report, res.report...)
 	}
-	if _, err := stdout.Write(out.Bytes()); err != nil {
-		fmt.Fprintf(stderr, "weft %s: writing the output: %v\n", verb, err)
-		return 1
+	if _, err := c.out.Write(out.Bytes()); err != nil {
+		return fmt.Errorf("writing the output: %w", err)
 	}
-	if !*quiet {
+	if !quiet {
 		for _, r := range report {
-			fmt.Fprintln(stderr, r)
+			fmt.Fprintln(c.errOut, r)
 		}
 	}
-	return 0
+	return nil
 }
 
 // readMesh reads a Mesh manifest (as `kubectl get mesh default -o yaml` prints it, or

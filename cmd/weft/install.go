@@ -18,10 +18,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/weftmesh/weft/internal/gatewayapi"
 	"github.com/weftmesh/weft/internal/install"
@@ -35,62 +36,51 @@ type installOptions struct {
 	timeout        time.Duration
 }
 
-func runInstall(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft install", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var kf kubeFlags
-	kf.register(fs)
+func newInstallCommand(c *cli) *cobra.Command {
 	var o installOptions
-	gw := fs.String("gateway-api", string(gatewayapi.Auto), "the Gateway API CRDs: auto (install the standard channel when absent, upgrade an older compatible install in its channel, else leave them), standard, experimental (also install or upgrade over an incompatible one, never a downgrade), none (never touch them)")
-	fs.BoolVar(&o.dryRun, "dry-run", false, "print the YAML that would be applied and apply nothing")
-	fs.BoolVar(&o.gatewayAPIOnly, "gateway-api-only", false, "apply only the Gateway API CRDs (as --gateway-api decides), not Weft")
-	fs.BoolVar(&o.force, "force", false, "install even over a Weft installed by another tool (Helm, kubectl), taking over its fields")
-	fs.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the CRDs to be Established")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft install [flags]\n\n"+
-			"Installs Weft (the objects of config/default, built into this binary) with server-side apply,\n"+
+	var gw string
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "install Weft (and the Gateway API CRDs when absent) with server-side apply",
+		Long: fmt.Sprintf("Installs Weft (the objects of config/default, built into this binary) with server-side apply,\n"+
 			"field manager %q: the CRDs first, then, once they are Established, the rest. Running it again\n"+
 			"changes nothing; running a newer weft upgrades. The Gateway API CRDs are installed only when\n"+
-			"absent or older (--gateway-api). Needs cert-manager: run 'weft check --pre' first.\n\nFlags:\n", install.FieldManager)
-		fs.PrintDefaults()
+			"absent or older (--gateway-api). Needs cert-manager: run 'weft check --pre' first.", install.FieldManager),
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			mode, err := gatewayapi.ParseMode(gw)
+			if err != nil {
+				return exitError{code: 2, err: err}
+			}
+			o.gatewayAPI = mode
+			if o.gatewayAPIOnly && mode == gatewayapi.None {
+				return usageErrorf("--gateway-api-only with --gateway-api=none installs nothing")
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			if o.dryRun && mode == gatewayapi.None {
+				// Nothing to read from a cluster: a render for GitOps or review, offline.
+				p, err := install.NewPlan(nil, gatewayapi.None)
+				if err != nil {
+					return err
+				}
+				return install.WriteYAML(c.out, p.All())
+			}
+			kc, err := c.clients()
+			if err != nil {
+				return err
+			}
+			return installWeft(ctx, kc, o, c.out, c.errOut)
+		},
 	}
-	if code, ok := parseNoArgs(fs, args, stderr); !ok {
-		return code
-	}
-	mode, err := gatewayapi.ParseMode(*gw)
-	if err != nil {
-		fmt.Fprintf(stderr, "weft install: %v\n", err)
-		return 2
-	}
-	o.gatewayAPI = mode
-	if o.gatewayAPIOnly && mode == gatewayapi.None {
-		fmt.Fprintln(stderr, "weft install: --gateway-api-only with --gateway-api=none installs nothing")
-		return 2
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	if o.dryRun && mode == gatewayapi.None {
-		// Nothing to read from a cluster: a render for GitOps or review, offline.
-		p, err := install.NewPlan(nil, gatewayapi.None)
-		if err == nil {
-			err = install.WriteYAML(stdout, p.All())
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "weft install: %v\n", err)
-			return 1
-		}
-		return 0
-	}
-	kc, err := kf.clients()
-	if err != nil {
-		fmt.Fprintf(stderr, "weft install: %v\n", err)
-		return 1
-	}
-	if err := installWeft(ctx, kc, o, stdout, stderr); err != nil {
-		fmt.Fprintf(stderr, "weft install: %v\n", err)
-		return 1
-	}
-	return 0
+	f := cmd.Flags()
+	f.StringVar(&gw, "gateway-api", string(gatewayapi.Auto), "the Gateway API CRDs: auto (install the standard channel when absent, upgrade an older compatible install in its channel, else leave them), standard, experimental (also install or upgrade over an incompatible one, never a downgrade), none (never touch them)")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the YAML that would be applied and apply nothing")
+	f.BoolVar(&o.gatewayAPIOnly, "gateway-api-only", false, "apply only the Gateway API CRDs (as --gateway-api decides), not Weft")
+	f.BoolVar(&o.force, "force", false, "install even over a Weft installed by another tool (Helm, kubectl), taking over its fields")
+	f.DurationVar(&o.timeout, "timeout", 2*time.Minute, "how long to wait for the CRDs to be Established")
+	_ = cmd.RegisterFlagCompletionFunc("gateway-api", cobra.FixedCompletions([]string{"auto", "standard", "experimental", "none"}, cobra.ShellCompDirectiveNoFileComp))
+	return cmd
 }
 
 // installWeft plans and applies (or, with dryRun, prints) the install. Messages go to
@@ -126,36 +116,29 @@ func installWeft(ctx context.Context, kc *kubeClients, o installOptions, stdout,
 	return err
 }
 
-func runUninstall(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft uninstall", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var kf kubeFlags
-	kf.register(fs)
+func newUninstallCommand(c *cli) *cobra.Command {
 	var o install.UninstallOptions
-	fs.BoolVar(&o.GatewayAPI, "gateway-api", false, "also remove the Gateway API CRDs that 'weft install' installed (never ones another tool installed); this deletes every HTTPRoute and GRPCRoute with them")
-	fs.BoolVar(&o.Force, "force", false, "remove even while Meshes or meshed pods exist (the Meshes are deleted first), and delete CRDs that still hold objects (which deletes the objects)")
-	fs.BoolVar(&o.DryRun, "dry-run", false, "print what would be deleted and delete nothing")
-	fs.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "how long to wait for Meshes to be gone under --force")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft uninstall [flags]\n\n"+
-			"Removes what 'weft install' applied: the webhook configurations first, then the control plane,\n"+
-			"then Weft's CRDs that hold no objects. Refuses while a Mesh or meshed pods exist. The Gateway\n"+
-			"API CRDs stay unless --gateway-api.\n\nFlags:\n")
-		fs.PrintDefaults()
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "remove what 'weft install' applied",
+		Long: "Removes what 'weft install' applied: the webhook configurations first, then the control plane,\n" +
+			"then Weft's CRDs that hold no objects. Refuses while a Mesh or meshed pods exist. The Gateway\n" +
+			"API CRDs stay unless --gateway-api.",
+		Args: usageArgs(cobra.NoArgs),
+		RunE: func(*cobra.Command, []string) error {
+			kc, err := c.clients()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			return install.Uninstall(ctx, kc.client, o, c.out)
+		},
 	}
-	if code, ok := parseNoArgs(fs, args, stderr); !ok {
-		return code
-	}
-	kc, err := kf.clients()
-	if err != nil {
-		fmt.Fprintf(stderr, "weft uninstall: %v\n", err)
-		return 1
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	if err := install.Uninstall(ctx, kc.client, o, stdout); err != nil {
-		fmt.Fprintf(stderr, "weft uninstall: %v\n", err)
-		return 1
-	}
-	return 0
+	f := cmd.Flags()
+	f.BoolVar(&o.GatewayAPI, "gateway-api", false, "also remove the Gateway API CRDs that 'weft install' installed (never ones another tool installed); this deletes every HTTPRoute and GRPCRoute with them")
+	f.BoolVar(&o.Force, "force", false, "remove even while Meshes or meshed pods exist (the Meshes are deleted first), and delete CRDs that still hold objects (which deletes the objects)")
+	f.BoolVar(&o.DryRun, "dry-run", false, "print what would be deleted and delete nothing")
+	f.DurationVar(&o.Timeout, "timeout", 2*time.Minute, "how long to wait for Meshes to be gone under --force")
+	return cmd
 }

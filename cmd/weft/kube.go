@@ -18,7 +18,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -26,24 +25,10 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/weftmesh/weft/internal/scheme"
 )
-
-// kubeFlags are the cluster-access flags of the subcommands that talk to a cluster,
-// with kubectl's names and meaning (KUBECONFIG, the current context and its namespace).
-type kubeFlags struct {
-	kubeconfig, context, namespace string
-}
-
-func (k *kubeFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "path to the kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
-	fs.StringVar(&k.context, "context", "", "kubeconfig context (default: the current context)")
-	fs.StringVar(&k.namespace, "n", "", "namespace (default: the context's namespace)")
-	fs.StringVar(&k.namespace, "namespace", "", "same as -n")
-}
 
 // kubeClients are the clients the cluster subcommands use.
 type kubeClients struct {
@@ -54,25 +39,22 @@ type kubeClients struct {
 	explicit  bool   // -n was given
 }
 
-func (k *kubeFlags) clients() (*kubeClients, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if k.kubeconfig != "" {
-		rules.ExplicitPath = k.kubeconfig
-	}
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: k.context})
-	cfg, err := cc.ClientConfig()
+// clients connects with kubectl's flags (cli-runtime's ConfigFlags): the kubeconfig,
+// context, namespace, impersonation and request timeout they name.
+func (c *cli) clients() (*kubeClients, error) {
+	cfg, err := c.config.ToRESTConfig()
 	if err != nil {
 		return nil, fmt.Errorf("loading the kubeconfig: %w", err)
 	}
 	cfg.UserAgent = "weft-cli"
 	// Many pods are scraped concurrently; client-go's default of 5 QPS would pace them.
 	cfg.QPS, cfg.Burst = 50, 100
-	kc := &kubeClients{config: cfg, namespace: k.namespace, explicit: k.namespace != ""}
-	if kc.namespace == "" {
-		if kc.namespace, _, err = cc.Namespace(); err != nil || kc.namespace == "" {
-			kc.namespace = "default"
-		}
+	kc := &kubeClients{config: cfg}
+	ns, explicit, err := c.config.ToRawKubeConfigLoader().Namespace()
+	if err != nil || ns == "" {
+		ns = "default"
 	}
+	kc.namespace, kc.explicit = ns, explicit
 	if kc.kube, err = kubernetes.NewForConfig(cfg); err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}

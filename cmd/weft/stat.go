@@ -18,9 +18,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -55,80 +54,57 @@ type statOptions struct {
 	allNS      bool
 }
 
-func runStat(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft stat", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var kf kubeFlags
-	kf.register(fs)
+func newStatCommand(c *cli) *cobra.Command {
 	var o statOptions
-	fs.DurationVar(&o.interval, "interval", 5*time.Second, "the window: counters are sampled twice this far apart (and each refresh of --watch covers one)")
-	fs.BoolVar(&o.watch, "watch", false, "refresh every --interval until interrupted")
-	fs.BoolVar(&o.watch, "w", false, "same as --watch")
-	fs.IntVar(&o.count, "count", 0, "with --watch: stop after this many refreshes (0: never)")
-	fs.StringVar(&o.output, "o", "table", "output format: table or json")
-	fs.BoolVar(&o.allNS, "A", false, "all namespaces")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft stat [deploy|pod|ns] [NAME] [flags]\n\n"+
-			"Golden metrics of meshed workloads, per deployment (default), pod or namespace, inbound and\n"+
-			"outbound: requests per second, success rate, latency percentiles, the share of mTLS\n"+
-			"requests, and (inbound) the requests and connections the inbound policy denied in the\n"+
-			"window. The proxies' /metrics are read through the API server's pod proxy (no Prometheus\n"+
-			"needed); rates are computed from two samples --interval apart.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	// Flags may follow the positional arguments, as with kubectl.
-	var pos []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
+	cmd := &cobra.Command{
+		Use:   "stat [deploy|pod|ns] [NAME]",
+		Short: "golden metrics (RPS, success rate, latency, mTLS) of meshed workloads",
+		Long: "Golden metrics of meshed workloads, per deployment (default), pod or namespace, inbound and\n" +
+			"outbound: requests per second, success rate, latency percentiles, the share of mTLS\n" +
+			"requests, and (inbound) the requests and connections the inbound policy denied in the\n" +
+			"window. The proxies' /metrics are read through the API server's pod proxy (no Prometheus\n" +
+			"needed); rates are computed from two samples --interval apart.",
+		Example:           "  weft stat deploy -n weft-demo\n  weft stat deploy web -n weft-demo --watch\n  weft stat ns -o json",
+		Args:              usageArgs(cobra.MaximumNArgs(2)),
+		ValidArgsFunction: c.completeStatArgs,
+		RunE: func(_ *cobra.Command, pos []string) error {
+			o.kind = "deploy"
+			if len(pos) > 0 {
+				k, ok := statKinds[strings.ToLower(pos[0])]
+				if !ok {
+					return usageErrorf("unknown resource %q (want deploy, pod or ns)", pos[0])
+				}
+				o.kind = k
+				pos = pos[1:]
 			}
-			return 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+			if len(pos) == 1 {
+				o.name = pos[0]
+			}
+			if err := checkOutput(o.output, "table", "wide", "json", "yaml"); err != nil {
+				return err
+			}
+			if o.interval <= 0 {
+				return usageErrorf("--interval must be positive")
+			}
+			kc, err := c.clients()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			if err := stat(ctx, kc, o, c.out, c.errOut); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		},
 	}
-	o.kind = "deploy"
-	if len(pos) > 0 {
-		k, ok := statKinds[strings.ToLower(pos[0])]
-		if !ok {
-			fmt.Fprintf(stderr, "weft stat: unknown resource %q (want deploy, pod or ns)\n", pos[0])
-			return 2
-		}
-		o.kind = k
-		pos = pos[1:]
-	}
-	if len(pos) > 1 {
-		fmt.Fprintf(stderr, "weft stat: too many arguments: %q\n", pos)
-		return 2
-	}
-	if len(pos) == 1 {
-		o.name = pos[0]
-	}
-	if o.output != "table" && o.output != "json" {
-		fmt.Fprintf(stderr, "weft stat: -o %q: want table or json\n", o.output)
-		return 2
-	}
-	if o.interval <= 0 {
-		fmt.Fprintln(stderr, "weft stat: --interval must be positive")
-		return 2
-	}
-	kc, err := kf.clients()
-	if err != nil {
-		fmt.Fprintf(stderr, "weft stat: %v\n", err)
-		return 1
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	if err := stat(ctx, kc, o, stdout, stderr); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "weft stat: %v\n", err)
-		return 1
-	}
-	return 0
+	f := cmd.Flags()
+	f.DurationVar(&o.interval, "interval", 5*time.Second, "the window: counters are sampled twice this far apart (and each refresh of --watch covers one)")
+	f.BoolVarP(&o.watch, "watch", "w", false, "refresh every --interval until interrupted")
+	f.IntVar(&o.count, "count", 0, "with --watch: stop after this many refreshes (0: never)")
+	addOutputFlag(cmd, &o.output, "table", "wide", "json", "yaml")
+	f.BoolVarP(&o.allNS, "all-namespaces", "A", false, "all namespaces")
+	return cmd
 }
 
 // statPod is a pod as weft stat sees it: its group and, if meshed, its proxy's admin port.
@@ -139,6 +115,11 @@ type statPod struct {
 	group     string // deploy/web, sts/db, pod/x, or the namespace
 	meshed    bool
 	adminPort int32
+	// serviceAccount, labels and ip identify the pod as a peer (weft edges and
+	// weft routes): its SPIFFE ID names the ServiceAccount, Services select by labels.
+	serviceAccount string
+	labels         map[string]string
+	ip             string
 }
 
 func stat(ctx context.Context, kc *kubeClients, o statOptions, stdout, stderr io.Writer) error {
@@ -172,7 +153,7 @@ func stat(ctx context.Context, kc *kubeClients, o statOptions, stdout, stderr io
 		cur := scrapeAll(ctx, kc, pods, stderr)
 		rows := summarize(pods, prev, cur, o.name)
 		prev = cur
-		if o.watch && terminal && o.output == "table" {
+		if o.watch && terminal && (o.output == "table" || o.output == "wide") {
 			fmt.Fprint(stdout, "\033[H\033[2J") // clear the screen, like watch(1)
 		}
 		if err := printStat(stdout, rows, o, time.Now()); err != nil {
@@ -207,7 +188,10 @@ func listStatPods(ctx context.Context, kc *kubeClients, ns, kind string) ([]stat
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
 		}
-		sp := statPod{uid: p.UID, namespace: p.Namespace, name: p.Name}
+		sp := statPod{uid: p.UID, namespace: p.Namespace, name: p.Name, serviceAccount: p.Spec.ServiceAccountName, labels: p.Labels, ip: p.Status.PodIP}
+		if sp.serviceAccount == "" {
+			sp.serviceAccount = "default"
+		}
 		switch kind {
 		case "pod":
 			sp.group = "pod/" + p.Name
@@ -273,10 +257,21 @@ func proxyAdminPort(p *corev1.Pod) (bool, int32) {
 	return false, 0
 }
 
-// scrapeAll reads every meshed pod's /metrics through the API server's pod proxy,
-// a few at a time. A pod that cannot be read is reported and left out of this round.
+// scrapeAll reads every meshed pod's /metrics through the API server's pod proxy and
+// digests them into golden counters. A pod that cannot be read is reported and left out
+// of this round.
 func scrapeAll(ctx context.Context, kc *kubeClients, pods []statPod, stderr io.Writer) map[types.UID]scrape {
 	out := map[types.UID]scrape{}
+	scrapeEach(ctx, kc, pods, "weft stat", stderr, func(p statPod, at time.Time, samples []sample) {
+		out[p.uid] = digest(at, samples)
+	})
+	return out
+}
+
+// scrapeEach reads the /metrics of every meshed pod, a few at a time, and hands each
+// pod's parsed samples to use (called under a lock, one pod at a time). A pod that
+// cannot be read is reported on stderr as "<who>: pod ns/name: why" and skipped.
+func scrapeEach(ctx context.Context, kc *kubeClients, pods []statPod, who string, stderr io.Writer, use func(p statPod, at time.Time, samples []sample)) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -313,15 +308,14 @@ func scrapeAll(ctx context.Context, kc *kubeClients, pods []statPod, stderr io.W
 			defer mu.Unlock()
 			if err != nil {
 				if ctx.Err() == nil {
-					fmt.Fprintf(stderr, "weft stat: pod %s/%s: %v\n", p.namespace, p.name, err)
+					fmt.Fprintf(stderr, "%s: pod %s/%s: %v\n", who, p.namespace, p.name, err)
 				}
 				return
 			}
-			out[p.uid] = digest(at, samples)
+			use(p, at, samples)
 		}()
 	}
 	wg.Wait()
-	return out
 }
 
 // slowScrape is the round trip above which a scrape is retried (see scrapeAll).
@@ -330,9 +324,19 @@ const slowScrape = 250 * time.Millisecond
 func fetchMetrics(ctx context.Context, kc *kubeClients, ns, pod string, port int32) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := kc.kube.CoreV1().Pods(ns).ProxyGet("http", pod, strconv.Itoa(int(port)), "metrics", nil).DoRaw(ctx)
+	// Streamed and bounded: whoever runs a pod with a container named like the proxy
+	// answers here, and must not make the CLI read without limit.
+	body, err := kc.kube.CoreV1().Pods(ns).ProxyGet("http", pod, strconv.Itoa(int(port)), "metrics", nil).Stream(ctx)
 	if err != nil {
 		return "", fmt.Errorf("reading the proxy's metrics through the API server: %w", err)
+	}
+	defer body.Close()
+	b, err := io.ReadAll(io.LimitReader(body, maxMetricsBytes+1))
+	if err != nil {
+		return "", fmt.Errorf("reading the proxy's metrics through the API server: %w", err)
+	}
+	if len(b) > maxMetricsBytes {
+		return "", fmt.Errorf("the proxy's metrics exceed %d bytes, more than a Weft proxy writes", maxMetricsBytes)
 	}
 	return string(b), nil
 }
@@ -387,9 +391,9 @@ func summarize(pods []statPod, prev, cur map[types.UID]scrape, name string) []Go
 }
 
 func printStat(w io.Writer, rows []Golden, o statOptions, now time.Time) error {
-	if o.output == "json" {
-		enc := json.NewEncoder(w)
-		return enc.Encode(struct {
+	if o.output == "json" || o.output == "yaml" {
+		// One document per refresh: a JSON stream, or YAML documents.
+		return printStructured(w, o.output, struct {
 			Time time.Time `json:"time"`
 			Rows []Golden  `json:"rows"`
 		}{now.UTC(), rows})

@@ -40,32 +40,47 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/weftmesh/weft/internal/freeport"
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
+// TestParseMetrics: the proxies' text format, read by expfmt and flattened into the
+// samples the wire shows, histograms included.
 func TestParseMetrics(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
-		line    string
-		want    sample
+		text    string
+		want    []sample
 		wantErr bool
 	}{
-		{name: "labels", line: `request_total{direction="inbound",authority="web:80",tls="true"} 42`,
-			want: sample{name: "request_total", labels: map[string]string{"direction": "inbound", "authority": "web:80", "tls": "true"}, value: 42}},
-		{name: "no labels", line: `process_cpu_seconds_total 1.5`, want: sample{name: "process_cpu_seconds_total", labels: map[string]string{}, value: 1.5}},
-		{name: "escaped quote and comma in a value", line: `x{a="say \"hi\", ok",b="c"} 1`,
-			want: sample{name: "x", labels: map[string]string{"a": `say "hi", ok`, "b": "c"}, value: 1}},
-		{name: "+Inf bucket", line: `response_latency_ms_bucket{le="+Inf"} 7`,
-			want: sample{name: "response_latency_ms_bucket", labels: map[string]string{"le": "+Inf"}, value: 7}},
-		{name: "unterminated", line: `x{a="b} 1`, wantErr: true},
-		{name: "no value", line: `x{a="b"}`, wantErr: true},
-		{name: "bad value", line: `x 1e`, wantErr: true},
+		{name: "labels", text: `request_total{direction="inbound",authority="web:80",tls="true"} 42`,
+			want: []sample{{name: "request_total", labels: map[string]string{"direction": "inbound", "authority": "web:80", "tls": "true"}, value: 42}}},
+		{name: "no labels", text: `process_cpu_seconds_total 1.5`, want: []sample{{name: "process_cpu_seconds_total", labels: map[string]string{}, value: 1.5}}},
+		{name: "escaped quote and comma in a value", text: `x{a="say \"hi\", ok",b="c"} 1`,
+			want: []sample{{name: "x", labels: map[string]string{"a": `say "hi", ok`, "b": "c"}, value: 1}}},
+		{name: "+Inf bucket", text: `response_latency_ms_bucket{le="+Inf"} 7`,
+			want: []sample{{name: "response_latency_ms_bucket", labels: map[string]string{"le": "+Inf"}, value: 7}}},
+		{name: "typed histogram", text: "# TYPE response_latency_ms histogram\n" +
+			`response_latency_ms_bucket{direction="inbound",le="10"} 3` + "\n" +
+			`response_latency_ms_bucket{direction="inbound",le="+Inf"} 5` + "\n" +
+			`response_latency_ms_sum{direction="inbound"} 40` + "\n" +
+			`response_latency_ms_count{direction="inbound"} 5`,
+			want: []sample{
+				{name: "response_latency_ms_bucket", labels: map[string]string{"direction": "inbound", "le": "+Inf"}, value: 5},
+				{name: "response_latency_ms_bucket", labels: map[string]string{"direction": "inbound", "le": "10"}, value: 3},
+				{name: "response_latency_ms_count", labels: map[string]string{"direction": "inbound"}, value: 5},
+				{name: "response_latency_ms_sum", labels: map[string]string{"direction": "inbound"}, value: 40},
+			}},
+		{name: "unterminated", text: `x{a="b} 1`, wantErr: true},
+		{name: "no value", text: `x{a="b"}`, wantErr: true},
+		{name: "bad value", text: `x 1e`, wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseSample(tc.line)
+			got, err := parseMetrics(tc.text + "\n")
 			if tc.wantErr {
 				if err == nil {
 					t.Fatalf("want an error, got %+v", got)
@@ -75,7 +90,7 @@ func TestParseMetrics(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got.name != tc.want.name || got.value != tc.want.value || fmt.Sprint(got.labels) != fmt.Sprint(tc.want.labels) {
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
 				t.Errorf("want %+v, got %+v", tc.want, got)
 			}
 		})
@@ -174,6 +189,8 @@ destinations:
 		t.Logf("client:\n%s\nserver:\n%s", client.metrics(t), server.metrics(t))
 	}
 	rows := summarize(pods, prev, cur, "")
+	t.Run("edges", func(t *testing.T) { edgesFromRealProxies(t, client, server) })
+	t.Run("routes", func(t *testing.T) { routesFromRealProxies(t, client) })
 
 	byKey := map[string]Golden{}
 	for _, r := range rows {
@@ -415,13 +432,9 @@ response_total{direction="inbound",classification="success"} 10
 inbound_http_authz_deny_total{target_addr="10.0.0.1:8080",srv_group="policy.weft.dev",srv_kind="Server",srv_name="books-http",route_group="",route_kind="default",route_name="default"} %d
 inbound_tcp_authz_deny_total{target_addr="10.0.0.1:5432",srv_group="",srv_kind="default",srv_name="deny"} %d
 `, httpDeny, tcpDeny)
-		var out []sample
-		for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
-			s, err := parseSample(line)
-			if err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, s)
+		out, err := parseMetrics(text)
+		if err != nil {
+			t.Fatal(err)
 		}
 		return out
 	}
@@ -448,5 +461,64 @@ shop       deploy/books  outbound   2/2     0.0  -        -    -    -    -     -
 	}
 	if !strings.Contains(buf.String(), `"denied":9`) || !strings.Contains(buf.String(), `"denied":null`) {
 		t.Errorf("json lacks the denials: %s", buf.String())
+	}
+}
+
+// realView is the pods and Service of TestGoldenFromRealProxies as the API would
+// show them.
+var realView = meshView{clusterDomain: "cluster.local",
+	pods: []statPod{
+		{uid: "c", namespace: "demo", name: "web-1", group: "deploy/web", meshed: true, serviceAccount: "web", labels: map[string]string{"app": "web"}},
+		{uid: "s", namespace: "demo", name: "backend-1", group: "deploy/backend", meshed: true, serviceAccount: "backend", labels: map[string]string{"app": "backend"}},
+	},
+	services: []corev1.Service{{ObjectMeta: metav1.ObjectMeta{Namespace: "demo", Name: "backend"},
+		Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.20", Selector: map[string]string{"app": "backend"}}}},
+}
+
+// edgesFromRealProxies: weft edges on the real proxies' metrics finds the one edge,
+// web -> backend, with the identities each side verified; the plaintext requests
+// straight to the server's inbound port (no identity) make no edge.
+func edgesFromRealProxies(t *testing.T, client, server *proxyProc) {
+	samples := map[types.UID][]sample{}
+	for uid, p := range map[types.UID]*proxyProc{"c": client, "s": server} {
+		s, err := parseMetrics(p.metrics(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples[uid] = s
+	}
+	got := computeEdges(realView, samples)
+	want := []Edge{{SrcNamespace: "demo", Src: "deploy/web", DstNamespace: "demo", Dst: "deploy/backend",
+		ClientID: "spiffe://cluster.local/ns/demo/sa/web", ServerID: "spiffe://cluster.local/ns/demo/sa/backend", Secured: true, Requests: 55}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("edges:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// routesFromRealProxies: weft routes on the client proxy's real route_* series
+// counts the window's requests of the backend Service's route, by its cluster IP.
+func routesFromRealProxies(t *testing.T, client *proxyProc) {
+	serviceOf := func(a string) (string, bool) {
+		if s := realView.service("demo", a); s != nil {
+			return s.Namespace + "/" + s.Name, true
+		}
+		return "", false
+	}
+	read := func() map[types.UID]routeScrape {
+		s, err := parseMetrics(client.metrics(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[types.UID]routeScrape{"c": digestRoutes(time.Now(), s, serviceOf)}
+	}
+	prev := read()
+	for range 3 {
+		getN(t, fmt.Sprintf("http://127.0.0.1:%d/ok", client.outbound), 4)
+		getN(t, fmt.Sprintf("http://127.0.0.1:%d/fail", client.outbound), 1)
+	}
+	rows := summarizeRoutes(prev, read())
+	if len(rows) != 1 || rows[0].Service != "demo/backend" || rows[0].Route != "default" || rows[0].Requests != 15 ||
+		rows[0].SuccessRate == nil || math.Abs(*rows[0].SuccessRate-0.8) > 1e-9 || rows[0].P50Ms == nil || rows[0].RPS <= 0 {
+		t.Errorf("want one row demo/backend default with 15 requests, 80%% success, got %+v", rows)
 	}
 }
