@@ -40,7 +40,8 @@ func (p *Pipeline) tapStart(r *http.Request, up *upstream) *tap.Exchange {
 	}
 	req.Direction = api.TapDirection_TAP_DIRECTION_OUTBOUND
 	req.TLS = up.Dst != "" // through a peer proxy, over mTLS
-	req.Source = tap.Peer{Addr: ci.Client}
+	// The app's address: the accept loop notes the client only for inbound.
+	req.Source.Addr, _ = netip.ParseAddrPort(r.RemoteAddr)
 	ep := up.ep
 	if up.attempts != nil {
 		// The first attempt's endpoint: a retry may end elsewhere.
