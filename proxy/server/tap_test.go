@@ -6,8 +6,12 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,7 +47,7 @@ type tapPair struct {
 	idA, idB      string
 }
 
-func newTapPair(t *testing.T, writeTimeout time.Duration) *tapPair {
+func newTapPair(t *testing.T, mods ...func(*tap.Server)) *tapPair {
 	t.Helper()
 	ca := testpki.NewCA(t, "weft test anchor")
 	be := startBackends(t)
@@ -51,7 +55,7 @@ func newTapPair(t *testing.T, writeTimeout time.Duration) *tapPair {
 	storeB := newStore(t, ca.IssueValid(t, tp.idB), ca)
 	tp.tB = tap.New(tap.Self{Pod: "server-0", Namespace: "b", Identity: func() string { return tp.idB }})
 	tp.b = startProxy(t, &config.Config{}, storeB, func(o *server.Options) { o.Tap = tp.tB })
-	tp.tapB = serveTap(t, &tap.Server{Tap: tp.tB, Identity: storeB, ClientID: tapID, Log: logger(t), WriteTimeout: writeTimeout})
+	tp.tapB = serveTap(t, &tap.Server{Tap: tp.tB, Identity: storeB, ClientID: tapID, Log: logger(t)}, mods...)
 
 	dest := func(svc, backend string) config.Destination {
 		return config.Destination{Name: svc, Addresses: []string{svc}, Endpoints: []config.Endpoint{endpoint(backend, tp.b, tp.idB)}}
@@ -61,7 +65,7 @@ func newTapPair(t *testing.T, writeTimeout time.Duration) *tapPair {
 	storeA := newStore(t, ca.IssueValid(t, tp.idA), ca)
 	tp.tA = tap.New(tap.Self{Pod: "client-0", Namespace: "a", Identity: func() string { return tp.idA }})
 	tp.a = startProxy(t, aCfg, storeA, func(o *server.Options) { o.Tap = tp.tA })
-	tp.tapA = serveTap(t, &tap.Server{Tap: tp.tA, Identity: storeA, ClientID: tapID, Log: logger(t), WriteTimeout: writeTimeout})
+	tp.tapA = serveTap(t, &tap.Server{Tap: tp.tA, Identity: storeA, ClientID: tapID, Log: logger(t)}, mods...)
 	tp.httpbin = tp.a.outbound(svcHTTPBin)
 	tp.grpc = tp.a.outbound(svcGRPC)
 	tp.probe = tp.a.outbound(svcProbe)
@@ -73,7 +77,10 @@ func newTapPair(t *testing.T, writeTimeout time.Duration) *tapPair {
 	return tp
 }
 
-func serveTap(t *testing.T, s *tap.Server) string {
+func serveTap(t *testing.T, s *tap.Server, mods ...func(*tap.Server)) string {
+	for _, m := range mods {
+		m(s)
+	}
 	ln := listen(t)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ln) }()
@@ -233,7 +240,7 @@ func labelsOf(p *api.TapPeer) map[string]string {
 // tap identity, sends an HTTP/1.1, an HTTP/2 and a gRPC request, and checks every
 // field of the events on both sides.
 func TestTapEvents(t *testing.T) {
-	tp := newTapPair(t, 0)
+	tp := newTapPair(t)
 	tapLeaf := tp.ca.IssueValid(t, tapID)
 	outA, _ := observe(t, tapClient(t, tp.tapA, tp.idA, tapLeaf, tp.ca), &api.ObserveRequest{})
 	inB, _ := observe(t, tapClient(t, tp.tapB, tp.idB, tapLeaf, tp.ca), &api.ObserveRequest{})
@@ -339,4 +346,360 @@ func TestTapEvents(t *testing.T) {
 	}
 	t.Run("outbound", func(t *testing.T) { check(t, outA, api.TapDirection_TAP_DIRECTION_OUTBOUND) })
 	t.Run("inbound", func(t *testing.T) { check(t, inB, api.TapDirection_TAP_DIRECTION_INBOUND) })
+}
+
+// TestTapFilters: each TapMatch field selects what it says, on the side it says;
+// a malformed match is refused with INVALID_ARGUMENT.
+func TestTapFilters(t *testing.T) {
+	tp := newTapPair(t)
+	leaf := tp.ca.IssueValid(t, tapID)
+	ca := tapClient(t, tp.tapA, tp.idA, leaf, tp.ca)
+	cb := tapClient(t, tp.tapB, tp.idB, leaf, tp.ca)
+	out := api.TapDirection_TAP_DIRECTION_OUTBOUND
+	in := api.TapDirection_TAP_DIRECTION_INBOUND
+	cases := []struct {
+		name   string
+		client apigrpc.TapClient
+		match  *api.TapMatch
+		want   []string // paths of the requests the stream must show, in order
+	}{
+		{"path prefix", ca, &api.TapMatch{PathPrefix: "/status/"}, []string{"/status/201"}},
+		{"method", ca, &api.TapMatch{Method: "POST"}, []string{"/anything/post"}},
+		{"authority without case", ca, &api.TapMatch{Authority: strings.ToUpper("h.example")}, []string{"/headers"}},
+		{"outbound destination namespace", ca, &api.TapMatch{Namespace: "b"}, []string{"/status/201", "/anything/post", "/headers", "/get"}},
+		{"outbound: the other side is the destination", ca, &api.TapMatch{Namespace: "a"}, nil},
+		{"inbound source namespace", cb, &api.TapMatch{Namespace: "a", PathPrefix: "/get"}, []string{"/get"}},
+		{"inbound workload by what the identity says", cb, &api.TapMatch{Workload: "serviceaccount/" + clientSA, Method: "POST"}, []string{"/anything/post"}},
+		{"inbound workload kind the proxy cannot know matches nothing", cb, &api.TapMatch{Workload: "deployment/client"}, nil},
+		{"direction inbound on the client proxy", ca, &api.TapMatch{Direction: in}, nil},
+		{"direction outbound", ca, &api.TapMatch{Direction: out, Method: "POST"}, []string{"/anything/post"}},
+	}
+	streams := make([]*observed, len(cases))
+	for i, c := range cases {
+		streams[i], _ = observe(t, c.client, &api.ObserveRequest{Match: c.match, MaxEventsPerSecond: 1000})
+	}
+	waitStreams(t, tp.tA, 7)
+	waitStreams(t, tp.tB, 3)
+
+	c := h1Client()
+	do := func(method, path, host string) {
+		req, _ := http.NewRequest(method, "http://"+tp.httpbin+path, nil)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	do("GET", "/status/201", "")
+	do("POST", "/anything/post", "")
+	do("GET", "/headers", "h.example")
+	do("GET", "/get", "")
+	// Every stream has seen all it will once the catch-all streams saw the last
+	// request end on both sides.
+	time.Sleep(300 * time.Millisecond)
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got []string
+			for _, ev := range streams[i].snapshot() {
+				if ri := ev.GetRequestInit(); ri != nil {
+					got = append(got, ri.GetPath())
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(c.want, " ") {
+				t.Fatalf("stream showed %q, want %q", got, c.want)
+			}
+		})
+	}
+
+	t.Run("invalid matches", func(t *testing.T) {
+		for _, m := range []*api.TapMatch{
+			{Workload: "web"},
+			{Workload: "deployment/"},
+			{PathPrefix: "status"},
+			{Direction: api.TapDirection(7)},
+			{Authority: strings.Repeat("a", 2000)},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			st, err := ca.Observe(ctx, &api.ObserveRequest{Match: m})
+			if err == nil {
+				_, err = st.Recv()
+			}
+			cancel()
+			if status.Code(err) != codes.InvalidArgument {
+				t.Errorf("match %v: %v, want InvalidArgument", m, err)
+			}
+		}
+	})
+}
+
+// tapMetric is one weft_tap_* value of tt.
+func tapMetric(tt *tap.Tap, name string, labels ...string) float64 {
+	var b strings.Builder
+	tt.WriteMetrics(&b)
+	text := b.String()
+	if len(labels) == 0 {
+		for _, line := range strings.Split(text, "\n") {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				return f
+			}
+		}
+		return -1
+	}
+	return metricValue(text, name, labels...)
+}
+
+// TestTapRateBound: 1,000 requests a second for two seconds under a stream bounded to
+// 10 events a second yield about 10 a second, whole requests only, and every event
+// dropped is counted, in the events and in the metrics.
+func TestTapRateBound(t *testing.T) {
+	tp := newTapPair(t)
+	o, _ := observe(t, tapClient(t, tp.tapA, tp.idA, tp.ca.IssueValid(t, tapID), tp.ca), &api.ObserveRequest{MaxEventsPerSecond: 10})
+	waitStreams(t, tp.tA, 1)
+
+	const workers, perWorker = 10, 200 // 2,000 requests at 1,000 a second
+	var sent atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := h1Client()
+			for i := range perWorker {
+				// Each worker paced at 100 a second.
+				if d := time.Until(start.Add(time.Duration(i)*10*time.Millisecond + time.Duration(w)*time.Millisecond)); d > 0 {
+					time.Sleep(d)
+				}
+				resp, err := c.Get("http://" + tp.httpbin + "/status/204")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	time.Sleep(200 * time.Millisecond)
+	during := len(o.snapshot())
+	if rps := float64(sent.Load()) / elapsed.Seconds(); rps < 500 {
+		t.Logf("only %.0f requests a second on this machine", rps)
+	}
+	// The bound: the rate over the time, the bucket's burst (3) and at most two
+	// events of debt (a request admitted on its last token sends all three).
+	if max := int(10*elapsed.Seconds()) + 3 + 2; during > max || during < 10 {
+		t.Fatalf("%d events in %v from %d requests, want 10..%d", during, elapsed, sent.Load(), max)
+	}
+	// After a second's rest one more request is admitted, and its first event
+	// carries the count of everything dropped before it.
+	time.Sleep(time.Second)
+	resp, err := h1Client().Get("http://" + tp.httpbin + "/status/204")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	xs := waitExchanges(t, o, during/3+1)
+	var events, dropped uint64
+	for _, x := range xs {
+		if x.init == nil || x.resp == nil || x.end == nil {
+			t.Fatalf("a request's events arrived partly: %+v", x)
+		}
+	}
+	for _, ev := range o.snapshot() {
+		events++
+		dropped += ev.GetDropped()
+	}
+	requests := uint64(sent.Load()) + 1
+	if events+dropped != 3*requests {
+		t.Fatalf("%d events sent + %d dropped, want 3 x %d requests", events, dropped, requests)
+	}
+	if m := tapMetric(tp.tA, "weft_tap_events_dropped_total", `reason="rate_limit"`); m != float64(dropped) {
+		t.Fatalf("weft_tap_events_dropped_total{reason=rate_limit} = %v, want %d", m, dropped)
+	}
+	if m := tapMetric(tp.tA, "weft_tap_events_sent_total"); m != float64(events) {
+		t.Fatalf("weft_tap_events_sent_total = %v, want %d", m, events)
+	}
+	t.Logf("%d requests in %v: %d events sent, %d dropped", requests-1, elapsed.Round(time.Millisecond), events, dropped)
+}
+
+// TestTapRefusesOthers: only a certificate of the tap identity from the mesh's trust
+// roots opens a stream; every other client fails in the TLS handshake, and the tap
+// stays closed (no stream, no per-request cost).
+func TestTapRefusesOthers(t *testing.T) {
+	tp := newTapPair(t)
+	rogue := testpki.NewCA(t, "rogue anchor")
+	cases := []struct {
+		name string
+		leaf *testpki.Leaf
+	}{
+		{"no client certificate", nil},
+		{"a workload's identity", tp.ca.IssueValid(t, tp.idA)},
+		{"the tap identity in another namespace", tp.ca.IssueValid(t, meshdefaults.TapIdentity(trustDomain, "a"))},
+		{"the tap identity from another anchor", rogue.IssueValid(t, tapID)},
+		{"the tap identity expired", tp.ca.Issue(t, tapID, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			st, err := tapClient(t, tp.tapA, tp.idA, c.leaf, tp.ca).Observe(ctx, &api.ObserveRequest{})
+			if err == nil {
+				_, err = st.Recv()
+			}
+			if status.Code(err) != codes.Unavailable {
+				t.Fatalf("Observe: %v, want the handshake refused (Unavailable)", err)
+			}
+		})
+	}
+	if tp.tA.Active() || tapMetric(tp.tA, "weft_tap_streams_opened_total") != 0 {
+		t.Fatal("a refused client opened a stream")
+	}
+	// An HTTP/1.1 client with the right certificate gets no HTTP/1.1 either.
+	leaf := tp.ca.IssueValid(t, tapID)
+	pool := x509.NewCertPool()
+	pool.AddCert(tp.ca.Cert)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		Certificates: []tls.Certificate{leaf.TLS}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}}}
+	if resp, err := c.Post("https://"+tp.tapA+tap.ObservePath, "application/grpc", strings.NewReader("")); err == nil {
+		resp.Body.Close()
+		t.Fatalf("HTTP/1.1 to the tap port answered %d", resp.StatusCode)
+	}
+}
+
+// TestTapStreamLimit: the ninth stream is refused with RESOURCE_EXHAUSTED, and a
+// slot freed by a stream that ends is taken again.
+func TestTapStreamLimit(t *testing.T) {
+	tp := newTapPair(t)
+	c := tapClient(t, tp.tapA, tp.idA, tp.ca.IssueValid(t, tapID), tp.ca)
+	var cancels []context.CancelFunc
+	for range tap.MaxStreams {
+		_, cancel := observe(t, c, &api.ObserveRequest{})
+		cancels = append(cancels, cancel)
+	}
+	waitStreams(t, tp.tA, tap.MaxStreams)
+	ninth := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		st, err := c.Observe(ctx, &api.ObserveRequest{})
+		if err == nil {
+			_, err = st.Recv()
+		}
+		return err
+	}
+	if err := ninth(); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("ninth stream: %v, want ResourceExhausted", err)
+	}
+	if m := tapMetric(tp.tA, "weft_tap_streams_refused_total", `reason="limit"`); m != 1 {
+		t.Fatalf("weft_tap_streams_refused_total{reason=limit} = %v", m)
+	}
+	cancels[0]()
+	waitStreams(t, tp.tA, tap.MaxStreams-1)
+	o, _ := observe(t, c, &api.ObserveRequest{})
+	waitStreams(t, tp.tA, tap.MaxStreams)
+	resp, err := h1Client().Get("http://" + tp.httpbin + "/status/200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitExchanges(t, o, 1)
+}
+
+// TestTapSlowReader: a tap client that stops reading loses events (counted), never
+// slows the requests, and loses its stream after the write timeout, which frees
+// the slot.
+func TestTapSlowReader(t *testing.T) {
+	tp := newTapPair(t, func(s *tap.Server) { s.WriteTimeout = 3 * time.Second })
+	leaf := tp.ca.IssueValid(t, tapID)
+	pool := x509.NewCertPool()
+	pool.AddCert(tp.ca.Cert)
+	cfg := peertls.ClientConfig(peertls.ClientOptions{ServerName: tp.idA, Roots: func() *x509.CertPool { return pool },
+		Certificate: func() *tls.Certificate { return &leaf.TLS }})
+	// A fixed 64 KiB window (no BDP growth): the client's buffer fills quickly.
+	cc, err := grpc.NewClient("passthrough:///"+tp.tapA, grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	// run sends n requests from 4 clients at once; it returns their mean and
+	// slowest latency.
+	run := func(n int) (mean, slowest time.Duration) {
+		var total, worst atomic.Int64
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range n / 4 {
+					t0 := time.Now()
+					resp, err := c.Get("http://" + tp.httpbin + "/status/204")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					resp.Body.Close()
+					d := int64(time.Since(t0))
+					total.Add(d)
+					if d > worst.Load() {
+						worst.Store(d)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return time.Duration(total.Load() / int64(n)), time.Duration(worst.Load())
+	}
+	base, _ := run(1000)
+	if _, err := apigrpc.NewTapClient(cc).Observe(ctx, &api.ObserveRequest{MaxEventsPerSecond: 1000}); err != nil {
+		t.Fatal(err)
+	} // never read
+	waitStreams(t, tp.tA, 1)
+	mean, slowest := run(2000)
+	t.Logf("stalled tap: mean %v, slowest %v; no tap: mean %v", mean, slowest, base)
+	// A request path that waited for the stalled reader would wait out the write
+	// timeout (3s) once its queue is full.
+	if slowest > 1500*time.Millisecond || mean > 3*base+2*time.Millisecond {
+		t.Fatalf("with a stalled tap reader: mean %v (%v without a tap), slowest %v", mean, base, slowest)
+	}
+	if m := tapMetric(tp.tA, "weft_tap_events_dropped_total", `reason="slow_reader"`); m <= 0 {
+		t.Fatalf("no event dropped for the slow reader (%v)", m)
+	}
+	// The stalled stream's writer times out and the slot is free again.
+	waitStreams(t, tp.tA, 0)
+}
+
+// TestTapHandshakeTimeout: a connection that never completes TLS is closed after the
+// handshake timeout, while an open stream lives on past it.
+func TestTapHandshakeTimeout(t *testing.T) {
+	tp := newTapPair(t, func(s *tap.Server) { s.HandshakeTimeout = 200 * time.Millisecond })
+	o, _ := observe(t, tapClient(t, tp.tapA, tp.idA, tp.ca.IssueValid(t, tapID), tp.ca), &api.ObserveRequest{})
+	waitStreams(t, tp.tA, 1)
+	conn, err := net.Dial("tcp", tp.tapA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	t0 := time.Now()
+	if _, err := conn.Read(make([]byte, 1)); err == nil || time.Since(t0) > 2*time.Second {
+		t.Fatalf("silent connection: %v after %v, want closed after 200ms", err, time.Since(t0))
+	}
+	time.Sleep(300 * time.Millisecond)
+	resp, err := h1Client().Get("http://" + tp.httpbin + "/status/200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitExchanges(t, o, 1)
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strings"
@@ -88,8 +89,12 @@ func (s *Server) Serve(ln net.Listener) error {
 		// is it here, and IdleTimeout ends a connection without a stream.
 		ReadHeaderTimeout: hto,
 		IdleTimeout:       idleTimeout,
+		// Handshake failures (refused clients) are routine here, not errors.
+		ErrorLog: log.New(logWriter{s.Log.V(1)}, "", 0),
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: MaxStreams,
+			// Above MaxStreams, so that a call over the limit reaches the handler
+			// and is refused (RESOURCE_EXHAUSTED) rather than queued by the client.
+			MaxConcurrentStreams: 2 * MaxStreams,
 			// A control plane that vanished without closing (node gone) is noticed
 			// by an unanswered ping, and its streams' slots freed.
 			SendPingTimeout:               30 * time.Second,
@@ -279,6 +284,14 @@ func appendEvent(dst, event []byte, dropped uint64) []byte {
 func answer(w http.ResponseWriter, code grpcwire.Code, msg string) {
 	grpcwire.SetTrailersOnly(w.Header(), code, msg)
 	w.WriteHeader(http.StatusOK)
+}
+
+// logWriter passes net/http's server log to logr.
+type logWriter struct{ l logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.l.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // limitListener closes connections beyond max at once (rather than leaving them in
