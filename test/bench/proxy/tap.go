@@ -36,11 +36,25 @@ func weftTapSetup(ctx context.Context, dir, bin, profileDir string, threads int,
 		s.stop()
 		return nil, fmt.Errorf("open the tap stream: %w", err)
 	}
-	s.closers = append(s.closers, cancel)
+	metrics := fmt.Sprintf("http://127.0.0.1:%d/metrics", weftTapBase+191)
+	s.closers = append(s.closers, func() {
+		// What the tap carried over the whole run: a tap that sent nothing would
+		// make the comparison meaningless.
+		if resp, err := http.Get(metrics); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, l := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(l, "weft_tap_events_") {
+					fmt.Println("weft-tap client side:", l)
+				}
+			}
+		}
+		cancel()
+	})
 	// The stream counts once the proxy registered it.
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
-	if err := waitMetric(wctx, fmt.Sprintf("http://127.0.0.1:%d/metrics", weftTapBase+191), "weft_tap_streams 1"); err != nil {
+	if err := waitMetric(wctx, metrics, "weft_tap_streams 1"); err != nil {
 		s.stop()
 		return nil, err
 	}
