@@ -174,15 +174,17 @@ type Exchange struct {
 	// it, or whose queue was full: their later events of this request are dropped
 	// (and counted) too, so a stream never gets a request's end without its start.
 	taking, dropping uint8
-	id               uint64
-	dir              api.TapDirection
-	src, dst         *api.TapPeer
-	start            time.Time
-	respAt           time.Time
-	reqBytes         atomic.Uint64
-	respBytes        uint64
-	now              func() time.Time
-	stats            *stats
+	// slow are the dropping streams whose queue was full (the rest: rate bound).
+	slow      uint8
+	id        uint64
+	dir       api.TapDirection
+	src, dst  *api.TapPeer
+	start     time.Time
+	respAt    time.Time
+	reqBytes  atomic.Uint64
+	respBytes uint64
+	now       func() time.Time
+	stats     *stats
 }
 
 // Start describes a request to the open streams. It returns nil when no stream
@@ -282,8 +284,12 @@ func (x *Exchange) ResponseEnd(grpcStatus uint32, ok bool, failure string) {
 // request; streams dropping it count it.
 func (x *Exchange) emit(ev *api.TapEvent, now time.Time) {
 	for i := range x.set.s {
-		if x.dropping&(1<<i) != 0 {
-			x.set.s[i].drop(x.stats, dropRate)
+		if bit := uint8(1) << i; x.dropping&bit != 0 {
+			why := dropRate
+			if x.slow&bit != 0 {
+				why = dropSlow
+			}
+			x.set.s[i].drop(x.stats, why)
 		}
 	}
 	if x.taking == 0 {
@@ -306,6 +312,7 @@ func (x *Exchange) emit(ev *api.TapEvent, now time.Time) {
 		if !s.offer(b, x.stats) {
 			x.taking &^= bit
 			x.dropping |= bit
+			x.slow |= bit
 		}
 	}
 }
