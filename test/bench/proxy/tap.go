@@ -86,11 +86,19 @@ func openTap(ctx context.Context, addr string, p *pki, tapID string) (func(), er
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
-	st, err := apigrpc.NewTapClient(cc).Observe(sctx, &api.ObserveRequest{MaxEventsPerSecond: 1000})
-	if err != nil {
-		cancel()
-		cc.Close()
-		return nil, err
+	// The proxy is ready, so its tap listener is bound; the first connection may
+	// still lose a race with a busy machine, so the call is retried for a while.
+	var st grpc.ServerStreamingClient[api.TapEvent]
+	for try := 0; ; try++ {
+		if st, err = apigrpc.NewTapClient(cc).Observe(sctx, &api.ObserveRequest{MaxEventsPerSecond: 1000}); err == nil {
+			break
+		}
+		if try == 20 || ctx.Err() != nil {
+			cancel()
+			cc.Close()
+			return nil, err
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
 	done := make(chan struct{})
 	go func() {
