@@ -34,14 +34,15 @@ func (p *Pipeline) tapStart(r *http.Request, up *upstream) *tap.Exchange {
 	if up.inbound {
 		req.Direction = api.TapDirection_TAP_DIRECTION_INBOUND
 		req.TLS = ci.Mesh
-		req.Source = tap.Peer{Addr: ci.Client, Identity: ci.PeerID}
+		req.Source = tap.Peer{Addr: unmap(ci.Client), Identity: ci.PeerID}
 		req.Destination.Addr, _ = netip.ParseAddrPort(up.Host)
 		return p.o.Tap.Start(req)
 	}
 	req.Direction = api.TapDirection_TAP_DIRECTION_OUTBOUND
 	req.TLS = up.Dst != "" // through a peer proxy, over mTLS
 	// The app's address: the accept loop notes the client only for inbound.
-	req.Source.Addr, _ = netip.ParseAddrPort(r.RemoteAddr)
+	app, _ := netip.ParseAddrPort(r.RemoteAddr)
+	req.Source.Addr = unmap(app)
 	ep := up.ep
 	if up.attempts != nil {
 		// The first attempt's endpoint: a retry may end elsewhere.
@@ -49,6 +50,12 @@ func (p *Pipeline) tapStart(r *http.Request, up *upstream) *tap.Exchange {
 	}
 	req.Destination = endpointPeer(ep, ci.OrigDst)
 	return p.o.Tap.Start(req)
+}
+
+// unmap shows an IPv4 client of a dual-stack listener (::ffff:10.0.0.1) as the IPv4
+// address it is, as the inbound policy sees it (found by TestTapInPods).
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // endpointPeer is what the tap shows of an outbound request's endpoint: its address,
