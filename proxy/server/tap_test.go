@@ -703,3 +703,45 @@ func TestTapHandshakeTimeout(t *testing.T) {
 	resp.Body.Close()
 	waitExchanges(t, o, 1)
 }
+
+// TestTapConnectionLimit: connections past 16 on the tap port are closed at once,
+// whoever makes them, and the port serves again once they are gone.
+func TestTapConnectionLimit(t *testing.T) {
+	tp := newTapPair(t)
+	var silent []net.Conn
+	for range 16 {
+		c, err := net.Dial("tcp", tp.tapA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		silent = append(silent, c)
+	}
+	// The server has accepted them all once the next one is closed at once.
+	extra, err := net.Dial("tcp", tp.tapA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("17th connection: %v, want closed (EOF) at once", err)
+	}
+	extra.Close()
+	for _, c := range silent {
+		c.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := tapClient(t, tp.tapA, tp.idA, tp.ca.IssueValid(t, tapID), tp.ca).Observe(ctx, &api.ObserveRequest{})
+		if err == nil {
+			waitStreams(t, tp.tA, 1)
+			cancel()
+			return
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("tap port after the connections closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
