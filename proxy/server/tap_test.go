@@ -745,3 +745,21 @@ func TestTapConnectionLimit(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestTapIdleStream: a stream with no traffic for longer than the write timeout stays
+// open (the timeout bounds a write, not the wait for events).
+func TestTapIdleStream(t *testing.T) {
+	tp := newTapPair(t, func(s *tap.Server) { s.WriteTimeout = 300 * time.Millisecond })
+	o, _ := observe(t, tapClient(t, tp.tapA, tp.idA, tp.ca.IssueValid(t, tapID), tp.ca), &api.ObserveRequest{})
+	waitStreams(t, tp.tA, 1)
+	for i := 1; i <= 2; i++ {
+		resp, err := h1Client().Get("http://" + tp.httpbin + "/status/200")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		waitExchanges(t, o, i)
+		time.Sleep(time.Second)
+	}
+	waitStreams(t, tp.tA, 1)
+}

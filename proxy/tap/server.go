@@ -259,6 +259,11 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, rc *http.Respons
 		if err := rc.Flush(); err != nil {
 			return err
 		}
+		// The deadline bounds a write, not the wait for the next event: HTTP/2's
+		// server resets a stream whose deadline passes even with nothing to write,
+		// which ended every tap after WriteTimeout without traffic (found by
+		// bench-proxy's weft-tap setup, whose stream died between rounds).
+		_ = rc.SetWriteDeadline(time.Time{})
 	}
 }
 
