@@ -44,7 +44,8 @@ func weftTapSetup(ctx context.Context, dir, bin, profileDir string, threads int,
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			for _, l := range strings.Split(string(b), "\n") {
-				if strings.HasPrefix(l, "weft_tap_events_") {
+				// weft_tap_streams must still be 1: the stream lasted the run.
+				if strings.HasPrefix(l, "weft_tap_events_") || strings.HasPrefix(l, "weft_tap_streams ") {
 					fmt.Println("weft-tap client side:", l)
 				}
 			}
