@@ -135,12 +135,8 @@ func compileMatch(m *api.TapMatch) (match, error) {
 	return out, nil
 }
 
-// matches says whether req, whose other side (the destination outbound, the source
-// inbound) has labels, passes the filter. Namespace and workload compare with what
-// the proxy knows of the other side: a workload kind it does not know (an inbound
-// client's deployment: only its identity is known) matches nothing, never
-// everything.
-func (m *match) matches(req *Request, labels []*api.TapLabel) bool {
+// matchesRequest says whether req passes the filter's fields of the request itself.
+func (m *match) matchesRequest(req *Request) bool {
 	if m.direction != api.TapDirection_TAP_DIRECTION_ANY && m.direction != req.Direction {
 		return false
 	}
@@ -151,16 +147,27 @@ func (m *match) matches(req *Request, labels []*api.TapLabel) bool {
 	if m.method != "" && m.method != req.Method {
 		return false
 	}
-	if m.pathPrefix != "" && !strings.HasPrefix(req.Path, m.pathPrefix) {
-		return false
-	}
+	return m.pathPrefix == "" || strings.HasPrefix(req.Path, m.pathPrefix)
+}
+
+// needsLabels says whether the filter reads the labels of the request's other side.
+func (m *match) needsLabels() bool { return m.namespace != "" || m.workloadKind != "" }
+
+// matchesLabels says whether labels, those of the request's other side (the
+// destination outbound, the source inbound), pass the filter. Namespace and workload
+// compare with what the proxy knows of that side: a workload kind it does not know
+// (an inbound client's deployment: only its identity is known) matches nothing,
+// never everything.
+func (m *match) matchesLabels(labels []*api.TapLabel) bool {
 	if m.namespace != "" && label(labels, "namespace") != m.namespace {
 		return false
 	}
-	if m.workloadKind != "" && label(labels, m.workloadKind) != m.workloadName {
-		return false
-	}
-	return true
+	return m.workloadKind == "" || label(labels, m.workloadKind) == m.workloadName
+}
+
+// matches is matchesRequest and matchesLabels.
+func (m *match) matches(req *Request, labels []*api.TapLabel) bool {
+	return m.matchesRequest(req) && m.matchesLabels(labels)
 }
 
 func label(labels []*api.TapLabel, name string) string {

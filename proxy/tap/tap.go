@@ -200,17 +200,28 @@ func (t *Tap) Start(req *Request) *Exchange {
 		own = &req.Destination
 	}
 	t.describeSelf(own)
-	src := peerProto(req.Source)
-	dst := peerProto(req.Destination)
-	other := dst
+	// The other side's labels are described only when a filter needs them, and
+	// both sides only when a stream takes the request: most requests under an
+	// open tap are not taken (the rate bound), and describing them was most of
+	// the tap's cost per request.
+	other := &req.Destination
 	if req.Direction == api.TapDirection_TAP_DIRECTION_INBOUND {
-		other = src
+		other = &req.Source
 	}
+	var otherProto *api.TapPeer
 	now := t.now()
 	var taking, dropping uint8
 	for i, s := range set.s {
-		if !s.match.matches(req, other.Labels) {
+		if !s.match.matchesRequest(req) {
 			continue
+		}
+		if s.match.needsLabels() {
+			if otherProto == nil {
+				otherProto = peerProto(*other)
+			}
+			if !s.match.matchesLabels(otherProto.Labels) {
+				continue
+			}
 		}
 		if s.admit(now) {
 			taking |= 1 << i
@@ -222,7 +233,17 @@ func (t *Tap) Start(req *Request) *Exchange {
 		return nil
 	}
 	x := &Exchange{set: set, taking: taking, dropping: dropping, id: t.nextID.Add(1),
-		dir: req.Direction, src: src, dst: dst, start: now, now: t.now, stats: &t.stats}
+		dir: req.Direction, start: now, now: t.now, stats: &t.stats}
+	if taking != 0 {
+		if otherProto == nil {
+			otherProto = peerProto(*other)
+		}
+		if req.Direction == api.TapDirection_TAP_DIRECTION_INBOUND {
+			x.src, x.dst = otherProto, peerProto(req.Destination)
+		} else {
+			x.src, x.dst = peerProto(req.Source), otherProto
+		}
+	}
 	x.emit(&api.TapEvent{Event: &api.TapEvent_RequestInit{RequestInit: &api.TapRequestInit{
 		Method: req.Method, Scheme: req.Scheme, Authority: req.Authority, Path: req.Path,
 		Route: req.Route, Tls: req.TLS, Protocol: req.Protocol,
@@ -256,6 +277,10 @@ func (x *Exchange) ResponseInit(status int) {
 	}
 	now := x.now()
 	x.respAt = now
+	if x.taking == 0 {
+		x.countDrops()
+		return
+	}
 	x.emit(&api.TapEvent{Event: &api.TapEvent_ResponseInit{ResponseInit: &api.TapResponseInit{
 		HttpStatus: uint32(status), SinceRequestInit: durationpb.New(now.Sub(x.start)),
 	}}}, now)
@@ -264,6 +289,10 @@ func (x *Exchange) ResponseInit(status int) {
 // ResponseEnd records the end of the exchange: grpcStatus when the response carried
 // one (ok), and why it failed ("" when it ended normally).
 func (x *Exchange) ResponseEnd(grpcStatus uint32, ok bool, failure string) {
+	if x.taking == 0 {
+		x.countDrops()
+		return
+	}
 	now := x.now()
 	end := &api.TapResponseEnd{
 		SinceRequestInit: durationpb.New(now.Sub(x.start)),
@@ -283,15 +312,7 @@ func (x *Exchange) ResponseEnd(grpcStatus uint32, ok bool, failure string) {
 // emit completes ev, encodes it once and offers it to every stream taking the
 // request; streams dropping it count it.
 func (x *Exchange) emit(ev *api.TapEvent, now time.Time) {
-	for i := range x.set.s {
-		if bit := uint8(1) << i; x.dropping&bit != 0 {
-			why := dropRate
-			if x.slow&bit != 0 {
-				why = dropSlow
-			}
-			x.set.s[i].drop(x.stats, why)
-		}
-	}
+	x.countDrops()
 	if x.taking == 0 {
 		return
 	}
@@ -313,6 +334,19 @@ func (x *Exchange) emit(ev *api.TapEvent, now time.Time) {
 			x.taking &^= bit
 			x.dropping |= bit
 			x.slow |= bit
+		}
+	}
+}
+
+// countDrops counts one event dropped for every stream dropping the request.
+func (x *Exchange) countDrops() {
+	for i := range x.set.s {
+		if bit := uint8(1) << i; x.dropping&bit != 0 {
+			why := dropRate
+			if x.slow&bit != 0 {
+				why = dropSlow
+			}
+			x.set.s[i].drop(x.stats, why)
 		}
 	}
 }
