@@ -247,6 +247,11 @@ func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
 	delete(r.Header, hdrDst)
 	delete(r.Header, hdrProto)
 	if d := p.o.Policy.Request(r, dst, cl); d.Verdict != inboundpolicy.Allowed {
+		if p.o.Tap.Active() {
+			// A refusal is what a tap is most often opened to see.
+			p.refuseInboundTapped(w, r, d, cl, dst, proto)
+			return
+		}
 		p.refuseInbound(w, r, d, cl)
 		return
 	}

@@ -7,12 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
+	"time"
 
 	"github.com/weftmesh/weft/internal/grpcwire"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/balance"
+	"github.com/weftmesh/weft/proxy/inboundpolicy"
 	"github.com/weftmesh/weft/proxy/router"
 	"github.com/weftmesh/weft/proxy/tap"
+	"github.com/weftmesh/weft/proxy/transport"
 )
 
 // tapStart describes a request to the open tap streams (proxy/tap): called only
@@ -56,6 +59,21 @@ func (p *Pipeline) tapStart(r *http.Request, up *upstream) *tap.Exchange {
 // address it is, as the inbound policy sees it (found by TestTapInPods).
 func unmap(ap netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// refuseInboundTapped is refuseInbound for a request while a tap stream is open: the
+// refusal (403, 404, 429 or their gRPC statuses) is tapped like a forwarded request,
+// with the reason (Weft-Proxy-Error: unauthorized, no route, rate limited) as its
+// error.
+func (p *Pipeline) refuseInboundTapped(w http.ResponseWriter, r *http.Request, d inboundpolicy.Decision, cl inboundpolicy.Client, dst netip.AddrPort, proto string) {
+	x := p.tapStart(r, &upstream{Hop: transport.Hop{Host: dst.String()}, inbound: true, meshProto: proto})
+	if x == nil {
+		p.refuseInbound(w, r, d, cl)
+		return
+	}
+	mw := &metricsWriter{ResponseWriter: w, start: time.Now(), tap: x}
+	p.refuseInbound(mw, r, d, cl)
+	tapEnd(x, r, w.Header(), mw.status, nil)
 }
 
 // endpointPeer is what the tap shows of an outbound request's endpoint: its address,

@@ -49,12 +49,18 @@ type tapPair struct {
 
 func newTapPair(t *testing.T, mods ...func(*tap.Server)) *tapPair {
 	t.Helper()
+	return newTapPairWith(t, &config.Config{}, mods...)
+}
+
+// newTapPairWith is newTapPair with B's configuration.
+func newTapPairWith(t *testing.T, bCfg *config.Config, mods ...func(*tap.Server)) *tapPair {
+	t.Helper()
 	ca := testpki.NewCA(t, "weft test anchor")
 	be := startBackends(t)
 	tp := &tapPair{ca: ca, idA: spiffe("a", clientSA), idB: spiffe("b", serverSA)}
 	storeB := newStore(t, ca.IssueValid(t, tp.idB), ca)
 	tp.tB = tap.New(tap.Self{Pod: "server-0", Namespace: "b", Identity: func() string { return tp.idB }})
-	tp.b = startProxy(t, &config.Config{}, storeB, func(o *server.Options) { o.Tap = tp.tB })
+	tp.b = startProxy(t, bCfg, storeB, func(o *server.Options) { o.Tap = tp.tB })
 	tp.tapB = serveTap(t, &tap.Server{Tap: tp.tB, Identity: storeB, ClientID: tapID, Log: logger(t)}, mods...)
 
 	dest := func(svc, backend string) config.Destination {
@@ -762,4 +768,26 @@ func TestTapIdleStream(t *testing.T) {
 		time.Sleep(time.Second)
 	}
 	waitStreams(t, tp.tA, 1)
+}
+
+// TestTapInboundRefusal: a request the server's inbound policy refuses is tapped on
+// the server's side with its status and the reason, and nothing reached the app.
+func TestTapInboundRefusal(t *testing.T) {
+	tp := newTapPairWith(t, &config.Config{Inbound: config.Inbound{DefaultPolicy: config.PolicyDeny}})
+	o, _ := observe(t, tapClient(t, tp.tapB, tp.idB, tp.ca.IssueValid(t, tapID), tp.ca), &api.ObserveRequest{})
+	waitStreams(t, tp.tB, 1)
+	resp, err := h1Client().Get("http://" + tp.httpbin + "/refused")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("status %d, want 403", resp.StatusCode)
+	}
+	for _, x := range waitExchanges(t, o, 1) {
+		if x.init.GetRequestInit().GetPath() != "/refused" || x.init.GetSource().GetIdentity() != tp.idA ||
+			x.resp.GetResponseInit().GetHttpStatus() != http.StatusForbidden || x.end.GetResponseEnd().GetError() != "unauthorized" {
+			t.Fatalf("refusal tapped as %v / %v / %v", x.init, x.resp, x.end)
+		}
+	}
 }
