@@ -35,6 +35,7 @@ import (
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
 	"github.com/weftmesh/weft/proxy/pipeline"
+	"github.com/weftmesh/weft/proxy/tap"
 	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/transport"
 )
@@ -102,6 +103,9 @@ type Options struct {
 	// defaults of tracing.Options). Tracing itself is on while the pod's inbound
 	// policy carries the Mesh's tracing configuration (SetInboundPolicy).
 	Tracing tracing.Options
+	// Tap receives the metadata of HTTP requests while a tap stream is open
+	// (proxy/tap); nil: the proxy has no tap.
+	Tap *tap.Tap
 }
 
 // Defaults of Options; docs/proxy.md lists them.
@@ -221,7 +225,7 @@ func New(cfg *config.Config, opts Options) *Server {
 		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
 		Snapshot: func() *pipeline.Snapshot { return &s.state().Snapshot },
 		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Fallback: s.fallback, Policy: s.policy, ErrorLog: errorLog,
-		Mirror: opts.Mirror, Tracer: s.tracer,
+		Mirror: opts.Mirror, Tracer: s.tracer, Tap: opts.Tap,
 	})
 	s.outCh = newChanListener(&net.TCPAddr{})
 	s.inCh = newChanListener(&net.TCPAddr{})

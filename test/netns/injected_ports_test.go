@@ -10,12 +10,13 @@ import (
 	"github.com/weftmesh/weft/internal/inject"
 )
 
-// TestInjectedInboundSkipsOnlyAdmin runs weft-init with exactly the arguments injection
-// writes (Mesh defaults) in a real network namespace: an app listening on 4190, the tap
-// port that nothing of the proxy serves, must be reached only through the proxy's inbound
-// port, where policy applies; the admin port 4191 stays direct for probes. Before, 4190
-// was skipped and a peer reached such an app past inbound policy.
-func TestInjectedInboundSkipsOnlyAdmin(t *testing.T) {
+// TestInjectedInboundSkipsProxyPorts runs weft-init with exactly the arguments injection
+// writes (Mesh defaults) in a real network namespace: the proxy's tap port 4190 and admin
+// port 4191 are reached directly (the control plane's tap API and the kubelet's probes
+// talk to the proxy there), every other port only through the proxy's inbound port,
+// where policy applies. The proxy holds 4190 and 4191 itself (here, stand-ins listen in
+// its place), so no app can listen behind the skipped ports.
+func TestInjectedInboundSkipsProxyPorts(t *testing.T) {
 	RequireRoot(t)
 	tpl := &corev1.PodTemplateSpec{Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1"}}}}
 	ns := inject.Namespace{Name: "shop", Annotations: map[string]string{inject.AnnotationInject: inject.InjectEnabled}}
@@ -29,7 +30,7 @@ func TestInjectedInboundSkipsOnlyAdmin(t *testing.T) {
 
 	a, b := twoPods(t)
 	runInit(t, b, initc.Args...)
-	for _, l := range []struct{ addr, name string }{{":4143", "b-inbound"}, {":4190", "b-app-4190"}, {":4191", "b-admin"}} {
+	for _, l := range []struct{ addr, name string }{{":4143", "b-inbound"}, {":4190", "b-tap"}, {":4191", "b-admin"}, {":4192", "b-app-4192"}} {
 		ln, err := b.Listen("tcp", l.addr)
 		if err != nil {
 			t.Fatal(err)
@@ -37,9 +38,10 @@ func TestInjectedInboundSkipsOnlyAdmin(t *testing.T) {
 		serveName(t, ln, l.name)
 	}
 	for i, tc := range []struct{ dst, want string }{
-		{addrB + ":4190", "b-inbound"},
-		{"[" + addrB6 + "]:4190", "b-inbound"},
+		{addrB + ":4190", "b-tap"},
+		{"[" + addrB6 + "]:4190", "b-tap"},
 		{addrB + ":4191", "b-admin"},
+		{addrB + ":4192", "b-inbound"},
 	} {
 		line := fmt.Sprintf("probe-%d", i)
 		got, err := dialRoot(a, tc.dst, line)

@@ -143,7 +143,7 @@ func run() error {
 	flag.StringVar(&o.caddy, "caddy", "bin/caddy", "caddy binary")
 	flag.StringVar(&o.out, "out", "bench/results/proxy.json", "JSON results file")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for configs, certificates and proxy logs (default: a temporary one, removed afterwards)")
-	flag.StringVar(&setups, "setups", "direct,weft,haproxy,nginx,caddy,weft-tcp,weft-trace1,weft-trace100", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, nginx, caddy, weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost), and weft-trace1 and weft-trace100 (the Weft pair with tracing at 1% and 100% sampling to an in-process OTLP receiver that discards)")
+	flag.StringVar(&setups, "setups", "direct,weft,haproxy,nginx,caddy,weft-tcp,weft-trace1,weft-trace100,weft-tap", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, nginx, caddy, weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost), and weft-trace1 and weft-trace100 (the Weft pair with tracing at 1% and 100% sampling to an in-process OTLP receiver that discards), and weft-tap (the Weft pair with one tap stream open on its client side, max 1,000 events a second: the cost of an active tap)")
 	flag.StringVar(&rates, "rates", "1000,5000", "constant request rates (requests per second)")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each constant-rate run")
@@ -221,6 +221,8 @@ func run() error {
 				}
 				s, err = weftSetup(ctx, dir, o.weftProxy, name, base, "", tracingConfig(collector, perMillion), o.profileDir, o.threads, p)
 			}
+		case "weft-tap":
+			s, err = weftTapSetup(ctx, dir, o.weftProxy, o.profileDir, o.threads, p)
 		case "haproxy":
 			s, err = haproxySetup(ctx, dir, o.haproxy, o.threads, p)
 		case "nginx":

@@ -43,6 +43,10 @@ const (
 	serverName = "bench-server.bench.weft"
 
 	trustDomain = "bench.weft"
+
+	// weftTapBase is the tap setup's pair (ports as weftBase's); each side's tap
+	// server listens on base+190.
+	weftTapBase = 17000
 )
 
 // proc is one proxy process whose CPU and memory are measured, together with the
@@ -68,6 +72,8 @@ type setup struct {
 	// server, when set, is the echo server this setup reaches (default: the one on
 	// loopback).
 	server *proc
+	// closers run when the setup stops (the tap setup's client).
+	closers []func()
 }
 
 // load drives the setup at qps (negative: as fast as possible).
@@ -80,6 +86,10 @@ func (s *setup) load(ctx context.Context, qps float64, conns int, d time.Duratio
 
 // stop ends the setup's processes; stopping twice is harmless.
 func (s *setup) stop() {
+	for _, c := range s.closers {
+		c()
+	}
+	s.closers = nil
 	for _, p := range s.procs {
 		if !p.stopped {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -249,8 +259,9 @@ func newPKI(dir string) (*pki, error) {
 // connection as TCP over mTLS, which separates the cost of the HTTP layer from that of
 // TLS and forwarding.
 //
-// extra is appended to both sides' configuration files (trace.go's tracing block).
-func weftSetup(ctx context.Context, dir, bin, name string, base int, protocol, extra, profileDir string, threads int, p *pki) (*setup, error) {
+// cfgExtra is appended to both sides' configuration files (trace.go's tracing block);
+// flags are more weft-proxy flags for both sides (the tap setup's).
+func weftSetup(ctx context.Context, dir, bin, name string, base int, protocol, cfgExtra, profileDir string, threads int, p *pki, flags ...string) (*setup, error) {
 	clientOutbound, clientInbound, clientAdmin := base+140, base+143, base+191
 	serverOutbound, serverInbound, serverAdmin := base+10140, base+10143, base+10191
 	clientCfg := fmt.Sprintf(`outbound:
@@ -264,17 +275,17 @@ destinations:
     port: 18080
     identity: %[2]q
     proxyPort: %[3]d
-`, serverAddr, p.serverID, serverInbound, protocol) + extra
-	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n" + extra
+`, serverAddr, p.serverID, serverInbound, protocol) + cfgExtra
+	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n" + cfgExtra
 	s := &setup{name: name, target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", clientOutbound)}
 	for _, side := range []struct {
-		role                     string
-		cfg                      string
-		id                       netns.IdentityFiles
-		outbound, inbound, admin int
+		role                          string
+		cfg                           string
+		id                            netns.IdentityFiles
+		outbound, inbound, admin, tap int
 	}{
-		{"server", serverCfg, p.server, serverOutbound, serverInbound, serverAdmin},
-		{"client", clientCfg, p.client, clientOutbound, clientInbound, clientAdmin},
+		{"server", serverCfg, p.server, serverOutbound, serverInbound, serverAdmin, base + 10190},
+		{"client", clientCfg, p.client, clientOutbound, clientInbound, clientAdmin, base + 190},
 	} {
 		cfgPath := filepath.Join(dir, name+"-"+side.role+".yaml")
 		if err := os.WriteFile(cfgPath, []byte(side.cfg), 0o644); err != nil {
@@ -284,9 +295,12 @@ destinations:
 			"--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
 			"--outbound-port", fmt.Sprint(side.outbound), "--inbound-port", fmt.Sprint(side.inbound),
 			"--admin-port", fmt.Sprint(side.admin), "--log-level", "error",
+			// Listened on only with --tap-identity (the tap setup's flags).
+			"--tap-port", fmt.Sprint(side.tap),
 			// The benchmark's server listens on 127.0.0.1 (serverAddr).
 			"--unsafe-loopback-apps",
 		}, side.id.Args()...)
+		args = append(args, flags...)
 		env := os.Environ()
 		if profileDir != "" {
 			env = append(env, "WEFT_CPUPROFILE="+filepath.Join(profileDir, name+"-"+side.role+".pprof"))
