@@ -44,6 +44,14 @@ var commands = map[string]command{
 		summary: "remove what 'weft install' applied",
 		run:     runUninstall,
 	},
+	"tap": {
+		summary: "live requests of a workload's pods, through the tap API (RBAC-checked)",
+		run:     runTap,
+	},
+	"top": {
+		summary: "a live table of a workload's hottest paths, from the tap API",
+		run:     runTop,
+	},
 	"uninject": {
 		summary: "remove the Weft proxy from the workloads in Kubernetes manifests",
 		run: func(a []string, in io.Reader, out, errw io.Writer) int {
