@@ -25,6 +25,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/weftmesh/weft/internal/tap/taptest"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -33,10 +34,10 @@ import (
 // own part, a proxy that never completes the handshake ends its part at the connect
 // deadline, and a server with another identity is refused.
 func TestFanout(t *testing.T) {
-	ca := newCA(t, "identity issuer")
-	a := startTapServer(t, ca, "a", "shop", "web")
-	b := startTapServer(t, ca, "b", "shop", "web")
-	impostor := startTapServer(t, ca, "impostor", "shop", "other-sa")
+	ca := taptest.NewCA(t, "identity issuer")
+	a := taptest.StartTapServer(t, ca, "shop", "web")
+	b := taptest.StartTapServer(t, ca, "shop", "web")
+	impostor := taptest.StartTapServer(t, ca, "shop", "other-sa")
 	// A "proxy" that accepts TCP and never speaks TLS.
 	mute, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -53,11 +54,11 @@ func TestFanout(t *testing.T) {
 		}
 	}()
 
-	f := &Fanout{Credentials: newCreds(t, ca), ConnectTimeout: time.Second, Log: logr.Discard()}
+	f := &Fanout{Credentials: taptest.NewCreds(t, ca), ConnectTimeout: time.Second, Log: logr.Discard()}
 	pods := []Pod{
-		{Namespace: "shop", Name: "web-a", Addr: a.addr, ServiceAccount: "web"},
-		{Namespace: "shop", Name: "web-b", Addr: b.addr, ServiceAccount: "web"},
-		{Namespace: "shop", Name: "web-impostor", Addr: impostor.addr, ServiceAccount: "web"},
+		{Namespace: "shop", Name: "web-a", Addr: a.Addr, ServiceAccount: "web"},
+		{Namespace: "shop", Name: "web-b", Addr: b.Addr, ServiceAccount: "web"},
+		{Namespace: "shop", Name: "web-impostor", Addr: impostor.Addr, ServiceAccount: "web"},
 		{Namespace: "shop", Name: "web-mute", Addr: mute.Addr().String(), ServiceAccount: "web"},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -96,8 +97,8 @@ func TestFanout(t *testing.T) {
 	}
 
 	// Both good proxies' events arrive, tagged.
-	a.events <- reqEvent(1, "a")
-	b.events <- reqEvent(1, "b")
+	a.Events <- taptest.RequestEvent(1, "a")
+	b.Events <- taptest.RequestEvent(1, "b")
 	got := map[string]string{}
 	for range 2 {
 		select {
@@ -110,14 +111,12 @@ func TestFanout(t *testing.T) {
 	if got["web-a"] != "a" || got["web-b"] != "b" {
 		t.Errorf("events by pod = %v, want web-a:a web-b:b", got)
 	}
-	a.mu.Lock()
-	if len(a.reqs) != 1 || a.reqs[0].GetMatch().GetPathPrefix() != "/api" || a.reqs[0].GetMaxEventsPerSecond() != 50 {
-		t.Errorf("proxy a received %v, want the ObserveRequest as sent", a.reqs)
+	if reqs := a.Requests(); len(reqs) != 1 || reqs[0].GetMatch().GetPathPrefix() != "/api" || reqs[0].GetMaxEventsPerSecond() != 50 {
+		t.Errorf("proxy a received %v, want the ObserveRequest as sent", reqs)
 	}
-	a.mu.Unlock()
 
 	// b dies mid-stream: its part ends, a goes on.
-	b.srv.Stop()
+	b.Srv.Stop()
 	select {
 	case e := <-ends:
 		if e.Pod.Name != "web-b" {
@@ -126,7 +125,7 @@ func TestFanout(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("web-b's part did not end within 5s of its server stopping")
 	}
-	a.events <- reqEvent(2, "a")
+	a.Events <- taptest.RequestEvent(2, "a")
 	select {
 	case ev := <-out:
 		if ev.GetProxy().GetPod() != "web-a" || ev.GetId() != 2 {

@@ -39,6 +39,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/testenv"
+	"github.com/weftmesh/weft/internal/tap/taptest"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -49,7 +50,7 @@ type handlerEnv struct {
 	url        string
 	frontProxy *tls.Certificate // the kube-apiserver's front-proxy client certificate
 	stranger   *tls.Certificate // a certificate from another CA with the same name
-	proxy      *tapServer
+	proxy      *taptest.TapServer
 }
 
 func startHandlerEnv(t *testing.T) *handlerEnv {
@@ -68,9 +69,9 @@ func startHandlerEnv(t *testing.T) *handlerEnv {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	issuer := newCA(t, "identity issuer")
-	proxy := startTapServer(t, issuer, "web-0", "shop", "web")
-	_, port, _ := net.SplitHostPort(proxy.addr)
+	issuer := taptest.NewCA(t, "identity issuer")
+	proxy := taptest.StartTapServer(t, issuer, "shop", "web")
+	_, port, _ := net.SplitHostPort(proxy.Addr)
 	tapPort, _ := strconv.Atoi(port)
 
 	labels := map[string]string{"app": "web"}
@@ -133,20 +134,20 @@ func startHandlerEnv(t *testing.T) *handlerEnv {
 		}
 	}
 
-	front := newCA(t, "front-proxy-ca")
+	front := taptest.NewCA(t, "front-proxy-ca")
 	fp := &FrontProxy{
-		CA: front.pool(), AllowedNames: []string{"front-proxy-client"},
+		CA: front.Pool(), AllowedNames: []string{"front-proxy-client"},
 		UserHeaders: []string{"X-Remote-User"}, GroupHeaders: []string{"X-Remote-Group"}, ExtraPrefixes: []string{"X-Remote-Extra-"},
 	}
 	srv := &Server{
 		FrontProxy:   func(*http.Request) (*FrontProxy, error) { return fp, nil },
 		Reviewer:     c,
 		Reader:       c,
-		Fanout:       &Fanout{Credentials: newCreds(t, issuer), ConnectTimeout: 2 * time.Second, Log: logr.Discard()},
+		Fanout:       &Fanout{Credentials: taptest.NewCreds(t, issuer), ConnectTimeout: 2 * time.Second, Log: logr.Discard()},
 		ProxyTapPort: tapPort,
 		Log:          logr.Discard(),
 	}
-	serving := newCA(t, "tap serving").leaf(t, "weft-tap", "", "localhost")
+	serving := taptest.NewCA(t, "tap serving").Leaf(t, "weft-tap", "", "localhost")
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -159,8 +160,8 @@ func startHandlerEnv(t *testing.T) *handlerEnv {
 	t.Cleanup(func() { cancel(); <-done })
 	return &handlerEnv{
 		url:        "https://" + lis.Addr().String(),
-		frontProxy: front.leaf(t, "front-proxy-client", ""),
-		stranger:   newCA(t, "front-proxy-ca").leaf(t, "front-proxy-client", ""),
+		frontProxy: front.Leaf(t, "front-proxy-client", ""),
+		stranger:   taptest.NewCA(t, "front-proxy-ca").Leaf(t, "front-proxy-client", ""),
 		proxy:      proxy,
 	}
 }
@@ -286,7 +287,7 @@ func TestHandler(t *testing.T) {
 			t.Fatalf("tap = %d %s %s, want 200 %s", resp.StatusCode, resp.Header.Get("Content-Type"), b, ContentType)
 		}
 		start := time.Now()
-		e.proxy.events <- reqEvent(7, "web.shop.svc")
+		e.proxy.Events <- taptest.RequestEvent(7, "web.shop.svc")
 		line, err := bufio.NewReader(resp.Body).ReadBytes('\n')
 		if err != nil {
 			t.Fatal(err)
@@ -299,9 +300,8 @@ func TestHandler(t *testing.T) {
 		if ev.GetId() != 7 || ev.GetProxy().GetPod() != "web-0" || ev.GetProxy().GetNamespace() != "shop" || ev.GetRequestInit().GetAuthority() != "web.shop.svc" {
 			t.Errorf("event %v, want id 7 from shop/web-0", ev)
 		}
-		e.proxy.mu.Lock()
-		last := e.proxy.reqs[len(e.proxy.reqs)-1]
-		e.proxy.mu.Unlock()
+		reqs := e.proxy.Requests()
+		last := reqs[len(reqs)-1]
 		if last.GetMatch().GetPathPrefix() != "/api" || last.GetMaxEventsPerSecond() != MaxEventsPerSecond {
 			t.Errorf("the proxy was asked %v, want path prefix /api and the rate capped at %d", last, MaxEventsPerSecond)
 		}
