@@ -38,6 +38,7 @@ import (
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -318,9 +319,18 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request, user *User, t Targe
 	lim := rate.NewLimiter(rate.Limit(req.GetMaxEventsPerSecond()), int(req.GetMaxEventsPerSecond()))
 	var dropped uint64
 	opts := protojson.MarshalOptions{}
+	// A drop is reported with the next event that goes out; when none comes (the
+	// burst that caused it is over), an event with only dropped set reports it.
+	report := time.NewTicker(time.Second)
+	defer report.Stop()
 	for {
 		var ev *api.TapEvent
 		select {
+		case <-report.C:
+			if dropped == 0 {
+				continue
+			}
+			ev = &api.TapEvent{Time: timestamppb.Now()}
 		case ev = <-events:
 		case <-done:
 			// Every part has ended: send what they left in the channel, then end

@@ -306,4 +306,62 @@ func TestHandler(t *testing.T) {
 			t.Errorf("the proxy was asked %v, want path prefix /api and the rate capped at %d", last, MaxEventsPerSecond)
 		}
 	})
+
+	t.Run("the merged stream is bounded in rate and counts what it dropped", func(t *testing.T) {
+		tctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		before := len(e.proxy.Requests())
+		resp := e.do(t, tctx, e.frontProxy, http.MethodPost, tapPath+"deployments/web/tap", "alice", `{"maxEventsPerSecond":10}`)
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("tap = %d", resp.StatusCode)
+		}
+		for len(e.proxy.Requests()) == before {
+			time.Sleep(10 * time.Millisecond)
+		}
+		for i := range 500 {
+			e.proxy.Events <- taptest.RequestEvent(uint64(i), "web.shop.svc")
+		}
+		start := time.Now()
+		lines := make(chan []byte, 1000)
+		go func() {
+			r := bufio.NewReader(resp.Body)
+			for {
+				l, err := r.ReadBytes('\n')
+				if err != nil {
+					close(lines)
+					return
+				}
+				lines <- l
+			}
+		}()
+		var n int
+		var dropped uint64
+		window := time.After(1500 * time.Millisecond)
+	read:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break read
+				}
+				ev := &api.TapEvent{}
+				if err := protojson.Unmarshal(l, ev); err != nil {
+					t.Fatal(err)
+				}
+				n++
+				dropped += ev.GetDropped()
+			case <-window:
+				break read
+			}
+		}
+		elapsed := time.Since(start)
+		t.Logf("500 events offered at once, 10/s allowed: %d sent in %v, %d counted as dropped", n, elapsed.Round(time.Millisecond), dropped)
+		if limit := 10 + int(10*elapsed.Seconds()) + 1; n > limit || n < 10 {
+			t.Errorf("%d events in %v, want between 10 and %d", n, elapsed, limit)
+		}
+		if dropped == 0 {
+			t.Errorf("no event says what was dropped")
+		}
+	})
 }

@@ -119,6 +119,13 @@ func (lw *LineWriter) Write(ev *api.TapEvent) error {
 
 // Format returns the line of one event (empty for an event with no step).
 func (lw *LineWriter) Format(ev *api.TapEvent) string {
+	if ev.GetEvent() == nil {
+		if d := ev.GetDropped(); d > 0 {
+			// A report of drops alone (the tap API's rate bound).
+			return fmt.Sprintf("dropped %d events (the tap's rate bound: raise --max-rps or narrow the filters)", d)
+		}
+		return ""
+	}
 	k := keyOf(ev)
 	r := lw.t.get(k)
 	var b strings.Builder

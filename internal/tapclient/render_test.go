@@ -64,6 +64,11 @@ func TestLineWriter(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", buf.String(), want)
 	}
 	buf.Reset()
+	_ = lw.Write(&api.TapEvent{Dropped: 490})
+	if !strings.HasPrefix(buf.String(), "dropped 490 events") || len(lw.t.m) != 0 {
+		t.Errorf("a drops-only event printed %q and left %d tracked requests; want a dropped line and none", buf.String(), len(lw.t.m))
+	}
+	buf.Reset()
 	lw = &LineWriter{W: &buf, JSON: true}
 	_ = lw.Write(exchange("web-0", 7, "GET", "/api", 200, time.Millisecond, nil, "")[0])
 	if !strings.HasPrefix(buf.String(), `{"id":"7"`) || strings.Count(buf.String(), "\n") != 1 {

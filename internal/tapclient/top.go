@@ -53,6 +53,9 @@ type Top struct {
 // Add counts one event.
 func (tp *Top) Add(ev *api.TapEvent) {
 	tp.Dropped += ev.GetDropped()
+	if ev.GetEvent() == nil {
+		return // a report of drops alone
+	}
 	k := keyOf(ev)
 	r := tp.t.get(k)
 	switch e := ev.GetEvent().(type) {
