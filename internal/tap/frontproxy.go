@@ -130,7 +130,7 @@ func (fp *FrontProxy) Authenticate(r *http.Request) (*User, error) {
 	if _, err := certs[0].Verify(x509.VerifyOptions{
 		Roots: fp.CA, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	}); err != nil {
-		return nil, fmt.Errorf("%w (%v)", errUnauthenticated, err)
+		return nil, fmt.Errorf("%w (%w)", errUnauthenticated, err)
 	}
 	if len(fp.AllowedNames) > 0 && !slices.Contains(fp.AllowedNames, certs[0].Subject.CommonName) {
 		return nil, fmt.Errorf("%w (common name %q is not among the allowed names)", errUnauthenticated, certs[0].Subject.CommonName)
