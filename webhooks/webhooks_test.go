@@ -382,7 +382,7 @@ func TestMalformedAnnotations(t *testing.T) {
 			[]string{"config.weft.dev/init-image", "pods may not choose the weft-init image", "spec.proxy.initImage"}},
 		{"pod-chosen proxy image", map[string]string{inject.AnnotationProxyImage: "evil.example/proxy:1"},
 			[]string{"config.weft.dev/proxy-image", "pods may not choose the proxy image", "spec.proxy.image"}},
-		{"tap port", map[string]string{inject.AnnotationTapPort: "4190"}, []string{"config.weft.dev/tap-port", "no tap server"}},
+		{"tap port", map[string]string{inject.AnnotationTapPort: "4190"}, []string{"config.weft.dev/tap-port", "fixed at 4190"}},
 	}
 	for i, tc := range podCases {
 		t.Run("pod/"+tc.name, func(t *testing.T) {

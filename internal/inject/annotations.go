@@ -74,7 +74,9 @@ const (
 	// Mesh only.
 	AnnotationProxyImage = ConfigPrefix + "proxy-image"
 	AnnotationInitImage  = ConfigPrefix + "init-image"
-	// AnnotationTapPort configured a tap server that does not exist yet.
+	// AnnotationTapPort would move the tap server. The port is fixed: the control
+	// plane's tap API dials <pod IP>:4190 on every proxy, and weft-init skips exactly
+	// that port for it.
 	AnnotationTapPort = ConfigPrefix + "tap-port"
 )
 
@@ -84,7 +86,7 @@ var removedKnobs = map[string]string{
 		"which the cluster's mesh operator sets; remove the annotation",
 	AnnotationInitImage: "pods may not choose the weft-init image (it runs as root with NET_ADMIN and NET_RAW): " +
 		"it comes from the Mesh's spec.proxy.initImage, which the cluster's mesh operator sets; remove the annotation",
-	AnnotationTapPort: "the proxy has no tap server yet, so there is no tap port to move; remove the annotation",
+	AnnotationTapPort: "the tap port is fixed at 4190: the control plane's tap API dials every proxy there; remove the annotation",
 }
 
 // Config is the effective proxy configuration of one pod: the Mesh's spec.proxy, then

@@ -271,15 +271,15 @@ func TestInitAcceptsInjectedCommandLine(t *testing.T) {
 		want    []string
 		notWant []string
 	}{
-		// The tap port 4190 is not skipped: nothing of the proxy listens there, so an
-		// app listening on 4190 would be reachable past inbound policy.
-		{"defaults", nil, []string{"--uid-owner 2102", "--to-ports 4143", "--to-ports 4140", "--dport 4191"}, []string{"--dport 4190"}},
+		// The tap port 4190 is skipped: the control plane's tap API reaches the
+		// proxy's tap server there directly (it authenticates the tap identity).
+		{"defaults", nil, []string{"--uid-owner 2102", "--to-ports 4143", "--to-ports 4140", "--dport 4191", "--dport 4190"}, nil},
 		{"everything overridden", map[string]string{
 			inject.AnnotationProxyUID: "3000", inject.AnnotationInboundPort: "5143", inject.AnnotationOutboundPort: "5140",
 			inject.AnnotationSkipInboundPorts: "22,9000-9100", inject.AnnotationSkipOutboundPorts: "25,5432",
 			inject.AnnotationSkipSubnets: "10.1.0.0/16,fd00::/8",
-		}, []string{"--uid-owner 3000", "--to-ports 5143", "--to-ports 5140", "--dport 22", "--dport 9000:9100", "--dport 5432", "-d 10.1.0.0/16", "-d fd00::/8"},
-			[]string{"--dport 4190"}},
+		}, []string{"--uid-owner 3000", "--to-ports 5143", "--to-ports 5140", "--dport 22", "--dport 9000:9100", "--dport 5432", "-d 10.1.0.0/16", "-d fd00::/8", "--dport 4190"},
+			nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -296,7 +296,7 @@ func checkConflicts(spec *corev1.PodSpec, cfg *Config) field.ErrorList {
 			errs = append(errs, field.Duplicate(field.NewPath("spec", "initContainers").Index(i).Child("name"), c.Name))
 		}
 	}
-	proxyPorts := map[int32]string{cfg.OutboundPort: "outbound", cfg.InboundPort: "inbound", cfg.AdminPort: "admin"}
+	proxyPorts := map[int32]string{cfg.OutboundPort: "outbound", cfg.InboundPort: "inbound", cfg.AdminPort: "admin", meshdefaults.TapPort: "tap"}
 	for i, c := range spec.Containers {
 		p := field.NewPath("spec", "containers").Index(i)
 		if slices.Contains(reserved, c.Name) {
@@ -304,8 +304,11 @@ func checkConflicts(spec *corev1.PodSpec, cfg *Config) field.ErrorList {
 		}
 		for j, port := range c.Ports {
 			if use, clash := proxyPorts[port.ContainerPort]; clash && (port.Protocol == "" || port.Protocol == corev1.ProtocolTCP) {
-				errs = append(errs, field.Invalid(p.Child("ports").Index(j).Child("containerPort"), port.ContainerPort,
-					fmt.Sprintf("the proxy's %s port; move the app or set config.weft.dev/%s-port", use, use)))
+				msg := fmt.Sprintf("the proxy's %s port; move the app or set config.weft.dev/%s-port", use, use)
+				if use == "tap" {
+					msg = "the proxy's tap port, fixed at 4190 (the control plane dials every proxy there); move the app to another port"
+				}
+				errs = append(errs, field.Invalid(p.Child("ports").Index(j).Child("containerPort"), port.ContainerPort, msg))
 			}
 		}
 	}
@@ -359,11 +362,13 @@ func ruleArgs(cfg *Config) []string {
 		"--proxy-uid=" + strconv.FormatInt(cfg.ProxyUID, 10),
 		"--inbound-port=" + strconv.Itoa(int(cfg.InboundPort)),
 		"--outbound-port=" + strconv.Itoa(int(cfg.OutboundPort)),
-		// The admin port must stay reachable from the kubelet (probes) and Prometheus
-		// without passing through the proxy's inbound listener. Nothing else is skipped
-		// by default: a skipped port that the proxy does not listen on is a side door
-		// for any app listening there, past inbound policy.
-		"--skip-inbound-ports=" + rangesString(withPorts(cfg.SkipInboundPorts, cfg.AdminPort)),
+		// The admin port must stay reachable from the kubelet (probes) and Prometheus,
+		// and the tap port from the control plane's tap API (which authenticates to
+		// the tap server itself, with mTLS), without passing through the proxy's
+		// inbound listener. Nothing else is skipped by default: a skipped port that
+		// the proxy does not listen on is a side door for any app listening there,
+		// past inbound policy (the proxy holds both ports from before the app starts).
+		"--skip-inbound-ports=" + rangesString(withPorts(cfg.SkipInboundPorts, cfg.AdminPort, meshdefaults.TapPort)),
 	}
 	if len(cfg.SkipOutboundPorts) > 0 {
 		args = append(args, "--skip-outbound-ports="+rangesString(cfg.SkipOutboundPorts))
@@ -507,10 +512,14 @@ func proxyContainer(cfg *Config, trustDomain string, renewAt int32, env Env) cor
 			{Name: "WEFT_INBOUND_PROBE_PATHS", Value: cfg.ProbePaths},
 			{Name: "WEFT_DETECT_TIMEOUT", Value: cfg.DetectTimeout.String()},
 			{Name: "WEFT_MESH_TLS_MODE", Value: cfg.MeshTLSMode},
+			// The only client of the tap server (4190): the control plane's tap API,
+			// whose certificate it signs itself for this identity.
+			{Name: "WEFT_TAP_IDENTITY", Value: meshdefaults.TapIdentity(trustDomain, env.ControlPlaneNamespace)},
 		},
 		Ports: []corev1.ContainerPort{
 			{Name: "weft-inbound", ContainerPort: cfg.InboundPort, Protocol: corev1.ProtocolTCP},
 			{Name: "weft-admin", ContainerPort: cfg.AdminPort, Protocol: corev1.ProtocolTCP},
+			{Name: "weft-tap", ContainerPort: meshdefaults.TapPort, Protocol: corev1.ProtocolTCP},
 		},
 		Resources: *cfg.Resources.DeepCopy(),
 		// The startup probe holds the app containers back until the proxy holds a

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/meshdefaults"
 )
 
 func template(annotations, labels map[string]string) *corev1.PodTemplateSpec {
@@ -101,13 +102,18 @@ func TestAnnotationsShapeTheProxy(t *testing.T) {
 		check func(t *testing.T, initc, proxy corev1.Container)
 	}{
 		{"defaults", nil, nil, func(t *testing.T, initc, proxy corev1.Container) {
-			// Only the admin port: the tap port (4190) has no listener behind it, and a
-			// skipped port without the proxy behind it is a side door past policy.
-			if got := arg(initc, "--skip-inbound-ports"); got != "4191" {
-				t.Errorf("skip inbound = %q, want only the admin port 4191", got)
+			// Only the proxy's admin and tap ports: a skipped port without the proxy
+			// behind it is a side door past policy.
+			if got := arg(initc, "--skip-inbound-ports"); got != "4191,4190" {
+				t.Errorf("skip inbound = %q, want only the admin and tap ports 4191,4190", got)
 			}
-			if got := env(proxy, "WEFT_TAP_PORT"); got != "<unset>" {
-				t.Errorf("WEFT_TAP_PORT = %q for a tap server that does not exist", got)
+			// The tap server answers the control plane's tap identity only, in the
+			// Mesh's trust domain and the control plane's namespace.
+			if got, want := env(proxy, "WEFT_TAP_IDENTITY"), meshdefaults.TapIdentity(inject.DefaultMeshSpec().TrustDomain, meshdefaults.ControlPlaneNamespace); got != want {
+				t.Errorf("WEFT_TAP_IDENTITY = %q, want %q", got, want)
+			}
+			if !slices.ContainsFunc(proxy.Ports, func(p corev1.ContainerPort) bool { return p.Name == "weft-tap" && p.ContainerPort == 4190 }) {
+				t.Errorf("proxy ports %v, want weft-tap 4190", proxy.Ports)
 			}
 			if got := arg(proxy, "--identity-renew-at-percent"); got != "70" {
 				t.Errorf("--identity-renew-at-percent = %q, want the Mesh default 70", got)
@@ -130,7 +136,7 @@ func TestAnnotationsShapeTheProxy(t *testing.T) {
 			}},
 		{"ports move everywhere", nil, map[string]string{inject.AnnotationInboundPort: "5143", inject.AnnotationAdminPort: "5191",
 			inject.AnnotationOutboundPort: "5140"}, func(t *testing.T, initc, proxy corev1.Container) {
-			if arg(initc, "--inbound-port") != "5143" || arg(initc, "--outbound-port") != "5140" || arg(initc, "--skip-inbound-ports") != "5191" {
+			if arg(initc, "--inbound-port") != "5143" || arg(initc, "--outbound-port") != "5140" || arg(initc, "--skip-inbound-ports") != "5191,4190" {
 				t.Errorf("weft-init args = %v", initc.Args)
 			}
 			if arg(proxy, "--admin-port") != "5191" || proxy.StartupProbe.HTTPGet.Port.IntValue() != 5191 {

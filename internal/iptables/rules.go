@@ -43,11 +43,12 @@ const (
 )
 
 // DefaultSkipInboundPorts keeps the proxy's admin port (4191) reachable from outside the
-// pod (Prometheus scrapes, kubelet probes) without going through the inbound listener.
-// The tap port (4190) is not skipped while the proxy has no tap server: a skipped port
-// with nothing of the proxy's behind it lets any app listening there escape inbound
-// policy.
-var DefaultSkipInboundPorts = []PortRange{{4191, 4191}}
+// pod (Prometheus scrapes, kubelet probes), and its tap port (4190) reachable by the
+// control plane's tap API, without going through the inbound listener. The tap server
+// authenticates its one client itself (mTLS, the tap identity only), and the proxy
+// binds both ports before the app starts, so no app can listen behind them and
+// escape inbound policy.
+var DefaultSkipInboundPorts = []PortRange{{4190, 4191}}
 
 // Family is an IP family: each gets its own binary (iptables or ip6tables) and its own
 // loopback range and subnets.

@@ -132,7 +132,7 @@ func TestRender(t *testing.T) {
 			cfg:    DefaultConfig,
 			family: IPv4,
 			want: []string{
-				"-A WEFT_INBOUND -p tcp --dport 4191 -m comment --comment 'skip inbound port' -j RETURN",
+				"-A WEFT_INBOUND -p tcp --dport 4190:4191 -m comment --comment 'skip inbound port' -j RETURN",
 				"-A WEFT_INBOUND -p tcp -m comment --comment 'to weft inbound' -j REDIRECT --to-ports 4143",
 				"-A WEFT_OUTBOUND -m owner --uid-owner 2102 -m comment --comment 'proxy traffic' -j RETURN",
 				"-A WEFT_OUTBOUND -d 127.0.0.0/8 -o lo -m comment --comment loopback -j RETURN",
@@ -144,7 +144,7 @@ func TestRender(t *testing.T) {
 			cfg:    DefaultConfig,
 			family: IPv6,
 			want: []string{
-				"-A WEFT_INBOUND -p tcp --dport 4191 -m comment --comment 'skip inbound port' -j RETURN",
+				"-A WEFT_INBOUND -p tcp --dport 4190:4191 -m comment --comment 'skip inbound port' -j RETURN",
 				"-A WEFT_INBOUND -p tcp -m comment --comment 'to weft inbound' -j REDIRECT --to-ports 4143",
 				"-A WEFT_OUTBOUND -m owner --uid-owner 2102 -m comment --comment 'proxy traffic' -j RETURN",
 				"-A WEFT_OUTBOUND -d ::1/128 -o lo -m comment --comment loopback -j RETURN",

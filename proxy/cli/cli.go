@@ -27,12 +27,14 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/peertls"
 	"github.com/weftmesh/weft/proxy/admin"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/discovery"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/server"
+	"github.com/weftmesh/weft/proxy/tap"
 	"github.com/weftmesh/weft/proxy/transport"
 )
 
@@ -105,6 +107,11 @@ type Flags struct {
 	// has not described go out (server.Options.MeshTLS): Opportunistic or Strict.
 	// The injector sets it from the Mesh.
 	MeshTLSMode string
+	// TapPort is the tap server's port; TapIdentity the one SPIFFE ID that may tap
+	// (env WEFT_TAP_IDENTITY, the control plane's tap identity). Without a tap
+	// identity or an identity, the proxy has no tap server.
+	TapPort     int
+	TapIdentity string
 }
 
 func parseFlags(args []string) (*Flags, error) {
@@ -116,6 +123,8 @@ func parseFlags(args []string) (*Flags, error) {
 	fs.IntVar(&f.InboundPort, "inbound-port", config.DefaultInboundPort, "inbound listener port")
 	fs.IntVar(&f.AdminPort, "admin-port", config.DefaultAdminPort, "admin server port")
 	fs.StringVar(&f.AdminAddr, "admin-addr", "", "admin server address (empty: all)")
+	fs.IntVar(&f.TapPort, "tap-port", meshdefaults.TapPort, "tap server port (mTLS, the tap identity only)")
+	fs.StringVar(&f.TapIdentity, "tap-identity", os.Getenv("WEFT_TAP_IDENTITY"), "the only SPIFFE ID that may tap this proxy, the control plane's tap identity; empty: no tap server (env WEFT_TAP_IDENTITY)")
 	fs.StringVar(&f.IdentityMode, "identity-mode", "files", "files, mesh or disabled")
 	fs.StringVar(&f.IdentityCert, "identity-cert", "", "files mode: PEM certificate chain")
 	fs.StringVar(&f.IdentityKey, "identity-key", "", "files mode: PEM private key")
@@ -159,7 +168,7 @@ func parseFlags(args []string) (*Flags, error) {
 	for _, p := range []struct {
 		name string
 		v    int
-	}{{"outbound-port", f.OutboundPort}, {"inbound-port", f.InboundPort}, {"admin-port", f.AdminPort}} {
+	}{{"outbound-port", f.OutboundPort}, {"inbound-port", f.InboundPort}, {"admin-port", f.AdminPort}, {"tap-port", f.TapPort}} {
 		if p.v < 0 || p.v > 65535 {
 			return nil, fmt.Errorf("--%s %d: want a port number 0..65535", p.name, p.v)
 		}
@@ -538,9 +547,25 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		go source.Run(ctx)
 		reg.CertExpiry = store.Expiry
 	}
-	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout,
+	var tp *tap.Tap
+	switch {
+	case f.TapIdentity == "":
+	case store == nil:
+		log.Info("No tap server: --tap-identity needs an identity (--identity-mode mesh or files) to authenticate the tap client")
+	default:
+		if _, _, _, ok := peertls.ParseWorkloadID(f.TapIdentity); !ok {
+			return fmt.Errorf("--tap-identity %q: want spiffe://<trust domain>/ns/<namespace>/sa/<serviceaccount>", f.TapIdentity)
+		}
+		tp = tap.New(tap.Self{Pod: f.PodName, Namespace: f.Namespace, Identity: func() string {
+			if b := store.Current(); b != nil {
+				return b.ID
+			}
+			return ""
+		}})
+	}
+	opts := server.Options{Log: log.WithName("proxy"), Identity: store, Metrics: reg, ConnectTimeout: f.ConnectTimeout, Tap: tp,
 		HeaderReadTimeout: f.HeaderReadTimeout, MaxHeaderBytes: f.MaxHeaderBytes, WriteTimeout: f.WriteTimeout, IdleConnTimeout: f.IdleConnTimeout,
-		ProxyPorts:         []uint16{uint16(f.OutboundPort), uint16(f.InboundPort), uint16(f.AdminPort)},
+		ProxyPorts:         []uint16{uint16(f.OutboundPort), uint16(f.InboundPort), uint16(f.AdminPort), uint16(f.TapPort)},
 		UnsafeLoopbackApps: f.UnsafeLoopbackApps}
 	mtls, err := meshTLSOptions(f)
 	if err != nil {
@@ -573,6 +598,16 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 
+	var tapSrv *tap.Server
+	var tapLn net.Listener
+	if tp != nil {
+		if tapLn, err = net.Listen("tcp", net.JoinHostPort(f.ListenAddr, strconv.Itoa(f.TapPort))); err != nil {
+			return fmt.Errorf("tap listener: %w", err)
+		}
+		tapSrv = &tap.Server{Tap: tp, Identity: store, ClientID: f.TapIdentity, Log: log.WithName("tap")}
+		opts.ProxyPorts = append(opts.ProxyPorts, listenerPort(tapLn))
+	}
+
 	// The ports actually bound (a flag of 0 picks one): the inbound side never
 	// forwards to them.
 	opts.ProxyPorts = append(opts.ProxyPorts, listenerPort(outLn), listenerPort(inLn), listenerPort(adminLn))
@@ -603,9 +638,10 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 	if dc != nil {
 		handler = appendMetrics(handler, dc.WriteMetrics)
 	}
+	handler = appendMetrics(handler, tp.WriteMetrics)
 	adminSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- srv.ServeOutbound(outLn) }()
 	go func() { errc <- srv.ServeInbound(inLn) }()
 	go func() {
@@ -613,8 +649,17 @@ func run(f *Flags, log logr.Logger, level levelVar) error {
 			errc <- fmt.Errorf("admin server: %w", err)
 		}
 	}()
+	tapAddr := ""
+	if tapSrv != nil {
+		tapAddr = tapLn.Addr().String()
+		go func() {
+			if err := tapSrv.Serve(tapLn); err != nil {
+				errc <- fmt.Errorf("tap server: %w", err)
+			}
+		}()
+	}
 	log.Info("Proxy started", "outbound", outLn.Addr().String(), "inbound", inLn.Addr().String(),
-		"admin", adminLn.Addr().String(), "identityMode", f.IdentityMode, "destinations", len(cfg.Destinations),
+		"admin", adminLn.Addr().String(), "tap", tapAddr, "identityMode", f.IdentityMode, "destinations", len(cfg.Destinations),
 		"threads", runtime.GOMAXPROCS(0))
 
 	sigc := make(chan os.Signal, 1)
@@ -649,6 +694,9 @@ wait:
 	actx, acancel := context.WithTimeout(context.Background(), time.Second)
 	defer acancel()
 	_ = adminSrv.Shutdown(actx)
+	if tapSrv != nil {
+		_ = tapSrv.Shutdown(actx)
+	}
 	log.Info("Proxy stopped")
 	return runErr
 }

@@ -212,6 +212,40 @@ func (s *Store) ServerConfig(requireClientCert bool) *tls.Config {
 	}
 }
 
+// ServerConfigFor is the TLS configuration of a port only one client may use (the
+// tap port: the control plane's tap identity): TLS 1.3, the ALPN protocols given,
+// this proxy's current certificate, and a client certificate that chains to the
+// current roots and whose SPIFFE ID is want, or the handshake fails. An empty want
+// refuses every client. Certificate and roots are read per handshake, so renewals
+// and trust-anchor rotation apply to the next connection.
+func (s *Store) ServerConfigFor(want string, alpn ...string) *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		NextProtos: alpn,
+		ClientAuth: tls.RequireAnyClientCert,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if b := s.cur.Load(); b != nil {
+				return b.Cert, nil
+			}
+			return nil, errors.New("no certificate loaded")
+		},
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			b := s.cur.Load()
+			if b == nil {
+				return errors.New("no trust roots loaded")
+			}
+			if want == "" {
+				return errors.New("no client is allowed on this port")
+			}
+			var now time.Time
+			if s.now != nil {
+				now = s.now()
+			}
+			return peertls.VerifyName(cs.PeerCertificates, b.Roots, now, want)
+		},
+	}
+}
+
 // PeerID returns the verified SPIFFE ID of a completed handshake's peer, or "".
 // VerifyConnection already verified the chain, so only the SAN is read here.
 func PeerID(cs *tls.ConnectionState) string {

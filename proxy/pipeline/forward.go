@@ -57,6 +57,13 @@ func (p *Pipeline) forward(w http.ResponseWriter, r *http.Request, up *upstream)
 	if r.ContentLength == 0 {
 		out.Body = nil // nothing to send, and nothing for a retry to replay
 	}
+	if up.tap != nil && out.Body != nil && out.Body != http.NoBody {
+		// Counted on a copy: the handler's request keeps its own body (h1.BodyOf).
+		if out == r {
+			out = r.WithContext(r.Context())
+		}
+		out.Body = &tapBody{ReadCloser: out.Body, x: up.tap}
+	}
 	res, err := up.roundTrip(out)
 	if err == nil && res.StatusCode == http.StatusSwitchingProtocols {
 		res.Body.Close()

@@ -10,6 +10,7 @@ import (
 	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/router"
+	"github.com/weftmesh/weft/proxy/tap"
 )
 
 // proxy forwards through the upstream and records request and response metrics.
@@ -26,6 +27,11 @@ func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, s
 	}
 	series.Request()
 	mw := &metricsWriter{ResponseWriter: w, start: time.Now()}
+	if p.o.Tap.Active() {
+		// The tap's whole cost while nobody taps is the load above.
+		up.tap = p.tapStart(r, up)
+		mw.tap = up.tap
+	}
 	defer func() {
 		v := recover()
 		status := mw.status
@@ -47,6 +53,9 @@ func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, s
 			// From the request's arrival (before routing) to the response headers,
 			// every attempt included.
 			up.attempts.rs.Response(status, failure, mw.start.Sub(up.attempts.start)+lat)
+		}
+		if up.tap != nil {
+			tapEnd(up.tap, r, w.Header(), mw.status, v)
 		}
 		if v != nil {
 			panic(v)
@@ -106,12 +115,17 @@ type metricsWriter struct {
 	start   time.Time
 	status  int
 	latency time.Duration
+	// tap, when the request is tapped, is told of the head and the body's bytes.
+	tap *tap.Exchange
 }
 
 func (m *metricsWriter) WriteHeader(code int) {
 	if m.status == 0 && code >= 200 {
 		m.status = code
 		m.latency = time.Since(m.start)
+		if m.tap != nil {
+			m.tap.ResponseInit(code)
+		}
 	}
 	m.ResponseWriter.WriteHeader(code)
 }
@@ -120,8 +134,15 @@ func (m *metricsWriter) Write(p []byte) (int, error) {
 	if m.status == 0 {
 		m.status = http.StatusOK
 		m.latency = time.Since(m.start)
+		if m.tap != nil {
+			m.tap.ResponseInit(http.StatusOK)
+		}
 	}
-	return m.ResponseWriter.Write(p)
+	n, err := m.ResponseWriter.Write(p)
+	if m.tap != nil {
+		m.tap.CountResponseBytes(n)
+	}
+	return n, err
 }
 
 func (m *metricsWriter) Flush() {

@@ -39,6 +39,7 @@ import (
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/ratelimit"
 	"github.com/weftmesh/weft/proxy/router"
+	"github.com/weftmesh/weft/proxy/tap"
 	"github.com/weftmesh/weft/proxy/transport"
 )
 
@@ -116,6 +117,9 @@ type Options struct {
 	ErrorLog *log.Logger
 	// Mirror bounds the copies RequestMirror filters make (mirror.go).
 	Mirror MirrorOptions
+	// Tap receives the metadata of requests while a tap stream is open (tap.go);
+	// nil: never.
+	Tap *tap.Tap
 }
 
 // Pipeline serves the requests of both directions.
@@ -179,7 +183,7 @@ func (p *Pipeline) serveUndescribed(w http.ResponseWriter, r *http.Request, dst 
 		return
 	case transport.GoMeshed:
 		ep := &balance.Endpoint{Addr: dst, ProxyAddr: d.Peer.Addr, Identity: d.Peer.ID}
-		up = &upstream{Hop: transport.Endpoint(p.o.Mesh, p.o.Out, ep, r)}
+		up = &upstream{Hop: transport.Endpoint(p.o.Mesh, p.o.Out, ep, r), ep: ep}
 		up.Transport = p.o.Fallback.ForgetOnError(up.Transport, dst.Addr())
 		peerID = d.Peer.ID
 	default:
@@ -246,7 +250,7 @@ func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
 		p.refuseInbound(w, r, d, cl)
 		return
 	}
-	up := &upstream{Hop: transport.Hop{Host: dst.String()}}
+	up := &upstream{Hop: transport.Hop{Host: dst.String()}, inbound: true, meshProto: proto}
 	switch proto {
 	case "h1":
 		up.Transport = p.o.In.H1
@@ -314,6 +318,15 @@ type upstream struct {
 	// attempts is set for requests to a known destination: the Hop is its first
 	// attempt's, and attempts retries.
 	attempts *attempts
+	// inbound: the request came to the inbound side; meshProto is the protocol the
+	// peer proxy said its client spoke (Weft-Proto, "h1" or "h2"; "" not meshed).
+	inbound   bool
+	meshProto string
+	// ep is the endpoint of an outbound request without attempts that goes to a
+	// peer proxy (the fallback's), for the tap.
+	ep *balance.Endpoint
+	// tap is the request's tap exchange (nil: not tapped).
+	tap *tap.Exchange
 }
 
 type upstreamKey struct{}

@@ -35,6 +35,7 @@ import (
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
 	"github.com/weftmesh/weft/proxy/pipeline"
+	"github.com/weftmesh/weft/proxy/tap"
 	"github.com/weftmesh/weft/proxy/transport"
 )
 
@@ -97,6 +98,9 @@ type Options struct {
 	// many may be in flight per mirror backend and in all (zero fields: the defaults
 	// of pipeline.MirrorOptions, 5s, 32 and 128).
 	Mirror pipeline.MirrorOptions
+	// Tap receives the metadata of HTTP requests while a tap stream is open
+	// (proxy/tap); nil: the proxy has no tap.
+	Tap *tap.Tap
 }
 
 // Defaults of Options; docs/proxy.md lists them.
@@ -202,7 +206,7 @@ func New(cfg *config.Config, opts Options) *Server {
 		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
 		Snapshot: func() *pipeline.Snapshot { return &s.state().Snapshot },
 		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Fallback: s.fallback, Policy: s.policy, ErrorLog: errorLog,
-		Mirror: opts.Mirror,
+		Mirror: opts.Mirror, Tap: opts.Tap,
 	})
 	s.outCh = newChanListener(&net.TCPAddr{})
 	s.inCh = newChanListener(&net.TCPAddr{})

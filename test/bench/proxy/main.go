@@ -143,7 +143,7 @@ func run() error {
 	flag.StringVar(&o.caddy, "caddy", "bin/caddy", "caddy binary")
 	flag.StringVar(&o.out, "out", "bench/results/proxy.json", "JSON results file")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for configs, certificates and proxy logs (default: a temporary one, removed afterwards)")
-	flag.StringVar(&setups, "setups", "direct,weft,haproxy,nginx,caddy,weft-tcp", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, nginx, caddy, and weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost)")
+	flag.StringVar(&setups, "setups", "direct,weft,haproxy,nginx,caddy,weft-tcp", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, nginx, caddy, weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost), and weft-tap (the Weft pair with one tap stream open on its client side, max 1,000 events a second: the cost of an active tap)")
 	flag.StringVar(&rates, "rates", "1000,5000", "constant request rates (requests per second)")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each constant-rate run")
@@ -212,6 +212,8 @@ func run() error {
 			s, err = weftSetup(ctx, dir, o.weftProxy, name, weftBase, "", o.profileDir, o.threads, p)
 		case "weft-tcp":
 			s, err = weftSetup(ctx, dir, o.weftProxy, name, weftTCPBase, "opaque", o.profileDir, o.threads, p)
+		case "weft-tap":
+			s, err = weftTapSetup(ctx, dir, o.weftProxy, o.profileDir, o.threads, p)
 		case "haproxy":
 			s, err = haproxySetup(ctx, dir, o.haproxy, o.threads, p)
 		case "nginx":

@@ -40,6 +40,10 @@ const (
 	serverName = "bench-server.bench.weft"
 
 	trustDomain = "bench.weft"
+
+	// weftTapBase is the tap setup's pair (ports as weftBase's); each side's tap
+	// server listens on base+190.
+	weftTapBase = 17000
 )
 
 // proc is one proxy process whose CPU and memory are measured, together with the
@@ -65,6 +69,8 @@ type setup struct {
 	// server, when set, is the echo server this setup reaches (default: the one on
 	// loopback).
 	server *proc
+	// closers run when the setup stops (the tap setup's client).
+	closers []func()
 }
 
 // load drives the setup at qps (negative: as fast as possible).
@@ -77,6 +83,10 @@ func (s *setup) load(ctx context.Context, qps float64, conns int, d time.Duratio
 
 // stop ends the setup's processes; stopping twice is harmless.
 func (s *setup) stop() {
+	for _, c := range s.closers {
+		c()
+	}
+	s.closers = nil
 	for _, p := range s.procs {
 		if !p.stopped {
 			_ = p.cmd.Process.Signal(syscall.SIGTERM)
@@ -245,7 +255,9 @@ func newPKI(dir string) (*pki, error) {
 // hint: "" lets the proxy detect HTTP (the normal case), "opaque" makes it carry the
 // connection as TCP over mTLS, which separates the cost of the HTTP layer from that of
 // TLS and forwarding.
-func weftSetup(ctx context.Context, dir, bin, name string, base int, protocol, profileDir string, threads int, p *pki) (*setup, error) {
+//
+// extra are more weft-proxy flags for both sides (the tap setup's).
+func weftSetup(ctx context.Context, dir, bin, name string, base int, protocol, profileDir string, threads int, p *pki, extra ...string) (*setup, error) {
 	clientOutbound, clientInbound, clientAdmin := base+140, base+143, base+191
 	serverOutbound, serverInbound, serverAdmin := base+10140, base+10143, base+10191
 	clientCfg := fmt.Sprintf(`outbound:
@@ -263,13 +275,13 @@ destinations:
 	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n"
 	s := &setup{name: name, target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", clientOutbound)}
 	for _, side := range []struct {
-		role                     string
-		cfg                      string
-		id                       netns.IdentityFiles
-		outbound, inbound, admin int
+		role                          string
+		cfg                           string
+		id                            netns.IdentityFiles
+		outbound, inbound, admin, tap int
 	}{
-		{"server", serverCfg, p.server, serverOutbound, serverInbound, serverAdmin},
-		{"client", clientCfg, p.client, clientOutbound, clientInbound, clientAdmin},
+		{"server", serverCfg, p.server, serverOutbound, serverInbound, serverAdmin, base + 10190},
+		{"client", clientCfg, p.client, clientOutbound, clientInbound, clientAdmin, base + 190},
 	} {
 		cfgPath := filepath.Join(dir, name+"-"+side.role+".yaml")
 		if err := os.WriteFile(cfgPath, []byte(side.cfg), 0o644); err != nil {
@@ -279,9 +291,12 @@ destinations:
 			"--config", cfgPath, "--listen-addr", "127.0.0.1", "--admin-addr", "127.0.0.1",
 			"--outbound-port", fmt.Sprint(side.outbound), "--inbound-port", fmt.Sprint(side.inbound),
 			"--admin-port", fmt.Sprint(side.admin), "--log-level", "error",
+			// Listened on only with --tap-identity (the tap setup's extra).
+			"--tap-port", fmt.Sprint(side.tap),
 			// The benchmark's server listens on 127.0.0.1 (serverAddr).
 			"--unsafe-loopback-apps",
 		}, side.id.Args()...)
+		args = append(args, extra...)
 		env := os.Environ()
 		if profileDir != "" {
 			env = append(env, "WEFT_CPUPROFILE="+filepath.Join(profileDir, name+"-"+side.role+".pprof"))
