@@ -38,8 +38,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/weftmesh/weft/internal/meshdefaults"
-	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/internal/tap/taptest"
+	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
