@@ -104,11 +104,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	t, ok := parseTapPath(r.URL.Path)
 	if !ok {
-		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("the tap API serves POST %s/watch/namespaces/<namespace>[/<resource>/<name>]/tap; %q is not such a path", pathPrefix, r.URL.Path))
+		s.refuse(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("the tap API serves POST %s/watch/namespaces/<namespace>[/<resource>/<name>]/tap; %q is not such a path", pathPrefix, r.URL.Path))
 		return
 	}
 	if r.Method != http.MethodPost {
-		writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed, "a tap is a POST with an ObserveRequest body")
+		s.refuse(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed, "a tap is a POST with an ObserveRequest body")
 		return
 	}
 	user, ok := s.authenticate(w, r)
@@ -116,22 +116,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if msg := validateTarget(t); msg != "" {
-		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, msg)
+		s.refuse(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, msg)
 		return
 	}
 	allowed, why, err := authorize(r.Context(), s.Reviewer, user, t)
 	if err != nil {
 		s.Log.Error(err, "Authorizing a tap failed", "user", user.Name, "target", t.String())
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the tap API could not check the user's permission; retry")
+		s.refuse(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the tap API could not check the user's permission; retry")
 		return
 	}
 	if !allowed {
-		writeStatus(w, http.StatusForbidden, metav1.StatusReasonForbidden, why)
+		s.refuse(w, http.StatusForbidden, metav1.StatusReasonForbidden, why)
 		return
 	}
 	req, msg := readObserveRequest(r)
 	if msg != "" {
-		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, msg)
+		s.refuse(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, msg)
 		return
 	}
 	s.tap(w, r, user, t, req)
@@ -158,6 +158,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*User, bo
 	fp, err := s.FrontProxy(r)
 	if err != nil {
 		s.Log.Error(err, "Cannot authenticate tap requests")
+		if r.Method == http.MethodPost {
+			countRequest(http.StatusServiceUnavailable)
+		}
 		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the tap API cannot read the kube-apiserver's front-proxy configuration; retry later")
 		return nil, false
 	}
@@ -167,6 +170,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*User, bo
 			return &User{}, true
 		}
 		s.Log.V(1).Info("Refused an unauthenticated tap request", "remote", r.RemoteAddr, "reason", err.Error())
+		if r.Method == http.MethodPost {
+			countRequest(http.StatusUnauthorized)
+		}
 		writeStatus(w, http.StatusUnauthorized, metav1.StatusReasonUnauthorized, errUnauthenticated.Error())
 		return nil, false
 	}
@@ -270,7 +276,7 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request, user *User, t Targe
 	if n := s.active.Add(1); n > int64(maxTaps) {
 		s.active.Add(-1)
 		w.Header().Set("Retry-After", "5")
-		writeStatus(w, http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests, fmt.Sprintf("this tap API replica serves %d taps already; retry later", maxTaps))
+		s.refuse(w, http.StatusTooManyRequests, metav1.StatusReasonTooManyRequests, fmt.Sprintf("this tap API replica serves %d taps already; retry later", maxTaps))
 		return
 	}
 	defer s.active.Add(-1)
@@ -284,14 +290,14 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request, user *User, t Targe
 	var np *NoPodsError
 	switch {
 	case errors.As(err, &nf):
-		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, nf.Error())
+		s.refuse(w, http.StatusNotFound, metav1.StatusReasonNotFound, nf.Error())
 		return
 	case errors.As(err, &np):
-		writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, np.Error())
+		s.refuse(w, http.StatusNotFound, metav1.StatusReasonNotFound, np.Error())
 		return
 	case err != nil:
 		s.Log.Error(err, "Resolving a tap target failed", "target", t.String())
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the tap API could not read "+t.String()+"; retry")
+		s.refuse(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the tap API could not read "+t.String()+"; retry")
 		return
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -301,7 +307,7 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request, user *User, t Targe
 	wait, err := s.Fanout.Start(ctx, pods, req, events, nil)
 	if err != nil {
 		s.Log.Error(err, "Cannot start the tap streams", "target", t.String())
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the tap API cannot reach proxies right now (its tap identity or the trust roots are not available); retry later")
+		s.refuse(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, "the tap API cannot reach proxies right now (its tap identity or the trust roots are not available); retry later")
 		return
 	}
 	go func() { wait(); close(done) }()
@@ -311,6 +317,9 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request, user *User, t Targe
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Weft-Tap-Pods", fmt.Sprintf("%d/%d", len(pods), total))
 	w.WriteHeader(http.StatusOK)
+	countRequest(http.StatusOK)
+	ActiveTaps.Inc()
+	defer ActiveTaps.Dec()
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 
@@ -361,6 +370,12 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request, user *User, t Targe
 		}
 		_ = rc.Flush()
 	}
+}
+
+// refuse answers a tap request with an error Status and counts it.
+func (s *Server) refuse(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
+	countRequest(code)
+	writeStatus(w, code, reason, msg)
 }
 
 // writeStatus writes a metav1.Status, which kubectl and client-go turn into an error

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/protobuf/encoding/protojson"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -265,9 +266,13 @@ func TestHandler(t *testing.T) {
 			body: `{"match":{"method":"GET /"}}`, code: 400, contains: []string{"not an HTTP method"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			counted := testutil.ToFloat64(RequestsTotal.WithLabelValues(strconv.Itoa(tc.code)))
 			st := readStatus(t, e.do(t, ctx, tc.cert, http.MethodPost, tc.path, tc.user, tc.body))
 			if int(st.Code) != tc.code {
 				t.Errorf("code %d (%s), want %d", st.Code, st.Message, tc.code)
+			}
+			if got := testutil.ToFloat64(RequestsTotal.WithLabelValues(strconv.Itoa(tc.code))) - counted; got != 1 {
+				t.Errorf("weft_tap_requests_total{code=%q} grew by %v, want 1", strconv.Itoa(tc.code), got)
 			}
 			for _, s := range tc.contains {
 				if !strings.Contains(st.Message, s) {
