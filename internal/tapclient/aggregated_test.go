@@ -211,6 +211,24 @@ func startAggregated(t *testing.T) *aggregatedEnv {
 
 func ptrTo[T any](v T) *T { return &v }
 
+// watch is tapclient.Watch, retried while the aggregator itself answers 503 "service
+// unavailable": its availability check of the APIService can time out on a loaded
+// machine (2 cores shared by many test processes), which marks the APIService
+// unavailable for a moment. The tap API's own 503s carry other messages and are not
+// retried.
+func watch(t *testing.T, ctx context.Context, cfg *rest.Config, req tapclient.Request, fn func(*api.TapEvent) error) error {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := tapclient.Watch(ctx, cfg, req, fn)
+		if !apierrors.IsServiceUnavailable(err) || !strings.Contains(err.Error(), "APIService v1alpha1.tap.weft.dev is not available") || time.Now().After(deadline) {
+			return err
+		}
+		t.Logf("the aggregator answered %v; retrying", err)
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
 func as(cfg *rest.Config, user string) *rest.Config {
 	c := rest.CopyConfig(cfg)
 	c.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:authenticated"}}
@@ -269,7 +287,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 		got := make(chan *api.TapEvent, 1)
 		errc := make(chan error, 1)
 		go func() {
-			errc <- tapclient.Watch(tctx, as(e.cfg, "alice"), tapclient.Request{Namespace: "shop", Resource: "deployments", Name: "web"},
+			errc <- watch(t, tctx, as(e.cfg, "alice"), tapclient.Request{Namespace: "shop", Resource: "deployments", Name: "web"},
 				func(ev *api.TapEvent) error { got <- ev; return errors.New("enough") })
 		}()
 		// The proxy sends once the stream is open; until then the event waits in
@@ -293,7 +311,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("bob has no RoleBinding: refused, naming the permission", func(t *testing.T) {
-		err := tapclient.Watch(ctx, as(e.cfg, "bob"), tapclient.Request{Namespace: "shop", Resource: "deployments", Name: "web"},
+		err := watch(t, ctx, as(e.cfg, "bob"), tapclient.Request{Namespace: "shop", Resource: "deployments", Name: "web"},
 			func(*api.TapEvent) error { return errors.New("bob got an event") })
 		if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "bob") || !strings.Contains(err.Error(), "deployments/tap") {
 			t.Fatalf("bob's tap: %v, want Forbidden naming bob and deployments/tap", err)
@@ -302,7 +320,7 @@ func TestThroughTheAPIServer(t *testing.T) {
 	})
 
 	t.Run("a workload that does not exist says so", func(t *testing.T) {
-		err := tapclient.Watch(ctx, as(e.cfg, "alice"), tapclient.Request{Namespace: "shop", Resource: "deployments", Name: "nope"},
+		err := watch(t, ctx, as(e.cfg, "alice"), tapclient.Request{Namespace: "shop", Resource: "deployments", Name: "nope"},
 			func(*api.TapEvent) error { return errors.New("got an event") })
 		if !apierrors.IsNotFound(err) || !strings.Contains(err.Error(), `deployment "nope" does not exist in namespace "shop"`) {
 			t.Fatalf("tap of deploy/nope: %v, want NotFound naming it", err)

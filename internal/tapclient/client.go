@@ -119,6 +119,14 @@ func Watch(ctx context.Context, cfg *rest.Config, req Request, fn func(*api.TapE
 	return nil
 }
 
+// aggregatorUnavailable is all the kube-apiserver says when the APIService is not
+// Available (no weft-controller replica answers its discovery, or its CA is missing).
+const aggregatorUnavailable = "service unavailable"
+
+// unavailableHint replaces it with what to check.
+const unavailableHint = aggregatorUnavailable + ": the tap API (APIService v1alpha1.tap.weft.dev) is not available; " +
+	"check `kubectl get apiservice v1alpha1.tap.weft.dev` and that weft-controller is running, then retry"
+
 // statusError turns a refusal into the API server's Status error (the tap API and the
 // aggregator both answer with a metav1.Status).
 func statusError(resp *http.Response) error {
@@ -128,9 +136,15 @@ func statusError(resp *http.Response) error {
 		if st.Code == 0 {
 			st.Code = int32(resp.StatusCode)
 		}
+		if st.Code == http.StatusServiceUnavailable && strings.TrimSpace(st.Message) == aggregatorUnavailable {
+			st.Message = unavailableHint
+		}
 		return &apierrors.StatusError{ErrStatus: st}
 	}
 	msg := strings.TrimSpace(string(b))
+	if resp.StatusCode == http.StatusServiceUnavailable && msg == aggregatorUnavailable {
+		msg = unavailableHint
+	}
 	if resp.StatusCode == http.StatusNotFound && msg == "" || strings.Contains(msg, "the server could not find the requested resource") {
 		msg = "the tap API (APIService v1alpha1.tap.weft.dev) is not installed or not available: run `weft check`"
 	}
