@@ -62,6 +62,9 @@ const (
 	// writeTimeout bounds each event's write: a client that stops reading is cut
 	// off instead of holding streams to every proxy open.
 	writeTimeout = 10 * time.Second
+	// apiTimeout bounds each call to the API server a tap makes before it streams
+	// (the SubjectAccessReview, reading the workload and listing its pods).
+	apiTimeout = 10 * time.Second
 )
 
 // ContentType is the tap stream's media type: one protojson TapEvent per line.
@@ -119,7 +122,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, msg)
 		return
 	}
-	allowed, why, err := authorize(r.Context(), s.Reviewer, user, t)
+	actx, cancel := context.WithTimeout(r.Context(), apiTimeout)
+	allowed, why, err := authorize(actx, s.Reviewer, user, t)
+	cancel()
 	if err != nil {
 		s.Log.Error(err, "Authorizing a tap failed", "user", user.Name, "target", t.String())
 		s.refuse(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, "the tap API could not check the user's permission; retry")
@@ -285,7 +290,9 @@ func (s *Server) tap(w http.ResponseWriter, r *http.Request, user *User, t Targe
 		maxPods = DefaultMaxPods
 	}
 	ctx := r.Context()
-	pods, total, err := resolvePods(ctx, s.Reader, t, maxPods, s.ProxyTapPort)
+	rctx, rcancel := context.WithTimeout(ctx, apiTimeout)
+	pods, total, err := resolvePods(rctx, s.Reader, t, maxPods, s.ProxyTapPort)
+	rcancel()
 	var nf *NotFoundError
 	var np *NoPodsError
 	switch {
