@@ -108,7 +108,7 @@ build: ## Build every binary into ./bin (and bin/kubectl-weft, the CLI as a kube
 
 .PHONY: run
 run: manifests generate ## Run the controller against the current kubeconfig.
-	go run ./cmd/weft-controller --leader-elect=false --enable-webhooks=false
+	go run ./cmd/weft-controller --leader-elect=false --enable-webhooks=false --enable-tap-api=false
 
 .PHONY: demo
 demo: ## Run the whole mesh on a local single-node cluster (DEMO_KEEP=1 leaves it up).

@@ -44,6 +44,9 @@ copy_static rbac.yaml config/rbac/role.yaml config/rbac/role_binding.yaml \
   config/rbac/metrics_reader_role.yaml config/rbac/configmap_guard.yaml
 copy_static podsecurity.yaml config/podsecurity/policy.yaml config/podsecurity/binding.yaml
 copy_static trustroots.yaml config/trustroots/policy.yaml
+# The tap API's APIService (caBundle from cainjector) and RBAC; its Service and
+# Certificate are templates (services.yaml, certificate.yaml).
+copy_static tap.yaml config/tap/apiservice.yaml config/tap/rbac.yaml
 
 # The webhook configurations after config/webhook's patches (names, selectors, the
 # cert-manager CA injection annotation); its Service is a template (templates/services.yaml).

@@ -15,7 +15,8 @@ limitations under the License.
 */
 
 // Command weft-controller is Weft's control plane: the reconcilers (leader only), and on
-// every replica the identity service, the webhooks and later the destination service.
+// every replica the identity service, the webhooks, the destination service and the tap
+// API.
 package main
 
 import (
@@ -38,6 +39,7 @@ import (
 	"github.com/weftmesh/weft/internal/identity"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	weftscheme "github.com/weftmesh/weft/internal/scheme"
+	"github.com/weftmesh/weft/internal/tap"
 	"github.com/weftmesh/weft/webhooks"
 )
 
@@ -46,12 +48,16 @@ func main() {
 		metricsAddr, metricsCertDir string
 		probeAddr, namespace        string
 		leaderElect, enableWebhooks bool
+		enableTapAPI                bool
+		tapAPICertDir               string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":9090", "Address the Prometheus metrics endpoint (HTTPS; callers need a token allowed to get /metrics, see ClusterRole weft-metrics-reader) binds to; 0 disables it.")
 	flag.StringVar(&metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for the metrics endpoint; empty: a self-signed certificate generated at start.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":9091", "Address the /healthz and /readyz probes bind to.")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "Elect a leader so that only one replica reconciles; the services run on every replica.")
 	flag.BoolVar(&enableWebhooks, "enable-webhooks", true, "Serve the pod injector and the validators; needs the serving certificate that config/certmanager issues, so `make run` outside the cluster turns it off.")
+	flag.BoolVar(&enableTapAPI, "enable-tap-api", true, "Serve the tap API (APIService v1alpha1.tap.weft.dev); needs the serving certificate that config/tap issues, so `make run` outside the cluster turns it off.")
+	flag.StringVar(&tapAPICertDir, "tap-api-cert-dir", tap.DefaultCertDir, "Directory with tls.crt and tls.key for the tap API (Secret weft-tap-cert).")
 	flag.StringVar(&namespace, "namespace", envOr("POD_NAMESPACE", meshdefaults.ControlPlaneNamespace), "The control-plane namespace, where the identity chain and the serving certificates live.")
 	zapOpts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -89,9 +95,19 @@ func main() {
 		os.Exit(1)
 	}
 
-	if err := identity.AddToManager(mgr, identity.Options{Namespace: namespace}); err != nil {
+	idService, err := identity.Setup(mgr, identity.Options{Namespace: namespace})
+	if err != nil {
 		log.Error(err, "Unable to set up the identity service")
 		os.Exit(1)
+	}
+
+	if enableTapAPI {
+		// The tap API signs its client certificate with the identity service's
+		// issuer: no pod can obtain the tap identity (identity refuses to sign it).
+		if err := tap.AddToManager(mgr, tap.Options{Signer: idService, CertDir: tapAPICertDir}); err != nil {
+			log.Error(err, "Unable to set up the tap API")
+			os.Exit(1)
+		}
 	}
 
 	if err := destination.AddToManager(mgr, destination.Options{Namespace: namespace, NoGatewayAPI: noGatewayAPI}); err != nil {

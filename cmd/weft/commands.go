@@ -38,5 +38,8 @@ func subcommands(c *cli) []*cobra.Command {
 		newRoutesCommand(c),
 		newAuthzCommand(c),
 		newDiagnosticsCommand(c),
+		// Observing live requests, through the tap API.
+		flagSetCommand("tap", "live requests of a workload's pods, through the tap API (RBAC-checked)", runTap)(c),
+		flagSetCommand("top", "a live table of a workload's hottest paths, from the tap API", runTop)(c),
 	}
 }

@@ -151,6 +151,19 @@ cert scheduler system:kube-scheduler "" clientAuth
 cert kubelet "system:node:$NODE_NAME" system:nodes clientAuth
 cert kubelet-serving "system:node:$NODE_NAME" system:nodes serverAuth "IP:$NODE_IP,DNS:$NODE_NAME"
 cert kube-proxy system:kube-proxy "" clientAuth
+# The front proxy: how the API server proves itself to aggregated APIs (the tap API,
+# APIService v1alpha1.tap.weft.dev). Its own CA, so that no client certificate of the
+# cluster CA can pose as the API server to an extension API server.
+key front-proxy-ca
+openssl req -x509 -new -key "$PKI/front-proxy-ca.key" -subj "/CN=weft-local-front-proxy-ca" -days 3650 \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+  -out "$PKI/front-proxy-ca.crt" 2>/dev/null
+key front-proxy-client
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' >"$PKI/front-proxy-client.ext"
+openssl req -new -key "$PKI/front-proxy-client.key" -subj "/CN=front-proxy-client" -out "$PKI/front-proxy-client.csr" 2>/dev/null
+openssl x509 -req -in "$PKI/front-proxy-client.csr" -CA "$PKI/front-proxy-ca.crt" -CAkey "$PKI/front-proxy-ca.key" -CAcreateserial \
+  -days 365 -extfile "$PKI/front-proxy-client.ext" -out "$PKI/front-proxy-client.crt" 2>/dev/null
+rm -f "$PKI/front-proxy-client.csr" "$PKI/front-proxy-client.ext"
 key sa
 openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
 chmod 0600 "$PKI"/*.key
@@ -232,6 +245,11 @@ start kube-apiserver "$KUBE_BIN/kube-apiserver" \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
   --service-cluster-ip-range "$SERVICE_CIDR" \
   --authorization-mode Node,RBAC --allow-privileged=true \
+  --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+  --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+  --requestheader-extra-headers-prefix X-Remote-Extra- \
+  --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
+  --enable-aggregator-routing=true \
   --enable-admission-plugins NodeRestriction \
   --profiling=false --v=1
 wait_up kube-apiserver "API server ready" 120 sh -c "[ \"\$(kubectl --kubeconfig '$KUBECONFIG_ADMIN' get --raw /readyz)\" = ok ]"

@@ -54,6 +54,13 @@ type Options struct {
 // lease). The issuer Secret and the bundle ConfigMap are read through a cache of their
 // own, restricted to those two objects, so the service never caches other Secrets.
 func AddToManager(mgr ctrl.Manager, opts Options) error {
+	_, err := Setup(mgr, opts)
+	return err
+}
+
+// Setup is AddToManager returning the Service, for the parts of weft-controller that
+// sign with the same issuer (the tap API's client certificate).
+func Setup(mgr ctrl.Manager, opts Options) (*Service, error) {
 	if opts.Addr == "" {
 		opts.Addr = DefaultAddr
 	}
@@ -67,10 +74,10 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("creating the identity cache: %w", err)
+		return nil, fmt.Errorf("creating the identity cache: %w", err)
 	}
 	if err := replicacache.Add(mgr, c); err != nil {
-		return fmt.Errorf("adding the identity cache: %w", err)
+		return nil, fmt.Errorf("adding the identity cache: %w", err)
 	}
 	svc, err := New(Config{
 		Namespace: opts.Namespace,
@@ -80,7 +87,7 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		Limits:    opts.Limits,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r := &runnable{svc: svc, addr: opts.Addr, cache: c}
 	// A replica is ready once it can answer Certify: before, the weft-identity
@@ -91,9 +98,9 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		}
 		return nil
 	}); err != nil {
-		return fmt.Errorf("adding the identity readiness check: %w", err)
+		return nil, fmt.Errorf("adding the identity readiness check: %w", err)
 	}
-	return mgr.Add(r)
+	return svc, mgr.Add(r)
 }
 
 // splitReader reads the Mesh from the manager's cache and everything else from the

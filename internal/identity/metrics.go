@@ -65,7 +65,7 @@ func init() {
 	for _, r := range []string{ReasonMalformedRequest, ReasonMalformedCSR, ReasonUnsupportedKey, ReasonExtraSANs,
 		ReasonCARequested, ReasonCSRIdentity, ReasonTokenRejected, ReasonNotSA, ReasonIdentityMismatch, ReasonUnavailable,
 		ReasonTokenMalformed, ReasonTokenAudience, ReasonTokenExpired, ReasonRateLimited, ReasonReviewsBusy,
-		ReasonIssuerExpiring, ReasonIssuerNotYetValid} {
+		ReasonIssuerExpiring, ReasonIssuerNotYetValid, ReasonReservedIdentity} {
 		RejectedTotal.WithLabelValues(r)
 	}
 	for _, r := range []string{"cached", "authenticated", "rejected", "error", "throttled"} {

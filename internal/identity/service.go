@@ -117,6 +117,10 @@ type Service struct {
 	serving *tls.Certificate
 	// servingIssuer is the serial of the issuer that signed serving.
 	servingIssuer *big.Int
+	// tap is the tap API's client certificate (TapClientCertificate), signed by the
+	// issuer of serial tapIssuer.
+	tap       *tls.Certificate
+	tapIssuer *big.Int
 }
 
 // New returns a Service.
@@ -188,7 +192,7 @@ func codeFor(reason string) codes.Code {
 	switch reason {
 	case ReasonTokenRejected, ReasonTokenMalformed, ReasonTokenAudience, ReasonTokenExpired, ReasonNotSA:
 		return codes.Unauthenticated
-	case ReasonIdentityMismatch:
+	case ReasonIdentityMismatch, ReasonReservedIdentity:
 		return codes.PermissionDenied
 	case ReasonUnavailable, ReasonReviewsBusy, ReasonIssuerExpiring, ReasonIssuerNotYetValid:
 		return codes.Unavailable
@@ -209,6 +213,9 @@ func (s *Service) certify(ctx context.Context, req *api.CertifyRequest) (*api.Ce
 			return nil, reject(ReasonUnavailable, "there is no Mesh named %q: apply one to enable identities", meshv1alpha1.MeshName), nil
 		}
 		return nil, nil, fmt.Errorf("reading the Mesh: %w", err)
+	}
+	if rej := s.reservedIdentity(req.GetIdentity()); rej != nil {
+		return nil, rej, nil
 	}
 	// The CSR is checked before the token so a malformed request costs no API call.
 	csr, rej := checkCSR(req.GetCertificateSigningRequest(), req.GetIdentity())
