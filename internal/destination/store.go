@@ -666,7 +666,8 @@ func stripManagedFields(obj any) (any, error) {
 // (Server podSelectors), ServiceAccount, Weft's annotations, its IPs, phase, host
 // network, hostname and subdomain (pod-IP and pod-DNS-name destinations), its
 // containers' names, ports and HTTP probes (Server ports by name, the probe paths
-// inbound policy always admits), its node (a client's zone), and whether it is meshed,
+// inbound policy always admits), its node (a client's zone), its controller's kind and
+// name (the owner attributes of its proxy's trace spans), and whether it is meshed,
 // which it records as the injector's annotation. At 10,000 pods this is most of the cache's memory.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
@@ -691,6 +692,7 @@ func slimPod(obj any) (any, error) {
 			DeletionTimestamp: p.DeletionTimestamp,
 			Labels:            p.Labels,
 			Annotations:       ann,
+			OwnerReferences:   slimController(p),
 		},
 		Spec: corev1.PodSpec{
 			ServiceAccountName: p.Spec.ServiceAccountName,
@@ -703,6 +705,17 @@ func slimPod(obj any) (any, error) {
 		},
 		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
+}
+
+// slimController keeps the pod's controller reference, without its UID and flags but
+// its controller mark (which metav1.GetControllerOf looks for); nil without one.
+func slimController(p *corev1.Pod) []metav1.OwnerReference {
+	ref := metav1.GetControllerOfNoCopy(p)
+	if ref == nil {
+		return nil
+	}
+	isController := true
+	return []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, Controller: &isController}}
 }
 
 // slimNode keeps a Node's name and its zone label: the zone of the clients on it
