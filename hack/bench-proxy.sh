@@ -41,7 +41,8 @@ fi
 # The loopback ports the setups use must be free, or the numbers would be someone
 # else's.
 for port in 18080 14140 14143 14191 24140 24143 24191 15140 15143 15191 25140 25143 25191 \
-	16140 16143 16240 16243 16340 16343; do
+	16140 16143 16240 16243 16340 16343 17140 17143 17191 27140 27143 27191 \
+	19140 19143 19191 29140 29143 29191 16417; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "bench-proxy: 127.0.0.1:$port is already in use" >&2
 		exit 1

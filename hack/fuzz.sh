@@ -3,7 +3,8 @@
 # weft.h2 server's and client's frame handling, the HTTP/1.1 server's read and hand-over
 # path, the weft.tcp header, the discovery wire and delta decoding, the Certify answer
 # parser, the shared gRPC message reader and grpc-timeout parser, the Service-name
-# parser the destination service applies to proxies' authorities) for a short, fixed time each and exits non-zero
+# parser the destination service applies to proxies' authorities, the trace-context
+# headers traceparent, b3 and X-B3-*) for a short, fixed time each and exits non-zero
 # on any finding (go test -fuzz fails and writes the input under testdata/fuzz/).
 # Minimising new corpus entries is capped (-fuzzminimizetime 50x): with large seeds such as
 # a TLS ClientHello it otherwise eats the whole time budget on a 2-core machine.
@@ -26,6 +27,7 @@ targets=(
   "./internal/grpcwire FuzzReader"
   "./internal/grpcwire FuzzParseTimeout"
   "./internal/svcname FuzzParse"
+  "./proxy/tracing FuzzExtract"
 )
 # Go 1.26's fuzz coordinator can fail a run with a bare "context deadline exceeded" when
 # -fuzztime ends while a worker is mid-input (golang/go#75804, fixed in Go 1.27), and may

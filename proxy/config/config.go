@@ -104,6 +104,21 @@ type Config struct {
 	// Destinations are the services the outbound side knows, each matched by
 	// ip:port (a ClusterIP and port) and/or by authority (an HTTP Host).
 	Destinations []Destination `json:"destinations,omitempty"`
+	// Tracing turns distributed tracing on until the control plane sends the pod's
+	// inbound policy, whose tracing (the Mesh's spec.tracing, present or not) then
+	// replaces it. For proxies run without a control plane (benchmarks, tests).
+	Tracing *Tracing `json:"tracing,omitempty"`
+}
+
+// Tracing is the static form of the Mesh's tracing (proxy/api Tracing).
+type Tracing struct {
+	// Collector is the OTLP/gRPC receiver, host:port, spoken to in cleartext.
+	Collector string `json:"collector"`
+	// SamplingPerMillion is the share of traces the proxy starts, in millionths
+	// (0 to 1000000), for requests that carry no sampling decision.
+	SamplingPerMillion uint32 `json:"samplingPerMillion,omitempty"`
+	// ServiceName is the spans' service.name resource attribute.
+	ServiceName string `json:"serviceName,omitempty"`
 }
 
 // Inbound configures the inbound side.

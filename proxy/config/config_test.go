@@ -108,6 +108,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad protocol", `destinations: [{authorities: ["a"], protocol: "h3", endpoints: [{address: "10.0.0.1", port: 1}]}]`,
 			`destinations[0].protocol: unknown protocol "h3"`},
 		{"bad policy", `inbound: {defaultPolicy: open}`, `inbound.defaultPolicy: unknown policy "open"`},
+		{"tracing collector without port", `tracing: {collector: "jaeger.tracing"}`, `tracing.collector: want host:port, got "jaeger.tracing"`},
+		{"tracing sampling over 100%", `tracing: {collector: "jaeger:4317", samplingPerMillion: 1000001}`, `tracing.samplingPerMillion: must be at most 1000000`},
 		{"bad port policy", `inbound: {portPolicies: [{port: 80, policy: x}]}`, `inbound.portPolicies[0].policy: unknown policy "x"`},
 		{"bad cluster network", `inbound: {clusterNetworks: [10.0.0.0/8, 10.0.0.1]}`, `inbound.clusterNetworks[1]: "10.0.0.1" is not a CIDR`},
 		{"probe path not absolute", `inbound: {probePaths: [{port: 80, path: healthz}]}`, `inbound.probePaths[0].path: "healthz" is not an absolute path`},

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"strings"
@@ -91,6 +92,14 @@ func (c *Config) Validate() error {
 	for i, p := range c.OpaquePorts {
 		if p == 0 {
 			add(fmt.Sprintf("opaquePorts[%d]", i), "port 0 is not a valid port")
+		}
+	}
+	if t := c.Tracing; t != nil {
+		if _, port, err := net.SplitHostPort(t.Collector); err != nil || port == "" {
+			add("tracing.collector", "want host:port, got %q", t.Collector)
+		}
+		if t.SamplingPerMillion > 1_000_000 {
+			add("tracing.samplingPerMillion", "must be at most 1000000 (every trace), got %d", t.SamplingPerMillion)
 		}
 	}
 	if !validPolicy(c.Inbound.DefaultPolicy, true) {

@@ -20,7 +20,8 @@ func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, s
 		_ = http.NewResponseController(w).EnableFullDuplex()
 		// Full duplex also skips net/http's close after a corrupt body: h1.Guard
 		// and forward end such a connection instead (see proxy/internal/h1).
-		if !h1.Guard(w, r, h1Checked) {
+		// Guard recognises Weft's own HTTP/1.1 writer, not a tracing wrapper.
+		if !h1.Guard(untraced(w), r, h1Checked) {
 			return
 		}
 	}

@@ -39,6 +39,7 @@ import (
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/ratelimit"
 	"github.com/weftmesh/weft/proxy/router"
+	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/transport"
 )
 
@@ -116,6 +117,9 @@ type Options struct {
 	ErrorLog *log.Logger
 	// Mirror bounds the copies RequestMirror filters make (mirror.go).
 	Mirror MirrorOptions
+	// Tracer reports a span per request on each side (traced.go); nil or off: no
+	// tracing work.
+	Tracer *tracing.Tracer
 }
 
 // Pipeline serves the requests of both directions.
@@ -143,6 +147,14 @@ func New(o Options) *Pipeline {
 // routed and balanced (serveRouted); an unknown one is forwarded to the original
 // destination as it is, and still measured.
 func (p *Pipeline) ServeOutbound(w http.ResponseWriter, r *http.Request) {
+	if sp := p.o.Tracer.Start(tracing.Client, r); sp != nil {
+		p.serveTraced(sp, w, r, p.serveOutbound)
+		return
+	}
+	p.serveOutbound(w, r)
+}
+
+func (p *Pipeline) serveOutbound(w http.ResponseWriter, r *http.Request) {
 	ci := ConnInfoFrom(r.Context())
 	delete(r.Header, hdrDst)
 	delete(r.Header, hdrProto)
@@ -186,6 +198,9 @@ func (p *Pipeline) serveUndescribed(w http.ResponseWriter, r *http.Request, dst 
 		r = r.WithContext(transport.WithNoTLSReason(r.Context(), d.NoTLSReason))
 		up = &upstream{Hop: transport.Hop{Transport: p.o.Out.For(r), Host: dst.String()}}
 	}
+	if sp := spanOf(w); sp != nil {
+		sp.SetPeer(peerID, dst.String())
+	}
 	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host, PeerID: peerID})
 	p.proxy(w, r, up, series)
 }
@@ -214,6 +229,14 @@ func (p *Pipeline) lookupHTTP(r *http.Request, dst netip.AddrPort) *api.Destinat
 // proxy (mesh) or to the connection's original destination (plaintext), after the
 // inbound policy allowed the client.
 func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
+	if sp := p.o.Tracer.Start(tracing.Server, r); sp != nil {
+		p.serveTraced(sp, w, r, p.serveInbound)
+		return
+	}
+	p.serveInbound(w, r)
+}
+
+func (p *Pipeline) serveInbound(w http.ResponseWriter, r *http.Request) {
 	ci := ConnInfoFrom(r.Context())
 	dst := ci.OrigDst
 	proto := ""
@@ -242,7 +265,11 @@ func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
 	cl := inboundpolicy.Client{Addr: ci.Client.Addr().Unmap(), ID: ci.PeerID}
 	delete(r.Header, hdrDst)
 	delete(r.Header, hdrProto)
-	if d := p.o.Policy.Request(r, dst, cl); d.Verdict != inboundpolicy.Allowed {
+	d := p.o.Policy.Request(r, dst, cl)
+	if sp := spanOf(w); sp != nil {
+		traceInbound(sp, d, ci)
+	}
+	if d.Verdict != inboundpolicy.Allowed {
 		p.refuseInbound(w, r, d, cl)
 		return
 	}

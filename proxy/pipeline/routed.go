@@ -111,6 +111,10 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		// Discovery vouches the address is meshed: plaintext sent to it earlier counts.
 		p.o.Fallback.ObserveMeshed(ep.Addr.Addr())
 	}
+	if sp := spanOf(w); sp != nil {
+		sp.SetRoute(route.Name)
+		sp.SetPeer(ep.Identity, ep.Addr.String())
+	}
 	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority, PeerID: ep.Identity})
 	p.proxy(w, r, up, series)
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/weftmesh/weft/proxy/metrics"
 	"github.com/weftmesh/weft/proxy/origdst"
 	"github.com/weftmesh/weft/proxy/pipeline"
+	"github.com/weftmesh/weft/proxy/tracing"
 	"github.com/weftmesh/weft/proxy/transport"
 )
 
@@ -97,6 +98,10 @@ type Options struct {
 	// many may be in flight per mirror backend and in all (zero fields: the defaults
 	// of pipeline.MirrorOptions, 5s, 32 and 128).
 	Mirror pipeline.MirrorOptions
+	// Tracing bounds the span export (queue, batch, timeouts; zero fields: the
+	// defaults of tracing.Options). Tracing itself is on while the pod's inbound
+	// policy carries the Mesh's tracing configuration (SetInboundPolicy).
+	Tracing tracing.Options
 }
 
 // Defaults of Options; docs/proxy.md lists them.
@@ -146,6 +151,14 @@ type Server struct {
 	workers         *workerPool   // runs the handlers of HTTP/2 streams and HTTP/1.1 requests
 	stop            chan struct{} // closed by Shutdown: stops background work
 
+	// tracer reports spans while the inbound policy (before the control plane's:
+	// the configuration file) configures tracing.
+	tracer *tracing.Tracer
+	// policyFromControlPlane: SetInboundPolicy was called; the file's tracing no
+	// longer applies. Guarded by tracingMu, which orders the two sources' updates.
+	tracingMu              sync.Mutex
+	policyFromControlPlane bool
+
 	mu        sync.Mutex
 	listeners []net.Listener
 	conns     map[*netconn.Counted]struct{}
@@ -183,6 +196,12 @@ func New(cfg *config.Config, opts Options) *Server {
 		s.relay.AddOwnPort(p)
 	}
 	s.policy = &inboundpolicy.Checker{Targets: s.relay, Log: s.log, Metrics: opts.Metrics}
+	tro := opts.Tracing
+	if tro.Log.GetSink() == nil {
+		tro.Log = s.log.WithName("tracing")
+	}
+	s.tracer = tracing.New(tro)
+	opts.Metrics.AddCollector(s.tracer.WriteMetrics)
 	if cfg == nil {
 		cfg = &config.Config{}
 		cfg.ApplyDefaults()
@@ -202,7 +221,7 @@ func New(cfg *config.Config, opts Options) *Server {
 		Log: s.log, Metrics: opts.Metrics, Source: opts.Source,
 		Snapshot: func() *pipeline.Snapshot { return &s.state().Snapshot },
 		Dests:    s.dests, Out: s.out, In: s.in, Mesh: s.mesh, Fallback: s.fallback, Policy: s.policy, ErrorLog: errorLog,
-		Mirror: opts.Mirror,
+		Mirror: opts.Mirror, Tracer: s.tracer,
 	})
 	s.outCh = newChanListener(&net.TCPAddr{})
 	s.inCh = newChanListener(&net.TCPAddr{})
@@ -268,6 +287,20 @@ func (s *Server) SetConfig(cfg *config.Config) {
 	s.st.Store(st)
 	// The configuration's policy applies until the control plane sends the pod's.
 	s.policy.SetBootstrap(inboundpolicy.Compile(inboundpolicy.Bootstrap(&cfg.Inbound)))
+	// So does its tracing.
+	s.tracingMu.Lock()
+	if !s.policyFromControlPlane {
+		s.tracer.Update(staticTracing(cfg.Tracing))
+	}
+	s.tracingMu.Unlock()
+}
+
+// staticTracing is the configuration file's tracing as the control plane sends it.
+func staticTracing(t *config.Tracing) *api.Tracing {
+	if t == nil {
+		return nil
+	}
+	return &api.Tracing{Collector: t.Collector, SamplingPerMillion: t.SamplingPerMillion, ServiceName: t.ServiceName}
 }
 
 // SetInboundPolicy installs the pod's inbound policy from the control plane; it
@@ -275,7 +308,15 @@ func (s *Server) SetConfig(cfg *config.Config) {
 // Requests on open connections are decided with it from their next one.
 func (s *Server) SetInboundPolicy(msg *api.InboundPolicy) {
 	s.policy.SetPolicy(inboundpolicy.Compile(msg))
+	// The Mesh's tracing rides on the same message; without it, tracing is off.
+	s.tracingMu.Lock()
+	s.policyFromControlPlane = true
+	s.tracer.Update(msg.GetTracing())
+	s.tracingMu.Unlock()
 }
+
+// Tracer is the proxy's tracing (on while the inbound policy configures it).
+func (s *Server) Tracer() *tracing.Tracer { return s.tracer }
 
 // InboundPolicy is the inbound policy in force.
 func (s *Server) InboundPolicy() *inboundpolicy.Policy { return s.policy.Policy() }
@@ -513,6 +554,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mesh.CloseIdle()
 	s.out.CloseIdle(true)
 	s.in.CloseIdle(true)
+	// After the last request: its span is queued, and goes out with the rest.
+	s.tracer.Close()
 	return err
 }
 

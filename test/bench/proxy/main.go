@@ -143,7 +143,7 @@ func run() error {
 	flag.StringVar(&o.caddy, "caddy", "bin/caddy", "caddy binary")
 	flag.StringVar(&o.out, "out", "bench/results/proxy.json", "JSON results file")
 	flag.StringVar(&o.workDir, "workdir", "", "directory for configs, certificates and proxy logs (default: a temporary one, removed afterwards)")
-	flag.StringVar(&setups, "setups", "direct,weft,haproxy,nginx,caddy,weft-tcp", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, nginx, caddy, and weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost)")
+	flag.StringVar(&setups, "setups", "direct,weft,haproxy,nginx,caddy,weft-tcp,weft-trace1,weft-trace100", "setups to measure, direct first (it is the baseline): direct, weft, haproxy, nginx, caddy, weft-tcp (the Weft pair carrying the connections as opaque TCP over mTLS, to separate the HTTP layer's cost), and weft-trace1 and weft-trace100 (the Weft pair with tracing at 1% and 100% sampling to an in-process OTLP receiver that discards)")
 	flag.StringVar(&rates, "rates", "1000,5000", "constant request rates (requests per second)")
 	flag.IntVar(&o.conns, "connections", 16, "concurrent connections")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each constant-rate run")
@@ -209,9 +209,18 @@ func run() error {
 		case "direct":
 			s = directSetup()
 		case "weft":
-			s, err = weftSetup(ctx, dir, o.weftProxy, name, weftBase, "", o.profileDir, o.threads, p)
+			s, err = weftSetup(ctx, dir, o.weftProxy, name, weftBase, "", "", o.profileDir, o.threads, p)
 		case "weft-tcp":
-			s, err = weftSetup(ctx, dir, o.weftProxy, name, weftTCPBase, "opaque", o.profileDir, o.threads, p)
+			s, err = weftSetup(ctx, dir, o.weftProxy, name, weftTCPBase, "opaque", "", o.profileDir, o.threads, p)
+		case "weft-trace1", "weft-trace100":
+			var collector string
+			if collector, err = traceReceiver(ctx); err == nil {
+				base, perMillion := weftTrace1Base, 10_000
+				if name == "weft-trace100" {
+					base, perMillion = weftTrace100Base, 1_000_000
+				}
+				s, err = weftSetup(ctx, dir, o.weftProxy, name, base, "", tracingConfig(collector, perMillion), o.profileDir, o.threads, p)
+			}
 		case "haproxy":
 			s, err = haproxySetup(ctx, dir, o.haproxy, o.threads, p)
 		case "nginx":
@@ -250,6 +259,9 @@ func run() error {
 	addRatios(rows)
 	printTable(os.Stdout, rows)
 	printRatios(os.Stdout, rows)
+	if n := spansReceived.Load(); n > 0 {
+		fmt.Printf("\nOTLP receiver (weft-trace*): %d spans received\n", n)
+	}
 	return writeJSON(o.out, rows)
 }
 

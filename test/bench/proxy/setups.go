@@ -24,6 +24,9 @@ const (
 	// and base+191 (admin); its server side on the same plus 10000.
 	weftBase    = 14000
 	weftTCPBase = 15000
+	// The Weft pair with tracing on at 1% and at 100% (trace.go).
+	weftTrace1Base   = 17000
+	weftTrace100Base = 19000
 
 	// The reference pairs. All ports stay below Linux's ephemeral range (32768 and
 	// up): a port in it can be held by some other program's outgoing connection, or by
@@ -245,7 +248,9 @@ func newPKI(dir string) (*pki, error) {
 // hint: "" lets the proxy detect HTTP (the normal case), "opaque" makes it carry the
 // connection as TCP over mTLS, which separates the cost of the HTTP layer from that of
 // TLS and forwarding.
-func weftSetup(ctx context.Context, dir, bin, name string, base int, protocol, profileDir string, threads int, p *pki) (*setup, error) {
+//
+// extra is appended to both sides' configuration files (trace.go's tracing block).
+func weftSetup(ctx context.Context, dir, bin, name string, base int, protocol, extra, profileDir string, threads int, p *pki) (*setup, error) {
 	clientOutbound, clientInbound, clientAdmin := base+140, base+143, base+191
 	serverOutbound, serverInbound, serverAdmin := base+10140, base+10143, base+10191
 	clientCfg := fmt.Sprintf(`outbound:
@@ -259,8 +264,8 @@ destinations:
     port: 18080
     identity: %[2]q
     proxyPort: %[3]d
-`, serverAddr, p.serverID, serverInbound, protocol)
-	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n"
+`, serverAddr, p.serverID, serverInbound, protocol) + extra
+	serverCfg := "inbound:\n  defaultPolicy: all-authenticated\n" + extra
 	s := &setup{name: name, target: fmt.Sprintf("http://127.0.0.1:%d/echo?size=1024", clientOutbound)}
 	for _, side := range []struct {
 		role                     string
