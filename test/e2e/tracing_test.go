@@ -96,6 +96,7 @@ func TestTracing(t *testing.T) {
 		t.Cleanup(func() { setMeshTracing(context.Background(), t, nil) })
 		waitTracingReady(ctx, t, true)
 	})
+	t.Logf("switching tracing on: the steady load sent %d requests, %d failed", sent, failed)
 	if failed != 0 {
 		t.Errorf("switching tracing on: %d of the steady load's %d requests failed", failed, sent)
 	}
@@ -125,11 +126,22 @@ func TestTracing(t *testing.T) {
 		t.Fatalf("no end-to-end trace of the demo in Jaeger: %v", err)
 	}
 	t.Logf("tracing on -> a whole trace in Jaeger in %s: %s", time.Since(on).Round(100*time.Millisecond), chain)
+	// The query the switch-off check below relies on (by start time, no tags) finds
+	// the spans of a window while tracing is on, so its empty answer later means
+	// something.
+	window := func(from, to time.Time) ([]jaegerTrace, error) {
+		return jaegerTraces(ctx, map[string]string{"service": tracingService, "limit": "20",
+			"start": strconv.FormatInt(from.UnixMicro(), 10), "end": strconv.FormatInt(to.UnixMicro(), 10)})
+	}
+	if traces, err := window(on, time.Now()); err != nil || len(traces) == 0 {
+		t.Fatalf("the time-window query finds %d traces while tracing is on (err %v)", len(traces), err)
+	}
 
 	sent, failed = steadyFailures(ctx, t, func() {
 		setMeshTracing(ctx, t, nil)
 		waitTracingReady(ctx, t, false)
 	})
+	t.Logf("switching tracing off: the steady load sent %d requests, %d failed", sent, failed)
 	if failed != 0 {
 		t.Errorf("switching tracing off: %d of the steady load's %d requests failed", failed, sent)
 	}
@@ -137,10 +149,7 @@ func TestTracing(t *testing.T) {
 	// flush what they had. From now on no proxy may start a span.
 	quiet := time.Now()
 	time.Sleep(6 * time.Second)
-	traces, err := jaegerTraces(ctx, map[string]string{
-		"service": tracingService, "limit": "20",
-		"start": strconv.FormatInt(quiet.UnixMicro(), 10), "end": strconv.FormatInt(time.Now().UnixMicro(), 10),
-	})
+	traces, err := window(quiet, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
