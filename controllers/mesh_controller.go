@@ -167,6 +167,7 @@ func (r *MeshReconciler) reconcileNormal(ctx context.Context, mesh *meshv1alpha1
 		r.reconcileBundle,
 		r.reconcileIdentity,
 		r.reconcileProxies,
+		r.reconcileTracing,
 	}
 	var errs []error
 	for _, phase := range phases {
@@ -174,8 +175,7 @@ func (r *MeshReconciler) reconcileNormal(ctx context.Context, mesh *meshv1alpha1
 			errs = append(errs, err)
 		}
 	}
-	conds.summarizeReady(meshv1alpha1.ConditionAccepted, meshv1alpha1.ConditionTrustAnchorReady,
-		meshv1alpha1.ConditionIssuerReady, meshv1alpha1.ConditionIdentityReady)
+	conds.summarizeReady(readyConditions(mesh)...)
 	r.setProgress(conds, st)
 	if err := errors.Join(errs...); err != nil {
 		return ctrl.Result{}, err

@@ -26,6 +26,7 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -577,6 +578,51 @@ func TestMeshIdentity(t *testing.T) {
 			got := getMesh(t, c)
 			if got.Status.ObservedGeneration != got.Generation || !conditionIs(got.Status.Conditions, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReady, got.Generation) {
 				return fmt.Errorf("status at generation %d, object at %d", got.Status.ObservedGeneration, got.Generation)
+			}
+			return nil
+		})
+	})
+
+	t.Run("spec.tracing: TracingReady True while set, gone when removed, Ready stays", func(t *testing.T) {
+		setTracing := func(tracing map[string]any) {
+			t.Helper()
+			u := &unstructured.Unstructured{}
+			u.SetGroupVersionKind(meshv1alpha1.GroupVersion.WithKind("Mesh"))
+			u.SetName(meshv1alpha1.MeshName)
+			var patch []byte
+			if tracing == nil {
+				patch = []byte(`{"spec":{"tracing":null}}`)
+			} else {
+				b, err := json.Marshal(map[string]any{"spec": map[string]any{"tracing": tracing}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				patch = b
+			}
+			if err := c.Patch(ctx, u, client.RawPatch(types.MergePatchType, patch)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		setTracing(map[string]any{"collector": "jaeger.tracing.svc.cluster.local:4317", "samplingRate": "0.5"})
+		eventually(t, 15*time.Second, func() error {
+			got := getMesh(t, c)
+			cond := meta.FindStatusCondition(got.Status.Conditions, meshv1alpha1.ConditionTracingReady)
+			if !conditionIs(got.Status.Conditions, meshv1alpha1.ConditionTracingReady, metav1.ConditionTrue, controllers.ReasonTracingEnabled, got.Generation) {
+				return fmt.Errorf("TracingReady %+v at generation %d", cond, got.Generation)
+			}
+			if !strings.Contains(cond.Message, "jaeger.tracing.svc.cluster.local:4317") || !strings.Contains(cond.Message, "50%") {
+				return fmt.Errorf("TracingReady message %q does not say where and how much", cond.Message)
+			}
+			if !conditionIs(got.Status.Conditions, meshv1alpha1.ConditionReady, metav1.ConditionTrue, meshv1alpha1.ReasonReady, got.Generation) {
+				return fmt.Errorf("Ready not True with tracing on: %+v", got.Status.Conditions)
+			}
+			return nil
+		})
+		setTracing(nil)
+		eventually(t, 15*time.Second, func() error {
+			got := getMesh(t, c)
+			if cond := meta.FindStatusCondition(got.Status.Conditions, meshv1alpha1.ConditionTracingReady); cond != nil || got.Status.ObservedGeneration != got.Generation {
+				return fmt.Errorf("TracingReady %+v after spec.tracing was removed (observed generation %d of %d)", cond, got.Status.ObservedGeneration, got.Generation)
 			}
 			return nil
 		})

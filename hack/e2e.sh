@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make e2e: the end-to-end suite on the local cluster.
 #
-#   cluster up (hack/cluster/up.sh: reuses a healthy one) -> images (hack/images.sh)
+#   cluster up (hack/cluster/up.sh: reuses a healthy one) -> images (hack/images.sh,
+#   and the jaeger image for TestTracing)
 #   -> install as make demo does (hack/demo/install.sh) -> go test ./test/e2e/...
 #   -> tear down (hack/cluster/down.sh, which then checks that nothing is left)
 #
@@ -56,6 +57,13 @@ end
 begin "images"
 printf '\n==> Images (hack/images.sh)\n'
 hack/images.sh
+end
+
+# TestTracing's collector. Its own part: cold, Jaeger builds from the Go module proxy
+# for many minutes (hack/jaeger.sh), then comes from the cache.
+begin "jaeger image"
+printf '\n==> Jaeger image (hack/images.sh jaeger)\n'
+hack/images.sh jaeger
 end
 
 begin "install (cert-manager, Weft, Mesh, demo)"

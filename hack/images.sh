@@ -31,9 +31,12 @@ done
 
 all=(pause coredns weft-controller weft-proxy weft-init weft-cni weft-cert-manager)
 [ -d cmd/weft-demo ] && all+=(weft-demo)
+# Built only when named: jaeger (hack/jaeger.sh; many minutes when cold), which only
+# make e2e's TestTracing deploys.
+known=("${all[@]}" jaeger)
 [ ${#want[@]} -eq 0 ] && want=("${all[@]}")
 for w in "${want[@]}"; do
-  case " ${all[*]} " in *" $w "*) ;; *) echo "unknown image $w (known: ${all[*]})" >&2; exit 2 ;; esac
+  case " ${known[*]} " in *" $w "*) ;; *) echo "unknown image $w (known: ${known[*]})" >&2; exit 2 ;; esac
 done
 
 BIN="$IMAGES_DIR/bin"
@@ -46,14 +49,17 @@ pkgs=()
 for w in "${want[@]}"; do
   case "$w" in
     pause) pkgs+=(./hack/images/pause) ;;
-    coredns) ;;
+    coredns|jaeger) ;;
     *) pkgs+=("./cmd/$w") ;;
   esac
 done
 pkgs+=(./hack/images/ocibuild)
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/" "${pkgs[@]}"
 for w in "${want[@]}"; do
-  [ "$w" = coredns ] && cp -p "$("$HACK_CLUSTER/coredns.sh" | tail -1)" "$BIN/coredns"
+  case "$w" in
+    coredns) cp -p "$("$HACK_CLUSTER/coredns.sh" | tail -1)" "$BIN/coredns" ;;
+    jaeger) cp -p "$("$REPO_ROOT/hack/jaeger.sh" | tail -1)" "$BIN/jaeger" ;;
+  esac
 done
 log "binaries built ($(( $(now_ms) - T0 )) ms)"
 
@@ -120,6 +126,9 @@ for w in "${want[@]}"; do
     weft-cni) build weft-cni -entrypoint=/weft-cni -user=0:0 -add="$BIN/weft-cni:/weft-cni" ;;
     weft-cert-manager) build weft-cert-manager -entrypoint=/weft-cert-manager -user=65532:65532 -add="$BIN/weft-cert-manager:/weft-cert-manager" ;;
     weft-demo) build weft-demo -entrypoint=/weft-demo -user=65532:65532 -add="$BIN/weft-demo:/weft-demo" ;;
+    # Jaeger v2 all-in-one: with no --config it runs its built-in configuration
+    # (in-memory storage, OTLP on 4317/4318, query on 16686).
+    jaeger) build jaeger -entrypoint=/jaeger -user=10001:10001 -add="$BIN/jaeger:/jaeger" ;;
   esac
 done
 log "images written ($(( $(now_ms) - T0 )) ms)"

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/metadata"
 )
 
 // web is the front end: each request fans out to the gRPC service and the HTTP backend
@@ -43,6 +44,13 @@ type web struct {
 // forwardedHeaders pass from the front end's request to the backend's, so a route that
 // matches a header (the canary HTTPRoute) can be driven from the load generator.
 var forwardedHeaders = []string{"x-canary", "x-request-id"}
+
+// traceHeaders carry the trace context (W3C Trace Context and B3) from the front end's
+// request to both its calls, as every traced application must: the proxies add spans
+// and pass the context on, but only the application knows which of its outgoing calls
+// belong to which incoming request (docs/tracing.md, "What applications must do").
+var traceHeaders = []string{"traceparent", "tracestate", "b3",
+	"x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags"}
 
 func runWeb(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("weft-demo web", flag.ContinueOnError)
@@ -83,7 +91,17 @@ func (wb *web) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err          error
 	}
 	results := make(chan result, 2)
+	var traceMD []string
+	for _, h := range traceHeaders {
+		if v := r.Header.Get(h); v != "" {
+			traceMD = append(traceMD, h, v)
+		}
+	}
 	go func() {
+		ctx := ctx
+		if len(traceMD) > 0 {
+			ctx = metadata.AppendToOutgoingContext(ctx, traceMD...)
+		}
 		resp, err := wb.grpc.UnaryCall(ctx, &testpb.SimpleRequest{ResponseSize: 64})
 		if err != nil {
 			results <- result{what: "grpc", err: err}
@@ -97,9 +115,11 @@ func (wb *web) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			results <- result{what: "backend", err: err}
 			return
 		}
-		for _, h := range forwardedHeaders {
-			if v := r.Header.Get(h); v != "" {
-				req.Header.Set(h, v)
+		for _, hs := range [][]string{forwardedHeaders, traceHeaders} {
+			for _, h := range hs {
+				if v := r.Header.Get(h); v != "" {
+					req.Header.Set(h, v)
+				}
 			}
 		}
 		resp, err := wb.client.Do(req)

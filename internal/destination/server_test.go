@@ -279,6 +279,25 @@ func TestSlimPodKeepsWorkload(t *testing.T) {
 	}
 }
 
+// TestSlimPodKeepsController: the controller's kind and name (the owner attributes of
+// the proxy's trace spans) stay, without its UID; other owners go.
+func TestSlimPodKeepsController(t *testing.T) {
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-7d9f8c6b5-x2x4z", Namespace: "shop", OwnerReferences: []metav1.OwnerReference{
+		{APIVersion: "example.com/v1", Kind: "Holder", Name: "h", UID: "u0"},
+		{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f8c6b5", UID: "u1", Controller: ptr.To(true), BlockOwnerDeletion: ptr.To(true)},
+	}}}
+	out, _ := slimPod(pod)
+	got := out.(*corev1.Pod).OwnerReferences
+	want := []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f8c6b5", Controller: ptr.To(true)}}
+	if !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("owner references %+v, want %+v", got, want)
+	}
+	out, _ = slimPod(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "bare", OwnerReferences: pod.OwnerReferences[:1]}})
+	if refs := out.(*corev1.Pod).OwnerReferences; refs != nil {
+		t.Errorf("a pod without a controller keeps owner references %+v", refs)
+	}
+}
+
 // TestSlimNamespace: the inbound policy compiler reads a namespace's name, labels and
 // Weft's annotations; the rest (kubectl's record, spec, status) is dropped.
 func TestSlimNamespace(t *testing.T) {

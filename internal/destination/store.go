@@ -677,9 +677,10 @@ func stripManagedFields(obj any) (any, error) {
 // slimPod keeps only what the compilers read of a pod: its name and namespace, labels
 // (Server podSelectors), ServiceAccount, Weft's annotations, its IPs, phase, host
 // network, hostname and subdomain (pod-IP and pod-DNS-name destinations), its
-// controller's kind and name (its endpoints' workload metric label), its
-// containers' names, ports and HTTP probes (Server ports by name, the probe paths
-// inbound policy always admits), its node (a client's zone), and whether it is meshed,
+// controller's kind and name (its endpoints' workload metric label, the owner
+// attributes of its proxy's trace spans), its containers' names, ports and HTTP probes
+// (Server ports by name, the probe paths inbound policy always admits), its node (a
+// client's zone), and whether it is meshed,
 // which it records as the injector's annotation. At 10,000 pods this is most of the cache's memory.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)

@@ -117,6 +117,7 @@ func Compile(in Input) *api.InboundPolicy {
 	}
 	slices.SortFunc(servers, func(a, b *api.InboundServer) int { return cmp.Compare(a.Port, b.Port) })
 	out.Servers = servers
+	out.Tracing = TracingConfig(in.Mesh, in.Pod)
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(out)
 	if err != nil {
 		// The message has no field that can fail to marshal (no maps, valid UTF-8

@@ -89,6 +89,17 @@ const (
 	ProxyUID     = 2102
 )
 
+// The defaults of a Mesh's spec.tracing (the Mesh CRD's default markers say the same;
+// TestMeshTracingDefaults in apis checks those against a real API server).
+const (
+	// TracingServiceName is the spans' service.name when the Mesh names none.
+	TracingServiceName = "weft-proxy"
+	// TracingSamplingRate is the share of new traces proxies start when the Mesh sets
+	// none: 1%, enough to see every path of a busy service without the cost of
+	// tracing every request.
+	TracingSamplingRate = "0.01"
+)
+
 // TapServiceAccount names the control plane's tap identity,
 // spiffe://<trust domain>/ns/<control plane namespace>/sa/weft-tap: the only client a
 // proxy's tap server answers. No ServiceAccount of that name runs anything; the tap API

@@ -34,6 +34,11 @@ const (
 	// ConditionIdentityReady is True when the identity service can sign workload
 	// certificates.
 	ConditionIdentityReady = "IdentityReady"
+	// ConditionTracingReady (Mesh, only while spec.tracing is set) is True when the
+	// proxies have been given the tracing configuration, False with reason Invalid when
+	// the collector address cannot be dialled as written (the proxies then do no
+	// tracing).
+	ConditionTracingReady = "TracingReady"
 )
 
 // Condition reasons shared by Weft's kinds.

@@ -93,6 +93,75 @@ type MeshSpec struct {
 	// +listType=set
 	// +optional
 	ClusterNetworks []string `json:"clusterNetworks,omitempty"`
+
+	// tracing turns on distributed tracing: every proxy reports a span per HTTP request
+	// on each of its sides to an OpenTelemetry (OTLP/gRPC) collector. Applying it,
+	// changing it or removing it reaches running proxies within seconds, without a
+	// restart. Default: unset, and proxies do no tracing work. See docs/tracing.md.
+	// +optional
+	Tracing *TracingSpec `json:"tracing,omitempty"`
+}
+
+// TracingSpec says where proxies send their spans and how many traces they start.
+type TracingSpec struct {
+	// collector is the OTLP/gRPC receiver, host:port: a DNS name (usually a Service,
+	// jaeger.tracing.svc.cluster.local:4317) or an IP address ([fd00::1]:4317 for IPv6).
+	// Proxies dial it from their pods in plaintext, as OTLP does by default. Required.
+	// +required
+	// +kubebuilder:validation:MinLength=3
+	// +kubebuilder:validation:MaxLength=261
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*|\\\\[[0-9a-fA-F:.]+\\\\]):[0-9]{1,5}$') && int(self.substring(self.lastIndexOf(':') + 1)) >= 1 && int(self.substring(self.lastIndexOf(':') + 1)) <= 65535",message="collector must be host:port with a lower-case DNS name or an IP address and a port from 1 to 65535, such as jaeger.tracing.svc.cluster.local:4317"
+	Collector string `json:"collector"`
+
+	// samplingRate is the share of new traces a proxy starts, a decimal from "0" to "1"
+	// with at most six decimal places: "0.01" starts one trace in a hundred requests,
+	// "1" traces every request, "0" starts none. It applies to requests that carry no
+	// sampling decision; a request that continues a trace (W3C traceparent or B3
+	// headers) keeps the decision of whoever started it, so "0" still reports the
+	// traces an application starts. Default: "0.01".
+	// +kubebuilder:default="0.01"
+	// +kubebuilder:validation:MaxLength=8
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0(\\\\.[0-9]{1,6})?|1(\\\\.0{1,6})?)$')",message="samplingRate must be a decimal from 0 to 1 with at most six decimal places, such as 0.01 (1% of traces) or 1 (every trace)"
+	// +optional
+	SamplingRate string `json:"samplingRate,omitempty"`
+
+	// serviceName is the spans' service.name resource attribute: the service a trace
+	// viewer such as Jaeger lists the proxies' spans under. Each span also carries the
+	// pod's k8s.namespace.name, k8s.pod.name and owner (k8s.deployment.name,
+	// k8s.statefulset.name, ...), so one name serves the whole mesh. Default:
+	// weft-proxy.
+	// +kubebuilder:default="weft-proxy"
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9_./]*[A-Za-z0-9])?$`
+	// +optional
+	ServiceName string `json:"serviceName,omitempty"`
+
+	// attributes are further resource attributes every proxy's spans carry, such as
+	// deployment.environment. service.name and the k8s.* attributes are the control
+	// plane's to set. Default: none.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Attributes []TracingAttribute `json:"attributes,omitempty"`
+}
+
+// TracingAttribute is one resource attribute of the proxies' spans.
+//
+// +kubebuilder:validation:XValidation:rule="self.name != 'service.name' && !self.name.startsWith('k8s.')",message="attributes cannot set service.name (use serviceName) or k8s.* (the control plane sets them for each pod)"
+type TracingAttribute struct {
+	// name of the attribute, in OpenTelemetry's dotted style (deployment.environment).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:Pattern=`^[A-Za-z][A-Za-z0-9_.-]*$`
+	Name string `json:"name"`
+
+	// value of the attribute.
+	// +required
+	// +kubebuilder:validation:MaxLength=256
+	Value string `json:"value"`
 }
 
 // IdentitySpec configures the chain trust anchor -> identity issuer -> workload leaf.
@@ -412,7 +481,7 @@ type MeshStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions: Ready, and one per subsystem (Accepted, TrustAnchorReady, IssuerReady,
-	// IdentityReady).
+	// IdentityReady, and TracingReady while spec.tracing is set).
 	// +listType=map
 	// +listMapKey=type
 	// +kubebuilder:validation:MaxItems=16
