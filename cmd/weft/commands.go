@@ -20,8 +20,7 @@ import "github.com/spf13/cobra"
 
 // subcommands lists weft's commands in the order `weft --help` shows them by group.
 // A new command is one constructor here: func(*cli) *cobra.Command, its flags bound to
-// its own options, its cluster access through c.clients(). (weft tap and weft top plug
-// in here too.) The shell completion command is cobra's own (`weft completion`).
+// its own options, its cluster access through c.clients(). The shell completion command is cobra's own (`weft completion`).
 func subcommands(c *cli) []*cobra.Command {
 	return []*cobra.Command{
 		// Manifests, offline.
@@ -39,7 +38,7 @@ func subcommands(c *cli) []*cobra.Command {
 		newAuthzCommand(c),
 		newDiagnosticsCommand(c),
 		// Observing live requests, through the tap API.
-		flagSetCommand("tap", "live requests of a workload's pods, through the tap API (RBAC-checked)", runTap)(c),
-		flagSetCommand("top", "a live table of a workload's hottest paths, from the tap API", runTop)(c),
+		newTapCommand(c),
+		newTopCommand(c),
 	}
 }

@@ -2,10 +2,7 @@ package main
 
 import (
 	"bytes"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -325,56 +322,6 @@ func TestPluginName(t *testing.T) {
 	if !strings.Contains(out.String(), "Usage:\n  kubectl weft edges (deploy|pod|ns) [flags]") ||
 		!strings.Contains(out.String(), "Examples:\n  kubectl weft edges deploy -n weft-demo") {
 		t.Errorf("usage does not name kubectl weft:\n%s", out.String())
-	}
-}
-
-// TestFlagSetCommand: a command written against the flag package runs in the cobra
-// tree with all its arguments, its exit code kept, and its cluster flags resolved as
-// the cobra commands' are.
-func TestFlagSetCommand(t *testing.T) {
-	var got []string
-	runOld := func(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-		fs := flag.NewFlagSet("weft old", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		var kf kubeFlags
-		kf.register(fs)
-		if code, ok := parseNoArgs(fs, args, stderr); !ok {
-			return code
-		}
-		got = append(got, kf.kubeconfig, kf.namespace)
-		if _, err := kf.clients(); err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		return 0
-	}
-	var out, errOut bytes.Buffer
-	c := &cli{in: strings.NewReader(""), out: &out, errOut: &errOut, config: newConfigFlags()}
-	root := newRootCommand(c, "weft")
-	root.AddCommand(flagSetCommand("old", "an old-style command", runOld)(c))
-	for _, tc := range []struct {
-		args []string
-		code int
-		want string
-	}{
-		{[]string{"old", "--kubeconfig", "/nonexistent", "-n", "x"}, 1, "/nonexistent"},
-		{[]string{"old", "--colour"}, 2, "colour"},
-		{[]string{"old", "extra"}, 2, "unexpected arguments"},
-	} {
-		errOut.Reset()
-		root.SetArgs(tc.args)
-		_, err := root.ExecuteC()
-		code := 0
-		var ee exitError
-		if errors.As(err, &ee) {
-			code = ee.code
-		}
-		if code != tc.code || !strings.Contains(errOut.String(), tc.want) {
-			t.Errorf("%v: exit %d (%v), stderr %q; want %d and %q", tc.args, code, err, errOut.String(), tc.code, tc.want)
-		}
-	}
-	if fmt.Sprint(got) != "[/nonexistent x]" {
-		t.Errorf("the old command saw %v", got)
 	}
 }
 

@@ -19,175 +19,148 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
 	"github.com/weftmesh/weft/internal/tapclient"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
-// tapFlags are the flags weft tap and weft top share: the target's filters and the
-// identity to act as.
-type tapFlags struct {
-	kube                    kubeFlags
+// tapOptions are the flags weft tap and weft top share: the target's filters. The
+// cluster flags (impersonation with --as and --as-group included) are kubectl's, from
+// the root command.
+type tapOptions struct {
 	to, toNamespace         string
 	method, path, authority string
 	maxRPS                  uint
-	as                      string
-	asGroups                stringList
 }
 
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
-func (f *tapFlags) register(fs *flag.FlagSet) {
-	f.kube.register(fs)
-	fs.StringVar(&f.to, "to", "", "only requests to (outbound) or from (inbound) this workload, e.g. deploy/backend")
-	fs.StringVar(&f.toNamespace, "to-namespace", "", "only requests whose other side is in this namespace")
-	fs.StringVar(&f.method, "method", "", "only requests with this HTTP method")
-	fs.StringVar(&f.path, "path", "", "only requests whose path starts with this prefix")
-	fs.StringVar(&f.authority, "authority", "", "only requests for this authority (host:port as sent)")
-	fs.UintVar(&f.maxRPS, "max-rps", 100, "at most this many requests per second are shown (each is up to 3 events); the rest are dropped and counted")
-	fs.StringVar(&f.as, "as", "", "act as this user (kubectl's impersonation; needs the impersonate permission)")
-	fs.Var(&f.asGroups, "as-group", "act as this group (repeatable; with --as)")
+func (o *tapOptions) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.to, "to", "", "only requests to (outbound) or from (inbound) this workload, e.g. deploy/backend")
+	f.StringVar(&o.toNamespace, "to-namespace", "", "only requests whose other side is in this namespace")
+	f.StringVar(&o.method, "method", "", "only requests with this HTTP method")
+	f.StringVar(&o.path, "path", "", "only requests whose path starts with this prefix")
+	f.StringVar(&o.authority, "authority", "", "only requests for this authority (host:port as sent)")
+	f.UintVar(&o.maxRPS, "max-rps", 100, "at most this many requests per second are shown (each is up to 3 events); the rest are dropped and counted")
 }
 
-// parseWithTarget parses flags that may follow the positional target, as kubectl does.
-func parseWithTarget(fs *flag.FlagSet, args []string) (pos []string, code int, ok bool) {
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, 0, false
-			}
-			return nil, 2, false
-		}
-		if fs.NArg() == 0 {
-			return pos, 0, true
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+// request builds the tap request and the REST config (with kubectl's impersonation).
+func (o *tapOptions) request(c *cli, args []string) (*rest.Config, tapclient.Request, error) {
+	resource, name, err := tapclient.ParseTarget(args)
+	if err != nil {
+		return nil, tapclient.Request{}, usageErrorf("%v", err)
 	}
-}
-
-// request builds the tap request and the REST config (with impersonation).
-func (f *tapFlags) request(pos []string) (*rest.Config, tapclient.Request, error) {
-	resource, name, err := tapclient.ParseTarget(pos)
+	m := &api.TapMatch{Method: o.method, PathPrefix: o.path, Authority: o.authority, Namespace: o.toNamespace}
+	if o.to != "" {
+		if m.Workload, err = tapclient.WorkloadMatch(o.to); err != nil {
+			return nil, tapclient.Request{}, usageErrorf("%v", err)
+		}
+	}
+	if o.maxRPS == 0 || o.maxRPS > 333 {
+		return nil, tapclient.Request{}, usageErrorf("--max-rps %d: want 1 to 333 (the tap API sends at most 1,000 events per second)", o.maxRPS)
+	}
+	kc, err := c.clients()
 	if err != nil {
 		return nil, tapclient.Request{}, err
-	}
-	m := &api.TapMatch{Method: f.method, PathPrefix: f.path, Authority: f.authority, Namespace: f.toNamespace}
-	if f.to != "" {
-		if m.Workload, err = tapclient.WorkloadMatch(f.to); err != nil {
-			return nil, tapclient.Request{}, err
-		}
-	}
-	if f.maxRPS == 0 || f.maxRPS > 333 {
-		return nil, tapclient.Request{}, fmt.Errorf("--max-rps %d: want 1 to 333 (the tap API sends at most 1,000 events per second)", f.maxRPS)
-	}
-	kc, err := f.kube.clients()
-	if err != nil {
-		return nil, tapclient.Request{}, err
-	}
-	cfg := rest.CopyConfig(kc.config)
-	if f.as != "" || len(f.asGroups) > 0 {
-		cfg.Impersonate = rest.ImpersonationConfig{UserName: f.as, Groups: f.asGroups}
 	}
 	req := tapclient.Request{
 		Namespace: kc.namespace, Resource: resource, Name: name,
-		Observe: &api.ObserveRequest{Match: m, MaxEventsPerSecond: uint32(3 * f.maxRPS)},
+		Observe: &api.ObserveRequest{Match: m, MaxEventsPerSecond: uint32(3 * o.maxRPS)},
 	}
 	if resource == "namespaces" {
 		req.Namespace = name
 	}
-	return cfg, req, nil
+	return kc.config, req, nil
 }
 
-func runTap(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft tap", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f tapFlags
-	f.register(fs)
-	var output string
-	fs.StringVar(&output, "o", "", "output format: empty for lines, or json (one TapEvent per line)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft tap <resource>/<name> [flags]\n\n"+
-			"Live requests of a workload's meshed pods (ns/<name> for a whole namespace; pod, deploy,\n"+
-			"rs, sts, ds, job), through the tap API: the kube-apiserver checks that you may\n"+
-			"\"watch\" <resource>/tap in tap.weft.dev (kubectl auth can-i watch deployments.tap.weft.dev/tap).\n"+
-			"Shows metadata only (method, authority, path, status, latency, identities), never bodies.\n\nFlags:\n")
-		fs.PrintDefaults()
+// tapTargets completes a tap target's kind and, from the cluster, its name.
+func (c *cli) tapTargets(_ *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
+	if len(args) > 0 {
+		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	pos, code, ok := parseWithTarget(fs, args)
-	if !ok {
-		return code
-	}
-	if output != "" && output != "json" {
-		fmt.Fprintf(stderr, "weft tap: -o %q: want json or nothing\n", output)
-		return 2
-	}
-	cfg, req, err := f.request(pos)
-	if err != nil {
-		fmt.Fprintf(stderr, "weft tap: %v\n", err)
-		return 2
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	lw := &tapclient.LineWriter{W: stdout, JSON: output == "json"}
-	if err := tapclient.Watch(ctx, cfg, req, lw.Write); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "weft tap: %v\n", err)
-		return 1
-	}
-	return 0
+	return c.completeTyped(toComplete, "deploy", "pod", "ns")
 }
 
-func runTop(args []string, _ io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("weft top", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f tapFlags
-	f.register(fs)
+func newTapCommand(c *cli) *cobra.Command {
 	var (
-		interval time.Duration
-		rows     int
-		count    int
+		o      tapOptions
+		output string
 	)
-	fs.DurationVar(&interval, "interval", time.Second, "how often the table is redrawn (printed, when the output is not a terminal)")
-	fs.IntVar(&rows, "rows", 20, "the table's rows: the most requested paths")
-	fs.IntVar(&count, "count", 0, "stop after this many tables (0: until interrupted)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: weft top <resource>/<name> [flags]\n\n"+
-			"The hottest paths of a workload's traffic, from the tap API (see weft tap): requests,\n"+
-			"success rate and latency per method, authority and path, redrawn in the terminal.\n\nFlags:\n")
-		fs.PrintDefaults()
+	cmd := &cobra.Command{
+		Use:   "tap RESOURCE/NAME",
+		Short: "live requests of a workload's pods, through the tap API (RBAC-checked)",
+		Long: "Live requests of a workload's meshed pods (ns/NAME for a whole namespace; pod, deploy,\n" +
+			"rs, sts, ds, job), through the tap API: the kube-apiserver checks that you may\n" +
+			"\"watch\" RESOURCE/tap in tap.weft.dev (kubectl auth can-i watch deployments.tap.weft.dev/tap).\n" +
+			"Shows metadata only (method, authority, path, status, latency, identities), never bodies.",
+		Example:           "  weft tap deploy/web -n weft-demo\n  weft tap deploy/web -n weft-demo --to deploy/backend --path /books -o json",
+		Args:              usageArgs(cobra.RangeArgs(1, 2)),
+		ValidArgsFunction: c.tapTargets,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if err := checkOutput(output, "lines", "json"); err != nil {
+				return err
+			}
+			cfg, req, err := o.request(c, args)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			lw := &tapclient.LineWriter{W: c.out, JSON: output == "json"}
+			if err := tapclient.Watch(ctx, cfg, req, lw.Write); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		},
 	}
-	pos, code, ok := parseWithTarget(fs, args)
-	if !ok {
-		return code
+	o.register(cmd)
+	addOutputFlag(cmd, &output, "lines", "json")
+	return cmd
+}
+
+func newTopCommand(c *cli) *cobra.Command {
+	var (
+		o  tapOptions
+		to topOptions
+	)
+	cmd := &cobra.Command{
+		Use:   "top RESOURCE/NAME",
+		Short: "a live table of a workload's hottest paths, from the tap API",
+		Long: "The hottest paths of a workload's traffic, from the tap API (see weft tap): requests,\n" +
+			"success rate and latency per method, authority and path, redrawn in the terminal\n" +
+			"(printed as successive tables when the output is not a terminal).",
+		Example:           "  weft top deploy/web -n weft-demo\n  weft top deploy/web -n weft-demo --interval 5s --count 1",
+		Args:              usageArgs(cobra.RangeArgs(1, 2)),
+		ValidArgsFunction: c.tapTargets,
+		RunE: func(_ *cobra.Command, args []string) error {
+			if to.interval <= 0 || to.rows <= 0 {
+				return usageErrorf("--interval and --rows must be positive")
+			}
+			cfg, req, err := o.request(c, args)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			to.tty = isTerminal(c.out)
+			if err := top(ctx, cfg, req, to, c.out); err != nil && !errors.Is(err, context.Canceled) {
+				return err
+			}
+			return nil
+		},
 	}
-	if interval <= 0 || rows <= 0 {
-		fmt.Fprintln(stderr, "weft top: --interval and --rows must be positive")
-		return 2
-	}
-	cfg, req, err := f.request(pos)
-	if err != nil {
-		fmt.Fprintf(stderr, "weft top: %v\n", err)
-		return 2
-	}
-	ctx, cancel := signalContext()
-	defer cancel()
-	if err := top(ctx, cfg, req, topOptions{interval: interval, rows: rows, count: count, tty: isTerminal(stdout)}, stdout); err != nil && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(stderr, "weft top: %v\n", err)
-		return 1
-	}
-	return 0
+	o.register(cmd)
+	f := cmd.Flags()
+	f.DurationVar(&to.interval, "interval", time.Second, "how often the table is redrawn (printed, when the output is not a terminal)")
+	f.IntVar(&to.rows, "rows", 20, "the table's rows: the most requested paths")
+	f.IntVar(&to.count, "count", 0, "stop after this many tables (0: until interrupted)")
+	return cmd
 }
 
 type topOptions struct {
