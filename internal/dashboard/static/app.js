@@ -31,7 +31,7 @@ async function getJSON(path) {
 
 function table(headers, rows) {
   const t = el("table");
-  t.append(el("tr", {}, ...headers.map((h) => el("th", {}, h))));
+  t.append(el("tr", {}, ...headers.map((h) => (h instanceof Node ? h : el("th", {}, h)))));
   for (const r of rows) t.append(el("tr", {}, ...r.map((c) => (c instanceof Node && c.tagName === "TD" ? c : el("td", {}, c)))));
   return t;
 }
@@ -84,7 +84,7 @@ async function graphPage(ns) {
   for (let i = 0; i < nodes.size; i++) edges.forEach((e) => { if (depth[e.b] < depth[e.a] + 1 && depth[e.a] + 1 < nodes.size) depth[e.b] = depth[e.a] + 1; });
   const cols = {};
   [...nodes].sort().forEach((n) => (cols[depth[n]] = cols[depth[n]] || []).push(n));
-  const W = 230, H = 70, BW = 170, BH = 34;
+  const W = 260, H = 70, BW = 170, BH = 34;
   const pos = {};
   let maxRows = 1, maxCol = 0;
   for (const [c, ns2] of Object.entries(cols)) { ns2.forEach((n, i) => (pos[n] = { x: 20 + c * W, y: 20 + i * H })); maxRows = Math.max(maxRows, ns2.length); maxCol = Math.max(maxCol, +c); }
@@ -98,7 +98,8 @@ async function graphPage(ns) {
     const x1 = a.x + BW, y1 = a.y + BH / 2, x2 = b.x, y2 = b.y + BH / 2;
     const g = svgEl("g", { class: "edge", "data-from": e.a, "data-to": e.b });
     g.append(svgEl("path", { d: `M${x1},${y1} C${x1 + 30},${y1} ${x2 - 30},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" }));
-    g.append(svgEl("text", { x: (x1 + x2) / 2 - 20, y: (y1 + y2) / 2 - 4 }, rps(e.rps) + " rps " + pct(e.successRate)));
+    g.append(svgEl("text", { x: x1 + 6, y: y1 + (y2 > y1 ? 16 : -6) }, rps(e.rps) + " rps"));
+    g.append(svgEl("title", {}, e.from + " → " + e.to + ": " + rps(e.rps) + " rps, success " + pct(e.successRate)));
     svg.append(g);
   });
   nodes.forEach((n) => {
