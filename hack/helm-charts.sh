@@ -44,6 +44,7 @@ copy_static rbac.yaml config/rbac/role.yaml config/rbac/role_binding.yaml \
   config/rbac/metrics_reader_role.yaml config/rbac/configmap_guard.yaml
 copy_static podsecurity.yaml config/podsecurity/policy.yaml config/podsecurity/binding.yaml
 copy_static trustroots.yaml config/trustroots/policy.yaml
+copy_static dashboard-rbac.yaml config/dashboard/rbac.yaml
 
 # The webhook configurations after config/webhook's patches (names, selectors, the
 # cert-manager CA injection annotation); its Service is a template (templates/services.yaml).
