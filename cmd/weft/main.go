@@ -28,6 +28,10 @@ var commands = map[string]command{
 		summary: "golden metrics (RPS, success rate, latency, mTLS) of meshed workloads",
 		run:     runStat,
 	},
+	"dashboard": {
+		summary: "open the web dashboard (a port-forward to weft-dashboard)",
+		run:     runDashboard,
+	},
 	"authz": {
 		summary: "what the inbound policy of a workload's pods admits, port by port",
 		run:     runAuthz,

@@ -24,17 +24,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
-	"github.com/chromedp/chromedp"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -43,6 +37,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/dashboard/browsercheck"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/scheme"
 	"github.com/weftmesh/weft/internal/testenv"
@@ -94,16 +89,7 @@ func (f *fakeProxy) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 // screenshots to $E2E_RESULTS (else test/e2e/results/dashboard) and, with
 // WEFT_DOCS_IMAGES=1, to docs/images.
 func TestDashboardInBrowser(t *testing.T) {
-	chromium := os.Getenv("CHROMIUM")
-	if chromium == "" {
-		chromium, _ = exec.LookPath("chromium")
-	}
-	if chromium == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("chromium is not installed (apt-get install chromium)")
-		}
-		t.Skip("chromium is not installed (apt-get install chromium)")
-	}
+	browsercheck.Chromium(t) // skips before the API server starts when there is none
 	env, err := testenv.New()
 	if err != nil {
 		t.Fatal(err)
@@ -196,101 +182,19 @@ func TestDashboardInBrowser(t *testing.T) {
 		return fmt.Errorf("no inbound RPS for deploy/web yet: %+v", pg.Rows)
 	})
 
-	results := os.Getenv("E2E_RESULTS")
-	if results == "" {
-		root, _ := testenv.RepoRoot()
-		results = filepath.Join(root, "test", "e2e", "results")
+	var routes struct {
+		Rows []RouteRow `json:"rows"`
 	}
-	results = filepath.Join(results, "dashboard")
-	must(os.MkdirAll(results, 0o755))
-
-	actx, acancel := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox,
-		chromedp.DisableGPU, chromedp.WindowSize(1280, 800), chromedp.Flag("disable-dev-shm-usage", true))
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	var consoleMu sync.Mutex
-	var consoleErrors []string
-	must(chromedp.Listen(bctx, func(ev any) {
-		consoleMu.Lock()
-		defer consoleMu.Unlock()
-		switch e := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if e.Type == "error" || e.Type == "warning" {
-				var parts []string
-				for _, a := range e.Args {
-					parts = append(parts, string(a.Value))
-				}
-				consoleErrors = append(consoleErrors, "console."+string(e.Type)+": "+strings.Join(parts, " "))
-			}
-		case *runtime.EventExceptionThrown:
-			consoleErrors = append(consoleErrors, "exception: "+e.ExceptionDetails.Text)
-		case *cdplog.EventEntryAdded:
-			if e.Entry.Level == cdplog.EntryLevelError || e.Entry.Level == cdplog.EntryLevelWarning {
-				consoleErrors = append(consoleErrors, "log: "+e.Entry.Text+" "+e.Entry.URL)
-			}
-		}
-	}))
-	_, err = chromedp.Call(bctx, cdplog.Enable, cdp.Empty{})
-	must(err)
-	_, err = chromedp.Call(bctx, runtime.Enable, cdp.Empty{})
-	must(err)
-
-	pages := []struct {
-		name, hash, loaded, wait string
-		check                    func(text string) error
-	}{
-		{"namespaces", "#/namespaces", "namespaces", "table", func(s string) error { return contains(s, ns) }},
-		{"workloads", "#/ns/" + ns, "ns", "#workloads", func(s string) error { return contains(s, "deploy/web", "deploy/backend") }},
-		{"graph", "#/graph/" + ns, "graph", "#graph", nil},
-		{"routes", "#/routes/" + ns, "routes", "#routes", func(s string) error { return contains(s, "backend/default", "backend/canary") }},
-		{"health", "#/health", "health", "#certs", func(s string) error { return contains(s, "web-1-abcde", "23h", "Mesh", "IssuerNotReady") }},
-		{"tap", "#/tap", "tap", "#tap-status", func(s string) error { return contains(s, "tap API not installed") }},
+	must(getJSON(ts.URL+"/api/routes?ns="+ns, &routes))
+	if len(routes.Rows) != 2 || routes.Rows[0].Route != "backend/canary" || routes.Rows[0].RPS <= 0 {
+		t.Errorf("routes of weft-demo = %+v, want backend/canary and backend/default with traffic", routes.Rows)
 	}
-	for _, pg := range pages {
-		if err := chromedp.Do(bctx,
-			chromedp.Navigate(ts.URL+"/"+pg.hash),
-			chromedp.WaitVisible(`main[data-loaded="`+pg.loaded+`"] `+pg.wait),
-		); err != nil {
-			t.Fatalf("page %s: %v", pg.name, err)
-		}
-		text, err := chromedp.Run(bctx, chromedp.Text("main"))
-		must(err)
-		shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
-		must(err)
-		if pg.check != nil {
-			if err := pg.check(text); err != nil {
-				t.Errorf("page %s: %v\n%s", pg.name, err, text)
-			}
-		}
-		must(os.WriteFile(filepath.Join(results, pg.name+".png"), shot, 0o644))
-		if os.Getenv("WEFT_DOCS_IMAGES") == "1" {
-			root, _ := testenv.RepoRoot()
-			must(os.WriteFile(filepath.Join(root, "docs", "images", "dashboard-"+pg.name+".png"), shot, 0o644))
-		}
+	var health healthPage
+	must(getJSON(ts.URL+"/api/health", &health))
+	if len(health.Certs) != 4 || len(health.Objects) != 1 || health.Objects[0].Conditions[0].Reason != "IssuerNotReady" {
+		t.Errorf("health = %+v, want 4 certificates and the Mesh's condition", health)
 	}
-
-	// The workload row of web shows a non-zero inbound RPS (the first number column).
-	must(chromedp.Do(bctx, chromedp.Navigate(ts.URL+"/#/ns/"+ns), chromedp.WaitVisible(`main[data-loaded="ns"] #workloads`)))
-	webRPS, err := chromedp.Run(bctx, chromedp.Evaluate[string](`[...document.querySelectorAll("#workloads tr")].find(r => r.cells[0].textContent === "deploy/web").cells[2].textContent`))
-	must(err)
-	if webRPS == "" || webRPS == "0.0" {
-		t.Errorf("deploy/web's RPS in the page = %q, want non-zero", webRPS)
-	}
-	// The graph has the demo's edges, drawn as SVG.
-	must(chromedp.Do(bctx, chromedp.Navigate(ts.URL+"/#/graph/"+ns), chromedp.WaitVisible(`main[data-loaded="graph"] #graph`)))
-	edges, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#graph g.edge")].map(g => g.dataset.from + " -> " + g.dataset.to).sort()`))
-	must(err)
-	want := []string{"weft-demo/load -> weft-demo/web", "weft-demo/web -> weft-demo/backend", "weft-demo/web -> weft-demo/grpc"}
-	if strings.Join(edges, ",") != strings.Join(want, ",") {
-		t.Errorf("graph edges = %q, want %q", edges, want)
-	}
-	consoleMu.Lock()
-	defer consoleMu.Unlock()
-	if len(consoleErrors) > 0 {
-		t.Errorf("browser console errors:\n%s", strings.Join(consoleErrors, "\n"))
-	}
-	t.Logf("web RPS in the page %s; screenshots in %s", webRPS, results)
+	browsercheck.Run(ctx, t, ts.URL, ns, "envtest")
 }
 
 func mustRead(t *testing.T, rel string) []byte {
