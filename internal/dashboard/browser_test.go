@@ -210,15 +210,6 @@ func mustRead(t *testing.T, rel string) []byte {
 	return b
 }
 
-func contains(s string, subs ...string) error {
-	for _, sub := range subs {
-		if !strings.Contains(s, sub) {
-			return fmt.Errorf("page lacks %q", sub)
-		}
-	}
-	return nil
-}
-
 func getJSON(url string, v any) error {
 	resp, err := http.Get(url)
 	if err != nil {

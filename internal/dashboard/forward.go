@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
@@ -63,7 +62,7 @@ func Forward(ctx context.Context, cfg *rest.Config, kube kubernetes.Interface, n
 		return "", nil, err
 	}
 	pfURL := kube.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("portforward").URL()
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, (*url.URL)(pfURL))
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, pfURL)
 	stop, ready := make(chan struct{}), make(chan struct{})
 	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{strconv.Itoa(localPort) + ":" + strconv.Itoa(Port)}, stop, ready, io.Discard, io.Discard)
 	if err != nil {
@@ -83,8 +82,11 @@ func Forward(ctx context.Context, cfg *rest.Config, kube kubernetes.Interface, n
 		return "", nil, ctx.Err()
 	}
 	ports, err := fw.GetPorts()
-	if err != nil || len(ports) == 0 {
-		return "", nil, fmt.Errorf("port-forwarding to %s/%s: no local port: %v", pod.Namespace, pod.Name, err)
+	if err != nil {
+		return "", nil, fmt.Errorf("port-forwarding to %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if len(ports) == 0 {
+		return "", nil, fmt.Errorf("port-forwarding to %s/%s: no local port", pod.Namespace, pod.Name)
 	}
 	return fmt.Sprintf("http://127.0.0.1:%d/", ports[0].Local), errc, nil
 }

@@ -257,7 +257,9 @@ func (s *Server) routes(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]RouteRow, 0, len(accs))
 	for key, a := range accs {
-		out = append(out, RouteRow{Service: key.svc, Authority: key.authority, Route: key.route, Golden: a.golden()})
+		g := a.golden()
+		g.MTLSShare = nil // route_* series have no tls label
+		out = append(out, RouteRow{Service: key.svc, Authority: key.authority, Route: key.route, Golden: g})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Service != out[j].Service {

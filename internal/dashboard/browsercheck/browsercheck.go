@@ -166,6 +166,13 @@ func Run(ctx context.Context, t *testing.T, baseURL, ns, label string) {
 	must(chromedp.Do(bctx, chromedp.Navigate(baseURL+"/#/graph/"+ns), chromedp.WaitVisible(`main[data-loaded="graph"] #graph`)))
 	edges, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#graph g.edge")].map(g => g.dataset.from + " -> " + g.dataset.to).sort()`))
 	must(err)
+	seen := map[string]bool{}
+	for _, e := range edges {
+		if seen[e] {
+			t.Errorf("the call graph draws %s twice: %q", e, edges)
+		}
+		seen[e] = true
+	}
 	have := strings.Join(edges, ",")
 	for _, want := range []string{ns + "/load -> " + ns + "/web", ns + "/web -> " + ns + "/backend", ns + "/web -> " + ns + "/grpc"} {
 		if !strings.Contains(have, want) {

@@ -75,7 +75,18 @@ function nodeOf(id) { const p = id.split("/"); return p.length === 3 ? p[0] + "/
 async function graphPage(ns) {
   const page = await getJSON("/api/edges" + (ns ? "?ns=" + encodeURIComponent(ns) : ""));
   stamp(page);
-  const edges = page.rows.map((e) => ({ ...e, a: nodeOf(e.from), b: nodeOf(e.to) })).filter((e) => e.a !== e.b);
+  // One arrow per pair of nodes: a caller's plaintext and mTLS series (and a Service's
+  // several ports) add up.
+  const byPair = new Map();
+  for (const e of page.rows) {
+    const a = nodeOf(e.from), b = nodeOf(e.to);
+    if (a === b) continue;
+    const k = a + "\n" + b;
+    const m = byPair.get(k) || { a, b, rps: 0, from: e.from, to: e.to };
+    m.rps += e.rps;
+    byPair.set(k, m);
+  }
+  const edges = [...byPair.values()];
   const nodes = new Set();
   edges.forEach((e) => { nodes.add(e.a); nodes.add(e.b); });
   // Column = the longest chain of callers in front of a node (cycles cut at |nodes|).
@@ -99,7 +110,7 @@ async function graphPage(ns) {
     const g = svgEl("g", { class: "edge", "data-from": e.a, "data-to": e.b });
     g.append(svgEl("path", { d: `M${x1},${y1} C${x1 + 30},${y1} ${x2 - 30},${y2} ${x2},${y2}`, "marker-end": "url(#arrow)" }));
     g.append(svgEl("text", { x: x1 + 6, y: y1 + (y2 > y1 ? 16 : -6) }, rps(e.rps) + " rps"));
-    g.append(svgEl("title", {}, e.from + " → " + e.to + ": " + rps(e.rps) + " rps, success " + pct(e.successRate)));
+    g.append(svgEl("title", {}, e.from + " → " + e.to + ": " + rps(e.rps) + " rps"));
     svg.append(g);
   });
   nodes.forEach((n) => {
@@ -121,8 +132,9 @@ async function routesPage(ns, svc) {
   if (svc) q.set("svc", svc);
   const page = await getJSON("/api/routes?" + q);
   stamp(page);
-  const rows = page.rows.map((r) => [link("#/routes/" + r.service, r.service), el("td", { class: "l" }, r.route), ...golden(r)]);
-  const t = table(["Service", el("th", { class: "l" }, "Route"), ...GOLDEN], rows);
+  // Route series carry no tls label: no mTLS column here.
+  const rows = page.rows.map((r) => [link("#/routes/" + r.service, r.service), el("td", { class: "l" }, r.route), ...golden(r).slice(0, 5)]);
+  const t = table(["Service", el("th", { class: "l" }, "Route"), ...GOLDEN.slice(0, 5)], rows);
   t.id = "routes";
   return [el("h2", {}, "Routes" + (svc ? " of " + ns + "/" + svc : ns ? " in " + ns : "")), errorLine(page),
     el("p", { class: "note" }, "Per-route metrics as the callers' proxies measured them (ServiceProfile and HTTPRoute routes)."),
