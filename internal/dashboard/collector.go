@@ -17,8 +17,10 @@ limitations under the License.
 package dashboard
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -147,9 +149,16 @@ func (c *Collector) scrape(ctx context.Context, addr string) (*digest, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s", addr, resp.Status)
 	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetricsBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > maxMetricsBytes {
+		return nil, fmt.Errorf("%s: /metrics is larger than %d bytes", addr, maxMetricsBytes)
+	}
 	// The sample's time is the middle of the round trip: the proxy rendered its
 	// counters somewhere in between.
-	return parseDigest(resp.Body, start.Add(time.Since(start)/2))
+	return parseDigest(bytes.NewReader(body), start.Add(time.Since(start)/2))
 }
 
 // snapshot returns the pods of the latest round (all namespaces when ns is "").

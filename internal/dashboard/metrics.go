@@ -58,8 +58,9 @@ type digest struct {
 	certExpS float64 // identity_cert_expiration_timestamp_seconds; 0 when absent
 }
 
-// maxMetricsBytes bounds one proxy's /metrics read. A proxy's exposition is tens of
-// KiB; a pod answering with more is not a Weft proxy or is broken, and is left out.
+// maxMetricsBytes bounds one proxy's /metrics read (Collector.scrape refuses a larger
+// answer). A proxy's exposition is tens of KiB; a pod answering with more is not a Weft
+// proxy or is broken, and is left out of the round.
 const maxMetricsBytes = 4 << 20
 
 // parseDigest reads a proxy's Prometheus text exposition with the reference parser
