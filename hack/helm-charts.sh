@@ -47,6 +47,7 @@ copy_static trustroots.yaml config/trustroots/policy.yaml
 # The tap API's APIService (caBundle from cainjector) and RBAC; its Service and
 # Certificate are templates (services.yaml, certificate.yaml).
 copy_static tap.yaml config/tap/apiservice.yaml config/tap/rbac.yaml
+copy_static dashboard-rbac.yaml config/dashboard/rbac.yaml
 
 # The webhook configurations after config/webhook's patches (names, selectors, the
 # cert-manager CA injection annotation); its Service is a template (templates/services.yaml).

@@ -29,7 +29,7 @@ for a in "$@"; do
   esac
 done
 
-all=(pause coredns weft-controller weft-proxy weft-init weft-cni weft-cert-manager)
+all=(pause coredns weft-controller weft-proxy weft-init weft-cni weft-cert-manager weft-dashboard)
 [ -d cmd/weft-demo ] && all+=(weft-demo)
 # Built only when named: jaeger (hack/jaeger.sh; many minutes when cold), which only
 # make e2e's TestTracing deploys.
@@ -125,6 +125,7 @@ for w in "${want[@]}"; do
     # plugin it copies out runs the node's own iptables, so the image needs only itself.
     weft-cni) build weft-cni -entrypoint=/weft-cni -user=0:0 -add="$BIN/weft-cni:/weft-cni" ;;
     weft-cert-manager) build weft-cert-manager -entrypoint=/weft-cert-manager -user=65532:65532 -add="$BIN/weft-cert-manager:/weft-cert-manager" ;;
+    weft-dashboard) build weft-dashboard -entrypoint=/weft-dashboard -user=65532:65532 -add="$BIN/weft-dashboard:/weft-dashboard" ;;
     weft-demo) build weft-demo -entrypoint=/weft-demo -user=65532:65532 -add="$BIN/weft-demo:/weft-demo" ;;
     # Jaeger v2 all-in-one: with no --config it runs its built-in configuration
     # (in-memory storage, OTLP on 4317/4318, query on 16686).

@@ -40,5 +40,6 @@ func subcommands(c *cli) []*cobra.Command {
 		// Observing live requests, through the tap API.
 		newTapCommand(c),
 		newTopCommand(c),
+		newDashboardCommand(c),
 	}
 }

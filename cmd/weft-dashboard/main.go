@@ -1,0 +1,93 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Command weft-dashboard serves Weft's web dashboard (internal/dashboard) on loopback:
+// users reach it only through `weft dashboard`, a port-forward the API server
+// authorizes, so the dashboard needs no authentication of its own.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/weftmesh/weft/internal/dashboard"
+	"github.com/weftmesh/weft/internal/scheme"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8084", "listen address; keep it on loopback: the port-forward of `weft dashboard` is the only way in")
+	interval := flag.Duration("interval", 5*time.Second, "how often the proxies' /metrics are read; the pages' rates are over this window")
+	domain := flag.String("cluster-domain", "cluster.local", "the cluster's DNS domain, to recognise Service authorities")
+	flag.Parse()
+	if err := run(*addr, *interval, *domain); err != nil {
+		fmt.Fprintln(os.Stderr, "weft-dashboard:", err)
+		os.Exit(1)
+	}
+}
+
+func run(addr string, interval time.Duration, domain string) error {
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return err
+	}
+	cfg.UserAgent = "weft-dashboard"
+	cfg.Timeout = 10 * time.Second
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	col := &dashboard.Collector{Kube: kube, Interval: interval, HTTP: &http.Client{Timeout: 3 * time.Second}}
+	go col.Run(ctx)
+	srv := &http.Server{
+		Handler:           (&dashboard.Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: domain, APITimeout: 5 * time.Second}).Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		sctx, c2 := context.WithTimeout(context.Background(), 5*time.Second)
+		defer c2()
+		_ = srv.Shutdown(sctx)
+	}()
+	fmt.Fprintf(os.Stderr, "weft-dashboard: serving on %s\n", ln.Addr())
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

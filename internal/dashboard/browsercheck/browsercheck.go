@@ -1,0 +1,188 @@
+/*
+Copyright 2026 The Weft Authors.
+
+Licensed under the Apache License, Version 2.0 (the "License");
+you may not use this file except in compliance with the License.
+You may obtain a copy of the License at
+
+    http://www.apache.org/licenses/LICENSE-2.0
+
+Unless required by applicable law or agreed to in writing, software
+distributed under the License is distributed on an "AS IS" BASIS,
+WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, either express or implied.
+See the License for the specific language governing permissions and
+limitations under the License.
+*/
+
+// Package browsercheck loads every page of a running Weft dashboard in headless
+// Chromium (Debian's chromium, driven with chromedp), checks that live data renders and
+// that the console stays clean, and saves a screenshot of each page. Both the envtest
+// test of internal/dashboard and the e2e TestDashboard on the local cluster use it.
+package browsercheck
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chromedp/cdproto/cdp"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/weftmesh/weft/internal/testenv"
+)
+
+// Chromium returns the browser's path ($CHROMIUM, else chromium on PATH). Without
+// one the test is skipped, except under CI (CI set), where it fails: .ci/run installs it.
+func Chromium(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	p, err := exec.LookPath("chromium")
+	if err == nil {
+		return p
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("chromium is not installed (apt-get install chromium)")
+	}
+	t.Skip("chromium is not installed (apt-get install chromium)")
+	return ""
+}
+
+// ResultsDir is where screenshots go: $E2E_RESULTS/dashboard/<label>, else
+// test/e2e/results/dashboard/<label> in the repository (CI keeps test/e2e/results).
+func ResultsDir(t testing.TB, label string) string {
+	t.Helper()
+	base := os.Getenv("E2E_RESULTS")
+	if base == "" {
+		root, err := testenv.RepoRoot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		base = filepath.Join(root, "test", "e2e", "results")
+	}
+	dir := filepath.Join(base, "dashboard", label)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Run checks the dashboard at baseURL for the demo application in namespace ns (web,
+// backend, grpc and load, config/demo): every page renders without console errors or
+// warnings, web has a non-zero RPS, the call graph has load -> web -> backend and grpc.
+// With WEFT_DOCS_IMAGES=1 the screenshots are also written to docs/images.
+func Run(ctx context.Context, t *testing.T, baseURL, ns, label string) {
+	t.Helper()
+	chromium := Chromium(t)
+	results := ResultsDir(t, label)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	actx, acancel := chromedp.NewExecAllocator(ctx, chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox,
+		chromedp.DisableGPU, chromedp.WindowSize(1280, 800), chromedp.Flag("disable-dev-shm-usage", true))
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	var consoleMu sync.Mutex
+	var consoleErrors []string
+	must(chromedp.Listen(bctx, func(ev any) {
+		consoleMu.Lock()
+		defer consoleMu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == "error" || e.Type == "warning" {
+				var parts []string
+				for _, a := range e.Args {
+					parts = append(parts, string(a.Value))
+				}
+				consoleErrors = append(consoleErrors, "console."+string(e.Type)+": "+strings.Join(parts, " "))
+			}
+		case *runtime.EventExceptionThrown:
+			consoleErrors = append(consoleErrors, "exception: "+e.ExceptionDetails.Text)
+		case *cdplog.EventEntryAdded:
+			if e.Entry.Level == cdplog.EntryLevelError || e.Entry.Level == cdplog.EntryLevelWarning {
+				consoleErrors = append(consoleErrors, "log: "+e.Entry.Text+" "+e.Entry.URL)
+			}
+		}
+	}))
+	_, err := chromedp.Call(bctx, cdplog.Enable, cdp.Empty{})
+	must(err)
+	_, err = chromedp.Call(bctx, runtime.Enable, cdp.Empty{})
+	must(err)
+
+	pages := []struct {
+		name, hash, loaded, wait string
+		want                     []string
+	}{
+		{"namespaces", "#/namespaces", "namespaces", "table", []string{ns}},
+		{"workloads", "#/ns/" + ns, "ns", "#workloads", []string{"deploy/web", "deploy/load"}},
+		{"graph", "#/graph/" + ns, "graph", "#graph", []string{ns + "/deploy/web"}},
+		{"routes", "#/routes/" + ns, "routes", "h2", nil},
+		{"health", "#/health", "health", "#certs", []string{ns + "/web-", "Mesh"}},
+		{"tap", "#/tap", "tap", "#tap-status", []string{"tap API"}},
+	}
+	for _, pg := range pages {
+		if err := chromedp.Do(bctx,
+			chromedp.Navigate(baseURL+"/"+pg.hash),
+			chromedp.WaitVisible(`main[data-loaded="`+pg.loaded+`"] `+pg.wait),
+		); err != nil {
+			t.Fatalf("page %s: %v", pg.name, err)
+		}
+		text, err := chromedp.Run(bctx, chromedp.Text("main"))
+		must(err)
+		shot, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+		must(err)
+		for _, w := range pg.want {
+			if !strings.Contains(text, w) {
+				t.Errorf("page %s lacks %q:\n%s", pg.name, w, text)
+			}
+		}
+		must(os.WriteFile(filepath.Join(results, pg.name+".png"), shot, 0o644))
+		if os.Getenv("WEFT_DOCS_IMAGES") == "1" {
+			root, _ := testenv.RepoRoot()
+			must(os.WriteFile(filepath.Join(root, "docs", "images", "dashboard-"+pg.name+".png"), shot, 0o644))
+		}
+	}
+
+	// The workload row of web shows a non-zero inbound RPS (the third column).
+	must(chromedp.Do(bctx, chromedp.Navigate(baseURL+"/#/ns/"+ns), chromedp.WaitVisible(`main[data-loaded="ns"] #workloads`)))
+	webRPS, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(([...document.querySelectorAll("#workloads tr")].find(r => r.cells[0].textContent === "deploy/web") || {cells: []}).cells[2] || {}).textContent || ""`))
+	must(err)
+	if v, err := strconv.ParseFloat(webRPS, 64); err != nil || v <= 0 {
+		t.Errorf("deploy/web's RPS in the page = %q, want > 0", webRPS)
+	}
+	// The call graph has the demo's edges, drawn as SVG.
+	must(chromedp.Do(bctx, chromedp.Navigate(baseURL+"/#/graph/"+ns), chromedp.WaitVisible(`main[data-loaded="graph"] #graph`)))
+	edges, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#graph g.edge")].map(g => g.dataset.from + " -> " + g.dataset.to).sort()`))
+	must(err)
+	seen := map[string]bool{}
+	for _, e := range edges {
+		if seen[e] {
+			t.Errorf("the call graph draws %s twice: %q", e, edges)
+		}
+		seen[e] = true
+	}
+	have := strings.Join(edges, ",")
+	for _, want := range []string{ns + "/load -> " + ns + "/web", ns + "/web -> " + ns + "/backend", ns + "/web -> " + ns + "/grpc"} {
+		if !strings.Contains(have, want) {
+			t.Errorf("the call graph lacks %s; it has %q", want, edges)
+		}
+	}
+	consoleMu.Lock()
+	defer consoleMu.Unlock()
+	if len(consoleErrors) > 0 {
+		t.Errorf("browser console errors:\n%s", strings.Join(consoleErrors, "\n"))
+	}
+	t.Logf("deploy/web at %s RPS in the page; graph edges %q; screenshots in %s", webRPS, edges, results)
+}
