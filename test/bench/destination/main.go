@@ -77,6 +77,7 @@ const (
 type config struct {
 	services, endpointsPerService, subscriptions, conns, changes int
 	routeChanges                                                 int
+	memoryLimitMB                                                int
 	profileDir                                                   string
 	out                                                          string
 }
@@ -92,6 +93,7 @@ func main() {
 	flag.IntVar(&cfg.changes, "changes", 200, "EndpointSlice changes to time (p99 of fewer than 100 is their maximum).")
 	flag.IntVar(&cfg.routeChanges, "route-changes", 20, "ServiceProfile writes to time (each recompiles every destination).")
 	flag.StringVar(&cfg.profileDir, "profile-dir", "", "When set, save the service's heap profile after the subscriptions and a CPU profile of the changes there.")
+	flag.IntVar(&cfg.memoryLimitMB, "memory-limit-mb", 0, "When set, run the service as weft-controller runs in a container with this memory limit (MiB): with a Go memory limit of 90% of it.")
 	flag.StringVar(&cfg.out, "out", "bench/results/destination.json", "Where to write the results.")
 	flag.Parse()
 	var err error
@@ -112,6 +114,9 @@ type Results struct {
 	Endpoints     int `json:"endpoints"`
 	Subscriptions int `json:"subscriptions"`
 	Connections   int `json:"connections"`
+	// MemoryLimitMB is the container memory limit the service ran as if under
+	// (--memory-limit-mb; 0: none, the Go collector's default pacing).
+	MemoryLimitMB int `json:"memory_limit_mb,omitempty"`
 	Changes       int `json:"changes"`
 
 	// Time from an EndpointSlice write to its last subscriber receiving the update.
@@ -174,7 +179,7 @@ func run(cfg config) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	res := Results{Services: cfg.services, Endpoints: cfg.services * cfg.endpointsPerService,
-		Subscriptions: cfg.subscriptions, Connections: cfg.conns, Changes: cfg.changes,
+		Subscriptions: cfg.subscriptions, Connections: cfg.conns, Changes: cfg.changes, MemoryLimitMB: cfg.memoryLimitMB,
 		Date: time.Now().UTC().Format(time.RFC3339)}
 
 	env, err := testenv.New()
@@ -229,6 +234,10 @@ func run(cfg config) error {
 	}
 	child := exec.Command(self, "--serve", "--serve-kubeconfig", kc)
 	child.Stderr = os.Stderr
+	if cfg.memoryLimitMB > 0 {
+		// What weft-controller sets from its container's limit (memoryLimit there).
+		child.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%dMiB", cfg.memoryLimitMB*9/10))
+	}
 	// The service must not outlive the benchmark, whatever happens to it.
 	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := child.StdoutPipe()
