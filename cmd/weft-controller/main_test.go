@@ -190,8 +190,8 @@ func TestStartsWithoutGatewayAPI(t *testing.T) {
 func TestMemoryLimit(t *testing.T) {
 	for _, tc := range []struct {
 		name, gomemlimit, container string
-		want                       int64
-		wantOK                     bool
+		want                        int64
+		wantOK                      bool
 	}{
 		{name: "1Gi", container: "1073741824", want: 966367641, wantOK: true},
 		{name: "GOMEMLIMIT set", gomemlimit: "700MiB", container: "1073741824"},

@@ -357,6 +357,13 @@ func offStack(f func()) {
 	<-done
 }
 
+// offStackErr is offStack for a function that returns an error.
+func offStackErr(f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	return <-done
+}
+
 // getStream is one Get stream's state while it waits for versions to send.
 type getStream struct {
 	s      *Server
@@ -370,6 +377,8 @@ type getStream struct {
 	sub      *subscriber
 	// sent is the version the client has (nil: nothing yet).
 	sent *result
+	// sendFn is send, bound once rather than at every update.
+	sendFn func() error
 }
 
 // open authenticates and checks a Get request, counts it against the client's
@@ -400,6 +409,7 @@ func (s *Server) open(req *api.GetDestination, stream grpc.ServerStreamingServer
 	// A name outside the cluster is never found and never will be: it is answered
 	// without server state, so any number of such names costs only their streams.
 	g := &getStream{s: s, ctx: ctx, stream: stream, id: id, key: key}
+	g.sendFn = g.send
 	if t.External != "" {
 		g.external = s.externalReason(t)
 	}
@@ -436,9 +446,7 @@ func (g *getStream) watch() error {
 			return nil
 		case <-g.sub.Wake():
 		}
-		var err error
-		offStack(func() { err = g.send() })
-		if err != nil {
+		if err := offStackErr(g.sendFn); err != nil {
 			return err
 		}
 	}
@@ -593,9 +601,7 @@ func (s *Server) notFoundStream(g *getStream) error {
 	Subscribers.Inc()
 	defer Subscribers.Dec()
 	msg := &api.DestinationUpdate{Kind: &api.DestinationUpdate_NotFound{NotFound: &api.NotFound{Reason: g.external}}}
-	var err error
-	offStack(func() { err = g.stream.Send(msg) })
-	if err != nil {
+	if err := offStackErr(func() error { return g.stream.Send(msg) }); err != nil {
 		return err
 	}
 	UpdatesTotal.WithLabelValues(updateKind(msg)).Inc()

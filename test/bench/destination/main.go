@@ -234,9 +234,11 @@ func run(cfg config) error {
 	}
 	child := exec.Command(self, "--serve", "--serve-kubeconfig", kc)
 	child.Stderr = os.Stderr
+	// With the goroutine stacks weft-controller runs with (config/manager's GODEBUG).
+	child.Env = append(os.Environ(), "GODEBUG=adaptivestackstart=0")
 	if cfg.memoryLimitMB > 0 {
 		// What weft-controller sets from its container's limit (memoryLimit there).
-		child.Env = append(os.Environ(), fmt.Sprintf("GOMEMLIMIT=%dMiB", cfg.memoryLimitMB*9/10))
+		child.Env = append(child.Env, fmt.Sprintf("GOMEMLIMIT=%dMiB", cfg.memoryLimitMB*9/10))
 	}
 	// The service must not outlive the benchmark, whatever happens to it.
 	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
