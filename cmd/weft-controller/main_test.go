@@ -183,3 +183,27 @@ func TestStartsWithoutGatewayAPI(t *testing.T) {
 		t.Fatal("the manager kept running without routes after the Gateway API CRDs were installed")
 	}
 }
+
+// TestMemoryLimit: the container's limit (the downward API's bytes) becomes a Go
+// memory limit of 90% of it; GOMEMLIMIT set by the operator wins, and no usable
+// limit sets nothing.
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name, gomemlimit, container string
+		want                        int64
+		wantOK                      bool
+	}{
+		{name: "1Gi", container: "1073741824", want: 966367641, wantOK: true},
+		{name: "GOMEMLIMIT set", gomemlimit: "700MiB", container: "1073741824"},
+		{name: "unset", container: ""},
+		{name: "not a number", container: "1Gi"},
+		{name: "zero", container: "0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := memoryLimit(tc.gomemlimit, tc.container)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("memoryLimit(%q, %q) = %d, %v; want %d, %v", tc.gomemlimit, tc.container, got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}

@@ -172,9 +172,10 @@ func AddToManager(mgr ctrl.Manager, opts Options) error {
 		Mapper:           mgr.GetRESTMapper(),
 		DefaultTransform: stripManagedFields,
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}:       {Transform: slimPod},
-			&corev1.Namespace{}: {Transform: slimNamespace},
-			&corev1.Node{}:      {Transform: slimNode},
+			&corev1.Pod{}:                {Transform: slimPod},
+			&discoveryv1.EndpointSlice{}: {Transform: slimEndpointSlice},
+			&corev1.Namespace{}:          {Transform: slimNamespace},
+			&corev1.Node{}:               {Transform: slimNode},
 			&corev1.Secret{}: {Namespaces: map[string]cache.Config{opts.Namespace: {
 				FieldSelector: fields.OneTermEqualSelector("metadata.name", identity.IssuerSecretName)}}},
 			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{opts.Namespace: {

@@ -154,7 +154,7 @@ func (s *Server) resolveTargets(b *batch) {
 func (s *Server) podServices(pod string) []string {
 	seen := map[string]bool{}
 	var out []string
-	for sk := range s.st.podSlices[pod] {
+	for _, sk := range s.st.podSlices[pod] {
 		if es := s.st.endpointSlices[sk]; es != nil {
 			if name := es.Labels[discoveryv1.LabelServiceName]; name != "" && !seen[objKey(es.Namespace, name)] {
 				seen[objKey(es.Namespace, name)] = true

@@ -30,14 +30,17 @@ import (
 	"github.com/go-logr/logr"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/weftmesh/weft/internal/compiler"
 	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/testenv"
 	"github.com/weftmesh/weft/proxy/api"
@@ -200,7 +203,16 @@ func TestSlimPod(t *testing.T) {
 			Spec: corev1.PodSpec{ServiceAccountName: "web", InitContainers: []corev1.Container{proxy}, Containers: []corev1.Container{app}},
 		},
 		wantMeshed: true,
-		wantAnn:    map[string]string{"config.weft.dev/inbound-port": "4243", "weft.dev/injected": ""},
+		// The proxy's container says the pod is meshed: no marker.
+		wantAnn: map[string]string{"config.weft.dev/inbound-port": "4243"},
+	}, {
+		name: "meshed by its native sidecar, with the injector's record",
+		pod: corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{"weft.dev/injected": `{"a":"long record"}`}},
+			Spec:       corev1.PodSpec{InitContainers: []corev1.Container{proxy}, Containers: []corev1.Container{app}},
+		},
+		wantMeshed: true,
+		wantAnn:    nil,
 	}, {
 		name: "meshed by the injector's record",
 		pod: corev1.Pod{
@@ -213,6 +225,12 @@ func TestSlimPod(t *testing.T) {
 		name:       "not meshed",
 		pod:        corev1.Pod{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}}, Spec: corev1.PodSpec{Containers: []corev1.Container{app}}},
 		wantMeshed: false,
+	}, {
+		// A container with neither ports nor HTTP probes carries nothing compiled.
+		name: "meshed, with a bare container",
+		pod: corev1.Pod{Spec: corev1.PodSpec{InitContainers: []corev1.Container{proxy},
+			Containers: []corev1.Container{app, {Name: "worker", Image: "worker:dev", LivenessProbe: app.LivenessProbe}}}},
+		wantMeshed: true,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.pod.Name, tc.pod.Namespace = "web-1", "shop"
@@ -238,7 +256,10 @@ func TestSlimPod(t *testing.T) {
 				c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/ready" || c.ReadinessProbe.PeriodSeconds != 0 {
 				t.Errorf("container slimmed wrongly: %+v", c)
 			}
-			if !maps.Equal(slim.Annotations, tc.wantAnn) {
+			if len(slim.Spec.Containers) != 1 {
+				t.Errorf("containers %+v, want only app's", slim.Spec.Containers)
+			}
+			if !maps.Equal(slim.Annotations, tc.wantAnn) || (tc.wantAnn == nil) != (slim.Annotations == nil) {
 				t.Errorf("annotations %v, want %v", slim.Annotations, tc.wantAnn)
 			}
 		})
@@ -298,6 +319,96 @@ func TestSlimPodKeepsController(t *testing.T) {
 	}
 }
 
+// TestSlimmedObjectsCompileTheSame: a Service's destination compiles to the same
+// configuration from its EndpointSlice and pods as the API server has them (every
+// field the EndpointSlice controller and the kubelet write) as from what the cache
+// keeps of them (slimEndpointSlice, slimPod), with endpoints whose readiness, zone
+// hints, target pod and meshing differ. A field the transforms dropped that the
+// compiler reads fails it.
+func TestSlimmedObjectsCompileTheSame(t *testing.T) {
+	const ns = "shop"
+	svc := corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web", Annotations: map[string]string{corev1.AnnotationTopologyMode: "Auto"}},
+		Spec:       corev1.ServiceSpec{ClusterIP: "10.96.0.10", Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+	}
+	proxy := corev1.Container{Name: "weft-proxy", Image: "weft-proxy:dev", RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Ports: []corev1.ContainerPort{{Name: "weft-inbound", ContainerPort: 4143}}}
+	pod := func(name, ip string, meshed bool) corev1.Pod {
+		p := corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: "u-" + "name", Labels: map[string]string{"app": "web", "pod-template-hash": "abc"},
+				Annotations:     map[string]string{"kubectl.kubernetes.io/last-applied-configuration": "{}", "config.weft.dev/inbound-port": "4243"},
+				OwnerReferences: []metav1.OwnerReference{{Kind: "ReplicaSet", Name: "web-abc", UID: "rs"}}},
+			Spec: corev1.PodSpec{ServiceAccountName: "web", NodeName: "node-1",
+				Containers: []corev1.Container{{Name: "app", Image: "app:dev", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+					Env: []corev1.EnvVar{{Name: "A", Value: "b"}}}, {Name: "logger", Image: "logger:dev"}}},
+			Status: corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
+				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}},
+		}
+		if meshed {
+			p.Annotations["weft.dev/injected"] = `{"record":"of the injection"}`
+			p.Spec.InitContainers = []corev1.Container{{Name: "weft-init", Image: "weft-init:dev"}, proxy}
+		}
+		return p
+	}
+	pods := []corev1.Pod{pod("web-1", "10.1.0.1", true), pod("web-2", "10.1.0.2", true), pod("web-3", "10.1.0.3", false)}
+	ep := func(ip, pod, zone string, ready bool) discoveryv1.Endpoint {
+		return discoveryv1.Endpoint{
+			Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(ready), Serving: ptr.To(ready), Terminating: ptr.To(false)},
+			Hostname: ptr.To(pod), NodeName: ptr.To("node-1"), Zone: ptr.To(zone),
+			Hints:     &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: zone}}},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: pod, UID: "u-" + types.UID(pod), ResourceVersion: "7"},
+		}
+	}
+	es := discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-x1", GenerateName: "web-",
+			Labels:          map[string]string{discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: "endpointslice-controller.k8s.io", "app": "web"},
+			Annotations:     map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-05T00:00:00Z"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "Service", Name: "web", UID: "svc"}},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "kube-controller-manager"}}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080), AppProtocol: ptr.To("kubernetes.io/h2c")}},
+		Endpoints:   []discoveryv1.Endpoint{ep("10.1.0.1", "web-1", "zone-a", true), ep("10.1.0.2", "web-2", "zone-b", false), ep("10.1.0.3", "web-3", "zone-a", true)},
+	}
+	compile := func(slim bool) *api.DestinationConfig {
+		st := &compiler.State{ClusterDomain: "cluster.local", Services: []corev1.Service{svc}}
+		slice := *es.DeepCopy()
+		for _, p := range pods {
+			p := p.DeepCopy()
+			if slim {
+				o, err := slimPod(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p = o.(*corev1.Pod)
+			}
+			st.Pods = append(st.Pods, *p)
+		}
+		if slim {
+			o, err := slimEndpointSlice(&slice)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slice = *o.(*discoveryv1.EndpointSlice)
+			if len(slice.Labels) != 1 || slice.Endpoints[0].NodeName != nil || slice.Endpoints[0].TargetRef.UID != "" {
+				t.Fatalf("slimEndpointSlice kept what it should drop: %+v", slice)
+			}
+		}
+		st.EndpointSlices = []discoveryv1.EndpointSlice{slice}
+		cfg, err := compiler.Compile(st, compiler.Target{Namespace: ns, Name: "web", Port: 80, ContextNamespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	full, slim := compile(false), compile(true)
+	if len(full.GetBackends()) == 0 || len(full.GetBackends()[0].GetEndpoints()) != 2 {
+		t.Fatalf("the test's destination compiled to %v, want one backend with the two ready endpoints", full)
+	}
+	if !proto.Equal(full, slim) {
+		t.Errorf("compiled from the slimmed objects:\n%v\nfrom the originals:\n%v", slim, full)
+	}
+}
+
 // TestSlimNamespace: the inbound policy compiler reads a namespace's name, labels and
 // Weft's annotations; the rest (kubectl's record, spec, status) is dropped.
 func TestSlimNamespace(t *testing.T) {
@@ -342,4 +453,23 @@ func newTestCredentials(t *testing.T) (*desttest.PKI, *credentialsSource) {
 		t.Fatal(err)
 	}
 	return pki, creds
+}
+
+// TestDestinationServiceMatchesGenerated: the service the server registers (with
+// getHandler) is apigrpc's Destination service, stream for stream, so a change to
+// destination_service.proto cannot leave it serving the old API.
+func TestDestinationServiceMatchesGenerated(t *testing.T) {
+	gen, own := apigrpc.Destination_ServiceDesc, destinationService
+	if own.ServiceName != gen.ServiceName || own.Metadata != gen.Metadata || len(own.Methods) != len(gen.Methods) || len(own.Streams) != len(gen.Streams) {
+		t.Fatalf("registered %s (%s), %d methods, %d streams; generated %s (%s), %d methods, %d streams",
+			own.ServiceName, own.Metadata, len(own.Methods), len(own.Streams), gen.ServiceName, gen.Metadata, len(gen.Methods), len(gen.Streams))
+	}
+	for i, g := range gen.Streams {
+		if o := own.Streams[i]; o.StreamName != g.StreamName || o.ServerStreams != g.ServerStreams || o.ClientStreams != g.ClientStreams {
+			t.Errorf("stream %d: registered %+v, generated %+v", i, o, g)
+		}
+	}
+	if _, ok := any(&Server{}).(apigrpc.DestinationServer); !ok {
+		t.Error("Server does not implement apigrpc.DestinationServer")
+	}
 }

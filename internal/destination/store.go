@@ -52,11 +52,14 @@ type store struct {
 	slicesBySvc map[string]map[string]struct{}
 	pods        map[string]*corev1.Pod
 	// podSlices maps a Pod key to the keys of the EndpointSlices that target it.
-	podSlices map[string]map[string]struct{}
+	// The sets of podSlices and podIndex are slices (keySet): they almost always hold
+	// one key, and an inner map per pod cost about 300 bytes more each, 60 MB at
+	// 100,000 pods.
+	podSlices map[string]keySet
 	// podIndex maps a pod IP (podIPKey) and a pod DNS name (podDNSKey) to the keys of
 	// the pods that have it, to resolve pod targets. Only pods that own their IP
 	// (compiler.OwnsIP) are indexed by IP.
-	podIndex map[string]map[string]struct{}
+	podIndex map[string]keySet
 	// nodeZones maps a Node's name to its topology.kubernetes.io/zone label, for the
 	// zone of a client (Server.clientZone). Nothing compiled depends on it.
 	nodeZones map[string]string
@@ -98,8 +101,8 @@ func newStore(clusterDomain string) *store {
 		endpointSlices: map[string]*discoveryv1.EndpointSlice{},
 		slicesBySvc:    map[string]map[string]struct{}{},
 		pods:           map[string]*corev1.Pod{},
-		podSlices:      map[string]map[string]struct{}{},
-		podIndex:       map[string]map[string]struct{}{},
+		podSlices:      map[string]keySet{},
+		podIndex:       map[string]keySet{},
 		nodeZones:      map[string]string{},
 		podTargets:     map[string]struct{}{},
 		profiles:       map[string]*meshv1alpha1.ServiceProfile{},
@@ -112,6 +115,33 @@ func newStore(clusterDomain string) *store {
 }
 
 func objKey(ns, name string) string { return ns + "/" + name }
+
+// keySet is a small set of object keys, in no order.
+type keySet []string
+
+// add returns the set with k in it.
+func (ks keySet) add(k string) keySet {
+	if slices.Contains(ks, k) {
+		return ks
+	}
+	return append(ks, k)
+}
+
+// removeKey takes k out of the set m[key], and the set out of m once empty.
+func removeKey(m map[string]keySet, key, k string) {
+	ks := m[key]
+	i := slices.Index(ks, k)
+	if i < 0 {
+		return
+	}
+	if len(ks) == 1 {
+		delete(m, key)
+		return
+	}
+	// A copy, not slices.Delete: the old backing array may be shared with a caller
+	// ranging over it.
+	m[key] = slices.Concat(ks[:i], ks[i+1:])
+}
 
 // apply records an object's new state (obj nil: deleted) and what it may affect. It
 // reports whether anything the compiler reads changed.
@@ -182,7 +212,7 @@ func (s *store) apply(old, obj any) bool {
 		for _, ik := range append(prevKeys, keys...) {
 			s.podTargets[ik] = struct{}{}
 		}
-		for sk := range s.podSlices[k] {
+		for _, sk := range s.podSlices[k] {
 			if es := s.endpointSlices[sk]; es != nil {
 				s.markSvc(es.Namespace, es.Labels[discoveryv1.LabelServiceName])
 			}
@@ -246,15 +276,9 @@ func (s *store) apply(old, obj any) bool {
 func (s *store) indexPod(k string, keys []string, add bool) {
 	for _, ik := range keys {
 		if add {
-			if s.podIndex[ik] == nil {
-				s.podIndex[ik] = map[string]struct{}{}
-			}
-			s.podIndex[ik][k] = struct{}{}
-			continue
-		}
-		delete(s.podIndex[ik], k)
-		if len(s.podIndex[ik]) == 0 {
-			delete(s.podIndex, ik)
+			s.podIndex[ik] = s.podIndex[ik].add(k)
+		} else {
+			removeKey(s.podIndex, ik, k)
 		}
 	}
 }
@@ -283,9 +307,7 @@ func (s *store) podByIndex(ik string) (*corev1.Pod, string) {
 	case 0:
 		return nil, "no pod has it"
 	case 1:
-		for k := range keys {
-			return s.pods[k], ""
-		}
+		return s.pods[keys[0]], ""
 	}
 	// Two live pods with one address (or DNS name) is a transient state (a pod IP
 	// reused before the old pod's deletion was seen): naming either could give the
@@ -315,10 +337,7 @@ func (s *store) applySlice(es *discoveryv1.EndpointSlice, deleted bool) {
 	}
 	for _, ep := range es.Endpoints {
 		if pk, ok := podRef(es, ep); ok {
-			if s.podSlices[pk] == nil {
-				s.podSlices[pk] = map[string]struct{}{}
-			}
-			s.podSlices[pk][k] = struct{}{}
+			s.podSlices[pk] = s.podSlices[pk].add(k)
 			// The pod's ports' protocol hints may have changed with the slice.
 			if p := s.pods[pk]; p != nil {
 				for _, ik := range podIndexKeys(p) {
@@ -340,10 +359,7 @@ func (s *store) unindexSlice(k string, es *discoveryv1.EndpointSlice) {
 	}
 	for _, ep := range es.Endpoints {
 		if pk, ok := podRef(es, ep); ok {
-			delete(s.podSlices[pk], k)
-			if len(s.podSlices[pk]) == 0 {
-				delete(s.podSlices, pk)
-			}
+			removeKey(s.podSlices, pk, k)
 		}
 	}
 }
@@ -680,15 +696,26 @@ func stripManagedFields(obj any) (any, error) {
 // controller's kind and name (its endpoints' workload metric label, the owner
 // attributes of its proxy's trace spans), its containers' names, ports and HTTP probes
 // (Server ports by name, the probe paths inbound policy always admits), its node (a
-// client's zone), and whether it is meshed,
-// which it records as the injector's annotation. At 10,000 pods this is most of the cache's memory.
+// client's zone), and whether it is meshed.
+// At 100,000 pods this is most of the cache's memory, so it keeps no container that
+// carries none of that, and records a pod as meshed by the injector's annotation only
+// when its proxy container does not already say so: a map for one marker costs more
+// than 250 bytes a pod.
 func slimPod(obj any) (any, error) {
 	p, ok := obj.(*corev1.Pod)
 	if !ok {
 		return obj, nil
 	}
 	ann := slimAnnotations(p.Annotations)
-	if isMeshed(p) {
+	init, ctrs := slimContainers(p.Spec.InitContainers, true), slimContainers(p.Spec.Containers, false)
+	switch {
+	case slices.ContainsFunc(slices.Concat(init, ctrs), func(c corev1.Container) bool { return c.Name == meshdefaults.ProxyContainerName }):
+		// The proxy's container says it (meshdefaults.Injected).
+		delete(ann, meshdefaults.AnnotationInjected)
+		if len(ann) == 0 {
+			ann = nil
+		}
+	case isMeshed(p):
 		if ann == nil {
 			ann = map[string]string{}
 		}
@@ -713,8 +740,8 @@ func slimPod(obj any) (any, error) {
 			Hostname:           p.Spec.Hostname,
 			Subdomain:          p.Spec.Subdomain,
 			HostNetwork:        p.Spec.HostNetwork,
-			InitContainers:     slimContainers(p.Spec.InitContainers, true),
-			Containers:         slimContainers(p.Spec.Containers, false),
+			InitContainers:     init,
+			Containers:         ctrs,
 		},
 		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
@@ -727,6 +754,36 @@ func slimOwner(p *corev1.Pod) []metav1.OwnerReference {
 		return nil
 	}
 	return []metav1.OwnerReference{{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, Controller: ref.Controller}}
+}
+
+// slimEndpointSlice drops from an EndpointSlice, in place, what nothing compiled
+// reads: its labels but the Service's name (the EndpointSlice controller copies the
+// Service's labels onto every slice), annotations, owner references, and of each
+// endpoint its node, hostname and the target's UID, version and field path. What stays
+// is what internal/compiler reads (address type, ports, and of each endpoint its
+// addresses, conditions, zone, hints and target pod) and the store's index (the
+// Service label, the target pod).
+func slimEndpointSlice(obj any) (any, error) {
+	es, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	es.ManagedFields, es.Annotations, es.OwnerReferences, es.GenerateName = nil, nil, nil, ""
+	if len(es.Labels) > 1 {
+		svc, ok := es.Labels[discoveryv1.LabelServiceName]
+		es.Labels = nil
+		if ok {
+			es.Labels = map[string]string{discoveryv1.LabelServiceName: svc}
+		}
+	}
+	for i := range es.Endpoints {
+		ep := &es.Endpoints[i]
+		ep.NodeName, ep.Hostname, ep.DeprecatedTopology = nil, nil, nil
+		if r := ep.TargetRef; r != nil {
+			ep.TargetRef = &corev1.ObjectReference{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+		}
+	}
+	return es, nil
 }
 
 // slimNode keeps a Node's name and its zone label: the zone of the clients on it
@@ -777,6 +834,8 @@ func slimNamespace(obj any) (any, error) {
 
 // slimContainers keeps each container's name, ports and HTTP probes; of init
 // containers only the sidecars (restartPolicy Always), which serve like containers.
+// A container with neither ports nor HTTP probes is dropped (nothing compiled reads
+// its name), except the proxy's, whose name says the pod is meshed.
 func slimContainers(cs []corev1.Container, init bool) []corev1.Container {
 	var out []corev1.Container
 	for i := range cs {
@@ -784,13 +843,21 @@ func slimContainers(cs []corev1.Container, init bool) []corev1.Container {
 		if init && (c.RestartPolicy == nil || *c.RestartPolicy != corev1.ContainerRestartPolicyAlways) {
 			continue
 		}
+		lp, rp, sp := slimProbe(c.LivenessProbe), slimProbe(c.ReadinessProbe), slimProbe(c.StartupProbe)
+		if len(c.Ports) == 0 && lp == nil && rp == nil && sp == nil && c.Name != meshdefaults.ProxyContainerName {
+			continue
+		}
+		if out == nil {
+			// Most pods keep one or two: no room for more.
+			out = make([]corev1.Container, 0, len(cs)-i)
+		}
 		out = append(out, corev1.Container{
 			Name:           c.Name,
 			Ports:          c.Ports,
 			RestartPolicy:  c.RestartPolicy,
-			LivenessProbe:  slimProbe(c.LivenessProbe),
-			ReadinessProbe: slimProbe(c.ReadinessProbe),
-			StartupProbe:   slimProbe(c.StartupProbe),
+			LivenessProbe:  lp,
+			ReadinessProbe: rp,
+			StartupProbe:   sp,
 		})
 	}
 	return out

@@ -237,7 +237,8 @@ func startDestinationChild(t *testing.T, pki *desttest.PKI) *destinationChild {
 	dir := t.TempDir()
 	writeServerCert(t, pki, dir)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	// With the goroutine stacks weft-controller runs with (config/manager's GODEBUG).
+	cmd.Env = append(os.Environ(), childEnv+"="+dir, "GODEBUG=adaptivestackstart=0")
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

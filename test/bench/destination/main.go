@@ -61,6 +61,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
+	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/meshdefaults"
 	"github.com/weftmesh/weft/internal/testenv"
@@ -77,6 +78,7 @@ const (
 type config struct {
 	services, endpointsPerService, subscriptions, conns, changes int
 	routeChanges                                                 int
+	memoryLimitMB                                                int
 	profileDir                                                   string
 	out                                                          string
 }
@@ -92,6 +94,7 @@ func main() {
 	flag.IntVar(&cfg.changes, "changes", 200, "EndpointSlice changes to time (p99 of fewer than 100 is their maximum).")
 	flag.IntVar(&cfg.routeChanges, "route-changes", 20, "ServiceProfile writes to time (each recompiles every destination).")
 	flag.StringVar(&cfg.profileDir, "profile-dir", "", "When set, save the service's heap profile after the subscriptions and a CPU profile of the changes there.")
+	flag.IntVar(&cfg.memoryLimitMB, "memory-limit-mb", 0, "When set, run the service as weft-controller runs in a container with this memory limit (MiB): with a Go memory limit of 90% of it.")
 	flag.StringVar(&cfg.out, "out", "bench/results/destination.json", "Where to write the results.")
 	flag.Parse()
 	var err error
@@ -112,6 +115,9 @@ type Results struct {
 	Endpoints     int `json:"endpoints"`
 	Subscriptions int `json:"subscriptions"`
 	Connections   int `json:"connections"`
+	// MemoryLimitMB is the container memory limit the service ran as if under
+	// (--memory-limit-mb; 0: none, the Go collector's default pacing).
+	MemoryLimitMB int `json:"memory_limit_mb,omitempty"`
 	Changes       int `json:"changes"`
 
 	// Time from an EndpointSlice write to its last subscriber receiving the update.
@@ -171,10 +177,13 @@ func run(cfg config) error {
 	if cfg.services <= 0 || cfg.subscriptions <= 0 || cfg.conns <= 0 {
 		return errors.New("--services, --subscriptions and --conns must be positive")
 	}
+	if err := checkIdentityLimits(cfg); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	res := Results{Services: cfg.services, Endpoints: cfg.services * cfg.endpointsPerService,
-		Subscriptions: cfg.subscriptions, Connections: cfg.conns, Changes: cfg.changes,
+		Subscriptions: cfg.subscriptions, Connections: cfg.conns, Changes: cfg.changes, MemoryLimitMB: cfg.memoryLimitMB,
 		Date: time.Now().UTC().Format(time.RFC3339)}
 
 	env, err := testenv.New()
@@ -229,6 +238,12 @@ func run(cfg config) error {
 	}
 	child := exec.Command(self, "--serve", "--serve-kubeconfig", kc)
 	child.Stderr = os.Stderr
+	// With the goroutine stacks weft-controller runs with (config/manager's GODEBUG).
+	child.Env = append(os.Environ(), "GODEBUG=adaptivestackstart=0")
+	if cfg.memoryLimitMB > 0 {
+		// What weft-controller sets from its container's limit (memoryLimit there).
+		child.Env = append(child.Env, fmt.Sprintf("GOMEMLIMIT=%dMiB", cfg.memoryLimitMB*9/10))
+	}
 	// The service must not outlive the benchmark, whatever happens to it.
 	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := child.StdoutPipe()
@@ -416,6 +431,27 @@ func run(cfg config) error {
 		return err
 	}
 	return os.WriteFile(cfg.out, append(b, '\n'), 0o644)
+}
+
+// checkIdentityLimits refuses a run the service's per-identity limits would cut short:
+// each connection is a client identity of its own, and subscription i goes over
+// connection i%conns to Service i%services. Found after populating (14 minutes at
+// 10,000 Services), a refused subscription would waste the run.
+func checkIdentityLimits(cfg config) error {
+	streams := (cfg.subscriptions + cfg.conns - 1) / cfg.conns
+	targets := min(streams, cfg.services/gcd(cfg.services, cfg.conns))
+	if streams > destination.DefaultMaxStreamsPerIdentity || targets > destination.DefaultMaxTargetsPerIdentity {
+		return fmt.Errorf("each of the %d connections (client identities) would hold %d streams to %d Services, over the service's limits of %d streams and %d destinations per identity: raise --conns",
+			cfg.conns, streams, targets, destination.DefaultMaxStreamsPerIdentity, destination.DefaultMaxTargetsPerIdentity)
+	}
+	return nil
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 func verdict(ok bool) string {
