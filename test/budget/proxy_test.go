@@ -34,6 +34,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/weftmesh/weft/internal/destination/desttest"
+	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/config"
 	"github.com/weftmesh/weft/proxy/identity"
 	"github.com/weftmesh/weft/proxy/metrics"
@@ -60,6 +61,14 @@ type pair struct {
 
 func startPair(t *testing.T) *pair {
 	t.Helper()
+	return startPairWith(t, false, false)
+}
+
+// startPairWith is startPair; with inactive, the server proxy also carries an inbound
+// policy from the control plane whose port has a rate limit far above the load; with
+// unsampled, both proxies trace to a collector at a sampling rate of 0.
+func startPairWith(t *testing.T, inactive, unsampled bool) *pair {
+	t.Helper()
 	pki, err := desttest.NewPKI("cluster.local")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +84,29 @@ func startPair(t *testing.T) *pair {
 
 	serverID := pki.SPIFFEID("b", "server")
 	bp := startProxy(t, &config.Config{}, identityStore(t, pki, "b", "server"))
-	ap := startProxy(t, &config.Config{Destinations: []config.Destination{{
+	var tracing *config.Tracing
+	var serverTracing *api.Tracing
+	if unsampled {
+		// Nothing listens on the collector's port: an unsampled request exports nothing.
+		tracing = &config.Tracing{Collector: "127.0.0.1:9", SamplingPerMillion: 0}
+		serverTracing = &api.Tracing{Collector: "127.0.0.1:9", SamplingPerMillion: 0, ServiceName: "budget"}
+		if !inactive {
+			bp.srv.SetInboundPolicy(&api.InboundPolicy{Version: "tracing", Tracing: serverTracing,
+				DefaultServer: &api.InboundServer{Ref: &api.PolicyRef{Kind: "default", Name: "all-unauthenticated"},
+					Authorizations: []*api.Authorization{{Ref: &api.PolicyRef{Kind: "default", Name: "all-unauthenticated"}}}}})
+		}
+	}
+	if inactive {
+		admitAll := &api.Authorization{Ref: &api.PolicyRef{Kind: "default", Name: "all-unauthenticated"}}
+		bp.srv.SetInboundPolicy(&api.InboundPolicy{Version: "inactive",
+			DefaultServer: &api.InboundServer{Ref: &api.PolicyRef{Kind: "default", Name: "all-unauthenticated"}, Authorizations: []*api.Authorization{admitAll}},
+			Servers: []*api.InboundServer{{Port: uint32(port(appLn.Addr())), Ref: &api.PolicyRef{Group: "policy.weft.dev", Kind: "Server", Namespace: "b", Name: "app"},
+				Authorizations: []*api.Authorization{admitAll},
+				RateLimit:      &api.RateLimit{Ref: &api.PolicyRef{Group: "policy.weft.dev", Kind: "HTTPLocalRateLimitPolicy", Namespace: "b", Name: "far-above"}, Total: 1_000_000, Identity: 1_000_000}}},
+			Tracing: serverTracing,
+		})
+	}
+	ap := startProxy(t, &config.Config{Tracing: tracing, Destinations: []config.Destination{{
 		Addresses: []string{svcAddr},
 		// Labelled as the destination service labels a Deployment's pod, so the
 		// figure includes finding a series by the endpoint's labels.
@@ -264,4 +295,32 @@ func TestProxyBudgetSeesOneAllocation(t *testing.T) {
 		t.Fatalf("one injected allocation per request measured as %+.2f (%.2f -> %.2f)", d, base, injected)
 	}
 	t.Logf("without injection %.2f, with one allocation injected per request %.2f", base, injected)
+}
+
+// TestInactiveFeaturesCostNothing: an inbound policy from the control plane whose port
+// has a rate limit far above the load adds no allocation to a proxied request (at most
+// half of one, the measurement's resolution: TestProxyBudgetSeesOneAllocation). It
+// also prints what tracing at a sampling rate of 0 costs: not nothing, since the proxy
+// still decides and propagates "not sampled" (traceparent with flags 00) so the next
+// hop does not roll its own dice; a proxy without tracing configured does no tracing
+// work at all (proxy/tracing TestOffDoesNothing). Times per request are printed too
+// (one request at a time on loopback: indicative, not enforced).
+func TestInactiveFeaturesCostNothing(t *testing.T) {
+	for _, h2 := range []bool{false, true} {
+		t.Run(map[bool]string{false: "http1", true: "http2"}[h2], func(t *testing.T) {
+			perRequest := func(p *pair) (allocs float64, d time.Duration) {
+				start := time.Now()
+				allocs = mallocsPerRequest(t, appClient(h2), p.through, 0)
+				return allocs, time.Since(start) / (warmRequests + measuredRequests)
+			}
+			a0, d0 := perRequest(startPairWith(t, false, false))
+			a1, d1 := perRequest(startPairWith(t, true, false))
+			a2, d2 := perRequest(startPairWith(t, false, true))
+			fmt.Printf("budget: inactive rate limit and policy: %+.2f allocations per request (%.1f -> %.1f), %v -> %v per request\n", a1-a0, a0, a1, d0, d1)
+			fmt.Printf("budget: tracing at 0%% sampling: %+.2f allocations per request (%.1f -> %.1f), %v -> %v per request\n", a2-a0, a0, a2, d0, d2)
+			if a1-a0 > 0.5 {
+				t.Errorf("an inbound policy with a rate limit far above the load adds %.2f allocations per request, want none", a1-a0)
+			}
+		})
+	}
 }
