@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"net/http"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +156,43 @@ func TestFaultAbortCodes(t *testing.T) {
 				t.Errorf("message %q does not name the HTTPFault", status.Convert(err).Message())
 			}
 		})
+	}
+}
+
+// TestFaultInactiveCostsNothing: an HTTPFault whose abort and delay are both at 0% adds
+// no allocation to a request (issue 20: configured but inactive features cost nothing
+// measurable), compared with the same route without the filter.
+func TestFaultInactiveCostsNothing(t *testing.T) {
+	const svc = "10.96.1.13:80"
+	a := newApp(t, "a", nil)
+	rp := startRouted(t, svc)
+	c := h1Client()
+	perRequest := func(routes []*api.Route) float64 {
+		rp.src.set(dest(svc, routes, nil, be("shop/a:80", a)))
+		get := func() {
+			if res := rp.do(c, "GET", "/", nil, nil); res.err != nil || res.status != 200 {
+				t.Fatalf("GET: %v %d", res.err, res.status)
+			}
+		}
+		for range 300 {
+			get()
+		}
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		const n = 2000
+		for range n {
+			get()
+		}
+		runtime.ReadMemStats(&after)
+		return float64(after.Mallocs-before.Mallocs) / n
+	}
+	plain := faultRoute("idle", nil, nil)
+	plain.Filters = nil
+	without := perRequest([]*api.Route{plain})
+	with := perRequest([]*api.Route{faultRoute("idle", &api.FaultAbort{HttpStatus: 503}, &api.FaultDelay{FixedDelay: durationpb.New(time.Second)})})
+	t.Logf("allocations per request (client, proxy and app in one process): %.2f without the filter, %.2f with a 0%% fault", without, with)
+	if with-without > 0.5 {
+		t.Errorf("a 0%% fault adds %.2f allocations per request, want none", with-without)
 	}
 }
