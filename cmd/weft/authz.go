@@ -35,6 +35,7 @@ import (
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	policyv1alpha1 "github.com/weftmesh/weft/apis/policy/v1alpha1"
 	"github.com/weftmesh/weft/internal/inbound"
+	"github.com/weftmesh/weft/internal/workload"
 	"github.com/weftmesh/weft/proxy/api"
 )
 
@@ -139,7 +140,7 @@ func targetPods(ctx context.Context, c client.Client, ns, target string) ([]*cor
 			return nil, fmt.Errorf("listing replicasets: %w", err)
 		}
 		for i := range rss.Items {
-			rsOwner[rss.Items[i].Namespace+"/"+rss.Items[i].Name] = deploymentOf(&rss.Items[i])
+			rsOwner[rss.Items[i].Namespace+"/"+rss.Items[i].Name] = workload.DeploymentOf(&rss.Items[i])
 		}
 	}
 	var out []*corev1.Pod
@@ -148,7 +149,7 @@ func targetPods(ctx context.Context, c client.Client, ns, target string) ([]*cor
 		if p.DeletionTimestamp != nil || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
 			continue
 		}
-		if (kind == "pod" && p.Name == name) || (kind != "pod" && workloadOf(p, rsOwner) == want) {
+		if (kind == "pod" && p.Name == name) || (kind != "pod" && workload.Name(p, rsOwner) == want) {
 			out = append(out, p)
 		}
 	}

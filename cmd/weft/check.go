@@ -374,7 +374,7 @@ func checkDataPlane(ctx context.Context, c client.Client, controlPlane string) [
 				continue // opted out on purpose
 			}
 			checked++
-			if injected, _ := proxyAdminPort(p); !injected {
+			if injected, _ := inject.ProxyAdminPort(p); !injected {
 				notInjected = append(notInjected, p.Name)
 				continue
 			}

@@ -27,7 +27,7 @@ func TestDashboardBadInput(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"extra"}, "unexpected arguments"},
+		{[]string{"extra"}, `unknown command "extra" for "weft dashboard"`},
 		{[]string{"--port", "70000"}, "--port must be 0-65535"},
 		{[]string{"--port", "-1"}, "--port must be 0-65535"},
 	} {

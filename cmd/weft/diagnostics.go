@@ -23,6 +23,8 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/weftmesh/weft/internal/inject"
 )
 
 func newDiagnosticsCommand(c *cli) *cobra.Command {
@@ -67,7 +69,7 @@ func proxyMetrics(ctx context.Context, kc *kubeClients, target string, w io.Writ
 	}
 	var meshed []*corev1.Pod
 	for _, p := range pods {
-		if ok, _ := proxyAdminPort(p); ok && p.Status.Phase == corev1.PodRunning {
+		if ok, _ := inject.ProxyAdminPort(p); ok && p.Status.Phase == corev1.PodRunning {
 			meshed = append(meshed, p)
 		}
 	}
@@ -76,7 +78,7 @@ func proxyMetrics(ctx context.Context, kc *kubeClients, target string, w io.Writ
 	}
 	var failed error
 	for i, p := range meshed {
-		_, port := proxyAdminPort(p)
+		_, port := inject.ProxyAdminPort(p)
 		text, err := fetchMetrics(ctx, kc, p.Namespace, p.Name, port)
 		if err != nil {
 			failed = fmt.Errorf("pod %s/%s: %w", p.Namespace, p.Name, err)

@@ -30,12 +30,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/workload"
 )
 
 // statKinds maps what the user may type to the grouping.
@@ -179,7 +179,7 @@ func listStatPods(ctx context.Context, kc *kubeClients, ns, kind string) ([]stat
 			return nil, fmt.Errorf("listing replicasets: %w", err)
 		}
 		for _, rs := range rss.Items {
-			rsOwner[rs.Namespace+"/"+rs.Name] = deploymentOf(&rs)
+			rsOwner[rs.Namespace+"/"+rs.Name] = workload.DeploymentOf(&rs)
 		}
 	}
 	var out []statPod
@@ -198,63 +198,12 @@ func listStatPods(ctx context.Context, kc *kubeClients, ns, kind string) ([]stat
 		case "ns":
 			sp.group = p.Namespace
 		default:
-			sp.group = workloadOf(p, rsOwner)
+			sp.group = workload.Name(p, rsOwner)
 		}
-		sp.meshed, sp.adminPort = proxyAdminPort(p)
+		sp.meshed, sp.adminPort = inject.ProxyAdminPort(p)
 		out = append(out, sp)
 	}
 	return out, nil
-}
-
-func deploymentOf(rs *appsv1.ReplicaSet) string {
-	for _, ref := range rs.OwnerReferences {
-		if ref.Controller != nil && *ref.Controller && ref.Kind == "Deployment" {
-			return "deploy/" + ref.Name
-		}
-	}
-	return "rs/" + rs.Name
-}
-
-// workloadOf names the workload that owns a pod: its Deployment through its ReplicaSet,
-// else its controller (sts/db, ds/x, job/y), else the pod itself.
-func workloadOf(p *corev1.Pod, rsOwner map[string]string) string {
-	ref := metav1.GetControllerOf(p)
-	if ref == nil {
-		return "pod/" + p.Name
-	}
-	switch ref.Kind {
-	case "ReplicaSet":
-		if d, ok := rsOwner[p.Namespace+"/"+ref.Name]; ok {
-			return d
-		}
-		return "rs/" + ref.Name
-	case "StatefulSet":
-		return "sts/" + ref.Name
-	case "DaemonSet":
-		return "ds/" + ref.Name
-	case "Job":
-		return "job/" + ref.Name
-	}
-	return strings.ToLower(ref.Kind) + "/" + ref.Name
-}
-
-// proxyAdminPort finds the injected proxy (a native sidecar, or a regular container in
-// older injections) and its admin port.
-func proxyAdminPort(p *corev1.Pod) (bool, int32) {
-	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
-		for _, c := range cs {
-			if c.Name != inject.ProxyContainerName {
-				continue
-			}
-			for _, port := range c.Ports {
-				if port.Name == "weft-admin" {
-					return true, port.ContainerPort
-				}
-			}
-			return true, 4191
-		}
-	}
-	return false, 0
 }
 
 // scrapeAll reads every meshed pod's /metrics through the API server's pod proxy and

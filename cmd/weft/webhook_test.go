@@ -18,8 +18,8 @@ import (
 	"github.com/weftmesh/weft/webhooks/webhooktest"
 )
 
-// workload is one pod template found in a manifest.
-type workload struct {
+// manifestWorkload is one pod template found in a manifest.
+type manifestWorkload struct {
 	id        string // kind/name
 	namespace string
 	template  corev1.PodTemplateSpec
@@ -27,9 +27,9 @@ type workload struct {
 
 // workloads reads the pod templates of a YAML stream independently of the CLI's YAML
 // editing (plain decoding into maps), and the Namespaces the stream defines.
-func workloads(t *testing.T, stream string) ([]workload, map[string]map[string]string) {
+func workloads(t *testing.T, stream string) ([]manifestWorkload, map[string]map[string]string) {
 	t.Helper()
-	var out []workload
+	var out []manifestWorkload
 	namespaces := map[string]map[string]string{}
 	var visit func(obj map[string]any)
 	visit = func(obj map[string]any) {
@@ -82,7 +82,7 @@ func workloads(t *testing.T, stream string) ([]workload, map[string]map[string]s
 				tpl.Spec.Volumes = append([]corev1.Volume{{Name: cn, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}, tpl.Spec.Volumes...)
 			}
 		}
-		out = append(out, workload{id: strings.ToLower(kind) + "/" + name, namespace: ns, template: tpl})
+		out = append(out, manifestWorkload{id: strings.ToLower(kind) + "/" + name, namespace: ns, template: tpl})
 	}
 	for _, d := range decodeAll(t, stream) {
 		visit(d.(map[string]any))

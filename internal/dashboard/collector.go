@@ -24,17 +24,16 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/weftmesh/weft/internal/inject"
+	"github.com/weftmesh/weft/internal/workload"
 )
 
 // pod is a running pod as the dashboard groups it.
@@ -186,7 +185,7 @@ func listPods(ctx context.Context, kube kubernetes.Interface) ([]pod, error) {
 	}
 	rsOwner := map[string]string{}
 	for i := range rss.Items {
-		rsOwner[rss.Items[i].Namespace+"/"+rss.Items[i].Name] = deploymentOf(&rss.Items[i])
+		rsOwner[rss.Items[i].Namespace+"/"+rss.Items[i].Name] = workload.DeploymentOf(&rss.Items[i])
 	}
 	out := make([]pod, 0, len(list.Items))
 	for i := range list.Items {
@@ -194,62 +193,13 @@ func listPods(ctx context.Context, kube kubernetes.Interface) ([]pod, error) {
 		if p.Status.Phase != corev1.PodRunning || p.DeletionTimestamp != nil {
 			continue
 		}
-		sp := pod{uid: p.UID, namespace: p.Namespace, name: p.Name, workload: workloadOf(p, rsOwner)}
+		sp := pod{uid: p.UID, namespace: p.Namespace, name: p.Name, workload: workload.Name(p, rsOwner)}
 		var port int32
-		sp.meshed, port = proxyAdminPort(p)
+		sp.meshed, port = inject.ProxyAdminPort(p)
 		if sp.meshed && p.Status.PodIP != "" {
 			sp.addr = net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(port)))
 		}
 		out = append(out, sp)
 	}
 	return out, nil
-}
-
-func deploymentOf(rs *appsv1.ReplicaSet) string {
-	for _, ref := range rs.OwnerReferences {
-		if ref.Controller != nil && *ref.Controller && ref.Kind == "Deployment" {
-			return "deploy/" + ref.Name
-		}
-	}
-	return "rs/" + rs.Name
-}
-
-// workloadOf names the workload that owns a pod, as weft stat does.
-func workloadOf(p *corev1.Pod, rsOwner map[string]string) string {
-	ref := metav1.GetControllerOf(p)
-	if ref == nil {
-		return "pod/" + p.Name
-	}
-	switch ref.Kind {
-	case "ReplicaSet":
-		if d, ok := rsOwner[p.Namespace+"/"+ref.Name]; ok {
-			return d
-		}
-		return "rs/" + ref.Name
-	case "StatefulSet":
-		return "sts/" + ref.Name
-	case "DaemonSet":
-		return "ds/" + ref.Name
-	case "Job":
-		return "job/" + ref.Name
-	}
-	return strings.ToLower(ref.Kind) + "/" + ref.Name
-}
-
-// proxyAdminPort finds the injected proxy and its admin port.
-func proxyAdminPort(p *corev1.Pod) (bool, int32) {
-	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
-		for _, c := range cs {
-			if c.Name != inject.ProxyContainerName {
-				continue
-			}
-			for _, port := range c.Ports {
-				if port.Name == "weft-admin" {
-					return true, port.ContainerPort
-				}
-			}
-			return true, 4191
-		}
-	}
-	return false, 0
 }

@@ -62,6 +62,9 @@ const (
 	DestinationPort = meshdefaults.DestinationPort
 )
 
+// AdminPortName names the proxy container's admin port (probes, /metrics).
+const AdminPortName = "weft-admin"
+
 // Env is what injection knows about the control plane beyond the Mesh.
 type Env struct {
 	// ControlPlaneNamespace is where weft-controller runs; its pods are never injected.
@@ -556,7 +559,7 @@ func proxyContainer(cfg *Config, trustDomain string, renewAt int32, env Env) cor
 		},
 		Ports: []corev1.ContainerPort{
 			{Name: "weft-inbound", ContainerPort: cfg.InboundPort, Protocol: corev1.ProtocolTCP},
-			{Name: "weft-admin", ContainerPort: cfg.AdminPort, Protocol: corev1.ProtocolTCP},
+			{Name: AdminPortName, ContainerPort: cfg.AdminPort, Protocol: corev1.ProtocolTCP},
 			{Name: "weft-tap", ContainerPort: meshdefaults.TapPort, Protocol: corev1.ProtocolTCP},
 		},
 		Resources: *cfg.Resources.DeepCopy(),
@@ -642,4 +645,23 @@ func proxyLogLevel(l string) string {
 		return "2"
 	}
 	return l
+}
+
+// ProxyAdminPort finds a pod's injected proxy (a native sidecar, or a regular container
+// in older injections) and its admin port: the port named weft-admin, else the default.
+func ProxyAdminPort(p *corev1.Pod) (injected bool, port int32) {
+	for _, cs := range [][]corev1.Container{p.Spec.InitContainers, p.Spec.Containers} {
+		for _, c := range cs {
+			if c.Name != ProxyContainerName {
+				continue
+			}
+			for _, port := range c.Ports {
+				if port.Name == AdminPortName {
+					return true, port.ContainerPort
+				}
+			}
+			return true, meshdefaults.AdminPort
+		}
+	}
+	return false, 0
 }
