@@ -99,9 +99,14 @@ func awaitReady(ctx context.Context, url string) error {
 	interval := 5 * time.Millisecond
 	var last error
 	for {
-		last = probeReady(ctx, client, url)
-		if last == nil {
+		err := probeReady(ctx, client, url)
+		if err == nil {
 			return nil
+		}
+		// A probe the deadline cut short saw nothing; keep what an earlier one saw
+		// (a 503, a refused connection), which says why the proxy is not ready.
+		if ctx.Err() == nil || last == nil {
+			last = err
 		}
 		t := time.NewTimer(interval)
 		select {

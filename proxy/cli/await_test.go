@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -103,4 +104,28 @@ func unusedPort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return port
+}
+
+// TestAwaitKeepsWhatItSaw: when the deadline cuts a probe short, the failure reported
+// is what an earlier probe saw (the 503), not the cut probe's "deadline exceeded":
+// a hook that fails must say why the proxy was not ready.
+func TestAwaitKeepsWhatItSaw(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) > 1 {
+			// Every later probe hangs past the deadline, as on a loaded node.
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := awaitReady(ctx, srv.URL+"/ready")
+	if err == nil || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("awaitReady: %v, want the 503 the first probe saw", err)
+	}
 }
