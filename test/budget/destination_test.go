@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/big"
 	"net"
 	"os"
@@ -416,14 +417,25 @@ func TestDestinationBytesPerSubscription(t *testing.T) {
 
 // TestDestinationBudgetSeesGrowth proves the guard sees memory growth: 25% more
 // bytes held per subscription in the service's process measure as that much more
-// (within 10% of it) and fail checkFigure against the unmodified figure.
+// (within 10% of it) and fail checkFigure against the unmodified figure. Each side is
+// the least of three measurements: one measurement of ~9.6 KB varies by about ±150 B
+// and now and then lands ~900 B high (a collection or a stack growth caught mid-way),
+// never low, so the least is the steady figure.
 func TestDestinationBudgetSeesGrowth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures the service twice more")
 	}
-	base, _, _ := bytesPerSubscription(t, 0)
+	least := func(hold int) float64 {
+		v := math.Inf(1)
+		for range 3 {
+			per, _, _ := bytesPerSubscription(t, hold)
+			v = min(v, per)
+		}
+		return v
+	}
+	base := least(0)
 	extra := int(base / 4)
-	grown, _, _ := bytesPerSubscription(t, extra)
+	grown := least(extra)
 	if d := grown - base; d < 0.9*float64(extra) || d > 1.1*float64(extra) {
 		t.Fatalf("%d bytes held per subscription measured as %+.0f (%.0f -> %.0f)", extra, d, base, grown)
 	}
