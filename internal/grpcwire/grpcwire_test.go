@@ -317,3 +317,17 @@ func TestFormatTimeout(t *testing.T) {
 		})
 	}
 }
+
+// TestMalformedStatusQuotesBoundedPrefix: a 29 KB grpc-status of invalid UTF-8 was
+// quoted whole, four bytes of message per byte received (found by FuzzRecv).
+func TestMalformedStatusQuotesBoundedPrefix(t *testing.T) {
+	h := http.Header{}
+	h.Set(HeaderStatus, strings.Repeat("\xff", 29<<10))
+	st, ok := StatusFromHeader(h)
+	if !ok || st.Code != Unknown {
+		t.Fatalf("StatusFromHeader = %v, %v; want an Unknown status", st, ok)
+	}
+	if len(st.Message) > 256 {
+		t.Fatalf("message is %d bytes, want a bounded prefix of the malformed value", len(st.Message))
+	}
+}

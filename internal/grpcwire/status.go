@@ -32,6 +32,9 @@ const (
 	HeaderTimeout = "Grpc-Timeout"
 )
 
+// maxQuotedStatus is how much of a malformed grpc-status a Status's message repeats.
+const maxQuotedStatus = 32
+
 // StatusFromHeader reads grpc-status and grpc-message from one header block (the
 // trailers, or the headers of a trailers-only answer). ok is false when the block has
 // no grpc-status; a malformed one is an Unknown status that says so, never OK.
@@ -42,6 +45,11 @@ func StatusFromHeader(h http.Header) (st *Status, ok bool) {
 	}
 	c, valid := ParseCode(v)
 	if !valid {
+		// At most maxQuotedStatus bytes of it: the value is the peer's, and quoting
+		// can make each byte four (found by FuzzRecv with a 29 KB grpc-status).
+		if len(v) > maxQuotedStatus {
+			v = v[:maxQuotedStatus] + "..."
+		}
 		return &Status{Code: Unknown, Message: "malformed grpc-status " + strconv.Quote(v)}, true
 	}
 	return &Status{Code: c, Message: DecodeMessage(h.Get(HeaderMessage))}, true

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -50,6 +51,7 @@ func FuzzRecv(f *testing.F) {
 	f.Add(frame(snap)[:9], "14", "shutting%20down")
 	f.Add([]byte{0, 0x04, 0, 0, 0, 1, 2, 3}, "", "")
 	f.Add([]byte{1, 0, 0, 0, 0}, "x", "%zz")
+	f.Add([]byte{}, strings.Repeat("\xff", 29<<10), strings.Repeat("%41", 1<<10))
 	f.Fuzz(func(t *testing.T, body []byte, status, message string) {
 		var n int
 		used := allocated(func() {
@@ -70,8 +72,10 @@ func FuzzRecv(f *testing.F) {
 			}
 		})
 		// The buffered reader and a first 64 KiB step, the decoded messages (a few times their encoding)
-		// and the growth of one message's buffer (at most twice what arrived).
-		if limit := uint64(128<<10) + 16*uint64(len(body)) + uint64(n)*4096 + raceSlack; used > limit {
+		// and the growth of one message's buffer (at most twice what arrived); the trailers
+		// are set and decoded once each (a few copies of what arrived).
+		trailers := uint64(len(status) + len(message))
+		if limit := uint64(128<<10) + 16*uint64(len(body)) + uint64(n)*4096 + 4*trailers + raceSlack; used > limit {
 			t.Fatalf("reading %d bytes allocated %d bytes (limit %d)", len(body), used, limit)
 		}
 	})
