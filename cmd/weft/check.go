@@ -33,6 +33,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,6 +42,7 @@ import (
 	"github.com/weftmesh/weft/internal/gatewayapi"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/meshdefaults"
+	"github.com/weftmesh/weft/internal/tap"
 )
 
 // The control plane's objects, as config/default and the Mesh reconciler name them
@@ -76,7 +79,8 @@ func newCheckCommand(c *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "check that the control plane, certificates and meshed pods are healthy",
-		Long: "Checks that Weft is healthy: the control plane is available and its Services have endpoints,\n" +
+		Long: "Checks that Weft is healthy: the control plane is available, its Services have endpoints and\n" +
+			"the API server finds the tap API available,\n" +
 			"the Mesh is Ready, the trust anchor and identity issuer are valid and not near expiry, every\n" +
 			"pod in a meshed namespace is injected and ready, every Server and AuthorizationPolicy is\n" +
 			"accepted, resolved and selects pods, and the meshed pods' HTTP probes are exempt from the\n" +
@@ -239,7 +243,48 @@ func checkControlPlane(ctx context.Context, c client.Client, ns string) []checkR
 		add(ready > 0, fmt.Sprintf("the Service selects weft-controller pods: are they Ready? kubectl -n %s get pods,svc,endpointslices", ns),
 			"Service %s has %d ready endpoints", svc, ready)
 	}
-	return out
+	return append(out, checkTapAPI(ctx, c, ns))
+}
+
+// tapAPIService is the APIService through which the kube-apiserver serves the tap API
+// (config/tap/apiservice.yaml).
+var tapAPIService = tap.Version + "." + tap.Group
+
+// checkTapAPI checks that the kube-apiserver finds the tap API available. When it does
+// not, every discovery call (kubectl get, any client) warns about the group and `weft
+// tap` fails, so the aggregator's own reason is the most useful message.
+func checkTapAPI(ctx context.Context, c client.Client, ns string) checkResult {
+	r := checkResult{section: "Control plane"}
+	as := &unstructured.Unstructured{}
+	as.SetGroupVersionKind(schema.GroupVersionKind{Group: "apiregistration.k8s.io", Version: "v1", Kind: "APIService"})
+	switch err := c.Get(ctx, types.NamespacedName{Name: tapAPIService}, as); {
+	case apierrors.IsNotFound(err):
+		r.message = "APIService " + tapAPIService + " not found: weft tap and the dashboard's tap view cannot work"
+		r.hint = "it is part of config/default (config/tap) and of the Helm chart: reinstall the control plane"
+		return r
+	case err != nil:
+		r.message = fmt.Sprintf("reading APIService %s: %v", tapAPIService, err)
+		return r
+	}
+	conds, _, _ := unstructured.NestedSlice(as.Object, "status", "conditions")
+	for _, raw := range conds {
+		cond, _ := raw.(map[string]any)
+		if cond["type"] != "Available" {
+			continue
+		}
+		if cond["status"] == "True" {
+			r.ok = true
+			r.message = "APIService " + tapAPIService + " is Available"
+			return r
+		}
+		r.message = fmt.Sprintf("APIService %s is not Available: %v: %v", tapAPIService, cond["reason"], cond["message"])
+		r.hint = fmt.Sprintf("the API server proxies the tap API to Service %s/weft-tap (weft-controller's :8443): kubectl describe apiservice %s; kubectl -n %s get endpointslices -l kubernetes.io/service-name=weft-tap",
+			ns, tapAPIService, ns)
+		return r
+	}
+	r.message = "APIService " + tapAPIService + " has no Available condition yet"
+	r.hint = "the API server sets it within seconds of the APIService's creation: run weft check --wait 30s"
+	return r
 }
 
 func checkMesh(ctx context.Context, c client.Client, o checkOptions, now time.Time) []checkResult {

@@ -29,6 +29,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
@@ -150,6 +151,38 @@ func TestCheck(t *testing.T) {
 		must(c.Create(ctx, cert))
 		cert.Status.Conditions = []cmv1.CertificateCondition{{Type: cmv1.CertificateConditionReady, Status: cmmeta.ConditionTrue, Reason: "Ready"}}
 		must(c.Status().Update(ctx, cert))
+	}
+
+	// The tap API: missing, then as config/tap registers it, which the API server's own
+	// aggregator finds unavailable here (envtest has no weft-tap Service), then a local
+	// APIService, which the aggregator marks Available.
+	t.Run("tap API missing", func(t *testing.T) {
+		expect(t, "APIService v1alpha1.tap.weft.dev not found: weft tap and the dashboard")
+	})
+	tapAPI := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+		"metadata": map[string]any{"name": "v1alpha1.tap.weft.dev"},
+		"spec": map[string]any{"group": "tap.weft.dev", "version": "v1alpha1", "groupPriorityMinimum": int64(1000), "versionPriority": int64(100),
+			"insecureSkipTLSVerify": true, "service": map[string]any{"name": "weft-tap", "namespace": "weft-system", "port": int64(443)}},
+	}}
+	must(c.Create(ctx, tapAPI))
+	t.Run("tap API unavailable", func(t *testing.T) {
+		var failed []string
+		for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			if failed = run(); len(failed) == 1 && strings.Contains(failed[0], "is not Available: ServiceNotFound") {
+				break
+			}
+		}
+		if len(failed) != 1 || !strings.Contains(failed[0], "APIService v1alpha1.tap.weft.dev is not Available: ServiceNotFound") ||
+			!strings.Contains(failed[0], "kubectl describe apiservice v1alpha1.tap.weft.dev") {
+			t.Fatalf("want the aggregator's ServiceNotFound with a hint, got:\n%s", strings.Join(failed, "\n"))
+		}
+	})
+	must(c.Get(ctx, client.ObjectKeyFromObject(tapAPI), tapAPI))
+	unstructured.RemoveNestedField(tapAPI.Object, "spec", "service")
+	unstructured.RemoveNestedField(tapAPI.Object, "spec", "insecureSkipTLSVerify")
+	must(c.Update(ctx, tapAPI))
+	for end := time.Now().Add(20 * time.Second); len(run()) > 0 && time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
 	}
 
 	t.Run("healthy control plane, no meshed namespace", func(t *testing.T) { expect(t) })
