@@ -23,6 +23,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	neturl "net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -72,6 +73,10 @@ const MaxPromResponseBytes = 16 << 20
 // http://prometheus.monitoring:9090, a path prefix included) with the defaults the
 // dashboard's flags document.
 func NewPromSource(url string) (*PromSource, error) {
+	u, err := neturl.Parse(url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("prometheus URL %q: want http(s)://<host>:<port>[/<path prefix>]", url)
+	}
 	c, err := promapi.NewClient(promapi.Config{Address: url, RoundTripper: boundedTransport{http.DefaultTransport}})
 	if err != nil {
 		return nil, fmt.Errorf("prometheus URL %q: %w", url, err)

@@ -439,6 +439,11 @@ func closedAddr(t *testing.T) string {
 // the dashboard's memory or hold its pages; a failure is cached, so it costs one query
 // set per CacheFor however many viewers come.
 func TestPromSourceBounds(t *testing.T) {
+	for _, bad := range []string{"prometheus:9090", "ftp://prometheus", "http://", "://x"} {
+		if _, err := NewPromSource(bad); err == nil || !strings.Contains(err.Error(), "want http(s)://") {
+			t.Errorf("NewPromSource(%q): err %v, want a refusal that says what to give", bad, err)
+		}
+	}
 	var queries int
 	huge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		queries++
