@@ -406,8 +406,7 @@ func TestPrometheusSourceMatchesProxies(t *testing.T) {
 	}
 
 	// Prometheus goes away: the pages fall back to the proxies and say so.
-	prom.URL = "http://" + closedAddr(t)
-	dead, err := NewPromSource(prom.URL)
+	dead, err := NewPromSource("http://" + closedAddr(t))
 	if err != nil {
 		t.Fatal(err)
 	}
