@@ -382,6 +382,20 @@ func TestPrometheusSourceMatchesProxies(t *testing.T) {
 			compareGolden(t, w+" outbound", p.Outbound, x.Outbound)
 		}
 	}
+	// The quantiles estimated from the summed bucket rates are histogram_quantile's.
+	for q, got := range map[float64]*float64{0.5: pw[ns+"/deploy/web"].Inbound.P50Ms, 0.95: pw[ns+"/deploy/web"].Inbound.P95Ms, 0.99: pw[ns+"/deploy/web"].Inbound.P99Ms} {
+		expr := fmt.Sprintf(`histogram_quantile(%v, sum by (le) (rate(response_latency_ms_bucket{job="weft-proxy", namespace=%q, pod="web-1-abcde", direction="inbound"}[15s])))`, q, ns)
+		v, _, err := prom.api.Query(ctx, expr, time.Now())
+		vec, ok := v.(model.Vector)
+		if err != nil || !ok || len(vec) != 1 {
+			t.Errorf("%s: %v %v", expr, v, err)
+			continue
+		}
+		want := float64(vec[0].Value)
+		if !within(got, &want, 0.02) {
+			t.Errorf("deploy/web inbound p%v = %s, Prometheus' histogram_quantile says %.3f", q*100, fmtp(got), want)
+		}
+	}
 	compareGolden(t, "namespace "+ns, rowsByName(promN.Rows)["/"+ns].Inbound, rowsByName(proxN.Rows)["/"+ns].Inbound)
 
 	if len(promE.Rows) != 2 || len(proxE.Rows) != 2 {
