@@ -43,14 +43,26 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8084", "listen address; keep it on loopback: the port-forward of `weft dashboard` is the only way in")
 	interval := flag.Duration("interval", 5*time.Second, "how often the proxies' /metrics are read; the pages' rates are over this window")
 	domain := flag.String("cluster-domain", "cluster.local", "the cluster's DNS domain, to recognise Service authorities")
+	promURL := flag.String("prometheus-url", os.Getenv("WEFT_PROMETHEUS_URL"), "a Prometheus that scrapes the proxies (config/prometheus), e.g. http://prometheus.monitoring:9090: the namespaces, workloads, edges and routes pages then come from it, and from the proxies' own /metrics only when it fails; empty (the default) reads the proxies (env WEFT_PROMETHEUS_URL)")
+	promWindow := flag.Duration("prometheus-window", time.Minute, "the rate() window of the Prometheus queries; keep it at least four scrape intervals")
+	promSelector := flag.String("prometheus-selector", `job="weft-proxy"`, "PromQL label matchers that pick the proxies' series (the scrape job of config/prometheus)")
 	flag.Parse()
-	if err := run(*addr, *interval, *domain); err != nil {
+	var prom *dashboard.PromSource
+	if *promURL != "" {
+		var err error
+		if prom, err = dashboard.NewPromSource(*promURL); err != nil {
+			fmt.Fprintln(os.Stderr, "weft-dashboard:", err)
+			os.Exit(2)
+		}
+		prom.Window, prom.Selector = *promWindow, *promSelector
+	}
+	if err := run(*addr, *interval, *domain, prom); err != nil {
 		fmt.Fprintln(os.Stderr, "weft-dashboard:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, interval time.Duration, domain string) error {
+func run(addr string, interval time.Duration, domain string, prom *dashboard.PromSource) error {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return err
@@ -70,7 +82,7 @@ func run(addr string, interval time.Duration, domain string) error {
 	col := &dashboard.Collector{Kube: kube, Interval: interval, HTTP: &http.Client{Timeout: 3 * time.Second}}
 	go col.Run(ctx)
 	srv := &http.Server{
-		Handler:           (&dashboard.Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: domain, APITimeout: 5 * time.Second}).Handler(),
+		Handler:           (&dashboard.Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: domain, APITimeout: 5 * time.Second, Prometheus: prom}).Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -85,7 +97,11 @@ func run(addr string, interval time.Duration, domain string) error {
 		defer c2()
 		_ = srv.Shutdown(sctx)
 	}()
-	fmt.Fprintf(os.Stderr, "weft-dashboard: serving on %s\n", ln.Addr())
+	source := "the proxies' /metrics"
+	if prom != nil {
+		source = "Prometheus at " + prom.URL
+	}
+	fmt.Fprintf(os.Stderr, "weft-dashboard: serving on %s, golden metrics from %s\n", ln.Addr(), source)
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}

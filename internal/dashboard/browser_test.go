@@ -194,7 +194,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if len(health.Certs) != 4 || len(health.Objects) != 1 || health.Objects[0].Conditions[0].Reason != "IssuerNotReady" {
 		t.Errorf("health = %+v, want 4 certificates and the Mesh's condition", health)
 	}
-	browsercheck.Run(ctx, t, ts.URL, ns, "envtest")
+	browsercheck.RunFromSource(ctx, t, ts.URL, ns, "envtest", SourceProxies)
 }
 
 func mustRead(t *testing.T, rel string) []byte {

@@ -71,76 +71,100 @@ func parseDigest(r io.Reader, at time.Time) (*digest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parsing the proxy's metrics: %w", err)
 	}
+	d := newDigest(at)
+	if f := fams["identity_cert_expiration_timestamp_seconds"]; f != nil && len(f.Metric) > 0 {
+		d.certExpS = f.Metric[0].GetGauge().GetValue()
+	}
+	for _, route := range []bool{false, true} {
+		prefix := ""
+		if route {
+			prefix = "route_"
+		}
+		if f := fams[prefix+"request_total"]; f != nil {
+			for _, m := range f.Metric {
+				d.add(route, requestSeries, labels(m), 0, m.GetCounter().GetValue())
+			}
+		}
+		if f := fams[prefix+"response_total"]; f != nil {
+			for _, m := range f.Metric {
+				d.add(route, responseSeries, labels(m), 0, m.GetCounter().GetValue())
+			}
+		}
+		if f := fams[prefix+"response_latency_ms"]; f != nil {
+			for _, m := range f.Metric {
+				l := labels(m)
+				for _, b := range m.GetHistogram().GetBucket() {
+					d.add(route, latencySeries, l, b.GetUpperBound(), float64(b.GetCumulativeCount()))
+				}
+			}
+		}
+	}
+	return d, nil
+}
+
+func newDigest(at time.Time) *digest {
 	d := &digest{at: at, dir: map[string]*counters{}, edges: map[edgeKey]*counters{}, routes: map[routeKey]*counters{}}
 	for _, dir := range []string{"inbound", "outbound"} {
 		d.dir[dir] = newCounters()
 	}
-	if f := fams["identity_cert_expiration_timestamp_seconds"]; f != nil && len(f.Metric) > 0 {
-		d.certExpS = f.Metric[0].GetGauge().GetValue()
-	}
-	// into returns the counters a series adds to: its direction, and for outbound
-	// series also its edge.
-	into := func(m *dto.Metric) []*counters {
-		l := labels(m)
+	return d
+}
+
+// seriesKind is which of a proxy's HTTP series a value comes from.
+type seriesKind int
+
+const (
+	requestSeries  seriesKind = iota // request_total, route_request_total
+	responseSeries                   // response_total, route_response_total
+	latencySeries                    // response_latency_ms_bucket{le}, route_response_latency_ms_bucket{le}
+)
+
+// add counts the value v of one series, labelled l, into the groups the pages show: a
+// request-level series (route false) into its direction and, when outbound to an
+// authority, its edge; a route_* series into its route. Both sources go through here
+// (a proxy's scrape, and Prometheus' rates of the same series), so a label means the
+// same thing on every page whatever the source.
+func (d *digest) add(route bool, kind seriesKind, l map[string]string, le, v float64) {
+	var into []*counters
+	if route {
+		k := routeKey{l["direction"], l["authority"], l["rt_route"]}
+		if k.route == "" {
+			return
+		}
+		if d.routes[k] == nil {
+			d.routes[k] = newCounters()
+		}
+		into = append(into, d.routes[k])
+	} else {
 		c := d.dir[l["direction"]]
 		if c == nil {
-			return nil
+			return
 		}
-		out := []*counters{c}
+		into = append(into, c)
 		if l["direction"] == "outbound" && l["authority"] != "" {
 			k := edgeKey{l["authority"], l["server_id"]}
 			if d.edges[k] == nil {
 				d.edges[k] = newCounters()
 			}
-			out = append(out, d.edges[k])
-		}
-		return out
-	}
-	routeOf := func(m *dto.Metric) []*counters {
-		l := labels(m)
-		k := routeKey{l["direction"], l["authority"], l["rt_route"]}
-		if k.route == "" {
-			return nil
-		}
-		if d.routes[k] == nil {
-			d.routes[k] = newCounters()
-		}
-		return []*counters{d.routes[k]}
-	}
-	add := func(prefix string, sel func(*dto.Metric) []*counters) {
-		if f := fams[prefix+"request_total"]; f != nil {
-			for _, m := range f.Metric {
-				for _, c := range sel(m) {
-					c.requests += m.GetCounter().GetValue()
-					if labels(m)["tls"] == "true" {
-						c.mtls += m.GetCounter().GetValue()
-					}
-				}
-			}
-		}
-		if f := fams[prefix+"response_total"]; f != nil {
-			for _, m := range f.Metric {
-				for _, c := range sel(m) {
-					c.responses += m.GetCounter().GetValue()
-					if labels(m)["classification"] == "success" {
-						c.successes += m.GetCounter().GetValue()
-					}
-				}
-			}
-		}
-		if f := fams[prefix+"response_latency_ms"]; f != nil {
-			for _, m := range f.Metric {
-				for _, c := range sel(m) {
-					for _, b := range m.GetHistogram().GetBucket() {
-						c.buckets[b.GetUpperBound()] += float64(b.GetCumulativeCount())
-					}
-				}
-			}
+			into = append(into, d.edges[k])
 		}
 	}
-	add("", into)
-	add("route_", routeOf)
-	return d, nil
+	for _, c := range into {
+		switch kind {
+		case requestSeries:
+			c.requests += v
+			if l["tls"] == "true" {
+				c.mtls += v
+			}
+		case responseSeries:
+			c.responses += v
+			if l["classification"] == "success" {
+				c.successes += v
+			}
+		case latencySeries:
+			c.buckets[le] += v
+		}
+	}
 }
 
 func labels(m *dto.Metric) map[string]string {

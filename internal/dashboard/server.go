@@ -54,6 +54,9 @@ type Server struct {
 	ClusterDomain string
 	// APITimeout bounds each API server call a page makes.
 	APITimeout time.Duration
+	// Prometheus, when set, is where the namespaces, workloads, edges and routes
+	// pages get their golden metrics (promsource.go); nil reads the Collector's.
+	Prometheus *PromSource
 }
 
 // Handler returns the dashboard's routes.
@@ -106,19 +109,21 @@ type page struct {
 	Time          time.Time `json:"time"`
 	WindowSeconds float64   `json:"windowSeconds"`
 	Error         string    `json:"error,omitempty"`
-	Rows          any       `json:"rows"`
+	// Source is where the rows come from: "prometheus" or "proxies".
+	Source string `json:"source"`
+	Rows   any    `json:"rows"`
 }
 
 // group sums the pods by key into rows of golden metrics.
-func (s *Server) group(ns string, key func(*sample) (string, string)) page {
-	samples, at, err := s.Collector.snapshot(ns)
+func (s *Server) group(r *http.Request, ns string, key func(*podTraffic) (string, string)) page {
+	v := s.view(r, ns)
 	type acc2 struct {
 		row     Row
 		in, out acc
 	}
 	groups := map[[2]string]*acc2{}
-	window := 0.0
-	for _, p := range samples {
+	for i := range v.pods {
+		p := &v.pods[i]
 		gns, name := key(p)
 		k := [2]string{gns, name}
 		g := groups[k]
@@ -131,13 +136,11 @@ func (s *Server) group(ns string, key func(*sample) (string, string)) page {
 			continue
 		}
 		g.row.Meshed++
-		if p.prev == nil || p.cur == nil {
+		if p.t == nil {
 			continue
 		}
-		sec := p.cur.at.Sub(p.prev.at).Seconds()
-		window = max(window, sec)
-		g.in.add(sub(p.cur.dir["inbound"], p.prev.dir["inbound"]), sec)
-		g.out.add(sub(p.cur.dir["outbound"], p.prev.dir["outbound"]), sec)
+		g.in.add(p.t.dir["inbound"], p.t.seconds)
+		g.out.add(p.t.dir["outbound"], p.t.seconds)
 	}
 	rows := make([]Row, 0, len(groups))
 	for _, g := range groups {
@@ -150,15 +153,11 @@ func (s *Server) group(ns string, key func(*sample) (string, string)) page {
 		}
 		return rows[i].Name < rows[j].Name
 	})
-	pg := page{Time: at.UTC(), WindowSeconds: round(window), Rows: rows}
-	if err != nil {
-		pg.Error = err.Error()
-	}
-	return pg
+	return page{Time: v.at.UTC(), WindowSeconds: round(v.window), Error: v.err, Source: v.source, Rows: rows}
 }
 
-func (s *Server) namespaces(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, s.group("", func(p *sample) (string, string) { return "", p.namespace }))
+func (s *Server) namespaces(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, s.group(r, "", func(p *podTraffic) (string, string) { return "", p.namespace }))
 }
 
 func (s *Server) workloads(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +166,7 @@ func (s *Server) workloads(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "say which namespace: ?ns=<namespace>")
 		return
 	}
-	writeJSON(w, s.group(ns, func(p *sample) (string, string) { return p.namespace, p.workload }))
+	writeJSON(w, s.group(r, ns, func(p *podTraffic) (string, string) { return p.namespace, p.workload }))
 }
 
 // Edge is a caller workload and the Service it called, from the caller's outbound
@@ -181,15 +180,14 @@ type Edge struct {
 
 func (s *Server) edges(w http.ResponseWriter, r *http.Request) {
 	ns := r.URL.Query().Get("ns")
-	samples, at, err := s.Collector.snapshot("")
+	v := s.view(r, "")
 	type k struct{ from, to, id string }
 	accs := map[k]*acc{}
-	for _, p := range samples {
-		if p.prev == nil || p.cur == nil {
+	for _, p := range v.pods {
+		if p.t == nil {
 			continue
 		}
-		sec := p.cur.at.Sub(p.prev.at).Seconds()
-		for ek, c := range p.cur.edges {
+		for ek, c := range p.t.edges {
 			to := ek.authority
 			svc, _, ok := svcname.ParseAuthority(ek.authority, s.ClusterDomain, svcname.Relative, 80)
 			if ok {
@@ -202,7 +200,7 @@ func (s *Server) edges(w http.ResponseWriter, r *http.Request) {
 			if accs[key] == nil {
 				accs[key] = &acc{}
 			}
-			accs[key].add(sub(c, p.prev.edges[ek]), sec)
+			accs[key].add(c, p.t.seconds)
 		}
 	}
 	out := make([]Edge, 0, len(accs))
@@ -215,11 +213,7 @@ func (s *Server) edges(w http.ResponseWriter, r *http.Request) {
 		}
 		return out[i].To < out[j].To
 	})
-	pg := page{Time: at.UTC(), Rows: out}
-	if err != nil {
-		pg.Error = err.Error()
-	}
-	writeJSON(w, pg)
+	writeJSON(w, page{Time: v.at.UTC(), WindowSeconds: round(v.window), Error: v.err, Source: v.source, Rows: out})
 }
 
 // RouteRow is one route of a Service as its callers' proxies measured it.
@@ -232,15 +226,14 @@ type RouteRow struct {
 
 func (s *Server) routes(w http.ResponseWriter, r *http.Request) {
 	ns, svc := r.URL.Query().Get("ns"), r.URL.Query().Get("svc")
-	samples, at, err := s.Collector.snapshot("")
+	v := s.view(r, "")
 	type k struct{ svc, authority, route string }
 	accs := map[k]*acc{}
-	for _, p := range samples {
-		if p.prev == nil || p.cur == nil {
+	for _, p := range v.pods {
+		if p.t == nil {
 			continue
 		}
-		sec := p.cur.at.Sub(p.prev.at).Seconds()
-		for rk, c := range p.cur.routes {
+		for rk, c := range p.t.routes {
 			if rk.direction != "outbound" {
 				continue
 			}
@@ -252,7 +245,7 @@ func (s *Server) routes(w http.ResponseWriter, r *http.Request) {
 			if accs[key] == nil {
 				accs[key] = &acc{}
 			}
-			accs[key].add(sub(c, p.prev.routes[rk]), sec)
+			accs[key].add(c, p.t.seconds)
 		}
 	}
 	out := make([]RouteRow, 0, len(accs))
@@ -267,11 +260,7 @@ func (s *Server) routes(w http.ResponseWriter, r *http.Request) {
 		}
 		return out[i].Route < out[j].Route
 	})
-	pg := page{Time: at.UTC(), Rows: out}
-	if err != nil {
-		pg.Error = err.Error()
-	}
-	writeJSON(w, pg)
+	writeJSON(w, page{Time: v.at.UTC(), WindowSeconds: round(v.window), Error: v.err, Source: v.source, Rows: out})
 }
 
 // CertRow is one proxy's identity certificate expiry.

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -54,7 +55,9 @@ func TestPrometheusDashboards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const addr = "127.0.0.1:9195"
+	// Prometheus listens on the host's bridge address, not loopback: the dashboard's
+	// pod queries it at the end (checkDashboardOnPrometheus).
+	addr := net.JoinHostPort(nodeAddress(ctx, t), "9195")
 	promEnv := append(os.Environ(), "KUBECONFIG="+env.kubeconfig, "PROM_DIR="+filepath.Join(dir, "prom"),
 		"PROM_ADDR="+addr, "PROM_SD_ADDR=127.0.0.1:9196", "PROM_INTERVAL=5s")
 	script := filepath.Join(env.root, "hack/prometheus.sh")
@@ -149,6 +152,8 @@ func TestPrometheusDashboards(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d panel queries of %d dashboards returned data", len(queries), len(dashboards))
+
+	t.Run("dashboard", func(t *testing.T) { checkDashboardOnPrometheus(t, prom, prom.base) })
 }
 
 // promClient queries Prometheus' HTTP API.

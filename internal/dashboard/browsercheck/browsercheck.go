@@ -81,6 +81,13 @@ func ResultsDir(t testing.TB, label string) string {
 // With WEFT_DOCS_IMAGES=1 the screenshots are also written to docs/images.
 func Run(ctx context.Context, t *testing.T, baseURL, ns, label string) {
 	t.Helper()
+	RunFromSource(ctx, t, baseURL, ns, label, "")
+}
+
+// RunFromSource is Run that also requires the workloads page to say its golden metrics
+// come from source ("prometheus" or "proxies"; "" checks nothing).
+func RunFromSource(ctx context.Context, t *testing.T, baseURL, ns, label, source string) {
+	t.Helper()
 	chromium := Chromium(t)
 	results := ResultsDir(t, label)
 	must := func(err error) {
@@ -161,6 +168,13 @@ func Run(ctx context.Context, t *testing.T, baseURL, ns, label string) {
 	must(err)
 	if v, err := strconv.ParseFloat(webRPS, 64); err != nil || v <= 0 {
 		t.Errorf("deploy/web's RPS in the page = %q, want > 0", webRPS)
+	}
+	if source != "" {
+		shown, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[document.getElementById("updated").dataset.source, document.getElementById("updated").textContent]`))
+		must(err)
+		if len(shown) != 2 || shown[0] != source {
+			t.Errorf("the workloads page shows its data source as %q, want %q", shown, source)
+		}
 	}
 	// The call graph has the demo's edges, drawn as SVG.
 	must(chromedp.Do(bctx, chromedp.Navigate(baseURL+"/#/graph/"+ns), chromedp.WaitVisible(`main[data-loaded="graph"] #graph`)))

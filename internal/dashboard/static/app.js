@@ -37,9 +37,13 @@ function table(headers, rows) {
 }
 function link(href, text) { return el("a", { href }, text); }
 function rate(v) { const td = el("td", {}, pct(v)); if (v != null && v < 0.95) td.className = "bad"; return td; }
+// SOURCES names where a page's golden metrics come from (the API's source field).
+const SOURCES = { prometheus: "from Prometheus", proxies: "from the proxies" };
 function stamp(page) {
   const u = document.getElementById("updated");
-  u.textContent = page.time ? "updated " + new Date(page.time).toLocaleTimeString() + (page.windowSeconds ? ", window " + page.windowSeconds.toFixed(1) + "s" : "") : "";
+  u.textContent = page.time ? "updated " + new Date(page.time).toLocaleTimeString() + (page.windowSeconds ? ", window " + page.windowSeconds.toFixed(1) + "s" : "") +
+    (page.source ? ", " + (SOURCES[page.source] || page.source) : "") : "";
+  u.dataset.source = page.source || "";
 }
 function errorLine(page) { return page.error ? el("p", { class: "error" }, "metrics: " + page.error) : ""; }
 
