@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -43,14 +44,15 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8084", "listen address; keep it on loopback: the port-forward of `weft dashboard` is the only way in")
 	interval := flag.Duration("interval", 5*time.Second, "how often the proxies' /metrics are read; the pages' rates are over this window")
 	domain := flag.String("cluster-domain", "cluster.local", "the cluster's DNS domain, to recognise Service authorities")
+	tap := flag.Bool("tap", true, "serve the live tap view: the dashboard taps (tap.weft.dev) with its own ServiceAccount for whoever reaches it; false turns the view off")
 	flag.Parse()
-	if err := run(*addr, *interval, *domain); err != nil {
+	if err := run(*addr, *interval, *domain, *tap); err != nil {
 		fmt.Fprintln(os.Stderr, "weft-dashboard:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, interval time.Duration, domain string) error {
+func run(addr string, interval time.Duration, domain string, tap bool) error {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return err
@@ -69,8 +71,14 @@ func run(addr string, interval time.Duration, domain string) error {
 	defer cancel()
 	col := &dashboard.Collector{Kube: kube, Interval: interval, HTTP: &http.Client{Timeout: 3 * time.Second}}
 	go col.Run(ctx)
+	ds := &dashboard.Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: domain, APITimeout: 5 * time.Second}
+	if tap {
+		// Its own copy: tapclient.Watch drops the overall timeout a stream cannot have.
+		ds.Tap = &dashboard.TapStreams{Config: rest.CopyConfig(cfg)}
+	}
 	srv := &http.Server{
-		Handler:           (&dashboard.Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: domain, APITimeout: 5 * time.Second}).Handler(),
+		// WriteTimeout bounds the JSON pages; a tap stream sets a deadline per write.
+		Handler:           ds.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
