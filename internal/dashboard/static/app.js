@@ -200,16 +200,21 @@ async function readSSE(r, onEvent) {
 }
 
 const TAP_COLS = ["Time", "Dir", "From", "To", "Method", "Authority", "Path", "Status", "gRPC", "Latency", "Bytes", "Route", "TLS"];
+// tapPeer is a side of a request: its pod (else its owner, else its address; the
+// proxy's own pod when the proxy knows nothing of its side) over its identity; the rest
+// is in the cell's title.
 function tapPeer(p, self) {
-  const name = p.owner ? p.owner + (p.pod ? " (" + p.pod + ")" : "") : p.pod || (self ? self : p.address || "-");
-  const td = el("td", { class: "l" }, name);
-  td.append(el("span", { class: "ident" }, p.identity || (p.address && name !== p.address ? p.address : "no identity")));
+  const name = p.pod || p.owner || (self ? self.split("/")[1] : p.address || "-");
+  const td = el("td", { class: "l w", title: [p.owner, p.address, p.identity].filter(Boolean).join("\n") }, name);
+  td.append(el("span", { class: "ident" }, p.identity || "no identity"));
   return td;
 }
 function clock(t) {
   const d = new Date(t);
   return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
 }
+// tapCells is a request's row; a request whose first event the rate bound dropped
+// shows "-" (and "?" for TLS) where only that event would have told.
 function tapCells(e) {
   const failed = e.status >= 500 || (e.grpcStatus != null && e.grpcStatus !== 0) || e.error;
   const status = el("td", {}, e.error ? e.error : e.status || "…");
@@ -218,9 +223,9 @@ function tapCells(e) {
   return [
     el("td", { class: "l" }, clock(e.time)), el("td", { class: "l" }, e.direction),
     tapPeer(e.source, e.direction === "out" ? e.proxy : ""), tapPeer(e.destination, e.direction === "in" ? e.proxy : ""),
-    el("td", { class: "l" }, e.method || "-"), el("td", { class: "l" }, e.authority || "-"), el("td", { class: "l" }, e.path || "-"),
+    el("td", { class: "l" }, e.method || "-"), el("td", { class: "l w" }, e.authority || "-"), el("td", { class: "l w" }, e.path || "-"),
     status, el("td", {}, e.grpcStatus != null ? e.grpcStatus : ""), el("td", {}, e.latencyMs ? ms(e.latencyMs) : ""), el("td", {}, bytes),
-    el("td", { class: "l" }, e.route || ""), el("td", {}, e.tls ? "mTLS" : "plain"),
+    el("td", { class: "l w" }, e.route || ""), el("td", {}, e.method ? (e.tls ? "mTLS" : "plain") : "?"),
   ];
 }
 

@@ -139,7 +139,12 @@ func Start(t testing.TB, proxyNS, proxySA string) *Env {
 	go func() {
 		done <- tap.Serve(sctx, lis, srv, func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return serving, nil })
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Logf("the tap API stopped: %v", err)
+		}
+	})
 	_, lport, _ := net.SplitHostPort(lis.Addr().String())
 	listenPort, _ := strconv.Atoi(lport)
 
