@@ -300,8 +300,31 @@ func TestTapStream(t *testing.T) {
 		}
 	})
 
-	t.Run("a tap ends after the duration bound", func(t *testing.T) {
-		short := httptest.NewServer((&Server{Tap: &TapStreams{Config: cfg, MaxDuration: 2 * time.Second}}).Handler())
+	t.Run("another site's page cannot open a tap", func(t *testing.T) {
+		for name, set := range map[string]func(*http.Request){
+			"DNS rebinding": func(r *http.Request) { r.Host = "evil.example:50750" },
+			"cross-site":    func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") },
+		} {
+			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/tap/stream?ns=shop&target=deploy/web", nil)
+			set(req)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "answers only") {
+				t.Errorf("%s: %d %s, want 403", name, resp.StatusCode, b)
+			}
+		}
+	})
+
+	t.Run("a tap ends after the duration bound, past the server's WriteTimeout", func(t *testing.T) {
+		// The server's WriteTimeout (weft-dashboard's is 30 s, for the JSON pages) is
+		// shorter than the tap here: each write of the stream sets its own deadline.
+		short := httptest.NewUnstartedServer((&Server{Tap: &TapStreams{Config: cfg, MaxDuration: 2 * time.Second}}).Handler())
+		short.Config.WriteTimeout = time.Second
+		short.Start()
 		defer short.Close()
 		s, code, msg := openTap(t, short.URL, "ns=shop&target=deploy/web")
 		if s == nil {
