@@ -205,7 +205,7 @@ const TAP_COLS = ["Time", "Dir", "From", "To", "Method", "Authority", "Path", "S
 // is in the cell's title.
 function tapPeer(p, self) {
   const name = p.pod || p.owner || (self ? self.split("/")[1] : p.address || "-");
-  const td = el("td", { class: "l w", title: [p.owner, p.address, p.identity].filter(Boolean).join("\n") }, name);
+  const td = el("td", { class: "l w p", title: [p.owner, p.address, p.identity].filter(Boolean).join("\n") }, name);
   td.append(el("span", { class: "ident" }, p.identity || "no identity"));
   return td;
 }
