@@ -20,7 +20,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -162,6 +164,19 @@ func waitTaps(t *testing.T, n float64) {
 	}
 }
 
+// waitStreams waits until the dashboard streams no tap (its handlers end a moment
+// after their browsers close).
+func waitStreams(t *testing.T, ts *TapStreams) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(ts.sem) != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(ts.sem); n != 0 {
+		t.Fatalf("the dashboard still counts %d streams", n)
+	}
+}
+
 // TestTapStream runs the live tap view's endpoint against a real kube-apiserver with
 // the tap API aggregated into it and a real proxy tap server behind it, as the
 // dashboard's ServiceAccount with config/dashboard's RBAC: events arrive as SSE with
@@ -218,13 +233,7 @@ func TestTapStream(t *testing.T) {
 		waitTaps(t, 1)
 		s.close()
 		waitTaps(t, 0)
-		deadline := time.Now().Add(5 * time.Second)
-		for len(streams.sem) != 0 && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if n := len(streams.sem); n != 0 {
-			t.Errorf("the dashboard still counts %d streams", n)
-		}
+		waitStreams(t, streams)
 	})
 
 	t.Run("the fifth stream gets 429", func(t *testing.T) {
@@ -260,6 +269,11 @@ func TestTapStream(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		for _, s := range open {
+			s.close()
+		}
+		open = nil
+		waitStreams(t, streams)
 	})
 
 	t.Run("refusals come back with the API's message", func(t *testing.T) {
@@ -340,6 +354,55 @@ func TestTapStream(t *testing.T) {
 			t.Error("the stream goes on after its end event")
 		}
 		waitTaps(t, 0)
+	})
+
+	t.Run("a browser that stops reading ends the upstream tap", func(t *testing.T) {
+		stall := httptest.NewServer((&Server{Tap: &TapStreams{Config: cfg, EventsPerSecond: 1000, WriteTimeout: time.Second}}).Handler())
+		defer stall.Close()
+		waitTaps(t, 0)
+		// A client that sends the request and never reads, with a small receive
+		// buffer, as a stalled tab is.
+		conn, err := net.Dial("tcp", stall.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+		if _, err := fmt.Fprintf(conn, "GET /api/tap/stream?ns=shop&target=deploy/web HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		waitTaps(t, 1)
+		// 4 KiB events at up to 1,000 a second fill the socket buffers quickly.
+		ctx, cancel := context.WithCancel(context.Background())
+		pumped := make(chan struct{})
+		go func() {
+			defer close(pumped)
+			big := "/" + strings.Repeat("x", 4096)
+			for id := uint64(100); ctx.Err() == nil; id++ {
+				ev := taptest.RequestEvent(id, "web.shop.svc")
+				ev.GetRequestInit().Path = big
+				select {
+				case e.Proxy.Events <- ev:
+				case <-ctx.Done():
+				}
+			}
+		}()
+		// The dashboard's 1 s write deadline ends it, well before the tap API's own
+		// (10 s, on its writes to the API server, which buffers).
+		start := time.Now()
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(tap.ActiveTaps) != 0 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		cancel()
+		<-pumped
+		for len(e.Proxy.Events) > 0 {
+			<-e.Proxy.Events
+		}
+		if n := testutil.ToFloat64(tap.ActiveTaps); n != 0 {
+			t.Fatalf("the tap API still streams %v taps 5s after the events began to pile up for a browser that does not read", n)
+		}
+		t.Logf("the upstream tap ended %v after the events began to pile up", time.Since(start).Round(time.Millisecond))
 	})
 
 	t.Run("a proxy that goes away ends the stream with an end event", func(t *testing.T) {
