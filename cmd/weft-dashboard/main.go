@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -46,6 +47,7 @@ func main() {
 	promURL := flag.String("prometheus-url", os.Getenv("WEFT_PROMETHEUS_URL"), "a Prometheus that scrapes the proxies (config/prometheus), e.g. http://prometheus.monitoring:9090: the namespaces, workloads, edges and routes pages then come from it, and from the proxies' own /metrics only when it fails; empty (the default) reads the proxies (env WEFT_PROMETHEUS_URL)")
 	promWindow := flag.Duration("prometheus-window", time.Minute, "the rate() window of the Prometheus queries; keep it at least four scrape intervals")
 	promSelector := flag.String("prometheus-selector", `job="weft-proxy"`, "PromQL label matchers that pick the proxies' series (the scrape job of config/prometheus)")
+	tap := flag.Bool("tap", true, "serve the live tap view: the dashboard taps (tap.weft.dev) with its own ServiceAccount for whoever reaches it; false turns the view off")
 	flag.Parse()
 	var prom *dashboard.PromSource
 	if *promURL != "" {
@@ -56,13 +58,13 @@ func main() {
 		}
 		prom.Window, prom.Selector = *promWindow, *promSelector
 	}
-	if err := run(*addr, *interval, *domain, prom); err != nil {
+	if err := run(*addr, *interval, *domain, prom, *tap); err != nil {
 		fmt.Fprintln(os.Stderr, "weft-dashboard:", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr string, interval time.Duration, domain string, prom *dashboard.PromSource) error {
+func run(addr string, interval time.Duration, domain string, prom *dashboard.PromSource, tap bool) error {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return err
@@ -81,8 +83,14 @@ func run(addr string, interval time.Duration, domain string, prom *dashboard.Pro
 	defer cancel()
 	col := &dashboard.Collector{Kube: kube, Interval: interval, HTTP: &http.Client{Timeout: 3 * time.Second}}
 	go col.Run(ctx)
+	ds := &dashboard.Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: domain, APITimeout: 5 * time.Second, Prometheus: prom}
+	if tap {
+		// Its own copy: tapclient.Watch drops the overall timeout a stream cannot have.
+		ds.Tap = &dashboard.TapStreams{Config: rest.CopyConfig(cfg)}
+	}
 	srv := &http.Server{
-		Handler:           (&dashboard.Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: domain, APITimeout: 5 * time.Second, Prometheus: prom}).Handler(),
+		// WriteTimeout bounds the JSON pages; a tap stream sets a deadline per write.
+		Handler:           ds.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		MaxHeaderBytes:    64 << 10,

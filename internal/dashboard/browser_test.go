@@ -29,6 +29,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,7 +42,9 @@ import (
 	"github.com/weftmesh/weft/internal/dashboard/browsercheck"
 	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/scheme"
+	"github.com/weftmesh/weft/internal/tap/taptest/aggregated"
 	"github.com/weftmesh/weft/internal/testenv"
+	"github.com/weftmesh/weft/proxy/api"
 )
 
 // fakeProxy serves a proxy's /metrics with the series names and labels the Weft proxy
@@ -84,21 +88,16 @@ func (f *fakeProxy) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
 }
 
 // TestDashboardInBrowser runs the dashboard against a real API server (envtest) whose
-// meshed pods' admin ports answer with proxy metrics, loads every page in headless
-// Chromium, checks that live data renders without console errors, and writes
-// screenshots to $E2E_RESULTS (else test/e2e/results/dashboard) and, with
-// WEFT_DOCS_IMAGES=1, to docs/images.
+// meshed pods' admin ports answer with proxy metrics and with the tap API aggregated
+// into it (web's tap port a real proxy tap server sending the demo's requests), loads
+// every page in headless Chromium, checks that live data renders without console
+// errors, and writes screenshots to $E2E_RESULTS (else test/e2e/results/dashboard)
+// and, with WEFT_DOCS_IMAGES=1, to docs/images.
 func TestDashboardInBrowser(t *testing.T) {
 	browsercheck.Chromium(t) // skips before the API server starts when there is none
-	env, err := testenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := env.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = env.Stop() })
+	const ns = "weft-demo"
+	tapEnv := aggregated.Start(t, ns, "web")
+	cfg := tapEnv.Config
 	kube := kubernetes.NewForConfigOrDie(cfg)
 	c, err := client.New(cfg, client.Options{Scheme: scheme.Scheme})
 	if err != nil {
@@ -106,8 +105,6 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-
-	const ns = "weft-demo"
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
@@ -145,8 +142,9 @@ func TestDashboardInBrowser(t *testing.T) {
 		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-1-abcde", Namespace: ns, Labels: labels, OwnerReferences: []metav1.OwnerReference{{
 			APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr(true)}}},
 			Spec: corev1.PodSpec{
-				InitContainers: []corev1.Container{{Name: inject.ProxyContainerName, Image: "weft-proxy", Ports: []corev1.ContainerPort{{Name: "weft-admin", ContainerPort: port}}}},
-				Containers:     []corev1.Container{{Name: name, Image: "x"}},
+				ServiceAccountName: name,
+				InitContainers:     []corev1.Container{{Name: inject.ProxyContainerName, Image: "weft-proxy", Ports: []corev1.ContainerPort{{Name: "weft-admin", ContainerPort: port}}}},
+				Containers:         []corev1.Container{{Name: name, Image: "x"}},
 			}}
 		must(c.Create(ctx, p))
 		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}
@@ -163,8 +161,10 @@ func TestDashboardInBrowser(t *testing.T) {
 
 	col := &Collector{Kube: kube, Interval: time.Second, HTTP: &http.Client{Timeout: 3 * time.Second}}
 	go col.Run(ctx)
-	ts := httptest.NewServer((&Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: "cluster.local", APITimeout: 5 * time.Second}).Handler())
+	tap := &TapStreams{Config: withDashboardRBAC(t, tapEnv)}
+	ts := httptest.NewServer((&Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: "cluster.local", APITimeout: 5 * time.Second, Tap: tap}).Handler())
 	defer ts.Close()
+	go demoTraffic(ctx, tapEnv.Proxy.Events)
 
 	// Wait for two scrapes, so rates exist, before the browser looks.
 	waitFor(ctx, t, func() error {
@@ -195,6 +195,46 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("health = %+v, want 4 certificates and the Mesh's condition", health)
 	}
 	browsercheck.RunFromSource(ctx, t, ts.URL, ns, "envtest", SourceProxies)
+}
+
+// demoTraffic is what web's proxy would tap of the demo: load calling web (inbound)
+// and web calling backend (outbound), 20 requests a second, until ctx is done. What no
+// tap reads is dropped, as the proxy drops it.
+func demoTraffic(ctx context.Context, out chan<- *api.TapEvent) {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	web := &api.TapPeer{Address: "10.244.0.7:8080", Identity: "spiffe://cluster.local/ns/weft-demo/sa/web",
+		Labels: []*api.TapLabel{{Name: "deployment", Value: "web"}, {Name: "pod", Value: "web-1-abcde"}}}
+	load := &api.TapPeer{Address: "10.244.0.9:41234", Identity: "spiffe://cluster.local/ns/weft-demo/sa/load"}
+	backend := &api.TapPeer{Address: "10.244.0.8:8080", Identity: "spiffe://cluster.local/ns/weft-demo/sa/backend",
+		Labels: []*api.TapLabel{{Name: "deployment", Value: "backend"}, {Name: "pod", Value: "backend-1-fghij"}}}
+	for id := uint64(1); ; id++ {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		dir, src, dst, auth, path := api.TapDirection_TAP_DIRECTION_INBOUND, load, web, "web.weft-demo.svc.cluster.local:8080", "/"
+		if id%2 == 0 {
+			dir, src, dst, auth, path = api.TapDirection_TAP_DIRECTION_OUTBOUND, web, backend, "backend.weft-demo.svc.cluster.local:8080", "/api/items"
+		}
+		status := uint32(200)
+		if id%17 == 0 {
+			status = 503
+		}
+		lat := time.Duration(800+id%7*300) * time.Microsecond
+		for _, ev := range []*api.TapEvent{
+			{Event: &api.TapEvent_RequestInit{RequestInit: &api.TapRequestInit{Method: "GET", Scheme: "http", Authority: auth, Path: path, Tls: true, Protocol: "HTTP/1.1"}}},
+			{Event: &api.TapEvent_ResponseInit{ResponseInit: &api.TapResponseInit{HttpStatus: status, SinceRequestInit: durationpb.New(lat)}}},
+			{Event: &api.TapEvent_ResponseEnd{ResponseEnd: &api.TapResponseEnd{SinceRequestInit: durationpb.New(lat + 200*time.Microsecond), ResponseBytes: 512 + id%5*100}}},
+		} {
+			ev.Id, ev.Direction, ev.Source, ev.Destination, ev.Time = id, dir, src, dst, timestamppb.Now()
+			select {
+			case out <- ev:
+			default:
+			}
+		}
+	}
 }
 
 func mustRead(t *testing.T, rel string) []byte {

@@ -20,17 +20,20 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/weftmesh/weft/internal/tap"
 	"github.com/weftmesh/weft/internal/testenv"
 )
 
 // The dashboard's ServiceAccount only reads, and never Secrets or a way into pods
 // (pods/proxy, exec, portforward): whoever can port-forward to it sees what it reads.
+// Its one other verb is watch on exactly the tap API's <resource>/tap (the live tap
+// view), every one the tap API serves and nothing else of tap.weft.dev.
 func TestDashboardRBACReadOnly(t *testing.T) {
 	objs, err := testenv.Kustomize("config/dashboard")
 	if err != nil {
 		t.Fatal(err)
 	}
-	roles := 0
+	roles, tapRules := 0, 0
 	for _, o := range objs {
 		if o.GetKind() != "ClusterRole" && o.GetKind() != "Role" {
 			continue
@@ -39,6 +42,18 @@ func TestDashboardRBACReadOnly(t *testing.T) {
 		rules, _ := o.Object["rules"].([]any)
 		for _, r := range rules {
 			rule := r.(map[string]any)
+			if slices.Contains(stringList(rule["apiGroups"]), tap.Group) {
+				var want []string
+				for _, res := range tap.Resources {
+					want = append(want, res+"/"+tap.Subresource)
+				}
+				if got := stringList(rule["resources"]); len(rule["apiGroups"].([]any)) != 1 || !slices.Equal(got, want) ||
+					!slices.Equal(stringList(rule["verbs"]), []string{tap.Verb}) {
+					t.Errorf("%s's tap rule = %v, want only watch on %v", o.GetName(), rule, want)
+				}
+				tapRules++
+				continue
+			}
 			for _, v := range stringList(rule["verbs"]) {
 				if !slices.Contains([]string{"get", "list", "watch"}, v) {
 					t.Errorf("%s grants %q on %v", o.GetName(), v, rule["resources"])
@@ -50,6 +65,9 @@ func TestDashboardRBACReadOnly(t *testing.T) {
 				}
 			}
 		}
+	}
+	if tapRules != 1 {
+		t.Errorf("config/dashboard has %d rules on %s, want the tap view's one", tapRules, tap.Group)
 	}
 	if roles != 1 {
 		t.Fatalf("config/dashboard renders %d roles, want its one ClusterRole", roles)

@@ -57,6 +57,8 @@ type Server struct {
 	// Prometheus, when set, is where the namespaces, workloads, edges and routes
 	// pages get their golden metrics (promsource.go); nil reads the Collector's.
 	Prometheus *PromSource
+	// Tap streams the live tap view; nil turns the view off (weft-dashboard --tap=false).
+	Tap *TapStreams
 }
 
 // Handler returns the dashboard's routes.
@@ -70,6 +72,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/routes", s.routes)
 	mux.HandleFunc("GET /api/health", s.health)
 	mux.HandleFunc("GET /api/tap", s.tap)
+	mux.HandleFunc("GET /api/tap/stream", s.tapStream)
 	return securityHeaders(mux)
 }
 
@@ -352,7 +355,21 @@ func conditionsOf(o *unstructured.Unstructured) []metav1.Condition {
 // tapGroup is the aggregated API the tap view streams from.
 const tapGroup = "tap.weft.dev"
 
+func (s *Server) tapStream(w http.ResponseWriter, r *http.Request) {
+	if s.Tap == nil {
+		writeError(w, http.StatusNotFound, tapOff)
+		return
+	}
+	s.Tap.ServeHTTP(w, r)
+}
+
+const tapOff = "the live tap view is turned off (weft-dashboard --tap=false); use: weft tap deploy/<name> -n <namespace>"
+
 func (s *Server) tap(w http.ResponseWriter, _ *http.Request) {
+	if s.Tap == nil {
+		writeJSON(w, map[string]any{"installed": false, "enabled": false, "message": tapOff})
+		return
+	}
 	installed := false
 	if s.Discovery != nil {
 		if groups, err := s.Discovery.ServerGroups(); err == nil {
@@ -363,7 +380,7 @@ func (s *Server) tap(w http.ResponseWriter, _ *http.Request) {
 	}
 	msg := "tap API not installed: the live tap view needs the " + tapGroup + " API (weft-controller's tap service)"
 	if installed {
-		msg = "the tap API is installed; stream it with: weft tap deploy/<name> -n <namespace>"
+		msg = "the tap API is installed: name a workload and start a tap"
 	}
-	writeJSON(w, map[string]any{"installed": installed, "message": msg})
+	writeJSON(w, map[string]any{"installed": installed, "enabled": true, "message": msg})
 }

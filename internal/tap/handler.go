@@ -201,6 +201,11 @@ func parseTapPath(p string) (Target, bool) {
 	return Target{}, false
 }
 
+// ValidateTarget says what is wrong with t (empty when nothing is): a namespace and name
+// that are valid object names and a resource the tap API serves. Clients check it before
+// they build a URL path from t, so no name can step out of the tap API's paths.
+func ValidateTarget(t Target) string { return validateTarget(t) }
+
 func validateTarget(t Target) string {
 	if errs := validation.IsDNS1123Label(t.Namespace); len(errs) > 0 {
 		return fmt.Sprintf("namespace %q is not a valid namespace name: %s", t.Namespace, strings.Join(errs, "; "))

@@ -49,6 +49,10 @@ type Request struct {
 	Resource  string
 	Name      string
 	Observe   *api.ObserveRequest
+	// OnOpen, when set, is called once the tap API accepted the tap (before the first
+	// event): a caller that answers its own client (the dashboard) can tell a refusal
+	// from a stream that is open but quiet.
+	OnOpen func()
 }
 
 // Path is the request's URL path under the API server.
@@ -65,6 +69,11 @@ func (r Request) Path() string {
 // permitted, no such workload) comes back as an *apierrors.StatusError with the
 // server's message.
 func Watch(ctx context.Context, cfg *rest.Config, req Request, fn func(*api.TapEvent) error) error {
+	// The target becomes a URL path: a name with "/" or ".." would reach another API.
+	if msg := tap.ValidateTarget(tap.Target{Namespace: req.Namespace, Resource: req.Resource, Name: req.Name}); msg != "" {
+		return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: http.StatusBadRequest,
+			Reason: metav1.StatusReasonBadRequest, Message: msg}}
+	}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return fmt.Errorf("the API server client: %w", err)
@@ -97,6 +106,9 @@ func Watch(ctx context.Context, cfg *rest.Config, req Request, fn func(*api.TapE
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return statusError(resp)
+	}
+	if req.OnOpen != nil {
+		req.OnOpen()
 	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)

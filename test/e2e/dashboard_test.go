@@ -32,13 +32,15 @@ import (
 
 	"github.com/weftmesh/weft/internal/dashboard"
 	"github.com/weftmesh/weft/internal/dashboard/browsercheck"
+	"github.com/weftmesh/weft/internal/tapclient"
 )
 
 // TestDashboard opens the web dashboard as a user does, with `weft dashboard
 // --show-url` (a port-forward to weft-dashboard's loopback), and checks every page in
 // headless Chromium against the demo's live traffic: web's RPS, the call graph's
-// edges, a clean console. Screenshots: $E2E_RESULTS/dashboard/e2e, else
-// test/e2e/results/dashboard/e2e. A user without RBAC on pods/portforward is refused.
+// edges, live tap rows of deploy/web, a clean console. Screenshots:
+// $E2E_RESULTS/dashboard/e2e, else test/e2e/results/dashboard/e2e. A user without RBAC
+// on pods/portforward is refused.
 func TestDashboard(t *testing.T) {
 	track(t)
 	browsercheck.Chromium(t)
@@ -92,6 +94,7 @@ func TestDashboard(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	tapThroughDashboard(ctx, t, base)
 	browsercheck.Run(ctx, t, base, demoNS, "e2e")
 
 	// Someone the API server does not allow to port-forward in weft-system gets nothing.
@@ -103,5 +106,55 @@ func TestDashboard(t *testing.T) {
 	}
 	if u, _, err := dashboard.Forward(ctx, nobody, kubeNobody, controlPlane, 0); err == nil || !strings.Contains(err.Error(), "forbidden") {
 		t.Errorf("a user without RBAC reached the dashboard at %q (err %v), want forbidden", u, err)
+	}
+}
+
+// tapThroughDashboard reads the live tap view's stream of deploy/web (through the
+// port-forward, the dashboard's ServiceAccount and the tap API) and requires a request
+// of the demo's load within 5 s; a workload that does not exist is refused with the
+// tap API's message.
+func tapThroughDashboard(ctx context.Context, t *testing.T, base string) {
+	t.Helper()
+	get := func(ctx context.Context, query string) *http.Response {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/tap/stream?"+query, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	resp := get(tctx, "ns="+demoNS+"&target=deploy/web")
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		var body struct{ Error string }
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		t.Fatalf("the dashboard's tap of deploy/web: %d %s", resp.StatusCode, body.Error)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var row tapclient.Summary
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok || !strings.Contains(data, `"kind":"req"`) {
+			continue
+		}
+		if err := json.Unmarshal([]byte(data), &row); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if row.Authority == "" {
+		t.Fatalf("no tap row of deploy/web within 5s (%v)", sc.Err())
+	}
+	t.Logf("first tap row through the dashboard after %v: %s %s%s from %s", time.Since(start).Round(time.Millisecond), row.Method, row.Authority, row.Path, row.Source.Identity)
+
+	nope := get(ctx, "ns="+demoNS+"&target=deploy/nope")
+	defer func() { _ = nope.Body.Close() }()
+	var body struct{ Error string }
+	_ = json.NewDecoder(nope.Body).Decode(&body)
+	if nope.StatusCode != http.StatusNotFound || !strings.Contains(body.Error, `deployment "nope" does not exist`) {
+		t.Errorf("a tap of deploy/nope: %d %q, want 404 saying it does not exist", nope.StatusCode, body.Error)
 	}
 }

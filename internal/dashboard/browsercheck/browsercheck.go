@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
@@ -37,6 +38,16 @@ import (
 
 	"github.com/weftmesh/weft/internal/testenv"
 )
+
+// TapWithin is how soon the tap view must show its first live row.
+const TapWithin = 5 * time.Second
+
+func pageWait(name string) time.Duration {
+	if name == "tap" {
+		return TapWithin
+	}
+	return 60 * time.Second
+}
 
 // Chromium returns the browser's path ($CHROMIUM, else chromium on PATH). Without
 // one the test is skipped, except under CI (CI set), where it fails: .ci/run installs it.
@@ -77,7 +88,8 @@ func ResultsDir(t testing.TB, label string) string {
 
 // Run checks the dashboard at baseURL for the demo application in namespace ns (web,
 // backend, grpc and load, config/demo): every page renders without console errors or
-// warnings, web has a non-zero RPS, the call graph has load -> web -> backend and grpc.
+// warnings, web has a non-zero RPS, the call graph has load -> web -> backend and grpc,
+// and the tap view started on deploy/web shows a live row within TapWithin.
 // With WEFT_DOCS_IMAGES=1 the screenshots are also written to docs/images.
 func Run(ctx context.Context, t *testing.T, baseURL, ns, label string) {
 	t.Helper()
@@ -137,14 +149,24 @@ func RunFromSource(ctx context.Context, t *testing.T, baseURL, ns, label, source
 		{"graph", "#/graph/" + ns, "graph", "#graph", []string{ns + "/deploy/web"}},
 		{"routes", "#/routes/" + ns, "routes", "h2", nil},
 		{"health", "#/health", "health", "#certs", []string{ns + "/web-", "Mesh"}},
-		{"tap", "#/tap", "tap", "#tap-status", []string{"tap API"}},
+		// The tap view starts a tap of deploy/web from its URL and shows live rows.
+		{"tap", "#/tap/" + ns + "/deploy/web", "tap", "#tap-events tbody tr", []string{"stopped after"}},
 	}
 	for _, pg := range pages {
-		if err := chromedp.Do(bctx,
-			chromedp.Navigate(baseURL+"/"+pg.hash),
-			chromedp.WaitVisible(`main[data-loaded="`+pg.loaded+`"] `+pg.wait),
-		); err != nil {
+		start := time.Now()
+		if err := chromedp.Do(bctx, chromedp.Navigate(baseURL+"/"+pg.hash)); err != nil {
 			t.Fatalf("page %s: %v", pg.name, err)
+		}
+		wctx, wcancel := context.WithTimeout(bctx, pageWait(pg.name))
+		err := chromedp.Do(wctx, chromedp.WaitVisible(`main[data-loaded="`+pg.loaded+`"] `+pg.wait))
+		wcancel()
+		if err != nil {
+			status, _ := chromedp.Run(bctx, chromedp.Text("main"))
+			t.Fatalf("page %s: %v; the page says:\n%s", pg.name, err, status)
+		}
+		if pg.name == "tap" {
+			t.Logf("the tap view showed its first live row %v after it opened", time.Since(start).Round(time.Millisecond))
+			checkTap(t, bctx)
 		}
 		text, err := chromedp.Run(bctx, chromedp.Text("main"))
 		must(err)
@@ -199,4 +221,35 @@ func RunFromSource(ctx context.Context, t *testing.T, baseURL, ns, label, source
 		t.Errorf("browser console errors:\n%s", strings.Join(consoleErrors, "\n"))
 	}
 	t.Logf("deploy/web at %s RPS in the page; graph edges %q; screenshots in %s", webRPS, edges, results)
+}
+
+// checkTap lets a running tap view gather a few rows, checks its status line, stops it
+// with its Stop button and checks that the rows stay and stop changing.
+func checkTap(t *testing.T, bctx context.Context) {
+	t.Helper()
+	rows := func() int {
+		n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#tap-events tbody tr").length`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := 0; i < 30 && rows() < 8; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	status, err := chromedp.Run(bctx, chromedp.Text("#tap-status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(status, "tapping deployments/web in ") {
+		t.Errorf("the tap view's status is %q, want it tapping deployments/web", status)
+	}
+	if err := chromedp.Do(bctx, chromedp.Click("#tap-stop")); err != nil {
+		t.Fatal(err)
+	}
+	before := rows()
+	time.Sleep(500 * time.Millisecond)
+	if after := rows(); after != before || before == 0 {
+		t.Errorf("after Stop the tap view has %d then %d rows, want the same rows, not none", before, after)
+	}
 }

@@ -172,10 +172,141 @@ async function healthPage() {
     el("h2", {}, "Mesh and policy resources"), ot];
 }
 
-async function tapPage() {
+// The live tap view: GET /api/tap/stream is Server-Sent Events, read with fetch (not
+// EventSource) so a refusal's JSON message (not permitted, no such workload, too many
+// taps) reaches the page. One row per request, updated as its events arrive; the
+// newest TAP_ROWS rows are kept.
+const TAP_ROWS = 200;
+let tapAbort = null;
+function stopTap() { if (tapAbort) { tapAbort.abort(); tapAbort = null; } }
+
+// readSSE calls onEvent(name, data) for each event of the stream r until it ends.
+async function readSSE(r, onEvent) {
+  const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let i;
+    while ((i = buf.indexOf("\n\n")) >= 0) {
+      const frame = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      let name = "message", data = "";
+      for (const line of frame.split("\n")) {
+        if (line.startsWith("event: ")) name = line.slice(7);
+        else if (line.startsWith("data: ")) data += line.slice(6);
+      }
+      if (data) onEvent(name, JSON.parse(data));
+    }
+    if (buf.length > 1 << 20) throw new Error("the stream sent an event over 1 MiB");
+  }
+}
+
+const TAP_COLS = ["Time", "Dir", "From", "To", "Method", "Authority", "Path", "Status", "gRPC", "Latency", "Bytes", "Route", "TLS"];
+// tapPeer is a side of a request: its pod (else its owner, else its address; the
+// proxy's own pod when the proxy knows nothing of its side) over its identity; the rest
+// is in the cell's title.
+function tapPeer(p, self) {
+  const name = p.pod || p.owner || (self ? self.split("/")[1] : p.address || "-");
+  const td = el("td", { class: "l w p", title: [p.owner, p.address, p.identity].filter(Boolean).join("\n") }, name);
+  td.append(el("span", { class: "ident" }, p.identity || "no identity"));
+  return td;
+}
+function clock(t) {
+  const d = new Date(t);
+  return d.toLocaleTimeString([], { hour12: false }) + "." + String(d.getMilliseconds()).padStart(3, "0");
+}
+// tapCells is a request's row; a request whose first event the rate bound dropped
+// shows "-" (and "?" for TLS) where only that event would have told.
+function tapCells(e) {
+  const failed = e.status >= 500 || (e.grpcStatus != null && e.grpcStatus !== 0) || e.error;
+  const status = el("td", {}, e.error ? e.error : e.status || "…");
+  if (failed) status.className = "bad";
+  const bytes = e.kind === "end" ? e.responseBytes || 0 : "";
+  return [
+    el("td", { class: "l" }, clock(e.time)), el("td", { class: "l" }, e.direction),
+    tapPeer(e.source, e.direction === "out" ? e.proxy : ""), tapPeer(e.destination, e.direction === "in" ? e.proxy : ""),
+    el("td", { class: "l" }, e.method || "-"), el("td", { class: "l w" }, e.authority || "-"), el("td", { class: "l w" }, e.path || "-"),
+    status, el("td", {}, e.grpcStatus != null ? e.grpcStatus : ""), el("td", {}, e.latencyMs ? ms(e.latencyMs) : ""), el("td", {}, bytes),
+    el("td", { class: "l w" }, e.route || ""), el("td", {}, e.method ? (e.tls ? "mTLS" : "plain") : "?"),
+  ];
+}
+
+async function tapPage(ns, ...target) {
+  stopTap();
   const t = await getJSON("/api/tap");
   stamp({});
-  return [el("h2", {}, "Live tap"), el("p", { id: "tap-status", class: t.installed ? "" : "note" }, t.message)];
+  const head = [el("h2", {}, "Live tap")];
+  if (!t.installed) return [...head, el("p", { id: "tap-status", class: "note" }, t.message)];
+  const field = (name, label, value, placeholder) => el("label", {}, label, el("input", { name, value: value || "", placeholder, size: 18 }));
+  const form = el("form", { id: "tap-form", class: "tapform" },
+    field("ns", "Namespace", ns, "weft-demo"), field("target", "Workload", target.join("/"), "deploy/web"),
+    field("path", "Path prefix", "", "/api"), field("method", "Method", "", "GET"),
+    el("button", { type: "submit", id: "tap-start" }, "Start"), el("button", { type: "button", id: "tap-stop" }, "Stop"));
+  const status = el("p", { id: "tap-status", class: "note" }, t.message);
+  const tbody = el("tbody");
+  const tbl = el("table", { id: "tap-events", class: "tap" }, el("thead", {}, el("tr", {}, ...TAP_COLS.map((h, i) => el("th", { class: i < 7 || i === 11 ? "l" : "" }, h)))), tbody);
+  const rows = new Map();
+  let dropped = 0, count = 0, opened = "";
+  const say = (msg, cls) => { status.textContent = msg; status.className = cls || "note"; };
+  const onEvent = (name, e) => {
+    switch (name) {
+      case "open":
+        opened = "tapping " + e.resource + "/" + e.name + " in " + e.namespace + " (at most " + e.maxEventsPerSecond + " events/s, for " + Math.round(e.maxSeconds / 60) + " min)";
+        say(opened);
+        break;
+      case "tap": {
+        if (e.dropped) dropped += e.dropped;
+        if (e.kind === "dropped") break;
+        count++;
+        let tr = rows.get(e.id);
+        if (tr) tr.replaceChildren(...tapCells(e));
+        else {
+          tr = el("tr", {}, ...tapCells(e));
+          tr.dataset.id = e.id;
+          rows.set(e.id, tr);
+          tbody.prepend(tr);
+          while (tbody.rows.length > TAP_ROWS) { const old = tbody.lastElementChild; rows.delete(old.dataset.id); old.remove(); }
+        }
+        if (e.kind === "end") rows.delete(e.id);
+        if (e.dropped) say(opened + "; " + dropped + " events dropped by the rate bound (narrow the filters)");
+        break;
+      }
+      case "error": say("the tap failed: " + e.error, "error"); break;
+      case "end": say("the tap ended: " + e.reason); break;
+    }
+  };
+  const start = async () => {
+    stopTap();
+    const ctl = new AbortController();
+    tapAbort = ctl;
+    const q = new URLSearchParams();
+    for (const [k, v] of new FormData(form)) if (v) q.set(k, v);
+    if (!q.get("ns")) { say("name a namespace", "error"); return; }
+    say("starting…");
+    tbody.replaceChildren(); rows.clear(); dropped = 0; count = 0; opened = "";
+    try {
+      const r = await fetch("/api/tap/stream?" + q, { signal: ctl.signal, headers: { Accept: "text/event-stream" } });
+      if (!r.ok) {
+        let msg = r.status + " " + r.statusText;
+        try { msg = (await r.json()).error || msg; } catch (_) { /* not JSON */ }
+        say("the tap was refused: " + msg, "error");
+        return;
+      }
+      await readSSE(r, onEvent);
+      if (!ctl.signal.aborted && status.className !== "error" && !/ended/.test(status.textContent)) say("the tap ended");
+    } catch (err) {
+      if (!ctl.signal.aborted) say("the tap stopped: " + err.message, "error");
+    } finally {
+      if (tapAbort === ctl) tapAbort = null;
+    }
+  };
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); start(); });
+  form.querySelector("#tap-stop").addEventListener("click", () => { if (tapAbort) { stopTap(); say("stopped after " + count + " events"); } });
+  if (ns && target.length) setTimeout(start, 0);
+  return [...head, el("p", { class: "note" }, "Requests of a workload as its proxies see them, live: method, path, status, latency and the identities of both sides (no bodies or header values)."),
+    form, status, tbl];
 }
 
 async function render() {
@@ -186,11 +317,12 @@ async function render() {
     case "graph": view = () => graphPage(parts[1]); break;
     case "routes": view = () => routesPage(parts[1], parts[2]); break;
     case "health": view = healthPage; break;
-    case "tap": view = tapPage; break;
+    case "tap": view = () => tapPage(...parts.slice(1)); break;
     default: view = namespacesPage;
   }
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active", a.getAttribute("href").split("/")[1] === (parts[0] === "ns" ? "namespaces" : parts[0] || "namespaces")));
   clearTimeout(timer);
+  stopTap();
   try {
     const content = await view();
     main.replaceChildren(...content.filter((c) => c !== ""));
@@ -198,7 +330,8 @@ async function render() {
   } catch (err) {
     main.replaceChildren(el("p", { class: "error" }, "could not load: " + err.message));
   }
-  timer = setTimeout(render, REFRESH_MS);
+  // The tap view is live on its own; re-rendering it would end the tap.
+  if (parts[0] !== "tap") timer = setTimeout(render, REFRESH_MS);
 }
 
 window.addEventListener("hashchange", render);
