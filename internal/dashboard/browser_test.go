@@ -164,7 +164,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	tap := &TapStreams{Config: withDashboardRBAC(t, tapEnv)}
 	ts := httptest.NewServer((&Server{Collector: col, Client: c, Discovery: kube.Discovery(), ClusterDomain: "cluster.local", APITimeout: 5 * time.Second, Tap: tap}).Handler())
 	defer ts.Close()
-	go demoTraffic(ctx, tapEnv.Proxy.Events)
+	go demoTapEvents(ctx, tapEnv.Proxy.Events)
 
 	// Wait for two scrapes, so rates exist, before the browser looks.
 	waitFor(ctx, t, func() error {
@@ -197,10 +197,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	browsercheck.RunFromSource(ctx, t, ts.URL, ns, "envtest", SourceProxies)
 }
 
-// demoTraffic is what web's proxy would tap of the demo: load calling web (inbound)
+// demoTapEvents is what web's proxy would tap of the demo: load calling web (inbound)
 // and web calling backend (outbound), 20 requests a second, until ctx is done. What no
 // tap reads is dropped, as the proxy drops it.
-func demoTraffic(ctx context.Context, out chan<- *api.TapEvent) {
+func demoTapEvents(ctx context.Context, out chan<- *api.TapEvent) {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	web := &api.TapPeer{Address: "10.244.0.7:8080", Identity: "spiffe://cluster.local/ns/weft-demo/sa/web",
