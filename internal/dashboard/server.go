@@ -25,7 +25,9 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"fmt"
 	"io/fs"
+	"net"
 	"net/http"
 	"sort"
 	"strings"
@@ -77,12 +79,17 @@ func (s *Server) Handler() http.Handler {
 }
 
 // securityHeaders keeps the pages from being framed or loading anything but their own
-// files: the dashboard shows names and identities of the whole mesh.
+// files, and other sites' pages from reading them (crossSite): the dashboard shows
+// names and identities of the whole mesh.
 func securityHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
+		if msg := crossSite(r); msg != "" {
+			writeError(w, http.StatusForbidden, msg)
+			return
+		}
 		h.ServeHTTP(w, r)
 	})
 }
@@ -383,4 +390,24 @@ func (s *Server) tap(w http.ResponseWriter, _ *http.Request) {
 		msg = "the tap API is installed: name a workload and start a tap"
 	}
 	writeJSON(w, map[string]any{"installed": installed, "enabled": true, "message": msg})
+}
+
+// crossSite says why r may come from another site's page in the viewer's browser
+// (empty when it cannot): a Host that is not loopback is DNS rebinding (another site's
+// name resolved to the port-forward, so its scripts could read the mesh's names,
+// identities and live requests), and a cross-site fetch could start taps (a denial of
+// the 4 streams) even unread. The dashboard is reached only through `weft dashboard`'s
+// port-forward on 127.0.0.1, so every route refuses both.
+func crossSite(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Sprintf("the dashboard answers only on 127.0.0.1 or localhost (weft dashboard's port-forward), not Host %q", r.Host)
+	}
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return "the dashboard answers only its own pages, not a " + site + " request"
+	}
+	return ""
 }

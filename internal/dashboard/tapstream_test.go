@@ -314,21 +314,25 @@ func TestTapStream(t *testing.T) {
 		}
 	})
 
-	t.Run("another site's page cannot open a tap", func(t *testing.T) {
+	t.Run("another site's page cannot open a tap or read a page", func(t *testing.T) {
 		for name, set := range map[string]func(*http.Request){
 			"DNS rebinding": func(r *http.Request) { r.Host = "evil.example:50750" },
 			"cross-site":    func(r *http.Request) { r.Header.Set("Sec-Fetch-Site", "cross-site") },
 		} {
-			req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/tap/stream?ns=shop&target=deploy/web", nil)
-			set(req)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			_ = resp.Body.Close()
-			if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "answers only") {
-				t.Errorf("%s: %d %s, want 403", name, resp.StatusCode, b)
+			// The JSON pages and the page itself too: they name every workload and
+			// identity of the mesh.
+			for _, path := range []string{"/api/tap/stream?ns=shop&target=deploy/web", "/api/namespaces", "/"} {
+				req, _ := http.NewRequest(http.MethodGet, ts.URL+path, nil)
+				set(req)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "answers only") {
+					t.Errorf("%s %s: %d %s, want 403", name, path, resp.StatusCode, b)
+				}
 			}
 		}
 	})
