@@ -10,10 +10,23 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// fieldsHeader makes an http.Header of decoded header fields.
+// fieldsHeader makes an http.Header of decoded header fields. The values of the
+// fields seen once share one backing array, as net/textproto's reader does: one
+// allocation for the message instead of one per field. Each slice is capped at its
+// length, so appending to one copies it rather than overwrite its neighbour.
 func fieldsHeader(fields []hpack.HeaderField) http.Header {
 	h := make(http.Header, len(fields))
-	addFields(h, fields, false)
+	values := make([]string, len(fields))
+	for _, hf := range fields {
+		k := http.CanonicalHeaderKey(hf.Name)
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, hf.Value)
+			continue
+		}
+		values[0] = hf.Value
+		h[k] = values[:1:1]
+		values = values[1:]
+	}
 	return h
 }
 

@@ -1,0 +1,42 @@
+package h2
+
+import (
+	"net/http"
+	"reflect"
+	"testing"
+
+	"golang.org/x/net/http2/hpack"
+)
+
+// fieldsHeader keeps every value in order under its canonical name, and a slice it
+// returns can be appended to without changing another field's value (the values
+// share one backing array).
+func TestFieldsHeader(t *testing.T) {
+	fields := []hpack.HeaderField{
+		{Name: "content-type", Value: "text/plain"},
+		{Name: "x-a", Value: "1"},
+		{Name: "x-b", Value: "b"},
+		{Name: "x-a", Value: "2"},
+		{Name: "date", Value: "today"},
+	}
+	h := fieldsHeader(fields)
+	want := http.Header{"Content-Type": {"text/plain"}, "X-A": {"1", "2"}, "X-B": {"b"}, "Date": {"today"}}
+	if !reflect.DeepEqual(h, want) {
+		t.Fatalf("fieldsHeader = %v, want %v", h, want)
+	}
+	h.Add("Content-Type", "appended")
+	h["X-B"] = append(h["X-B"], "appended")
+	if got := h["X-A"]; !reflect.DeepEqual(got, []string{"1", "2"}) {
+		t.Fatalf("X-A after appending to its neighbours: %q", got)
+	}
+	if got := h["Date"]; !reflect.DeepEqual(got, []string{"today"}) {
+		t.Fatalf("Date after appending to its neighbours: %q", got)
+	}
+	// The map (its header and its table) and one array for all the values, however
+	// many fields (names net/textproto knows are not copied to canonicalise them).
+	common := []hpack.HeaderField{{Name: "content-type", Value: "a"}, {Name: "date", Value: "b"},
+		{Name: "cache-control", Value: "c"}, {Name: "content-length", Value: "1"}, {Name: "server", Value: "d"}}
+	if n := testing.AllocsPerRun(100, func() { _ = fieldsHeader(common) }); n > 3 {
+		t.Fatalf("%.0f allocations for %d distinct fields, want at most 3", n, len(common))
+	}
+}
