@@ -3,6 +3,7 @@ package h2
 import (
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 
 	"golang.org/x/net/http2/hpack"
@@ -38,5 +39,31 @@ func TestFieldsHeader(t *testing.T) {
 		{Name: "cache-control", Value: "c"}, {Name: "content-length", Value: "1"}, {Name: "server", Value: "d"}}
 	if n := testing.AllocsPerRun(100, func() { _ = fieldsHeader(common) }); n > 3 {
 		t.Fatalf("%.0f allocations for %d distinct fields, want at most 3", n, len(common))
+	}
+}
+
+// Every name commonLower knows maps to its lower-case form (or to "" for the fields
+// HTTP/2 forbids) and costs no allocation; other names are lower-cased anew.
+func TestLowerHeader(t *testing.T) {
+	for k, want := range commonLower {
+		lk, ok := lowerHeader(k)
+		if want == "" {
+			if ok {
+				t.Errorf("lowerHeader(%q) = %q, true; want a connection-specific field refused", k, lk)
+			}
+			continue
+		}
+		if !ok || lk != strings.ToLower(k) {
+			t.Errorf("lowerHeader(%q) = %q, %v; want %q", k, lk, ok, strings.ToLower(k))
+		}
+		if n := testing.AllocsPerRun(10, func() { _, _ = lowerHeader(k) }); n != 0 {
+			t.Errorf("lowerHeader(%q): %.0f allocations, want 0", k, n)
+		}
+	}
+	if lk, ok := lowerHeader("X-Custom-Thing"); !ok || lk != "x-custom-thing" {
+		t.Errorf("lowerHeader(X-Custom-Thing) = %q, %v", lk, ok)
+	}
+	if _, ok := lowerHeader(http.TrailerPrefix + "Grpc-Status"); ok {
+		t.Error("a trailer announced by prefix was sent as a header")
 	}
 }
