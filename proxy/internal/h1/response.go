@@ -58,6 +58,9 @@ type response struct {
 	body     *requestBody // the request's, when it has one
 	declared http.Header
 	err      error
+	// ctx is the request's context: it carries w as the request's InterimSender
+	// without an allocation of its own.
+	ctx httpmsg.SenderContext
 }
 
 func (w *response) Header() http.Header { return w.header }

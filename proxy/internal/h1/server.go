@@ -218,7 +218,8 @@ func (c *serverConn) serveNext() bool {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	w := &response{c: c, header: make(http.Header, 8), remain: -1, close: req.Close}
-	req = req.WithContext(httpmsg.WithInterimSender(ctx, w))
+	w.ctx = httpmsg.SenderContext{Context: ctx, Sender: w}
+	req = req.WithContext(&w.ctx)
 	req.RemoteAddr = c.remote
 	if req.Body != http.NoBody {
 		w.body = &requestBody{rc: req.Body, done: make(chan struct{})}
