@@ -33,7 +33,8 @@ func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, s
 		}
 	}
 	series.Request()
-	mw := &metricsWriter{ResponseWriter: w, start: time.Now()}
+	mw := &up.mw
+	*mw = metricsWriter{ResponseWriter: w, start: time.Now()}
 	if p.o.Tap.Active() {
 		// The tap's whole cost while nobody taps is the load above.
 		up.tap = p.tapStart(r, up)

@@ -363,6 +363,9 @@ type upstream struct {
 	ep *balance.Endpoint
 	// tap is the request's tap exchange (nil: not tapped).
 	tap *tap.Exchange
+	// mw is the writer proxy measures the response through, here to share the
+	// upstream's allocation.
+	mw metricsWriter
 }
 
 // canonicalAddrPort is ap.String(), which v was parsed into: v itself when it is
