@@ -67,3 +67,21 @@ func TestLowerHeader(t *testing.T) {
 		t.Error("a trailer announced by prefix was sent as a header")
 	}
 }
+
+// A pooled chunk comes back and goes again without an allocation; a grown one is not
+// pooled.
+func TestChunkPool(t *testing.T) {
+	putChunk(getChunk()) // fill the pool
+	if n := testing.AllocsPerRun(100, func() {
+		b := getChunk()
+		b = append(b, "data"...)
+		putChunk(b)
+	}); n != 0 {
+		t.Fatalf("%.1f allocations per get and put, want 0", n)
+	}
+	grown := append(getChunk(), make([]byte, chunkSize+1)...)
+	putChunk(grown)
+	if b := getChunk(); cap(b) != chunkSize || len(b) != 0 {
+		t.Fatalf("getChunk gave len %d cap %d, want 0 and %d", len(b), cap(b), chunkSize)
+	}
+}
