@@ -65,6 +65,9 @@ type response struct {
 
 func (w *response) Header() http.Header { return w.header }
 
+// RunTask runs the handler of w's request (the server's Run calls it).
+func (w *response) RunTask() { w.c.run(w) }
+
 func (w *response) WriteHeader(code int) {
 	if w.status != 0 {
 		return

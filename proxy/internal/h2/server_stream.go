@@ -39,7 +39,12 @@ type serverStream struct {
 	// reqCtx is the request's context: ctx carrying st as the request's
 	// InterimSender without an allocation of its own.
 	reqCtx httpmsg.SenderContext
+	// req is the request the handler serves, set before RunTask.
+	req *http.Request
 }
+
+// RunTask serves st's request (the server's Run calls it).
+func (st *serverStream) RunTask() { st.run(st.req) }
 
 // run serves the request on a pooled goroutine.
 func (st *serverStream) run(r *http.Request) {
