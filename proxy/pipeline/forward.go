@@ -78,7 +78,14 @@ func (p *Pipeline) forward(w http.ResponseWriter, r *http.Request, up *upstream)
 	delete(res.Header, hdrUnprocessed) // only ever the proxies' own (see hdrUnprocessed)
 	wh := w.Header()
 	for k, vs := range res.Header {
-		wh[k] = append(wh[k], vs...)
+		if prev, ok := wh[k]; ok {
+			wh[k] = append(prev, vs...)
+			continue
+		}
+		// The response is ours and not changed after this: its slices are handed
+		// over instead of copied (one allocation per field saved), capped so that
+		// whoever appends to the writer's copy later cannot write into them.
+		wh[k] = vs[:len(vs):len(vs)]
 	}
 	announced := len(res.Trailer)
 	if announced > 0 {

@@ -16,18 +16,25 @@ import (
 // proxy forwards through the upstream and records request and response metrics.
 func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, series *metrics.HTTPSeries) {
 	if r.ProtoMajor == 1 {
-		// Let the response stream while the request body is still being read
-		// (HTTP/1.1 bidirectional streaming); HTTP/2 is always full duplex.
-		_ = http.NewResponseController(w).EnableFullDuplex()
-		// Full duplex also skips net/http's close after a corrupt body: h1.Guard
-		// and forward end such a connection instead (see proxy/internal/h1).
-		// Guard recognises Weft's own HTTP/1.1 writer, not a tracing wrapper.
+		// Guard and ServedHere recognise Weft's own HTTP/1.1 writer, not a tracing
+		// wrapper.
+		if !h1.ServedHere(untraced(w)) {
+			// net/http's server: let the response stream while the request body is
+			// still being read (HTTP/1.1 bidirectional streaming). Weft's HTTP/1.1
+			// writer does not need asking, and asking it would only build an
+			// ErrNotSupported error (two allocations a request); HTTP/2 is always
+			// full duplex. Full duplex also skips net/http's close after a corrupt
+			// body: h1.Guard and forward end such a connection instead (see
+			// proxy/internal/h1).
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
 		if !h1.Guard(untraced(w), r, h1Checked) {
 			return
 		}
 	}
 	series.Request()
-	mw := &metricsWriter{ResponseWriter: w, start: time.Now()}
+	mw := &up.mw
+	*mw = metricsWriter{ResponseWriter: w, start: time.Now()}
 	if p.o.Tap.Active() {
 		// The tap's whole cost while nobody taps is the load above.
 		up.tap = p.tapStart(r, up)

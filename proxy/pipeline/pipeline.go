@@ -243,7 +243,7 @@ func (p *Pipeline) ServeInbound(w http.ResponseWriter, r *http.Request) {
 func (p *Pipeline) serveInbound(w http.ResponseWriter, r *http.Request) {
 	ci := ConnInfoFrom(r.Context())
 	dst := ci.OrigDst
-	proto := ""
+	proto, host := "", ""
 	if ci.Mesh {
 		v := r.Header.Get(hdrDst)
 		ap, err := config.ParseAddrPort(v)
@@ -253,6 +253,7 @@ func (p *Pipeline) serveInbound(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		dst = ap
+		host = canonicalAddrPort(v, ap)
 		proto = r.Header.Get(hdrProto)
 	}
 	// Before the policy: a target that is not the pod's application is refused
@@ -282,7 +283,10 @@ func (p *Pipeline) serveInbound(w http.ResponseWriter, r *http.Request) {
 		p.refuseInbound(w, r, d, cl)
 		return
 	}
-	up := &upstream{Hop: transport.Hop{Host: dst.String()}, inbound: true, meshProto: proto}
+	if host == "" {
+		host = dst.String()
+	}
+	up := &upstream{Hop: transport.Hop{Host: host}, inbound: true, meshProto: proto}
 	switch proto {
 	case "h1":
 		up.Transport = p.o.In.H1
@@ -359,6 +363,19 @@ type upstream struct {
 	ep *balance.Endpoint
 	// tap is the request's tap exchange (nil: not tapped).
 	tap *tap.Exchange
+	// mw is the writer proxy measures the response through, here to share the
+	// upstream's allocation.
+	mw metricsWriter
+}
+
+// canonicalAddrPort is ap.String(), which v was parsed into: v itself when it is
+// already in that form (what a peer proxy sends), saving the string's allocation.
+func canonicalAddrPort(v string, ap netip.AddrPort) string {
+	var buf [len("[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255%zone]:65535")]byte
+	if b := ap.AppendTo(buf[:0]); string(b) == v {
+		return v
+	}
+	return ap.String()
 }
 
 type upstreamKey struct{}

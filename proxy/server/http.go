@@ -8,6 +8,7 @@ import (
 
 	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/internal/h2"
+	"github.com/weftmesh/weft/proxy/internal/httpmsg"
 	"github.com/weftmesh/weft/proxy/pipeline"
 )
 
@@ -65,29 +66,30 @@ func serverContext(info *pipeline.ConnInfo, srv *http.Server) context.Context {
 // instead of growing from its initial size for every stream. Idle workers exit after
 // workerIdle.
 type workerPool struct {
-	tasks chan func()
+	tasks chan httpmsg.Task
 }
 
 const workerIdle = 30 * time.Second
 
-func newWorkerPool() *workerPool { return &workerPool{tasks: make(chan func())} }
+func newWorkerPool() *workerPool { return &workerPool{tasks: make(chan httpmsg.Task)} }
 
-func (p *workerPool) run(f func()) {
+func (p *workerPool) run(task httpmsg.Task) {
 	select {
-	case p.tasks <- f: // an idle worker took it
+	case p.tasks <- task: // an idle worker took it
 	default:
-		go p.work(f)
+		go p.work(task)
 	}
 }
 
-func (p *workerPool) work(f func()) {
+func (p *workerPool) work(task httpmsg.Task) {
 	t := time.NewTimer(workerIdle)
 	defer t.Stop()
 	for {
-		f()
+		task.RunTask()
+		task = nil // not kept alive while idle
 		t.Reset(workerIdle)
 		select {
-		case f = <-p.tasks:
+		case task = <-p.tasks:
 		case <-t.C:
 			return
 		}

@@ -142,7 +142,7 @@ var ErrMalformedBody = errors.New("malformed request body")
 // server did not check first is refused: no path should lead there, and net/http
 // alone cannot tell an ambiguous framing.
 func Guard(w http.ResponseWriter, r *http.Request, checked func(*http.Request) *atomic.Bool) bool {
-	if _, weft := w.(*response); weft {
+	if ServedHere(w) {
 		return true // Weft's HTTP/1.1 server checked the header and frames by length
 	}
 	if !IsUpgrade(r) {
@@ -160,6 +160,13 @@ func Guard(w http.ResponseWriter, r *http.Request, checked func(*http.Request) *
 		r.Body = &GuardedBody{rc: r.Body}
 	}
 	return true
+}
+
+// ServedHere reports whether w is the ResponseWriter of Weft's HTTP/1.1 server, which
+// read and checked the request itself, rather than net/http's.
+func ServedHere(w http.ResponseWriter) bool {
+	_, weft := w.(*response)
+	return weft
 }
 
 // CloseUnlessBodyEnded adds Connection: close to a response whose request body has

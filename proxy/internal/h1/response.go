@@ -58,9 +58,15 @@ type response struct {
 	body     *requestBody // the request's, when it has one
 	declared http.Header
 	err      error
+	// ctx is the request's context: it carries w as the request's InterimSender
+	// without an allocation of its own.
+	ctx httpmsg.SenderContext
 }
 
 func (w *response) Header() http.Header { return w.header }
+
+// RunTask runs the handler of w's request (the server's Run calls it).
+func (w *response) RunTask() { w.c.run(w) }
 
 func (w *response) WriteHeader(code int) {
 	if w.status != 0 {

@@ -62,7 +62,7 @@ const (
 type Server struct {
 	// Run runs a request's handler. The proxy passes a pool of goroutines whose
 	// grown stacks are reused; nil starts a goroutine per request.
-	Run func(func())
+	Run func(httpmsg.Task)
 	// Log receives what any client can cause (Info: give it a debug-level logger)
 	// and handler panics (Error). nil logs nothing.
 	Log Logger
@@ -155,12 +155,12 @@ func (s *Server) logError(err error, msg string, kv ...any) {
 }
 
 // run starts a request's handler.
-func (s *Server) run(f func()) {
+func (s *Server) run(t httpmsg.Task) {
 	if s.Run != nil {
-		s.Run(f)
+		s.Run(t)
 		return
 	}
-	go f()
+	go t.RunTask()
 }
 
 // serveNext reads and serves one request; false when the connection is closed or
@@ -218,7 +218,8 @@ func (c *serverConn) serveNext() bool {
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	w := &response{c: c, header: make(http.Header, 8), remain: -1, close: req.Close}
-	req = req.WithContext(httpmsg.WithInterimSender(ctx, w))
+	w.ctx = httpmsg.SenderContext{Context: ctx, Sender: w}
+	req = req.WithContext(&w.ctx)
 	req.RemoteAddr = c.remote
 	if req.Body != http.NoBody {
 		w.body = &requestBody{rc: req.Body, done: make(chan struct{})}
@@ -226,7 +227,7 @@ func (c *serverConn) serveNext() bool {
 		req.Body = w.body
 	}
 	w.req = req
-	c.s.run(func() { c.run(w) })
+	c.s.run(w) // w.RunTask: c.run(w)
 	if b := w.body; b != nil {
 		// The body is read from this connection's buffer by whoever forwards it:
 		// the wait for the next request starts when it has ended.

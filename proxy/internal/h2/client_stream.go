@@ -339,7 +339,14 @@ func (cc *clientConn) forgetStream(st *clientStream) {
 // Read reads the response body.
 func (st *clientStream) Read(p []byte) (int, error) {
 	n, inc, fields, err := st.body.read(p)
-	addFields(st.resp.Trailer, fields, false)
+	if len(fields) > 0 {
+		if st.resp.Trailer == nil {
+			// Made when trailers come, not for every response (most have none):
+			// whoever reads the body reads Trailer after it ended, in this goroutine.
+			st.resp.Trailer = make(http.Header, len(fields))
+		}
+		addFields(st.resp.Trailer, fields, false)
+	}
 	if n > 0 {
 		st.cc.returnWindow(st.id, int64(n), inc)
 	}
@@ -430,10 +437,7 @@ func (st *clientStream) onHeaders(f *http2.MetaHeadersFrame) {
 		resp.Body = http.NoBody
 		resp.ContentLength = 0
 	} else {
-		if resp.Trailer == nil {
-			resp.Trailer = http.Header{}
-		}
-		resp.Body = st
+		resp.Body = st // Read makes resp.Trailer if the peer sends trailers undeclared
 	}
 	st.setResp(resp, nil)
 	if f.StreamEnded() {

@@ -47,7 +47,7 @@ func h2cPeer(t *testing.T, h http.Handler, first func(net.Conn)) (dial func(cont
 }
 
 // The client against another HTTP/2 server: bodies both ways, request and
-// response trailers, headers, statuses, many requests on one connection.
+// response trailers (announced and not), headers, statuses, many requests on one connection.
 func TestClientInterop(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -58,6 +58,8 @@ func TestClientInterop(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		io.WriteString(w, "echo:"+string(body))
 		w.Header().Set("X-Resp-Sum", "7")
+		// Not announced: the response's Trailer map is made when it arrives.
+		w.Header().Set(http.TrailerPrefix+"X-Late", "late")
 	})
 	dial, dials := h2cPeer(t, h, nil)
 	m := NewClient(dial)
@@ -87,7 +89,8 @@ func TestClientInterop(t *testing.T) {
 		}
 		if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Got-Method") != method ||
 			resp.Header.Get("X-Got-Host") != "svc.ns:8080" || resp.Header.Get("X-Got-Trailer") != wantTrailer ||
-			string(got) != "echo:"+strings.Repeat("x", i%2*i*1000) || resp.Trailer.Get("X-Resp-Sum") != "7" {
+			string(got) != "echo:"+strings.Repeat("x", i%2*i*1000) || resp.Trailer.Get("X-Resp-Sum") != "7" ||
+			resp.Trailer.Get("X-Late") != "late" {
 			t.Fatalf("request %d: status %d headers %v body %d bytes trailers %v", i, resp.StatusCode, resp.Header, len(got), resp.Trailer)
 		}
 	}
@@ -199,5 +202,39 @@ func TestClientCancelResetsStream(t *testing.T) {
 	}
 	if err := <-seen; err == nil {
 		t.Fatal("the server's handler was not cancelled")
+	}
+}
+
+// A response without trailers keeps a nil Trailer map (none is made for it), and one
+// whose trailers were not announced gets them all the same.
+func TestClientTrailersUnannounced(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "body")
+		if r.URL.Path == "/late" {
+			w.Header().Set(http.TrailerPrefix+"Grpc-Status", "0")
+		}
+	})
+	dial, _ := h2cPeer(t, h, nil)
+	m := NewClient(dial)
+	for _, path := range []string{"/none", "/late"} {
+		req, _ := http.NewRequest("GET", "http://peer"+path, nil)
+		resp, err := m.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		switch path {
+		case "/none":
+			if len(resp.Trailer) != 0 {
+				t.Fatalf("%s: trailers %v, want none", path, resp.Trailer)
+			}
+		case "/late":
+			if resp.Trailer.Get("Grpc-Status") != "0" {
+				t.Fatalf("%s: trailers %v, want Grpc-Status 0", path, resp.Trailer)
+			}
+		}
 	}
 }

@@ -3,6 +3,8 @@ package h2
 import (
 	"context"
 	"net/http"
+
+	"github.com/weftmesh/weft/proxy/internal/httpmsg"
 )
 
 // Server serves HTTP/2 connections with prior knowledge (the preface first, no
@@ -12,7 +14,7 @@ import (
 type Server struct {
 	// Run runs a stream's handler. The proxy passes a pool of goroutines whose grown
 	// stacks are reused; nil starts a goroutine per stream.
-	Run func(func())
+	Run func(httpmsg.Task)
 	// Log receives connection failures any peer can cause (Info: give it a
 	// debug-level logger) and handler panics (Error). nil logs nothing.
 	Log Logger

@@ -10,10 +10,23 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// fieldsHeader makes an http.Header of decoded header fields.
+// fieldsHeader makes an http.Header of decoded header fields. The values of the
+// fields seen once share one backing array, as net/textproto's reader does: one
+// allocation for the message instead of one per field. Each slice is capped at its
+// length, so appending to one copies it rather than overwrite its neighbour.
 func fieldsHeader(fields []hpack.HeaderField) http.Header {
 	h := make(http.Header, len(fields))
-	addFields(h, fields, false)
+	values := make([]string, len(fields))
+	for _, hf := range fields {
+		k := http.CanonicalHeaderKey(hf.Name)
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, hf.Value)
+			continue
+		}
+		values[0] = hf.Value
+		h[k] = values[:1:1]
+		values = values[1:]
+	}
 	return h
 }
 
@@ -80,8 +93,9 @@ func statusText(code int) string {
 	return strconv.Itoa(code)
 }
 
-// lowerHeader gives a response header's HTTP/2 name, and false for the
-// connection-specific fields HTTP/2 forbids (RFC 9113 §8.2.2).
+// lowerHeader gives a header's HTTP/2 name, and false for the connection-specific
+// fields HTTP/2 forbids (RFC 9113 §8.2.2). A name in commonLower costs no allocation;
+// any other is lower-cased anew.
 func lowerHeader(k string) (string, bool) {
 	if lk, ok := commonLower[k]; ok {
 		return lk, lk != ""
@@ -102,4 +116,14 @@ var commonLower = map[string]string{
 	"Content-Encoding": "content-encoding", "Location": "location", "Etag": "etag",
 	"Last-Modified": "last-modified", "Set-Cookie": "set-cookie", "X-Content-Type-Options": "x-content-type-options",
 	httpmsg.HeaderProxyError: strings.ToLower(httpmsg.HeaderProxyError),
+	// Requests: what clients commonly send, and the names proxy/pipeline adds to every
+	// request it sends to a peer proxy (hdrDst, hdrProto) or answers with.
+	"Accept": "accept", "Accept-Encoding": "accept-encoding", "Accept-Language": "accept-language",
+	"Authorization": "authorization", "Cookie": "cookie", "User-Agent": "user-agent",
+	"Origin": "origin", "Referer": "referer", "If-None-Match": "if-none-match",
+	"If-Modified-Since": "if-modified-since", "X-Forwarded-For": "x-forwarded-for",
+	"X-Forwarded-Proto": "x-forwarded-proto", "X-Request-Id": "x-request-id",
+	"Traceparent": "traceparent", "Tracestate": "tracestate",
+	"Grpc-Timeout": "grpc-timeout", "Grpc-Accept-Encoding": "grpc-accept-encoding",
+	"Weft-Dst": "weft-dst", "Weft-Proto": "weft-proto", "Weft-Unprocessed": "weft-unprocessed",
 }

@@ -114,15 +114,17 @@ func (p *pipe) failLocked(err error) {
 // to the garbage collector, not the pool.
 const chunkSize = 16 << 10
 
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, chunkSize); return &b }}
+// chunkBufs pools the buffers as array pointers: a slice put back is converted to
+// its array's pointer in place, where a *[]byte would need a new slice header
+// boxed on every Put (an allocation per buffer returned).
+var chunkBufs = sync.Pool{New: func() any { return new([chunkSize]byte) }}
 
-func getChunk() []byte { return (*chunkBufs.Get().(*[]byte))[:0] }
+func getChunk() []byte { return chunkBufs.Get().(*[chunkSize]byte)[:0] }
 
 // putChunk pools b unless it grew.
 func putChunk(b []byte) {
 	if cap(b) == chunkSize {
-		b = b[:0]
-		chunkBufs.Put(&b)
+		chunkBufs.Put((*[chunkSize]byte)(b[:chunkSize]))
 	}
 }
 

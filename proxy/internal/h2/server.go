@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weftmesh/weft/proxy/internal/httpmsg"
 	"golang.org/x/net/http2"
 )
 
@@ -141,12 +142,12 @@ func (s *Server) logError(err error, msg string, kv ...any) {
 }
 
 // run starts a stream's handler.
-func (s *Server) run(f func()) {
+func (s *Server) run(t httpmsg.Task) {
 	if s.Run != nil {
-		s.Run(f)
+		s.Run(t)
 		return
 	}
-	go f()
+	go t.RunTask()
 }
 
 func (c *serverConn) serve() error {
@@ -394,7 +395,8 @@ func (c *serverConn) onHeaders(f *http2.MetaHeadersFrame) error {
 		c.idle.Stop()
 	}
 	c.mu.Unlock()
-	c.s.run(func() { st.run(req) })
+	st.req = req
+	c.s.run(st) // st.RunTask: st.run(req)
 	return nil
 }
 

@@ -36,7 +36,15 @@ type serverStream struct {
 	declared    http.Header // the trailers the Trailer header announced at WriteHeader
 	pending     []byte
 	failed      error
+	// reqCtx is the request's context: ctx carrying st as the request's
+	// InterimSender without an allocation of its own.
+	reqCtx httpmsg.SenderContext
+	// req is the request the handler serves, set before RunTask.
+	req *http.Request
 }
+
+// RunTask serves st's request (the server's Run calls it).
+func (st *serverStream) RunTask() { st.run(st.req) }
 
 // run serves the request on a pooled goroutine.
 func (st *serverStream) run(r *http.Request) {
@@ -303,7 +311,7 @@ func (c *serverConn) newRequest(f *http2.MetaHeadersFrame, st *serverStream) (*h
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	st.ctx, st.cancel = ctx, cancel
-	ctx = httpmsg.WithInterimSender(ctx, st)
+	st.reqCtx = httpmsg.SenderContext{Context: ctx, Sender: st}
 	r := &http.Request{
 		Method: method, URL: u, RequestURI: path, Host: authority, Header: h,
 		Proto: "HTTP/2.0", ProtoMajor: 2, RemoteAddr: c.remote,
@@ -327,7 +335,7 @@ func (c *serverConn) newRequest(f *http2.MetaHeadersFrame, st *serverStream) (*h
 		st.body.want = cl
 		r.Body = st.body
 	}
-	return r.WithContext(ctx), nil
+	return r.WithContext(&st.reqCtx), nil
 }
 
 // writeHeaderBlock encodes fields into HEADERS (+ CONTINUATION) frames. wmu held.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -21,6 +22,23 @@ import (
 type rawConn struct {
 	*net.TCPConn
 	rc syscall.RawConn
+	// rd and wr hold each direction's system call and its results. RawConn takes a
+	// function; one that captures the call's buffer and results escapes to the heap,
+	// two allocations per Read or Write (16 per request through a proxy pair,
+	// test/budget). These functions are made once per connection instead.
+	rd, wr rawOp
+}
+
+// rawOp is one direction's system call: its arguments and results live here, and fn,
+// bound once, runs it. mu keeps concurrent callers of the same direction (net.Conn
+// allows them; the poller's own lock serialises them anyway) from sharing a call's
+// state.
+type rawOp struct {
+	mu    sync.Mutex
+	fn    func(fd uintptr) bool
+	p     []byte
+	n     int
+	errno syscall.Errno
 }
 
 // NewRaw wraps c in a rawConn, or returns it as it is when its socket is not reachable.
@@ -33,28 +51,23 @@ func NewRaw(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &rawConn{TCPConn: tc, rc: rc}
+	r := &rawConn{TCPConn: tc, rc: rc}
+	r.rd.fn = r.rd.read
+	r.wr.fn = r.wr.write
+	return r
 }
 
 func (c *rawConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait until readable
-			}
-			n, errno = int(r), e
-			return true
-		}
-	})
+	op := &c.rd
+	op.mu.Lock()
+	op.p, op.n, op.errno = p, 0, 0
+	err := c.rc.Read(op.fn)
+	n, errno := op.n, op.errno
+	op.p = nil // the caller's buffer is not ours to keep
+	op.mu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -66,26 +79,30 @@ func (c *rawConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *rawConn) Write(p []byte) (int, error) {
-	written := 0
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for written < len(p) {
-			rest := p[written:]
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-			switch e {
-			case 0:
-				written += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait until writable
-			default:
-				errno = e
-				return true
-			}
+// read is one read(2) into op.p; false asks the poller to wait until readable.
+func (op *rawOp) read(fd uintptr) bool {
+	p := op.p
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait until readable
 		}
+		op.n, op.errno = int(r), e
 		return true
-	})
+	}
+}
+
+func (c *rawConn) Write(p []byte) (int, error) {
+	op := &c.wr
+	op.mu.Lock()
+	op.p, op.n, op.errno = p, 0, 0
+	err := c.rc.Write(op.fn)
+	written, errno := op.n, op.errno
+	op.p = nil
+	op.mu.Unlock()
 	switch {
 	case err != nil:
 		return written, c.opError("write", err)
@@ -93,6 +110,26 @@ func (c *rawConn) Write(p []byte) (int, error) {
 		return written, c.opError("write", os.NewSyscallError("write", errno))
 	}
 	return written, nil
+}
+
+// write writes all of op.p, counting into op.n; false asks the poller to wait until
+// writable, and the next call goes on where this one stopped.
+func (op *rawOp) write(fd uintptr) bool {
+	for op.n < len(op.p) {
+		rest := op.p[op.n:]
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			op.n += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait until writable
+		default:
+			op.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 // opError wraps an error the way net.Conn's methods do, so that callers' checks
