@@ -31,7 +31,6 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -40,7 +39,6 @@ import (
 
 	meshv1alpha1 "github.com/weftmesh/weft/apis/mesh/v1alpha1"
 	"github.com/weftmesh/weft/internal/dashboard/browsercheck"
-	"github.com/weftmesh/weft/internal/inject"
 	"github.com/weftmesh/weft/internal/scheme"
 	"github.com/weftmesh/weft/internal/tap/taptest/aggregated"
 	"github.com/weftmesh/weft/internal/testenv"
@@ -129,26 +127,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		go func() { _ = srv.Serve(ln) }()
 		t.Cleanup(func() { _ = srv.Close() })
 		port := int32(ln.Addr().(*net.TCPAddr).Port)
-		labels := map[string]string{"app": name}
-		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "x"}}}},
-		}}
-		must(c.Create(ctx, d))
-		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Namespace: ns, OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "apps/v1", Kind: "Deployment", Name: name, UID: d.UID, Controller: ptr(true)}}},
-			Spec: appsv1.ReplicaSetSpec{Selector: d.Spec.Selector, Template: d.Spec.Template}}
-		must(c.Create(ctx, rs))
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-1-abcde", Namespace: ns, Labels: labels, OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr(true)}}},
-			Spec: corev1.PodSpec{
-				ServiceAccountName: name,
-				InitContainers:     []corev1.Container{{Name: inject.ProxyContainerName, Image: "weft-proxy", Ports: []corev1.ContainerPort{{Name: "weft-admin", ContainerPort: port}}}},
-				Containers:         []corev1.Container{{Name: name, Image: "x"}},
-			}}
-		must(c.Create(ctx, p))
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}
-		must(c.Status().Update(ctx, p))
+		meshedPod(ctx, t, c, ns, name, port)
 	}
 
 	// A Mesh whose status says what is wrong, as the controller writes it.

@@ -119,34 +119,44 @@ func demoTraffic(ctx context.Context, load, web, api *metrics.Registry) {
 // per name whose proxy admin port is that name's listener on 127.0.0.1.
 func meshedPods(ctx context.Context, t *testing.T, c client.Client, ns string, ports map[string]int32) {
 	t.Helper()
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, port := range ports {
+		meshedPod(ctx, t, c, ns, name, port)
+	}
+}
+
+// meshedPod creates a Deployment name, its ReplicaSet and one running pod whose
+// ServiceAccount is name and whose proxy admin port is port on 127.0.0.1.
+func meshedPod(ctx context.Context, t *testing.T, c client.Client, ns, name string, port int32) {
+	t.Helper()
 	must := func(err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}))
-	for name, port := range ports {
-		labels := map[string]string{"app": name}
-		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "x"}}}},
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: appsv1.DeploymentSpec{
+		Selector: &metav1.LabelSelector{MatchLabels: labels},
+		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: "x"}}}},
+	}}
+	must(c.Create(ctx, d))
+	rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Namespace: ns, OwnerReferences: []metav1.OwnerReference{{
+		APIVersion: "apps/v1", Kind: "Deployment", Name: name, UID: d.UID, Controller: ptr(true)}}},
+		Spec: appsv1.ReplicaSetSpec{Selector: d.Spec.Selector, Template: d.Spec.Template}}
+	must(c.Create(ctx, rs))
+	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-1-abcde", Namespace: ns, Labels: labels, OwnerReferences: []metav1.OwnerReference{{
+		APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr(true)}}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: name,
+			InitContainers:     []corev1.Container{{Name: inject.ProxyContainerName, Image: "weft-proxy", Ports: []corev1.ContainerPort{{Name: "weft-admin", ContainerPort: port}}}},
+			Containers:         []corev1.Container{{Name: name, Image: "x"}},
 		}}
-		must(c.Create(ctx, d))
-		rs := &appsv1.ReplicaSet{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Namespace: ns, OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "apps/v1", Kind: "Deployment", Name: name, UID: d.UID, Controller: ptr(true)}}},
-			Spec: appsv1.ReplicaSetSpec{Selector: d.Spec.Selector, Template: d.Spec.Template}}
-		must(c.Create(ctx, rs))
-		p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name + "-1-abcde", Namespace: ns, Labels: labels, OwnerReferences: []metav1.OwnerReference{{
-			APIVersion: "apps/v1", Kind: "ReplicaSet", Name: rs.Name, UID: rs.UID, Controller: ptr(true)}}},
-			Spec: corev1.PodSpec{
-				InitContainers: []corev1.Container{{Name: inject.ProxyContainerName, Image: "weft-proxy", Ports: []corev1.ContainerPort{{Name: "weft-admin", ContainerPort: port}}}},
-				Containers:     []corev1.Container{{Name: name, Image: "x"}},
-			}}
-		must(c.Create(ctx, p))
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}
-		must(c.Status().Update(ctx, p))
-	}
+	must(c.Create(ctx, p))
+	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: "127.0.0.1", PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}}}
+	must(c.Status().Update(ctx, p))
 }
 
 // startPrometheus runs Debian's Prometheus scraping targets (pod name -> host:port) of
