@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"maps"
 	"reflect"
+	"slices"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -93,12 +94,10 @@ func TestSlimPodSharesWorkloadFields(t *testing.T) {
 	}
 	// Containers and init containers with the same fields are different lists.
 	cs := []corev1.Container{{Name: "x", Ports: []corev1.ContainerPort{{ContainerPort: 1}}}}
-	if samePointer(internContainers(cs, true), internContainers(slicesClone(cs), false)) {
+	if samePointer(internContainers(cs, true), internContainers(slices.Clone(cs), false)) {
 		t.Error("init containers and containers interned as one")
 	}
 }
-
-func slicesClone(cs []corev1.Container) []corev1.Container { return append([]corev1.Container(nil), cs...) }
 
 // TestInternTableIsBounded: however many distinct values pass through, a table
 // holds at most two generations of internSize, and a value still in use by new
