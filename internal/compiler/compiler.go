@@ -512,6 +512,7 @@ func (ix *index) portProtocol(appProtocol *string, ports ...int32) api.ProtocolH
 func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.Endpoint {
 	var out []*api.Endpoint
 	seen := map[string]bool{}
+	labels := sharedLabels{}
 	pref := zonePreferenceOf(svc)
 	for _, es := range ix.slices[key(svc.Namespace, svc.Name)] {
 		if es.AddressType == discoveryv1.AddressTypeFQDN {
@@ -553,9 +554,9 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 					if pod != nil {
 						e.Identity, e.ProxyPort = ix.podIdentity(pod)
 					}
-					e.MetricLabels = endpointMetricLabels(svc, ns, ref.Name, pod)
+					e.MetricLabels = endpointMetricLabels(labels, svc, ns, ref.Name, pod)
 				} else {
-					e.MetricLabels = endpointMetricLabels(svc, "", "", nil)
+					e.MetricLabels = endpointMetricLabels(labels, svc, "", "", nil)
 				}
 				out = append(out, e)
 			}

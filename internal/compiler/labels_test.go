@@ -71,16 +71,16 @@ func TestEndpointMetricLabels(t *testing.T) {
 		want []*api.Label
 	}{
 		{"a Service's endpoint that is a Deployment's pod; the default ServiceAccount named",
-			endpointMetricLabels(service, "shop", "web-1", &p), []*api.Label{
+			endpointMetricLabels(nil, service, "shop", "web-1", &p), []*api.Label{
 				{Name: "dst_deployment", Value: "web"}, {Name: "dst_namespace", Value: "shop"}, {Name: "dst_pod", Value: "web-1"},
 				{Name: "dst_pod_template_hash", Value: "5d8f7c9b4"}, {Name: "dst_service", Value: "web"},
 				{Name: "dst_serviceaccount", Value: "default"}}},
 		{"a pod not yet in the cache: its name only",
-			endpointMetricLabels(service, "shop", "web-9", nil), []*api.Label{
+			endpointMetricLabels(nil, service, "shop", "web-9", nil), []*api.Label{
 				{Name: "dst_namespace", Value: "shop"}, {Name: "dst_pod", Value: "web-9"}, {Name: "dst_service", Value: "web"}}},
-		{"an endpoint that names no pod", endpointMetricLabels(service, "", "", nil), []*api.Label{
+		{"an endpoint that names no pod", endpointMetricLabels(nil, service, "", "", nil), []*api.Label{
 			{Name: "dst_namespace", Value: "shop"}, {Name: "dst_service", Value: "web"}}},
-		{"a pod-IP destination: no Service", endpointMetricLabels(nil, "shop", "web-1", &p), []*api.Label{
+		{"a pod-IP destination: no Service", endpointMetricLabels(nil, nil, "shop", "web-1", &p), []*api.Label{
 			{Name: "dst_deployment", Value: "web"}, {Name: "dst_namespace", Value: "shop"}, {Name: "dst_pod", Value: "web-1"},
 			{Name: "dst_pod_template_hash", Value: "5d8f7c9b4"}, {Name: "dst_serviceaccount", Value: "default"}}},
 	}
@@ -90,5 +90,30 @@ func TestEndpointMetricLabels(t *testing.T) {
 				t.Fatalf("labels (-want +got):\n%s", d)
 			}
 		})
+	}
+}
+
+// TestEndpointMetricLabelsShared: the endpoints of one Service port share their
+// labels but the pod's, with the same values as unshared ones; another pod's labels
+// stay its own.
+func TestEndpointMetricLabelsShared(t *testing.T) {
+	p1 := deploymentPod(pod("web-1", "", true, nil), "web", "5d8f7c9b4")
+	p2 := deploymentPod(pod("web-2", "", true, nil), "web", "5d8f7c9b4")
+	service := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
+	shared := sharedLabels{}
+	a, b := endpointMetricLabels(shared, service, "shop", "web-1", &p1), endpointMetricLabels(shared, service, "shop", "web-2", &p2)
+	if d := cmp.Diff(endpointMetricLabels(nil, service, "shop", "web-1", &p1), a, protocmp.Transform()); d != "" {
+		t.Fatalf("shared labels differ from their own (-own +shared):\n%s", d)
+	}
+	if len(a) != 6 || len(b) != 6 {
+		t.Fatalf("labels %v and %v, want six each", a, b)
+	}
+	for i := range a {
+		if pod := a[i].GetName() == LabelDstPod; pod != (a[i] != b[i]) {
+			t.Errorf("label %s shared %v, want shared unless it is the pod's", a[i].GetName(), a[i] == b[i])
+		}
+	}
+	if b[2].GetName() != LabelDstPod || b[2].GetValue() != "web-2" {
+		t.Errorf("the second endpoint's pod label is %v", b[2])
 	}
 }
