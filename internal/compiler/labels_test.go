@@ -18,6 +18,7 @@ package compiler
 
 import (
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
@@ -115,5 +116,40 @@ func TestEndpointMetricLabelsShared(t *testing.T) {
 	}
 	if b[2].GetName() != LabelDstPod || b[2].GetValue() != "web-2" {
 		t.Errorf("the second endpoint's pod label is %v", b[2])
+	}
+}
+
+// TestCompiledEndpointsShareStrings: in a compiled destination, the endpoints of one
+// Service port share one copy of their identity and of their common labels (their
+// values checked by the fixture's tests).
+func TestCompiledEndpointsShareStrings(t *testing.T) {
+	cfg, err := Compile(fixture(), Target{Namespace: "shop", Name: "web", Port: 80})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var eps []*api.Endpoint
+	for _, b := range cfg.GetBackends() {
+		if b.GetKey() == "shop/web:80" {
+			eps = b.GetEndpoints()
+		}
+	}
+	if len(eps) != 3 || eps[0].GetPod() != "web-1" || eps[2].GetPod() != "web-3" {
+		t.Fatalf("endpoints %v, want web-1, web-2 and web-3", eps)
+	}
+	a, b := eps[0], eps[2]
+	if a.Identity == "" || a.Identity != b.Identity || unsafe.StringData(a.Identity) != unsafe.StringData(b.Identity) {
+		t.Errorf("identities %q and %q are not one copy", a.Identity, b.Identity)
+	}
+	shared := 0
+	for _, la := range a.MetricLabels {
+		for _, lb := range b.MetricLabels {
+			if la == lb {
+				shared++
+			}
+		}
+	}
+	// dst_namespace, dst_service and dst_serviceaccount.
+	if shared != 3 {
+		t.Errorf("%d labels shared between %v and %v, want 3", shared, a.MetricLabels, b.MetricLabels)
 	}
 }
