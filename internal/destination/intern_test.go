@@ -81,6 +81,9 @@ func TestSlimPodSharesWorkloadFields(t *testing.T) {
 	if samePointer(a.Labels, other.Labels) || samePointer(a.OwnerReferences, other.OwnerReferences) || other.Labels["app"] != "api" {
 		t.Errorf("a pod of another workload shares the first's labels or owner: %v %v", other.Labels, other.OwnerReferences)
 	}
+	if a.UID != "" {
+		t.Errorf("the pod's UID %q is kept: nothing compiled reads it", a.UID)
+	}
 	if a.Name != "web-1" || b.Name != "web-2" || a.Spec.ServiceAccountName != "web" || a.Namespace != "shop" {
 		t.Errorf("per-pod fields mixed up: %+v / %+v", a.ObjectMeta, b.ObjectMeta)
 	}
