@@ -116,6 +116,31 @@ func (s *Server) affectedEntries(ch changes) *batch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := &batch{backendsMayChange: ch.full}
+	if !ch.full && len(ch.roots) == 0 && len(ch.changed) == 0 && len(ch.podTargets) == 0 {
+		// Only endpoints changed: of the conditions below only e.cur == nil and the
+		// dirty deps can hold, and the indexes give exactly those entries.
+		seen := make(map[*entry]bool, len(s.uncompiled))
+		for e := range s.uncompiled {
+			seen[e] = true
+			b.entries = append(b.entries, e)
+			b.backendsMayChange = true
+		}
+		for d := range ch.dirty {
+			for e := range s.byDep[d] {
+				if !seen[e] {
+					seen[e] = true
+					b.entries = append(b.entries, e)
+				}
+			}
+		}
+		return b
+	}
+	return s.scanAffected(ch)
+}
+
+// scanAffected is affectedEntries by a scan of every entry. s.mu must be held.
+func (s *Server) scanAffected(ch changes) *batch {
+	b := &batch{backendsMayChange: ch.full}
 	for _, e := range s.entries {
 		_, rootChanged := ch.roots[e.root]
 		unresolved := len(ch.changed) > 0 && e.target.Addr.IsValid() && e.root == ""
@@ -245,7 +270,7 @@ func (s *Server) publish(b *batch) int {
 		if r == nil || s.entries[e.key] != e {
 			continue
 		}
-		e.deps = b.deps[i]
+		s.setDeps(e, b.deps[i])
 		e.root = ""
 		if b.targets[i].Name != "" {
 			e.root = objKey(b.targets[i].Namespace, b.targets[i].Name)
@@ -254,6 +279,7 @@ func (s *Server) publish(b *batch) int {
 			continue
 		}
 		e.cur = r
+		delete(s.uncompiled, e)
 		for sub := range e.subs {
 			sub.Offer(r)
 			sent++
@@ -334,6 +360,30 @@ func firstOr(l []string, def string) string {
 		return def
 	}
 	return l[0]
+}
+
+// setDeps replaces an entry's deps and their index (byDep). s.mu must be held.
+func (s *Server) setDeps(e *entry, deps []string) {
+	if slices.Equal(e.deps, deps) {
+		return
+	}
+	for _, d := range e.deps {
+		if set := s.byDep[d]; set != nil {
+			delete(set, e)
+			if len(set) == 0 {
+				delete(s.byDep, d)
+			}
+		}
+	}
+	e.deps = deps
+	for _, d := range deps {
+		set := s.byDep[d]
+		if set == nil {
+			set = map[*entry]struct{}{}
+			s.byDep[d] = set
+		}
+		set[e] = struct{}{}
+	}
 }
 
 func dependsOn(deps []string, dirty map[string]struct{}) bool {

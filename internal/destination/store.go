@@ -725,8 +725,8 @@ func slimPod(obj any) (any, error) {
 	return &corev1.Pod{
 		TypeMeta: p.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
-			Name:              p.Name,
-			Namespace:         internString(p.Namespace),
+			Name:      p.Name,
+			Namespace: internString(p.Namespace),
 			// No UID: nothing compiled reads it, and it is 48 bytes a pod.
 			ResourceVersion:   p.ResourceVersion,
 			CreationTimestamp: p.CreationTimestamp,
