@@ -116,14 +116,25 @@ func (s *Server) affectedEntries(ch changes) *batch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := &batch{backendsMayChange: ch.full}
-	if !ch.full && len(ch.roots) == 0 && len(ch.changed) == 0 && len(ch.podTargets) == 0 {
-		// Only endpoints changed: of the conditions below only e.cur == nil and the
-		// dirty deps can hold, and the indexes give exactly those entries.
+	if !ch.full && len(ch.changed) == 0 && len(ch.podTargets) == 0 {
+		// Only endpoints and route resources changed: of the conditions the scan
+		// checks only e.cur == nil, a changed root and the dirty deps can hold, and
+		// the indexes give exactly those entries.
 		seen := make(map[*entry]bool, len(s.uncompiled))
-		for e := range s.uncompiled {
-			seen[e] = true
-			b.entries = append(b.entries, e)
+		mayGain := func(e *entry) {
+			if !seen[e] {
+				seen[e] = true
+				b.entries = append(b.entries, e)
+			}
 			b.backendsMayChange = true
+		}
+		for e := range s.uncompiled {
+			mayGain(e)
+		}
+		for r := range ch.roots {
+			for e := range s.byRoot[r] {
+				mayGain(e)
+			}
 		}
 		for d := range ch.dirty {
 			for e := range s.byDep[d] {
@@ -271,10 +282,11 @@ func (s *Server) publish(b *batch) int {
 			continue
 		}
 		s.setDeps(e, b.deps[i])
-		e.root = ""
+		root := ""
 		if b.targets[i].Name != "" {
-			e.root = objKey(b.targets[i].Namespace, b.targets[i].Name)
+			root = objKey(b.targets[i].Namespace, b.targets[i].Name)
 		}
+		s.setRoot(e, root)
 		if e.cur != nil && e.cur.sameAs(r) {
 			continue
 		}
@@ -368,21 +380,43 @@ func (s *Server) setDeps(e *entry, deps []string) {
 		return
 	}
 	for _, d := range e.deps {
-		if set := s.byDep[d]; set != nil {
-			delete(set, e)
-			if len(set) == 0 {
-				delete(s.byDep, d)
-			}
-		}
+		unindex(s.byDep, d, e)
 	}
 	e.deps = deps
 	for _, d := range deps {
-		set := s.byDep[d]
-		if set == nil {
-			set = map[*entry]struct{}{}
-			s.byDep[d] = set
+		index(s.byDep, d, e)
+	}
+}
+
+// setRoot replaces an entry's root and its index (byRoot). s.mu must be held.
+func (s *Server) setRoot(e *entry, root string) {
+	if e.root == root {
+		return
+	}
+	if e.root != "" {
+		unindex(s.byRoot, e.root, e)
+	}
+	e.root = root
+	if root != "" {
+		index(s.byRoot, root, e)
+	}
+}
+
+func index(m map[string]map[*entry]struct{}, k string, e *entry) {
+	set := m[k]
+	if set == nil {
+		set = map[*entry]struct{}{}
+		m[k] = set
+	}
+	set[e] = struct{}{}
+}
+
+func unindex(m map[string]map[*entry]struct{}, k string, e *entry) {
+	if set := m[k]; set != nil {
+		delete(set, e)
+		if len(set) == 0 {
+			delete(m, k)
 		}
-		set[e] = struct{}{}
 	}
 }
 

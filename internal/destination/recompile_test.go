@@ -84,11 +84,12 @@ func TestAffectedEntries(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewServer(ServerOptions{})
 			add := func(e *entry) {
-				e = &entry{key: e.key, target: e.target, root: e.root, cur: e.cur}
-				s.entries[e.key] = e
-				if e.cur == nil {
-					s.uncompiled[e] = struct{}{}
+				c := &entry{key: e.key, target: e.target, cur: e.cur}
+				s.entries[c.key] = c
+				if c.cur == nil {
+					s.uncompiled[c] = struct{}{}
 				}
+				s.setRoot(c, e.root)
 			}
 			for _, e := range entries {
 				add(e)
@@ -229,7 +230,7 @@ func TestMirrorServicesAreBackends(t *testing.T) {
 	}
 }
 
-// TestEntryIndexesFollowEntries: the indexes affectedEntries reads (byDep,
+// TestEntryIndexesFollowEntries: the indexes affectedEntries reads (byDep, byRoot,
 // uncompiled) follow an entry from its subscription through compilations that change
 // its backends to its last unsubscription, and hold nothing of it afterwards.
 func TestEntryIndexesFollowEntries(t *testing.T) {
@@ -250,6 +251,12 @@ func TestEntryIndexesFollowEntries(t *testing.T) {
 	if _, ok := s.uncompiled[e]; ok || !in("shop/web-v1") || !in("shop/web-v2") {
 		t.Fatalf("after a compilation: uncompiled %v, byDep %v", s.uncompiled, s.byDep)
 	}
+	if _, ok := s.byRoot["shop/web"][e]; !ok || len(s.byRoot) != 1 {
+		t.Fatalf("after a compilation: byRoot %v", s.byRoot)
+	}
+	if b := s.affectedEntries(changes{roots: map[string]struct{}{"shop/web": {}}}); len(b.entries) != 1 || !b.backendsMayChange {
+		t.Fatalf("a route resource of the root affects %v (backends may change: %v), want the entry", b.entries, b.backendsMayChange)
+	}
 	compile("shop/web-v2", "shop/web-v3")
 	if in("shop/web-v1") || !in("shop/web-v2") || !in("shop/web-v3") || len(s.byDep) != 2 {
 		t.Fatalf("after the backends changed: byDep %v", s.byDep)
@@ -258,7 +265,7 @@ func TestEntryIndexesFollowEntries(t *testing.T) {
 		t.Fatalf("a change of a backend's endpoints affects %v, want the entry", b.entries)
 	}
 	s.unsubscribe(key, sub)
-	if len(s.byDep) != 0 || len(s.uncompiled) != 0 || len(s.entries) != 0 {
-		t.Fatalf("after the last unsubscription: byDep %v, uncompiled %v", s.byDep, s.uncompiled)
+	if len(s.byDep) != 0 || len(s.byRoot) != 0 || len(s.uncompiled) != 0 || len(s.entries) != 0 {
+		t.Fatalf("after the last unsubscription: byDep %v, byRoot %v, uncompiled %v", s.byDep, s.byRoot, s.uncompiled)
 	}
 }

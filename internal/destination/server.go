@@ -86,12 +86,13 @@ type Server struct {
 
 	mu      sync.Mutex
 	entries map[entryKey]*entry
-	// byDep indexes the entries by each Service in their deps, and uncompiled holds
-	// those not compiled yet (cur nil), so that an endpoints-only change finds the
-	// destinations it affects without scanning them all (affectedEntries): at 10,000
-	// destinations the scan was most of a change's CPU.
-	byDep      map[string]map[*entry]struct{}
-	uncompiled map[*entry]struct{}
+	// byDep indexes the entries by each Service in their deps, byRoot by their root,
+	// and uncompiled holds those not compiled yet (cur nil), so that a change of
+	// endpoints or route resources finds the destinations it affects without
+	// scanning them all (affectedEntries): at 10,000 destinations the scan was most
+	// of a change's CPU.
+	byDep, byRoot map[string]map[*entry]struct{}
+	uncompiled    map[*entry]struct{}
 
 	// services are the other gRPC services served on the destination's port (the
 	// inbound policy API), registered before Serve.
@@ -261,6 +262,7 @@ func NewServer(opts ServerOptions) *Server {
 		stopping:   make(chan struct{}),
 		entries:    map[entryKey]*entry{},
 		byDep:      map[string]map[*entry]struct{}{},
+		byRoot:     map[string]map[*entry]struct{}{},
 		uncompiled: map[*entry]struct{}{},
 	}
 }
@@ -663,6 +665,7 @@ func (s *Server) unsubscribe(key entryKey, sub *subscriber) {
 		delete(s.entries, key)
 		delete(s.uncompiled, e)
 		s.setDeps(e, nil)
+		s.setRoot(e, "")
 		Destinations.Set(float64(len(s.entries)))
 	}
 }
