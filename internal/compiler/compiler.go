@@ -512,6 +512,10 @@ func (ix *index) portProtocol(appProtocol *string, ports ...int32) api.ProtocolH
 func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.Endpoint {
 	var out []*api.Endpoint
 	seen := map[string]bool{}
+	labels := sharedLabels{}
+	// The endpoints of a Service mostly have one identity: one copy of it, not one
+	// per endpoint in every cached destination.
+	identities := map[string]string{}
 	pref := zonePreferenceOf(svc)
 	for _, es := range ix.slices[key(svc.Namespace, svc.Name)] {
 		if es.AddressType == discoveryv1.AddressTypeFQDN {
@@ -552,10 +556,15 @@ func (ix *index) endpoints(svc *corev1.Service, port corev1.ServicePort) []*api.
 					pod := ix.pods[key(ns, ref.Name)]
 					if pod != nil {
 						e.Identity, e.ProxyPort = ix.podIdentity(pod)
+						if id, ok := identities[e.Identity]; ok {
+							e.Identity = id
+						} else {
+							identities[e.Identity] = e.Identity
+						}
 					}
-					e.MetricLabels = endpointMetricLabels(svc, ns, ref.Name, pod)
+					e.MetricLabels = endpointMetricLabels(labels, svc, ns, ref.Name, pod)
 				} else {
-					e.MetricLabels = endpointMetricLabels(svc, "", "", nil)
+					e.MetricLabels = endpointMetricLabels(labels, svc, "", "", nil)
 				}
 				out = append(out, e)
 			}

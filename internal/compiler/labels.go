@@ -45,13 +45,19 @@ const (
 // endpointMetricLabels are the metric labels of an endpoint of svc (nil for a pod-IP
 // destination) that is the pod podName in podNamespace: the Service's namespace and
 // name, the pod's name, and, when the pod is known (pod not nil), its ServiceAccount,
-// workload and pod-template-hash. Sorted by name, as the wire contract says.
-func endpointMetricLabels(svc *corev1.Service, podNamespace, podName string, pod *corev1.Pod) []*api.Label {
-	var out []*api.Label
+// workload and pod-template-hash. Sorted by name, as the wire contract says. Labels
+// other than the pod's come from shared when it is not nil (see sharedLabels).
+func endpointMetricLabels(shared sharedLabels, svc *corev1.Service, podNamespace, podName string, pod *corev1.Pod) []*api.Label {
+	out := make([]*api.Label, 0, 6)
 	add := func(name, value string) {
-		if value != "" {
-			out = append(out, &api.Label{Name: name, Value: value})
+		if value == "" {
+			return
 		}
+		if shared == nil || name == LabelDstPod {
+			out = append(out, &api.Label{Name: name, Value: value})
+			return
+		}
+		out = append(out, shared.get(name, value))
 	}
 	if svc != nil {
 		add(LabelDstNamespace, svc.Namespace)
@@ -69,6 +75,23 @@ func endpointMetricLabels(svc *corev1.Service, podNamespace, podName string, pod
 	}
 	slices.SortFunc(out, func(a, b *api.Label) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// sharedLabels shares label messages between the endpoints of one compiled Service
+// port: they all carry its namespace and name, and most the same ServiceAccount,
+// workload and pod-template-hash, which would otherwise cost each endpoint four
+// messages of 80 bytes in every cached destination. Compiled messages are never
+// modified once built, so sharing them is safe.
+type sharedLabels map[[2]string]*api.Label
+
+func (s sharedLabels) get(name, value string) *api.Label {
+	k := [2]string{name, value}
+	if l, ok := s[k]; ok {
+		return l
+	}
+	l := &api.Label{Name: name, Value: value}
+	s[k] = l
+	return l
 }
 
 // WorkloadOf is the lower-cased kind and the name of the workload that runs pod, as

@@ -49,7 +49,7 @@ func (ix *index) compilePod(t Target) (*api.DestinationConfig, error) {
 	hint := ix.podPortProtocol(pod, t.Port)
 	ep := &api.Endpoint{Address: t.PodIP.String(), Port: uint32(t.Port), Pod: pod.Name, Protocol: hint}
 	ep.Identity, ep.ProxyPort = ix.podIdentity(pod)
-	ep.MetricLabels = endpointMetricLabels(nil, pod.Namespace, pod.Name, pod)
+	ep.MetricLabels = endpointMetricLabels(nil, nil, pod.Namespace, pod.Name, pod)
 	k := backendKey(pod.Namespace, pod.Name, t.Port)
 	out := &api.DestinationConfig{
 		Pod:       &api.PodRef{Namespace: pod.Namespace, Name: pod.Name},

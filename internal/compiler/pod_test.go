@@ -71,7 +71,7 @@ func podLabels(name string) []*api.Label {
 	s := podFixture()
 	for i := range s.Pods {
 		if p := &s.Pods[i]; p.Name == name {
-			return endpointMetricLabels(nil, p.Namespace, p.Name, p)
+			return endpointMetricLabels(nil, nil, p.Namespace, p.Name, p)
 		}
 	}
 	return nil

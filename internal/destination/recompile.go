@@ -116,6 +116,42 @@ func (s *Server) affectedEntries(ch changes) *batch {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := &batch{backendsMayChange: ch.full}
+	if !ch.full && len(ch.changed) == 0 && len(ch.podTargets) == 0 {
+		// Only endpoints and route resources changed: of the conditions the scan
+		// checks only e.cur == nil, a changed root and the dirty deps can hold, and
+		// the indexes give exactly those entries.
+		seen := make(map[*entry]bool, len(s.uncompiled))
+		mayGain := func(e *entry) {
+			if !seen[e] {
+				seen[e] = true
+				b.entries = append(b.entries, e)
+			}
+			b.backendsMayChange = true
+		}
+		for e := range s.uncompiled {
+			mayGain(e)
+		}
+		for r := range ch.roots {
+			for e := range s.byRoot[r] {
+				mayGain(e)
+			}
+		}
+		for d := range ch.dirty {
+			for e := range s.byDep[d] {
+				if !seen[e] {
+					seen[e] = true
+					b.entries = append(b.entries, e)
+				}
+			}
+		}
+		return b
+	}
+	return s.scanAffected(ch)
+}
+
+// scanAffected is affectedEntries by a scan of every entry. s.mu must be held.
+func (s *Server) scanAffected(ch changes) *batch {
+	b := &batch{backendsMayChange: ch.full}
 	for _, e := range s.entries {
 		_, rootChanged := ch.roots[e.root]
 		unresolved := len(ch.changed) > 0 && e.target.Addr.IsValid() && e.root == ""
@@ -245,15 +281,17 @@ func (s *Server) publish(b *batch) int {
 		if r == nil || s.entries[e.key] != e {
 			continue
 		}
-		e.deps = b.deps[i]
-		e.root = ""
+		s.setDeps(e, b.deps[i])
+		root := ""
 		if b.targets[i].Name != "" {
-			e.root = objKey(b.targets[i].Namespace, b.targets[i].Name)
+			root = objKey(b.targets[i].Namespace, b.targets[i].Name)
 		}
+		s.setRoot(e, root)
 		if e.cur != nil && e.cur.sameAs(r) {
 			continue
 		}
 		e.cur = r
+		delete(s.uncompiled, e)
 		for sub := range e.subs {
 			sub.Offer(r)
 			sent++
@@ -334,6 +372,52 @@ func firstOr(l []string, def string) string {
 		return def
 	}
 	return l[0]
+}
+
+// setDeps replaces an entry's deps and their index (byDep). s.mu must be held.
+func (s *Server) setDeps(e *entry, deps []string) {
+	if slices.Equal(e.deps, deps) {
+		return
+	}
+	for _, d := range e.deps {
+		unindex(s.byDep, d, e)
+	}
+	e.deps = deps
+	for _, d := range deps {
+		index(s.byDep, d, e)
+	}
+}
+
+// setRoot replaces an entry's root and its index (byRoot). s.mu must be held.
+func (s *Server) setRoot(e *entry, root string) {
+	if e.root == root {
+		return
+	}
+	if e.root != "" {
+		unindex(s.byRoot, e.root, e)
+	}
+	e.root = root
+	if root != "" {
+		index(s.byRoot, root, e)
+	}
+}
+
+func index(m map[string]map[*entry]struct{}, k string, e *entry) {
+	set := m[k]
+	if set == nil {
+		set = map[*entry]struct{}{}
+		m[k] = set
+	}
+	set[e] = struct{}{}
+}
+
+func unindex(m map[string]map[*entry]struct{}, k string, e *entry) {
+	if set := m[k]; set != nil {
+		delete(set, e)
+		if len(set) == 0 {
+			delete(m, k)
+		}
+	}
 }
 
 func dependsOn(deps []string, dirty map[string]struct{}) bool {

@@ -19,6 +19,7 @@ package destination
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +27,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/weftmesh/weft/internal/compiler"
+	"github.com/weftmesh/weft/internal/latest"
 )
 
 // TestAffectedEntries is the table of recompile's decision stage: which subscribed
@@ -66,6 +70,8 @@ func TestAffectedEntries(t *testing.T) {
 		{"endpoints of a backend: only its users, from the endpoints they use",
 			changes{dirty: set("shop/web-v2")}, false, []string{"web"}, false},
 		{"endpoints of a Service nobody uses as a backend", changes{dirty: set("shop/other")}, false, nil, false},
+		{"endpoints of two backends and a new subscription", changes{dirty: set("shop/web-v1", "shop/web-v2", "shop/books")},
+			true, []string{"books", "new", "web"}, true},
 		{"a route resource of a root", changes{roots: set("shop/books")}, false, []string{"books"}, true},
 		{"a changed backend Service may change the backends",
 			changes{changed: set("shop/web-v1"), roots: set("shop/web-v1")}, false, []string{"ip", "web"}, true},
@@ -77,20 +83,37 @@ func TestAffectedEntries(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewServer(ServerOptions{})
+			add := func(e *entry) {
+				c := &entry{key: e.key, target: e.target, cur: e.cur}
+				s.entries[c.key] = c
+				if c.cur == nil {
+					s.uncompiled[c] = struct{}{}
+				}
+				s.setRoot(c, e.root)
+			}
 			for _, e := range entries {
-				s.entries[e.key] = e
+				add(e)
+				s.setDeps(s.entries[e.key], e.deps)
 			}
 			if tc.withFresh {
-				s.entries[fresh.key] = fresh
+				add(fresh)
+			}
+			names := func(b *batch) []string {
+				var got []string
+				for _, e := range b.entries {
+					got = append(got, e.key.target)
+				}
+				slices.Sort(got)
+				return got
 			}
 			b := s.affectedEntries(tc.ch)
-			var got []string
-			for _, e := range b.entries {
-				got = append(got, e.key.target)
-			}
-			slices.Sort(got)
-			if !slices.Equal(got, tc.want) || b.backendsMayChange != tc.mayGain {
+			if got := names(b); !slices.Equal(got, tc.want) || b.backendsMayChange != tc.mayGain {
 				t.Errorf("affected %v (backends may change: %v), want %v (%v)", got, b.backendsMayChange, tc.want, tc.mayGain)
+			}
+			// The indexed answer (endpoints-only changes) is the scan's.
+			scan := s.scanAffected(tc.ch)
+			if got, want := names(b), names(scan); !slices.Equal(got, want) || b.backendsMayChange != scan.backendsMayChange {
+				t.Errorf("indexed %v (%v), scan %v (%v)", got, b.backendsMayChange, want, scan.backendsMayChange)
 			}
 		})
 	}
@@ -204,5 +227,45 @@ func TestMirrorServicesAreBackends(t *testing.T) {
 		if _, ok := roots[want]; !ok || len(roots) != 1 {
 			t.Errorf("a change of %s marks roots %v, want only %s", changed, roots, want)
 		}
+	}
+}
+
+// TestEntryIndexesFollowEntries: the indexes affectedEntries reads (byDep, byRoot,
+// uncompiled) follow an entry from its subscription through compilations that change
+// its backends to its last unsubscription, and hold nothing of it afterwards.
+func TestEntryIndexesFollowEntries(t *testing.T) {
+	s := NewServer(ServerOptions{})
+	key := entryKey{target: "web"}
+	sub := latest.New[result]()
+	s.subscribe(key, target{Namespace: "shop", Name: "web", Port: 80}, sub)
+	e := s.entries[key]
+	if _, ok := s.uncompiled[e]; !ok {
+		t.Fatal("a new entry is not in uncompiled")
+	}
+	compile := func(deps ...string) {
+		s.publish(&batch{entries: []*entry{e}, results: []*result{{notFound: strings.Join(deps, ",")}},
+			deps: [][]string{deps}, targets: []compiler.Target{{Namespace: "shop", Name: "web"}}})
+	}
+	in := func(dep string) bool { _, ok := s.byDep[dep][e]; return ok }
+	compile("shop/web-v1", "shop/web-v2")
+	if _, ok := s.uncompiled[e]; ok || !in("shop/web-v1") || !in("shop/web-v2") {
+		t.Fatalf("after a compilation: uncompiled %v, byDep %v", s.uncompiled, s.byDep)
+	}
+	if _, ok := s.byRoot["shop/web"][e]; !ok || len(s.byRoot) != 1 {
+		t.Fatalf("after a compilation: byRoot %v", s.byRoot)
+	}
+	if b := s.affectedEntries(changes{roots: map[string]struct{}{"shop/web": {}}}); len(b.entries) != 1 || !b.backendsMayChange {
+		t.Fatalf("a route resource of the root affects %v (backends may change: %v), want the entry", b.entries, b.backendsMayChange)
+	}
+	compile("shop/web-v2", "shop/web-v3")
+	if in("shop/web-v1") || !in("shop/web-v2") || !in("shop/web-v3") || len(s.byDep) != 2 {
+		t.Fatalf("after the backends changed: byDep %v", s.byDep)
+	}
+	if b := s.affectedEntries(changes{dirty: map[string]struct{}{"shop/web-v3": {}}}); len(b.entries) != 1 || b.entries[0] != e {
+		t.Fatalf("a change of a backend's endpoints affects %v, want the entry", b.entries)
+	}
+	s.unsubscribe(key, sub)
+	if len(s.byDep) != 0 || len(s.byRoot) != 0 || len(s.uncompiled) != 0 || len(s.entries) != 0 {
+		t.Fatalf("after the last unsubscription: byDep %v, byRoot %v, uncompiled %v", s.byDep, s.byRoot, s.uncompiled)
 	}
 }

@@ -698,7 +698,8 @@ func stripManagedFields(obj any) (any, error) {
 // (Server ports by name, the probe paths inbound policy always admits), its node (a
 // client's zone), and whether it is meshed.
 // At 100,000 pods this is most of the cache's memory, so it keeps no container that
-// carries none of that, and records a pod as meshed by the injector's annotation only
+// carries none of that, shares what the pods of one workload have in common (see
+// intern.go), and records a pod as meshed by the injector's annotation only
 // when its proxy container does not already say so: a map for one marker costs more
 // than 250 bytes a pod.
 func slimPod(obj any) (any, error) {
@@ -724,26 +725,26 @@ func slimPod(obj any) (any, error) {
 	return &corev1.Pod{
 		TypeMeta: p.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
-			Name:              p.Name,
-			Namespace:         p.Namespace,
-			UID:               p.UID,
+			Name:      p.Name,
+			Namespace: internString(p.Namespace),
+			// No UID: nothing compiled reads it, and it is 48 bytes a pod.
 			ResourceVersion:   p.ResourceVersion,
 			CreationTimestamp: p.CreationTimestamp,
 			DeletionTimestamp: p.DeletionTimestamp,
-			Labels:            p.Labels,
-			Annotations:       ann,
-			OwnerReferences:   slimOwner(p),
+			Labels:            internMap(p.Labels),
+			Annotations:       internMap(ann),
+			OwnerReferences:   internOwners(slimOwner(p)),
 		},
 		Spec: corev1.PodSpec{
-			ServiceAccountName: p.Spec.ServiceAccountName,
-			NodeName:           p.Spec.NodeName,
+			ServiceAccountName: internString(p.Spec.ServiceAccountName),
+			NodeName:           internString(p.Spec.NodeName),
 			Hostname:           p.Spec.Hostname,
 			Subdomain:          p.Spec.Subdomain,
 			HostNetwork:        p.Spec.HostNetwork,
-			InitContainers:     init,
-			Containers:         ctrs,
+			InitContainers:     internContainers(init, true),
+			Containers:         internContainers(ctrs, false),
 		},
-		Status: corev1.PodStatus{Phase: p.Status.Phase, PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
+		Status: corev1.PodStatus{Phase: corev1.PodPhase(internString(string(p.Status.Phase))), PodIP: p.Status.PodIP, PodIPs: p.Status.PodIPs},
 	}, nil
 }
 
@@ -762,7 +763,8 @@ func slimOwner(p *corev1.Pod) []metav1.OwnerReference {
 // endpoint its node, hostname and the target's UID, version and field path. What stays
 // is what internal/compiler reads (address type, ports, and of each endpoint its
 // addresses, conditions, zone, hints and target pod) and the store's index (the
-// Service label, the target pod).
+// Service label, the target pod). Zones, conditions and the target's kind and
+// namespace are shared between endpoints (intern.go).
 func slimEndpointSlice(obj any) (any, error) {
 	es, ok := obj.(*discoveryv1.EndpointSlice)
 	if !ok {
@@ -779,8 +781,11 @@ func slimEndpointSlice(obj any) (any, error) {
 	for i := range es.Endpoints {
 		ep := &es.Endpoints[i]
 		ep.NodeName, ep.Hostname, ep.DeprecatedTopology = nil, nil, nil
+		ep.Zone = internZone(ep.Zone)
+		c := &ep.Conditions
+		c.Ready, c.Serving, c.Terminating = internBool(c.Ready), internBool(c.Serving), internBool(c.Terminating)
 		if r := ep.TargetRef; r != nil {
-			ep.TargetRef = &corev1.ObjectReference{Kind: r.Kind, Namespace: r.Namespace, Name: r.Name}
+			ep.TargetRef = &corev1.ObjectReference{Kind: internString(r.Kind), Namespace: internString(r.Namespace), Name: r.Name}
 		}
 	}
 	return es, nil
