@@ -415,9 +415,9 @@ func TestDestinationBytesPerSubscription(t *testing.T) {
 		per)
 }
 
-// TestDestinationBudgetSeesGrowth proves the guard sees memory growth: 25% more
+// TestDestinationBudgetSeesGrowth proves the guard sees memory growth: a third more
 // bytes held per subscription in the service's process measure as that much more
-// (within 10% of it) and fail checkFigure against the unmodified figure. Each side is
+// (within 20% of it) and fail checkFigure against the unmodified figure. Each side is
 // the least of three measurements: one measurement of ~9.6 KB varies by about ±150 B
 // and now and then lands ~900 B high (a collection or a stack growth caught mid-way),
 // never low, so the least is the steady figure.
@@ -434,9 +434,12 @@ func TestDestinationBudgetSeesGrowth(t *testing.T) {
 		return v
 	}
 	base := least(0)
-	extra := int(base / 4)
+	// A third more, measured within 20%: at least 27% growth, which the guard's 20%
+	// must catch. (A quarter measured within 10% failed now and then when other tests
+	// loaded the machine: +2,675 B for 2,335 B held.)
+	extra := int(base / 3)
 	grown := least(extra)
-	if d := grown - base; d < 0.9*float64(extra) || d > 1.1*float64(extra) {
+	if d := grown - base; d < 0.8*float64(extra) || d > 1.2*float64(extra) {
 		t.Fatalf("%d bytes held per subscription measured as %+.0f (%.0f -> %.0f)", extra, d, base, grown)
 	}
 	f := &budgetFile{Tolerance: defaultTolerance, Figures: map[string]*figure{"d": {Value: base, Unit: "B"}}}
