@@ -103,6 +103,30 @@ func watchPolicy(t *testing.T, c apigrpc.InboundPoliciesClient, ns, pod string) 
 	return s
 }
 
+// watchKnownPolicy is watchPolicy for a pod the test has just applied: the control
+// plane's informer may not hold it yet, and the stream then ends with NotFound, which a
+// proxy answers by resubscribing. So does this, for up to 10s, and the stream it returns
+// starts with the first policy.
+func watchKnownPolicy(t *testing.T, c apigrpc.InboundPoliciesClient, ns, pod string) *policyStream {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s := watchPolicy(t, c, ns, pod)
+		select {
+		case m := <-s.msgs:
+			s.msgs <- m // the channel is empty but for this, and has room for 100
+			return s
+		case err := <-s.errc:
+			if status.Code(err) != codes.NotFound || time.Now().After(deadline) {
+				t.Fatalf("watching %s/%s: %v", ns, pod, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		case <-time.After(time.Until(deadline)):
+			t.Fatalf("no inbound policy for %s/%s within 10s", ns, pod)
+		}
+	}
+}
+
 func (s *policyStream) next(t *testing.T) *api.InboundPolicy {
 	t.Helper()
 	select {
@@ -152,7 +176,7 @@ func TestInboundPolicyWatch(t *testing.T) {
 	apply(t, fmt.Sprintf(inboundPodYAML, ns, "web-0"))
 	apply(t, fmt.Sprintf(inboundPodYAML, other, "web-0"))
 	c := inboundConn(t, ns, "web")
-	s := watchPolicy(t, c, ns, "web-0")
+	s := watchKnownPolicy(t, c, ns, "web-0")
 
 	// First message: the default policy, and the probe port under it.
 	first := s.next(t)
@@ -247,6 +271,9 @@ spec: {identities: ['spiffe://cluster.local/ns/%[1]s/sa/api', 'spiffe://cluster.
 func TestInboundPolicyRefused(t *testing.T) {
 	ns := namespace(t, "inbound-refused")
 	apply(t, fmt.Sprintf(inboundPodYAML, ns, "web-0"))
+	// Once the owner is answered the pod is known, so each refusal below is the one
+	// the case names and not NotFound.
+	watchKnownPolicy(t, inboundConn(t, ns, "web"), ns, "web-0").next(t)
 	for _, tc := range []struct {
 		name     string
 		c        apigrpc.InboundPoliciesClient

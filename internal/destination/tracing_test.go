@@ -41,7 +41,7 @@ func TestInboundPolicyTracing(t *testing.T) {
 	pod := strings.Replace(fmt.Sprintf(inboundPodYAML, ns, "web-5f7c9d8b6d-abcde"), "labels: {app: web}",
 		"labels: {app: web, pod-template-hash: 5f7c9d8b6d}, ownerReferences: [{apiVersion: apps/v1, kind: ReplicaSet, name: web-5f7c9d8b6d, uid: 0b5e7c1e-0000-4000-8000-000000000001, controller: true}]", 1)
 	apply(t, pod)
-	s := watchPolicy(t, inboundConn(t, ns, "web"), ns, "web-5f7c9d8b6d-abcde")
+	s := watchKnownPolicy(t, inboundConn(t, ns, "web"), ns, "web-5f7c9d8b6d-abcde")
 	if p := s.next(t); p.GetTracing() != nil {
 		t.Fatalf("tracing %v before the Mesh names a collector", p.GetTracing())
 	}
