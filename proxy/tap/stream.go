@@ -20,9 +20,11 @@ type stream struct {
 	dropped atomic.Uint64
 
 	// The token bucket, under mu: rate tokens a second up to burst. A request is
-	// admitted while a token is left, and each of its events then spends one, so
-	// the bucket may go up to two events into debt and the long-run rate of events
-	// stays within rate while requests arrive whole.
+	// admitted while a token is left and spends, at once, a token for each of the
+	// events it can send (eventsPerRequest). Spending at admission and not per
+	// event keeps concurrent requests from all being admitted on the same token:
+	// the bucket goes at most two events into debt, however many arrive together,
+	// and the long-run rate of events stays within rate.
 	mu     sync.Mutex
 	rate   float64
 	burst  float64
@@ -45,7 +47,12 @@ func eventsPerSecond(v uint32) uint32 {
 	return min(v, MaxEventsPerSecond)
 }
 
-// admit refills the bucket and says whether a new request may be taken.
+// eventsPerRequest is what a request can send: its head, the response's head and
+// the end.
+const eventsPerRequest = 3
+
+// admit refills the bucket and says whether a new request may be taken; a request
+// taken spends its events' tokens.
 func (s *stream) admit(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -53,15 +60,16 @@ func (s *stream) admit(now time.Time) bool {
 		s.tokens = min(s.burst, s.tokens+d.Seconds()*s.rate)
 		s.last = now
 	}
-	return s.tokens >= 1
+	if s.tokens < 1 {
+		return false
+	}
+	s.tokens -= eventsPerRequest
+	return true
 }
 
-// offer queues an event of an admitted request, spending a token; false (and the
-// event counted as dropped) when the queue is full.
+// offer queues an event of an admitted request; false (and the event counted as
+// dropped) when the queue is full.
 func (s *stream) offer(b []byte, st *stats) bool {
-	s.mu.Lock()
-	s.tokens--
-	s.mu.Unlock()
 	select {
 	case s.queue <- b:
 		return true

@@ -54,28 +54,26 @@ func TestAppendEvent(t *testing.T) {
 	}
 }
 
-// TestBucket: a stream admits a request while a token is left, its events spend
-// tokens, and the bucket refills at the rate up to the burst.
+// TestBucket: a stream admits a request while a token is left, the request spends
+// its three events' tokens at once, and the bucket refills at the rate up to the
+// burst.
 func TestBucket(t *testing.T) {
 	now := time.Unix(1000, 0)
 	s := newStream(match{}, 10, now)
-	st := &stats{}
+	// Requests arriving together, none of them having sent an event yet: the
+	// burst of 3 admits one, not one per token.
 	admitted := 0
 	for range 100 {
 		if s.admit(now) {
 			admitted++
-			for range 3 {
-				s.offer(nil, st)
-			}
 		}
 	}
-	// A burst of 3: the first request's three events spend it all.
 	if admitted != 1 {
 		t.Fatalf("%d requests admitted at once with a burst of 3", admitted)
 	}
 	// One second later: 10 tokens' worth, capped at the burst of 3.
 	now = now.Add(time.Second)
-	if !s.admit(now) || s.tokens != 3 {
+	if !s.admit(now) || s.tokens != 3-eventsPerRequest {
 		t.Fatalf("after a second: tokens %v", s.tokens)
 	}
 	if eventsPerSecond(0) != DefaultEventsPerSecond || eventsPerSecond(5000) != MaxEventsPerSecond || eventsPerSecond(7) != 7 {
