@@ -1,7 +1,9 @@
 package pipeline
 
 import (
+	"bufio"
 	"context"
+	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -42,10 +44,7 @@ func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, s
 	}
 	defer func() {
 		v := recover()
-		status := mw.status
-		if status == 0 {
-			status = http.StatusOK
-		}
+		status := answeredStatus(mw.status, r)
 		var failure bool
 		if up.attempts != nil {
 			failure = v != nil || up.attempts.route.IsFailure(status, grpcStatus(w.Header()))
@@ -74,6 +73,21 @@ func (p *Pipeline) proxy(w http.ResponseWriter, r *http.Request, up *upstream, s
 		return
 	}
 	p.forward(mw, r, up)
+}
+
+// answeredStatus is the status a request was answered with, given the one written
+// through the writers (0: none). The upgrade proxy hijacks the connection and writes
+// the backend's 101 itself, past every writer (its failures are answered through
+// them), and a handler that wrote nothing answered 200.
+func answeredStatus(written int, r *http.Request) int {
+	switch {
+	case written != 0:
+		return written
+	case h1.IsUpgrade(r):
+		return http.StatusSwitchingProtocols
+	default:
+		return http.StatusOK
+	}
 }
 
 // grpcFailure reads grpc-status from the response headers or trailers; anything but
@@ -116,8 +130,9 @@ func grpcStatusValue(h http.Header) (string, bool) {
 	return v[0], true
 }
 
-// metricsWriter notes the status and time of the response headers. Unwrap lets
-// http.ResponseController reach the real writer (flush, hijack, full duplex).
+// metricsWriter notes the status and time of the response headers (or of the 101
+// of a protocol switch, see Hijack). Unwrap lets http.ResponseController reach the
+// real writer (flush, full duplex).
 type metricsWriter struct {
 	http.ResponseWriter
 	start   time.Time
@@ -127,24 +142,25 @@ type metricsWriter struct {
 	tap *tap.Exchange
 }
 
+// answered notes the response head: its status and when it left.
+func (m *metricsWriter) answered(code int) {
+	m.status = code
+	m.latency = time.Since(m.start)
+	if m.tap != nil {
+		m.tap.ResponseInit(code)
+	}
+}
+
 func (m *metricsWriter) WriteHeader(code int) {
 	if m.status == 0 && code >= 200 {
-		m.status = code
-		m.latency = time.Since(m.start)
-		if m.tap != nil {
-			m.tap.ResponseInit(code)
-		}
+		m.answered(code)
 	}
 	m.ResponseWriter.WriteHeader(code)
 }
 
 func (m *metricsWriter) Write(p []byte) (int, error) {
 	if m.status == 0 {
-		m.status = http.StatusOK
-		m.latency = time.Since(m.start)
-		if m.tap != nil {
-			m.tap.ResponseInit(http.StatusOK)
-		}
+		m.answered(http.StatusOK)
 	}
 	n, err := m.ResponseWriter.Write(p)
 	if m.tap != nil {
@@ -160,6 +176,18 @@ func (m *metricsWriter) Flush() {
 }
 
 func (m *metricsWriter) Unwrap() http.ResponseWriter { return m.ResponseWriter }
+
+// Hijack is how the upgrade proxy takes the client's connection once the backend
+// has answered 101, which it then writes past every writer. The switch is the
+// response: noted here, the metrics and the tap see a 101 at the time of the switch,
+// not a 200 (or no response) when the tunnel closes minutes later.
+func (m *metricsWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(m.ResponseWriter).Hijack()
+	if err == nil && m.status == 0 {
+		m.answered(http.StatusSwitchingProtocols)
+	}
+	return c, brw, err
+}
 
 // h1Checked is the note of r's connection that Weft's HTTP/1.1 server checked the
 // request it handed over (h1.Guard).

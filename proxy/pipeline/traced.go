@@ -4,7 +4,6 @@ import (
 	"net/http"
 
 	"github.com/weftmesh/weft/proxy/inboundpolicy"
-	"github.com/weftmesh/weft/proxy/internal/h1"
 	"github.com/weftmesh/weft/proxy/tracing"
 )
 
@@ -19,14 +18,8 @@ func (p *Pipeline) serveTraced(sp *tracing.Span, w http.ResponseWriter, r *http.
 	defer func() {
 		v := recover()
 		status := tw.status
-		switch {
-		case status != 0 || v != nil:
-		case h1.IsUpgrade(r):
-			// The upgrade proxy hijacks the connection and writes the backend's 101
-			// itself, past every writer; its failures are answered through them.
-			status = http.StatusSwitchingProtocols
-		default:
-			status = http.StatusOK // a handler that wrote nothing answered 200
+		if v == nil {
+			status = answeredStatus(status, r)
 		}
 		sp.SetStatus(status, grpcStatus(w.Header()))
 		if v != nil {

@@ -384,6 +384,18 @@ func TestHTTP1ThroughPair(t *testing.T) {
 		if hdr[0] != 0x81 || string(echo) != "hello" {
 			t.Fatalf("echo frame %x %q", hdr, echo)
 		}
+		// Both proxies count the switch as a 101 once the tunnel closes (it was a
+		// 200 when the upgrade proxy wrote the 101 past the metrics writer).
+		conn.Close()
+		for _, p := range []*proxy{mp.a, mp.b} {
+			deadline := time.Now().Add(5 * time.Second)
+			for metricValue(p.metricsText(), "response_total", `status_code="101"`, `classification="success"`) != 1 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no response_total{status_code=\"101\"} within 5s:\n%s", p.metricsText())
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
 	})
 
 	t.Run("unmeshed endpoint in plaintext", func(t *testing.T) {

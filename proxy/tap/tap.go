@@ -270,7 +270,8 @@ func (x *Exchange) CountRequestBytes(n int) { x.reqBytes.Add(uint64(n)) }
 // CountResponseBytes adds n bytes of response body written to the client.
 func (x *Exchange) CountResponseBytes(n int) { x.respBytes += uint64(n) }
 
-// ResponseInit records the response head (status >= 200), once.
+// ResponseInit records the response head (a final status, or the 101 of a
+// protocol switch), once.
 func (x *Exchange) ResponseInit(status int) {
 	if !x.respAt.IsZero() {
 		return
