@@ -48,6 +48,7 @@ copy_static trustroots.yaml config/trustroots/policy.yaml
 # Certificate are templates (services.yaml, certificate.yaml).
 copy_static tap.yaml config/tap/apiservice.yaml config/tap/rbac.yaml
 copy_static dashboard-rbac.yaml config/dashboard/rbac.yaml
+copy_static dashboard-tap-rbac.yaml config/dashboard/tap-rbac.yaml
 
 # The webhook configurations after config/webhook's patches (names, selectors, the
 # cert-manager CA injection annotation); its Service is a template (templates/services.yaml).
@@ -63,3 +64,5 @@ if grep -l '{{' "$gen"/*.yaml; then
   echo "hack/helm-charts.sh: a copied manifest contains '{{', which Helm would evaluate" >&2
   exit 1
 fi
+# The dashboard's tap permission goes with its tap view (dashboard.tap, templates/dashboard.yaml).
+sed -i -e '1a {{- if .Values.dashboard.tap }}' -e '$a {{- end }}' "$gen/dashboard-tap-rbac.yaml"

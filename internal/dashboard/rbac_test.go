@@ -27,7 +27,9 @@ import (
 // The dashboard's ServiceAccount only reads, and never Secrets or a way into pods
 // (pods/proxy, exec, portforward): whoever can port-forward to it sees what it reads.
 // Its one other verb is watch on exactly the tap API's <resource>/tap (the live tap
-// view), every one the tap API serves and nothing else of tap.weft.dev.
+// view), every one the tap API serves and nothing else of tap.weft.dev, in a
+// ClusterRole of its own that an operator (or Helm's dashboard.tap=false) can leave
+// out.
 func TestDashboardRBACReadOnly(t *testing.T) {
 	objs, err := testenv.Kustomize("config/dashboard")
 	if err != nil {
@@ -51,6 +53,9 @@ func TestDashboardRBACReadOnly(t *testing.T) {
 					!slices.Equal(stringList(rule["verbs"]), []string{tap.Verb}) {
 					t.Errorf("%s's tap rule = %v, want only watch on %v", o.GetName(), rule, want)
 				}
+				if o.GetName() != "weft-dashboard-tap" || len(rules) != 1 {
+					t.Errorf("the tap rule is in %s with %d rules, want alone in weft-dashboard-tap", o.GetName(), len(rules))
+				}
 				tapRules++
 				continue
 			}
@@ -69,8 +74,8 @@ func TestDashboardRBACReadOnly(t *testing.T) {
 	if tapRules != 1 {
 		t.Errorf("config/dashboard has %d rules on %s, want the tap view's one", tapRules, tap.Group)
 	}
-	if roles != 1 {
-		t.Fatalf("config/dashboard renders %d roles, want its one ClusterRole", roles)
+	if roles != 2 {
+		t.Fatalf("config/dashboard renders %d roles, want its two ClusterRoles", roles)
 	}
 }
 

@@ -460,6 +460,7 @@ func TestValuesRefused(t *testing.T) {
 		{"cni unknown key", weftChart, "cni:\n  enable: true\n", []string{"enable"}},
 		{"cni relative dir", weftChart, "cni:\n  netDir: etc/cni\n", []string{"netDir"}},
 		{"dashboard prometheus not a URL", weftChart, "dashboard:\n  prometheusURL: prometheus:9090\n", []string{"prometheusURL"}},
+		{"dashboard tap not a boolean", weftChart, "dashboard:\n  tap: \"no\"\n", []string{"tap"}},
 		{"cni bad namespace", weftChart, "cni:\n  excludeNamespaces: [Kube_System]\n", []string{"excludeNamespaces"}},
 		{"crds unknown key", crdsChart, "gatewayApi:\n  install: true\n", []string{"gatewayApi"}},
 		{"crds wrong type", crdsChart, "gatewayAPI:\n  install: yes please\n", []string{"install"}},
@@ -547,6 +548,16 @@ webhookCertificate: {duration: 720h, renewBefore: 240h}
 	args := objs["apps/Deployment weft-system/weft-dashboard"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["args"]
 	if !reflect.DeepEqual(args, []any{"--addr=127.0.0.1:8084", "--prometheus-url=http://prometheus.monitoring:9090"}) {
 		t.Errorf("dashboard.prometheusURL: the dashboard's args = %v, want --prometheus-url", args)
+	}
+	objs = mustRender(t, weftChart, "weft", namespace, map[string]any{"dashboard": map[string]any{"tap": false}})
+	args = objs["apps/Deployment weft-system/weft-dashboard"]["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)["args"]
+	if !reflect.DeepEqual(args, []any{"--addr=127.0.0.1:8084", "--tap=false"}) {
+		t.Errorf("dashboard.tap=false: the dashboard's args = %v, want --tap=false", args)
+	}
+	for key := range objs {
+		if strings.Contains(key, "weft-dashboard-tap") {
+			t.Errorf("dashboard.tap=false renders %s", key)
+		}
 	}
 	digest := "sha256:" + strings.Repeat("ab", 32)
 	objs = mustRender(t, weftChart, "weft", namespace, map[string]any{"image": map[string]any{"tag": digest}})
