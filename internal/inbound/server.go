@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/weftmesh/weft/internal/latest"
+	"github.com/weftmesh/weft/internal/offstack"
 	"github.com/weftmesh/weft/internal/peertls"
 
 	"github.com/go-logr/logr"
@@ -167,7 +168,25 @@ func NewServer(opts ServerOptions) *Server {
 func (s *Server) Handler() toolscache.ResourceEventHandler { return handler{s} }
 
 // Register adds the InboundPolicies service to a gRPC server.
-func (s *Server) Register(r grpc.ServiceRegistrar) { apigrpc.RegisterInboundPoliciesServer(r, s) }
+func (s *Server) Register(r grpc.ServiceRegistrar) { r.RegisterService(&inboundService, s) }
+
+// inboundService is apigrpc's InboundPolicies service with watchHandler as the Watch
+// handler (TestInboundServiceMatchesGenerated holds it to the generated one).
+var inboundService = grpc.ServiceDesc{
+	ServiceName: "weft.destination.v1.InboundPolicies",
+	HandlerType: (*apigrpc.InboundPoliciesServer)(nil),
+	Streams:     []grpc.StreamDesc{{StreamName: "Watch", Handler: watchHandler, ServerStreams: true}},
+	Metadata:    "apigrpc/inbound_service.proto",
+}
+
+// watchHandler serves a Watch stream as apigrpc's generated handler does, but reads the
+// request off the stream's goroutine (see serveWatch).
+func watchHandler(srv any, stream grpc.ServerStream) error {
+	return srv.(*Server).serveWatch(func() (*api.WatchInbound, error) {
+		m := new(api.WatchInbound)
+		return m, stream.RecvMsg(m)
+	}, &grpc.GenericServerStream[api.WatchInbound, api.InboundPolicy]{ServerStream: stream})
+}
 
 func (s *Server) observe(old, obj any) {
 	s.mu.Lock()
@@ -330,77 +349,137 @@ func errNotFound(ns, pod string) error {
 	return status.Errorf(codes.NotFound, "pod %s/%s is not known to the control plane (yet): retry", ns, pod)
 }
 
-// Watch implements apigrpc.InboundPoliciesServer.
+// Watch implements apigrpc.InboundPoliciesServer. The gRPC server calls watchHandler
+// instead, which reads the request off the stream's goroutine as well.
 func (s *Server) Watch(req *api.WatchInbound, stream grpc.ServerStreamingServer[api.InboundPolicy]) error {
-	ctx := stream.Context()
-	err := s.watch(ctx, req, stream)
+	return s.serveWatch(func() (*api.WatchInbound, error) { return req, nil }, stream)
+}
+
+// serveWatch serves one Watch stream whose request recv reads. Each meshed pod's proxy
+// holds one, parked for the pod's life; everything deeper than waiting (reading the
+// request, the checks, each send) runs on short-lived goroutines (package offstack),
+// so the stream's own keeps the smallest stack.
+func (s *Server) serveWatch(recv func() (*api.WatchInbound, error), stream grpc.ServerStreamingServer[api.InboundPolicy]) error {
+	var req *api.WatchInbound
+	var err error
+	offstack.Run(func() { req, err = recv() })
+	if err != nil {
+		return err
+	}
+	err = s.watch(req, stream)
 	if code := status.Code(err); err != nil && code != codes.Canceled {
 		RefusedTotal.WithLabelValues(code.String()).Inc()
 	}
 	return err
 }
 
-func (s *Server) watch(ctx context.Context, req *api.WatchInbound, stream grpc.ServerStreamingServer[api.InboundPolicy]) error {
-	if s.opts.OpenStream == nil {
-		return status.Error(codes.Unavailable, "the inbound policy service is not set up")
-	}
-	id, release, err := s.opts.OpenStream(ctx)
+// watch checks and subscribes a Watch, then sends each new policy of the pod until
+// the client goes, the pod goes or stops being the client's, or the server stops.
+func (s *Server) watch(req *api.WatchInbound, stream grpc.ServerStreamingServer[api.InboundPolicy]) error {
+	ctx := stream.Context()
+	var w *watcher
+	var err error
+	offstack.Run(func() { w, err = s.open(ctx, req) })
 	if err != nil {
 		return err
 	}
-	defer release()
-	if req.GetNamespace() == "" || req.GetPod() == "" {
-		return status.Error(codes.InvalidArgument, "namespace and pod are required")
-	}
-	s.mu.Lock()
-	disabled := s.disabled
-	s.mu.Unlock()
-	if disabled != "" {
-		return status.Error(codes.Unavailable, disabled)
-	}
-	if !s.opts.Synced() {
-		return status.Error(codes.Unavailable, "the control plane has not synced the cluster's state yet")
-	}
-	key := objKey(req.GetNamespace(), req.GetPod())
-	sub := latest.New[state]()
-	if err := s.subscribe(key, id, sub); err != nil {
-		s.log.V(1).Info("Refused an inbound policy watch", "pod", key, "client", id, "reason", status.Code(err).String())
-		return err
-	}
-	defer s.unsubscribe(key, sub)
+	defer w.close()
 	Watchers.Inc()
 	defer Watchers.Dec()
-
-	sentVersion := ""
 	for {
 		select {
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-s.stopping:
 			return nil
-		case <-sub.Wake():
+		case <-w.sub.Wake():
 		}
-		st := sub.Take()
-		if st == nil {
-			continue
-		}
-		// Checked again on every change: a pod recreated under the same name with
-		// another ServiceAccount is not the caller's any more.
-		if st.gone {
-			return errNotFound(req.GetNamespace(), req.GetPod())
-		}
-		if st.owner != id {
-			return errDenied
-		}
-		if st.policy.GetVersion() == sentVersion {
-			continue
-		}
-		if err := stream.Send(st.policy); err != nil {
+		if err := offstack.RunErr(func() error { return w.send(stream) }); err != nil {
 			return err
 		}
-		UpdatesTotal.Inc()
-		sentVersion = st.policy.GetVersion()
 	}
+}
+
+// watcher is one open Watch: its pod, its client and what it last sent.
+type watcher struct {
+	s       *Server
+	ns, pod string
+	key, id string
+	sub     *subscriber
+	release func()
+	// sent is the version of the policy the client has ("": none yet).
+	sent string
+}
+
+// open authenticates a Watch, counts it against the client's stream limit and
+// subscribes it to its pod.
+func (s *Server) open(ctx context.Context, req *api.WatchInbound) (*watcher, error) {
+	if s.opts.OpenStream == nil {
+		return nil, status.Error(codes.Unavailable, "the inbound policy service is not set up")
+	}
+	id, release, err := s.opts.OpenStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &watcher{s: s, ns: req.GetNamespace(), pod: req.GetPod(), key: objKey(req.GetNamespace(), req.GetPod()), id: id, release: release}
+	if err := w.check(); err != nil {
+		release()
+		return nil, err
+	}
+	w.sub = latest.New[state]()
+	if err := s.subscribe(w.key, id, w.sub); err != nil {
+		s.log.V(1).Info("Refused an inbound policy watch", "pod", w.key, "client", id, "reason", status.Code(err).String())
+		release()
+		return nil, err
+	}
+	return w, nil
+}
+
+// check refuses a Watch the server cannot answer now.
+func (w *watcher) check() error {
+	if w.ns == "" || w.pod == "" {
+		return status.Error(codes.InvalidArgument, "namespace and pod are required")
+	}
+	w.s.mu.Lock()
+	disabled := w.s.disabled
+	w.s.mu.Unlock()
+	if disabled != "" {
+		return status.Error(codes.Unavailable, disabled)
+	}
+	if !w.s.opts.Synced() {
+		return status.Error(codes.Unavailable, "the control plane has not synced the cluster's state yet")
+	}
+	return nil
+}
+
+func (w *watcher) close() {
+	w.s.unsubscribe(w.key, w.sub)
+	w.release()
+}
+
+// send sends the pod's latest policy if the client does not have it.
+func (w *watcher) send(stream grpc.ServerStreamingServer[api.InboundPolicy]) error {
+	st := w.sub.Take()
+	if st == nil {
+		return nil
+	}
+	// Checked again on every change: a pod recreated under the same name with
+	// another ServiceAccount is not the caller's any more.
+	if st.gone {
+		return errNotFound(w.ns, w.pod)
+	}
+	if st.owner != w.id {
+		return errDenied
+	}
+	if st.policy.GetVersion() == w.sent {
+		return nil
+	}
+	if err := stream.Send(st.policy); err != nil {
+		return err
+	}
+	UpdatesTotal.Inc()
+	w.sent = st.policy.GetVersion()
+	return nil
 }
 
 // subscribe adds a stream to its pod's watch, or refuses it: PermissionDenied when the

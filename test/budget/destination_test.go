@@ -50,6 +50,7 @@ import (
 
 	"github.com/weftmesh/weft/internal/destination"
 	"github.com/weftmesh/weft/internal/destination/desttest"
+	"github.com/weftmesh/weft/internal/inbound"
 	"github.com/weftmesh/weft/proxy/api"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
 )
@@ -66,8 +67,12 @@ const (
 	subServerName    = "weft-destination.weft-system.svc"
 )
 
-// childEnv makes the test binary the destination service's process (see TestMain).
-const childEnv = "WEFT_BUDGET_DESTINATION_DIR"
+// childEnv makes the test binary the destination service's process (see TestMain);
+// inboundEnv adds the inbound policy service to it (TestInboundBytesPerWatch).
+const (
+	childEnv   = "WEFT_BUDGET_DESTINATION_DIR"
+	inboundEnv = "WEFT_BUDGET_INBOUND"
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
@@ -120,7 +125,12 @@ func runDestinationChild(dir string) error {
 	}))
 
 	srv := destination.NewServer(destination.ServerOptions{})
-	feed(srv)
+	var inb *inbound.Server
+	if os.Getenv(inboundEnv) != "" {
+		inb = inbound.NewServer(inbound.ServerOptions{OpenStream: srv.OpenStream, Synced: srv.Synced})
+		srv.RegisterService(inb.Register)
+	}
+	feed(srv, inb)
 	srv.MarkSynced()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -129,6 +139,9 @@ func runDestinationChild(dir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = srv.Serve(ctx, lis, creds, time.Second) }()
+	if inb != nil {
+		go func() { _ = inb.Start(ctx) }()
+	}
 	fmt.Println("LISTEN", lis.Addr().String())
 
 	var held [][]byte
@@ -163,10 +176,16 @@ func runDestinationChild(dir string) error {
 }
 
 // feed adds what bench-destination creates on its API server: a Namespace, and per
-// Service its meshed Pods and one EndpointSlice naming them.
-func feed(srv *destination.Server) {
+// Service its meshed Pods and one EndpointSlice naming them. With an inbound policy
+// service (inb), it is fed the Namespace and Pods too, and every Pod runs as
+// inboundSA, so that one client identity may watch them all.
+func feed(srv *destination.Server, inb *inbound.Server) {
 	h := srv.Handler()
-	h.OnAdd(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: subNS}}, true)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: subNS}}
+	h.OnAdd(ns, true)
+	if inb != nil {
+		inb.Handler().OnAdd(ns, true)
+	}
 	for i := range subServices {
 		name := fmt.Sprintf("svc-%04d", i)
 		h.OnAdd(&corev1.Service{
@@ -188,6 +207,10 @@ func feed(srv *destination.Server) {
 				},
 			}
 			h.OnAdd(pod, true)
+			if inb != nil {
+				pod.Spec.ServiceAccountName = inboundSA
+				inb.Handler().OnAdd(pod, true)
+			}
 			es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
 				Addresses:  []string{fmt.Sprintf("10.%d.%d.%d", 1+i/250, i%250, j)},
 				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
@@ -233,13 +256,13 @@ func (c *destinationChild) stats(t *testing.T) heapStats {
 	return s
 }
 
-func startDestinationChild(t *testing.T, pki *desttest.PKI) *destinationChild {
+func startDestinationChild(t *testing.T, pki *desttest.PKI, env ...string) *destinationChild {
 	t.Helper()
 	dir := t.TempDir()
 	writeServerCert(t, pki, dir)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// With the goroutine stacks weft-controller runs with (config/manager's GODEBUG).
-	cmd.Env = append(os.Environ(), childEnv+"="+dir, "GODEBUG=adaptivestackstart=0")
+	cmd.Env = append(append(os.Environ(), childEnv+"="+dir, "GODEBUG=adaptivestackstart=0"), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
