@@ -13,8 +13,8 @@ import (
 // filters: it holds the request for the faults' delay (no longer than the request's
 // context allows), then answers the fault's error when one aborts it. It reports
 // whether the request was answered; the caller forwards it otherwise.
-func (p *Pipeline) applyFaults(w http.ResponseWriter, r *http.Request, fs []*router.Filter, authority string, rs *metrics.RouteSeries, start time.Time) bool {
-	d, ok := router.DecideFaults(fs)
+func (p *Pipeline) applyFaults(w http.ResponseWriter, r *http.Request, route *router.Route, authority string, rs *metrics.RouteSeries, start time.Time) bool {
+	d, ok := router.DecideFaults(route.Filters)
 	if !ok {
 		return false
 	}
@@ -30,7 +30,9 @@ func (p *Pipeline) applyFaults(w http.ResponseWriter, r *http.Request, fs []*rou
 			t.Stop()
 			series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 			series.Request()
+			w, end := p.tapOwnAnswer(w, r, route)
 			p.answerError(w, r, series, rs, start, http.StatusGatewayTimeout, grpcwire.DeadlineExceeded, "request ended during an injected delay")
+			end()
 			return true
 		}
 	}
@@ -49,6 +51,8 @@ func (p *Pipeline) applyFaults(w http.ResponseWriter, r *http.Request, fs []*rou
 	}
 	series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 	series.Request()
+	w, end := p.tapOwnAnswer(w, r, route)
 	p.answerError(w, r, series, rs, start, status, code, "fault injected by HTTPFault "+f.Namespace+"/"+f.Name)
+	end()
 	return true
 }

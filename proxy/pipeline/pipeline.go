@@ -189,9 +189,11 @@ func (p *Pipeline) serveUndescribed(w http.ResponseWriter, r *http.Request, dst 
 		p.o.Log.V(1).Info("Refused a request in plaintext", "destination", dst, "reason", d.Why)
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: r.Host})
 		series.Request()
+		w, end := p.tapOwnAnswer(w, r, nil)
 		// gRPC clients get UNAVAILABLE, as for an unreachable endpoint.
 		p.answerError(w, r, series, nil, time.Now(), http.StatusBadGateway, grpcwire.Unavailable,
 			"plaintext refused: meshTLSMode is Strict and no proxy of the mesh answered at the destination")
+		end()
 		return
 	case transport.GoMeshed:
 		ep := &balance.Endpoint{Addr: dst, ProxyAddr: d.Peer.Addr, Identity: d.Peer.ID}

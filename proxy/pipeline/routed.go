@@ -26,7 +26,9 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		// asks.
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
+		w, end := p.tapOwnAnswer(w, r, nil)
 		p.answerError(w, r, series, nil, time.Now(), http.StatusNotFound, grpcwire.Unimplemented, "no route")
+		end()
 		return
 	}
 	start := time.Now()
@@ -38,16 +40,20 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 	// A CORS preflight is the route's to answer, before any other filter: it is the
 	// browser asking about the route, not a request for the application.
 	if pf := router.CORSPreflight(route.Filters, r); pf != nil {
+		w, end := p.tapOwnAnswer(w, r, route)
 		p.answerPreflight(w, authority, rs, start, pf)
+		end()
 		return
 	}
 	// Faults first: an injected delay is not counted in the route's timeout (the
 	// backend has not been asked yet), and an abort answers without a backend.
-	if router.HasFaults(route.Filters) && p.applyFaults(w, r, route.Filters, authority, rs, start) {
+	if router.HasFaults(route.Filters) && p.applyFaults(w, r, route, authority, rs, start) {
 		return
 	}
 	if redir := router.ApplyRequest(route.Filters, r, prefix, "http"); redir != nil {
+		w, end := p.tapOwnAnswer(w, r, route)
 		p.answerRedirect(w, authority, rs, start, redir)
+		end()
 		return
 	}
 	b := route.PickBackend()
@@ -56,14 +62,18 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		router.CORSFor(route.Filters, r).Apply(w.Header())
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
+		w, end := p.tapOwnAnswer(w, r, route)
 		p.answerError(w, r, series, rs, start, http.StatusInternalServerError, grpcwire.Internal, "invalid backend")
+		end()
 		return
 	}
 	// The route's mirrors copy the request as the route's filters left it.
 	routeHead := routeMirrorHead(route, b, r)
 	if len(b.Filters) > 0 {
 		if redir := router.ApplyRequest(b.Filters, r, prefix, "http"); redir != nil {
+			w, end := p.tapOwnAnswer(w, r, route)
 			p.answerRedirect(w, authority, rs, start, redir)
+			end()
 			return
 		}
 	}
@@ -73,7 +83,9 @@ func (p *Pipeline) serveRouted(w http.ResponseWriter, r *http.Request, d *destin
 		router.CORSFor(route.Filters, r).Apply(w.Header())
 		series := p.o.Metrics.HTTP(metrics.HTTPKey{Dir: metrics.Outbound, Authority: authority})
 		series.Request()
+		w, end := p.tapOwnAnswer(w, r, route)
 		p.answerError(w, r, series, rs, start, http.StatusServiceUnavailable, grpcwire.Unavailable, err.Error())
+		end()
 		return
 	}
 	// Copies for the route's and the backend's RequestMirror filters: the request as

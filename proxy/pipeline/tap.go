@@ -30,9 +30,7 @@ func (p *Pipeline) tapStart(r *http.Request, up *upstream) *tap.Exchange {
 		Protocol:  tapProtocol(r, up.meshProto),
 	}
 	if up.attempts != nil {
-		if res := up.attempts.route.Proto.GetResource(); res.GetName() != "" {
-			req.Route = res.GetKind() + "/" + res.GetNamespace() + "/" + res.GetName()
-		}
+		req.Route = tapRoute(up.attempts.route)
 	}
 	if up.inbound {
 		req.Direction = api.TapDirection_TAP_DIRECTION_INBOUND
@@ -74,6 +72,49 @@ func (p *Pipeline) refuseInboundTapped(w http.ResponseWriter, r *http.Request, d
 	mw := &metricsWriter{ResponseWriter: w, start: time.Now(), tap: x}
 	p.refuseInbound(mw, r, d, cl)
 	tapEnd(x, r, w.Header(), mw.status, nil)
+}
+
+// tapOwnAnswer is the writer for an answer the outbound side gives itself (no route,
+// no usable backend or endpoint, an injected fault, a redirect, a CORS preflight,
+// plaintext refused): while a tap stream is open the request is tapped like a
+// forwarded one, with the original destination as its peer and the proxy's reason
+// (Weft-Proxy-Error) as its error, and end ends the exchange once answered. With no
+// tap open it is w itself and end does nothing, at no cost.
+func (p *Pipeline) tapOwnAnswer(w http.ResponseWriter, r *http.Request, route *router.Route) (tw http.ResponseWriter, end func()) {
+	if !p.o.Tap.Active() {
+		return w, noTap
+	}
+	req := &tap.Request{
+		Direction: api.TapDirection_TAP_DIRECTION_OUTBOUND,
+		Method:    r.Method,
+		Scheme:    cmp.Or(r.URL.Scheme, "http"),
+		Authority: r.Host,
+		Path:      r.URL.Path,
+		Protocol:  tapProtocol(r, ""),
+	}
+	if route != nil {
+		req.Route = tapRoute(route)
+	}
+	app, _ := netip.ParseAddrPort(r.RemoteAddr)
+	req.Source.Addr = unmap(app)
+	req.Destination.Addr = ConnInfoFrom(r.Context()).OrigDst
+	x := p.o.Tap.Start(req)
+	if x == nil {
+		return w, noTap
+	}
+	mw := &metricsWriter{ResponseWriter: w, start: time.Now(), tap: x}
+	return mw, func() { tapEnd(x, r, w.Header(), mw.status, nil) }
+}
+
+func noTap() {}
+
+// tapRoute names a route as the tap shows it: kind/namespace/name of its resource, or
+// "" when it has none.
+func tapRoute(route *router.Route) string {
+	if res := route.Proto.GetResource(); res.GetName() != "" {
+		return res.GetKind() + "/" + res.GetNamespace() + "/" + res.GetName()
+	}
+	return ""
 }
 
 // endpointPeer is what the tap shows of an outbound request's endpoint: its address,

@@ -802,3 +802,29 @@ func TestTapInboundRefusal(t *testing.T) {
 		}
 	}
 }
+
+// TestTapOwnAnswer: a request the client proxy answers itself (here an HTTPFault's
+// abort, 418) is tapped on the client's side with the status, the original
+// destination and the proxy's reason, and never reached the app.
+func TestTapOwnAnswer(t *testing.T) {
+	const svc = "10.96.1.14:80"
+	app := newApp(t, "a", nil)
+	tt := tap.New(tap.Self{Pod: "client-0", Namespace: "shop"})
+	rp := startRouted(t, svc, func(o *server.Options) { o.Tap = tt })
+	rp.src.set(dest(svc, []*api.Route{faultRoute("teapot", &api.FaultAbort{HttpStatus: 418, PerMillion: 1_000_000}, nil)}, nil, be("shop/a:80", app)))
+	ca := testpki.NewCA(t, "weft test anchor")
+	id := spiffe("shop", clientSA)
+	addr := serveTap(t, &tap.Server{Tap: tt, Identity: newStore(t, ca.IssueValid(t, id), ca), ClientID: tapID, Log: logger(t)})
+	o, _ := observe(t, tapClient(t, addr, id, ca.IssueValid(t, tapID), ca), &api.ObserveRequest{})
+	waitStreams(t, tt, 1)
+	if res := rp.do(h1Client(), "GET", "/chaos", nil, nil); res.status != http.StatusTeapot || res.backend != "" {
+		t.Fatalf("%+v, want the fault's 418 and no backend", res)
+	}
+	for _, x := range waitExchanges(t, o, 1) {
+		if x.init.GetDirection() != api.TapDirection_TAP_DIRECTION_OUTBOUND || x.init.GetRequestInit().GetPath() != "/chaos" ||
+			x.init.GetDestination().GetAddress() != svc || x.resp.GetResponseInit().GetHttpStatus() != http.StatusTeapot ||
+			x.end.GetResponseEnd().GetError() != "fault injected by HTTPFault shop/teapot" {
+			t.Fatalf("own answer tapped as %v / %v / %v", x.init, x.resp, x.end)
+		}
+	}
+}
