@@ -56,7 +56,7 @@ if [[ "$(id -u)" == 0 && "${NETNS:-1}" == 1 ]] && command -v iptables >/dev/null
 fi
 go build -o "$bin/bench-proxy" ./test/bench/proxy
 if [[ "${PROFILE:-0}" == 1 ]]; then
-	go build -o "$bin/weftprof" ./test/bench/weftprof
+	CGO_ENABLED=0 go build -trimpath -o "$bin/weftprof" ./test/bench/weftprof
 	rm -rf bench/results/pprof && mkdir -p bench/results/pprof
 	"$bin/bench-proxy" --weft-proxy "$bin/weftprof" --profile-dir bench/results/pprof "${args[@]}" "$@"
 	for side in client server; do
@@ -65,5 +65,7 @@ if [[ "${PROFILE:-0}" == 1 ]]; then
 	done
 	exit 0
 fi
-go build -o "$bin/weft-proxy" ./cmd/weft-proxy
+# Built as the image is (hack/images.sh): static and stripped. A default build links
+# the C library for the resolver and measured 1.5 MB more peak RSS than what ships.
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$bin/weft-proxy" ./cmd/weft-proxy
 exec "$bin/bench-proxy" --weft-proxy "$bin/weft-proxy" "${args[@]}" "$@"

@@ -85,6 +85,10 @@ type proxyRow struct {
 	Role      string  `json:"role"`
 	CPUPer1k  float64 `json:"cpu_s_per_1k"`
 	RSSPeakMB float64 `json:"rss_peak_mb"`
+	// RSSAnonMB is RssAnon at the end of the run: the part of the resident memory
+	// that is the proxy's own. The rest is mostly its binary's (and libraries')
+	// file pages, which every proxy on a node started from the same image shares.
+	RSSAnonMB float64 `json:"rss_anon_mb"`
 }
 
 // The main goroutine stays on the main thread; the PKI helper shares a package with
@@ -356,8 +360,12 @@ func measure(ctx context.Context, o options, setups []*setup, server *proc) ([]r
 					if err != nil {
 						return nil, err
 					}
+					anon, err := treeAnonRSSMB(pr.pid())
+					if err != nil {
+						return nil, err
+					}
 					per1k := (after - a.cpuBefore[j]) / float64(a.count) * 1000
-					r.Proxies = append(r.Proxies, proxyRow{Role: pr.role, CPUPer1k: round(per1k, 4), RSSPeakMB: round(rss, 1)})
+					r.Proxies = append(r.Proxies, proxyRow{Role: pr.role, CPUPer1k: round(per1k, 4), RSSPeakMB: round(rss, 1), RSSAnonMB: round(anon, 1)})
 					cpuSum += per1k
 					rssMax = math.Max(rssMax, rss)
 				}
@@ -486,16 +494,17 @@ func addDeltas(rows []row) {
 
 func printTable(w io.Writer, rows []row) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "setup\trps\tachieved\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\t+p50 ms\t+p99 ms\tCPU s/1k (per proxy)\tpeak RSS MB (per proxy)\tmax rps\terrors\t")
+	fmt.Fprintln(tw, "setup\trps\tachieved\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\t+p50 ms\t+p99 ms\tCPU s/1k (per proxy)\tpeak RSS MB (per proxy)\tof it anon\tmax rps\terrors\t")
 	for _, r := range rows {
-		cpu, rss := "-", "-"
+		cpu, rss, anon := "-", "-", "-"
 		if len(r.Proxies) > 0 {
-			var c, m []string
+			var c, m, a []string
 			for _, p := range r.Proxies {
 				c = append(c, fmt.Sprintf("%.4f", p.CPUPer1k))
 				m = append(m, fmt.Sprintf("%.1f", p.RSSPeakMB))
+				a = append(a, fmt.Sprintf("%.1f", p.RSSAnonMB))
 			}
-			cpu, rss = strings.Join(c, " / "), strings.Join(m, " / ")
+			cpu, rss, anon = strings.Join(c, " / "), strings.Join(m, " / "), strings.Join(a, " / ")
 		}
 		achieved := fmt.Sprintf("%.0f", r.ActualRPS)
 		if r.ActualRPS < 0.95*float64(r.RPS) {
@@ -503,8 +512,8 @@ func printTable(w io.Writer, rows []row) {
 			// keep the rate shows its latency at the rate it managed, not the one asked.
 			achieved += " (!)"
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%+.3f\t%+.3f\t%s\t%s\t%.0f\t%d\t\n",
-			r.Setup, r.RPS, achieved, r.P50, r.P90, r.P99, r.P999, r.AddedP50, r.AddedP99, cpu, rss, r.MaxRPS, r.Errors)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.3f\t%.3f\t%.3f\t%.3f\t%+.3f\t%+.3f\t%s\t%s\t%s\t%.0f\t%d\t\n",
+			r.Setup, r.RPS, achieved, r.P50, r.P90, r.P99, r.P999, r.AddedP50, r.AddedP99, cpu, rss, anon, r.MaxRPS, r.Errors)
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "per proxy: client side / server side; direct has no proxy; (!): the setup could not sustain the rate")

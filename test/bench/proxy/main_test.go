@@ -83,6 +83,14 @@ func TestProcStat(t *testing.T) {
 	if rss < 32 {
 		t.Errorf("peak RSS %.1f MB with a 32 MiB buffer live, want at least 32", rss)
 	}
+	// The buffer is anonymous memory; the test binary's own pages are not.
+	anon, err := anonRSSMB(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if anon < 32 || anon > rss {
+		t.Errorf("anonymous RSS %.1f MB with a 32 MiB buffer live and a peak of %.1f MB, want between", anon, rss)
+	}
 	runtime.KeepAlive(buf)
 	if err := resetPeakRSS(pid); err != nil {
 		t.Fatal(err)
@@ -120,6 +128,9 @@ func TestProcessTree(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := treePeakRSSMB(cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := treeAnonRSSMB(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 }

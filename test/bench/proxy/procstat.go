@@ -37,25 +37,33 @@ func cpuSeconds(pid int) (float64, error) {
 }
 
 // peakRSSMB returns VmHWM (peak resident set size) in MiB.
-func peakRSSMB(pid int) (float64, error) {
+func peakRSSMB(pid int) (float64, error) { return statusMB(pid, "VmHWM") }
+
+// anonRSSMB returns RssAnon in MiB: the resident memory that is the process's own
+// (heap, stacks), without the file pages of its binary and libraries, which every
+// process started from the same files shares.
+func anonRSSMB(pid int) (float64, error) { return statusMB(pid, "RssAnon") }
+
+// statusMB returns a kB field of /proc/<pid>/status in MiB.
+func statusMB(pid int, field string) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, fmt.Errorf("read status of %d: %w", pid, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(v)
 			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("unexpected VmHWM line %q", line)
+				return 0, fmt.Errorf("unexpected %s line %q", field, line)
 			}
 			kb, err := strconv.ParseFloat(f[0], 64)
 			if err != nil {
-				return 0, fmt.Errorf("parse VmHWM: %w", err)
+				return 0, fmt.Errorf("parse %s: %w", field, err)
 			}
 			return kb / 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // resetPeakRSS sets the process's VmHWM back to its current RSS (proc(5),
@@ -129,14 +137,20 @@ func treeCPUSeconds(pid int) (float64, error) {
 
 // treePeakRSSMB is peakRSSMB summed over pid's process tree: an upper bound of the
 // tree's peak, since each process may peak at a different moment.
-func treePeakRSSMB(pid int) (float64, error) {
+func treePeakRSSMB(pid int) (float64, error) { return treeSumMB(pid, peakRSSMB) }
+
+// treeAnonRSSMB is anonRSSMB summed over pid's process tree.
+func treeAnonRSSMB(pid int) (float64, error) { return treeSumMB(pid, anonRSSMB) }
+
+// treeSumMB sums one figure over pid's process tree.
+func treeSumMB(pid int, figure func(int) (float64, error)) (float64, error) {
 	tree, err := processTree(pid)
 	if err != nil {
 		return 0, err
 	}
 	var sum float64
 	for _, p := range tree {
-		m, err := peakRSSMB(p)
+		m, err := figure(p)
 		if err != nil {
 			return 0, err
 		}
