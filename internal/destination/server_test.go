@@ -459,16 +459,7 @@ func newTestCredentials(t *testing.T) (*desttest.PKI, *credentialsSource) {
 // getHandler) is apigrpc's Destination service, stream for stream, so a change to
 // destination_service.proto cannot leave it serving the old API.
 func TestDestinationServiceMatchesGenerated(t *testing.T) {
-	gen, own := apigrpc.Destination_ServiceDesc, destinationService
-	if own.ServiceName != gen.ServiceName || own.Metadata != gen.Metadata || len(own.Methods) != len(gen.Methods) || len(own.Streams) != len(gen.Streams) {
-		t.Fatalf("registered %s (%s), %d methods, %d streams; generated %s (%s), %d methods, %d streams",
-			own.ServiceName, own.Metadata, len(own.Methods), len(own.Streams), gen.ServiceName, gen.Metadata, len(gen.Methods), len(gen.Streams))
-	}
-	for i, g := range gen.Streams {
-		if o := own.Streams[i]; o.StreamName != g.StreamName || o.ServerStreams != g.ServerStreams || o.ClientStreams != g.ClientStreams {
-			t.Errorf("stream %d: registered %+v, generated %+v", i, o, g)
-		}
-	}
+	desttest.SameService(t, apigrpc.Destination_ServiceDesc, destinationService)
 	if _, ok := any(&Server{}).(apigrpc.DestinationServer); !ok {
 		t.Error("Server does not implement apigrpc.DestinationServer")
 	}

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/weftmesh/weft/internal/destination/desttest"
 	"github.com/weftmesh/weft/internal/latest"
 	"github.com/weftmesh/weft/proxy/api/apigrpc"
 
@@ -221,16 +222,7 @@ func TestReplicasCompileOnce(t *testing.T) {
 // TestInboundServiceMatchesGenerated holds the registered service (Watch served by
 // watchHandler, off the stream's goroutine) to apigrpc's generated one.
 func TestInboundServiceMatchesGenerated(t *testing.T) {
-	gen, own := apigrpc.InboundPolicies_ServiceDesc, inboundService
-	if own.ServiceName != gen.ServiceName || own.Metadata != gen.Metadata || len(own.Methods) != len(gen.Methods) || len(own.Streams) != len(gen.Streams) {
-		t.Fatalf("registered %s (%s), %d methods, %d streams; generated %s (%s), %d methods, %d streams",
-			own.ServiceName, own.Metadata, len(own.Methods), len(own.Streams), gen.ServiceName, gen.Metadata, len(gen.Methods), len(gen.Streams))
-	}
-	for i, g := range gen.Streams {
-		if o := own.Streams[i]; o.StreamName != g.StreamName || o.ServerStreams != g.ServerStreams || o.ClientStreams != g.ClientStreams {
-			t.Errorf("stream %d: registered %+v, generated %+v", i, o, g)
-		}
-	}
+	desttest.SameService(t, apigrpc.InboundPolicies_ServiceDesc, inboundService)
 	if _, ok := any(&Server{}).(apigrpc.InboundPoliciesServer); !ok {
 		t.Error("Server does not implement apigrpc.InboundPoliciesServer")
 	}

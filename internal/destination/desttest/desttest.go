@@ -33,6 +33,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"testing"
 	"time"
 
 	"google.golang.org/grpc"
@@ -222,4 +223,20 @@ func (p *PKI) ClientTLS(serverName string, cert *tls.Certificate) *tls.Config {
 func Dial(addr string, cfg *tls.Config, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}, opts...)
 	return grpc.NewClient("passthrough:///"+addr, opts...)
+}
+
+// SameService fails t unless own, a service registered with its own stream handlers
+// (which serve off the stream's goroutine), has the generated service's name,
+// metadata, methods and streams: the handlers are all that may differ.
+func SameService(t testing.TB, gen, own grpc.ServiceDesc) {
+	t.Helper()
+	if own.ServiceName != gen.ServiceName || own.Metadata != gen.Metadata || len(own.Methods) != len(gen.Methods) || len(own.Streams) != len(gen.Streams) {
+		t.Fatalf("registered %s (%s), %d methods, %d streams; generated %s (%s), %d methods, %d streams",
+			own.ServiceName, own.Metadata, len(own.Methods), len(own.Streams), gen.ServiceName, gen.Metadata, len(gen.Methods), len(gen.Streams))
+	}
+	for i, g := range gen.Streams {
+		if o := own.Streams[i]; o.StreamName != g.StreamName || o.ServerStreams != g.ServerStreams || o.ClientStreams != g.ClientStreams {
+			t.Errorf("stream %d: registered %+v, generated %+v", i, o, g)
+		}
+	}
 }
