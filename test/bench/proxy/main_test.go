@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -175,4 +176,37 @@ func TestAddRatios(t *testing.T) {
 			t.Errorf("%s row has ratios: only weft rows do", r.Setup)
 		}
 	}
+}
+
+// TestSetupPortsDistinct: every setup runs beside the others, so no two may listen on
+// the same port. (weft-tap and weft-trace1 once shared base 17000, and the default
+// run failed to open the tap.)
+func TestSetupPortsDistinct(t *testing.T) {
+	seen := map[int]string{traceCollectorAddrPort(t): "the trace collector", 18080: "the echo server"}
+	add := func(port int, who string) {
+		if other, ok := seen[port]; ok {
+			t.Errorf("port %d: %s and %s", port, other, who)
+		}
+		seen[port] = who
+	}
+	for name, base := range map[string]int{"weft": weftBase, "weft-tcp": weftTCPBase, "weft-trace1": weftTrace1Base,
+		"weft-trace100": weftTrace100Base, "weft-tap": weftTapBase} {
+		for _, side := range []int{0, 10000} {
+			for _, off := range []int{140, 143, 190, 191} {
+				add(base+side+off, name)
+			}
+		}
+	}
+	for name, port := range map[string]int{"haproxy client": haproxyClientPort, "haproxy server": haproxyServerPort,
+		"nginx client": nginxClientPort, "nginx server": nginxServerPort, "caddy client": caddyClientPort, "caddy server": caddyServerPort} {
+		add(port, name)
+	}
+}
+
+func traceCollectorAddrPort(t *testing.T) int {
+	ap, err := netip.ParseAddrPort(traceCollectorAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(ap.Port())
 }

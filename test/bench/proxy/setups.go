@@ -45,8 +45,9 @@ const (
 	trustDomain = "bench.weft"
 
 	// weftTapBase is the tap setup's pair (ports as weftBase's); each side's tap
-	// server listens on base+190.
-	weftTapBase = 17000
+	// server listens on base+190. Every pair's base differs: the setups run side by
+	// side (TestSetupPortsDistinct).
+	weftTapBase = 12000
 )
 
 // proc is one proxy process whose CPU and memory are measured, together with the
