@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/client-go/rest"
 
 	"github.com/weftmesh/weft/internal/tap"
@@ -58,6 +59,28 @@ func withDashboardRBAC(t *testing.T, e *aggregated.Env) *rest.Config {
 		if err := e.Client.Create(context.Background(), o); err != nil {
 			t.Fatalf("creating %s %s: %v", o.GetKind(), o.GetName(), err)
 		}
+	}
+	// The API server's authorizer learns of new RBAC objects from its own informers,
+	// a moment after they are created: wait until it grants the tap view's permission,
+	// or the first tap can be refused by a rule that exists.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: dashboardSA,
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: "shop", Verb: tap.Verb, Group: tap.Group, Resource: "deployments", Subresource: tap.Subresource, Name: "web",
+			},
+		}}
+		if err := e.Client.Create(context.Background(), sar); err != nil {
+			t.Fatal(err)
+		}
+		if sar.Status.Allowed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("config/dashboard's RBAC did not grant the tap view within 10s: %+v", sar.Status)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return aggregated.As(e.Config, dashboardSA)
 }
